@@ -1,0 +1,64 @@
+"""Config -> Model: every layer built from its config keys, shapes checked before training starts."""
+
+from typing import Any
+
+import numpy as np
+
+from nnctl.config import Config, check_kwargs, describe_value, signature_params
+from nnctl.init import make_initializer
+from nnctl.layers import LAYERS
+from nnctl.model import Model
+
+MODEL_KEYS = ("layers", "input_shape")
+
+
+def build_model(config: Config, input_shape: tuple[int, ...], dtype: type,
+                rng: np.random.Generator) -> Model:
+    """Builds the layers of `model.layers` for `input_shape` (or `model.input_shape`), checking each."""
+    section = config.section("model")
+    for key in section:
+        if key not in MODEL_KEYS:
+            raise config.error(("model", key), f"unknown key; expected one of: {', '.join(MODEL_KEYS)}")
+    if "input_shape" in section:
+        input_shape = _input_shape(config, section["input_shape"])
+    specs = section.get("layers")
+    if not isinstance(specs, list) or not specs:
+        raise config.error(("model", "layers"), "expected a non-empty list of layers, "
+                                                "such as '- {type: dense, units: 10}'")
+    layers, shapes, counts = [], [], {}
+    shape = tuple(input_shape)
+    for i, spec in enumerate(specs):
+        path = ("model", "layers", i)
+        cls, kwargs = LAYERS.split(spec, config, path)
+        check_kwargs(cls, kwargs, config, path, f"layer '{cls.registered_name}'")
+        for key, param in signature_params(cls).items():
+            if key.endswith("_init"):
+                kwargs[key] = make_initializer(kwargs.get(key, param.default), config, path + (key,))
+        counts[cls.registered_name] = counts.get(cls.registered_name, 0) + 1
+        kwargs.setdefault("name", f"{cls.registered_name}_{counts[cls.registered_name]}")
+        if kwargs["name"] in {layer.name for layer in layers}:
+            raise config.error(path + ("name",), f"layer name '{kwargs['name']}' is used twice")
+        layer = _construct(cls, kwargs, config, path)
+        try:
+            out = tuple(layer.output_shape(shape))
+            layer.build(shape, rng, dtype)
+        except ValueError as exc:
+            raise config.error(path, f"{cls.registered_name} on input shape {list(shape)}: {exc}") from None
+        layers.append(layer)
+        shapes.append(out)
+        shape = out
+    return Model(layers, tuple(input_shape), shapes)
+
+
+def _construct(cls: type, kwargs: dict[str, Any], config: Config, path: tuple) -> Any:
+    try:
+        return cls(**kwargs)
+    except ValueError as exc:
+        raise config.error(path, str(exc)) from None
+
+
+def _input_shape(config: Config, value: Any) -> tuple[int, ...]:
+    if not (isinstance(value, list) and value and all(isinstance(v, int) and v > 0 for v in value)):
+        raise config.error(("model", "input_shape"), f"expected a list of positive integers, "
+                                                     f"got {describe_value(value)}")
+    return tuple(value)

@@ -1,0 +1,77 @@
+"""Checkpoints: pickles of plain data, written atomically and read through a restricted unpickler."""
+
+import io
+import os
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from nnctl import __version__
+from nnctl.errors import CheckpointError
+
+FORMAT = "nnctl-checkpoint"
+FORMAT_VERSION = 1
+
+_ALLOWED = {
+    ("numpy", "ndarray"), ("numpy", "dtype"),
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+    ("builtins", "set"), ("builtins", "frozenset"), ("builtins", "complex"), ("builtins", "slice"),
+    ("collections", "OrderedDict"),
+}
+_ALLOWED_NUMPY_SCALARS = ("numpy.dtypes",)
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """Resolves only NumPy arrays, dtypes and builtin containers: a stranger's pickle cannot run code."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in _ALLOWED or (module in _ALLOWED_NUMPY_SCALARS and name.endswith("DType")):
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"it references {module}.{name}, which an nnctl checkpoint never holds")
+
+
+def save(path: str | Path, payload: dict[str, Any]) -> None:
+    """Writes the checkpoint to a temporary file in the same folder, syncs it, then renames it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = {"format": FORMAT, "format_version": FORMAT_VERSION, "nnctl_version": __version__, **payload}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            pickle.dump(data, f, protocol=pickle.HIGHEST_PROTOCOL)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load(path: str | Path) -> dict[str, Any]:
+    """Reads a checkpoint nnctl wrote; CheckpointError for a missing, corrupt, unsafe or foreign file."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no such checkpoint") from None
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot read checkpoint: {exc.strerror}") from None
+    try:
+        data = _RestrictedUnpickler(io.BytesIO(raw)).load()
+    except pickle.UnpicklingError as exc:
+        if "references" in str(exc):
+            raise CheckpointError(f"{path}: refused to load: {exc}; it may have been made to run code, "
+                                  "so it was not opened") from None
+        raise CheckpointError(f"{path}: not a readable checkpoint (corrupt or truncated: {exc})") from None
+    except Exception as exc:  # a damaged pickle can fail in many ways; all of them mean the same to the user
+        raise CheckpointError(f"{path}: not a readable checkpoint (corrupt or truncated: "
+                              f"{type(exc).__name__})") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: a pickle, but not an nnctl checkpoint")
+    if data.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{path}: checkpoint format {data.get('format_version')} is not the format "
+                              f"{FORMAT_VERSION} this nnctl {__version__} reads")
+    return data

@@ -1,0 +1,283 @@
+"""YAML configs: loading with line numbers, dotted overrides, and checking keys against signatures."""
+
+import difflib
+import inspect
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from nnctl.errors import ConfigError
+
+SECTIONS = ("name", "seed", "dtype", "data", "model", "loss", "optimizer", "schedule", "train")
+REQUIRED_SECTIONS = ("data", "model", "loss", "optimizer")
+
+KeyPath = tuple[str | int, ...]
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that also reads `1e-3` as a float (YAML 1.1 wants `1.0e-3`)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def dotted(path: KeyPath) -> str:
+    """`("model", "layers", 0, "units")` -> `model.layers.0.units`."""
+    return ".".join(str(p) for p in path) or "<top level>"
+
+
+def did_you_mean(name: str, choices: typing.Iterable[str]) -> str:
+    """A ' (did you mean 'x'?)' suffix when a close match exists, else ''."""
+    match = difflib.get_close_matches(str(name), list(choices), n=1, cutoff=0.6)
+    return f" (did you mean '{match[0]}'?)" if match else ""
+
+
+@dataclass
+class Config:
+    """A loaded config: plain data plus where each key came from, for error messages."""
+
+    data: dict[str, Any]
+    source: str = "<config>"
+    origins: dict[KeyPath, str] = field(default_factory=dict)
+
+    def where(self, path: KeyPath) -> str:
+        """'file:line' of the key at `path`, or of its closest ancestor that has one."""
+        for end in range(len(path), -1, -1):
+            if path[:end] in self.origins:
+                return self.origins[path[:end]]
+        return self.source
+
+    def error(self, path: KeyPath, message: str) -> ConfigError:
+        """A ConfigError that names the file, line and key."""
+        return ConfigError(f"{self.where(path)}: {dotted(path)}: {message}")
+
+    def get(self, path: KeyPath, default: Any = None) -> Any:
+        """The value at `path`, or `default` when any part of it is missing."""
+        node: Any = self.data
+        for key in path:
+            try:
+                node = node[key]
+            except (KeyError, IndexError, TypeError):
+                return default
+        return node
+
+    def section(self, name: str) -> dict[str, Any]:
+        """A top-level section that must be a mapping (an empty one when absent)."""
+        value = self.data.get(name) or {}
+        if not isinstance(value, dict):
+            raise self.error((name,), f"expected a mapping, got {describe_value(value)}")
+        return value
+
+
+def _to_python(node: yaml.Node, loader: _Loader, path: KeyPath, source: str, origins: dict) -> Any:
+    origins[path] = f"{source}:{node.start_mark.line + 1}"
+    if isinstance(node, yaml.MappingNode):
+        result: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            key = loader.construct_object(key_node)
+            if key in result:
+                raise ConfigError(f"{source}:{key_node.start_mark.line + 1}: {dotted(path + (key,))}: "
+                                  "key given twice")
+            result[key] = _to_python(value_node, loader, path + (key,), source, origins)
+        return result
+    if isinstance(node, yaml.SequenceNode):
+        return [_to_python(item, loader, path + (i,), source, origins) for i, item in enumerate(node.value)]
+    return loader.construct_object(node)
+
+
+def parse_yaml(text: str, source: str) -> tuple[Any, dict[KeyPath, str]]:
+    """Parse YAML text into plain data and a map from key path to 'source:line'."""
+    origins: dict[KeyPath, str] = {}
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        data = None if node is None else _to_python(node, loader, (), source, origins)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = f":{mark.line + 1}" if mark else ""
+        raise ConfigError(f"{source}{line}: YAML syntax error: {exc.problem or exc.context}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: YAML syntax error: {exc}") from None
+    finally:
+        loader.dispose()
+    return data, origins
+
+
+def parse_override(text: str) -> tuple[KeyPath, Any]:
+    """'optimizer.lr=3e-4' -> (('optimizer', 'lr'), 0.0003); the value is read as a YAML scalar."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override '{text}': expected KEY=VALUE, such as optimizer.lr=0.001")
+    path = tuple(int(p) if p.isdigit() else p for p in key.strip().split("."))
+    parsed, _ = parse_yaml(value, f"override '{text}'")
+    return path, parsed
+
+
+def apply_override(config: Config, path: KeyPath, value: Any, origin: str) -> None:
+    """Set `value` at `path`, creating mappings on the way."""
+    node: Any = config.data
+    for depth, key in enumerate(path[:-1]):
+        child_path = path[: depth + 1]
+        if isinstance(node, list):
+            if not isinstance(key, int) or key >= len(node):
+                raise ConfigError(f"{origin}: {dotted(child_path)}: no such list item")
+        elif node.get(key) is None:
+            node[key] = {}
+        node = node[key]
+        if not isinstance(node, dict | list):
+            raise ConfigError(f"{origin}: {dotted(child_path)} is {describe_value(node)}, "
+                              "not a mapping or a list")
+    if isinstance(node, list) and not (isinstance(path[-1], int) and path[-1] < len(node)):
+        raise ConfigError(f"{origin}: {dotted(path)}: no such list item")
+    node[path[-1]] = value
+    for known in [p for p in config.origins if p[: len(path)] == path]:
+        del config.origins[known]
+    config.origins[path] = origin
+
+
+def load_config(path: str | Path, overrides: typing.Sequence[str] = ()) -> Config:
+    """Read a YAML config, apply `key=value` overrides and check its top-level layout."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc}") from None
+    data, origins = parse_yaml(text, str(path))
+    config = from_dict(data, str(path), origins)
+    config.data.setdefault("name", path.stem)
+    for text in overrides:
+        key_path, value = parse_override(text)
+        apply_override(config, key_path, value, f"override '{text}'")
+    check_top_level(config)
+    return config
+
+
+def from_dict(data: Any, source: str = "<config>", origins: dict | None = None) -> Config:
+    """Wrap already-parsed data (a checkpoint's config, a test's dict) as a Config."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: a config must be a mapping of sections, got {describe_value(data)}")
+    return Config(data, source, dict(origins or {}))
+
+
+def check_top_level(config: Config) -> None:
+    """Unknown or missing sections, and the scalar ones' types."""
+    for key in config.data:
+        if key not in SECTIONS:
+            raise config.error((key,), f"unknown section{did_you_mean(key, SECTIONS)}; "
+                                       f"expected one of: {', '.join(SECTIONS)}")
+    for key in REQUIRED_SECTIONS:
+        if config.data.get(key) is None:
+            raise config.error((key,), f"missing required section '{key}'")
+    checks = {"name": str, "seed": int}
+    for key, hint in checks.items():
+        if key in config.data and not matches(config.data[key], hint):
+            raise config.error((key,), f"expected {describe_type(hint)}, got {describe_value(config.data[key])}")
+    dtype = config.data.setdefault("dtype", "float32")
+    if dtype not in ("float32", "float64"):
+        raise config.error(("dtype",), f"expected float32 or float64, got {describe_value(dtype)}")
+    config.data.setdefault("seed", 0)
+
+
+# -- checking keyword arguments against a constructor's signature --------------------------------------------
+
+
+def matches(value: Any, hint: Any) -> bool:
+    """Whether a YAML value fits a type hint (int, float, str, bool, None, unions, list/tuple/dict of)."""
+    if hint is Any or hint is inspect.Parameter.empty:
+        return True
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(matches(value, a) for a in args)
+    if origin is typing.Literal:
+        return value in args
+    if hint is type(None):
+        return value is None
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if origin in (list, tuple):
+        if not isinstance(value, list | tuple):
+            return False
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            return len(value) == len(args) and all(matches(v, a) for v, a in zip(value, args, strict=True))
+        return not args or all(matches(v, args[0]) for v in value)
+    if origin is dict:
+        return isinstance(value, dict)
+    return isinstance(value, origin or hint)
+
+
+def describe_type(hint: Any) -> str:
+    """A type hint in words: 'int', 'float or null', 'list of int'."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(describe_type(a) for a in args)
+    if origin is typing.Literal:
+        return " or ".join(repr(a) for a in args)
+    if hint is type(None):
+        return "null"
+    if origin in (list, tuple):
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            return f"a list of {len(args)} {describe_type(args[0])}"
+        return f"a list of {describe_type(args[0])}" if args else "a list"
+    if origin is dict or hint is dict:
+        return "a mapping"
+    return getattr(hint, "__name__", str(hint))
+
+
+def describe_value(value: Any) -> str:
+    """A value with its YAML type, for messages: "str 'abc'", 'null'."""
+    if value is None:
+        return "null"
+    kind = {dict: "mapping", list: "list"}.get(type(value), type(value).__name__)
+    text = repr(value)
+    return f"{kind} {text if len(text) <= 40 else text[:37] + '...'}"
+
+
+def signature_params(cls: type) -> dict[str, inspect.Parameter]:
+    """The keyword arguments `cls(...)` accepts, following `**kwargs` up to the base classes."""
+    params: dict[str, inspect.Parameter] = {}
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        hints = typing.get_type_hints(init)
+        has_kwargs = False
+        for name, param in inspect.signature(init).parameters.items():
+            if name == "self" or param.kind == param.VAR_POSITIONAL:
+                continue
+            if param.kind == param.VAR_KEYWORD:
+                has_kwargs = True
+                continue
+            params.setdefault(name, param.replace(annotation=hints.get(name, param.annotation)))
+        if not has_kwargs:
+            break
+    return params
+
+
+def check_kwargs(cls: type, kwargs: dict[str, Any], config: Config, path: KeyPath, what: str,
+                 provided: typing.Collection[str] = ()) -> None:
+    """Report unknown keys, missing required keys and wrong types, naming the config line."""
+    params = {k: p for k, p in signature_params(cls).items() if k not in provided}
+    for key, value in kwargs.items():
+        if key not in params:
+            accepted = ", ".join(params) or "none"
+            raise config.error(path + (key,), f"unknown key for {what}{did_you_mean(key, params)}; "
+                                              f"accepted keys: {accepted}")
+        hint = params[key].annotation
+        if not matches(value, hint):
+            raise config.error(path + (key,), f"expected {describe_type(hint)}, got {describe_value(value)}")
+    for key, param in params.items():
+        if param.default is inspect.Parameter.empty and key not in kwargs:
+            raise config.error(path, f"missing required key '{key}' for {what}")

@@ -1,0 +1,25 @@
+"""The errors a user can cause; the CLI turns each into one clear message and a non-zero exit."""
+
+
+class NnctlError(Exception):
+    """A user-facing error: its message is shown as is, without a traceback."""
+
+    exit_code = 1
+
+
+class ConfigError(NnctlError):
+    """A config that cannot be loaded, validated or built."""
+
+    exit_code = 2
+
+
+class DataError(NnctlError):
+    """A dataset that cannot be found, downloaded, verified or parsed."""
+
+
+class CheckpointError(NnctlError):
+    """A checkpoint that is missing, corrupt, unsafe or not nnctl's."""
+
+
+class TrainingError(NnctlError):
+    """Training that cannot go on, such as a loss that became NaN."""

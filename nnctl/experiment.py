@@ -1,0 +1,125 @@
+"""Everything a config builds: data, model, loss, optimizer, schedule and training settings."""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from nnctl.backend import resolve_dtype
+from nnctl.builder import build_model
+from nnctl.config import Config, check_kwargs
+from nnctl.data import DATASETS, Dataset
+from nnctl.losses import LOSSES, Loss
+from nnctl.metrics import LOWER_IS_BETTER, METRICS
+from nnctl.model import Model
+from nnctl.optim import OPTIMIZERS, Optimizer
+from nnctl.schedules import SCHEDULES, Schedule
+
+
+class TrainSettings:
+    """The `train:` section; its constructor is the section's schema."""
+
+    def __init__(self, epochs: int = 10, batch_size: int | str = 32, eval_every: int = 1,
+                 metrics: list[str] | None = None, monitor: str | None = None, mode: str = "auto",
+                 early_stopping: dict | None = None, log_every_steps: int | None = None,
+                 eval_batch_size: int = 1000):
+        if epochs < 1 or eval_every < 1 or eval_batch_size < 1:
+            raise ValueError("epochs, eval_every and eval_batch_size must be at least 1")
+        if not (batch_size == "full" or (isinstance(batch_size, int) and batch_size >= 1)):
+            raise ValueError(f"batch_size must be a positive integer or 'full', got {batch_size!r}")
+        if log_every_steps is not None and log_every_steps < 1:
+            raise ValueError(f"log_every_steps must be at least 1, got {log_every_steps}")
+        if mode not in ("auto", "min", "max"):
+            raise ValueError(f"mode must be auto, min or max, got {mode!r}")
+        self.epochs, self.batch_size, self.eval_every = epochs, batch_size, eval_every
+        self.metrics, self.monitor, self.mode = metrics, monitor, mode
+        self.early_stopping = EarlyStopping(**early_stopping) if early_stopping is not None else None
+        self.log_every_steps, self.eval_batch_size = log_every_steps, eval_batch_size
+
+
+class EarlyStopping:
+    """`train.early_stopping`: stop when `train.monitor` has not improved for `patience` evaluations."""
+
+    def __init__(self, patience: int = 5, min_delta: float = 0.0, restore_best: bool = True):
+        if patience < 1 or min_delta < 0:
+            raise ValueError("early_stopping needs patience >= 1 and min_delta >= 0")
+        self.patience, self.min_delta, self.restore_best = patience, min_delta, restore_best
+
+
+@dataclass
+class Experiment:
+    """The built pieces of one config."""
+
+    config: Config
+    base_dir: Path
+    dtype: type
+    data: Dataset
+    model: Model
+    loss: Loss
+    optimizer: Optimizer
+    schedule: Schedule
+    settings: TrainSettings
+    metrics: list[str]
+    monitor: str
+    mode: str
+
+    @property
+    def seed(self) -> int:
+        return self.config.data["seed"]
+
+
+def build(config: Config, base_dir: str | Path, dtype: str | None = None) -> Experiment:
+    """Builds every piece of `config`, checking each against the config's lines; data is loaded here."""
+    dtype_t = resolve_dtype(dtype or config.data["dtype"])
+    settings = _train_settings(config)
+    data = DATASETS.build(config.data["data"], config, ("data",), base_dir=str(base_dir)).load(dtype_t)
+    rng = np.random.default_rng([config.data["seed"], 0])
+    model = build_model(config, data.input_shape, dtype_t, rng)
+    loss = LOSSES.build(config.data["loss"], config, ("loss",))
+    try:
+        loss.check(model.output_shape, data.train.y.shape[1:], data.num_classes)
+    except ValueError as exc:
+        raise config.error(("model", "layers", len(model.layers) - 1), str(exc)) from None
+    optimizer = OPTIMIZERS.build(config.data["optimizer"], config, ("optimizer",))
+    schedule = SCHEDULES.build(config.data.get("schedule") or "constant", config, ("schedule",))
+    metrics = _metrics(config, settings, data)
+    monitor, mode = _monitor(config, settings, data, metrics)
+    return Experiment(config, Path(base_dir), dtype_t, data, model, loss, optimizer, schedule, settings,
+                      metrics, monitor, mode)
+
+
+def _train_settings(config: Config) -> TrainSettings:
+    section = config.section("train")
+    check_kwargs(TrainSettings, section, config, ("train",), "the train section")
+    if isinstance(section.get("early_stopping"), dict):
+        check_kwargs(EarlyStopping, section["early_stopping"], config, ("train", "early_stopping"),
+                     "early_stopping")
+    try:
+        return TrainSettings(**section)
+    except ValueError as exc:
+        raise config.error(("train",), str(exc)) from None
+
+
+def _metrics(config: Config, settings: TrainSettings, data: Dataset) -> list[str]:
+    if settings.metrics is None:
+        return ["accuracy"] if data.num_classes else ["mse"]
+    for i, name in enumerate(settings.metrics):
+        if name not in METRICS:
+            from nnctl.config import did_you_mean
+
+            raise config.error(("train", "metrics", i), f"unknown metric '{name}'{did_you_mean(name, METRICS)}; "
+                                                        f"known: {', '.join(METRICS)}")
+    return [m for m in settings.metrics if m != "loss"]
+
+
+def _monitor(config: Config, settings: TrainSettings, data: Dataset, metrics: list[str]) -> tuple[str, str]:
+    prefix = "val_" if data.val is not None else ""
+    monitor = settings.monitor or f"{prefix}loss"
+    known = [f"{p}{m}" for p in ("", "val_" if data.val is not None else "") for m in ["loss", *metrics]]
+    if monitor not in known:
+        raise config.error(("train", "monitor"), f"cannot monitor '{monitor}'; this run records: {', '.join(known)}")
+    mode = settings.mode
+    if mode == "auto":
+        mode = "min" if monitor.removeprefix("val_") in LOWER_IS_BETTER else "max"
+    return monitor, mode
+

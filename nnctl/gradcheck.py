@@ -1,0 +1,144 @@
+"""Analytic gradients against central differences, in float64."""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from nnctl.builder import build_model
+from nnctl.config import from_dict
+from nnctl.experiment import Experiment
+from nnctl.layers import LAYERS
+from nnctl.losses import LOSSES, Loss
+from nnctl.model import Model
+
+
+@dataclass
+class Check:
+    """One tensor's comparison: `error` is the relative error, or for a rule the largest deviation from it."""
+
+    target: str
+    tensor: str
+    shape: tuple[int, ...]
+    error: float
+    passed: bool
+    kind: str = "gradient"
+
+
+def relative_error(analytic: np.ndarray, numeric: np.ndarray) -> float:
+    """|a − n| / max(|a| + |n|, tiny), with |·| the L2 norm over the whole tensor."""
+    a, n = np.asarray(analytic, np.float64).ravel(), np.asarray(numeric, np.float64).ravel()
+    return float(np.linalg.norm(a - n) / max(np.linalg.norm(a) + np.linalg.norm(n), np.finfo(np.float64).tiny))
+
+
+def numerical_gradient(f: Callable[[], float], x: np.ndarray, eps: float = 1e-6,
+                       indices: list[tuple[int, ...]] | None = None) -> np.ndarray:
+    """(f(x + h) − f(x − h)) / 2h for each entry of x (or only `indices`), x restored afterwards."""
+    grad = np.zeros_like(x, dtype=np.float64)
+    for index in indices if indices is not None else list(np.ndindex(x.shape)):
+        old = x[index]
+        x[index] = old + eps
+        plus = f()
+        x[index] = old - eps
+        minus = f()
+        x[index] = old
+        grad[index] = (plus - minus) / (2 * eps)
+    return grad
+
+
+def away_from_zero(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """Normal draws pushed at least 0.1 from zero, so that no difference step crosses a kink at 0."""
+    x = rng.standard_normal(shape)
+    return x + 0.1 * np.sign(x)
+
+
+def check_layer(name: str, eps: float = 1e-6, tol: float = 1e-6, seed: int = 0, batch: int = 3) -> list[Check]:
+    """The registered layer `name`, built from its example config: every parameter's and the input's gradient."""
+    cls = LAYERS.get(name)
+    config = from_dict({"model": {"layers": [{"type": name, **cls.example["config"]}]}}, f"<{name} example>")
+    rng = np.random.default_rng(seed)
+    model = build_model(config, tuple(cls.example["input_shape"]), np.float64, rng)
+    layer = model.layers[0]
+    layer.input_grad = True
+    x = away_from_zero(rng, (batch, *model.input_shape))
+    projection = rng.standard_normal((batch, *model.output_shape))
+
+    def f() -> float:
+        layer.rng = np.random.default_rng(seed)
+        return float((layer.forward(x, training=True) * projection).sum())
+
+    f()
+    dx = layer.backward(projection.copy())
+    if cls.surrogate_gradient:
+        error = float(np.abs(dx - projection).max())
+        return [Check(name, "input", x.shape, error, error <= tol, kind="rule")]
+    tensors = {**layer.params, "input": x}
+    analytic = {**{k: g.copy() for k, g in layer.grads.items()}, "input": dx}
+    return [_compare(name, key, analytic[key], numerical_gradient(f, tensors[key], eps), tol) for key in tensors]
+
+
+def check_loss(name: str, eps: float = 1e-6, tol: float = 1e-6, seed: int = 0) -> list[Check]:
+    """The registered loss `name` on random outputs and targets, with L1 and L2 decay of a weight."""
+    rng = np.random.default_rng(seed)
+    loss: Loss = LOSSES.get(name)(l1=0.3, l2=0.7)
+    y = rng.standard_normal((4, 5))
+    targets = {"labels": rng.integers(0, 5, 4), "values": rng.uniform(0, 1, (4, 5))}[loss.example_targets]
+    w = away_from_zero(rng, (3, 2))
+
+    def f() -> float:
+        return loss.forward(y, targets) + loss.penalty([w])
+
+    f()
+    dy = loss.backward()
+    dw = np.zeros_like(w)
+    loss.add_penalty_grads([w], [dw])
+    return [_compare(name, "outputs", dy, numerical_gradient(f, y, eps), tol),
+            _compare(name, "l1+l2 decay", dw, numerical_gradient(f, w, eps), tol)]
+
+
+def check_model(exp: Experiment, samples: int = 8, per_tensor: int = 20, eps: float = 1e-6, tol: float = 1e-6,
+                seed: int = 0) -> list[Check]:
+    """A whole model from a config, on its first training samples; `per_tensor` entries sampled per tensor."""
+    model: Model = exp.model
+    rng = np.random.default_rng(seed)
+    x, t = exp.data.train.x[:samples].astype(np.float64), exp.data.train.y[:samples]
+    model.layers[0].input_grad = True
+
+    def f() -> float:
+        model.set_rng(np.random.default_rng(seed))
+        return exp.loss.forward(model.forward(x, training=True), t) + exp.loss.penalty(model.weights()[0])
+
+    f()
+    dx = model.backward(exp.loss.backward())
+    exp.loss.add_penalty_grads(*model.weights())
+    entries = [(layer.name, key, layer.params[key], layer.grads[key].copy()) for layer, key in model.keys]
+    checks = []
+    for target, key, tensor, grad in [*entries, ("model", "input", x, dx)]:
+        indices = _sample_indices(rng, tensor.shape, per_tensor)
+        numeric = numerical_gradient(f, tensor, eps, indices)
+        picked = tuple(np.array(indices).T)
+        checks.append(_compare(target, key, grad[picked], numeric[picked], tol, tensor.shape))
+    return checks
+
+
+def _sample_indices(rng: np.random.Generator, shape: tuple[int, ...], count: int) -> list[tuple[int, ...]]:
+    flat = rng.choice(int(np.prod(shape)), size=min(count, int(np.prod(shape))), replace=False)
+    return [tuple(int(i) for i in np.unravel_index(j, shape)) for j in flat]
+
+
+def _compare(target: str, tensor: str, analytic: np.ndarray, numeric: np.ndarray, tol: float,
+             shape: tuple[int, ...] | None = None) -> Check:
+    error = relative_error(analytic, numeric)
+    return Check(target, tensor, tuple(shape or np.shape(analytic)), error, error <= tol)
+
+
+def check_registry(only: str | None = None, eps: float = 1e-6, tol: float = 1e-6) -> list[Check]:
+    """Every registered layer and loss (or just `only`)."""
+    checks = []
+    for name in LAYERS:
+        if only in (None, name):
+            checks += check_layer(name, eps, tol)
+    for name in LOSSES:
+        if only in (None, name):
+            checks += check_loss(name, eps, tol)
+    return checks

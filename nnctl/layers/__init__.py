@@ -1,0 +1,10 @@
+"""Layers, registered by name; importing this package registers every layer family."""
+
+from nnctl.layers.base import Layer
+from nnctl.registry import Registry
+
+LAYERS: Registry[Layer] = Registry("layer")
+
+from nnctl.layers import activations, dense, dropout, reshape  # noqa: E402, F401  (they register)
+
+__all__ = ["LAYERS", "Layer"]

@@ -1,0 +1,45 @@
+"""The Layer contract every layer follows."""
+
+from typing import Any, ClassVar
+
+import numpy as np
+
+
+class Layer:
+    """`forward(x, training)` caches what `backward(dy)` needs; backward fills `grads` and returns dx.
+
+    Shapes exclude the batch axis. Parameters live in `params`, their gradients in `grads` (same keys),
+    non-trainable state in `state`. `input_grad` is False for a model's first layer, whose dx nobody uses.
+    """
+
+    registered_name: ClassVar[str] = "layer"
+    example: ClassVar[dict[str, Any]] = {"config": {}, "input_shape": (5,)}
+    """A small config and input shape: the gradient check every registered layer gets for free."""
+    weight_keys: ClassVar[tuple[str, ...]] = ()
+    """The params that count as weights for L1/L2 decay (biases and scales do not)."""
+    surrogate_gradient: ClassVar[bool] = False
+    """True when backward is a chosen rule, not the derivative (the perceptron's step)."""
+
+    def __init__(self, name: str | None = None):
+        self.name = name or ""
+        self.params: dict[str, np.ndarray] = {}
+        self.grads: dict[str, np.ndarray] = {}
+        self.state: dict[str, np.ndarray] = {}
+        self.rng: np.random.Generator | None = None
+        self.input_grad = True
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The shape of one output sample; ValueError when the input does not fit."""
+        return input_shape
+
+    def build(self, input_shape: tuple[int, ...], rng: np.random.Generator, dtype: type) -> None:
+        """Create the parameters for this input shape (most layers have none)."""
+
+    def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
+        raise NotImplementedError
+
+    def backward(self, dy: np.ndarray) -> np.ndarray | None:
+        raise NotImplementedError
+
+    def _zero_grads(self) -> None:
+        self.grads = {key: np.zeros_like(value) for key, value in self.params.items()}

@@ -1,0 +1,60 @@
+"""The fully-connected layer: y = act(x·W + b)."""
+
+from typing import Any
+
+from nnctl.backend import xp
+from nnctl.init import Initializer
+from nnctl.layers import LAYERS
+from nnctl.layers.activations import make_activation
+from nnctl.layers.base import Layer
+
+
+@LAYERS.register("dense")
+class Dense(Layer):
+    """x (..., in) -> act(x·W + b) (..., units); W has shape (in, units). Leading axes are kept."""
+
+    example = {"config": {"units": 3, "activation": "tanh"}, "input_shape": (4,)}
+    weight_keys = ("W",)
+
+    def __init__(self, units: int, activation: str | None = None, use_bias: bool = True,
+                 weight_init: Any = "glorot_uniform", bias_init: Any = "zeros", **kwargs):
+        super().__init__(**kwargs)
+        if units < 1:
+            raise ValueError(f"units must be at least 1, got {units}")
+        self.units, self.use_bias = units, use_bias
+        self.activation = make_activation(activation)
+        self.weight_init: Initializer = weight_init
+        self.bias_init: Initializer = bias_init
+
+    def output_shape(self, input_shape):
+        if len(input_shape) == 0:
+            raise ValueError("dense needs inputs with at least one axis")
+        return (*input_shape[:-1], self.units)
+
+    def build(self, input_shape, rng, dtype):
+        fan_in = input_shape[-1]
+        self.params["W"] = self.weight_init((fan_in, self.units), fan_in, self.units, rng, dtype)
+        if self.use_bias:
+            self.params["b"] = self.bias_init((self.units,), fan_in, self.units, rng, dtype)
+        self._zero_grads()
+
+    def forward(self, x, training):
+        self.x = x.reshape(-1, x.shape[-1])
+        y = self.x @ self.params["W"]
+        if self.use_bias:
+            y += self.params["b"]
+        y = y.reshape(*x.shape[:-1], self.units)
+        return self.activation.forward(y, training) if self.activation else y
+
+    def backward(self, dy):
+        if self.activation:
+            dy = self.activation.backward(dy)
+        dy2 = dy.reshape(-1, self.units)
+        xp.matmul(self.x.T, dy2, out=self.grads["W"])
+        if self.use_bias:
+            dy2.sum(axis=0, out=self.grads["b"])
+        if not self.input_grad:
+            return None
+        return (dy2 @ self.params["W"].T).reshape(*dy.shape[:-1], -1)
+
+

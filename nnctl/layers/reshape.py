@@ -1,0 +1,49 @@
+"""Layers that only change the shape: flatten and reshape."""
+
+import math
+
+from nnctl.layers import LAYERS
+from nnctl.layers.base import Layer
+
+
+@LAYERS.register("flatten")
+class Flatten(Layer):
+    """(N, d1, d2, ...) -> (N, d1·d2·...)."""
+
+    example = {"config": {}, "input_shape": (2, 3, 2)}
+
+    def output_shape(self, input_shape):
+        return (math.prod(input_shape),)
+
+    def forward(self, x, training):
+        self.shape = x.shape
+        return x.reshape(len(x), -1)
+
+    def backward(self, dy):
+        return dy.reshape(self.shape)
+
+
+@LAYERS.register("reshape")
+class Reshape(Layer):
+    """(N, ...) -> (N, *shape); one entry of `shape` may be -1."""
+
+    example = {"config": {"shape": [3, -1]}, "input_shape": (12,)}
+
+    def __init__(self, shape: list[int], **kwargs):
+        super().__init__(**kwargs)
+        if sum(1 for s in shape if s == -1) > 1 or any(s == 0 or s < -1 for s in shape):
+            raise ValueError(f"shape must hold positive sizes and at most one -1, got {shape}")
+        self.shape = tuple(shape)
+
+    def output_shape(self, input_shape):
+        size, known = math.prod(input_shape), math.prod(s for s in self.shape if s != -1)
+        if (-1 in self.shape and size % known) or (-1 not in self.shape and size != known):
+            raise ValueError(f"cannot reshape {list(input_shape)} ({size} values) into {list(self.shape)}")
+        return tuple(size // known if s == -1 else s for s in self.shape)
+
+    def forward(self, x, training):
+        self.in_shape = x.shape
+        return x.reshape(len(x), *self.shape)
+
+    def backward(self, dy):
+        return dy.reshape(self.in_shape)

@@ -1,0 +1,149 @@
+"""Losses: `forward(y, t)` returns the mean loss of a batch, `backward()` its gradient for y."""
+
+import numpy as np
+
+from nnctl.backend import xp
+from nnctl.layers.activations import sigmoid, softmax
+from nnctl.registry import Registry
+
+LOSSES: Registry = Registry("loss")
+
+
+class Loss:
+    """A loss over a batch, plus optional L1/L2 decay of the model's weights (never biases)."""
+
+    example_targets = "labels"
+    """What the gradient check feeds as targets: integer 'labels' or 'values' shaped like y."""
+
+    def __init__(self, l1: float = 0.0, l2: float = 0.0):
+        if l1 < 0 or l2 < 0:
+            raise ValueError(f"l1 and l2 must be non-negative, got l1={l1}, l2={l2}")
+        self.l1, self.l2 = l1, l2
+
+    def forward(self, y: np.ndarray, t: np.ndarray) -> float:
+        raise NotImplementedError
+
+    def backward(self) -> np.ndarray:
+        raise NotImplementedError
+
+    def labels(self, y: np.ndarray) -> np.ndarray:
+        """The class each output row predicts: argmax, or a threshold for a single output."""
+        return y.argmax(axis=-1) if y.shape[-1] > 1 else (y[..., 0] > 0.5).astype(np.int64)
+
+    def probabilities(self, y: np.ndarray) -> np.ndarray:
+        """The model's outputs as this loss reads them (probabilities for classification losses)."""
+        return y
+
+    def check(self, output_shape: tuple[int, ...], target_shape: tuple[int, ...], num_classes: int | None) -> None:
+        """ValueError when the model's outputs cannot be compared with the dataset's targets."""
+        per_sample = target_shape == output_shape[:-1] and output_shape[-1] in (1, num_classes)
+        if target_shape != output_shape and not per_sample:
+            raise ValueError(f"the model outputs {list(output_shape)} per sample but the targets are "
+                             f"{list(target_shape) or 'scalars'}"
+                             + (f" with {num_classes} classes" if num_classes else ""))
+
+    def penalty(self, weights: list[np.ndarray]) -> float:
+        """l1·Σ|w| + ½·l2·Σw² over the weights."""
+        total = 0.0
+        for w in weights:
+            if self.l1:
+                total += self.l1 * float(xp.abs(w).sum())
+            if self.l2:
+                total += 0.5 * self.l2 * float((w * w).sum())
+        return total
+
+    def add_penalty_grads(self, weights: list[np.ndarray], grads: list[np.ndarray]) -> None:
+        """Adds the decay's gradient to each weight's gradient, in place."""
+        for w, g in zip(weights, grads, strict=True):
+            if self.l1:
+                g += self.l1 * xp.sign(w)
+            if self.l2:
+                g += self.l2 * w
+
+
+def _as_targets(y: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Targets shaped like y: one-hot rows for integer labels, a column for one output per sample."""
+    if t.shape == y.shape:
+        return t
+    if t.ndim == y.ndim - 1 and y.shape[-1] == 1:
+        return t.reshape(y.shape).astype(y.dtype)
+    if t.ndim == y.ndim - 1 and t.dtype.kind in "iu":
+        return (t[..., None] == xp.arange(y.shape[-1])).astype(y.dtype)
+    raise ValueError(f"targets of shape {t.shape} do not fit outputs of shape {y.shape}")
+
+
+@LOSSES.register("softmax_cross_entropy")
+class SoftmaxCrossEntropy(Loss):
+    """−Σ t·log softmax(y), averaged over the batch; t is integer labels or one-hot/soft rows."""
+
+    def labels(self, y):
+        return y.argmax(axis=-1)
+
+    def probabilities(self, y):
+        return softmax(y)
+
+    def check(self, output_shape, target_shape, num_classes):
+        if output_shape[-1] < 2:
+            raise ValueError("softmax_cross_entropy needs at least 2 outputs per sample; "
+                             "use binary_cross_entropy for one")
+        super().check(output_shape, target_shape, num_classes)
+
+    def forward(self, y, t):
+        self.t = _as_targets(y, t)
+        shifted = y - y.max(axis=-1, keepdims=True)
+        log_p = shifted - xp.log(xp.exp(shifted).sum(axis=-1, keepdims=True))
+        self.p = xp.exp(log_p)
+        self.n = y.size // y.shape[-1]
+        return float(-(self.t * log_p).sum() / self.n)
+
+    def backward(self):
+        return (self.p - self.t) / self.n
+
+
+@LOSSES.register("binary_cross_entropy")
+class BinaryCrossEntropy(Loss):
+    """Cross-entropy of sigmoid(y) against targets in [0, 1], on logits, averaged over all outputs."""
+
+    example_targets = "values"
+
+    def labels(self, y):
+        return (y > 0).astype(np.int64) if y.shape[-1] == 1 else y.argmax(axis=-1)
+
+    def probabilities(self, y):
+        return sigmoid(y)
+
+    def forward(self, y, t):
+        self.y, self.t = y, _as_targets(y, t)
+        return float((xp.maximum(y, 0) - y * self.t + xp.log1p(xp.exp(-xp.abs(y)))).mean())
+
+    def backward(self):
+        return (sigmoid(self.y) - self.t) / self.y.size
+
+
+@LOSSES.register("mse")
+class MeanSquaredError(Loss):
+    """Mean of (y − t)² over every output."""
+
+    example_targets = "values"
+
+    def forward(self, y, t):
+        self.diff = y - _as_targets(y, t)
+        return float((self.diff * self.diff).mean())
+
+    def backward(self):
+        return 2 * self.diff / self.diff.size
+
+
+@LOSSES.register("half_sse")
+class HalfSumOfSquares(Loss):
+    """½·Σ(t − y)² over a sample's outputs, averaged over the batch (the classic texts' E)."""
+
+    example_targets = "values"
+
+    def forward(self, y, t):
+        self.diff = y - _as_targets(y, t)
+        self.n = y.size // y.shape[-1]
+        return float(0.5 * (self.diff * self.diff).sum() / self.n)
+
+    def backward(self):
+        return self.diff / self.n

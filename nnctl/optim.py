@@ -1,0 +1,155 @@
+"""Optimizers: `step(params, grads, lr)` updates every parameter in place; state is plain arrays."""
+
+import math
+
+import numpy as np
+
+from nnctl.backend import xp
+from nnctl.registry import Registry
+
+OPTIMIZERS: Registry = Registry("optimizer")
+
+
+class Optimizer:
+    """Base: learning rate, optional clipping of the gradients' global norm, per-parameter state."""
+
+    def __init__(self, lr: float = 0.01, clip_norm: float | None = None):
+        if lr <= 0:
+            raise ValueError(f"lr must be positive, got {lr}")
+        if clip_norm is not None and clip_norm <= 0:
+            raise ValueError(f"clip_norm must be positive, got {clip_norm}")
+        self.lr, self.clip_norm = lr, clip_norm
+        self.t = 0
+        self.slots: dict[str, list[np.ndarray]] = {}
+
+    def step(self, params: list[np.ndarray], grads: list[np.ndarray], lr: float) -> None:
+        """One update of every parameter from its gradient; `lr` is the scheduled learning rate."""
+        if self.clip_norm is not None:
+            clip_by_global_norm(grads, self.clip_norm)
+        self.t += 1
+        for name in self.slot_names:
+            self.slots.setdefault(name, [xp.zeros_like(p) for p in params])
+        for i, (p, g) in enumerate(zip(params, grads, strict=True)):
+            self.update(p, g, lr, *(self.slots[name][i] for name in self.slot_names))
+
+    slot_names: tuple[str, ...] = ()
+    """The per-parameter arrays this optimizer keeps, such as Adam's 'm' and 'v'."""
+
+    def update(self, p: np.ndarray, g: np.ndarray, lr: float, *slots: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def state_dict(self) -> dict:
+        """Plain data for a checkpoint."""
+        return {"t": self.t, "slots": {k: [a.copy() for a in v] for k, v in self.slots.items()}}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.t = state["t"]
+        self.slots = {k: [a.copy() for a in v] for k, v in state["slots"].items()}
+
+
+def clip_by_global_norm(grads: list[np.ndarray], max_norm: float) -> float:
+    """Scales all gradients together so their joint L2 norm is at most `max_norm`; returns the norm."""
+    norm = math.sqrt(sum(float((g * g).sum()) for g in grads))
+    if norm > max_norm:
+        for g in grads:
+            g *= max_norm / norm
+    return norm
+
+
+@OPTIMIZERS.register("sgd")
+class SGD(Optimizer):
+    """p −= lr·g; with momentum, v = μ·v + g and p −= lr·v (Nesterov: p −= lr·(g + μ·v))."""
+
+    def __init__(self, lr: float = 0.01, momentum: float = 0.0, nesterov: bool = False, **kwargs):
+        super().__init__(lr=lr, **kwargs)
+        if not 0 <= momentum < 1:
+            raise ValueError(f"momentum must be in [0, 1), got {momentum}")
+        if nesterov and momentum == 0:
+            raise ValueError("nesterov needs a momentum above 0")
+        self.momentum, self.nesterov = momentum, nesterov
+        self.slot_names = ("v",) if momentum else ()
+
+    def update(self, p, g, lr, *slots):
+        if not slots:
+            p -= lr * g
+            return
+        (v,) = slots
+        v *= self.momentum
+        v += g
+        p -= lr * (g + self.momentum * v) if self.nesterov else lr * v
+
+
+@OPTIMIZERS.register("momentum")
+class Momentum(SGD):
+    """SGD with momentum 0.9 by default."""
+
+    def __init__(self, lr: float = 0.01, momentum: float = 0.9, **kwargs):
+        super().__init__(lr=lr, momentum=momentum, **kwargs)
+
+
+@OPTIMIZERS.register("adagrad")
+class AdaGrad(Optimizer):
+    """h += g²; p −= lr·g / (√h + ε)."""
+
+    slot_names = ("h",)
+
+    def __init__(self, lr: float = 0.01, eps: float = 1e-10, **kwargs):
+        super().__init__(lr=lr, **kwargs)
+        self.eps = eps
+
+    def update(self, p, g, lr, h):
+        h += g * g
+        p -= lr * g / (xp.sqrt(h) + self.eps)
+
+
+@OPTIMIZERS.register("rmsprop")
+class RMSProp(Optimizer):
+    """h = ρ·h + (1−ρ)·g²; p −= lr·g / (√h + ε)."""
+
+    slot_names = ("h",)
+
+    def __init__(self, lr: float = 0.001, rho: float = 0.9, eps: float = 1e-7, **kwargs):
+        super().__init__(lr=lr, **kwargs)
+        self.rho, self.eps = rho, eps
+
+    def update(self, p, g, lr, h):
+        h *= self.rho
+        h += (1 - self.rho) * g * g
+        p -= lr * g / (xp.sqrt(h) + self.eps)
+
+
+@OPTIMIZERS.register("adam")
+class Adam(Optimizer):
+    """m, v: running means of g and g²; p −= lr·m̂ / (√v̂ + ε), with bias-corrected m̂, v̂."""
+
+    slot_names = ("m", "v")
+
+    def __init__(self, lr: float = 0.001, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
+                 **kwargs):
+        super().__init__(lr=lr, **kwargs)
+        if not (0 <= beta1 < 1 and 0 <= beta2 < 1):
+            raise ValueError(f"beta1 and beta2 must be in [0, 1), got {beta1}, {beta2}")
+        self.beta1, self.beta2, self.eps = beta1, beta2, eps
+
+    def update(self, p, g, lr, m, v):
+        m *= self.beta1
+        m += (1 - self.beta1) * g
+        v *= self.beta2
+        v += (1 - self.beta2) * (g * g)
+        denom = xp.sqrt(v)
+        denom *= 1 / math.sqrt(1 - self.beta2 ** self.t)
+        denom += self.eps
+        p -= (lr / (1 - self.beta1 ** self.t)) * m / denom
+
+
+@OPTIMIZERS.register("adamw")
+class AdamW(Adam):
+    """Adam with decoupled weight decay: p −= lr·λ·p before the Adam step."""
+
+    def __init__(self, lr: float = 0.001, weight_decay: float = 0.01, **kwargs):
+        super().__init__(lr=lr, **kwargs)
+        self.weight_decay = weight_decay
+
+    def update(self, p, g, lr, m, v):
+        p *= 1 - lr * self.weight_decay
+        super().update(p, g, lr, m, v)

@@ -1,0 +1,71 @@
+"""Name -> class registries for layers, losses, optimizers, schedules, initializers and datasets."""
+
+from collections.abc import Callable, Iterator
+from typing import Any, Generic, TypeVar
+
+from nnctl.config import Config, KeyPath, check_kwargs, describe_value, did_you_mean
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """Classes registered under names; builds one from a config spec (`name` or `{type: name, ...}`)."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._classes: dict[str, type[T]] = {}
+
+    def register(self, name: str) -> Callable[[type[T]], type[T]]:
+        """Class decorator: `@LAYERS.register("dense")`."""
+
+        def add(cls: type[T]) -> type[T]:
+            if name in self._classes:
+                raise ValueError(f"{self.kind} '{name}' is registered twice")
+            self._classes[name] = cls
+            cls.registered_name = name
+            return cls
+
+        return add
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._classes
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(self._classes))
+
+    def get(self, name: str, config: Config | None = None, path: KeyPath = ()) -> type[T]:
+        """The class registered as `name`, or a ConfigError that suggests a close name."""
+        if name in self._classes:
+            return self._classes[name]
+        message = (f"unknown {self.kind} '{name}'{did_you_mean(name, self._classes)}; "
+                   f"known: {', '.join(self)}")
+        if config is None:
+            from nnctl.errors import ConfigError
+
+            raise ConfigError(message)
+        raise config.error(path, message)
+
+    def split(self, spec: Any, config: Config, path: KeyPath) -> tuple[type[T], dict[str, Any]]:
+        """A spec's class and its keyword arguments, checked against the class's signature."""
+        if isinstance(spec, str):
+            spec = {"type": spec}
+        if not isinstance(spec, dict):
+            raise config.error(path, f"expected a {self.kind} name or a mapping with 'type', "
+                                     f"got {describe_value(spec)}")
+        kwargs = dict(spec)
+        if "type" not in kwargs:
+            raise config.error(path, f"missing 'type' (one of: {', '.join(self)})")
+        name = kwargs.pop("type")
+        if not isinstance(name, str):
+            raise config.error(path + ("type",), f"expected a {self.kind} name, got {describe_value(name)}")
+        cls = self.get(name, config, path + ("type",))
+        return cls, kwargs
+
+    def build(self, spec: Any, config: Config, path: KeyPath, **provided: Any) -> T:
+        """Check a spec against its class's signature, then construct it (`provided` comes from nnctl)."""
+        cls, kwargs = self.split(spec, config, path)
+        check_kwargs(cls, kwargs, config, path, f"{self.kind} '{cls.registered_name}'", provided)
+        try:
+            return cls(**kwargs, **provided)
+        except ValueError as exc:
+            raise config.error(path, str(exc)) from None

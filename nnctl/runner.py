@@ -1,0 +1,293 @@
+"""The training loop: batches, steps, epoch-end evaluation, checkpoints, clean stops and exact resumes."""
+
+import json
+import math
+import os
+import platform
+import signal
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from nnctl import __version__, checkpoint
+from nnctl.callbacks import Checkpoints, MetricFiles, Monitor, Progress
+from nnctl.config import Config, apply_override, check_top_level, from_dict, parse_override
+from nnctl.errors import CheckpointError, NnctlError, TrainingError
+from nnctl.experiment import Experiment, build
+from nnctl.metrics import MetricSums, evaluate
+
+
+class Runner:
+    """Trains one experiment into one run directory."""
+
+    def __init__(self, exp: Experiment, run_dir: Path, quiet: bool = False):
+        self.exp, self.run_dir = exp, run_dir
+        self.files = MetricFiles(run_dir, self._columns())
+        self.checkpoints = Checkpoints(run_dir)
+        self.progress = Progress(run_dir / "train.log", quiet)
+        es = exp.settings.early_stopping
+        self.monitor = Monitor(exp.monitor, exp.mode, es.min_delta if es else 0.0)
+        seed = exp.seed
+        self.data_rng = np.random.default_rng([seed, 1])
+        self.dropout_rng = np.random.default_rng([seed, 2])
+        exp.model.set_rng(self.dropout_rng)
+        self.epoch = self.batch = self.step = 0
+        self.order: np.ndarray | None = None
+        self.sums = MetricSums()
+        self.history: list[dict[str, Any]] = []
+        self.elapsed_before = 0.0
+        self.stop_requested = False
+
+    # -- set-up --------------------------------------------------------------------------------------------
+
+    @classmethod
+    def start(cls, config: Config, base_dir: Path, runs_dir: Path, quiet: bool = False) -> "Runner":
+        """A fresh run: builds the experiment, then makes runs/<name>-<time>/ with the resolved config."""
+        exp = build(config, base_dir)
+        run_dir = new_run_dir(runs_dir, config.data["name"])
+        runner = cls(exp, run_dir, quiet)
+        runner._write_config()
+        runner.files.rewrite([])
+        return runner
+
+    @classmethod
+    def resume(cls, path: Path, overrides: list[str], quiet: bool = False) -> "Runner":
+        """Continues from a checkpoint inside its run directory, exactly where it stopped."""
+        saved = checkpoint.load(path)
+        config = from_dict(saved["config"], f"{path} (its config)")
+        for text in overrides:
+            key_path, value = parse_override(text)
+            apply_override(config, key_path, value, f"override '{text}'")
+        check_top_level(config)
+        exp = build(config, Path(saved["base_dir"]))
+        path = Path(path).resolve()
+        run_dir = path.parent.parent if path.parent.name == "checkpoints" else new_run_dir(
+            path.parent, config.data["name"])
+        runner = cls(exp, run_dir, quiet)
+        runner._restore(saved, path)
+        runner._write_config()
+        runner.files.rewrite(runner.history)
+        return runner
+
+    def _restore(self, saved: dict[str, Any], path: Path) -> None:
+        try:
+            self.exp.model.load_state_dict(saved["model"])
+            self.exp.optimizer.load_state_dict(saved["optimizer"])
+            self.data_rng.bit_generator.state = saved["rng"]["data"]
+            self.dropout_rng.bit_generator.state = saved["rng"]["dropout"]
+            progress = saved["progress"]
+            self.epoch, self.batch, self.step = progress["epoch"], progress["batch"], progress["step"]
+            self.order, self.sums = progress["order"], MetricSums(progress["sums"])
+            self.history = list(saved["history"])
+            self.monitor.best, self.monitor.wait = saved["monitor"]["best"], saved["monitor"]["wait"]
+            self.elapsed_before = saved["elapsed"]
+        except (KeyError, ValueError, TypeError) as exc:
+            raise CheckpointError(f"{path}: cannot resume from it with this config: {exc}") from None
+        if self.epoch >= self.exp.settings.epochs:
+            raise NnctlError(f"{path}: the run already trained {self.epoch} of {self.exp.settings.epochs} epochs; "
+                             f"to train longer, add an override such as train.epochs={self.epoch + 5}")
+
+    def _columns(self) -> list[str]:
+        metrics = ["loss", *self.exp.metrics]
+        val = [f"val_{m}" for m in metrics] if self.exp.data.val is not None else []
+        return ["kind", "epoch", "step", "lr", *metrics, *val, "time_s"]
+
+    def _write_config(self) -> None:
+        header = (f"# resolved config of this run (overrides applied); nnctl {__version__}\n"
+                  f"# relative data paths are relative to {self.exp.base_dir}\n")
+        text = yaml.safe_dump(self.exp.config.data, sort_keys=False)
+        (self.run_dir / "config.yaml").write_text(header + text)
+
+    # -- the loop ------------------------------------------------------------------------------------------
+
+    def fit(self) -> dict[str, Any]:
+        """Trains to the configured epoch count, or until early stopping or Ctrl-C; returns the summary."""
+        self.started = time.perf_counter()
+        self._write_summary("running")
+        previous = _catch_sigint(self)
+        try:
+            status = "finished"
+            while self.epoch < self.exp.settings.epochs:
+                if self._run_epoch():
+                    status = "stopped"
+                    break
+                if self._end_epoch():
+                    status = "early_stopped"
+                    break
+        except TrainingError as exc:
+            self._write_summary("failed", error=str(exc))
+            raise
+        finally:
+            _restore_sigint(previous)
+        if status == "stopped":
+            self.checkpoints.save_last(self._payload())
+            self.progress.say(f"stopped at epoch {self.epoch + 1}, batch {self.batch}. "
+                              f"Resume with: nnctl train --resume {self.checkpoints.last}")
+            return self._write_summary(status)
+        es = self.exp.settings.early_stopping
+        if status == "early_stopped" and es and es.restore_best and self.checkpoints.best.exists():
+            self.exp.model.load_state_dict(checkpoint.load(self.checkpoints.best)["model"])
+        return self._write_summary(status, test=self._test_metrics())
+
+    def _run_epoch(self) -> bool:
+        """Runs the rest of the current epoch's batches; True if Ctrl-C asked to stop."""
+        data, settings = self.exp.data.train, self.exp.settings
+        n = len(data)
+        size, batches = self._batching()
+        if self.batch == 0:
+            self.order = self.data_rng.permutation(n) if self.exp.data.shuffle else None
+            self.sums = MetricSums()
+        with self.progress.bar(batches, self.batch, self.epoch + 1, settings.epochs) as bar:
+            for b in range(self.batch, batches):
+                rows = slice(b * size, (b + 1) * size) if self.order is None else self.order[b * size:(b + 1) * size]
+                self._train_step(data.x[rows], data.y[rows], batches)
+                self.batch = b + 1
+                bar.update()
+                if self.stop_requested:
+                    return True
+        return False
+
+    def _batching(self) -> tuple[int, int]:
+        """The batch size and the number of batches in an epoch."""
+        n, size = len(self.exp.data.train), self.exp.settings.batch_size
+        size = n if size == "full" else min(size, n)
+        return size, math.ceil(n / size)
+
+    def _lr(self, batches: int) -> float:
+        return self.exp.optimizer.lr * self.exp.schedule(self.step, batches, self.exp.settings.epochs)
+
+    def _train_step(self, x: np.ndarray, t: np.ndarray, batches: int) -> None:
+        exp = self.exp
+        lr = self._lr(batches)
+        y = exp.model.forward(x, training=True)
+        value = exp.loss.forward(y, t)
+        decays = exp.loss.l1 or exp.loss.l2
+        if decays:
+            value += exp.loss.penalty(exp.model.weights()[0])
+        if not math.isfinite(value):
+            raise TrainingError(
+                f"the loss became {value} at epoch {self.epoch + 1}, step {self.step + 1}; training stopped. "
+                + (f"The last good checkpoint is {self.checkpoints.last} (epoch {self.epoch}). "
+                   if self.checkpoints.last.exists() else "No epoch had finished, so no checkpoint was written. ")
+                + f"Try a smaller optimizer.lr (now {exp.optimizer.lr:g}) or set optimizer.clip_norm.")
+        self.sums.add(exp.loss, value, y, t)
+        exp.model.backward(exp.loss.backward())
+        if decays:
+            exp.loss.add_penalty_grads(*exp.model.weights())
+        exp.optimizer.step(exp.model.params(), exp.model.grads(), lr)
+        self.step += 1
+        every = exp.settings.log_every_steps
+        if every and self.step % every == 0:
+            row = {"kind": "step", "epoch": self.epoch + 1, "step": self.step, "lr": lr, "loss": value,
+                   "time_s": round(self._elapsed(), 3)}
+            self.history.append(row)
+            self.files.append(row)
+
+    def _end_epoch(self) -> bool:
+        """Metrics, checkpoints and the epoch line; True when early stopping says stop."""
+        exp, settings = self.exp, self.exp.settings
+        _, batches = self._batching()
+        self.epoch, self.batch, self.order = self.epoch + 1, 0, None
+        row: dict[str, Any] = {"kind": "epoch", "epoch": self.epoch, "step": self.step,
+                               "lr": self._lr(batches), **self.sums.result(exp.metrics)}
+        evaluated = exp.data.val is not None and (self.epoch % settings.eval_every == 0
+                                                 or self.epoch == settings.epochs)
+        if evaluated:
+            row.update(evaluate(exp.model, exp.loss, exp.data.val.x, exp.data.val.y, exp.metrics,
+                                settings.eval_batch_size, prefix="val_"))
+        row["time_s"] = round(self._elapsed(), 3)
+        self.history.append(row)
+        self.files.append(row)
+        improved = self.monitor.name in row and self.monitor.update(row[self.monitor.name])
+        payload = self._payload()
+        self.checkpoints.save_last(payload)
+        if improved:
+            self.checkpoints.save_best(payload)
+        self.progress.epoch(row, settings.epochs)
+        es = settings.early_stopping
+        if es and self.monitor.wait >= es.patience:
+            self.progress.say(f"early stopping: {self.monitor.name} has not improved for {es.patience} "
+                              f"evaluations (best {self.monitor.best:.4g})")
+            return True
+        return False
+
+    def _test_metrics(self) -> dict[str, float] | None:
+        test = self.exp.data.test
+        if test is None:
+            return None
+        metrics = evaluate(self.exp.model, self.exp.loss, test.x, test.y, self.exp.metrics,
+                           self.exp.settings.eval_batch_size, prefix="test_")
+        self.progress.say("test  " + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+        return metrics
+
+    # -- what is written -----------------------------------------------------------------------------------
+
+    def _elapsed(self) -> float:
+        return self.elapsed_before + time.perf_counter() - self.started
+
+    def _payload(self) -> dict[str, Any]:
+        return {
+            "config": self.exp.config.data,
+            "base_dir": str(self.exp.base_dir),
+            "model": self.exp.model.state_dict(),
+            "optimizer": self.exp.optimizer.state_dict(),
+            "rng": {"data": self.data_rng.bit_generator.state, "dropout": self.dropout_rng.bit_generator.state},
+            "progress": {"epoch": self.epoch, "batch": self.batch, "step": self.step,
+                         "order": None if self.order is None else self.order.copy(), "sums": dict(self.sums.sums)},
+            "history": list(self.history),
+            "monitor": self.monitor.state(),
+            "elapsed": self._elapsed(),
+            "data": {"input_shape": list(self.exp.data.input_shape), "num_classes": self.exp.data.num_classes},
+        }
+
+    def _write_summary(self, status: str, test: dict | None = None, error: str | None = None) -> dict[str, Any]:
+        epochs = [row for row in self.history if row["kind"] == "epoch"]
+        summary = {
+            "name": self.exp.config.data["name"], "run_dir": str(self.run_dir), "status": status,
+            "epochs": self.epoch, "steps": self.step, "wall_time_s": round(self._elapsed(), 3),
+            "final": epochs[-1] if epochs else None,
+            "best": {"monitor": self.monitor.name, "mode": self.monitor.mode, "value": self.monitor.best},
+            "test": test, "error": error, "seed": self.exp.seed, "num_params": self.exp.model.num_params,
+            "versions": {"nnctl": __version__, "numpy": np.__version__, "python": platform.python_version()},
+        }
+        tmp = self.run_dir / "summary.json.tmp"
+        tmp.write_text(json.dumps(summary, indent=2) + "\n")
+        os.replace(tmp, self.run_dir / "summary.json")
+        return summary
+
+
+def new_run_dir(runs_dir: Path, name: str) -> Path:
+    """runs/<name>-<YYYYmmdd-HHMMSS>, with -2, -3, ... when that exists already."""
+    stem = f"{name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    for i in range(1, 1000):
+        path = Path(runs_dir) / (stem if i == 1 else f"{stem}-{i}")
+        try:
+            path.mkdir(parents=True)
+            return path
+        except FileExistsError:
+            continue
+    raise NnctlError(f"{runs_dir}: cannot make a new run directory for {stem}")
+
+
+def _catch_sigint(runner: Runner) -> Any:
+    """First Ctrl-C asks the loop to stop after the current step; a second one interrupts at once."""
+
+    def handler(signum, frame):
+        if runner.stop_requested:
+            raise KeyboardInterrupt
+        runner.stop_requested = True
+        runner.progress.say("\nstopping after this step (Ctrl-C again to abort at once)")
+
+    try:
+        return signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread: leave Ctrl-C alone
+        return None
+
+
+def _restore_sigint(previous: Any) -> None:
+    if previous is not None:
+        signal.signal(signal.SIGINT, previous)

@@ -1,0 +1,72 @@
+"""Learning-rate schedules: a factor on the optimizer's lr, from the (fractional) epoch."""
+
+import math
+
+from nnctl.registry import Registry
+
+SCHEDULES: Registry = Registry("schedule")
+
+
+class Schedule:
+    """factor(epoch) times a linear warm-up over the first `warmup_epochs` (fractions allowed)."""
+
+    def __init__(self, warmup_epochs: float = 0.0):
+        if warmup_epochs < 0:
+            raise ValueError(f"warmup_epochs must be non-negative, got {warmup_epochs}")
+        self.warmup_epochs = warmup_epochs
+
+    def __call__(self, step: int, steps_per_epoch: int, total_epochs: int) -> float:
+        """The lr factor for optimizer step `step` (0-based)."""
+        epoch = step / steps_per_epoch
+        warmup = min(1.0, (step + 1) / (self.warmup_epochs * steps_per_epoch)) if self.warmup_epochs else 1.0
+        return warmup * self.factor(epoch, total_epochs)
+
+    def factor(self, epoch: float, total_epochs: int) -> float:
+        raise NotImplementedError
+
+
+@SCHEDULES.register("constant")
+class Constant(Schedule):
+    """The optimizer's lr throughout (after any warm-up)."""
+
+    def factor(self, epoch, total_epochs):
+        return 1.0
+
+
+@SCHEDULES.register("step")
+class Step(Schedule):
+    """lr · gamma^floor(epoch / every)."""
+
+    def __init__(self, every: float, gamma: float = 0.1, **kwargs):
+        super().__init__(**kwargs)
+        if every <= 0:
+            raise ValueError(f"every must be positive, got {every}")
+        self.every, self.gamma = every, gamma
+
+    def factor(self, epoch, total_epochs):
+        return self.gamma ** math.floor(epoch / self.every)
+
+
+@SCHEDULES.register("exponential")
+class Exponential(Schedule):
+    """lr · gamma^epoch, decaying smoothly within each epoch."""
+
+    def __init__(self, gamma: float = 0.95, **kwargs):
+        super().__init__(**kwargs)
+        self.gamma = gamma
+
+    def factor(self, epoch, total_epochs):
+        return self.gamma ** epoch
+
+
+@SCHEDULES.register("cosine")
+class Cosine(Schedule):
+    """From lr down to lr·min_factor along half a cosine over all epochs."""
+
+    def __init__(self, min_factor: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.min_factor = min_factor
+
+    def factor(self, epoch, total_epochs):
+        cos = 0.5 * (1 + math.cos(math.pi * min(epoch / total_epochs, 1.0)))
+        return self.min_factor + (1 - self.min_factor) * cos
