@@ -104,7 +104,9 @@ def parse_yaml(text: str, source: str) -> tuple[Any, dict[KeyPath, str]]:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = f":{mark.line + 1}" if mark else ""
-        raise ConfigError(f"{source}{line}: YAML syntax error: {exc.problem or exc.context}") from None
+        context = (f" ({exc.context} on line {exc.context_mark.line + 1})"
+                   if exc.context and exc.context_mark and exc.problem_mark else "")
+        raise ConfigError(f"{source}{line}: YAML syntax error: {exc.problem or exc.context}{context}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{source}: YAML syntax error: {exc}") from None
     finally:
@@ -132,6 +134,8 @@ def apply_override(config: Config, path: KeyPath, value: Any, origin: str) -> No
                 raise ConfigError(f"{origin}: {dotted(child_path)}: no such list item")
         elif node.get(key) is None:
             node[key] = {}
+        elif isinstance(node[key], str) and not isinstance(path[depth + 1], int):
+            node[key] = {"type": node[key]}  # the shorthand `loss: mse` means {type: mse}
         node = node[key]
         if not isinstance(node, dict | list):
             raise ConfigError(f"{origin}: {dotted(child_path)} is {describe_value(node)}, "

@@ -107,7 +107,7 @@ class BinaryCrossEntropy(Loss):
     example_targets = "values"
 
     def labels(self, y):
-        return (y > 0).astype(np.int64) if y.shape[-1] == 1 else y.argmax(axis=-1)
+        return (y[..., 0] > 0).astype(np.int64) if y.shape[-1] == 1 else y.argmax(axis=-1)
 
     def probabilities(self, y):
         return sigmoid(y)

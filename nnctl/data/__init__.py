@@ -1,0 +1,41 @@
+"""Datasets: the registry of sources and the arrays they hand to the runner."""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from nnctl.registry import Registry
+
+DATASETS: Registry = Registry("dataset")
+
+
+@dataclass
+class Split:
+    """Inputs and targets of one split; `y` holds integer labels or float targets."""
+
+    x: np.ndarray
+    y: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+
+@dataclass
+class Dataset:
+    """What a source loads: the splits, the input shape of one sample, and the class count if any."""
+
+    train: Split
+    val: Split | None
+    test: Split | None
+    input_shape: tuple[int, ...]
+    num_classes: int | None
+    shuffle: bool = True
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def split(self, name: str) -> Split | None:
+        """The split called `name`: train, val or test."""
+        return {"train": self.train, "val": self.val, "test": self.test}[name]
+
+
+from nnctl.data import mnist, tabular  # noqa: E402, F401  (they register)

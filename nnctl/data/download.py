@@ -1,0 +1,40 @@
+"""Downloads that are checked and atomic: a file appears under its name only whole and verified."""
+
+import gzip
+import hashlib
+import os
+import urllib.error
+import urllib.request
+import zlib
+from pathlib import Path
+
+from tqdm import tqdm
+
+from nnctl.errors import DataError
+
+
+def fetch(url: str, dest: Path, md5_decompressed: str, timeout: float = 30) -> None:
+    """Downloads a .gz file to `dest`, checking the MD5 of its decompressed bytes; nothing is left on failure."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response, open(part, "wb") as f:
+            total = int(response.headers.get("Content-Length") or 0) or None
+            with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name, leave=False, disable=None) as bar:
+                while chunk := response.read(1 << 16):
+                    f.write(chunk)
+                    bar.update(len(chunk))
+        try:
+            actual = hashlib.md5(gzip.decompress(part.read_bytes())).hexdigest()
+        except (OSError, EOFError, zlib.error):
+            raise DataError(f"{url}: the download is not a valid gzip file") from None
+        if actual != md5_decompressed:
+            raise DataError(f"{url}: checksum mismatch (MD5 of the contents {actual}, expected {md5_decompressed})")
+        os.replace(part, dest)
+    except urllib.error.HTTPError as exc:
+        raise DataError(f"{url}: HTTP {exc.code} {exc.reason}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise DataError(f"{url}: download failed ({reason})") from None
+    finally:
+        part.unlink(missing_ok=True)

@@ -1,0 +1,95 @@
+"""Every user mistake ends in one clear message and a non-zero exit, never a traceback."""
+
+import textwrap
+
+import pytest
+
+from helpers import nnctl
+
+BASE = """\
+name: t
+data: {type: logic, op: xor}
+model:
+  layers:
+    - {type: dense, units: 4, activation: tanh}
+    - {type: dense, units: 2}
+loss: softmax_cross_entropy
+optimizer: {type: sgd, lr: 0.1}
+train: {epochs: 1, batch_size: 4}
+"""
+
+CASES = {
+    "yaml syntax": (BASE.replace("units: 2}", "units: 2"), ["bad.yaml:7", "YAML syntax error", "while parsing a flow mapping on line 6"]),
+    "unknown layer": (BASE.replace("type: dense, units: 2", "type: dens, units: 2"),
+                      ["bad.yaml:6", "unknown layer 'dens'", "did you mean 'dense'?"]),
+    "unknown layer key": (BASE.replace("units: 2", "unit: 2"),
+                          ["bad.yaml:6", "model.layers.1.unit", "did you mean 'units'?"]),
+    "missing required key": (BASE.replace("{type: dense, units: 2}", "{type: dense}"),
+                             ["bad.yaml:6", "missing required key 'units'"]),
+    "wrong type": (BASE.replace("units: 4", "units: four"),
+                   ["bad.yaml:5", "model.layers.0.units", "expected int, got str 'four'"]),
+    "unknown section": (BASE.replace("optimizer:", "optimiser:"),
+                        ["bad.yaml:8", "unknown section", "did you mean 'optimizer'?"]),
+    "missing section": (BASE.replace("loss: softmax_cross_entropy\n", ""), ["missing required section 'loss'"]),
+    "unknown optimizer": (BASE.replace("type: sgd", "type: adamm"),
+                          ["bad.yaml:8", "unknown optimizer 'adamm'", "did you mean 'adam'?"]),
+    "bad value": (BASE.replace("lr: 0.1", "lr: -1"), ["bad.yaml:8", "lr must be positive"]),
+    "output does not fit targets": (BASE.replace("units: 2}", "units: 3}"),
+                                    ["bad.yaml:6", "outputs [3] per sample", "2 classes"]),
+    "impossible reshape": (BASE.replace("- {type: dense, units: 4, activation: tanh}",
+                                        "- {type: reshape, shape: [3, -1]}"),
+                           ["bad.yaml:5", "cannot reshape [2]"]),
+    "unknown activation": (BASE.replace("activation: tanh", "activation: rleu"),
+                           ["bad.yaml:5", "unknown activation 'rleu'", "did you mean 'relu'?"]),
+    "unknown dataset": (BASE.replace("type: logic", "type: mnsit"), ["bad.yaml:2", "did you mean 'mnist'?"]),
+    "unknown metric": (BASE.replace("batch_size: 4}", "batch_size: 4, metrics: [acuracy]}"),
+                       ["bad.yaml:9", "unknown metric 'acuracy'", "did you mean 'accuracy'?"]),
+    "duplicate key": (BASE + "seed: 1\nseed: 2\n", ["bad.yaml:11", "key given twice"]),
+    "bad batch size": (BASE.replace("batch_size: 4", "batch_size: half"), ["bad.yaml:9", "batch_size"]),
+    "explicit weights of the wrong shape": (
+        BASE.replace("units: 2}", "units: 2, weight_init: [[1, 2, 3]]}"),
+        ["bad.yaml:6", "explicit values have shape [1, 3], the parameter needs [4, 2]"]),
+    "unknown initializer": (BASE.replace("units: 2}", "units: 2, weight_init: he_norml}"),
+                            ["bad.yaml:6", "did you mean 'he_normal'?"]),
+}
+
+
+def assert_one_clear_error(result, expected):
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr + result.stdout
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines and lines[0].startswith("error: "), result.stderr
+    message = " ".join(lines)
+    for part in expected:
+        assert part in message, f"{part!r} not in {message!r}"
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_config_gives_one_line_and_nonzero_exit(case, tmp_path):
+    text, expected = CASES[case]
+    (tmp_path / "bad.yaml").write_text(text)
+    result = nnctl("train", "bad.yaml", "--runs-dir", str(tmp_path / "runs"), cwd=tmp_path)
+    assert_one_clear_error(result, expected)
+    assert result.returncode == 2
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+@pytest.mark.parametrize("override, expected", [
+    ("optimizer.lr", ["expected KEY=VALUE"]),
+    ("train.epochs=abc", ["override 'train.epochs=abc'", "expected int, got str 'abc'"]),
+    ("model.layers.7.units=3", ["no such list item"]),
+    ("optimizer.momentun=0.9", ["did you mean 'momentum'?"]),
+])
+def test_bad_override(override, expected, tmp_path):
+    (tmp_path / "ok.yaml").write_text(BASE)
+    result = nnctl("train", "ok.yaml", override, "--runs-dir", str(tmp_path / "runs"), cwd=tmp_path)
+    assert_one_clear_error(result, expected)
+
+
+def test_missing_config_file(tmp_path):
+    assert_one_clear_error(nnctl("train", "nope.yaml", cwd=tmp_path), ["nope.yaml: no such config file"])
+
+
+def test_a_config_that_is_not_a_mapping(tmp_path):
+    (tmp_path / "list.yaml").write_text(textwrap.dedent("- 1\n- 2\n"))
+    assert_one_clear_error(nnctl("summary", "list.yaml", cwd=tmp_path), ["must be a mapping"])

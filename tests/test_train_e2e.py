@@ -1,0 +1,243 @@
+"""The real CLI on real data: reference toys, an MNIST slice, eval, resume, Ctrl-C, NaN, unsafe checkpoints."""
+
+import csv
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from helpers import CONFIGS, REPO, nnctl
+from nnctl import checkpoint
+from nnctl.config import from_dict
+from nnctl.experiment import build
+
+SLICE = ["data.subset=3000", "data.test_subset=1000", "data.validation=500"]
+
+
+def train(tmp_path: Path, config: str, *overrides: str, expect: int = 0) -> Path:
+    """Runs `nnctl train` into tmp_path/runs and returns the run directory."""
+    runs = tmp_path / "runs"
+    before = set(runs.iterdir()) if runs.exists() else set()
+    result = nnctl("train", str(CONFIGS / config), *overrides, "--runs-dir", str(runs))
+    assert result.returncode == expect, result.stderr
+    assert "Traceback" not in result.stderr
+    (run_dir,) = set(runs.iterdir()) - before
+    return run_dir
+
+
+def model_of(path: Path):
+    """The model a checkpoint holds, rebuilt from its config."""
+    saved = checkpoint.load(path)
+    exp = build(from_dict(saved["config"]), Path(saved["base_dir"]))
+    exp.model.load_state_dict(saved["model"])
+    return exp.model
+
+
+def rows(run_dir: Path) -> list[dict[str, str]]:
+    with open(run_dir / "metrics.csv") as f:
+        return [{k: v for k, v in row.items() if k != "time_s"} for row in csv.DictReader(f)]
+
+
+@pytest.mark.parametrize("config, weights, bias, predictions", [
+    ("perceptron_and.yaml", [0.1, 0.2], -0.2, [1, 0, 0, 0]),
+    ("perceptron_or.yaml", [0.1, 0.1], 0.0, [1, 0, 1, 1]),
+])
+def test_perceptron_reference_weights(tmp_path, config, weights, bias, predictions):
+    run = train(tmp_path, config)
+    model = model_of(run / "checkpoints" / "last.pkl")
+    dense = model.layers[0]
+    np.testing.assert_allclose(dense.params["W"][:, 0], weights, atol=1e-12)
+    np.testing.assert_allclose(dense.params["b"], [bias], atol=1e-12)
+    x = np.array([[1, 1], [0, 0], [1, 0], [0, 1]], dtype=np.float64)
+    assert model.forward(x)[:, 0].tolist() == predictions
+    assert json.loads((run / "summary.json").read_text())["test"]["test_accuracy"] == 1.0
+
+
+def test_linear_unit_salary_reference(tmp_path):
+    model = model_of(train(tmp_path, "linear_salary.yaml") / "checkpoints" / "last.pkl")
+    dense = model.layers[0]
+    assert dense.params["W"][0, 0] == pytest.approx(1124.0634970262222, abs=1e-6)
+    assert dense.params["b"][0] == pytest.approx(85.485289, abs=1e-6)
+    predicted = model.forward(np.array([[3.4], [15.0], [1.5], [6.3]]))[:, 0]
+    np.testing.assert_allclose(predicted, [3907.30, 16946.44, 1771.58, 7167.09], atol=0.005)
+
+
+def test_xor_mlp_fits_xor(tmp_path):
+    summary = json.loads((train(tmp_path, "xor_mlp.yaml") / "summary.json").read_text())
+    assert summary["test"]["test_accuracy"] == 1.0
+
+
+def test_train_then_eval_on_an_mnist_slice(tmp_path):
+    run = train(tmp_path, "mnist_mlp.yaml", *SLICE, "train.epochs=2", "optimizer.lr=2e-3")
+    for name in ("config.yaml", "metrics.csv", "metrics.jsonl", "summary.json", "train.log",
+                 "checkpoints/last.pkl", "checkpoints/best.pkl"):
+        assert (run / name).is_file(), name
+    assert "lr: 0.002" in (run / "config.yaml").read_text()
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["epochs"] == 2
+    assert summary["test"]["test_accuracy"] > 0.85
+    assert [r["epoch"] for r in rows(run)] == ["1", "2"]
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 2
+
+    result = nnctl("eval", str(run / "checkpoints" / "last.pkl"), "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["samples"] == 1000
+    assert report["accuracy"] == pytest.approx(summary["test"]["test_accuracy"], abs=1e-9)
+    assert report["error_rate"] == pytest.approx(1 - report["accuracy"])
+    matrix = np.array(report["confusion_matrix"])
+    assert matrix.shape == (10, 10) and matrix.sum() == 1000
+    assert np.trace(matrix) / 1000 == pytest.approx(report["accuracy"])
+
+    table = nnctl("eval", str(run / "checkpoints" / "best.pkl"))
+    assert table.returncode == 0 and "confusion matrix" in table.stdout
+
+
+RESUME = [*SLICE, "train.batch_size=50", "optimizer.lr=2e-3"]
+
+
+def test_resume_is_bit_for_bit(tmp_path):
+    straight = train(tmp_path / "a", "mnist_mlp.yaml", *RESUME, "train.epochs=4")
+    first = train(tmp_path / "b", "mnist_mlp.yaml", *RESUME, "train.epochs=2")
+    result = nnctl("train", "--resume", str(first / "checkpoints" / "last.pkl"), "train.epochs=4")
+    assert result.returncode == 0, result.stderr
+    assert rows(first) == rows(straight)
+    a = checkpoint.load(straight / "checkpoints" / "last.pkl")
+    b = checkpoint.load(first / "checkpoints" / "last.pkl")
+    for layer, entry in a["model"].items():
+        for key, value in entry["params"].items():
+            np.testing.assert_array_equal(value, b["model"][layer]["params"][key])
+    assert b["progress"]["epoch"] == 4
+
+
+def test_ctrl_c_stops_cleanly_and_resumes_mid_epoch_exactly(tmp_path):
+    overrides = [*RESUME, "train.epochs=2", "train.batch_size=10", "train.log_every_steps=1"]
+    straight = train(tmp_path / "a", "mnist_mlp.yaml", *overrides)
+    runs = tmp_path / "b"
+    process = subprocess.Popen([sys.executable, "-m", "nnctl.cli", "train", str(CONFIGS / "mnist_mlp.yaml"),
+                                *overrides, "--runs-dir", str(runs)], cwd=REPO, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        metrics = list(runs.glob("*/metrics.csv"))
+        if metrics and len(metrics[0].read_text().splitlines()) > 300:  # inside epoch 2 (250 steps each)
+            break
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert "nnctl train --resume" in stdout
+    (run,) = runs.iterdir()
+    saved = checkpoint.load(run / "checkpoints" / "last.pkl")
+    assert saved["progress"]["epoch"] == 1 and 0 < saved["progress"]["batch"] < 250
+    assert json.loads((run / "summary.json").read_text())["status"] == "stopped"
+
+    result = nnctl("train", "--resume", str(run / "checkpoints" / "last.pkl"))
+    assert result.returncode == 0, result.stderr
+    assert rows(run) == rows(straight)
+
+
+def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_path):
+    run = train(tmp_path, "mnist_mlp.yaml", *SLICE, "train.epochs=1", "optimizer.type=sgd")
+    last = run / "checkpoints" / "last.pkl"
+    good = last.read_bytes()
+    metrics_before = (run / "metrics.csv").read_text()
+    result = nnctl("train", "--resume", str(last), "train.epochs=2", "optimizer.lr=1e30")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "the loss became" in result.stderr and "epoch 2" in result.stderr
+    assert str(last) in result.stderr and "optimizer.lr" in result.stderr
+    assert last.read_bytes() == good
+    assert (run / "metrics.csv").read_text() == metrics_before
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "failed" and "loss became" in summary["error"]
+
+
+class _RunsCode:
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_pickle_that_would_run_code_is_refused(tmp_path):
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.pkl"
+    evil.write_bytes(pickle.dumps({"format": "nnctl-checkpoint", "payload": _RunsCode(marker)}))
+    result = nnctl("eval", str(evil))
+    assert result.returncode == 1
+    assert "refused to load" in result.stderr and "system" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("content, message", [
+    (pickle.dumps({"weights": [1, 2, 3]}), "not an nnctl checkpoint"),
+    (b"\x80\x05garbage", "corrupt or truncated"),
+    (b"", "corrupt or truncated"),
+])
+def test_foreign_and_corrupt_checkpoints(tmp_path, content, message):
+    path = tmp_path / "x.pkl"
+    path.write_bytes(content)
+    for command in (["eval", str(path)], ["train", "--resume", str(path)]):
+        result = nnctl(*command)
+        assert result.returncode == 1 and message in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr
+
+
+def test_truncated_real_checkpoint_and_missing_file(tmp_path):
+    run = train(tmp_path, "xor_mlp.yaml", "train.epochs=2")
+    data = (run / "checkpoints" / "last.pkl").read_bytes()
+    cut = tmp_path / "cut.pkl"
+    cut.write_bytes(data[: len(data) // 2])
+    assert "corrupt or truncated" in nnctl("eval", str(cut)).stderr
+    missing = nnctl("eval", str(tmp_path / "nope.pkl"))
+    assert missing.returncode == 1 and "no such checkpoint" in missing.stderr
+
+
+def test_same_seed_same_numbers(tmp_path):
+    a = train(tmp_path / "a", "mnist_mlp.yaml", *SLICE, "train.epochs=1")
+    b = train(tmp_path / "b", "mnist_mlp.yaml", *SLICE, "train.epochs=1")
+    c = train(tmp_path / "c", "mnist_mlp.yaml", *SLICE, "train.epochs=1", "seed=1")
+    assert rows(a) == rows(b)
+    assert rows(a) != rows(c)
+
+
+def test_gradcheck_command(tmp_path):
+    result = nnctl("gradcheck")
+    assert result.returncode == 0, result.stdout + result.stderr
+    for name in ("dense", "relu", "softmax", "dropout", "softmax_cross_entropy", "half_sse"):
+        assert name in result.stdout
+    assert "perceptron rule" in result.stdout
+    model = nnctl("gradcheck", str(CONFIGS / "mnist_mlp.yaml"), "loss.l2=0.001")
+    assert model.returncode == 0, model.stdout + model.stderr
+    assert "dense_3" in model.stdout and "input" in model.stdout
+    failing = nnctl("gradcheck", "--layer", "tanh", "--tol", "1e-30")
+    assert failing.returncode == 1 and "FAIL" in failing.stdout
+    unknown = nnctl("gradcheck", "--layer", "rleu")
+    assert unknown.returncode == 2 and "did you mean 'relu'?" in unknown.stderr
+
+
+@pytest.mark.parametrize("config, overrides, total", [
+    ("mnist_mlp.yaml", ["model.layers.2.units=512"], "669,706"),
+    ("mnist_784_300_10_sigmoid.yaml", [], "238,510"),
+])
+def test_summary_parameter_counts(config, overrides, total):
+    result = nnctl("summary", str(CONFIGS / config), *overrides)
+    assert result.returncode == 0, result.stderr
+    assert f"total parameters: {total}" in result.stdout
+
+
+def test_help_for_every_command():
+    for command in ([], ["train"], ["eval"], ["gradcheck"], ["summary"]):
+        result = nnctl(*command, "--help")
+        assert result.returncode == 0 and "Usage" in result.stdout
