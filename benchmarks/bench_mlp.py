@@ -20,7 +20,8 @@ CONFIG = Path(__file__).resolve().parent.parent / "configs" / "mnist_mlp.yaml"
 
 def nnctl_epoch(epochs: int) -> tuple[float, float, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Trains with nnctl's own runner; returns samples/s, test accuracy and the data for the peer."""
-    config = load_config(CONFIG, [f"train.epochs={epochs}", "data.validation=null"])
+    config = load_config(CONFIG, [f"train.epochs={epochs}", "data.validation=null", "train.monitor=loss",
+                                   "schedule.type=constant"])
     with tempfile.TemporaryDirectory() as runs:
         runner = Runner.start(config, CONFIG.parent, Path(runs), quiet=True)
         data = runner.exp.data

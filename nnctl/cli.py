@@ -92,7 +92,7 @@ def evaluate_command(
     data = exp.data.split(split)
     if data is None:
         raise NnctlError(f"{checkpoint_path}: its dataset has no {split} split")
-    metrics = evaluate(exp.model, exp.loss, data.x, data.y, ["accuracy", "error_rate", "mse"]
+    metrics = evaluate(exp.model, exp.loss, data.x, data.y, ["accuracy", "error_rate"]
                        if exp.data.num_classes else ["mse"], exp.settings.eval_batch_size)
     result = {"checkpoint": str(checkpoint_path), "split": split, "samples": len(data), **metrics}
     if exp.data.num_classes:

@@ -115,7 +115,8 @@ def _metrics(config: Config, settings: TrainSettings, data: Dataset) -> list[str
 def _monitor(config: Config, settings: TrainSettings, data: Dataset, metrics: list[str]) -> tuple[str, str]:
     prefix = "val_" if data.val is not None else ""
     monitor = settings.monitor or f"{prefix}loss"
-    known = [f"{p}{m}" for p in ("", "val_" if data.val is not None else "") for m in ["loss", *metrics]]
+    prefixes = ["", "val_"] if data.val is not None else [""]
+    known = [f"{p}{m}" for p in prefixes for m in ["loss", *metrics]]
     if monitor not in known:
         raise config.error(("train", "monitor"), f"cannot monitor '{monitor}'; this run records: {', '.join(known)}")
     mode = settings.mode

@@ -29,7 +29,7 @@ class MetricSums:
         self.sums["loss"] += loss_value * n
         self.sums["n"] += n
         self.sums["correct"] += float((loss.labels(y) == target_labels(t)).sum())
-        diff = y - _as_targets(y, t)
+        diff = loss.probabilities(y) - _as_targets(y, t)
         self.sums["sq_err"] += float((diff * diff).sum())
         self.sums["n_out"] += diff.size
 

@@ -19,7 +19,8 @@ train: {epochs: 1, batch_size: 4}
 """
 
 CASES = {
-    "yaml syntax": (BASE.replace("units: 2}", "units: 2"), ["bad.yaml:7", "YAML syntax error", "while parsing a flow mapping on line 6"]),
+    "yaml syntax": (BASE.replace("units: 2}", "units: 2"),
+                    ["bad.yaml:7", "YAML syntax error", "while parsing a flow mapping on line 6"]),
     "unknown layer": (BASE.replace("type: dense, units: 2", "type: dens, units: 2"),
                       ["bad.yaml:6", "unknown layer 'dens'", "did you mean 'dense'?"]),
     "unknown layer key": (BASE.replace("units: 2", "unit: 2"),
