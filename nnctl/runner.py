@@ -40,6 +40,8 @@ class Runner:
         self.sums = MetricSums()
         self.history: list[dict[str, Any]] = []
         self.elapsed_before = 0.0
+        self.lr = exp.optimizer.lr
+        """The learning rate of the latest step."""
         self.stop_requested = False
 
     # -- set-up --------------------------------------------------------------------------------------------
@@ -81,6 +83,7 @@ class Runner:
             self.dropout_rng.bit_generator.state = saved["rng"]["dropout"]
             progress = saved["progress"]
             self.epoch, self.batch, self.step = progress["epoch"], progress["batch"], progress["step"]
+            self.lr = progress["lr"]
             self.order, self.sums = progress["order"], MetricSums(progress["sums"])
             self.history = list(saved["history"])
             self.monitor.best, self.monitor.wait = saved["monitor"]["best"], saved["monitor"]["wait"]
@@ -162,7 +165,7 @@ class Runner:
 
     def _train_step(self, x: np.ndarray, t: np.ndarray, batches: int) -> None:
         exp = self.exp
-        lr = self._lr(batches)
+        lr = self.lr = self._lr(batches)
         y = exp.model.forward(x, training=True)
         value = exp.loss.forward(y, t)
         decays = exp.loss.l1 or exp.loss.l2
@@ -190,10 +193,9 @@ class Runner:
     def _end_epoch(self) -> bool:
         """Metrics, checkpoints and the epoch line; True when early stopping says stop."""
         exp, settings = self.exp, self.exp.settings
-        _, batches = self._batching()
         self.epoch, self.batch, self.order = self.epoch + 1, 0, None
-        row: dict[str, Any] = {"kind": "epoch", "epoch": self.epoch, "step": self.step,
-                               "lr": self._lr(batches), **self.sums.result(exp.metrics)}
+        row: dict[str, Any] = {"kind": "epoch", "epoch": self.epoch, "step": self.step, "lr": self.lr,
+                               **self.sums.result(exp.metrics)}
         evaluated = exp.data.val is not None and (self.epoch % settings.eval_every == 0
                                                  or self.epoch == settings.epochs)
         if evaluated:
@@ -236,7 +238,7 @@ class Runner:
             "model": self.exp.model.state_dict(),
             "optimizer": self.exp.optimizer.state_dict(),
             "rng": {"data": self.data_rng.bit_generator.state, "dropout": self.dropout_rng.bit_generator.state},
-            "progress": {"epoch": self.epoch, "batch": self.batch, "step": self.step,
+            "progress": {"epoch": self.epoch, "batch": self.batch, "step": self.step, "lr": self.lr,
                          "order": None if self.order is None else self.order.copy(), "sums": dict(self.sums.sums)},
             "history": list(self.history),
             "monitor": self.monitor.state(),

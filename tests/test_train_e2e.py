@@ -100,7 +100,7 @@ def test_train_then_eval_on_an_mnist_slice(tmp_path):
     assert table.returncode == 0 and "confusion matrix" in table.stdout
 
 
-RESUME = [*SLICE, "train.batch_size=50", "optimizer.lr=2e-3"]
+RESUME = [*SLICE, "train.batch_size=50", "optimizer.lr=2e-3", "schedule.type=constant"]  # cosine follows train.epochs
 
 
 def test_resume_is_bit_for_bit(tmp_path):
@@ -202,6 +202,19 @@ def test_truncated_real_checkpoint_and_missing_file(tmp_path):
     assert "corrupt or truncated" in nnctl("eval", str(cut)).stderr
     missing = nnctl("eval", str(tmp_path / "nope.pkl"))
     assert missing.returncode == 1 and "no such checkpoint" in missing.stderr
+
+
+def test_early_stopping_restores_the_best_model(tmp_path):
+    # mode max on a falling loss: epoch 1 stays the best, so patience 2 stops after epoch 3
+    run = train(tmp_path, "xor_mlp.yaml", "train.epochs=50", "train.monitor=loss", "train.mode=max",
+                "train.early_stopping={patience: 2, restore_best: true}")
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "early_stopped" and summary["epochs"] == 3
+    assert summary["best"]["value"] == float(rows(run)[0]["loss"])
+    best = checkpoint.load(run / "checkpoints" / "best.pkl")
+    assert best["progress"]["epoch"] == 1
+    report = json.loads(nnctl("eval", str(run / "checkpoints" / "best.pkl"), "--json").stdout)
+    assert report["loss"] == pytest.approx(summary["test"]["test_loss"], rel=1e-12)
 
 
 def test_same_seed_same_numbers(tmp_path):
