@@ -254,3 +254,20 @@ def test_help_for_every_command():
     for command in ([], ["train"], ["eval"], ["gradcheck"], ["summary"]):
         result = nnctl(*command, "--help")
         assert result.returncode == 0 and "Usage" in result.stdout
+
+
+def test_every_shipped_config_builds():
+    for config in sorted(CONFIGS.glob("*.yaml")):
+        result = nnctl("summary", str(config))
+        assert result.returncode == 0, f"{config.name}: {result.stderr}"
+
+
+@pytest.mark.parametrize("config, overrides", [
+    ("mnist_784_300_10_sigmoid.yaml", ["data.subset=3000", "data.test_subset=1000"]),
+    ("mnist_twolayer.yaml", ["data.subset=6000", "data.test_subset=1000", "train.epochs=4"]),
+])
+def test_classic_mnist_configs_learn_on_a_slice(tmp_path, config, overrides):
+    history = rows(train(tmp_path, config, *overrides))
+    errors = [float(row["error_rate"]) for row in history]
+    assert all(later < earlier for earlier, later in zip(errors, errors[1:], strict=False)), errors
+    assert float(history[-1]["val_error_rate"]) < float(history[0]["val_error_rate"]) - 0.02
