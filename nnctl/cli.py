@@ -16,6 +16,8 @@ from nnctl.config import from_dict, load_config
 from nnctl.errors import ConfigError, NnctlError
 from nnctl.experiment import Experiment, build
 from nnctl.gradcheck import Check, check_model, check_registry
+from nnctl.layers import LAYERS
+from nnctl.losses import LOSSES
 from nnctl.metrics import confusion_matrix, evaluate, predict, target_labels
 from nnctl.runner import Runner
 
@@ -139,9 +141,6 @@ def gradcheck(
     if config is not None:
         checks = check_model(_load(config, overrides, "float64"), samples, per_tensor, eps, tol)
     else:
-        from nnctl.layers import LAYERS
-        from nnctl.losses import LOSSES
-
         if layer is not None and layer not in LAYERS and layer not in LOSSES:
             LAYERS.get(layer)  # raises with the known names and a suggestion
         checks = check_registry(layer, eps, tol)

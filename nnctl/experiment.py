@@ -7,7 +7,7 @@ import numpy as np
 
 from nnctl.backend import resolve_dtype
 from nnctl.builder import build_model
-from nnctl.config import Config, check_kwargs
+from nnctl.config import Config, check_kwargs, did_you_mean
 from nnctl.data import DATASETS, Dataset
 from nnctl.losses import LOSSES, Loss
 from nnctl.metrics import LOWER_IS_BETTER, METRICS
@@ -105,8 +105,6 @@ def _metrics(config: Config, settings: TrainSettings, data: Dataset) -> list[str
         return ["accuracy"] if data.num_classes else ["mse"]
     for i, name in enumerate(settings.metrics):
         if name not in METRICS:
-            from nnctl.config import did_you_mean
-
             raise config.error(("train", "metrics", i), f"unknown metric '{name}'{did_you_mean(name, METRICS)}; "
                                                         f"known: {', '.join(METRICS)}")
     return [m for m in settings.metrics if m != "loss"]

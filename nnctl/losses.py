@@ -61,7 +61,7 @@ class Loss:
                 g += self.l2 * w
 
 
-def _as_targets(y: np.ndarray, t: np.ndarray) -> np.ndarray:
+def as_targets(y: np.ndarray, t: np.ndarray) -> np.ndarray:
     """Targets shaped like y: one-hot rows for integer labels, a column for one output per sample."""
     if t.shape == y.shape:
         return t
@@ -89,7 +89,7 @@ class SoftmaxCrossEntropy(Loss):
         super().check(output_shape, target_shape, num_classes)
 
     def forward(self, y, t):
-        self.t = _as_targets(y, t)
+        self.t = as_targets(y, t)
         shifted = y - y.max(axis=-1, keepdims=True)
         log_p = shifted - xp.log(xp.exp(shifted).sum(axis=-1, keepdims=True))
         self.p = xp.exp(log_p)
@@ -113,7 +113,7 @@ class BinaryCrossEntropy(Loss):
         return sigmoid(y)
 
     def forward(self, y, t):
-        self.y, self.t = y, _as_targets(y, t)
+        self.y, self.t = y, as_targets(y, t)
         return float((xp.maximum(y, 0) - y * self.t + xp.log1p(xp.exp(-xp.abs(y)))).mean())
 
     def backward(self):
@@ -127,7 +127,7 @@ class MeanSquaredError(Loss):
     example_targets = "values"
 
     def forward(self, y, t):
-        self.diff = y - _as_targets(y, t)
+        self.diff = y - as_targets(y, t)
         return float((self.diff * self.diff).mean())
 
     def backward(self):
@@ -141,7 +141,7 @@ class HalfSumOfSquares(Loss):
     example_targets = "values"
 
     def forward(self, y, t):
-        self.diff = y - _as_targets(y, t)
+        self.diff = y - as_targets(y, t)
         self.n = y.size // y.shape[-1]
         return float(0.5 * (self.diff * self.diff).sum() / self.n)
 

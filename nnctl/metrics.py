@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from nnctl.losses import Loss, _as_targets
+from nnctl.losses import Loss, as_targets
 from nnctl.model import Model
 
 METRICS = ("accuracy", "error_rate", "mse")
@@ -29,7 +29,7 @@ class MetricSums:
         self.sums["loss"] += loss_value * n
         self.sums["n"] += n
         self.sums["correct"] += float((loss.labels(y) == target_labels(t)).sum())
-        diff = loss.probabilities(y) - _as_targets(y, t)
+        diff = loss.probabilities(y) - as_targets(y, t)
         self.sums["sq_err"] += float((diff * diff).sum())
         self.sums["n_out"] += diff.size
 

@@ -4,6 +4,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
 from nnctl.config import Config, KeyPath, check_kwargs, describe_value, did_you_mean
+from nnctl.errors import ConfigError
 
 T = TypeVar("T")
 
@@ -40,8 +41,6 @@ class Registry(Generic[T]):
         message = (f"unknown {self.kind} '{name}'{did_you_mean(name, self._classes)}; "
                    f"known: {', '.join(self)}")
         if config is None:
-            from nnctl.errors import ConfigError
-
             raise ConfigError(message)
         raise config.error(path, message)
 

@@ -1,6 +1,7 @@
 """Element-wise activations and softmax, each a layer of its own."""
 
 from nnctl.backend import xp
+from nnctl.config import did_you_mean
 from nnctl.layers import LAYERS
 from nnctl.layers.base import Layer
 
@@ -122,7 +123,5 @@ def make_activation(name: str | None) -> Activation | None:
         return None
     names = [n for n in LAYERS if issubclass(LAYERS.get(n), Activation)]
     if name not in names:
-        from nnctl.config import did_you_mean
-
         raise ValueError(f"unknown activation '{name}'{did_you_mean(name, names)}; known: {', '.join(names)}")
     return LAYERS.get(name)()
