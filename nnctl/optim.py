@@ -28,7 +28,8 @@ class Optimizer:
             clip_by_global_norm(grads, self.clip_norm)
         self.t += 1
         for name in self.slot_names:
-            self.slots.setdefault(name, [xp.zeros_like(p) for p in params])
+            if name not in self.slots:
+                self.slots[name] = [xp.zeros_like(p) for p in params]
         for i, (p, g) in enumerate(zip(params, grads, strict=True)):
             self.update(p, g, lr, *(self.slots[name][i] for name in self.slot_names))
 
