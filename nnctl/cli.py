@@ -55,13 +55,14 @@ def train(
     overrides: Annotated[list[str] | None, typer.Argument(help=OVERRIDES_HELP, show_default=False)] = None,
     resume: Annotated[Path | None, typer.Option("--resume", help="Continue from a checkpoint (last.pkl) of a run.",
                                        show_default=False)] = None,
-    runs_dir: Annotated[Path, typer.Option("--runs-dir", help="Where new run directories are made.")] = Path("runs"),
+    runs_dir: Annotated[Path, typer.Option("--runs-dir", help="Where new run directories are made (also when "
+                                           "resuming from a checkpoint other than a run's last.pkl).")] = Path("runs"),
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
 ) -> None:
     """Train the model a config describes; writes runs/<name>-<time>/ (config, metrics, checkpoints, summary)."""
     if resume is not None:
         extra = [str(config)] if config is not None else []
-        runner = Runner.resume(resume, extra + (overrides or []), quiet)
+        runner = Runner.resume(resume, extra + (overrides or []), runs_dir, quiet)
     elif config is None:
         raise ConfigError("give a config to train (nnctl train configs/mnist_mlp.yaml) or --resume CHECKPOINT")
     else:

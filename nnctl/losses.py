@@ -28,7 +28,7 @@ class Loss:
 
     def labels(self, y: np.ndarray) -> np.ndarray:
         """The class each output row predicts: argmax, or a threshold for a single output."""
-        return y.argmax(axis=-1) if y.shape[-1] > 1 else (y[..., 0] > 0.5).astype(np.int64)
+        return y.argmax(axis=-1) if y.shape[-1] > 1 else (y[..., 0] > 0.5).astype(xp.int64)
 
     def probabilities(self, y: np.ndarray) -> np.ndarray:
         """The model's outputs as this loss reads them (probabilities for classification losses)."""
@@ -107,7 +107,7 @@ class BinaryCrossEntropy(Loss):
     example_targets = "values"
 
     def labels(self, y):
-        return (y[..., 0] > 0).astype(np.int64) if y.shape[-1] == 1 else y.argmax(axis=-1)
+        return (y[..., 0] > 0).astype(xp.int64) if y.shape[-1] == 1 else y.argmax(axis=-1)
 
     def probabilities(self, y):
         return sigmoid(y)

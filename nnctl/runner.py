@@ -57,8 +57,9 @@ class Runner:
         return runner
 
     @classmethod
-    def resume(cls, path: Path, overrides: list[str], quiet: bool = False) -> "Runner":
-        """Continues from a checkpoint inside its run directory, exactly where it stopped."""
+    def resume(cls, path: Path, overrides: list[str], runs_dir: Path, quiet: bool = False) -> "Runner":
+        """Continues exactly where a checkpoint stopped: a run's last.pkl in its own run directory; any other
+        checkpoint (best.pkl, a copy) in a new one under `runs_dir`, so no later metrics are overwritten."""
         saved = checkpoint.load(path)
         config = from_dict(saved["config"], f"{path} (its config)")
         for text in overrides:
@@ -67,9 +68,8 @@ class Runner:
         check_top_level(config)
         exp = build(config, Path(saved["base_dir"]))
         path = Path(path).resolve()
-        run_dir = path.parent.parent if path.parent.name == "checkpoints" else new_run_dir(
-            path.parent, config.data["name"])
-        runner = cls(exp, run_dir, quiet)
+        own_run = path.name == "last.pkl" and path.parent.name == "checkpoints"
+        runner = cls(exp, path.parent.parent if own_run else new_run_dir(runs_dir, config.data["name"]), quiet)
         runner._restore(saved, path)
         runner._write_config()
         runner.files.rewrite(runner.history)
@@ -123,6 +123,10 @@ class Runner:
                     break
         except TrainingError as exc:
             self._write_summary("failed", error=str(exc))
+            raise
+        except KeyboardInterrupt:
+            self._write_summary("stopped", error="interrupted at once by a second Ctrl-C; last.pkl holds the "
+                                                 "end of the last finished epoch")
             raise
         finally:
             _restore_sigint(previous)

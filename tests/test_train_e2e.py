@@ -216,6 +216,15 @@ def test_early_stopping_restores_the_best_model(tmp_path):
     report = json.loads(nnctl("eval", str(run / "checkpoints" / "best.pkl"), "--json").stdout)
     assert report["loss"] == pytest.approx(summary["test"]["test_loss"], rel=1e-12)
 
+    # resuming from best.pkl branches into a new run: the original run's later metrics stay as they were
+    before = (run / "metrics.csv").read_text()
+    branch = nnctl("train", "--resume", str(run / "checkpoints" / "best.pkl"), "train.early_stopping=null",
+                   "train.epochs=2", "--runs-dir", str(tmp_path / "runs"))
+    assert branch.returncode == 0, branch.stderr
+    assert (run / "metrics.csv").read_text() == before
+    (other,) = set((tmp_path / "runs").iterdir()) - {run}
+    assert [r["epoch"] for r in rows(other)] == ["1", "2"]
+
 
 def test_same_seed_same_numbers(tmp_path):
     a = train(tmp_path / "a", "mnist_mlp.yaml", *SLICE, "train.epochs=1")

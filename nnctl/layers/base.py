@@ -4,6 +4,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from nnctl.backend import xp
+
 
 class Layer:
     """`forward(x, training)` caches what `backward(dy)` needs; backward fills `grads` and returns dx.
@@ -42,4 +44,4 @@ class Layer:
         raise NotImplementedError
 
     def _zero_grads(self) -> None:
-        self.grads = {key: np.zeros_like(value) for key, value in self.params.items()}
+        self.grads = {key: xp.zeros_like(value) for key, value in self.params.items()}
