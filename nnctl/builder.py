@@ -4,23 +4,22 @@ from typing import Any
 
 import numpy as np
 
-from nnctl.config import Config, check_kwargs, describe_value, signature_params
+from nnctl.config import Config
 from nnctl.init import make_initializer
 from nnctl.layers import LAYERS
 from nnctl.model import Model
+from nnctl.schema import check_kwargs, signature_params
 
-MODEL_KEYS = ("layers", "input_shape")
+MODEL_KEYS = ("layers",)
 
 
 def build_model(config: Config, input_shape: tuple[int, ...], dtype: type,
                 rng: np.random.Generator) -> Model:
-    """Builds the layers of `model.layers` for `input_shape` (or `model.input_shape`), checking each."""
+    """Builds the layers of `model.layers` for inputs of `input_shape` (the dataset's), checking each."""
     section = config.section("model")
     for key in section:
         if key not in MODEL_KEYS:
             raise config.error(("model", key), f"unknown key; expected one of: {', '.join(MODEL_KEYS)}")
-    if "input_shape" in section:
-        input_shape = _input_shape(config, section["input_shape"])
     specs = section.get("layers")
     if not isinstance(specs, list) or not specs:
         raise config.error(("model", "layers"), "expected a non-empty list of layers, "
@@ -56,9 +55,3 @@ def _construct(cls: type, kwargs: dict[str, Any], config: Config, path: tuple) -
     except ValueError as exc:
         raise config.error(path, str(exc)) from None
 
-
-def _input_shape(config: Config, value: Any) -> tuple[int, ...]:
-    if not (isinstance(value, list) and value and all(isinstance(v, int) and v > 0 for v in value)):
-        raise config.error(("model", "input_shape"), f"expected a list of positive integers, "
-                                                     f"got {describe_value(value)}")
-    return tuple(value)

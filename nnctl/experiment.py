@@ -7,13 +7,15 @@ import numpy as np
 
 from nnctl.backend import resolve_dtype
 from nnctl.builder import build_model
-from nnctl.config import Config, check_kwargs, did_you_mean
+from nnctl.config import Config
 from nnctl.data import DATASETS, Dataset
+from nnctl.layers.activations import Activation
 from nnctl.losses import LOSSES, Loss
 from nnctl.metrics import LOWER_IS_BETTER, METRICS
 from nnctl.model import Model
 from nnctl.optim import OPTIMIZERS, Optimizer
 from nnctl.schedules import SCHEDULES, Schedule
+from nnctl.schema import check_kwargs, did_you_mean
 
 
 class TrainSettings:
@@ -76,16 +78,27 @@ def build(config: Config, base_dir: str | Path, dtype: str | None = None) -> Exp
     rng = np.random.default_rng([config.data["seed"], 0])
     model = build_model(config, data.input_shape, dtype_t, rng)
     loss = LOSSES.build(config.data["loss"], config, ("loss",))
+    last = ("model", "layers", len(model.layers) - 1)
     try:
         loss.check(model.output_shape, data.train.y.shape[1:], data.num_classes)
     except ValueError as exc:
-        raise config.error(("model", "layers", len(model.layers) - 1), str(exc)) from None
+        raise config.error(last, str(exc)) from None
+    if loss.applies and loss.applies == output_activation(model):
+        raise config.error(last, f"the model ends in {loss.applies}, which {loss.registered_name} applies itself "
+                                 f"to the model's outputs (logits); remove the final {loss.applies}")
     optimizer = OPTIMIZERS.build(config.data["optimizer"], config, ("optimizer",))
     schedule = SCHEDULES.build(config.data.get("schedule") or "constant", config, ("schedule",))
     metrics = _metrics(config, settings, data)
     monitor, mode = _monitor(config, settings, data, metrics)
     return Experiment(config, Path(base_dir), dtype_t, data, model, loss, optimizer, schedule, settings,
                       metrics, monitor, mode)
+
+
+def output_activation(model: Model) -> str | None:
+    """The name of the activation the model's outputs pass through last, if any."""
+    layer = model.layers[-1]
+    activation = getattr(layer, "activation", None) or layer
+    return activation.registered_name if isinstance(activation, Activation) else None
 
 
 def _train_settings(config: Config) -> TrainSettings:

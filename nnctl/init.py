@@ -5,8 +5,9 @@ from typing import Any
 
 import numpy as np
 
-from nnctl.config import Config, KeyPath, describe_value
+from nnctl.config import Config, KeyPath
 from nnctl.registry import Registry
+from nnctl.schema import describe_value
 
 INITIALIZERS: Registry = Registry("initializer")
 

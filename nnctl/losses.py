@@ -12,6 +12,9 @@ LOSSES: Registry = Registry("loss")
 class Loss:
     """A loss over a batch, plus optional L1/L2 decay of the model's weights (never biases)."""
 
+    applies: str | None = None
+    """The output activation this loss applies itself (so the model must not end in it)."""
+
     example_targets = "labels"
     """What the gradient check feeds as targets: integer 'labels' or 'values' shaped like y."""
 
@@ -76,6 +79,8 @@ def as_targets(y: np.ndarray, t: np.ndarray) -> np.ndarray:
 class SoftmaxCrossEntropy(Loss):
     """−Σ t·log softmax(y), averaged over the batch; t is integer labels or one-hot/soft rows."""
 
+    applies = "softmax"
+
     def labels(self, y):
         return y.argmax(axis=-1)
 
@@ -103,6 +108,8 @@ class SoftmaxCrossEntropy(Loss):
 @LOSSES.register("binary_cross_entropy")
 class BinaryCrossEntropy(Loss):
     """Cross-entropy of sigmoid(y) against targets in [0, 1], on logits, averaged over all outputs."""
+
+    applies = "sigmoid"
 
     example_targets = "values"
 

@@ -3,8 +3,9 @@
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
-from nnctl.config import Config, KeyPath, check_kwargs, describe_value, did_you_mean
+from nnctl.config import Config, KeyPath
 from nnctl.errors import ConfigError
+from nnctl.schema import check_kwargs, describe_value, did_you_mean
 
 T = TypeVar("T")
 

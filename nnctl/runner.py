@@ -15,7 +15,7 @@ import yaml
 
 from nnctl import __version__, checkpoint
 from nnctl.callbacks import Checkpoints, MetricFiles, Monitor, Progress
-from nnctl.config import Config, apply_override, check_top_level, from_dict, parse_override
+from nnctl.config import Config, apply_overrides, from_dict
 from nnctl.errors import CheckpointError, NnctlError, TrainingError
 from nnctl.experiment import Experiment, build
 from nnctl.metrics import MetricSums, evaluate
@@ -62,10 +62,7 @@ class Runner:
         checkpoint (best.pkl, a copy) in a new one under `runs_dir`, so no later metrics are overwritten."""
         saved = checkpoint.load(path)
         config = from_dict(saved["config"], f"{path} (its config)")
-        for text in overrides:
-            key_path, value = parse_override(text)
-            apply_override(config, key_path, value, f"override '{text}'")
-        check_top_level(config)
+        apply_overrides(config, overrides)
         exp = build(config, Path(saved["base_dir"]))
         path = Path(path).resolve()
         own_run = path.name == "last.pkl" and path.parent.name == "checkpoints"

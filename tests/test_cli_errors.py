@@ -50,6 +50,9 @@ CASES = {
     "explicit weights of the wrong shape": (
         BASE.replace("units: 2}", "units: 2, weight_init: [[1, 2, 3]]}"),
         ["bad.yaml:6", "explicit values have shape [1, 3], the parameter needs [4, 2]"]),
+    "softmax before the loss's own": (BASE.replace("units: 2}", "units: 2, activation: softmax}"),
+                                      ["bad.yaml:6", "ends in softmax", "remove the final softmax"]),
+    "negative seed": (BASE + "seed: -3\n", ["bad.yaml:10", "seed: expected a non-negative integer"]),
     "unknown initializer": (BASE.replace("units: 2}", "units: 2, weight_init: he_norml}"),
                             ["bad.yaml:6", "did you mean 'he_normal'?"]),
 }

@@ -1,9 +1,9 @@
 """Element-wise activations and softmax, each a layer of its own."""
 
 from nnctl.backend import xp
-from nnctl.config import did_you_mean
 from nnctl.layers import LAYERS
 from nnctl.layers.base import Layer
+from nnctl.schema import did_you_mean
 
 
 class Activation(Layer):

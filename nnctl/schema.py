@@ -1,0 +1,108 @@
+"""Checking config values against constructor signatures: the signature of a class is its YAML schema."""
+
+import difflib
+import inspect
+import types
+import typing
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from nnctl.config import Config, KeyPath
+
+
+def did_you_mean(name: str, choices: typing.Iterable[str]) -> str:
+    """A ' (did you mean 'x'?)' suffix when a close match exists, else ''."""
+    match = difflib.get_close_matches(str(name), list(choices), n=1, cutoff=0.6)
+    return f" (did you mean '{match[0]}'?)" if match else ""
+
+
+
+def matches(value: Any, hint: Any) -> bool:
+    """Whether a YAML value fits a type hint (int, float, str, bool, None, unions, list/tuple/dict of)."""
+    if hint is Any or hint is inspect.Parameter.empty:
+        return True
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(matches(value, a) for a in args)
+    if origin is typing.Literal:
+        return value in args
+    if hint is type(None):
+        return value is None
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if origin in (list, tuple):
+        if not isinstance(value, list | tuple):
+            return False
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            return len(value) == len(args) and all(matches(v, a) for v, a in zip(value, args, strict=True))
+        return not args or all(matches(v, args[0]) for v in value)
+    if origin is dict:
+        return isinstance(value, dict)
+    return isinstance(value, origin or hint)
+
+
+def describe_type(hint: Any) -> str:
+    """A type hint in words: 'int', 'float or null', 'list of int'."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(describe_type(a) for a in args)
+    if origin is typing.Literal:
+        return " or ".join(repr(a) for a in args)
+    if hint is type(None):
+        return "null"
+    if origin in (list, tuple):
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            return f"a list of {len(args)} {describe_type(args[0])}"
+        return f"a list of {describe_type(args[0])}" if args else "a list"
+    if origin is dict or hint is dict:
+        return "a mapping"
+    return getattr(hint, "__name__", str(hint))
+
+
+def describe_value(value: Any) -> str:
+    """A value with its YAML type, for messages: "str 'abc'", 'null'."""
+    if value is None:
+        return "null"
+    kind = {dict: "mapping", list: "list"}.get(type(value), type(value).__name__)
+    text = repr(value)
+    return f"{kind} {text if len(text) <= 40 else text[:37] + '...'}"
+
+
+def signature_params(cls: type) -> dict[str, inspect.Parameter]:
+    """The keyword arguments `cls(...)` accepts, following `**kwargs` up to the base classes."""
+    params: dict[str, inspect.Parameter] = {}
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        hints = typing.get_type_hints(init)
+        has_kwargs = False
+        for name, param in inspect.signature(init).parameters.items():
+            if name == "self" or param.kind == param.VAR_POSITIONAL:
+                continue
+            if param.kind == param.VAR_KEYWORD:
+                has_kwargs = True
+                continue
+            params.setdefault(name, param.replace(annotation=hints.get(name, param.annotation)))
+        if not has_kwargs:
+            break
+    return params
+
+
+def check_kwargs(cls: type, kwargs: dict[str, Any], config: "Config", path: "KeyPath", what: str,
+                 provided: typing.Collection[str] = ()) -> None:
+    """Report unknown keys, missing required keys and wrong types, naming the config line."""
+    params = {k: p for k, p in signature_params(cls).items() if k not in provided}
+    for key, value in kwargs.items():
+        if key not in params:
+            accepted = ", ".join(params) or "none"
+            raise config.error(path + (key,), f"unknown key for {what}{did_you_mean(key, params)}; "
+                                              f"accepted keys: {accepted}")
+        hint = params[key].annotation
+        if not matches(value, hint):
+            raise config.error(path + (key,), f"expected {describe_type(hint)}, got {describe_value(value)}")
+    for key, param in params.items():
+        if param.default is inspect.Parameter.empty and key not in kwargs:
+            raise config.error(path, f"missing required key '{key}' for {what}")
