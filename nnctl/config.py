@@ -184,6 +184,9 @@ def check_top_level(config: Config) -> None:
     for key, hint in checks.items():
         if key in config.data and not matches(config.data[key], hint):
             raise config.error((key,), f"expected {describe_type(hint)}, got {describe_value(config.data[key])}")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", config.data.get("name", "x")):
+        raise config.error(("name",), f"'{config.data['name']}' cannot name a run directory; use letters, digits, "
+                                      "'.', '_' and '-'")
     dtype = config.data.setdefault("dtype", "float32")
     if dtype not in ("float32", "float64"):
         raise config.error(("dtype",), f"expected float32 or float64, got {describe_value(dtype)}")

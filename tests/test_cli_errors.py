@@ -53,6 +53,7 @@ CASES = {
     "softmax before the loss's own": (BASE.replace("units: 2}", "units: 2, activation: softmax}"),
                                       ["bad.yaml:6", "ends in softmax", "remove the final softmax"]),
     "negative seed": (BASE + "seed: -3\n", ["bad.yaml:10", "seed: expected a non-negative integer"]),
+    "a name that leaves runs/": (BASE.replace("name: t", "name: ../../escape"), ["bad.yaml:1", "cannot name a run"]),
     "unknown initializer": (BASE.replace("units: 2}", "units: 2, weight_init: he_norml}"),
                             ["bad.yaml:6", "did you mean 'he_normal'?"]),
 }
