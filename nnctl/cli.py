@@ -11,14 +11,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from nnctl import __version__, checkpoint
-from nnctl.config import from_dict, load_config
+from nnctl import __version__
+from nnctl.config import load_config
 from nnctl.errors import ConfigError, NnctlError
-from nnctl.experiment import Experiment, build
+from nnctl.experiment import Experiment, build, from_checkpoint, report
 from nnctl.gradcheck import Check, check_model, check_registry
 from nnctl.layers import LAYERS
 from nnctl.losses import LOSSES
-from nnctl.metrics import confusion_matrix, evaluate, predict, target_labels
 from nnctl.runner import Runner
 
 app = typer.Typer(help="Train neural networks written in plain NumPy from YAML files.", no_args_is_help=True,
@@ -86,30 +85,16 @@ def evaluate_command(
     """Evaluate a checkpoint: loss, accuracy, error rate and the confusion matrix."""
     if split not in ("test", "val", "train"):
         raise ConfigError(f"--split must be test, val or train, not '{split}'")
-    saved = checkpoint.load(checkpoint_path)
-    exp = build(from_dict(saved["config"], f"{checkpoint_path} (its config)"), Path(saved["base_dir"]))
-    try:
-        exp.model.load_state_dict(saved["model"])
-    except ValueError as exc:
-        raise NnctlError(f"{checkpoint_path}: its weights do not fit its own config: {exc}") from None
-    data = exp.data.split(split)
-    if data is None:
-        raise NnctlError(f"{checkpoint_path}: its dataset has no {split} split")
-    metrics = evaluate(exp.model, exp.loss, data.x, data.y, ["accuracy", "error_rate"]
-                       if exp.data.num_classes else ["mse"], exp.settings.eval_batch_size)
-    result = {"checkpoint": str(checkpoint_path), "split": split, "samples": len(data), **metrics}
-    if exp.data.num_classes:
-        predicted = exp.loss.labels(predict(exp.model, data.x, exp.settings.eval_batch_size))
-        result["confusion_matrix"] = confusion_matrix(target_labels(data.y), predicted,
-                                                      exp.data.num_classes).tolist()
+    result = {"checkpoint": str(checkpoint_path), **report(from_checkpoint(checkpoint_path)[0], split)}
     if as_json:
         out.print_json(json.dumps(result))
         return
-    table = Table(title=f"{checkpoint_path} on {split} ({len(data)} samples)")
+    table = Table(title=f"{checkpoint_path} on {split} ({result['samples']} samples)")
     table.add_column("metric")
     table.add_column("value", justify="right")
-    for key, value in metrics.items():
-        table.add_row(key, f"{value:.4f}")
+    for key in ("loss", "accuracy", "error_rate", "mse"):
+        if key in result:
+            table.add_row(key, f"{result[key]:.4f}")
     out.print(table)
     if "confusion_matrix" in result:
         out.print(_confusion_table(np.array(result["confusion_matrix"])))

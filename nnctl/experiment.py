@@ -5,13 +5,15 @@ from pathlib import Path
 
 import numpy as np
 
+from nnctl import checkpoint
 from nnctl.backend import resolve_dtype
 from nnctl.builder import build_model
-from nnctl.config import Config
+from nnctl.config import Config, apply_overrides, from_dict
 from nnctl.data import DATASETS, Dataset
+from nnctl.errors import CheckpointError, NnctlError
 from nnctl.layers.activations import Activation
 from nnctl.losses import LOSSES, Loss
-from nnctl.metrics import LOWER_IS_BETTER, METRICS
+from nnctl.metrics import LOWER_IS_BETTER, METRICS, confusion_matrix, predict, scores, target_labels
 from nnctl.model import Model
 from nnctl.optim import OPTIMIZERS, Optimizer
 from nnctl.schedules import SCHEDULES, Schedule
@@ -92,6 +94,33 @@ def build(config: Config, base_dir: str | Path, dtype: str | None = None) -> Exp
     monitor, mode = _monitor(config, settings, data, metrics)
     return Experiment(config, Path(base_dir), dtype_t, data, model, loss, optimizer, schedule, settings,
                       metrics, monitor, mode)
+
+
+def from_checkpoint(path: str | Path, overrides: list[str] | tuple = ()) -> tuple[Experiment, dict]:
+    """The experiment a checkpoint's config builds (with `overrides`), its weights loaded; and the checkpoint."""
+    saved = checkpoint.load(path)
+    config = from_dict(saved["config"], f"{path} (its config)")
+    apply_overrides(config, overrides)
+    exp = build(config, Path(saved["base_dir"]))
+    try:
+        exp.model.load_state_dict(saved["model"])
+    except (KeyError, ValueError) as exc:
+        raise CheckpointError(f"{path}: its weights do not fit the model its config builds: {exc}") from None
+    return exp, saved
+
+
+def report(exp: Experiment, split: str) -> dict:
+    """Loss, accuracy and error rate (or mse), and for classifiers the confusion matrix, on one split."""
+    data = exp.data.split(split)
+    if data is None:
+        raise NnctlError(f"the dataset of this experiment has no {split} split")
+    outputs = predict(exp.model, data.x, exp.settings.eval_batch_size)
+    metrics = ["accuracy", "error_rate"] if exp.data.num_classes else ["mse"]
+    result = {"split": split, "samples": len(data), **scores(exp.loss, outputs, data.y, metrics)}
+    if exp.data.num_classes:
+        result["confusion_matrix"] = confusion_matrix(target_labels(data.y), exp.loss.labels(outputs),
+                                                      exp.data.num_classes).tolist()
+    return result
 
 
 def output_activation(model: Model) -> str | None:

@@ -19,36 +19,42 @@ def target_labels(t: np.ndarray) -> np.ndarray:
 
 
 class MetricSums:
-    """Sums that give an epoch's loss and metrics exactly, however the batches fell."""
+    """Sums that give an epoch's loss and `metrics` exactly, however the batches fell."""
 
-    def __init__(self, sums: dict[str, float] | None = None):
+    def __init__(self, metrics: list[str], sums: dict[str, float] | None = None):
+        self.metrics = metrics
         self.sums = dict(sums or {"loss": 0.0, "correct": 0.0, "sq_err": 0.0, "n": 0.0, "n_out": 0.0})
 
     def add(self, loss: Loss, loss_value: float, y: np.ndarray, t: np.ndarray) -> None:
+        """Adds one batch: its outputs y, targets t, and the mean loss the loss function gave them."""
         n = len(y)
         self.sums["loss"] += loss_value * n
         self.sums["n"] += n
-        self.sums["correct"] += float((loss.labels(y) == target_labels(t)).sum())
-        diff = loss.probabilities(y) - as_targets(y, t)
-        self.sums["sq_err"] += float((diff * diff).sum())
-        self.sums["n_out"] += diff.size
+        if "accuracy" in self.metrics or "error_rate" in self.metrics:
+            self.sums["correct"] += float((loss.labels(y) == target_labels(t)).sum())
+        if "mse" in self.metrics:
+            diff = loss.probabilities(y) - as_targets(y, t)
+            self.sums["sq_err"] += float((diff * diff).sum())
+            self.sums["n_out"] += diff.size
 
-    def result(self, metrics: list[str], prefix: str = "") -> dict[str, float]:
+    def result(self, prefix: str = "") -> dict[str, float]:
         s, n = self.sums, max(self.sums["n"], 1)
         values = {"loss": s["loss"] / n, "accuracy": s["correct"] / n, "error_rate": 1 - s["correct"] / n,
                   "mse": s["sq_err"] / max(s["n_out"], 1)}
-        return {prefix + k: values[k] for k in ["loss", *metrics]}
+        return {prefix + k: values[k] for k in ["loss", *self.metrics]}
+
+
+def scores(loss: Loss, y: np.ndarray, t: np.ndarray, metrics: list[str], prefix: str = "") -> dict[str, float]:
+    """Loss and metrics of outputs y against targets t."""
+    sums = MetricSums(metrics)
+    sums.add(loss, loss.forward(y, t), y, t)
+    return sums.result(prefix)
 
 
 def evaluate(model: Model, loss: Loss, x: np.ndarray, t: np.ndarray, metrics: list[str],
              batch_size: int = 1000, prefix: str = "") -> dict[str, float]:
     """Loss and metrics of the model over a whole split, in eval mode."""
-    sums = MetricSums()
-    for start in range(0, len(x), batch_size):
-        y = model.forward(x[start:start + batch_size], training=False)
-        tb = t[start:start + batch_size]
-        sums.add(loss, loss.forward(y, tb), y, tb)
-    return sums.result(metrics, prefix)
+    return scores(loss, predict(model, x, batch_size), t, metrics, prefix)
 
 
 def predict(model: Model, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:

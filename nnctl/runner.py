@@ -15,9 +15,9 @@ import yaml
 
 from nnctl import __version__, checkpoint
 from nnctl.callbacks import Checkpoints, MetricFiles, Monitor, Progress
-from nnctl.config import Config, apply_overrides, from_dict
+from nnctl.config import Config
 from nnctl.errors import CheckpointError, NnctlError, TrainingError
-from nnctl.experiment import Experiment, build
+from nnctl.experiment import Experiment, build, from_checkpoint
 from nnctl.metrics import MetricSums, evaluate
 
 
@@ -37,7 +37,7 @@ class Runner:
         exp.model.set_rng(self.dropout_rng)
         self.epoch = self.batch = self.step = 0
         self.order: np.ndarray | None = None
-        self.sums = MetricSums()
+        self.sums = MetricSums(exp.metrics)
         self.history: list[dict[str, Any]] = []
         self.elapsed_before = 0.0
         self.lr = exp.optimizer.lr
@@ -50,7 +50,7 @@ class Runner:
     def start(cls, config: Config, base_dir: Path, runs_dir: Path, quiet: bool = False) -> "Runner":
         """A fresh run: builds the experiment, then makes runs/<name>-<time>/ with the resolved config."""
         exp = build(config, base_dir)
-        run_dir = new_run_dir(runs_dir, config.data["name"])
+        run_dir = new_run_dir(runs_dir, exp.config.data["name"])
         runner = cls(exp, run_dir, quiet)
         runner._write_config()
         runner.files.rewrite([])
@@ -60,13 +60,10 @@ class Runner:
     def resume(cls, path: Path, overrides: list[str], runs_dir: Path, quiet: bool = False) -> "Runner":
         """Continues exactly where a checkpoint stopped: a run's last.pkl in its own run directory; any other
         checkpoint (best.pkl, a copy) in a new one under `runs_dir`, so no later metrics are overwritten."""
-        saved = checkpoint.load(path)
-        config = from_dict(saved["config"], f"{path} (its config)")
-        apply_overrides(config, overrides)
-        exp = build(config, Path(saved["base_dir"]))
+        exp, saved = from_checkpoint(path, overrides)
         path = Path(path).resolve()
         own_run = path.name == "last.pkl" and path.parent.name == "checkpoints"
-        runner = cls(exp, path.parent.parent if own_run else new_run_dir(runs_dir, config.data["name"]), quiet)
+        runner = cls(exp, path.parent.parent if own_run else new_run_dir(runs_dir, exp.config.data["name"]), quiet)
         runner._restore(saved, path)
         runner._write_config()
         runner.files.rewrite(runner.history)
@@ -74,14 +71,13 @@ class Runner:
 
     def _restore(self, saved: dict[str, Any], path: Path) -> None:
         try:
-            self.exp.model.load_state_dict(saved["model"])
             self.exp.optimizer.load_state_dict(saved["optimizer"])
             self.data_rng.bit_generator.state = saved["rng"]["data"]
             self.dropout_rng.bit_generator.state = saved["rng"]["dropout"]
             progress = saved["progress"]
             self.epoch, self.batch, self.step = progress["epoch"], progress["batch"], progress["step"]
             self.lr = progress["lr"]
-            self.order, self.sums = progress["order"], MetricSums(progress["sums"])
+            self.order, self.sums = progress["order"], MetricSums(self.exp.metrics, progress["sums"])
             self.history = list(saved["history"])
             self.monitor.best, self.monitor.wait = saved["monitor"]["best"], saved["monitor"]["wait"]
             self.elapsed_before = saved["elapsed"]
@@ -144,7 +140,7 @@ class Runner:
         size, batches = self._batching()
         if self.batch == 0:
             self.order = self.data_rng.permutation(n) if self.exp.data.shuffle else None
-            self.sums = MetricSums()
+            self.sums = MetricSums(self.exp.metrics)
         with self.progress.bar(batches, self.batch, self.epoch + 1, settings.epochs) as bar:
             for b in range(self.batch, batches):
                 rows = slice(b * size, (b + 1) * size) if self.order is None else self.order[b * size:(b + 1) * size]
@@ -196,7 +192,7 @@ class Runner:
         exp, settings = self.exp, self.exp.settings
         self.epoch, self.batch, self.order = self.epoch + 1, 0, None
         row: dict[str, Any] = {"kind": "epoch", "epoch": self.epoch, "step": self.step, "lr": self.lr,
-                               **self.sums.result(exp.metrics)}
+                               **self.sums.result()}
         evaluated = exp.data.val is not None and (self.epoch % settings.eval_every == 0
                                                  or self.epoch == settings.epochs)
         if evaluated:

@@ -15,8 +15,7 @@ import pytest
 
 from helpers import CONFIGS, REPO, nnctl
 from nnctl import checkpoint
-from nnctl.config import from_dict
-from nnctl.experiment import build
+from nnctl.experiment import from_checkpoint
 
 SLICE = ["data.subset=3000", "data.test_subset=1000", "data.validation=500"]
 
@@ -34,10 +33,7 @@ def train(tmp_path: Path, config: str, *overrides: str, expect: int = 0) -> Path
 
 def model_of(path: Path):
     """The model a checkpoint holds, rebuilt from its config."""
-    saved = checkpoint.load(path)
-    exp = build(from_dict(saved["config"]), Path(saved["base_dir"]))
-    exp.model.load_state_dict(saved["model"])
-    return exp.model
+    return from_checkpoint(path)[0].model
 
 
 def rows(run_dir: Path) -> list[dict[str, str]]:
