@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from nnctl.data.mnist import FILES
+
 TESTS = Path(__file__).resolve().parent
 sys.path.insert(0, str(TESTS))
 DATA_DIR = Path(os.environ.get("NNCTL_DATA_DIR") or TESTS.parent.parent / "shared" / "data")
@@ -15,6 +17,8 @@ os.environ["NNCTL_DATA_DIR"] = str(DATA_DIR)
 @pytest.fixture(scope="session")
 def mnist_root() -> Path:
     """The data directory holding mnist/*.gz; the tests fail (never skip) without it."""
-    if not (DATA_DIR / "mnist" / "train-images-idx3-ubyte.gz").is_file():
-        pytest.fail(f"MNIST is not in {DATA_DIR}/mnist: set NNCTL_DATA_DIR to a folder holding mnist/*.gz")
+    missing = [name for name in FILES if not (DATA_DIR / "mnist" / name).is_file()]
+    if missing:
+        pytest.fail(f"MNIST files missing from {DATA_DIR}/mnist: {', '.join(missing)}; set NNCTL_DATA_DIR "
+                    "to a folder holding mnist/ with the four .gz files")
     return DATA_DIR

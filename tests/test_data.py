@@ -3,6 +3,7 @@
 import functools
 import gzip
 import http.server
+import re
 import shutil
 import threading
 from pathlib import Path
@@ -12,7 +13,9 @@ import pytest
 
 from nnctl.config import from_dict
 from nnctl.data import DATASETS
+from nnctl.data.download import fetch
 from nnctl.data.idx import parse_idx, read_idx
+from nnctl.data.logic import INPUTS
 from nnctl.data.mnist import FILES
 from nnctl.errors import ConfigError, DataError
 
@@ -22,118 +25,226 @@ def load(spec: dict, base_dir: Path = Path("."), dtype=np.float32):
     return DATASETS.build(spec, config, ("data",), base_dir=str(base_dir)).load(dtype)
 
 
+# IDX files
+
+
 def test_real_mnist_idx_files(mnist_root):
-    images = read_idx(mnist_root / "mnist" / "train-images-idx3-ubyte.gz")
-    labels = read_idx(mnist_root / "mnist" / "train-labels-idx1-ubyte.gz")
+    folder = mnist_root / "mnist"
+    images, labels = read_idx(folder / "train-images-idx3-ubyte.gz"), read_idx(folder / "train-labels-idx1-ubyte.gz")
     assert images.shape == (60000, 28, 28) and images.dtype == np.uint8
     assert labels.shape == (60000,) and labels[0] == 5 and set(np.unique(labels)) == set(range(10))
-    assert read_idx(mnist_root / "mnist" / "t10k-images-idx3-ubyte.gz").shape == (10000, 28, 28)
+    assert read_idx(folder / "t10k-images-idx3-ubyte.gz").shape == (10000, 28, 28)
+    test_labels = read_idx(folder / "t10k-labels-idx1-ubyte.gz")
+    assert test_labels.shape == (10000,) and set(np.unique(test_labels)) == set(range(10))
+
+
+def test_raw_idx_file(tmp_path, mnist_root):
+    raw = gzip.decompress((mnist_root / "mnist" / "t10k-labels-idx1-ubyte.gz").read_bytes())
+    (tmp_path / "labels-idx1-ubyte").write_bytes(raw)
+    np.testing.assert_array_equal(read_idx(str(tmp_path / "labels-idx1-ubyte")),
+                                  read_idx(mnist_root / "mnist" / "t10k-labels-idx1-ubyte.gz"))
 
 
 @pytest.mark.parametrize("raw, message", [
-    (b"\x00\x00\x08\x01\x00\x00\x00\x05abc", "truncated or corrupt"),
-    (b"\x12\x34\x08\x01\x00\x00\x00\x01a", "bad magic number"),
+    (b"\x00\x00\x08\x01\x00\x00\x00\x05abc", "promises 5 bytes.*holds 3 .truncated or corrupt"),
+    (b"\x00\x00\x08\x01\x00\x00\x00\x02abc", "truncated or corrupt"),
+    (b"\x12\x34\x08\x01\x00\x00\x00\x01a", "bad magic number 12340801"),
+    (b"\x00\x00\x07\x01\x00\x00\x00\x01a", "bad magic number"),
+    (b"\x00\x00", "bad magic number"),
     (b"\x00\x00\x08\x03\x00\x00", "truncated IDX header"),
+    (b"\x00\x00\x08\x00", "no dimensions"),
 ])
 def test_broken_idx_files(tmp_path, raw, message):
     path = tmp_path / "broken-idx1-ubyte.gz"
     path.write_bytes(gzip.compress(raw))
-    with pytest.raises(DataError, match=message):
+    with pytest.raises(DataError, match=message) as info:
         read_idx(path)
+    assert str(path) in str(info.value)
 
 
-def test_not_gzip_and_missing(tmp_path):
+def test_truncated_gzip_not_gzip_and_missing(tmp_path, mnist_root):
+    data = (mnist_root / "mnist" / "t10k-labels-idx1-ubyte.gz").read_bytes()
+    (tmp_path / "cut.gz").write_bytes(data[: len(data) // 2])
     (tmp_path / "x.gz").write_bytes(b"plain bytes")
-    with pytest.raises(DataError, match="not a readable gzip file"):
-        read_idx(tmp_path / "x.gz")
-    with pytest.raises(DataError, match="no such file"):
+    for name in ("cut.gz", "x.gz"):
+        with pytest.raises(DataError, match=f"{name}: not a readable gzip file"):
+            read_idx(tmp_path / name)
+    with pytest.raises(DataError, match="missing.gz: no such file"):
         read_idx(tmp_path / "missing.gz")
 
 
 def test_parse_idx_values():
     raw = b"\x00\x00\x08\x02\x00\x00\x00\x02\x00\x00\x00\x03" + bytes(range(6))
     np.testing.assert_array_equal(parse_idx(raw, "x"), [[0, 1, 2], [3, 4, 5]])
+    big_endian = b"\x00\x00\x0b\x01\x00\x00\x00\x02\x01\x00\xff\xff"
+    np.testing.assert_array_equal(parse_idx(big_endian, "x"), [256, -1])
+
+
+# the common options, on MNIST and on small sources
 
 
 def test_mnist_source_options(mnist_root):
     data = load({"type": "mnist", "subset": 1000, "test_subset": 200, "validation": 0.1, "one_hot": True,
                  "on_value": 0.9, "off_value": 0.1})
     assert (len(data.train), len(data.val), len(data.test)) == (900, 100, 200)
-    assert data.input_shape == (784,) and data.num_classes == 10
-    assert data.train.x.dtype == np.float32 and data.train.x.min() >= 0.0 and data.train.x.max() == 1.0
+    assert data.input_shape == (784,) and data.num_classes == 10 and data.shuffle
+    assert data.train.x.dtype == np.float32 and data.train.x.min() == 0.0 and data.train.x.max() == 1.0
     assert data.train.y.shape == (900, 10) and set(np.unique(data.train.y)) == {np.float32(0.1), np.float32(0.9)}
     assert data.train.y[0].argmax() == 5
+
+
+def test_mnist_whole_unflattened_with_test_as_validation(mnist_root):
+    data = load({"type": "mnist", "flatten": False, "validation": "test", "shuffle": False}, dtype=np.float64)
+    assert (len(data.train), len(data.test)) == (60000, 10000) and data.val is data.test
+    assert data.input_shape == (28, 28) and data.train.x.dtype == np.float64 and not data.shuffle
+    assert data.train.y.dtype == np.int64 and data.train.y[0] == 5
+    raw = read_idx(mnist_root / "mnist" / "train-images-idx3-ubyte.gz")
+    np.testing.assert_array_equal(data.train.x[:10], raw[:10].astype(np.float64) * (1 / 255))
 
 
 def test_validation_count_and_test():
     spec = {"type": "inline", "x": [[i] for i in range(10)], "y": list(range(10))}
     data = load({**spec, "validation": 3})
     assert data.train.y.tolist() == list(range(7)) and data.val.y.tolist() == [7, 8, 9]
+    assert load({**spec, "validation": 0.25}).val.y.tolist() == [7, 8, 9]  # ceil(2.5)
     with pytest.raises(DataError, match="no test split"):
         load({**spec, "validation": "test"})
     with pytest.raises(DataError, match="leaving none"):
         load({**spec, "validation": 10})
+    data = load({"type": "logic", "op": "xor", "validation": "test"})
+    assert data.val is data.test and len(data.train) == 4
 
 
-@pytest.mark.parametrize("option, message", [
-    ({"validation": "half"}, "validation must be a fraction"),
-    ({"validation": 1.5}, "between 0 and 1"),
-    ({"subset": 0}, "subset must be at least 1"),
-    ({"op": "xnor"}, "unknown op 'xnor'"),
-    ({"flaten": True}, "did you mean 'flatten'"),
-])
-def test_bad_options_are_config_errors(option, message):
-    with pytest.raises(ConfigError, match=message):
-        load({"type": "logic", **option})
-
-
-def test_logic_tables_in_the_classic_order():
-    assert load({"type": "logic", "op": "and"}).train.y.tolist() == [1, 0, 0, 0]
-    assert load({"type": "logic", "op": "or"}).train.y.tolist() == [1, 0, 1, 1]
-    data = load({"type": "logic", "op": "xor"})
-    assert data.train.x.tolist() == [[1, 1], [0, 0], [1, 0], [0, 1]] and data.train.y.tolist() == [0, 0, 1, 1]
-
-
-def test_scale_shift_and_flatten():
+def test_scale_shift_flatten_and_derived_classes():
     data = load({"type": "inline", "x": [[[0, 255], [255, 0]]], "y": [1], "scale": 0.5, "shift": 1.0,
                  "flatten": False})
-    assert data.input_shape == (2, 2)
+    assert data.input_shape == (2, 2) and data.num_classes == 2
     np.testing.assert_array_equal(data.train.x[0], [[1.0, 128.5], [128.5, 1.0]])
+    data = load({"type": "inline", "x": [1, 2, 3], "y": [0.5, 1.0, 1.5], "test_x": [4], "test_y": [2.0]})
+    assert data.input_shape == (1,) and data.num_classes is None and data.train.y.dtype == np.float32
+    data = load({"type": "inline", "x": [[0], [1]], "y": [0, 1], "test_x": [[2]], "test_y": [4], "one_hot": True})
+    assert data.num_classes == 5 and data.test.y.tolist() == [[0, 0, 0, 0, 1]]
 
 
-def test_npz_and_csv_sources(tmp_path):
+@pytest.mark.parametrize("spec, message", [
+    ({"x": [[1, 2], [3]], "y": [0, 1]}, "data.x: not a rectangular table"),
+    ({"x": [["a"], ["b"]], "y": [0, 1]}, "data.x/y: the training inputs are not numbers"),
+    ({"x": [[1], [2]], "y": [0, -1]}, "negative integer -1"),
+    ({"x": [[1], [2]], "y": [0.5, 1.5], "one_hot": True}, "one_hot needs integer class labels"),
+    ({"x": [[1], [2]], "y": [0, 1, 1]}, "inputs have shape \\(2, 1\\) but the targets \\(3,\\)"),
+    ({"x": [[1], [2]], "y": [0, 1], "test_x": [[1]], "test_y": [[0, 1]]},
+     re.escape("data.test_x/test_y: test samples of shape (1,) with targets of shape (2,), but training")),
+    ({"x": [], "y": []}, "training split is empty"),
+    ({"x": [[1.0], [float("nan")]], "y": [0, 1]}, "NaN or infinite"),
+])
+def test_bad_inline_data(spec, message):
+    with pytest.raises(DataError, match=message):
+        load({"type": "inline", **spec})
+
+
+@pytest.mark.parametrize("spec, message", [
+    ({"type": "logic", "validation": "half"}, "data: validation must be a fraction"),
+    ({"type": "logic", "validation": 1.5}, "between 0 and 1"),
+    ({"type": "logic", "validation": 0}, "count must be at least 1"),
+    ({"type": "logic", "validation": True}, "expected float or int or str or null"),
+    ({"type": "logic", "subset": 0}, "subset must be at least 1"),
+    ({"type": "logic", "scale": "big"}, "data.scale: expected float"),
+    ({"type": "logic", "op": "xnor"}, "unknown op 'xnor'; known: and, or, nand, nor, xor"),
+    ({"type": "logic", "flaten": True}, "did you mean 'flatten'"),
+    ({"type": "mnist", "mirror": "example.com/mnist"}, "mirror must be a base URL"),
+    ({"type": "csv", "path": "a.csv", "delimiter": ";;"}, "delimiter must be one character"),
+    ({"type": "inline", "x": [[1]], "y": [1], "test_x": [[1]]}, "give both test_x and test_y"),
+    ({"type": "npz"}, "missing required key 'path'"),
+])
+def test_bad_options_are_config_errors(spec, message):
+    with pytest.raises(ConfigError, match=message):
+        load(spec)
+
+
+@pytest.mark.parametrize("op, labels", [
+    ("and", [1, 0, 0, 0]), ("or", [1, 0, 1, 1]), ("nand", [0, 1, 1, 1]), ("nor", [0, 1, 0, 0]), ("xor", [0, 0, 1, 1]),
+])
+def test_logic_tables_in_the_classic_order(op, labels):
+    data = load({"type": "logic", "op": op})
+    assert data.train.x.tolist() == INPUTS == [[1, 1], [0, 0], [1, 0], [0, 1]]
+    assert data.train.y.tolist() == labels and data.train.y.dtype == np.int64
+    assert data.test.y.tolist() == labels and data.num_classes == 2 and data.input_shape == (2,)
+
+
+# files: npz and csv
+
+
+def test_npz_sources(tmp_path):
     x = np.arange(12.0).reshape(6, 2)
     np.savez(tmp_path / "a.npz", x_train=x, y_train=np.arange(6) % 2, x_test=x[:2], y_test=np.array([0, 1]))
     data = load({"type": "npz", "path": "a.npz"}, tmp_path)
     assert len(data.train) == 6 and len(data.test) == 2 and data.num_classes == 2
-    (tmp_path / "t.csv").write_text("a,b,label\n1,2,0\n3,4,1\n5,6,2\n")
-    data = load({"type": "csv", "path": "t.csv"}, tmp_path)
-    np.testing.assert_array_equal(data.train.x, [[1, 2], [3, 4], [5, 6]])
-    assert data.train.y.tolist() == [0, 1, 2] and data.num_classes == 3
-    (tmp_path / "r.csv").write_text("0.5,1.25\n1.5,2.75\n")
-    assert load({"type": "csv", "path": "r.csv"}, tmp_path).train.y.dtype == np.float32
+    np.savez(tmp_path / "b.npz", inputs=x, targets=x.sum(axis=1))
+    np.savez(tmp_path / "b_test.npz", inputs=x[:3], targets=x[:3].sum(axis=1))
+    data = load({"type": "npz", "path": str(tmp_path / "b.npz"), "x_key": "inputs", "y_key": "targets",
+                 "test_path": "b_test.npz"}, tmp_path)
+    assert len(data.test) == 3 and data.num_classes is None and data.test.y.tolist() == [1.0, 5.0, 9.0]
 
 
-@pytest.mark.parametrize("content, message", [
-    ("1,2,0\n3,x,1\n", "t.csv:2: column 2: 'x' is not a number"),
-    ("1,2,0\n3,4\n", "t.csv:2: 2 columns, expected 3"),
-    ("a,b\n", "no data rows"),
-])
-def test_bad_csv(tmp_path, content, message):
-    (tmp_path / "t.csv").write_text(content)
-    with pytest.raises(DataError, match=message):
-        load({"type": "csv", "path": "t.csv"}, tmp_path)
-
-
-def test_missing_and_mismatched_files(tmp_path):
-    with pytest.raises(DataError, match="no such file"):
+def test_bad_npz_files(tmp_path):
+    with pytest.raises(DataError, match="nope.npz: no such file"):
         load({"type": "npz", "path": "nope.npz"}, tmp_path)
     np.savez(tmp_path / "b.npz", x=np.zeros((3, 2)), y=np.zeros(4))
-    with pytest.raises(DataError, match="3 samples but the targets 4"):
+    with pytest.raises(DataError, match="b.npz: the training inputs have shape \\(3, 2\\) but the targets \\(4,\\)"):
         load({"type": "npz", "path": "b.npz"}, tmp_path)
     np.savez(tmp_path / "c.npz", inputs=np.zeros((3, 2)))
-    with pytest.raises(DataError, match="it holds inputs"):
+    with pytest.raises(DataError, match="c.npz: expected arrays 'x' and 'y' or 'x_train' and 'y_train'; it holds in"):
         load({"type": "npz", "path": "c.npz"}, tmp_path)
+    np.savez(tmp_path / "d.npz", x=np.zeros((2, 1)), y=np.zeros(2), x_test=np.zeros((1, 1)))
+    with pytest.raises(DataError, match="'x_test' and 'y_test'"):
+        load({"type": "npz", "path": "d.npz"}, tmp_path)
+    np.savez(tmp_path / "e.npz", x=np.array([[{}], [{}]], dtype=object), y=np.zeros(2))
+    with pytest.raises(DataError, match="e.npz: not a readable .npz file"):
+        load({"type": "npz", "path": "e.npz"}, tmp_path)
+    np.save(tmp_path / "f.npy", np.zeros(3))
+    with pytest.raises(DataError, match="not an .npz archive"):
+        load({"type": "npz", "path": "f.npy"}, tmp_path)
+    (tmp_path / "g.npz").write_text("not a zip")
+    with pytest.raises(DataError, match="g.npz: not a readable .npz file"):
+        load({"type": "npz", "path": "g.npz"}, tmp_path)
+
+
+def test_csv_sources(tmp_path):
+    (tmp_path / "t.csv").write_text("a,b,label\n1,2,0\n\n3,4,1\n5,6,2\n")
+    data = load({"type": "csv", "path": "t.csv"}, tmp_path)
+    np.testing.assert_array_equal(data.train.x, [[1, 2], [3, 4], [5, 6]])
+    assert data.train.y.tolist() == [0, 1, 2] and data.train.y.dtype == np.int64 and data.num_classes == 3
+    (tmp_path / "r.csv").write_text("0.5;1.25\n1.5;2.75\n")
+    (tmp_path / "r_test.csv").write_text("-1;0.5\n")
+    data = load({"type": "csv", "path": "r.csv", "target": 0, "delimiter": ";", "test_path": "r_test.csv"}, tmp_path)
+    assert data.train.y.tolist() == [0.5, 1.5] and data.train.y.dtype == np.float32 and data.num_classes is None
+    assert data.train.x.tolist() == [[1.25], [2.75]] and data.test.y.tolist() == [-1.0]
+    (tmp_path / "n.csv").write_text("1,-1\n2,3\n")  # negative integers are regression targets, not labels
+    assert load({"type": "csv", "path": "n.csv"}, tmp_path).train.y.dtype == np.float32
+
+
+@pytest.mark.parametrize("content, option, message", [
+    ("1,2,0\n\n3,x,1\n", {}, "t.csv:3: column 2: 'x' is not a number"),
+    ("a,b,c\n1,2,0\n3,4,\n", {}, "t.csv:3: column 3: '' is not a number"),
+    ("a,b,c\n1,2,0\n", {"header": False}, "t.csv:1: column 1: 'a' is not a number"),
+    ("1,2,0\n3,4\n", {}, "t.csv:2: 2 columns, expected 3"),
+    ("a,b\n", {}, "t.csv: no data rows"),
+    ("1\n2\n", {}, "one column only"),
+    ("1,2\n3,4\n", {"target": 2}, "data.target 2 is not one of its 2 columns"),
+])
+def test_bad_csv(tmp_path, content, option, message):
+    (tmp_path / "t.csv").write_text(content)
+    with pytest.raises(DataError, match=message):
+        load({"type": "csv", "path": "t.csv", **option}, tmp_path)
+
+
+def test_missing_csv(tmp_path):
+    with pytest.raises(DataError, match="nope.csv: no such file"):
+        load({"type": "csv", "path": "nope.csv"}, tmp_path)
+
+
+
+# downloads from a real HTTP server on 127.0.0.1
 
 
 class _Server:
@@ -143,7 +254,7 @@ class _Server:
         handler = functools.partial(_QuietHandler, directory=str(folder))
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     def __enter__(self):
         self.thread.start()
@@ -159,33 +270,49 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-def test_download_from_a_local_mirror(tmp_path, mnist_root):
-    served = tmp_path / "served"
-    served.mkdir()
+@pytest.fixture
+def served(tmp_path, mnist_root) -> Path:
+    """A folder holding copies of the four MNIST files, to serve."""
+    folder = tmp_path / "served"
+    folder.mkdir()
     for name in FILES:
-        shutil.copy(mnist_root / "mnist" / name, served / name)
+        shutil.copy(mnist_root / "mnist" / name, folder / name)
+    return folder
+
+
+def test_download_from_a_local_mirror(tmp_path, served):
     with _Server(served) as server:
         data = load({"type": "mnist", "root": "cache", "mirror": server.url, "subset": 100}, tmp_path)
-    assert len(data.train) == 100 and len(data.test) == 10000
+    assert len(data.train) == 100 and len(data.test) == 10000 and data.train.y[0] == 5
     assert sorted(p.name for p in (tmp_path / "cache" / "mnist").iterdir()) == sorted(FILES)
+    data = load({"type": "mnist", "root": str(tmp_path / "cache"), "mirror": "http://127.0.0.1:9/", "subset": 5})
+    assert len(data.train) == 5  # cached: nothing is fetched again
 
 
-def test_checksum_mismatch_leaves_nothing_behind(tmp_path, mnist_root):
-    served = tmp_path / "served"
-    served.mkdir()
-    for name in FILES:
-        shutil.copy(mnist_root / "mnist" / name, served / name)
-    shutil.copy(mnist_root / "mnist" / "t10k-labels-idx1-ubyte.gz", served / "train-labels-idx1-ubyte.gz")
+def test_checksum_mismatch_leaves_nothing_behind(tmp_path, served):
+    shutil.copy(served / "t10k-labels-idx1-ubyte.gz", served / "train-labels-idx1-ubyte.gz")
     with _Server(served) as server, pytest.raises(DataError) as info:
         load({"type": "mnist", "root": "cache", "mirror": server.url}, tmp_path)
-    assert "checksum mismatch" in str(info.value) and "a25bea736e30d166cdddb491f175f624" in str(info.value)
-    assert "NNCTL_DATA_DIR" in str(info.value)
+    message = str(info.value)
+    assert f"{server.url}train-labels-idx1-ubyte.gz: checksum mismatch" in message
+    assert "27ae3e4e09519cfbb04c329615203637, expected a25bea736e30d166cdddb491f175f624" in message
+    assert "NNCTL_DATA_DIR" in message and "data.root" in message
     names = [p.name for p in (tmp_path / "cache" / "mnist").iterdir()]
     assert "train-labels-idx1-ubyte.gz" not in names and not any(n.endswith(".part") for n in names)
 
 
-def test_missing_file_on_the_mirror(tmp_path):
-    with _Server(tmp_path) as server, pytest.raises(DataError) as info:
-        load({"type": "mnist", "root": "cache", "mirror": server.url}, tmp_path)
-    assert "HTTP 404" in str(info.value) and server.url in str(info.value)
-    assert not any((tmp_path / "cache" / "mnist").iterdir())
+def test_not_gzip_and_404(tmp_path):
+    (tmp_path / "page.gz").write_text("<html>not found</html>")
+    with _Server(tmp_path) as server:
+        with pytest.raises(DataError, match="page.gz: the download is not a valid gzip file"):
+            fetch(server.url + "page.gz", tmp_path / "out" / "page.gz", "0" * 32)
+        with pytest.raises(DataError) as info:
+            load({"type": "mnist", "root": "cache", "mirror": server.url}, tmp_path)
+    assert f"{server.url}train-images-idx3-ubyte.gz: HTTP 404" in str(info.value)
+    assert not any((tmp_path / "out").iterdir()) and not any((tmp_path / "cache" / "mnist").iterdir())
+
+
+def test_unreachable_mirror(tmp_path):
+    with pytest.raises(DataError, match="http://127.0.0.1:9/x.gz: download failed"):
+        fetch("http://127.0.0.1:9/x.gz", tmp_path / "x.gz", "0" * 32, timeout=5)
+    assert not any(tmp_path.iterdir())

@@ -2,6 +2,7 @@
 
 import gzip
 import hashlib
+import http.client
 import os
 import urllib.error
 import urllib.request
@@ -15,9 +16,9 @@ from nnctl.errors import DataError
 
 def fetch(url: str, dest: Path, md5_decompressed: str, timeout: float = 30) -> None:
     """Downloads a .gz file to `dest`, checking the MD5 of its decompressed bytes; nothing is left on failure."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(dest.name + ".part")
+    part = dest.with_suffix(dest.suffix + ".part")
     try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
         with urllib.request.urlopen(url, timeout=timeout) as response, open(part, "wb") as f:
             total = int(response.headers.get("Content-Length") or 0) or None
             with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name, leave=False, disable=None) as bar:
@@ -33,8 +34,7 @@ def fetch(url: str, dest: Path, md5_decompressed: str, timeout: float = 30) -> N
         os.replace(part, dest)
     except urllib.error.HTTPError as exc:
         raise DataError(f"{url}: HTTP {exc.code} {exc.reason}") from None
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise DataError(f"{url}: download failed ({reason})") from None
+    except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as exc:
+        raise DataError(f"{url}: download failed ({getattr(exc, 'reason', None) or exc})") from None
     finally:
         part.unlink(missing_ok=True)

@@ -1,5 +1,7 @@
 """MNIST: the four IDX files, read from the data directory or downloaded once and cached there."""
 
+from pathlib import Path
+
 from nnctl.data import DATASETS
 from nnctl.data.download import fetch
 from nnctl.data.idx import read_idx
@@ -21,23 +23,37 @@ FILES = {  # file -> MD5 of its decompressed contents, the same on every mirror
 
 @DATASETS.register("mnist")
 class MNIST(DatasetSource):
-    """70,000 handwritten digits, 28×28 grey pixels scaled into [0, 1]; 60,000 to train, 10,000 to test."""
+    """70,000 handwritten digits, 28×28 grey pixels scaled into [0, 1]; 60,000 to train, 10,000 to test.
+
+    Read from `<data root>/mnist/`; missing files are downloaded from `mirror`, else from the public mirrors."""
 
     num_classes = 10
 
     def __init__(self, root: str | None = None, mirror: str | None = None, scale: float = 1 / 255, **kwargs):
         super().__init__(scale=scale, **kwargs)
+        if mirror is not None and "://" not in mirror:
+            raise ValueError(f"mirror must be a base URL such as https://host/mnist/, got '{mirror}'")
         self.root, self.mirror = root, mirror
 
+    def folder(self) -> Path:
+        """The folder holding (or about to hold) the four files."""
+        return data_root(self.root, self.base_dir) / "mnist"
+
+    def origin(self, split: str) -> str:
+        return str(self.folder())
+
     def read(self) -> Arrays:
-        folder = data_root(self.root, self.base_dir) / "mnist"
+        folder = self.folder()
         for name, md5 in FILES.items():
             if not (folder / name).exists():
                 self._download(name, folder, md5)
-        train_x, train_y, test_x, test_y = (read_idx(folder / name) for name in FILES)
-        return train_x, train_y, test_x, test_y
+        arrays = [read_idx(folder / name) for name in FILES]
+        for name, array, ndim in zip(FILES, arrays, (3, 1, 3, 1), strict=True):
+            if array.ndim != ndim:
+                raise DataError(f"{folder / name}: expected {ndim} dimensions, found shape {array.shape}")
+        return arrays[0], arrays[1], arrays[2], arrays[3]
 
-    def _download(self, name: str, folder, md5: str) -> None:
+    def _download(self, name: str, folder: Path, md5: str) -> None:
         failures = []
         for base in [self.mirror] if self.mirror else MIRRORS:
             try:
@@ -46,5 +62,5 @@ class MNIST(DatasetSource):
             except DataError as exc:
                 failures.append(str(exc))
         raise DataError(f"{folder / name} is missing and could not be downloaded:\n  " + "\n  ".join(failures)
-                        + f"\nSet data.root or NNCTL_DATA_DIR to a folder holding mnist/{name} and the other "
-                          "MNIST files, or try again when the mirrors can be reached.")
+                        + f"\nSet data.root or NNCTL_DATA_DIR to a folder holding mnist/ with the files "
+                          f"{', '.join(FILES)}, or try again when a mirror can be reached.")

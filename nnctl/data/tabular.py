@@ -1,6 +1,7 @@
-"""Small datasets given as arrays: written in the YAML, in .npz or .csv files, or logic truth tables."""
+"""Small datasets given as arrays: written in the YAML, or read from .npz or .csv files."""
 
 import csv
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -8,13 +9,6 @@ import numpy as np
 from nnctl.data import DATASETS
 from nnctl.data.source import Arrays, DatasetSource
 from nnctl.errors import DataError
-
-
-def _array(values: list, what: str) -> np.ndarray:
-    try:
-        return np.asarray(values) if values and not isinstance(values[0], list) else np.asarray(values, float)
-    except ValueError as exc:
-        raise DataError(f"data.{what}: not a rectangular table of numbers ({exc})") from None
 
 
 @DATASETS.register("inline")
@@ -27,74 +21,79 @@ class Inline(DatasetSource):
             raise ValueError("give both test_x and test_y, or neither")
         self.x, self.y, self.test_x, self.test_y = x, y, test_x, test_y
 
+    def origin(self, split: str) -> str:
+        return "data.test_x/test_y" if split == "test" else "data.x/y"
+
     def read(self) -> Arrays:
         test = (None, None) if self.test_x is None else (_array(self.test_x, "test_x"), _array(self.test_y, "test_y"))
         return _array(self.x, "x"), _array(self.y, "y"), *test
 
 
-@DATASETS.register("logic")
-class Logic(DatasetSource):
-    """A two-input truth table, rows [1,1], [0,0], [1,0], [0,1]; the test split is the same table."""
-
-    OPS = {"and": [1, 0, 0, 0], "or": [1, 0, 1, 1], "nand": [0, 1, 1, 1], "nor": [0, 1, 0, 0],
-           "xor": [0, 0, 1, 1]}
-    num_classes = 2
-
-    def __init__(self, op: str = "and", **kwargs):
-        super().__init__(**kwargs)
-        if op not in self.OPS:
-            raise ValueError(f"unknown op '{op}'; known: {', '.join(self.OPS)}")
-        self.op = op
-
-    def read(self) -> Arrays:
-        x = np.array([[1, 1], [0, 0], [1, 0], [0, 1]], dtype=np.float64)
-        y = np.array(self.OPS[self.op], dtype=np.int64)
-        return x, y, x.copy(), y.copy()
+def _array(values: list, key: str) -> np.ndarray:
+    try:
+        return np.asarray(values)
+    except ValueError:
+        raise DataError(f"data.{key}: not a rectangular table (its rows differ in length)") from None
 
 
 @DATASETS.register("npz")
 class Npz(DatasetSource):
-    """Arrays in a .npz file: `x_key`/`y_key` (x, y), or x_train/y_train (+ x_test/y_test) when those are absent."""
+    """Arrays in a .npz file: `x_key`/`y_key`, else x_train/y_train; test split from x_test/y_test if present.
+
+    A `test_path` file supplies the test split instead, from its `x_key`/`y_key`, else its x_test/y_test."""
 
     def __init__(self, path: str, x_key: str = "x", y_key: str = "y", test_path: str | None = None, **kwargs):
         super().__init__(**kwargs)
         self.file, self.x_key, self.y_key, self.test_file = path, x_key, y_key, test_path
 
+    def origin(self, split: str) -> str:
+        return str(self.path(self.test_file if split == "test" and self.test_file else self.file))
+
     def read(self) -> Arrays:
         arrays = self._open(self.file)
-        if self.x_key in arrays and self.y_key in arrays:
-            x, y = arrays[self.x_key], arrays[self.y_key]
-            test = (arrays.get("x_test"), arrays.get("y_test"))
-        elif "x_train" in arrays and "y_train" in arrays:
-            x, y = arrays["x_train"], arrays["y_train"]
-            test = (arrays.get("x_test"), arrays.get("y_test"))
-        else:
-            raise DataError(f"{self.path(self.file)}: expected arrays '{self.x_key}' and '{self.y_key}' "
-                            f"(or x_train and y_train); it holds {', '.join(arrays) or 'none'}")
-        if self.test_file:
-            other = self._open(self.test_file)
-            test = (other.get(self.x_key), other.get(self.y_key))
-        return x, y, *test
+        x, y = _pair(arrays, [(self.x_key, self.y_key), ("x_train", "y_train")], self.origin("training"))
+        test_arrays = self._open(self.test_file) if self.test_file else arrays
+        test_keys = [(self.x_key, self.y_key)] if self.test_file else []
+        if self.test_file or "x_test" in arrays or "y_test" in arrays:
+            return x, y, *_pair(test_arrays, [*test_keys, ("x_test", "y_test")], self.origin("test"))
+        return x, y, None, None
 
     def _open(self, name: str) -> dict[str, np.ndarray]:
         path = self.path(name)
         try:
-            with np.load(path, allow_pickle=False) as f:
-                return {key: f[key] for key in f.files}
+            archive = np.load(path, allow_pickle=False)
+            if not isinstance(archive, np.lib.npyio.NpzFile):
+                raise DataError(f"{path}: a single .npy array, not an .npz archive of named arrays")
+            with archive:
+                return {key: archive[key] for key in archive.files}
         except FileNotFoundError:
             raise DataError(f"{path}: no such file") from None
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, zipfile.BadZipFile) as exc:
             raise DataError(f"{path}: not a readable .npz file ({exc})") from None
+
+
+def _pair(arrays: dict[str, np.ndarray], keys: list[tuple[str, str]], origin: str) -> tuple[np.ndarray, np.ndarray]:
+    """The first (x, y) key pair that `arrays` holds both of."""
+    for x_key, y_key in keys:
+        if x_key in arrays and y_key in arrays:
+            return arrays[x_key], arrays[y_key]
+    wanted = " or ".join(f"'{x}' and '{y}'" for x, y in keys)
+    raise DataError(f"{origin}: expected arrays {wanted}; it holds {', '.join(arrays) or 'none'}")
 
 
 @DATASETS.register("csv")
 class Csv(DatasetSource):
-    """A numeric CSV table; column `target` holds the targets (integers become class labels)."""
+    """A numeric CSV table; column `target` holds the targets (non-negative integers become class labels)."""
 
     def __init__(self, path: str, target: int = -1, header: bool | None = None, delimiter: str = ",",
                  test_path: str | None = None, **kwargs):
         super().__init__(**kwargs)
+        if len(delimiter) != 1:
+            raise ValueError(f"delimiter must be one character, got '{delimiter}'")
         self.file, self.target, self.header, self.delimiter, self.test_file = path, target, header, delimiter, test_path
+
+    def origin(self, split: str) -> str:
+        return str(self.path(self.test_file if split == "test" and self.test_file else self.file))
 
     def read(self) -> Arrays:
         x, y = self._table(self.path(self.file))
@@ -102,36 +101,54 @@ class Csv(DatasetSource):
         return x, y, *test
 
     def _table(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
+        lines, rows = self._rows(path)
+        width = len(rows[0])
+        for line, row in zip(lines, rows, strict=True):
+            if len(row) != width:
+                raise DataError(f"{path}:{line}: {len(row)} columns, expected {width}")
+        if width < 2:
+            raise DataError(f"{path}: one column only; expected inputs and a target column")
+        if not -width <= self.target < width:
+            raise DataError(f"{path}: data.target {self.target} is not one of its {width} columns")
         try:
-            with open(path, newline="") as f:
-                rows = [row for row in csv.reader(f, delimiter=self.delimiter) if row]
+            values = np.array(rows, dtype=str).astype(np.float64)
+        except ValueError:
+            raise _bad_cell(path, lines, rows) from None
+        y = values[:, self.target]
+        x = np.delete(values, self.target % width, axis=1)
+        labels = np.all(y == np.round(y)) and y.min() >= 0
+        return x, (y.astype(np.int64) if labels else y)
+
+    def _rows(self, path: Path) -> tuple[list[int], list[list[str]]]:
+        """The file's non-blank rows after any header, with their line numbers."""
+        try:
+            with open(path, newline="", encoding="utf-8") as f:
+                reader = csv.reader(f, delimiter=self.delimiter)
+                numbered = [(reader.line_num, row) for row in reader if row]
         except FileNotFoundError:
             raise DataError(f"{path}: no such file") from None
         except (OSError, UnicodeDecodeError, csv.Error) as exc:
             raise DataError(f"{path}: cannot read CSV ({exc})") from None
-        header = self.header if self.header is not None else bool(rows) and not _numeric(rows[0])
-        body, first = (rows[1:], 2) if header else (rows, 1)
-        if not body:
+        header = self.header if self.header is not None else bool(numbered) and _bad_column(numbered[0][1]) >= 0
+        numbered = numbered[1:] if header else numbered
+        if not numbered:
             raise DataError(f"{path}: no data rows")
-        values = np.empty((len(body), len(body[0])))
-        for i, row in enumerate(body):
-            if len(row) != values.shape[1]:
-                raise DataError(f"{path}:{i + first}: {len(row)} columns, expected {values.shape[1]}")
-            for j, cell in enumerate(row):
-                try:
-                    values[i, j] = float(cell)
-                except ValueError:
-                    raise DataError(f"{path}:{i + first}: column {j + 1}: '{cell}' is not a number") from None
-        if not -values.shape[1] <= self.target < values.shape[1]:
-            raise DataError(f"{path}: data.target {self.target} is not one of its {values.shape[1]} columns")
-        y = values[:, self.target]
-        x = np.delete(values, self.target % values.shape[1], axis=1)
-        return x, (y.astype(np.int64) if np.all(y == np.round(y)) else y)
+        return [line for line, _ in numbered], [row for _, row in numbered]
 
 
-def _numeric(row: list[str]) -> bool:
-    try:
-        [float(cell) for cell in row]
-        return True
-    except ValueError:
-        return False
+def _bad_column(row: list[str]) -> int:
+    """The index of the first cell that is not a number, or -1."""
+    for j, cell in enumerate(row):
+        try:
+            float(cell)
+        except ValueError:
+            return j
+    return -1
+
+
+def _bad_cell(path: Path, lines: list[int], rows: list[list[str]]) -> DataError:
+    """A DataError naming the first non-numeric cell by line and column."""
+    for line, row in zip(lines, rows, strict=True):
+        if (j := _bad_column(row)) >= 0:
+            return DataError(f"{path}:{line}: column {j + 1}: '{row[j]}' is not a number")
+    return DataError(f"{path}: cannot read the table as numbers")
