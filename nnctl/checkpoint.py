@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from nnctl import __version__
-from nnctl.errors import CheckpointError
+from nnctl.errors import CheckpointError, read_bytes
 
 FORMAT = "nnctl-checkpoint"
 FORMAT_VERSION = 1
@@ -53,12 +53,7 @@ def save(path: str | Path, payload: dict[str, Any]) -> None:
 def load(path: str | Path) -> dict[str, Any]:
     """Reads a checkpoint nnctl wrote; CheckpointError for a missing, corrupt, unsafe or foreign file."""
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: no such checkpoint") from None
-    except OSError as exc:
-        raise CheckpointError(f"{path}: cannot read checkpoint: {exc.strerror}") from None
+    raw = read_bytes(path, CheckpointError, "checkpoint")
     try:
         data = _RestrictedUnpickler(io.BytesIO(raw)).load()
     except pickle.UnpicklingError as exc:

@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from nnctl.errors import ConfigError
+from nnctl.errors import ConfigError, read_bytes
 from nnctl.schema import describe_type, describe_value, did_you_mean, matches
 
 SECTIONS = ("name", "seed", "dtype", "data", "model", "loss", "optimizer", "schedule", "train")
@@ -51,16 +51,6 @@ class Config:
     def error(self, path: KeyPath, message: str) -> ConfigError:
         """A ConfigError that names the file, line and key."""
         return ConfigError(f"{self.where(path)}: {dotted(path)}: {message}")
-
-    def get(self, path: KeyPath, default: Any = None) -> Any:
-        """The value at `path`, or `default` when any part of it is missing."""
-        node: Any = self.data
-        for key in path:
-            try:
-                node = node[key]
-            except (KeyError, IndexError, TypeError):
-                return default
-        return node
 
     def section(self, name: str) -> dict[str, Any]:
         """A top-level section that must be a mapping (an empty one when absent)."""
@@ -144,11 +134,9 @@ def load_config(path: str | Path, overrides: typing.Sequence[str] = ()) -> Confi
     """Read a YAML config, apply `key=value` overrides and check its top-level layout."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such config file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read config: {exc}") from None
+        text = read_bytes(path, ConfigError, "config file").decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text: {exc.reason} at byte {exc.start}") from None
     data, origins = parse_yaml(text, str(path))
     config = from_dict(data, str(path), origins)
     config.data.setdefault("name", path.stem)

@@ -1,5 +1,7 @@
 """The errors a user can cause; the CLI turns each into one clear message and a non-zero exit."""
 
+from pathlib import Path
+
 
 class NnctlError(Exception):
     """A user-facing error: its message is shown as is, without a traceback."""
@@ -23,3 +25,13 @@ class CheckpointError(NnctlError):
 
 class TrainingError(NnctlError):
     """Training that cannot go on, such as a loss that became NaN."""
+
+
+def read_bytes(path: Path, error: type[NnctlError], noun: str) -> bytes:
+    """The file's bytes, or `error` saying "no such <noun>" or why it cannot be read."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise error(f"{path}: no such {noun}") from None
+    except OSError as exc:
+        raise error(f"{path}: cannot read {noun}: {exc.strerror or exc}") from None

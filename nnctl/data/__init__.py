@@ -1,7 +1,6 @@
 """Datasets: the registry of sources and the arrays they hand to the runner."""
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -31,7 +30,6 @@ class Dataset:
     input_shape: tuple[int, ...]
     num_classes: int | None
     shuffle: bool = True
-    meta: dict[str, Any] = field(default_factory=dict)
 
     def split(self, name: str) -> Split | None:
         """The split called `name`: train, val or test."""

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nnctl.errors import DataError
+from nnctl.errors import DataError, read_bytes
 
 _TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
@@ -15,12 +15,7 @@ _TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 
 def read_idx(path: str | Path) -> np.ndarray:
     """The array stored in an IDX file, gzip-compressed (a name ending in .gz) or raw."""
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    raw = read_bytes(path, DataError, "file")
     if path.suffix == ".gz":
         try:
             raw = gzip.decompress(raw)
