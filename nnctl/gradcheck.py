@@ -52,12 +52,15 @@ def away_from_zero(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarr
     return x + 0.1 * np.sign(x)
 
 
-def check_layer(name: str, eps: float = 1e-6, tol: float = 1e-6, seed: int = 0, batch: int = 3) -> list[Check]:
-    """The registered layer `name`, built from its example config: every parameter's and the input's gradient."""
+def check_layer(name: str, eps: float = 1e-6, tol: float = 1e-6, seed: int = 0, batch: int = 3,
+                example: dict | None = None) -> list[Check]:
+    """The registered layer `name`, built from its example (or `example`: config and input_shape):
+    every parameter's and the input's gradient."""
     cls = LAYERS.get(name)
-    config = from_dict({"model": {"layers": [{"type": name, **cls.example["config"]}]}}, f"<{name} example>")
+    example = example or cls.example
+    config = from_dict({"model": {"layers": [{"type": name, **example["config"]}]}}, f"<{name} example>")
     rng = np.random.default_rng(seed)
-    model = build_model(config, tuple(cls.example["input_shape"]), np.float64, rng)
+    model = build_model(config, tuple(example["input_shape"]), np.float64, rng)
     layer = model.layers[0]
     layer.input_grad = True
     x = away_from_zero(rng, (batch, *model.input_shape))

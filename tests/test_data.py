@@ -96,10 +96,10 @@ def test_mnist_source_options(mnist_root):
 def test_mnist_whole_unflattened_with_test_as_validation(mnist_root):
     data = load({"type": "mnist", "flatten": False, "validation": "test", "shuffle": False}, dtype=np.float64)
     assert (len(data.train), len(data.test)) == (60000, 10000) and data.val is data.test
-    assert data.input_shape == (28, 28) and data.train.x.dtype == np.float64 and not data.shuffle
+    assert data.input_shape == (1, 28, 28) and data.train.x.dtype == np.float64 and not data.shuffle
     assert data.train.y.dtype == np.int64 and data.train.y[0] == 5
     raw = read_idx(mnist_root / "mnist" / "train-images-idx3-ubyte.gz")
-    np.testing.assert_array_equal(data.train.x[:10], raw[:10].astype(np.float64) * (1 / 255))
+    np.testing.assert_array_equal(data.train.x[:10, 0], raw[:10].astype(np.float64) * (1 / 255))
 
 
 def test_validation_count_and_test():

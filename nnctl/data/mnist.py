@@ -24,6 +24,7 @@ FILES = {  # file -> MD5 of its decompressed contents, the same on every mirror
 @DATASETS.register("mnist")
 class MNIST(DatasetSource):
     """70,000 handwritten digits, 28×28 grey pixels scaled into [0, 1]; 60,000 to train, 10,000 to test.
+    Flattened to 784 values, or with `flatten: false` images of one channel (1, 28, 28).
 
     Read from `<data root>/mnist/`; missing files are downloaded from `mirror`, else from the public mirrors."""
 
@@ -51,7 +52,7 @@ class MNIST(DatasetSource):
         for name, array, ndim in zip(FILES, arrays, (3, 1, 3, 1), strict=True):
             if array.ndim != ndim:
                 raise DataError(f"{folder / name}: expected {ndim} dimensions, found shape {array.shape}")
-        return arrays[0], arrays[1], arrays[2], arrays[3]
+        return arrays[0][:, None], arrays[1], arrays[2][:, None], arrays[3]  # images as (1, 28, 28): NCHW
 
     def _download(self, name: str, folder: Path, md5: str) -> None:
         failures = []
