@@ -144,7 +144,10 @@ class Runner:
         with self.progress.bar(batches, self.batch, self.epoch + 1, settings.epochs) as bar:
             for b in range(self.batch, batches):
                 rows = slice(b * size, (b + 1) * size) if self.order is None else self.order[b * size:(b + 1) * size]
-                self._train_step(data.x[rows], data.y[rows], batches)
+                x = data.x[rows]
+                if self.exp.data.augment:
+                    x = self.exp.data.augment(x, self.data_rng)
+                self._train_step(x, data.y[rows], batches)
                 self.batch = b + 1
                 bar.update()
                 if self.stop_requested:

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from nnctl.data import DATASETS
-from nnctl.data.download import fetch
+from nnctl.data.download import fetch_first
 from nnctl.data.idx import read_idx
 from nnctl.data.source import Arrays, DatasetSource, data_root
 from nnctl.errors import DataError
@@ -55,13 +55,8 @@ class MNIST(DatasetSource):
         return arrays[0][:, None], arrays[1], arrays[2][:, None], arrays[3]  # images as (1, 28, 28): NCHW
 
     def _download(self, name: str, folder: Path, md5: str) -> None:
-        failures = []
-        for base in [self.mirror] if self.mirror else MIRRORS:
-            try:
-                fetch(base.rstrip("/") + "/" + name, folder / name, md5)
-                return
-            except DataError as exc:
-                failures.append(str(exc))
-        raise DataError(f"{folder / name} is missing and could not be downloaded:\n  " + "\n  ".join(failures)
-                        + f"\nSet data.root or NNCTL_DATA_DIR to a folder holding mnist/ with the files "
-                          f"{', '.join(FILES)}, or try again when a mirror can be reached.")
+        try:
+            fetch_first([self.mirror] if self.mirror else list(MIRRORS), name, folder / name, md5)
+        except DataError as exc:
+            raise DataError(f"{exc}\nSet data.root or NNCTL_DATA_DIR to a folder holding mnist/ with the files "
+                            f"{', '.join(FILES)}, or try again when a mirror can be reached.") from None

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from nnctl.data import Dataset, Split
+from nnctl.data.augment import Augment
 from nnctl.errors import DataError
 
 Arrays = tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]
@@ -22,7 +23,7 @@ class DatasetSource:
     def __init__(self, scale: float = 1.0, shift: float = 0.0, flatten: bool = True, one_hot: bool = False,
                  on_value: float = 1.0, off_value: float = 0.0, subset: int | None = None,
                  test_subset: int | None = None, validation: float | int | str | None = None,
-                 shuffle: bool = True, base_dir: str = "."):
+                 shuffle: bool = True, normalize: bool = False, augment: dict | None = None, base_dir: str = "."):
         if isinstance(validation, str) and validation != "test":
             raise ValueError(f"validation must be a fraction in (0, 1), a sample count or 'test', got '{validation}'")
         if isinstance(validation, float) and not 0 < validation < 1:
@@ -36,6 +37,8 @@ class DatasetSource:
         self.one_hot, self.on_value, self.off_value = one_hot, on_value, off_value
         self.subset, self.test_subset, self.validation = subset, test_subset, validation
         self.shuffle, self.base_dir = shuffle, Path(base_dir)
+        self.normalize = normalize
+        self.augment = Augment.of(augment) if augment else None
 
     def read(self) -> Arrays:
         """x_train, y_train, x_test, y_test (the test pair may be None)."""
@@ -65,9 +68,14 @@ class DatasetSource:
         num_classes = self._classes(Split(x, y), test)
         train, val = self._split_validation(Split(x, y), test)
         train, val, test = (self._prepare(s, dtype, num_classes) if s is not None else None for s in (train, val, test))
+        if self.normalize:
+            self._normalize(train, val, test)
         if self.validation == "test":
             val = test
-        return Dataset(train, val, test, train.x.shape[1:], num_classes, self.shuffle)
+        if self.augment and train.x.ndim != 4:
+            raise DataError(f"{self.origin('training')}: data.augment shifts and flips images (channels, height, "
+                            f"width), but the samples have shape {train.x.shape[1:]}; set data.flatten: false")
+        return Dataset(train, val, test, train.x.shape[1:], num_classes, self.shuffle, self.augment)
 
     def _check(self, x: np.ndarray, y: np.ndarray, split: str) -> None:
         where = self.origin(split)
@@ -133,6 +141,18 @@ class DatasetSource:
             block += self.shift
             out[start: start + _CHUNK] = block
         return out
+
+
+    @staticmethod
+    def _normalize(train: Split, *others: Split | None) -> None:
+        """Per channel (axis 1): subtract the training mean, divide by the training standard deviation."""
+        axes = (0, *range(2, train.x.ndim))
+        mean = train.x.mean(axis=axes, dtype=np.float64, keepdims=True)
+        std = train.x.std(axis=axes, dtype=np.float64, keepdims=True)
+        std[std < 1e-8] = 1.0  # a constant channel is only centred
+        for split in (train, *others):
+            if split is not None:
+                split.x[...] = (split.x - mean) / std
 
 
 def data_root(root: str | None, base_dir: Path) -> Path:
