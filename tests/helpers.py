@@ -2,11 +2,18 @@
 
 import functools
 import http.server
+import io
 import os
+import pickle
 import subprocess
 import sys
+import tarfile
 import threading
 from pathlib import Path
+
+import numpy as np
+
+from nnctl.data import cifar10
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = REPO / "configs"
@@ -40,3 +47,22 @@ class Server:
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, format, *args):
         pass
+
+
+def cifar_batches(per_batch: int = 4, seed: int = 0) -> dict[str, bytes]:
+    """CIFAR-10's six batch files in the real format (protocol-2 pickles of dicts with bytes keys), random pixels."""
+    rng = np.random.default_rng(seed)
+    return {name: pickle.dumps({b"batch_label": b"a batch", b"labels": rng.integers(0, 10, per_batch).tolist(),
+                                b"data": rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8),
+                                b"filenames": [b"img.png"] * per_batch}, protocol=2)
+            for name in [*cifar10.TRAIN_BATCHES, "test_batch"]}
+
+
+def cifar_archive(path: Path, batches: dict[str, bytes]) -> bytes:
+    """Writes `batches` into a cifar-10-python.tar.gz-style archive at `path`; returns its bytes."""
+    with tarfile.open(path, "w:gz") as tar:
+        for name, raw in batches.items():
+            info = tarfile.TarInfo(f"{cifar10.FOLDER}/{name}")
+            info.size = len(raw)
+            tar.addfile(info, io.BytesIO(raw))
+    return path.read_bytes()

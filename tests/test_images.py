@@ -2,16 +2,14 @@
 
 import csv
 import hashlib
-import io
 import json
 import pickle
-import tarfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from helpers import Server, nnctl
+from helpers import Server, cifar_archive, cifar_batches, nnctl
 from nnctl import checkpoint
 from nnctl.config import from_dict
 from nnctl.data import DATASETS, cifar10
@@ -91,28 +89,8 @@ def test_normalize_per_channel_with_the_training_statistics():
 # CIFAR-10, in the format of the real archive: pickled dicts with bytes keys, inside cifar-10-batches-py/
 
 
-def cifar_batch(rng: np.random.Generator, n: int, protocol: int = 2) -> bytes:
-    return pickle.dumps({b"batch_label": b"a batch", b"labels": rng.integers(0, 10, n).tolist(),
-                         b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
-                         b"filenames": [b"img.png"] * n}, protocol=protocol)
-
-
-def cifar_archive(path: Path, batches: dict[str, bytes]) -> bytes:
-    with tarfile.open(path, "w:gz") as tar:
-        for name, raw in batches.items():
-            info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
-            info.size = len(raw)
-            tar.addfile(info, io.BytesIO(raw))
-    return path.read_bytes()
-
-
-def real_batches() -> dict[str, bytes]:
-    rng = np.random.default_rng(0)
-    return {name: cifar_batch(rng, 4) for name in [*cifar10.TRAIN_BATCHES, "test_batch"]}
-
-
 def test_cifar10_from_the_archive_and_from_the_extracted_folder(tmp_path):
-    batches = real_batches()
+    batches = cifar_batches()
     (tmp_path / "a" / "cifar10").mkdir(parents=True)
     cifar_archive(tmp_path / "a" / "cifar10" / cifar10.ARCHIVE, batches)
     extracted = tmp_path / "b" / "cifar10" / cifar10.FOLDER
@@ -131,7 +109,7 @@ def test_cifar10_from_the_archive_and_from_the_extracted_folder(tmp_path):
 def test_cifar10_download_checks_the_archive(tmp_path, monkeypatch):
     served = tmp_path / "served"
     served.mkdir()
-    raw = cifar_archive(served / cifar10.ARCHIVE, real_batches())
+    raw = cifar_archive(served / cifar10.ARCHIVE, cifar_batches())
     with Server(served) as server:
         with pytest.raises(DataError) as info:
             load({"type": "cifar10", "root": "cache", "mirror": server.url}, tmp_path)
@@ -154,7 +132,7 @@ class _RunsCode:
     (b"\x80\x02garbage", "not a CIFAR-10 batch"),
 ])
 def test_bad_cifar_batches(tmp_path, batch, message):
-    batches = {**real_batches(), "data_batch_3": batch}
+    batches = {**cifar_batches(), "data_batch_3": batch}
     (tmp_path / "cifar10").mkdir()
     cifar_archive(tmp_path / "cifar10" / cifar10.ARCHIVE, batches)
     with pytest.raises(DataError, match=message):
