@@ -143,8 +143,8 @@ def _checks_table(checks: list[Check], tol: float) -> Table:
     for column in ("target", "tensor", "shape", "relative error", "result"):
         table.add_column(column, justify="right" if column == "relative error" else "left")
     for c in checks:
-        result = ("ok" if c.passed else "[red]FAIL[/red]") + (" (perceptron rule: backward = dy)"
-                                                              if c.kind == "rule" else "")
+        note = {"rule": " (perceptron rule: backward = dy)", "zero": " (both zero up to rounding)"}.get(c.kind, "")
+        result = ("ok" if c.passed else "[red]FAIL[/red]") + note
         table.add_row(c.target, c.tensor, "×".join(map(str, c.shape)), f"{c.error:.2e}", result)
     return table
 

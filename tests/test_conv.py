@@ -158,3 +158,14 @@ def test_conv_runs_in_float32_and_keeps_the_dtype():
     assert y.shape == (1, 16) and y.dtype == np.float32
     assert model.backward(np.ones_like(y)) is None  # the first layer computes no input gradient
     assert all(g.dtype == np.float32 for g in model.grads())
+
+
+def test_parameter_counts_of_the_references():
+    assert model_of({"type": "conv2d", "filters": 2, "kernel_size": 3}, input_shape=(3, 5, 5)).num_params == 56
+    same = {"kernel_size": 2, "padding": "same"}
+    cifar = model_of({"type": "conv2d", "filters": 16, **same}, {"type": "maxpool2d"},
+                     {"type": "conv2d", "filters": 32, **same}, {"type": "maxpool2d"},
+                     {"type": "conv2d", "filters": 64, **same}, {"type": "maxpool2d"},
+                     {"type": "flatten"}, {"type": "dense", "units": 500}, {"type": "dense", "units": 10},
+                     input_shape=(3, 32, 32))
+    assert cifar.num_params == 528_054

@@ -246,6 +246,17 @@ def test_gradcheck_command(tmp_path):
     assert unknown.returncode == 2 and "did you mean 'relu'?" in unknown.stderr
 
 
+@pytest.mark.parametrize("config, overrides", [
+    ("mnist_cnn.yaml", []),
+    ("mnist_deep_cnn.yaml", ["model.layers.13.rate=0"]),  # dropout on the logits would zero most sampled entries
+    ("mnist_bn_compare.yaml", []),
+])
+def test_gradcheck_of_conv_and_batch_norm_models_on_real_images(config, overrides):
+    result = nnctl("gradcheck", str(CONFIGS / config), *overrides, "--samples", "4", "--per-tensor", "8")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "input" in result.stdout and "FAIL" not in result.stdout
+
+
 @pytest.mark.parametrize("config, overrides, total", [
     ("mnist_mlp.yaml", ["model.layers.2.units=512"], "669,706"),
     ("mnist_784_300_10_sigmoid.yaml", [], "238,510"),

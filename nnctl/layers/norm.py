@@ -21,8 +21,9 @@ class BatchNorm(Layer):
         self.momentum, self.eps, self.affine = momentum, eps, affine
 
     def output_shape(self, input_shape):
-        if len(input_shape) == 0:
-            raise ValueError("batchnorm needs inputs with a feature axis")
+        if len(input_shape) not in (1, 3):
+            raise ValueError("batchnorm normalizes features (F,) or image channels (C, H, W), "
+                             f"not samples of shape {list(input_shape)}")
         return input_shape
 
     def build(self, input_shape, rng, dtype):
