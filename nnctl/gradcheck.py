@@ -59,9 +59,9 @@ def check_layer(name: str, eps: float = 1e-6, tol: float = 1e-6, seed: int = 0, 
     rng = np.random.default_rng(seed)
     model = build_model(config, tuple(cls.example["input_shape"]), np.float64, rng)
     layer = model.layers[0]
-    layer.input_grad = True
-    x = away_from_zero(rng, (batch, *model.input_shape))
-    projection = rng.standard_normal((batch, *model.output_shape))
+    x = np.array(cls.example["x"]) if "x" in cls.example else away_from_zero(rng, (batch, *model.input_shape))
+    layer.input_grad = differentiable = x.dtype.kind == "f"  # integer inputs are indices: no gradient
+    projection = rng.standard_normal((len(x), *model.output_shape))
 
     def f() -> float:
         layer.rng = np.random.default_rng(seed)
@@ -72,7 +72,7 @@ def check_layer(name: str, eps: float = 1e-6, tol: float = 1e-6, seed: int = 0, 
     if cls.surrogate_gradient:
         error = float(np.abs(dx - projection).max())
         return [Check(name, "input", x.shape, error, error <= tol, kind="rule")]
-    tensors = {**layer.params, "input": x}
+    tensors = {**layer.params, **({"input": x} if differentiable else {})}
     analytic = {**{k: g.copy() for k, g in layer.grads.items()}, "input": dx}
     return [_compare(name, key, analytic[key], numerical_gradient(f, tensors[key], eps), tol) for key in tensors]
 
@@ -101,8 +101,10 @@ def check_model(exp: Experiment, samples: int = 8, per_tensor: int = 20, eps: fl
     """A whole model from a config, on its first training samples; `per_tensor` entries sampled per tensor."""
     model: Model = exp.model
     rng = np.random.default_rng(seed)
-    x, t = exp.data.train.x[:samples].astype(np.float64), exp.data.train.y[:samples]
-    model.layers[0].input_grad = True
+    x, t = exp.data.train.x[:samples], exp.data.train.y[:samples]
+    differentiable = x.dtype.kind == "f"  # integer inputs are indices: no gradient
+    x = x.astype(np.float64) if differentiable else x
+    model.layers[0].input_grad = differentiable
 
     def f() -> float:
         model.set_rng(np.random.default_rng(seed))
@@ -113,7 +115,7 @@ def check_model(exp: Experiment, samples: int = 8, per_tensor: int = 20, eps: fl
     exp.loss.add_penalty_grads(*model.weights())
     entries = [(layer.name, key, layer.params[key], layer.grads[key].copy()) for layer, key in model.keys]
     checks = []
-    for target, key, tensor, grad in [*entries, ("model", "input", x, dx)]:
+    for target, key, tensor, grad in [*entries, *([("model", "input", x, dx)] if differentiable else [])]:
         indices = _sample_indices(rng, tensor.shape, per_tensor)
         numeric = numerical_gradient(f, tensor, eps, indices)
         picked = tuple(np.array(indices).T)
