@@ -2,7 +2,8 @@
 
 `A op B` is the tree (v A (2 (2 op) B)): the operator is a leaf word beside its right operand, and the parent
 of both holds the value v (0 false, 1 true); label 2 marks the two nodes that are not a value. The same words
-in another bracketing can have another value, so no bag of words solves it.
+in another bracketing can have another value, so no bag of words solves it. The test expressions are longer than
+any training one: only a model that composes, rather than memorises shapes, gets them right.
 
     python -m nnctl.data.boolean_trees configs/data --seed 0   # writes bool_trees_train.txt and _test.txt
 """
@@ -47,29 +48,30 @@ def expression(rng: np.random.Generator, ops: int) -> tuple[list[Node], list[int
     return nodes, labels
 
 
-def generate(count: int, seed: int, max_ops: int) -> list[str]:
-    """`count` different expressions of 1 to `max_ops` operators (uniformly many), as bracketed lines."""
-    rng = np.random.default_rng(seed)
+def generate(rng: np.random.Generator, count: int, ops: tuple[int, int]) -> list[str]:
+    """`count` different expressions of ops[0] to ops[1] operators (uniformly many), as bracketed lines."""
     lines: dict[str, None] = {}
     for _ in range(100 * count):
-        lines.setdefault(format_tree(*expression(rng, int(rng.integers(1, max_ops + 1)))))
+        lines.setdefault(format_tree(*expression(rng, int(rng.integers(ops[0], ops[1] + 1)))))
         if len(lines) == count:
             return list(lines)
-    raise ValueError(f"fewer than {count} different expressions of at most {max_ops} operators turned up")
+    raise ValueError(f"fewer than {count} different expressions of {ops[0]} to {ops[1]} operators turned up")
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Write the boolean-expression tree task (train and test files).")
+    parser = argparse.ArgumentParser(description="Write the boolean-expression tree task: bool_trees_train.txt "
+                                                 "and bool_trees_test.txt, whose expressions are longer.")
     parser.add_argument("folder", type=Path)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--train", type=int, default=2000)
-    parser.add_argument("--test", type=int, default=500)
-    parser.add_argument("--max-ops", type=int, default=4)
+    parser.add_argument("--train", type=int, default=2000, help="training expressions")
+    parser.add_argument("--test", type=int, default=500, help="test expressions")
+    parser.add_argument("--ops", type=int, nargs=2, default=(1, 4), help="operators per training expression")
+    parser.add_argument("--test-ops", type=int, nargs=2, default=(5, 8), help="operators per test expression")
     args = parser.parse_args(argv)
-    lines = generate(args.train + args.test, args.seed, args.max_ops)
+    rng = np.random.default_rng(args.seed)
     args.folder.mkdir(parents=True, exist_ok=True)
-    for name, part in (("train", lines[:args.train]), ("test", lines[args.train:])):
-        (args.folder / f"bool_trees_{name}.txt").write_text("\n".join(part) + "\n")
+    for name, count, ops in (("train", args.train, args.ops), ("test", args.test, args.test_ops)):
+        (args.folder / f"bool_trees_{name}.txt").write_text("\n".join(generate(rng, count, ops)) + "\n")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Labelled binary trees, one per line, in the Penn/Stanford Sentiment Treebank form `(3 (2 it) (4 (2 well)))`.
+"""Labelled binary trees, one per line, in the Stanford Sentiment Treebank form: `(3 (2 it) (3 works))`.
 
 A tree travels as a node table of shape (nodes, 3) in post-order: each row is (word id, left row, right row), with
 -1 for what a node lacks (an inner node's word, a leaf's children); padding rows are all -1. Post-order puts every
