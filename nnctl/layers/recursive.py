@@ -33,8 +33,8 @@ class Recursive(Layer):
         super().__init__(**kwargs)
         if vocab_size < 1 or dim < 1:
             raise ValueError(f"vocab_size and dim must be at least 1, got {vocab_size} and {dim}")
-        make_activation(activation)
-        self.vocab_size, self.dim, self.activation = vocab_size, dim, activation
+        self.vocab_size, self.dim = vocab_size, dim
+        self.act_type = type(make_activation(activation))
         self.weight_init: Initializer = weight_init
         self.bias_init: Initializer = bias_init
         self.embedding_init: Initializer = embedding_init
@@ -60,7 +60,7 @@ class Recursive(Layer):
         self.steps = []
         for nodes in self.levels:
             children = xp.concatenate([self.h[self.left[nodes]], self.h[self.right[nodes]]], axis=1)
-            act = make_activation(self.activation)
+            act = self.act_type()  # one per level: each keeps what its backward needs
             self.h[nodes] = act.forward(children @ W + b, training)
             self.steps.append((nodes, children, act))
         return self.h[self.roots]
