@@ -53,7 +53,8 @@ def away_from_zero(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarr
 
 
 def check_layer(name: str, eps: float = 1e-6, tol: float = 1e-6, seed: int = 0, batch: int = 3) -> list[Check]:
-    """The registered layer `name`, built from its example config: every parameter's and the input's gradient."""
+    """The registered layer `name`, built from its example config: every parameter's gradient, and the input's
+    unless the input holds integer indices."""
     cls = LAYERS.get(name)
     config = from_dict({"model": {"layers": [{"type": name, **cls.example["config"]}]}}, f"<{name} example>")
     rng = np.random.default_rng(seed)
