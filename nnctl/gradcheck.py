@@ -55,17 +55,17 @@ def away_from_zero(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarr
 
 def check_layer(name: str, eps: float = 1e-6, tol: float = 1e-6, seed: int = 0, batch: int = 3,
                 example: dict | None = None) -> list[Check]:
-    """The registered layer `name`, built from its example (or `example`: config and input_shape):
-    every parameter's and the input's gradient."""
+    """The registered layer `name`, built from its example (or `example`: config, input_shape, maybe x): every
+    parameter's gradient, and the input's unless the input holds integer indices."""
     cls = LAYERS.get(name)
     example = example or cls.example
     config = from_dict({"model": {"layers": [{"type": name, **example["config"]}]}}, f"<{name} example>")
     rng = np.random.default_rng(seed)
     model = build_model(config, tuple(example["input_shape"]), np.float64, rng)
     layer = model.layers[0]
-    layer.input_grad = True
-    x = away_from_zero(rng, (batch, *model.input_shape))
-    projection = rng.standard_normal((batch, *model.output_shape))
+    x = np.array(example["x"]) if "x" in example else away_from_zero(rng, (batch, *model.input_shape))
+    layer.input_grad = differentiable = x.dtype.kind == "f"  # integer inputs are indices: no gradient
+    projection = rng.standard_normal((len(x), *model.output_shape))
 
     def f() -> float:
         layer.rng = np.random.default_rng(seed)
@@ -76,7 +76,7 @@ def check_layer(name: str, eps: float = 1e-6, tol: float = 1e-6, seed: int = 0, 
     if cls.surrogate_gradient:
         error = float(np.abs(dx - projection).max())
         return [Check(name, "input", x.shape, error, error <= tol, kind="rule")]
-    tensors = {**layer.params, "input": x}
+    tensors = {**layer.params, **({"input": x} if differentiable else {})}
     analytic = {**{k: g.copy() for k, g in layer.grads.items()}, "input": dx}
     return [_compare(name, key, analytic[key], numerical_gradient(f, tensors[key], eps), tol) for key in tensors]
 
@@ -109,10 +109,13 @@ def check_model(exp: Experiment, samples: int = 8, per_tensor: int = 20, eps: fl
     and there central differences measure the mean of two one-sided slopes, not the gradient."""
     model: Model = exp.model
     rng = np.random.default_rng(seed)
-    x, t = exp.data.train.x[:samples].astype(np.float64), exp.data.train.y[:samples]
-    for tensor in (x, *model.params()):
+    x, t = exp.data.train.x[:samples], exp.data.train.y[:samples]
+    differentiable = x.dtype.kind == "f"  # integer inputs are indices: no gradient
+    if differentiable:
+        x = x.astype(np.float64)
+    for tensor in (x, *model.params()) if differentiable else model.params():
         tensor += max(0.05 * float(np.sqrt(np.mean(tensor ** 2))), 0.05) * rng.standard_normal(tensor.shape)
-    model.layers[0].input_grad = True
+    model.layers[0].input_grad = differentiable
 
     def f() -> float:
         model.set_rng(np.random.default_rng(seed))
@@ -123,7 +126,7 @@ def check_model(exp: Experiment, samples: int = 8, per_tensor: int = 20, eps: fl
     exp.loss.add_penalty_grads(*model.weights())
     entries = [(layer.name, key, layer.params[key], layer.grads[key].copy()) for layer, key in model.keys]
     checks = []
-    for target, key, tensor, grad in [*entries, ("model", "input", x, dx)]:
+    for target, key, tensor, grad in [*entries, *([("model", "input", x, dx)] if differentiable else [])]:
         indices = _sample_indices(rng, tensor.shape, per_tensor)
         numeric = numerical_gradient(f, tensor, eps, indices)
         picked = tuple(np.array(indices).T)

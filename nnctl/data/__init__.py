@@ -39,7 +39,7 @@ class Dataset:
         return {"train": self.train, "val": self.val, "test": self.test}[name]
 
 
-from nnctl.data import cifar10, logic, mnist, tabular  # noqa: E402, F401  (they register)
+from nnctl.data import cifar10, logic, mnist, tabular, trees  # noqa: E402, F401  (they register)
 from nnctl.data.source import DatasetSource  # noqa: E402
 
 __all__ = ["DATASETS", "Dataset", "DatasetSource", "Split"]

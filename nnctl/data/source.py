@@ -19,6 +19,8 @@ class DatasetSource:
 
     num_classes: int | None = None
     """Set by sources that know their class count; otherwise derived from integer labels."""
+    indices: bool = False
+    """True for sources whose inputs are indices (word ids, tree node tables): kept as int64, never scaled."""
 
     def __init__(self, scale: float = 1.0, shift: float = 0.0, flatten: bool = True, one_hot: bool = False,
                  on_value: float = 1.0, off_value: float = 0.0, subset: int | None = None,
@@ -30,6 +32,8 @@ class DatasetSource:
             raise ValueError(f"a validation fraction must be between 0 and 1 (exclusive), got {validation}")
         if isinstance(validation, int) and validation < 1:
             raise ValueError(f"a validation count must be at least 1, got {validation}")
+        if self.indices and (scale, shift) != (1.0, 0.0):
+            raise ValueError(f"scale and shift do not apply to {self.registered_name}: its inputs are indices")
         for name, value in (("subset", subset), ("test_subset", test_subset)):
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be at least 1, got {value}")
@@ -128,7 +132,7 @@ class DatasetSource:
             y = hot
         else:
             y = y.astype(np.int64 if y.dtype.kind in "iu" else dtype)
-        return Split(self._scaled(x, dtype), y)
+        return Split(np.ascontiguousarray(x, np.int64) if self.indices else self._scaled(x, dtype), y)
 
     def _scaled(self, x: np.ndarray, dtype: type) -> np.ndarray:
         """x * scale + shift computed in float64, stored as `dtype`."""
