@@ -36,6 +36,8 @@ class DatasetSource:
         self.one_hot, self.on_value, self.off_value = one_hot, on_value, off_value
         self.subset, self.test_subset, self.validation = subset, test_subset, validation
         self.shuffle, self.base_dir = shuffle, Path(base_dir)
+        self.sample_shape: tuple[int, ...] | None = None
+        """The shape of one raw sample as read (before flatten); known once loaded."""
 
     def read(self) -> Arrays:
         """x_train, y_train, x_test, y_test (the test pair may be None)."""
@@ -54,6 +56,7 @@ class DatasetSource:
         x, y, x_test, y_test = self.read()
         self._check(x, y, "training")
         x, y = x[: self.subset], y[: self.subset]
+        self.sample_shape = x.shape[1:]
         test = None
         if x_test is not None and y_test is not None:
             self._check(x_test, y_test, "test")
@@ -108,8 +111,11 @@ class DatasetSource:
                             "leaving none to train on")
         return Split(train.x[: n - count], train.y[: n - count]), Split(train.x[n - count:], train.y[n - count:])
 
+    def inputs(self, x: np.ndarray, dtype: type) -> np.ndarray:
+        """Raw samples as the model takes them: flattened if asked, then x * scale + shift."""
+        return self._scaled(x.reshape(len(x), -1) if self.flatten else x, dtype)
+
     def _prepare(self, split: Split, dtype: type, num_classes: int | None) -> Split:
-        x = split.x.reshape(len(split.x), -1) if self.flatten else split.x
         y = split.y
         if self.one_hot:
             if num_classes is None or y.ndim != 1:
@@ -120,7 +126,7 @@ class DatasetSource:
             y = hot
         else:
             y = y.astype(np.int64 if y.dtype.kind in "iu" else dtype)
-        return Split(self._scaled(x, dtype), y)
+        return Split(self.inputs(split.x, dtype), y)
 
     def _scaled(self, x: np.ndarray, dtype: type) -> np.ndarray:
         """x * scale + shift computed in float64, stored as `dtype`."""
