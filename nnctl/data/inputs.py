@@ -62,7 +62,7 @@ def read_image(path: Path, sample_shape: tuple[int, ...]) -> np.ndarray:
         with Image.open(io.BytesIO(raw)) as image:
             pixels = np.asarray(image.convert("L" if channels == 1 else "RGB").resize((width, height)))
     except UnidentifiedImageError:
-        raise DataError(f"{path}: not an image file Pillow can read (PNG, JPEG, ...)") from None
+        raise DataError(f"{path}: not a readable image (not in a format Pillow knows, such as PNG or JPEG)") from None
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
         raise DataError(f"{path}: not a readable image ({exc})") from None
     if len(sample_shape) == 2:
