@@ -19,8 +19,8 @@ class TensorBoard:
     def check(config: Config) -> None:
         """Before a run starts: a ConfigError at `train.tensorboard` when it is on and tensorboardX is missing."""
         if config.section("train").get("tensorboard") and importlib.util.find_spec("tensorboardX") is None:
-            raise config.error(("train", "tensorboard"), "TensorBoard logging needs the tensorboardX package: "
-                                                         "pip install 'nnctl[tensorboard]'")
+            raise config.error(("train", "tensorboard"), "TensorBoard logging (--tensorboard) needs the "
+                                                         "tensorboardX package: pip install 'nnctl[tensorboard]'")
 
     def append(self, row: dict[str, Any]) -> None:
         kind = row["kind"]
