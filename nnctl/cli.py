@@ -179,7 +179,7 @@ def summary(
 @app.command("predict")
 def predict_command(
     checkpoint_path: Annotated[Path, typer.Argument(metavar="CHECKPOINT", help="A checkpoint written by a run.")],
-    inputs: Annotated[list[Path], typer.Argument(metavar="INPUT...", help="Files of inputs: .npy, .npz (array x, or "
+    inputs: Annotated[list[Path], typer.Argument(metavar="INPUT", help="Files of inputs: .npy, .npz (array x, or "
                                                  "its only array), .csv (inputs only), or images (.png, .jpg).")],
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the predictions to a .csv, .npy or "
                                                 "JSON file instead of printing them.", show_default=False)] = None,
