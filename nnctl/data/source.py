@@ -43,6 +43,10 @@ class DatasetSource:
         self.shuffle, self.base_dir = shuffle, Path(base_dir)
         self.normalize = normalize
         self.augment = Augment.of(augment) if augment else None
+        self.sample_shape: tuple[int, ...] | None = None
+        """The shape of one raw sample as read (before flatten); known once loaded."""
+        self.channel_stats: tuple[np.ndarray, np.ndarray] | None = None
+        """The training split's per-channel mean and standard deviation, when `normalize` asks for them."""
 
     def read(self) -> Arrays:
         """x_train, y_train, x_test, y_test (the test pair may be None)."""
@@ -61,6 +65,7 @@ class DatasetSource:
         x, y, x_test, y_test = self.read()
         self._check(x, y, "training")
         x, y = x[: self.subset], y[: self.subset]
+        self.sample_shape = x.shape[1:]
         test = None
         if x_test is not None and y_test is not None:
             self._check(x_test, y_test, "test")
@@ -71,9 +76,10 @@ class DatasetSource:
             test = Split(x_test[: self.test_subset], y_test[: self.test_subset])
         num_classes = self._classes(Split(x, y), test)
         train, val = self._split_validation(Split(x, y), test)
-        train, val, test = (self._prepare(s, dtype, num_classes) if s is not None else None for s in (train, val, test))
+        self.channel_stats = None
         if self.normalize:
-            self._normalize(train, val, test)
+            self.channel_stats = channel_stats(self.inputs(train.x, dtype))
+        train, val, test = (self._prepare(s, dtype, num_classes) if s is not None else None for s in (train, val, test))
         if self.validation == "test":
             val = test
         if self.augment and train.x.ndim != 4:
@@ -120,8 +126,19 @@ class DatasetSource:
                             "leaving none to train on")
         return Split(train.x[: n - count], train.y[: n - count]), Split(train.x[n - count:], train.y[n - count:])
 
+    def inputs(self, x: np.ndarray, dtype: type) -> np.ndarray:
+        """Raw samples as the model takes them: flattened if asked; indices as int64, anything else as
+        x * scale + shift, normalized per channel with the training statistics once they are known."""
+        x = x.reshape(len(x), -1) if self.flatten else x
+        if self.indices:
+            return np.ascontiguousarray(x, np.int64)
+        x = self._scaled(x, dtype)
+        if self.channel_stats is not None:
+            mean, std = self.channel_stats
+            x = ((x - mean) / std).astype(dtype)
+        return x
+
     def _prepare(self, split: Split, dtype: type, num_classes: int | None) -> Split:
-        x = split.x.reshape(len(split.x), -1) if self.flatten else split.x
         y = split.y
         if self.one_hot:
             if num_classes is None or y.ndim != 1:
@@ -132,7 +149,7 @@ class DatasetSource:
             y = hot
         else:
             y = y.astype(np.int64 if y.dtype.kind in "iu" else dtype)
-        return Split(np.ascontiguousarray(x, np.int64) if self.indices else self._scaled(x, dtype), y)
+        return Split(self.inputs(split.x, dtype), y)
 
     def _scaled(self, x: np.ndarray, dtype: type) -> np.ndarray:
         """x * scale + shift computed in float64, stored as `dtype`."""
@@ -147,16 +164,13 @@ class DatasetSource:
         return out
 
 
-    @staticmethod
-    def _normalize(train: Split, *others: Split | None) -> None:
-        """Per channel (axis 1): subtract the training mean, divide by the training standard deviation."""
-        axes = (0, *range(2, train.x.ndim))
-        mean = train.x.mean(axis=axes, dtype=np.float64, keepdims=True)
-        std = train.x.std(axis=axes, dtype=np.float64, keepdims=True)
-        std[std < 1e-8] = 1.0  # a constant channel is only centred
-        for split in (train, *others):
-            if split is not None:
-                split.x[...] = (split.x - mean) / std
+def channel_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The mean and standard deviation of each channel (axis 1) of x, shaped to broadcast over samples."""
+    axes = (0, *range(2, x.ndim))
+    mean = x.mean(axis=axes, dtype=np.float64, keepdims=True)[0]
+    std = x.std(axis=axes, dtype=np.float64, keepdims=True)[0]
+    std[std < 1e-8] = 1.0  # a constant channel is only centred
+    return mean, std
 
 
 def data_root(root: str | None, base_dir: Path) -> Path:
