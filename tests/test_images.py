@@ -86,6 +86,13 @@ def test_normalize_per_channel_with_the_training_statistics():
     np.testing.assert_allclose(data.test.x, data.train.x[:5] + 1 / x.std(axis=(0, 2, 3))[:, None, None])
 
 
+def test_npz_image_arrays_keep_their_layout(tmp_path):
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "images.npz", x=rng.integers(0, 256, (30, 3, 8, 6), dtype=np.uint8), y=np.arange(30) % 4)
+    data = load({"type": "npz", "path": "images.npz", "flatten": False, "scale": 1 / 255, "validation": 6}, tmp_path)
+    assert data.input_shape == (3, 8, 6) and data.train.x.shape == (24, 3, 8, 6) and data.num_classes == 4
+
+
 # CIFAR-10, in the format of the real archive: pickled dicts with bytes keys, inside cifar-10-batches-py/
 
 

@@ -35,8 +35,9 @@ class Conv2D(Layer):
 
     def output_shape(self, input_shape):
         if len(input_shape) != 3:
-            raise ValueError("conv2d needs images shaped (channels, height, width); with MNIST set "
-                             "data.flatten: false")
+            raise ValueError("conv2d needs images shaped (channels, height, width): set data.flatten: false, "
+                             "and give grey images (H, W) their channel axis with a first layer "
+                             "{type: reshape, shape: [1, H, W]}")
         return (self.filters, *self.window.output_size(input_shape[1:]))
 
     def build(self, input_shape, rng, dtype):
