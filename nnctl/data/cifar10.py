@@ -7,8 +7,7 @@ import numpy as np
 
 from nnctl.checkpoint import UnsafePickleError, safe_unpickle
 from nnctl.data import DATASETS
-from nnctl.data.download import fetch_first
-from nnctl.data.source import Arrays, DatasetSource, data_root
+from nnctl.data.source import Arrays, CachedSource
 from nnctl.errors import DataError
 
 MIRRORS = ("https://www.cs.toronto.edu/~kriz/",)
@@ -19,26 +18,19 @@ TRAIN_BATCHES = [f"data_batch_{i}" for i in range(1, 6)]
 
 
 @DATASETS.register("cifar10")
-class CIFAR10(DatasetSource):
+class CIFAR10(CachedSource):
     """60,000 colour images of 32×32 pixels in 10 classes, as (3, 32, 32) in [0, 1]; 50,000 train, 10,000 test.
 
     Read from `<data root>/cifar10/` (the archive, or the cifar-10-batches-py/ folder extracted from it);
     the archive is downloaded from `mirror`, else from its home, when neither is there."""
 
     num_classes = 10
+    subfolder = "cifar10"
+    mirrors = MIRRORS
 
     def __init__(self, root: str | None = None, mirror: str | None = None, scale: float = 1 / 255,
                  flatten: bool = False, **kwargs):
-        super().__init__(scale=scale, flatten=flatten, **kwargs)
-        if mirror is not None and "://" not in mirror:
-            raise ValueError(f"mirror must be a base URL such as https://host/cifar/, got '{mirror}'")
-        self.root, self.mirror = root, mirror
-
-    def folder(self) -> Path:
-        return data_root(self.root, self.base_dir) / "cifar10"
-
-    def origin(self, split: str) -> str:
-        return str(self.folder())
+        super().__init__(root=root, mirror=mirror, scale=scale, flatten=flatten, **kwargs)
 
     def read(self) -> Arrays:
         folder = self.folder()
@@ -47,7 +39,7 @@ class CIFAR10(DatasetSource):
                        for name in [*TRAIN_BATCHES, "test_batch"] if (folder / FOLDER / name).exists()}
         else:
             if not (folder / ARCHIVE).exists():
-                self._download(folder)
+                self.download(ARCHIVE, MD5, of_contents=False, holding=f"{ARCHIVE} (or the {FOLDER}/ folder from it)")
             batches = self._from_archive(folder / ARCHIVE)
         missing = [name for name in [*TRAIN_BATCHES, "test_batch"] if name not in batches]
         if missing:
@@ -78,11 +70,3 @@ class CIFAR10(DatasetSource):
             raise DataError(f"{where}: expected uint8 rows of 3072 pixels and one label each, found data "
                             f"{x.dtype} {x.shape} and {len(y)} labels")
         return x.reshape(-1, 3, 32, 32), y
-
-    def _download(self, folder: Path) -> None:
-        try:
-            fetch_first([self.mirror] if self.mirror else list(MIRRORS), ARCHIVE, folder / ARCHIVE, MD5,
-                        of_contents=False)
-        except DataError as exc:
-            raise DataError(f"{exc}\nSet data.root or NNCTL_DATA_DIR to a folder holding cifar10/{ARCHIVE} "
-                            "(or the cifar-10-batches-py/ folder from it).") from None

@@ -8,6 +8,7 @@ import numpy as np
 
 from nnctl.data import Dataset, Split
 from nnctl.data.augment import Augment
+from nnctl.data.download import fetch_first
 from nnctl.errors import DataError
 
 Arrays = tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]
@@ -171,6 +172,36 @@ def channel_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     std = x.std(axis=axes, dtype=np.float64, keepdims=True)[0]
     std[std < 1e-8] = 1.0  # a constant channel is only centred
     return mean, std
+
+
+class CachedSource(DatasetSource):
+    """A dataset kept in `<data root>/<subfolder>/`; what is missing there is downloaded once from `mirror`,
+    else from the source's own MIRRORS, checked against its MD5 and cached."""
+
+    subfolder = ""
+    mirrors: tuple[str, ...] = ()
+
+    def __init__(self, root: str | None = None, mirror: str | None = None, **kwargs):
+        super().__init__(**kwargs)
+        if mirror is not None and "://" not in mirror:
+            raise ValueError(f"mirror must be a base URL such as https://host/{self.subfolder}/, got '{mirror}'")
+        self.root, self.mirror = root, mirror
+
+    def folder(self) -> Path:
+        """The folder holding (or about to hold) the files."""
+        return data_root(self.root, self.base_dir) / self.subfolder
+
+    def origin(self, split: str) -> str:
+        return str(self.folder())
+
+    def download(self, name: str, md5: str, of_contents: bool, holding: str) -> None:
+        """Fetches `name` into the folder; the error says how to provide `holding` by hand instead."""
+        try:
+            fetch_first([self.mirror] if self.mirror else list(self.mirrors), name, self.folder() / name, md5,
+                        of_contents)
+        except DataError as exc:
+            raise DataError(f"{exc}\nSet data.root or NNCTL_DATA_DIR to a folder holding {self.subfolder}/ with "
+                            f"{holding}, or try again when a mirror can be reached.") from None
 
 
 def data_root(root: str | None, base_dir: Path) -> Path:
