@@ -27,7 +27,7 @@ class TrainSettings:
     def __init__(self, epochs: int = 10, batch_size: int | str = 32, eval_every: int = 1,
                  metrics: list[str] | None = None, monitor: str | None = None, mode: str = "auto",
                  early_stopping: dict | None = None, log_every_steps: int | None = None,
-                 eval_batch_size: int = 1000, tensorboard: bool = False):
+                 eval_batch_size: int = 256, tensorboard: bool = False):
         if epochs < 1 or eval_every < 1 or eval_batch_size < 1:
             raise ValueError("epochs, eval_every and eval_batch_size must be at least 1")
         if not (batch_size == "full" or (isinstance(batch_size, int) and batch_size >= 1)):
