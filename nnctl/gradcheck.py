@@ -52,15 +52,22 @@ def away_from_zero(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarr
     return x + 0.1 * np.sign(x)
 
 
-def check_layer(name: str, eps: float = 1e-6, tol: float = 1e-6, seed: int = 0, batch: int = 3) -> list[Check]:
-    """The registered layer `name`, built from its example config: every parameter's and the input's gradient."""
+def check_layer(name: str, eps: float = 1e-6, tol: float = 1e-6, seed: int = 0, batch: int = 3,
+                config: dict | None = None, input_shape: tuple[int, ...] | None = None) -> list[Check]:
+    """The registered layer `name` built from `config` (default: its example): every parameter's gradient and
+    the input's (none for token ids)."""
     cls = LAYERS.get(name)
-    config = from_dict({"model": {"layers": [{"type": name, **cls.example["config"]}]}}, f"<{name} example>")
+    keys = cls.example["config"] if config is None else config
+    spec = from_dict({"model": {"layers": [{"type": name, **keys}]}}, f"<{name} example>")
     rng = np.random.default_rng(seed)
-    model = build_model(config, tuple(cls.example["input_shape"]), np.float64, rng)
+    model = build_model(spec, tuple(input_shape or cls.example["input_shape"]), np.float64, rng)
     layer = model.layers[0]
     layer.input_grad = True
-    x = away_from_zero(rng, (batch, *model.input_shape))
+    shape = (batch, *model.input_shape)
+    if cls.takes_tokens:
+        x = rng.integers(0, keys["vocab_size"], shape).astype(np.float64)
+    else:
+        x = away_from_zero(rng, shape)
     projection = rng.standard_normal((batch, *model.output_shape))
 
     def f() -> float:
@@ -72,7 +79,7 @@ def check_layer(name: str, eps: float = 1e-6, tol: float = 1e-6, seed: int = 0, 
     if cls.surrogate_gradient:
         error = float(np.abs(dx - projection).max())
         return [Check(name, "input", x.shape, error, error <= tol, kind="rule")]
-    tensors = {**layer.params, "input": x}
+    tensors = {**layer.params} if cls.takes_tokens else {**layer.params, "input": x}
     analytic = {**{k: g.copy() for k, g in layer.grads.items()}, "input": dx}
     return [_compare(name, key, analytic[key], numerical_gradient(f, tensors[key], eps), tol) for key in tensors]
 
@@ -113,7 +120,9 @@ def check_model(exp: Experiment, samples: int = 8, per_tensor: int = 20, eps: fl
     exp.loss.add_penalty_grads(*model.weights())
     entries = [(layer.name, key, layer.params[key], layer.grads[key].copy()) for layer, key in model.keys]
     checks = []
-    for target, key, tensor, grad in [*entries, ("model", "input", x, dx)]:
+    if not model.layers[0].takes_tokens:
+        entries.append(("model", "input", x, dx))
+    for target, key, tensor, grad in entries:
         indices = _sample_indices(rng, tensor.shape, per_tensor)
         numeric = numerical_gradient(f, tensor, eps, indices)
         picked = tuple(np.array(indices).T)

@@ -5,6 +5,6 @@ from nnctl.registry import Registry
 
 LAYERS: Registry[Layer] = Registry("layer")
 
-from nnctl.layers import activations, dense, dropout, reshape  # noqa: E402, F401  (they register)
+from nnctl.layers import activations, dense, dropout, embedding, recurrent, reshape  # noqa: E402, F401  (they register)
 
 __all__ = ["LAYERS", "Layer"]

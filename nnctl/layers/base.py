@@ -21,6 +21,8 @@ class Layer:
     """The params that count as weights for L1/L2 decay (biases and scales do not)."""
     surrogate_gradient: ClassVar[bool] = False
     """True when backward is a chosen rule, not the derivative (the perceptron's step)."""
+    takes_tokens: ClassVar[bool] = False
+    """True when the inputs are integer token ids below `vocab_size` (an embedding): they have no gradient."""
 
     def __init__(self, name: str | None = None):
         self.name = name or ""
