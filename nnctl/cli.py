@@ -19,6 +19,7 @@ from nnctl.gradcheck import Check, check_model, check_registry
 from nnctl.layers import LAYERS
 from nnctl.losses import LOSSES
 from nnctl.runner import Runner
+from nnctl.sample import LanguageModel
 
 app = typer.Typer(help="Train neural networks written in plain NumPy from YAML files.", no_args_is_help=True,
                   add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
@@ -165,6 +166,21 @@ def summary(
         table.add_row(str(i), layer.name, layer.registered_name, str(list(shape)), f"{count:,}")
     out.print(table)
     out.print(f"total parameters: {model.num_params:,}")
+
+
+@app.command()
+def sample(
+    checkpoint_path: Annotated[Path, typer.Argument(metavar="CHECKPOINT", help="A checkpoint of a language model.")],
+    prime: Annotated[str, typer.Option("--prime", help="The text to start from.")] = "\n",
+    length: Annotated[int, typer.Option("--length", help="How many tokens to generate.")] = 300,
+    temperature: Annotated[float, typer.Option("--temperature", help="Below 1: safer choices; above 1: "
+                                                                      "more surprising ones.")] = 1.0,
+    seed: Annotated[int | None, typer.Option("--seed", help="Seed of the draws, for repeatable text.",
+                                             show_default=False)] = None,
+) -> None:
+    """Generate text from a trained language model (a config with data.type text), starting from --prime."""
+    model = LanguageModel.load(checkpoint_path)
+    out.print(model.generate(prime, length, temperature, seed), markup=False)
 
 
 def main() -> None:

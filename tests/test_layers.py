@@ -23,7 +23,10 @@ def test_output_shape_is_what_forward_returns(name):
     config = from_dict({"model": {"layers": [{"type": name, **cls.example["config"]}]}})
     model = build_model(config, tuple(cls.example["input_shape"]), np.float32, np.random.default_rng(0))
     model.set_rng(np.random.default_rng(0))
-    x = np.random.default_rng(1).standard_normal((2, *model.input_shape)).astype(np.float32)
+    rng = np.random.default_rng(1)
+    shape = (2, *model.input_shape)
+    x = rng.integers(0, cls.example["config"]["vocab_size"], shape) if cls.takes_tokens else rng.standard_normal(shape)
+    x = x.astype(np.float32)
     y = model.forward(x, training=True)
     assert y.shape == (2, *model.output_shape)
     assert y.dtype == np.float32

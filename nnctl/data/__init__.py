@@ -30,13 +30,15 @@ class Dataset:
     input_shape: tuple[int, ...]
     num_classes: int | None
     shuffle: bool = True
+    vocab: list[str] | None = None
+    """The tokens that input and target ids stand for (text datasets); saved with every checkpoint."""
 
     def split(self, name: str) -> Split | None:
         """The split called `name`: train, val or test."""
         return {"train": self.train, "val": self.val, "test": self.test}[name]
 
 
-from nnctl.data import logic, mnist, tabular  # noqa: E402, F401  (they register)
+from nnctl.data import logic, mnist, sequences, tabular, text  # noqa: E402, F401  (they register)
 from nnctl.data.source import DatasetSource  # noqa: E402
 
 __all__ = ["DATASETS", "Dataset", "DatasetSource", "Split"]
