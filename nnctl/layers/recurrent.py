@@ -232,13 +232,16 @@ class LSTM(Recurrent):
         u = self.units
         z, c_prev, tc = cache
         i, f, o, g = z[:, :u], z[:, u:2 * u], z[:, 2 * u:3 * u], z[:, 3 * u:]
+        sig = z[:, :3 * u]
         dc = dh * o
         dc *= 1 - tc * tc
         dc += dstate[0]
-        dz[:, :u] = dc * g * i * (1 - i)
-        dz[:, u:2 * u] = dc * c_prev * f * (1 - f)
-        dz[:, 2 * u:3 * u] = dh * tc * o * (1 - o)
-        dz[:, 3 * u:] = dc * i * (1 - g * g)
+        xp.multiply(dc, g, out=dz[:, :u])
+        xp.multiply(dc, c_prev, out=dz[:, u:2 * u])
+        xp.multiply(dh, tc, out=dz[:, 2 * u:3 * u])
+        dz[:, :3 * u] *= sig - sig * sig  # σ' = σ(1 − σ) for i, f and o at once
+        xp.multiply(dc, i, out=dz[:, 3 * u:])
+        dz[:, 3 * u:] *= 1 - g * g
         return None, (dc * f,)
 
 
@@ -279,8 +282,10 @@ class GRU(Recurrent):
         dn *= 1 - n * n
         dz[:, 2 * u:] = dn
         xp.multiply(dn, r, out=da[:, 2 * u:])
-        dz[:, :u] = dn * an * r * (1 - r)
-        dz[:, u:2 * u] = dh * (h_prev - n) * g * (1 - g)
+        xp.multiply(dn, an, out=dz[:, :u])
+        xp.multiply(dh, h_prev - n, out=dz[:, u:2 * u])
+        sig = z[:, :2 * u]
+        dz[:, :2 * u] *= sig - sig * sig  # σ' for r and u at once
         da[:, :2 * u] = dz[:, :2 * u]
         return dh * g, ()
 
