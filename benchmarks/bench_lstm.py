@@ -3,7 +3,8 @@
 Both sides train an LSTM of 128 units over the 28 rows of each MNIST image, then a dense layer of 10, on the
 same images in shuffled batches of 128, then evaluate the test images; PyTorch (torch.nn.LSTM) runs on the
 CPU in the same process. Run: python benchmarks/bench_lstm.py [--epochs N] [--subset N]
-(PyTorch side: pip install -e '.[bench]')
+(PyTorch side: pip install -e '.[bench]'). On a small or shared machine give both sides the same threads:
+OPENBLAS_NUM_THREADS=1 python benchmarks/bench_lstm.py --threads 1
 """
 
 import argparse
@@ -73,6 +74,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--subset", type=int, default=60000, help="training images used (all 60,000 by default)")
+    parser.add_argument("--threads", type=int, default=None, help="PyTorch's thread count (default: its own)")
     args = parser.parse_args()
     ours, accuracy, x, y, xt, yt = nnctl_train(args.epochs, args.subset)
     print(f"nnctl    {ours:10.0f} samples/s   test accuracy {accuracy:.4f}")
@@ -81,6 +83,8 @@ def main() -> None:
     except ImportError:
         print("pytorch  not installed (pip install -e '.[bench]'): no comparison")
         return
+    if args.threads:
+        torch.set_num_threads(args.threads)
     theirs, torch_accuracy = torch_train(args.epochs, x, y, xt, yt)
     print(f"pytorch  {theirs:10.0f} samples/s   test accuracy {torch_accuracy:.4f}   "
           f"(torch {torch.__version__}, {torch.get_num_threads()} threads)")
