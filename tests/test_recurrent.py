@@ -8,6 +8,7 @@ import pytest
 
 from nnctl.builder import build_model
 from nnctl.config import from_dict
+from nnctl.errors import ConfigError
 from nnctl.experiment import build
 from nnctl.gradcheck import check_layer, check_model
 from nnctl.losses import SoftmaxCrossEntropy
@@ -131,3 +132,13 @@ def test_sequence_targets_in_loss_and_accuracy():
     sums = MetricSums(["accuracy"])
     sums.add(loss, 1.0, y, t)
     assert sums.result()["accuracy"] == pytest.approx((y.argmax(-1) == t).mean())
+
+
+def test_an_embedding_after_another_layer_is_refused():
+    with pytest.raises(ConfigError, match="model.layers.1.type: embedding reads token ids: it must be the first layer"):
+        model_of([{"type": "dense", "units": 2}, {"type": "embedding", "vocab_size": 3, "dim": 2}], (4,))
+
+
+def test_a_recurrent_layer_on_flat_inputs_says_what_it_needs():
+    with pytest.raises(ConfigError, match=r"lstm needs sequences of shape \(steps, features\), got \[784\]"):
+        model_of([{"type": "lstm", "units": 2}], (784,))

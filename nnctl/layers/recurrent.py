@@ -90,7 +90,7 @@ class Recurrent(Layer):
     # -- the time loop -------------------------------------------------------------------------------------
 
     def forward(self, x, training):
-        self.shape = x.shape
+        self.shape, self.caches = x.shape, {}
         xt = x.transpose(1, 0, 2)
         outs = [self._scan(xt[::-1] if s else xt, s) for s in self.directions]
         if not self.return_sequences:
@@ -113,7 +113,7 @@ class Recurrent(Layer):
             state, cache = self.step(z[t], state[0] @ wh, state, s)
             h[t] = state[0]
             caches.append(cache)
-        setattr(self, "cache" + s, (x2, h, caches))
+        self.caches[s] = (x2, h, caches)
         return h
 
     def _initial(self, s: str, n: int, dtype: type) -> tuple:
@@ -140,7 +140,7 @@ class Recurrent(Layer):
 
     def _unscan(self, s: str, dh_seq: np.ndarray | None, dh_last: np.ndarray | None) -> np.ndarray | None:
         """Backpropagation through time for direction `s`; fills its grads, returns dx (T·N, F) or None."""
-        x2, h, caches = getattr(self, "cache" + s)
+        x2, h, caches = self.caches[s]
         p, g = self.params, self.grads
         steps, n, units = h.shape
         wh_t = p["Wh" + s].T
