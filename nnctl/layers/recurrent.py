@@ -14,11 +14,21 @@ STATE_INIT = {"type": "normal", "std": 0.5}
 
 
 def sigmoid_(a: np.ndarray) -> np.ndarray:
-    """Sigmoid in place as ½(1 + tanh(a/2)): one transcendental and no overflow."""
-    a *= 0.5
-    xp.tanh(a, out=a)
+    """1 / (1 + e^−a) in place; e^−a overflowing to inf gives the exact limit 0 (callers silence the warning).
+    exp is vectorized in NumPy and twice as fast as tanh, which dominates a step's element-wise cost."""
+    xp.negative(a, out=a)
+    xp.exp(a, out=a)
     a += 1
-    a *= 0.5
+    return xp.reciprocal(a, out=a)
+
+
+def tanh_(a: np.ndarray) -> np.ndarray:
+    """tanh in place as 2·sigmoid(2a) − 1 (see sigmoid_)."""
+    a *= -2
+    xp.exp(a, out=a)
+    a += 1
+    xp.divide(2, a, out=a)
+    a -= 1
     return a
 
 
@@ -109,10 +119,11 @@ class Recurrent(Layer):
         h = xp.empty((steps, n, units), dtype=z.dtype)
         caches = []
         wh = p["Wh" + s]
-        for t in range(steps):
-            state, cache = self.step(z[t], state[0] @ wh, state, s)
-            h[t] = state[0]
-            caches.append(cache)
+        with xp.errstate(over="ignore"):
+            for t in range(steps):
+                state, cache = self.step(z[t], state[0] @ wh, state, s)
+                h[t] = state[0]
+                caches.append(cache)
         self.caches[s] = (x2, h, caches)
         return h
 
@@ -187,7 +198,7 @@ class SimpleRNN(Recurrent):
 
     def step(self, z, a, state, s):
         z += a
-        h = xp.maximum(z, 0, out=z) if self.relu else xp.tanh(z, out=z)
+        h = xp.maximum(z, 0, out=z) if self.relu else tanh_(z)
         return (h,), (h,)
 
     def step_back(self, dh, dstate, cache, dz, da, s):
@@ -220,12 +231,12 @@ class LSTM(Recurrent):
         u = self.units
         z += a
         sigmoid_(z[:, :3 * u])
-        xp.tanh(z[:, 3 * u:], out=z[:, 3 * u:])
+        tanh_(z[:, 3 * u:])
         i, f, o, g = z[:, :u], z[:, u:2 * u], z[:, 2 * u:3 * u], z[:, 3 * u:]
         c_prev = state[1]
         c = f * c_prev
         c += i * g
-        tc = xp.tanh(c)
+        tc = tanh_(c.copy())
         return (o * tc, c), (z, c_prev, tc)
 
     def step_back(self, dh, dstate, cache, dz, da, s):
@@ -267,7 +278,7 @@ class GRU(Recurrent):
         r, an = z[:, :u], a[:, 2 * u:]
         n = z[:, 2 * u:]
         n += r * an
-        xp.tanh(n, out=n)
+        tanh_(n)
         h_prev = state[0]
         h = h_prev - n
         h *= z[:, u:2 * u]
