@@ -32,6 +32,8 @@ def build_model(config: Config, input_shape: tuple[int, ...], dtype: type,
         path = ("model", "layers", i)
         cls, kwargs = LAYERS.split(spec, config, path)
         check_kwargs(cls, kwargs, config, path, f"layer '{cls.registered_name}'")
+        if cls.takes_indices and i > 0:
+            raise config.error(path + ("type",), f"{cls.registered_name} reads indices: it must be the first layer")
         for key, param in signature_params(cls).items():
             if key.endswith("_init"):
                 kwargs[key] = make_initializer(kwargs.get(key, param.default), config, path + (key,))

@@ -20,6 +20,7 @@ from nnctl.layers import LAYERS
 from nnctl.losses import LOSSES
 from nnctl.predict import Predictions, check_output, predict_files, write
 from nnctl.runner import Runner
+from nnctl.sample import LanguageModel
 from nnctl.weights import export as export_weights
 
 app = typer.Typer(help="Train neural networks written in plain NumPy from YAML files.", no_args_is_help=True,
@@ -225,6 +226,21 @@ def export_command(
     names = export_weights(output, model.state_dict(), model.input_shape, model.output_shape)
     out.print(f"wrote {len(names)} arrays ({', '.join(names)}) to {output}; "
               f"start a model from them with model.weights: {output}")
+
+
+@app.command()
+def sample(
+    checkpoint_path: Annotated[Path, typer.Argument(metavar="CHECKPOINT", help="A checkpoint of a language model.")],
+    prime: Annotated[str, typer.Option("--prime", help="The text to start from.")] = "\n",
+    length: Annotated[int, typer.Option("--length", help="How many tokens to generate.")] = 300,
+    temperature: Annotated[float, typer.Option("--temperature", help="Below 1: safer choices; above 1: "
+                                                                      "more surprising ones.")] = 1.0,
+    seed: Annotated[int | None, typer.Option("--seed", help="Seed of the draws, for repeatable text.",
+                                             show_default=False)] = None,
+) -> None:
+    """Generate text from a trained language model (a config with data.type text), starting from --prime."""
+    model = LanguageModel.load(checkpoint_path)
+    out.print(model.generate(prime, length, temperature, seed), markup=False)
 
 
 def main() -> None:

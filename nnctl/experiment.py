@@ -109,6 +109,9 @@ def from_checkpoint(path: str | Path, overrides: list[str] | tuple = ()) -> tupl
     """The experiment a checkpoint's config builds (with `overrides`), its weights loaded; and the checkpoint."""
     saved = checkpoint.load(path)
     config = from_dict(saved["config"], f"{path} (its config)")
+    vocab = saved.get("data", {}).get("vocab")
+    if vocab is not None:  # the ids mean what they meant in training, whatever the text file holds now
+        config.data["data"]["vocab"] = vocab
     apply_overrides(config, overrides)
     exp = build(config, Path(saved["base_dir"]), weights=False)
     try:

@@ -53,18 +53,29 @@ def away_from_zero(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarr
     return x + 0.1 * np.sign(x)
 
 
+def example_batch(cls: type, example: dict, input_shape: tuple[int, ...], rng: np.random.Generator,
+                  batch: int) -> np.ndarray:
+    """The example's own batch x, else random ids below its vocab_size for layers taking indices, else
+    normal draws away from zero."""
+    if "x" in example:
+        return np.array(example["x"])
+    if cls.takes_indices:
+        return rng.integers(0, example["config"]["vocab_size"], (batch, *input_shape))
+    return away_from_zero(rng, (batch, *input_shape))
+
+
 def check_layer(name: str, eps: float = 1e-6, tol: float = 1e-6, seed: int = 0, batch: int = 3,
                 example: dict | None = None) -> list[Check]:
-    """The registered layer `name`, built from its example (or `example`: config, input_shape, maybe x): every
-    parameter's gradient, and the input's unless the input holds integer indices."""
+    """The registered layer `name`, built from its example (or `example`: config, input_shape and maybe the
+    batch x itself): every parameter's gradient, and the input's unless the layer takes integer indices."""
     cls = LAYERS.get(name)
     example = example or cls.example
     config = from_dict({"model": {"layers": [{"type": name, **example["config"]}]}}, f"<{name} example>")
     rng = np.random.default_rng(seed)
     model = build_model(config, tuple(example["input_shape"]), np.float64, rng)
     layer = model.layers[0]
-    x = np.array(example["x"]) if "x" in example else away_from_zero(rng, (batch, *model.input_shape))
-    layer.input_grad = differentiable = x.dtype.kind == "f"  # integer inputs are indices: no gradient
+    layer.input_grad = not cls.takes_indices
+    x = example_batch(cls, example, model.input_shape, rng, batch)
     projection = rng.standard_normal((len(x), *model.output_shape))
 
     def f() -> float:
@@ -76,7 +87,7 @@ def check_layer(name: str, eps: float = 1e-6, tol: float = 1e-6, seed: int = 0, 
     if cls.surrogate_gradient:
         error = float(np.abs(dx - projection).max())
         return [Check(name, "input", x.shape, error, error <= tol, kind="rule")]
-    tensors = {**layer.params, **({"input": x} if differentiable else {})}
+    tensors = {**layer.params} if cls.takes_indices else {**layer.params, "input": x}
     analytic = {**{k: g.copy() for k, g in layer.grads.items()}, "input": dx}
     return [_compare(name, key, analytic[key], numerical_gradient(f, tensors[key], eps), tol) for key in tensors]
 
@@ -110,7 +121,7 @@ def check_model(exp: Experiment, samples: int = 8, per_tensor: int = 20, eps: fl
     model: Model = exp.model
     rng = np.random.default_rng(seed)
     x, t = exp.data.train.x[:samples], exp.data.train.y[:samples]
-    differentiable = x.dtype.kind == "f"  # integer inputs are indices: no gradient
+    differentiable = not model.layers[0].takes_indices
     if differentiable:
         x = x.astype(np.float64)
     for tensor in (x, *model.params()) if differentiable else model.params():
@@ -126,7 +137,9 @@ def check_model(exp: Experiment, samples: int = 8, per_tensor: int = 20, eps: fl
     exp.loss.add_penalty_grads(*model.weights())
     entries = [(layer.name, key, layer.params[key], layer.grads[key].copy()) for layer, key in model.keys]
     checks = []
-    for target, key, tensor, grad in [*entries, *([("model", "input", x, dx)] if differentiable else [])]:
+    if not model.layers[0].takes_indices:
+        entries.append(("model", "input", x, dx))
+    for target, key, tensor, grad in entries:
         indices = _sample_indices(rng, tensor.shape, per_tensor)
         numeric = numerical_gradient(f, tensor, eps, indices)
         picked = tuple(np.array(indices).T)

@@ -10,9 +10,10 @@ LOWER_IS_BETTER = ("loss", "error_rate", "mse")
 
 
 def target_labels(t: np.ndarray) -> np.ndarray:
-    """Class labels from integer labels, one-hot (or 0.9/0.1) rows, or a 0/1 target per sample."""
+    """Class labels from integer labels (one per sample or per time step), one-hot (or 0.9/0.1) rows, or a
+    0/1 target per sample."""
     if t.dtype.kind in "iu":
-        return t.reshape(len(t), -1)[:, 0] if t.ndim > 1 else t
+        return t[..., 0] if t.ndim > 1 and t.shape[-1] == 1 else t
     if t.ndim > 1 and t.shape[-1] > 1:
         return t.argmax(axis=-1)
     return (t.reshape(len(t)) > 0.5).astype(np.int64)
@@ -31,7 +32,9 @@ class MetricSums:
         self.sums["loss"] += loss_value * n
         self.sums["n"] += n
         if "accuracy" in self.metrics or "error_rate" in self.metrics:
-            self.sums["correct"] += float((loss.labels(y) == target_labels(t)).sum())
+            predicted = loss.labels(y)
+            hits = float((predicted == target_labels(t).reshape(predicted.shape)).sum())
+            self.sums["correct"] += hits if predicted.ndim == 1 else hits * n / predicted.size  # per-step labels
         if "mse" in self.metrics:
             diff = loss.probabilities(y) - as_targets(y, t)
             self.sums["sq_err"] += float((diff * diff).sum())

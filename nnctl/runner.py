@@ -247,7 +247,8 @@ class Runner:
             "history": list(self.history),
             "monitor": self.monitor.state(),
             "elapsed": self._elapsed(),
-            "data": {"input_shape": list(self.exp.data.input_shape), "num_classes": self.exp.data.num_classes},
+            "data": {"input_shape": list(self.exp.data.input_shape), "num_classes": self.exp.data.num_classes,
+                     "vocab": self.exp.data.vocab},
         }
 
     def _record(self, row: dict[str, Any]) -> None:

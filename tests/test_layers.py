@@ -5,7 +5,7 @@ import pytest
 
 from nnctl.builder import build_model
 from nnctl.config import from_dict
-from nnctl.gradcheck import check_layer
+from nnctl.gradcheck import check_layer, example_batch
 from nnctl.layers import LAYERS
 
 
@@ -23,8 +23,7 @@ def test_output_shape_is_what_forward_returns(name):
     config = from_dict({"model": {"layers": [{"type": name, **cls.example["config"]}]}})
     model = build_model(config, tuple(cls.example["input_shape"]), np.float32, np.random.default_rng(0))
     model.set_rng(np.random.default_rng(0))
-    x = (np.array(cls.example["x"]) if "x" in cls.example
-         else np.random.default_rng(1).standard_normal((2, *model.input_shape)).astype(np.float32))
+    x = example_batch(cls, cls.example, model.input_shape, np.random.default_rng(1), 2).astype(np.float32)
     y = model.forward(x, training=True)
     assert y.shape == (len(x), *model.output_shape)
     assert y.dtype == np.float32

@@ -33,13 +33,23 @@ class Dataset:
     shuffle: bool = True
     augment: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None
     """Random changes to each training batch (never to val/test), drawn from the run's data generator."""
+    vocab: list[str] | None = None
+    """The tokens that input and target ids stand for (text datasets); saved with every checkpoint."""
 
     def split(self, name: str) -> Split | None:
         """The split called `name`: train, val or test."""
         return {"train": self.train, "val": self.val, "test": self.test}[name]
 
 
-from nnctl.data import cifar10, logic, mnist, tabular, trees  # noqa: E402, F401  (they register)
+from nnctl.data import (  # noqa: E402, F401  (they register)
+    cifar10,
+    logic,
+    mnist,
+    sequences,
+    tabular,
+    text,
+    trees,
+)
 from nnctl.data.source import DatasetSource  # noqa: E402
 
 __all__ = ["DATASETS", "Dataset", "DatasetSource", "Split"]

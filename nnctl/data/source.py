@@ -121,11 +121,18 @@ class DatasetSource:
                 raise DataError(f"{self.origin('test')}: data.validation is 'test', but there is no test split")
             return train, None
         n = len(train)
+        count = self.validation_count(n)
+        return Split(train.x[: n - count], train.y[: n - count]), Split(train.x[n - count:], train.y[n - count:])
+
+    def validation_count(self, n: int) -> int:
+        """How many of n training samples data.validation holds out (0 for none or 'test')."""
+        if self.validation is None or self.validation == "test":
+            return 0
         count = math.ceil(self.validation * n) if isinstance(self.validation, float) else self.validation
         if count >= n:
             raise DataError(f"{self.origin('training')}: data.validation takes {count} of {n} training samples, "
                             "leaving none to train on")
-        return Split(train.x[: n - count], train.y[: n - count]), Split(train.x[n - count:], train.y[n - count:])
+        return count
 
     def inputs(self, x: np.ndarray, dtype: type) -> np.ndarray:
         """Raw samples as the model takes them: flattened if asked; indices as int64, anything else as

@@ -10,8 +10,10 @@ from nnctl.layers import (  # noqa: E402, F401  (they register)
     conv,
     dense,
     dropout,
+    embedding,
     norm,
     pool,
+    recurrent,
     recursive,
     reshape,
 )

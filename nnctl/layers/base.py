@@ -22,6 +22,9 @@ class Layer:
     """The params that count as weights for L1/L2 decay (biases and scales do not)."""
     surrogate_gradient: ClassVar[bool] = False
     """True when backward is a chosen rule, not the derivative (the perceptron's step)."""
+    takes_indices: ClassVar[bool] = False
+    """True when the inputs are integer indices (token ids, tree node tables): they have no gradient, and the
+    layer must come first; its example draws ids below its `vocab_size` unless it gives "x"."""
 
     def __init__(self, name: str | None = None):
         self.name = name or ""

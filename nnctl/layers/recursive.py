@@ -26,6 +26,7 @@ class Recursive(Layer):
     act(W·[left; right] + b). All nodes of one height, across the batch, take one matrix product."""
 
     example = {"config": {"vocab_size": 4, "dim": 3}, "input_shape": (7, 3), "x": EXAMPLE_TREES}
+    takes_indices = True
     weight_keys = ("W",)
 
     def __init__(self, vocab_size: int, dim: int, activation: str = "tanh", weight_init: Any = "glorot_uniform",

@@ -1,0 +1,17 @@
+"""Sequence datasets: MNIST read row by row."""
+
+from nnctl.data import DATASETS
+from nnctl.data.mnist import MNIST
+from nnctl.data.source import Arrays
+
+
+@DATASETS.register("mnist_rows")
+class MNISTRows(MNIST):
+    """MNIST as sequences of 28 rows of 28 pixels, (N, 28, 28), for recurrent layers."""
+
+    def __init__(self, flatten: bool = False, **kwargs):
+        super().__init__(flatten=flatten, **kwargs)
+
+    def read(self) -> Arrays:
+        x, y, x_test, y_test = super().read()
+        return x[:, 0], y, x_test[:, 0], y_test  # the images' one channel dropped: (28 steps, 28 features)

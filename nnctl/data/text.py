@@ -1,0 +1,65 @@
+"""A plain-text file for next-token prediction, read as characters or whitespace-separated words."""
+
+import numpy as np
+
+from nnctl.data import DATASETS, Dataset
+from nnctl.data.source import Arrays, DatasetSource
+from nnctl.errors import DataError, read_bytes
+
+LEVELS = {"char": "", "word": " "}
+"""Token level -> the separator that joins tokens back into text."""
+
+
+def tokenize(text: str, level: str) -> list[str]:
+    """The text's tokens: its characters, or its whitespace-separated words."""
+    return list(text) if level == "char" else text.split()
+
+
+@DATASETS.register("text")
+class Text(DatasetSource):
+    """Windows of `seq_len` token ids as inputs, the same windows one token later as targets (N, seq_len).
+
+    The validation split is the end of the text; the vocabulary is built from the rest (sorted), unless
+    `vocab` gives it; tokens outside the vocabulary are left out. A checkpoint pins the vocabulary it
+    was trained with, so eval and sample read the ids exactly as training did."""
+
+    indices = True
+
+    def __init__(self, path: str, seq_len: int = 100, level: str = "char", vocab: list[str] | None = None,
+                 validation: float | int | None = 0.1, **kwargs):
+        super().__init__(validation=validation, **kwargs)
+        if seq_len < 1:
+            raise ValueError(f"seq_len must be at least 1, got {seq_len}")
+        if level not in LEVELS:
+            raise ValueError(f"level must be 'char' or 'word', got '{level}'")
+        if vocab is not None and len(set(vocab)) != len(vocab):
+            raise ValueError("vocab lists a token twice")
+        self.file, self.seq_len, self.level, self.vocab = path, seq_len, level, vocab
+
+    def origin(self, split: str) -> str:
+        return str(self.path(self.file))
+
+    def read(self) -> Arrays:
+        path = self.path(self.file)
+        try:
+            tokens = tokenize(read_bytes(path, DataError, "text file").decode("utf-8"), self.level)
+        except UnicodeDecodeError as exc:
+            raise DataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        windows = (len(tokens) - 1) // self.seq_len
+        if windows < 2:
+            raise DataError(f"{path}: {len(tokens)} {self.level} tokens make fewer than 2 windows of "
+                            f"data.seq_len {self.seq_len} (plus one); use a longer text or a smaller seq_len")
+        if self.vocab is None:
+            self.vocab = sorted(set(tokens[: (windows - self.validation_count(windows)) * self.seq_len + 1]))
+        self.num_classes = len(self.vocab)
+        index = {token: i for i, token in enumerate(self.vocab)}
+        ids = np.array([index[t] for t in tokens if t in index], dtype=np.int64)
+        windows = (len(ids) - 1) // self.seq_len
+        span = windows * self.seq_len
+        return (ids[:span].reshape(windows, self.seq_len), ids[1:span + 1].reshape(windows, self.seq_len),
+                None, None)
+
+    def load(self, dtype: type) -> Dataset:
+        data = super().load(dtype)
+        data.vocab = list(self.vocab)
+        return data

@@ -1,0 +1,304 @@
+"""Recurrent layers over (N, T, F) sequences: rnn, lstm and gru, with full backpropagation through time."""
+
+from typing import Any, ClassVar
+
+import numpy as np
+
+from nnctl.backend import xp
+from nnctl.init import Initializer
+from nnctl.layers import LAYERS
+from nnctl.layers.base import Layer
+
+STATE_INIT = {"type": "normal", "std": 0.5}
+"""The gradient-check examples start from this non-zero learned state (a zero one hides BPTT mistakes)."""
+
+
+def sigmoid_(a: np.ndarray) -> np.ndarray:
+    """1 / (1 + e^−a) in place; e^−a overflowing to inf gives the exact limit 0 (callers silence the warning).
+    exp is vectorized in NumPy and twice as fast as tanh, which dominates a step's element-wise cost."""
+    xp.negative(a, out=a)
+    xp.exp(a, out=a)
+    a += 1
+    return xp.reciprocal(a, out=a)
+
+
+def tanh_(a: np.ndarray) -> np.ndarray:
+    """tanh in place as 2·sigmoid(2a) − 1 (see sigmoid_)."""
+    a *= -2
+    xp.exp(a, out=a)
+    a += 1
+    xp.divide(2, a, out=a)
+    a -= 1
+    return a
+
+
+class Recurrent(Layer):
+    """The time loop shared by rnn, lstm and gru; a subclass gives one step forward and one step back.
+
+    Per direction ('' forward, '_r' reversed): Wx (F, G·U), Wh (U, G·U), b (G·U) for G gate blocks,
+    and with `initial_state: learned` one trainable vector per carried state (h0, and c0 for an lstm).
+    The input projection of all steps is one matrix product; the loop runs over time only, with one
+    fused product h·Wh per step for all gates; weight gradients are one product each after the loop."""
+
+    gates: ClassVar[int] = 1
+    carries: ClassVar[tuple[str, ...]] = ("h",)
+    """The states passed from step to step, h first."""
+    split_recurrent: ClassVar[bool] = False
+    """True when the gradient of h·Wh differs from the gates' pre-activation gradient (gru's reset gate)."""
+    weight_keys = ("Wx", "Wh", "Wx_r", "Wh_r")
+
+    def __init__(self, units: int, return_sequences: bool = False, bidirectional: bool = False,
+                 initial_state: str = "zeros", weight_init: Any = "glorot_uniform",
+                 recurrent_init: Any = "glorot_uniform", bias_init: Any = "zeros", state_init: Any = "zeros",
+                 **kwargs):
+        super().__init__(**kwargs)
+        if units < 1:
+            raise ValueError(f"units must be at least 1, got {units}")
+        if initial_state not in ("zeros", "learned"):
+            raise ValueError(f"initial_state must be 'zeros' or 'learned', got '{initial_state}'")
+        self.units, self.return_sequences, self.learned_state = units, return_sequences, initial_state == "learned"
+        self.directions = ("", "_r") if bidirectional else ("",)
+        self.weight_init: Initializer = weight_init
+        self.recurrent_init: Initializer = recurrent_init
+        self.bias_init: Initializer = bias_init
+        self.state_init: Initializer = state_init
+
+    def output_shape(self, input_shape):
+        if len(input_shape) != 2:
+            raise ValueError(f"{self.registered_name} needs sequences of shape (steps, features), "
+                             f"got {list(input_shape)}; put an embedding or a reshape before it")
+        width = self.units * len(self.directions)
+        return (input_shape[0], width) if self.return_sequences else (width,)
+
+    def build(self, input_shape, rng, dtype):
+        features, units, width = input_shape[-1], self.units, self.gates * self.units
+        for s in self.directions:
+            self.params["Wx" + s] = self.weight_init((features, width), features, width, rng, dtype)
+            self.params["Wh" + s] = self.recurrent_init((units, width), units, width, rng, dtype)
+            self.params["b" + s] = self.bias_init((width,), features, width, rng, dtype)
+            self.build_extra(s, rng, dtype)
+            if self.learned_state:
+                for name in self.carries:
+                    self.params[f"{name}0{s}"] = self.state_init((units,), units, units, rng, dtype)
+        self._zero_grads()
+
+    def build_extra(self, s: str, rng: np.random.Generator, dtype: type) -> None:
+        """Parameters or settings a cell adds for direction `s`."""
+
+    # -- one step, given by each cell ----------------------------------------------------------------------
+
+    def step(self, z: np.ndarray, a: np.ndarray, state: tuple, s: str) -> tuple[tuple, tuple]:
+        """New state from z = x·Wx + b (overwritten in place) and a = h·Wh; and what step_back needs."""
+        raise NotImplementedError
+
+    def step_back(self, dh: np.ndarray, dstate: tuple, cache: tuple, dz: np.ndarray, da: np.ndarray,
+                  s: str) -> tuple[np.ndarray | None, tuple]:
+        """Fills dz (and da if split_recurrent) from dh and the later states' gradients; returns the direct
+        gradient of the previous h (beyond da·Whᵀ) or None, and the previous other states' gradients."""
+        raise NotImplementedError
+
+    # -- the time loop -------------------------------------------------------------------------------------
+
+    def forward(self, x, training):
+        self.shape, self.caches = x.shape, {}
+        xt = x.transpose(1, 0, 2)
+        outs = [self._scan(xt[::-1] if s else xt, s) for s in self.directions]
+        if not self.return_sequences:
+            return xp.concatenate([h[-1] for h in outs], axis=-1) if len(outs) > 1 else outs[0][-1]
+        if len(outs) > 1:
+            outs = [outs[0], outs[1][::-1]]
+        return (xp.concatenate(outs, axis=-1) if len(outs) > 1 else outs[0]).transpose(1, 0, 2)
+
+    def _scan(self, xs: np.ndarray, s: str) -> np.ndarray:
+        """Runs direction `s` over time-major xs (T, N, F) in processing order; returns h of every step."""
+        steps, n, features = xs.shape
+        p, units = self.params, self.units
+        x2 = xs.reshape(steps * n, features)
+        z = (x2 @ p["Wx" + s] + p["b" + s]).reshape(steps, n, -1)
+        state = self._initial(s, n, xs.dtype)
+        h = xp.empty((steps, n, units), dtype=z.dtype)
+        caches = []
+        wh = p["Wh" + s]
+        with xp.errstate(over="ignore"):
+            for t in range(steps):
+                state, cache = self.step(z[t], state[0] @ wh, state, s)
+                h[t] = state[0]
+                caches.append(cache)
+        self.caches[s] = (x2, h, caches)
+        return h
+
+    def _initial(self, s: str, n: int, dtype: type) -> tuple:
+        if self.learned_state:
+            return tuple(xp.broadcast_to(self.params[f"{name}0{s}"], (n, self.units)) for name in self.carries)
+        return tuple(xp.zeros((n, self.units), dtype=dtype) for _ in self.carries)
+
+    def backward(self, dy):
+        units, steps = self.units, self.shape[1]
+        dx = None
+        for k, s in enumerate(self.directions):
+            part = dy[..., k * units:(k + 1) * units]
+            if self.return_sequences:
+                dh_seq, dh_last = part.transpose(1, 0, 2), None
+                dh_seq = dh_seq[::-1] if s else dh_seq
+            else:
+                dh_seq, dh_last = None, part
+            dxs = self._unscan(s, dh_seq, dh_last)
+            if dxs is not None:
+                dxs = dxs.reshape(steps, -1, self.shape[2])
+                dxs = dxs[::-1] if s else dxs
+                dx = dxs if dx is None else dx + dxs
+        return None if dx is None else xp.ascontiguousarray(dx.transpose(1, 0, 2))
+
+    def _unscan(self, s: str, dh_seq: np.ndarray | None, dh_last: np.ndarray | None) -> np.ndarray | None:
+        """Backpropagation through time for direction `s`; fills its grads, returns dx (T·N, F) or None."""
+        x2, h, caches = self.caches[s]
+        p, g = self.params, self.grads
+        steps, n, units = h.shape
+        wh_t = p["Wh" + s].T
+        dz = xp.empty((steps, n, self.gates * units), dtype=h.dtype)
+        da = xp.empty_like(dz) if self.split_recurrent else dz
+        dstate = tuple(xp.zeros((n, units), dtype=h.dtype) for _ in self.carries)
+        if dh_last is not None:
+            dstate = (dstate[0] + dh_last, *dstate[1:])
+        for t in range(steps - 1, -1, -1):
+            dh = dstate[0] + dh_seq[t] if dh_seq is not None else dstate[0]
+            direct, rest = self.step_back(dh, dstate[1:], caches[t], dz[t], da[t], s)
+            dh_prev = da[t] @ wh_t
+            if direct is not None:
+                dh_prev += direct
+            dstate = (dh_prev, *rest)
+        h0 = self._initial(s, n, h.dtype)[0]
+        h_prev = xp.concatenate([h0[None], h[:-1]]).reshape(steps * n, units)
+        dz2, da2 = dz.reshape(steps * n, -1), da.reshape(steps * n, -1)
+        xp.dot(x2.T, dz2, out=g["Wx" + s])
+        xp.dot(h_prev.T, da2, out=g["Wh" + s])
+        dz2.sum(axis=0, out=g["b" + s])
+        self.backward_extra(s, da2)
+        if self.learned_state:
+            for name, d in zip(self.carries, dstate, strict=True):
+                d.sum(axis=0, out=g[f"{name}0{s}"])
+        return dz2 @ p["Wx" + s].T if self.input_grad else None
+
+    def backward_extra(self, s: str, da2: np.ndarray) -> None:
+        """Gradients of the parameters build_extra added, from h·Wh's gradient over all steps (T·N, G·U)."""
+
+
+@LAYERS.register("rnn")
+class SimpleRNN(Recurrent):
+    """h_t = act(x_t·Wx + h_{t−1}·Wh + b), act tanh or relu."""
+
+    example = {"config": {"units": 3, "return_sequences": True, "bidirectional": True, "initial_state": "learned",
+                          "state_init": STATE_INIT}, "input_shape": (5, 2)}
+
+    def __init__(self, units: int, activation: str = "tanh", **kwargs):
+        super().__init__(units, **kwargs)
+        if activation not in ("tanh", "relu"):
+            raise ValueError(f"rnn activation must be 'tanh' or 'relu', got '{activation}'")
+        self.relu = activation == "relu"
+
+    def step(self, z, a, state, s):
+        z += a
+        h = xp.maximum(z, 0, out=z) if self.relu else tanh_(z)
+        return (h,), (h,)
+
+    def step_back(self, dh, dstate, cache, dz, da, s):
+        (h,) = cache
+        if self.relu:
+            xp.multiply(dh, h > 0, out=dz)
+        else:
+            xp.multiply(dh, 1 - h * h, out=dz)
+        return None, ()
+
+
+@LAYERS.register("lstm")
+class LSTM(Recurrent):
+    """Gates i, f, o = σ(·), candidate g = tanh(·) from x_t·Wx + h_{t−1}·Wh + b; c_t = f⊙c_{t−1} + i⊙g,
+    h_t = o⊙tanh(c_t). `forget_bias` is added to f's bias at build time (1 keeps memories at the start)."""
+
+    gates = 4
+    carries = ("h", "c")
+    example = {"config": {"units": 3, "return_sequences": True, "bidirectional": True, "initial_state": "learned",
+                          "state_init": STATE_INIT}, "input_shape": (5, 2)}
+
+    def __init__(self, units: int, forget_bias: float = 1.0, **kwargs):
+        super().__init__(units, **kwargs)
+        self.forget_bias = forget_bias
+
+    def build_extra(self, s, rng, dtype):
+        self.params["b" + s][self.units:2 * self.units] += self.forget_bias
+
+    def step(self, z, a, state, s):
+        u = self.units
+        z += a
+        sigmoid_(z[:, :3 * u])
+        tanh_(z[:, 3 * u:])
+        i, f, o, g = z[:, :u], z[:, u:2 * u], z[:, 2 * u:3 * u], z[:, 3 * u:]
+        c_prev = state[1]
+        c = f * c_prev
+        c += i * g
+        tc = tanh_(c.copy())
+        return (o * tc, c), (z, c_prev, tc)
+
+    def step_back(self, dh, dstate, cache, dz, da, s):
+        u = self.units
+        z, c_prev, tc = cache
+        i, f, o, g = z[:, :u], z[:, u:2 * u], z[:, 2 * u:3 * u], z[:, 3 * u:]
+        sig = z[:, :3 * u]
+        dc = dh * o
+        dc *= 1 - tc * tc
+        dc += dstate[0]
+        xp.multiply(dc, g, out=dz[:, :u])
+        xp.multiply(dc, c_prev, out=dz[:, u:2 * u])
+        xp.multiply(dh, tc, out=dz[:, 2 * u:3 * u])
+        dz[:, :3 * u] *= sig - sig * sig  # σ' = σ(1 − σ) for i, f and o at once
+        xp.multiply(dc, i, out=dz[:, 3 * u:])
+        dz[:, 3 * u:] *= 1 - g * g
+        return None, (dc * f,)
+
+
+@LAYERS.register("gru")
+class GRU(Recurrent):
+    """r, u = σ(x·Wx + h·Wh + b + bh), n = tanh(x·Wxn + bn + r⊙(h·Whn + bhn)), h_t = (1−u)⊙n + u⊙h_{t−1}
+    (the reset-after form of cuDNN and PyTorch: one fused h·Wh product per step)."""
+
+    gates = 3
+    split_recurrent = True
+    example = {"config": {"units": 3, "return_sequences": True, "bidirectional": True, "initial_state": "learned",
+                          "state_init": STATE_INIT, "bias_init": {"type": "normal", "std": 0.3}}, "input_shape": (5, 2)}
+
+    def build_extra(self, s, rng, dtype):
+        width = 3 * self.units
+        self.params["bh" + s] = self.bias_init((width,), self.units, width, rng, dtype)
+
+    def step(self, z, a, state, s):
+        u = self.units
+        a += self.params["bh" + s]
+        z[:, :2 * u] += a[:, :2 * u]
+        sigmoid_(z[:, :2 * u])
+        r, an = z[:, :u], a[:, 2 * u:]
+        n = z[:, 2 * u:]
+        n += r * an
+        tanh_(n)
+        h_prev = state[0]
+        h = h_prev - n
+        h *= z[:, u:2 * u]
+        h += n
+        return (h,), (z, an, h_prev)
+
+    def step_back(self, dh, dstate, cache, dz, da, s):
+        u = self.units
+        z, an, h_prev = cache
+        r, g, n = z[:, :u], z[:, u:2 * u], z[:, 2 * u:]
+        dn = dh * (1 - g)
+        dn *= 1 - n * n
+        dz[:, 2 * u:] = dn
+        xp.multiply(dn, r, out=da[:, 2 * u:])
+        xp.multiply(dn, an, out=dz[:, :u])
+        xp.multiply(dh, h_prev - n, out=dz[:, u:2 * u])
+        sig = z[:, :2 * u]
+        dz[:, :2 * u] *= sig - sig * sig  # σ' for r and u at once
+        da[:, :2 * u] = dz[:, :2 * u]
+        return dh * g, ()
+
+    def backward_extra(self, s, da2):
+        da2.sum(axis=0, out=self.grads["bh" + s])

@@ -1,0 +1,61 @@
+"""Text generation from a trained language model: the checkpoint's model and vocabulary, one token at a time."""
+
+from pathlib import Path
+
+import numpy as np
+
+from nnctl import checkpoint
+from nnctl.backend import resolve_dtype
+from nnctl.builder import build_model
+from nnctl.config import from_dict
+from nnctl.data.text import LEVELS, tokenize
+from nnctl.errors import CheckpointError, NnctlError
+from nnctl.layers.activations import softmax
+from nnctl.model import Model
+
+
+class LanguageModel:
+    """A model that maps token ids (N, T) to next-token logits (N, T, V), with the vocabulary it was trained on."""
+
+    def __init__(self, model: Model, vocab: list[str], level: str):
+        self.model, self.vocab, self.level = model, vocab, level
+        self.index = {token: i for i, token in enumerate(vocab)}
+
+    @classmethod
+    def load(cls, path: str | Path) -> "LanguageModel":
+        """Rebuilds the model from the checkpoint alone (the text file is not read again)."""
+        saved = checkpoint.load(path)
+        data = saved.get("data") or {}
+        if not data.get("vocab"):
+            raise CheckpointError(f"{path}: not a language model (its dataset has no vocabulary); "
+                                  "sample needs a checkpoint of a config with data.type text")
+        config = from_dict(saved["config"], f"{path} (its config)")
+        model = build_model(config, tuple(data["input_shape"]), resolve_dtype(config.data["dtype"]),
+                            np.random.default_rng(0))
+        try:
+            model.load_state_dict(saved["model"])
+        except (KeyError, ValueError) as exc:
+            raise CheckpointError(f"{path}: its weights do not fit the model its config builds: {exc}") from None
+        if model.output_shape != (model.input_shape[0], len(data["vocab"])):
+            raise CheckpointError(f"{path}: the model outputs {list(model.output_shape)} per sequence; sampling "
+                                  f"needs next-token logits [steps, {len(data['vocab'])}] (return_sequences: true)")
+        return cls(model, data["vocab"], config.data["data"].get("level", "char"))
+
+    def generate(self, prime: str, length: int, temperature: float = 1.0, seed: int | None = None) -> str:
+        """The prime followed by `length` tokens drawn from softmax(logits / temperature)."""
+        if length < 0 or temperature <= 0:
+            raise NnctlError(f"--length must be at least 0 and --temperature positive, got {length} and {temperature}")
+        tokens = tokenize(prime, self.level)
+        unknown = sorted({t for t in tokens if t not in self.index})
+        if unknown:
+            raise NnctlError(f"--prime holds tokens the model never saw: {', '.join(map(repr, unknown[:10]))}; "
+                             f"its vocabulary has {len(self.vocab)} tokens")
+        if not tokens:
+            raise NnctlError("--prime must hold at least one token")
+        ids = [self.index[t] for t in tokens]
+        window, dtype = self.model.input_shape[0], self.model.params()[0].dtype
+        rng = np.random.default_rng(seed)
+        for _ in range(length):
+            logits = self.model.forward(np.array([ids[-window:]], dtype=dtype))[0, -1].astype(np.float64)
+            ids.append(int(rng.choice(len(self.vocab), p=softmax(logits / temperature))))
+        return LEVELS[self.level].join(self.vocab[i] for i in ids)

@@ -1,0 +1,144 @@
+"""Recurrent layers: BPTT against central differences (T >= 4, non-zero initial state, both directions,
+stacked), values known by hand, a memory held over 50 steps, and sequence targets in the loss and metrics."""
+
+import math
+
+import numpy as np
+import pytest
+
+from nnctl.builder import build_model
+from nnctl.config import from_dict
+from nnctl.errors import ConfigError
+from nnctl.experiment import build
+from nnctl.gradcheck import check_layer, check_model
+from nnctl.losses import SoftmaxCrossEntropy
+from nnctl.metrics import MetricSums
+
+LEARNED = {"initial_state": "learned", "state_init": {"type": "normal", "std": 0.5}}
+
+
+def model_of(layers, input_shape, dtype=np.float64):
+    return build_model(from_dict({"model": {"layers": layers}}), input_shape, dtype, np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("name", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("config", [
+    {"units": 4, **LEARNED},                                                  # last state only
+    {"units": 3, "return_sequences": True, **LEARNED},
+    {"units": 3, "bidirectional": True, **LEARNED},                           # both last states
+    {"units": 2, "return_sequences": True, "bidirectional": True},             # zero initial state
+])
+def test_bptt_matches_central_differences(name, config):
+    checks = check_layer(name, example={"config": config, "input_shape": (6, 3)})
+    assert {c.tensor for c in checks} >= {"Wx", "Wh", "b", "input"}
+    if "initial_state" in config:
+        assert "h0" in {c.tensor for c in checks}
+    if config.get("bidirectional"):
+        assert {"Wx_r", "Wh_r", "b_r"} <= {c.tensor for c in checks}
+    for check in checks:
+        assert check.passed, f"{name} {config}: {check.tensor} relative error {check.error:.2e}"
+
+
+def test_relu_rnn_gradients():
+    config = {"units": 3, "activation": "relu", "return_sequences": True, **LEARNED}
+    for check in check_layer("rnn", example={"config": config, "input_shape": (5, 2)}):
+        assert check.passed, f"{check.tensor}: {check.error:.2e}"
+
+
+def test_stacked_bidirectional_model_gradients(tmp_path):
+    rng = np.random.default_rng(0)
+    config = from_dict({
+        "name": "stack", "seed": 0,
+        "data": {"type": "inline", "x": rng.standard_normal((6, 5, 3)).tolist(), "y": [0, 1, 2, 0, 1, 2],
+                 "flatten": False},
+        "model": {"layers": [{"type": "lstm", "units": 3, "return_sequences": True, "bidirectional": True,
+                              **LEARNED},
+                             {"type": "gru", "units": 3, "return_sequences": True, **LEARNED},
+                             {"type": "rnn", "units": 3, **LEARNED},
+                             {"type": "dense", "units": 3}]},
+        "loss": "softmax_cross_entropy", "optimizer": "sgd"})
+    checks = check_model(build(config, tmp_path, "float64"), samples=6, per_tensor=12)
+    assert len(checks) == 5 * 2 + 5 + 4 + 2 + 1  # lstm (both directions), gru, rnn, dense, input
+    for check in checks:
+        assert check.passed, f"{check.target}.{check.tensor}: {check.error:.2e}"
+
+
+def test_rnn_values_by_hand():
+    model = model_of([{"type": "rnn", "units": 1, "return_sequences": True, "weight_init": [[0.5]],
+                       "recurrent_init": [[-1.0]], "bias_init": [0.1]}], (3, 1))
+    y = model.forward(np.array([[[1.0], [2.0], [-1.0]]]))[0, :, 0]
+    h1 = math.tanh(0.5 + 0.1)
+    h2 = math.tanh(1.0 - h1 + 0.1)
+    h3 = math.tanh(-0.5 - h2 + 0.1)
+    np.testing.assert_allclose(y, [h1, h2, h3], rtol=1e-12)
+
+
+def test_gru_values_by_hand():
+    # one unit; x-weights for r, u, n = 1, 2, 3; h-weights 0.5, -0.5, 1; biases 0; h0 learned = 0.4
+    model = model_of([{"type": "gru", "units": 1, "weight_init": [[1.0, 2.0, 3.0]],
+                       "recurrent_init": [[0.5, -0.5, 1.0]], "initial_state": "learned", "state_init": [0.4]}],
+                     (1, 1))
+    h0, x = 0.4, 0.3
+    sig = lambda v: 1 / (1 + math.exp(-v))  # noqa: E731
+    r, u = sig(1.0 * x + 0.5 * h0), sig(2.0 * x - 0.5 * h0)
+    n = math.tanh(3.0 * x + r * (1.0 * h0))
+    assert model.forward(np.array([[[x]]]))[0, 0] == pytest.approx((1 - u) * n + u * h0, rel=1e-12)
+
+
+def test_lstm_with_forget_gate_pinned_open_carries_a_value_over_50_steps():
+    # gates in the order i, f, o, g: the input gate opens only for x = 1 (first step), f and o stay open
+    layer = {"type": "lstm", "units": 1, "return_sequences": True, "forget_bias": 0.0,
+             "weight_init": [[40.0, 0.0, 0.0, 1.0]], "recurrent_init": "zeros", "bias_init": [-20.0, 20.0, 20.0, 0.0]}
+    x = np.zeros((1, 50, 1))
+    x[0, 0, 0] = 1.0
+    model = model_of([layer], (50, 1))
+    h = model.forward(x)[0, :, 0]
+    np.testing.assert_allclose(h, math.tanh(math.tanh(1.0)), rtol=1e-6)  # c = tanh(1) written once, kept
+    lstm = model.layers[0]
+    lstm.input_grad = True
+    dx = lstm.backward(np.eye(50)[-1][None, :, None])  # d h_50 / d x: not lost over the 49 steps between
+    assert abs(dx[0, 0, 0]) > 0.1
+    closed = model_of([{**layer, "bias_init": [-20.0, 0.0, 20.0, 0.0]}], (50, 1))  # f = 0.5: the value fades
+    assert abs(closed.forward(x)[0, -1, 0]) < 1e-10
+
+
+def test_dense_applies_the_same_weights_at_every_step():
+    x = np.random.default_rng(0).standard_normal((2, 5, 3))
+    model = model_of([{"type": "dense", "units": 4, "activation": "tanh", "bias_init": {"type": "normal"}}], (5, 3))
+    y = model.forward(x)
+    for t in range(5):
+        np.testing.assert_allclose(y[:, t], model.forward(x[:, t]), rtol=1e-12)
+    assert y.shape == (2, 5, 4)
+
+
+def test_embedding_looks_up_rows_and_sums_their_gradients():
+    model = model_of([{"type": "embedding", "vocab_size": 3, "dim": 2,
+                       "weight_init": [[0.0, 1.0], [2.0, 3.0], [4.0, 5.0]]}], (4,))
+    np.testing.assert_array_equal(model.forward(np.array([[2.0, 0.0, 2.0, 1.0]]))[0],
+                                  [[4, 5], [0, 1], [4, 5], [2, 3]])
+    model.backward(np.ones((1, 4, 2)))
+    np.testing.assert_array_equal(model.layers[0].grads["W"], [[1, 1], [1, 1], [2, 2]])
+
+
+def test_sequence_targets_in_loss_and_accuracy():
+    rng = np.random.default_rng(0)
+    y, t = rng.standard_normal((3, 4, 5)), rng.integers(0, 5, (3, 4))
+    loss = SoftmaxCrossEntropy()
+    per_step = [SoftmaxCrossEntropy().forward(y[:, s], t[:, s]) for s in range(4)]
+    assert loss.forward(y, t) == pytest.approx(np.mean(per_step), rel=1e-12)
+    flat = SoftmaxCrossEntropy()
+    flat.forward(y.reshape(12, 5), t.ravel())
+    np.testing.assert_allclose(loss.backward().reshape(12, 5), flat.backward(), rtol=1e-12)
+    sums = MetricSums(["accuracy"])
+    sums.add(loss, 1.0, y, t)
+    assert sums.result()["accuracy"] == pytest.approx((y.argmax(-1) == t).mean())
+
+
+def test_an_embedding_after_another_layer_is_refused():
+    with pytest.raises(ConfigError, match="model.layers.1.type: embedding reads indices: it must be the first layer"):
+        model_of([{"type": "dense", "units": 2}, {"type": "embedding", "vocab_size": 3, "dim": 2}], (4,))
+
+
+def test_a_recurrent_layer_on_flat_inputs_says_what_it_needs():
+    with pytest.raises(ConfigError, match=r"lstm needs sequences of shape \(steps, features\), got \[784\]"):
+        model_of([{"type": "lstm", "units": 2}], (784,))

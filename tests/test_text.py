@@ -1,0 +1,97 @@
+"""Text data, the character language model through the real CLI, its vocabulary in checkpoints, and sampling."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from helpers import CONFIGS, nnctl
+from nnctl import checkpoint
+from nnctl.config import from_dict
+from nnctl.data import DATASETS
+from nnctl.errors import DataError
+from nnctl.experiment import from_checkpoint
+
+TEXT = CONFIGS / "data" / "genesis_asv.txt"
+TINY = ["data.subset=64", "data.seq_len=20", "model.layers.1.units=16", "train.epochs=1", "train.batch_size=16"]
+
+
+def text_source(path: Path, **options):
+    config = from_dict({"data": {"type": "text", "path": str(path), **options}})
+    return DATASETS.build(config.data["data"], config, ("data",), base_dir=".")
+
+
+def test_windows_are_shifted_by_one_and_the_vocabulary_comes_from_the_training_text(tmp_path):
+    path = tmp_path / "t.txt"
+    path.write_text("abcabcabcabcabcabcabcXYZ")  # 24 characters; the last 3 windows hold the validation part
+    data = text_source(path, seq_len=3, validation=2).load(np.float32)
+    assert data.vocab == ["a", "b", "c"]  # X, Y, Z only occur in the validation part, and are left out
+    assert data.num_classes == 3 and data.input_shape == (3,)
+    np.testing.assert_array_equal(data.train.x[0], [0, 1, 2])
+    np.testing.assert_array_equal(data.train.y[0], [1, 2, 0])
+    assert data.train.y.dtype == np.int64 and (len(data.train), len(data.val)) == (4, 2)  # 21 ids left
+
+
+def test_word_level_tokens(tmp_path):
+    path = tmp_path / "w.txt"
+    path.write_text("the cat sat on the mat and the cat sat on the hat")
+    data = text_source(path, seq_len=2, level="word", validation=None).load(np.float64)
+    assert data.vocab == ["and", "cat", "hat", "mat", "on", "sat", "the"]
+    words = [data.vocab[int(i)] for i in data.train.x[0]] + [data.vocab[data.train.y[0, -1]]]
+    assert words == ["the", "cat", "sat"]
+
+
+def test_a_text_too_short_for_two_windows_is_refused(tmp_path):
+    path = tmp_path / "short.txt"
+    path.write_text("abc")
+    with pytest.raises(DataError, match="fewer than 2 windows"):
+        text_source(path, seq_len=5).load(np.float32)
+
+
+def train_char_model(tmp_path: Path, *overrides: str) -> Path:
+    runs = tmp_path / "runs"
+    result = nnctl("train", str(CONFIGS / "char_lstm.yaml"), *TINY, *overrides, "--runs-dir", str(runs), "-q")
+    assert result.returncode == 0, result.stderr
+    (run,) = runs.iterdir()
+    return run
+
+
+def test_char_model_checkpoint_keeps_its_vocabulary(tmp_path):
+    text = tmp_path / "text.txt"
+    shutil.copy(TEXT, text)
+    run = train_char_model(tmp_path, f"data.path={text}")
+    vocab = sorted(set(TEXT.read_text(encoding="utf-8")))
+    saved = checkpoint.load(run / "checkpoints" / "last.pkl")
+    assert saved["data"]["vocab"] == vocab and len(vocab) == 65
+    text.write_text("#@ " + TEXT.read_text(encoding="utf-8"), encoding="utf-8")  # new characters in front
+    exp, _ = from_checkpoint(run / "checkpoints" / "last.pkl")
+    assert exp.data.vocab == vocab  # pinned: ids mean what they meant in training
+    result = nnctl("eval", str(run / "checkpoints" / "last.pkl"), "--split", "val", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["loss"] < np.log(65)  # one epoch already beats uniform guessing
+
+
+def test_sample_through_the_cli(tmp_path):
+    run = train_char_model(tmp_path)
+    best = str(run / "checkpoints" / "best.pkl")
+    first = nnctl("sample", best, "--prime", "And God", "--length", "40", "--temperature", "0.8", "--seed", "3")
+    again = nnctl("sample", best, "--prime", "And God", "--length", "40", "--temperature", "0.8", "--seed", "3")
+    assert first.returncode == 0, first.stderr
+    assert first.stdout == again.stdout
+    generated = first.stdout[:-1]
+    assert generated.startswith("And God") and len(generated) == len("And God") + 40
+    assert set(generated) <= set(TEXT.read_text(encoding="utf-8"))
+    unknown = nnctl("sample", best, "--prime", "#hash")
+    assert unknown.returncode == 1 and "error: --prime holds tokens the model never saw: '#'" in unknown.stderr
+    assert "Traceback" not in unknown.stderr
+
+
+def test_sample_refuses_a_checkpoint_without_a_vocabulary(tmp_path, mnist_root):
+    runs = tmp_path / "runs"
+    assert nnctl("train", str(CONFIGS / "mnist_gru.yaml"), "data.subset=300", "data.validation=100",
+                 "data.test_subset=100", "train.epochs=1", "--runs-dir", str(runs), "-q").returncode == 0
+    (run,) = runs.iterdir()
+    result = nnctl("sample", str(run / "checkpoints" / "last.pkl"))
+    assert result.returncode == 1 and "not a language model" in result.stderr
