@@ -257,7 +257,7 @@ def plot_command(
                                                "or checkpoints; a config for --activations at initialization.")],
     metric: Annotated[str, typer.Option("--metric", help="The metric of the learning curves.")] = "loss",
     output: Annotated[Path | None, typer.Option("--output", "-o", help="The PNG to write (default: <kind>.png in "
-                                                "the run's directory for one run, else here).",
+                                                "the one folder given, else here).",
                                                 show_default=False)] = None,
     confusion: Annotated[bool, typer.Option("--confusion", help="The confusion matrix of the run's model.")] = False,
     filters: Annotated[bool, typer.Option("--filters", help="The first conv layer's filters as images.")] = False,
