@@ -81,6 +81,7 @@ def curves(runs: list[Run], metric: str, out: Path, smooth: float = 0.9) -> Path
     if not any_steps:
         by_step.text(0.5, 0.5, f"no per-step {metric} recorded\n(train with train.log_every_steps=N)",
                      ha="center", va="center", transform=by_step.transAxes)
+    by_epoch.xaxis.get_major_locator().set_params(integer=True)
     for ax in (by_epoch, by_step):
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:

@@ -6,9 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from helpers import CONFIGS, REPO, nnctl
+from nnctl.builder import build_model
+from nnctl.experiment import build
 from nnctl.sweep import Sweep
 
 TINY = ["data.subset=1200", "data.test_subset=300", "data.validation=200", "train.epochs=2",
@@ -183,3 +186,13 @@ def test_help_for_the_new_commands():
     for command in ("runs", "plot", "sweep"):
         result = nnctl(command, "--help")
         assert result.returncode == 0 and "Usage" in result.stdout
+
+
+@pytest.mark.parametrize("name, count", [("optimizers", 5), ("bn_init_scale", 32), ("overfitting", 3)])
+def test_shipped_sweeps_build_every_member(tmp_path, mnist_root, name, count):
+    members = Sweep(CONFIGS / "sweeps" / f"{name}.yaml", tmp_path).members
+    assert len(members) == count
+    shape = build(members[0].config, members[0].base_dir).data.input_shape
+    rng = np.random.default_rng(0)
+    for member in members:
+        build_model(member.config, shape, np.float32, rng)
