@@ -56,33 +56,31 @@ def smoothed(values: list[float], factor: float) -> np.ndarray:
 
 
 def curves(runs: list[Run], metric: str, out: Path, smooth: float = 0.9) -> Path:
-    """Left: `metric` per epoch (solid: train, dashed: validation); right: per step, smoothed, when recorded."""
+    """Left: `metric` per epoch (solid: train, dashed: validation); right, when any run recorded it per step
+    (train.log_every_steps; steps record the loss only): per step, raw and smoothed."""
     recorded = {key for run in runs for row in run.epochs() for key in row}
     if metric not in recorded and f"val_{metric}" not in recorded:
         known = sorted(k for k in recorded if k not in ("kind", "epoch", "step", "lr", "time_s"))
         raise NnctlError(f"no run records the metric '{metric}'; they record: {', '.join(known) or 'nothing yet'}")
-    fig, axes = _figure(SIZES["curves"], 1, 2)
-    by_epoch, by_step = axes[0]
-    any_steps = False
-    for i, (run, label) in enumerate(zip(runs, labels(runs), strict=True)):
+    steps = [np.array([(row["step"], row[metric]) for row in run.steps() if metric in row]) for run in runs]
+    fig, axes = _figure(SIZES["curves"], 1, 2 if any(len(s) for s in steps) else 1)
+    by_epoch = axes[0][0]
+    for i, (run, label, xy) in enumerate(zip(runs, labels(runs), steps, strict=True)):
         color, labelled = f"C{i % 10}", False
         for key, style in ((metric, "-"), (f"val_{metric}", "--")):
-            points = [(row["epoch"], row[key]) for row in run.epochs() if key in row]
-            if points:
-                by_epoch.plot(*np.array(points).T, style, color=color, marker=".", label=None if labelled else label)
+            points = np.array([(row["epoch"], row[key]) for row in run.epochs() if key in row])
+            if len(points):
+                by_epoch.plot(*points.T, style, color=color, marker="." if len(points) <= 30 else None,
+                              label=None if labelled else label)
                 labelled = True
-        steps = np.array([(row["step"], row[metric]) for row in run.steps() if metric in row])
-        if len(steps):
-            any_steps = True
-            by_step.plot(steps[:, 0], steps[:, 1], color=color, alpha=0.2, linewidth=0.8)
-            by_step.plot(steps[:, 0], smoothed(list(steps[:, 1]), smooth), color=color, label=label)
+        if len(xy):
+            axes[0][1].plot(xy[:, 0], xy[:, 1], color=color, alpha=0.2, linewidth=0.8)
+            axes[0][1].plot(xy[:, 0], smoothed(list(xy[:, 1]), smooth), color=color, label=label)
     by_epoch.set(xlabel="epoch", ylabel=metric, title=f"{metric} per epoch (solid: train, dashed: validation)")
-    by_step.set(xlabel="step", ylabel=metric, title=f"{metric} per step (smoothed {smooth:g})")
-    if not any_steps:
-        by_step.text(0.5, 0.5, f"no per-step {metric} recorded\n(train with train.log_every_steps=N)",
-                     ha="center", va="center", transform=by_step.transAxes)
     by_epoch.xaxis.get_major_locator().set_params(integer=True)
-    for ax in (by_epoch, by_step):
+    if axes.shape[1] == 2:
+        axes[0][1].set(xlabel="step", ylabel=metric, title=f"{metric} per step (smoothed {smooth:g})")
+    for ax in axes.flat:
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize="small" if len(runs) < 8 else "xx-small", ncol=1 if len(runs) < 12 else 2)

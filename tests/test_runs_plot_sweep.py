@@ -1,9 +1,12 @@
 """runs, plot and sweep through the real CLI on tiny real MNIST runs; plots are checked as real PNG files."""
 
 import json
+import os
+import signal
 import struct
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -196,3 +199,32 @@ def test_shipped_sweeps_build_every_member(tmp_path, mnist_root, name, count):
     rng = np.random.default_rng(0)
     for member in members:
         build_model(member.config, shape, np.float32, rng)
+
+
+def test_ctrl_c_stops_a_sweep_and_running_it_again_resumes_the_member(tmp_path, mnist_root):
+    sweep_file = tmp_path / "one.yaml"
+    sweep_file.write_text(f"base: {CONFIGS / 'mnist_mlp.yaml'}\noverrides:\n  data.subset: 3000\n"
+                          "  data.validation: 500\n  train.epochs: 2\n  train.batch_size: 10\n"
+                          "  train.log_every_steps: 1\nmembers:\n  - {name: only}\n")
+    command = [sys.executable, "-m", "nnctl.cli", "sweep", str(sweep_file), "--runs-dir", str(tmp_path / "runs")]
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)  # its own process group, as a terminal's Ctrl-C reaches
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        metrics = list((tmp_path / "runs").glob("one/*/metrics.csv"))
+        if metrics and len(metrics[0].read_text().splitlines()) > 20:
+            break
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert "Run the sweep again to resume" in stderr and "Traceback" not in stderr
+    (run,) = (tmp_path / "runs" / "one").glob("only-*")
+    assert json.loads((run / "summary.json").read_text())["status"] == "stopped"
+
+    again = nnctl(*command[3:])
+    assert again.returncode == 0, again.stderr
+    assert "1 to run" in again.stdout
+    summary = json.loads((run / "summary.json").read_text())  # the same run directory, continued
+    assert summary["status"] == "finished" and summary["epochs"] == 2
+    assert [p.name for p in (tmp_path / "runs" / "one").glob("only-*")] == [run.name]
