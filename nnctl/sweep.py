@@ -16,7 +16,7 @@ from typing import Any
 from nnctl.config import Config, KeyPath, apply_override, check_top_level, dotted, key_path, load_config, parse_yaml
 from nnctl.errors import ConfigError, NnctlError, read_bytes
 from nnctl.runner import Runner
-from nnctl.runs import Run, find_runs
+from nnctl.runs import Run, find_runs, load_run
 from nnctl.schema import check_kwargs, describe_value
 
 DONE = ("finished", "early_stopped")
@@ -45,6 +45,9 @@ class Member:
     group: str
     """The member's name from `members`, or ''."""
     resume: Path | None = None
+    """The last.pkl of a stopped earlier run of this member, set by Sweep.plan."""
+    previous: Run | None = None
+    """The newest earlier run of this member (the same resolved config) in the sweep directory."""
 
 
 @dataclass
@@ -131,17 +134,14 @@ class Sweep:
         todo = []
         for member in self.members:
             same = [run for run in previous if run.config == member.config.data]
-            if same and same[-1].status in DONE:
+            member.previous = same[-1] if same else None
+            if member.previous and member.previous.status in DONE:
                 continue
-            last = same[-1].path / "checkpoints" / "last.pkl" if same else None
-            member.resume = last if last is not None and last.is_file() and same[-1].status != "failed" else None
+            last = member.previous.path / "checkpoints" / "last.pkl" if member.previous else None
+            resumable = last is not None and last.is_file() and member.previous.status != "failed"
+            member.resume = last if resumable else None
             todo.append(member)
         return todo
-
-    def latest(self, member: Member) -> Run | None:
-        """The newest run of this member in the sweep directory."""
-        runs = [run for run in find_runs(self.dir) if run.config == member.config.data] if self.dir.is_dir() else []
-        return runs[-1] if runs else None
 
     def run(self, todo: list[Member], jobs: int = 1, report: Callable[[Outcome], None] | None = None
             ) -> list[Outcome]:
@@ -153,28 +153,30 @@ class Sweep:
                     ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=get_context("spawn")) as pool:
                 futures = {pool.submit(run_member, member, self.dir): member for member in todo}
                 for future in as_completed(futures):
-                    status, error = future.result()
+                    status, error, run_dir = future.result()
                     member = futures[future]
-                    outcomes[member.label] = Outcome(member, status, self.latest(member), error)
+                    run = load_run(run_dir) if run_dir else None
+                    outcomes[member.label] = Outcome(member, status, run, error)
                     if report:
                         report(outcomes[member.label])
-        return [outcomes.get(m.label) or Outcome(m, "skipped", self.latest(m)) for m in self.members]
+        return [outcomes.get(m.label) or Outcome(m, "skipped", m.previous) for m in self.members]
 
 
-def run_member(member: Member, sweep_dir: Path) -> tuple[str, str | None]:
-    """Trains one member (in a worker process); its status and, when it failed, why."""
+def run_member(member: Member, sweep_dir: Path) -> tuple[str, str | None, Path | None]:
+    """Trains one member (in a worker process); its status, why it failed, and its run directory if made."""
+    runner = None
     try:
         if member.resume is not None:
             runner = Runner.resume(member.resume, [], sweep_dir, quiet=True)
         else:
             runner = Runner.start(member.config, member.base_dir, sweep_dir, quiet=True)
-        return runner.fit()["status"], None
+        return runner.fit()["status"], None, runner.run_dir
     except NnctlError as exc:
-        return "failed", str(exc)
+        return "failed", str(exc), runner and runner.run_dir
     except Exception as exc:  # one member's bug must not stop the others; it is reported with the rest
-        return "failed", f"internal error: {type(exc).__name__}: {exc}"
+        return "failed", f"internal error: {type(exc).__name__}: {exc}", runner and runner.run_dir
     except KeyboardInterrupt:
-        return "stopped", "interrupted"
+        return "stopped", "interrupted", runner and runner.run_dir
 
 
 def by_value(outcomes: list[Outcome], metric: str) -> dict[str, dict[str, list[tuple[float, float]]]]:
