@@ -13,6 +13,8 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from nnctl.config import Config, KeyPath, apply_override, check_top_level, dotted, key_path, load_config, parse_yaml
 from nnctl.errors import ConfigError, NnctlError, read_bytes
 from nnctl.runner import Runner
@@ -28,9 +30,13 @@ class SweepSpec:
     """The keys of a sweep file; its constructor is the file's schema."""
 
     def __init__(self, base: str | dict, name: str | None = None, overrides: dict | None = None,
-                 grid: dict | None = None, members: list[dict] | None = None, metric: str = "loss"):
+                 grid: dict | None = None, members: list[dict] | None = None, metric: str = "loss",
+                 samples: int | None = None, seed: int = 0):
+        if samples is not None and samples < 1:
+            raise ValueError(f"samples must be at least 1, got {samples}")
         self.base, self.name, self.overrides = base, name, overrides or {}
         self.grid, self.members, self.metric = grid or {}, members or [{}], metric
+        self.samples, self.seed = samples, seed
 
 
 @dataclass
@@ -72,7 +78,10 @@ class Sweep:
             raise ConfigError(f"{self.path}: a sweep file must be a mapping with base and grid or members, "
                               f"got {describe_value(data)}")
         check_kwargs(SweepSpec, data, self.file, (), "a sweep file")
-        self.spec = SweepSpec(**data)
+        try:
+            self.spec = SweepSpec(**data)
+        except ValueError as exc:
+            raise self.file.error(("samples",), str(exc)) from None
         self.name = self.spec.name or self.path.stem
         self.dir = Path(runs_dir) / self.name
         self.metric = self.spec.metric
@@ -100,7 +109,7 @@ class Sweep:
         members = []
         for i, member in enumerate(self.spec.members):
             group = str(member.get("name", ""))
-            for values in itertools.product(*self.spec.grid.values()):
+            for values in self._grid():
                 config = copy.deepcopy(base)
                 settings = [(("overrides", k), k, v) for k, v in self.spec.overrides.items()]
                 settings += [(("members", i, k), k, v) for k, v in member.items() if k != "name"]
@@ -118,6 +127,14 @@ class Sweep:
                 raise self.file.error(("members",), f"two members are both labelled '{label}'; give each "
                                                     "member of `members` its own name")
         return members
+
+    def _grid(self) -> list[tuple]:
+        """Every combination of the grid's values, or `samples` of them drawn at random (a random search)."""
+        combinations = list(itertools.product(*self.spec.grid.values()))
+        if self.spec.samples is None or self.spec.samples >= len(combinations):
+            return combinations
+        rng = np.random.default_rng(self.spec.seed)
+        return [combinations[i] for i in sorted(rng.choice(len(combinations), self.spec.samples, replace=False))]
 
     def _override(self, config: Config, where: KeyPath, key: str, value: Any) -> None:
         origin = f"{self.file.where(where)} ({dotted(where)})"

@@ -228,3 +228,18 @@ def test_ctrl_c_stops_a_sweep_and_running_it_again_resumes_the_member(tmp_path, 
     summary = json.loads((run / "summary.json").read_text())  # the same run directory, continued
     assert summary["status"] == "finished" and summary["epochs"] == 2
     assert [p.name for p in (tmp_path / "runs" / "one").glob("only-*")] == [run.name]
+
+
+def test_sweep_samples_draw_a_random_search_from_the_grid(tmp_path):
+    sweep_file = tmp_path / "r.yaml"
+    grid = "grid:\n  optimizer.lr: [0.1, 0.01, 0.001]\n  train.batch_size: [16, 32, 64, 128]\n"
+    sweep_file.write_text(f"base: {CONFIGS / 'mnist_mlp.yaml'}\n{grid}samples: 5\nseed: 3\n")
+    labels = [m.label for m in Sweep(sweep_file, tmp_path).members]
+    assert len(set(labels)) == 5 and labels == [m.label for m in Sweep(sweep_file, tmp_path).members]
+    every = {f"{lr}_{size}" for lr in (0.1, 0.01, 0.001) for size in (16, 32, 64, 128)}
+    assert set(labels) <= every
+    sweep_file.write_text(f"base: {CONFIGS / 'mnist_mlp.yaml'}\n{grid}samples: 5\nseed: 4\n")
+    assert [m.label for m in Sweep(sweep_file, tmp_path).members] != labels
+    sweep_file.write_text(f"base: {CONFIGS / 'mnist_mlp.yaml'}\n{grid}samples: 0\n")
+    result = nnctl("sweep", str(sweep_file), "--runs-dir", str(tmp_path / "runs"))
+    assert result.returncode == 2 and "r.yaml:5: samples: samples must be at least 1" in result.stderr
