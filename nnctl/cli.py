@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -365,9 +366,10 @@ def _sweep_plots(sweep: Sweep, outcomes: list[Outcome], metric: str) -> None:
         err.print(f"no plots: {exc}", markup=False)
         return
     out.print(f"wrote {plots.curves(runs, metric, sweep.dir / 'curves.png')}")
+    shown = f"val_{metric}" if any(f"val_{metric}" in run.epochs()[-1] for run in runs) else metric
     for key, groups in by_value(outcomes, metric).items():
-        name = "by_" + "".join(c if c.isalnum() else "_" for c in key).strip("_") + ".png"
-        out.print(f"wrote {plots.by_value(groups, key, metric, sweep.dir / name, f'{sweep.name}: final {metric}')}")
+        name = "by_" + re.sub(r"[^A-Za-z0-9]+", "_", key).strip("_") + ".png"
+        out.print(f"wrote {plots.by_value(groups, key, shown, sweep.dir / name, f'{sweep.name}: final {shown}')}")
 
 
 def main() -> None:
