@@ -243,3 +243,17 @@ def test_sweep_samples_draw_a_random_search_from_the_grid(tmp_path):
     sweep_file.write_text(f"base: {CONFIGS / 'mnist_mlp.yaml'}\n{grid}samples: 0\n")
     result = nnctl("sweep", str(sweep_file), "--runs-dir", str(tmp_path / "runs"))
     assert result.returncode == 2 and "r.yaml:5: samples: samples must be at least 1" in result.stderr
+
+
+def test_plot_filters_of_a_small_conv_run(tmp_path, mnist_root):
+    result = nnctl("train", str(CONFIGS / "mnist_cnn.yaml"), "data.subset=600", "data.test_subset=100",
+                   "data.validation=100", "train.epochs=1", "model.layers.0.filters=6", "model.layers.3.units=16",
+                   "--runs-dir", str(tmp_path / "runs"), "-q")
+    assert result.returncode == 0, result.stderr
+    (run,) = (tmp_path / "runs").iterdir()
+    shown = nnctl("plot", str(run), "--filters")
+    assert shown.returncode == 0, shown.stderr
+    assert png_size(run / "filters.png") == (800, 800)
+    layers = nnctl("plot", str(run), "--activations", "-o", str(tmp_path / "a.png"))
+    assert layers.returncode == 0, layers.stderr
+    assert png_size(tmp_path / "a.png") == (1200, 300)  # conv, pool, flatten, dense, dense: one row of five
