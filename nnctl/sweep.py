@@ -109,18 +109,18 @@ class Sweep:
         members = []
         for i, member in enumerate(self.spec.members):
             group = str(member.get("name", ""))
-            for values in self._grid():
+            for combination in self._grid():
+                values = dict(zip(self.spec.grid, combination, strict=True))
                 config = copy.deepcopy(base)
                 settings = [(("overrides", k), k, v) for k, v in self.spec.overrides.items()]
                 settings += [(("members", i, k), k, v) for k, v in member.items() if k != "name"]
-                settings += [(("grid", k), k, v) for k, v in zip(self.spec.grid, values, strict=True)]
+                settings += [(("grid", k), k, v) for k, v in values.items()]
                 for where, key, value in settings:
                     self._override(config, where, key, value)
-                label = "_".join([group] * bool(group) + [_short(v, k) for k, v in zip(self.spec.grid, values,
-                                                                                      strict=True)]) or self.name
+                label = "_".join(p for p in [group, *(_short(v, k) for k, v in values.items())] if p) or self.name
                 config.data["name"] = label
                 check_top_level(config)
-                members.append(Member(label, config, base_dir, dict(zip(self.spec.grid, values, strict=True)), group))
+                members.append(Member(label, config, base_dir, values, group))
         labels = [m.label for m in members]
         for label in labels:
             if labels.count(label) > 1:
