@@ -10,7 +10,7 @@ from nnctl.layers import LAYERS
 from nnctl.model import Model
 from nnctl.schema import check_kwargs, signature_params
 
-MODEL_KEYS = ("layers",)
+MODEL_KEYS = ("layers", "weights")
 
 
 def build_model(config: Config, input_shape: tuple[int, ...], dtype: type,
@@ -20,6 +20,8 @@ def build_model(config: Config, input_shape: tuple[int, ...], dtype: type,
     for key in section:
         if key not in MODEL_KEYS:
             raise config.error(("model", key), f"unknown key; expected one of: {', '.join(MODEL_KEYS)}")
+    if not isinstance(section.get("weights", ""), str):
+        raise config.error(("model", "weights"), "expected the path of an .npz file written by nnctl export")
     specs = section.get("layers")
     if not isinstance(specs, list) or not specs:
         raise config.error(("model", "layers"), "expected a non-empty list of layers, "

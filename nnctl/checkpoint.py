@@ -20,8 +20,13 @@ _ALLOWED = {
     ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
     ("builtins", "set"), ("builtins", "frozenset"), ("builtins", "complex"), ("builtins", "slice"),
     ("collections", "OrderedDict"),
+    ("_codecs", "encode"),  # how Python 3 writes bytes in protocol-2 pickles (as in CIFAR-10's batches)
 }
 _ALLOWED_NUMPY_SCALARS = ("numpy.dtypes",)
+
+
+class UnsafePickleError(pickle.UnpicklingError):
+    """The pickle references something other than plain data, so it could run code; it was not loaded."""
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
@@ -30,7 +35,12 @@ class _RestrictedUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) in _ALLOWED or (module in _ALLOWED_NUMPY_SCALARS and name.endswith("DType")):
             return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"it references {module}.{name}, which an nnctl checkpoint never holds")
+        raise UnsafePickleError(f"it references {module}.{name}, which plain data never holds")
+
+
+def safe_unpickle(raw: bytes, encoding: str = "ASCII") -> Any:
+    """Unpickles NumPy arrays and builtins only; UnsafePickleError for anything that could run code."""
+    return _RestrictedUnpickler(io.BytesIO(raw), encoding=encoding).load()
 
 
 def save(path: str | Path, payload: dict[str, Any]) -> None:
@@ -55,11 +65,11 @@ def load(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     raw = read_bytes(path, CheckpointError, "checkpoint")
     try:
-        data = _RestrictedUnpickler(io.BytesIO(raw)).load()
+        data = safe_unpickle(raw)
+    except UnsafePickleError as exc:
+        raise CheckpointError(f"{path}: refused to load: {exc}; it may have been made to run code, "
+                              "so it was not opened") from None
     except pickle.UnpicklingError as exc:
-        if "references" in str(exc):
-            raise CheckpointError(f"{path}: refused to load: {exc}; it may have been made to run code, "
-                                  "so it was not opened") from None
         raise CheckpointError(f"{path}: not a readable checkpoint (corrupt or truncated: {exc})") from None
     except Exception as exc:  # a damaged pickle can fail in many ways; all of them mean the same to the user
         raise CheckpointError(f"{path}: not a readable checkpoint (corrupt or truncated: "

@@ -21,9 +21,11 @@ from nnctl.experiment import Experiment, build, from_checkpoint, report
 from nnctl.gradcheck import Check, check_model, check_registry
 from nnctl.layers import LAYERS
 from nnctl.losses import LOSSES
+from nnctl.predict import Predictions, check_output, predict_files, write
 from nnctl.runner import Runner
 from nnctl.runs import Run, config_diff, expand, find_runs, load_run
 from nnctl.sweep import Outcome, Sweep, by_value
+from nnctl.weights import export as export_weights
 
 app = typer.Typer(help="Train neural networks written in plain NumPy from YAML files.", no_args_is_help=True,
                   add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
@@ -62,8 +64,11 @@ def train(
     runs_dir: Annotated[Path, typer.Option("--runs-dir", help="Where new run directories are made (also when "
                                            "resuming from a checkpoint other than a run's last.pkl).")] = Path("runs"),
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
+    tensorboard: Annotated[bool, typer.Option("--tensorboard", help="Also write TensorBoard event files into the "
+                                              "run directory (train.tensorboard=true).")] = False,
 ) -> None:
     """Train the model a config describes; writes runs/<name>-<time>/ (config, metrics, checkpoints, summary)."""
+    overrides = [*(overrides or []), *(["train.tensorboard=true"] if tensorboard else [])]
     if resume is not None:
         extra = [str(config)] if config is not None else []
         runner = Runner.resume(resume, extra + (overrides or []), runs_dir, quiet)
@@ -83,14 +88,18 @@ def train(
 
 @app.command("eval")
 def evaluate_command(
-    checkpoint_path: Annotated[Path, typer.Argument(metavar="CHECKPOINT", help="A checkpoint written by a run.")],
+    checkpoint_path: Annotated[Path, typer.Argument(metavar="CHECKPOINT", help="A checkpoint written by a run, or a "
+                                                    "config (.yaml) whose model.weights names exported weights.")],
+    overrides: Annotated[list[str] | None, typer.Argument(help=OVERRIDES_HELP, show_default=False)] = None,
     split: Annotated[str, typer.Option("--split", help="Which split to evaluate: test, val or train.")] = "test",
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
 ) -> None:
     """Evaluate a checkpoint: loss, accuracy, error rate and the confusion matrix."""
     if split not in ("test", "val", "train"):
         raise ConfigError(f"--split must be test, val or train, not '{split}'")
-    result = {"checkpoint": str(checkpoint_path), **report(from_checkpoint(checkpoint_path)[0], split)}
+    exp = (_load(checkpoint_path, overrides) if checkpoint_path.suffix in (".yaml", ".yml")
+           else from_checkpoint(checkpoint_path, overrides or [])[0])
+    result = {"checkpoint": str(checkpoint_path), **report(exp, split)}
     if as_json:
         out.print_json(json.dumps(result))
         return
@@ -148,8 +157,8 @@ def _checks_table(checks: list[Check], tol: float) -> Table:
     for column in ("target", "tensor", "shape", "relative error", "result"):
         table.add_column(column, justify="right" if column == "relative error" else "left")
     for c in checks:
-        result = ("ok" if c.passed else "[red]FAIL[/red]") + (" (perceptron rule: backward = dy)"
-                                                              if c.kind == "rule" else "")
+        note = {"rule": " (perceptron rule: backward = dy)", "zero": " (both zero up to rounding)"}.get(c.kind, "")
+        result = ("ok" if c.passed else "[red]FAIL[/red]") + note
         table.add_row(c.target, c.tensor, "×".join(map(str, c.shape)), f"{c.error:.2e}", result)
     return table
 
@@ -170,6 +179,57 @@ def summary(
         table.add_row(str(i), layer.name, layer.registered_name, str(list(shape)), f"{count:,}")
     out.print(table)
     out.print(f"total parameters: {model.num_params:,}")
+
+
+@app.command("predict")
+def predict_command(
+    checkpoint_path: Annotated[Path, typer.Argument(metavar="CHECKPOINT", help="A checkpoint written by a run.")],
+    inputs: Annotated[list[Path], typer.Argument(metavar="INPUT", help="Files of inputs: .npy, .npz (array x, or "
+                                                 "its only array), .csv (inputs only), or images (.png, .jpg).")],
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the predictions to a .csv, .npy or "
+                                                "JSON file instead of printing them.", show_default=False)] = None,
+    top: Annotated[int, typer.Option("--top", "-k", min=1, help="How many of the likeliest classes to show.")] = 3,
+) -> None:
+    """Classify new inputs with a checkpoint's model; inputs are prepared as its training data was."""
+    if output is not None:
+        check_output(output)
+    result = predict_files(from_checkpoint(checkpoint_path)[0], inputs)
+    if output is not None:
+        write(result, output, top)
+        out.print(f"wrote {len(result.names)} predictions to {output}")
+    else:
+        out.print(_predictions_table(result, top))
+
+
+def _predictions_table(result: Predictions, k: int) -> Table:
+    table = Table(title=f"{len(result.names)} predictions")
+    table.add_column("input")
+    if result.classes is None:
+        table.add_column("outputs", justify="right")
+        for name, row in zip(result.names, result.values, strict=True):
+            table.add_row(name, "  ".join(f"{v:.6g}" for v in row))
+        return table
+    value = "probability" if result.probabilities else "output"
+    table.add_column("class", justify="right")
+    table.add_column(value, justify="right")
+    table.add_column(f"top {k} (class {value})")
+    classes, values = result.top(k)
+    for i, name in enumerate(result.names):
+        best = "  ".join(f"{c} {v:.4f}" for c, v in zip(classes[i], values[i], strict=True))
+        table.add_row(name, str(result.classes[i]), f"{result.values[i, result.classes[i]]:.4f}", best)
+    return table
+
+
+@app.command("export")
+def export_command(
+    checkpoint_path: Annotated[Path, typer.Argument(metavar="CHECKPOINT", help="A checkpoint written by a run.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The .npz file to write.", show_default=False)],
+) -> None:
+    """Write a checkpoint's weights as plain arrays by layer name (dense_1/W, ...) for model.weights."""
+    model = from_checkpoint(checkpoint_path)[0].model
+    names = export_weights(output, model.state_dict(), model.input_shape, model.output_shape)
+    out.print(f"wrote {len(names)} arrays ({', '.join(names)}) to {output}; "
+              f"start a model from them with model.weights: {output}")
 
 
 @app.command("runs")

@@ -9,7 +9,7 @@ from nnctl import checkpoint
 from nnctl.backend import resolve_dtype
 from nnctl.builder import build_model
 from nnctl.config import Config, apply_overrides, from_dict
-from nnctl.data import DATASETS, Dataset
+from nnctl.data import DATASETS, Dataset, DatasetSource
 from nnctl.errors import CheckpointError, NnctlError
 from nnctl.layers.activations import Activation
 from nnctl.losses import LOSSES, Loss
@@ -18,6 +18,7 @@ from nnctl.model import Model
 from nnctl.optim import OPTIMIZERS, Optimizer
 from nnctl.schedules import SCHEDULES, Schedule
 from nnctl.schema import check_kwargs, did_you_mean
+from nnctl.weights import load_into
 
 
 class TrainSettings:
@@ -26,7 +27,7 @@ class TrainSettings:
     def __init__(self, epochs: int = 10, batch_size: int | str = 32, eval_every: int = 1,
                  metrics: list[str] | None = None, monitor: str | None = None, mode: str = "auto",
                  early_stopping: dict | None = None, log_every_steps: int | None = None,
-                 eval_batch_size: int = 1000):
+                 eval_batch_size: int = 256, tensorboard: bool = False):
         if epochs < 1 or eval_every < 1 or eval_batch_size < 1:
             raise ValueError("epochs, eval_every and eval_batch_size must be at least 1")
         if not (batch_size == "full" or (isinstance(batch_size, int) and batch_size >= 1)):
@@ -39,6 +40,7 @@ class TrainSettings:
         self.metrics, self.monitor, self.mode = metrics, monitor, mode
         self.early_stopping = EarlyStopping(**early_stopping) if early_stopping is not None else None
         self.log_every_steps, self.eval_batch_size = log_every_steps, eval_batch_size
+        self.tensorboard = tensorboard
 
 
 class EarlyStopping:
@@ -66,19 +68,26 @@ class Experiment:
     metrics: list[str]
     monitor: str
     mode: str
+    source: DatasetSource
+    """What read the data; it prepares new inputs (predict) as it prepared the training samples."""
 
     @property
     def seed(self) -> int:
         return self.config.data["seed"]
 
 
-def build(config: Config, base_dir: str | Path, dtype: str | None = None) -> Experiment:
-    """Builds every piece of `config`, checking each against the config's lines; data is loaded here."""
+def build(config: Config, base_dir: str | Path, dtype: str | None = None, weights: bool = True) -> Experiment:
+    """Builds every piece of `config`, checking each against the config's lines; data is loaded here.
+
+    The model starts from the arrays of `model.weights` when the config names a file, unless `weights` is False."""
     dtype_t = resolve_dtype(dtype or config.data["dtype"])
     settings = _train_settings(config)
-    data = DATASETS.build(config.data["data"], config, ("data",), base_dir=str(base_dir)).load(dtype_t)
+    source = DATASETS.build(config.data["data"], config, ("data",), base_dir=str(base_dir))
+    data = source.load(dtype_t)
     rng = np.random.default_rng([config.data["seed"], 0])
     model = build_model(config, data.input_shape, dtype_t, rng)
+    if weights and config.section("model").get("weights"):
+        load_into(model, Path(base_dir) / Path(config.data["model"]["weights"]).expanduser(), config)
     loss = LOSSES.build(config.data["loss"], config, ("loss",))
     last = ("model", "layers", len(model.layers) - 1)
     try:
@@ -93,7 +102,7 @@ def build(config: Config, base_dir: str | Path, dtype: str | None = None) -> Exp
     metrics = _metrics(config, settings, data)
     monitor, mode = _monitor(config, settings, data, metrics)
     return Experiment(config, Path(base_dir), dtype_t, data, model, loss, optimizer, schedule, settings,
-                      metrics, monitor, mode)
+                      metrics, monitor, mode, source)
 
 
 def from_checkpoint(path: str | Path, overrides: list[str] | tuple = ()) -> tuple[Experiment, dict]:
@@ -101,7 +110,7 @@ def from_checkpoint(path: str | Path, overrides: list[str] | tuple = ()) -> tupl
     saved = checkpoint.load(path)
     config = from_dict(saved["config"], f"{path} (its config)")
     apply_overrides(config, overrides)
-    exp = build(config, Path(saved["base_dir"]))
+    exp = build(config, Path(saved["base_dir"]), weights=False)
     try:
         exp.model.load_state_dict(saved["model"])
     except (KeyError, ValueError) as exc:

@@ -19,6 +19,7 @@ from nnctl.config import Config
 from nnctl.errors import CheckpointError, NnctlError, TrainingError
 from nnctl.experiment import Experiment, build, from_checkpoint
 from nnctl.metrics import MetricSums, evaluate
+from nnctl.tensorboard import TensorBoard
 
 
 class Runner:
@@ -28,6 +29,7 @@ class Runner:
         self.exp, self.run_dir = exp, run_dir
         self.files = MetricFiles(run_dir, self._columns())
         self.checkpoints = Checkpoints(run_dir)
+        self.tensorboard = TensorBoard(run_dir) if exp.settings.tensorboard else None
         self.progress = Progress(run_dir / "train.log", quiet)
         es = exp.settings.early_stopping
         self.monitor = Monitor(exp.monitor, exp.mode, es.min_delta if es else 0.0)
@@ -50,6 +52,7 @@ class Runner:
     def start(cls, config: Config, base_dir: Path, runs_dir: Path, quiet: bool = False) -> "Runner":
         """A fresh run: builds the experiment, then makes runs/<name>-<time>/ with the resolved config."""
         exp = build(config, base_dir)
+        TensorBoard.check(exp.config)
         run_dir = new_run_dir(runs_dir, exp.config.data["name"])
         runner = cls(exp, run_dir, quiet)
         runner._write_config()
@@ -61,6 +64,7 @@ class Runner:
         """Continues exactly where a checkpoint stopped: a run's last.pkl in its own run directory; any other
         checkpoint (best.pkl, a copy) in a new one under `runs_dir`, so no later metrics are overwritten."""
         exp, saved = from_checkpoint(path, overrides)
+        TensorBoard.check(exp.config)
         path = Path(path).resolve()
         own_run = path.name == "last.pkl" and path.parent.name == "checkpoints"
         runner = cls(exp, path.parent.parent if own_run else new_run_dir(runs_dir, exp.config.data["name"]), quiet)
@@ -123,6 +127,8 @@ class Runner:
             raise
         finally:
             _restore_sigint(previous)
+            if self.tensorboard:
+                self.tensorboard.close()
         if status == "stopped":
             self.checkpoints.save_last(self._payload())
             self.progress.say(f"stopped at epoch {self.epoch + 1}, batch {self.batch}. "
@@ -144,7 +150,10 @@ class Runner:
         with self.progress.bar(batches, self.batch, self.epoch + 1, settings.epochs) as bar:
             for b in range(self.batch, batches):
                 rows = slice(b * size, (b + 1) * size) if self.order is None else self.order[b * size:(b + 1) * size]
-                self._train_step(data.x[rows], data.y[rows], batches)
+                x = data.x[rows]
+                if self.exp.data.augment:
+                    x = self.exp.data.augment(x, self.data_rng)
+                self._train_step(x, data.y[rows], batches)
                 self.batch = b + 1
                 bar.update()
                 if self.stop_requested:
@@ -184,8 +193,7 @@ class Runner:
         if every and self.step % every == 0:
             row = {"kind": "step", "epoch": self.epoch + 1, "step": self.step, "lr": lr, "loss": value,
                    "time_s": round(self._elapsed(), 3)}
-            self.history.append(row)
-            self.files.append(row)
+            self._record(row)
 
     def _end_epoch(self) -> bool:
         """Metrics, checkpoints and the epoch line; True when early stopping says stop."""
@@ -199,8 +207,7 @@ class Runner:
             row.update(evaluate(exp.model, exp.loss, exp.data.val.x, exp.data.val.y, exp.metrics,
                                 settings.eval_batch_size, prefix="val_"))
         row["time_s"] = round(self._elapsed(), 3)
-        self.history.append(row)
-        self.files.append(row)
+        self._record(row)
         improved = self.monitor.name in row and self.monitor.update(row[self.monitor.name])
         payload = self._payload()
         self.checkpoints.save_last(payload)
@@ -242,6 +249,12 @@ class Runner:
             "elapsed": self._elapsed(),
             "data": {"input_shape": list(self.exp.data.input_shape), "num_classes": self.exp.data.num_classes},
         }
+
+    def _record(self, row: dict[str, Any]) -> None:
+        self.history.append(row)
+        self.files.append(row)
+        if self.tensorboard:
+            self.tensorboard.append(row)
 
     def _write_summary(self, status: str, test: dict | None = None, error: str | None = None) -> dict[str, Any]:
         epochs = [row for row in self.history if row["kind"] == "epoch"]

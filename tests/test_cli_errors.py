@@ -58,6 +58,41 @@ CASES = {
                             ["bad.yaml:6", "did you mean 'he_normal'?"]),
 }
 
+CNN = """\
+name: t
+data: {type: inline, x: [[[[0, 1, 0, 1], [1, 0, 1, 0], [0, 1, 0, 1], [1, 0, 1, 0]]]], y: [0], flatten: false}
+model:
+  layers:
+    - {type: conv2d, filters: 2, kernel_size: 3}
+    - {type: flatten}
+    - {type: dense, units: 2}
+loss: softmax_cross_entropy
+optimizer: {type: sgd, lr: 0.1}
+train: {epochs: 1, batch_size: 1}
+"""
+
+CASES.update({
+    "kernel larger than the image": (CNN.replace("kernel_size: 3", "kernel_size: 5"),
+                                     ["bad.yaml:5", "conv2d on input shape [1, 4, 4]",
+                                      "the window spans 5 rows but the padded input has only 4"]),
+    "stride that does not divide": (CNN.replace("kernel_size: 3", "kernel_size: 3, stride: 2"),
+                                    ["bad.yaml:5", "does not stride evenly over 4 rows with stride 2",
+                                     "use padding 'same'"]),
+    "dilated kernel too large": (CNN.replace("kernel_size: 3", "kernel_size: 3, dilation: 2"),
+                                 ["bad.yaml:5", "the window spans 5 rows"]),
+    "conv on flat samples": (CNN.replace("flatten: false", "flatten: true"),
+                             ["bad.yaml:5", "conv2d needs images shaped (channels, height, width)",
+                              "data.flatten: false"]),
+    "unknown padding": (CNN.replace("kernel_size: 3", "kernel_size: 3, padding: full"),
+                        ["bad.yaml:5", "padding must be 'valid', 'same', an int or a pair of ints"]),
+    "pool larger than the image": (CNN.replace("{type: flatten}", "{type: maxpool2d, pool_size: 3}"),
+                                   ["bad.yaml:6", "maxpool2d on input shape [2, 2, 2]", "the window spans 3 rows"]),
+    "bad batch norm momentum": (CNN.replace("{type: flatten}", "{type: batchnorm, momentum: 1.5}"),
+                                ["bad.yaml:6", "momentum must be in [0, 1)"]),
+    "augment typo": (CNN.replace("flatten: false}", "flatten: false, augment: {flipp: true}}"),
+                     ["bad.yaml:2", "augment: unknown key 'flipp' (did you mean 'flip'?)"]),
+})
+
 
 def assert_one_clear_error(result, expected):
     assert result.returncode != 0

@@ -1,16 +1,14 @@
 """Datasets on real files: IDX parsing, every source's options, and downloads from a server on 127.0.0.1."""
 
-import functools
 import gzip
-import http.server
 import re
 import shutil
-import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from helpers import Server
 from nnctl.config import from_dict
 from nnctl.data import DATASETS
 from nnctl.data.download import fetch
@@ -96,10 +94,10 @@ def test_mnist_source_options(mnist_root):
 def test_mnist_whole_unflattened_with_test_as_validation(mnist_root):
     data = load({"type": "mnist", "flatten": False, "validation": "test", "shuffle": False}, dtype=np.float64)
     assert (len(data.train), len(data.test)) == (60000, 10000) and data.val is data.test
-    assert data.input_shape == (28, 28) and data.train.x.dtype == np.float64 and not data.shuffle
+    assert data.input_shape == (1, 28, 28) and data.train.x.dtype == np.float64 and not data.shuffle
     assert data.train.y.dtype == np.int64 and data.train.y[0] == 5
     raw = read_idx(mnist_root / "mnist" / "train-images-idx3-ubyte.gz")
-    np.testing.assert_array_equal(data.train.x[:10], raw[:10].astype(np.float64) * (1 / 255))
+    np.testing.assert_array_equal(data.train.x[:10, 0], raw[:10].astype(np.float64) * (1 / 255))
 
 
 def test_validation_count_and_test():
@@ -247,29 +245,6 @@ def test_missing_csv(tmp_path):
 # downloads from a real HTTP server on 127.0.0.1
 
 
-class _Server:
-    """A real HTTP server on 127.0.0.1 serving one folder, for the download tests."""
-
-    def __init__(self, folder: Path):
-        handler = functools.partial(_QuietHandler, directory=str(folder))
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format, *args):
-        pass
-
-
 @pytest.fixture
 def served(tmp_path, mnist_root) -> Path:
     """A folder holding copies of the four MNIST files, to serve."""
@@ -281,7 +256,7 @@ def served(tmp_path, mnist_root) -> Path:
 
 
 def test_download_from_a_local_mirror(tmp_path, served):
-    with _Server(served) as server:
+    with Server(served) as server:
         data = load({"type": "mnist", "root": "cache", "mirror": server.url, "subset": 100}, tmp_path)
     assert len(data.train) == 100 and len(data.test) == 10000 and data.train.y[0] == 5
     assert sorted(p.name for p in (tmp_path / "cache" / "mnist").iterdir()) == sorted(FILES)
@@ -291,7 +266,7 @@ def test_download_from_a_local_mirror(tmp_path, served):
 
 def test_checksum_mismatch_leaves_nothing_behind(tmp_path, served):
     shutil.copy(served / "t10k-labels-idx1-ubyte.gz", served / "train-labels-idx1-ubyte.gz")
-    with _Server(served) as server, pytest.raises(DataError) as info:
+    with Server(served) as server, pytest.raises(DataError) as info:
         load({"type": "mnist", "root": "cache", "mirror": server.url}, tmp_path)
     message = str(info.value)
     assert f"{server.url}train-labels-idx1-ubyte.gz: checksum mismatch" in message
@@ -303,7 +278,7 @@ def test_checksum_mismatch_leaves_nothing_behind(tmp_path, served):
 
 def test_not_gzip_and_404(tmp_path):
     (tmp_path / "page.gz").write_text("<html>not found</html>")
-    with _Server(tmp_path) as server:
+    with Server(tmp_path) as server:
         with pytest.raises(DataError, match="page.gz: the download is not a valid gzip file"):
             fetch(server.url + "page.gz", tmp_path / "out" / "page.gz", "0" * 32)
         with pytest.raises(DataError) as info:

@@ -23,9 +23,10 @@ def test_output_shape_is_what_forward_returns(name):
     config = from_dict({"model": {"layers": [{"type": name, **cls.example["config"]}]}})
     model = build_model(config, tuple(cls.example["input_shape"]), np.float32, np.random.default_rng(0))
     model.set_rng(np.random.default_rng(0))
-    x = np.random.default_rng(1).standard_normal((2, *model.input_shape)).astype(np.float32)
+    x = (np.array(cls.example["x"]) if "x" in cls.example
+         else np.random.default_rng(1).standard_normal((2, *model.input_shape)).astype(np.float32))
     y = model.forward(x, training=True)
-    assert y.shape == (2, *model.output_shape)
+    assert y.shape == (len(x), *model.output_shape)
     assert y.dtype == np.float32
 
 

@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import CONFIGS, REPO, nnctl
+from helpers import CONFIGS, REPO, cifar_archive, cifar_batches, nnctl
 from nnctl import checkpoint
+from nnctl.data import cifar10
 from nnctl.experiment import from_checkpoint
 
 SLICE = ["data.subset=3000", "data.test_subset=1000", "data.validation=500"]
@@ -245,6 +246,17 @@ def test_gradcheck_command(tmp_path):
     assert unknown.returncode == 2 and "did you mean 'relu'?" in unknown.stderr
 
 
+@pytest.mark.parametrize("config, overrides", [
+    ("mnist_cnn.yaml", []),
+    ("mnist_deep_cnn.yaml", ["model.layers.13.rate=0"]),  # dropout on the logits would zero most sampled entries
+    ("mnist_bn_compare.yaml", []),
+])
+def test_gradcheck_of_conv_and_batch_norm_models_on_real_images(config, overrides):
+    result = nnctl("gradcheck", str(CONFIGS / config), *overrides, "--samples", "4", "--per-tensor", "8")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "input" in result.stdout and "FAIL" not in result.stdout
+
+
 @pytest.mark.parametrize("config, overrides, total", [
     ("mnist_mlp.yaml", ["model.layers.2.units=512"], "669,706"),
     ("mnist_784_300_10_sigmoid.yaml", [], "238,510"),
@@ -261,10 +273,29 @@ def test_help_for_every_command():
         assert result.returncode == 0 and "Usage" in result.stdout
 
 
-def test_every_shipped_config_builds():
+@pytest.fixture
+def data_dir(tmp_path, mnist_root) -> Path:
+    """A data directory with the real MNIST files and a CIFAR-10 archive of random pixels in the real format
+    (the real CIFAR-10 cannot be downloaded on these machines)."""
+    (tmp_path / "data" / "cifar10").mkdir(parents=True)
+    (tmp_path / "data" / "mnist").symlink_to(mnist_root / "mnist")
+    cifar_archive(tmp_path / "data" / "cifar10" / cifar10.ARCHIVE, cifar_batches(per_batch=20))
+    return tmp_path / "data"
+
+
+def test_every_shipped_config_builds(data_dir):
     for config in sorted(CONFIGS.glob("*.yaml")):
-        result = nnctl("summary", str(config))
+        result = nnctl("summary", str(config), env={"NNCTL_DATA_DIR": str(data_dir)})
         assert result.returncode == 0, f"{config.name}: {result.stderr}"
+
+
+def test_cifar10_config_trains_through_the_cli(tmp_path, data_dir):
+    result = nnctl("train", str(CONFIGS / "cifar10_cnn.yaml"), "train.epochs=2",
+                   "--runs-dir", str(tmp_path / "runs"), env={"NNCTL_DATA_DIR": str(data_dir)})
+    assert result.returncode == 0, result.stderr
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert [row["epoch"] for row in rows(run_dir)] == ["1", "2"]
+    assert json.loads((run_dir / "summary.json").read_text())["test"]["test_accuracy"] >= 0
 
 
 @pytest.mark.parametrize("config, overrides", [
@@ -276,3 +307,11 @@ def test_classic_mnist_configs_learn_on_a_slice(tmp_path, config, overrides):
     errors = [float(row["error_rate"]) for row in history]
     assert all(later < earlier for earlier, later in zip(errors, errors[1:], strict=False)), errors
     assert float(history[-1]["val_error_rate"]) < float(history[0]["val_error_rate"]) - 0.02
+
+
+def test_batch_norm_trains_where_the_plain_deep_net_stalls(tmp_path):
+    slice_ = ["data.subset=3000", "data.validation=500", "data.test_subset=500", "train.epochs=3"]
+    with_bn = rows(train(tmp_path / "bn", "mnist_bn_compare.yaml", *slice_))
+    plain = rows(train(tmp_path / "plain", "mnist_bn_compare_plain.yaml", *slice_))
+    assert float(with_bn[-1]["val_accuracy"]) > 0.8
+    assert float(plain[-1]["loss"]) > 2.29 and float(plain[-1]["val_accuracy"]) < 0.2  # chance is 0.1

@@ -1,5 +1,6 @@
 """Datasets: the registry of sources and the arrays they hand to the runner."""
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,13 +31,15 @@ class Dataset:
     input_shape: tuple[int, ...]
     num_classes: int | None
     shuffle: bool = True
+    augment: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None
+    """Random changes to each training batch (never to val/test), drawn from the run's data generator."""
 
     def split(self, name: str) -> Split | None:
         """The split called `name`: train, val or test."""
         return {"train": self.train, "val": self.val, "test": self.test}[name]
 
 
-from nnctl.data import logic, mnist, tabular  # noqa: E402, F401  (they register)
+from nnctl.data import cifar10, logic, mnist, tabular, trees  # noqa: E402, F401  (they register)
 from nnctl.data.source import DatasetSource  # noqa: E402
 
 __all__ = ["DATASETS", "Dataset", "DatasetSource", "Split"]

@@ -14,8 +14,9 @@ from tqdm import tqdm
 from nnctl.errors import DataError
 
 
-def fetch(url: str, dest: Path, md5_decompressed: str, timeout: float = 30) -> None:
-    """Downloads a .gz file to `dest`, checking the MD5 of its decompressed bytes; nothing is left on failure."""
+def fetch(url: str, dest: Path, md5: str, of_contents: bool = True, timeout: float = 30) -> None:
+    """Downloads a .gz file to `dest`, checking the MD5 of its decompressed contents (or, with `of_contents`
+    false, of the file as served); nothing is left on failure."""
     part = dest.with_suffix(dest.suffix + ".part")
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -26,11 +27,13 @@ def fetch(url: str, dest: Path, md5_decompressed: str, timeout: float = 30) -> N
                     f.write(chunk)
                     bar.update(len(chunk))
         try:
-            actual = hashlib.md5(gzip.decompress(part.read_bytes())).hexdigest()
+            raw = part.read_bytes()
+            actual = hashlib.md5(gzip.decompress(raw) if of_contents else raw).hexdigest()
         except (OSError, EOFError, zlib.error):
             raise DataError(f"{url}: the download is not a valid gzip file") from None
-        if actual != md5_decompressed:
-            raise DataError(f"{url}: checksum mismatch (MD5 of the contents {actual}, expected {md5_decompressed})")
+        if actual != md5:
+            what = "the contents" if of_contents else "the file"
+            raise DataError(f"{url}: checksum mismatch (MD5 of {what} {actual}, expected {md5})")
         os.replace(part, dest)
     except urllib.error.HTTPError as exc:
         raise DataError(f"{url}: HTTP {exc.code} {exc.reason}") from None
@@ -38,3 +41,15 @@ def fetch(url: str, dest: Path, md5_decompressed: str, timeout: float = 30) -> N
         raise DataError(f"{url}: download failed ({getattr(exc, 'reason', None) or exc})") from None
     finally:
         part.unlink(missing_ok=True)
+
+
+def fetch_first(bases: list[str], name: str, dest: Path, md5: str, of_contents: bool = True) -> None:
+    """`fetch` of `name` from the first base URL that serves it whole; DataError listing every failure."""
+    failures = []
+    for base in bases:
+        try:
+            fetch(base.rstrip("/") + "/" + name, dest, md5, of_contents)
+            return
+        except DataError as exc:
+            failures.append(str(exc))
+    raise DataError(f"{dest} is missing and could not be downloaded:\n  " + "\n  ".join(failures))

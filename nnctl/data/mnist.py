@@ -1,11 +1,8 @@
 """MNIST: the four IDX files, read from the data directory or downloaded once and cached there."""
 
-from pathlib import Path
-
 from nnctl.data import DATASETS
-from nnctl.data.download import fetch
 from nnctl.data.idx import read_idx
-from nnctl.data.source import Arrays, DatasetSource, data_root
+from nnctl.data.source import Arrays, CachedSource
 from nnctl.errors import DataError
 
 MIRRORS = (
@@ -22,45 +19,26 @@ FILES = {  # file -> MD5 of its decompressed contents, the same on every mirror
 
 
 @DATASETS.register("mnist")
-class MNIST(DatasetSource):
+class MNIST(CachedSource):
     """70,000 handwritten digits, 28×28 grey pixels scaled into [0, 1]; 60,000 to train, 10,000 to test.
+    Flattened to 784 values, or with `flatten: false` images of one channel (1, 28, 28).
 
     Read from `<data root>/mnist/`; missing files are downloaded from `mirror`, else from the public mirrors."""
 
     num_classes = 10
+    subfolder = "mnist"
+    mirrors = MIRRORS
 
     def __init__(self, root: str | None = None, mirror: str | None = None, scale: float = 1 / 255, **kwargs):
-        super().__init__(scale=scale, **kwargs)
-        if mirror is not None and "://" not in mirror:
-            raise ValueError(f"mirror must be a base URL such as https://host/mnist/, got '{mirror}'")
-        self.root, self.mirror = root, mirror
-
-    def folder(self) -> Path:
-        """The folder holding (or about to hold) the four files."""
-        return data_root(self.root, self.base_dir) / "mnist"
-
-    def origin(self, split: str) -> str:
-        return str(self.folder())
+        super().__init__(root=root, mirror=mirror, scale=scale, **kwargs)
 
     def read(self) -> Arrays:
         folder = self.folder()
         for name, md5 in FILES.items():
             if not (folder / name).exists():
-                self._download(name, folder, md5)
+                self.download(name, md5, of_contents=True, holding=f"the files {', '.join(FILES)}")
         arrays = [read_idx(folder / name) for name in FILES]
         for name, array, ndim in zip(FILES, arrays, (3, 1, 3, 1), strict=True):
             if array.ndim != ndim:
                 raise DataError(f"{folder / name}: expected {ndim} dimensions, found shape {array.shape}")
-        return arrays[0], arrays[1], arrays[2], arrays[3]
-
-    def _download(self, name: str, folder: Path, md5: str) -> None:
-        failures = []
-        for base in [self.mirror] if self.mirror else MIRRORS:
-            try:
-                fetch(base.rstrip("/") + "/" + name, folder / name, md5)
-                return
-            except DataError as exc:
-                failures.append(str(exc))
-        raise DataError(f"{folder / name} is missing and could not be downloaded:\n  " + "\n  ".join(failures)
-                        + f"\nSet data.root or NNCTL_DATA_DIR to a folder holding mnist/ with the files "
-                          f"{', '.join(FILES)}, or try again when a mirror can be reached.")
+        return arrays[0][:, None], arrays[1], arrays[2][:, None], arrays[3]  # images as (1, 28, 28): NCHW

@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 
 from nnctl.data import Dataset, Split
+from nnctl.data.augment import Augment
+from nnctl.data.download import fetch_first
 from nnctl.errors import DataError
 
 Arrays = tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]
@@ -18,17 +20,21 @@ class DatasetSource:
 
     num_classes: int | None = None
     """Set by sources that know their class count; otherwise derived from integer labels."""
+    indices: bool = False
+    """True for sources whose inputs are indices (word ids, tree node tables): kept as int64, never scaled."""
 
     def __init__(self, scale: float = 1.0, shift: float = 0.0, flatten: bool = True, one_hot: bool = False,
                  on_value: float = 1.0, off_value: float = 0.0, subset: int | None = None,
                  test_subset: int | None = None, validation: float | int | str | None = None,
-                 shuffle: bool = True, base_dir: str = "."):
+                 shuffle: bool = True, normalize: bool = False, augment: dict | None = None, base_dir: str = "."):
         if isinstance(validation, str) and validation != "test":
             raise ValueError(f"validation must be a fraction in (0, 1), a sample count or 'test', got '{validation}'")
         if isinstance(validation, float) and not 0 < validation < 1:
             raise ValueError(f"a validation fraction must be between 0 and 1 (exclusive), got {validation}")
         if isinstance(validation, int) and validation < 1:
             raise ValueError(f"a validation count must be at least 1, got {validation}")
+        if self.indices and (scale, shift) != (1.0, 0.0):
+            raise ValueError(f"scale and shift do not apply to {self.registered_name}: its inputs are indices")
         for name, value in (("subset", subset), ("test_subset", test_subset)):
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be at least 1, got {value}")
@@ -36,6 +42,12 @@ class DatasetSource:
         self.one_hot, self.on_value, self.off_value = one_hot, on_value, off_value
         self.subset, self.test_subset, self.validation = subset, test_subset, validation
         self.shuffle, self.base_dir = shuffle, Path(base_dir)
+        self.normalize = normalize
+        self.augment = Augment.of(augment) if augment else None
+        self.sample_shape: tuple[int, ...] | None = None
+        """The shape of one raw sample as read (before flatten); known once loaded."""
+        self.channel_stats: tuple[np.ndarray, np.ndarray] | None = None
+        """The training split's per-channel mean and standard deviation, when `normalize` asks for them."""
 
     def read(self) -> Arrays:
         """x_train, y_train, x_test, y_test (the test pair may be None)."""
@@ -54,6 +66,7 @@ class DatasetSource:
         x, y, x_test, y_test = self.read()
         self._check(x, y, "training")
         x, y = x[: self.subset], y[: self.subset]
+        self.sample_shape = x.shape[1:]
         test = None
         if x_test is not None and y_test is not None:
             self._check(x_test, y_test, "test")
@@ -64,10 +77,16 @@ class DatasetSource:
             test = Split(x_test[: self.test_subset], y_test[: self.test_subset])
         num_classes = self._classes(Split(x, y), test)
         train, val = self._split_validation(Split(x, y), test)
+        self.channel_stats = None
+        if self.normalize:
+            self.channel_stats = channel_stats(self.inputs(train.x, dtype))
         train, val, test = (self._prepare(s, dtype, num_classes) if s is not None else None for s in (train, val, test))
         if self.validation == "test":
             val = test
-        return Dataset(train, val, test, train.x.shape[1:], num_classes, self.shuffle)
+        if self.augment and train.x.ndim != 4:
+            raise DataError(f"{self.origin('training')}: data.augment shifts and flips images (channels, height, "
+                            f"width), but the samples have shape {train.x.shape[1:]}; set data.flatten: false")
+        return Dataset(train, val, test, train.x.shape[1:], num_classes, self.shuffle, self.augment)
 
     def _check(self, x: np.ndarray, y: np.ndarray, split: str) -> None:
         where = self.origin(split)
@@ -108,8 +127,19 @@ class DatasetSource:
                             "leaving none to train on")
         return Split(train.x[: n - count], train.y[: n - count]), Split(train.x[n - count:], train.y[n - count:])
 
+    def inputs(self, x: np.ndarray, dtype: type) -> np.ndarray:
+        """Raw samples as the model takes them: flattened if asked; indices as int64, anything else as
+        x * scale + shift, normalized per channel with the training statistics once they are known."""
+        x = x.reshape(len(x), -1) if self.flatten else x
+        if self.indices:
+            return np.ascontiguousarray(x, np.int64)
+        x = self._scaled(x, dtype)
+        if self.channel_stats is not None:
+            mean, std = self.channel_stats
+            x = ((x - mean) / std).astype(dtype)
+        return x
+
     def _prepare(self, split: Split, dtype: type, num_classes: int | None) -> Split:
-        x = split.x.reshape(len(split.x), -1) if self.flatten else split.x
         y = split.y
         if self.one_hot:
             if num_classes is None or y.ndim != 1:
@@ -120,7 +150,7 @@ class DatasetSource:
             y = hot
         else:
             y = y.astype(np.int64 if y.dtype.kind in "iu" else dtype)
-        return Split(self._scaled(x, dtype), y)
+        return Split(self.inputs(split.x, dtype), y)
 
     def _scaled(self, x: np.ndarray, dtype: type) -> np.ndarray:
         """x * scale + shift computed in float64, stored as `dtype`."""
@@ -133,6 +163,45 @@ class DatasetSource:
             block += self.shift
             out[start: start + _CHUNK] = block
         return out
+
+
+def channel_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The mean and standard deviation of each channel (axis 1) of x, shaped to broadcast over samples."""
+    axes = (0, *range(2, x.ndim))
+    mean = x.mean(axis=axes, dtype=np.float64, keepdims=True)[0]
+    std = x.std(axis=axes, dtype=np.float64, keepdims=True)[0]
+    std[std < 1e-8] = 1.0  # a constant channel is only centred
+    return mean, std
+
+
+class CachedSource(DatasetSource):
+    """A dataset kept in `<data root>/<subfolder>/`; what is missing there is downloaded once from `mirror`,
+    else from the source's own MIRRORS, checked against its MD5 and cached."""
+
+    subfolder = ""
+    mirrors: tuple[str, ...] = ()
+
+    def __init__(self, root: str | None = None, mirror: str | None = None, **kwargs):
+        super().__init__(**kwargs)
+        if mirror is not None and "://" not in mirror:
+            raise ValueError(f"mirror must be a base URL such as https://host/{self.subfolder}/, got '{mirror}'")
+        self.root, self.mirror = root, mirror
+
+    def folder(self) -> Path:
+        """The folder holding (or about to hold) the files."""
+        return data_root(self.root, self.base_dir) / self.subfolder
+
+    def origin(self, split: str) -> str:
+        return str(self.folder())
+
+    def download(self, name: str, md5: str, of_contents: bool, holding: str) -> None:
+        """Fetches `name` into the folder; the error says how to provide `holding` by hand instead."""
+        try:
+            fetch_first([self.mirror] if self.mirror else list(self.mirrors), name, self.folder() / name, md5,
+                        of_contents)
+        except DataError as exc:
+            raise DataError(f"{exc}\nSet data.root or NNCTL_DATA_DIR to a folder holding {self.subfolder}/ with "
+                            f"{holding}, or try again when a mirror can be reached.") from None
 
 
 def data_root(root: str | None, base_dir: Path) -> Path:

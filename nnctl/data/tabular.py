@@ -59,17 +59,28 @@ class Npz(DatasetSource):
         return x, y, None, None
 
     def _open(self, name: str) -> dict[str, np.ndarray]:
-        path = self.path(name)
-        try:
-            archive = np.load(path, allow_pickle=False)
-            if not isinstance(archive, np.lib.npyio.NpzFile):
-                raise DataError(f"{path}: a single .npy array, not an .npz archive of named arrays")
-            with archive:
-                return {key: archive[key] for key in archive.files}
-        except FileNotFoundError:
-            raise DataError(f"{path}: no such file") from None
-        except (OSError, ValueError, zipfile.BadZipFile) as exc:
-            raise DataError(f"{path}: not a readable .npz file ({exc})") from None
+        return read_npz(self.path(name))
+
+
+def read_npz(path: Path) -> dict[str, np.ndarray]:
+    """Every array of an .npz archive by name, read without pickles; DataError if it is not one."""
+    try:
+        archive = np.load(path, allow_pickle=False)
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise DataError(f"{path}: a single .npy array, not an .npz archive of named arrays")
+        with archive:
+            return {key: archive[key] for key in archive.files}
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise DataError(f"{path}: not a readable .npz file ({unpickled(exc)})") from None
+
+
+def unpickled(exc: Exception) -> str:
+    """NumPy's reason for refusing a file, without its advice to load pickles from it."""
+    if "pickled" in str(exc):
+        return "not NumPy arrays; files holding pickled Python objects are never loaded"
+    return str(exc)
 
 
 def _pair(arrays: dict[str, np.ndarray], keys: list[tuple[str, str]], origin: str) -> tuple[np.ndarray, np.ndarray]:
@@ -101,39 +112,46 @@ class Csv(DatasetSource):
         return x, y, *test
 
     def _table(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
-        lines, rows = self._rows(path)
-        width = len(rows[0])
-        for line, row in zip(lines, rows, strict=True):
-            if len(row) != width:
-                raise DataError(f"{path}:{line}: {len(row)} columns, expected {width}")
+        values = read_table(path, self.header, self.delimiter)
+        width = values.shape[1]
         if width < 2:
             raise DataError(f"{path}: one column only; expected inputs and a target column")
         if not -width <= self.target < width:
             raise DataError(f"{path}: data.target {self.target} is not one of its {width} columns")
-        try:
-            values = np.array(rows, dtype=str).astype(np.float64)
-        except ValueError:
-            raise _bad_cell(path, lines, rows) from None
         y = values[:, self.target]
         x = np.delete(values, self.target % width, axis=1)
         labels = np.all(y == np.round(y)) and y.min() >= 0
         return x, (y.astype(np.int64) if labels else y)
 
-    def _rows(self, path: Path) -> tuple[list[int], list[list[str]]]:
-        """The file's non-blank rows after any header, with their line numbers."""
-        try:
-            with open(path, newline="", encoding="utf-8") as f:
-                reader = csv.reader(f, delimiter=self.delimiter)
-                numbered = [(reader.line_num, row) for row in reader if row]
-        except FileNotFoundError:
-            raise DataError(f"{path}: no such file") from None
-        except (OSError, UnicodeDecodeError, csv.Error) as exc:
-            raise DataError(f"{path}: cannot read CSV ({exc})") from None
-        header = self.header if self.header is not None else bool(numbered) and _bad_column(numbered[0][1]) >= 0
-        numbered = numbered[1:] if header else numbered
-        if not numbered:
-            raise DataError(f"{path}: no data rows")
-        return [line for line, _ in numbered], [row for _, row in numbered]
+
+def read_table(path: Path, header: bool | None = None, delimiter: str = ",") -> np.ndarray:
+    """A numeric CSV table as float64 rows (a header row is detected when `header` is None)."""
+    lines, rows = _rows(path, header, delimiter)
+    width = len(rows[0])
+    for line, row in zip(lines, rows, strict=True):
+        if len(row) != width:
+            raise DataError(f"{path}:{line}: {len(row)} columns, expected {width}")
+    try:
+        return np.array(rows, dtype=str).astype(np.float64)
+    except ValueError:
+        raise _bad_cell(path, lines, rows) from None
+
+
+def _rows(path: Path, header: bool | None, delimiter: str) -> tuple[list[int], list[list[str]]]:
+    """The file's non-blank rows after any header, with their line numbers."""
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.reader(f, delimiter=delimiter)
+            numbered = [(reader.line_num, row) for row in reader if row]
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"{path}: cannot read CSV ({exc})") from None
+    header = header if header is not None else bool(numbered) and _bad_column(numbered[0][1]) >= 0
+    numbered = numbered[1:] if header else numbered
+    if not numbered:
+        raise DataError(f"{path}: no data rows")
+    return [line for line, _ in numbered], [row for _, row in numbered]
 
 
 def _bad_column(row: list[str]) -> int:

@@ -5,6 +5,15 @@ from nnctl.registry import Registry
 
 LAYERS: Registry[Layer] = Registry("layer")
 
-from nnctl.layers import activations, dense, dropout, reshape  # noqa: E402, F401  (they register)
+from nnctl.layers import (  # noqa: E402, F401  (they register)
+    activations,
+    conv,
+    dense,
+    dropout,
+    norm,
+    pool,
+    recursive,
+    reshape,
+)
 
 __all__ = ["LAYERS", "Layer"]

@@ -16,7 +16,8 @@ class Layer:
 
     registered_name: ClassVar[str] = "layer"
     example: ClassVar[dict[str, Any]] = {"config": {}, "input_shape": (5,)}
-    """A small config and input shape: the gradient check every registered layer gets for free."""
+    """A small config and input shape: the gradient check every registered layer gets for free. An optional
+    "x" gives the input batch itself, for layers whose inputs are not arbitrary numbers (integer indices)."""
     weight_keys: ClassVar[tuple[str, ...]] = ()
     """The params that count as weights for L1/L2 decay (biases and scales do not)."""
     surrogate_gradient: ClassVar[bool] = False

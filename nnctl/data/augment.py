@@ -1,0 +1,51 @@
+"""Random changes to training images, drawn per sample from the run's data generator: shifts and flips."""
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+import numpy as np
+
+from nnctl.schema import did_you_mean
+
+
+@dataclass(frozen=True)
+class Augment:
+    """`shift`: move each image up to this many pixels along each axis, filling with zeros (a random crop of
+    the image padded by `shift`); `flip`: mirror half of the images left to right."""
+
+    shift: int = 0
+    flip: bool = False
+
+    @classmethod
+    def of(cls, options: dict[str, Any]) -> "Augment":
+        """From the config's `data.augment` mapping; ValueError names a bad key or value."""
+        known = [f.name for f in fields(cls)]
+        if not isinstance(options, dict):
+            raise ValueError(f"augment must be a mapping such as {{shift: 4, flip: true}}, got {options!r}")
+        for key in options:
+            if key not in known:
+                raise ValueError(f"augment: unknown key '{key}'{did_you_mean(key, known)}; expected one of: "
+                                 f"{', '.join(known)}")
+        shift, flip = options.get("shift", 0), options.get("flip", False)
+        if not isinstance(shift, int) or isinstance(shift, bool) or shift < 0:
+            raise ValueError(f"augment.shift must be a non-negative number of pixels, got {shift!r}")
+        if not isinstance(flip, bool):
+            raise ValueError(f"augment.flip must be true or false, got {flip!r}")
+        return cls(shift, flip)
+
+    def __call__(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """A changed copy of the batch x (N, C, H, W)."""
+        x = self._shifted(x, rng) if self.shift else x.copy()
+        if self.flip:
+            flipped = rng.random(len(x)) < 0.5
+            x[flipped] = x[flipped, :, :, ::-1]
+        return x
+
+    def _shifted(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        n, _, h, w = x.shape
+        s = self.shift
+        padded = np.zeros((*x.shape[:2], h + 2 * s, w + 2 * s), x.dtype)
+        padded[:, :, s: s + h, s: s + w] = x
+        crops = np.lib.stride_tricks.sliding_window_view(padded, (h, w), axis=(2, 3))  # (N, C, 2s+1, 2s+1, H, W)
+        rows, cols = rng.integers(0, 2 * s + 1, size=(2, n))
+        return crops[np.arange(n), :, rows, cols]

@@ -1,0 +1,72 @@
+"""CIFAR-10: the python-pickle batches in cifar-10-python.tar.gz, read from the data directory or downloaded once."""
+
+import tarfile
+from pathlib import Path
+
+import numpy as np
+
+from nnctl.checkpoint import UnsafePickleError, safe_unpickle
+from nnctl.data import DATASETS
+from nnctl.data.source import Arrays, CachedSource
+from nnctl.errors import DataError
+
+MIRRORS = ("https://www.cs.toronto.edu/~kriz/",)
+ARCHIVE = "cifar-10-python.tar.gz"
+MD5 = "c58f30108f718f92721af3b95e74349a"  # of the archive as served
+FOLDER = "cifar-10-batches-py"
+TRAIN_BATCHES = [f"data_batch_{i}" for i in range(1, 6)]
+
+
+@DATASETS.register("cifar10")
+class CIFAR10(CachedSource):
+    """60,000 colour images of 32×32 pixels in 10 classes, as (3, 32, 32) in [0, 1]; 50,000 train, 10,000 test.
+
+    Read from `<data root>/cifar10/` (the archive, or the cifar-10-batches-py/ folder extracted from it);
+    the archive is downloaded from `mirror`, else from its home, when neither is there."""
+
+    num_classes = 10
+    subfolder = "cifar10"
+    mirrors = MIRRORS
+
+    def __init__(self, root: str | None = None, mirror: str | None = None, scale: float = 1 / 255,
+                 flatten: bool = False, **kwargs):
+        super().__init__(root=root, mirror=mirror, scale=scale, flatten=flatten, **kwargs)
+
+    def read(self) -> Arrays:
+        folder = self.folder()
+        if (folder / FOLDER).is_dir():
+            batches = {name: self._unpickle(folder / FOLDER / name, (folder / FOLDER / name).read_bytes())
+                       for name in [*TRAIN_BATCHES, "test_batch"] if (folder / FOLDER / name).exists()}
+        else:
+            if not (folder / ARCHIVE).exists():
+                self.download(ARCHIVE, MD5, of_contents=False, holding=f"{ARCHIVE} (or the {FOLDER}/ folder from it)")
+            batches = self._from_archive(folder / ARCHIVE)
+        missing = [name for name in [*TRAIN_BATCHES, "test_batch"] if name not in batches]
+        if missing:
+            raise DataError(f"{folder}: the batches {', '.join(missing)} are missing")
+        x, y = zip(*(batches[name] for name in TRAIN_BATCHES), strict=True)
+        return np.concatenate(x), np.concatenate(y), *batches["test_batch"]
+
+    def _from_archive(self, path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        try:
+            with tarfile.open(path, "r:gz") as tar:
+                return {Path(member.name).name: self._unpickle(path / member.name, tar.extractfile(member).read())
+                        for member in tar.getmembers()
+                        if member.isfile() and Path(member.name).name in [*TRAIN_BATCHES, "test_batch"]}
+        except (tarfile.TarError, OSError, EOFError) as exc:
+            raise DataError(f"{path}: not a readable tar.gz archive ({exc}); delete it to download it again") from None
+
+    @staticmethod
+    def _unpickle(where: Path, raw: bytes) -> tuple[np.ndarray, np.ndarray]:
+        """One batch: its b'data' rows (N, 3072) as images (N, 3, 32, 32) and its b'labels'."""
+        try:
+            batch = safe_unpickle(raw, encoding="bytes")
+            x, y = np.asarray(batch[b"data"]), np.asarray(batch[b"labels"], dtype=np.int64)
+        except UnsafePickleError as exc:
+            raise DataError(f"{where}: refused to read the batch: {exc}") from None
+        except Exception as exc:  # a damaged or foreign pickle fails in many ways; all mean the same to the user
+            raise DataError(f"{where}: not a CIFAR-10 batch ({type(exc).__name__}: {exc})") from None
+        if x.dtype != np.uint8 or x.ndim != 2 or x.shape[1] != 3 * 32 * 32 or len(x) != len(y):
+            raise DataError(f"{where}: expected uint8 rows of 3072 pixels and one label each, found data "
+                            f"{x.dtype} {x.shape} and {len(y)} labels")
+        return x.reshape(-1, 3, 32, 32), y

@@ -1,0 +1,107 @@
+"""New inputs for a trained model: .npy/.npz/.csv arrays and image files, shaped like the raw training samples."""
+
+import io
+import math
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from nnctl.data.tabular import read_npz, read_table, unpickled
+from nnctl.errors import DataError, NnctlError, read_bytes
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+SUFFIXES = (".npy", ".npz", ".csv", *IMAGE_SUFFIXES)
+NPZ_KEYS = ("x", "x_test")
+"""The array an .npz input is read from, when it holds more than one."""
+
+
+def read_inputs(path: Path, sample_shape: tuple[int, ...]) -> np.ndarray:
+    """The samples a file holds, shaped (N, *sample_shape), in the raw units the dataset reads (before scaling)."""
+    suffix = path.suffix.lower()
+    if suffix in IMAGE_SUFFIXES:
+        return read_image(path, sample_shape)[None]
+    if suffix == ".npy":
+        x = _read_npy(path)
+    elif suffix == ".npz":
+        x = _pick(read_npz(path), path)
+    elif suffix == ".csv":
+        x = read_table(path)
+    else:
+        raise DataError(f"{path}: unknown kind of input '{suffix or path.name}'; "
+                        f"expected one of: {', '.join(SUFFIXES)}")
+    return fit(x, sample_shape, str(path))
+
+
+def fit(x: np.ndarray, sample_shape: tuple[int, ...], origin: str) -> np.ndarray:
+    """`x` as N samples of `sample_shape`: an array of N rows of that many values, or one sample's values."""
+    size = math.prod(sample_shape)
+    if x.dtype.kind not in "biuf":
+        raise DataError(f"{origin}: the inputs are not numbers (dtype {x.dtype})")
+    if x.dtype.kind == "f" and not np.isfinite(x).all():
+        raise DataError(f"{origin}: the inputs hold NaN or infinite values")
+    if x.ndim >= 1 and len(x) and math.prod(x.shape[1:]) == size:
+        return x.reshape(len(x), *sample_shape)
+    if x.size == size:
+        return x.reshape(1, *sample_shape)
+    dims = ", ".join(map(str, sample_shape))
+    raise DataError(f"{origin}: an array of shape {list(x.shape)} does not fit this model, which was trained on "
+                    f"samples of shape [{dims}] ({size} values): give one sample of {size} values, or N samples "
+                    f"as an array of shape [N, {dims}]" + (f" or [N, {size}]" if len(sample_shape) > 1 else ""))
+
+
+def read_image(path: Path, sample_shape: tuple[int, ...]) -> np.ndarray:
+    """An image file as one raw sample: converted to grey or RGB, resized to the training images' size."""
+    channels, height, width, channels_first = _image_layout(sample_shape, path)
+    try:
+        from PIL import Image, UnidentifiedImageError
+    except ImportError:
+        raise NnctlError(f"{path}: reading images needs Pillow; install it with pip install 'nnctl[images]'") from None
+    raw = read_bytes(path, DataError, "image file")
+    try:
+        with Image.open(io.BytesIO(raw)) as image:
+            pixels = np.asarray(image.convert("L" if channels == 1 else "RGB").resize((width, height)))
+    except UnidentifiedImageError:
+        raise DataError(f"{path}: not a readable image (not in a format Pillow knows, such as PNG or JPEG)") from None
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise DataError(f"{path}: not a readable image ({exc})") from None
+    if len(sample_shape) == 2:
+        return pixels
+    pixels = pixels.reshape(height, width, channels)
+    return pixels.transpose(2, 0, 1) if channels_first else pixels
+
+
+def _image_layout(shape: tuple[int, ...], path: Path) -> tuple[int, int, int, bool]:
+    """Channels, height, width and whether channels come first, for samples of `shape`: (H, W), (C, H, W), (H, W, C)."""
+    if len(shape) == 2:
+        return 1, shape[0], shape[1], False
+    if len(shape) == 3 and shape[0] in (1, 3):
+        return shape[0], shape[1], shape[2], True
+    if len(shape) == 3 and shape[2] in (1, 3):
+        return shape[2], shape[0], shape[1], False
+    raise DataError(f"{path}: this model was trained on samples of shape {list(shape)}, which are not images "
+                    "(H×W, or C×H×W / H×W×C with 1 or 3 channels); give its inputs as .npy, .npz or .csv")
+
+
+def _read_npy(path: Path) -> np.ndarray:
+    try:
+        x = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise DataError(f"{path}: not a readable .npy file ({unpickled(exc)})") from None
+    if not isinstance(x, np.ndarray):
+        x.close()
+        raise DataError(f"{path}: an .npz archive, not a single .npy array; name it *.npz")
+    return x
+
+
+def _pick(arrays: dict[str, np.ndarray], path: Path) -> np.ndarray:
+    """The inputs of an .npz: its only array, else the first of NPZ_KEYS it holds."""
+    if len(arrays) == 1:
+        return next(iter(arrays.values()))
+    for key in NPZ_KEYS:
+        if key in arrays:
+            return arrays[key]
+    raise DataError(f"{path}: holds the arrays {', '.join(arrays) or 'none'}; expected one array, or one named "
+                    f"{' or '.join(NPZ_KEYS)}")

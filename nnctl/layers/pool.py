@@ -1,0 +1,88 @@
+"""Pooling over NCHW images: max and average over sliding windows, and the global average."""
+
+from nnctl.backend import xp
+from nnctl.layers import LAYERS
+from nnctl.layers.base import Layer
+from nnctl.layers.window import Window, col2im, offsets, pad
+
+
+class Pool2D(Layer):
+    """A window slid over each channel; `stride` defaults to `pool_size`. Loops run over kernel offsets only."""
+
+    example = {"config": {"pool_size": 2, "stride": 1, "padding": "same"}, "input_shape": (2, 5, 4)}
+    pad_value = 0.0
+
+    def __init__(self, pool_size: int | list[int] = 2, stride: int | list[int] | None = None,
+                 padding: str | int | list[int] = "valid", **kwargs):
+        super().__init__(**kwargs)
+        self.window = Window.of(pool_size, pool_size if stride is None else stride, 1, padding)
+
+    def output_shape(self, input_shape):
+        if len(input_shape) != 3:
+            raise ValueError(f"{self.registered_name} needs images shaped (channels, height, width)")
+        return (input_shape[0], *self.window.output_size(input_shape[1:]))
+
+    def _offsets(self, x):
+        """Pads x and caches it; yields each kernel offset's slice of it across all windows."""
+        self.x_shape = x.shape
+        self.xpad = pad(x, self.window.pads(x.shape[2:]), self.pad_value)
+        for _, _, index in offsets(self.window, self.window.output_size(x.shape[2:])):
+            yield self.xpad[index]
+
+
+@LAYERS.register("maxpool2d")
+class MaxPool2D(Pool2D):
+    """y = the largest value in each window (padding never wins); its gradient goes to the first such pixel."""
+
+    pad_value = -xp.inf
+
+    def forward(self, x, training):
+        for k, candidate in enumerate(self._offsets(x)):
+            if k == 0:
+                self.y = xp.array(candidate, order="K")  # keeps x's memory layout (channel-last after a conv)
+            else:
+                xp.maximum(self.y, candidate, out=self.y)
+        return self.y
+
+    def backward(self, dy):
+        taken = xp.zeros_like(self.y, dtype=bool)
+
+        def share(i, j, index):
+            hit = (self.xpad[index] == self.y) & ~taken
+            taken[...] |= hit
+            return dy * hit
+
+        return col2im(share, self.x_shape, self.window, dy.dtype)
+
+
+@LAYERS.register("avgpool2d")
+class AvgPool2D(Pool2D):
+    """y = the mean of each window, zero padding included in the count (as PyTorch's default)."""
+
+    def forward(self, x, training):
+        y = sum(self._offsets(x))
+        return y / (self.window.kernel[0] * self.window.kernel[1])
+
+    def backward(self, dy):
+        share = dy / (self.window.kernel[0] * self.window.kernel[1])
+        return col2im(lambda i, j, index: share, self.x_shape, self.window, dy.dtype)
+
+
+@LAYERS.register("global_avg_pool2d")
+class GlobalAvgPool2D(Layer):
+    """x (C, H, W) -> the mean of each channel (C,)."""
+
+    example = {"config": {}, "input_shape": (3, 2, 4)}
+
+    def output_shape(self, input_shape):
+        if len(input_shape) != 3:
+            raise ValueError("global_avg_pool2d needs images shaped (channels, height, width)")
+        return input_shape[:1]
+
+    def forward(self, x, training):
+        self.x_shape = x.shape
+        return x.mean(axis=(2, 3))
+
+    def backward(self, dy):
+        h, w = self.x_shape[2:]
+        return xp.broadcast_to((dy / (h * w))[:, :, None, None], self.x_shape).copy()

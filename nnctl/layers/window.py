@@ -1,0 +1,133 @@
+"""Sliding windows over NCHW images: their geometry, im2col through stride tricks, and its adjoint col2im."""
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from nnctl.backend import xp
+
+Pads = tuple[tuple[int, int], tuple[int, int]]
+
+
+def pair(value: int | list | tuple, name: str) -> tuple[int, int]:
+    """An int or a pair of ints from the config, as (height, width); ValueError otherwise."""
+    values = (value, value) if isinstance(value, int) else tuple(value)
+    if len(values) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
+    return values[0], values[1]
+
+
+@dataclass(frozen=True)
+class Window:
+    """Kernel, stride and dilation per axis, and the padding: 'valid', 'same' (TF-style) or (rows, columns)."""
+
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    dilation: tuple[int, int] = (1, 1)
+    padding: str | tuple[int, int] = "valid"
+
+    @classmethod
+    def of(cls, kernel, stride, dilation=1, padding="valid") -> "Window":
+        """A window from config values, each checked."""
+        kernel, stride, dilation = pair(kernel, "kernel size"), pair(stride, "stride"), pair(dilation, "dilation")
+        for name, values in (("kernel size", kernel), ("stride", stride), ("dilation", dilation)):
+            if min(values) < 1:
+                raise ValueError(f"{name} must be at least 1, got {list(values)}")
+        if not isinstance(padding, str):
+            padding = pair(padding, "padding")
+            if min(padding) < 0:
+                raise ValueError(f"padding must not be negative, got {list(padding)}")
+        elif padding not in ("valid", "same"):
+            raise ValueError(f"padding must be 'valid', 'same', an int or a pair of ints, got '{padding}'")
+        return cls(kernel, stride, dilation, padding)
+
+    def span(self, axis: int) -> int:
+        """How many input pixels one window covers along `axis` (0 rows, 1 columns), dilation included."""
+        return self.dilation[axis] * (self.kernel[axis] - 1) + 1
+
+    def pads(self, size: tuple[int, ...]) -> Pads:
+        """(before, after) zeros for rows and columns; 'same' pads the extra pixel after, as TensorFlow does."""
+        if self.padding == "valid":
+            return (0, 0), (0, 0)
+        if self.padding != "same":
+            return (self.padding[0],) * 2, (self.padding[1],) * 2
+        pads = []
+        for axis in (0, 1):
+            n, stride = size[axis], self.stride[axis]
+            total = max((-(-n // stride) - 1) * stride + self.span(axis) - n, 0)
+            pads.append((total // 2, total - total // 2))
+        return pads[0], pads[1]
+
+    def output_size(self, size: tuple[int, ...]) -> tuple[int, int]:
+        """(OH, OW) for an input of `size` (H, W); ValueError for a window that does not fit or stride evenly."""
+        out = []
+        for axis, (before, after) in enumerate(self.pads(size)):
+            padded, span, stride = size[axis] + before + after, self.span(axis), self.stride[axis]
+            what = ("rows", "columns")[axis]
+            if span > padded:
+                raise ValueError(f"the window spans {span} {what} but the padded input has only {padded}")
+            if (padded - span) % stride and self.padding != "same":
+                raise ValueError(f"the window ({span} {what}) does not stride evenly over {padded} {what} with "
+                                 f"stride {stride}: {padded} - {span} is not a multiple of {stride}; change the "
+                                 "stride or the padding, or use padding 'same'")
+            out.append((padded - span) // stride + 1)
+        return out[0], out[1]
+
+
+def pad(x: np.ndarray, pads: Pads, value: float = 0.0) -> np.ndarray:
+    """x (N, C, H, W) with `pads` rows and columns of `value` added (x itself when there are none).
+
+    The copy is channel-last in memory, as conv outputs are, so that taking windows reads memory in order."""
+    if pads == ((0, 0), (0, 0)):
+        return x
+    (top, bottom), (left, right) = pads
+    n, c, h, w = x.shape
+    out = xp.full((n, top + h + bottom, left + w + right, c), value, x.dtype).transpose(0, 3, 1, 2)
+    out[:, :, top: top + h, left: left + w] = x
+    return out
+
+
+def windows(x: np.ndarray, window: Window, out: tuple[int, int]) -> np.ndarray:
+    """A read-only view (N, C, OH, OW, KH, KW) of every window over the (already padded) x; no copy."""
+    (kh, kw), (th, tw), (dh, dw) = window.kernel, window.stride, window.dilation
+    sn, sc, sh, sw = x.strides
+    return xp.lib.stride_tricks.as_strided(x, (*x.shape[:2], *out, kh, kw),
+                                           (sn, sc, sh * th, sw * tw, sh * dh, sw * dw), writeable=False)
+
+
+def im2col(x: np.ndarray, window: Window, channels_last: bool = False) -> np.ndarray:
+    """x (N, C, H, W) -> (N·OH·OW, C·KH·KW): one row per window position, each channel's patch in turn.
+
+    With `channels_last` the columns run (KH, KW, C) instead: 4x faster to gather from channel-last memory."""
+    out = window.output_size(x.shape[2:])
+    view = windows(pad(x, window.pads(x.shape[2:])), window, out)
+    view = view.transpose(0, 2, 3, 4, 5, 1) if channels_last else view.transpose(0, 2, 3, 1, 4, 5)
+    return view.reshape(-1, x.shape[1] * window.kernel[0] * window.kernel[1])
+
+
+def offsets(window: Window, out: tuple[int, int]) -> Iterator[tuple[int, int, tuple]]:
+    """Each kernel offset (i, j) with the index of the padded-image pixels it takes across all windows."""
+    (kh, kw), (th, tw), (dh, dw) = window.kernel, window.stride, window.dilation
+    for i in range(kh):
+        for j in range(kw):
+            yield i, j, (..., slice(i * dh, i * dh + th * (out[0] - 1) + 1, th),
+                         slice(j * dw, j * dw + tw * (out[1] - 1) + 1, tw))
+
+
+def unpad(x: np.ndarray, pads: Pads) -> np.ndarray:
+    """The inverse of `pad`: the image without its padding rows and columns."""
+    (top, bottom), (left, right) = pads
+    return x[:, :, top: x.shape[2] - bottom, left: x.shape[3] - right]
+
+
+def col2im(slab: Callable[[int, int, tuple], np.ndarray], shape: tuple[int, ...], window: Window,
+           dtype: type) -> np.ndarray:
+    """The adjoint of taking windows: for each kernel offset (i, j), `slab(i, j, index)` gives the gradient
+    (N, C, OH, OW) of the pixels that offset took, at `index` of the padded image; their sum, unpadded."""
+    pads = window.pads(shape[2:])
+    n, c, h, w = shape
+    dx = xp.zeros((n, h + sum(pads[0]), w + sum(pads[1]), c), dtype).transpose(0, 3, 1, 2)  # channel-last
+    for i, j, index in offsets(window, window.output_size(shape[2:])):  # kernel offsets only: whole slices
+        dx[index] += slab(i, j, index)
+    return unpad(dx, pads)

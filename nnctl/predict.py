@@ -1,0 +1,91 @@
+"""A trained model on new inputs: classes and probabilities (or outputs), shown or written to a file."""
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from nnctl.data.inputs import read_inputs
+from nnctl.errors import NnctlError
+from nnctl.experiment import Experiment
+from nnctl.metrics import predict
+
+OUTPUT_SUFFIXES = (".csv", ".npy", ".json")
+
+
+@dataclass
+class Predictions:
+    """One row per input sample: its name, the model's probabilities (or outputs) and, for classifiers, its class."""
+
+    names: list[str]
+    values: np.ndarray
+    classes: np.ndarray | None
+    probabilities: bool
+    """Whether `values` are probabilities (the loss applies softmax/sigmoid), not raw outputs."""
+
+    def top(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The k most likely classes of each sample, and their values, best first."""
+        order = np.argsort(-self.values, axis=1, kind="stable")[:, :k]
+        return order, np.take_along_axis(self.values, order, axis=1)
+
+
+def predict_files(exp: Experiment, paths: list[Path]) -> Predictions:
+    """Reads every input file, prepares it as the training data was, and runs the model on all of it."""
+    names, batches = [], []
+    for path in paths:
+        x = read_inputs(Path(path), exp.source.sample_shape)
+        batches.append(x)
+        names += [str(path)] if len(x) == 1 else [f"{path}[{i}]" for i in range(len(x))]
+    outputs = predict(exp.model, exp.source.inputs(np.concatenate(batches), exp.dtype), exp.settings.eval_batch_size)
+    if not exp.data.num_classes:
+        return Predictions(names, outputs.reshape(len(outputs), -1), None, False)
+    values = exp.loss.probabilities(outputs).reshape(len(outputs), -1)
+    if values.shape[1] == 1:  # one sigmoid output: P(class 1)
+        values = np.concatenate([1 - values, values], axis=1)
+    return Predictions(names, values, exp.loss.labels(outputs), bool(exp.loss.applies))
+
+
+def check_output(path: Path) -> None:
+    """Refuses an output file whose kind `write` does not know, before any work is done."""
+    if path.suffix.lower() not in OUTPUT_SUFFIXES:
+        raise NnctlError(f"{path}: cannot write predictions as '{path.suffix or path.name}'; "
+                         f"name the file *.csv, *.npy or *.json")
+
+
+def write(result: Predictions, path: Path, k: int) -> None:
+    """.npy: the values array; .csv: input, class and every value; .json: the same plus the top k."""
+    check_output(path)
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".npy":
+            np.save(path, result.values)
+        elif suffix == ".csv":
+            _write_csv(result, path)
+        else:
+            path.write_text(json.dumps(_records(result, k), indent=1) + "\n")
+    except OSError as exc:
+        raise NnctlError(f"{path}: cannot write the predictions: {exc.strerror or exc}") from None
+
+
+def _write_csv(result: Predictions, path: Path) -> None:
+    prefix = "p" if result.probabilities else "y"
+    columns = [f"{prefix}{j}" for j in range(result.values.shape[1])]
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["input", *(["class"] if result.classes is not None else []), *columns])
+        for i, name in enumerate(result.names):
+            label = [int(result.classes[i])] if result.classes is not None else []
+            writer.writerow([name, *label, *(f"{v:.6g}" for v in result.values[i])])
+
+
+def _records(result: Predictions, k: int) -> list[dict]:
+    if result.classes is None:
+        return [{"input": name, "outputs": row.tolist()} for name, row in zip(result.names, result.values, strict=True)]
+    classes, values = result.top(k)
+    one, every = ("probability", "probabilities") if result.probabilities else ("output", "outputs")
+    return [{"input": name, "class": int(result.classes[i]),
+             "top": [{"class": int(c), one: float(v)} for c, v in zip(classes[i], values[i], strict=True)],
+             every: result.values[i].tolist()}
+            for i, name in enumerate(result.names)]

@@ -1,0 +1,34 @@
+"""TensorBoard event files in the run directory, written with tensorboardX (the optional `tensorboard` extra)."""
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+from nnctl.config import Config
+
+
+class TensorBoard:
+    """Every metric row as scalars: `epoch/<metric>` against the epoch, `step/<metric>` against the step."""
+
+    def __init__(self, run_dir: Path):
+        from tensorboardX import SummaryWriter  # optional, and slow to import: only when asked for
+
+        self.writer = SummaryWriter(str(run_dir))
+
+    @staticmethod
+    def check(config: Config) -> None:
+        """Before a run starts: a ConfigError at `train.tensorboard` when it is on and tensorboardX is missing."""
+        if config.section("train").get("tensorboard") and importlib.util.find_spec("tensorboardX") is None:
+            raise config.error(("train", "tensorboard"), "TensorBoard logging (--tensorboard) needs the "
+                                                         "tensorboardX package: pip install 'nnctl[tensorboard]'")
+
+    def append(self, row: dict[str, Any]) -> None:
+        kind = row["kind"]
+        x = row[kind]
+        for key, value in row.items():
+            if key not in ("kind", "epoch", "step") and isinstance(value, int | float):
+                self.writer.add_scalar(f"{kind}/{key}", value, x)
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()

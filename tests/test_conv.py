@@ -1,0 +1,171 @@
+"""Convolution, pooling and batch norm: the reference values, the window geometry, gradients and state."""
+
+import numpy as np
+import pytest
+
+from nnctl.builder import build_model
+from nnctl.config import from_dict
+from nnctl.gradcheck import check_layer
+from nnctl.layers.window import Window, col2im, im2col
+
+X = np.array([[[3, 0, 4, 2], [6, 5, 4, 3], [3, 0, 2, 3], [1, 0, 3, 1]],
+              [[1, 2, 0, 1], [3, 0, 2, 4], [1, 0, 3, 2], [4, 3, 0, 1]],
+              [[4, 2, 0, 1], [1, 2, 0, 4], [3, 0, 4, 2], [6, 2, 4, 5]]], dtype=np.float64)[None]
+
+IM2COL = [[3, 0, 6, 5, 1, 2, 3, 0, 4, 2, 1, 2],
+          [0, 4, 5, 4, 2, 0, 0, 2, 2, 0, 2, 0],
+          [4, 2, 4, 3, 0, 1, 2, 4, 0, 1, 0, 4],
+          [6, 5, 3, 0, 3, 0, 1, 0, 1, 2, 3, 0],
+          [5, 4, 0, 2, 0, 2, 0, 3, 2, 0, 0, 4],
+          [4, 3, 2, 3, 2, 4, 3, 2, 0, 4, 4, 2],
+          [3, 0, 1, 0, 1, 0, 4, 3, 3, 0, 6, 2],
+          [0, 2, 0, 3, 0, 3, 3, 0, 0, 4, 2, 4],
+          [2, 3, 3, 1, 3, 2, 0, 1, 4, 2, 4, 5]]
+
+
+def model_of(*layers, input_shape=(3, 4, 4), dtype=np.float64):
+    return build_model(from_dict({"model": {"layers": list(layers)}}), input_shape, dtype, np.random.default_rng(0))
+
+
+def test_im2col_reference():
+    np.testing.assert_array_equal(im2col(X, Window.of(2, 1)), IM2COL)
+
+
+def test_im2col_channels_last_holds_the_same_columns_reordered():
+    cols = im2col(X, Window.of(2, 1), channels_last=True)
+    np.testing.assert_array_equal(cols.reshape(9, 2, 2, 3).transpose(0, 3, 1, 2).reshape(9, 12), IM2COL)
+
+
+def test_conv_reference():
+    weights = np.stack([np.ones((3, 2, 2)), np.full((3, 2, 2), 2.0)])
+    model = model_of({"type": "conv2d", "filters": 2, "kernel_size": 2, "weight_init": weights.tolist()})
+    y = model.forward(X)
+    first = [[29, 21, 25], [24, 22, 33], [23, 21, 30]]
+    assert y.shape == (1, 2, 3, 3)
+    np.testing.assert_array_equal(y[0, 0], first)
+    np.testing.assert_array_equal(y[0, 1], 2 * np.array(first))
+
+
+def test_maxpool_reference():
+    y = model_of({"type": "maxpool2d", "pool_size": 2}).forward(X)
+    np.testing.assert_array_equal(y[0], [[[6, 4], [3, 3]], [[3, 4], [4, 3]], [[4, 4], [6, 5]]])
+
+
+def test_avgpool_and_global_average_values():
+    np.testing.assert_array_equal(model_of({"type": "avgpool2d"}).forward(X)[0, 0], [[3.5, 3.25], [1.0, 2.25]])
+    np.testing.assert_allclose(model_of({"type": "global_avg_pool2d"}).forward(X)[0], X[0].mean(axis=(1, 2)))
+
+
+def window_counts(shape, window):
+    """How many windows cover each pixel, counted with plain loops over every window."""
+    (top, _), (left, _) = window.pads(shape[2:])
+    oh, ow = window.output_size(shape[2:])
+    counts = np.zeros(shape[2:])
+    for r in range(oh):
+        for c in range(ow):
+            for i in range(window.kernel[0]):
+                for j in range(window.kernel[1]):
+                    y = r * window.stride[0] + i * window.dilation[0] - top
+                    x = c * window.stride[1] + j * window.dilation[1] - left
+                    if 0 <= y < shape[2] and 0 <= x < shape[3]:
+                        counts[y, x] += 1
+    return counts
+
+
+@pytest.mark.parametrize("window", [Window.of(2, 1), Window.of(3, 2, 1, 1), Window.of([2, 3], [1, 2], 2, "same"),
+                                    Window.of(3, 1, 1, "same")])
+def test_col2im_of_im2col_is_x_times_the_window_count(window):
+    x = np.random.default_rng(0).standard_normal((2, 3, 7, 7))
+    oh, ow = window.output_size(x.shape[2:])
+    kh, kw = window.kernel
+    cols = im2col(x, window).reshape(2, oh, ow, 3, kh, kw)
+    back = col2im(lambda i, j, _: cols[..., i, j].transpose(0, 3, 1, 2), x.shape, window, x.dtype)
+    np.testing.assert_allclose(back, x * window_counts(x.shape, window))
+
+
+@pytest.mark.parametrize("size, kernel, stride, pads, out", [
+    (28, 3, 1, (1, 1), 28),
+    (28, 4, 1, (1, 2), 28),   # even kernel: the extra pixel goes after, as in TensorFlow
+    (28, 5, 2, (1, 2), 14),
+    (7, 2, 2, (0, 1), 4),
+    (7, 3, 2, (1, 1), 4),
+    (8, 3, 2, (0, 1), 4),
+    (6, 1, 4, (0, 0), 2),     # no padding needed; the output is still ceil(6 / 4)
+])
+def test_same_padding_sizes(size, kernel, stride, pads, out):
+    window = Window.of(kernel, stride, 1, "same")
+    assert window.pads((size, size)) == (pads, pads)
+    assert window.output_size((size, size)) == (out, out)
+
+
+@pytest.mark.parametrize("window, message", [
+    (Window.of(5, 1), "the window spans 5 rows but the padded input has only 4"),
+    (Window.of(3, 1, 2), "the window spans 5 rows but the padded input has only 4"),
+    (Window.of(2, 3), "4 - 2 is not a multiple of 3"),
+])
+def test_impossible_geometry(window, message):
+    with pytest.raises(ValueError, match=message):
+        window.output_size((4, 4))
+
+
+@pytest.mark.parametrize("name, config, input_shape", [
+    ("conv2d", {"filters": 3, "kernel_size": 3, "stride": 2, "padding": "same"}, (2, 6, 5)),
+    ("conv2d", {"filters": 2, "kernel_size": 2, "padding": "same", "use_bias": False}, (3, 4, 5)),
+    ("conv2d", {"filters": 2, "kernel_size": 3, "dilation": 2, "padding": [2, 1]}, (2, 6, 6)),
+    ("conv2d", {"filters": 4, "kernel_size": [1, 3], "stride": [2, 1], "activation": "relu"}, (2, 5, 5)),
+    ("maxpool2d", {"pool_size": 2}, (2, 4, 6)),
+    ("maxpool2d", {"pool_size": 3, "stride": 2, "padding": 1}, (2, 5, 5)),
+    ("avgpool2d", {"pool_size": [2, 3], "stride": 1}, (2, 4, 5)),
+    ("batchnorm", {}, (4,)),
+    ("batchnorm", {"affine": False}, (2, 3, 3)),
+])
+def test_gradients_of_more_geometries(name, config, input_shape):
+    for check in check_layer(name, example={"config": config, "input_shape": input_shape}):
+        assert check.passed, f"{name} {config}: {check.tensor} relative error {check.error:.2e}"
+
+
+def test_maxpool_gradient_goes_to_the_first_maximum_only():
+    model = model_of({"type": "maxpool2d", "pool_size": 2}, input_shape=(1, 2, 2))
+    model.layers[0].input_grad = True
+    model.forward(np.array([[[[1.0, 5.0], [5.0, 0.0]]]]))
+    np.testing.assert_array_equal(model.backward(np.array([[[[2.0]]]]))[0, 0], [[0, 2], [0, 0]])
+
+
+def test_batchnorm_normalizes_while_training_and_uses_running_statistics_in_eval():
+    rng = np.random.default_rng(0)
+    model = model_of({"type": "batchnorm", "momentum": 0.5}, input_shape=(2, 3, 3))
+    layer = model.layers[0]
+    layer.params["gamma"][...] = [2.0, 3.0]
+    layer.params["beta"][...] = [-1.0, 1.0]
+    x = rng.normal(5.0, 4.0, (6, 2, 3, 3))
+    y = model.forward(x, training=True)
+    np.testing.assert_allclose(y.mean(axis=(0, 2, 3)), [-1.0, 1.0], atol=1e-12)
+    np.testing.assert_allclose(y.std(axis=(0, 2, 3)), [2.0, 3.0], rtol=1e-5)
+    mean, var = x.mean(axis=(0, 2, 3)), x.var(axis=(0, 2, 3), ddof=1)
+    np.testing.assert_allclose(layer.state["running_mean"], 0.5 * mean)
+    np.testing.assert_allclose(layer.state["running_var"], 0.5 + 0.5 * var)
+    one = x[:1]
+    expected = ((one - (0.5 * mean)[:, None, None]) / np.sqrt(0.5 + 0.5 * var + 1e-5)[:, None, None]
+                * np.array([2.0, 3.0])[:, None, None] + np.array([-1.0, 1.0])[:, None, None])
+    np.testing.assert_allclose(model.forward(one, training=False), expected)
+    np.testing.assert_array_equal(layer.state["running_mean"], 0.5 * mean)  # eval leaves the statistics alone
+
+
+def test_conv_runs_in_float32_and_keeps_the_dtype():
+    model = model_of({"type": "conv2d", "filters": 4, "kernel_size": 3, "padding": "same"},
+                     {"type": "batchnorm"}, {"type": "maxpool2d"}, {"type": "flatten"}, dtype=np.float32)
+    y = model.forward(X.astype(np.float32), training=True)
+    assert y.shape == (1, 16) and y.dtype == np.float32
+    assert model.backward(np.ones_like(y)) is None  # the first layer computes no input gradient
+    assert all(g.dtype == np.float32 for g in model.grads())
+
+
+def test_parameter_counts_of_the_references():
+    assert model_of({"type": "conv2d", "filters": 2, "kernel_size": 3}, input_shape=(3, 5, 5)).num_params == 56
+    same = {"kernel_size": 2, "padding": "same"}
+    cifar = model_of({"type": "conv2d", "filters": 16, **same}, {"type": "maxpool2d"},
+                     {"type": "conv2d", "filters": 32, **same}, {"type": "maxpool2d"},
+                     {"type": "conv2d", "filters": 64, **same}, {"type": "maxpool2d"},
+                     {"type": "flatten"}, {"type": "dense", "units": 500}, {"type": "dense", "units": 10},
+                     input_shape=(3, 32, 32))
+    assert cifar.num_params == 528_054

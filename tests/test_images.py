@@ -1,0 +1,210 @@
+"""Image data: augmentation, per-channel normalization, CIFAR-10 batches, and a conv net trained through the CLI."""
+
+import csv
+import hashlib
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from helpers import Server, cifar_archive, cifar_batches, nnctl
+from nnctl import checkpoint
+from nnctl.config import from_dict
+from nnctl.data import DATASETS, cifar10
+from nnctl.data.augment import Augment
+from nnctl.errors import ConfigError, DataError
+
+
+def load(spec: dict, base_dir: Path = Path("."), dtype=np.float32):
+    return DATASETS.build(spec, from_dict({"data": spec}), ("data",), base_dir=str(base_dir)).load(dtype)
+
+
+def shifted(image: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """The image moved down dy and right dx pixels, zeros filling in."""
+    out = np.zeros_like(image)
+    h, w = image.shape[1:]
+    out[:, max(dy, 0): h + min(dy, 0), max(dx, 0): w + min(dx, 0)] = \
+        image[:, max(-dy, 0): h - max(dy, 0), max(-dx, 0): w - max(dx, 0)]
+    return out
+
+
+def test_shift_moves_each_image_by_at_most_the_shift():
+    x = np.random.default_rng(0).random((40, 2, 5, 6)).astype(np.float32)
+    out = Augment.of({"shift": 2})(x, np.random.default_rng(1))
+    moves = set()
+    for image, moved in zip(x, out, strict=True):
+        found = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)
+                 if np.array_equal(moved, shifted(image, dy, dx))]
+        assert len(found) == 1
+        moves.add(found[0])
+    assert len(moves) > 10  # the shifts are drawn per sample
+    assert out.shape == x.shape and out.dtype == x.dtype
+
+
+def test_flip_mirrors_about_half_and_leaves_the_batch_alone():
+    x = np.random.default_rng(0).random((200, 3, 4, 4))
+    before = x.copy()
+    out = Augment.of({"flip": True})(x, np.random.default_rng(1))
+    mirrored = [np.array_equal(o, i[:, :, ::-1]) for o, i in zip(out, x, strict=True)]
+    kept = [np.array_equal(o, i) for o, i in zip(out, x, strict=True)]
+    assert all(m or k for m, k in zip(mirrored, kept, strict=True))
+    assert 70 < sum(mirrored) < 130
+    np.testing.assert_array_equal(x, before)
+
+
+def test_augmentation_is_reproducible_from_the_seed():
+    x = np.random.default_rng(0).random((10, 1, 8, 8))
+    augment = Augment.of({"shift": 3, "flip": True})
+    np.testing.assert_array_equal(augment(x, np.random.default_rng(5)), augment(x, np.random.default_rng(5)))
+
+
+@pytest.mark.parametrize("augment, message", [
+    ({"fip": True}, "unknown key 'fip' (did you mean 'flip'?)"),
+    ({"shift": -1}, "augment.shift must be a non-negative number of pixels"),
+    ({"flip": "yes"}, "augment.flip must be true or false"),
+])
+def test_bad_augment_options(augment, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)").replace("?", r"\?")):
+        load({"type": "inline", "x": [[[[0.0]]]], "y": [0], "flatten": False, "augment": augment})
+
+
+def test_augment_needs_images():
+    with pytest.raises(DataError, match="data.augment shifts and flips images"):
+        load({"type": "inline", "x": [[0.0, 1.0]], "y": [0], "augment": {"flip": True}})
+
+
+def test_normalize_per_channel_with_the_training_statistics():
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(3, 2, (50, 1, 2, 2)), rng.normal(-1, 5, (50, 1, 2, 2))], axis=1)
+    spec = {"type": "inline", "x": x.tolist(), "y": [0] * 50, "test_x": (x[:5] + 1).tolist(), "test_y": [0] * 5,
+            "flatten": False, "normalize": True}
+    data = load(spec, dtype=np.float64)
+    np.testing.assert_allclose(data.train.x.mean(axis=(0, 2, 3)), 0, atol=1e-12)
+    np.testing.assert_allclose(data.train.x.std(axis=(0, 2, 3)), 1, atol=1e-12)
+    np.testing.assert_allclose(data.test.x, data.train.x[:5] + 1 / x.std(axis=(0, 2, 3))[:, None, None])
+
+
+def test_npz_image_arrays_keep_their_layout(tmp_path):
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "images.npz", x=rng.integers(0, 256, (30, 3, 8, 6), dtype=np.uint8), y=np.arange(30) % 4)
+    data = load({"type": "npz", "path": "images.npz", "flatten": False, "scale": 1 / 255, "validation": 6}, tmp_path)
+    assert data.input_shape == (3, 8, 6) and data.train.x.shape == (24, 3, 8, 6) and data.num_classes == 4
+
+
+# CIFAR-10, in the format of the real archive: pickled dicts with bytes keys, inside cifar-10-batches-py/
+
+
+def test_cifar10_from_the_archive_and_from_the_extracted_folder(tmp_path):
+    batches = cifar_batches()
+    (tmp_path / "a" / "cifar10").mkdir(parents=True)
+    cifar_archive(tmp_path / "a" / "cifar10" / cifar10.ARCHIVE, batches)
+    extracted = tmp_path / "b" / "cifar10" / cifar10.FOLDER
+    extracted.mkdir(parents=True)
+    for name, raw in batches.items():
+        (extracted / name).write_bytes(raw)
+    first = pickle.loads(batches["data_batch_1"], encoding="bytes")
+    for root in ("a", "b"):
+        data = load({"type": "cifar10", "root": str(tmp_path / root)})
+        assert data.input_shape == (3, 32, 32) and (len(data.train), len(data.test)) == (20, 4)
+        assert data.train.y[:4].tolist() == first[b"labels"]
+        red = first[b"data"][0, :1024].reshape(32, 32)  # each row: 1024 red, then green, then blue pixels
+        np.testing.assert_allclose(data.train.x[0, 0], red / np.float32(255), rtol=1e-6)
+
+
+def test_cifar10_download_checks_the_archive(tmp_path, monkeypatch):
+    served = tmp_path / "served"
+    served.mkdir()
+    raw = cifar_archive(served / cifar10.ARCHIVE, cifar_batches())
+    with Server(served) as server:
+        with pytest.raises(DataError) as info:
+            load({"type": "cifar10", "root": "cache", "mirror": server.url}, tmp_path)
+        assert f"checksum mismatch (MD5 of the file {hashlib.md5(raw).hexdigest()}" in str(info.value)
+        assert not (tmp_path / "cache" / "cifar10" / cifar10.ARCHIVE).exists()
+        monkeypatch.setattr(cifar10, "MD5", hashlib.md5(raw).hexdigest())  # our archive stands in for the real one
+        data = load({"type": "cifar10", "root": "cache", "mirror": server.url}, tmp_path)
+    assert len(data.train) == 20 and (tmp_path / "cache" / "cifar10" / cifar10.ARCHIVE).read_bytes() == raw
+
+
+class _RunsCode:
+    def __reduce__(self):
+        return (print, ("this ran",))
+
+
+@pytest.mark.parametrize("batch, message", [
+    (pickle.dumps({b"data": _RunsCode(), b"labels": []}), "refused to read the batch: it references builtins.print"),
+    (pickle.dumps({b"labels": [1]}), "not a CIFAR-10 batch"),
+    (pickle.dumps({b"data": np.zeros((2, 10), np.uint8), b"labels": [1, 2]}), "expected uint8 rows of 3072"),
+    (b"\x80\x02garbage", "not a CIFAR-10 batch"),
+])
+def test_bad_cifar_batches(tmp_path, batch, message):
+    batches = {**cifar_batches(), "data_batch_3": batch}
+    (tmp_path / "cifar10").mkdir()
+    cifar_archive(tmp_path / "cifar10" / cifar10.ARCHIVE, batches)
+    with pytest.raises(DataError, match=message):
+        load({"type": "cifar10", "root": str(tmp_path)})
+
+
+def test_corrupt_cifar_archive(tmp_path):
+    (tmp_path / "cifar10").mkdir()
+    (tmp_path / "cifar10" / cifar10.ARCHIVE).write_bytes(b"\x1f\x8b broken")
+    with pytest.raises(DataError, match="not a readable tar.gz archive"):
+        load({"type": "cifar10", "root": str(tmp_path)})
+
+
+# A small conv net with batch norm and augmentation, trained and resumed through the CLI on an MNIST slice
+
+CNN = """\
+name: cnn
+seed: 3
+data: {type: mnist, flatten: false, subset: 1200, test_subset: 500, validation: 200, augment: {shift: 1}}
+model:
+  layers:
+    - {type: conv2d, filters: 6, kernel_size: 3, padding: same, weight_init: he_normal}
+    - {type: batchnorm}
+    - {type: relu}
+    - {type: maxpool2d, pool_size: 2}
+    - {type: conv2d, filters: 8, kernel_size: 2, stride: 2, activation: relu}
+    - {type: flatten}
+    - {type: dense, units: 10}
+loss: softmax_cross_entropy
+optimizer: {type: adam, lr: 0.01}
+train: {epochs: 3, batch_size: 50, metrics: [accuracy]}
+"""
+
+
+def rows(run_dir: Path) -> list[dict[str, str]]:
+    with open(run_dir / "metrics.csv") as f:
+        return [{k: v for k, v in row.items() if k != "time_s"} for row in csv.DictReader(f)]
+
+
+def train_cnn(tmp_path: Path, *overrides: str) -> Path:
+    tmp_path.mkdir()
+    config = tmp_path / "cnn.yaml"
+    config.write_text(CNN)
+    result = nnctl("train", str(config), *overrides, "--runs-dir", str(tmp_path / "runs"))
+    assert result.returncode == 0, result.stderr
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    return run_dir
+
+
+def test_a_conv_net_with_batch_norm_learns_and_resumes_bit_for_bit(tmp_path):
+    straight = train_cnn(tmp_path / "a")
+    summary = json.loads((straight / "summary.json").read_text())
+    first = train_cnn(tmp_path / "b", "train.epochs=1")
+    result = nnctl("train", "--resume", str(first / "checkpoints" / "last.pkl"), "train.epochs=3")
+    assert result.returncode == 0, result.stderr
+    a = checkpoint.load(straight / "checkpoints" / "last.pkl")["model"]
+    b = checkpoint.load(first / "checkpoints" / "last.pkl")["model"]
+    assert set(a["batchnorm_1"]["state"]) == {"running_mean", "running_var"}
+    for layer, entry in a.items():
+        for kind in ("params", "state"):
+            for key, value in entry[kind].items():
+                np.testing.assert_array_equal(value, b[layer][kind][key], err_msg=f"{layer}.{key}")
+    assert rows(first) == rows(straight)
+    accuracy = summary["test"]["test_accuracy"]
+    assert accuracy > 0.6, summary  # three epochs on 1,000 images: far above the 10 % of guessing
+    result = nnctl("eval", str(straight / "checkpoints" / "last.pkl"), "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["accuracy"] == accuracy  # eval uses the saved running statistics

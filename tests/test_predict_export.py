@@ -1,0 +1,199 @@
+"""predict, export, model.weights and TensorBoard logging through the real CLI, on a tiny real MNIST run."""
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from helpers import CONFIGS, nnctl
+from nnctl import checkpoint
+from nnctl.config import load_config
+from nnctl.data.idx import read_idx
+from nnctl.experiment import build, from_checkpoint
+from nnctl.predict import predict_files
+
+SLICE = ["data.subset=3000", "data.test_subset=1000", "data.validation=500", "train.epochs=2", "optimizer.lr=2e-3"]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, mnist_root) -> Path:
+    """One tiny real run of mnist_mlp, with TensorBoard events and a metrics row every 5 steps."""
+    runs = tmp_path_factory.mktemp("io") / "runs"
+    result = nnctl("train", str(CONFIGS / "mnist_mlp.yaml"), *SLICE, "train.log_every_steps=5", "--tensorboard",
+                   "--runs-dir", str(runs), "-q")
+    assert result.returncode == 0, result.stderr
+    (run_dir,) = runs.iterdir()
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def digits(mnist_root) -> tuple[np.ndarray, np.ndarray]:
+    """The first 20 MNIST test images (raw uint8, 28×28) and their labels."""
+    folder = mnist_root / "mnist"
+    return (read_idx(folder / "t10k-images-idx3-ubyte.gz")[:20],
+            read_idx(folder / "t10k-labels-idx1-ubyte.gz")[:20])
+
+
+def ok(*args: str) -> str:
+    result = nnctl(*args)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_predict_prepares_inputs_as_the_training_data(run, digits, tmp_path):
+    images, _ = digits
+    np.save(tmp_path / "x.npy", images)
+    ok("predict", str(run / "checkpoints" / "last.pkl"), str(tmp_path / "x.npy"), "-o", str(tmp_path / "p.npy"))
+    probabilities = np.load(tmp_path / "p.npy")
+    exp = from_checkpoint(run / "checkpoints" / "last.pkl")[0]
+    expected = exp.loss.probabilities(exp.model.forward(exp.data.test.x[:20]))  # scaled by the dataset itself
+    assert probabilities.shape == (20, 10)
+    np.testing.assert_allclose(probabilities, expected, rtol=1e-6)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1, rtol=1e-5)
+
+
+def test_predict_table_csv_and_json_agree(run, digits, tmp_path):
+    images, labels = digits
+    np.savetxt(tmp_path / "x.csv", images[:4].reshape(4, -1), delimiter=",", fmt="%d")
+    np.savez(tmp_path / "x.npz", x=images[:4])
+    ckpt = str(run / "checkpoints" / "best.pkl")
+    table = ok("predict", ckpt, str(tmp_path / "x.csv"), str(tmp_path / "x.npz"), "--top", "2")
+    assert "x.csv[3]" in table and "x.npz[0]" in table and "top 2 (class probability)" in table
+    ok("predict", ckpt, str(tmp_path / "x.csv"), "-o", str(tmp_path / "p.csv"))
+    ok("predict", ckpt, str(tmp_path / "x.npz"), "-o", str(tmp_path / "p.json"), "-k", "3")
+    with open(tmp_path / "p.csv") as f:
+        rows = list(csv.DictReader(f))
+    records = json.loads((tmp_path / "p.json").read_text())
+    assert [r["input"] for r in rows] == [f"{tmp_path / 'x.csv'}[{i}]" for i in range(4)]
+    assert [int(r["class"]) for r in rows] == [r["class"] for r in records] == labels[:4].tolist()
+    for row, record in zip(rows, records, strict=True):
+        assert len(record["top"]) == 3 and record["top"][0]["class"] == record["class"]
+        assert float(row[f"p{record['class']}"]) == pytest.approx(record["top"][0]["probability"], rel=1e-5)
+
+
+def test_a_png_digit_is_resized_greyed_and_classified(run, digits, tmp_path):
+    images, labels = digits
+    Image.fromarray(images[0]).save(tmp_path / "seven.png")
+    Image.fromarray(images[1]).resize((56, 56)).convert("RGB").save(tmp_path / "two_rgb_56.png")
+    Image.fromarray(images[2]).save(tmp_path / "one.jpg", quality=95)
+    ckpt = str(run / "checkpoints" / "last.pkl")
+    ok("predict", ckpt, *(str(tmp_path / n) for n in ("seven.png", "two_rgb_56.png", "one.jpg")),
+       "-o", str(tmp_path / "p.json"))
+    records = json.loads((tmp_path / "p.json").read_text())
+    assert labels[:3].tolist() == [7, 2, 1]
+    assert [r["class"] for r in records] == [7, 2, 1]
+    np.save(tmp_path / "seven.npy", images[0])
+    ok("predict", ckpt, str(tmp_path / "seven.npy"), "-o", str(tmp_path / "q.json"))
+    same = json.loads((tmp_path / "q.json").read_text())[0]["probabilities"]
+    assert records[0]["probabilities"] == pytest.approx(same, rel=1e-4, abs=1e-9)  # float32 sums in other batches
+
+
+def test_exported_then_imported_weights_give_the_same_outputs(run, digits, tmp_path):
+    ckpt = run / "checkpoints" / "last.pkl"
+    weights = tmp_path / "weights.npz"
+    stdout = ok("export", str(ckpt), "-o", str(weights))
+    assert "dense_1/W" in stdout
+    with np.load(weights, allow_pickle=False) as archive:
+        arrays = dict(archive)
+    saved = checkpoint.load(ckpt)["model"]
+    assert sorted(arrays) == ["dense_1/W", "dense_1/b", "dense_2/W", "dense_2/b", "dense_3/W", "dense_3/b",
+                              "input_shape", "output_shape"]
+    np.testing.assert_array_equal(arrays["dense_2/W"], saved["dense_2"]["params"]["W"])
+    assert arrays["input_shape"].tolist() == [784] and arrays["output_shape"].tolist() == [10]
+
+    np.save(tmp_path / "x.npy", digits[0])
+    ok("predict", str(ckpt), str(tmp_path / "x.npy"), "-o", str(tmp_path / "p.npy"))
+    imported = build(load_config(CONFIGS / "mnist_mlp.yaml", [*SLICE, f"model.weights={weights}"]), CONFIGS)
+    np.testing.assert_array_equal(predict_files(imported, [tmp_path / "x.npy"]).values, np.load(tmp_path / "p.npy"))
+
+    from_weights = json.loads(ok("eval", str(CONFIGS / "mnist_mlp.yaml"), *SLICE, f"model.weights={weights}",
+                                 "--json"))
+    from_checkpoint_ = json.loads(ok("eval", str(ckpt), "--json"))
+    for key in ("samples", "loss", "accuracy", "confusion_matrix"):
+        assert from_weights[key] == from_checkpoint_[key], key
+
+
+def test_train_and_eval_start_from_weights_made_elsewhere(tmp_path):
+    solved = tmp_path / "and.npz"  # the perceptron's AND solution, written by hand as another tool would
+    np.savez(solved, **{"dense_1/W": np.array([[0.1], [0.2]]), "dense_1/b": np.array([-0.2])})
+    wrong = tmp_path / "or.npz"
+    np.savez(wrong, **{"dense_1/W": np.array([[0.1], [0.1]]), "dense_1/b": np.array([-0.05])})
+    config = str(CONFIGS / "perceptron_and.yaml")
+    assert json.loads(ok("eval", config, f"model.weights={solved}", "--json"))["accuracy"] == 1.0
+    assert json.loads(ok("eval", config, f"model.weights={wrong}", "--json"))["accuracy"] == 0.5
+
+    runs = tmp_path / "runs"
+    ok("train", config, f"model.weights={solved}", "train.epochs=1", "--runs-dir", str(runs), "-q")
+    (run_dir,) = runs.iterdir()
+    layer = checkpoint.load(run_dir / "checkpoints" / "last.pkl")["model"]["dense_1"]["params"]
+    assert layer["W"][:, 0].tolist() == [0.1, 0.2] and layer["b"].tolist() == [-0.2]  # no mistake, no update
+    assert f"weights: {solved}" in (run_dir / "config.yaml").read_text()
+
+
+@pytest.mark.parametrize("arrays, message", [
+    ({"dense_1/W": np.zeros((3, 1)), "dense_1/b": np.zeros(1)},
+     "array 'dense_1/W' has shape [3, 1], but this model's dense_1/W has shape [2, 1]"),
+    ({"dense_1/W": np.zeros((2, 1))}, "missing 'dense_1/b' [1]"),
+    ({"dense_1/W": np.zeros((2, 1)), "dense_1/b": np.zeros(1), "dense_2/W": np.zeros((1, 1))},
+     "not in this model 'dense_2/W' [1, 1]"),
+    ({"dense_1/W": np.zeros((2, 1)), "dense_1/b": np.zeros(1), "input_shape": np.array([784])},
+     "exported from a model with input shape [784], but this model's is [2]"),
+    ({"dense_1/W": np.full((2, 1), np.nan), "dense_1/b": np.zeros(1)}, "'dense_1/W' holds NaN or infinite"),
+])
+def test_weights_that_do_not_fit_are_refused_by_name_and_shape(tmp_path, arrays, message):
+    np.savez(tmp_path / "w.npz", **arrays)
+    result = nnctl("eval", str(CONFIGS / "perceptron_and.yaml"), f"model.weights={tmp_path / 'w.npz'}")
+    assert result.returncode == 2
+    assert "model.weights" in result.stderr and message in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_inputs_exit_with_a_message(run, tmp_path):
+    np.save(tmp_path / "wide.npy", np.zeros((3, 100)))
+    np.save(tmp_path / "words.npy", np.array(["a", "b"]))
+    (tmp_path / "corrupt.npz").write_bytes(b"PK\x03\x04 not really a zip archive")
+    (tmp_path / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    (tmp_path / "x.txt").write_text("1 2 3\n")
+    np.save(tmp_path / "ok.npy", np.zeros((1, 784)))
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (28, 28), np.uint8)).save(tmp_path / "cut.png")
+    (tmp_path / "cut.png").write_bytes((tmp_path / "cut.png").read_bytes()[:400])  # of 880 bytes
+    ckpt = str(run / "checkpoints" / "last.pkl")
+    cases = [
+        (["wide.npy"], "an array of shape [3, 100] does not fit this model, which was trained on samples of "
+                       "shape [1, 28, 28] (784 values)"),
+        (["missing.npy"], "missing.npy: no such file"),
+        (["corrupt.npz"], "corrupt.npz: not a readable .npz file"),
+        (["corrupt.png"], "corrupt.png: not a readable image (not in a format Pillow knows"),
+        (["cut.png"], "cut.png: not a readable image"),
+        (["x.txt"], "unknown kind of input '.txt'; expected one of: .npy, .npz, .csv, .png, .jpg, .jpeg"),
+        (["words.npy"], "the inputs are not numbers"),
+    ]
+    for files, message in cases:
+        result = nnctl("predict", ckpt, *(str(tmp_path / f) for f in files))
+        assert result.returncode == 1, (files, result.stdout)
+        assert message in result.stderr and "Traceback" not in result.stderr, result.stderr
+    result = nnctl("predict", ckpt, str(tmp_path / "ok.npy"), "-o", str(tmp_path / "p.txt"))
+    assert result.returncode == 1 and "name the file *.csv, *.npy or *.json" in result.stderr
+    assert not (tmp_path / "p.txt").exists()
+    result = nnctl("export", str(tmp_path / "none.pkl"), "-o", str(tmp_path / "w.npz"))
+    assert result.returncode == 1 and "none.pkl: no such checkpoint" in result.stderr
+
+
+def test_tensorboard_events_hold_the_metrics(run):
+    events = EventAccumulator(str(run))
+    events.Reload()
+    with open(run / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    epochs = [r for r in rows if r["kind"] == "epoch"]
+    steps = [r for r in rows if r["kind"] == "step"]
+    assert len(epochs) == 2 and len(steps) == 8  # 2,500 samples in batches of 128: 20 steps an epoch
+    for tag, kind, selected in (("epoch/val_accuracy", "epoch", epochs), ("step/loss", "step", steps)):
+        scalars = events.Scalars(tag)
+        assert [s.step for s in scalars] == [int(r[kind]) for r in selected]
+        column = tag.split("/")[1]
+        np.testing.assert_allclose([s.value for s in scalars], [float(r[column]) for r in selected], rtol=1e-6)
+    assert {"epoch/loss", "epoch/accuracy", "epoch/val_loss", "epoch/lr", "step/lr"} <= set(events.Tags()["scalars"])
