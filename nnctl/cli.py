@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -12,6 +13,8 @@ from rich.console import Console
 from rich.table import Table
 
 from nnctl import __version__
+from nnctl import plot as plots
+from nnctl.callbacks import format_value
 from nnctl.config import load_config
 from nnctl.errors import ConfigError, NnctlError
 from nnctl.experiment import Experiment, build, from_checkpoint, report
@@ -20,7 +23,9 @@ from nnctl.layers import LAYERS
 from nnctl.losses import LOSSES
 from nnctl.predict import Predictions, check_output, predict_files, write
 from nnctl.runner import Runner
+from nnctl.runs import Run, config_diff, expand, find_runs, load_run
 from nnctl.sample import LanguageModel
+from nnctl.sweep import Outcome, Sweep, by_value
 from nnctl.weights import export as export_weights
 
 app = typer.Typer(help="Train neural networks written in plain NumPy from YAML files.", no_args_is_help=True,
@@ -241,6 +246,207 @@ def sample(
     """Generate text from a trained language model (a config with data.type text), starting from --prime."""
     model = LanguageModel.load(checkpoint_path)
     out.print(model.generate(prime, length, temperature, seed), markup=False)
+
+
+@app.command("runs")
+def runs_command(
+    args: Annotated[list[str] | None, typer.Argument(metavar="[DIR] | show RUN | diff RUN RUN",
+                                                     help="A folder of runs (default runs/), or show/diff and runs.",
+                                                     show_default=False)] = None,
+) -> None:
+    """A table of the runs under DIR; `runs show RUN` details one run, `runs diff RUN RUN` compares two."""
+    args = args or []
+    if args[:1] == ["show"] and len(args) == 2:
+        _show_run(load_run(args[1]))
+    elif args[:1] == ["diff"] and len(args) == 3:
+        _diff_runs(load_run(args[1]), load_run(args[2]))
+    elif len(args) <= 1 and args[:1] not in (["show"], ["diff"]):
+        root = Path(args[0] if args else "runs")
+        runs = find_runs(root)
+        if not runs:
+            out.print(f"no runs under {root}")
+            return
+        out.print(_runs_table(runs, root))
+    else:
+        raise NnctlError("expected: nnctl runs [DIR], nnctl runs show RUN or nnctl runs diff RUN RUN")
+
+
+def _runs_table(runs: list[Run], root: Path) -> Table:
+    table = Table(title=f"runs under {root}")
+    for column in ("run", "started", "status", "epochs", "best", "wall time"):
+        table.add_column(column, justify="right" if column in ("epochs", "wall time") else "left")
+    for run in runs:
+        planned = (run.config.get("train") or {}).get("epochs")
+        done = str(run.summary.get("epochs", 0)) + (f"/{planned}" if planned else "")
+        table.add_row(str(run.path.relative_to(root)) if run.path != root else run.name,
+                      f"{run.started:%Y-%m-%d %H:%M:%S}", run.status, done,
+                      run.best(), f"{run.summary.get('wall_time_s', 0):.1f} s")
+    return table
+
+
+def _show_run(run: Run) -> None:
+    s = run.summary
+    table = Table(title=f"run {run.path}", show_header=False)
+    table.add_column("key")
+    table.add_column("value")
+    rows = [("name", run.config.get("name")), ("started", f"{run.started:%Y-%m-%d %H:%M:%S}"), ("status", run.status),
+            ("epochs", s.get("epochs")), ("steps", s.get("steps")), ("wall time", f"{s.get('wall_time_s', 0):.1f} s"),
+            ("seed", s.get("seed")), ("parameters", f"{s.get('num_params', 0):,}"), ("best", run.best()),
+            *[(key, format_value(value)) for key, value in run.final_metrics().items()],
+            ("error", s.get("error"))]
+    for key, value in rows:
+        if value not in (None, ""):
+            table.add_row(key, str(value))
+    out.print(table)
+    epochs = run.epochs()
+    if epochs:
+        history = Table(title="per epoch")
+        columns = [k for k in epochs[0] if k not in ("kind", "step")]
+        for column in columns:
+            history.add_column(column, justify="right")
+        for row in epochs:
+            history.add_row(*(format_value(row.get(column, "")) for column in columns))
+        out.print(history)
+
+
+def _diff_runs(a: Run, b: Run) -> None:
+    changes = config_diff(a, b)
+    table = Table(title=f"config keys that differ ({len(changes)})")
+    for column in ("key", str(a.path), str(b.path)):
+        table.add_column(column)
+    for key, x, y in changes:
+        table.add_row(key, "—" if x is None else str(x), "—" if y is None else str(y))
+    out.print(table)
+    metrics = Table(title="results")
+    for column in ("metric", str(a.path), str(b.path)):
+        metrics.add_column(column, justify="left" if column == "metric" else "right")
+    fa, fb = a.final_metrics(), b.final_metrics()
+    metrics.add_row("status", a.status, b.status)
+    metrics.add_row("epochs", str(a.summary.get("epochs")), str(b.summary.get("epochs")))
+    for key in [*fa, *(k for k in fb if k not in fa)]:
+        metrics.add_row(key, format_value(fa.get(key, "—")), format_value(fb.get(key, "—")))
+    metrics.add_row("wall time", *(f"{r.summary.get('wall_time_s', 0):.1f} s" for r in (a, b)))
+    out.print(metrics)
+
+
+@app.command("plot")
+def plot_command(
+    runs: Annotated[list[Path], typer.Argument(metavar="RUN...", help="Run directories, folders of runs (a sweep) "
+                                               "or checkpoints; a config for --activations at initialization.")],
+    metric: Annotated[str, typer.Option("--metric", help="The metric of the learning curves.")] = "loss",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="The PNG to write (default: <kind>.png in "
+                                                "the one folder given, else here).",
+                                                show_default=False)] = None,
+    confusion: Annotated[bool, typer.Option("--confusion", help="The confusion matrix of the run's model.")] = False,
+    filters: Annotated[bool, typer.Option("--filters", help="The first conv layer's filters as images.")] = False,
+    activations: Annotated[bool, typer.Option("--activations", help="A histogram of each layer's outputs for a "
+                                              "batch.")] = False,
+    split: Annotated[str, typer.Option("--split", help="The split for --confusion and --activations.")] = "test",
+    samples: Annotated[int, typer.Option("--samples", help="The batch size for --activations.")] = 1000,
+    smooth: Annotated[float, typer.Option("--smooth", help="Smoothing of per-step curves, 0 to 0.999.")] = 0.9,
+) -> None:
+    """Learning curves of runs overlaid (per epoch, and per step smoothed), or a confusion matrix, filters or
+    activation histograms of one run, as a PNG (needs matplotlib: pip install 'nnctl[plot]')."""
+    kinds = [k for k, on in (("confusion", confusion), ("filters", filters), ("activations", activations)) if on]
+    if len(kinds) > 1:
+        raise NnctlError(f"give one of --confusion, --filters and --activations, not {' and '.join(kinds)}")
+    if split not in ("test", "val", "train"):
+        raise ConfigError(f"--split must be test, val or train, not '{split}'")
+    if not 0 <= smooth < 1:
+        raise ConfigError(f"--smooth must be in [0, 1), got {smooth}")
+    kind = kinds[0] if kinds else "curves"
+    plots.pyplot()
+    if kind != "curves" and len(runs) != 1:
+        raise NnctlError(f"--{kind} shows one run; got {len(runs)}")
+    default_dir = runs[0] if len(runs) == 1 and runs[0].is_dir() else Path(".")
+    path = output or default_dir / f"{kind}.png"
+    if kind == "curves":
+        written = plots.curves(expand(runs), metric, path, smooth)
+    else:
+        exp, title = _experiment(runs[0])
+        written = {"confusion": lambda: plots.confusion(exp, split, path, title),
+                   "filters": lambda: plots.filters(exp, path, title),
+                   "activations": lambda: plots.activations(exp, split, samples, path, title)}[kind]()
+    out.print(f"wrote {written}")
+
+
+def _experiment(path: Path) -> tuple[Experiment, str]:
+    """The model of a run (its best.pkl, else last.pkl), of a checkpoint, or of a config at initialization."""
+    if path.suffix in (".yaml", ".yml"):
+        return _load(path, []), f"{path.name} (initial weights)"
+    if path.suffix == ".pkl":
+        return from_checkpoint(path)[0], f"{path.parent.parent.name}/{path.name}"
+    return from_checkpoint(load_run(path).checkpoint)[0], path.resolve().name
+
+
+@app.command("sweep")
+def sweep_command(
+    sweep_file: Annotated[Path, typer.Argument(metavar="SWEEP.yaml", help="A sweep: a base config and a grid or "
+                                                                          "members of overrides.")],
+    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Members trained at once, in worker processes.")] = 1,
+    runs_dir: Annotated[Path, typer.Option("--runs-dir", help="The sweep's directory is <runs-dir>/<name>.")] = Path(
+        "runs"),
+    metric: Annotated[str | None, typer.Option("--metric", help="The metric of the table and plots (default: the "
+                                               "sweep's metric, else loss).", show_default=False)] = None,
+) -> None:
+    """Train every member of a sweep as a normal run in one directory, then a table and the overlay plot; a
+    failing member does not stop the others, and running it again skips finished members."""
+    if jobs < 1:
+        raise ConfigError(f"--jobs must be at least 1, got {jobs}")
+    sweep = Sweep(sweep_file, runs_dir)
+    metric = metric or sweep.metric
+    todo = sweep.plan()
+    out.print(f"sweep {sweep.name}: {len(sweep.members)} members, {len(sweep.members) - len(todo)} already done, "
+              f"{len(todo)} to run with {jobs} job(s) in {sweep.dir}")
+
+    def report(outcome: Outcome) -> None:
+        where = f" ({outcome.run.path})" if outcome.run else ""
+        out.print(f"  {outcome.member.label}: {outcome.status}{where}"
+                  + (f": {outcome.error}" if outcome.error else ""), markup=False)
+
+    try:
+        outcomes = sweep.run(todo, jobs, report)
+    except KeyboardInterrupt:
+        err.print("sweep interrupted; members stop after their current step. Run the sweep again to resume them.")
+        raise typer.Exit(130) from None
+    out.print(_sweep_table(sweep, outcomes, metric))
+    _sweep_plots(sweep, outcomes, metric)
+    failed = [o for o in outcomes if o.status == "failed"]
+    if failed:
+        err.print(f"{len(failed)} of {len(outcomes)} members failed: {', '.join(o.member.label for o in failed)}",
+                  markup=False)
+        raise typer.Exit(1)
+
+
+def _sweep_table(sweep: Sweep, outcomes: list[Outcome], metric: str) -> Table:
+    table = Table(title=f"sweep {sweep.name} ({sweep.dir})")
+    columns = ["member", "status", "epochs", metric, f"val_{metric}", f"test_{metric}", "wall time", "run"]
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("member", "status", "run") else "right")
+    for o in outcomes:
+        run = o.run
+        final = run.final_metrics() if run else {}
+        shown = o.status if o.status != "skipped" or run is None else f"done before ({run.status})"
+        table.add_row(o.member.label, shown, str(run.summary.get("epochs", "")) if run else "",
+                      *(format_value(final.get(k, "")) for k in columns[3:6]),
+                      f"{run.summary.get('wall_time_s', 0):.1f} s" if run else "", run.name if run else "")
+    return table
+
+
+def _sweep_plots(sweep: Sweep, outcomes: list[Outcome], metric: str) -> None:
+    runs = [o.run for o in outcomes if o.run is not None and o.run.epochs()]
+    if not runs:
+        return
+    try:
+        plots.pyplot()
+    except NnctlError as exc:
+        err.print(f"no plots: {exc}", markup=False)
+        return
+    out.print(f"wrote {plots.curves(runs, metric, sweep.dir / 'curves.png')}")
+    shown = f"val_{metric}" if any(f"val_{metric}" in run.epochs()[-1] for run in runs) else metric
+    for key, groups in by_value(outcomes, metric).items():
+        name = "by_" + re.sub(r"[^A-Za-z0-9]+", "_", key).strip("_") + ".png"
+        out.print(f"wrote {plots.by_value(groups, key, shown, sweep.dir / name, f'{sweep.name}: final {shown}')}")
 
 
 def main() -> None:

@@ -101,9 +101,13 @@ def parse_override(text: str) -> tuple[KeyPath, Any]:
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
         raise ConfigError(f"override '{text}': expected KEY=VALUE, such as optimizer.lr=0.001")
-    path = tuple(int(p) if p.isdigit() else p for p in key.strip().split("."))
     parsed, _ = parse_yaml(value, f"override '{text}'")
-    return path, parsed
+    return key_path(key), parsed
+
+
+def key_path(key: str) -> KeyPath:
+    """'model.layers.0.units' -> ('model', 'layers', 0, 'units')."""
+    return tuple(int(p) if p.isdigit() else p for p in key.strip().split("."))
 
 
 def apply_override(config: Config, path: KeyPath, value: Any, origin: str) -> None:

@@ -1,0 +1,169 @@
+"""PNG pictures of runs with matplotlib (an optional extra): learning curves, confusion matrix, filters,
+activation histograms. Every figure has a fixed size in pixels (SIZES at DPI)."""
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nnctl.errors import NnctlError
+from nnctl.experiment import Experiment, report
+from nnctl.runs import Run
+
+DPI = 100
+SIZES = {"curves": (1200, 500), "confusion": (700, 600), "filters": (800, 800), "by_value": (800, 500)}
+"""Width and height in pixels; activation histograms are 1200 wide and 300 high per row of five layers."""
+INSTALL = "pip install 'nnctl[plot]'"
+
+
+def pyplot() -> Any:
+    """matplotlib.pyplot on the Agg backend, or an NnctlError saying how to install it."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise NnctlError(f"plotting needs matplotlib, an optional extra; install it with: {INSTALL}") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _figure(size: tuple[int, int], rows: int = 1, cols: int = 1) -> tuple[Any, Any]:
+    return pyplot().subplots(rows, cols, figsize=(size[0] / DPI, size[1] / DPI), dpi=DPI, squeeze=False)
+
+
+def _save(fig: Any, out: Path) -> Path:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=DPI)  # never bbox_inches="tight": it would change the pixel size
+    pyplot().close(fig)
+    return out
+
+
+def labels(runs: list[Run]) -> list[str]:
+    """Each run's config name, or its directory name where config names repeat."""
+    names = [run.config.get("name", run.name) for run in runs]
+    return [name if names.count(name) == 1 else run.name for name, run in zip(names, runs, strict=True)]
+
+
+def smoothed(values: list[float], factor: float) -> np.ndarray:
+    """Exponential moving average with bias correction (TensorBoard's smoothing); factor 0 keeps the values."""
+    out, average = np.empty(len(values)), 0.0
+    for i, value in enumerate(values):
+        average = factor * average + (1 - factor) * value
+        out[i] = average / (1 - factor ** (i + 1)) if factor else value
+    return out
+
+
+def curves(runs: list[Run], metric: str, out: Path, smooth: float = 0.9) -> Path:
+    """Left: `metric` per epoch (solid: train, dashed: validation); right, when any run recorded it per step
+    (train.log_every_steps; steps record the loss only): per step, raw and smoothed."""
+    recorded = {key for run in runs for row in run.epochs() for key in row}
+    if metric not in recorded and f"val_{metric}" not in recorded:
+        known = sorted(k for k in recorded if k not in ("kind", "epoch", "step", "lr", "time_s"))
+        raise NnctlError(f"no run records the metric '{metric}'; they record: {', '.join(known) or 'nothing yet'}")
+    steps = [np.array([(row["step"], row[metric]) for row in run.steps() if metric in row]) for run in runs]
+    fig, axes = _figure(SIZES["curves"], 1, 2 if any(len(s) for s in steps) else 1)
+    by_epoch = axes[0][0]
+    for i, (run, label, xy) in enumerate(zip(runs, labels(runs), steps, strict=True)):
+        color, labelled = f"C{i % 10}", False
+        for key, style in ((metric, "-"), (f"val_{metric}", "--")):
+            points = np.array([(row["epoch"], row[key]) for row in run.epochs() if key in row])
+            if len(points):
+                by_epoch.plot(*points.T, style, color=color, marker="." if len(points) <= 30 else None,
+                              label=None if labelled else label)
+                labelled = True
+        if len(xy):
+            axes[0][1].plot(xy[:, 0], xy[:, 1], color=color, alpha=0.2, linewidth=0.8)
+            axes[0][1].plot(xy[:, 0], smoothed(list(xy[:, 1]), smooth), color=color, label=label)
+    by_epoch.set(xlabel="epoch", ylabel=metric, title=f"{metric} per epoch (solid: train, dashed: validation)")
+    by_epoch.xaxis.get_major_locator().set_params(integer=True)
+    if axes.shape[1] == 2:
+        axes[0][1].set(xlabel="step", ylabel=metric, title=f"{metric} per step (smoothed {smooth:g})")
+    for ax in axes.flat:
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize="small" if len(runs) < 8 else "xx-small", ncol=1 if len(runs) < 12 else 2)
+    fig.tight_layout()
+    return _save(fig, out)
+
+
+def confusion(exp: Experiment, split: str, out: Path, title: str) -> Path:
+    """The confusion matrix of the model on `split`, counts written in the cells."""
+    result = report(exp, split)
+    if "confusion_matrix" not in result:
+        raise NnctlError(f"{title}: a confusion matrix needs a classifier; this model predicts numbers")
+    counts = np.array(result["confusion_matrix"])
+    fig, axes = _figure(SIZES["confusion"])
+    ax = axes[0][0]
+    image = ax.imshow(counts, cmap="Blues")
+    fig.colorbar(image, ax=ax)
+    if len(counts) <= 20:
+        for (i, j), value in np.ndenumerate(counts):
+            ax.text(j, i, str(value), ha="center", va="center", fontsize=7,
+                    color="white" if value > counts.max() / 2 else "black")
+    ax.set(xlabel="predicted class", ylabel="true class", xticks=range(len(counts)), yticks=range(len(counts)),
+           title=f"{title}\non {split}: accuracy {result['accuracy']:.4f} ({result['samples']} samples)")
+    fig.tight_layout()
+    return _save(fig, out)
+
+
+def filters(exp: Experiment, out: Path, title: str) -> Path:
+    """The first conv layer's filters (W of shape (filters, in_channels, kh, kw)) as a grid of images."""
+    layer = next((layer for layer in exp.model.layers if getattr(layer.params.get("W"), "ndim", 0) == 4), None)
+    if layer is None:
+        kinds = ", ".join(layer.registered_name for layer in exp.model.layers)
+        raise NnctlError(f"{title}: --filters shows the first conv layer's filters, and this model has none "
+                         f"(its layers: {kinds})")
+    w = np.asarray(layer.params["W"], dtype=np.float64)
+    cols = math.ceil(math.sqrt(len(w)))
+    rows = math.ceil(len(w) / cols)
+    fig, axes = _figure(SIZES["filters"], rows, cols)
+    for ax, f in zip(axes.flat, w, strict=False):
+        f = (f - f.min()) / (np.ptp(f) or 1.0)
+        ax.imshow(f.transpose(1, 2, 0) if len(f) == 3 else f.mean(axis=0), cmap=None if len(f) == 3 else "gray",
+                  interpolation="nearest")
+    for ax in axes.flat:
+        ax.axis("off")
+    fig.suptitle(f"{title}: {layer.name}, {len(w)} filters of {list(w.shape[1:])}")
+    return _save(fig, out)
+
+
+def activations(exp: Experiment, split: str, samples: int, out: Path, title: str) -> Path:
+    """A histogram of every layer's outputs for the first `samples` inputs of `split`, in eval mode."""
+    data = exp.data.split(split)
+    if data is None:
+        raise NnctlError(f"{title}: the dataset has no {split} split")
+    x = data.x[:samples]
+    n = len(exp.model.layers)
+    cols = min(n, 5)
+    rows = math.ceil(n / cols)
+    fig, axes = _figure((1200, 300 * rows), rows, cols)
+    for ax, layer in zip(axes.flat, exp.model.layers, strict=False):
+        x = layer.forward(x, training=False)
+        values = np.asarray(x, dtype=np.float64).ravel()
+        ax.hist(values, bins=30, color="C0")
+        ax.set_title(f"{layer.name}: mean {values.mean():.3g}, std {values.std():.3g}", fontsize="small")
+        ax.tick_params(labelsize="x-small")
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    fig.suptitle(f"{title}: outputs of each layer for {len(data.x[:samples])} {split} samples")
+    fig.tight_layout()
+    return _save(fig, out)
+
+
+def by_value(points: dict[str, list[tuple[float, float]]], key: str, metric: str, out: Path, title: str) -> Path:
+    """A final metric against one swept number, one line per group of members; log x when it spans decades."""
+    fig, axes = _figure(SIZES["by_value"])
+    ax = axes[0][0]
+    for i, (group, xy) in enumerate(points.items()):
+        ax.plot(*np.array(sorted(xy)).T, marker="o", color=f"C{i % 10}", label=group or None)
+    xs = [x for xy in points.values() for x, _ in xy]
+    if min(xs) > 0 and max(xs) / min(xs) >= 100:
+        ax.set_xscale("log")
+    ax.set(xlabel=key, ylabel=metric, title=title)
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize="small")
+    fig.tight_layout()
+    return _save(fig, out)

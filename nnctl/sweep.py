@@ -1,0 +1,254 @@
+"""Sweeps: a base config and a grid or list of overrides, each member a normal run in one sweep directory,
+run in parallel worker processes; finished members are skipped and stopped ones resumed when run again."""
+
+import copy
+import itertools
+import os
+import re
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nnctl.config import Config, KeyPath, apply_override, check_top_level, dotted, key_path, load_config, parse_yaml
+from nnctl.errors import ConfigError, NnctlError, read_bytes
+from nnctl.runner import Runner
+from nnctl.runs import Run, find_runs, load_run
+from nnctl.schema import check_kwargs, describe_value
+
+DONE = ("finished", "early_stopped")
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
+               "NUMEXPR_NUM_THREADS")
+
+
+class SweepSpec:
+    """The keys of a sweep file; its constructor is the file's schema."""
+
+    def __init__(self, base: str | dict, name: str | None = None, overrides: dict | None = None,
+                 grid: dict | None = None, members: list[dict] | None = None, metric: str = "loss",
+                 samples: int | None = None, seed: int = 0):
+        if samples is not None and samples < 1:
+            raise ValueError(f"samples must be at least 1, got {samples}")
+        self.base, self.name, self.overrides = base, name, overrides or {}
+        self.grid, self.members, self.metric = grid or {}, members or [{}], metric
+        self.samples, self.seed = samples, seed
+
+
+@dataclass
+class Member:
+    """One run of a sweep: its label (also its config name), its config, and what to do with it."""
+
+    label: str
+    config: Config
+    base_dir: Path
+    values: dict[str, Any]
+    """The grid values of this member, by grid key."""
+    group: str
+    """The member's name from `members`, or ''."""
+    resume: Path | None = None
+    """The last.pkl of a stopped earlier run of this member, set by Sweep.plan."""
+    previous: Run | None = None
+    """The newest earlier run of this member (the same resolved config) in the sweep directory."""
+
+
+@dataclass
+class Outcome:
+    """How a member ended in this sweep: skipped, finished, early_stopped, stopped or failed."""
+
+    member: Member
+    status: str
+    run: Run | None = None
+    error: str | None = None
+
+
+class Sweep:
+    """A loaded sweep file: its members in order and the directory their runs go to."""
+
+    def __init__(self, path: str | Path, runs_dir: Path):
+        self.path = Path(path)
+        text = read_bytes(self.path, ConfigError, "sweep file").decode("utf-8", errors="replace")
+        data, origins = parse_yaml(text, str(self.path))
+        self.file = Config(data if isinstance(data, dict) else {}, str(self.path), origins)
+        if not isinstance(data, dict):
+            raise ConfigError(f"{self.path}: a sweep file must be a mapping with base and grid or members, "
+                              f"got {describe_value(data)}")
+        check_kwargs(SweepSpec, data, self.file, (), "a sweep file")
+        try:
+            self.spec = SweepSpec(**data)
+        except ValueError as exc:
+            raise self.file.error(("samples",), str(exc)) from None
+        self.name = self.spec.name or self.path.stem
+        self.dir = Path(runs_dir) / self.name
+        self.metric = self.spec.metric
+        self.members = self._members()
+
+    def _base(self) -> tuple[Config, Path]:
+        base = self.spec.base
+        if isinstance(base, str):
+            path = self.path.parent / base
+            return load_config(path), path.resolve().parent
+        origins = {key[1:]: line for key, line in self.file.origins.items() if key[:1] == ("base",)}
+        config = Config(copy.deepcopy(base), str(self.path), origins)
+        config.data.setdefault("name", self.name)
+        return config, self.path.resolve().parent
+
+    def _members(self) -> list[Member]:
+        base, base_dir = self._base()
+        for key, values in self.spec.grid.items():
+            if not isinstance(values, list) or not values:
+                raise self.file.error(("grid", key), f"expected a non-empty list of values, got "
+                                                     f"{describe_value(values)}")
+        for i, member in enumerate(self.spec.members):
+            if not isinstance(member, dict):
+                raise self.file.error(("members", i), f"expected a mapping of overrides, got {describe_value(member)}")
+        members = []
+        for i, member in enumerate(self.spec.members):
+            group = str(member.get("name", ""))
+            for combination in self._grid():
+                values = dict(zip(self.spec.grid, combination, strict=True))
+                config = copy.deepcopy(base)
+                settings = [(("overrides", k), k, v) for k, v in self.spec.overrides.items()]
+                settings += [(("members", i, k), k, v) for k, v in member.items() if k != "name"]
+                settings += [(("grid", k), k, v) for k, v in values.items()]
+                for where, key, value in settings:
+                    self._override(config, where, key, value)
+                label = "_".join(p for p in [group, *(_short(v, k) for k, v in values.items())] if p) or self.name
+                config.data["name"] = label
+                check_top_level(config)
+                members.append(Member(label, config, base_dir, values, group))
+        labels = [m.label for m in members]
+        for label in labels:
+            if labels.count(label) > 1:
+                raise self.file.error(("members",), f"two members are both labelled '{label}'; give each "
+                                                    "member of `members` its own name")
+        return members
+
+    def _grid(self) -> list[tuple]:
+        """Every combination of the grid's values, or `samples` of them drawn at random (a random search)."""
+        combinations = list(itertools.product(*self.spec.grid.values()))
+        if self.spec.samples is None or self.spec.samples >= len(combinations):
+            return combinations
+        rng = np.random.default_rng(self.spec.seed)
+        return [combinations[i] for i in sorted(rng.choice(len(combinations), self.spec.samples, replace=False))]
+
+    def _override(self, config: Config, where: KeyPath, key: str, value: Any) -> None:
+        origin = f"{self.file.where(where)} ({dotted(where)})"
+        paths = _concrete(config.data, key_path(str(key)))
+        if not paths:
+            raise self.file.error(where, f"'{key}': its '*' matches no item of the base config that has the key "
+                                         "after it")
+        for path in paths:
+            apply_override(config, path, copy.deepcopy(value), origin)
+
+    def plan(self) -> list[Member]:
+        """The members still to run: finished ones are left out; stopped or crashed ones resume."""
+        previous = find_runs(self.dir) if self.dir.is_dir() else []
+        todo = []
+        for member in self.members:
+            same = [run for run in previous if run.config == member.config.data]
+            member.previous = same[-1] if same else None
+            if member.previous and member.previous.status in DONE:
+                continue
+            last = member.previous.path / "checkpoints" / "last.pkl" if member.previous else None
+            resumable = last is not None and last.is_file() and member.previous.status != "failed"
+            member.resume = last if resumable else None
+            todo.append(member)
+        return todo
+
+    def run(self, todo: list[Member], jobs: int = 1, report: Callable[[Outcome], None] | None = None
+            ) -> list[Outcome]:
+        """Runs `todo` (from plan) in `jobs` worker processes; returns every member's outcome, in sweep order."""
+        outcomes: dict[str, Outcome] = {}
+        self.dir.mkdir(parents=True, exist_ok=True)
+        if todo:
+            with _blas_threads(max(1, (os.cpu_count() or 1) // jobs)), \
+                    ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=get_context("spawn")) as pool:
+                futures = {pool.submit(run_member, member, self.dir): member for member in todo}
+                for future in as_completed(futures):
+                    status, error, run_dir = future.result()
+                    member = futures[future]
+                    run = load_run(run_dir) if run_dir else None
+                    outcomes[member.label] = Outcome(member, status, run, error)
+                    if report:
+                        report(outcomes[member.label])
+        return [outcomes.get(m.label) or Outcome(m, "skipped", m.previous) for m in self.members]
+
+
+def run_member(member: Member, sweep_dir: Path) -> tuple[str, str | None, Path | None]:
+    """Trains one member (in a worker process); its status, why it failed, and its run directory if made."""
+    runner = None
+    try:
+        if member.resume is not None:
+            runner = Runner.resume(member.resume, [], sweep_dir, quiet=True)
+        else:
+            runner = Runner.start(member.config, member.base_dir, sweep_dir, quiet=True)
+        return runner.fit()["status"], None, runner.run_dir
+    except NnctlError as exc:
+        return "failed", str(exc), runner and runner.run_dir
+    except Exception as exc:  # one member's bug must not stop the others; it is reported with the rest
+        return "failed", f"internal error: {type(exc).__name__}: {exc}", runner and runner.run_dir
+    except KeyboardInterrupt:
+        return "stopped", "interrupted", runner and runner.run_dir
+
+
+def by_value(outcomes: list[Outcome], metric: str) -> dict[str, dict[str, list[tuple[float, float]]]]:
+    """For each numeric grid key: the final `metric` (validation if recorded) against the key's value,
+    grouped by the member's other values."""
+    curves: dict[str, dict[str, list[tuple[float, float]]]] = {}
+    for outcome in outcomes:
+        run = outcome.run
+        if run is None or not run.epochs():
+            continue
+        final = run.epochs()[-1]
+        value = final.get(f"val_{metric}", final.get(metric))
+        for key, x in outcome.member.values.items():
+            if isinstance(x, int | float) and not isinstance(x, bool) and value is not None:
+                others = [outcome.member.group] + [_short(v, k) for k, v in outcome.member.values.items() if k != key]
+                curves.setdefault(key, {}).setdefault(" ".join(o for o in others if o), []).append((x, value))
+    return {key: groups for key, groups in curves.items() if max(len(xy) for xy in groups.values()) > 1}
+
+
+def _concrete(data: Any, path: KeyPath) -> list[KeyPath]:
+    """The paths a key with `*` stands for: each list item (or mapping value) that has the key after it."""
+    if "*" not in path:
+        return [path]
+    i = path.index("*")
+    node = data
+    for key in path[:i]:
+        try:
+            node = node[key]
+        except (KeyError, IndexError, TypeError):
+            return []
+    items = enumerate(node) if isinstance(node, list) else node.items() if isinstance(node, dict) else []
+    nxt = path[i + 1] if i + 1 < len(path) else None
+    return [concrete for k, item in items if isinstance(item, dict) and nxt in item
+            for concrete in _concrete(data, path[:i] + (k,) + path[i + 1:])]
+
+
+def _short(value: Any, key: str) -> str:
+    """A grid value as part of a directory name: 'adam', '0.01'; a mapping's type or the key's last part."""
+    if isinstance(value, dict):
+        value = value.get("type", key.split(".")[-1])
+    text = re.sub(r"[^A-Za-z0-9._-]", "", str(value))
+    return text or key.split(".")[-1]
+
+
+@contextmanager
+def _blas_threads(count: int) -> Iterator[None]:
+    """Worker processes started inside get `count` BLAS threads each, so parallel members do not oversubscribe."""
+    saved = {name: os.environ.get(name) for name in THREAD_VARS}
+    os.environ.update({name: str(count) for name in THREAD_VARS})
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+

@@ -1,0 +1,259 @@
+"""runs, plot and sweep through the real CLI on tiny real MNIST runs; plots are checked as real PNG files."""
+
+import json
+import os
+import signal
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from helpers import CONFIGS, REPO, nnctl
+from nnctl.builder import build_model
+from nnctl.experiment import build
+from nnctl.sweep import Sweep
+
+TINY = ["data.subset=1200", "data.test_subset=300", "data.validation=200", "train.epochs=2",
+        "model.layers.0.units=32", "model.layers.2.units=16"]
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    """Width and height from a PNG file's IHDR chunk."""
+    head = path.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
+    return struct.unpack(">II", head[16:24])
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory, mnist_root) -> tuple[Path, Path, Path]:
+    """Two finished runs that differ in the optimizer; the first logs its loss every 2 steps."""
+    runs = tmp_path_factory.mktemp("runs")
+    for overrides in (["train.log_every_steps=2"], ["optimizer.type=sgd", "optimizer.lr=0.1"]):
+        result = nnctl("train", str(CONFIGS / "mnist_mlp.yaml"), *TINY, *overrides, "--runs-dir", str(runs), "-q")
+        assert result.returncode == 0, result.stderr
+    first, second = sorted(runs.iterdir())
+    return runs, first, second
+
+
+def test_runs_lists_shows_and_diffs(two_runs):
+    runs, first, second = two_runs
+    listing = nnctl("runs", str(runs))
+    assert listing.returncode == 0, listing.stderr
+    for run in (first, second):
+        assert run.name in listing.stdout
+    assert listing.stdout.count("finished") == 2 and "2/2" in listing.stdout and "val_accuracy" in listing.stdout
+
+    summary = json.loads((first / "summary.json").read_text())
+    show = nnctl("runs", "show", str(first))
+    assert show.returncode == 0, show.stderr
+    assert f"{summary['test']['test_accuracy']:.4g}" in show.stdout
+    assert "per epoch" in show.stdout and "finished" in show.stdout
+
+    diff = nnctl("runs", "diff", str(first), str(second))
+    assert diff.returncode == 0, diff.stderr
+    lines = {line.split()[1]: line for line in diff.stdout.splitlines() if line.startswith("│")}
+    assert "adam" in lines["optimizer.type"] and "sgd" in lines["optimizer.type"]
+    assert "0.001" in lines["optimizer.lr"] and "0.1" in lines["optimizer.lr"]
+    assert "model.layers.0.units" not in lines  # the same in both
+    assert "test_accuracy" in lines and "config keys that differ (3)" in diff.stdout  # lr, type, log_every_steps
+
+
+def test_runs_errors(two_runs, tmp_path):
+    not_a_run = nnctl("runs", "show", str(tmp_path))
+    assert not_a_run.returncode == 1 and "not a run directory" in not_a_run.stderr
+    usage = nnctl("runs", "diff", str(two_runs[1]))
+    assert usage.returncode == 1 and "nnctl runs diff RUN RUN" in usage.stderr
+    empty = nnctl("runs", str(tmp_path))
+    assert empty.returncode == 0 and "no runs under" in empty.stdout
+    for result in (not_a_run, usage):
+        assert "Traceback" not in result.stderr
+
+
+def test_plot_curves_confusion_activations(two_runs, tmp_path):
+    runs, first, second = two_runs
+    curves = tmp_path / "curves.png"
+    result = nnctl("plot", str(first), str(second), "--metric", "accuracy", "-o", str(curves))
+    assert result.returncode == 0, result.stderr
+    assert png_size(curves) == (1200, 500)
+
+    result = nnctl("plot", str(runs))  # a folder of runs: every run in it, the plot written into it
+    assert result.returncode == 0, result.stderr
+    assert png_size(runs / "curves.png") == (1200, 500)
+
+    assert nnctl("plot", str(first), "--confusion").returncode == 0
+    assert png_size(first / "confusion.png") == (700, 600)
+    out = tmp_path / "act.png"
+    assert nnctl("plot", str(first / "checkpoints" / "last.pkl"), "--activations", "-o", str(out)).returncode == 0
+    assert png_size(out) == (1200, 300)  # five layers: one row
+    init = tmp_path / "init.png"
+    at_init = nnctl("plot", str(CONFIGS / "mnist_mlp.yaml"), "--activations", "--samples", "50", "-o", str(init))
+    assert at_init.returncode == 0, at_init.stderr
+    assert png_size(init) == (1200, 300)
+
+
+def test_plot_errors(two_runs, tmp_path):
+    _, first, _ = two_runs
+    no_conv = nnctl("plot", str(first), "--filters", "-o", str(tmp_path / "f.png"))
+    assert no_conv.returncode == 1 and "first conv layer" in no_conv.stderr and "dense" in no_conv.stderr
+    unknown = nnctl("plot", str(first), "--metric", "acuracy", "-o", str(tmp_path / "x.png"))
+    assert unknown.returncode == 1 and "'acuracy'" in unknown.stderr and "val_accuracy" in unknown.stderr
+    assert not (tmp_path / "f.png").exists() and not (tmp_path / "x.png").exists()
+    for result in (no_conv, unknown):
+        assert "Traceback" not in result.stderr
+
+
+def test_plot_without_matplotlib_says_how_to_install(two_runs, tmp_path):
+    hide = "import sys; sys.modules['matplotlib'] = None; from nnctl.cli import main; sys.argv[0] = 'nnctl'; main()"
+    result = subprocess.run([sys.executable, "-c", hide, "plot", str(two_runs[1]), "-o", str(tmp_path / "c.png")],
+                            cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "pip install 'nnctl[plot]'" in result.stderr and "Traceback" not in result.stderr
+
+
+SWEEP = """\
+base: {base}
+overrides:
+  data.subset: 1200
+  data.test_subset: 300
+  data.validation: 200
+  train.epochs: 2
+  model.layers.*.units: 16        # every layer that has units, the output layer too...
+  model.layers.4.units: 10        # ...which is set back to the 10 classes
+members:
+  - {{name: plain}}
+  - {{name: nodrop, model.layers.*.rate: 0.0}}
+  - {{name: broken, optimizer: {{type: sgd, lr: 1.0e+30}}}}
+grid:
+  seed: [0, 1]
+metric: accuracy
+"""
+
+
+def test_sweep_finishes_the_others_reports_the_broken_one_and_skips_on_rerun(tmp_path, mnist_root):
+    sweep_file = tmp_path / "tiny.yaml"
+    sweep_file.write_text(SWEEP.format(base=CONFIGS / "mnist_mlp.yaml"))
+    result = nnctl("sweep", str(sweep_file), "--runs-dir", str(tmp_path / "runs"), "--jobs", "2")
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "2 of 6 members failed: broken_0, broken_1" in result.stderr
+    assert "broken_0: failed" in result.stdout and "the loss became" in result.stdout
+    folder = tmp_path / "runs" / "tiny"
+    summaries = {p.parent.name.rsplit("-", 2)[0]: json.loads(p.read_text()) for p in folder.glob("*/summary.json")}
+    assert {k: s["status"] for k, s in summaries.items()} == {
+        "plain_0": "finished", "plain_1": "finished", "nodrop_0": "finished", "nodrop_1": "finished",
+        "broken_0": "failed", "broken_1": "failed"}
+    assert summaries["plain_0"]["final"] != summaries["plain_1"]["final"]  # the seeds differ
+    assert png_size(folder / "curves.png") == (1200, 500)
+    assert png_size(folder / "by_seed.png") == (800, 500)
+
+    before = sorted(p.name for p in folder.iterdir())
+    again = nnctl("sweep", str(sweep_file), "--runs-dir", str(tmp_path / "runs"), "--jobs", "2")
+    assert again.returncode == 1
+    assert "6 members, 4 already done, 2 to run" in again.stdout
+    assert again.stdout.count("done before (finished)") == 4
+    after = sorted(p.name for p in folder.iterdir())
+    assert [n for n in after if not n.startswith("broken")] == [n for n in before if not n.startswith("broken")]
+
+
+def test_sweep_members_and_wildcards(tmp_path, mnist_root):
+    sweep_file = tmp_path / "s.yaml"
+    sweep_file.write_text(SWEEP.format(base=CONFIGS / "mnist_mlp.yaml"))
+    members = Sweep(sweep_file, tmp_path).members
+    assert [m.label for m in members] == ["plain_0", "plain_1", "nodrop_0", "nodrop_1", "broken_0", "broken_1"]
+    layers = members[2].config.data["model"]["layers"]
+    assert [layer.get("units") for layer in layers] == [16, None, 16, None, 10]
+    assert [layer.get("rate") for layer in layers] == [None, 0.0, None, 0.0, None]
+    assert members[4].config.data["optimizer"] == {"type": "sgd", "lr": 1e30}
+    assert members[1].config.data["seed"] == 1 and members[1].config.data["name"] == "plain_1"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("base: {base}\ngrid:\n  optimizer.type: adam\n", "s.yaml:3: grid.optimizer.type: expected a non-empty list"),
+    ("base: {base}\ngird:\n  seed: [1]\n", "gird: unknown key for a sweep file (did you mean 'grid'?)"),
+    ("base: {base}\ngrid:\n  model.layers.*.nope: [1]\n", "its '*' matches no item"),
+    ("base: nope.yaml\n", "nope.yaml: no such config file"),
+])
+def test_sweep_file_mistakes(tmp_path, text, message):
+    sweep_file = tmp_path / "s.yaml"
+    sweep_file.write_text(text.format(base=CONFIGS / "mnist_mlp.yaml"))
+    result = nnctl("sweep", str(sweep_file), "--runs-dir", str(tmp_path / "runs"))
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "runs").exists()
+
+
+def test_help_for_the_new_commands():
+    for command in ("runs", "plot", "sweep"):
+        result = nnctl(command, "--help")
+        assert result.returncode == 0 and "Usage" in result.stdout
+
+
+@pytest.mark.parametrize("name, count", [("optimizers", 5), ("bn_init_scale", 32), ("overfitting", 3)])
+def test_shipped_sweeps_build_every_member(tmp_path, mnist_root, name, count):
+    members = Sweep(CONFIGS / "sweeps" / f"{name}.yaml", tmp_path).members
+    assert len(members) == count
+    shape = build(members[0].config, members[0].base_dir).data.input_shape
+    rng = np.random.default_rng(0)
+    for member in members:
+        build_model(member.config, shape, np.float32, rng)
+
+
+def test_ctrl_c_stops_a_sweep_and_running_it_again_resumes_the_member(tmp_path, mnist_root):
+    sweep_file = tmp_path / "one.yaml"
+    sweep_file.write_text(f"base: {CONFIGS / 'mnist_mlp.yaml'}\noverrides:\n  data.subset: 2000\n"
+                          "  data.validation: 500\n  train.epochs: 2\n  train.batch_size: 10\n"
+                          "  train.log_every_steps: 1\nmembers:\n  - {name: only}\n")
+    command = [sys.executable, "-m", "nnctl.cli", "sweep", str(sweep_file), "--runs-dir", str(tmp_path / "runs")]
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)  # its own process group, as a terminal's Ctrl-C reaches
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        metrics = list((tmp_path / "runs").glob("one/*/metrics.csv"))
+        if metrics and len(metrics[0].read_text().splitlines()) > 20:
+            break
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert "Run the sweep again to resume" in stderr and "Traceback" not in stderr
+    (run,) = (tmp_path / "runs" / "one").glob("only-*")
+    assert json.loads((run / "summary.json").read_text())["status"] == "stopped"
+
+    again = nnctl(*command[3:])
+    assert again.returncode == 0, again.stderr
+    assert "1 to run" in again.stdout
+    summary = json.loads((run / "summary.json").read_text())  # the same run directory, continued
+    assert summary["status"] == "finished" and summary["epochs"] == 2
+    assert [p.name for p in (tmp_path / "runs" / "one").glob("only-*")] == [run.name]
+
+
+def test_sweep_samples_draw_a_random_search_from_the_grid(tmp_path):
+    sweep_file = tmp_path / "r.yaml"
+    grid = "grid:\n  optimizer.lr: [0.1, 0.01, 0.001]\n  train.batch_size: [16, 32, 64, 128]\n"
+    sweep_file.write_text(f"base: {CONFIGS / 'mnist_mlp.yaml'}\n{grid}samples: 5\nseed: 3\n")
+    labels = [m.label for m in Sweep(sweep_file, tmp_path).members]
+    assert len(set(labels)) == 5 and labels == [m.label for m in Sweep(sweep_file, tmp_path).members]
+    every = {f"{lr}_{size}" for lr in (0.1, 0.01, 0.001) for size in (16, 32, 64, 128)}
+    assert set(labels) <= every
+    sweep_file.write_text(f"base: {CONFIGS / 'mnist_mlp.yaml'}\n{grid}samples: 5\nseed: 4\n")
+    assert [m.label for m in Sweep(sweep_file, tmp_path).members] != labels
+    sweep_file.write_text(f"base: {CONFIGS / 'mnist_mlp.yaml'}\n{grid}samples: 0\n")
+    result = nnctl("sweep", str(sweep_file), "--runs-dir", str(tmp_path / "runs"))
+    assert result.returncode == 2 and "r.yaml:5: samples: samples must be at least 1" in result.stderr
+
+
+def test_plot_filters_of_a_small_conv_run(tmp_path, mnist_root):
+    result = nnctl("train", str(CONFIGS / "mnist_cnn.yaml"), "data.subset=600", "data.test_subset=100",
+                   "data.validation=100", "train.epochs=1", "model.layers.0.filters=6", "model.layers.3.units=16",
+                   "--runs-dir", str(tmp_path / "runs"), "-q")
+    assert result.returncode == 0, result.stderr
+    (run,) = (tmp_path / "runs").iterdir()
+    shown = nnctl("plot", str(run), "--filters")
+    assert shown.returncode == 0, shown.stderr
+    assert png_size(run / "filters.png") == (800, 800)
+    layers = nnctl("plot", str(run), "--activations", "-o", str(tmp_path / "a.png"))
+    assert layers.returncode == 0, layers.stderr
+    assert png_size(tmp_path / "a.png") == (1200, 300)  # conv, pool, flatten, dense, dense: one row of five
