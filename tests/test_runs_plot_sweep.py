@@ -203,7 +203,7 @@ def test_shipped_sweeps_build_every_member(tmp_path, mnist_root, name, count):
 
 def test_ctrl_c_stops_a_sweep_and_running_it_again_resumes_the_member(tmp_path, mnist_root):
     sweep_file = tmp_path / "one.yaml"
-    sweep_file.write_text(f"base: {CONFIGS / 'mnist_mlp.yaml'}\noverrides:\n  data.subset: 2000\n"
+    sweep_file.write_text(f"base: {CONFIGS / 'mnist_mlp.yaml'}\noverrides:\n  data.subset: 10000\n"
                           "  data.validation: 500\n  train.epochs: 2\n  train.batch_size: 10\n"
                           "  train.log_every_steps: 1\nmembers:\n  - {name: only}\n")
     command = [sys.executable, "-m", "nnctl.cli", "sweep", str(sweep_file), "--runs-dir", str(tmp_path / "runs")]
