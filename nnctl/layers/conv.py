@@ -2,6 +2,7 @@
 
 from typing import Any
 
+from nnctl.backend import sum_rows
 from nnctl.init import Initializer
 from nnctl.layers import LAYERS
 from nnctl.layers.activations import make_activation
@@ -67,7 +68,7 @@ class Conv2D(Layer):
         dy2 = dy.transpose(0, 2, 3, 1).reshape(-1, f)
         self.grads["W"][...] = (dy2.T @ self.cols).reshape(f, kh, kw, c).transpose(0, 3, 1, 2)
         if self.use_bias:
-            dy2.sum(axis=0, out=self.grads["b"])
+            sum_rows(dy2, self.grads["b"])
         if not self.input_grad:
             return None
         W = self.params["W"]

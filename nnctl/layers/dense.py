@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from nnctl.backend import xp
+from nnctl.backend import sum_rows, xp
 from nnctl.init import Initializer
 from nnctl.layers import LAYERS
 from nnctl.layers.activations import make_activation
@@ -52,7 +52,7 @@ class Dense(Layer):
         dy2 = dy.reshape(-1, self.units)
         xp.dot(self.x.T, dy2, out=self.grads["W"])  # dot, not matmul: 6x faster for one-sample batches
         if self.use_bias:
-            dy2.sum(axis=0, out=self.grads["b"])
+            sum_rows(dy2, self.grads["b"])
         if not self.input_grad:
             return None
         return (dy2 @ self.params["W"].T).reshape(*dy.shape[:-1], -1)

@@ -48,8 +48,10 @@ class MaxPool2D(Pool2D):
         taken = xp.zeros_like(self.y, dtype=bool)
 
         def share(i, j, index):
-            hit = (self.xpad[index] == self.y) & ~taken
-            taken[...] |= hit
+            hit = xp.equal(self.xpad[index], self.y)
+            if i or j:  # an earlier offset may already have taken this window's maximum
+                hit &= ~taken
+            xp.logical_or(taken, hit, out=taken)
             return dy * hit
 
         return col2im(share, self.x_shape, self.window, dy.dtype)

@@ -4,7 +4,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from nnctl.backend import xp
+from nnctl.backend import sum_rows, xp
 from nnctl.init import Initializer
 from nnctl.layers import LAYERS
 from nnctl.layers.base import Layer
@@ -172,7 +172,7 @@ class Recurrent(Layer):
         dz2, da2 = dz.reshape(steps * n, -1), da.reshape(steps * n, -1)
         xp.dot(x2.T, dz2, out=g["Wx" + s])
         xp.dot(h_prev.T, da2, out=g["Wh" + s])
-        dz2.sum(axis=0, out=g["b" + s])
+        sum_rows(dz2, g["b" + s])
         self.backward_extra(s, da2)
         if self.learned_state:
             for name, d in zip(self.carries, dstate, strict=True):
@@ -301,4 +301,4 @@ class GRU(Recurrent):
         return dh * g, ()
 
     def backward_extra(self, s, da2):
-        da2.sum(axis=0, out=self.grads["bh" + s])
+        sum_rows(da2, self.grads["bh" + s])

@@ -59,6 +59,11 @@ class Window:
             pads.append((total // 2, total - total // 2))
         return pads[0], pads[1]
 
+    def tiles(self, size: tuple[int, ...]) -> bool:
+        """Whether the windows cover an input of `size` exactly once, edge to edge (a 2×2 pool with stride 2)."""
+        return (self.stride == self.kernel and self.dilation == (1, 1) and self.pads(size) == ((0, 0), (0, 0))
+                and size[0] % self.kernel[0] == 0 and size[1] % self.kernel[1] == 0)
+
     def output_size(self, size: tuple[int, ...]) -> tuple[int, int]:
         """(OH, OW) for an input of `size` (H, W); ValueError for a window that does not fit or stride evenly."""
         out = []
@@ -127,7 +132,11 @@ def col2im(slab: Callable[[int, int, tuple], np.ndarray], shape: tuple[int, ...]
     (N, C, OH, OW) of the pixels that offset took, at `index` of the padded image; their sum, unpadded."""
     pads = window.pads(shape[2:])
     n, c, h, w = shape
-    dx = xp.zeros((n, h + sum(pads[0]), w + sum(pads[1]), c), dtype).transpose(0, 3, 1, 2)  # channel-last
+    tiles = window.tiles(shape[2:])  # then every pixel gets exactly one slab's value: assign, no zeros to add to
+    dx = (xp.empty if tiles else xp.zeros)((n, h + sum(pads[0]), w + sum(pads[1]), c), dtype).transpose(0, 3, 1, 2)
     for i, j, index in offsets(window, window.output_size(shape[2:])):  # kernel offsets only: whole slices
-        dx[index] += slab(i, j, index)
+        if tiles:
+            dx[index] = slab(i, j, index)
+        else:
+            dx[index] += slab(i, j, index)
     return unpad(dx, pads)
