@@ -30,26 +30,30 @@ def nnctl_fit(config: str, epochs: int, *overrides: str) -> tuple[float, float, 
     return len(runner.exp.data.train) * epochs / seconds, summary["test"]["test_accuracy"], runner.exp.data
 
 
-def torch_fit(model: Any, data: Dataset, batch_size: int, epochs: int, lr: float) -> tuple[float, float]:
-    """The same loop in PyTorch on the CPU: Adam, cross-entropy, shuffled batches, then test accuracy."""
+def torch_fit(model: Any, data: Dataset, batch_size: int, epochs: int, lr: float,
+              clip_norm: float | None = None) -> tuple[float, float]:
+    """The same loop in PyTorch on the CPU: Adam, cross-entropy, shuffled batches, then test accuracy once, as
+    nnctl's runner does; returns samples/s of the whole and the accuracy."""
     import torch
 
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     loss_fn = torch.nn.CrossEntropyLoss()
     x, y, xt, yt = (torch.from_numpy(a) for a in (data.train.x, data.train.y, data.test.x, data.test.y))
     start = time.perf_counter()
+    model.train()
     for _ in range(epochs):
-        model.train()
         order = torch.randperm(len(x))
         for i in range(0, len(x), batch_size):
             rows = order[i:i + batch_size]
             optimizer.zero_grad(set_to_none=True)
             loss_fn(model(x[rows]), y[rows]).backward()
+            if clip_norm is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
             optimizer.step()
-        model.eval()
-        with torch.no_grad():
-            accuracy = sum(int((model(xt[i:i + 1000]).argmax(1) == yt[i:i + 1000]).sum())
-                           for i in range(0, len(xt), 1000)) / len(xt)
+    model.eval()
+    with torch.no_grad():
+        accuracy = sum(int((model(xt[i:i + 1000]).argmax(1) == yt[i:i + 1000]).sum())
+                       for i in range(0, len(xt), 1000)) / len(xt)
     return len(x) * epochs / (time.perf_counter() - start), accuracy
 
 
@@ -75,15 +79,15 @@ def profile_layers(model: Model, x: np.ndarray, reps: int = 20) -> list[tuple[st
     return [(name, 1e3 * min(f), 1e3 * min(b)) for name, (f, b) in times.items()]
 
 
-def report(ours: float, accuracy: float, peer: tuple[float, float] | None) -> None:
+def report(ours: float, accuracy: float, peer: tuple[float, float] | None, unit: str = "samples/s") -> None:
     """Prints both sides and the ratio (above 1: nnctl is faster)."""
-    print(f"nnctl    {ours:10.0f} samples/s   test accuracy {accuracy:.4f}")
+    print(f"nnctl    {ours:10.0f} {unit}   test accuracy {accuracy:.4f}")
     if peer is None:
         print("pytorch  not installed (pip install -e '.[bench]'): no comparison")
         return
     import torch
 
-    print(f"pytorch  {peer[0]:10.0f} samples/s   test accuracy {peer[1]:.4f}   "
+    print(f"pytorch  {peer[0]:10.0f} {unit}   test accuracy {peer[1]:.4f}   "
           f"(torch {torch.__version__}, {torch.get_num_threads()} threads)")
     print(f"ratio    {ours / peer[0]:10.2f}x  (nnctl / pytorch; above 1 means nnctl is faster)")
 
