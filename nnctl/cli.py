@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -404,6 +405,7 @@ def sweep_command(
         out.print(f"  {outcome.member.label}: {outcome.status}{where}"
                   + (f": {outcome.error}" if outcome.error else ""), markup=False)
 
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # also when started with SIGINT ignored (`cmd &`)
     try:
         outcomes = sweep.run(todo, jobs, report)
     except KeyboardInterrupt:
