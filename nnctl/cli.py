@@ -13,16 +13,16 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from nnctl import __version__
+from nnctl import __version__, tables
 from nnctl import plot as plots
 from nnctl.callbacks import format_value
 from nnctl.config import load_config
 from nnctl.errors import ConfigError, NnctlError
 from nnctl.experiment import Experiment, build, from_checkpoint, report
-from nnctl.gradcheck import Check, check_model, check_registry
+from nnctl.gradcheck import check_model, check_registry
 from nnctl.layers import LAYERS
 from nnctl.losses import LOSSES
-from nnctl.predict import Predictions, check_output, predict_files, write
+from nnctl.predict import check_output, predict_files, write
 from nnctl.runner import Runner
 from nnctl.runs import Run, config_diff, expand, find_runs, load_run
 from nnctl.sample import LanguageModel
@@ -113,17 +113,7 @@ def evaluate_command(
             table.add_row(key, f"{result[key]:.4f}")
     out.print(table)
     if "confusion_matrix" in result:
-        out.print(_confusion_table(np.array(result["confusion_matrix"])))
-
-
-def _confusion_table(counts: np.ndarray) -> Table:
-    table = Table(title="confusion matrix (rows: true class, columns: predicted)")
-    table.add_column("")
-    for j in range(len(counts)):
-        table.add_column(str(j), justify="right")
-    for i, row in enumerate(counts):
-        table.add_row(str(i), *(f"[bold]{v}[/bold]" if i == j else str(v) for j, v in enumerate(row)))
-    return table
+        out.print(tables.confusion_table(np.array(result["confusion_matrix"])))
 
 
 @app.command()
@@ -146,23 +136,12 @@ def gradcheck(
         if layer is not None and layer not in LAYERS and layer not in LOSSES:
             LAYERS.get(layer)  # raises with the known names and a suggestion
         checks = check_registry(layer, eps, tol)
-    out.print(_checks_table(checks, tol))
+    out.print(tables.checks_table(checks, tol))
     failed = [c for c in checks if not c.passed]
     if failed:
         err.print(f"{len(failed)} of {len(checks)} checks failed (tolerance {tol:g})", markup=False)
         raise typer.Exit(1)
     out.print(f"all {len(checks)} checks passed (tolerance {tol:g})")
-
-
-def _checks_table(checks: list[Check], tol: float) -> Table:
-    table = Table(title="gradient check (float64, central differences)")
-    for column in ("target", "tensor", "shape", "relative error", "result"):
-        table.add_column(column, justify="right" if column == "relative error" else "left")
-    for c in checks:
-        note = {"rule": " (perceptron rule: backward = dy)", "zero": " (both zero up to rounding)"}.get(c.kind, "")
-        result = ("ok" if c.passed else "[red]FAIL[/red]") + note
-        table.add_row(c.target, c.tensor, "×".join(map(str, c.shape)), f"{c.error:.2e}", result)
-    return table
 
 
 @app.command()
@@ -200,26 +179,7 @@ def predict_command(
         write(result, output, top)
         out.print(f"wrote {len(result.names)} predictions to {output}")
     else:
-        out.print(_predictions_table(result, top))
-
-
-def _predictions_table(result: Predictions, k: int) -> Table:
-    table = Table(title=f"{len(result.names)} predictions")
-    table.add_column("input")
-    if result.classes is None:
-        table.add_column("outputs", justify="right")
-        for name, row in zip(result.names, result.values, strict=True):
-            table.add_row(name, "  ".join(f"{v:.6g}" for v in row))
-        return table
-    value = "probability" if result.probabilities else "output"
-    table.add_column("class", justify="right")
-    table.add_column(value, justify="right")
-    table.add_column(f"top {k} (class {value})")
-    classes, values = result.top(k)
-    for i, name in enumerate(result.names):
-        best = "  ".join(f"{c} {v:.4f}" for c, v in zip(classes[i], values[i], strict=True))
-        table.add_row(name, str(result.classes[i]), f"{result.values[i, result.classes[i]]:.4f}", best)
-    return table
+        out.print(tables.predictions_table(result, top))
 
 
 @app.command("export")
@@ -267,22 +227,9 @@ def runs_command(
         if not runs:
             out.print(f"no runs under {root}")
             return
-        out.print(_runs_table(runs, root))
+        out.print(tables.runs_table(runs, root))
     else:
         raise NnctlError("expected: nnctl runs [DIR], nnctl runs show RUN or nnctl runs diff RUN RUN")
-
-
-def _runs_table(runs: list[Run], root: Path) -> Table:
-    table = Table(title=f"runs under {root}")
-    for column in ("run", "started", "status", "epochs", "best", "wall time"):
-        table.add_column(column, justify="right" if column in ("epochs", "wall time") else "left")
-    for run in runs:
-        planned = (run.config.get("train") or {}).get("epochs")
-        done = str(run.summary.get("epochs", 0)) + (f"/{planned}" if planned else "")
-        table.add_row(str(run.path.relative_to(root)) if run.path != root else run.name,
-                      f"{run.started:%Y-%m-%d %H:%M:%S}", run.status, done,
-                      run.best(), f"{run.summary.get('wall_time_s', 0):.1f} s")
-    return table
 
 
 def _show_run(run: Run) -> None:
@@ -411,28 +358,13 @@ def sweep_command(
     except KeyboardInterrupt:
         err.print("sweep interrupted; members stop after their current step. Run the sweep again to resume them.")
         raise typer.Exit(130) from None
-    out.print(_sweep_table(sweep, outcomes, metric))
+    out.print(tables.sweep_table(sweep, outcomes, metric))
     _sweep_plots(sweep, outcomes, metric)
     failed = [o for o in outcomes if o.status == "failed"]
     if failed:
         err.print(f"{len(failed)} of {len(outcomes)} members failed: {', '.join(o.member.label for o in failed)}",
                   markup=False)
         raise typer.Exit(1)
-
-
-def _sweep_table(sweep: Sweep, outcomes: list[Outcome], metric: str) -> Table:
-    table = Table(title=f"sweep {sweep.name} ({sweep.dir})")
-    columns = ["member", "status", "epochs", metric, f"val_{metric}", f"test_{metric}", "wall time", "run"]
-    for column in columns:
-        table.add_column(column, justify="left" if column in ("member", "status", "run") else "right")
-    for o in outcomes:
-        run = o.run
-        final = run.final_metrics() if run else {}
-        shown = o.status if o.status != "skipped" or run is None else f"done before ({run.status})"
-        table.add_row(o.member.label, shown, str(run.summary.get("epochs", "")) if run else "",
-                      *(format_value(final.get(k, "")) for k in columns[3:6]),
-                      f"{run.summary.get('wall_time_s', 0):.1f} s" if run else "", run.name if run else "")
-    return table
 
 
 def _sweep_plots(sweep: Sweep, outcomes: list[Outcome], metric: str) -> None:

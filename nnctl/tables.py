@@ -1,0 +1,85 @@
+"""The rich tables the command line prints: confusion matrices, gradient checks, predictions, runs, sweeps."""
+
+from pathlib import Path
+
+import numpy as np
+from rich.table import Table
+
+from nnctl.callbacks import format_value
+from nnctl.gradcheck import Check
+from nnctl.predict import Predictions
+from nnctl.runs import Run
+from nnctl.sweep import Outcome, Sweep
+
+
+def confusion_table(counts: np.ndarray) -> Table:
+    """Counts of (true, predicted) classes, the diagonal in bold."""
+    table = Table(title="confusion matrix (rows: true class, columns: predicted)")
+    table.add_column("")
+    for j in range(len(counts)):
+        table.add_column(str(j), justify="right")
+    for i, row in enumerate(counts):
+        table.add_row(str(i), *(f"[bold]{v}[/bold]" if i == j else str(v) for j, v in enumerate(row)))
+    return table
+
+
+def checks_table(checks: list[Check], tol: float) -> Table:
+    """One row per gradient check: tensor, shape, relative error and the verdict."""
+    table = Table(title="gradient check (float64, central differences)")
+    for column in ("target", "tensor", "shape", "relative error", "result"):
+        table.add_column(column, justify="right" if column == "relative error" else "left")
+    for c in checks:
+        note = {"rule": " (perceptron rule: backward = dy)", "zero": " (both zero up to rounding)"}.get(c.kind, "")
+        result = ("ok" if c.passed else "[red]FAIL[/red]") + note
+        table.add_row(c.target, c.tensor, "×".join(map(str, c.shape)), f"{c.error:.2e}", result)
+    return table
+
+
+def predictions_table(result: Predictions, k: int) -> Table:
+    """Each input's class, its probability and the top k, or the raw outputs of a regression."""
+    table = Table(title=f"{len(result.names)} predictions")
+    table.add_column("input")
+    if result.classes is None:
+        table.add_column("outputs", justify="right")
+        for name, row in zip(result.names, result.values, strict=True):
+            table.add_row(name, "  ".join(f"{v:.6g}" for v in row))
+        return table
+    value = "probability" if result.probabilities else "output"
+    table.add_column("class", justify="right")
+    table.add_column(value, justify="right")
+    table.add_column(f"top {k} (class {value})")
+    classes, values = result.top(k)
+    for i, name in enumerate(result.names):
+        best = "  ".join(f"{c} {v:.4f}" for c, v in zip(classes[i], values[i], strict=True))
+        table.add_row(name, str(result.classes[i]), f"{result.values[i, result.classes[i]]:.4f}", best)
+    return table
+
+
+def runs_table(runs: list[Run], root: Path) -> Table:
+    """One row per run: where it is, when it started, its status, epochs done, best metric, wall time."""
+    table = Table(title=f"runs under {root}")
+    for column in ("run", "started", "status", "epochs", "best", "wall time"):
+        table.add_column(column, justify="right" if column in ("epochs", "wall time") else "left")
+    for run in runs:
+        planned = (run.config.get("train") or {}).get("epochs")
+        done = str(run.summary.get("epochs", 0)) + (f"/{planned}" if planned else "")
+        table.add_row(str(run.path.relative_to(root)) if run.path != root else run.name,
+                      f"{run.started:%Y-%m-%d %H:%M:%S}", run.status, done,
+                      run.best(), f"{run.summary.get('wall_time_s', 0):.1f} s")
+    return table
+
+
+def sweep_table(sweep: Sweep, outcomes: list[Outcome], metric: str) -> Table:
+    """One row per sweep member: status, epochs, the final metric in each split, wall time, run."""
+    table = Table(title=f"sweep {sweep.name} ({sweep.dir})")
+    columns = ["member", "status", "epochs", metric, f"val_{metric}", f"test_{metric}", "wall time", "run"]
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("member", "status", "run") else "right")
+    for o in outcomes:
+        run = o.run
+        final = run.final_metrics() if run else {}
+        shown = o.status if o.status != "skipped" or run is None else f"done before ({run.status})"
+        table.add_row(o.member.label, shown, str(run.summary.get("epochs", "")) if run else "",
+                      *(format_value(final.get(k, "")) for k in columns[3:6]),
+                      f"{run.summary.get('wall_time_s', 0):.1f} s" if run else "", run.name if run else "")
+    return table
