@@ -36,13 +36,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="PyTorch's thread count (default: its own)")
     args = parser.parse_args()
     ours, accuracy, data = nnctl_fit("mnist_lstm.yaml", args.epochs, f"data.subset={args.subset}")
-    peer = None
-    if have_torch():
-        import torch
-
-        if args.threads:
-            torch.set_num_threads(args.threads)
-        peer = torch_fit(torch_model(), data, 128, args.epochs, 2e-3, clip_norm=5.0)
+    peer = torch_fit(torch_model(), data, 128, args.epochs, 2e-3, clip_norm=5.0, threads=args.threads) \
+        if have_torch() else None
     report(ours, accuracy, peer)
 
 

@@ -55,12 +55,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="PyTorch's intra-op threads")
     args = parser.parse_args()
     ours, accuracy, data = nnctl_fit("tree_rnn.yaml", args.epochs)
-    peer = None
-    if have_torch():
-        import torch
-
-        torch.set_num_threads(args.threads)
-        peer = torch_fit(torch_model(), data, BATCH, args.epochs, LR)
+    peer = torch_fit(torch_model(), data, BATCH, args.epochs, LR, threads=args.threads) if have_torch() else None
     report(ours, accuracy, peer, unit="trees/s")
 
 

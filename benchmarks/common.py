@@ -31,10 +31,13 @@ def nnctl_fit(config: str, epochs: int, *overrides: str) -> tuple[float, float, 
 
 
 def torch_fit(model: Any, data: Dataset, batch_size: int, epochs: int, lr: float,
-              clip_norm: float | None = None) -> tuple[float, float]:
-    """The same loop in PyTorch on the CPU: Adam, cross-entropy, shuffled batches, then test accuracy once, as
-    nnctl's runner does; returns samples/s of the whole and the accuracy."""
+              clip_norm: float | None = None, threads: int | None = None) -> tuple[float, float]:
+    """The same loop in PyTorch on the CPU (on `threads` threads, else its own count): Adam, cross-entropy,
+    shuffled batches, then test accuracy once, as nnctl's runner does; returns samples/s and the accuracy."""
     import torch
+
+    if threads:
+        torch.set_num_threads(threads)
 
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     loss_fn = torch.nn.CrossEntropyLoss()

@@ -5,6 +5,7 @@ from typing import Any
 
 import numpy as np
 
+from nnctl.layers.window import pad
 from nnctl.schema import did_you_mean
 
 
@@ -44,8 +45,7 @@ class Augment:
     def _shifted(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         n, _, h, w = x.shape
         s = self.shift
-        padded = np.zeros((*x.shape[:2], h + 2 * s, w + 2 * s), x.dtype)
-        padded[:, :, s: s + h, s: s + w] = x
+        padded = pad(x, ((s, s), (s, s)))
         crops = np.lib.stride_tricks.sliding_window_view(padded, (h, w), axis=(2, 3))  # (N, C, 2s+1, 2s+1, H, W)
         rows, cols = rng.integers(0, 2 * s + 1, size=(2, n))
         return crops[np.arange(n), :, rows, cols]

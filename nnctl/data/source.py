@@ -35,6 +35,8 @@ class DatasetSource:
             raise ValueError(f"a validation count must be at least 1, got {validation}")
         if self.indices and (scale, shift) != (1.0, 0.0):
             raise ValueError(f"scale and shift do not apply to {self.registered_name}: its inputs are indices")
+        if self.indices and normalize:
+            raise ValueError(f"normalize does not apply to {self.registered_name}: its inputs are indices")
         for name, value in (("subset", subset), ("test_subset", test_subset)):
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be at least 1, got {value}")
