@@ -1,11 +1,32 @@
-"""The array module every layer computes with, and the dtype policy."""
+"""The array module every layer computes with (NumPy, or CuPy on a GPU), the device, and the dtype policy."""
+
+from typing import Any
 
 import numpy
 
-xp = numpy
-"""The array module: NumPy today; CuPy exposes the same interface for a GPU later."""
+from nnctl.errors import NnctlError
+
+
+class DeviceError(NnctlError):
+    """The asked-for device cannot be used here (no CuPy, no GPU, no such card)."""
+
+
+class ArrayModule:
+    """Forwards every attribute to the current array module, so `from nnctl.backend import xp` follows `use()`."""
+
+    def __init__(self, module: Any):
+        self.module = module
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.module, name)
+
+
+xp: Any = ArrayModule(numpy)
+"""The array module: NumPy on the CPU, CuPy after `use("cuda")`."""
 
 DTYPES = {"float32": numpy.float32, "float64": numpy.float64}
+
+GPU_INSTALL = "pip install 'nnctl[gpu]'"
 
 
 def resolve_dtype(name: str) -> type:
@@ -13,7 +34,86 @@ def resolve_dtype(name: str) -> type:
     return DTYPES[name]
 
 
+def parse_device(device: str) -> tuple[str, int]:
+    """('cpu', 0) or ('cuda', N) for "cpu", "cuda", "cuda:N"; ValueError for anything else."""
+    kind, _, index = str(device).partition(":")
+    if kind == "cpu" and not index:
+        return "cpu", 0
+    if kind == "cuda" and (not index or index.isdigit()):
+        return "cuda", int(index or 0)
+    raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+
+
+def use(device: str) -> None:
+    """Makes `xp` compute on `device`; DeviceError naming what is missing and how to fix it."""
+    kind, index = parse_device(device)
+    if kind == "cpu":
+        xp.module = numpy
+        return
+    cupy = _import_cupy()
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:  # CuPy raises its own CUDARuntimeError when the driver or card is missing
+        raise DeviceError(f"device {device!r}: CuPy is installed but finds no usable NVIDIA GPU ({exc}); "
+                          "use device: cpu, or run on a machine with an NVIDIA GPU and driver") from None
+    if index >= count:
+        raise DeviceError(f"device {device!r}: this machine has {count} GPU(s), numbered 0 to {count - 1}")
+    cupy.cuda.Device(index).use()
+    xp.module = cupy
+
+
+def _import_cupy() -> Any:
+    try:
+        import cupy
+    except ImportError:
+        raise DeviceError(f"device 'cuda' needs CuPy, which is not installed: {GPU_INSTALL} "
+                          "(the CuPy wheel for CUDA 12)") from None
+    return cupy
+
+
+def use_module(module: Any) -> None:
+    """Computes with any NumPy-like module (the tests' strict stand-in for a GPU)."""
+    xp.module = module
+
+
+def on_cpu() -> bool:
+    """True while `xp` is NumPy itself."""
+    return xp.module is numpy
+
+
+def to_device(a: Any) -> Any:
+    """The array on the current device (no copy on the CPU)."""
+    return a if on_cpu() else xp.asarray(a)
+
+
+def to_host(a: Any) -> numpy.ndarray:
+    """The array as a host NumPy array (device arrays are copied back; NumPy arrays pass through)."""
+    return a if isinstance(a, numpy.ndarray) else a.get()
+
+
+def describe() -> dict[str, str]:
+    """What computes: the device, CuPy and CUDA versions where a GPU is in use, and the BLAS NumPy calls."""
+    info = {"device": "cpu", "numpy": numpy.__version__, "blas": _blas()}
+    if not on_cpu() and hasattr(xp.module, "cuda"):
+        cupy = xp.module
+        dev = cupy.cuda.Device()
+        props = cupy.cuda.runtime.getDeviceProperties(dev.id)
+        info.update(device=f"cuda:{dev.id} ({props['name'].decode()})", cupy=cupy.__version__,
+                    cuda=str(cupy.cuda.runtime.runtimeGetVersion()))
+    return info
+
+
+def _blas() -> str:
+    try:
+        config = numpy.show_config(mode="dicts")
+        blas = config["Build Dependencies"]["blas"]
+        return f"{blas.get('name', '?')} {blas.get('version', '')}".strip()
+    except Exception:  # show_config's layout differs across NumPy versions; the BLAS is informative only
+        return "unknown"
+
+
 def sum_rows(a: numpy.ndarray, out: numpy.ndarray) -> None:
     """out = a.sum(axis=0) for a 2-D a, as ones·a: BLAS does it about 5x faster than NumPy's reduction when a
     has many rows (a conv layer's bias gradient sums N·OH·OW of them)."""
     xp.dot(xp.ones(len(a), a.dtype), a, out=out)
+
