@@ -41,10 +41,10 @@ class Checkpoints:
         self.folder = run_dir / "checkpoints"
         self.last, self.best = self.folder / "last.pkl", self.folder / "best.pkl"
 
-    def save_last(self, payload: dict[str, Any]) -> None:
+    def save_last(self, payload: checkpoint.Checkpoint) -> None:
         checkpoint.save(self.last, payload)
 
-    def save_best(self, payload: dict[str, Any]) -> None:
+    def save_best(self, payload: checkpoint.Checkpoint) -> None:
         checkpoint.save(self.best, payload)
 
 

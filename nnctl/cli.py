@@ -18,15 +18,17 @@ from nnctl import plot as plots
 from nnctl.callbacks import format_value
 from nnctl.config import load_config
 from nnctl.errors import ConfigError, NnctlError
-from nnctl.experiment import Experiment, build, from_checkpoint, report
+from nnctl.experiment import Experiment, build, initial_model, report
 from nnctl.gradcheck import check_model, check_registry
 from nnctl.layers import LAYERS
 from nnctl.losses import LOSSES
+from nnctl.model import Model
 from nnctl.predict import check_output, predict_files, write
 from nnctl.runner import Runner
 from nnctl.runs import Run, config_diff, expand, find_runs, load_run
 from nnctl.sample import LanguageModel
 from nnctl.sweep import Outcome, Sweep, by_value
+from nnctl.trained import Trained
 from nnctl.weights import export as export_weights
 
 app = typer.Typer(help="Train neural networks written in plain NumPy from YAML files.", no_args_is_help=True,
@@ -100,7 +102,7 @@ def evaluate_command(
     if split not in ("test", "val", "train"):
         raise ConfigError(f"--split must be test, val or train, not '{split}'")
     exp = (_load(checkpoint_path, overrides) if checkpoint_path.suffix in (".yaml", ".yml")
-           else from_checkpoint(checkpoint_path, overrides or [])[0])
+           else Trained.load(checkpoint_path).experiment(overrides or []))
     result = {"checkpoint": str(checkpoint_path), **report(exp, split)}
     if as_json:
         out.print_json(json.dumps(result))
@@ -150,9 +152,9 @@ def summary(
     overrides: Annotated[list[str] | None, typer.Argument(help=OVERRIDES_HELP, show_default=False)] = None,
 ) -> None:
     """Layers, output shapes and parameter counts of the model a config builds."""
-    exp = _load(config, overrides)
-    model = exp.model
-    table = Table(title=f"{exp.config.data['name']}: input {list(model.input_shape)}")
+    settings = load_config(config, overrides or [])
+    model = initial_model(settings, config.resolve().parent)
+    table = Table(title=f"{settings.data['name']}: input {list(model.input_shape)}")
     for column in ("#", "layer", "type", "output shape", "parameters"):
         table.add_column(column, justify="right" if column in ("#", "parameters") else "left")
     for i, (layer, shape) in enumerate(zip(model.layers, model.shapes, strict=True), start=1):
@@ -174,7 +176,7 @@ def predict_command(
     """Classify new inputs with a checkpoint's model; inputs are prepared as its training data was."""
     if output is not None:
         check_output(output)
-    result = predict_files(from_checkpoint(checkpoint_path)[0], inputs)
+    result = predict_files(Trained.load(checkpoint_path), inputs)
     if output is not None:
         write(result, output, top)
         out.print(f"wrote {len(result.names)} predictions to {output}")
@@ -188,7 +190,7 @@ def export_command(
     output: Annotated[Path, typer.Option("--output", "-o", help="The .npz file to write.", show_default=False)],
 ) -> None:
     """Write a checkpoint's weights as plain arrays by layer name (dense_1/W, ...) for model.weights."""
-    model = from_checkpoint(checkpoint_path)[0].model
+    model = Trained.load(checkpoint_path).model
     names = export_weights(output, model.state_dict(), model.input_shape, model.output_shape)
     out.print(f"wrote {len(names)} arrays ({', '.join(names)}) to {output}; "
               f"start a model from them with model.weights: {output}")
@@ -311,20 +313,36 @@ def plot_command(
     if kind == "curves":
         written = plots.curves(expand(runs), metric, path, smooth)
     else:
-        exp, title = _experiment(runs[0])
-        written = {"confusion": lambda: plots.confusion(exp, split, path, title),
-                   "filters": lambda: plots.filters(exp, path, title),
-                   "activations": lambda: plots.activations(exp, split, samples, path, title)}[kind]()
+        if kind == "filters":
+            model, title = _model(runs[0])
+            written = plots.filters(model, path, title)
+        else:
+            exp, title = _experiment(runs[0])
+            written = (plots.confusion(exp, split, path, title) if kind == "confusion"
+                       else plots.activations(exp, split, samples, path, title))
     out.print(f"wrote {written}")
 
 
 def _experiment(path: Path) -> tuple[Experiment, str]:
-    """The model of a run (its best.pkl, else last.pkl), of a checkpoint, or of a config at initialization."""
+    """The experiment of a run (its best.pkl, else last.pkl), of a checkpoint, or of a config at initialization."""
     if path.suffix in (".yaml", ".yml"):
         return _load(path, []), f"{path.name} (initial weights)"
+    trained, title = _trained(path)
+    return trained.experiment(), title
+
+
+def _model(path: Path) -> tuple[Model, str]:
+    """_experiment's model, without reading the data."""
+    if path.suffix in (".yaml", ".yml"):
+        return initial_model(load_config(path, []), path.resolve().parent), f"{path.name} (initial weights)"
+    trained, title = _trained(path)
+    return trained.model, title
+
+
+def _trained(path: Path) -> tuple[Trained, str]:
     if path.suffix == ".pkl":
-        return from_checkpoint(path)[0], f"{path.parent.parent.name}/{path.name}"
-    return from_checkpoint(load_run(path).checkpoint)[0], path.resolve().name
+        return Trained.load(path), f"{path.parent.parent.name}/{path.name}"
+    return Trained.load(load_run(path).checkpoint), path.resolve().name
 
 
 @app.command("sweep")

@@ -5,12 +5,11 @@ from pathlib import Path
 
 import numpy as np
 
-from nnctl import checkpoint
 from nnctl.backend import resolve_dtype
 from nnctl.builder import build_model
-from nnctl.config import Config, apply_overrides, from_dict
+from nnctl.config import Config
 from nnctl.data import DATASETS, Dataset, DatasetSource
-from nnctl.errors import CheckpointError, NnctlError
+from nnctl.errors import NnctlError
 from nnctl.layers.activations import Activation
 from nnctl.losses import LOSSES, Loss
 from nnctl.metrics import LOWER_IS_BETTER, METRICS, confusion_matrix, predict, scores, target_labels
@@ -81,7 +80,7 @@ def build(config: Config, base_dir: str | Path, dtype: str | None = None, weight
 
     The model starts from the arrays of `model.weights` when the config names a file, unless `weights` is False."""
     dtype_t = resolve_dtype(dtype or config.data["dtype"])
-    settings = _train_settings(config)
+    settings = train_settings(config)
     source = DATASETS.build(config.data["data"], config, ("data",), base_dir=str(base_dir))
     data = source.load(dtype_t)
     rng = np.random.default_rng([config.data["seed"], 0])
@@ -105,20 +104,12 @@ def build(config: Config, base_dir: str | Path, dtype: str | None = None, weight
                       metrics, monitor, mode, source)
 
 
-def from_checkpoint(path: str | Path, overrides: list[str] | tuple = ()) -> tuple[Experiment, dict]:
-    """The experiment a checkpoint's config builds (with `overrides`), its weights loaded; and the checkpoint."""
-    saved = checkpoint.load(path)
-    config = from_dict(saved["config"], f"{path} (its config)")
-    vocab = saved.get("data", {}).get("vocab")
-    if vocab is not None:  # the ids mean what they meant in training, whatever the text file holds now
-        config.data["data"]["vocab"] = vocab
-    apply_overrides(config, overrides)
-    exp = build(config, Path(saved["base_dir"]), weights=False)
-    try:
-        exp.model.load_state_dict(saved["model"])
-    except (KeyError, ValueError) as exc:
-        raise CheckpointError(f"{path}: its weights do not fit the model its config builds: {exc}") from None
-    return exp, saved
+def initial_model(config: Config, base_dir: str | Path) -> Model:
+    """The model a config builds, at initialization, for the input shape its dataset gives without reading
+    its data (or reading as little as it must)."""
+    source = DATASETS.build(config.data["data"], config, ("data",), base_dir=str(base_dir))
+    rng = np.random.default_rng([config.data["seed"], 0])
+    return build_model(config, source.input_shape(source.peek()), resolve_dtype(config.data["dtype"]), rng)
 
 
 def report(exp: Experiment, split: str) -> dict:
@@ -142,7 +133,8 @@ def output_activation(model: Model) -> str | None:
     return activation.registered_name if isinstance(activation, Activation) else None
 
 
-def _train_settings(config: Config) -> TrainSettings:
+def train_settings(config: Config) -> TrainSettings:
+    """The `train:` section checked against TrainSettings' signature, then built."""
     section = config.section("train")
     check_kwargs(TrainSettings, section, config, ("train",), "the train section")
     if isinstance(section.get("early_stopping"), dict):

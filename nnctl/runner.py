@@ -15,11 +15,13 @@ import yaml
 
 from nnctl import __version__, checkpoint
 from nnctl.callbacks import Checkpoints, MetricFiles, Monitor, Progress
+from nnctl.checkpoint import Checkpoint, InputRecipe
 from nnctl.config import Config
 from nnctl.errors import CheckpointError, NnctlError, TrainingError
-from nnctl.experiment import Experiment, build, from_checkpoint
+from nnctl.experiment import Experiment, build
 from nnctl.metrics import MetricSums, evaluate
 from nnctl.tensorboard import TensorBoard
+from nnctl.trained import Trained
 
 
 class Runner:
@@ -63,28 +65,29 @@ class Runner:
     def resume(cls, path: Path, overrides: list[str], runs_dir: Path, quiet: bool = False) -> "Runner":
         """Continues exactly where a checkpoint stopped: a run's last.pkl in its own run directory; any other
         checkpoint (best.pkl, a copy) in a new one under `runs_dir`, so no later metrics are overwritten."""
-        exp, saved = from_checkpoint(path, overrides)
+        trained = Trained.load(path)
+        exp = trained.experiment(overrides)
         TensorBoard.check(exp.config)
         path = Path(path).resolve()
         own_run = path.name == "last.pkl" and path.parent.name == "checkpoints"
         runner = cls(exp, path.parent.parent if own_run else new_run_dir(runs_dir, exp.config.data["name"]), quiet)
-        runner._restore(saved, path)
+        runner._restore(trained.saved, path)
         runner._write_config()
         runner.files.rewrite(runner.history)
         return runner
 
-    def _restore(self, saved: dict[str, Any], path: Path) -> None:
+    def _restore(self, saved: Checkpoint, path: Path) -> None:
         try:
-            self.exp.optimizer.load_state_dict(saved["optimizer"])
-            self.data_rng.bit_generator.state = saved["rng"]["data"]
-            self.dropout_rng.bit_generator.state = saved["rng"]["dropout"]
-            progress = saved["progress"]
+            self.exp.optimizer.load_state_dict(saved.optimizer)
+            self.data_rng.bit_generator.state = saved.rng["data"]
+            self.dropout_rng.bit_generator.state = saved.rng["dropout"]
+            progress = saved.progress
             self.epoch, self.batch, self.step = progress["epoch"], progress["batch"], progress["step"]
             self.lr = progress["lr"]
             self.order, self.sums = progress["order"], MetricSums(self.exp.metrics, progress["sums"])
-            self.history = list(saved["history"])
-            self.monitor.best, self.monitor.wait = saved["monitor"]["best"], saved["monitor"]["wait"]
-            self.elapsed_before = saved["elapsed"]
+            self.history = list(saved.history)
+            self.monitor.best, self.monitor.wait = saved.monitor["best"], saved.monitor["wait"]
+            self.elapsed_before = saved.elapsed
         except (KeyError, ValueError, TypeError) as exc:
             raise CheckpointError(f"{path}: cannot resume from it with this config: {exc}") from None
         if self.epoch >= self.exp.settings.epochs:
@@ -136,7 +139,7 @@ class Runner:
             return self._write_summary(status)
         es = self.exp.settings.early_stopping
         if status == "early_stopped" and es and es.restore_best and self.checkpoints.best.exists():
-            self.exp.model.load_state_dict(checkpoint.load(self.checkpoints.best)["model"])
+            self.exp.model.load_state_dict(checkpoint.load(self.checkpoints.best).model)
         return self._write_summary(status, test=self._test_metrics())
 
     def _run_epoch(self) -> bool:
@@ -235,21 +238,17 @@ class Runner:
     def _elapsed(self) -> float:
         return self.elapsed_before + time.perf_counter() - self.started
 
-    def _payload(self) -> dict[str, Any]:
-        return {
-            "config": self.exp.config.data,
-            "base_dir": str(self.exp.base_dir),
-            "model": self.exp.model.state_dict(),
-            "optimizer": self.exp.optimizer.state_dict(),
-            "rng": {"data": self.data_rng.bit_generator.state, "dropout": self.dropout_rng.bit_generator.state},
-            "progress": {"epoch": self.epoch, "batch": self.batch, "step": self.step, "lr": self.lr,
-                         "order": None if self.order is None else self.order.copy(), "sums": dict(self.sums.sums)},
-            "history": list(self.history),
-            "monitor": self.monitor.state(),
-            "elapsed": self._elapsed(),
-            "data": {"input_shape": list(self.exp.data.input_shape), "num_classes": self.exp.data.num_classes,
-                     "vocab": self.exp.data.vocab},
-        }
+    def _payload(self) -> Checkpoint:
+        exp = self.exp
+        inputs = InputRecipe(exp.data.input_shape, exp.source.sample_shape, exp.data.num_classes, exp.data.vocab,
+                             exp.source.channel_stats)
+        return Checkpoint(
+            config=exp.config.data, base_dir=str(exp.base_dir), model=exp.model.state_dict(),
+            optimizer=exp.optimizer.state_dict(),
+            rng={"data": self.data_rng.bit_generator.state, "dropout": self.dropout_rng.bit_generator.state},
+            progress={"epoch": self.epoch, "batch": self.batch, "step": self.step, "lr": self.lr,
+                      "order": None if self.order is None else self.order.copy(), "sums": dict(self.sums.sums)},
+            history=list(self.history), monitor=self.monitor.state(), elapsed=self._elapsed(), inputs=inputs)
 
     def _record(self, row: dict[str, Any]) -> None:
         self.history.append(row)

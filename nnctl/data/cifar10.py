@@ -25,6 +25,7 @@ class CIFAR10(CachedSource):
     the archive is downloaded from `mirror`, else from its home, when neither is there."""
 
     num_classes = 10
+    raw_shape = (3, 32, 32)
     subfolder = "cifar10"
     mirrors = MIRRORS
 

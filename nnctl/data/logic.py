@@ -14,6 +14,7 @@ class Logic(DatasetSource):
     """The truth table of `op` (and, or, nand, nor, xor) with integer labels; the test split is the same table."""
 
     num_classes = 2
+    raw_shape = (2,)
 
     def __init__(self, op: str = "and", **kwargs):
         super().__init__(**kwargs)

@@ -26,6 +26,7 @@ class MNIST(CachedSource):
     Read from `<data root>/mnist/`; missing files are downloaded from `mirror`, else from the public mirrors."""
 
     num_classes = 10
+    raw_shape = (1, 28, 28)
     subfolder = "mnist"
     mirrors = MIRRORS
 

@@ -9,6 +9,8 @@ from nnctl.data.source import Arrays
 class MNISTRows(MNIST):
     """MNIST as sequences of 28 rows of 28 pixels, (N, 28, 28), for recurrent layers."""
 
+    raw_shape = (28, 28)
+
     def __init__(self, flatten: bool = False, **kwargs):
         super().__init__(flatten=flatten, **kwargs)
 

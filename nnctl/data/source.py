@@ -22,6 +22,8 @@ class DatasetSource:
     """Set by sources that know their class count; otherwise derived from integer labels."""
     indices: bool = False
     """True for sources whose inputs are indices (word ids, tree node tables): kept as int64, never scaled."""
+    raw_shape: tuple[int, ...] | None = None
+    """The shape of one raw sample, for sources that know it without reading anything (MNIST's (1, 28, 28))."""
 
     def __init__(self, scale: float = 1.0, shift: float = 0.0, flatten: bool = True, one_hot: bool = False,
                  on_value: float = 1.0, off_value: float = 0.0, subset: int | None = None,
@@ -54,6 +56,14 @@ class DatasetSource:
     def read(self) -> Arrays:
         """x_train, y_train, x_test, y_test (the test pair may be None)."""
         raise NotImplementedError
+
+    def peek(self) -> tuple[int, ...]:
+        """The shape of one raw sample, from as little of the data as the source must read (nothing if it knows)."""
+        return self.raw_shape or self.read()[0].shape[1:]
+
+    def input_shape(self, sample_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """One sample as the model takes it: raw samples of `sample_shape`, flattened if data.flatten asks."""
+        return (math.prod(sample_shape),) if self.flatten else tuple(sample_shape)
 
     def origin(self, split: str) -> str:
         """Where the `split` ('training' or 'test') arrays come from, to start error messages."""

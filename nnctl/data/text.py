@@ -36,6 +36,9 @@ class Text(DatasetSource):
             raise ValueError("vocab lists a token twice")
         self.file, self.seq_len, self.level, self.vocab = path, seq_len, level, vocab
 
+    def peek(self) -> tuple[int, ...]:
+        return (self.seq_len,)
+
     def origin(self, split: str) -> str:
         return str(self.path(self.file))
 
