@@ -1,4 +1,5 @@
-"""A checkpoint comes back by itself: predict, export and summary read no data; format-1 checkpoints still load."""
+"""A checkpoint comes back by itself: predict, export, sample, plot --filters and summary read no data;
+format-1 checkpoints still load and give the numbers format 1 gave."""
 
 import csv
 import json
@@ -114,6 +115,8 @@ def test_predict_and_export_read_no_data(tmp_path, empty, mnist_root):
     ok("export", str(ckpt), "-o", str(tmp_path / "w.npz"), env=empty)
     with np.load(tmp_path / "w.npz") as arrays:
         np.testing.assert_array_equal(arrays["conv2d_1/W"], saved.model["conv2d_1"]["params"]["W"])
+    assert "filters.png" in ok("plot", str(ckpt), "--filters", "-o", str(tmp_path / "filters.png"), env=empty)
+    assert (tmp_path / "filters.png").stat().st_size > 0
     assert not any(Path(empty["NNCTL_DATA_DIR"]).iterdir())  # nothing was downloaded or cached
 
 
