@@ -152,9 +152,9 @@ def summary(
     overrides: Annotated[list[str] | None, typer.Argument(help=OVERRIDES_HELP, show_default=False)] = None,
 ) -> None:
     """Layers, output shapes and parameter counts of the model a config builds."""
-    settings = load_config(config, overrides or [])
-    model = initial_model(settings, config.resolve().parent)
-    table = Table(title=f"{settings.data['name']}: input {list(model.input_shape)}")
+    parsed = load_config(config, overrides or [])
+    model = initial_model(parsed, config.resolve().parent)
+    table = Table(title=f"{parsed.data['name']}: input {list(model.input_shape)}")
     for column in ("#", "layer", "type", "output shape", "parameters"):
         table.add_column(column, justify="right" if column in ("#", "parameters") else "left")
     for i, (layer, shape) in enumerate(zip(model.layers, model.shapes, strict=True), start=1):
@@ -312,14 +312,13 @@ def plot_command(
     path = output or default_dir / f"{kind}.png"
     if kind == "curves":
         written = plots.curves(expand(runs), metric, path, smooth)
+    elif kind == "filters":
+        model, title = _model(runs[0])
+        written = plots.filters(model, path, title)
     else:
-        if kind == "filters":
-            model, title = _model(runs[0])
-            written = plots.filters(model, path, title)
-        else:
-            exp, title = _experiment(runs[0])
-            written = (plots.confusion(exp, split, path, title) if kind == "confusion"
-                       else plots.activations(exp, split, samples, path, title))
+        exp, title = _experiment(runs[0])
+        written = (plots.confusion(exp, split, path, title) if kind == "confusion"
+                   else plots.activations(exp, split, samples, path, title))
     out.print(f"wrote {written}")
 
 
@@ -332,7 +331,7 @@ def _experiment(path: Path) -> tuple[Experiment, str]:
 
 
 def _model(path: Path) -> tuple[Model, str]:
-    """_experiment's model, without reading the data."""
+    """The model of a run, a checkpoint or a config, as _experiment's, without reading the data."""
     if path.suffix in (".yaml", ".yml"):
         return initial_model(load_config(path, []), path.resolve().parent), f"{path.name} (initial weights)"
     trained, title = _trained(path)
@@ -340,6 +339,7 @@ def _model(path: Path) -> tuple[Model, str]:
 
 
 def _trained(path: Path) -> tuple[Trained, str]:
+    """A checkpoint's trained model, or a run's (its best.pkl, else last.pkl), and its title."""
     if path.suffix == ".pkl":
         return Trained.load(path), f"{path.parent.parent.name}/{path.name}"
     return Trained.load(load_run(path).checkpoint), path.resolve().name
