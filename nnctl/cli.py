@@ -53,8 +53,8 @@ def _main(debug: bool = typer.Option(False, "--debug", help="Show the full trace
     DEBUG = DEBUG or debug
 
 
-def _load(config: Path, overrides: list[str] | None, dtype: str | None = None) -> Experiment:
-    return build(load_config(config, overrides or []), config.resolve().parent, dtype)
+def _load(config: Path, overrides: list[str] | None) -> Experiment:
+    return build(load_config(config, overrides or []))
 
 
 @app.command()
@@ -77,7 +77,7 @@ def train(
     elif config is None:
         raise ConfigError("give a config to train (nnctl train configs/mnist_mlp.yaml) or --resume CHECKPOINT")
     else:
-        runner = Runner.start(load_config(config, overrides or []), config.resolve().parent, runs_dir, quiet)
+        runner = Runner.start(load_config(config, overrides or []), runs_dir, quiet)
     if not quiet:
         out.print(f"run directory: {runner.run_dir}")
     summary = runner.fit()
@@ -131,7 +131,7 @@ def gradcheck(
 ) -> None:
     """Compare analytic gradients with central differences in float64; exits 1 if any check fails."""
     if config is not None:
-        checks = check_model(_load(config, overrides, "float64"), samples, per_tensor, eps, tol)
+        checks = check_model(_load(config, [*(overrides or []), "dtype=float64"]), samples, per_tensor, eps, tol)
     else:
         if layer is not None and layer not in LAYERS and layer not in LOSSES:
             LAYERS.get(layer)  # raises with the known names and a suggestion

@@ -107,7 +107,7 @@ def test_exported_then_imported_weights_give_the_same_outputs(run, digits, tmp_p
 
     np.save(tmp_path / "x.npy", digits[0])
     ok("predict", str(ckpt), str(tmp_path / "x.npy"), "-o", str(tmp_path / "p.npy"))
-    imported = build(load_config(CONFIGS / "mnist_mlp.yaml", [*SLICE, f"model.weights={weights}"]), CONFIGS)
+    imported = build(load_config(CONFIGS / "mnist_mlp.yaml", [*SLICE, f"model.weights={weights}"]))
     np.testing.assert_array_equal(predict_files(imported, [tmp_path / "x.npy"]).values, np.load(tmp_path / "p.npy"))
 
     from_weights = json.loads(ok("eval", str(CONFIGS / "mnist_mlp.yaml"), *SLICE, f"model.weights={weights}",
