@@ -55,8 +55,8 @@ def _main(debug: bool = typer.Option(False, "--debug", help="Show the full trace
     DEBUG = DEBUG or debug
 
 
-def _load(config: Path, overrides: list[str] | None, dtype: str | None = None) -> Experiment:
-    return build(load_config(config, overrides or []), config.resolve().parent, dtype)
+def _load(config: Path, overrides: list[str] | None) -> Experiment:
+    return build(load_config(config, overrides or []))
 
 
 @app.command()
@@ -79,7 +79,7 @@ def train(
     elif config is None:
         raise ConfigError("give a config to train (nnctl train configs/mnist_mlp.yaml) or --resume CHECKPOINT")
     else:
-        runner = Runner.start(load_config(config, overrides or []), config.resolve().parent, runs_dir, quiet)
+        runner = Runner.start(load_config(config, overrides or []), runs_dir, quiet)
     if not quiet:
         out.print(f"run directory: {runner.run_dir}")
     summary = runner.fit()
@@ -133,7 +133,7 @@ def gradcheck(
 ) -> None:
     """Compare analytic gradients with central differences in float64; exits 1 if any check fails."""
     if config is not None:
-        checks = check_model(_load(config, overrides, "float64"), samples, per_tensor, eps, tol)
+        checks = check_model(_load(config, [*(overrides or []), "dtype=float64"]), samples, per_tensor, eps, tol)
     else:
         if layer is not None and layer not in LAYERS and layer not in LOSSES:
             LAYERS.get(layer)  # raises with the known names and a suggestion
@@ -153,7 +153,7 @@ def summary(
 ) -> None:
     """Layers, output shapes and parameter counts of the model a config builds."""
     parsed = load_config(config, overrides or [])
-    model = initial_model(parsed, config.resolve().parent)
+    model = initial_model(parsed)
     table = Table(title=f"{parsed.data['name']}: input {list(model.input_shape)}")
     for column in ("#", "layer", "type", "output shape", "parameters"):
         table.add_column(column, justify="right" if column in ("#", "parameters") else "left")
@@ -333,7 +333,7 @@ def _experiment(path: Path) -> tuple[Experiment, str]:
 def _model(path: Path) -> tuple[Model, str]:
     """The model of a run, a checkpoint or a config, as _experiment's, without reading the data."""
     if path.suffix in (".yaml", ".yml"):
-        return initial_model(load_config(path, []), path.resolve().parent), f"{path.name} (initial weights)"
+        return initial_model(load_config(path, [])), f"{path.name} (initial weights)"
     trained, title = _trained(path)
     return trained.model, title
 

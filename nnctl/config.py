@@ -8,6 +8,7 @@ from typing import Any
 
 import yaml
 
+from nnctl.backend import DTYPES
 from nnctl.errors import ConfigError, read_bytes
 from nnctl.schema import describe_type, describe_value, did_you_mean, matches
 
@@ -35,11 +36,13 @@ def dotted(path: KeyPath) -> str:
 
 @dataclass
 class Config:
-    """A loaded config: plain data plus where each key came from, for error messages."""
+    """A loaded config: plain data plus where each key came from, for error messages, and the folder its
+    relative paths (data files, model.weights) start from."""
 
     data: dict[str, Any]
     source: str = "<config>"
     origins: dict[KeyPath, str] = field(default_factory=dict)
+    base_dir: Path = Path(".")
 
     def where(self, path: KeyPath) -> str:
         """'file:line' of the key at `path`, or of its closest ancestor that has one."""
@@ -142,7 +145,7 @@ def load_config(path: str | Path, overrides: typing.Sequence[str] = ()) -> Confi
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text: {exc.reason} at byte {exc.start}") from None
     data, origins = parse_yaml(text, str(path))
-    config = from_dict(data, str(path), origins)
+    config = from_dict(data, str(path), origins, path.resolve().parent)
     config.data.setdefault("name", path.stem)
     apply_overrides(config, overrides)
     return config
@@ -156,11 +159,12 @@ def apply_overrides(config: Config, overrides: typing.Sequence[str]) -> None:
     check_top_level(config)
 
 
-def from_dict(data: Any, source: str = "<config>", origins: dict | None = None) -> Config:
+def from_dict(data: Any, source: str = "<config>", origins: dict | None = None,
+              base_dir: str | Path = ".") -> Config:
     """Wrap already-parsed data (a checkpoint's config, a test's dict) as a Config."""
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: a config must be a mapping of sections, got {describe_value(data)}")
-    return Config(data, source, dict(origins or {}))
+    return Config(data, source, dict(origins or {}), Path(base_dir))
 
 
 def check_top_level(config: Config) -> None:
@@ -180,7 +184,7 @@ def check_top_level(config: Config) -> None:
         raise config.error(("name",), f"'{config.data['name']}' cannot name a run directory; use letters, digits, "
                                       "'.', '_' and '-'")
     dtype = config.data.setdefault("dtype", "float32")
-    if dtype not in ("float32", "float64"):
-        raise config.error(("dtype",), f"expected float32 or float64, got {describe_value(dtype)}")
+    if not isinstance(dtype, str) or dtype not in DTYPES:
+        raise config.error(("dtype",), f"expected {' or '.join(DTYPES)}, got {describe_value(dtype)}")
     if config.data.setdefault("seed", 0) < 0:
         raise config.error(("seed",), f"expected a non-negative integer, got {config.data['seed']}")

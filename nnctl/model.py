@@ -40,8 +40,8 @@ class Model:
     def grads(self) -> list[np.ndarray]:
         return [layer.grads[key] for layer, key in self.keys]
 
-    def weights(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """The arrays subject to L1/L2 decay, and their gradients."""
+    def decayed_arrays(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """The arrays subject to L1/L2 decay (weights, not biases or scales), and their gradients."""
         return ([layer.params[key] for layer, key in self.decayed],
                 [layer.grads[key] for layer, key in self.decayed])
 

@@ -19,7 +19,7 @@ from nnctl.config import Config, KeyPath, apply_override, check_top_level, dotte
 from nnctl.errors import ConfigError, NnctlError, read_bytes
 from nnctl.runner import Runner
 from nnctl.runs import Run, find_runs, load_run
-from nnctl.schema import check_kwargs, describe_value
+from nnctl.schema import construct, describe_value
 
 DONE = ("finished", "early_stopped")
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
@@ -45,7 +45,6 @@ class Member:
 
     label: str
     config: Config
-    base_dir: Path
     values: dict[str, Any]
     """The grid values of this member, by grid key."""
     group: str
@@ -77,28 +76,23 @@ class Sweep:
         if not isinstance(data, dict):
             raise ConfigError(f"{self.path}: a sweep file must be a mapping with base and grid or members, "
                               f"got {describe_value(data)}")
-        check_kwargs(SweepSpec, data, self.file, (), "a sweep file")
-        try:
-            self.spec = SweepSpec(**data)
-        except ValueError as exc:
-            raise self.file.error(("samples",), str(exc)) from None
+        self.spec = construct(SweepSpec, data, self.file, (), "a sweep file", value_error_at=("samples",))
         self.name = self.spec.name or self.path.stem
         self.dir = Path(runs_dir) / self.name
         self.metric = self.spec.metric
         self.members = self._members()
 
-    def _base(self) -> tuple[Config, Path]:
+    def _base(self) -> Config:
         base = self.spec.base
         if isinstance(base, str):
-            path = self.path.parent / base
-            return load_config(path), path.resolve().parent
+            return load_config(self.path.parent / base)
         origins = {key[1:]: line for key, line in self.file.origins.items() if key[:1] == ("base",)}
-        config = Config(copy.deepcopy(base), str(self.path), origins)
+        config = Config(copy.deepcopy(base), str(self.path), origins, self.path.resolve().parent)
         config.data.setdefault("name", self.name)
-        return config, self.path.resolve().parent
+        return config
 
     def _members(self) -> list[Member]:
-        base, base_dir = self._base()
+        base = self._base()
         for key, values in self.spec.grid.items():
             if not isinstance(values, list) or not values:
                 raise self.file.error(("grid", key), f"expected a non-empty list of values, got "
@@ -120,7 +114,7 @@ class Sweep:
                 label = "_".join(p for p in [group, *(_short(v, k) for k, v in values.items())] if p) or self.name
                 config.data["name"] = label
                 check_top_level(config)
-                members.append(Member(label, config, base_dir, values, group))
+                members.append(Member(label, config, values, group))
         labels = [m.label for m in members]
         for label in labels:
             if labels.count(label) > 1:
@@ -186,7 +180,7 @@ def run_member(member: Member, sweep_dir: Path) -> tuple[str, str | None, Path |
         if member.resume is not None:
             runner = Runner.resume(member.resume, [], sweep_dir, quiet=True)
         else:
-            runner = Runner.start(member.config, member.base_dir, sweep_dir, quiet=True)
+            runner = Runner.start(member.config, sweep_dir, quiet=True)
         return runner.fit()["status"], None, runner.run_dir
     except NnctlError as exc:
         return "failed", str(exc), runner and runner.run_dir

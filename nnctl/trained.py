@@ -43,7 +43,7 @@ class Trained:
         model = build_model(config, saved.inputs.input_shape, dtype, np.random.default_rng(0))
         _load_weights(model, saved, path)
         loss = LOSSES.build(config.data["loss"], config, ("loss",))
-        source = DATASETS.build(config.data["data"], config, ("data",), base_dir=saved.base_dir)
+        source = DATASETS.build(config.data["data"], config, ("data",), base_dir=str(config.base_dir))
         source.sample_shape = saved.inputs.sample_shape or source.peek()
         source.channel_stats = saved.inputs.channel_stats
         if source.normalize and source.channel_stats is None:  # format 1 did not keep them: computed again
@@ -67,13 +67,13 @@ class Trained:
         for eval, resume and the plots that need data."""
         config = _config(self.saved, self.path, copy.deepcopy(self.saved.config))
         apply_overrides(config, overrides)
-        exp = build(config, Path(self.saved.base_dir), weights=False)
+        exp = build(config, weights=False)
         _load_weights(exp.model, self.saved, self.path)
         return exp
 
 
 def _config(saved: Checkpoint, path: Path, data: dict | None = None) -> Config:
-    config = from_dict(data if data is not None else saved.config, f"{path} (its config)")
+    config = from_dict(data if data is not None else saved.config, f"{path} (its config)", base_dir=saved.base_dir)
     if saved.inputs.vocab is not None:  # the ids mean what they meant in training, whatever the text file holds now
         config.data["data"]["vocab"] = saved.inputs.vocab
     return config

@@ -108,7 +108,7 @@ def test_exported_then_imported_weights_give_the_same_outputs(run, digits, tmp_p
 
     np.save(tmp_path / "x.npy", digits[0])
     ok("predict", str(ckpt), str(tmp_path / "x.npy"), "-o", str(tmp_path / "p.npy"))
-    imported = build(load_config(CONFIGS / "mnist_mlp.yaml", [*SLICE, f"model.weights={weights}"]), CONFIGS)
+    imported = build(load_config(CONFIGS / "mnist_mlp.yaml", [*SLICE, f"model.weights={weights}"]))
     trained = Trained.load(ckpt)
     trained.model = imported.model  # the imported weights in place of the checkpoint's own
     np.testing.assert_array_equal(predict_files(trained, [tmp_path / "x.npy"]).values, np.load(tmp_path / "p.npy"))

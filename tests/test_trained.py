@@ -149,8 +149,8 @@ def test_summary_model_is_the_trained_model(tmp_path, mnist_root, monkeypatch):
     for path in sorted(CONFIGS.glob("*.yaml")):
         small = ["data.subset=50", "data.test_subset=10", "data.validation=10"]
         config = load_config(path, small if path.stem.startswith(("mnist", "cifar")) else [])
-        quick = initial_model(config, CONFIGS)
-        built = build(config, CONFIGS).model
+        quick = initial_model(config)
+        built = build(config).model
         assert quick.input_shape == built.input_shape and quick.shapes == built.shapes, path.name
         assert quick.num_params == built.num_params, path.name
 

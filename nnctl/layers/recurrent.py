@@ -192,9 +192,10 @@ class SimpleRNN(Recurrent):
 
     def __init__(self, units: int, activation: str = "tanh", **kwargs):
         super().__init__(units, **kwargs)
-        if activation not in ("tanh", "relu"):
-            raise ValueError(f"rnn activation must be 'tanh' or 'relu', got '{activation}'")
-        self.relu = activation == "relu"
+        name = activation.registered_name  # the builder has made the name an activation layer
+        if name not in ("tanh", "relu"):
+            raise ValueError(f"rnn activation must be 'tanh' or 'relu', got '{name}'")
+        self.relu = name == "relu"
 
     def step(self, z, a, state, s):
         z += a
