@@ -6,8 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from nnctl.checkpoint import UnsafePickleError, safe_unpickle
-from nnctl.data import DATASETS
-from nnctl.data.source import Arrays, CachedSource
+from nnctl.data.source import DATASETS, Arrays, CachedSource
 from nnctl.errors import DataError
 
 MIRRORS = ("https://www.cs.toronto.edu/~kriz/",)

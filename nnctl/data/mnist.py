@@ -1,8 +1,7 @@
 """MNIST: the four IDX files, read from the data directory or downloaded once and cached there."""
 
-from nnctl.data import DATASETS
 from nnctl.data.idx import read_idx
-from nnctl.data.source import Arrays, CachedSource
+from nnctl.data.source import DATASETS, Arrays, CachedSource
 from nnctl.errors import DataError
 
 MIRRORS = (

@@ -1,8 +1,7 @@
 """Sequence datasets: MNIST read row by row."""
 
-from nnctl.data import DATASETS
 from nnctl.data.mnist import MNIST
-from nnctl.data.source import Arrays
+from nnctl.data.source import DATASETS, Arrays
 
 
 @DATASETS.register("mnist_rows")

@@ -1,4 +1,5 @@
-"""The base of every dataset: common options (scaling, one-hot, subsets, validation) applied after reading."""
+"""The base of every dataset source: common options (scaling, one-hot, subsets, validation) applied after reading,
+and the registry of sources by name."""
 
 import math
 import os
@@ -6,10 +7,11 @@ from pathlib import Path
 
 import numpy as np
 
-from nnctl.data import Dataset, Split
 from nnctl.data.augment import Augment
+from nnctl.data.dataset import Dataset, Split
 from nnctl.data.download import fetch_first
 from nnctl.errors import DataError
+from nnctl.registry import Registry
 
 Arrays = tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]
 _CHUNK = 4096  # rows scaled at a time: bounds the float64 temporary and is ~3x faster than one pass on MNIST
@@ -181,6 +183,9 @@ def channel_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     std = x.std(axis=axes, dtype=np.float64, keepdims=True)[0]
     std[std < 1e-8] = 1.0  # a constant channel is only centred
     return mean, std
+
+
+DATASETS: Registry[DatasetSource] = Registry("dataset")
 
 
 class CachedSource(DatasetSource):

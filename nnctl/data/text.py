@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from nnctl.data import DATASETS, Dataset
-from nnctl.data.source import Arrays, DatasetSource
+from nnctl.data.dataset import Dataset
+from nnctl.data.source import DATASETS, Arrays, DatasetSource
 from nnctl.errors import DataError, read_bytes
 
 LEVELS = {"char": "", "word": " "}

@@ -1,8 +1,7 @@
 """Element-wise activations and softmax, each a layer of its own."""
 
 from nnctl.backend import xp
-from nnctl.layers import LAYERS
-from nnctl.layers.base import Layer
+from nnctl.layers.base import LAYERS, Layer
 from nnctl.schema import did_you_mean
 
 

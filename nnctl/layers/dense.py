@@ -4,9 +4,8 @@ from typing import Any
 
 from nnctl.backend import sum_rows, xp
 from nnctl.init import Initializer
-from nnctl.layers import LAYERS
 from nnctl.layers.activations import make_activation
-from nnctl.layers.base import Layer
+from nnctl.layers.base import LAYERS, Layer
 
 
 @LAYERS.register("dense")

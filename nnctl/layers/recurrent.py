@@ -6,8 +6,7 @@ import numpy as np
 
 from nnctl.backend import sum_rows, xp
 from nnctl.init import Initializer
-from nnctl.layers import LAYERS
-from nnctl.layers.base import Layer
+from nnctl.layers.base import LAYERS, Layer
 
 STATE_INIT = {"type": "normal", "std": 0.5}
 """The gradient-check examples start from this non-zero learned state (a zero one hides BPTT mistakes)."""
