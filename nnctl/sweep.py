@@ -137,13 +137,7 @@ class Sweep:
         return [combinations[i] for i in sorted(rng.choice(len(combinations), self.spec.samples, replace=False))]
 
     def _override(self, config: Config, where: KeyPath, key: str, value: Any) -> None:
-        origin = f"{self.file.where(where)} ({dotted(where)})"
-        paths = _concrete(config.data, key_path(str(key)))
-        if not paths:
-            raise self.file.error(where, f"'{key}': its '*' matches no item of the base config that has the key "
-                                         "after it")
-        for path in paths:
-            apply_override(config, path, copy.deepcopy(value), origin)
+        apply_override(config, key_path(str(key)), value, f"{self.file.where(where)} ({dotted(where)})")
 
     def plan(self) -> list[Member]:
         """The members still to run: finished ones are left out; stopped or crashed ones resume."""
@@ -211,23 +205,6 @@ def by_value(outcomes: list[Outcome], metric: str) -> dict[str, dict[str, list[t
                 others = [outcome.member.group] + [_short(v, k) for k, v in outcome.member.values.items() if k != key]
                 curves.setdefault(key, {}).setdefault(" ".join(o for o in others if o), []).append((x, value))
     return {key: groups for key, groups in curves.items() if max(len(xy) for xy in groups.values()) > 1}
-
-
-def _concrete(data: Any, path: KeyPath) -> list[KeyPath]:
-    """The paths a key with `*` stands for: each list item (or mapping value) that has the key after it."""
-    if "*" not in path:
-        return [path]
-    i = path.index("*")
-    node = data
-    for key in path[:i]:
-        try:
-            node = node[key]
-        except (KeyError, IndexError, TypeError):
-            return []
-    items = enumerate(node) if isinstance(node, list) else node.items() if isinstance(node, dict) else []
-    nxt = path[i + 1] if i + 1 < len(path) else None
-    return [concrete for k, item in items if isinstance(item, dict) and nxt in item
-            for concrete in _concrete(data, path[:i] + (k,) + path[i + 1:])]
 
 
 def _short(value: Any, key: str) -> str:
