@@ -14,11 +14,11 @@ import numpy as np
 import yaml
 
 from nnctl import __version__, checkpoint
-from nnctl.callbacks import Checkpoints, MetricFiles, Monitor, Progress
 from nnctl.config import Config
 from nnctl.errors import CheckpointError, NnctlError, TrainingError
 from nnctl.experiment import Experiment, build, from_checkpoint
 from nnctl.metrics import MetricSums, evaluate
+from nnctl.run_files import Checkpoints, MetricFiles, Monitor, Progress
 from nnctl.tensorboard import TensorBoard
 
 
