@@ -112,7 +112,8 @@ class Sweep:
             for combination in self._grid():
                 values = dict(zip(self.spec.grid, combination, strict=True))
                 config = copy.deepcopy(base)
-                settings = [(("overrides", k), k, v) for k, v in self.spec.overrides.items()]
+                settings: list[tuple[KeyPath, str, Any]] = [(("overrides", k), k, v)
+                                                            for k, v in self.spec.overrides.items()]
                 settings += [(("members", i, k), k, v) for k, v in member.items() if k != "name"]
                 settings += [(("grid", k), k, v) for k, v in values.items()]
                 for where, key, value in settings:
@@ -148,9 +149,10 @@ class Sweep:
             member.previous = same[-1] if same else None
             if member.previous and member.previous.status in DONE:
                 continue
-            last = member.previous.path / "checkpoints" / "last.pkl" if member.previous else None
-            resumable = last is not None and last.is_file() and member.previous.status != "failed"
-            member.resume = last if resumable else None
+            member.resume = None
+            if member.previous and member.previous.status != "failed":
+                last = member.previous.path / "checkpoints" / "last.pkl"
+                member.resume = last if last.is_file() else None
             todo.append(member)
         return todo
 
@@ -183,11 +185,11 @@ def run_member(member: Member, sweep_dir: Path) -> tuple[str, str | None, Path |
             runner = Runner.start(member.config, member.base_dir, sweep_dir, quiet=True)
         return runner.fit()["status"], None, runner.run_dir
     except NnctlError as exc:
-        return "failed", str(exc), runner and runner.run_dir
+        return "failed", str(exc), runner.run_dir if runner else None
     except Exception as exc:  # one member's bug must not stop the others; it is reported with the rest
-        return "failed", f"internal error: {type(exc).__name__}: {exc}", runner and runner.run_dir
+        return "failed", f"internal error: {type(exc).__name__}: {exc}", runner.run_dir if runner else None
     except KeyboardInterrupt:
-        return "stopped", "interrupted", runner and runner.run_dir
+        return "stopped", "interrupted", runner.run_dir if runner else None
 
 
 def by_value(outcomes: list[Outcome], metric: str) -> dict[str, dict[str, list[tuple[float, float]]]]:

@@ -6,6 +6,8 @@ import pytest
 
 from helpers import nnctl
 
+pytestmark = pytest.mark.slow  # runs the CLI in subprocesses and trains real models
+
 BASE = """\
 name: t
 data: {type: logic, op: xor}

@@ -16,6 +16,8 @@ from nnctl.data.idx import read_idx
 from nnctl.experiment import build, from_checkpoint
 from nnctl.predict import predict_files
 
+pytestmark = pytest.mark.slow  # runs the CLI in subprocesses and trains real models
+
 SLICE = ["data.subset=3000", "data.test_subset=1000", "data.validation=500", "train.epochs=2", "optimizer.lr=2e-3"]
 
 

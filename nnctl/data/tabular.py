@@ -24,7 +24,8 @@ class Inline(DatasetSource):
         return "data.test_x/test_y" if split == "test" else "data.x/y"
 
     def read(self) -> Arrays:
-        test = (None, None) if self.test_x is None else (_array(self.test_x, "test_x"), _array(self.test_y, "test_y"))
+        test = ((None, None) if self.test_x is None or self.test_y is None
+                else (_array(self.test_x, "test_x"), _array(self.test_y, "test_y")))
         return _array(self.x, "x"), _array(self.y, "y"), *test
 
 

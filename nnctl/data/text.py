@@ -61,5 +61,6 @@ class Text(DatasetSource):
 
     def load(self, dtype: type) -> Dataset:
         data = super().load(dtype)
+        assert self.vocab is not None, "read() sets it"
         data.vocab = list(self.vocab)
         return data

@@ -120,7 +120,7 @@ def make_activation(name: str | None) -> Activation | None:
     """The activation layer called `name` (None for none); ValueError for a name that is not one."""
     if name is None:
         return None
-    names = [n for n in LAYERS if issubclass(LAYERS.get(n), Activation)]
-    if name not in names:
-        raise ValueError(f"unknown activation '{name}'{did_you_mean(name, names)}; known: {', '.join(names)}")
-    return LAYERS.get(name)()
+    classes = {n: cls for n in LAYERS if issubclass(cls := LAYERS.get(n), Activation)}
+    if name not in classes:
+        raise ValueError(f"unknown activation '{name}'{did_you_mean(name, classes)}; known: {', '.join(classes)}")
+    return classes[name]()

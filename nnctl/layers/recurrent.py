@@ -126,7 +126,7 @@ class Recurrent(Layer):
         self.caches[s] = (x2, h, caches)
         return h
 
-    def _initial(self, s: str, n: int, dtype: type) -> tuple:
+    def _initial(self, s: str, n: int, dtype: np.dtype) -> tuple:
         if self.learned_state:
             return tuple(xp.broadcast_to(self.params[f"{name}0{s}"], (n, self.units)) for name in self.carries)
         return tuple(xp.zeros((n, self.units), dtype=dtype) for _ in self.carries)
