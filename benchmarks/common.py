@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from nnctl.config import load_config
-from nnctl.data import Dataset
+from nnctl.data.dataset import Dataset
 from nnctl.model import Model
 from nnctl.runner import Runner
 

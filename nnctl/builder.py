@@ -7,7 +7,7 @@ import numpy as np
 
 from nnctl.config import Config, KeyPath
 from nnctl.init import make_initializer
-from nnctl.layers import LAYERS
+from nnctl.layers import LAYERS, Layer
 from nnctl.layers.activations import make_activation
 from nnctl.model import Model
 from nnctl.schema import construct, signature_params
@@ -28,7 +28,9 @@ def build_model(config: Config, input_shape: tuple[int, ...], dtype: type,
     if not isinstance(specs, list) or not specs:
         raise config.error(("model", "layers"), "expected a non-empty list of layers, "
                                                 "such as '- {type: dense, units: 10}'")
-    layers, shapes, counts = [], [], {}
+    layers: list[Layer] = []
+    shapes: list[tuple[int, ...]] = []
+    counts: dict[str, int] = {}
     shape = tuple(input_shape)
     for i, spec in enumerate(specs):
         path = ("model", "layers", i)

@@ -1,5 +1,6 @@
 """Everything a config builds: data, model, loss, optimizer, schedule and training settings."""
 
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,7 +38,7 @@ class TrainSettings:
             raise ValueError(f"mode must be auto, min or max, got {mode!r}")
         self.epochs, self.batch_size, self.eval_every = epochs, batch_size, eval_every
         self.metrics, self.monitor, self.mode = metrics, monitor, mode
-        self.early_stopping = early_stopping  # train_settings has built the mapping into an EarlyStopping
+        self.early_stopping = typing.cast("EarlyStopping | None", early_stopping)  # train_settings built the mapping
         self.log_every_steps, self.eval_batch_size = log_every_steps, eval_batch_size
         self.tensorboard = tensorboard
 

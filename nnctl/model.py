@@ -26,9 +26,11 @@ class Model:
 
     def backward(self, dy: np.ndarray) -> np.ndarray | None:
         """Fills every layer's grads; returns the input's gradient if the first layer computes it."""
+        grad: np.ndarray | None = dy
         for layer in reversed(self.layers):
-            dy = layer.backward(dy)
-        return dy
+            assert grad is not None, "only the first layer may skip its input's gradient"
+            grad = layer.backward(grad)
+        return grad
 
     def layer(self, name: str) -> Layer:
         return next(layer for layer in self.layers if layer.name == name)

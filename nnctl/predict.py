@@ -35,6 +35,7 @@ def predict_files(trained: Trained, paths: list[Path]) -> Predictions:
     """Reads every input file, prepares it as the training data was, and runs the model on all of it."""
     names, batches = [], []
     for path in paths:
+        assert trained.source.sample_shape is not None, "Trained.load sets it"
         x = read_inputs(Path(path), trained.source.sample_shape)
         batches.append(x)
         names += [str(path)] if len(x) == 1 else [f"{path}[{i}]" for i in range(len(x))]

@@ -1,13 +1,20 @@
 """Name -> class registries for layers, losses, optimizers, schedules, initializers and datasets."""
 
 from collections.abc import Callable, Iterator
-from typing import Any, Generic, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from nnctl.config import Config, KeyPath
 from nnctl.errors import ConfigError
 from nnctl.schema import construct, describe_value, did_you_mean
 
-T = TypeVar("T")
+
+class Registered(Protocol):
+    """What a registry needs of its classes: a slot for the name they are registered under."""
+
+    registered_name: ClassVar[str]
+
+
+T = TypeVar("T", bound=Registered)
 
 
 class Registry(Generic[T]):

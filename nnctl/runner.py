@@ -14,12 +14,12 @@ import numpy as np
 import yaml
 
 from nnctl import __version__, checkpoint
-from nnctl.callbacks import Checkpoints, MetricFiles, Monitor, Progress
 from nnctl.checkpoint import Checkpoint, InputRecipe
 from nnctl.config import Config
 from nnctl.errors import CheckpointError, NnctlError, TrainingError
 from nnctl.experiment import Experiment, build
 from nnctl.metrics import MetricSums, evaluate
+from nnctl.run_files import Checkpoints, MetricFiles, Monitor, Progress
 from nnctl.tensorboard import TensorBoard
 from nnctl.trained import Trained
 
@@ -164,7 +164,7 @@ class Runner:
     def _batching(self) -> tuple[int, int]:
         """The batch size and the number of batches in an epoch."""
         n, size = len(self.exp.data.train), self.exp.settings.batch_size
-        size = n if size == "full" else min(size, n)
+        size = min(size, n) if isinstance(size, int) else n  # "full"
         return size, math.ceil(n / size)
 
     def _train_step(self, x: np.ndarray, t: np.ndarray, batches: int) -> None:
@@ -198,10 +198,9 @@ class Runner:
         self.epoch, self.batch, self.order = self.epoch + 1, 0, None
         row: dict[str, Any] = {"kind": "epoch", "epoch": self.epoch, "step": self.step, "lr": exp.optimizer.lr,
                                **self.sums.result()}
-        evaluated = exp.data.val is not None and (self.epoch % settings.eval_every == 0
-                                                 or self.epoch == settings.epochs)
-        if evaluated:
-            row.update(evaluate(exp.model, exp.loss, exp.data.val.x, exp.data.val.y, exp.metrics,
+        val = exp.data.val
+        if val is not None and (self.epoch % settings.eval_every == 0 or self.epoch == settings.epochs):
+            row.update(evaluate(exp.model, exp.loss, val.x, val.y, exp.metrics,
                                 settings.eval_batch_size, prefix="val_"))
         row["time_s"] = round(self._elapsed(), 3)
         self._record(row)

@@ -66,7 +66,8 @@ def describe_value(value: Any) -> str:
     """A value with its YAML type, for messages: "str 'abc'", 'null'."""
     if value is None:
         return "null"
-    kind = {dict: "mapping", list: "list"}.get(type(value), type(value).__name__)
+    kinds: dict[type, str] = {dict: "mapping", list: "list"}
+    kind = kinds.get(type(value), type(value).__name__)
     text = repr(value)
     return f"{kind} {text if len(text) <= 40 else text[:37] + '...'}"
 

@@ -1,4 +1,5 @@
-"""A config's own knowledge: its base directory, its dtype, and where a bad value in it is reported."""
+"""A config's own knowledge: its base directory, its dtype, where a bad value in it is reported; overrides
+with `*`, the same rule as in sweep files."""
 
 import pickle
 import textwrap
@@ -102,3 +103,29 @@ def test_sub_objects_and_sections_are_checked_where_they_are_written(tmp_path, l
     with pytest.raises(ConfigError) as info:
         build(load_config(path))
     assert str(info.value).startswith(f"{path.parent}/{expected}")
+
+
+def config():
+    return from_dict({"data": {"type": "logic", "op": "xor"}, "loss": "mse", "optimizer": "sgd", "model": {"layers": [
+        {"type": "dense", "units": 4, "weight_init": {"type": "normal", "std": 0.1}},
+        {"type": "dropout", "rate": 0.5},
+        {"type": "dense", "units": 1, "weight_init": {"type": "normal", "std": 0.1}},
+    ]}}, "c.yaml", {("model", "layers", 0, "weight_init", "std"): "c.yaml:5"})
+
+
+def test_a_star_in_an_override_sets_every_item_that_has_the_key_after_it():
+    c = config()
+    apply_overrides(c, ["model.layers.*.weight_init.std=0.01", "model.layers.*.rate=0.2"])
+    layers = c.data["model"]["layers"]
+    assert [layer.get("weight_init", {}).get("std") for layer in layers] == [0.01, None, 0.01]
+    assert layers[1] == {"type": "dropout", "rate": 0.2}
+    assert c.where(("model", "layers", 2, "weight_init", "std")) == "override 'model.layers.*.weight_init.std=0.01'"
+    apply_overrides(c, ["model.layers.*.weight_init={type: uniform, low: -1}"])
+    layers[0]["weight_init"]["low"] = 5
+    assert layers[2]["weight_init"] == {"type": "uniform", "low": -1}, "each item gets its own copy of the value"
+
+
+def test_a_star_that_matches_nothing_is_an_error_naming_the_override():
+    with pytest.raises(ConfigError, match=r"override 'model.layers.\*.nope=1': model.layers.\*.nope: its '\*' "
+                                          "matches no item"):
+        apply_overrides(config(), ["model.layers.*.nope=1"])

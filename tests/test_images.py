@@ -189,6 +189,7 @@ def train_cnn(tmp_path: Path, *overrides: str) -> Path:
     return run_dir
 
 
+@pytest.mark.slow
 def test_a_conv_net_with_batch_norm_learns_and_resumes_bit_for_bit(tmp_path):
     straight = train_cnn(tmp_path / "a")
     summary = json.loads((straight / "summary.json").read_text())

@@ -58,6 +58,7 @@ def train_char_model(tmp_path: Path, *overrides: str) -> Path:
     return run
 
 
+@pytest.mark.slow
 def test_char_model_checkpoint_keeps_its_vocabulary(tmp_path):
     text = tmp_path / "text.txt"
     shutil.copy(TEXT, text)
@@ -73,6 +74,7 @@ def test_char_model_checkpoint_keeps_its_vocabulary(tmp_path):
     assert json.loads(result.stdout)["loss"] < np.log(65)  # one epoch already beats uniform guessing
 
 
+@pytest.mark.slow
 def test_sample_through_the_cli(tmp_path):
     run = train_char_model(tmp_path)
     best = str(run / "checkpoints" / "best.pkl")
@@ -88,6 +90,7 @@ def test_sample_through_the_cli(tmp_path):
     assert "Traceback" not in unknown.stderr
 
 
+@pytest.mark.slow
 def test_sample_refuses_a_checkpoint_without_a_vocabulary(tmp_path, mnist_root):
     runs = tmp_path / "runs"
     assert nnctl("train", str(CONFIGS / "mnist_gru.yaml"), "data.subset=300", "data.validation=100",

@@ -18,6 +18,8 @@ from nnctl import checkpoint
 from nnctl.data import cifar10
 from nnctl.trained import Trained
 
+pytestmark = pytest.mark.slow  # runs the CLI in subprocesses and trains real models
+
 SLICE = ["data.subset=3000", "data.test_subset=1000", "data.validation=500"]
 
 

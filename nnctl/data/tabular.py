@@ -7,8 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nnctl.data import DATASETS
-from nnctl.data.source import Arrays, DatasetSource
+from nnctl.data.source import DATASETS, Arrays, DatasetSource
 from nnctl.errors import DataError
 
 
@@ -29,7 +28,8 @@ class Inline(DatasetSource):
         return _array(self.x, "x").shape[1:]
 
     def read(self) -> Arrays:
-        test = (None, None) if self.test_x is None else (_array(self.test_x, "test_x"), _array(self.test_y, "test_y"))
+        test = ((None, None) if self.test_x is None or self.test_y is None
+                else (_array(self.test_x, "test_x"), _array(self.test_y, "test_y")))
         return _array(self.x, "x"), _array(self.y, "y"), *test
 
 

@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from nnctl.data import DATASETS, Dataset
-from nnctl.data.source import Arrays, DatasetSource
+from nnctl.data.dataset import Dataset
+from nnctl.data.source import DATASETS, Arrays, DatasetSource
 from nnctl.errors import DataError, read_bytes
 
 LEVELS = {"char": "", "word": " "}
@@ -64,5 +64,6 @@ class Text(DatasetSource):
 
     def load(self, dtype: type) -> Dataset:
         data = super().load(dtype)
+        assert self.vocab is not None, "read() sets it"
         data.vocab = list(self.vocab)
         return data

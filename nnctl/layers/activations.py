@@ -3,8 +3,7 @@
 from typing import TYPE_CHECKING
 
 from nnctl.backend import xp
-from nnctl.layers import LAYERS
-from nnctl.layers.base import Layer
+from nnctl.layers.base import LAYERS, Layer
 from nnctl.schema import did_you_mean
 
 if TYPE_CHECKING:
@@ -126,8 +125,8 @@ def make_activation(name: str | None, config: "Config", path: "KeyPath") -> Acti
     """The activation layer called `name` (None for none), or the config's error at `path`."""
     if name is None:
         return None
-    names = [n for n in LAYERS if issubclass(LAYERS.get(n), Activation)]
-    if name not in names:
-        raise config.error(path, f"unknown activation '{name}'{did_you_mean(name, names)}; "
-                                 f"known: {', '.join(names)}")
-    return LAYERS.get(name)()
+    classes = {n: cls for n in LAYERS if issubclass(cls := LAYERS.get(n), Activation)}
+    if name not in classes:
+        raise config.error(path, f"unknown activation '{name}'{did_you_mean(name, classes)}; "
+                                 f"known: {', '.join(classes)}")
+    return classes[name]()

@@ -4,8 +4,7 @@ from typing import Any
 
 from nnctl.backend import sum_rows
 from nnctl.init import Initializer
-from nnctl.layers import LAYERS
-from nnctl.layers.base import Layer
+from nnctl.layers.base import LAYERS, Layer
 from nnctl.layers.window import Window, col2im, im2col
 
 

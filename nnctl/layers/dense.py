@@ -4,8 +4,7 @@ from typing import Any
 
 from nnctl.backend import sum_rows, xp
 from nnctl.init import Initializer
-from nnctl.layers import LAYERS
-from nnctl.layers.base import Layer
+from nnctl.layers.base import LAYERS, Layer
 
 
 @LAYERS.register("dense")

@@ -7,8 +7,7 @@ import numpy as np
 from nnctl.backend import xp
 from nnctl.errors import DataError
 from nnctl.init import Initializer
-from nnctl.layers import LAYERS
-from nnctl.layers.base import Layer
+from nnctl.layers.base import LAYERS, Layer
 
 EXAMPLE_TREES = [  # node tables as nnctl.data.trees encodes them: (word, left, right) in post-order, -1 padded
     [[1, -1, -1]] + [[-1, -1, -1]] * 6,  # a single word

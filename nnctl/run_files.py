@@ -1,4 +1,5 @@
-"""What the training loop reports to: metric files, checkpoints, the best-so-far monitor, the console."""
+"""What a run writes into its directory as it trains: metric files, checkpoints (and the monitor that picks
+best.pkl), train.log with its console lines."""
 
 import csv
 import json
