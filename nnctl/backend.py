@@ -25,6 +25,7 @@ xp: Any = ArrayModule(numpy)
 """The array module: NumPy on the CPU, CuPy after `use("cuda")`."""
 
 DTYPES = {"float32": numpy.float32, "float64": numpy.float64}
+"""The values a config's `dtype` may take: the one list of them."""
 
 GPU_INSTALL = "pip install 'nnctl[gpu]'"
 
