@@ -92,6 +92,19 @@ def to_host(a: Any) -> numpy.ndarray:
     return a if isinstance(a, numpy.ndarray) else a.get()
 
 
+def fits_on_device(nbytes: int, share: float = 0.5) -> bool:
+    """Whether `nbytes` take at most `share` of the device's free memory (always True on the CPU)."""
+    if on_cpu() or not hasattr(xp.module, "cuda"):
+        return True
+    free, _ = xp.module.cuda.Device().mem_info
+    return nbytes <= share * free
+
+
+def host_copy(a: Any) -> numpy.ndarray:
+    """A host NumPy copy of the array, wherever it lives: what checkpoints hold."""
+    return a.copy() if isinstance(a, numpy.ndarray) else a.get()
+
+
 def describe() -> dict[str, str]:
     """What computes: the device, CuPy and CUDA versions where a GPU is in use, and the BLAS NumPy calls."""
     info = {"device": "cpu", "numpy": numpy.__version__, "blas": _blas()}
@@ -111,6 +124,13 @@ def _blas() -> str:
         return f"{blas.get('name', '?')} {blas.get('version', '')}".strip()
     except Exception:  # show_config's layout differs across NumPy versions; the BLAS is informative only
         return "unknown"
+
+
+def strided_view(a: Any, shape: tuple[int, ...], strides: tuple[int, ...]) -> Any:
+    """A view of `a` with other shape and strides, no copy; read-only where the array module can say so."""
+    if on_cpu():
+        return numpy.lib.stride_tricks.as_strided(a, shape, strides, writeable=False)
+    return xp.lib.stride_tricks.as_strided(a, shape, strides)
 
 
 def sum_rows(a: numpy.ndarray, out: numpy.ndarray) -> None:

@@ -5,6 +5,7 @@ from typing import Any
 
 import numpy as np
 
+from nnctl.backend import use
 from nnctl.config import Config, KeyPath
 from nnctl.init import make_initializer
 from nnctl.layers import LAYERS, Layer
@@ -17,7 +18,9 @@ MODEL_KEYS = ("layers", "weights")
 
 def build_model(config: Config, input_shape: tuple[int, ...], dtype: type,
                 rng: np.random.Generator) -> Model:
-    """Builds the layers of `model.layers` for inputs of `input_shape` (the dataset's), checking each."""
+    """Builds the layers of `model.layers` for inputs of `input_shape` (the dataset's), checking each, on the
+    config's device."""
+    use(config.data.get("device", "cpu"))
     section = config.section("model")
     for key in section:
         if key not in MODEL_KEYS:

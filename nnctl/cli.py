@@ -13,9 +13,9 @@ import typer
 from rich.console import Console
 from typer.core import TyperGroup
 
-from nnctl import __version__, tables
+from nnctl import __version__, backend, tables
 from nnctl import plot as plots
-from nnctl.config import load_config
+from nnctl.config import apply_overrides, load_config
 from nnctl.errors import ConfigError, NnctlError
 from nnctl.experiment import Experiment, build, initial_model, report
 from nnctl.gradcheck import check_model, check_registry
@@ -38,11 +38,17 @@ err = Console(stderr=True, highlight=False, soft_wrap=True, width=_WIDTH)
 DEBUG = bool(os.environ.get("NNCTL_DEBUG"))
 
 OVERRIDES_HELP = "Dotted KEY=VALUE overrides of the config, such as optimizer.lr=3e-4 train.epochs=2."
+DEVICE_HELP = "Where to compute: cpu, cuda or cuda:N (an NVIDIA GPU through CuPy: pip install 'nnctl[gpu]')."
+Device = Annotated[str, typer.Option("--device", help=DEVICE_HELP)]
+RunDevice = Annotated[str | None, typer.Option("--device", help=DEVICE_HELP + " Default: the config's device.",
+                                               show_default=False)]
 
 
 def _version(value: bool) -> None:
     if value:
         out.print(f"nnctl {__version__}")
+        for key, text in backend.describe().items():
+            out.print(f"{key}: {text}", markup=False)
         raise typer.Exit()
 
 
@@ -69,9 +75,11 @@ def train(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
     tensorboard: Annotated[bool, typer.Option("--tensorboard", help="Also write TensorBoard event files into the "
                                               "run directory (train.tensorboard=true).")] = False,
+    device: RunDevice = None,
 ) -> None:
     """Train the model a config describes; writes runs/<name>-<time>/ (config, metrics, checkpoints, summary)."""
-    overrides = [*(overrides or []), *(["train.tensorboard=true"] if tensorboard else [])]
+    overrides = [*(overrides or []), *(["train.tensorboard=true"] if tensorboard else []),
+                 *([f"device={device}"] if device else [])]
     if resume is not None:
         extra = [str(config)] if config is not None else []
         runner = Runner.resume(resume, extra + (overrides or []), runs_dir, quiet)
@@ -96,12 +104,14 @@ def evaluate_command(
     overrides: Annotated[list[str] | None, typer.Argument(help=OVERRIDES_HELP, show_default=False)] = None,
     split: Annotated[str, typer.Option("--split", help="Which split to evaluate: test, val or train.")] = "test",
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+    device: Device = "cpu",
 ) -> None:
     """Evaluate a checkpoint: loss, accuracy, error rate and the confusion matrix."""
     if split not in ("test", "val", "train"):
         raise ConfigError(f"--split must be test, val or train, not '{split}'")
+    overrides = [*(overrides or []), f"device={device}"]
     exp = (_load(checkpoint_path, overrides) if checkpoint_path.suffix in (".yaml", ".yml")
-           else Trained.load(checkpoint_path).experiment(overrides or []))
+           else Trained.load(checkpoint_path, device).experiment(overrides))
     result = {"checkpoint": str(checkpoint_path), **report(exp, split)}
     if as_json:
         out.print_json(json.dumps(result))
@@ -123,14 +133,16 @@ def gradcheck(
                                      show_default=False)] = None,
     samples: Annotated[int, typer.Option("--samples", help="Training samples used with a config.")] = 8,
     per_tensor: Annotated[int, typer.Option("--per-tensor", help="Entries of each tensor checked with a config.")] = 20,
+    device: Device = "cpu",
 ) -> None:
     """Compare analytic gradients with central differences in float64; exits 1 if any check fails."""
     if config is not None:
-        checks = check_model(_load(config, [*(overrides or []), "dtype=float64"]), samples, per_tensor, eps, tol)
+        exp = _load(config, [*(overrides or []), "dtype=float64", f"device={device}"])
+        checks = check_model(exp, samples, per_tensor, eps, tol)
     else:
         if layer is not None and layer not in LAYERS and layer not in LOSSES:
             LAYERS.get(layer)  # raises with the known names and a suggestion
-        checks = check_registry(layer, eps, tol)
+        checks = check_registry(layer, eps, tol, device)
     out.print(tables.checks_table(checks, tol))
     failed = [c for c in checks if not c.passed]
     if failed:
@@ -159,11 +171,12 @@ def predict_command(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the predictions to a .csv, .npy or "
                                                 "JSON file instead of printing them.", show_default=False)] = None,
     top: Annotated[int, typer.Option("--top", "-k", min=1, help="How many of the likeliest classes to show.")] = 3,
+    device: Device = "cpu",
 ) -> None:
     """Classify new inputs with a checkpoint's model; inputs are prepared as its training data was."""
     if output is not None:
         check_output(output)
-    result = predict_files(Trained.load(checkpoint_path), inputs)
+    result = predict_files(Trained.load(checkpoint_path, device), inputs)
     if output is not None:
         write(result, output, top)
         out.print(f"wrote {len(result.names)} predictions to {output}")
@@ -175,9 +188,10 @@ def predict_command(
 def export_command(
     checkpoint_path: Annotated[Path, typer.Argument(metavar="CHECKPOINT", help="A checkpoint written by a run.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="The .npz file to write.", show_default=False)],
+    device: Device = "cpu",
 ) -> None:
     """Write a checkpoint's weights as plain arrays by layer name (dense_1/W, ...) for model.weights."""
-    model = Trained.load(checkpoint_path).model
+    model = Trained.load(checkpoint_path, device).model
     names = export_weights(output, model.state_dict(), model.input_shape, model.output_shape)
     out.print(f"wrote {len(names)} arrays ({', '.join(names)}) to {output}; "
               f"start a model from them with model.weights: {output}")
@@ -192,9 +206,10 @@ def sample(
                                                                       "more surprising ones.")] = 1.0,
     seed: Annotated[int | None, typer.Option("--seed", help="Seed of the draws, for repeatable text.",
                                              show_default=False)] = None,
+    device: Device = "cpu",
 ) -> None:
     """Generate text from a trained language model (a config with data.type text), starting from --prime."""
-    model = LanguageModel.load(checkpoint_path)
+    model = LanguageModel.load(checkpoint_path, device)
     out.print(model.generate(prime, length, temperature, seed), markup=False)
 
 
@@ -317,12 +332,16 @@ def sweep_command(
         "runs"),
     metric: Annotated[str | None, typer.Option("--metric", help="The metric of the table and plots (default: the "
                                                "sweep's metric, else loss).", show_default=False)] = None,
+    device: RunDevice = None,
 ) -> None:
     """Train every member of a sweep as a normal run in one directory, then a table and the overlay plot; a
     failing member does not stop the others, and running it again skips finished members."""
     if jobs < 1:
         raise ConfigError(f"--jobs must be at least 1, got {jobs}")
     sweep = Sweep(sweep_file, runs_dir)
+    if device:
+        for member in sweep.members:
+            apply_overrides(member.config, [f"device={device}"])
     metric = metric or sweep.metric
     todo = sweep.plan()
     out.print(f"sweep {sweep.name}: {len(sweep.members)} members, {len(sweep.members) - len(todo)} already done, "

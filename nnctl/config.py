@@ -9,11 +9,11 @@ from typing import Any
 
 import yaml
 
-from nnctl.backend import DTYPES
+from nnctl.backend import DTYPES, parse_device
 from nnctl.errors import ConfigError, read_bytes
 from nnctl.schema import describe_type, describe_value, did_you_mean, matches
 
-SECTIONS = ("name", "seed", "dtype", "data", "model", "loss", "optimizer", "schedule", "train")
+SECTIONS = ("name", "seed", "dtype", "device", "data", "model", "loss", "optimizer", "schedule", "train")
 REQUIRED_SECTIONS = ("data", "model", "loss", "optimizer")
 
 KeyPath = tuple[str | int, ...]
@@ -214,5 +214,10 @@ def check_top_level(config: Config) -> None:
     dtype = config.data.setdefault("dtype", "float32")
     if not isinstance(dtype, str) or dtype not in DTYPES:
         raise config.error(("dtype",), f"expected {' or '.join(DTYPES)}, got {describe_value(dtype)}")
+    device = config.data.setdefault("device", "cpu")
+    try:
+        parse_device(device)
+    except ValueError as exc:
+        raise config.error(("device",), str(exc)) from None
     if config.data.setdefault("seed", 0) < 0:
         raise config.error(("seed",), f"expected a non-negative integer, got {config.data['seed']}")

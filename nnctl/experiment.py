@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nnctl.backend import resolve_dtype
+from nnctl.backend import resolve_dtype, to_host
 from nnctl.builder import build_model
 from nnctl.config import Config
 from nnctl.data import DATASETS, Dataset, DatasetSource
@@ -86,6 +86,7 @@ def build(config: Config, weights: bool = True) -> Experiment:
     data = source.load(dtype_t)
     rng = np.random.default_rng([config.data["seed"], 0])
     model = build_model(config, data.input_shape, dtype_t, rng)
+    data.to_device()
     if weights and config.section("model").get("weights"):
         load_into(model, config.base_dir / Path(config.data["model"]["weights"]).expanduser(), config)
     loss = LOSSES.build(config.data["loss"], config, ("loss",))
@@ -123,7 +124,7 @@ def report(exp: Experiment, split: str) -> dict:
     metrics = ["accuracy", "error_rate"] if exp.data.num_classes else ["mse"]
     result = {"split": split, "samples": len(data), **scores(exp.loss, outputs, data.y, metrics)}
     if exp.data.num_classes:
-        result["confusion_matrix"] = confusion_matrix(target_labels(data.y), exp.loss.labels(outputs),
+        result["confusion_matrix"] = confusion_matrix(to_host(target_labels(data.y)), to_host(exp.loss.labels(outputs)),
                                                       exp.data.num_classes).tolist()
     return result
 

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from nnctl.backend import to_device, to_host, xp
 from nnctl.builder import build_model
 from nnctl.config import from_dict
 from nnctl.experiment import Experiment
@@ -28,14 +29,14 @@ class Check:
 
 def relative_error(analytic: np.ndarray, numeric: np.ndarray) -> float:
     """|a − n| / max(|a| + |n|, tiny), with |·| the L2 norm over the whole tensor."""
-    a, n = np.asarray(analytic, np.float64).ravel(), np.asarray(numeric, np.float64).ravel()
+    a, n = to_host(analytic).astype(np.float64).ravel(), to_host(numeric).astype(np.float64).ravel()
     return float(np.linalg.norm(a - n) / max(np.linalg.norm(a) + np.linalg.norm(n), np.finfo(np.float64).tiny))
 
 
 def numerical_gradient(f: Callable[[], float], x: np.ndarray, eps: float = 1e-6,
                        indices: list[tuple[int, ...]] | None = None) -> np.ndarray:
     """(f(x + h) − f(x − h)) / 2h for each entry of x (or only `indices`), x restored afterwards."""
-    grad = np.zeros_like(x, dtype=np.float64)
+    grad = np.zeros(x.shape)
     for index in indices if indices is not None else list(np.ndindex(x.shape)):
         old = x[index]
         x[index] = old + eps
@@ -65,18 +66,19 @@ def example_batch(cls: type[Layer], example: dict, input_shape: tuple[int, ...],
 
 
 def check_layer(name: str, eps: float = 1e-6, tol: float = 1e-6, seed: int = 0, batch: int = 3,
-                example: dict | None = None) -> list[Check]:
+                example: dict | None = None, device: str = "cpu") -> list[Check]:
     """The registered layer `name`, built from its example (or `example`: config, input_shape and maybe the
-    batch x itself): every parameter's gradient, and the input's unless the layer takes integer indices."""
+    batch x itself) on `device`: every parameter's gradient, and the input's unless the layer takes indices."""
     cls = LAYERS.get(name)
     example = example or cls.example
-    config = from_dict({"model": {"layers": [{"type": name, **example["config"]}]}}, f"<{name} example>")
+    config = from_dict({"device": device, "model": {"layers": [{"type": name, **example["config"]}]}},
+                       f"<{name} example>")
     rng = np.random.default_rng(seed)
     model = build_model(config, tuple(example["input_shape"]), np.float64, rng)
     layer = model.layers[0]
     layer.input_grad = not cls.takes_indices
-    x = example_batch(cls, example, model.input_shape, rng, batch)
-    projection = rng.standard_normal((len(x), *model.output_shape))
+    x = to_device(example_batch(cls, example, model.input_shape, rng, batch))
+    projection = to_device(rng.standard_normal((len(x), *model.output_shape)))
 
     def f() -> float:
         layer.rng = np.random.default_rng(seed)
@@ -85,7 +87,7 @@ def check_layer(name: str, eps: float = 1e-6, tol: float = 1e-6, seed: int = 0, 
     f()
     dx = layer.backward(projection.copy())
     if cls.surrogate_gradient and dx is not None:
-        error = float(np.abs(dx - projection).max())
+        error = float(abs(dx - projection).max())
         return [Check(name, "input", x.shape, error, error <= tol, kind="rule")]
     tensors = {**layer.params} if cls.takes_indices else {**layer.params, "input": x}
     analytic = {**{k: g.copy() for k, g in layer.grads.items()}, "input": dx}
@@ -93,13 +95,15 @@ def check_layer(name: str, eps: float = 1e-6, tol: float = 1e-6, seed: int = 0, 
 
 
 def check_loss(name: str, eps: float = 1e-6, tol: float = 1e-6, seed: int = 0) -> list[Check]:
-    """The registered loss `name` on random outputs and targets, with L1 and L2 decay of a weight."""
+    """The registered loss `name` on random outputs and targets, with L1 and L2 decay of a weight, on the
+    current device."""
     rng = np.random.default_rng(seed)
     loss: Loss = LOSSES.get(name)(l1=0.3, l2=0.7)
-    y = rng.standard_normal((4, 5))
+    y = to_device(rng.standard_normal((4, 5)))
     targets = {"labels": rng.integers(0, 5, 4), "values": rng.uniform(0, 1, (4, 5))}[loss.example_targets]
-    w = away_from_zero(rng, (3, 2))
-    dw = np.zeros_like(w)
+    targets = to_device(targets)
+    w = to_device(away_from_zero(rng, (3, 2)))
+    dw = xp.zeros_like(w)
     decay = Decay(loss.l1, loss.l2, [w], [dw])
 
     def f() -> float:
@@ -126,7 +130,7 @@ def check_model(exp: Experiment, samples: int = 8, per_tensor: int = 20, eps: fl
     if differentiable:
         x = x.astype(np.float64)
     for tensor in (x, *model.params()) if differentiable else model.params():
-        tensor += max(0.05 * float(np.sqrt(np.mean(tensor ** 2))), 0.05) * rng.standard_normal(tensor.shape)
+        tensor += max(0.05 * float(xp.sqrt(xp.mean(tensor ** 2))), 0.05) * to_device(rng.standard_normal(tensor.shape))
     model.layers[0].input_grad = differentiable
 
     def f() -> float:
@@ -161,17 +165,19 @@ rounding (a bias right before batch norm), where a relative error only compares 
 def _compare(target: str, tensor: str, analytic: np.ndarray, numeric: np.ndarray, tol: float,
              shape: tuple[int, ...] | None = None) -> Check:
     error = relative_error(analytic, numeric)
+    analytic, numeric = to_host(analytic), to_host(numeric)
     if max(np.linalg.norm(analytic), np.linalg.norm(numeric)) <= ZERO:
         return Check(target, tensor, tuple(shape or np.shape(analytic)), error, True, kind="zero")
     return Check(target, tensor, tuple(shape or np.shape(analytic)), error, error <= tol)
 
 
-def check_registry(only: str | None = None, eps: float = 1e-6, tol: float = 1e-6) -> list[Check]:
-    """Every registered layer and loss (or just `only`)."""
+def check_registry(only: str | None = None, eps: float = 1e-6, tol: float = 1e-6,
+                   device: str = "cpu") -> list[Check]:
+    """Every registered layer and loss (or just `only`), on `device`."""
     checks = []
     for name in LAYERS:
         if only in (None, name):
-            checks += check_layer(name, eps, tol)
+            checks += check_layer(name, eps, tol, device=device)
     for name in LOSSES:
         if only in (None, name):
             checks += check_loss(name, eps, tol)

@@ -5,6 +5,7 @@ from typing import Any
 
 import numpy as np
 
+from nnctl.backend import to_device
 from nnctl.config import Config, KeyPath
 from nnctl.registry import Registry
 from nnctl.schema import describe_value
@@ -17,7 +18,7 @@ class Initializer:
 
     def __call__(self, shape: tuple[int, ...], fan_in: int, fan_out: int,
                  rng: np.random.Generator, dtype: type) -> np.ndarray:
-        return self.sample(shape, fan_in, fan_out, rng).astype(dtype)
+        return to_device(self.sample(shape, fan_in, fan_out, rng).astype(dtype))
 
     def sample(self, shape: tuple[int, ...], fan_in: int, fan_out: int, rng: np.random.Generator) -> np.ndarray:
         raise NotImplementedError

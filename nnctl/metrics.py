@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from nnctl.backend import xp
 from nnctl.losses import Loss, as_targets
 from nnctl.model import Model
 
@@ -62,7 +63,7 @@ def evaluate(model: Model, loss: Loss, x: np.ndarray, t: np.ndarray, metrics: li
 
 def predict(model: Model, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
     """The model's raw outputs for every row of x, in eval mode."""
-    return np.concatenate([model.forward(x[i:i + batch_size], training=False)
+    return xp.concatenate([model.forward(x[i:i + batch_size], training=False)
                            for i in range(0, len(x), batch_size)])
 
 

@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from nnctl.backend import host_copy, to_device
 from nnctl.layers import Layer
 
 
@@ -57,9 +58,9 @@ class Model:
             layer.rng = rng
 
     def state_dict(self) -> dict[str, dict[str, dict[str, np.ndarray]]]:
-        """Copies of every layer's params and state, by layer name."""
-        return {layer.name: {"params": {k: v.copy() for k, v in layer.params.items()},
-                             "state": {k: v.copy() for k, v in layer.state.items()}}
+        """Host copies of every layer's params and state, by layer name."""
+        return {layer.name: {"params": {k: host_copy(v) for k, v in layer.params.items()},
+                             "state": {k: host_copy(v) for k, v in layer.state.items()}}
                 for layer in self.layers if layer.params or layer.state}
 
     def load_state_dict(self, saved: dict) -> None:
@@ -77,4 +78,4 @@ class Model:
                     if value.shape != mine[key].shape:
                         raise ValueError(f"layer {name}: {key} has shape {list(value.shape)}, "
                                          f"expected {list(mine[key].shape)}")
-                    mine[key][...] = value
+                    mine[key][...] = to_device(value)

@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 
-from nnctl.backend import xp
+from nnctl.backend import host_copy, to_device, xp
 from nnctl.registry import Registry
 
 OPTIMIZERS: Registry = Registry("optimizer")
@@ -48,8 +48,8 @@ class Optimizer:
         raise NotImplementedError
 
     def state_dict(self) -> dict:
-        """Plain data for a checkpoint."""
-        return {"t": self.t, "slots": {k: [a.copy() for a in v] for k, v in self.slots.items()}}
+        """Plain data for a checkpoint (host arrays)."""
+        return {"t": self.t, "slots": {k: [host_copy(a) for a in v] for k, v in self.slots.items()}}
 
     def load_state_dict(self, state: dict) -> None:
         """Copies saved slots into the bound ones; ValueError when they do not fit the bound parameters."""
@@ -63,7 +63,7 @@ class Optimizer:
                                  f"{[list(np.shape(a)) for a in saved]}, the model's parameters "
                                  f"{[list(a.shape) for a in mine]}")
             for a, value in zip(mine, saved, strict=True):
-                a[...] = value
+                a[...] = to_device(value)
 
 
 def clip_by_global_norm(grads: list[np.ndarray], max_norm: float) -> float:

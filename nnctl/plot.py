@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from nnctl.backend import to_host
 from nnctl.errors import NnctlError
 from nnctl.experiment import Experiment, report
 from nnctl.model import Model
@@ -116,7 +117,7 @@ def filters(model: Model, out: Path, title: str) -> Path:
         kinds = ", ".join(layer.registered_name for layer in model.layers)
         raise NnctlError(f"{title}: --filters shows the first conv layer's filters, and this model has none "
                          f"(its layers: {kinds})")
-    w = np.asarray(layer.params["W"], dtype=np.float64)
+    w = to_host(layer.params["W"]).astype(np.float64)
     cols = math.ceil(math.sqrt(len(w)))
     rows = math.ceil(len(w) / cols)
     fig, axes = _figure(SIZES["filters"], rows, cols)
@@ -142,7 +143,7 @@ def activations(exp: Experiment, split: str, samples: int, out: Path, title: str
     fig, axes = _figure((1200, 300 * rows), rows, cols)
     for ax, layer in zip(axes.flat, exp.model.layers, strict=False):
         x = layer.forward(x, training=False)
-        values = np.asarray(x, dtype=np.float64).ravel()
+        values = to_host(x).astype(np.float64).ravel()
         ax.hist(values, bins=30, color="C0")
         ax.set_title(f"{layer.name}: mean {values.mean():.3g}, std {values.std():.3g}", fontsize="small")
         ax.tick_params(labelsize="x-small")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nnctl.backend import to_host
 from nnctl.data.inputs import read_inputs
 from nnctl.errors import NnctlError
 from nnctl.metrics import predict
@@ -41,11 +42,11 @@ def predict_files(trained: Trained, paths: list[Path]) -> Predictions:
         names += [str(path)] if len(x) == 1 else [f"{path}[{i}]" for i in range(len(x))]
     outputs = predict(trained.model, trained.inputs(np.concatenate(batches)), trained.batch_size)
     if not trained.num_classes:
-        return Predictions(names, outputs.reshape(len(outputs), -1), None, False)
-    values = trained.loss.probabilities(outputs).reshape(len(outputs), -1)
+        return Predictions(names, to_host(outputs).reshape(len(outputs), -1), None, False)
+    values = to_host(trained.loss.probabilities(outputs)).reshape(len(outputs), -1)
     if values.shape[1] == 1:  # one sigmoid output: P(class 1)
         values = np.concatenate([1 - values, values], axis=1)
-    return Predictions(names, values, trained.loss.labels(outputs), bool(trained.loss.applies))
+    return Predictions(names, values, to_host(trained.loss.labels(outputs)), bool(trained.loss.applies))
 
 
 def check_output(path: Path) -> None:

@@ -14,6 +14,7 @@ import numpy as np
 import yaml
 
 from nnctl import __version__, checkpoint
+from nnctl.backend import to_device
 from nnctl.checkpoint import Checkpoint, InputRecipe
 from nnctl.config import Config
 from nnctl.errors import CheckpointError, NnctlError, TrainingError
@@ -151,10 +152,10 @@ class Runner:
         with self.progress.bar(batches, self.batch, self.epoch + 1, settings.epochs) as bar:
             for b in range(self.batch, batches):
                 rows = slice(b * size, (b + 1) * size) if self.order is None else self.order[b * size:(b + 1) * size]
-                x = data.x[rows]
+                x = to_device(data.x[rows])  # a no-op where the split is on the device already
                 if self.exp.data.augment:
                     x = self.exp.data.augment(x, self.data_rng)
-                self._train_step(x, data.y[rows], batches)
+                self._train_step(x, to_device(data.y[rows]), batches)
                 self.batch = b + 1
                 bar.update()
                 if self.stop_requested:

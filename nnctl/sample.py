@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nnctl.backend import to_device, to_host
 from nnctl.data.text import LEVELS, tokenize
 from nnctl.errors import CheckpointError, NnctlError
 from nnctl.layers.activations import softmax
@@ -19,9 +20,9 @@ class LanguageModel:
         self.index = {token: i for i, token in enumerate(vocab)}
 
     @classmethod
-    def load(cls, path: str | Path) -> "LanguageModel":
-        """The checkpoint's model and vocabulary (the text file is not read again)."""
-        trained = Trained.load(path)
+    def load(cls, path: str | Path, device: str = "cpu") -> "LanguageModel":
+        """The checkpoint's model on `device` and its vocabulary (the text file is not read again)."""
+        trained = Trained.load(path, device)
         vocab, model = trained.vocab, trained.model
         if not vocab:
             raise CheckpointError(f"{path}: not a language model (its dataset has no vocabulary); "
@@ -46,6 +47,7 @@ class LanguageModel:
         window, dtype = self.model.input_shape[0], self.model.params()[0].dtype
         rng = np.random.default_rng(seed)
         for _ in range(length):
-            logits = self.model.forward(np.array([ids[-window:]], dtype=dtype))[0, -1].astype(np.float64)
-            ids.append(int(rng.choice(len(self.vocab), p=softmax(logits / temperature))))
+            logits = self.model.forward(to_device(np.array([ids[-window:]], dtype=dtype)))[0, -1]
+            p = to_host(softmax(logits.astype(np.float64) / temperature))
+            ids.append(int(rng.choice(len(self.vocab), p=p)))
         return LEVELS[self.level].join(self.vocab[i] for i in ids)

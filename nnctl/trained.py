@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from nnctl import checkpoint
-from nnctl.backend import resolve_dtype
+from nnctl.backend import resolve_dtype, to_device
 from nnctl.builder import build_model
 from nnctl.checkpoint import Checkpoint
 from nnctl.config import Config, apply_overrides, from_dict
@@ -34,11 +34,12 @@ class Trained:
     """train.eval_batch_size: how many inputs go through the model at once."""
 
     @classmethod
-    def load(cls, path: str | Path) -> "Trained":
-        """The checkpoint's model with its weights, its loss and its input recipe."""
+    def load(cls, path: str | Path, device: str = "cpu") -> "Trained":
+        """The checkpoint's model with its weights on `device`, its loss and its input recipe."""
         path = Path(path)
         saved = checkpoint.load(path)
         config = _config(saved, path)
+        apply_overrides(config, [f"device={device}"])
         dtype = resolve_dtype(config.data["dtype"])
         model = build_model(config, saved.inputs.input_shape, dtype, np.random.default_rng(0))
         _load_weights(model, saved, path)
@@ -59,8 +60,8 @@ class Trained:
         return self.saved.inputs.vocab
 
     def inputs(self, x: np.ndarray) -> np.ndarray:
-        """Raw samples (N, *sample_shape) prepared as the training samples were."""
-        return self.source.inputs(x, self.dtype)
+        """Raw samples (N, *sample_shape) prepared as the training samples were, on the model's device."""
+        return to_device(self.source.inputs(x, self.dtype))
 
     def experiment(self, overrides: list[str] | tuple = ()) -> Experiment:
         """The whole experiment of the checkpoint's config (with `overrides`), data loaded, its weights in place:

@@ -22,3 +22,23 @@ def mnist_root() -> Path:
         pytest.fail(f"MNIST files missing from {DATA_DIR}/mnist: {', '.join(missing)}; set NNCTL_DATA_DIR "
                     "to a folder holding mnist/ with the four .gz files")
     return DATA_DIR
+
+
+def _gpu_missing() -> str | None:
+    """Why the gpu tests cannot run here, or None when CuPy sees a GPU."""
+    try:
+        import cupy
+    except ImportError:
+        return "needs CuPy and an NVIDIA GPU (pip install 'nnctl[gpu]'); CuPy is not installed"
+    try:
+        cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:  # CuPy's own CUDARuntimeError when there is no driver or card
+        return f"needs an NVIDIA GPU; CuPy finds none ({exc})"
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    gpu = [item for item in items if "gpu" in item.keywords]
+    reason = _gpu_missing() if gpu else None
+    for item in gpu if reason else []:
+        item.add_marker(pytest.mark.skip(reason=reason))

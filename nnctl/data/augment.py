@@ -5,7 +5,8 @@ from typing import Any
 
 import numpy as np
 
-from nnctl.layers.window import pad
+from nnctl.backend import to_device, xp
+from nnctl.layers.window import Window, pad, windows
 from nnctl.schema import did_you_mean
 
 
@@ -35,17 +36,17 @@ class Augment:
         return cls(shift, flip)
 
     def __call__(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """A changed copy of the batch x (N, C, H, W)."""
+        """A changed copy of the batch x (N, C, H, W), on x's device; the draws come from the run's generator."""
         x = self._shifted(x, rng) if self.shift else x.copy()
         if self.flip:
-            flipped = rng.random(len(x)) < 0.5
+            flipped = to_device(np.flatnonzero(rng.random(len(x)) < 0.5))
             x[flipped] = x[flipped, :, :, ::-1]
         return x
 
     def _shifted(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        n, _, h, w = x.shape
+        n, c, h, w = x.shape
         s = self.shift
         padded = pad(x, ((s, s), (s, s)))
-        crops = np.lib.stride_tricks.sliding_window_view(padded, (h, w), axis=(2, 3))  # (N, C, 2s+1, 2s+1, H, W)
-        rows, cols = rng.integers(0, 2 * s + 1, size=(2, n))
-        return crops[np.arange(n), :, rows, cols]
+        crops = windows(padded, Window((h, w), (1, 1)), (2 * s + 1, 2 * s + 1))
+        rows, cols = (to_device(a) for a in rng.integers(0, 2 * s + 1, size=(2, n)))
+        return crops[xp.arange(n), :, rows, cols]

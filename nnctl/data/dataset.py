@@ -5,6 +5,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from nnctl.backend import fits_on_device, on_cpu, to_device
+
 
 @dataclass
 class Split:
@@ -15,6 +17,12 @@ class Split:
 
     def __len__(self) -> int:
         return len(self.x)
+
+    def nbytes(self) -> int:
+        return self.x.nbytes + self.y.nbytes
+
+    def to_device(self) -> "Split":
+        return Split(to_device(self.x), to_device(self.y))
 
 
 @dataclass
@@ -31,6 +39,15 @@ class Dataset:
     """Random changes to each training batch (never to val/test), drawn from the run's data generator."""
     vocab: list[str] | None = None
     """The tokens that input and target ids stand for (text datasets); saved with every checkpoint."""
+
+    def to_device(self) -> None:
+        """Moves the splits to the current device once, when they fit in its free memory; otherwise the runner
+        copies each batch over (both are no-ops on the CPU)."""
+        splits = [s for s in (self.train, self.val, self.test) if s is not None]
+        if not on_cpu() and fits_on_device(sum(s.nbytes() for s in splits)):
+            self.train = self.train.to_device()
+            self.val = self.val and self.val.to_device()
+            self.test = self.test and self.test.to_device()
 
     def split(self, name: str) -> Split | None:
         """The split called `name`: train, val or test."""

@@ -1,5 +1,6 @@
 """Inverted dropout: scaled by 1/keep while training, a no-op in eval."""
 
+from nnctl.backend import to_device
 from nnctl.layers.base import LAYERS, Layer
 
 
@@ -19,7 +20,7 @@ class Dropout(Layer):
         if not training or self.rate == 0:
             self.mask = None
             return x
-        keep = self.rng.random(x.shape, dtype=x.dtype) >= self.rate
+        keep = to_device(self.rng.random(x.shape, dtype=x.dtype) >= self.rate)  # the run's seeded generator
         self.mask = keep * x.dtype.type(1 / (1 - self.rate))
         return x * self.mask
 

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nnctl.backend import xp
+from nnctl.backend import strided_view, xp
 
 Pads = tuple[tuple[int, int], tuple[int, int]]
 
@@ -97,8 +97,7 @@ def windows(x: np.ndarray, window: Window, out: tuple[int, int]) -> np.ndarray:
     """A read-only view (N, C, OH, OW, KH, KW) of every window over the (already padded) x; no copy."""
     (kh, kw), (th, tw), (dh, dw) = window.kernel, window.stride, window.dilation
     sn, sc, sh, sw = x.strides
-    return xp.lib.stride_tricks.as_strided(x, (*x.shape[:2], *out, kh, kw),
-                                           (sn, sc, sh * th, sw * tw, sh * dh, sw * dw), writeable=False)
+    return strided_view(x, (*x.shape[:2], *out, kh, kw), (sn, sc, sh * th, sw * tw, sh * dh, sw * dw))
 
 
 def im2col(x: np.ndarray, window: Window, channels_last: bool = False) -> np.ndarray:

@@ -1,0 +1,93 @@
+"""The same layers on an NVIDIA GPU through CuPy: forward and backward equal to the CPU's, gradient checks,
+short trainings and checkpoints that cross between devices. Skipped, with the reason, where no GPU is."""
+
+import numpy as np
+import pytest
+
+from helpers import CONFIGS, nnctl
+from nnctl import backend, checkpoint
+from nnctl.builder import build_model
+from nnctl.config import from_dict, load_config
+from nnctl.gradcheck import check_registry, example_batch
+from nnctl.layers import LAYERS
+from nnctl.runner import Runner
+
+pytestmark = pytest.mark.gpu
+
+SLICE = ["data.subset=2000", "data.test_subset=1000", "data.validation=null", "train.epochs=2",
+         "train.monitor=loss"]
+
+
+@pytest.fixture(autouse=True)
+def back_on_the_cpu():
+    yield
+    backend.use("cpu")
+
+
+def run_layer(name: str, device: str) -> dict[str, np.ndarray]:
+    """The layer's example on `device`, float64: its output, input gradient and parameter gradients, on the host."""
+    cls = LAYERS.get(name)
+    example = cls.example
+    config = from_dict({"device": device, "model": {"layers": [{"type": name, **example["config"]}]}})
+    rng = np.random.default_rng(0)
+    model = build_model(config, tuple(example["input_shape"]), np.float64, rng)
+    layer = model.layers[0]
+    layer.input_grad = not cls.takes_indices
+    layer.rng = np.random.default_rng(1)
+    x = backend.to_device(example_batch(cls, example, model.input_shape, rng, 3))
+    y = layer.forward(x, training=True)
+    dy = backend.to_device(rng.standard_normal(y.shape))
+    dx = layer.backward(dy)
+    out = {"y": backend.to_host(y), **{f"d{k}": backend.to_host(g) for k, g in layer.grads.items()}}
+    if dx is not None:
+        out["dx"] = backend.to_host(dx)
+    return out
+
+
+@pytest.mark.parametrize("name", list(LAYERS))
+def test_every_layer_computes_on_the_gpu_what_it_computes_on_the_cpu(name):
+    cpu, gpu = run_layer(name, "cpu"), run_layer(name, "cuda")
+    assert cpu.keys() == gpu.keys()
+    for key in cpu:
+        np.testing.assert_allclose(gpu[key], cpu[key], rtol=1e-10, atol=1e-12, err_msg=f"{name} {key}")
+
+
+def test_gradcheck_passes_on_the_gpu():
+    backend.use("cuda")
+    failed = [c for c in check_registry(device="cuda") if not c.passed]
+    assert not failed, failed
+
+
+def fit(config: str, runs_dir, *overrides: str) -> Runner:
+    runner = Runner.start(load_config(CONFIGS / config, [*SLICE, *overrides]), runs_dir, quiet=True)
+    runner.fit()
+    return runner
+
+
+@pytest.mark.parametrize("config", ["mnist_mlp.yaml", "mnist_cnn.yaml", "mnist_lstm.yaml"])
+def test_a_short_training_on_the_gpu_learns_what_the_cpu_run_learns(config, tmp_path):
+    gpu = fit(config, tmp_path / "gpu", "device=cuda")
+    assert type(gpu.exp.model.params()[0]).__module__.startswith("cupy")
+    cpu = fit(config, tmp_path / "cpu", "device=cpu")
+    gpu_acc = gpu.history[-1]["accuracy"]
+    cpu_acc = cpu.history[-1]["accuracy"]
+    assert abs(gpu_acc - cpu_acc) < 0.03, (gpu_acc, cpu_acc)
+    assert gpu_acc > 0.7
+
+
+def test_a_gpu_run_resumes_on_the_cpu_and_a_cpu_run_on_the_gpu(tmp_path):
+    for first, then in (("cuda", "cpu"), ("cpu", "cuda")):
+        run = fit("mnist_mlp.yaml", tmp_path / first, f"device={first}", "train.epochs=1")
+        saved = checkpoint.load(run.checkpoints.last)
+        assert all(type(a) is np.ndarray for e in saved.model.values() for a in e["params"].values())
+        resumed = Runner.resume(run.checkpoints.last, ["train.epochs=2", f"device={then}"], tmp_path, quiet=True)
+        resumed.fit()
+        straight = fit("mnist_mlp.yaml", tmp_path / f"straight-{first}", f"device={first}")
+        np.testing.assert_allclose(resumed.history[-1]["loss"], straight.history[-1]["loss"], rtol=1e-3)
+
+
+def test_a_card_that_is_not_there_is_one_clear_error(tmp_path):
+    result = nnctl("train", str(CONFIGS / "xor_mlp.yaml"), "--device", "cuda:99", "--runs-dir", str(tmp_path))
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "GPU(s), numbered 0 to" in result.stderr
+    assert not any(tmp_path.iterdir())
