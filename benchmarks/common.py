@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from nnctl import backend
 from nnctl.config import load_config
 from nnctl.data.dataset import Dataset
 from nnctl.model import Model
@@ -31,21 +32,23 @@ def nnctl_fit(config: str, epochs: int, *overrides: str) -> tuple[float, float, 
 
 
 def torch_fit(model: Any, data: Dataset, batch_size: int, epochs: int, lr: float,
-              clip_norm: float | None = None, threads: int | None = None) -> tuple[float, float]:
-    """The same loop in PyTorch on the CPU (on `threads` threads, else its own count): Adam, cross-entropy,
-    shuffled batches, then test accuracy once, as nnctl's runner does; returns samples/s and the accuracy."""
+              clip_norm: float | None = None, threads: int | None = None, device: str = "cpu") -> tuple[float, float]:
+    """The same loop in PyTorch on `device` (on the CPU with `threads` threads, else its own count): Adam,
+    cross-entropy, shuffled batches, then test accuracy once, as nnctl's runner does; returns samples/s and the
+    accuracy. On a GPU the data goes over once, as nnctl's does."""
     import torch
 
     if threads:
         torch.set_num_threads(threads)
-
+    model = model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     loss_fn = torch.nn.CrossEntropyLoss()
-    x, y, xt, yt = (torch.from_numpy(a) for a in (data.train.x, data.train.y, data.test.x, data.test.y))
+    x, y, xt, yt = (torch.from_numpy(backend.to_host(a)).to(device)
+                    for a in (data.train.x, data.train.y, data.test.x, data.test.y))
     start = time.perf_counter()
     model.train()
     for _ in range(epochs):
-        order = torch.randperm(len(x))
+        order = torch.randperm(len(x), device=device)
         for i in range(0, len(x), batch_size):
             rows = order[i:i + batch_size]
             optimizer.zero_grad(set_to_none=True)
@@ -57,6 +60,8 @@ def torch_fit(model: Any, data: Dataset, batch_size: int, epochs: int, lr: float
     with torch.no_grad():
         accuracy = sum(int((model(xt[i:i + 1000]).argmax(1) == yt[i:i + 1000]).sum())
                        for i in range(0, len(xt), 1000)) / len(xt)
+    if device != "cpu":
+        torch.cuda.synchronize()
     return len(x) * epochs / (time.perf_counter() - start), accuracy
 
 
