@@ -89,7 +89,7 @@ class Recursive(Layer):
         inner = (table[..., 1] >= 0).ravel()
         self.left, self.right = (table[..., 1] + offset).ravel(), (table[..., 2] + offset).ravel()
         self.leaves = xp.flatnonzero(self.words >= 0)
-        if self.words.max(initial=-1) >= self.vocab_size:
+        if int(self.words.max()) >= self.vocab_size:
             raise DataError(f"layer {self.name}: word id {int(self.words.max())} is beyond its vocab_size "
                             f"{self.vocab_size}; set vocab_size to the dataset's vocabulary size (for trees: "
                             "the training file's different words, plus 1 for <unk>)")
@@ -101,4 +101,4 @@ class Recursive(Layer):
             if xp.array_equal(above, height[parents]):
                 break
             height[parents] = above
-        self.levels = [xp.flatnonzero(height == h) for h in range(1, int(height.max(initial=0)) + 1)]
+        self.levels = [xp.flatnonzero(height == h) for h in range(1, int(height.max()) + 1)]
