@@ -1,6 +1,5 @@
-"""Checkpoints: pickles of plain data, written atomically and read through a restricted unpickler."""
+"""Checkpoints: pickles of plain data, written atomically and read through the restricted unpickler."""
 
-import io
 import os
 import pickle
 import tempfile
@@ -9,38 +8,10 @@ from typing import Any
 
 from nnctl import __version__
 from nnctl.errors import CheckpointError, read_bytes
+from nnctl.unpickle import UnsafePickleError, safe_unpickle
 
 FORMAT = "nnctl-checkpoint"
 FORMAT_VERSION = 1
-
-_ALLOWED = {
-    ("numpy", "ndarray"), ("numpy", "dtype"),
-    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
-    ("builtins", "set"), ("builtins", "frozenset"), ("builtins", "complex"), ("builtins", "slice"),
-    ("collections", "OrderedDict"),
-    ("_codecs", "encode"),  # how Python 3 writes bytes in protocol-2 pickles (as in CIFAR-10's batches)
-}
-_ALLOWED_NUMPY_SCALARS = ("numpy.dtypes",)
-
-
-class UnsafePickleError(pickle.UnpicklingError):
-    """The pickle references something other than plain data, so it could run code; it was not loaded."""
-
-
-class _RestrictedUnpickler(pickle.Unpickler):
-    """Resolves only NumPy arrays, dtypes and builtin containers: a stranger's pickle cannot run code."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in _ALLOWED or (module in _ALLOWED_NUMPY_SCALARS and name.endswith("DType")):
-            return super().find_class(module, name)
-        raise UnsafePickleError(f"it references {module}.{name}, which plain data never holds")
-
-
-def safe_unpickle(raw: bytes, encoding: str = "ASCII") -> Any:
-    """Unpickles NumPy arrays and builtins only; UnsafePickleError for anything that could run code."""
-    return _RestrictedUnpickler(io.BytesIO(raw), encoding=encoding).load()
 
 
 def save(path: str | Path, payload: dict[str, Any]) -> None:

@@ -5,10 +5,10 @@ from pathlib import Path
 
 import numpy as np
 
-from nnctl.checkpoint import UnsafePickleError, safe_unpickle
 from nnctl.data import DATASETS
 from nnctl.data.source import Arrays, CachedSource
 from nnctl.errors import DataError
+from nnctl.unpickle import UnsafePickleError, safe_unpickle
 
 MIRRORS = ("https://www.cs.toronto.edu/~kriz/",)
 ARCHIVE = "cifar-10-python.tar.gz"
