@@ -4,7 +4,7 @@ from typing import Any
 
 import numpy as np
 
-from nnctl.config import Config
+from nnctl.config import PATH_NAME_RULE, Config, is_path_name
 from nnctl.init import make_initializer
 from nnctl.layers import LAYERS
 from nnctl.model import Model
@@ -39,6 +39,9 @@ def build_model(config: Config, input_shape: tuple[int, ...], dtype: type,
                 kwargs[key] = make_initializer(kwargs.get(key, param.default), config, path + (key,))
         counts[cls.registered_name] = counts.get(cls.registered_name, 0) + 1
         kwargs.setdefault("name", f"{cls.registered_name}_{counts[cls.registered_name]}")
+        if not is_path_name(kwargs["name"]):
+            raise config.error(path + ("name",), f"'{kwargs['name']}' cannot name a layer (its arrays are exported "
+                                                 f"as <layer>/<key>); {PATH_NAME_RULE}")
         if kwargs["name"] in {layer.name for layer in layers}:
             raise config.error(path + ("name",), f"layer name '{kwargs['name']}' is used twice")
         layer = _construct(cls, kwargs, config, path)

@@ -163,6 +163,14 @@ def from_dict(data: Any, source: str = "<config>", origins: dict | None = None) 
     return Config(data, source, dict(origins or {}))
 
 
+PATH_NAME_RULE = "use letters, digits, '.', '_' and '-' (no path separators, no '..')"
+
+
+def is_path_name(name: Any) -> bool:
+    """Whether `name` can become one file or folder name: no separators, no '..', nothing absolute."""
+    return isinstance(name, str) and bool(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}", name)) and ".." not in name
+
+
 def check_top_level(config: Config) -> None:
     """Unknown or missing sections, and the scalar ones' types."""
     for key in config.data:
@@ -176,9 +184,8 @@ def check_top_level(config: Config) -> None:
     for key, hint in checks.items():
         if key in config.data and not matches(config.data[key], hint):
             raise config.error((key,), f"expected {describe_type(hint)}, got {describe_value(config.data[key])}")
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", config.data.get("name", "x")):
-        raise config.error(("name",), f"'{config.data['name']}' cannot name a run directory; use letters, digits, "
-                                      "'.', '_' and '-'")
+    if not is_path_name(config.data.get("name", "x")):
+        raise config.error(("name",), f"'{config.data['name']}' cannot name a run directory; {PATH_NAME_RULE}")
     dtype = config.data.setdefault("dtype", "float32")
     if dtype not in ("float32", "float64"):
         raise config.error(("dtype",), f"expected float32 or float64, got {describe_value(dtype)}")

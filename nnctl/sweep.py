@@ -15,7 +15,18 @@ from typing import Any
 
 import numpy as np
 
-from nnctl.config import Config, KeyPath, apply_override, check_top_level, dotted, key_path, load_config, parse_yaml
+from nnctl.config import (
+    PATH_NAME_RULE,
+    Config,
+    KeyPath,
+    apply_override,
+    check_top_level,
+    dotted,
+    is_path_name,
+    key_path,
+    load_config,
+    parse_yaml,
+)
 from nnctl.errors import ConfigError, NnctlError, read_bytes
 from nnctl.runner import Runner
 from nnctl.runs import Run, find_runs, load_run
@@ -83,6 +94,9 @@ class Sweep:
         except ValueError as exc:
             raise self.file.error(("samples",), str(exc)) from None
         self.name = self.spec.name or self.path.stem
+        if not is_path_name(self.name):
+            where = self.file.where(("name",)) if self.spec.name else str(self.path)
+            raise ConfigError(f"{where}: name: '{self.name}' cannot name the sweep's directory; {PATH_NAME_RULE}")
         self.dir = Path(runs_dir) / self.name
         self.metric = self.spec.metric
         self.members = self._members()
