@@ -18,6 +18,7 @@ def fetch(url: str, dest: Path, md5: str, of_contents: bool = True, timeout: flo
     """Downloads a .gz file to `dest`, checking the MD5 of its decompressed contents (or, with `of_contents`
     false, of the file as served); nothing is left on failure."""
     part = dest.with_suffix(dest.suffix + ".part")
+    made = [folder for folder in (dest.parent, *dest.parent.parents) if not folder.exists()]
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         with urllib.request.urlopen(url, timeout=timeout) as response, open(part, "wb") as f:
@@ -41,6 +42,16 @@ def fetch(url: str, dest: Path, md5: str, of_contents: bool = True, timeout: flo
         raise DataError(f"{url}: download failed ({getattr(exc, 'reason', None) or exc})") from None
     finally:
         part.unlink(missing_ok=True)
+        _remove_empty(made)
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Removes the folders a failed download made, deepest first, as long as they are empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
 
 
 def fetch_first(bases: list[str], name: str, dest: Path, md5: str, of_contents: bool = True) -> None:

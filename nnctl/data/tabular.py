@@ -1,12 +1,12 @@
 """Small datasets given as arrays: written in the YAML, or read from .npz or .csv files."""
 
 import csv
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from nnctl.data import DATASETS
+from nnctl.data.npyfile import read_npz
 from nnctl.data.source import Arrays, DatasetSource
 from nnctl.errors import DataError
 
@@ -60,27 +60,6 @@ class Npz(DatasetSource):
 
     def _open(self, name: str) -> dict[str, np.ndarray]:
         return read_npz(self.path(name))
-
-
-def read_npz(path: Path) -> dict[str, np.ndarray]:
-    """Every array of an .npz archive by name, read without pickles; DataError if it is not one."""
-    try:
-        archive = np.load(path, allow_pickle=False)
-        if not isinstance(archive, np.lib.npyio.NpzFile):
-            raise DataError(f"{path}: a single .npy array, not an .npz archive of named arrays")
-        with archive:
-            return {key: archive[key] for key in archive.files}
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise DataError(f"{path}: not a readable .npz file ({unpickled(exc)})") from None
-
-
-def unpickled(exc: Exception) -> str:
-    """NumPy's reason for refusing a file, without its advice to load pickles from it."""
-    if "pickled" in str(exc):
-        return "not NumPy arrays; files holding pickled Python objects are never loaded"
-    return str(exc)
 
 
 def _pair(arrays: dict[str, np.ndarray], keys: list[tuple[str, str]], origin: str) -> tuple[np.ndarray, np.ndarray]:
