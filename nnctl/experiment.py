@@ -1,5 +1,6 @@
 """Everything a config builds: data, model, loss, optimizer, schedule and training settings."""
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from nnctl.config import Config, apply_overrides, from_dict
 from nnctl.data import DATASETS, Dataset, DatasetSource
 from nnctl.errors import CheckpointError, NnctlError
 from nnctl.layers.activations import Activation
+from nnctl.limits import too_big
 from nnctl.losses import LOSSES, Loss
 from nnctl.metrics import LOWER_IS_BETTER, METRICS, confusion_matrix, predict, scores, target_labels
 from nnctl.model import Model
@@ -99,6 +101,7 @@ def build(config: Config, base_dir: str | Path, dtype: str | None = None, weight
                                  f"to the model's outputs (logits); remove the final {loss.applies}")
     optimizer = OPTIMIZERS.build(config.data["optimizer"], config, ("optimizer",))
     schedule = SCHEDULES.build(config.data.get("schedule") or "constant", config, ("schedule",))
+    _check_memory(config, model, settings, data, len(optimizer.slot_names))
     metrics = _metrics(config, settings, data)
     monitor, mode = _monitor(config, settings, data, metrics)
     return Experiment(config, Path(base_dir), dtype_t, data, model, loss, optimizer, schedule, settings,
@@ -140,6 +143,18 @@ def output_activation(model: Model) -> str | None:
     layer = model.layers[-1]
     activation = getattr(layer, "activation", None) or layer
     return activation.registered_name if isinstance(activation, Activation) else None
+
+
+def _check_memory(config: Config, model: Model, settings: TrainSettings, data: Dataset, slots: int) -> None:
+    """Refuses a model whose training would need more memory than one input may take, before a step runs."""
+    itemsize = np.dtype(model.params()[0].dtype if model.params() else np.float64).itemsize
+    batch = len(data.train) if settings.batch_size == "full" else min(settings.batch_size, len(data.train))
+    activations = sum(math.prod(shape) for shape in model.shapes) * max(batch, settings.eval_batch_size)
+    need = (model.num_params * (2 + slots) + 3 * activations) * itemsize
+    problem = too_big(need, "training this model (its parameters, gradients, optimizer slots and the activations "
+                            "of one batch)")
+    if problem:
+        raise config.error(("model", "layers"), problem)
 
 
 def _train_settings(config: Config) -> TrainSettings:

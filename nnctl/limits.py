@@ -6,6 +6,7 @@ checked against `memory_limit()` before anything is allocated, so a 500-byte fil
 import os
 import re
 import zlib
+from typing import BinaryIO
 
 ENV = "NNCTL_MAX_MEMORY"
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
@@ -63,3 +64,22 @@ def gunzip(raw: bytes, limit: int) -> tuple[bytes, bool]:
             raise EOFError("the compressed data is cut short")
         rest = stream.unused_data
     return out, True
+
+
+class Exceeded(ValueError):
+    """A stream went past its limit while it was read."""
+
+
+class BoundedReader:
+    """A read-only file object over `f` that raises Exceeded rather than read past `limit` bytes."""
+
+    def __init__(self, f: BinaryIO, limit: int):
+        self.f, self.limit, self.count = f, limit, 0
+
+    def read(self, size: int = -1) -> bytes:
+        room = self.limit + 1 - self.count
+        data = self.f.read(room if size < 0 else min(size, room))
+        self.count += len(data)
+        if self.count > self.limit:
+            raise Exceeded(f"more than {size_text(self.limit)}")
+        return data

@@ -1,6 +1,5 @@
 """Downloads that are checked and atomic: a file appears under its name only whole and verified."""
 
-import gzip
 import hashlib
 import http.client
 import os
@@ -12,6 +11,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from nnctl.errors import DataError
+from nnctl.limits import gunzip, memory_limit
 
 
 def fetch(url: str, dest: Path, md5: str, of_contents: bool = True, timeout: float = 30) -> None:
@@ -29,7 +29,8 @@ def fetch(url: str, dest: Path, md5: str, of_contents: bool = True, timeout: flo
                     bar.update(len(chunk))
         try:
             raw = part.read_bytes()
-            actual = hashlib.md5(gzip.decompress(raw) if of_contents else raw).hexdigest()
+            contents, whole = gunzip(raw, memory_limit()) if of_contents else (raw, True)
+            actual = hashlib.md5(contents).hexdigest() if whole else "of more than the memory limit"
         except (OSError, EOFError, zlib.error):
             raise DataError(f"{url}: the download is not a valid gzip file") from None
         if actual != md5:

@@ -10,6 +10,7 @@ from nnctl.data import Dataset, Split
 from nnctl.data.augment import Augment
 from nnctl.data.download import fetch_first
 from nnctl.errors import DataError
+from nnctl.limits import too_big
 
 Arrays = tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]
 _CHUNK = 4096  # rows scaled at a time: bounds the float64 temporary and is ~3x faster than one pass on MNIST
@@ -154,6 +155,9 @@ class DatasetSource:
             if num_classes is None or y.ndim != 1:
                 raise DataError(f"{self.origin('training')}: data.one_hot needs integer class labels, "
                                 f"one per sample (got targets of dtype {y.dtype} and shape {y.shape})")
+            if problem := too_big(len(y) * num_classes * np.dtype(dtype).itemsize,
+                                  f"{self.origin('training')}: one-hot targets for {num_classes:,} classes"):
+                raise DataError(f"{problem}; are the labels class numbers (the largest is {num_classes - 1:,})?")
             hot = np.full((len(y), num_classes), self.off_value, dtype=dtype)
             hot[np.arange(len(y)), y] = self.on_value
             y = hot

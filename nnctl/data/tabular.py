@@ -8,7 +8,7 @@ import numpy as np
 from nnctl.data import DATASETS
 from nnctl.data.npyfile import read_npz
 from nnctl.data.source import Arrays, DatasetSource
-from nnctl.errors import DataError
+from nnctl.errors import DataError, regular_file
 
 
 @DATASETS.register("inline")
@@ -118,6 +118,7 @@ def read_table(path: Path, header: bool | None = None, delimiter: str = ",") -> 
 
 def _rows(path: Path, header: bool | None, delimiter: str) -> tuple[list[int], list[list[str]]]:
     """The file's non-blank rows after any header, with their line numbers."""
+    regular_file(path, DataError, "CSV file")
     try:
         with open(path, newline="", encoding="utf-8") as f:
             reader = csv.reader(f, delimiter=delimiter)
