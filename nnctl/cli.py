@@ -32,8 +32,8 @@ from nnctl.weights import export as export_weights
 app = typer.Typer(help="Train neural networks written in plain NumPy from YAML files.", no_args_is_help=True,
                   add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
 _WIDTH = None if sys.stdout.isatty() else 160  # piped output is read whole: no squeezed table cells
-out = Console(highlight=False, soft_wrap=True, width=_WIDTH)
-err = Console(stderr=True, highlight=False, soft_wrap=True, width=_WIDTH)
+out = Console(highlight=False, soft_wrap=True, width=_WIDTH, emoji=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, width=_WIDTH, emoji=False)
 DEBUG = bool(os.environ.get("NNCTL_DEBUG"))
 
 OVERRIDES_HELP = "Dotted KEY=VALUE overrides of the config, such as optimizer.lr=3e-4 train.epochs=2."

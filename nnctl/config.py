@@ -6,31 +6,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from nnctl.errors import ConfigError, read_bytes
 from nnctl.schema import describe_type, describe_value, did_you_mean, matches
+from nnctl.yaml_loader import KeyPath, dotted, parse_yaml
 
 SECTIONS = ("name", "seed", "dtype", "data", "model", "loss", "optimizer", "schedule", "train")
 REQUIRED_SECTIONS = ("data", "model", "loss", "optimizer")
-
-KeyPath = tuple[str | int, ...]
-
-
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that also reads `1e-3` as a float (YAML 1.1 wants `1.0e-3`)."""
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-    list("-+0123456789"),
-)
-
-
-def dotted(path: KeyPath) -> str:
-    """`("model", "layers", 0, "units")` -> `model.layers.0.units`."""
-    return ".".join(str(p) for p in path) or "<top level>"
+MAX_BYTES = 16 << 20
+"""The largest config or sweep file read (larger data belongs in an .npz or .csv file)."""
 
 
 @dataclass
@@ -58,42 +41,6 @@ class Config:
         if not isinstance(value, dict):
             raise self.error((name,), f"expected a mapping, got {describe_value(value)}")
         return value
-
-
-def _to_python(node: yaml.Node, loader: _Loader, path: KeyPath, source: str, origins: dict) -> Any:
-    origins[path] = f"{source}:{node.start_mark.line + 1}"
-    if isinstance(node, yaml.MappingNode):
-        result: dict[str, Any] = {}
-        for key_node, value_node in node.value:
-            key = loader.construct_object(key_node)
-            if key in result:
-                raise ConfigError(f"{source}:{key_node.start_mark.line + 1}: {dotted(path + (key,))}: "
-                                  "key given twice")
-            result[key] = _to_python(value_node, loader, path + (key,), source, origins)
-        return result
-    if isinstance(node, yaml.SequenceNode):
-        return [_to_python(item, loader, path + (i,), source, origins) for i, item in enumerate(node.value)]
-    return loader.construct_object(node)
-
-
-def parse_yaml(text: str, source: str) -> tuple[Any, dict[KeyPath, str]]:
-    """Parse YAML text into plain data and a map from key path to 'source:line'."""
-    origins: dict[KeyPath, str] = {}
-    loader = _Loader(text)
-    try:
-        node = loader.get_single_node()
-        data = None if node is None else _to_python(node, loader, (), source, origins)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = f":{mark.line + 1}" if mark else ""
-        context = (f" ({exc.context} on line {exc.context_mark.line + 1})"
-                   if exc.context and exc.context_mark and exc.problem_mark else "")
-        raise ConfigError(f"{source}{line}: YAML syntax error: {exc.problem or exc.context}{context}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: YAML syntax error: {exc}") from None
-    finally:
-        loader.dispose()
-    return data, origins
 
 
 def parse_override(text: str) -> tuple[KeyPath, Any]:
@@ -138,7 +85,7 @@ def load_config(path: str | Path, overrides: typing.Sequence[str] = ()) -> Confi
     """Read a YAML config, apply `key=value` overrides and check its top-level layout."""
     path = Path(path)
     try:
-        text = read_bytes(path, ConfigError, "config file").decode("utf-8")
+        text = read_bytes(path, ConfigError, "config file", MAX_BYTES).decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text: {exc.reason} at byte {exc.start}") from None
     data, origins = parse_yaml(text, str(path))

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from nnctl.config import (
+    MAX_BYTES,
     PATH_NAME_RULE,
     Config,
     KeyPath,
@@ -82,7 +83,7 @@ class Sweep:
 
     def __init__(self, path: str | Path, runs_dir: Path):
         self.path = Path(path)
-        text = read_bytes(self.path, ConfigError, "sweep file").decode("utf-8", errors="replace")
+        text = read_bytes(self.path, ConfigError, "sweep file", MAX_BYTES).decode("utf-8", errors="replace")
         data, origins = parse_yaml(text, str(self.path))
         self.file = Config(data if isinstance(data, dict) else {}, str(self.path), origins)
         if not isinstance(data, dict):
