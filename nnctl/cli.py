@@ -218,9 +218,11 @@ def runs_command(
     """A table of the runs under DIR; `runs show RUN` details one run, `runs diff RUN RUN` compares two."""
     args = args or []
     if args[:1] == ["show"] and len(args) == 2:
-        _show_run(load_run(args[1]))
+        runs = [load_run(args[1])]
+        _show_run(runs[0])
     elif args[:1] == ["diff"] and len(args) == 3:
-        _diff_runs(load_run(args[1]), load_run(args[2]))
+        runs = [load_run(args[1]), load_run(args[2])]
+        _diff_runs(*runs)
     elif len(args) <= 1 and args[:1] not in (["show"], ["diff"]):
         root = Path(args[0] if args else "runs")
         runs = find_runs(root)
@@ -230,6 +232,9 @@ def runs_command(
         out.print(tables.runs_table(runs, root))
     else:
         raise NnctlError("expected: nnctl runs [DIR], nnctl runs show RUN or nnctl runs diff RUN RUN")
+    for run in runs:
+        if run.damage:
+            out.print(f"{run.path} is damaged, shown without: {'; '.join(run.damage)}", markup=False)
 
 
 def _show_run(run: Run) -> None:
