@@ -1,6 +1,7 @@
 """The `nnctl` command line: parses arguments, calls the library, renders results."""
 
 import json
+import math
 import os
 import re
 import signal
@@ -130,6 +131,10 @@ def gradcheck(
     per_tensor: Annotated[int, typer.Option("--per-tensor", help="Entries of each tensor checked with a config.")] = 20,
 ) -> None:
     """Compare analytic gradients with central differences in float64; exits 1 if any check fails."""
+    _at_least("--eps", eps, 0, above=True)
+    _at_least("--tol", tol, 0, above=True)
+    _at_least("--samples", samples, 1)
+    _at_least("--per-tensor", per_tensor, 1)
     if config is not None:
         checks = check_model(_load(config, overrides, "float64"), samples, per_tensor, eps, tol)
     else:
@@ -205,6 +210,8 @@ def sample(
                                              show_default=False)] = None,
 ) -> None:
     """Generate text from a trained language model (a config with data.type text), starting from --prime."""
+    _at_least("--temperature", temperature, 0, above=True)
+    _at_least("--length", length, 1)
     model = LanguageModel.load(checkpoint_path)
     out.print(model.generate(prime, length, temperature, seed), markup=False)
 
@@ -307,12 +314,14 @@ def plot_command(
         raise ConfigError(f"--split must be test, val or train, not '{split}'")
     if not 0 <= smooth < 1:
         raise ConfigError(f"--smooth must be in [0, 1), got {smooth}")
+    _at_least("--samples", samples, 1)
     kind = kinds[0] if kinds else "curves"
     plots.pyplot()
     if kind != "curves" and len(runs) != 1:
         raise NnctlError(f"--{kind} shows one run; got {len(runs)}")
     default_dir = runs[0] if len(runs) == 1 and runs[0].is_dir() else Path(".")
     path = output or default_dir / f"{kind}.png"
+    plots.check_output(path)
     if kind == "curves":
         written = plots.curves(expand(runs), metric, path, smooth)
     else:
@@ -386,6 +395,13 @@ def _sweep_plots(sweep: Sweep, outcomes: list[Outcome], metric: str) -> None:
     for key, groups in by_value(outcomes, metric).items():
         name = "by_" + re.sub(r"[^A-Za-z0-9]+", "_", key).strip("_") + ".png"
         out.print(f"wrote {plots.by_value(groups, key, shown, sweep.dir / name, f'{sweep.name}: final {shown}')}")
+
+
+def _at_least(option: str, value: float, low: float, above: bool = False) -> None:
+    """ConfigError unless `value` is a finite number >= low (or > low with `above`)."""
+    if not math.isfinite(value) or value < low or (above and value == low):
+        raise ConfigError(f"{option} must be a finite number {'above' if above else 'of at least'} {low:g}, "
+                          f"got {value}")
 
 
 def main() -> None:

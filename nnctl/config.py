@@ -48,13 +48,17 @@ def parse_override(text: str) -> tuple[KeyPath, Any]:
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
         raise ConfigError(f"override '{text}': expected KEY=VALUE, such as optimizer.lr=0.001")
+    path = key_path(key)
+    if any(part == "" or (isinstance(part, str) and part != part.strip()) for part in path):
+        raise ConfigError(f"override '{text}': the key '{key}' has an empty or padded part; write dotted names "
+                          "such as optimizer.lr")
     parsed, _ = parse_yaml(value, f"override '{text}'")
-    return key_path(key), parsed
+    return path, parsed
 
 
 def key_path(key: str) -> KeyPath:
     """'model.layers.0.units' -> ('model', 'layers', 0, 'units')."""
-    return tuple(int(p) if p.isdigit() else p for p in key.strip().split("."))
+    return tuple(int(p) if p.isascii() and p.isdigit() else p for p in key.strip().split("."))
 
 
 def apply_override(config: Config, path: KeyPath, value: Any, origin: str) -> None:
@@ -67,6 +71,7 @@ def apply_override(config: Config, path: KeyPath, value: Any, origin: str) -> No
                 raise ConfigError(f"{origin}: {dotted(child_path)}: no such list item")
         elif node.get(key) is None:
             node[key] = {}
+            config.origins[child_path] = origin
         elif isinstance(node[key], str) and not isinstance(path[depth + 1], int):
             node[key] = {"type": node[key]}  # the shorthand `loss: mse` means {type: mse}
         node = node[key]

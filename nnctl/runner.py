@@ -5,6 +5,7 @@ import math
 import os
 import platform
 import signal
+import socket
 import time
 from datetime import datetime
 from pathlib import Path
@@ -67,6 +68,9 @@ class Runner:
         TensorBoard.check(exp.config)
         path = Path(path).resolve()
         own_run = path.name == "last.pkl" and path.parent.name == "checkpoints"
+        if own_run:  # what a kill left half-written
+            for leftover in [*path.parent.glob(".*.tmp"), path.parent.parent / "summary.json.tmp"]:
+                leftover.unlink(missing_ok=True)
         runner = cls(exp, path.parent.parent if own_run else new_run_dir(runs_dir, exp.config.data["name"]), quiet)
         runner._restore(saved, path)
         runner._write_config()
@@ -121,6 +125,9 @@ class Runner:
         except TrainingError as exc:
             self._write_summary("failed", error=str(exc))
             raise
+        except Exception as exc:  # a bug in nnctl: the run is marked failed with it, then it is reported
+            self._write_summary("failed", error=f"internal error: {type(exc).__name__}: {exc}")
+            raise
         except KeyboardInterrupt:
             self._write_summary("stopped", error="interrupted at once by a second Ctrl-C; last.pkl holds the "
                                                  "end of the last finished epoch")
@@ -130,6 +137,7 @@ class Runner:
             if self.tensorboard:
                 self.tensorboard.close()
         if status == "stopped":
+            self._check_finite(f"at epoch {self.epoch + 1}, batch {self.batch}")
             self.checkpoints.save_last(self._payload())
             self.progress.say(f"stopped at epoch {self.epoch + 1}, batch {self.batch}. "
                               f"Resume with: nnctl train --resume {self.checkpoints.last}")
@@ -208,11 +216,14 @@ class Runner:
                                 settings.eval_batch_size, prefix="val_"))
         row["time_s"] = round(self._elapsed(), 3)
         self._record(row)
-        improved = self.monitor.name in row and self.monitor.update(row[self.monitor.name])
+        self._check_finite(f"at the end of epoch {self.epoch}")
+        value = row.get(self.monitor.name)
+        improved = isinstance(value, float | int) and math.isfinite(value) and self.monitor.update(value)
         payload = self._payload()
         self.checkpoints.save_last(payload)
         if improved:
             self.checkpoints.save_best(payload)
+        self._write_summary("running")  # the heartbeat that tells `nnctl runs` this process is alive
         self.progress.epoch(row, settings.epochs)
         es = settings.early_stopping
         if es and self.monitor.wait >= es.patience:
@@ -220,6 +231,18 @@ class Runner:
                               f"evaluations (best {self.monitor.best:.4g})")
             return True
         return False
+
+    def _check_finite(self, when: str) -> None:
+        """TrainingError if a parameter is NaN or infinite: such weights are never saved as last or best."""
+        bad = [f"{layer.name}.{key}" for layer in self.exp.model.layers for key, value in layer.params.items()
+               if not np.isfinite(value).all()]
+        if bad:
+            self._write_summary("failed", error=f"non-finite parameters {when}: {', '.join(bad)}")
+            raise TrainingError(
+                f"the parameters {', '.join(bad)} became NaN or infinite {when}; training stopped and they were not "
+                "saved. " + (f"The last good checkpoint is {self.checkpoints.last}. " if self.checkpoints.last.exists()
+                             else "") + f"Try a smaller optimizer.lr (now {self.exp.optimizer.lr:g}) or set "
+                "optimizer.clip_norm.")
 
     def _test_metrics(self) -> dict[str, float] | None:
         test = self.exp.data.test
@@ -265,6 +288,7 @@ class Runner:
             "final": epochs[-1] if epochs else None,
             "best": {"monitor": self.monitor.name, "mode": self.monitor.mode, "value": self.monitor.best},
             "test": test, "error": error, "seed": self.exp.seed, "num_params": self.exp.model.num_params,
+            "pid": os.getpid(), "host": socket.gethostname(), "heartbeat": time.time(),
             "versions": {"nnctl": __version__, "numpy": np.__version__, "python": platform.python_version()},
         }
         tmp = self.run_dir / "summary.json.tmp"
@@ -282,7 +306,14 @@ def new_run_dir(runs_dir: Path, name: str) -> Path:
             path.mkdir(parents=True)
             return path
         except FileExistsError:
-            continue
+            if Path(runs_dir).is_dir():
+                continue
+            raise NnctlError(f"{runs_dir}: a file, not a folder for runs; give --runs-dir a folder") from None
+        except NotADirectoryError:
+            raise NnctlError(f"{runs_dir}: a file (or inside one), not a folder for runs; give --runs-dir a "
+                             "folder") from None
+        except OSError as exc:
+            raise NnctlError(f"{runs_dir}: cannot make a run directory in it: {exc.strerror or exc}") from None
     raise NnctlError(f"{runs_dir}: cannot make a new run directory for {stem}")
 
 

@@ -202,7 +202,12 @@ class CachedSource(DatasetSource):
 
     def folder(self) -> Path:
         """The folder holding (or about to hold) the files."""
-        return data_root(self.root, self.base_dir) / self.subfolder
+        folder = data_root(self.root, self.base_dir) / self.subfolder
+        for path in (folder, *folder.parents):
+            if path.exists() and not path.is_dir():
+                raise DataError(f"{path}: a file, but the data of {self.registered_name} is kept in a folder "
+                                f"({folder}); set data.root or NNCTL_DATA_DIR to a folder")
+        return folder
 
     def origin(self, split: str) -> str:
         return str(self.folder())
