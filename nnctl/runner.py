@@ -118,6 +118,7 @@ class Runner:
             while self.epoch < self.exp.settings.epochs:
                 if self._run_epoch():
                     status = "stopped"
+                    self._check_finite(f"at epoch {self.epoch + 1}, batch {self.batch}")
                     break
                 if self._end_epoch():
                     status = "early_stopped"
@@ -137,7 +138,6 @@ class Runner:
             if self.tensorboard:
                 self.tensorboard.close()
         if status == "stopped":
-            self._check_finite(f"at epoch {self.epoch + 1}, batch {self.batch}")
             self.checkpoints.save_last(self._payload())
             self.progress.say(f"stopped at epoch {self.epoch + 1}, batch {self.batch}. "
                               f"Resume with: nnctl train --resume {self.checkpoints.last}")
@@ -237,7 +237,6 @@ class Runner:
         bad = [f"{layer.name}.{key}" for layer in self.exp.model.layers for key, value in layer.params.items()
                if not np.isfinite(value).all()]
         if bad:
-            self._write_summary("failed", error=f"non-finite parameters {when}: {', '.join(bad)}")
             raise TrainingError(
                 f"the parameters {', '.join(bad)} became NaN or infinite {when}; training stopped and they were not "
                 "saved. " + (f"The last good checkpoint is {self.checkpoints.last}. " if self.checkpoints.last.exists()
