@@ -11,6 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from nnctl.course import flatten
 from nnctl.errors import NnctlError, read_bytes
 from nnctl.schema import describe_value
 from nnctl.yaml_loader import parse_yaml
@@ -179,20 +180,6 @@ def expand(paths: list[Path]) -> list[Run]:
             raise NnctlError(f"{path}: holds no runs")
         runs += found
     return runs
-
-
-def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
-    """{'optimizer': {'lr': 0.1}} -> {'optimizer.lr': 0.1}; list items are numbered."""
-    if isinstance(data, dict):
-        items = data.items()
-    elif isinstance(data, list):
-        items = enumerate(data)
-    else:
-        return {prefix: data}
-    flat: dict[str, Any] = {}
-    for key, value in items:
-        flat.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
-    return flat
 
 
 def config_diff(a: Run, b: Run) -> list[tuple[str, Any, Any]]:
