@@ -124,7 +124,7 @@ def _part(path: Path, damage: list[str], parse: Callable[[str], Any]) -> dict[st
     """A run file parsed into a mapping, or {} with what is wrong with it added to `damage`."""
     try:
         value = parse(read_bytes(path, NnctlError, "run file").decode("utf-8"))
-    except (NnctlError, UnicodeDecodeError, ValueError) as exc:
+    except (NnctlError, UnicodeDecodeError, ValueError, RecursionError) as exc:
         damage.append(f"{path.name}: {exc}")
         return {}
     if not isinstance(value, dict):
@@ -148,7 +148,7 @@ def _history(path: Path, damage: list[str]) -> list[dict[str, Any]]:
             continue
         try:
             row = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             cut = number == len(lines) and not text.endswith("\n")
             damage.append(f"metrics.jsonl:{number}: " + ("its last line is cut off (the run was stopped while "
                                                          "writing it)" if cut else "not a JSON row"))
