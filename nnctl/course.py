@@ -3,6 +3,7 @@ checkpoint keeps, so `--resume` with an override that would change the run is re
 
 import hashlib
 import json
+from collections.abc import Iterable
 from typing import Any
 
 MAY_CHANGE = ("name", "train.epochs", "train.early_stopping", "train.eval_every", "train.eval_batch_size",
@@ -41,6 +42,7 @@ def changed(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
 def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
     """{'optimizer': {'lr': 0.1}} -> {'optimizer.lr': 0.1}; list items are numbered; the shorthand `loss: mse`
     is {'loss.type': 'mse'}, as the loaders read it."""
+    items: Iterable[tuple[Any, Any]]
     if isinstance(data, dict):
         items = data.items()
     elif isinstance(data, list):

@@ -3,10 +3,10 @@
 Every size a file declares (an array header, a gzip stream, a tar member, a layer's width, a label's one-hot) is
 checked against `memory_limit()` before anything is allocated, so a 500-byte file cannot ask for a terabyte."""
 
+import io
 import os
 import re
 import zlib
-from typing import BinaryIO
 
 ENV = "NNCTL_MAX_MEMORY"
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
@@ -70,15 +70,19 @@ class Exceeded(ValueError):
     """A stream went past its limit while it was read."""
 
 
-class BoundedReader:
+class BoundedReader(io.BufferedIOBase):
     """A read-only file object over `f` that raises Exceeded rather than read past `limit` bytes."""
 
-    def __init__(self, f: BinaryIO, limit: int):
+    def __init__(self, f: io.BufferedIOBase, limit: int):
+        super().__init__()
         self.f, self.limit, self.count = f, limit, 0
 
-    def read(self, size: int = -1) -> bytes:
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
         room = self.limit + 1 - self.count
-        data = self.f.read(room if size < 0 else min(size, room))
+        data = self.f.read(room if size is None or size < 0 else min(size, room))
         self.count += len(data)
         if self.count > self.limit:
             raise Exceeded(f"more than {size_text(self.limit)}")

@@ -14,6 +14,7 @@ MAX_DEPTH = 100
 MAX_ALIAS_VALUES = 100_000
 """Values that aliases may repeat in one file; a "billion laughs" would repeat 10⁹ of them."""
 _MERGE = "tag:yaml.org,2002:merge"
+_KINDS: dict[type, str] = {yaml.MappingNode: "a mapping", yaml.SequenceNode: "a sequence"}
 
 
 class _Loader(yaml.SafeLoader):
@@ -115,7 +116,7 @@ class _Builder:
         self.origins.pop(path + ("<key>",), None)
         if not isinstance(key, str | int | float | bool):
             raise ConfigError(f"{self.line(node)}: {dotted(path)}: a key must be a name, not "
-                              f"{'null' if key is None and isinstance(node, yaml.ScalarNode) else 'a ' + node.id}")
+                              f"{'null' if isinstance(node, yaml.ScalarNode) else _KINDS.get(type(node), 'a value')}")
         return key
 
 

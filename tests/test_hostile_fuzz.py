@@ -70,7 +70,7 @@ def outcome(tmp_path, text: str) -> str:
     path = tmp_path / "c.yaml"
     path.write_text(text)
     try:
-        Runner.start(load_config(path), tmp_path, tmp_path / "runs", quiet=True).fit()
+        Runner.start(load_config(path), tmp_path / "runs", quiet=True).fit()
         return "ok"
     except NnctlError:
         return "error"

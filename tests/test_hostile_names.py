@@ -40,8 +40,8 @@ def test_a_member_name_cannot_leave_the_sweep_folder(tmp_path, name):
         Sweep(sweep_file(tmp_path, member=name), tmp_path / "runs")
 
 
-def checked(data: dict) -> Config:
-    config = from_dict(data, "c.yaml")
+def checked(data: dict, base_dir) -> Config:
+    config = from_dict(data, "c.yaml", base_dir=base_dir)
     apply_overrides(config, [])
     return config
 
@@ -58,7 +58,7 @@ def test_a_layer_name_cannot_become_a_path_in_an_export(tmp_path, name):
     data = yaml.safe_load(XOR)
     data["model"]["layers"][0]["name"] = name
     with pytest.raises(ConfigError, match="cannot name a layer"):
-        build(checked(data), tmp_path)
+        build(checked(data, tmp_path))
 
 
 def test_the_sweep_command_writes_nothing_outside_runs(tmp_path):
@@ -79,4 +79,4 @@ def test_good_names_still_work(tmp_path):
     assert [m.label for m in sweep.members] == ["m.1_0.1"]
     data = yaml.safe_load(textwrap.dedent(XOR))
     data["model"]["layers"][0]["name"] = "hidden.1"
-    assert build(checked(data), tmp_path).model.layers[0].name == "hidden.1"
+    assert build(checked(data, tmp_path)).model.layers[0].name == "hidden.1"

@@ -123,4 +123,4 @@ def test_a_valid_checkpoint_still_loads(tmp_path):
     result = nnctl("train", "xor.yaml", "--runs-dir", "runs", "-q", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     last = next(tmp_path.glob("runs/*/checkpoints/last.pkl"))
-    assert checkpoint.load(last)["progress"]["epoch"] == 2
+    assert checkpoint.load(last).progress["epoch"] == 2

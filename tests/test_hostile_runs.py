@@ -49,7 +49,7 @@ def test_a_run_killed_with_sigkill_shows_as_crashed_and_its_leftovers_go_at_resu
     assert "crashed" in nnctl("runs", "runs", cwd=tmp_path).stdout
     leftover = run_dir / "checkpoints" / ".last.pkl.abc123.tmp"
     leftover.write_bytes(b"half a checkpoint")
-    epochs = checkpoint.load(run_dir / "checkpoints" / "last.pkl")["progress"]["epoch"]
+    epochs = checkpoint.load(run_dir / "checkpoints" / "last.pkl").progress["epoch"]
     result = nnctl("train", "--resume", str(run_dir / "checkpoints" / "last.pkl"), f"train.epochs={epochs + 1}", "-q",
                    cwd=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -58,7 +58,7 @@ def test_a_run_killed_with_sigkill_shows_as_crashed_and_its_leftovers_go_at_resu
 
 def test_an_internal_error_marks_the_run_failed_with_its_message(tmp_path, monkeypatch):
     (tmp_path / "c.yaml").write_text(XOR)
-    runner = Runner.start(load_config(tmp_path / "c.yaml"), tmp_path, tmp_path / "runs", quiet=True)
+    runner = Runner.start(load_config(tmp_path / "c.yaml"), tmp_path / "runs", quiet=True)
 
     def broken(*args):
         raise RuntimeError("a bug in a layer")

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nnctl.data import DATASETS
-from nnctl.data.source import Arrays, CachedSource
+from nnctl.data.source import DATASETS, Arrays, CachedSource
 from nnctl.errors import DataError, read_bytes, regular_file
 from nnctl.limits import BoundedReader, Exceeded, memory_limit, too_big
 from nnctl.unpickle import UnsafePickleError, safe_unpickle
@@ -28,6 +27,7 @@ class CIFAR10(CachedSource):
     the archive is downloaded from `mirror`, else from its home, when neither is there."""
 
     num_classes = 10
+    raw_shape = (3, 32, 32)
     subfolder = "cifar10"
     mirrors = MIRRORS
 
@@ -59,8 +59,8 @@ class CIFAR10(CachedSource):
                                                            mode="r|") as tar:
                 for member in tar:
                     name = Path(member.name).name
-                    if member.isfile() and name in [*TRAIN_BATCHES, "test_batch"]:
-                        batches[name] = self._unpickle(path / member.name, tar.extractfile(member).read())
+                    if name in [*TRAIN_BATCHES, "test_batch"] and (file := tar.extractfile(member)) is not None:
+                        batches[name] = self._unpickle(path / member.name, file.read())  # None: not a regular file
             return batches
         except Exceeded:
             raise DataError(f"{too_big(memory_limit() + 1, f'{path}: unpacking it')} (a corrupt archive, or a "

@@ -54,6 +54,23 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
         raise DataError(f"{path}: not a readable .npz file ({exc})") from None
 
 
+def npz_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """The shape of every array of an .npz archive, from the arrays' headers alone."""
+    regular_file(path, DataError, "file")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            shapes = {}
+            for name in archive.namelist():
+                with archive.open(name) as f:
+                    version = np.lib.format.read_magic(f)
+                    header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                              else np.lib.format.read_array_header_2_0)
+                    shapes[name.removesuffix(".npy")] = header(f)[0]
+            return shapes
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError) as exc:
+        raise DataError(f"{path}: not a readable .npz file ({exc})") from None
+
+
 class _Unreadable(ValueError):
     """Why an .npy stream is refused, for the caller to say where."""
 
@@ -79,12 +96,11 @@ def _read_array(f: IO[bytes], size: int, where: str) -> np.ndarray:
                           f"{max(available, 0):,}: a forged header, or a truncated file")
     if problem := too_big(nbytes, f"{where} of shape {list(shape)}"):
         raise DataError(problem)
-    array = np.empty(shape, dtype, order="F" if fortran else "C")
-    view = memoryview(array.reshape(-1, order="A").view(np.uint8))
-    filled = 0
+    buffer, filled = bytearray(nbytes), 0
     while filled < nbytes:
-        count = f.readinto(view[filled:])
-        if not count:
+        chunk = f.read(min(nbytes - filled, 1 << 24))
+        if not chunk:
             raise _Unreadable(f"is cut short after {filled:,} of {nbytes:,} bytes")
-        filled += count
-    return array
+        buffer[filled: filled + len(chunk)] = chunk
+        filled += len(chunk)
+    return np.frombuffer(buffer, dtype).reshape(shape, order="F" if fortran else "C")
