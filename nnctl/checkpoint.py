@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from nnctl import __version__
+from nnctl.course import course_hash
 from nnctl.errors import CheckpointError, read_bytes
 from nnctl.unpickle import UnsafePickleError, safe_unpickle
 
@@ -49,6 +50,8 @@ class Checkpoint:
     monitor: dict[str, Any]
     elapsed: float
     inputs: InputRecipe
+    course: str | None = None
+    """The hash of what defines the run's course (course.py) when it was written; None before it was kept."""
 
     def to_dict(self) -> dict[str, Any]:
         """The plain data that is pickled: builtins and NumPy arrays only."""
@@ -56,6 +59,7 @@ class Checkpoint:
         return {"format": FORMAT, "format_version": FORMAT_VERSION, "nnctl_version": __version__,
                 "config": self.config, "base_dir": self.base_dir, "model": self.model, "optimizer": self.optimizer,
                 "rng": self.rng, "progress": self.progress, "history": self.history, "monitor": self.monitor,
+                "course": course_hash(self.config),
                 "elapsed": self.elapsed,
                 "inputs": {"input_shape": list(recipe.input_shape),
                            "sample_shape": None if recipe.sample_shape is None else list(recipe.sample_shape),
@@ -75,6 +79,7 @@ class Checkpoint:
             raise CheckpointError(f"{path}: checkpoint format {version} is not one this nnctl {__version__} reads "
                                   f"(formats 1 to {FORMAT_VERSION})")
         _check_kinds(data, _KINDS, "", path)
+        _check_contents(data, path)
         recipe = data["inputs"]
         _check_kinds(recipe, _RECIPE_KINDS, "inputs.", path)
         stats = recipe["channel_stats"]
@@ -84,7 +89,7 @@ class Checkpoint:
         inputs = InputRecipe(tuple(recipe["input_shape"]), None if shape is None else tuple(shape),
                              recipe["num_classes"], recipe["vocab"], None if stats is None else (stats[0], stats[1]))
         return cls(data["config"], data["base_dir"], data["model"], data["optimizer"], data["rng"], data["progress"],
-                   data["history"], data["monitor"], float(data["elapsed"]), inputs)
+                   data["history"], data["monitor"], float(data["elapsed"]), inputs, data.get("course"))
 
 
 Kinds = dict[str, type | tuple[type, ...]]
@@ -95,6 +100,56 @@ _NONE = type(None)
 _RECIPE_KINDS: Kinds = {
     "input_shape": list, "sample_shape": (list, _NONE), "num_classes": (int, _NONE), "vocab": (list, _NONE),
     "channel_stats": (list, _NONE)}
+
+
+_PROGRESS_KINDS: Kinds = {"epoch": int, "batch": int, "step": int, "lr": (int, float), "order": (np.ndarray, _NONE),
+                          "sums": dict}
+_MONITOR_KINDS: Kinds = {"best": (int, float, _NONE), "wait": int}
+_OPTIMIZER_KINDS: Kinds = {"t": int, "slots": dict}
+
+
+def _check_contents(data: dict[str, Any], path: str | Path) -> None:
+    """What is inside the sections, as far as it can be checked without the model: CheckpointError naming it."""
+    _check_kinds(data["progress"], _PROGRESS_KINDS, "progress.", path)
+    _check_kinds(data["monitor"], _MONITOR_KINDS, "monitor.", path)
+    _check_kinds(data["optimizer"], _OPTIMIZER_KINDS, "optimizer.", path)
+    _check_kinds(data["rng"], {"data": dict, "dropout": dict}, "rng.", path)
+    progress = data["progress"]
+    for key in ("epoch", "batch", "step"):
+        if progress[key] < 0:
+            raise CheckpointError(f"{path}: its 'progress.{key}' is negative ({progress[key]})")
+    order = progress["order"]
+    if order is not None and (order.ndim != 1 or order.dtype.kind not in "iu"):
+        raise CheckpointError(f"{path}: its 'progress.order' is not a list of sample numbers")
+    if not all(isinstance(k, str) and isinstance(v, int | float) for k, v in progress["sums"].items()):
+        raise CheckpointError(f"{path}: its 'progress.sums' are not numbers by name")
+    if not all(isinstance(row, dict) and row.get("kind") in ("epoch", "step") for row in data["history"]):
+        raise CheckpointError(f"{path}: its 'history' holds rows that are not metric rows")
+    for name, slots in data["optimizer"]["slots"].items():
+        if not isinstance(slots, list) or not all(_numbers(a) for a in slots):
+            raise CheckpointError(f"{path}: its optimizer slot '{name}' is not a list of float arrays")
+    if "course" in data and not isinstance(data["course"], str):
+        raise CheckpointError(f"{path}: its 'course' is {type(data['course']).__name__}, expected str")
+    for layer, entry in data["model"].items():
+        if not isinstance(entry, dict) or not all(isinstance(entry.get(k), dict) for k in ("params", "state")):
+            raise CheckpointError(f"{path}: its 'model.{layer}' is not a layer's params and state")
+        for kind in ("params", "state"):
+            for key, value in entry[kind].items():
+                if not _numbers(value):
+                    raise CheckpointError(f"{path}: its 'model.{layer}.{kind}.{key}' is "
+                                          f"{_described(value)}, expected an array of floats")
+                if not np.isfinite(value).all():
+                    raise CheckpointError(f"{path}: its 'model.{layer}.{kind}.{key}' holds NaN or infinite values")
+
+
+def _numbers(value: Any) -> bool:
+    return isinstance(value, np.ndarray) and value.dtype.kind == "f"
+
+
+def _described(value: Any) -> str:
+    if isinstance(value, np.ndarray):
+        return f"an array of {value.dtype}"
+    return type(value).__name__
 
 
 def _check_kinds(data: dict[str, Any], kinds: Kinds, prefix: str, path: str | Path) -> None:

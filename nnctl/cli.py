@@ -71,16 +71,22 @@ def train(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
     tensorboard: Annotated[bool, typer.Option("--tensorboard", help="Also write TensorBoard event files into the "
                                               "run directory (train.tensorboard=true).")] = False,
+    init_from: Annotated[Path | None, typer.Option("--init-from", help="Start a new run of CONFIG from this "
+                                                   "checkpoint's weights (fine-tuning); everything else starts fresh.",
+                                                   show_default=False)] = None,
 ) -> None:
     """Train the model a config describes; writes runs/<name>-<time>/ (config, metrics, checkpoints, summary)."""
     overrides = [*(overrides or []), *(["train.tensorboard=true"] if tensorboard else [])]
+    if init_from is not None and (resume is not None or config is None):
+        raise ConfigError("--init-from starts a new run of a config: nnctl train CONFIG --init-from CHECKPOINT "
+                          "(use --resume alone to continue a run)")
     if resume is not None:
         extra = [str(config)] if config is not None else []
         runner = Runner.resume(resume, extra + (overrides or []), runs_dir, quiet)
     elif config is None:
         raise ConfigError("give a config to train (nnctl train configs/mnist_mlp.yaml) or --resume CHECKPOINT")
     else:
-        runner = Runner.start(load_config(config, overrides or []), runs_dir, quiet)
+        runner = Runner.start(load_config(config, overrides or []), runs_dir, quiet, init_from)
     if not quiet:
         out.print(f"run directory: {runner.run_dir}")
     summary = runner.fit()

@@ -10,6 +10,8 @@ MAY_CHANGE = ("name", "train.epochs", "train.early_stopping", "train.eval_every"
               "train.log_every_steps", "train.tensorboard", "optimizer.clip_norm", "data.root", "data.mirror",
               "data.test_subset")
 """Keys a resume may change; everything else defines the course. `optimizer.lr` too, under a constant schedule."""
+PINNED = ("data.vocab",)
+"""Keys a checkpoint sets itself when it is used (the vocabulary its ids mean), so never a change of course."""
 
 
 def may_change(config: dict[str, Any]) -> tuple[str, ...]:
@@ -21,7 +23,7 @@ def may_change(config: dict[str, Any]) -> tuple[str, ...]:
 
 def course(config: dict[str, Any]) -> dict[str, Any]:
     """The config's keys that define the run's course, as flat dotted keys."""
-    free = may_change(config)
+    free = (*may_change(config), *PINNED)
     return {key: value for key, value in flatten(config).items()
             if not any(key == f or key.startswith(f + ".") for f in free)}
 

@@ -54,9 +54,10 @@ class Optimizer:
     def load_state_dict(self, state: dict) -> None:
         """Copies saved slots into the bound ones; ValueError when they do not fit the bound parameters."""
         self.t = state["t"]
+        if set(state["slots"]) != set(self.slots):
+            raise ValueError(f"the optimizer's saved slots {sorted(state['slots'])} are not the "
+                             f"{sorted(self.slots)} this {type(self).__name__} optimizer keeps")
         for name, saved in state["slots"].items():
-            if name not in self.slots:
-                continue
             mine = self.slots[name]
             if [np.shape(a) for a in saved] != [a.shape for a in mine]:
                 raise ValueError(f"the optimizer's saved '{name}' arrays have shapes "

@@ -17,12 +17,13 @@ import yaml
 from nnctl import __version__, checkpoint
 from nnctl.checkpoint import Checkpoint, InputRecipe
 from nnctl.config import Config
+from nnctl.course import changed, course_hash, may_change
 from nnctl.errors import CheckpointError, NnctlError, TrainingError
 from nnctl.experiment import Experiment, build
 from nnctl.metrics import MetricSums, evaluate
 from nnctl.run_files import Checkpoints, MetricFiles, Monitor, Progress
 from nnctl.tensorboard import TensorBoard
-from nnctl.trained import Trained
+from nnctl.trained import Trained, load_weights
 
 
 class Runner:
@@ -50,9 +51,12 @@ class Runner:
     # -- set-up --------------------------------------------------------------------------------------------
 
     @classmethod
-    def start(cls, config: Config, runs_dir: Path, quiet: bool = False) -> "Runner":
-        """A fresh run: builds the experiment, then makes runs/<name>-<time>/ with the resolved config."""
+    def start(cls, config: Config, runs_dir: Path, quiet: bool = False, init_from: Path | None = None) -> "Runner":
+        """A fresh run: builds the experiment (its model from the weights of the checkpoint `init_from`, checked by
+        name and shape), then makes runs/<name>-<time>/ with the resolved config."""
         exp = build(config)
+        if init_from is not None:
+            load_weights(exp.model, checkpoint.load(init_from), Path(init_from))
         TensorBoard.check(exp.config)
         run_dir = new_run_dir(runs_dir, exp.config.data["name"])
         runner = cls(exp, run_dir, quiet)
@@ -65,6 +69,7 @@ class Runner:
         """Continues exactly where a checkpoint stopped: a run's last.pkl in its own run directory; any other
         checkpoint (best.pkl, a copy) in a new one under `runs_dir`, so no later metrics are overwritten."""
         trained = Trained.load(path)
+        _check_course(trained.saved, trained.overridden(overrides).data, path)
         exp = trained.experiment(overrides)
         TensorBoard.check(exp.config)
         path = Path(path).resolve()
@@ -92,6 +97,13 @@ class Runner:
             self.elapsed_before = saved.elapsed
         except (KeyError, ValueError, TypeError) as exc:
             raise CheckpointError(f"{path}: cannot resume from it with this config: {exc}") from None
+        n, (_, batches) = len(self.exp.data.train), self._batching()
+        order = self.order
+        if self.batch > batches or (order is not None and (len(order) != n or order.min() < 0 or order.max() >= n)) \
+                or (self.batch and self.exp.data.shuffle and order is None):
+            raise CheckpointError(f"{path}: its position (epoch {self.epoch + 1}, batch {self.batch}, an order of "
+                                  f"{'no' if order is None else len(order)} samples) does not fit {n} training "
+                                  f"samples in {batches} batches")
         if self.epoch >= self.exp.settings.epochs:
             raise NnctlError(f"{path}: the run already trained {self.epoch} of {self.exp.settings.epochs} epochs; "
                              f"to train longer, add an override such as train.epochs={self.epoch + 5}")
@@ -286,6 +298,19 @@ class Runner:
         tmp.write_text(json.dumps(summary, indent=2) + "\n")
         os.replace(tmp, self.run_dir / "summary.json")
         return summary
+
+
+def _check_course(saved: Checkpoint, config: dict[str, Any], path: Path) -> None:
+    """CheckpointError when the config a resume would go on with defines another course than the checkpoint's."""
+    if saved.course is not None and saved.course != course_hash(saved.config):
+        raise CheckpointError(f"{path}: its config does not match the run it holds (the course hash it was written "
+                              "with differs); it was edited, so it is not resumed")
+    if course_hash(config) != course_hash(saved.config):
+        changes = "; ".join(changed(saved.config, config))
+        raise CheckpointError(f"{path}: --resume would change the run's course: {changes}."
+                              f" On resume only these may change: {', '.join(may_change(saved.config))}. To start a "
+                              f"new run from its weights with another config, use: nnctl train CONFIG --init-from "
+                              f"{path}")
 
 
 def new_run_dir(runs_dir: Path, name: str) -> Path:

@@ -3,6 +3,7 @@ run in parallel worker processes; finished members are skipped and stopped ones 
 
 import copy
 import itertools
+import json
 import os
 import re
 from collections.abc import Callable, Iterator
@@ -32,6 +33,7 @@ from nnctl.errors import ConfigError, NnctlError, read_bytes
 from nnctl.runner import Runner
 from nnctl.runs import Run, find_runs, load_run
 from nnctl.schema import construct, describe_value
+from nnctl.trained import UNTRUSTED
 
 DONE = ("finished", "early_stopped")
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
@@ -189,7 +191,10 @@ def run_member(member: Member, sweep_dir: Path) -> tuple[str, str | None, Path |
     runner = None
     try:
         if member.resume is not None:
-            runner = Runner.resume(member.resume, [], sweep_dir, quiet=True)
+            data = member.config.data.get("data")
+            here = [f"data.{key}={json.dumps(data[key])}" for key in UNTRUSTED  # the sweep file's, not the checkpoint's
+                    if isinstance(data, dict) and data.get(key) is not None]
+            runner = Runner.resume(member.resume, here, sweep_dir, quiet=True)
         else:
             runner = Runner.start(member.config, sweep_dir, quiet=True)
         return runner.fit()["status"], None, runner.run_dir
