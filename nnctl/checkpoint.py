@@ -70,9 +70,11 @@ class Checkpoint:
     def from_dict(cls, data: Any, path: str | Path) -> "Checkpoint":
         """Checks an unpickled checkpoint key by key (older formats converted first); CheckpointError names
         what is missing or of the wrong kind."""
-        if not isinstance(data, dict) or data.get("format") != FORMAT:
+        if not isinstance(data, dict) or not isinstance(data.get("format"), str) or data["format"] != FORMAT:
             raise CheckpointError(f"{path}: a pickle, but not an nnctl checkpoint")
         version = data.get("format_version")
+        if not isinstance(version, int):
+            raise CheckpointError(f"{path}: its 'format_version' is {type(version).__name__}, expected int")
         if version == 1:
             data = _from_format_1(data)
         elif version != FORMAT_VERSION:
@@ -123,12 +125,24 @@ def _check_contents(data: dict[str, Any], path: str | Path) -> None:
         raise CheckpointError(f"{path}: its 'progress.order' is not a list of sample numbers")
     if not all(isinstance(k, str) and isinstance(v, int | float) for k, v in progress["sums"].items()):
         raise CheckpointError(f"{path}: its 'progress.sums' are not numbers by name")
-    if not all(isinstance(row, dict) and row.get("kind") in ("epoch", "step") for row in data["history"]):
+    if not _yaml_data(data["config"]):
+        raise CheckpointError(f"{path}: its 'config' holds something a YAML config cannot (arrays, bytes, ...)")
+    recipe = data["inputs"]
+    for key in ("input_shape", "sample_shape"):
+        shape = recipe.get(key)
+        if shape is not None and not (isinstance(shape, list) and all(type(n) is int and n >= 0 for n in shape)):
+            raise CheckpointError(f"{path}: its 'inputs.{key}' is not a list of sizes")
+    vocab = recipe.get("vocab")
+    if vocab is not None and not (isinstance(vocab, list) and all(isinstance(t, str) for t in vocab)):
+        raise CheckpointError(f"{path}: its 'inputs.vocab' is not a list of tokens")
+    if not all(isinstance(row, dict) and isinstance(row.get("kind"), str) and row["kind"] in ("epoch", "step")
+               and all(isinstance(k, str) and isinstance(v, str | int | float | None) for k, v in row.items())
+               for row in data["history"]):
         raise CheckpointError(f"{path}: its 'history' holds rows that are not metric rows")
     for name, slots in data["optimizer"]["slots"].items():
         if not isinstance(slots, list) or not all(_numbers(a) for a in slots):
             raise CheckpointError(f"{path}: its optimizer slot '{name}' is not a list of float arrays")
-    if "course" in data and not isinstance(data["course"], str):
+    if data.get("course") is not None and not isinstance(data["course"], str):
         raise CheckpointError(f"{path}: its 'course' is {type(data['course']).__name__}, expected str")
     for layer, entry in data["model"].items():
         if not isinstance(entry, dict) or not all(isinstance(entry.get(k), dict) for k in ("params", "state")):
@@ -140,6 +154,15 @@ def _check_contents(data: dict[str, Any], path: str | Path) -> None:
                                           f"{_described(value)}, expected an array of floats")
                 if not np.isfinite(value).all():
                     raise CheckpointError(f"{path}: its 'model.{layer}.{kind}.{key}' holds NaN or infinite values")
+
+
+def _yaml_data(value: Any) -> bool:
+    """Whether `value` is what YAML gives: mappings, lists, text, numbers, booleans and null."""
+    if isinstance(value, dict):
+        return all(isinstance(k, str | int | float | bool) and _yaml_data(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_yaml_data(v) for v in value)
+    return value is None or isinstance(value, str | int | float | bool)
 
 
 def _numbers(value: Any) -> bool:

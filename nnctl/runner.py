@@ -4,6 +4,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import signal
 import socket
 import time
@@ -77,8 +78,14 @@ class Runner:
         if own_run:  # what a kill left half-written
             for leftover in [*path.parent.glob(".*.tmp"), path.parent.parent / "summary.json.tmp"]:
                 leftover.unlink(missing_ok=True)
-        runner = cls(exp, path.parent.parent if own_run else new_run_dir(runs_dir, exp.config.data["name"]), quiet)
-        runner._restore(trained.saved, path)
+        run_dir = path.parent.parent if own_run else new_run_dir(runs_dir, exp.config.data["name"])
+        runner = cls(exp, run_dir, quiet)
+        try:
+            runner._restore(trained.saved, path)
+        except NnctlError:
+            if not own_run:  # the new folder was made for this resume only
+                shutil.rmtree(run_dir, ignore_errors=True)
+            raise
         runner._write_config()
         runner.files.rewrite(runner.history)
         return runner
@@ -95,7 +102,7 @@ class Runner:
             self.history = list(saved.history)
             self.monitor.best, self.monitor.wait = saved.monitor["best"], saved.monitor["wait"]
             self.elapsed_before = saved.elapsed
-        except (KeyError, ValueError, TypeError) as exc:
+        except (KeyError, ValueError, TypeError, IndexError, OverflowError) as exc:
             raise CheckpointError(f"{path}: cannot resume from it with this config: {exc}") from None
         n, (_, batches) = len(self.exp.data.train), self._batching()
         order = self.order

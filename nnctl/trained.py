@@ -10,7 +10,7 @@ from nnctl import checkpoint
 from nnctl.backend import resolve_dtype
 from nnctl.builder import build_model
 from nnctl.checkpoint import Checkpoint
-from nnctl.config import Config, apply_overrides, from_dict
+from nnctl.config import Config, apply_overrides, check_top_level, from_dict
 from nnctl.data import DATASETS, DatasetSource
 from nnctl.errors import CheckpointError
 from nnctl.experiment import Experiment, build, train_settings
@@ -87,8 +87,11 @@ def _config(saved: Checkpoint, path: Path, data: dict | None = None) -> Config:
     if isinstance(section, dict):  # where data is and where it comes from are the local machine's to say
         for key in UNTRUSTED:
             section.pop(key, None)
-    if saved.inputs.vocab is not None:  # the ids mean what they meant in training, whatever the text file holds now
-        config.data["data"]["vocab"] = saved.inputs.vocab
+    config.data.setdefault("name", path.stem)
+    check_top_level(config)
+    if saved.inputs.vocab is not None and isinstance(section, dict):
+        # the ids mean what they meant in training, whatever the text file holds now
+        section["vocab"] = saved.inputs.vocab
     return config
 
 
