@@ -67,6 +67,7 @@ def test_merge_keys_work_and_keys_written_win():
         parse_yaml("x: &x [1]\na: {<<: *x}\n", "m.yaml")
 
 
+@pytest.mark.slow
 def test_a_billion_laughs_config_and_a_run_that_holds_one_end_cleanly(tmp_path):
     (tmp_path / "c.yaml").write_text(LAUGHS + XOR)
     clean_error(nnctl("train", "c.yaml", cwd=tmp_path, timeout=60), 2, "c.yaml:", "aliases repeat")
@@ -159,6 +160,7 @@ def test_a_gzip_bomb_in_a_cifar_archive_is_cut_off(tmp_path, monkeypatch):
 # -- endless and non-regular files ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("kind", ["/dev/zero", "fifo", "folder"])
+@pytest.mark.slow
 def test_devices_fifos_and_folders_are_refused_before_opening(tmp_path, kind):
     if kind == "fifo":
         path = tmp_path / "fifo"
@@ -193,6 +195,7 @@ def test_a_cifar_batch_that_is_a_folder(tmp_path):
 
 # -- memory estimates -----------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_layer_of_a_billion_units_says_how_much_memory_it_needs(tmp_path):
     (tmp_path / "c.yaml").write_text(XOR.replace("units: 4,", "units: 1000000000,"))
     before = listing(tmp_path)
@@ -201,6 +204,7 @@ def test_a_layer_of_a_billion_units_says_how_much_memory_it_needs(tmp_path):
     assert listing(tmp_path) == before
 
 
+@pytest.mark.slow
 def test_a_wide_model_is_refused_from_its_whole_training_estimate(tmp_path):
     (tmp_path / "c.yaml").write_text(XOR.replace("units: 4,", "units: 100000,"))
     before = listing(tmp_path)
@@ -210,6 +214,7 @@ def test_a_wide_model_is_refused_from_its_whole_training_estimate(tmp_path):
     assert nnctl("train", "c.yaml", "-q", cwd=tmp_path).returncode == 0
 
 
+@pytest.mark.slow
 def test_a_one_hot_of_a_label_of_three_billion_says_how_much_memory(tmp_path):
     (tmp_path / "c.yaml").write_text(textwrap.dedent("""\
         data: {type: inline, x: [[0], [1]], y: [0, 3000000000], one_hot: true}

@@ -15,6 +15,8 @@ from nnctl.errors import NnctlError
 from nnctl.limits import ENV
 from nnctl.runner import Runner
 
+pytestmark = pytest.mark.slow  # each test runs the CLI or trains
+
 VALUES = [None, 0, -1, 1, 2, 3.5, -0.0, 1e-300, 1e300, float("nan"), float("inf"), 10**12, True, "", "x", "relu",
           "adam", "full", [], [1], [[1, 2]], {}, {"type": "x"}, {"type": "dense", "units": 3}, "../..", "/tmp",
           "\u00b2", "a..b", [None], {"a": {"b": [1]}}]

@@ -7,6 +7,8 @@ from hostile import XOR, clean_error, listing
 
 from helpers import nnctl
 
+pytestmark = pytest.mark.slow  # each test runs the CLI or trains
+
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):

@@ -61,6 +61,7 @@ def test_a_layer_name_cannot_become_a_path_in_an_export(tmp_path, name):
         build(checked(data, tmp_path))
 
 
+@pytest.mark.slow
 def test_the_sweep_command_writes_nothing_outside_runs(tmp_path):
     outside = tmp_path / "work"
     outside.mkdir()

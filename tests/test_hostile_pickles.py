@@ -89,6 +89,7 @@ def test_plain_data_still_round_trips():
 
 
 @pytest.mark.parametrize("name", ["forged flags", "object field", "os.system"])
+@pytest.mark.slow
 def test_eval_and_export_refuse_without_a_crash(tmp_path, name):
     path = tmp_path / "bad.pkl"
     path.write_bytes(pickle.dumps({"format": checkpoint.FORMAT, "model": GADGETS[name][0]}, protocol=2))
@@ -98,6 +99,7 @@ def test_eval_and_export_refuse_without_a_crash(tmp_path, name):
     assert listing(tmp_path) == before
 
 
+@pytest.mark.slow
 def test_a_cifar_batch_with_a_forged_dtype_stops_training_cleanly(tmp_path):
     batches = cifar_batches()
     batches["data_batch_3"] = pickle.dumps({b"labels": [1], b"data": GADGETS["forged flags"][0]}, protocol=2)
@@ -118,6 +120,7 @@ def test_a_cifar_batch_with_a_forged_dtype_stops_training_cleanly(tmp_path):
     assert listing(tmp_path) == before
 
 
+@pytest.mark.slow
 def test_a_valid_checkpoint_still_loads(tmp_path):
     (tmp_path / "xor.yaml").write_text(XOR)
     result = nnctl("train", "xor.yaml", "--runs-dir", "runs", "-q", cwd=tmp_path)

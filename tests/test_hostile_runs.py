@@ -16,6 +16,8 @@ from nnctl.config import load_config
 from nnctl.runner import Runner
 from nnctl.runs import load_run
 
+pytestmark = pytest.mark.slow  # each test runs the CLI or trains
+
 
 def test_weights_that_overflow_are_never_saved(tmp_path):
     # one full batch per epoch: the step's loss is finite, the update it makes is not
