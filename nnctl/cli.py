@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from nnctl import __version__, tables
+from nnctl import __version__, kernels, tables
 from nnctl import plot as plots
 from nnctl.callbacks import format_value
 from nnctl.config import load_config
@@ -41,7 +41,7 @@ OVERRIDES_HELP = "Dotted KEY=VALUE overrides of the config, such as optimizer.lr
 
 def _version(value: bool) -> None:
     if value:
-        out.print(f"nnctl {__version__}")
+        out.print(f"nnctl {__version__}\n{kernels.describe()}")
         raise typer.Exit()
 
 

@@ -1,6 +1,7 @@
 """Element-wise activations and softmax, each a layer of its own."""
 
 from nnctl.backend import xp
+from nnctl.kernels import bias_relu_, relu_backward
 from nnctl.layers import LAYERS
 from nnctl.layers.base import Layer
 from nnctl.schema import did_you_mean
@@ -10,6 +11,12 @@ class Activation(Layer):
     """A parameter-free layer that keeps its output shape; usable as `activation:` of another layer."""
 
     example = {"config": {}, "input_shape": (6,)}
+
+    def forward_(self, y, b, training):
+        """act(y + b) for a product y (M, F) that its layer hands over (it may be overwritten); b may be None."""
+        if b is not None:
+            y += b
+        return self.forward(y, training)
 
 
 @LAYERS.register("identity")
@@ -56,12 +63,18 @@ class Tanh(Activation):
 
 @LAYERS.register("relu")
 class ReLU(Activation):
+    """y = max(x, 0); dx = dy where y > 0."""
+
     def forward(self, x, training):
-        self.mask = x > 0
-        return xp.maximum(x, 0)
+        self.y = xp.maximum(x, 0)
+        return self.y
+
+    def forward_(self, y, b, training):
+        self.y = xp.maximum(y, 0, out=y) if b is None else bias_relu_(y, b)
+        return self.y
 
     def backward(self, dy):
-        return dy * self.mask
+        return relu_backward(dy, self.y)
 
 
 @LAYERS.register("leaky_relu")
@@ -117,10 +130,10 @@ def softmax(x):
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def make_activation(name: str | None) -> Activation | None:
-    """The activation layer called `name` (None for none); ValueError for a name that is not one."""
+def make_activation(name: str | None) -> Activation:
+    """The activation layer called `name` (identity for None); ValueError for a name that is not one."""
     if name is None:
-        return None
+        return Identity()
     names = [n for n in LAYERS if issubclass(LAYERS.get(n), Activation)]
     if name not in names:
         raise ValueError(f"unknown activation '{name}'{did_you_mean(name, names)}; known: {', '.join(names)}")

@@ -55,17 +55,13 @@ class Conv2D(Layer):
         oh, ow = self.window.output_size(x.shape[2:])
         self.cols = im2col(x, self.window, channels_last=True)
         y = self.cols @ self.params["W"].transpose(0, 2, 3, 1).reshape(self.filters, -1).T
-        if self.use_bias:
-            y += self.params["b"]
-        y = y.reshape(len(x), oh, ow, self.filters).transpose(0, 3, 1, 2)
-        return self.activation.forward(y, training) if self.activation else y
+        y = self.activation.forward_(y, self.params.get("b"), training)
+        return y.reshape(len(x), oh, ow, self.filters).transpose(0, 3, 1, 2)
 
     def backward(self, dy):
-        if self.activation:
-            dy = self.activation.backward(dy)
         n, f, oh, ow = dy.shape
         c, kh, kw = self.params["W"].shape[1:]
-        dy2 = dy.transpose(0, 2, 3, 1).reshape(-1, f)
+        dy2 = self.activation.backward(dy.transpose(0, 2, 3, 1).reshape(-1, f))
         self.grads["W"][...] = (dy2.T @ self.cols).reshape(f, kh, kw, c).transpose(0, 3, 1, 2)
         if self.use_bias:
             sum_rows(dy2, self.grads["b"])

@@ -1,6 +1,7 @@
 """Pooling over NCHW images: max and average over sliding windows, and the global average."""
 
 from nnctl.backend import xp
+from nnctl.kernels import maxpool_tiles, maxpool_tiles_backward
 from nnctl.layers import LAYERS
 from nnctl.layers.base import Layer
 from nnctl.layers.window import Window, col2im, offsets, pad
@@ -37,6 +38,11 @@ class MaxPool2D(Pool2D):
     pad_value = -xp.inf
 
     def forward(self, x, training):
+        self.where = None
+        if self.window.tiles(x.shape[2:]):  # each pixel in one window: the max and its place in one pass
+            self.y, self.where = maxpool_tiles(channels_last(x), *self.window.kernel)
+            self.y = self.y.transpose(0, 3, 1, 2)
+            return self.y
         for k, candidate in enumerate(self._offsets(x)):
             if k == 0:
                 self.y = xp.array(candidate, order="K")  # keeps x's memory layout (channel-last after a conv)
@@ -45,6 +51,8 @@ class MaxPool2D(Pool2D):
         return self.y
 
     def backward(self, dy):
+        if self.where is not None:
+            return maxpool_tiles_backward(channels_last(dy), self.where, *self.window.kernel).transpose(0, 3, 1, 2)
         taken = xp.zeros_like(self.y, dtype=bool)
 
         def share(i, j, index):
@@ -88,3 +96,8 @@ class GlobalAvgPool2D(Layer):
     def backward(self, dy):
         h, w = self.x_shape[2:]
         return xp.broadcast_to((dy / (h * w))[:, :, None, None], self.x_shape).copy()
+
+
+def channels_last(x):
+    """The (N, H, W, C) view of NCHW images: contiguous when they are channel-last in memory, as conv outputs are."""
+    return x.transpose(0, 2, 3, 1)

@@ -1,0 +1,47 @@
+"""Bias and ReLU on a layer's own output buffer, in one pass, and ReLU's backward."""
+
+import numpy as np
+
+from nnctl.kernels.dispatch import kernel
+
+
+def _rows(dtype):
+    rng = np.random.default_rng(0)
+    return rng.standard_normal((5, 7)).astype(dtype), rng.standard_normal(7).astype(dtype)
+
+
+@kernel(_rows)
+def bias_relu_(y, b):
+    """y = max(y + b, 0) in place, for y (M, F) and b (F,); returns y."""
+    y += b
+    return np.maximum(y, 0, out=y)
+
+
+@bias_relu_.numba
+def bias_relu_(y, b):  # noqa: F811
+    for r in range(y.shape[0]):
+        row = y[r]
+        for f in range(y.shape[1]):
+            v = row[f] + b[f]
+            row[f] = 0 if v < 0 else v  # NaN stays NaN, as in np.maximum
+    return y
+
+
+def _pair(dtype):
+    rng = np.random.default_rng(0)
+    return tuple(rng.standard_normal((5, 7)).astype(dtype) for _ in range(2))
+
+
+@kernel(_pair)
+def relu_backward(dy, y):
+    """dx = dy where the ReLU's output y is positive, else 0 (dy and y of the same shape)."""
+    return dy * (y > 0)
+
+
+@relu_backward.numba
+def relu_backward(dy, y):  # noqa: F811
+    dx = np.empty_like(dy)
+    flat_dx, flat_dy, flat_y = dx.reshape(-1), dy.reshape(-1), y.reshape(-1)
+    for i in range(flat_dx.size):
+        flat_dx[i] = flat_dy[i] * (flat_y[i] > 0)
+    return dx
