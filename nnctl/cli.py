@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from nnctl import __version__, kernels, tables
+from nnctl import __version__, kernels, tables, threads
 from nnctl import plot as plots
 from nnctl.callbacks import format_value
 from nnctl.config import load_config
@@ -41,7 +41,7 @@ OVERRIDES_HELP = "Dotted KEY=VALUE overrides of the config, such as optimizer.lr
 
 def _version(value: bool) -> None:
     if value:
-        out.print(f"nnctl {__version__}\n{kernels.describe()}")
+        out.print(f"nnctl {__version__}\n{kernels.describe()}\n{threads.describe()}")
         raise typer.Exit()
 
 
@@ -386,6 +386,7 @@ def _sweep_plots(sweep: Sweep, outcomes: list[Outcome], metric: str) -> None:
 def main() -> None:
     """Entry point: user errors become one message and a non-zero exit, never a traceback."""
     try:
+        threads.apply_override()
         app()
     except NnctlError as exc:
         err.print(f"error: {exc}", markup=False)

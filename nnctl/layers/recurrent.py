@@ -4,6 +4,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from nnctl import threads
 from nnctl.backend import sum_rows, xp
 from nnctl.init import Initializer
 from nnctl.layers import LAYERS
@@ -119,7 +120,7 @@ class Recurrent(Layer):
         h = xp.empty((steps, n, units), dtype=z.dtype)
         caches = []
         wh = p["Wh" + s]
-        with xp.errstate(over="ignore"):
+        with xp.errstate(over="ignore"), threads.time_loop(n * wh.size):
             for t in range(steps):
                 state, cache = self.step(z[t], state[0] @ wh, state, s)
                 h[t] = state[0]
@@ -160,13 +161,14 @@ class Recurrent(Layer):
         dstate = tuple(xp.zeros((n, units), dtype=h.dtype) for _ in self.carries)
         if dh_last is not None:
             dstate = (dstate[0] + dh_last, *dstate[1:])
-        for t in range(steps - 1, -1, -1):
-            dh = dstate[0] + dh_seq[t] if dh_seq is not None else dstate[0]
-            direct, rest = self.step_back(dh, dstate[1:], caches[t], dz[t], da[t], s)
-            dh_prev = da[t] @ wh_t
-            if direct is not None:
-                dh_prev += direct
-            dstate = (dh_prev, *rest)
+        with threads.time_loop(n * wh_t.size):
+            for t in range(steps - 1, -1, -1):
+                dh = dstate[0] + dh_seq[t] if dh_seq is not None else dstate[0]
+                direct, rest = self.step_back(dh, dstate[1:], caches[t], dz[t], da[t], s)
+                dh_prev = da[t] @ wh_t
+                if direct is not None:
+                    dh_prev += direct
+                dstate = (dh_prev, *rest)
         h0 = self._initial(s, n, h.dtype)[0]
         h_prev = xp.concatenate([h0[None], h[:-1]]).reshape(steps * n, units)
         dz2, da2 = dz.reshape(steps * n, -1), da.reshape(steps * n, -1)
