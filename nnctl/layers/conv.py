@@ -68,5 +68,10 @@ class Conv2D(Layer):
         if not self.input_grad:
             return None
         W = self.params["W"]
+        adjoint = self.window.adjoint(self.x_shape[2:])
+        if adjoint:  # dx = dy ⋆ the flipped kernel: one product, no strided sums
+            cols = im2col(dy2.reshape(n, oh, ow, f).transpose(0, 3, 1, 2), adjoint, channels_last=True)
+            dx = cols @ W[:, :, ::-1, ::-1].transpose(2, 3, 0, 1).reshape(-1, c)
+            return dx.reshape(n, *self.x_shape[2:], c).transpose(0, 3, 1, 2)
         return col2im(lambda i, j, _: (dy2 @ W[:, :, i, j]).reshape(n, oh, ow, c).transpose(0, 3, 1, 2),
                       self.x_shape, self.window, dy.dtype)

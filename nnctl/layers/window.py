@@ -64,6 +64,15 @@ class Window:
         return (self.stride == self.kernel and self.dilation == (1, 1) and self.pads(size) == ((0, 0), (0, 0))
                 and size[0] % self.kernel[0] == 0 and size[1] % self.kernel[1] == 0)
 
+    def adjoint(self, size: tuple[int, ...]) -> "Window | None":
+        """For stride 1 and even padding, the window over the output gradient (padded by span − 1 − padding)
+        whose convolution with the flipped kernel is the input gradient of an input of `size`; else None."""
+        (top, bottom), (left, right) = self.pads(size)
+        if self.stride != (1, 1) or top != bottom or left != right:
+            return None
+        padding = (self.span(0) - 1 - top, self.span(1) - 1 - left)
+        return Window(self.kernel, (1, 1), self.dilation, padding) if min(padding) >= 0 else None
+
     def output_size(self, size: tuple[int, ...]) -> tuple[int, int]:
         """(OH, OW) for an input of `size` (H, W); ValueError for a window that does not fit or stride evenly."""
         out = []
