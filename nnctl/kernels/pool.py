@@ -30,17 +30,21 @@ def maxpool_tiles(x, kh, kw):
 def maxpool_tiles(x, kh, kw):  # noqa: F811
     n, h, w, c = x.shape
     y = np.empty((n, h // kh, w // kw, c), x.dtype)
-    where = np.zeros(y.shape, np.uint8)
+    where = np.empty(y.shape, np.uint8)
     for a in range(n):
         for p in range(h // kh):
             for q in range(w // kw):
-                y[a, p, q] = x[a, p * kh, q * kw]
+                best, first = y[a, p, q], where[a, p, q]
+                best[:] = x[a, p * kh, q * kw]
                 for k in range(1, kh * kw):
-                    row, col = x[a, p * kh + k // kw, q * kw + k % kw], y[a, p, q]
+                    row = x[a, p * kh + k // kw, q * kw + k % kw]
                     for ch in range(c):
-                        if row[ch] > col[ch]:
-                            col[ch] = row[ch]
-                            where[a, p, q, ch] = k
+                        best[ch] = max(best[ch], row[ch])
+                first[:] = 0
+                for k in range(kh * kw - 2, -1, -1):  # without branches, which random data mispredicts
+                    row = x[a, p * kh + k // kw, q * kw + k % kw]
+                    for ch in range(c):
+                        first[ch] = (row[ch] != best[ch]) * (1 + first[ch])
     return y, where
 
 
@@ -62,11 +66,13 @@ def maxpool_tiles_backward(dy, where, kh, kw):
 @maxpool_tiles_backward.numba
 def maxpool_tiles_backward(dy, where, kh, kw):  # noqa: F811
     n, oh, ow, c = dy.shape
-    dx = np.zeros((n, oh * kh, ow * kw, c), dy.dtype)
+    dx = np.empty((n, oh * kh, ow * kw, c), dy.dtype)
     for a in range(n):
         for p in range(oh):
             for q in range(ow):
-                for ch in range(c):
-                    k = where[a, p, q, ch]
-                    dx[a, p * kh + k // kw, q * kw + k % kw, ch] = dy[a, p, q, ch]
+                grad, first = dy[a, p, q], where[a, p, q]
+                for k in range(kh * kw):
+                    row = dx[a, p * kh + k // kw, q * kw + k % kw]
+                    for ch in range(c):
+                        row[ch] = grad[ch] * (first[ch] == k)
     return dx

@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from nnctl.backend import sum_rows
+from nnctl.backend import Scratch, sum_rows
 from nnctl.init import Initializer
 from nnctl.layers import LAYERS
 from nnctl.layers.activations import make_activation
@@ -33,6 +33,7 @@ class Conv2D(Layer):
         self.activation = make_activation(activation)
         self.weight_init: Initializer = weight_init
         self.bias_init: Initializer = bias_init
+        self.scratch = (Scratch(), Scratch())  # the columns of x and of dy, reused from step to step
 
     def output_shape(self, input_shape):
         if len(input_shape) != 3:
@@ -53,7 +54,7 @@ class Conv2D(Layer):
     def forward(self, x, training):
         self.x_shape = x.shape
         oh, ow = self.window.output_size(x.shape[2:])
-        self.cols = im2col(x, self.window, channels_last=True)
+        self.cols = im2col(x, self.window, channels_last=True, out=self.scratch[0])
         y = self.cols @ self.params["W"].transpose(0, 2, 3, 1).reshape(self.filters, -1).T
         y = self.activation.forward_(y, self.params.get("b"), training)
         return y.reshape(len(x), oh, ow, self.filters).transpose(0, 3, 1, 2)
@@ -70,7 +71,7 @@ class Conv2D(Layer):
         W = self.params["W"]
         adjoint = self.window.adjoint(self.x_shape[2:])
         if adjoint:  # dx = dy ⋆ the flipped kernel: one product, no strided sums
-            cols = im2col(dy2.reshape(n, oh, ow, f).transpose(0, 3, 1, 2), adjoint, channels_last=True)
+            cols = im2col(dy2.reshape(n, oh, ow, f).transpose(0, 3, 1, 2), adjoint, True, self.scratch[1])
             dx = cols @ W[:, :, ::-1, ::-1].transpose(2, 3, 0, 1).reshape(-1, c)
             return dx.reshape(n, *self.x_shape[2:], c).transpose(0, 3, 1, 2)
         return col2im(lambda i, j, _: (dy2 @ W[:, :, i, j]).reshape(n, oh, ow, c).transpose(0, 3, 1, 2),
