@@ -39,9 +39,10 @@ class MaxPool2D(Pool2D):
 
     def forward(self, x, training):
         self.where = None
-        if self.window.tiles(x.shape[2:]):  # each pixel in one window: the max and its place in one pass
-            self.y, self.where = maxpool_tiles(channels_last(x), *self.window.kernel)
-            self.y = self.y.transpose(0, 3, 1, 2)
+        kh, kw = self.window.kernel
+        if self.window.tiles(x.shape[2:]) and kh * kw <= 256:  # the winner's offset fits a byte
+            y, self.where = maxpool_tiles(channels_last(x), kh, kw)
+            self.y = y.transpose(0, 3, 1, 2)
             return self.y
         for k, candidate in enumerate(self._offsets(x)):
             if k == 0:
