@@ -7,6 +7,7 @@ import numpy as np
 from nnctl import threads
 from nnctl.backend import sum_rows, xp
 from nnctl.init import Initializer
+from nnctl.kernels import lstm_cell_backward
 from nnctl.layers import LAYERS
 from nnctl.layers.base import Layer
 
@@ -242,20 +243,8 @@ class LSTM(Recurrent):
         return (o * tc, c), (z, c_prev, tc)
 
     def step_back(self, dh, dstate, cache, dz, da, s):
-        u = self.units
         z, c_prev, tc = cache
-        i, f, o, g = z[:, :u], z[:, u:2 * u], z[:, 2 * u:3 * u], z[:, 3 * u:]
-        sig = z[:, :3 * u]
-        dc = dh * o
-        dc *= 1 - tc * tc
-        dc += dstate[0]
-        xp.multiply(dc, g, out=dz[:, :u])
-        xp.multiply(dc, c_prev, out=dz[:, u:2 * u])
-        xp.multiply(dh, tc, out=dz[:, 2 * u:3 * u])
-        dz[:, :3 * u] *= sig - sig * sig  # σ' = σ(1 − σ) for i, f and o at once
-        xp.multiply(dc, i, out=dz[:, 3 * u:])
-        dz[:, 3 * u:] *= 1 - g * g
-        return None, (dc * f,)
+        return None, (lstm_cell_backward(dh, dstate[0], z, c_prev, tc, dz),)
 
 
 @LAYERS.register("gru")
