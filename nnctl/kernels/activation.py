@@ -29,7 +29,7 @@ def bias_relu_(y, b):  # noqa: F811
 
 def _pair(dtype):
     rng = np.random.default_rng(0)
-    return tuple(rng.standard_normal((5, 7)).astype(dtype) for _ in range(2))
+    return tuple(rng.standard_normal((2, 5, 7)).astype(dtype).transpose(2, 0, 1) for _ in range(2))  # strided
 
 
 @kernel(_pair)
@@ -40,8 +40,8 @@ def relu_backward(dy, y):
 
 @relu_backward.numba
 def relu_backward(dy, y):  # noqa: F811
-    dx = np.empty_like(dy)
-    flat_dx, flat_dy, flat_y = dx.reshape(-1), dy.reshape(-1), y.reshape(-1)
-    for i in range(flat_dx.size):
-        flat_dx[i] = flat_dy[i] * (flat_y[i] > 0)
-    return dx
+    flat_dy, flat_y = np.ravel(dy), np.ravel(y)  # views when contiguous, copies otherwise
+    dx = np.empty(flat_dy.size, dy.dtype)
+    for i in range(dx.size):
+        dx[i] = flat_dy[i] * (flat_y[i] > 0)
+    return dx.reshape(dy.shape)
