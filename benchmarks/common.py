@@ -15,7 +15,7 @@ import numpy as np
 from nnctl import kernels, threads
 from nnctl.builder import build_model
 from nnctl.config import load_config
-from nnctl.data import Dataset
+from nnctl.data.dataset import Dataset
 from nnctl.experiment import build
 from nnctl.model import Model
 from nnctl.runner import Runner
@@ -62,7 +62,7 @@ class Bench:
                 return
             import torch
 
-            data = data or build(load_config(CONFIGS / self.config, list(self.overrides)), CONFIGS).data
+            data = data or build(load_config(CONFIGS / self.config, list(self.overrides))).data
             rates["pytorch"], accuracy = peer(data)
             self.show("pytorch", rates["pytorch"], accuracy, torch=torch.__version__, threads=torch.get_num_threads())
         if len(rates) == 2:
@@ -74,7 +74,7 @@ class Bench:
         path = CONFIGS / self.config
         threads.apply_override()
         with tempfile.TemporaryDirectory() as runs:
-            runner = Runner.start(load_config(path, list(self.overrides)), path.parent, Path(runs), quiet=True)
+            runner = Runner.start(load_config(path, list(self.overrides)), Path(runs), quiet=True)
             start = time.perf_counter()
             summary = runner.fit()
             seconds = time.perf_counter() - start

@@ -8,6 +8,7 @@ xp = numpy
 """The array module: NumPy today; CuPy exposes the same interface for a GPU later."""
 
 DTYPES = {"float32": numpy.float32, "float64": numpy.float64}
+"""The values a config's `dtype` may take: the one list of them."""
 
 
 def resolve_dtype(name: str) -> type:
@@ -25,7 +26,7 @@ class Scratch:
     """A buffer a layer reuses from step to step for the largest array it needs again and again (im2col's
     columns): a fresh array of 45 MB costs thousands of page faults each step, a reused one none."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.flat: numpy.ndarray | None = None
 
     def __call__(self, shape: tuple[int, ...], dtype) -> numpy.ndarray:

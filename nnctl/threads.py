@@ -28,7 +28,7 @@ def fixed() -> int | None:
 @cache
 def _blas() -> list:
     """threadpoolctl's handles on the BLAS libraries NumPy loaded (set to NNCTL_THREADS when given)."""
-    from threadpoolctl import ThreadpoolController
+    from threadpoolctl import ThreadpoolController  # type: ignore[import-untyped]
 
     libraries = ThreadpoolController().select(user_api="blas").lib_controllers
     if fixed() is not None:

@@ -35,6 +35,7 @@ def test_kernels_change_something():
         assert not any(b.shape == out.shape and np.array_equal(b, out) for b in before), name
 
 
+@pytest.mark.slow
 def test_the_environment_picks_the_kernels():
     assert "kernels: numba" in nnctl("--version", env={"NNCTL_KERNELS": ""}).stdout
     forced = nnctl("--version", env={"NNCTL_KERNELS": "numpy"})

@@ -1,6 +1,7 @@
 """BLAS threads: one inside a recurrent time loop of small products, NNCTL_THREADS fixed everywhere."""
 
 import numpy as np
+import pytest
 
 from helpers import nnctl
 from nnctl import threads
@@ -17,6 +18,7 @@ def test_a_time_loop_of_small_products_runs_on_one_thread_and_restores_the_count
         assert blas.num_threads == 2
 
 
+@pytest.mark.slow
 def test_nnctl_threads_is_reported_and_a_bad_value_stopped():
     shown = nnctl("--version", env={"NNCTL_THREADS": "1"})
     assert shown.returncode == 0 and "BLAS threads: openblas" in shown.stdout and "1 (NNCTL_THREADS)" in shown.stdout

@@ -17,8 +17,8 @@ def bias_relu_(y, b):
     return np.maximum(y, 0, out=y)
 
 
-@bias_relu_.numba
-def bias_relu_(y, b):  # noqa: F811
+@bias_relu_.numba  # type: ignore[no-redef]
+def bias_relu_(y, b):
     for r in range(y.shape[0]):
         row = y[r]
         for f in range(y.shape[1]):
@@ -38,8 +38,8 @@ def relu_backward(dy, y):
     return dy * (y > 0)
 
 
-@relu_backward.numba
-def relu_backward(dy, y):  # noqa: F811
+@relu_backward.numba  # type: ignore[no-redef]
+def relu_backward(dy, y):
     flat_dy, flat_y = np.ravel(dy), np.ravel(y)  # views when contiguous, copies otherwise
     dx = np.empty(flat_dy.size, dy.dtype)
     for i in range(dx.size):

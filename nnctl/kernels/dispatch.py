@@ -29,7 +29,8 @@ class Kernel:
 
     def __init__(self, reference: Callable, example: Callable[[Any], tuple]):
         functools.update_wrapper(self, reference)
-        self.reference, self.loops = reference, None
+        self.reference = reference
+        self.loops: Callable | None = None
         self.example = example
         """dtype -> arguments of a small call: what the twins are compared on, and compiled by at warm-up."""
         self.run = reference
@@ -47,7 +48,9 @@ class Kernel:
 
     def compiled(self) -> Callable:
         """The numba twin (ImportError without numba)."""
-        if not callable(getattr(self.loops, "py_func", None)):
+        if self.loops is None:
+            raise ValueError(f"kernel {self.reference.__name__} has no compiled twin")
+        if not hasattr(self.loops, "py_func"):
             import numba
 
             self.loops = numba.njit(cache=True, nogil=True)(self.loops)

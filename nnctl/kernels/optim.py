@@ -29,8 +29,8 @@ def adam_(p, g, m, v, beta1, one_minus_beta1, beta2, one_minus_beta2, eps, step_
     return p
 
 
-@adam_.numba
-def adam_(p, g, m, v, beta1, one_minus_beta1, beta2, one_minus_beta2, eps, step_size, v_scale):  # noqa: F811
+@adam_.numba  # type: ignore[no-redef]
+def adam_(p, g, m, v, beta1, one_minus_beta1, beta2, one_minus_beta2, eps, step_size, v_scale):
     fp, fg, fm, fv = p.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1)
     for i in range(fp.size):
         gi = fg[i]

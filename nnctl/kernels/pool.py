@@ -26,8 +26,8 @@ def maxpool_tiles(x, kh, kw):
     return y, where
 
 
-@maxpool_tiles.numba
-def maxpool_tiles(x, kh, kw):  # noqa: F811
+@maxpool_tiles.numba  # type: ignore[no-redef]
+def maxpool_tiles(x, kh, kw):
     n, h, w, c = x.shape
     y = np.empty((n, h // kh, w // kw, c), x.dtype)
     where = np.empty(y.shape, np.uint8)
@@ -63,8 +63,8 @@ def maxpool_tiles_backward(dy, where, kh, kw):
     return dx.reshape(n, oh * kh, ow * kw, c)
 
 
-@maxpool_tiles_backward.numba
-def maxpool_tiles_backward(dy, where, kh, kw):  # noqa: F811
+@maxpool_tiles_backward.numba  # type: ignore[no-redef]
+def maxpool_tiles_backward(dy, where, kh, kw):
     n, oh, ow, c = dy.shape
     dx = np.empty((n, oh * kh, ow * kw, c), dy.dtype)
     for a in range(n):

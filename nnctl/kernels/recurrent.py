@@ -35,8 +35,8 @@ def lstm_cell_backward(dh, dc_next, z, c_prev, tc, dz):
     return dc * f
 
 
-@lstm_cell_backward.numba
-def lstm_cell_backward(dh, dc_next, z, c_prev, tc, dz):  # noqa: F811
+@lstm_cell_backward.numba  # type: ignore[no-redef]
+def lstm_cell_backward(dh, dc_next, z, c_prev, tc, dz):
     n, u = tc.shape
     one = np.ones(1, z.dtype)[0]  # keeps float32 arithmetic in float32, as NumPy's
     dc_prev = np.empty_like(tc)

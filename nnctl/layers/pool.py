@@ -2,8 +2,7 @@
 
 from nnctl.backend import xp
 from nnctl.kernels import maxpool_tiles, maxpool_tiles_backward
-from nnctl.layers import LAYERS
-from nnctl.layers.base import Layer
+from nnctl.layers.base import LAYERS, Layer
 from nnctl.layers.window import Window, col2im, offsets, pad
 
 
