@@ -53,8 +53,9 @@ class Conv2D(Layer):
     def forward(self, x, training):
         self.x_shape = x.shape
         oh, ow = self.window.output_size(x.shape[2:])
-        self.cols = im2col(x, self.window, channels_last=True, out=self.scratch[0])
-        y = self.cols @ self.params["W"].transpose(0, 2, 3, 1).reshape(self.filters, -1).T
+        cols = im2col(x, self.window, channels_last=True, out=self.scratch[0] if training else None)
+        self.cols = cols if training else None  # evaluation keeps no columns: its larger batches would stay
+        y = cols @ self.params["W"].transpose(0, 2, 3, 1).reshape(self.filters, -1).T
         y = self.activation.forward_(y, self.params.get("b"), training)
         return y.reshape(len(x), oh, ow, self.filters).transpose(0, 3, 1, 2)
 
