@@ -8,7 +8,7 @@ import numpy as np
 from nnctl import threads
 from nnctl.backend import sum_rows, xp
 from nnctl.init import Initializer
-from nnctl.kernels import lstm_cell_backward
+from nnctl.kernels import gru_cell_backward, lstm_cell_backward
 from nnctl.layers.base import LAYERS, Layer
 
 if typing.TYPE_CHECKING:
@@ -281,19 +281,8 @@ class GRU(Recurrent):
         return (h,), (z, an, h_prev)
 
     def step_back(self, dh, dstate, cache, dz, da, s):
-        u = self.units
         z, an, h_prev = cache
-        r, g, n = z[:, :u], z[:, u:2 * u], z[:, 2 * u:]
-        dn = dh * (1 - g)
-        dn *= 1 - n * n
-        dz[:, 2 * u:] = dn
-        xp.multiply(dn, r, out=da[:, 2 * u:])
-        xp.multiply(dn, an, out=dz[:, :u])
-        xp.multiply(dh, h_prev - n, out=dz[:, u:2 * u])
-        sig = z[:, :2 * u]
-        dz[:, :2 * u] *= sig - sig * sig  # σ' for r and u at once
-        da[:, :2 * u] = dz[:, :2 * u]
-        return dh * g, ()
+        return gru_cell_backward(dh, z, an, h_prev, dz, da), ()
 
     def backward_extra(self, s, da2):
         sum_rows(da2, self.grads["bh" + s])
