@@ -113,7 +113,7 @@ def test_impossible_geometry(window, message):
     ("conv2d", {"filters": 2, "kernel_size": 2, "padding": "same", "use_bias": False}, (3, 4, 5)),
     ("conv2d", {"filters": 2, "kernel_size": 3, "dilation": 2, "padding": [2, 1]}, (2, 6, 6)),
     ("conv2d", {"filters": 4, "kernel_size": [1, 3], "stride": [2, 1], "activation": "relu"}, (2, 5, 5)),
-    ("conv2d", {"filters": 3, "kernel_size": 3, "padding": 1, "activation": "relu"}, (2, 5, 4)),
+    ("conv2d", {"filters": 2, "kernel_size": 3, "padding": 1, "activation": "relu"}, (3, 5, 4)),
     ("conv2d", {"filters": 2, "kernel_size": [3, 2]}, (3, 5, 4)),
     ("maxpool2d", {"pool_size": 2}, (2, 4, 6)),
     ("maxpool2d", {"pool_size": 3, "stride": 2, "padding": 1}, (2, 5, 5)),

@@ -70,7 +70,7 @@ class Conv2D(Layer):
             return None
         W = self.params["W"]
         adjoint = self.window.adjoint(self.x_shape[2:])
-        if adjoint:  # dx = dy ⋆ the flipped kernel: one product, no strided sums
+        if adjoint and f <= c:  # dx = dy ⋆ the flipped kernel: one product, its columns no wider than x's
             cols = im2col(dy2.reshape(n, oh, ow, f).transpose(0, 3, 1, 2), adjoint, True, self.scratch[1])
             dx = cols @ W[:, :, ::-1, ::-1].transpose(2, 3, 0, 1).reshape(-1, c)
             return dx.reshape(n, *self.x_shape[2:], c).transpose(0, 3, 1, 2)
