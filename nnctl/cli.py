@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from typer.core import TyperGroup
 
-from nnctl import __version__, tables
+from nnctl import __version__, kernels, tables, threads
 from nnctl import plot as plots
 from nnctl.config import load_config
 from nnctl.errors import ConfigError, NnctlError
@@ -44,7 +44,7 @@ OVERRIDES_HELP = "Dotted KEY=VALUE overrides of the config, such as optimizer.lr
 
 def _version(value: bool) -> None:
     if value:
-        out.print(f"nnctl {__version__}")
+        out.print(f"nnctl {__version__}\n{kernels.describe()}\n{threads.describe()}")
         raise typer.Exit()
 
 
@@ -402,6 +402,7 @@ def _at_least(option: str, value: float, low: float, above: bool = False) -> Non
 def main() -> None:
     """Entry point: user errors become one message and a non-zero exit, never a traceback."""
     try:
+        threads.apply_override()
         app()
     except NnctlError as exc:
         err.print(f"error: {exc}", markup=False)

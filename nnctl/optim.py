@@ -5,6 +5,7 @@ import math
 import numpy as np
 
 from nnctl.backend import xp
+from nnctl.kernels import adam_
 from nnctl.registry import Registry
 
 OPTIMIZERS: Registry = Registry("optimizer")
@@ -152,14 +153,9 @@ class Adam(Optimizer):
         self.beta1, self.beta2, self.eps = beta1, beta2, eps
 
     def update(self, p, g, lr, m, v):
-        m *= self.beta1
-        m += (1 - self.beta1) * g
-        v *= self.beta2
-        v += (1 - self.beta2) * (g * g)
-        denom = xp.sqrt(v)
-        denom *= 1 / math.sqrt(1 - self.beta2 ** self.t)
-        denom += self.eps
-        p -= (lr / (1 - self.beta1 ** self.t)) * m / denom
+        as_p = p.dtype.type  # every scalar in the parameters' precision, as NumPy rounds them
+        adam_(p, g, m, v, as_p(self.beta1), as_p(1 - self.beta1), as_p(self.beta2), as_p(1 - self.beta2),
+              as_p(self.eps), as_p(lr / (1 - self.beta1 ** self.t)), as_p(1 / math.sqrt(1 - self.beta2 ** self.t)))
 
 
 @OPTIMIZERS.register("adamw")
