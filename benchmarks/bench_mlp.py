@@ -1,13 +1,12 @@
 """Samples/s of one training epoch of configs/mnist_mlp.yaml (batch 128, Adam, float32), nnctl vs PyTorch.
 
 Both sides train the same 784-512-256-10 network with dropout 0.2 on the same 60,000 MNIST images in
-shuffled batches of 128, then evaluate the 10,000 test images; PyTorch runs on the CPU in the same process.
-Run: python benchmarks/bench_mlp.py [--epochs N]   (PyTorch side: pip install -e '.[bench]')
+shuffled batches of 128, then evaluate the 10,000 test images; PyTorch runs on the CPU.
+Run: python benchmarks/bench_mlp.py [--epochs N] [--subset N] [--side both|nnctl|pytorch]
+(PyTorch side: pip install -e '.[bench]')
 """
 
-import argparse
-
-from common import have_torch, nnctl_fit, report, torch_fit
+from common import Bench, options, torch_fit
 
 
 def torch_model():
@@ -21,11 +20,8 @@ def torch_model():
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=1)
-    args = parser.parse_args()
-    ours, accuracy, data = nnctl_fit("mnist_mlp.yaml", args.epochs)
-    report(ours, accuracy, torch_fit(torch_model(), data, 128, args.epochs, 1e-3) if have_torch() else None)
+    args = options(__doc__).parse_args()
+    Bench(args, "mnist_mlp.yaml").run(lambda data: torch_fit(torch_model(), data, 128, args.epochs, 1e-3))
 
 
 if __name__ == "__main__":

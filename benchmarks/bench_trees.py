@@ -4,12 +4,11 @@ PyTorch has no tree layer, so its side is the same algorithm written with torch 
 one height across the batch composed by one matrix product, on the same node tables, batches and optimizer.
 PyTorch runs on one thread by default: its products here are 32x64, too small to split, and on a busy 2-core
 machine a second thread made it ~100x slower (spinning), which would flatter nnctl.
-Run: python benchmarks/bench_trees.py [--epochs N] [--threads T]   (PyTorch side: pip install -e '.[bench]')
+Run: python benchmarks/bench_trees.py [--epochs N] [--subset N] [--threads T] [--side both|nnctl|pytorch]
+(PyTorch side: pip install -e '.[bench]')
 """
 
-import argparse
-
-from common import have_torch, nnctl_fit, report, torch_fit
+from common import Bench, options, torch_fit
 
 DIM, VOCAB, BATCH, LR = 32, 6, 32, 0.01
 
@@ -50,13 +49,11 @@ def torch_model():
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=15)
+    parser = options(__doc__, epochs=15)
     parser.add_argument("--threads", type=int, default=1, help="PyTorch's intra-op threads")
     args = parser.parse_args()
-    ours, accuracy, data = nnctl_fit("tree_rnn.yaml", args.epochs)
-    peer = torch_fit(torch_model(), data, BATCH, args.epochs, LR, threads=args.threads) if have_torch() else None
-    report(ours, accuracy, peer, unit="trees/s")
+    Bench(args, "tree_rnn.yaml", unit="trees/s").run(
+        lambda data: torch_fit(torch_model(), data, BATCH, args.epochs, LR, threads=args.threads))
 
 
 if __name__ == "__main__":

@@ -1,34 +1,97 @@
-"""What every benchmark shares: an nnctl run of a config, the same training loop in PyTorch, and the report."""
+"""What every benchmark shares: its options, an nnctl run of a config, the same training loop in PyTorch, and
+the report (samples/s, test accuracy and peak memory of each side, and their ratio)."""
 
+import argparse
+import json
 import resource
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from nnctl import backend
+from nnctl import backend, kernels, threads
+from nnctl.builder import build_model
 from nnctl.config import load_config
 from nnctl.data.dataset import Dataset
+from nnctl.experiment import build
 from nnctl.model import Model
 from nnctl.runner import Runner
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
 
-def nnctl_fit(config: str, epochs: int, *overrides: str) -> tuple[float, float, Dataset]:
-    """Trains configs/`config` with nnctl's own runner (no validation split, constant lr); returns samples/s of
-    the whole fit (test evaluation included), the test accuracy, and the data for the peer."""
-    path = CONFIGS / config
-    overrides = (f"train.epochs={epochs}", "data.validation=null", "train.monitor=loss", "schedule.type=constant",
-                 *overrides)
-    with tempfile.TemporaryDirectory() as runs:
-        runner = Runner.start(load_config(path, list(overrides)), Path(runs), quiet=True)
-        start = time.perf_counter()
-        summary = runner.fit()
-        seconds = time.perf_counter() - start
-    return len(runner.exp.data.train) * epochs / seconds, summary["test"]["test_accuracy"], runner.exp.data
+def options(doc: str, epochs: int = 1) -> argparse.ArgumentParser:
+    """The options every benchmark takes; a benchmark adds its own."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=epochs)
+    parser.add_argument("--subset", type=int, default=None,
+                        help="training samples used, and as many test samples (default: all)")
+    parser.add_argument("--side", choices=("both", "nnctl", "pytorch"), default="both",
+                        help="which side to run (benchmarks/run.py runs each in its own process)")
+    parser.add_argument("--json", action="store_true", help="also print each side's figures as one JSON line")
+    return parser
+
+
+class Bench:
+    """One benchmark: a shipped config (with overrides) trained by nnctl, and `peer` training the same network
+    in PyTorch on the same data; `run` trains the sides asked for and reports them."""
+
+    def __init__(self, args: argparse.Namespace, config: str, *overrides: str, unit: str = "samples/s"):
+        self.args, self.config, self.unit = args, config, unit
+        subset = () if args.subset is None else (f"data.subset={args.subset}", f"data.test_subset={args.subset}")
+        self.overrides = (f"train.epochs={args.epochs}", "data.validation=null", "train.monitor=loss",
+                          "schedule.type=constant", *overrides, *subset)
+
+    def run(self, peer: Callable[[Dataset], tuple[float, float]] | None,
+            after_nnctl: Callable[[Dataset], None] | None = None) -> None:
+        data, rates = None, {}
+        if self.args.side in ("both", "nnctl"):
+            compile_s, compiled = kernels.warm_up()
+            rate, accuracy, data = self.nnctl_fit()
+            rates["nnctl"] = rate
+            self.show("nnctl", rate, accuracy, kernels=kernels.ACTIVE, compile_s=round(compile_s, 2),
+                      compiled=compiled, threads=threads.describe())
+            if after_nnctl:
+                after_nnctl(data)
+        if self.args.side in ("both", "pytorch"):
+            if not have_torch():
+                print("pytorch  not installed (pip install -e '.[bench]'): no comparison")
+                return
+            import torch
+
+            data = data or build(load_config(CONFIGS / self.config, list(self.overrides))).data
+            rates["pytorch"], accuracy = peer(data)
+            self.show("pytorch", rates["pytorch"], accuracy, torch=torch.__version__, threads=torch.get_num_threads())
+        if len(rates) == 2:
+            print(f"ratio    {rates['nnctl'] / rates['pytorch']:10.2f}x  (nnctl / pytorch; above 1: nnctl is faster)")
+
+    def nnctl_fit(self) -> tuple[float, float, Dataset]:
+        """Trains the config with nnctl's own runner (no validation split, constant lr); returns samples/s of
+        the whole fit (test evaluation included), the test accuracy, and the data for the peer."""
+        path = CONFIGS / self.config
+        threads.apply_override()
+        with tempfile.TemporaryDirectory() as runs:
+            runner = Runner.start(load_config(path, list(self.overrides)), Path(runs), quiet=True)
+            start = time.perf_counter()
+            summary = runner.fit()
+            seconds = time.perf_counter() - start
+        data = runner.exp.data
+        return len(data.train) * self.args.epochs / seconds, summary["test"]["test_accuracy"], data
+
+    def show(self, side: str, rate: float, accuracy: float, **extra: Any) -> None:
+        rss = peak_rss_mb()
+        details = ", ".join(f"{k} {v}" for k, v in extra.items() if k != "compiled")
+        print(f"{side:8s} {rate:10.0f} {self.unit}   test accuracy {accuracy:.4f}   peak RSS {rss:.0f} MB"
+              f"{' (both sides)' if side == 'pytorch' and self.args.side == 'both' else ''}   ({details})")
+        if side == "nnctl" and extra.get("kernels") == "numba":
+            print(f"         kernels compiled in {extra['compile_s']:.2f} s before the run"
+                  f"{' (first run: cached for the next)' if extra['compiled'] else ' (loaded from the cache)'}")
+        if self.args.json:
+            print("json " + json.dumps({"side": side, "rate": rate, "unit": self.unit, "accuracy": accuracy,
+                                        "peak_rss_mb": rss, **extra}))
 
 
 def torch_fit(model: Any, data: Dataset, batch_size: int, epochs: int, lr: float,
@@ -87,17 +150,17 @@ def profile_layers(model: Model, x: np.ndarray, reps: int = 20) -> list[tuple[st
     return [(name, 1e3 * min(f), 1e3 * min(b)) for name, (f, b) in times.items()]
 
 
-def report(ours: float, accuracy: float, peer: tuple[float, float] | None, unit: str = "samples/s") -> None:
-    """Prints both sides and the ratio (above 1: nnctl is faster)."""
-    print(f"nnctl    {ours:10.0f} {unit}   test accuracy {accuracy:.4f}")
-    if peer is None:
-        print("pytorch  not installed (pip install -e '.[bench]'): no comparison")
-        return
-    import torch
-
-    print(f"pytorch  {peer[0]:10.0f} {unit}   test accuracy {peer[1]:.4f}   "
-          f"(torch {torch.__version__}, {torch.get_num_threads()} threads)")
-    print(f"ratio    {ours / peer[0]:10.2f}x  (nnctl / pytorch; above 1 means nnctl is faster)")
+def print_profile(config: str, x: np.ndarray) -> None:
+    """The per-layer profile of one training step of `config`'s model on the batch x (optimizer not included)."""
+    model = build_model(load_config(CONFIGS / config), x.shape[1:], x.dtype.type, np.random.default_rng(0))
+    model.set_rng(np.random.default_rng(0))
+    rows = profile_layers(model, x)
+    total = sum(f + b for _, f, b in rows)
+    print(f"profile of one training step of {config}, batch {len(x)} (fastest of 20; optimizer not included):")
+    for name, forward, backward in rows:
+        print(f"  {name:12s} forward {forward:6.2f} ms   backward {backward:6.2f} ms   "
+              f"{100 * (forward + backward) / total:5.1f} %")
+    print(f"  {'total':12s} {total:6.2f} ms")
 
 
 def have_torch() -> bool:

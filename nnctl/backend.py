@@ -1,5 +1,6 @@
 """The array module every layer computes with (NumPy, or CuPy on a GPU), the device, and the dtype policy."""
 
+import math
 from typing import Any
 
 import numpy
@@ -138,3 +139,17 @@ def sum_rows(a: numpy.ndarray, out: numpy.ndarray) -> None:
     has many rows (a conv layer's bias gradient sums N·OH·OW of them)."""
     xp.dot(xp.ones(len(a), a.dtype), a, out=out)
 
+
+class Scratch:
+    """A buffer a layer reuses from step to step for the largest array it needs again and again (im2col's
+    columns): a fresh array of 45 MB costs thousands of page faults each step, a reused one none."""
+
+    def __init__(self) -> None:
+        self.flat: numpy.ndarray | None = None
+
+    def __call__(self, shape: tuple[int, ...], dtype) -> numpy.ndarray:
+        """An uninitialized array of `shape`, a view of the buffer (grown when too small)."""
+        size = math.prod(shape)
+        if self.flat is None or self.flat.size < size or self.flat.dtype != dtype:
+            self.flat = xp.empty(size, dtype)
+        return self.flat[:size].reshape(shape)

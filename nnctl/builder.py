@@ -6,7 +6,7 @@ from typing import Any
 import numpy as np
 
 from nnctl.backend import use
-from nnctl.config import Config, KeyPath
+from nnctl.config import PATH_NAME_RULE, Config, KeyPath, is_path_name
 from nnctl.init import make_initializer
 from nnctl.layers import LAYERS, Layer
 from nnctl.layers.activations import make_activation
@@ -42,6 +42,9 @@ def build_model(config: Config, input_shape: tuple[int, ...], dtype: type,
             raise config.error(path + ("type",), f"{cls.registered_name} reads indices: it must be the first layer")
         counts[cls.registered_name] = counts.get(cls.registered_name, 0) + 1
         kwargs.setdefault("name", f"{cls.registered_name}_{counts[cls.registered_name]}")
+        if not is_path_name(kwargs["name"]):
+            raise config.error(path + ("name",), f"'{kwargs['name']}' cannot name a layer (its arrays are exported "
+                                                 f"as <layer>/<key>); {PATH_NAME_RULE}")
         if kwargs["name"] in {layer.name for layer in layers}:
             raise config.error(path + ("name",), f"layer name '{kwargs['name']}' is used twice")
         layer = construct(cls, kwargs, config, path, f"layer '{cls.registered_name}'",

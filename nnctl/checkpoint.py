@@ -1,6 +1,5 @@
-"""Checkpoints: pickles of plain data, written atomically and read through a restricted unpickler."""
+"""Checkpoints: pickles of plain data, written atomically and read through the restricted unpickler."""
 
-import io
 import os
 import pickle
 import tempfile
@@ -11,40 +10,13 @@ from typing import Any
 import numpy as np
 
 from nnctl import __version__
+from nnctl.course import course_hash
 from nnctl.errors import CheckpointError, read_bytes
+from nnctl.unpickle import UnsafePickleError, safe_unpickle
 
 FORMAT = "nnctl-checkpoint"
 FORMAT_VERSION = 2
 """2: the input recipe (raw sample shape, per-channel statistics) under 'inputs'; 1 read through a converter."""
-
-_ALLOWED = {
-    ("numpy", "ndarray"), ("numpy", "dtype"),
-    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
-    ("builtins", "set"), ("builtins", "frozenset"), ("builtins", "complex"), ("builtins", "slice"),
-    ("collections", "OrderedDict"),
-    ("_codecs", "encode"),  # how Python 3 writes bytes in protocol-2 pickles (as in CIFAR-10's batches)
-}
-_ALLOWED_NUMPY_SCALARS = ("numpy.dtypes",)
-
-
-class UnsafePickleError(pickle.UnpicklingError):
-    """The pickle references something other than plain data, so it could run code; it was not loaded."""
-
-
-class _RestrictedUnpickler(pickle.Unpickler):
-    """Resolves only NumPy arrays, dtypes and builtin containers: a stranger's pickle cannot run code."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in _ALLOWED or (module in _ALLOWED_NUMPY_SCALARS and name.endswith("DType")):
-            return super().find_class(module, name)
-        raise UnsafePickleError(f"it references {module}.{name}, which plain data never holds")
-
-
-def safe_unpickle(raw: bytes, encoding: str = "ASCII") -> Any:
-    """Unpickles NumPy arrays and builtins only; UnsafePickleError for anything that could run code."""
-    return _RestrictedUnpickler(io.BytesIO(raw), encoding=encoding).load()
 
 
 @dataclass
@@ -78,6 +50,8 @@ class Checkpoint:
     monitor: dict[str, Any]
     elapsed: float
     inputs: InputRecipe
+    course: str | None = None
+    """The hash of what defines the run's course (course.py) when it was written; None before it was kept."""
 
     def to_dict(self) -> dict[str, Any]:
         """The plain data that is pickled: builtins and NumPy arrays only."""
@@ -85,6 +59,7 @@ class Checkpoint:
         return {"format": FORMAT, "format_version": FORMAT_VERSION, "nnctl_version": __version__,
                 "config": self.config, "base_dir": self.base_dir, "model": self.model, "optimizer": self.optimizer,
                 "rng": self.rng, "progress": self.progress, "history": self.history, "monitor": self.monitor,
+                "course": course_hash(self.config),
                 "elapsed": self.elapsed,
                 "inputs": {"input_shape": list(recipe.input_shape),
                            "sample_shape": None if recipe.sample_shape is None else list(recipe.sample_shape),
@@ -95,15 +70,18 @@ class Checkpoint:
     def from_dict(cls, data: Any, path: str | Path) -> "Checkpoint":
         """Checks an unpickled checkpoint key by key (older formats converted first); CheckpointError names
         what is missing or of the wrong kind."""
-        if not isinstance(data, dict) or data.get("format") != FORMAT:
+        if not isinstance(data, dict) or not isinstance(data.get("format"), str) or data["format"] != FORMAT:
             raise CheckpointError(f"{path}: a pickle, but not an nnctl checkpoint")
         version = data.get("format_version")
+        if not isinstance(version, int):
+            raise CheckpointError(f"{path}: its 'format_version' is {type(version).__name__}, expected int")
         if version == 1:
             data = _from_format_1(data)
         elif version != FORMAT_VERSION:
             raise CheckpointError(f"{path}: checkpoint format {version} is not one this nnctl {__version__} reads "
                                   f"(formats 1 to {FORMAT_VERSION})")
         _check_kinds(data, _KINDS, "", path)
+        _check_contents(data, path)
         recipe = data["inputs"]
         _check_kinds(recipe, _RECIPE_KINDS, "inputs.", path)
         stats = recipe["channel_stats"]
@@ -113,7 +91,7 @@ class Checkpoint:
         inputs = InputRecipe(tuple(recipe["input_shape"]), None if shape is None else tuple(shape),
                              recipe["num_classes"], recipe["vocab"], None if stats is None else (stats[0], stats[1]))
         return cls(data["config"], data["base_dir"], data["model"], data["optimizer"], data["rng"], data["progress"],
-                   data["history"], data["monitor"], float(data["elapsed"]), inputs)
+                   data["history"], data["monitor"], float(data["elapsed"]), inputs, data.get("course"))
 
 
 Kinds = dict[str, type | tuple[type, ...]]
@@ -124,6 +102,77 @@ _NONE = type(None)
 _RECIPE_KINDS: Kinds = {
     "input_shape": list, "sample_shape": (list, _NONE), "num_classes": (int, _NONE), "vocab": (list, _NONE),
     "channel_stats": (list, _NONE)}
+
+
+_PROGRESS_KINDS: Kinds = {"epoch": int, "batch": int, "step": int, "lr": (int, float), "order": (np.ndarray, _NONE),
+                          "sums": dict}
+_MONITOR_KINDS: Kinds = {"best": (int, float, _NONE), "wait": int}
+_OPTIMIZER_KINDS: Kinds = {"t": int, "slots": dict}
+
+
+def _check_contents(data: dict[str, Any], path: str | Path) -> None:
+    """What is inside the sections, as far as it can be checked without the model: CheckpointError naming it."""
+    _check_kinds(data["progress"], _PROGRESS_KINDS, "progress.", path)
+    _check_kinds(data["monitor"], _MONITOR_KINDS, "monitor.", path)
+    _check_kinds(data["optimizer"], _OPTIMIZER_KINDS, "optimizer.", path)
+    _check_kinds(data["rng"], {"data": dict, "dropout": dict}, "rng.", path)
+    progress = data["progress"]
+    for key in ("epoch", "batch", "step"):
+        if progress[key] < 0:
+            raise CheckpointError(f"{path}: its 'progress.{key}' is negative ({progress[key]})")
+    order = progress["order"]
+    if order is not None and (order.ndim != 1 or order.dtype.kind not in "iu"):
+        raise CheckpointError(f"{path}: its 'progress.order' is not a list of sample numbers")
+    if not all(isinstance(k, str) and isinstance(v, int | float) for k, v in progress["sums"].items()):
+        raise CheckpointError(f"{path}: its 'progress.sums' are not numbers by name")
+    if not _yaml_data(data["config"]):
+        raise CheckpointError(f"{path}: its 'config' holds something a YAML config cannot (arrays, bytes, ...)")
+    recipe = data["inputs"]
+    for key in ("input_shape", "sample_shape"):
+        shape = recipe.get(key)
+        if shape is not None and not (isinstance(shape, list) and all(type(n) is int and n >= 0 for n in shape)):
+            raise CheckpointError(f"{path}: its 'inputs.{key}' is not a list of sizes")
+    vocab = recipe.get("vocab")
+    if vocab is not None and not (isinstance(vocab, list) and all(isinstance(t, str) for t in vocab)):
+        raise CheckpointError(f"{path}: its 'inputs.vocab' is not a list of tokens")
+    if not all(isinstance(row, dict) and isinstance(row.get("kind"), str) and row["kind"] in ("epoch", "step")
+               and all(isinstance(k, str) and isinstance(v, str | int | float | None) for k, v in row.items())
+               for row in data["history"]):
+        raise CheckpointError(f"{path}: its 'history' holds rows that are not metric rows")
+    for name, slots in data["optimizer"]["slots"].items():
+        if not isinstance(slots, list) or not all(_numbers(a) for a in slots):
+            raise CheckpointError(f"{path}: its optimizer slot '{name}' is not a list of float arrays")
+    if data.get("course") is not None and not isinstance(data["course"], str):
+        raise CheckpointError(f"{path}: its 'course' is {type(data['course']).__name__}, expected str")
+    for layer, entry in data["model"].items():
+        if not isinstance(entry, dict) or not all(isinstance(entry.get(k), dict) for k in ("params", "state")):
+            raise CheckpointError(f"{path}: its 'model.{layer}' is not a layer's params and state")
+        for kind in ("params", "state"):
+            for key, value in entry[kind].items():
+                if not _numbers(value):
+                    raise CheckpointError(f"{path}: its 'model.{layer}.{kind}.{key}' is "
+                                          f"{_described(value)}, expected an array of floats")
+                if not np.isfinite(value).all():
+                    raise CheckpointError(f"{path}: its 'model.{layer}.{kind}.{key}' holds NaN or infinite values")
+
+
+def _yaml_data(value: Any) -> bool:
+    """Whether `value` is what YAML gives: mappings, lists, text, numbers, booleans and null."""
+    if isinstance(value, dict):
+        return all(isinstance(k, str | int | float | bool) and _yaml_data(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_yaml_data(v) for v in value)
+    return value is None or isinstance(value, str | int | float | bool)
+
+
+def _numbers(value: Any) -> bool:
+    return isinstance(value, np.ndarray) and value.dtype.kind == "f"
+
+
+def _described(value: Any) -> str:
+    if isinstance(value, np.ndarray):
+        return f"an array of {value.dtype}"
+    return type(value).__name__
 
 
 def _check_kinds(data: dict[str, Any], kinds: Kinds, prefix: str, path: str | Path) -> None:

@@ -1,10 +1,12 @@
 """The `nnctl` command line: parses arguments, calls the library, renders results."""
 
 import json
+import math
 import os
 import re
 import signal
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -13,7 +15,7 @@ import typer
 from rich.console import Console
 from typer.core import TyperGroup
 
-from nnctl import __version__, backend, tables
+from nnctl import __version__, backend, kernels, tables, threads
 from nnctl import plot as plots
 from nnctl.config import apply_overrides, load_config
 from nnctl.errors import ConfigError, NnctlError
@@ -24,7 +26,7 @@ from nnctl.losses import LOSSES
 from nnctl.model import Model
 from nnctl.predict import check_output, predict_files, write
 from nnctl.runner import Runner
-from nnctl.runs import expand, find_runs, load_run
+from nnctl.runs import Run, expand, find_runs, load_run
 from nnctl.sample import LanguageModel
 from nnctl.sweep import Outcome, Sweep, by_value
 from nnctl.trained import Trained
@@ -33,8 +35,8 @@ from nnctl.weights import export as export_weights
 app = typer.Typer(help="Train neural networks written in plain NumPy from YAML files.", no_args_is_help=True,
                   add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
 _WIDTH = None if sys.stdout.isatty() else 160  # piped output is read whole: no squeezed table cells
-out = Console(highlight=False, soft_wrap=True, width=_WIDTH)
-err = Console(stderr=True, highlight=False, soft_wrap=True, width=_WIDTH)
+out = Console(highlight=False, soft_wrap=True, width=_WIDTH, emoji=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, width=_WIDTH, emoji=False)
 DEBUG = bool(os.environ.get("NNCTL_DEBUG"))
 
 OVERRIDES_HELP = "Dotted KEY=VALUE overrides of the config, such as optimizer.lr=3e-4 train.epochs=2."
@@ -46,7 +48,7 @@ RunDevice = Annotated[str | None, typer.Option("--device", help=DEVICE_HELP + " 
 
 def _version(value: bool) -> None:
     if value:
-        out.print(f"nnctl {__version__}")
+        out.print(f"nnctl {__version__}\n{kernels.describe()}\n{threads.describe()}")
         for key, text in backend.describe().items():
             out.print(f"{key}: {text}", markup=False)
         raise typer.Exit()
@@ -75,18 +77,24 @@ def train(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
     tensorboard: Annotated[bool, typer.Option("--tensorboard", help="Also write TensorBoard event files into the "
                                               "run directory (train.tensorboard=true).")] = False,
+    init_from: Annotated[Path | None, typer.Option("--init-from", help="Start a new run of CONFIG from this "
+                                                   "checkpoint's weights (fine-tuning); everything else starts fresh.",
+                                                   show_default=False)] = None,
     device: RunDevice = None,
 ) -> None:
     """Train the model a config describes; writes runs/<name>-<time>/ (config, metrics, checkpoints, summary)."""
     overrides = [*(overrides or []), *(["train.tensorboard=true"] if tensorboard else []),
                  *([f"device={device}"] if device else [])]
+    if init_from is not None and (resume is not None or config is None):
+        raise ConfigError("--init-from starts a new run of a config: nnctl train CONFIG --init-from CHECKPOINT "
+                          "(use --resume alone to continue a run)")
     if resume is not None:
         extra = [str(config)] if config is not None else []
         runner = Runner.resume(resume, extra + (overrides or []), runs_dir, quiet)
     elif config is None:
         raise ConfigError("give a config to train (nnctl train configs/mnist_mlp.yaml) or --resume CHECKPOINT")
     else:
-        runner = Runner.start(load_config(config, overrides or []), runs_dir, quiet)
+        runner = Runner.start(load_config(config, overrides or []), runs_dir, quiet, init_from)
     if not quiet:
         out.print(f"run directory: {runner.run_dir}")
     summary = runner.fit()
@@ -136,6 +144,10 @@ def gradcheck(
     device: Device = "cpu",
 ) -> None:
     """Compare analytic gradients with central differences in float64; exits 1 if any check fails."""
+    _at_least("--eps", eps, 0, above=True)
+    _at_least("--tol", tol, 0, above=True)
+    _at_least("--samples", samples, 1)
+    _at_least("--per-tensor", per_tensor, 1)
     if config is not None:
         exp = _load(config, [*(overrides or []), "dtype=float64", f"device={device}"])
         checks = check_model(exp, samples, per_tensor, eps, tol)
@@ -209,6 +221,8 @@ def sample(
     device: Device = "cpu",
 ) -> None:
     """Generate text from a trained language model (a config with data.type text), starting from --prime."""
+    _at_least("--temperature", temperature, 0, above=True)
+    _at_least("--length", length, 1)
     model = LanguageModel.load(checkpoint_path, device)
     out.print(model.generate(prime, length, temperature, seed), markup=False)
 
@@ -237,14 +251,17 @@ def runs_list(
         out.print(f"no runs under {root}")
         return
     out.print(tables.runs_table(runs, root))
+    _damage(runs)
 
 
 @runs_app.command("show")
 def runs_show(run: Annotated[Path, typer.Argument(metavar="RUN", help="A run directory or one of its checkpoints.")]
               ) -> None:
     """One run's summary, final and test metrics, and its per-epoch rows."""
-    for table in tables.run_tables(load_run(run)):
+    shown = load_run(run)
+    for table in tables.run_tables(shown):
         out.print(table)
+    _damage([shown])
 
 
 @runs_app.command("diff")
@@ -253,8 +270,17 @@ def runs_diff(runs: Annotated[list[Path], typer.Argument(metavar="RUN RUN", help
     """The config keys that differ between two runs, and their results side by side."""
     if len(runs) != 2:
         raise NnctlError(f"expected two runs, got {len(runs)}: nnctl runs diff RUN RUN")
-    for table in tables.diff_tables(load_run(runs[0]), load_run(runs[1])):
+    pair = load_run(runs[0]), load_run(runs[1])
+    for table in tables.diff_tables(*pair):
         out.print(table)
+    _damage(pair)
+
+
+def _damage(runs: Iterable[Run]) -> None:
+    """Names what could not be read of each damaged run shown."""
+    for run in runs:
+        if run.damage:
+            out.print(f"{run.path} is damaged, shown without: {'; '.join(run.damage)}", markup=False)
 
 
 @app.command("plot")
@@ -282,12 +308,14 @@ def plot_command(
         raise ConfigError(f"--split must be test, val or train, not '{split}'")
     if not 0 <= smooth < 1:
         raise ConfigError(f"--smooth must be in [0, 1), got {smooth}")
+    _at_least("--samples", samples, 1)
     kind = kinds[0] if kinds else "curves"
     plots.pyplot()
     if kind != "curves" and len(runs) != 1:
         raise NnctlError(f"--{kind} shows one run; got {len(runs)}")
     default_dir = runs[0] if len(runs) == 1 and runs[0].is_dir() else Path(".")
     path = output or default_dir / f"{kind}.png"
+    plots.check_output(path)
     if kind == "curves":
         written = plots.curves(expand(runs), metric, path, smooth)
     elif kind == "filters":
@@ -383,9 +411,17 @@ def _sweep_plots(sweep: Sweep, outcomes: list[Outcome], metric: str) -> None:
         out.print(f"wrote {plots.by_value(groups, key, shown, sweep.dir / name, f'{sweep.name}: final {shown}')}")
 
 
+def _at_least(option: str, value: float, low: float, above: bool = False) -> None:
+    """ConfigError unless `value` is a finite number >= low (or > low with `above`)."""
+    if not math.isfinite(value) or value < low or (above and value == low):
+        raise ConfigError(f"{option} must be a finite number {'above' if above else 'of at least'} {low:g}, "
+                          f"got {value}")
+
+
 def main() -> None:
     """Entry point: user errors become one message and a non-zero exit, never a traceback."""
     try:
+        threads.apply_override()
         app()
     except NnctlError as exc:
         err.print(f"error: {exc}", markup=False)

@@ -7,32 +7,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from nnctl.backend import DTYPES, parse_device
 from nnctl.errors import ConfigError, read_bytes
 from nnctl.schema import describe_type, describe_value, did_you_mean, matches
+from nnctl.yaml_loader import KeyPath, dotted, parse_yaml
 
 SECTIONS = ("name", "seed", "dtype", "device", "data", "model", "loss", "optimizer", "schedule", "train")
 REQUIRED_SECTIONS = ("data", "model", "loss", "optimizer")
-
-KeyPath = tuple[str | int, ...]
-
-
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that also reads `1e-3` as a float (YAML 1.1 wants `1.0e-3`)."""
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-    list("-+0123456789"),
-)
-
-
-def dotted(path: KeyPath) -> str:
-    """`("model", "layers", 0, "units")` -> `model.layers.0.units`."""
-    return ".".join(str(p) for p in path) or "<top level>"
+MAX_BYTES = 16 << 20
+"""The largest config or sweep file read (larger data belongs in an .npz or .csv file)."""
 
 
 @dataclass
@@ -64,54 +47,22 @@ class Config:
         return value
 
 
-def _to_python(node: yaml.Node, loader: _Loader, path: KeyPath, source: str, origins: dict) -> Any:
-    origins[path] = f"{source}:{node.start_mark.line + 1}"
-    if isinstance(node, yaml.MappingNode):
-        result: dict[str, Any] = {}
-        for key_node, value_node in node.value:
-            key = loader.construct_object(key_node)
-            if key in result:
-                raise ConfigError(f"{source}:{key_node.start_mark.line + 1}: {dotted(path + (key,))}: "
-                                  "key given twice")
-            result[key] = _to_python(value_node, loader, path + (key,), source, origins)
-        return result
-    if isinstance(node, yaml.SequenceNode):
-        return [_to_python(item, loader, path + (i,), source, origins) for i, item in enumerate(node.value)]
-    return loader.construct_object(node)
-
-
-def parse_yaml(text: str, source: str) -> tuple[Any, dict[KeyPath, str]]:
-    """Parse YAML text into plain data and a map from key path to 'source:line'."""
-    origins: dict[KeyPath, str] = {}
-    loader = _Loader(text)
-    try:
-        node = loader.get_single_node()
-        data = None if node is None else _to_python(node, loader, (), source, origins)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = f":{mark.line + 1}" if mark else ""
-        context = (f" ({exc.context} on line {exc.context_mark.line + 1})"
-                   if exc.context and exc.context_mark and exc.problem_mark else "")
-        raise ConfigError(f"{source}{line}: YAML syntax error: {exc.problem or exc.context}{context}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: YAML syntax error: {exc}") from None
-    finally:
-        loader.dispose()
-    return data, origins
-
-
 def parse_override(text: str) -> tuple[KeyPath, Any]:
     """'optimizer.lr=3e-4' -> (('optimizer', 'lr'), 0.0003); the value is read as a YAML scalar."""
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
         raise ConfigError(f"override '{text}': expected KEY=VALUE, such as optimizer.lr=0.001")
+    path = key_path(key)
+    if any(part == "" or (isinstance(part, str) and part != part.strip()) for part in path):
+        raise ConfigError(f"override '{text}': the key '{key}' has an empty or padded part; write dotted names "
+                          "such as optimizer.lr")
     parsed, _ = parse_yaml(value, f"override '{text}'")
-    return key_path(key), parsed
+    return path, parsed
 
 
 def key_path(key: str) -> KeyPath:
     """'model.layers.0.units' -> ('model', 'layers', 0, 'units')."""
-    return tuple(int(p) if p.isdigit() else p for p in key.strip().split("."))
+    return tuple(int(p) if p.isascii() and p.isdigit() else p for p in key.strip().split("."))
 
 
 def apply_override(config: Config, path: KeyPath, value: Any, origin: str) -> None:
@@ -151,6 +102,7 @@ def _set(config: Config, path: KeyPath, value: Any, origin: str) -> None:
                 raise ConfigError(f"{origin}: {dotted(child_path)}: no such list item")
         elif node.get(key) is None:
             node[key] = {}
+            config.origins[child_path] = origin
         elif isinstance(node[key], str) and not isinstance(path[depth + 1], int):
             node[key] = {"type": node[key]}  # the shorthand `loss: mse` means {type: mse}
         node = node[key]
@@ -169,7 +121,7 @@ def load_config(path: str | Path, overrides: typing.Sequence[str] = ()) -> Confi
     """Read a YAML config, apply `key=value` overrides and check its top-level layout."""
     path = Path(path)
     try:
-        text = read_bytes(path, ConfigError, "config file").decode("utf-8")
+        text = read_bytes(path, ConfigError, "config file", MAX_BYTES).decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text: {exc.reason} at byte {exc.start}") from None
     data, origins = parse_yaml(text, str(path))
@@ -195,6 +147,14 @@ def from_dict(data: Any, source: str = "<config>", origins: dict | None = None,
     return Config(data, source, dict(origins or {}), Path(base_dir))
 
 
+PATH_NAME_RULE = "use letters, digits, '.', '_' and '-' (no path separators, no '..')"
+
+
+def is_path_name(name: Any) -> bool:
+    """Whether `name` can become one file or folder name: no separators, no '..', nothing absolute."""
+    return isinstance(name, str) and bool(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}", name)) and ".." not in name
+
+
 def check_top_level(config: Config) -> None:
     """Unknown or missing sections, and the scalar ones' types."""
     for key in config.data:
@@ -208,9 +168,8 @@ def check_top_level(config: Config) -> None:
     for key, hint in checks.items():
         if key in config.data and not matches(config.data[key], hint):
             raise config.error((key,), f"expected {describe_type(hint)}, got {describe_value(config.data[key])}")
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", config.data.get("name", "x")):
-        raise config.error(("name",), f"'{config.data['name']}' cannot name a run directory; use letters, digits, "
-                                      "'.', '_' and '-'")
+    if not is_path_name(config.data.get("name", "x")):
+        raise config.error(("name",), f"'{config.data['name']}' cannot name a run directory; {PATH_NAME_RULE}")
     dtype = config.data.setdefault("dtype", "float32")
     if not isinstance(dtype, str) or dtype not in DTYPES:
         raise config.error(("dtype",), f"expected {' or '.join(DTYPES)}, got {describe_value(dtype)}")

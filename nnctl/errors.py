@@ -1,6 +1,10 @@
 """The errors a user can cause; the CLI turns each into one clear message and a non-zero exit."""
 
+import os
+import stat
 from pathlib import Path
+
+from nnctl.limits import ENV, memory_limit, size_text
 
 
 class NnctlError(Exception):
@@ -27,11 +31,35 @@ class TrainingError(NnctlError):
     """Training that cannot go on, such as a loss that became NaN."""
 
 
-def read_bytes(path: Path, error: type[NnctlError], noun: str) -> bytes:
-    """The file's bytes, or `error` saying "no such <noun>" or why it cannot be read."""
+def regular_file(path: Path, error: type[NnctlError], noun: str) -> int:
+    """The size of `path`, which must be a regular file (not a folder, device or FIFO, which could block or never
+    end), or `error` saying why not."""
     try:
-        return path.read_bytes()
+        info = os.stat(path)
     except FileNotFoundError:
         raise error(f"{path}: no such {noun}") from None
     except OSError as exc:
         raise error(f"{path}: cannot read {noun}: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise error(f"{path}: a folder, not a {noun}")
+    if not stat.S_ISREG(info.st_mode):
+        raise error(f"{path}: not a regular file (a device, FIFO or socket) but a {noun} must be one")
+    return info.st_size
+
+
+def read_bytes(path: Path, error: type[NnctlError], noun: str, limit: int | None = None) -> bytes:
+    """The bytes of a regular file of at most `limit` bytes (default: limits.memory_limit()), or `error` saying
+    "no such <noun>" or why it cannot be read."""
+    size = regular_file(path, error, noun)
+    limit = memory_limit() if limit is None else limit
+    if size > limit:
+        raise error(f"{path}: {size_text(size)}, more than a {noun} may hold ({size_text(limit)})"
+                    + (f"; raise the limit with {ENV}=<size>" if limit == memory_limit() else ""))
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(limit + 1)
+    except OSError as exc:
+        raise error(f"{path}: cannot read {noun}: {exc.strerror or exc}") from None
+    if len(raw) > limit:
+        raise error(f"{path}: grew past {size_text(limit)} while it was read")
+    return raw

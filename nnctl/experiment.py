@@ -1,5 +1,6 @@
 """Everything a config builds: data, model, loss, optimizer, schedule and training settings."""
 
+import math
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +13,7 @@ from nnctl.config import Config
 from nnctl.data import DATASETS, Dataset, DatasetSource
 from nnctl.errors import NnctlError
 from nnctl.layers.activations import Activation
+from nnctl.limits import too_big
 from nnctl.losses import LOSSES, Decay, Loss
 from nnctl.metrics import LOWER_IS_BETTER, METRICS, confusion_matrix, predict, scores, target_labels
 from nnctl.model import Model
@@ -99,6 +101,7 @@ def build(config: Config, weights: bool = True) -> Experiment:
         raise config.error(last, f"the model ends in {loss.applies}, which {loss.registered_name} applies itself "
                                  f"to the model's outputs (logits); remove the final {loss.applies}")
     optimizer = OPTIMIZERS.build(config.data["optimizer"], config, ("optimizer",))
+    _check_memory(config, model, settings, data, len(optimizer.slot_names))
     optimizer.bind(model.params(), model.grads())
     schedule = SCHEDULES.build(config.data.get("schedule") or "constant", config, ("schedule",))
     metrics = _metrics(config, settings, data)
@@ -134,6 +137,19 @@ def output_activation(model: Model) -> str | None:
     layer = model.layers[-1]
     activation = getattr(layer, "activation", None) or layer
     return activation.registered_name if isinstance(activation, Activation) else None
+
+
+def _check_memory(config: Config, model: Model, settings: TrainSettings, data: Dataset, slots: int) -> None:
+    """Refuses a model whose training would need more memory than one input may take, before a step runs."""
+    itemsize = np.dtype(model.params()[0].dtype if model.params() else np.float64).itemsize
+    size = settings.batch_size
+    batch = min(size, len(data.train)) if isinstance(size, int) else len(data.train)
+    activations = sum(math.prod(shape) for shape in model.shapes) * max(batch, settings.eval_batch_size)
+    need = (model.num_params * (2 + slots) + 3 * activations) * itemsize
+    problem = too_big(need, "training this model (its parameters, gradients, optimizer slots and the activations "
+                            "of one batch)")
+    if problem:
+        raise config.error(("model", "layers"), problem)
 
 
 def train_settings(config: Config) -> TrainSettings:

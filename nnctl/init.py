@@ -7,6 +7,7 @@ import numpy as np
 
 from nnctl.backend import to_device
 from nnctl.config import Config, KeyPath
+from nnctl.limits import too_big
 from nnctl.registry import Registry
 from nnctl.schema import describe_value
 
@@ -18,6 +19,10 @@ class Initializer:
 
     def __call__(self, shape: tuple[int, ...], fan_in: int, fan_out: int,
                  rng: np.random.Generator, dtype: type) -> np.ndarray:
+        # the float64 draw, then the parameter, its gradient and up to two optimizer slots
+        problem = too_big(math.prod(shape) * (8 + 4 * np.dtype(dtype).itemsize), f"a parameter of shape {list(shape)}")
+        if problem:
+            raise ValueError(problem)
         return to_device(self.sample(shape, fan_in, fan_out, rng).astype(dtype))
 
     def sample(self, shape: tuple[int, ...], fan_in: int, fan_out: int, rng: np.random.Generator) -> np.ndarray:

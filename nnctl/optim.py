@@ -5,6 +5,7 @@ import math
 import numpy as np
 
 from nnctl.backend import host_copy, to_device, xp
+from nnctl.kernels import adam_
 from nnctl.registry import Registry
 
 OPTIMIZERS: Registry = Registry("optimizer")
@@ -54,9 +55,10 @@ class Optimizer:
     def load_state_dict(self, state: dict) -> None:
         """Copies saved slots into the bound ones; ValueError when they do not fit the bound parameters."""
         self.t = state["t"]
+        if set(state["slots"]) != set(self.slots):
+            raise ValueError(f"the optimizer's saved slots {sorted(state['slots'])} are not the "
+                             f"{sorted(self.slots)} this {type(self).__name__} optimizer keeps")
         for name, saved in state["slots"].items():
-            if name not in self.slots:
-                continue
             mine = self.slots[name]
             if [np.shape(a) for a in saved] != [a.shape for a in mine]:
                 raise ValueError(f"the optimizer's saved '{name}' arrays have shapes "
@@ -151,14 +153,9 @@ class Adam(Optimizer):
         self.beta1, self.beta2, self.eps = beta1, beta2, eps
 
     def update(self, p, g, lr, m, v):
-        m *= self.beta1
-        m += (1 - self.beta1) * g
-        v *= self.beta2
-        v += (1 - self.beta2) * (g * g)
-        denom = xp.sqrt(v)
-        denom *= 1 / math.sqrt(1 - self.beta2 ** self.t)
-        denom += self.eps
-        p -= (lr / (1 - self.beta1 ** self.t)) * m / denom
+        as_p = p.dtype.type  # every scalar in the parameters' precision, as NumPy rounds them
+        adam_(p, g, m, v, as_p(self.beta1), as_p(1 - self.beta1), as_p(self.beta2), as_p(1 - self.beta2),
+              as_p(self.eps), as_p(lr / (1 - self.beta1 ** self.t)), as_p(1 / math.sqrt(1 - self.beta2 ** self.t)))
 
 
 @OPTIMIZERS.register("adamw")

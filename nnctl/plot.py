@@ -35,10 +35,28 @@ def _figure(size: tuple[int, int], rows: int = 1, cols: int = 1) -> tuple[Any, A
     return pyplot().subplots(rows, cols, figsize=(size[0] / DPI, size[1] / DPI), dpi=DPI, squeeze=False)
 
 
+def check_output(out: Path) -> None:
+    """NnctlError, before any work, for an image name matplotlib cannot write or a folder that is a file."""
+    kinds = pyplot().figure().canvas.get_supported_filetypes()
+    pyplot().close("all")
+    if out.suffix.lower().lstrip(".") not in kinds:
+        raise NnctlError(f"{out}: unknown image kind '{out.suffix or out.name}'; name it *.png, *.svg or *.pdf "
+                         f"(or one of: {', '.join(sorted(kinds))})")
+    if out.is_dir():
+        raise NnctlError(f"{out}: a folder; give the image file's name")
+    for folder in out.parents:
+        if folder.exists() and not folder.is_dir():
+            raise NnctlError(f"{out}: {folder} is a file, not a folder")
+
+
 def _save(fig: Any, out: Path) -> Path:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=DPI)  # never bbox_inches="tight": it would change the pixel size
-    pyplot().close(fig)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(out, dpi=DPI)  # never bbox_inches="tight": it would change the pixel size
+    except OSError as exc:
+        raise NnctlError(f"{out}: cannot write the image: {exc.strerror or exc}") from None
+    finally:
+        pyplot().close(fig)
     return out
 
 

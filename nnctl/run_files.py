@@ -73,7 +73,7 @@ class Progress:
     """A progress bar per epoch (only on a terminal) and one line per epoch, also written to train.log."""
 
     def __init__(self, log_path: Path | None, quiet: bool = False):
-        self.console = Console(highlight=False)
+        self.console = Console(highlight=False, markup=False, emoji=False)
         self.log_path, self.quiet = log_path, quiet
 
     def bar(self, total: int, initial: int, epoch: int, epochs: int) -> tqdm:

@@ -4,7 +4,9 @@ import json
 import math
 import os
 import platform
+import shutil
 import signal
+import socket
 import time
 from datetime import datetime
 from pathlib import Path
@@ -17,12 +19,13 @@ from nnctl import __version__, checkpoint
 from nnctl.backend import to_device
 from nnctl.checkpoint import Checkpoint, InputRecipe
 from nnctl.config import Config
+from nnctl.course import changed, course_hash, may_change
 from nnctl.errors import CheckpointError, NnctlError, TrainingError
 from nnctl.experiment import Experiment, build
 from nnctl.metrics import MetricSums, evaluate
 from nnctl.run_files import Checkpoints, MetricFiles, Monitor, Progress
 from nnctl.tensorboard import TensorBoard
-from nnctl.trained import Trained
+from nnctl.trained import Trained, load_weights
 
 
 class Runner:
@@ -50,9 +53,12 @@ class Runner:
     # -- set-up --------------------------------------------------------------------------------------------
 
     @classmethod
-    def start(cls, config: Config, runs_dir: Path, quiet: bool = False) -> "Runner":
-        """A fresh run: builds the experiment, then makes runs/<name>-<time>/ with the resolved config."""
+    def start(cls, config: Config, runs_dir: Path, quiet: bool = False, init_from: Path | None = None) -> "Runner":
+        """A fresh run: builds the experiment (its model from the weights of the checkpoint `init_from`, checked by
+        name and shape), then makes runs/<name>-<time>/ with the resolved config."""
         exp = build(config)
+        if init_from is not None:
+            load_weights(exp.model, checkpoint.load(init_from), Path(init_from))
         TensorBoard.check(exp.config)
         run_dir = new_run_dir(runs_dir, exp.config.data["name"])
         runner = cls(exp, run_dir, quiet)
@@ -65,12 +71,22 @@ class Runner:
         """Continues exactly where a checkpoint stopped: a run's last.pkl in its own run directory; any other
         checkpoint (best.pkl, a copy) in a new one under `runs_dir`, so no later metrics are overwritten."""
         trained = Trained.load(path)
+        _check_course(trained.saved, trained.overridden(overrides).data, path)
         exp = trained.experiment(overrides)
         TensorBoard.check(exp.config)
         path = Path(path).resolve()
         own_run = path.name == "last.pkl" and path.parent.name == "checkpoints"
-        runner = cls(exp, path.parent.parent if own_run else new_run_dir(runs_dir, exp.config.data["name"]), quiet)
-        runner._restore(trained.saved, path)
+        if own_run:  # what a kill left half-written
+            for leftover in [*path.parent.glob(".*.tmp"), path.parent.parent / "summary.json.tmp"]:
+                leftover.unlink(missing_ok=True)
+        run_dir = path.parent.parent if own_run else new_run_dir(runs_dir, exp.config.data["name"])
+        runner = cls(exp, run_dir, quiet)
+        try:
+            runner._restore(trained.saved, path)
+        except NnctlError:
+            if not own_run:  # the new folder was made for this resume only
+                shutil.rmtree(run_dir, ignore_errors=True)
+            raise
         runner._write_config()
         runner.files.rewrite(runner.history)
         return runner
@@ -87,8 +103,15 @@ class Runner:
             self.history = list(saved.history)
             self.monitor.best, self.monitor.wait = saved.monitor["best"], saved.monitor["wait"]
             self.elapsed_before = saved.elapsed
-        except (KeyError, ValueError, TypeError) as exc:
+        except (KeyError, ValueError, TypeError, IndexError, OverflowError) as exc:
             raise CheckpointError(f"{path}: cannot resume from it with this config: {exc}") from None
+        n, (_, batches) = len(self.exp.data.train), self._batching()
+        order = self.order
+        if self.batch > batches or (order is not None and (len(order) != n or order.min() < 0 or order.max() >= n)) \
+                or (self.batch and self.exp.data.shuffle and order is None):
+            raise CheckpointError(f"{path}: its position (epoch {self.epoch + 1}, batch {self.batch}, an order of "
+                                  f"{'no' if order is None else len(order)} samples) does not fit {n} training "
+                                  f"samples in {batches} batches")
         if self.epoch >= self.exp.settings.epochs:
             raise NnctlError(f"{path}: the run already trained {self.epoch} of {self.exp.settings.epochs} epochs; "
                              f"to train longer, add an override such as train.epochs={self.epoch + 5}")
@@ -116,12 +139,16 @@ class Runner:
             while self.epoch < self.exp.settings.epochs:
                 if self._run_epoch():
                     status = "stopped"
+                    self._check_finite(f"at epoch {self.epoch + 1}, batch {self.batch}")
                     break
                 if self._end_epoch():
                     status = "early_stopped"
                     break
         except TrainingError as exc:
             self._write_summary("failed", error=str(exc))
+            raise
+        except Exception as exc:  # a bug in nnctl: the run is marked failed with it, then it is reported
+            self._write_summary("failed", error=f"internal error: {type(exc).__name__}: {exc}")
             raise
         except KeyboardInterrupt:
             self._write_summary("stopped", error="interrupted at once by a second Ctrl-C; last.pkl holds the "
@@ -205,11 +232,14 @@ class Runner:
                                 settings.eval_batch_size, prefix="val_"))
         row["time_s"] = round(self._elapsed(), 3)
         self._record(row)
-        improved = self.monitor.name in row and self.monitor.update(row[self.monitor.name])
+        self._check_finite(f"at the end of epoch {self.epoch}")
+        value = row.get(self.monitor.name)
+        improved = isinstance(value, float | int) and math.isfinite(value) and self.monitor.update(value)
         payload = self._payload()
         self.checkpoints.save_last(payload)
         if improved:
             self.checkpoints.save_best(payload)
+        self._write_summary("running")  # the heartbeat that tells `nnctl runs` this process is alive
         self.progress.epoch(row, settings.epochs)
         es = settings.early_stopping
         if es and self.monitor.wait >= es.patience:
@@ -217,6 +247,17 @@ class Runner:
                               f"evaluations (best {self.monitor.best:.4g})")
             return True
         return False
+
+    def _check_finite(self, when: str) -> None:
+        """TrainingError if a parameter is NaN or infinite: such weights are never saved as last or best."""
+        bad = [f"{layer.name}.{key}" for layer in self.exp.model.layers for key, value in layer.params.items()
+               if not np.isfinite(value).all()]
+        if bad:
+            raise TrainingError(
+                f"the parameters {', '.join(bad)} became NaN or infinite {when}; training stopped and they were not "
+                "saved. " + (f"The last good checkpoint is {self.checkpoints.last}. " if self.checkpoints.last.exists()
+                             else "") + f"Try a smaller optimizer.lr (now {self.exp.optimizer.lr:g}) or set "
+                "optimizer.clip_norm.")
 
     def _test_metrics(self) -> dict[str, float] | None:
         test = self.exp.data.test
@@ -258,12 +299,26 @@ class Runner:
             "final": epochs[-1] if epochs else None,
             "best": {"monitor": self.monitor.name, "mode": self.monitor.mode, "value": self.monitor.best},
             "test": test, "error": error, "seed": self.exp.seed, "num_params": self.exp.model.num_params,
+            "pid": os.getpid(), "host": socket.gethostname(), "heartbeat": time.time(),
             "versions": {"nnctl": __version__, "numpy": np.__version__, "python": platform.python_version()},
         }
         tmp = self.run_dir / "summary.json.tmp"
         tmp.write_text(json.dumps(summary, indent=2) + "\n")
         os.replace(tmp, self.run_dir / "summary.json")
         return summary
+
+
+def _check_course(saved: Checkpoint, config: dict[str, Any], path: Path) -> None:
+    """CheckpointError when the config a resume would go on with defines another course than the checkpoint's."""
+    if saved.course is not None and saved.course != course_hash(saved.config):
+        raise CheckpointError(f"{path}: its config does not match the run it holds (the course hash it was written "
+                              "with differs); it was edited, so it is not resumed")
+    if course_hash(config) != course_hash(saved.config):
+        changes = "; ".join(changed(saved.config, config))
+        raise CheckpointError(f"{path}: --resume would change the run's course: {changes}."
+                              f" On resume only these may change: {', '.join(may_change(saved.config))}. To start a "
+                              f"new run from its weights with another config, use: nnctl train CONFIG --init-from "
+                              f"{path}")
 
 
 def new_run_dir(runs_dir: Path, name: str) -> Path:
@@ -275,7 +330,14 @@ def new_run_dir(runs_dir: Path, name: str) -> Path:
             path.mkdir(parents=True)
             return path
         except FileExistsError:
-            continue
+            if Path(runs_dir).is_dir():
+                continue
+            raise NnctlError(f"{runs_dir}: a file, not a folder for runs; give --runs-dir a folder") from None
+        except NotADirectoryError:
+            raise NnctlError(f"{runs_dir}: a file (or inside one), not a folder for runs; give --runs-dir a "
+                             "folder") from None
+        except OSError as exc:
+            raise NnctlError(f"{runs_dir}: cannot make a run directory in it: {exc.strerror or exc}") from None
     raise NnctlError(f"{runs_dir}: cannot make a new run directory for {stem}")
 
 

@@ -1,16 +1,20 @@
 """Reading run directories back: their config, summary and metric rows, for listing, comparing and plotting."""
 
 import json
+import os
 import re
-from collections.abc import Iterable
-from dataclasses import dataclass
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from nnctl.course import flatten
 from nnctl.errors import NnctlError, read_bytes
+from nnctl.schema import describe_value
+from nnctl.yaml_loader import parse_yaml
 
 _STAMP = re.compile(r"-(\d{8}-\d{6})(?:-\d+)?$")
 
@@ -23,6 +27,8 @@ class Run:
     config: dict[str, Any]
     summary: dict[str, Any]
     history: list[dict[str, Any]]
+    damage: list[str] = field(default_factory=list)
+    """What could not be read (a broken file, a cut-off line); the rest of the run is shown without it."""
 
     @property
     def name(self) -> str:
@@ -38,7 +44,26 @@ class Run:
 
     @property
     def status(self) -> str:
-        return self.summary.get("status", "unknown")
+        """As the summary says, except that a 'running' run whose process is gone is 'crashed'."""
+        status = self.summary.get("status", "unknown")
+        return "crashed" if status == "running" and not self._alive() else status
+
+    def _alive(self) -> bool:
+        """Whether the process that trains this run still runs: by its pid on this host, else by its heartbeat."""
+        pid, host, beat = (self.summary.get(k) for k in ("pid", "host", "heartbeat"))
+        if not isinstance(pid, int) or not isinstance(beat, int | float):
+            return True  # written by an nnctl that did not record them: cannot tell
+        if host == socket.gethostname():
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return False
+            except OSError:
+                return True
+            return True
+        longest = max((row.get("time_s", 0) for row in self.epochs() if isinstance(row.get("time_s"), int | float)),
+                      default=0)
+        return time.time() - beat < max(3600, 3 * longest)
 
     def epochs(self) -> list[dict[str, Any]]:
         """The per-epoch metric rows."""
@@ -57,7 +82,8 @@ class Run:
     def best(self) -> str:
         """'val_loss 0.0712' or '' before the first evaluation."""
         best = self.summary.get("best") or {}
-        return "" if best.get("value") is None else f"{best['monitor']} {best['value']:.4g}"
+        value = best.get("value")
+        return f"{best.get('monitor')} {value:.4g}" if isinstance(value, int | float) else ""
 
     @property
     def checkpoint(self) -> Path:
@@ -78,21 +104,67 @@ def load_run(path: str | Path) -> Run:
     if not is_run(path):
         raise NnctlError(f"{path}: not a run directory (expected config.yaml and summary.json in it, as "
                          "nnctl train writes under runs/)")
-    config = yaml.safe_load(read_bytes(path / "config.yaml", NnctlError, "run config")) or {}
+    damage: list[str] = []
+    config = _part(path / "config.yaml", damage, lambda text: parse_yaml(text, str(path / "config.yaml"))[0])
+    summary = _part(path / "summary.json", damage, json.loads)
+    for key, kind in SUMMARY_KINDS.items():
+        if key in summary and summary[key] is not None and not isinstance(summary[key], kind):
+            damage.append(f"summary.json: its '{key}' is {describe_value(summary.pop(key))}")
+    history = _history(path / "metrics.jsonl", damage) if (path / "metrics.jsonl").exists() else []
+    return Run(path, config, summary, history, damage)
+
+
+SUMMARY_KINDS: dict[str, type | tuple[type, ...]] = {
+    "status": str, "epochs": int, "steps": int, "wall_time_s": (int, float), "final": dict, "best": dict,
+    "test": dict, "error": str, "seed": int, "num_params": int, "pid": int, "host": str, "heartbeat": (int, float)}
+"""What summary.json holds; a value of another kind is left out and named as damage."""
+
+
+def _part(path: Path, damage: list[str], parse: Callable[[str], Any]) -> dict[str, Any]:
+    """A run file parsed into a mapping, or {} with what is wrong with it added to `damage`."""
     try:
-        summary = json.loads(read_bytes(path / "summary.json", NnctlError, "run summary"))
-        lines = (path / "metrics.jsonl").read_text().splitlines() if (path / "metrics.jsonl").is_file() else []
-        history = [json.loads(line) for line in lines if line.strip()]
-    except json.JSONDecodeError as exc:
-        raise NnctlError(f"{path}: a damaged summary.json or metrics.jsonl: {exc}") from None
-    return Run(path, config, summary, history)
+        value = parse(read_bytes(path, NnctlError, "run file").decode("utf-8"))
+    except (NnctlError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        damage.append(f"{path.name}: {exc}")
+        return {}
+    if not isinstance(value, dict):
+        damage.append(f"{path.name}: holds {describe_value(value)}, not a mapping")
+        return {}
+    return value
+
+
+def _history(path: Path, damage: list[str]) -> list[dict[str, Any]]:
+    """The rows of metrics.jsonl that can be read; a cut-off last line (what a kill leaves) and bad rows are
+    named in `damage`."""
+    try:
+        text = read_bytes(path, NnctlError, "metrics file").decode("utf-8", errors="replace")
+    except NnctlError as exc:
+        damage.append(str(exc))
+        return []
+    rows = []
+    lines = text.split("\n")
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except (ValueError, RecursionError):
+            cut = number == len(lines) and not text.endswith("\n")
+            damage.append(f"metrics.jsonl:{number}: " + ("its last line is cut off (the run was stopped while "
+                                                         "writing it)" if cut else "not a JSON row"))
+            continue
+        if not isinstance(row, dict) or row.get("kind") not in ("epoch", "step"):
+            damage.append(f"metrics.jsonl:{number}: a row without kind 'epoch' or 'step'")
+            continue
+        rows.append(row)
+    return rows
 
 
 def find_runs(root: str | Path) -> list[Run]:
     """Every run under `root` (itself, or any depth below, such as a sweep's members), oldest first."""
     root = Path(root)
     if not root.is_dir():
-        raise NnctlError(f"{root}: no such directory")
+        raise NnctlError(f"{root}: a file, not a folder of runs" if root.exists() else f"{root}: no such directory")
     if is_run(root):
         return [load_run(root)]
     runs = [load_run(summary.parent) for summary in root.rglob("summary.json") if is_run(summary.parent)]
@@ -108,21 +180,6 @@ def expand(paths: list[Path]) -> list[Run]:
             raise NnctlError(f"{path}: holds no runs")
         runs += found
     return runs
-
-
-def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
-    """{'optimizer': {'lr': 0.1}} -> {'optimizer.lr': 0.1}; list items are numbered."""
-    items: Iterable[tuple[Any, Any]]
-    if isinstance(data, dict):
-        items = data.items()
-    elif isinstance(data, list):
-        items = enumerate(data)
-    else:
-        return {prefix: data}
-    flat: dict[str, Any] = {}
-    for key, value in items:
-        flat.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
-    return flat
 
 
 def config_diff(a: Run, b: Run) -> list[tuple[str, Any, Any]]:

@@ -2,6 +2,7 @@
 
 import difflib
 import inspect
+import math
 import types
 import typing
 from collections.abc import Callable
@@ -29,8 +30,8 @@ def matches(value: Any, hint: Any) -> bool:
         return value in args
     if hint is type(None):
         return value is None
-    if hint is float:
-        return isinstance(value, int | float) and not isinstance(value, bool)
+    if hint is float:  # NaN and infinities are never a setting: a NaN lr trains NaN weights to the end
+        return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
     if hint is int:
         return isinstance(value, int) and not isinstance(value, bool)
     if origin in (list, tuple):
@@ -104,6 +105,8 @@ def check_kwargs(cls: type, kwargs: dict[str, Any], config: "Config", path: "Key
                                               f"accepted keys: {accepted}")
         hint = params[key].annotation
         if not matches(value, hint):
+            if isinstance(value, float) and not math.isfinite(value) and matches(0.0, hint):
+                raise config.error(path + (key,), f"must be a finite number, got {value}")
             raise config.error(path + (key,), f"expected {describe_type(hint)}, got {describe_value(value)}")
     for key, param in params.items():
         if param.default is inspect.Parameter.empty and key not in kwargs:

@@ -3,6 +3,7 @@ run in parallel worker processes; finished members are skipped and stopped ones 
 
 import copy
 import itertools
+import json
 import os
 import re
 from collections.abc import Callable, Iterator
@@ -15,11 +16,24 @@ from typing import Any
 
 import numpy as np
 
-from nnctl.config import Config, KeyPath, apply_override, check_top_level, dotted, key_path, load_config, parse_yaml
+from nnctl.config import (
+    MAX_BYTES,
+    PATH_NAME_RULE,
+    Config,
+    KeyPath,
+    apply_override,
+    check_top_level,
+    dotted,
+    is_path_name,
+    key_path,
+    load_config,
+    parse_yaml,
+)
 from nnctl.errors import ConfigError, NnctlError, read_bytes
 from nnctl.runner import Runner
 from nnctl.runs import Run, find_runs, load_run
 from nnctl.schema import construct, describe_value
+from nnctl.trained import UNTRUSTED
 
 DONE = ("finished", "early_stopped")
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
@@ -70,7 +84,7 @@ class Sweep:
 
     def __init__(self, path: str | Path, runs_dir: Path):
         self.path = Path(path)
-        text = read_bytes(self.path, ConfigError, "sweep file").decode("utf-8", errors="replace")
+        text = read_bytes(self.path, ConfigError, "sweep file", MAX_BYTES).decode("utf-8", errors="replace")
         data, origins = parse_yaml(text, str(self.path))
         self.file = Config(data if isinstance(data, dict) else {}, str(self.path), origins)
         if not isinstance(data, dict):
@@ -78,6 +92,9 @@ class Sweep:
                               f"got {describe_value(data)}")
         self.spec = construct(SweepSpec, data, self.file, (), "a sweep file", value_error_at=("samples",))
         self.name = self.spec.name or self.path.stem
+        if not is_path_name(self.name):
+            where = self.file.where(("name",)) if self.spec.name else str(self.path)
+            raise ConfigError(f"{where}: name: '{self.name}' cannot name the sweep's directory; {PATH_NAME_RULE}")
         self.dir = Path(runs_dir) / self.name
         self.metric = self.spec.metric
         self.members = self._members()
@@ -174,7 +191,10 @@ def run_member(member: Member, sweep_dir: Path) -> tuple[str, str | None, Path |
     runner = None
     try:
         if member.resume is not None:
-            runner = Runner.resume(member.resume, [], sweep_dir, quiet=True)
+            data = member.config.data.get("data")
+            here = [f"data.{key}={json.dumps(data[key])}" for key in UNTRUSTED  # the sweep file's, not the checkpoint's
+                    if isinstance(data, dict) and data.get(key) is not None]
+            runner = Runner.resume(member.resume, here, sweep_dir, quiet=True)
         else:
             runner = Runner.start(member.config, sweep_dir, quiet=True)
         return runner.fit()["status"], None, runner.run_dir

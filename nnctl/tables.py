@@ -85,7 +85,8 @@ def runs_table(runs: list[Run], root: Path) -> Table:
     for column in ("run", "started", "status", "epochs", "best", "wall time"):
         table.add_column(column, justify="right" if column in ("epochs", "wall time") else "left")
     for run in runs:
-        planned = (run.config.get("train") or {}).get("epochs")
+        train = run.config.get("train")
+        planned = train.get("epochs") if isinstance(train, dict) else None
         done = str(run.summary.get("epochs", 0)) + (f"/{planned}" if planned else "")
         table.add_row(str(run.path.relative_to(root)) if run.path != root else run.name,
                       f"{run.started:%Y-%m-%d %H:%M:%S}", run.status, done,

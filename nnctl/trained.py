@@ -10,12 +10,16 @@ from nnctl import checkpoint
 from nnctl.backend import resolve_dtype, to_device
 from nnctl.builder import build_model
 from nnctl.checkpoint import Checkpoint
-from nnctl.config import Config, apply_overrides, from_dict
+from nnctl.config import Config, apply_overrides, check_top_level, from_dict
 from nnctl.data import DATASETS, DatasetSource
 from nnctl.errors import CheckpointError
 from nnctl.experiment import Experiment, build, train_settings
 from nnctl.losses import LOSSES, Loss
 from nnctl.model import Model
+
+UNTRUSTED = ("root", "mirror")
+"""data keys of a checkpoint's config that are never used: data.root on the command line, NNCTL_DATA_DIR or the
+default cache say where the data is, and the dataset's own mirrors where it comes from."""
 
 
 @dataclass
@@ -42,7 +46,7 @@ class Trained:
         apply_overrides(config, [f"device={device}"])
         dtype = resolve_dtype(config.data["dtype"])
         model = build_model(config, saved.inputs.input_shape, dtype, np.random.default_rng(0))
-        _load_weights(model, saved, path)
+        load_weights(model, saved, path)
         loss = LOSSES.build(config.data["loss"], config, ("loss",))
         source = DATASETS.build(config.data["data"], config, ("data",), base_dir=str(config.base_dir))
         source.sample_shape = saved.inputs.sample_shape or source.peek()
@@ -63,25 +67,38 @@ class Trained:
         """Raw samples (N, *sample_shape) prepared as the training samples were, on the model's device."""
         return to_device(self.source.inputs(x, self.dtype))
 
+    def overridden(self, overrides: list[str] | tuple = ()) -> Config:
+        """The checkpoint's config with `overrides` applied (and its data location left to this machine)."""
+        config = _config(self.saved, self.path, copy.deepcopy(self.saved.config))
+        apply_overrides(config, overrides)
+        return config
+
     def experiment(self, overrides: list[str] | tuple = ()) -> Experiment:
         """The whole experiment of the checkpoint's config (with `overrides`), data loaded, its weights in place:
         for eval, resume and the plots that need data."""
-        config = _config(self.saved, self.path, copy.deepcopy(self.saved.config))
-        apply_overrides(config, overrides)
-        exp = build(config, weights=False)
-        _load_weights(exp.model, self.saved, self.path)
+        exp = build(self.overridden(overrides), weights=False)
+        load_weights(exp.model, self.saved, self.path)
         return exp
 
 
 def _config(saved: Checkpoint, path: Path, data: dict | None = None) -> Config:
-    config = from_dict(data if data is not None else saved.config, f"{path} (its config)", base_dir=saved.base_dir)
-    if saved.inputs.vocab is not None:  # the ids mean what they meant in training, whatever the text file holds now
-        config.data["data"]["vocab"] = saved.inputs.vocab
+    config = from_dict(copy.deepcopy(data if data is not None else saved.config), f"{path} (its config)",
+                       base_dir=saved.base_dir)
+    section = config.data.get("data")
+    if isinstance(section, dict):  # where data is and where it comes from are the local machine's to say
+        for key in UNTRUSTED:
+            section.pop(key, None)
+    config.data.setdefault("name", path.stem)
+    check_top_level(config)
+    if saved.inputs.vocab is not None and isinstance(section, dict):
+        # the ids mean what they meant in training, whatever the text file holds now
+        section["vocab"] = saved.inputs.vocab
     return config
 
 
-def _load_weights(model: Model, saved: Checkpoint, path: Path) -> None:
+def load_weights(model: Model, saved: Checkpoint, path: Path) -> None:
+    """The checkpoint's arrays copied into `model`; CheckpointError naming the first name or shape that differs."""
     try:
         model.load_state_dict(saved.model)
-    except (KeyError, ValueError) as exc:
+    except (KeyError, ValueError, TypeError) as exc:
         raise CheckpointError(f"{path}: its weights do not fit the model its config builds: {exc}") from None

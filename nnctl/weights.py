@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 
 from nnctl.config import Config
-from nnctl.data.tabular import read_npz
+from nnctl.data.npyfile import read_npz
 from nnctl.errors import DataError, NnctlError
 from nnctl.model import Model
 

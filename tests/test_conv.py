@@ -113,6 +113,8 @@ def test_impossible_geometry(window, message):
     ("conv2d", {"filters": 2, "kernel_size": 2, "padding": "same", "use_bias": False}, (3, 4, 5)),
     ("conv2d", {"filters": 2, "kernel_size": 3, "dilation": 2, "padding": [2, 1]}, (2, 6, 6)),
     ("conv2d", {"filters": 4, "kernel_size": [1, 3], "stride": [2, 1], "activation": "relu"}, (2, 5, 5)),
+    ("conv2d", {"filters": 2, "kernel_size": 3, "padding": 1, "activation": "relu"}, (3, 5, 4)),
+    ("conv2d", {"filters": 2, "kernel_size": [3, 2]}, (3, 5, 4)),
     ("maxpool2d", {"pool_size": 2}, (2, 4, 6)),
     ("maxpool2d", {"pool_size": 3, "stride": 2, "padding": 1}, (2, 5, 5)),
     ("avgpool2d", {"pool_size": [2, 3], "stride": 1}, (2, 4, 5)),
@@ -169,3 +171,18 @@ def test_parameter_counts_of_the_references():
                      {"type": "flatten"}, {"type": "dense", "units": 500}, {"type": "dense", "units": 10},
                      input_shape=(3, 32, 32))
     assert cifar.num_params == 528_054
+
+
+def test_conv_reusing_its_column_buffer_across_batch_sizes_gives_fresh_results():
+    x = np.random.default_rng(0).standard_normal((5, 3, 4, 4))
+    layer = {"type": "conv2d", "filters": 2, "kernel_size": 3, "padding": 1, "activation": "relu"}
+    reused = model_of(layer, {"type": "conv2d", "filters": 2, "kernel_size": 2})
+    for batch in (x, x[:2], x):
+        y = reused.forward(batch, training=True)
+        dx = reused.backward(np.ones_like(y))
+        fresh = model_of(layer, {"type": "conv2d", "filters": 2, "kernel_size": 2})
+        fresh.layers[0].input_grad = reused.layers[0].input_grad
+        np.testing.assert_array_equal(y, fresh.forward(batch, training=True))
+        assert dx is None and fresh.backward(np.ones_like(y)) is None
+        for a, b in zip(reused.grads(), fresh.grads(), strict=True):
+            np.testing.assert_array_equal(a, b)

@@ -9,6 +9,7 @@ from nnctl import backend, checkpoint
 from nnctl.builder import build_model
 from nnctl.config import from_dict, load_config
 from nnctl.gradcheck import check_registry, example_batch
+from nnctl.kernels import KERNELS
 from nnctl.layers import LAYERS
 from nnctl.runner import Runner
 
@@ -94,3 +95,19 @@ def test_a_card_that_is_not_there_is_one_clear_error(tmp_path):
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert "GPU(s), numbered 0 to" in result.stderr
     assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("name", [name for name, k in KERNELS.items() if k.make_gpu])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_every_cupy_twin_equals_its_reference_on_the_gpu(name, dtype):
+    backend.use("cuda")
+    kernel = KERNELS[name]
+    twin = kernel.make_gpu()
+    args = kernel.example(np.dtype(dtype))
+    on_gpu = [backend.to_device(a) if isinstance(a, np.ndarray) else a for a in args]
+    copies = [backend.to_device(a) if isinstance(a, np.ndarray) else a for a in args]
+    expected, got = kernel.reference(*on_gpu), twin(*copies)
+    tol = {np.float32: 1e-5, np.float64: 1e-12}[dtype]
+    for want, have in zip(on_gpu + [expected], copies + [got], strict=True):  # what each wrote in place, and returned
+        if hasattr(want, "get"):
+            np.testing.assert_allclose(have.get(), want.get(), rtol=tol, atol=tol)

@@ -23,6 +23,7 @@ HELPERS = {
     "nnctl.data.download": "download with checksum and cache",
     "nnctl.data.inputs": "reading new inputs for predict",
     "nnctl.data.augment": "random shifts and flips of training batches",
+    "nnctl.data.npyfile": "the .npy/.npz reader that checks headers against the bytes before allocating",
     "nnctl.data.boolean_trees": "the generator script of the shipped tree task",
 }
 """Modules under layers/ and data/ that register nothing, and why."""

@@ -1,13 +1,16 @@
 """CIFAR-10: the python-pickle batches in cifar-10-python.tar.gz, read from the data directory or downloaded once."""
 
+import gzip
 import tarfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 
-from nnctl.checkpoint import UnsafePickleError, safe_unpickle
 from nnctl.data.source import DATASETS, Arrays, CachedSource
-from nnctl.errors import DataError
+from nnctl.errors import DataError, read_bytes, regular_file
+from nnctl.limits import BoundedReader, Exceeded, memory_limit, too_big
+from nnctl.unpickle import UnsafePickleError, safe_unpickle
 
 MIRRORS = ("https://www.cs.toronto.edu/~kriz/",)
 ARCHIVE = "cifar-10-python.tar.gz"
@@ -35,7 +38,8 @@ class CIFAR10(CachedSource):
     def read(self) -> Arrays:
         folder = self.folder()
         if (folder / FOLDER).is_dir():
-            batches = {name: self._unpickle(folder / FOLDER / name, (folder / FOLDER / name).read_bytes())
+            batches = {name: self._unpickle(folder / FOLDER / name, read_bytes(folder / FOLDER / name, DataError,
+                                                                               "CIFAR-10 batch file"))
                        for name in [*TRAIN_BATCHES, "test_batch"] if (folder / FOLDER / name).exists()}
         else:
             if not (folder / ARCHIVE).exists():
@@ -48,13 +52,20 @@ class CIFAR10(CachedSource):
         return np.concatenate(x), np.concatenate(y), *batches["test_batch"]
 
     def _from_archive(self, path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        try:
-            with tarfile.open(path, "r:gz") as tar:
-                return {Path(member.name).name: self._unpickle(path / member.name, file.read())
-                        for member in tar.getmembers()
-                        if Path(member.name).name in [*TRAIN_BATCHES, "test_batch"]
-                        and (file := tar.extractfile(member)) is not None}  # None: not a regular file
-        except (tarfile.TarError, OSError, EOFError) as exc:
+        regular_file(path, DataError, "CIFAR-10 archive")
+        batches = {}
+        try:  # streamed through a reader that stops at the memory limit: a bomb is cut off, not unpacked
+            with gzip.open(path) as unzipped, tarfile.open(fileobj=BoundedReader(unzipped, memory_limit()),
+                                                           mode="r|") as tar:
+                for member in tar:
+                    name = Path(member.name).name
+                    if name in [*TRAIN_BATCHES, "test_batch"] and (file := tar.extractfile(member)) is not None:
+                        batches[name] = self._unpickle(path / member.name, file.read())  # None: not a regular file
+            return batches
+        except Exceeded:
+            raise DataError(f"{too_big(memory_limit() + 1, f'{path}: unpacking it')} (a corrupt archive, or a "
+                            "decompression bomb)") from None
+        except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
             raise DataError(f"{path}: not a readable tar.gz archive ({exc}); delete it to download it again") from None
 
     @staticmethod

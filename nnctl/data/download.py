@@ -1,6 +1,5 @@
 """Downloads that are checked and atomic: a file appears under its name only whole and verified."""
 
-import gzip
 import hashlib
 import http.client
 import os
@@ -12,12 +11,14 @@ from pathlib import Path
 from tqdm import tqdm
 
 from nnctl.errors import DataError
+from nnctl.limits import gunzip, memory_limit
 
 
 def fetch(url: str, dest: Path, md5: str, of_contents: bool = True, timeout: float = 30) -> None:
     """Downloads a .gz file to `dest`, checking the MD5 of its decompressed contents (or, with `of_contents`
     false, of the file as served); nothing is left on failure."""
     part = dest.with_suffix(dest.suffix + ".part")
+    made = [folder for folder in (dest.parent, *dest.parent.parents) if not folder.exists()]
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         with urllib.request.urlopen(url, timeout=timeout) as response, open(part, "wb") as f:
@@ -28,7 +29,8 @@ def fetch(url: str, dest: Path, md5: str, of_contents: bool = True, timeout: flo
                     bar.update(len(chunk))
         try:
             raw = part.read_bytes()
-            actual = hashlib.md5(gzip.decompress(raw) if of_contents else raw).hexdigest()
+            contents, whole = gunzip(raw, memory_limit()) if of_contents else (raw, True)
+            actual = hashlib.md5(contents).hexdigest() if whole else "of more than the memory limit"
         except (OSError, EOFError, zlib.error):
             raise DataError(f"{url}: the download is not a valid gzip file") from None
         if actual != md5:
@@ -41,6 +43,16 @@ def fetch(url: str, dest: Path, md5: str, of_contents: bool = True, timeout: flo
         raise DataError(f"{url}: download failed ({getattr(exc, 'reason', None) or exc})") from None
     finally:
         part.unlink(missing_ok=True)
+        _remove_empty(made)
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Removes the folders a failed download made, deepest first, as long as they are empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
 
 
 def fetch_first(bases: list[str], name: str, dest: Path, md5: str, of_contents: bool = True) -> None:

@@ -2,12 +2,12 @@
 
 import io
 import math
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from nnctl.data.tabular import read_npz, read_table, unpickled
+from nnctl.data.npyfile import read_npy, read_npz
+from nnctl.data.tabular import read_table
 from nnctl.errors import DataError, NnctlError, read_bytes
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -22,7 +22,7 @@ def read_inputs(path: Path, sample_shape: tuple[int, ...]) -> np.ndarray:
     if suffix in IMAGE_SUFFIXES:
         return read_image(path, sample_shape)[None]
     if suffix == ".npy":
-        x = _read_npy(path)
+        x = read_npy(path)
     elif suffix == ".npz":
         x = _pick(read_npz(path), path)
     elif suffix == ".csv":
@@ -81,19 +81,6 @@ def _image_layout(shape: tuple[int, ...], path: Path) -> tuple[int, int, int, bo
         return shape[2], shape[0], shape[1], False
     raise DataError(f"{path}: this model was trained on samples of shape {list(shape)}, which are not images "
                     "(H×W, or C×H×W / H×W×C with 1 or 3 channels); give its inputs as .npy, .npz or .csv")
-
-
-def _read_npy(path: Path) -> np.ndarray:
-    try:
-        x = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise DataError(f"{path}: not a readable .npy file ({unpickled(exc)})") from None
-    if not isinstance(x, np.ndarray):
-        x.close()
-        raise DataError(f"{path}: an .npz archive, not a single .npy array; name it *.npz")
-    return x
 
 
 def _pick(arrays: dict[str, np.ndarray], path: Path) -> np.ndarray:

@@ -12,6 +12,7 @@ from nnctl.data.augment import Augment
 from nnctl.data.dataset import Dataset, Split
 from nnctl.data.download import fetch_first
 from nnctl.errors import DataError
+from nnctl.limits import too_big
 from nnctl.registry import Registry
 
 Arrays = tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]
@@ -170,6 +171,9 @@ class DatasetSource:
             if num_classes is None or y.ndim != 1:
                 raise DataError(f"{self.origin('training')}: data.one_hot needs integer class labels, "
                                 f"one per sample (got targets of dtype {y.dtype} and shape {y.shape})")
+            if problem := too_big(len(y) * num_classes * np.dtype(dtype).itemsize,
+                                  f"{self.origin('training')}: one-hot targets for {num_classes:,} classes"):
+                raise DataError(f"{problem}; are the labels class numbers (the largest is {num_classes - 1:,})?")
             hot: np.ndarray = np.full((len(y), num_classes), self.off_value, dtype=dtype)
             hot[np.arange(len(y)), y] = self.on_value
             y = hot
@@ -217,7 +221,12 @@ class CachedSource(DatasetSource):
 
     def folder(self) -> Path:
         """The folder holding (or about to hold) the files."""
-        return data_root(self.root, self.base_dir) / self.subfolder
+        folder = data_root(self.root, self.base_dir) / self.subfolder
+        for path in (folder, *folder.parents):
+            if path.exists() and not path.is_dir():
+                raise DataError(f"{path}: a file, but the data of {self.registered_name} is kept in a folder "
+                                f"({folder}); set data.root or NNCTL_DATA_DIR to a folder")
+        return folder
 
     def origin(self, split: str) -> str:
         return str(self.folder())

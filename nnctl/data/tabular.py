@@ -2,13 +2,13 @@
 
 import csv
 import itertools
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from nnctl.data.npyfile import npz_shapes, read_npz
 from nnctl.data.source import DATASETS, Arrays, DatasetSource
-from nnctl.errors import DataError
+from nnctl.errors import DataError, regular_file
 
 
 @DATASETS.register("inline")
@@ -72,45 +72,6 @@ class Npz(DatasetSource):
 
     def _open(self, name: str) -> dict[str, np.ndarray]:
         return read_npz(self.path(name))
-
-
-def read_npz(path: Path) -> dict[str, np.ndarray]:
-    """Every array of an .npz archive by name, read without pickles; DataError if it is not one."""
-    try:
-        archive = np.load(path, allow_pickle=False)
-        if not isinstance(archive, np.lib.npyio.NpzFile):
-            raise DataError(f"{path}: a single .npy array, not an .npz archive of named arrays")
-        with archive:
-            return {key: archive[key] for key in archive.files}
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise DataError(f"{path}: not a readable .npz file ({unpickled(exc)})") from None
-
-
-def npz_shapes(path: Path) -> dict[str, tuple[int, ...]]:
-    """The shape of every array of an .npz archive, from the arrays' headers alone."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            shapes = {}
-            for name in archive.namelist():
-                with archive.open(name) as f:
-                    version = np.lib.format.read_magic(f)
-                    header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                              else np.lib.format.read_array_header_2_0)
-                    shapes[name.removesuffix(".npy")] = header(f)[0]
-            return shapes
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise DataError(f"{path}: not a readable .npz file ({exc})") from None
-
-
-def unpickled(exc: Exception) -> str:
-    """NumPy's reason for refusing a file, without its advice to load pickles from it."""
-    if "pickled" in str(exc):
-        return "not NumPy arrays; files holding pickled Python objects are never loaded"
-    return str(exc)
 
 
 def _pair(arrays: dict[str, np.ndarray], keys: list[tuple[str, str]], origin: str) -> tuple[np.ndarray, np.ndarray]:
@@ -178,6 +139,7 @@ def read_table(path: Path, header: bool | None = None, delimiter: str = ",") -> 
 def _rows(path: Path, header: bool | None, delimiter: str,
           limit: int | None = None) -> tuple[list[int], list[list[str]]]:
     """The file's non-blank rows after any header (of its first `limit` non-blank rows), with their line numbers."""
+    regular_file(path, DataError, "CSV file")
     try:
         with open(path, newline="", encoding="utf-8") as f:
             reader = csv.reader(f, delimiter=delimiter)

@@ -3,6 +3,7 @@
 from typing import TYPE_CHECKING
 
 from nnctl.backend import xp
+from nnctl.kernels import bias_relu_, relu_backward
 from nnctl.layers.base import LAYERS, Layer
 from nnctl.schema import did_you_mean
 
@@ -14,6 +15,12 @@ class Activation(Layer):
     """A parameter-free layer that keeps its output shape; usable as `activation:` of another layer."""
 
     example = {"config": {}, "input_shape": (6,)}
+
+    def forward_(self, y, b, training):
+        """act(y + b) for a product y (M, F) that its layer hands over (it may be overwritten); b may be None."""
+        if b is not None:
+            y += b
+        return self.forward(y, training)
 
 
 @LAYERS.register("identity")
@@ -60,12 +67,18 @@ class Tanh(Activation):
 
 @LAYERS.register("relu")
 class ReLU(Activation):
+    """y = max(x, 0); dx = dy where y > 0."""
+
     def forward(self, x, training):
-        self.mask = x > 0
-        return xp.maximum(x, 0)
+        self.y = xp.maximum(x, 0)
+        return self.y
+
+    def forward_(self, y, b, training):
+        self.y = xp.maximum(y, 0, out=y) if b is None else bias_relu_(y, b)
+        return self.y
 
     def backward(self, dy):
-        return dy * self.mask
+        return relu_backward(dy, self.y)
 
 
 @LAYERS.register("leaky_relu")

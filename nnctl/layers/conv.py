@@ -2,8 +2,9 @@
 
 from typing import Any
 
-from nnctl.backend import sum_rows
+from nnctl.backend import Scratch, sum_rows
 from nnctl.init import Initializer
+from nnctl.layers.activations import Identity
 from nnctl.layers.base import LAYERS, Layer
 from nnctl.layers.window import Window, col2im, im2col
 
@@ -28,9 +29,10 @@ class Conv2D(Layer):
             raise ValueError(f"filters must be at least 1, got {filters}")
         self.filters, self.use_bias = filters, use_bias
         self.window = Window.of(kernel_size, stride, dilation, padding)
-        self.activation = activation  # the builder has made the name an activation layer
+        self.activation = activation or Identity()  # the builder has made the name an activation layer
         self.weight_init: Initializer = weight_init
         self.bias_init: Initializer = bias_init
+        self.scratch = (Scratch(), Scratch())  # the columns of x and of dy, reused from step to step
 
     def output_shape(self, input_shape):
         if len(input_shape) != 3:
@@ -51,24 +53,26 @@ class Conv2D(Layer):
     def forward(self, x, training):
         self.x_shape = x.shape
         oh, ow = self.window.output_size(x.shape[2:])
-        self.cols = im2col(x, self.window, channels_last=True)
-        y = self.cols @ self.params["W"].transpose(0, 2, 3, 1).reshape(self.filters, -1).T
-        if self.use_bias:
-            y += self.params["b"]
-        y = y.reshape(len(x), oh, ow, self.filters).transpose(0, 3, 1, 2)
-        return self.activation.forward(y, training) if self.activation else y
+        cols = im2col(x, self.window, channels_last=True, out=self.scratch[0] if training else None)
+        self.cols = cols if training else None  # evaluation keeps no columns: its larger batches would stay
+        y = cols @ self.params["W"].transpose(0, 2, 3, 1).reshape(self.filters, -1).T
+        y = self.activation.forward_(y, self.params.get("b"), training)
+        return y.reshape(len(x), oh, ow, self.filters).transpose(0, 3, 1, 2)
 
     def backward(self, dy):
-        if self.activation:
-            dy = self.activation.backward(dy)
         n, f, oh, ow = dy.shape
         c, kh, kw = self.params["W"].shape[1:]
-        dy2 = dy.transpose(0, 2, 3, 1).reshape(-1, f)
+        dy2 = self.activation.backward(dy.transpose(0, 2, 3, 1).reshape(-1, f))
         self.grads["W"][...] = (dy2.T @ self.cols).reshape(f, kh, kw, c).transpose(0, 3, 1, 2)
         if self.use_bias:
             sum_rows(dy2, self.grads["b"])
         if not self.input_grad:
             return None
         W = self.params["W"]
+        adjoint = self.window.adjoint(self.x_shape[2:])
+        if adjoint and f <= c:  # dx = dy ⋆ the flipped kernel: one product, its columns no wider than x's
+            cols = im2col(dy2.reshape(n, oh, ow, f).transpose(0, 3, 1, 2), adjoint, True, self.scratch[1])
+            dx = cols @ W[:, :, ::-1, ::-1].transpose(2, 3, 0, 1).reshape(-1, c)
+            return dx.reshape(n, *self.x_shape[2:], c).transpose(0, 3, 1, 2)
         return col2im(lambda i, j, _: (dy2 @ W[:, :, i, j]).reshape(n, oh, ow, c).transpose(0, 3, 1, 2),
                       self.x_shape, self.window, dy.dtype)

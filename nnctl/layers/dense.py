@@ -4,6 +4,7 @@ from typing import Any
 
 from nnctl.backend import sum_rows, xp
 from nnctl.init import Initializer
+from nnctl.layers.activations import Identity
 from nnctl.layers.base import LAYERS, Layer
 
 
@@ -20,7 +21,7 @@ class Dense(Layer):
         if units < 1:
             raise ValueError(f"units must be at least 1, got {units}")
         self.units, self.use_bias = units, use_bias
-        self.activation = activation  # the builder has made the name an activation layer
+        self.activation = activation or Identity()  # the builder has made the name an activation layer
         self.weight_init: Initializer = weight_init
         self.bias_init: Initializer = bias_init
 
@@ -38,16 +39,11 @@ class Dense(Layer):
 
     def forward(self, x, training):
         self.x = xp.ascontiguousarray(x.reshape(-1, x.shape[-1]))  # BLAS needs it; a strided x is 10x slower
-        y = self.x @ self.params["W"]
-        if self.use_bias:
-            y += self.params["b"]
-        y = y.reshape(*x.shape[:-1], self.units)
-        return self.activation.forward(y, training) if self.activation else y
+        y = self.activation.forward_(self.x @ self.params["W"], self.params.get("b"), training)
+        return y.reshape(*x.shape[:-1], self.units)
 
     def backward(self, dy):
-        if self.activation:
-            dy = self.activation.backward(dy)
-        dy2 = dy.reshape(-1, self.units)
+        dy2 = self.activation.backward(dy.reshape(-1, self.units))
         xp.dot(self.x.T, dy2, out=self.grads["W"])  # dot, not matmul: 6x faster for one-sample batches
         if self.use_bias:
             sum_rows(dy2, self.grads["b"])

@@ -1,6 +1,7 @@
 """Pooling over NCHW images: max and average over sliding windows, and the global average."""
 
 from nnctl.backend import xp
+from nnctl.kernels import maxpool_tiles, maxpool_tiles_backward
 from nnctl.layers.base import LAYERS, Layer
 from nnctl.layers.window import Window, col2im, offsets, pad
 
@@ -36,6 +37,12 @@ class MaxPool2D(Pool2D):
     pad_value = -xp.inf
 
     def forward(self, x, training):
+        self.where = None
+        kh, kw = self.window.kernel
+        if self.window.tiles(x.shape[2:]) and kh * kw <= 256:  # the winner's offset fits a byte
+            y, self.where = maxpool_tiles(channels_last(x), kh, kw)
+            self.y = y.transpose(0, 3, 1, 2)
+            return self.y
         for k, candidate in enumerate(self._offsets(x)):
             if k == 0:
                 self.y = xp.array(candidate, order="K")  # keeps x's memory layout (channel-last after a conv)
@@ -44,6 +51,8 @@ class MaxPool2D(Pool2D):
         return self.y
 
     def backward(self, dy):
+        if self.where is not None:
+            return maxpool_tiles_backward(channels_last(dy), self.where, *self.window.kernel).transpose(0, 3, 1, 2)
         taken = xp.zeros_like(self.y, dtype=bool)
 
         def share(i, j, index):
@@ -87,3 +96,8 @@ class GlobalAvgPool2D(Layer):
     def backward(self, dy):
         h, w = self.x_shape[2:]
         return xp.broadcast_to((dy / (h * w))[:, :, None, None], self.x_shape).copy()
+
+
+def channels_last(x):
+    """The (N, H, W, C) view of NCHW images: contiguous when they are channel-last in memory, as conv outputs are."""
+    return x.transpose(0, 2, 3, 1)

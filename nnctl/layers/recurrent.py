@@ -5,8 +5,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from nnctl import threads
 from nnctl.backend import sum_rows, xp
 from nnctl.init import Initializer
+from nnctl.kernels import gru_cell_backward, lstm_cell_backward
 from nnctl.layers.base import LAYERS, Layer
 
 if typing.TYPE_CHECKING:
@@ -122,7 +124,7 @@ class Recurrent(Layer):
         h = xp.empty((steps, n, units), dtype=z.dtype)
         caches = []
         wh = p["Wh" + s]
-        with np.errstate(over="ignore"):  # exp overflows to inf on purpose; CuPy never warns
+        with np.errstate(over="ignore"), threads.time_loop(n * wh.size):  # CuPy has no errstate; never warns
             for t in range(steps):
                 state, cache = self.step(z[t], state[0] @ wh, state, s)
                 h[t] = state[0]
@@ -163,13 +165,14 @@ class Recurrent(Layer):
         dstate = tuple(xp.zeros((n, units), dtype=h.dtype) for _ in self.carries)
         if dh_last is not None:
             dstate = (dstate[0] + dh_last, *dstate[1:])
-        for t in range(steps - 1, -1, -1):
-            dh = dstate[0] + dh_seq[t] if dh_seq is not None else dstate[0]
-            direct, rest = self.step_back(dh, dstate[1:], caches[t], dz[t], da[t], s)
-            dh_prev = da[t] @ wh_t
-            if direct is not None:
-                dh_prev += direct
-            dstate = (dh_prev, *rest)
+        with threads.time_loop(n * wh_t.size):
+            for t in range(steps - 1, -1, -1):
+                dh = dstate[0] + dh_seq[t] if dh_seq is not None else dstate[0]
+                direct, rest = self.step_back(dh, dstate[1:], caches[t], dz[t], da[t], s)
+                dh_prev = da[t] @ wh_t
+                if direct is not None:
+                    dh_prev += direct
+                dstate = (dh_prev, *rest)
         h0 = self._initial(s, n, h.dtype)[0]
         h_prev = xp.concatenate([h0[None], h[:-1]]).reshape(steps * n, units)
         dz2, da2 = dz.reshape(steps * n, -1), da.reshape(steps * n, -1)
@@ -244,20 +247,8 @@ class LSTM(Recurrent):
         return (o * tc, c), (z, c_prev, tc)
 
     def step_back(self, dh, dstate, cache, dz, da, s):
-        u = self.units
         z, c_prev, tc = cache
-        i, f, o, g = z[:, :u], z[:, u:2 * u], z[:, 2 * u:3 * u], z[:, 3 * u:]
-        sig = z[:, :3 * u]
-        dc = dh * o
-        dc *= 1 - tc * tc
-        dc += dstate[0]
-        xp.multiply(dc, g, out=dz[:, :u])
-        xp.multiply(dc, c_prev, out=dz[:, u:2 * u])
-        xp.multiply(dh, tc, out=dz[:, 2 * u:3 * u])
-        dz[:, :3 * u] *= sig - sig * sig  # σ' = σ(1 − σ) for i, f and o at once
-        xp.multiply(dc, i, out=dz[:, 3 * u:])
-        dz[:, 3 * u:] *= 1 - g * g
-        return None, (dc * f,)
+        return None, (lstm_cell_backward(dh, dstate[0], z, c_prev, tc, dz),)
 
 
 @LAYERS.register("gru")
@@ -290,19 +281,8 @@ class GRU(Recurrent):
         return (h,), (z, an, h_prev)
 
     def step_back(self, dh, dstate, cache, dz, da, s):
-        u = self.units
         z, an, h_prev = cache
-        r, g, n = z[:, :u], z[:, u:2 * u], z[:, 2 * u:]
-        dn = dh * (1 - g)
-        dn *= 1 - n * n
-        dz[:, 2 * u:] = dn
-        xp.multiply(dn, r, out=da[:, 2 * u:])
-        xp.multiply(dn, an, out=dz[:, :u])
-        xp.multiply(dh, h_prev - n, out=dz[:, u:2 * u])
-        sig = z[:, :2 * u]
-        dz[:, :2 * u] *= sig - sig * sig  # σ' for r and u at once
-        da[:, :2 * u] = dz[:, :2 * u]
-        return dh * g, ()
+        return gru_cell_backward(dh, z, an, h_prev, dz, da), ()
 
     def backward_extra(self, s, da2):
         sum_rows(da2, self.grads["bh" + s])

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nnctl.backend import strided_view, xp
+from nnctl.backend import Scratch, strided_view, xp
 
 Pads = tuple[tuple[int, int], tuple[int, int]]
 
@@ -64,6 +64,15 @@ class Window:
         return (self.stride == self.kernel and self.dilation == (1, 1) and self.pads(size) == ((0, 0), (0, 0))
                 and size[0] % self.kernel[0] == 0 and size[1] % self.kernel[1] == 0)
 
+    def adjoint(self, size: tuple[int, ...]) -> "Window | None":
+        """For stride 1 and even padding, the window over the output gradient (padded by span − 1 − padding)
+        whose convolution with the flipped kernel is the input gradient of an input of `size`; else None."""
+        (top, bottom), (left, right) = self.pads(size)
+        if self.stride != (1, 1) or top != bottom or left != right:
+            return None
+        padding = (self.span(0) - 1 - top, self.span(1) - 1 - left)
+        return Window(self.kernel, (1, 1), self.dilation, padding) if min(padding) >= 0 else None
+
     def output_size(self, size: tuple[int, ...]) -> tuple[int, int]:
         """(OH, OW) for an input of `size` (H, W); ValueError for a window that does not fit or stride evenly."""
         out = []
@@ -100,14 +109,20 @@ def windows(x: np.ndarray, window: Window, out: tuple[int, int]) -> np.ndarray:
     return strided_view(x, (*x.shape[:2], *out, kh, kw), (sn, sc, sh * th, sw * tw, sh * dh, sw * dw))
 
 
-def im2col(x: np.ndarray, window: Window, channels_last: bool = False) -> np.ndarray:
+def im2col(x: np.ndarray, window: Window, channels_last: bool = False, out: Scratch | None = None) -> np.ndarray:
     """x (N, C, H, W) -> (N·OH·OW, C·KH·KW): one row per window position, each channel's patch in turn.
 
-    With `channels_last` the columns run (KH, KW, C) instead: 4x faster to gather from channel-last memory."""
-    out = window.output_size(x.shape[2:])
-    view = windows(pad(x, window.pads(x.shape[2:])), window, out)
+    With `channels_last` the columns run (KH, KW, C) instead: 4x faster to gather from channel-last memory.
+    With `out` the columns are written into that reused buffer."""
+    size = window.output_size(x.shape[2:])
+    view = windows(pad(x, window.pads(x.shape[2:])), window, size)
     view = view.transpose(0, 2, 3, 4, 5, 1) if channels_last else view.transpose(0, 2, 3, 1, 4, 5)
-    return view.reshape(-1, x.shape[1] * window.kernel[0] * window.kernel[1])
+    columns = x.shape[1] * window.kernel[0] * window.kernel[1]
+    if out is None:
+        return view.reshape(-1, columns)
+    cols = out(view.shape, x.dtype)
+    cols[...] = view
+    return cols.reshape(-1, columns)
 
 
 def offsets(window: Window, out: tuple[int, int]) -> Iterator[tuple[int, int, tuple]]:

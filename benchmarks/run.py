@@ -1,0 +1,104 @@
+"""Runs every benchmark, each side (nnctl, PyTorch) in its own process, and ends with one table of median ratios.
+
+Each benchmark runs `--repeat` times; which side goes first alternates from run to run. The load average is
+printed before each side, with a warning when the machine is busy (the figures then mean little: PyTorch's
+threads suffer more from sharing the cores than nnctl). Run: python benchmarks/run.py [--repeat 3]
+[--subset N] [--only cnn,lstm] [--trees]   (PyTorch side: pip install -e '.[bench]')
+"""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+BENCHMARKS = ("mlp", "cnn", "deep_cnn", "lstm", "gru")
+BUSY = 0.5
+"""A 1-minute load average above this (per core: above 0.25 on two cores) counts as busy."""
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def run_side(bench: str, side: str, extra: list[str]) -> dict:
+    """One side of one benchmark in a fresh process; its figures, or an 'error' entry."""
+    load = os.getloadavg()[0]
+    print(f"  {bench:8s} {side:7s} load average {load:.2f}{'   WARNING: the machine is busy' if load > BUSY else ''}",
+          flush=True)
+    done = subprocess.run([sys.executable, str(HERE / f"bench_{bench}.py"), "--side", side, "--json", *extra],
+                          capture_output=True, text=True)
+    lines = [json.loads(line[5:]) for line in done.stdout.splitlines() if line.startswith("json ")]
+    if done.returncode or not lines:
+        print(done.stdout + done.stderr, file=sys.stderr)
+        return {"error": f"exit {done.returncode}"}
+    result = {**lines[-1], "load": load}
+    print(f"           {result['rate']:10.0f} {result['unit']}   accuracy {result['accuracy']:.4f}   "
+          f"peak RSS {result['peak_rss_mb']:.0f} MB", flush=True)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--subset", type=int, default=None, help="training samples per benchmark (default: all)")
+    parser.add_argument("--only", default=None, help="comma-separated benchmarks, of: " + ", ".join(BENCHMARKS))
+    parser.add_argument("--trees", action="store_true", help="also bench_trees (trees/s)")
+    args = parser.parse_args()
+    benches = args.only.split(",") if args.only else [*BENCHMARKS, *(["trees"] if args.trees else [])]
+    unknown = [b for b in benches if not (HERE / f"bench_{b}.py").is_file()]
+    if unknown:
+        sys.exit(f"error: no benchmark {', '.join(unknown)}; known: {', '.join(BENCHMARKS)}, trees")
+    extra = [] if args.subset is None else ["--subset", str(args.subset)]
+    print(f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {cpu_name()}, {os.cpu_count()} CPUs, "
+          f"Python {platform.python_version()}")
+    results: dict[str, list[dict]] = {b: [] for b in benches}
+    start, turn = time.perf_counter(), 0
+    for r in range(args.repeat):
+        print(f"run {r + 1} of {args.repeat}")
+        for bench in benches:
+            sides = ("nnctl", "pytorch") if turn % 2 == 0 else ("pytorch", "nnctl")
+            turn += 1
+            results[bench].append({side: run_side(bench, side, extra) for side in sides})
+    print(f"\n{len(benches) * args.repeat * 2} runs in {time.perf_counter() - start:.0f} s; medians of "
+          f"{args.repeat}:\n")
+    print(table(results))
+
+
+def table(results: dict[str, list[dict]]) -> str:
+    """Markdown: per benchmark, the median rate of each side, the median of the runs' ratios, peak RSS of each."""
+    rows = ["| benchmark | nnctl | PyTorch | ratio | nnctl peak RSS | PyTorch peak RSS | RSS ratio | load at start |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for bench, runs in results.items():
+        good = [r for r in runs if "error" not in r["nnctl"] and "error" not in r["pytorch"]]
+        if not good:
+            rows.append(f"| {bench} | failed | failed | | | | | |")
+            continue
+        unit = good[0]["nnctl"]["unit"]
+
+        def median(side: str, key: str, runs: list[dict] = good) -> float:
+            return statistics.median(r[side][key] for r in runs)
+
+        ratio = statistics.median(r["nnctl"]["rate"] / r["pytorch"]["rate"] for r in good)
+        ours, theirs = median("nnctl", "peak_rss_mb"), median("pytorch", "peak_rss_mb")
+        loads = [r[s]["load"] for r in good for s in ("nnctl", "pytorch")]
+        rows.append(f"| {bench} | {median('nnctl', 'rate'):,.0f} {unit} | {median('pytorch', 'rate'):,.0f} {unit} | "
+                    f"{ratio:.2f}× | {ours:.0f} MB | {theirs:.0f} MB | {ours / theirs:.2f}× | "
+                    f"{min(loads):.2f}–{max(loads):.2f} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+"""What defines a run's course: the config less the few keys a resume may change, and a hash of it that every
+checkpoint keeps, so `--resume` with an override that would change the run is refused with the keys named."""
+
+import hashlib
+import json
+from collections.abc import Iterable
+from typing import Any
+
+MAY_CHANGE = ("name", "device", "train.epochs", "train.early_stopping", "train.eval_every", "train.eval_batch_size",
+              "train.log_every_steps", "train.tensorboard", "optimizer.clip_norm", "data.root", "data.mirror",
+              "data.test_subset")
+"""Keys a resume may change; everything else defines the course. `optimizer.lr` too, under a constant schedule."""
+PINNED = ("data.vocab",)
+"""Keys a checkpoint sets itself when it is used (the vocabulary its ids mean), so never a change of course."""
+
+
+def may_change(config: dict[str, Any]) -> tuple[str, ...]:
+    """MAY_CHANGE, plus optimizer.lr when the schedule is constant (nothing else follows the lr)."""
+    schedule = config.get("schedule")
+    constant = schedule in (None, "constant") or (isinstance(schedule, dict) and schedule.get("type") == "constant")
+    return (*MAY_CHANGE, "optimizer.lr") if constant else MAY_CHANGE
+
+
+def course(config: dict[str, Any]) -> dict[str, Any]:
+    """The config's keys that define the run's course, as flat dotted keys."""
+    free = (*may_change(config), *PINNED)
+    return {key: value for key, value in flatten(config).items()
+            if not any(key == f or key.startswith(f + ".") for f in free)}
+
+
+def course_hash(config: dict[str, Any]) -> str:
+    """A short hash of `course(config)`."""
+    text = json.dumps(course(config), sort_keys=True, default=repr)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def changed(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    """'key: old -> new' for every course key that differs between two configs."""
+    a, b = course(before), course(after)
+    return [f"{key}: {a.get(key, '(absent)')!r} -> {b.get(key, '(absent)')!r}"
+            for key in sorted(a.keys() | b.keys()) if key not in a or key not in b or a[key] != b[key]]
+
+
+def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    """{'optimizer': {'lr': 0.1}} -> {'optimizer.lr': 0.1}; list items are numbered; the shorthand `loss: mse`
+    is {'loss.type': 'mse'}, as the loaders read it."""
+    items: Iterable[tuple[Any, Any]]
+    if isinstance(data, dict):
+        items = data.items()
+    elif isinstance(data, list):
+        items = enumerate(data)
+    elif isinstance(data, str) and prefix.count(".") == 0 and prefix in ("loss", "optimizer", "schedule"):
+        return {f"{prefix}.type": data}
+    else:
+        return {prefix: data}
+    flat: dict[str, Any] = {}
+    for key, value in items:
+        flat.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    return flat

@@ -1,0 +1,106 @@
+"""NumPy's .npy and .npz files, read without pickles and without trusting their headers: no objects, records or
+dates, and the declared size must be what the file (or the archive member) holds, checked before allocating.
+Whether the values are numbers is for the reader's user to say (it knows what they should be)."""
+
+import math
+import zipfile
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+
+from nnctl.errors import DataError, regular_file
+from nnctl.limits import too_big
+
+_REFUSED = {"O": "Python objects (pickles are never loaded)", "V": "records with fields", "M": "dates",
+            "m": "time spans"}
+
+
+def read_npy(path: Path) -> np.ndarray:
+    """The array of an .npy file."""
+    size = regular_file(path, DataError, "file")
+    try:
+        with open(path, "rb") as f:
+            if f.read(4) == b"PK\x03\x04":
+                raise DataError(f"{path}: an .npz archive, not a single .npy array; name it *.npz")
+            f.seek(0)
+            return _read_array(f, size, str(path))
+    except _Unreadable as exc:
+        raise DataError(f"{path}: not a readable .npy file ({exc})") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read: {exc.strerror or exc}") from None
+
+
+def read_npz(path: Path) -> dict[str, np.ndarray]:
+    """Every array of an .npz archive by name."""
+    regular_file(path, DataError, "file")
+    try:
+        with open(path, "rb") as f:
+            if f.read(6) == b"\x93NUMPY":
+                raise DataError(f"{path}: a single .npy array, not an .npz archive of named arrays")
+        with zipfile.ZipFile(path) as archive:
+            arrays = {}
+            for info in archive.infolist():
+                name = info.filename.removesuffix(".npy")
+                if info.is_dir() or not info.filename.endswith(".npy"):
+                    raise DataError(f"{path}: holds '{info.filename}', which is not an .npy array")
+                with archive.open(info) as f:
+                    try:
+                        arrays[name] = _read_array(f, info.file_size, f"{path}: array '{name}'")
+                    except _Unreadable as exc:
+                        raise DataError(f"{path}: not a readable .npz file (array '{name}' {exc})") from None
+            return arrays
+    except (OSError, EOFError, zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, ValueError) as exc:
+        raise DataError(f"{path}: not a readable .npz file ({exc})") from None
+
+
+def npz_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """The shape of every array of an .npz archive, from the arrays' headers alone."""
+    regular_file(path, DataError, "file")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            shapes = {}
+            for name in archive.namelist():
+                with archive.open(name) as f:
+                    version = np.lib.format.read_magic(f)
+                    header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                              else np.lib.format.read_array_header_2_0)
+                    shapes[name.removesuffix(".npy")] = header(f)[0]
+            return shapes
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError) as exc:
+        raise DataError(f"{path}: not a readable .npz file ({exc})") from None
+
+
+class _Unreadable(ValueError):
+    """Why an .npy stream is refused, for the caller to say where."""
+
+
+def _read_array(f: IO[bytes], size: int, where: str) -> np.ndarray:
+    """One .npy stream of `size` bytes: its header checked against `size`, then its values read into place."""
+    try:
+        version = np.lib.format.read_magic(f)
+        read_header = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+        if version not in read_header:
+            raise _Unreadable(f"is in .npy format version {version}, not one nnctl reads")
+        shape, fortran, dtype = read_header[version](f)
+    except _Unreadable:
+        raise
+    except ValueError as exc:
+        raise _Unreadable(f"has no readable .npy header: {exc}") from None
+    if dtype.kind in _REFUSED or dtype.fields is not None or dtype.subdtype is not None:
+        raise _Unreadable(f"holds {_REFUSED.get(dtype.kind, 'records')} (dtype {dtype.str}), not plain numbers")
+    nbytes = math.prod(shape) * dtype.itemsize
+    available = size - f.tell()
+    if nbytes > available:
+        raise _Unreadable(f"declares shape {list(shape)} ({nbytes:,} bytes of data), but the file holds "
+                          f"{max(available, 0):,}: a forged header, or a truncated file")
+    if problem := too_big(nbytes, f"{where} of shape {list(shape)}"):
+        raise DataError(problem)
+    buffer, filled = bytearray(nbytes), 0
+    while filled < nbytes:
+        chunk = f.read(min(nbytes - filled, 1 << 24))
+        if not chunk:
+            raise _Unreadable(f"is cut short after {filled:,} of {nbytes:,} bytes")
+        buffer[filled: filled + len(chunk)] = chunk
+        filled += len(chunk)
+    return np.frombuffer(buffer, dtype).reshape(shape, order="F" if fortran else "C")

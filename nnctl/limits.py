@@ -1,0 +1,89 @@
+"""How much one input may make nnctl read, decompress or allocate: from the machine's memory, raised on purpose.
+
+Every size a file declares (an array header, a gzip stream, a tar member, a layer's width, a label's one-hot) is
+checked against `memory_limit()` before anything is allocated, so a 500-byte file cannot ask for a terabyte."""
+
+import io
+import os
+import re
+import zlib
+
+ENV = "NNCTL_MAX_MEMORY"
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+_FALLBACK = 8 << 30  # where the machine does not say how much memory it has
+
+
+def machine_memory() -> int:
+    """The machine's physical memory in bytes."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return _FALLBACK
+
+
+def memory_limit() -> int:
+    """The most bytes one input may need: $NNCTL_MAX_MEMORY (such as 64G), else 3/4 of the machine's memory."""
+    text = os.environ.get(ENV, "").strip()
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?", text, re.IGNORECASE)
+    if match:
+        return int(float(match.group(1)) * _UNITS[match.group(2).upper()])
+    return machine_memory() * 3 // 4
+
+
+def size_text(nbytes: float) -> str:
+    """1536 -> '1.5 KiB'."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if abs(nbytes) < 1024 or unit == "PiB":
+            return f"{nbytes:.0f} {unit}" if unit == "B" else f"{nbytes:.1f} {unit}"
+        nbytes /= 1024
+    raise AssertionError("unreachable")
+
+
+def too_big(nbytes: float, what: str) -> str | None:
+    """Why `what` needing `nbytes` is refused, or None when it fits the limit."""
+    limit = memory_limit()
+    if nbytes <= limit:
+        return None
+    source = f"set by {ENV}" if os.environ.get(ENV) else "3/4 of this machine's memory"
+    return (f"{what} would need {size_text(nbytes)}, more than the {size_text(limit)} nnctl allows one input "
+            f"({source}); if that is what you mean, raise it with {ENV}=<size>, such as {ENV}=64G")
+
+
+def gunzip(raw: bytes, limit: int) -> tuple[bytes, bool]:
+    """The gzip stream's contents, at most `limit` bytes, and whether that was all of it (else it holds more).
+    zlib.error or EOFError when it is not gzip or is cut short."""
+    out, rest = b"", raw
+    while rest:
+        stream = zlib.decompressobj(zlib.MAX_WBITS | 16)
+        out += stream.decompress(rest, limit + 1 - len(out))
+        if len(out) > limit:
+            return out[:limit], False
+        if not stream.eof:
+            if stream.unconsumed_tail:
+                return out, False
+            raise EOFError("the compressed data is cut short")
+        rest = stream.unused_data
+    return out, True
+
+
+class Exceeded(ValueError):
+    """A stream went past its limit while it was read."""
+
+
+class BoundedReader(io.BufferedIOBase):
+    """A read-only file object over `f` that raises Exceeded rather than read past `limit` bytes."""
+
+    def __init__(self, f: io.BufferedIOBase, limit: int):
+        super().__init__()
+        self.f, self.limit, self.count = f, limit, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        room = self.limit + 1 - self.count
+        data = self.f.read(room if size is None or size < 0 else min(size, room))
+        self.count += len(data)
+        if self.count > self.limit:
+            raise Exceeded(f"more than {size_text(self.limit)}")
+        return data

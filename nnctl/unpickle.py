@@ -1,0 +1,183 @@
+"""A restricted unpickler: NumPy arrays of plain numeric or bool dtypes and builtin containers, nothing else.
+
+NumPy's own pickle hooks trust their state: a dtype given forged fields and flags makes NumPy read raw bytes
+as object pointers. So the hooks are replaced by checked twins that build every dtype and array themselves,
+from a typecode and bytes whose length is checked, and refuse anything that is not plain numbers by name."""
+
+import _compat_pickle
+import io
+import math
+import pickle
+import re
+from typing import Any
+
+import numpy as np
+
+PLAIN_KINDS = "biufc"
+"""bool, signed and unsigned integers, floats, complex."""
+_KIND_NAMES = {"O": "object", "V": "void or structured (fields)", "M": "datetime", "m": "timedelta",
+               "U": "unicode string", "S": "byte string", "T": "string"}
+_TYPECODE = re.compile(r"[<>|=]?[A-Za-z?][A-Za-z0-9]{0,11}")
+
+
+class UnsafePickleError(pickle.UnpicklingError):
+    """The pickle references something other than plain data, so it could run code; it was not loaded."""
+
+
+def plain_dtype(spec: Any) -> np.dtype:
+    """The dtype a pickle's typecode names, if it is a plain numeric or bool one; UnsafePickleError if not."""
+    if not isinstance(spec, str) or not _TYPECODE.fullmatch(spec):
+        raise UnsafePickleError(f"it asks for the dtype {str(spec)[:40]!r}, which is not a plain numeric typecode")
+    try:
+        dtype = np.dtype(spec)
+    except TypeError:
+        raise UnsafePickleError(f"it asks for the unknown dtype '{spec}'") from None
+    check_plain(dtype, "it")
+    return dtype
+
+
+def check_plain(dtype: np.dtype, what: str) -> None:
+    """UnsafePickleError unless `dtype` is plain numbers or bool (no fields, objects, void, dates or strings)."""
+    if dtype.kind not in PLAIN_KINDS or dtype.fields is not None or dtype.subdtype is not None:
+        kind = "with fields" if dtype.fields is not None else _KIND_NAMES.get(dtype.kind, dtype.kind)
+        raise UnsafePickleError(f"{what} holds the dtype {dtype.str} ({kind}); only plain numeric and bool "
+                                "arrays are read")
+
+
+class _Dtype:
+    """Stands for a dtype while the pickle is read; its state is checked against what NumPy writes for it."""
+
+    def __init__(self, spec: Any, align: Any = False, copy: Any = False):
+        self.dtype = plain_dtype(spec)
+
+    def __setstate__(self, state: Any) -> None:
+        if not isinstance(state, tuple) or len(state) != 8 or state[1] not in ("<", ">", "|"):
+            raise UnsafePickleError(f"it gives the dtype {self.dtype.str} a state NumPy never writes")
+        dtype = self.dtype.newbyteorder(state[1]) if state[1] != "|" else self.dtype
+        if dtype.__reduce__()[2] != state:
+            raise UnsafePickleError(f"it gives the dtype {self.dtype.str} forged fields or flags {state[2:]}")
+        self.dtype = dtype
+
+
+class _Array:
+    """Stands for an array made by `_reconstruct` until its state (shape, dtype, bytes) arrives and is checked."""
+
+    def __init__(self) -> None:
+        self.array: np.ndarray | None = None
+
+    def __setstate__(self, state: Any) -> None:
+        if isinstance(state, tuple) and len(state) == 5:
+            state = state[1:]
+        if not isinstance(state, tuple) or len(state) != 4:
+            raise UnsafePickleError("it gives an array a state NumPy never writes")
+        shape, dtype, fortran, raw = state
+        self.array = _from_bytes(raw, dtype, shape, "F" if fortran else "C")
+
+
+def _dtype_of(value: Any) -> np.dtype:
+    if not isinstance(value, _Dtype):
+        raise UnsafePickleError(f"it gives an array the dtype {type(value).__name__}, not a dtype")
+    return value.dtype
+
+
+def _from_bytes(raw: Any, dtype: Any, shape: Any, order: Any) -> np.ndarray:
+    """An array built from raw bytes whose length must be what the shape and dtype need."""
+    dtype = _dtype_of(dtype)
+    if isinstance(shape, int):
+        shape = (shape,)
+    if not isinstance(shape, tuple) or not all(isinstance(n, int) and n >= 0 for n in shape):
+        raise UnsafePickleError(f"it gives an array the shape {str(shape)[:40]}")
+    if not isinstance(raw, bytes | bytearray) or order not in ("C", "F"):
+        raise UnsafePickleError("it gives an array data that is not bytes")
+    if len(raw) != math.prod(shape) * dtype.itemsize:
+        raise UnsafePickleError(f"it gives an array of shape {list(shape)} and dtype {dtype.str} {len(raw)} bytes, "
+                                f"not the {math.prod(shape) * dtype.itemsize} it needs")
+    return np.frombuffer(raw, dtype).reshape(shape, order=order).copy(order="K")
+
+
+class _Ndarray:
+    """What `numpy.ndarray` resolves to: a marker for `_reconstruct`, never the class, whose constructor takes
+    any buffer and strides."""
+
+    def __call__(self, *args: Any) -> None:
+        raise UnsafePickleError("it calls numpy.ndarray directly, which can read any memory")
+
+
+_NDARRAY = _Ndarray()
+
+
+def _reconstruct(cls: Any, shape: Any, typecode: Any) -> _Array:
+    if cls is not _NDARRAY:
+        raise UnsafePickleError(f"it reconstructs a {getattr(cls, '__name__', cls)}, not a plain ndarray")
+    return _Array()
+
+
+def _scalar(dtype: Any, raw: Any = b"") -> Any:
+    return _from_bytes(raw, dtype, (), "C")[()]
+
+
+def _encode(text: Any, encoding: Any = "utf-8") -> bytes:
+    """How Python 3 writes bytes into protocol-2 pickles (CIFAR-10's batches): latin-1 text."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise UnsafePickleError("it encodes bytes in a way Python's pickles never do")
+    return text.encode("latin1")
+
+
+def _bytes(data: Any = b"") -> bytes:
+    """`bytes()`, as protocol 2 writes empty bytes; never `bytes(n)`, which would allocate n bytes."""
+    if not isinstance(data, bytes | bytearray):
+        raise UnsafePickleError("it makes bytes from something other than bytes")
+    return bytes(data)
+
+
+_CHECKED = {"_reconstruct": _reconstruct, "scalar": _scalar, "_frombuffer": _from_bytes}
+_NUMPY_MODULES = ("numpy.core.multiarray", "numpy._core.multiarray", "numpy.core.numeric", "numpy._core.numeric")
+_BUILTINS = {("builtins", "set"): set, ("builtins", "frozenset"): frozenset, ("builtins", "complex"): complex,
+             ("builtins", "slice"): slice, ("collections", "OrderedDict"): dict,
+             ("numpy", "ndarray"): _NDARRAY, ("numpy", "dtype"): _Dtype, ("_codecs", "encode"): _encode,
+             ("builtins", "bytes"): _bytes, ("builtins", "bytearray"): _bytes}
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """Resolves only the checked array hooks and builtin containers: a stranger's pickle cannot run code."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        # Python 2's names (protocol 2 writes __builtin__.set), mapped as the standard find_class maps them
+        module, name = _compat_pickle.NAME_MAPPING.get((module, name),
+                                                       (_compat_pickle.IMPORT_MAPPING.get(module, module), name))
+        if (module, name) in _BUILTINS:
+            return _BUILTINS[(module, name)]
+        if module in _NUMPY_MODULES and name in _CHECKED:
+            return _CHECKED[name]
+        raise UnsafePickleError(f"it references {module}.{name}, which plain data never holds")
+
+
+def safe_unpickle(raw: bytes, encoding: str = "ASCII") -> Any:
+    """Unpickles plain NumPy arrays and builtins only; UnsafePickleError for anything else."""
+    try:
+        return _resolve(_RestrictedUnpickler(io.BytesIO(raw), encoding=encoding).load(), {})
+    except RecursionError:
+        raise UnsafePickleError("its containers are nested too deeply to be plain data") from None
+
+
+def _resolve(value: Any, seen: dict[int, Any]) -> Any:
+    """The loaded value with every stand-in replaced by the array or dtype it checked."""
+    if isinstance(value, _Array):
+        if value.array is None:
+            raise UnsafePickleError("it makes an array without giving its contents")
+        return value.array
+    if isinstance(value, _Dtype):
+        return value.dtype
+    if not isinstance(value, dict | list | tuple | set | frozenset):
+        return value
+    if id(value) in seen:
+        return seen[id(value)]
+    if isinstance(value, dict):
+        out: Any = seen.setdefault(id(value), {})
+        out.update((_resolve(k, seen), _resolve(v, seen)) for k, v in value.items())
+    elif isinstance(value, list):
+        out = seen.setdefault(id(value), [])
+        out.extend(_resolve(v, seen) for v in value)
+    else:
+        out = seen[id(value)] = type(value)(_resolve(v, seen) for v in value)
+    return out

@@ -1,0 +1,226 @@
+"""Bombs and endless inputs: each is refused with a message before it can take the memory, the disk or forever."""
+
+import gzip
+import io
+import os
+import tarfile
+import textwrap
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hostile import XOR, clean_error, listing
+
+from helpers import cifar_batches, nnctl
+from nnctl.config import load_config, parse_yaml
+from nnctl.data import DATASETS, cifar10
+from nnctl.data.idx import read_idx
+from nnctl.data.npyfile import read_npy, read_npz
+from nnctl.errors import ConfigError, DataError
+from nnctl.limits import ENV
+
+LAUGHS = "a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\n" + "".join(
+    f"{n}: &{n} [{', '.join([f'*{p}'] * 10)}]\n" for p, n in zip("abcdefgh", "bcdefghi", strict=True))
+
+
+def npy_header(shape: tuple[int, ...], descr: str = "<f8") -> bytes:
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": descr, "fortran_order": False, "shape": shape})
+    return buf.getvalue()
+
+
+def load(spec: dict, base: Path):
+    config = load_config_text(base, {"data": spec})
+    return DATASETS.build(config.data["data"], config, ("data",), base_dir=str(base)).load(np.float32)
+
+
+def load_config_text(base: Path, data: dict):
+    import yaml
+    path = base / "c.yaml"
+    path.write_text(yaml.safe_dump({**yaml.safe_load(XOR), **data}))
+    return load_config(path)
+
+
+# -- YAML -----------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text, phrase", [
+    (LAUGHS, "aliases repeat more than 100,000 values"),
+    ("a: &a [1, *a]\n", "a recursive alias"),
+    ("a: &a {b: *a}\n", "a recursive alias"),
+    ("x: " + "[" * 5000 + "]" * 5000 + "\n", "nested deeper than 100 levels"),
+    ("".join("  " * i + f"k{i}:\n" for i in range(3000)), "nested deeper than 100 levels"),
+    ("x: " + "{a: " * 400 + "1" + "}" * 400 + "\n", "nested deeper than 100 levels"),
+])
+def test_yaml_bombs_are_refused_quickly(text, phrase):
+    with pytest.raises(ConfigError, match=phrase):
+        parse_yaml(text, "bomb.yaml")
+
+
+def test_merge_keys_work_and_keys_written_win():
+    data, origins = parse_yaml("base: &b {type: adam, lr: 0.1, clip_norm: 1.0}\n"
+                               "other: &o {lr: 0.5, eps: 1.0e-7}\n"
+                               "opt:\n  <<: [*b, *o]\n  lr: 0.01\n", "m.yaml")
+    assert data["opt"] == {"type": "adam", "lr": 0.01, "clip_norm": 1.0, "eps": 1e-7}
+    assert origins[("opt", "lr")] == "m.yaml:5" and origins[("opt", "type")] == "m.yaml:1"
+    with pytest.raises(ConfigError, match="m.yaml:1: a: '<<' merges mappings, not int values"):
+        parse_yaml("x: &x [1]\na: {<<: *x}\n", "m.yaml")
+
+
+@pytest.mark.slow
+def test_a_billion_laughs_config_and_a_run_that_holds_one_end_cleanly(tmp_path):
+    (tmp_path / "c.yaml").write_text(LAUGHS + XOR)
+    clean_error(nnctl("train", "c.yaml", cwd=tmp_path, timeout=60), 2, "c.yaml:", "aliases repeat")
+    run = tmp_path / "runs" / "r"
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text(LAUGHS)
+    (run / "summary.json").write_text('{"status": "finished"}')
+    other = tmp_path / "runs" / "s"
+    other.mkdir()
+    (other / "config.yaml").write_text(XOR)
+    (other / "summary.json").write_text('{"status": "finished"}')
+    result = nnctl("runs", "diff", str(run), str(other), cwd=tmp_path, timeout=60)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    assert "is damaged, shown without: config.yaml:" in result.stdout and "aliases repeat" in result.stdout
+
+
+# -- .npy / .npz ----------------------------------------------------------------------------------------------
+
+def test_an_npy_header_declaring_a_terabyte_is_refused_before_allocating(tmp_path):
+    (tmp_path / "tb.npy").write_bytes(npy_header((1 << 40,)) + b"\0" * 400)
+    with pytest.raises(DataError, match=r"declares shape \[1099511627776\] .* but the file holds 400"):
+        read_npy(tmp_path / "tb.npy")
+
+
+def test_an_npz_member_declaring_more_than_it_holds_is_refused(tmp_path):
+    with zipfile.ZipFile(tmp_path / "z.npz", "w") as archive:
+        archive.writestr("x.npy", npy_header((10**12, 10)) + b"\0" * 64)
+        archive.writestr("y.npy", npy_header((2,)) + b"\0" * 16)
+    with pytest.raises(DataError, match="array 'x' declares shape"):
+        read_npz(tmp_path / "z.npz")
+    with pytest.raises(DataError, match="array 'x' declares shape"):
+        load({"type": "npz", "path": "z.npz"}, tmp_path)
+
+
+def test_a_zip_bomb_in_an_npz_is_refused_at_the_memory_limit(tmp_path, monkeypatch):
+    shape = (64 << 20,)  # 512 MiB of zeros, a few hundred KiB compressed
+    with zipfile.ZipFile(tmp_path / "bomb.npz", "w", zipfile.ZIP_DEFLATED) as archive, \
+            archive.open("x.npy", "w", force_zip64=True) as f:
+        f.write(npy_header(shape))
+        for _ in range(512):
+            f.write(bytes(1 << 20))
+    assert (tmp_path / "bomb.npz").stat().st_size < 2 << 20
+    monkeypatch.setenv(ENV, "64M")
+    with pytest.raises(DataError, match=f"would need 512.0 MiB, more than the 64.0 MiB .* raise it with {ENV}"):
+        read_npz(tmp_path / "bomb.npz")
+
+
+def test_npz_arrays_of_objects_records_or_dates_are_refused_by_name(tmp_path):
+    np.savez(tmp_path / "r.npz", x=np.zeros(2, dtype=[("a", "f4")]), y=np.zeros(2))
+    with pytest.raises(DataError, match="array 'x' holds records"):
+        read_npz(tmp_path / "r.npz")
+    np.save(tmp_path / "d.npy", np.array(["2020-01-01"], dtype="M8[D]"))
+    with pytest.raises(DataError, match="holds dates"):
+        read_npy(tmp_path / "d.npy")
+
+
+# -- gzip and tar ---------------------------------------------------------------------------------------------
+
+def idx_header(dims: tuple[int, ...]) -> bytes:
+    return bytes([0, 0, 0x08, len(dims)]) + b"".join(d.to_bytes(4, "big") for d in dims)
+
+
+def test_a_gzip_bomb_in_an_idx_file_stops_at_what_its_header_declares(tmp_path):
+    with gzip.open(tmp_path / "x-idx1-ubyte.gz", "wb") as f:
+        f.write(idx_header((10,)))
+        f.write(bytes(64 << 20))
+    with pytest.raises(DataError, match="decompresses to more than the 18 bytes its IDX header declares"):
+        read_idx(tmp_path / "x-idx1-ubyte.gz")
+
+
+def test_an_idx_header_declaring_a_huge_array_is_refused_before_decompressing(tmp_path):
+    (tmp_path / "x-idx3-ubyte.gz").write_bytes(gzip.compress(idx_header((1 << 20, 1 << 20, 1 << 10)) + b"\0" * 64))
+    with pytest.raises(DataError, match="the array its header declares would need 1.0 PiB"):
+        read_idx(tmp_path / "x-idx3-ubyte.gz")
+
+
+def test_a_gzip_bomb_in_a_cifar_archive_is_cut_off(tmp_path, monkeypatch):
+    folder = tmp_path / "cifar10"
+    folder.mkdir()
+    with gzip.open(folder / cifar10.ARCHIVE, "wb") as gz, tarfile.open(fileobj=gz, mode="w|") as tar:
+        info = tarfile.TarInfo(f"{cifar10.FOLDER}/padding")
+        info.size = 256 << 20
+        tar.addfile(info, io.BytesIO(bytes(info.size)))
+    assert (folder / cifar10.ARCHIVE).stat().st_size < 1 << 20
+    monkeypatch.setenv(ENV, "32M")
+    with pytest.raises(DataError, match="unpacking it would need .* a decompression bomb"):
+        load({"type": "cifar10", "root": "."}, tmp_path)
+
+
+# -- endless and non-regular files ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["/dev/zero", "fifo", "folder"])
+@pytest.mark.slow
+def test_devices_fifos_and_folders_are_refused_before_opening(tmp_path, kind):
+    if kind == "fifo":
+        path = tmp_path / "fifo"
+        os.mkfifo(path)
+    elif kind == "folder":
+        path = tmp_path / "folder"
+        path.mkdir()
+    else:
+        path = Path(kind)
+    phrase = "a folder, not a" if kind == "folder" else "not a regular file"
+    for spec in ({"type": "text", "path": str(path), "seq_len": 4}, {"type": "npz", "path": str(path)},
+                 {"type": "csv", "path": str(path)}):
+        with pytest.raises(DataError, match=phrase):
+            load(spec, tmp_path)
+    with pytest.raises(ConfigError, match=phrase):
+        load_config(path)
+    (tmp_path / "s.yaml").write_text(f"base: {path}\ngrid: {{optimizer.lr: [0.1]}}\n")
+    result = nnctl("sweep", "s.yaml", cwd=tmp_path, timeout=60)
+    clean_error(result, 2, phrase)
+
+
+def test_a_cifar_batch_that_is_a_folder(tmp_path):
+    folder = tmp_path / "cifar10" / cifar10.FOLDER
+    folder.mkdir(parents=True)
+    for name, raw in cifar_batches().items():
+        (folder / name).write_bytes(raw)
+    os.remove(folder / "data_batch_2")
+    (folder / "data_batch_2").mkdir()
+    with pytest.raises(DataError, match="data_batch_2: a folder, not a CIFAR-10 batch file"):
+        load({"type": "cifar10", "root": "."}, tmp_path)
+
+
+# -- memory estimates -----------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_a_layer_of_a_billion_units_says_how_much_memory_it_needs(tmp_path):
+    (tmp_path / "c.yaml").write_text(XOR.replace("units: 4,", "units: 1000000000,"))
+    before = listing(tmp_path)
+    clean_error(nnctl("train", "c.yaml", cwd=tmp_path), 2, "c.yaml:6", "model.layers.0",
+                "a parameter of shape [2, 1000000000] would need 44.7 GiB", ENV)
+    assert listing(tmp_path) == before
+
+
+@pytest.mark.slow
+def test_a_wide_model_is_refused_from_its_whole_training_estimate(tmp_path):
+    (tmp_path / "c.yaml").write_text(XOR.replace("units: 4,", "units: 100000,"))
+    before = listing(tmp_path)
+    clean_error(nnctl("train", "c.yaml", cwd=tmp_path, env={ENV: "16M"}), 2, "model.layers",
+                "training this model", "would need", "more than the 16.0 MiB")
+    assert listing(tmp_path) == before
+    assert nnctl("train", "c.yaml", "-q", cwd=tmp_path).returncode == 0
+
+
+@pytest.mark.slow
+def test_a_one_hot_of_a_label_of_three_billion_says_how_much_memory(tmp_path):
+    (tmp_path / "c.yaml").write_text(textwrap.dedent("""\
+        data: {type: inline, x: [[0], [1]], y: [0, 3000000000], one_hot: true}
+        model: {layers: [{type: dense, units: 2}]}
+        loss: softmax_cross_entropy
+        optimizer: {type: sgd, lr: 0.1}
+    """))
+    clean_error(nnctl("train", "c.yaml", cwd=tmp_path, env={ENV: "1G"}), 1,
+                "one-hot targets for 3,000,000,001 classes would need 22.4 GiB", "the largest is 3,000,000,000")

@@ -1,0 +1,185 @@
+"""Forged but pickle-safe checkpoints are refused naming what is wrong; a checkpoint never decides where data
+comes from; a resume cannot change the run's course; --init-from starts a new run from a checkpoint's weights."""
+
+import copy
+import pickle
+import random
+import time
+import traceback
+
+import numpy as np
+import pytest
+from hostile import XOR, clean_error, listing
+
+from helpers import Server, nnctl
+from nnctl.errors import CheckpointError, NnctlError
+from nnctl.runner import Runner
+from nnctl.trained import Trained
+from nnctl.unpickle import safe_unpickle
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("ckpt")
+    (folder / "xor.yaml").write_text(XOR)
+    result = nnctl("train", "xor.yaml", "-q", cwd=folder)
+    assert result.returncode == 0, result.stderr
+    return next((folder / "runs").iterdir())
+
+
+@pytest.fixture
+def raw(run):
+    return safe_unpickle((run / "checkpoints" / "last.pkl").read_bytes())
+
+
+def forge(data, tmp_path, name="forged.pkl"):
+    path = tmp_path / name
+    path.write_bytes(pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL))
+    return path
+
+
+def set_at(data, dotted, value):
+    *parents, last = (int(k) if k.isdigit() else k for k in dotted.split("."))
+    for key in parents:
+        data = data[key]
+    if value is DELETE:
+        del data[last]
+    else:
+        data[last] = value
+
+
+DELETE = object()
+FORGED = {
+    "missing model": ("model", DELETE, "its 'model' is missing"),
+    "a weight that is an int": ("model.dense_1.params.W", 3, "'model.dense_1.params.W' is int, expected an array"),
+    "a weight of ints": ("model.dense_1.params.W", np.ones((2, 4), np.int64), "an array of int64"),
+    "a weight of the wrong shape": ("model.dense_1.params.W", np.ones((3, 4)), "W has shape [3, 4], expected [2, 4]"),
+    "a NaN weight": ("model.dense_1.params.b", np.full(4, np.nan), "holds NaN or infinite values"),
+    "a layer that is not there": ("model.dense_9", {"params": {}, "state": {}}, "are not this model's"),
+    "optimizer slots of another shape": ("optimizer.slots.m", [np.ones(3)] * 4, "the optimizer's saved 'm' arrays"),
+    "optimizer slots of another optimizer": ("optimizer.slots", {"v": []}, "saved slots ['v'] are not the"),
+    "a position that is a string": ("progress.epoch", "two", "'progress.epoch' is str, expected int"),
+    "a negative step": ("progress.step", -5, "'progress.step' is negative"),
+    "a batch past the epoch": ("progress.batch", 99, "its position (epoch 3, batch 99"),
+    "an order of other samples": ("progress.order", np.array([7, 8, 9, 10]), "does not fit 4 training samples"),
+    "sums that are not numbers": ("progress.sums", {"loss": "x"}, "'progress.sums' are not numbers"),
+    "a history row that is not one": ("history", [1, 2], "'history' holds rows that are not metric rows"),
+    "an rng state of another generator": ("rng.data", {"bit_generator": "MT19937", "state": {}},
+                                          "cannot resume from it"),
+    "an edited config": ("config.model.layers.0.activation", "relu", "its config does not match the run it holds"),
+}
+
+
+@pytest.mark.parametrize("name", FORGED)
+def test_forged_checkpoints_are_refused_naming_what_is_wrong(raw, tmp_path, name):
+    where, value, phrase = FORGED[name]
+    set_at(raw, where, value)
+    raw["progress"]["batch"] = raw["progress"]["batch"] if where != "progress.order" else 1
+    path = forge(raw, tmp_path)
+    with pytest.raises(CheckpointError) as info:
+        Runner.resume(path, ["train.epochs=5"], tmp_path / "runs", quiet=True)
+    assert phrase in str(info.value)
+    assert not list(tmp_path.glob("runs/*"))  # no run folder left behind
+
+
+def test_forged_checkpoints_through_the_cli(raw, tmp_path):
+    set_at(raw, "model.dense_1.params.W", 3)
+    path = forge(raw, tmp_path)
+    for args in (["eval", str(path)], ["export", str(path), "-o", "w.npz"], ["predict", str(path), "x.npy"],
+                 ["train", "--resume", str(path), "train.epochs=5"]):
+        clean_error(nnctl(*args, cwd=tmp_path), 1, "'model.dense_1.params.W' is int")
+    assert listing(tmp_path) == {str(path)}
+
+
+def test_a_checkpoint_does_not_decide_where_data_is_or_comes_from(tmp_path, mnist_root):
+    (tmp_path / "m.yaml").write_text(XOR.replace("{type: logic, op: xor}", "{type: mnist, subset: 64, test_subset: 64}")
+                                     .replace("units: 2}", "units: 10}"))
+    assert nnctl("train", "m.yaml", "-q", cwd=tmp_path).returncode == 0
+    last = next(tmp_path.glob("runs/*/checkpoints/last.pkl"))
+    raw = safe_unpickle(last.read_bytes())
+    (tmp_path / "served").mkdir()
+    with Server(tmp_path / "served") as server:
+        raw["config"]["data"].update(root=str(tmp_path / "evil" / "root"), mirror=server.url)
+        raw["course"] = None
+        path = forge(raw, tmp_path)
+        result = nnctl("eval", str(path), cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert not (tmp_path / "evil").exists()
+        empty = tmp_path / "empty"
+        result = nnctl("eval", str(path), cwd=tmp_path, env={"NNCTL_DATA_DIR": str(empty)})
+    clean_error(result, 1, "is missing and could not be downloaded")
+    assert server.url not in result.stderr  # only the dataset's own mirrors were tried
+    assert not (tmp_path / "evil").exists() and not empty.exists()
+
+
+@pytest.mark.parametrize("overrides, phrase", [
+    (["data.op=and"], "data.op: 'xor' -> 'and'"),
+    (["optimizer.type=momentum"], "optimizer.type: 'adam' -> 'momentum'"),
+    (["model.layers.0.units=8", "seed=3"], "model.layers.0.units: 4 -> 8; seed: 0 -> 3"),
+    (["train.batch_size=2"], "train.batch_size: 4 -> 2"),
+])
+def test_a_resume_that_would_change_the_course_is_refused_with_the_keys(run, tmp_path, overrides, phrase):
+    before = listing(run)
+    clean_error(nnctl("train", "--resume", str(run / "checkpoints" / "best.pkl"), "train.epochs=4", *overrides,
+                      "--runs-dir", str(tmp_path / "runs"), cwd=tmp_path),
+                1, "--resume would change the run's course", phrase, "--init-from")
+    assert listing(run) == before and not (tmp_path / "runs").exists()
+
+
+def test_what_may_change_on_resume_does(run, tmp_path):
+    result = nnctl("train", "--resume", str(run / "checkpoints" / "best.pkl"), "train.epochs=3", "optimizer.lr=0.01",
+                   "train.log_every_steps=1", "optimizer.clip_norm=1.0", "--runs-dir", "runs", "-q", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+
+
+def test_init_from_starts_a_new_run_from_the_weights(run, tmp_path):
+    (tmp_path / "ft.yaml").write_text(XOR.replace("{type: adam, lr: 0.05}", "{type: momentum, lr: 0.01}"))
+    best = run / "checkpoints" / "best.pkl"
+    result = nnctl("train", "ft.yaml", "--init-from", str(best), "train.epochs=1", "-q", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    clean_error(nnctl("train", "ft.yaml", "model.layers.0.units=5", "--init-from", str(best), cwd=tmp_path), 1,
+                "its weights do not fit", "W has shape [2, 4], expected [2, 5]")
+    assert len(list((tmp_path / "runs").iterdir())) == 1
+    clean_error(nnctl("train", "--resume", str(best), "--init-from", str(best), cwd=tmp_path), 2,
+                "--init-from starts a new run of a config")
+
+
+VALUES = [None, 0, -1, 7, 1.5, float("nan"), "x", [], [1], {}, {"a": 1}, (1, 2), b"x", True,
+          np.ones(3), np.ones((2, 4)), np.ones((2, 4), np.float32), np.zeros(0), np.arange(4), np.full(2, np.inf)]
+
+
+def paths(node, prefix=()):
+    yield prefix
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else []
+    for key, value in items:
+        yield from paths(value, prefix + (key,))
+
+
+def test_random_mutations_of_a_checkpoint_load_or_fail_cleanly(raw, tmp_path):
+    rng = random.Random(11)
+    deadline, seen = time.monotonic() + 90, {"ok": 0, "error": 0}
+    for i in range(300):
+        if time.monotonic() > deadline:
+            break
+        data = copy.deepcopy(raw)
+        for _ in range(rng.randint(1, 3)):
+            path = rng.choice([p for p in paths(data) if p])
+            parent = data
+            for key in path[:-1]:
+                parent = parent[key]
+            if isinstance(parent, dict) and rng.random() < 0.2:
+                del parent[path[-1]]
+            else:
+                parent[path[-1]] = copy.deepcopy(rng.choice(VALUES))
+        file = forge(data, tmp_path, f"m{i}.pkl")
+        try:
+            Trained.load(file)
+            Runner.resume(file, ["train.epochs=5"], tmp_path / "runs", quiet=True).fit()
+            seen["ok"] += 1
+        except NnctlError:
+            seen["error"] += 1
+        except Exception:
+            pytest.fail(f"mutation {i} of the checkpoint ended in a bug:\n{traceback.format_exc()}")
+    assert seen["error"] > 50 and sum(seen.values()) >= 50, seen

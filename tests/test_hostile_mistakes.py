@@ -1,0 +1,114 @@
+"""User mistakes end in one clear message, never an internal error; a damaged run folder is shown in part."""
+
+import json
+
+import pytest
+from hostile import XOR, clean_error, listing
+
+from helpers import nnctl
+
+pytestmark = pytest.mark.slow  # each test runs the CLI or trains
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """One finished xor run (3 epochs) and its folder."""
+    folder = tmp_path_factory.mktemp("mistakes")
+    (folder / "xor.yaml").write_text(XOR.replace("epochs: 2", "epochs: 3"))
+    result = nnctl("train", "xor.yaml", "-q", cwd=folder)
+    assert result.returncode == 0, result.stderr
+    return next((folder / "runs").iterdir())
+
+
+YAML_MISTAKES = {
+    "control character": (XOR.replace("name: xor", "name: x\x07y"), "c.yaml:1: the character U+0007 is not allowed"),
+    "nul byte": ("seed: 0\x00\n" + XOR, "c.yaml:1: the character U+0000"),
+    "a key that is a list": (XOR + "? [a, b]\n: 1\n", "c.yaml:11: <top level>: a key must be a name, not a sequence"),
+    "a key that is a mapping": (XOR.replace("seed: 0", "seed: 0\ndata2: {? {a: 1}: 2}"),
+                                "c.yaml:3: data2: a key must be a name, not a mapping"),
+    "a null key": (XOR + "~: 1\n", "a key must be a name, not null"),
+    "recursive alias": (XOR.replace("seed: 0", "seed: &s [*s]"), "c.yaml:2: seed.0: an alias refers to a node"),
+    "5000-deep nesting": ("x: " + "[" * 5000 + "]" * 5000 + "\n" + XOR, "c.yaml:1: nested deeper than 100 levels"),
+    "non-finite lr": (XOR.replace("lr: 0.05", "lr: .nan"), "c.yaml:9: optimizer.lr: must be a finite number, got nan"),
+    "infinite min_delta": (XOR.replace("batch_size: 4", "batch_size: 4, early_stopping: {min_delta: .inf}"),
+                           "train.early_stopping.min_delta: must be a finite number, got inf"),
+}
+
+
+@pytest.mark.parametrize("name", YAML_MISTAKES)
+def test_yaml_mistakes(tmp_path, name):
+    text, phrase = YAML_MISTAKES[name]
+    (tmp_path / "c.yaml").write_text(text)
+    clean_error(nnctl("train", "c.yaml", cwd=tmp_path, timeout=120), 2, phrase)
+    assert listing(tmp_path) == {str(tmp_path / "c.yaml")}
+
+
+def test_merge_keys_work_in_a_config(tmp_path):
+    text = XOR.replace("optimizer: {type: adam, lr: 0.05}", "optimizer:\n  <<: &o {type: adam, lr: 0.5}\n  lr: 0.05")
+    (tmp_path / "c.yaml").write_text(text)
+    result = nnctl("train", "c.yaml", "-q", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "lr: 0.05" in next(tmp_path.glob("runs/*/config.yaml")).read_text()
+
+
+@pytest.mark.parametrize("args, code, phrase", [
+    (["gradcheck", "--eps", "0"], 2, "--eps must be a finite number above 0, got 0.0"),
+    (["gradcheck", "--tol", "nan"], 2, "--tol must be a finite number above 0"),
+    (["gradcheck", "{config}", "--samples", "0"], 2, "--samples must be a finite number of at least 1, got 0"),
+    (["gradcheck", "{config}", "--samples", "-3"], 2, "--samples must be"),
+    (["gradcheck", "{config}", "--per-tensor", "-1"], 2, "--per-tensor must be"),
+    (["sample", "{run}/checkpoints/last.pkl", "--temperature", "nan"], 2, "--temperature must be a finite number"),
+    (["sample", "{run}/checkpoints/last.pkl", "--length", "0"], 2, "--length must be"),
+    (["plot", "{run}", "--smooth", "nan"], 2, "--smooth must be in [0, 1)"),
+    (["plot", "{run}", "--activations", "--samples", "0"], 2, "--samples must be"),
+    (["train", "{config}", "--runs-dir", "{config}"], 1, "a file (or inside one), not a folder for runs"),
+    (["runs", "{config}"], 1, "a file, not a folder of runs"),
+    (["train", "{config}", "a..b=1"], 2, "override 'a..b=1': the key 'a..b' has an empty or padded part"),
+    (["plot", "{run}", "-o", "{tmp}/out.xyz"], 1, "unknown image kind '.xyz'"),
+    (["plot", "{run}", "-o", "{config}/x.png"], 1, "is a file, not a folder"),
+    (["eval", "{run}"], 1, "a folder, not a checkpoint"),
+])
+def test_cli_mistakes(run, tmp_path, args, code, phrase):
+    (tmp_path / "c.yaml").write_text(XOR)
+    names = {"config": str(tmp_path / "c.yaml"), "run": str(run), "tmp": str(tmp_path)}
+    before = listing(tmp_path, run)
+    clean_error(nnctl(*(a.format(**names) for a in args), cwd=tmp_path), code, phrase)
+    assert listing(tmp_path, run) == before
+
+
+def test_data_root_that_is_a_file(tmp_path):
+    (tmp_path / "c.yaml").write_text(XOR.replace("{type: logic, op: xor}", "{type: mnist, root: c.yaml}"))
+    clean_error(nnctl("train", "c.yaml", cwd=tmp_path), 1, "c.yaml: a file, but the data of mnist is kept in a folder")
+
+
+DAMAGE = {
+    "broken config.yaml": ("config.yaml", "model: [unclosed\n", "config.yaml: "),
+    "summary.json that is a list": ("summary.json", "[1, 2]", "summary.json: holds list"),
+    "a metrics row without kind": ("metrics.jsonl", None, "metrics.jsonl:2: a row without kind"),
+    "a half-written last line": ("metrics.jsonl", "cut", "metrics.jsonl:3: its last line is cut off"),
+    "a summary value of the wrong kind": ("summary.json", "wall", "summary.json: its 'wall_time_s' is str"),
+}
+
+
+@pytest.mark.parametrize("name", DAMAGE)
+def test_damaged_run_folders_are_listed_in_part_with_the_damage_named(run, tmp_path, name):
+    import shutil
+    copy = tmp_path / "runs" / run.name
+    shutil.copytree(run, copy)
+    file, text, phrase = DAMAGE[name]
+    if text is None:
+        rows = (copy / file).read_text().splitlines()
+        rows[1] = json.dumps({k: v for k, v in json.loads(rows[1]).items() if k != "kind"})
+        text = "\n".join(rows) + "\n"
+    elif text == "cut":
+        text = (copy / file).read_text()[:-20]
+    elif text == "wall":
+        text = json.dumps({**json.loads((copy / file).read_text()), "wall_time_s": "long"})
+    (copy / file).write_text(text)
+    for args in (["runs", str(tmp_path / "runs")], ["runs", "show", str(copy)], ["runs", "diff", str(copy), str(run)]):
+        result = nnctl(*args, cwd=tmp_path)
+        assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+        assert f"{copy} is damaged, shown without: " in result.stdout and phrase in result.stdout, result.stdout
+        assert "internal error" not in result.stdout + result.stderr
+    listed = nnctl("runs", str(tmp_path / "runs"), cwd=tmp_path).stdout
+    assert run.name in listed and ("finished" in listed or file == "summary.json")

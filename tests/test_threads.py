@@ -1,0 +1,27 @@
+"""BLAS threads: one inside a recurrent time loop of small products, NNCTL_THREADS fixed everywhere."""
+
+import numpy as np
+import pytest
+
+from helpers import nnctl
+from nnctl import threads
+
+
+def test_a_time_loop_of_small_products_runs_on_one_thread_and_restores_the_count():
+    (blas, *_) = threads._blas()
+    blas.set_num_threads(2)
+    with threads.time_loop(128 * 128 * 512):
+        assert blas.num_threads == 1
+        np.ones((64, 64)) @ np.ones((64, 64))
+    assert blas.num_threads == 2
+    with threads.time_loop(threads.SMALL_PRODUCT):
+        assert blas.num_threads == 2
+
+
+@pytest.mark.slow
+def test_nnctl_threads_is_reported_and_a_bad_value_stopped():
+    shown = nnctl("--version", env={"NNCTL_THREADS": "1"})
+    assert shown.returncode == 0 and "BLAS threads: openblas" in shown.stdout and "1 (NNCTL_THREADS)" in shown.stdout
+    bad = nnctl("--version", env={"NNCTL_THREADS": "many"})
+    assert bad.returncode == 2 and "NNCTL_THREADS must be a positive number of threads, got 'many'" in bad.stderr
+    assert "Traceback" not in bad.stderr
