@@ -22,7 +22,7 @@ def torch_model():
 def main() -> None:
     args = options(__doc__).parse_args()
     Bench(args, "mnist_cnn.yaml").run(
-        lambda data: torch_fit(torch_model(), data, 100, args.epochs, 1e-3),
+        lambda data: torch_fit(torch_model(), data, 100, args.epochs, 1e-3, device=args.device),
         None if args.json else lambda data: print_profile("mnist_cnn.yaml", data.train.x[:100]))
 
 

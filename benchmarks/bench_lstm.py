@@ -31,7 +31,7 @@ def main(cell: str = "LSTM", config: str = "mnist_lstm.yaml", doc: str = __doc__
     parser.add_argument("--threads", type=int, default=None, help="PyTorch's thread count (default: its own)")
     args = parser.parse_args()
     Bench(args, config).run(lambda data: torch_fit(torch_model(cell), data, 128, args.epochs, 2e-3, clip_norm=5.0,
-                                                   threads=args.threads))
+                                                   threads=args.threads, device=args.device))
 
 
 if __name__ == "__main__":

@@ -21,7 +21,8 @@ def torch_model():
 
 def main() -> None:
     args = options(__doc__).parse_args()
-    Bench(args, "mnist_mlp.yaml").run(lambda data: torch_fit(torch_model(), data, 128, args.epochs, 1e-3))
+    Bench(args, "mnist_mlp.yaml").run(
+        lambda data: torch_fit(torch_model(), data, 128, args.epochs, 1e-3, device=args.device))
 
 
 if __name__ == "__main__":

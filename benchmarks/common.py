@@ -32,6 +32,7 @@ def options(doc: str, epochs: int = 1) -> argparse.ArgumentParser:
     parser.add_argument("--side", choices=("both", "nnctl", "pytorch"), default="both",
                         help="which side to run (benchmarks/run.py runs each in its own process)")
     parser.add_argument("--json", action="store_true", help="also print each side's figures as one JSON line")
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda: both sides on the GPU (nnctl through CuPy)")
     return parser
 
 
@@ -43,7 +44,7 @@ class Bench:
         self.args, self.config, self.unit = args, config, unit
         subset = () if args.subset is None else (f"data.subset={args.subset}", f"data.test_subset={args.subset}")
         self.overrides = (f"train.epochs={args.epochs}", "data.validation=null", "train.monitor=loss",
-                          "schedule.type=constant", *overrides, *subset)
+                          "schedule.type=constant", f"device={args.device}", *overrides, *subset)
 
     def run(self, peer: Callable[[Dataset], tuple[float, float]] | None,
             after_nnctl: Callable[[Dataset], None] | None = None) -> None:
@@ -54,7 +55,7 @@ class Bench:
             rates["nnctl"] = rate
             self.show("nnctl", rate, accuracy, kernels=kernels.ACTIVE, compile_s=round(compile_s, 2),
                       compiled=compiled, threads=threads.describe())
-            if after_nnctl:
+            if after_nnctl and self.args.device == "cpu":  # a GPU's kernels run asynchronously: no host timings
                 after_nnctl(data)
         if self.args.side in ("both", "pytorch"):
             if not have_torch():
@@ -62,7 +63,7 @@ class Bench:
                 return
             import torch
 
-            data = data or build(load_config(CONFIGS / self.config, list(self.overrides))).data
+            data = data or build(load_config(CONFIGS / self.config, [*self.overrides, "device=cpu"])).data
             rates["pytorch"], accuracy = peer(data)
             self.show("pytorch", rates["pytorch"], accuracy, torch=torch.__version__, threads=torch.get_num_threads())
         if len(rates) == 2:
@@ -76,7 +77,7 @@ class Bench:
         with tempfile.TemporaryDirectory() as runs:
             runner = Runner.start(load_config(path, list(self.overrides)), Path(runs), quiet=True)
             start = time.perf_counter()
-            summary = runner.fit()
+            summary = runner.fit()  # ends with the test metrics, read back to the host: the GPU has finished
             seconds = time.perf_counter() - start
         data = runner.exp.data
         return len(data.train) * self.args.epochs / seconds, summary["test"]["test_accuracy"], data

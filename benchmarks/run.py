@@ -3,7 +3,8 @@
 Each benchmark runs `--repeat` times; which side goes first alternates from run to run. The load average is
 printed before each side, with a warning when the machine is busy (the figures then mean little: PyTorch's
 threads suffer more from sharing the cores than nnctl). Run: python benchmarks/run.py [--repeat 3]
-[--subset N] [--only cnn,lstm] [--trees]   (PyTorch side: pip install -e '.[bench]')
+[--subset N] [--only cnn,lstm] [--trees] [--device cuda]   (PyTorch side: pip install -e '.[bench]';
+--device cuda runs both sides on an NVIDIA GPU: nnctl through CuPy, pip install -e '.[gpu]', against PyTorch CUDA)
 """
 
 import argparse
@@ -56,14 +57,15 @@ def main() -> None:
     parser.add_argument("--subset", type=int, default=None, help="training samples per benchmark (default: all)")
     parser.add_argument("--only", default=None, help="comma-separated benchmarks, of: " + ", ".join(BENCHMARKS))
     parser.add_argument("--trees", action="store_true", help="also bench_trees (trees/s)")
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda: both sides on the GPU, against PyTorch CUDA")
     args = parser.parse_args()
     benches = args.only.split(",") if args.only else [*BENCHMARKS, *(["trees"] if args.trees else [])]
     unknown = [b for b in benches if not (HERE / f"bench_{b}.py").is_file()]
     if unknown:
         sys.exit(f"error: no benchmark {', '.join(unknown)}; known: {', '.join(BENCHMARKS)}, trees")
-    extra = [] if args.subset is None else ["--subset", str(args.subset)]
+    extra = ([] if args.subset is None else ["--subset", str(args.subset)]) + ["--device", args.device]
     print(f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {cpu_name()}, {os.cpu_count()} CPUs, "
-          f"Python {platform.python_version()}")
+          f"Python {platform.python_version()}, device {args.device}")
     results: dict[str, list[dict]] = {b: [] for b in benches}
     start, turn = time.perf_counter(), 0
     for r in range(args.repeat):

@@ -83,6 +83,11 @@ def on_cpu() -> bool:
     return xp.module is numpy
 
 
+def on_cupy() -> bool:
+    """True while `xp` is CuPy (not NumPy, nor a stand-in for tests)."""
+    return getattr(xp.module, "__name__", "") == "cupy"
+
+
 def to_device(a: Any) -> Any:
     """The array on the current device (no copy on the CPU)."""
     return a if on_cpu() else xp.asarray(a)

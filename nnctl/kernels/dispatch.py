@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from nnctl.backend import on_cpu
+from nnctl.backend import on_cpu, on_cupy
 
 FORCE_NUMPY = os.environ.get("NNCTL_KERNELS", "").strip().lower() == "numpy"
 """NNCTL_KERNELS=numpy: the references everywhere, CPU and GPU."""
@@ -49,7 +49,7 @@ class Kernel:
         if on_cpu():
             return self.run(*args)
         if self.gpu is None:
-            self.gpu = self.make_gpu() if self.make_gpu and not FORCE_NUMPY else self.reference
+            self.gpu = self.make_gpu() if self.make_gpu and on_cupy() and not FORCE_NUMPY else self.reference
         return self.gpu(*args)
 
     def cupy(self, make: Callable[[], Callable]) -> "Kernel":
