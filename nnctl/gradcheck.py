@@ -38,7 +38,7 @@ def numerical_gradient(f: Callable[[], float], x: np.ndarray, eps: float = 1e-6,
     """(f(x + h) − f(x − h)) / 2h for each entry of x (or only `indices`), x restored afterwards."""
     grad = np.zeros(x.shape)
     for index in indices if indices is not None else list(np.ndindex(x.shape)):
-        old = x[index]
+        old = float(x[index])  # a copy: a device array indexed this way is a view of x
         x[index] = old + eps
         plus = f()
         x[index] = old - eps

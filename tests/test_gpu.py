@@ -73,7 +73,7 @@ def test_a_short_training_on_the_gpu_learns_what_the_cpu_run_learns(config, tmp_
     gpu_acc = gpu.history[-1]["accuracy"]
     cpu_acc = cpu.history[-1]["accuracy"]
     assert abs(gpu_acc - cpu_acc) < 0.03, (gpu_acc, cpu_acc)
-    assert gpu_acc > 0.7
+    assert gpu_acc > 0.4  # chance is 0.1; two epochs of 2,000 images
 
 
 CONSTANT = ["schedule.type=constant"]  # a cosine schedule follows train.epochs, which the resume changes
