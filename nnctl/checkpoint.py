@@ -81,9 +81,9 @@ class Checkpoint:
             raise CheckpointError(f"{path}: checkpoint format {version} is not one this nnctl {__version__} reads "
                                   f"(formats 1 to {FORMAT_VERSION})")
         _check_kinds(data, _KINDS, "", path)
-        _check_contents(data, path)
         recipe = data["inputs"]
         _check_kinds(recipe, _RECIPE_KINDS, "inputs.", path)
+        _check_contents(data, path)
         stats = recipe["channel_stats"]
         if stats is not None and (len(stats) != 2 or not all(isinstance(a, np.ndarray) for a in stats)):
             raise CheckpointError(f"{path}: its 'inputs.channel_stats' is not a pair of arrays (mean, std)")

@@ -7,23 +7,17 @@ from collections.abc import Iterable
 from typing import Any
 
 MAY_CHANGE = ("name", "device", "train.epochs", "train.early_stopping", "train.eval_every", "train.eval_batch_size",
-              "train.log_every_steps", "train.tensorboard", "optimizer.clip_norm", "data.root", "data.mirror",
-              "data.test_subset")
-"""Keys a resume may change; everything else defines the course. `optimizer.lr` too, under a constant schedule."""
+              "train.log_every_steps", "train.tensorboard", "optimizer.lr", "optimizer.clip_norm",
+              "data.root", "data.mirror", "data.test_subset")
+"""Keys a resume may change; everything else defines the course. The lr may change as the epochs may: a schedule
+scales whatever base lr it is given, as it follows whatever epoch count it is given."""
 PINNED = ("data.vocab",)
 """Keys a checkpoint sets itself when it is used (the vocabulary its ids mean), so never a change of course."""
 
 
-def may_change(config: dict[str, Any]) -> tuple[str, ...]:
-    """MAY_CHANGE, plus optimizer.lr when the schedule is constant (nothing else follows the lr)."""
-    schedule = config.get("schedule")
-    constant = schedule in (None, "constant") or (isinstance(schedule, dict) and schedule.get("type") == "constant")
-    return (*MAY_CHANGE, "optimizer.lr") if constant else MAY_CHANGE
-
-
 def course(config: dict[str, Any]) -> dict[str, Any]:
     """The config's keys that define the run's course, as flat dotted keys."""
-    free = (*may_change(config), *PINNED)
+    free = (*MAY_CHANGE, *PINNED)
     return {key: value for key, value in flatten(config).items()
             if not any(key == f or key.startswith(f + ".") for f in free)}
 

@@ -19,7 +19,7 @@ from nnctl import __version__, checkpoint
 from nnctl.backend import to_device
 from nnctl.checkpoint import Checkpoint, InputRecipe
 from nnctl.config import Config
-from nnctl.course import changed, course_hash, may_change
+from nnctl.course import MAY_CHANGE, changed, course_hash
 from nnctl.errors import CheckpointError, NnctlError, TrainingError
 from nnctl.experiment import Experiment, build
 from nnctl.metrics import MetricSums, evaluate
@@ -316,7 +316,7 @@ def _check_course(saved: Checkpoint, config: dict[str, Any], path: Path) -> None
     if course_hash(config) != course_hash(saved.config):
         changes = "; ".join(changed(saved.config, config))
         raise CheckpointError(f"{path}: --resume would change the run's course: {changes}."
-                              f" On resume only these may change: {', '.join(may_change(saved.config))}. To start a "
+                              f" On resume only these may change: {', '.join(MAY_CHANGE)}. To start a "
                               f"new run from its weights with another config, use: nnctl train CONFIG --init-from "
                               f"{path}")
 

@@ -27,7 +27,7 @@ def read_idx(path: str | Path) -> np.ndarray:
             raise DataError(f"{path}: not a readable gzip file ({exc})") from None
         if not whole:
             raise DataError(f"{path}: decompresses to more than the {size:,} bytes its IDX header declares "
-                            "(a corrupt file, or a decompression bomb)")
+                            "(truncated or corrupt, or a decompression bomb)")
     return parse_idx(raw, str(path))
 
 

@@ -139,7 +139,7 @@ def read_table(path: Path, header: bool | None = None, delimiter: str = ",") -> 
 def _rows(path: Path, header: bool | None, delimiter: str,
           limit: int | None = None) -> tuple[list[int], list[list[str]]]:
     """The file's non-blank rows after any header (of its first `limit` non-blank rows), with their line numbers."""
-    regular_file(path, DataError, "CSV file")
+    regular_file(path, DataError, "file")
     try:
         with open(path, newline="", encoding="utf-8") as f:
             reader = csv.reader(f, delimiter=delimiter)
