@@ -6,6 +6,7 @@ import os
 import platform
 import signal
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,8 @@ class Runner:
         self.lr = exp.optimizer.lr
         """The learning rate of the latest step."""
         self.stop_requested = False
+        self.on_epoch: Callable[[dict[str, Any]], None] | None = None
+        """Called with each epoch's row once its metrics, last.pkl and summary are written (by a sweep engine)."""
 
     # -- set-up --------------------------------------------------------------------------------------------
 
@@ -214,6 +217,9 @@ class Runner:
         if improved:
             self.checkpoints.save_best(payload)
         self.progress.epoch(row, settings.epochs)
+        self._write_summary("running")  # `nnctl runs` shows a live run's epochs
+        if self.on_epoch:
+            self.on_epoch(row)
         es = settings.early_stopping
         if es and self.monitor.wait >= es.patience:
             self.progress.say(f"early stopping: {self.monitor.name} has not improved for {es.patience} "
