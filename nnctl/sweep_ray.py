@@ -24,6 +24,9 @@ INSTALL = "pip install 'nnctl[ray]'"
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+if os.environ.get("RAY_AUTH_TOKEN") or Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or
+                                            Path.home() / ".ray" / "auth_token").is_file():
+    os.environ.setdefault("RAY_AUTH_MODE", "token")  # `ray start` made the token; Ray sends it only with address=auto
 try:
     import ray
     from ray import tune
@@ -39,12 +42,12 @@ def run(sweep: Sweep, todo: list[Member], address: str | None, jobs: int | None,
         report: Callable[[Outcome], None]) -> list[Outcome]:
     """Runs the grid's or random search's `todo` (from Sweep.plan), or the rest of a TPE search, as Tune trials;
     every member's outcome, in sweep order (a TPE search's ranked by its metric). Ctrl-C: KeyboardInterrupt."""
-    done = _done_runs(sweep) if sweep.search.type == "tpe" else []
+    done = done_runs(sweep) if sweep.search.type == "tpe" else []
     remaining = (sweep.search.samples - len(done)) if sweep.search.type == "tpe" else len(todo)
-    sweep.dir.mkdir(parents=True, exist_ok=True)
     members = _Members(sweep, report)
     if remaining > 0:
         _connect(address, sweep.spec.cpus_per_member or 1)
+        sweep.dir.mkdir(parents=True, exist_ok=True)
         try:
             _fit(sweep, todo, done, remaining, jobs, members)
         finally:
@@ -107,8 +110,8 @@ def _connect(address: str | None, threads: int) -> None:
                              "run on this machine alone") from None
     env = {"env_vars": {name: str(threads) for name in THREAD_VARS}}
     try:
-        ray.init(address=None if address == "local" else address, runtime_env=env, logging_level=logging.ERROR,
-                 log_to_driver=False, **({} if address else {"include_dashboard": False}))
+        ray.init(address=address or "local", runtime_env=env, logging_level=logging.ERROR, log_to_driver=False,
+                 **({} if address not in (None, "local") else {"include_dashboard": False}))
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise NnctlError(f"--address {address}: cannot join the Ray cluster: {exc}") from None
 
@@ -278,7 +281,7 @@ def _member(sweep: Sweep, params: dict[str, Any]) -> Member:
                          for key, values in sweep.space.items()})
 
 
-def _done_runs(sweep: Sweep) -> list[Run]:
+def done_runs(sweep: Sweep) -> list[Run]:
     """A TPE sweep's runs that count as drawn: finished, early stopped or failed."""
     if not sweep.dir.is_dir():
         return []
