@@ -377,7 +377,8 @@ def sweep_command(
         if engine == "ray":
             from nnctl import sweep_ray
 
-            outcomes = sweep_ray.run(sweep, todo, address or sweep.spec.address, jobs, report)
+            outcomes = sweep_ray.run(sweep, todo, address or sweep.spec.address, jobs, report,
+                                     lambda line: out.print(line, markup=False))
         else:
             outcomes = sweep.run(todo, jobs or sweep.spec.max_concurrent or 1, report)
     except KeyboardInterrupt:

@@ -33,9 +33,9 @@ class SweepSpec:
     def __init__(self, base: str | dict, name: str | None = None, overrides: dict | None = None,
                  grid: dict | None = None, members: list[dict] | None = None, metric: str = "loss",
                  samples: int | None = None, seed: int = 0, search: str | dict | None = None,
-                 scheduler: str | dict | None = None, engine: Literal["local", "ray"] = "local", address: str | None = None,
-                 cpus_per_member: int | None = None, gpus_per_member: float = 0, max_concurrent: int | None = None,
-                 max_failures: int = 2):
+                 scheduler: str | dict | None = None, engine: Literal["local", "ray"] = "local",
+                 address: str | None = None, cpus_per_member: int | None = None, gpus_per_member: float = 0,
+                 max_concurrent: int | None = None, max_failures: int = 2):
         for key, value, least in (("samples", samples, 1), ("cpus_per_member", cpus_per_member, 1),
                                   ("max_concurrent", max_concurrent, 1), ("gpus_per_member", gpus_per_member, 0),
                                   ("max_failures", max_failures, 0)):

@@ -39,12 +39,12 @@ INTERRUPTED = "nnctl-interrupted"
 
 
 def run(sweep: Sweep, todo: list[Member], address: str | None, jobs: int | None,
-        report: Callable[[Outcome], None]) -> list[Outcome]:
+        report: Callable[[Outcome], None], say: Callable[[str], None]) -> list[Outcome]:
     """Runs the grid's or random search's `todo` (from Sweep.plan), or the rest of a TPE search, as Tune trials;
     every member's outcome, in sweep order (a TPE search's ranked by its metric). Ctrl-C: KeyboardInterrupt."""
     done = done_runs(sweep) if sweep.search.type == "tpe" else []
     remaining = (sweep.search.samples - len(done)) if sweep.search.type == "tpe" else len(todo)
-    members = _Members(sweep, report)
+    members = _Members(sweep, report, say)
     if remaining > 0:
         _connect(address, sweep.spec.cpus_per_member or 1)
         sweep.dir.mkdir(parents=True, exist_ok=True)
@@ -114,6 +114,7 @@ def _connect(address: str | None, threads: int) -> None:
                  **({} if address not in (None, "local") else {"include_dashboard": False}))
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise NnctlError(f"--address {address}: cannot join the Ray cluster: {exc}") from None
+    logging.getLogger("ray").setLevel(logging.CRITICAL)  # a lost worker is reported by _Members, not a traceback
 
 
 def _param_space(sweep: Sweep, todo: list[Member]) -> dict[str, Any]:
@@ -217,18 +218,24 @@ class _Members(tune.Callback):
     """On the driver: each member's run directory from its reports; a member that ASHA stopped is marked
     early_stopped (by the sweep), and each ended member is reported."""
 
-    def __init__(self, sweep: Sweep, report: Callable[[Outcome], None]):
-        self.sweep, self.report = sweep, report
+    def __init__(self, sweep: Sweep, report: Callable[[Outcome], None], say: Callable[[str], None]):
+        self.sweep, self.report, self.say = sweep, report, say
         self.run_dirs: dict[str, str] = {}
         self.outcomes: dict[str, Outcome] = {}
         self.ended = 0
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "report": None}  # Tune saves its callbacks with the experiment; not the printer
+        return {**self.__dict__, "report": None, "say": None}  # Tune saves callbacks with the experiment, not printers
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         if result.get("run_dir"):
             self.run_dirs[trial.trial_id] = result["run_dir"]
+
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        run = self._run(trial)
+        where = f"from {run.path / 'checkpoints' / 'last.pkl'}" if run else "from the start"
+        self.say(f"  {_member(self.sweep, trial.config).label}: its worker was lost; restarting it {where} "
+                 f"(failure {trial.num_failures} of at most {self.sweep.spec.max_failures})")
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         run = self._run(trial)

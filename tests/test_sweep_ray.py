@@ -108,7 +108,8 @@ def test_ray_grid_equals_the_local_engine_bit_for_bit_and_a_killed_worker_resume
     stdout, stderr = process.communicate(timeout=600)
     assert killed, f"no member was caught mid-run: {stdout}{stderr}"
     assert process.returncode == 0, stdout + stderr
-    assert "Traceback" not in stderr
+    assert "Traceback" not in stderr, stderr
+    assert "its worker was lost; restarting it from" in stdout and "(failure 1 of at most 2)" in stdout, stdout
 
     ours, theirs = summaries(tmp_path / "ray" / "grid"), summaries(tmp_path / "local" / "grid")
     assert sorted(ours) == sorted(theirs) == ["0.001_0", "0.001_1", "0.01_0", "0.01_1"]  # one run each
