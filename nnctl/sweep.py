@@ -275,17 +275,19 @@ class Sweep:
     def plan(self) -> list[Member]:
         """The members still to run: finished ones are left out; stopped or crashed ones resume."""
         previous = find_runs(self.dir) if self.dir.is_dir() else []
-        todo = []
-        for member in self.members:
-            same = [run for run in previous if run.config == member.config.data]
-            member.previous = same[-1] if same else None
-            if member.previous and member.previous.status in DONE:
-                continue
-            last = member.previous.path / "checkpoints" / "last.pkl" if member.previous else None
-            resumable = last is not None and last.is_file() and member.previous.status != "failed"
-            member.resume = last if resumable else None
-            todo.append(member)
-        return todo
+        return [member for member in self.members if self.prepare(member, previous)]
+
+    def prepare(self, member: Member, previous: list[Run]) -> bool:
+        """Finds the member's newest earlier run (the same resolved config) and its last.pkl to resume from;
+        False when that run is done."""
+        same = [run for run in previous if run.config == member.config.data]
+        member.previous = same[-1] if same else None
+        if member.previous and member.previous.status in DONE:
+            return False
+        last = member.previous.path / "checkpoints" / "last.pkl" if member.previous else None
+        resumable = last is not None and last.is_file() and member.previous.status != "failed"
+        member.resume = last if resumable else None
+        return True
 
     def run(self, todo: list[Member], jobs: int = 1, report: Callable[[Outcome], None] | None = None
             ) -> list[Outcome]:

@@ -34,22 +34,20 @@ try:
 except ImportError as exc:
     raise NnctlError(f"the Ray engine needs Ray Tune ({exc}); install it with {INSTALL}") from None
 
-INTERRUPTED = "nnctl-interrupted"
-"""A file in a Tune experiment's folder while its sweep was stopped by Ctrl-C, so a re-run restores it."""
-
-
 def run(sweep: Sweep, todo: list[Member], address: str | None, jobs: int | None,
         report: Callable[[Outcome], None], say: Callable[[str], None]) -> list[Outcome]:
     """Runs the grid's or random search's `todo` (from Sweep.plan), or the rest of a TPE search, as Tune trials;
     every member's outcome, in sweep order (a TPE search's ranked by its metric). Ctrl-C: KeyboardInterrupt."""
     done = done_runs(sweep) if sweep.search.type == "tpe" else []
+    stopped = [run for run in find_runs(sweep.dir) if run.status not in (*DONE, "failed")] \
+        if sweep.search.type == "tpe" and sweep.dir.is_dir() else []
     remaining = (sweep.search.samples - len(done)) if sweep.search.type == "tpe" else len(todo)
     members = _Members(sweep, report, say)
     if remaining > 0:
         _connect(address, sweep.spec.cpus_per_member or 1)
         sweep.dir.mkdir(parents=True, exist_ok=True)
         try:
-            _fit(sweep, todo, done, remaining, jobs, members)
+            _fit(sweep, todo, done, stopped, remaining, jobs, members)
         finally:
             ray.shutdown()
     if sweep.search.type != "tpe":
@@ -68,33 +66,23 @@ def rank(outcomes: list[Outcome], metric: str, mode: str) -> list[Outcome]:
     return sorted(outcomes, key=key)
 
 
-def _fit(sweep: Sweep, todo: list[Member], done: list[Run], remaining: int, jobs: int | None,
+def _fit(sweep: Sweep, todo: list[Member], done: list[Run], stopped: list[Run], remaining: int, jobs: int | None,
          members: "_Members") -> None:
     spec = sweep.spec
     trainable = tune.with_resources(tune.with_parameters(train_member, sweep=sweep),
                                     {"cpu": spec.cpus_per_member or 1, "gpu": spec.gpus_per_member})
-    storage = sweep.dir / ".tune"
-    previous = sorted(storage.glob(f"*/{INTERRUPTED}"))
-    if previous and sweep.search.type == "tpe" and tune.Tuner.can_restore(previous[-1].parent):
-        experiment = previous[-1].parent
-        tuner = tune.Tuner.restore(str(experiment), trainable, resume_unfinished=True, resume_errored=True)
-    else:
-        experiment = storage / f"{sweep.search.type}-{datetime.now():%Y%m%d-%H%M%S}"
-        tuner = tune.Tuner(trainable, param_space=_param_space(sweep, todo), tune_config=tune.TuneConfig(
-            scheduler=_scheduler(sweep), search_alg=_searcher(sweep, done),
-            num_samples=remaining if sweep.search.type == "tpe" else 1,
-            max_concurrent_trials=jobs or spec.max_concurrent, reuse_actors=True),
-            run_config=tune.RunConfig(
-                storage_path=str(storage), name=experiment.name, verbose=0, callbacks=[members],
-                failure_config=tune.FailureConfig(max_failures=spec.max_failures),
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=1)))
+    tpe = sweep.search.type == "tpe"
+    tuner = tune.Tuner(trainable, param_space=None if tpe else _param_space(sweep, todo), tune_config=tune.TuneConfig(
+        scheduler=_scheduler(sweep), search_alg=_searcher(sweep, done, stopped) if tpe else None,
+        num_samples=remaining if tpe else 1, max_concurrent_trials=jobs or spec.max_concurrent, reuse_actors=True),
+        run_config=tune.RunConfig(
+            storage_path=str(sweep.dir / ".tune"), name=f"{sweep.search.type}-{datetime.now():%Y%m%d-%H%M%S}",
+            verbose=0, callbacks=[members], failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1)))
     tuner.fit()
     if members.ended < remaining:
         members.stop_the_rest()
-        experiment.mkdir(parents=True, exist_ok=True)
-        (experiment / INTERRUPTED).touch()
         raise KeyboardInterrupt
-    (experiment / INTERRUPTED).unlink(missing_ok=True)
 
 
 def _connect(address: str | None, threads: int) -> None:
@@ -118,11 +106,14 @@ def _connect(address: str | None, threads: int) -> None:
 
 
 def _param_space(sweep: Sweep, todo: list[Member]) -> dict[str, Any]:
-    """The grid's and random search's members by their index; TPE's space as Tune's distributions, lists of
-    values as the index of the value (Optuna's choices must be plain scalars)."""
-    if sweep.search.type != "tpe":
-        labels = [m.label for m in sweep.members]
-        return {"member": tune.grid_search([labels.index(m.label) for m in todo])}
+    """The grid's and random search's members, by their index."""
+    labels = [m.label for m in sweep.members]
+    return {"member": tune.grid_search([labels.index(m.label) for m in todo])}
+
+
+def _space(sweep: Sweep) -> dict[str, Any]:
+    """TPE's space as Tune's distributions; a list of values as the index of the value (Optuna's choices must
+    be plain scalars)."""
     space = {}
     for key, values in sweep.space.items():
         if isinstance(values, Range):
@@ -142,25 +133,23 @@ def _scheduler(sweep: Sweep) -> Any:
                          grace_period=s.grace_period, reduction_factor=s.reduction_factor)
 
 
-def _searcher(sweep: Sweep, done: list[Run]) -> Any:
-    """Optuna's TPE, seeded, told the results of the members finished in earlier runs of the sweep."""
-    if sweep.search.type != "tpe":
-        return None
+def _searcher(sweep: Sweep, done: list[Run], stopped: list[Run]) -> Any:
+    """Optuna's TPE, seeded, told the results of the members done in earlier runs of the sweep; the members
+    stopped by Ctrl-C come first, to be resumed."""
     try:
         import optuna
         from ray.tune.search.optuna import OptunaSearch
     except ImportError as exc:
         raise NnctlError(f"search type tpe needs Optuna ({exc}); install it with {INSTALL}") from None
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    points, rewards = [], []
+    resume = [point for point in (_encode(sweep, run) for run in stopped) if point is not None]
+    searcher = OptunaSearch(_space(sweep), metric=sweep.search.metric, mode=sweep.search.mode,
+                            sampler=optuna.samplers.TPESampler(seed=sweep.spec.seed), points_to_evaluate=resume)
     for run in done:
         point, value = _encode(sweep, run), _final(run, sweep.search.metric)
         if point is not None and value is not None:
-            points.append(point)
-            rewards.append(value)
-    return OptunaSearch(metric=sweep.search.metric, mode=sweep.search.mode,
-                        sampler=optuna.samplers.TPESampler(seed=sweep.spec.seed),
-                        points_to_evaluate=points or None, evaluated_rewards=rewards or None)
+            searcher.add_evaluated_point(point, value)
+    return searcher
 
 
 def train_member(params: dict[str, Any], sweep: Sweep) -> None:
@@ -192,11 +181,9 @@ def _runner(sweep: Sweep, member: Member, restored: Any) -> Runner | None:
         runner.progress.say(f"the sweep restarted this member from its last.pkl (epoch {runner.epoch}) after "
                             "its worker was lost")
         return runner
-    if sweep.search.type == "tpe":
-        same = [run for run in find_runs(sweep.dir) if run.config == member.config.data]
-        if same and same[-1].status in DONE:  # TPE proposed a member it had already
-            tune.report({**same[-1].epochs()[-1], "run_dir": str(same[-1].path)})
-            return None
+    if sweep.search.type == "tpe" and not sweep.prepare(member, find_runs(sweep.dir)):
+        tune.report({**member.previous.epochs()[-1], "run_dir": str(member.previous.path)})  # proposed again
+        return None
     if member.resume is not None:
         return Runner.resume(member.resume, [], sweep.dir, quiet=True)
     return Runner.start(member.config, member.base_dir, sweep.dir, quiet=True)

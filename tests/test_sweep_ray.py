@@ -178,6 +178,35 @@ def test_tpe_proposes_members_in_the_space_and_the_table_ranks_them(tmp_path, mn
     assert sorted(p.parent for p in folder.glob("*/summary.json")) == sorted(runs)
 
 
+def test_ctrl_c_stops_a_ray_sweep_and_running_it_again_resumes(tmp_path, mnist_root):
+    path = sweep_file(tmp_path, "stop", "grid:\n  seed: [0, 1]\nengine: ray\nmax_concurrent: 1\n", subset=10000,
+                      epochs=3)
+    command = [sys.executable, "-m", "nnctl.cli", "sweep", str(path), "--runs-dir", str(tmp_path / "runs")]
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)  # its own process group, as a terminal's Ctrl-C reaches
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None:
+        metrics = list((tmp_path / "runs").glob("stop/*/metrics.csv"))
+        if metrics and len(metrics[0].read_text().splitlines()) >= 2:
+            break
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=300)
+    assert process.returncode == 130, stdout + stderr
+    assert "Run the sweep again to resume" in stderr and "Traceback" not in stderr
+    (run,) = (tmp_path / "runs" / "stop").glob("0-*")
+    stopped = json.loads((run / "summary.json").read_text())
+    assert stopped["status"] == "stopped" and 1 <= stopped["epochs"] < 3
+
+    again = nnctl(*command[3:])
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "2 members, 0 already done, 2 to run" in again.stdout
+    found = summaries(tmp_path / "runs" / "stop")
+    assert {k: (s["status"], s["epochs"]) for k, s in found.items()} == {"0": ("finished", 3), "1": ("finished", 3)}
+    assert found["0"]["run_dir"] == str(run)  # the same run directory, continued from its last.pkl
+    assert len(epochs(run)) == 3
+
+
 def test_without_ray_the_engine_says_how_to_install_it(tmp_path):
     path = sweep_file(tmp_path, "g", "grid:\n  seed: [0, 1]\n")
     hide = "import sys; sys.modules['ray'] = None; from nnctl.cli import main; sys.argv[0] = 'nnctl'; main()"
