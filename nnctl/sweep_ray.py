@@ -17,7 +17,7 @@ from nnctl.config import key_path
 from nnctl.errors import NnctlError
 from nnctl.experiment import TrainSettings
 from nnctl.runner import Runner
-from nnctl.runs import Run, find_runs, load_run
+from nnctl.runs import Run, find_runs, is_run, load_run
 from nnctl.sweep import DONE, THREAD_VARS, Member, Outcome, Range, Sweep, concrete_paths
 
 INSTALL = "pip install 'nnctl[ray]'"
@@ -169,10 +169,15 @@ def train_member(params: dict[str, Any], sweep: Sweep) -> None:
         runner.on_epoch = lambda row: _report(runner, row)
         runner.fit()
     except NnctlError as exc:
-        tune.report({"nnctl_error": str(exc), "run_dir": str(runner.run_dir) if runner else ""})
+        _report_error(sweep, runner, str(exc))
     except Exception as exc:  # one member's bug must not stop the others, nor be retried as a lost worker
-        tune.report({"nnctl_error": f"internal error: {type(exc).__name__}: {exc}",
-                     "run_dir": str(runner.run_dir) if runner else ""})
+        _report_error(sweep, runner, f"internal error: {type(exc).__name__}: {exc}")
+
+
+def _report_error(sweep: Sweep, runner: Runner | None, error: str) -> None:
+    """A failed member's last report: its error, and NaN for the metrics TPE and ASHA read (a failed trial)."""
+    metrics = {s.metric: float("nan") for s in (sweep.search, sweep.scheduler) if s is not None}
+    tune.report({**metrics, "nnctl_error": error, "run_dir": str(runner.run_dir) if runner else ""})
 
 
 def _runner(sweep: Sweep, member: Member, restored: Any) -> Runner | None:
@@ -186,7 +191,9 @@ def _runner(sweep: Sweep, member: Member, restored: Any) -> Runner | None:
         runner.progress.say(f"the sweep restarted this member from its last.pkl (epoch {runner.epoch}) after "
                             "its worker was lost")
         return runner
-    if sweep.search.type == "tpe" and not sweep.prepare(member, find_runs(sweep.dir)):
+    # only this member's runs: the others' metrics.jsonl may be half-written at this moment
+    previous = [load_run(path) for path in sorted(sweep.dir.glob(f"{member.label}-*")) if is_run(path)]
+    if sweep.search.type == "tpe" and not sweep.prepare(member, previous):
         tune.report({**member.previous.epochs()[-1], "run_dir": str(member.previous.path)})  # proposed again
         return None
     if member.resume is not None:
