@@ -101,7 +101,6 @@ class Member:
 
     label: str
     config: Config
-    base_dir: Path
     values: dict[str, Any]
     """The grid values of this member, by grid key."""
     group: str
@@ -141,7 +140,7 @@ class Sweep:
         self.search = self._search()
         self.scheduler = self._section(Scheduler, "scheduler", "asha")
         self.space = self._space()
-        self.base, self.base_dir = self._base()
+        self.base = self._base()
         self.members = [] if self.search.type == "tpe" else self._members()
 
     def _construct(self, cls: type, data: dict, where: KeyPath) -> Any:
@@ -213,15 +212,14 @@ class Sweep:
                 raise self.file.error(where, f"{what} needs the Ray engine: set engine: ray in the sweep file or "
                                              "run with --engine ray (pip install 'nnctl[ray]')")
 
-    def _base(self) -> tuple[Config, Path]:
+    def _base(self) -> Config:
         base = self.spec.base
         if isinstance(base, str):
-            path = self.path.parent / base
-            return load_config(path), path.resolve().parent
+            return load_config(self.path.parent / base)
         origins = {key[1:]: line for key, line in self.file.origins.items() if key[:1] == ("base",)}
-        config = Config(copy.deepcopy(base), str(self.path), origins)
+        config = Config(copy.deepcopy(base), str(self.path), origins, self.path.resolve().parent)
         config.data.setdefault("name", self.name)
-        return config, self.path.resolve().parent
+        return config
 
     def _members(self) -> list[Member]:
         for i, member in enumerate(self.spec.members):
@@ -248,7 +246,7 @@ class Sweep:
         label = "_".join(p for p in [group, *(_short(v, k) for k, v in values.items())] if p) or self.name
         config.data["name"] = label
         check_top_level(config)
-        return Member(label, config, self.base_dir, values, group)
+        return Member(label, config, values, group)
 
     def _grid(self) -> list[dict[str, Any]]:
         """The grid values of each member: every combination, or `samples` of them drawn at random (a random
@@ -264,13 +262,7 @@ class Sweep:
         return [dict(zip(keys, c, strict=True)) for c in combinations]
 
     def _override(self, config: Config, where: KeyPath, key: str, value: Any) -> None:
-        origin = f"{self.file.where(where)} ({dotted(where)})"
-        paths = concrete_paths(config.data, key_path(str(key)))
-        if not paths:
-            raise self.file.error(where, f"'{key}': its '*' matches no item of the base config that has the key "
-                                         "after it")
-        for path in paths:
-            apply_override(config, path, copy.deepcopy(value), origin)
+        apply_override(config, key_path(str(key)), value, f"{self.file.where(where)} ({dotted(where)})")
 
     def plan(self) -> list[Member]:
         """The members still to run: finished ones are left out; stopped or crashed ones resume."""
@@ -284,9 +276,10 @@ class Sweep:
         member.previous = same[-1] if same else None
         if member.previous and member.previous.status in DONE:
             return False
-        last = member.previous.path / "checkpoints" / "last.pkl" if member.previous else None
-        resumable = last is not None and last.is_file() and member.previous.status != "failed"
-        member.resume = last if resumable else None
+        member.resume = None
+        if member.previous and member.previous.status != "failed":
+            last = member.previous.path / "checkpoints" / "last.pkl"
+            member.resume = last if last.is_file() else None
         return True
 
     def run(self, todo: list[Member], jobs: int = 1, report: Callable[[Outcome], None] | None = None
@@ -316,14 +309,14 @@ def run_member(member: Member, sweep_dir: Path) -> tuple[str, str | None, Path |
         if member.resume is not None:
             runner = Runner.resume(member.resume, [], sweep_dir, quiet=True)
         else:
-            runner = Runner.start(member.config, member.base_dir, sweep_dir, quiet=True)
+            runner = Runner.start(member.config, sweep_dir, quiet=True)
         return runner.fit()["status"], None, runner.run_dir
     except NnctlError as exc:
-        return "failed", str(exc), runner and runner.run_dir
+        return "failed", str(exc), runner.run_dir if runner else None
     except Exception as exc:  # one member's bug must not stop the others; it is reported with the rest
-        return "failed", f"internal error: {type(exc).__name__}: {exc}", runner and runner.run_dir
+        return "failed", f"internal error: {type(exc).__name__}: {exc}", runner.run_dir if runner else None
     except KeyboardInterrupt:
-        return "stopped", "interrupted", runner and runner.run_dir
+        return "stopped", "interrupted", runner.run_dir if runner else None
 
 
 def by_value(outcomes: list[Outcome], metric: str) -> dict[str, dict[str, list[tuple[float, float]]]]:
@@ -341,23 +334,6 @@ def by_value(outcomes: list[Outcome], metric: str) -> dict[str, dict[str, list[t
                 others = [outcome.member.group] + [_short(v, k) for k, v in outcome.member.values.items() if k != key]
                 curves.setdefault(key, {}).setdefault(" ".join(o for o in others if o), []).append((x, value))
     return {key: groups for key, groups in curves.items() if max(len(xy) for xy in groups.values()) > 1}
-
-
-def concrete_paths(data: Any, path: KeyPath) -> list[KeyPath]:
-    """The paths a key with `*` stands for: each list item (or mapping value) that has the key after it."""
-    if "*" not in path:
-        return [path]
-    i = path.index("*")
-    node = data
-    for key in path[:i]:
-        try:
-            node = node[key]
-        except (KeyError, IndexError, TypeError):
-            return []
-    items = enumerate(node) if isinstance(node, list) else node.items() if isinstance(node, dict) else []
-    nxt = path[i + 1] if i + 1 < len(path) else None
-    return [concrete for k, item in items if isinstance(item, dict) and nxt in item
-            for concrete in concrete_paths(data, path[:i] + (k,) + path[i + 1:])]
 
 
 def _short(value: Any, key: str) -> str:

@@ -13,12 +13,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from nnctl.config import key_path
+from nnctl.config import expand_path, key_path
 from nnctl.errors import NnctlError
 from nnctl.experiment import TrainSettings
 from nnctl.runner import Runner
 from nnctl.runs import Run, find_runs, is_run, load_run
-from nnctl.sweep import DONE, THREAD_VARS, Member, Outcome, Range, Sweep, concrete_paths
+from nnctl.sweep import DONE, THREAD_VARS, Member, Outcome, Range, Sweep
 
 INSTALL = "pip install 'nnctl[ray]'"
 # Tune's own progress tables and metric checks: nnctl prints its own lines, and a failed member's last report
@@ -198,7 +198,7 @@ def _runner(sweep: Sweep, member: Member, restored: Any) -> Runner | None:
         return None
     if member.resume is not None:
         return Runner.resume(member.resume, [], sweep.dir, quiet=True)
-    return Runner.start(member.config, member.base_dir, sweep.dir, quiet=True)
+    return Runner.start(member.config, sweep.dir, quiet=True)
 
 
 def _report(runner: Runner, row: dict[str, Any]) -> None:
@@ -298,7 +298,7 @@ def _values(sweep: Sweep, config: dict[str, Any]) -> dict[str, Any]:
     values = {}
     for key in sweep.space:
         node: Any = config
-        for part in (concrete_paths(config, key_path(key)) or [()])[0]:
+        for part in (expand_path(config, key_path(key)) or [()])[0]:
             node = node[part] if isinstance(node, dict | list) and (
                 part in node if isinstance(node, dict) else isinstance(part, int) and part < len(node)) else None
         values[key] = node
