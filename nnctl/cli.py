@@ -342,7 +342,7 @@ def sweep_command(
 
         done = len(sweep_ray.done_runs(sweep))
         out.print(f"sweep {sweep.name}: a tpe search of {sweep.search.samples} members, {done} already done, "
-                  f"{max(0, sweep.search.samples - done)} to run on Ray in {sweep.dir}")
+                  f"{max(0, (sweep.search.samples or 0) - done)} to run on Ray in {sweep.dir}")
     else:
         where = "on Ray" if engine == "ray" else f"with {jobs or sweep.spec.max_concurrent or 1} job(s)"
         out.print(f"sweep {sweep.name}: {len(sweep.members)} members, {len(sweep.members) - len(todo)} already "

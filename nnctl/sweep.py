@@ -84,7 +84,7 @@ class Range:
 
     def draw(self, rng: np.random.Generator) -> float | int:
         if self.kind == "integer":
-            return int(rng.integers(self.low, self.high + 1))
+            return int(rng.integers(int(self.low), int(self.high) + 1))
         if self.kind == "loguniform":
             return float(np.exp(rng.uniform(np.log(self.low), np.log(self.high))))
         return float(rng.uniform(self.low, self.high))
@@ -238,7 +238,7 @@ class Sweep:
         overrides = self.spec.members[variant]
         group = str(overrides.get("name", ""))
         config = copy.deepcopy(self.base)
-        settings = [(("overrides", k), k, v) for k, v in self.spec.overrides.items()]
+        settings: list[tuple[KeyPath, str, Any]] = [(("overrides", k), k, v) for k, v in self.spec.overrides.items()]
         settings += [(("members", variant, k), k, v) for k, v in overrides.items() if k != "name"]
         settings += [(("grid", k), k, v) for k, v in values.items()]
         for where, key, value in settings:
@@ -251,13 +251,13 @@ class Sweep:
     def _grid(self) -> list[dict[str, Any]]:
         """The grid values of each member: every combination, or `samples` of them drawn at random (a random
         search: without repeats from lists of values, each key on its own where a key has a range)."""
-        keys, rng = list(self.space), np.random.default_rng(self.spec.seed)
+        keys, rng, samples = list(self.space), np.random.default_rng(self.spec.seed), self.search.samples or 0
         if any(isinstance(v, Range) for v in self.space.values()):
             return [{k: v.draw(rng) if isinstance(v, Range) else v[rng.integers(len(v))]
-                     for k, v in self.space.items()} for _ in range(self.search.samples)]
-        combinations = list(itertools.product(*self.space.values()))
-        if self.search.type == "random" and self.search.samples < len(combinations):
-            chosen = sorted(rng.choice(len(combinations), self.search.samples, replace=False))
+                     for k, v in self.space.items()} for _ in range(samples)]
+        combinations = list(itertools.product(*(v for v in self.space.values() if isinstance(v, list))))
+        if self.search.type == "random" and samples < len(combinations):
+            chosen = sorted(rng.choice(len(combinations), samples, replace=False))
             combinations = [combinations[i] for i in chosen]
         return [dict(zip(keys, c, strict=True)) for c in combinations]
 

@@ -43,7 +43,7 @@ def run(sweep: Sweep, todo: list[Member], address: str | None, jobs: int | None,
     done = done_runs(sweep) if sweep.search.type == "tpe" else []
     stopped = [run for run in find_runs(sweep.dir) if run.status not in (*DONE, "failed")] \
         if sweep.search.type == "tpe" and sweep.dir.is_dir() else []
-    remaining = (sweep.search.samples - len(done)) if sweep.search.type == "tpe" else len(todo)
+    remaining = (sweep.search.samples or 0) - len(done) if sweep.search.type == "tpe" else len(todo)
     members = _Members(sweep, report, say)
     if remaining > 0:
         _connect(address, sweep.spec.cpus_per_member or 1)
@@ -99,9 +99,9 @@ def _connect(address: str | None, threads: int) -> None:
                              "`ray start --head --port PORT` and give its address, or leave --address out to "
                              "run on this machine alone") from None
     env = {"env_vars": {name: str(threads) for name in THREAD_VARS}}
+    here: dict[str, Any] = {"include_dashboard": False} if address in (None, "local") else {}
     try:
-        ray.init(address=address or "local", runtime_env=env, logging_level=logging.ERROR, log_to_driver=False,
-                 **({} if address not in (None, "local") else {"include_dashboard": False}))
+        ray.init(address=address or "local", runtime_env=env, logging_level=logging.ERROR, log_to_driver=False, **here)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise NnctlError(f"--address {address}: cannot join the Ray cluster: {exc}") from None
     logging.getLogger("ray").setLevel(logging.CRITICAL)  # a lost worker is reported by _Members, not a traceback
@@ -193,7 +193,7 @@ def _runner(sweep: Sweep, member: Member, restored: Any) -> Runner | None:
         return runner
     # only this member's runs: the others' metrics.jsonl may be half-written at this moment
     previous = [load_run(path) for path in sorted(sweep.dir.glob(f"{member.label}-*")) if is_run(path)]
-    if sweep.search.type == "tpe" and not sweep.prepare(member, previous):
+    if sweep.search.type == "tpe" and not sweep.prepare(member, previous) and member.previous:
         tune.report({**member.previous.epochs()[-1], "run_dir": str(member.previous.path)})  # proposed again
         return None
     if member.resume is not None:
@@ -295,12 +295,16 @@ def done_runs(sweep: Sweep) -> list[Run]:
 
 
 def _values(sweep: Sweep, config: dict[str, Any]) -> dict[str, Any]:
-    values = {}
+    """A run's values of the grid's keys (a `*` key: its first match), None where the config lacks one."""
+    values: dict[str, Any] = {}
     for key in sweep.space:
+        paths = expand_path(config, key_path(key))
         node: Any = config
-        for part in (expand_path(config, key_path(key)) or [()])[0]:
-            node = node[part] if isinstance(node, dict | list) and (
-                part in node if isinstance(node, dict) else isinstance(part, int) and part < len(node)) else None
+        try:
+            for part in paths[0] if paths else ():
+                node = node[part]
+        except (KeyError, IndexError, TypeError):
+            node = None
         values[key] = node
     return values
 
