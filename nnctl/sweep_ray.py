@@ -264,9 +264,9 @@ class _Members(tune.Callback):
         self.report(self.outcomes[key])
 
     def stop_the_rest(self) -> None:
-        """After Ctrl-C: the runs still marked running are stopped (their last.pkl resumes them)."""
-        for path in self.run_dirs.values():
-            run = load_run(path)
+        """After Ctrl-C: the sweep's runs still marked running are stopped (their last.pkl resumes them); found
+        on disk, as a member may not have reported its first epoch yet."""
+        for run in find_runs(self.sweep.dir):
             if run.status == "running":
                 _mark(run, "stopped", "the sweep was interrupted; run it again to resume from last.pkl")
 
