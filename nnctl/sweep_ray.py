@@ -36,6 +36,7 @@ try:
 except ImportError as exc:
     raise NnctlError(f"the Ray engine needs Ray Tune ({exc}); install it with {INSTALL}") from None
 
+
 def run(sweep: Sweep, todo: list[Member], address: str | None, jobs: int | None,
         report: Callable[[Outcome], None], say: Callable[[str], None]) -> list[Outcome]:
     """Runs the grid's or random search's `todo` (from Sweep.plan), or the rest of a TPE search, as Tune trials;
@@ -149,7 +150,8 @@ def _searcher(sweep: Sweep, done: list[Run], stopped: list[Run]) -> Any:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     resume = [point for point in (_encode(sweep, run) for run in stopped) if point is not None]
     searcher = OptunaSearch(_space(sweep), metric=sweep.search.metric, mode=sweep.search.mode,
-                            sampler=optuna.samplers.TPESampler(seed=sweep.spec.seed), points_to_evaluate=resume)
+                            sampler=optuna.samplers.TPESampler(seed=sweep.spec.seed + len(done) + len(stopped)),
+                            points_to_evaluate=resume)  # another seed on a re-run, or it draws its first points again
     for run in done:
         point, value = _encode(sweep, run), _final(run, sweep.search.metric)
         if point is not None and value is not None:
@@ -191,11 +193,12 @@ def _runner(sweep: Sweep, member: Member, restored: Any) -> Runner | None:
         runner.progress.say(f"the sweep restarted this member from its last.pkl (epoch {runner.epoch}) after "
                             "its worker was lost")
         return runner
-    # only this member's runs: the others' metrics.jsonl may be half-written at this moment
-    previous = [load_run(path) for path in sorted(sweep.dir.glob(f"{member.label}-*")) if is_run(path)]
-    if sweep.search.type == "tpe" and not sweep.prepare(member, previous) and member.previous:
-        tune.report({**member.previous.epochs()[-1], "run_dir": str(member.previous.path)})  # proposed again
-        return None
+    if sweep.search.type == "tpe":  # a proposed member: its earlier run, if TPE proposed it before
+        # only this member's runs: the others' metrics.jsonl may be half-written at this moment
+        previous = [load_run(path) for path in sorted(sweep.dir.glob(f"{member.label}-*")) if is_run(path)]
+        if not sweep.prepare(member, previous) and member.previous:
+            tune.report({**member.previous.epochs()[-1], "run_dir": str(member.previous.path)})
+            return None
     if member.resume is not None:
         return Runner.resume(member.resume, [], sweep.dir, quiet=True)
     return Runner.start(member.config, sweep.dir, quiet=True)
