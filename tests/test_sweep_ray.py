@@ -3,6 +3,7 @@ with --address) and ones nnctl starts in its own process; tiny MNIST members of 
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -84,6 +85,7 @@ def cluster():
         head.wait(timeout=120)
         for pid in workers(temp):
             os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def test_ray_grid_equals_the_local_engine_bit_for_bit_and_a_killed_worker_resumes(tmp_path, mnist_root, cluster):
