@@ -355,25 +355,45 @@ def _trained(path: Path) -> tuple[Trained, str]:
 def sweep_command(
     sweep_file: Annotated[Path, typer.Argument(metavar="SWEEP.yaml", help="A sweep: a base config and a grid or "
                                                                           "members of overrides.")],
-    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Members trained at once, in worker processes.")] = 1,
+    jobs: Annotated[int | None, typer.Option("--jobs", "-j", help="Members trained at once (default: the sweep's "
+                                             "max_concurrent, else 1 locally and as many as fit on Ray).",
+                                             show_default=False)] = None,
     runs_dir: Annotated[Path, typer.Option("--runs-dir", help="The sweep's directory is <runs-dir>/<name>.")] = Path(
         "runs"),
     metric: Annotated[str | None, typer.Option("--metric", help="The metric of the table and plots (default: the "
                                                "sweep's metric, else loss).", show_default=False)] = None,
+    engine: Annotated[str | None, typer.Option("--engine", help="local (worker processes here) or ray (Ray Tune, "
+                                               "pip install 'nnctl[ray]'); default: the sweep's engine, else local.",
+                                               show_default=False)] = None,
+    address: Annotated[str | None, typer.Option("--address", help="The Ray cluster: auto, HOST:PORT or "
+                                                "ray://HOST:PORT (default: the sweep's address, else a cluster "
+                                                "started here for this sweep).", show_default=False)] = None,
     device: RunDevice = None,
 ) -> None:
     """Train every member of a sweep as a normal run in one directory, then a table and the overlay plot; a
     failing member does not stop the others, and running it again skips finished members."""
-    if jobs < 1:
+    if jobs is not None and jobs < 1:
         raise ConfigError(f"--jobs must be at least 1, got {jobs}")
+    if engine not in (None, "local", "ray"):
+        raise ConfigError(f"--engine must be local or ray, not '{engine}'")
     sweep = Sweep(sweep_file, runs_dir)
-    if device:
-        for member in sweep.members:
-            apply_overrides(member.config, [f"device={device}"])
+    engine = engine or ("ray" if address else sweep.spec.engine)
+    sweep.check_engine(engine)
+    if device:  # the base too: a tpe search draws its members from it later
+        for config in [sweep.base, *(member.config for member in sweep.members)]:
+            apply_overrides(config, [f"device={device}"])
     metric = metric or sweep.metric
     todo = sweep.plan()
-    out.print(f"sweep {sweep.name}: {len(sweep.members)} members, {len(sweep.members) - len(todo)} already done, "
-              f"{len(todo)} to run with {jobs} job(s) in {sweep.dir}")
+    if sweep.search.type == "tpe":
+        from nnctl import sweep_ray
+
+        done = len(sweep_ray.done_runs(sweep))
+        out.print(f"sweep {sweep.name}: a tpe search of {sweep.search.samples} members, {done} already done, "
+                  f"{max(0, (sweep.search.samples or 0) - done)} to run on Ray in {sweep.dir}")
+    else:
+        where = "on Ray" if engine == "ray" else f"with {jobs or sweep.spec.max_concurrent or 1} job(s)"
+        out.print(f"sweep {sweep.name}: {len(sweep.members)} members, {len(sweep.members) - len(todo)} already "
+                  f"done, {len(todo)} to run {where} in {sweep.dir}")
 
     def report(outcome: Outcome) -> None:
         where = f" ({outcome.run.path})" if outcome.run else ""
@@ -382,7 +402,13 @@ def sweep_command(
 
     signal.signal(signal.SIGINT, signal.default_int_handler)  # also when started with SIGINT ignored (`cmd &`)
     try:
-        outcomes = sweep.run(todo, jobs, report)
+        if engine == "ray":
+            from nnctl import sweep_ray
+
+            outcomes = sweep_ray.run(sweep, todo, address or sweep.spec.address, jobs, report,
+                                     lambda line: out.print(line, markup=False))
+        else:
+            outcomes = sweep.run(todo, jobs or sweep.spec.max_concurrent or 1, report)
     except KeyboardInterrupt:
         err.print("sweep interrupted; members stop after their current step. Run the sweep again to resume them.")
         raise typer.Exit(130) from None

@@ -68,7 +68,7 @@ def key_path(key: str) -> KeyPath:
 def apply_override(config: Config, path: KeyPath, value: Any, origin: str) -> None:
     """Set `value` at `path`, creating mappings on the way; a `*` in the path stands for each list item (or
     mapping value) that has the key after it, as in `model.layers.*.weight_init.std`."""
-    paths = _expand(config.data, path)
+    paths = expand_path(config.data, path)
     if not paths:
         raise ConfigError(f"{origin}: {dotted(path)}: its '*' matches no item of the config that has the key "
                           "after it")
@@ -76,7 +76,7 @@ def apply_override(config: Config, path: KeyPath, value: Any, origin: str) -> No
         _set(config, concrete, copy.deepcopy(value), origin)
 
 
-def _expand(data: Any, path: KeyPath) -> list[KeyPath]:
+def expand_path(data: Any, path: KeyPath) -> list[KeyPath]:
     """The paths a key with `*` stands for: each list item (or mapping value) that has the key after it."""
     if "*" not in path:
         return [path]
@@ -90,7 +90,7 @@ def _expand(data: Any, path: KeyPath) -> list[KeyPath]:
     items = enumerate(node) if isinstance(node, list) else node.items() if isinstance(node, dict) else []
     nxt = path[i + 1] if i + 1 < len(path) else None
     return [concrete for k, item in items if isinstance(item, dict) and nxt in item
-            for concrete in _expand(data, path[:i] + (k,) + path[i + 1:])]
+            for concrete in expand_path(data, path[:i] + (k,) + path[i + 1:])]
 
 
 def _set(config: Config, path: KeyPath, value: Any, origin: str) -> None:

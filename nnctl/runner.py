@@ -8,6 +8,7 @@ import shutil
 import signal
 import socket
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,8 @@ class Runner:
         self.history: list[dict[str, Any]] = []
         self.elapsed_before = 0.0
         self.stop_requested = False
+        self.on_epoch: Callable[[dict[str, Any]], None] | None = None
+        """Called with each epoch's row once its metrics, last.pkl and summary are written (by a sweep engine)."""
 
     # -- set-up --------------------------------------------------------------------------------------------
 
@@ -241,6 +244,9 @@ class Runner:
             self.checkpoints.save_best(payload)
         self._write_summary("running")  # the heartbeat that tells `nnctl runs` this process is alive
         self.progress.epoch(row, settings.epochs)
+        self._write_summary("running")  # `nnctl runs` shows a live run's epochs
+        if self.on_epoch:
+            self.on_epoch(row)
         es = settings.early_stopping
         if es and self.monitor.wait >= es.patience:
             self.progress.say(f"early stopping: {self.monitor.name} has not improved for {es.patience} "

@@ -1,5 +1,6 @@
 """Sweeps: a base config and a grid or list of overrides, each member a normal run in one sweep directory,
-run in parallel worker processes; finished members are skipped and stopped ones resumed when run again."""
+run in parallel worker processes; finished members are skipped and stopped ones resumed when run again.
+The sweep file's keys and parameter space are shared with the Ray engine (sweep_ray.py)."""
 
 import copy
 import itertools
@@ -12,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -32,7 +33,7 @@ from nnctl.config import (
 from nnctl.errors import ConfigError, NnctlError, read_bytes
 from nnctl.runner import Runner
 from nnctl.runs import Run, find_runs, load_run
-from nnctl.schema import construct, describe_value
+from nnctl.schema import check_kwargs, describe_value
 from nnctl.trained import UNTRUSTED
 
 DONE = ("finished", "early_stopped")
@@ -45,12 +46,67 @@ class SweepSpec:
 
     def __init__(self, base: str | dict, name: str | None = None, overrides: dict | None = None,
                  grid: dict | None = None, members: list[dict] | None = None, metric: str = "loss",
-                 samples: int | None = None, seed: int = 0):
-        if samples is not None and samples < 1:
-            raise ValueError(f"samples must be at least 1, got {samples}")
+                 samples: int | None = None, seed: int = 0, search: str | dict | None = None,
+                 scheduler: str | dict | None = None, engine: Literal["local", "ray"] = "local",
+                 address: str | None = None, cpus_per_member: int | None = None, gpus_per_member: float = 0,
+                 max_concurrent: int | None = None, max_failures: int = 2):
+        for key, value, least in (("samples", samples, 1), ("cpus_per_member", cpus_per_member, 1),
+                                  ("max_concurrent", max_concurrent, 1), ("gpus_per_member", gpus_per_member, 0),
+                                  ("max_failures", max_failures, 0)):
+            if value is not None and value < least:
+                raise ValueError(f"{key} must be at least {least}, got {value}")
         self.base, self.name, self.overrides = base, name, overrides or {}
         self.grid, self.members, self.metric = grid or {}, members or [{}], metric
         self.samples, self.seed = samples, seed
+        self.search, self.scheduler, self.engine, self.address = search, scheduler, engine, address
+        self.cpus_per_member, self.gpus_per_member = cpus_per_member, gpus_per_member
+        self.max_concurrent, self.max_failures = max_concurrent, max_failures
+
+
+class Search:
+    """How members are chosen from the grid: every combination, `samples` drawn at random, or `samples`
+    proposed one after another by Optuna's TPE from the results so far (Ray engine)."""
+
+    def __init__(self, type: Literal["grid", "random", "tpe"] = "grid", samples: int | None = None,
+                 metric: str = "val_loss", mode: Literal["min", "max"] = "min"):
+        if samples is not None and samples < 1:
+            raise ValueError(f"samples must be at least 1, got {samples}")
+        self.type, self.samples, self.metric, self.mode = type, samples, metric, mode
+
+
+class Scheduler:
+    """Early stopping across members (Ray engine): ASHA stops the members whose `metric` trails the others'
+    at the same epoch, first after `grace_period` epochs, keeping 1/`reduction_factor` at each rung."""
+
+    def __init__(self, type: Literal["asha"], metric: str = "val_loss", mode: Literal["min", "max"] = "min",
+                 grace_period: int = 1, reduction_factor: float = 3):
+        if grace_period < 1:
+            raise ValueError(f"grace_period must be at least 1, got {grace_period}")
+        if reduction_factor <= 1:
+            raise ValueError(f"reduction_factor must be above 1, got {reduction_factor}")
+        self.type, self.metric, self.mode = type, metric, mode
+        self.grace_period, self.reduction_factor = grace_period, reduction_factor
+
+
+@dataclass(frozen=True)
+class Range:
+    """A range of values of one grid key: uniform or log-uniform floats, or integers with both ends included."""
+
+    kind: str
+    low: float
+    high: float
+
+    def draw(self, rng: np.random.Generator) -> float | int:
+        if self.kind == "integer":
+            return int(rng.integers(int(self.low), int(self.high) + 1))
+        if self.kind == "loguniform":
+            return float(np.exp(rng.uniform(np.log(self.low), np.log(self.high))))
+        return float(rng.uniform(self.low, self.high))
+
+
+RANGES = ("uniform", "loguniform", "integer")
+Space = dict[str, list | Range]
+"""The grid: each key's list of values (choices) or Range."""
 
 
 @dataclass
@@ -90,14 +146,88 @@ class Sweep:
         if not isinstance(data, dict):
             raise ConfigError(f"{self.path}: a sweep file must be a mapping with base and grid or members, "
                               f"got {describe_value(data)}")
-        self.spec = construct(SweepSpec, data, self.file, (), "a sweep file", value_error_at=("samples",))
+        check_kwargs(SweepSpec, data, self.file, (), "a sweep file")
+        self.spec = self._construct(SweepSpec, data, ())
         self.name = self.spec.name or self.path.stem
         if not is_path_name(self.name):
             where = self.file.where(("name",)) if self.spec.name else str(self.path)
             raise ConfigError(f"{where}: name: '{self.name}' cannot name the sweep's directory; {PATH_NAME_RULE}")
-        self.dir = Path(runs_dir) / self.name
+        self.dir = (Path(runs_dir) / self.name).resolve()  # Ray workers run elsewhere
         self.metric = self.spec.metric
-        self.members = self._members()
+        self.search = self._search()
+        self.scheduler = self._section(Scheduler, "scheduler", "asha")
+        self.space = self._space()
+        self.base = self._base()
+        self.members = [] if self.search.type == "tpe" else self._members()
+
+    def _construct(self, cls: type, data: dict, where: KeyPath) -> Any:
+        try:
+            return cls(**data)
+        except ValueError as exc:
+            key = str(exc).split()[0]
+            raise self.file.error(where + ((key,) if key in data else ()), str(exc)) from None
+
+    def _section(self, cls: type, key: str, short: str) -> Any:
+        """A mapping of the sweep file (or its `type` alone) as an instance of `cls`, checked by its signature."""
+        value = getattr(self.spec, key)
+        if value is None:
+            return None
+        data = {"type": value} if isinstance(value, str) else value
+        check_kwargs(cls, data, self.file, (key,), f"a sweep's {key} (such as {{type: {short}}})")
+        return self._construct(cls, data, (key,))
+
+    def _search(self) -> Search:
+        search = self._section(Search, "search", "tpe, samples: 20") or Search()
+        if self.spec.samples is not None:
+            if self.spec.search is not None and search.samples is not None:
+                raise self.file.error(("samples",), "give samples once: here or in search")
+            search.samples = self.spec.samples
+            search.type = search.type if self.spec.search is not None else "random"
+        if search.type != "grid" and search.samples is None:
+            raise self.file.error(("search",), f"a {search.type} search needs samples: N, the number of members "
+                                               "to draw")
+        if search.type == "tpe" and len(self.spec.members) > 1:
+            raise self.file.error(("members",), "a tpe search proposes its members from the grid's space; list "
+                                                "variants as a choice in the grid instead of members")
+        return search
+
+    def _space(self) -> Space:
+        space: Space = {}
+        for key, values in self.spec.grid.items():
+            if isinstance(values, list) and values:
+                space[key] = values
+                continue
+            kind, bounds = next(iter(values.items())) if isinstance(values, dict) and len(values) == 1 else ("", 0)
+            if kind not in RANGES or not (isinstance(bounds, list) and len(bounds) == 2 and all(
+                    isinstance(b, int | float) and not isinstance(b, bool) for b in bounds)):
+                raise self.file.error(("grid", key), "expected a non-empty list of values, or a range: {uniform: "
+                                      "[low, high]}, {loguniform: [low, high]} or {integer: [low, high]}; got "
+                                      f"{describe_value(values)}")
+            low, high = bounds
+            if not low < high or (kind == "loguniform" and low <= 0) or (
+                    kind == "integer" and not all(isinstance(b, int) for b in bounds)):
+                need = {"uniform": "low < high", "loguniform": "0 < low < high",
+                        "integer": "integers low < high"}[kind]
+                raise self.file.error(("grid", key), f"{kind}: [{low}, {high}]: expected {need}")
+            if self.search.type == "grid" and kind != "integer":
+                raise self.file.error(("grid", key), f"a {kind} range has no list of values to try them all; "
+                                      "draw from it with samples: N (a random search) or search: {type: tpe, "
+                                      "samples: N}")
+            space[key] = list(range(low, high + 1)) if self.search.type == "grid" else Range(kind, low, high)
+        return space
+
+    def check_engine(self, engine: str) -> None:
+        """What only Ray can do is refused for the local engine, naming the sweep file's line."""
+        if engine == "ray":
+            return
+        needs = [(("search",), "search type tpe", self.search.type == "tpe"),
+                 (("scheduler",), "a scheduler", self.scheduler is not None),
+                 (("gpus_per_member",), "gpus_per_member", self.spec.gpus_per_member > 0),
+                 (("address",), "an address", self.spec.address is not None)]
+        for where, what, needed in needs:
+            if needed:
+                raise self.file.error(where, f"{what} needs the Ray engine: set engine: ray in the sweep file or "
+                                             "run with --engine ray (pip install 'nnctl[ray]')")
 
     def _base(self) -> Config:
         base = self.spec.base
@@ -109,30 +239,10 @@ class Sweep:
         return config
 
     def _members(self) -> list[Member]:
-        base = self._base()
-        for key, values in self.spec.grid.items():
-            if not isinstance(values, list) or not values:
-                raise self.file.error(("grid", key), f"expected a non-empty list of values, got "
-                                                     f"{describe_value(values)}")
         for i, member in enumerate(self.spec.members):
             if not isinstance(member, dict):
                 raise self.file.error(("members", i), f"expected a mapping of overrides, got {describe_value(member)}")
-        members = []
-        for i, member in enumerate(self.spec.members):
-            group = str(member.get("name", ""))
-            for combination in self._grid():
-                values = dict(zip(self.spec.grid, combination, strict=True))
-                config = copy.deepcopy(base)
-                settings: list[tuple[KeyPath, str, Any]] = [(("overrides", k), k, v)
-                                                            for k, v in self.spec.overrides.items()]
-                settings += [(("members", i, k), k, v) for k, v in member.items() if k != "name"]
-                settings += [(("grid", k), k, v) for k, v in values.items()]
-                for where, key, value in settings:
-                    self._override(config, where, key, value)
-                label = "_".join(p for p in [group, *(_short(v, k) for k, v in values.items())] if p) or self.name
-                config.data["name"] = label
-                check_top_level(config)
-                members.append(Member(label, config, values, group))
+        members = [self.member(values, i) for i in range(len(self.spec.members)) for values in self._grid()]
         labels = [m.label for m in members]
         for label in labels:
             if labels.count(label) > 1:
@@ -140,13 +250,33 @@ class Sweep:
                                                     "member of `members` its own name")
         return members
 
-    def _grid(self) -> list[tuple]:
-        """Every combination of the grid's values, or `samples` of them drawn at random (a random search)."""
-        combinations = list(itertools.product(*self.spec.grid.values()))
-        if self.spec.samples is None or self.spec.samples >= len(combinations):
-            return combinations
-        rng = np.random.default_rng(self.spec.seed)
-        return [combinations[i] for i in sorted(rng.choice(len(combinations), self.spec.samples, replace=False))]
+    def member(self, values: dict[str, Any], variant: int = 0) -> Member:
+        """The member with these grid values, of the `variant`-th entry of `members`."""
+        overrides = self.spec.members[variant]
+        group = str(overrides.get("name", ""))
+        config = copy.deepcopy(self.base)
+        settings: list[tuple[KeyPath, str, Any]] = [(("overrides", k), k, v) for k, v in self.spec.overrides.items()]
+        settings += [(("members", variant, k), k, v) for k, v in overrides.items() if k != "name"]
+        settings += [(("grid", k), k, v) for k, v in values.items()]
+        for where, key, value in settings:
+            self._override(config, where, key, value)
+        label = "_".join(p for p in [group, *(_short(v, k) for k, v in values.items())] if p) or self.name
+        config.data["name"] = label
+        check_top_level(config)
+        return Member(label, config, values, group)
+
+    def _grid(self) -> list[dict[str, Any]]:
+        """The grid values of each member: every combination, or `samples` of them drawn at random (a random
+        search: without repeats from lists of values, each key on its own where a key has a range)."""
+        keys, rng, samples = list(self.space), np.random.default_rng(self.spec.seed), self.search.samples or 0
+        if any(isinstance(v, Range) for v in self.space.values()):
+            return [{k: v.draw(rng) if isinstance(v, Range) else v[rng.integers(len(v))]
+                     for k, v in self.space.items()} for _ in range(samples)]
+        combinations = list(itertools.product(*(v for v in self.space.values() if isinstance(v, list))))
+        if self.search.type == "random" and samples < len(combinations):
+            chosen = sorted(rng.choice(len(combinations), samples, replace=False))
+            combinations = [combinations[i] for i in chosen]
+        return [dict(zip(keys, c, strict=True)) for c in combinations]
 
     def _override(self, config: Config, where: KeyPath, key: str, value: Any) -> None:
         apply_override(config, key_path(str(key)), value, f"{self.file.where(where)} ({dotted(where)})")
@@ -154,18 +284,20 @@ class Sweep:
     def plan(self) -> list[Member]:
         """The members still to run: finished ones are left out; stopped or crashed ones resume."""
         previous = find_runs(self.dir) if self.dir.is_dir() else []
-        todo = []
-        for member in self.members:
-            same = [run for run in previous if run.config == member.config.data]
-            member.previous = same[-1] if same else None
-            if member.previous and member.previous.status in DONE:
-                continue
-            member.resume = None
-            if member.previous and member.previous.status != "failed":
-                last = member.previous.path / "checkpoints" / "last.pkl"
-                member.resume = last if last.is_file() else None
-            todo.append(member)
-        return todo
+        return [member for member in self.members if self.prepare(member, previous)]
+
+    def prepare(self, member: Member, previous: list[Run]) -> bool:
+        """Finds the member's newest earlier run (the same resolved config) and its last.pkl to resume from;
+        False when that run is done."""
+        same = [run for run in previous if run.config == member.config.data]
+        member.previous = same[-1] if same else None
+        if member.previous and member.previous.status in DONE:
+            return False
+        member.resume = None
+        if member.previous and member.previous.status != "failed":
+            last = member.previous.path / "checkpoints" / "last.pkl"
+            member.resume = last if last.is_file() else None
+        return True
 
     def run(self, todo: list[Member], jobs: int = 1, report: Callable[[Outcome], None] | None = None
             ) -> list[Outcome]:
@@ -173,7 +305,8 @@ class Sweep:
         outcomes: dict[str, Outcome] = {}
         self.dir.mkdir(parents=True, exist_ok=True)
         if todo:
-            with _blas_threads(max(1, (os.cpu_count() or 1) // jobs)), \
+            threads = self.spec.cpus_per_member or max(1, (os.cpu_count() or 1) // jobs)
+            with _blas_threads(threads), \
                     ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=get_context("spawn")) as pool:
                 futures = {pool.submit(run_member, member, self.dir): member for member in todo}
                 for future in as_completed(futures):
@@ -227,7 +360,8 @@ def _short(value: Any, key: str) -> str:
     """A grid value as part of a directory name: 'adam', '0.01'; a mapping's type or the key's last part."""
     if isinstance(value, dict):
         value = value.get("type", key.split(".")[-1])
-    text = re.sub(r"[^A-Za-z0-9._-]", "", str(value))
+    text = f"{value:.4g}" if isinstance(value, float) and len(str(value)) > 8 else str(value)  # a drawn value
+    text = re.sub(r"[^A-Za-z0-9._-]", "", text)
     return text or key.split(".")[-1]
 
 

@@ -89,7 +89,9 @@ def runs_table(runs: list[Run], root: Path) -> Table:
         planned = train.get("epochs") if isinstance(train, dict) else None
         done = str(run.summary.get("epochs", 0)) + (f"/{planned}" if planned else "")
         table.add_row(str(run.path.relative_to(root)) if run.path != root else run.name,
-                      f"{run.started:%Y-%m-%d %H:%M:%S}", run.status, done,
+                      f"{run.started:%Y-%m-%d %H:%M:%S}",
+                      run.status + (f" (by the {run.summary['stopped_by']})" if run.summary.get("stopped_by") else ""),
+                      done,
                       run.best(), f"{run.summary.get('wall_time_s', 0):.1f} s")
     return table
 

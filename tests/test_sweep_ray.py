@@ -1,0 +1,253 @@
+"""`nnctl sweep --engine ray` on real Ray clusters on this machine: one started with `ray start --head` (joined
+with --address) and ones nnctl starts in its own process; tiny MNIST members of a few seconds each."""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from helpers import CONFIGS, REPO, nnctl
+
+pytestmark = pytest.mark.slow
+
+TINY = f"""\
+base: {CONFIGS / 'mnist_mlp.yaml'}
+overrides:
+  data.subset: {{subset}}
+  data.test_subset: 200
+  data.validation: 200
+  train.epochs: {{epochs}}
+  train.batch_size: 32
+  model.layers.0.units: 16
+  model.layers.2.units: 16
+"""
+
+
+def sweep_file(tmp_path: Path, name: str, text: str, subset: int = 600, epochs: int = 3) -> Path:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(TINY.format(subset=subset, epochs=epochs) + text)
+    return path
+
+
+def summaries(folder: Path) -> dict[str, dict]:
+    """Each member's summary.json by its label."""
+    return {p.parent.name.rsplit("-", 2)[0]: json.loads(p.read_text()) for p in folder.glob("*/summary.json")}
+
+
+def epochs(run: Path) -> list[dict]:
+    """The run's epoch rows without their wall times."""
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in row.items() if k != "time_s"} for row in rows if row["kind"] == "epoch"]
+
+
+def workers(temp_dir: Path) -> list[int]:
+    """The Ray worker processes of the cluster in `temp_dir` that are running a trial (Tune's working dir)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cwd = os.readlink(proc / "cwd")
+        except OSError:
+            continue
+        if proc.name.isdigit() and cwd.startswith(str(temp_dir)) and "working_dirs" in cwd:
+            pids.append(int(proc.name))
+    return pids
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A Ray head node on 127.0.0.1 in a subprocess (`ray start --head --block`): its address and temp dir."""
+    temp = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))  # short: Ray's socket paths have a length limit
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with open(temp / "head.log", "w") as log:
+        head = subprocess.Popen([str(Path(sys.executable).parent / "ray"), "start", "--head", "--block",
+                                 "--port", str(port), "--num-cpus", "2", "--node-ip-address", "127.0.0.1",
+                                 "--include-dashboard=false", "--disable-usage-stats", "--temp-dir", str(temp)],
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.time() + 180
+        while "Ray runtime started" not in (temp / "head.log").read_text():
+            assert head.poll() is None and time.time() < deadline, (temp / "head.log").read_text()
+            time.sleep(0.5)
+        yield f"127.0.0.1:{port}", temp
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)  # `ray stop` would stop every Ray on the machine; this one only
+        head.wait(timeout=120)
+        for pid in workers(temp):
+            os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_ray_grid_equals_the_local_engine_bit_for_bit_and_a_killed_worker_resumes(tmp_path, mnist_root, cluster):
+    address, temp = cluster
+    path = sweep_file(tmp_path, "grid", "grid:\n  optimizer.lr: [0.01, 0.001]\n  seed: [0, 1]\nmax_failures: 2\n"
+                                        "metric: accuracy\n", subset=3000, epochs=4)
+    local = nnctl("sweep", str(path), "--runs-dir", str(tmp_path / "local"), "--jobs", "2")
+    assert local.returncode == 0, local.stderr
+
+    command = [sys.executable, "-m", "nnctl.cli", "sweep", str(path), "--runs-dir", str(tmp_path / "ray"),
+               "--address", address, "--jobs", "1"]
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline, killed = time.time() + 300, []
+    while not killed and time.time() < deadline and process.poll() is None:
+        for metrics in (tmp_path / "ray" / "grid").glob("*/metrics.csv"):
+            if len(metrics.read_text().splitlines()) >= 3:  # two epochs done: one is surely Tune's checkpoint
+                killed = workers(temp)
+                for pid in killed:
+                    os.kill(pid, signal.SIGKILL)
+                break
+        time.sleep(0.05)
+    stdout, stderr = process.communicate(timeout=600)
+    assert killed, f"no member was caught mid-run: {stdout}{stderr}"
+    assert process.returncode == 0, stdout + stderr
+    assert "Traceback" not in stderr, stderr
+    assert "its worker was lost; restarting it from" in stdout and "(failure 1 of at most 2)" in stdout, stdout
+
+    ours, theirs = summaries(tmp_path / "ray" / "grid"), summaries(tmp_path / "local" / "grid")
+    assert sorted(ours) == sorted(theirs) == ["0.001_0", "0.001_1", "0.01_0", "0.01_1"]  # one run each
+    for label in theirs:
+        assert ours[label]["status"] == theirs[label]["status"] == "finished"
+        assert ours[label]["final"] | {"time_s": 0} == theirs[label]["final"] | {"time_s": 0}, label
+        assert ours[label]["test"] == theirs[label]["test"], label
+        mine, local_run = Path(ours[label]["run_dir"]), Path(theirs[label]["run_dir"])
+        assert epochs(mine) == epochs(local_run), label
+    logs = {label: (Path(s["run_dir"]) / "train.log").read_text() for label, s in ours.items()}
+    resumed = [label for label, text in logs.items() if "restarted this member from its last.pkl" in text]
+    assert len(resumed) == 1, logs  # the killed member, continued in its own run directory
+
+    listing = nnctl("runs", str(tmp_path / "ray" / "grid"))
+    assert listing.returncode == 0 and listing.stdout.count("finished") == 4, listing.stdout
+
+
+def test_asha_stops_the_worse_members_early(tmp_path, mnist_root):
+    # one member at a time, the best first: each later one trails it at the first rung and is stopped there
+    path = sweep_file(tmp_path, "asha", "grid:\n  optimizer.lr: [0.003, 0.00001, 0.000003, 0.000001]\n"
+                                        "scheduler: {type: asha, metric: val_loss, mode: min, grace_period: 1, "
+                                        "reduction_factor: 2}\nmax_concurrent: 1\nengine: ray\n", epochs=4)
+    result = nnctl("sweep", str(path), "--runs-dir", str(tmp_path / "runs"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    found = summaries(tmp_path / "runs" / "asha")
+    assert found["0.003"]["status"] == "finished" and found["0.003"]["epochs"] == 4
+    stopped = [label for label, s in found.items() if s["status"] == "early_stopped"]
+    assert len(stopped) >= 2, found
+    for label in stopped:
+        assert found[label]["epochs"] < 4 and found[label]["stopped_by"] == "sweep"
+        assert len(epochs(Path(found[label]["run_dir"]))) == found[label]["epochs"]
+    listing = nnctl("runs", str(tmp_path / "runs"))
+    assert listing.stdout.count("early_stopped (by the sweep)") == len(stopped), listing.stdout
+
+    again = nnctl("sweep", str(path), "--runs-dir", str(tmp_path / "runs"))
+    assert again.returncode == 0 and "4 members, 4 already done, 0 to run" in again.stdout, again.stderr
+    assert summaries(tmp_path / "runs" / "asha") == found
+
+
+def test_tpe_proposes_members_in_the_space_and_the_table_ranks_them(tmp_path, mnist_root):
+    path = sweep_file(tmp_path, "tpe", "grid:\n  optimizer.lr: {loguniform: [1.0e-4, 0.03]}\n"
+                                       "  model.layers.0.units: {integer: [8, 24]}\n"
+                                       "  optimizer.type: [adam, sgd]\n"
+                                       "search: {type: tpe, samples: 5, metric: val_loss, mode: min}\n"
+                                       "engine: ray\nmax_concurrent: 2\nseed: 1\n", epochs=2)
+    result = nnctl("sweep", str(path), "--runs-dir", str(tmp_path / "runs"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "a tpe search of 5 members, 0 already done, 5 to run" in result.stdout
+    folder = tmp_path / "runs" / "tpe"
+    runs = [p.parent for p in folder.glob("*/summary.json")]
+    assert len(runs) == 5
+    configs = [yaml.safe_load((run / "config.yaml").read_text()) for run in runs]
+    for config in configs:
+        assert 1e-4 <= config["optimizer"]["lr"] <= 0.03 and config["optimizer"]["type"] in ("adam", "sgd")
+        assert 8 <= config["model"]["layers"][0]["units"] <= 24
+    assert len({c["optimizer"]["lr"] for c in configs}) == 5  # proposed, not repeated
+
+    table = [line for line in result.stdout.splitlines() if line.startswith("│")]
+    assert len(table) == 5
+    val_loss = {p.name: json.loads((p / "summary.json").read_text())["final"]["val_loss"] for p in runs}
+    shown = [line.split("│")[-2].strip() for line in table]
+    assert [val_loss[name] for name in shown] == sorted(val_loss.values())  # best first
+
+    again = nnctl("sweep", str(path), "--runs-dir", str(tmp_path / "runs"))
+    assert again.returncode == 0 and "5 members, 5 already done, 0 to run" in again.stdout, again.stderr
+    assert sorted(p.parent for p in folder.glob("*/summary.json")) == sorted(runs)
+
+
+def test_ctrl_c_stops_a_ray_sweep_and_running_it_again_resumes(tmp_path, mnist_root):
+    path = sweep_file(tmp_path, "stop", "grid:\n  seed: [0, 1]\nengine: ray\nmax_concurrent: 1\n", subset=10000,
+                      epochs=3)
+    command = [sys.executable, "-m", "nnctl.cli", "sweep", str(path), "--runs-dir", str(tmp_path / "runs")]
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)  # its own process group, as a terminal's Ctrl-C reaches
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None:
+        metrics = list((tmp_path / "runs").glob("stop/*/metrics.csv"))
+        if metrics and len(metrics[0].read_text().splitlines()) >= 2:
+            break
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=300)
+    assert process.returncode == 130, stdout + stderr
+    assert "Run the sweep again to resume" in stderr and "Traceback" not in stderr
+    (run,) = (tmp_path / "runs" / "stop").glob("0-*")
+    stopped = json.loads((run / "summary.json").read_text())
+    assert stopped["status"] == "stopped" and 1 <= stopped["epochs"] < 3
+
+    again = nnctl(*command[3:])
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "2 members, 0 already done, 2 to run" in again.stdout
+    found = summaries(tmp_path / "runs" / "stop")
+    assert {k: (s["status"], s["epochs"]) for k, s in found.items()} == {"0": ("finished", 3), "1": ("finished", 3)}
+    assert found["0"]["run_dir"] == str(run)  # the same run directory, continued from its last.pkl
+    assert len(epochs(run)) == 3
+
+
+def test_without_ray_the_engine_says_how_to_install_it(tmp_path):
+    path = sweep_file(tmp_path, "g", "grid:\n  seed: [0, 1]\n")
+    hide = "import sys; sys.modules['ray'] = None; from nnctl.cli import main; sys.argv[0] = 'nnctl'; main()"
+    result = subprocess.run([sys.executable, "-c", hide, "sweep", str(path), "--engine", "ray", "--runs-dir",
+                             str(tmp_path / "runs")], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 1, result.stderr
+    assert "pip install 'nnctl[ray]'" in result.stderr and "Traceback" not in result.stderr
+    assert not list((tmp_path / "runs").glob("g/*/summary.json"))
+
+
+def test_a_bad_address_is_one_clear_error(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens there once closed
+    path = sweep_file(tmp_path, "g", "grid:\n  seed: [0, 1]\n")
+    for address in (f"127.0.0.1:{port}", "127.0.0.1"):
+        result = nnctl("sweep", str(path), "--address", address, "--runs-dir", str(tmp_path / "runs"), timeout=120)
+        assert result.returncode == 1 and f"--address {address}: no Ray cluster answers there" in result.stderr
+        assert "ray start --head" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("text, message", [
+    ("grid:\n  optimizer.lr: {uniform: [0.1, 0.01]}\nsamples: 3\n", "s.yaml:11: grid.optimizer.lr: uniform: "
+                                                                     "[0.1, 0.01]: expected low < high"),
+    ("grid:\n  optimizer.lr: {loguniform: [0, 0.1]}\nsamples: 3\n", "expected 0 < low < high"),
+    ("grid:\n  optimizer.lr: {normal: [0, 1]}\nsamples: 3\n", "expected a non-empty list of values, or a range"),
+    ("grid:\n  model.layers.0.units: {integer: [8, 16.5]}\n", "expected integers low < high"),
+    ("grid:\n  optimizer.lr: {uniform: [0.001, 0.1]}\n", "a uniform range has no list of values to try them all"),
+    ("grid:\n  optimizer.lr: [0.1]\nsearch: tpe\n", "a tpe search needs samples: N"),
+    ("grid:\n  optimizer.lr: [0.1]\nsearch: {type: tpe, samples: 3}\n", "s.yaml:12: search: search type tpe needs "
+                                                                        "the Ray engine"),
+    ("grid:\n  optimizer.lr: [0.1]\nscheduler: {type: hyperband}\n", "scheduler.type: expected 'asha'"),
+    ("grid:\n  optimizer.lr: [0.1]\nscheduler: {type: asha, grace_period: 0}\n", "grace_period must be at least 1"),
+    ("grid:\n  optimizer.lr: [0.1]\nscheduler: asha\n", "a scheduler needs the Ray engine"),
+    ("grid:\n  optimizer.lr: [0.1]\ncpus_per_member: 0\n", "cpus_per_member must be at least 1"),
+])
+def test_sweep_space_and_engine_mistakes(tmp_path, text, message):
+    path = tmp_path / "s.yaml"
+    path.write_text(TINY.format(subset=100, epochs=1) + text)
+    result = nnctl("sweep", str(path), "--runs-dir", str(tmp_path / "runs"))
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "runs").exists()
