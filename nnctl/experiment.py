@@ -18,7 +18,7 @@ from nnctl.model import Model
 from nnctl.optim import OPTIMIZERS, Optimizer
 from nnctl.schedules import SCHEDULES, Schedule
 from nnctl.schema import check_kwargs, did_you_mean
-from nnctl.weights import load_into
+from nnctl.weights import Loaded, load_into
 
 
 class TrainSettings:
@@ -70,6 +70,8 @@ class Experiment:
     mode: str
     source: DatasetSource
     """What read the data; it prepares new inputs (predict) as it prepared the training samples."""
+    weights: Loaded | None = None
+    """What `model.weights` loaded, when the config names a file."""
 
     @property
     def seed(self) -> int:
@@ -86,8 +88,7 @@ def build(config: Config, base_dir: str | Path, dtype: str | None = None, weight
     data = source.load(dtype_t)
     rng = np.random.default_rng([config.data["seed"], 0])
     model = build_model(config, data.input_shape, dtype_t, rng)
-    if weights and config.section("model").get("weights"):
-        load_into(model, Path(base_dir) / Path(config.data["model"]["weights"]).expanduser(), config)
+    loaded = load_into(model, Path(base_dir), config) if weights and config.section("model").get("weights") else None
     loss = LOSSES.build(config.data["loss"], config, ("loss",))
     last = ("model", "layers", len(model.layers) - 1)
     try:
@@ -102,7 +103,7 @@ def build(config: Config, base_dir: str | Path, dtype: str | None = None, weight
     metrics = _metrics(config, settings, data)
     monitor, mode = _monitor(config, settings, data, metrics)
     return Experiment(config, Path(base_dir), dtype_t, data, model, loss, optimizer, schedule, settings,
-                      metrics, monitor, mode, source)
+                      metrics, monitor, mode, source, loaded)
 
 
 def from_checkpoint(path: str | Path, overrides: list[str] | tuple = ()) -> tuple[Experiment, dict]:

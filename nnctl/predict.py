@@ -11,6 +11,7 @@ from nnctl.data.inputs import read_inputs
 from nnctl.errors import NnctlError
 from nnctl.experiment import Experiment
 from nnctl.metrics import predict
+from nnctl.schema import did_you_mean
 
 OUTPUT_SUFFIXES = (".csv", ".npy", ".json")
 
@@ -31,20 +32,50 @@ class Predictions:
         return order, np.take_along_axis(self.values, order, axis=1)
 
 
-def predict_files(exp: Experiment, paths: list[Path]) -> Predictions:
-    """Reads every input file, prepares it as the training data was, and runs the model on all of it."""
+def read_files(exp: Experiment, paths: list[Path]) -> tuple[list[str], np.ndarray]:
+    """Every input file's samples, prepared as the training data was, and a name for each sample."""
     names, batches = [], []
     for path in paths:
         x = read_inputs(Path(path), exp.source.sample_shape)
         batches.append(x)
         names += [str(path)] if len(x) == 1 else [f"{path}[{i}]" for i in range(len(x))]
-    outputs = predict(exp.model, exp.source.inputs(np.concatenate(batches), exp.dtype), exp.settings.eval_batch_size)
+    return names, exp.source.inputs(np.concatenate(batches), exp.dtype)
+
+
+def predict_files(exp: Experiment, paths: list[Path]) -> Predictions:
+    """Reads every input file, prepares it as the training data was, and runs the model on all of it."""
+    names, x = read_files(exp, paths)
+    outputs = predict(exp.model, x, exp.settings.eval_batch_size)
     if not exp.data.num_classes:
         return Predictions(names, outputs.reshape(len(outputs), -1), None, False)
     values = exp.loss.probabilities(outputs).reshape(len(outputs), -1)
     if values.shape[1] == 1:  # one sigmoid output: P(class 1)
         values = np.concatenate([1 - values, values], axis=1)
     return Predictions(names, values, exp.loss.labels(outputs), bool(exp.loss.applies))
+
+
+def features(exp: Experiment, paths: list[Path], layer: str) -> np.ndarray:
+    """The outputs of the layer called `layer` for every sample of the input files (eval mode, in batches)."""
+    names = [each.name for each in exp.model.layers]
+    if layer not in names:
+        raise NnctlError(f"--layer: this model has no layer '{layer}'{did_you_mean(layer, names)}; its layers: "
+                         f"{', '.join(names)}")
+    layers, x, size = exp.model.layers[:names.index(layer) + 1], read_files(exp, paths)[1], exp.settings.eval_batch_size
+    outputs = []
+    for i in range(0, len(x), size):
+        y = x[i:i + size]
+        for each in layers:
+            y = each.forward(y, training=False)
+        outputs.append(y)
+    return np.concatenate(outputs)
+
+
+def save_array(path: Path, values: np.ndarray) -> None:
+    """Writes one array to a .npy file."""
+    try:
+        np.save(path, values)
+    except OSError as exc:
+        raise NnctlError(f"{path}: cannot write the array: {exc.strerror or exc}") from None
 
 
 def check_output(path: Path) -> None:
@@ -60,7 +91,7 @@ def write(result: Predictions, path: Path, k: int) -> None:
     suffix = path.suffix.lower()
     try:
         if suffix == ".npy":
-            np.save(path, result.values)
+            save_array(path, result.values)
         elif suffix == ".csv":
             _write_csv(result, path)
         else:

@@ -55,6 +55,8 @@ class Runner:
         TensorBoard.check(exp.config)
         run_dir = new_run_dir(runs_dir, exp.config.data["name"])
         runner = cls(exp, run_dir, quiet)
+        if exp.weights:
+            runner.progress.say(exp.weights.describe())
         runner._write_config()
         runner.files.rewrite([])
         return runner
@@ -265,6 +267,7 @@ class Runner:
             "final": epochs[-1] if epochs else None,
             "best": {"monitor": self.monitor.name, "mode": self.monitor.mode, "value": self.monitor.best},
             "test": test, "error": error, "seed": self.exp.seed, "num_params": self.exp.model.num_params,
+            "frozen_params": self.exp.model.num_frozen, "weights_from": self.exp.model.loaded,
             "versions": {"nnctl": __version__, "numpy": np.__version__, "python": platform.python_version()},
         }
         tmp = self.run_dir / "summary.json.tmp"
