@@ -256,13 +256,17 @@ def convert_command(
         raise ConfigError(f"--flatten must be chw or hwc, not '{flatten}'")
     framework, layers = read_source(source)
     model = build(load_config(config, []), config.resolve().parent, weights=False).model
-    arrays, steps = convert_weights(model, framework, plan(model, layers, read_map(mapping or [])), flatten)
-    table = Table(title=f"{source} ({framework}) -> {output}")
+    table_map = read_map(mapping or [])
+    arrays, steps = convert_weights(model, framework, plan(model, layers, table_map), flatten, strict=bool(table_map))
+    table = Table(title=f"{source} ({framework}) -> {output}" + ("" if table_map else ", layers paired by order"))
     for column in ("nnctl array", "shape", "from", "layout"):
         table.add_column(column)
     for step in steps:
-        table.add_row(step.target, str(list(arrays[step.target].shape)), step.source, step.how)
+        table.add_row(step.target, str(list(arrays[step.target].shape)) if step.target in arrays else "",
+                      step.source, step.how)
     out.print(table)
+    if not arrays:
+        raise NnctlError(f"{source}: no layer could be converted; pair them with --map NNCTL_LAYER=SOURCE_LAYER")
     write_npz(output, arrays)
     done = {step.target.rpartition("/")[0] for step in steps}
     left = [layer.name for layer in model.layers if (layer.params or layer.state) and layer.name not in done]

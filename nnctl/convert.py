@@ -160,11 +160,16 @@ def read_map(entries: list[str]) -> dict[str, str]:
 
 
 def plan(model: Model, sources: list[SourceLayer], table: dict[str, str] | None) -> list[tuple[Layer, SourceLayer]]:
-    """Pairs nnctl layers with source layers: by the table, else the layers with arrays in order."""
+    """Pairs nnctl layers with source layers: by the table, else by order within each kind of layer (the n-th
+    conv with the n-th conv, ...), since a safetensors file keeps its names sorted, not in the model's order."""
     targets = [layer for layer in model.layers if layer.params or layer.state]
     by_name = {s.name: s for s in sources}
     if not table:
-        return list(zip(targets, sources, strict=False))
+        pairs = []
+        for kind in dict.fromkeys(_target_kind(layer) for layer in targets):
+            mine = [layer for layer in targets if _target_kind(layer) == kind]
+            pairs += zip(mine, [s for s in sources if _source_kind(s) == kind], strict=False)
+        return sorted(pairs, key=lambda pair: targets.index(pair[0]))
     mine = {layer.name: layer for layer in targets}
     pairs = []
     for target, source in table.items():
@@ -178,26 +183,57 @@ def plan(model: Model, sources: list[SourceLayer], table: dict[str, str] | None)
     return pairs
 
 
-def convert(model: Model, framework: str, pairs: list[tuple[Layer, SourceLayer]],
-            flatten: str | None = None) -> tuple[dict[str, np.ndarray], list[Step]]:
-    """nnctl's arrays (`<layer>/<key>`) for each pair, and the steps taken; NnctlError on any that does not fit."""
+def _target_kind(layer: Layer) -> str:
+    if isinstance(layer, Dense) and not layer.use_bias or isinstance(layer, Embedding):
+        return "matrix"
+    return layer.registered_name
+
+
+def _source_kind(source: SourceLayer) -> str:
+    """conv2d, dense, matrix (a weight without bias), batchnorm, lstm, gru or rnn, from the arrays' names/shapes."""
+    arrays = list(source.arrays.values())
+    leaves = [_leaf(name) for name in source.arrays]
+    if any(leaf in ("running_mean", "moving_mean") for leaf in leaves) or all(a.ndim == 1 for a in arrays):
+        return "batchnorm"
+    recurrent = [a for name, a in source.arrays.items() if _leaf(name) in ("weight_hh", "recurrent_kernel")] or \
+        ([arrays[1]] if len(arrays) in (2, 3) and arrays[0].ndim == 2 and arrays[1].ndim == 2 else [])
+    if recurrent:
+        rows, cols = recurrent[0].shape
+        gates = max(rows, cols) // min(rows, cols)
+        return {4: "lstm", 3: "gru", 1: "rnn"}.get(gates, "unknown")
+    main = next((a for name, a in source.arrays.items() if _leaf(name) in ("weight", "kernel")), arrays[0])
+    if main.ndim == 4:
+        return "conv2d"
+    return "dense" if len(arrays) == 2 else "matrix"
+
+
+def convert(model: Model, framework: str, pairs: list[tuple[Layer, SourceLayer]], flatten: str | None = None,
+            strict: bool = True) -> tuple[dict[str, np.ndarray], list[Step]]:
+    """nnctl's arrays (`<layer>/<key>`) for each pair, and the steps taken; NnctlError on any that does not fit,
+    or with `strict` False (pairs made by order, not by a table) a step that says why the pair was skipped."""
     arrays: dict[str, np.ndarray] = {}
     steps: list[Step] = []
     for layer, source in pairs:
-        before = _feature_maps(model, layer)
-        converted = _layer(layer, source, framework, before, flatten or FLATTEN[framework])
-        mine = {**layer.params, **layer.state}
+        try:
+            converted = _layer(layer, source, framework, _feature_maps(model, layer), flatten or FLATTEN[framework])
+            mine = {**layer.params, **layer.state}
+            for key, (value, origin, _) in converted.items():
+                if value.shape != mine[key].shape:
+                    raise NnctlError(f"{source.name} -> {layer.name}: {origin} becomes {key} of shape "
+                                     f"{list(value.shape)}, but {layer.name}/{key} has shape {list(mine[key].shape)}; "
+                                     "check the map and the layer's config")
+            missing = [key for key in mine if key not in converted]
+            if missing:
+                raise NnctlError(f"{layer.name}: {', '.join(missing)} cannot come from {source.name}, which "
+                                 f"{framework} does not save (a learned initial state: use initial_state: zeros)")
+        except NnctlError as exc:
+            if strict:
+                raise
+            steps.append(Step(f"{layer.name}/-", source.name, f"not converted: {exc}"))
+            continue
         for key, (value, origin, how) in converted.items():
-            if value.shape != mine[key].shape:
-                raise NnctlError(f"{source.name} -> {layer.name}: {origin} becomes {key} of shape {list(value.shape)}, "
-                                 f"but {layer.name}/{key} has shape {list(mine[key].shape)}; check the map and the "
-                                 "layer's config")
             arrays[f"{layer.name}/{key}"] = value.astype(mine[key].dtype)
             steps.append(Step(f"{layer.name}/{key}", f"{source.name}: {origin}", how))
-        missing = [key for key in mine if key not in converted]
-        if missing:
-            raise NnctlError(f"{layer.name}: {', '.join(missing)} cannot come from {source.name}, which {framework} "
-                             "does not save (a learned initial state: use initial_state: zeros)")
     return arrays, steps
 
 
