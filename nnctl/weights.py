@@ -85,11 +85,13 @@ class Loaded:
     """What `load_into` did: the layers that took arrays from the file, and the arrays it left or skipped."""
 
     path: Path
+    """As the config gives it (relative to the config file)."""
     layers: list[str]
     initialized: list[str] = field(default_factory=list)
     """The selected layers' arrays the file lacks (strict: false): they keep their initializers' values."""
     ignored: list[str] = field(default_factory=list)
-    """The file's arrays of layers this model does not have (strict: false)."""
+    """The file's arrays of layers this model does not have (`layers: all`, strict: false); with a list of
+    layers, the file's other arrays are not looked at."""
 
     def describe(self) -> str:
         """One line for the run's log."""
@@ -125,7 +127,7 @@ def load_into(model: Model, base_dir: Path, config: Config) -> Loaded:
         _check_shapes(shapes, model, path, config)
     wanted = {name: target for name, target in targets.items() if layer_of(name) in chosen}
     missing = [name for name in wanted if name not in arrays]
-    extra = [name for name in arrays if layer_of(name) not in owners]
+    extra = [name for name in arrays if layer_of(name) not in owners] if spec.layers == "all" else []
     if spec.strict and (missing or extra):
         problems = ([f"missing {_shapes(missing, wanted)}"] if missing else []) + \
                    ([f"not in this model {_shapes(extra, arrays)}"] if extra else [])
@@ -156,8 +158,8 @@ def load_into(model: Model, base_dir: Path, config: Config) -> Loaded:
     for name, target in found.items():
         target[...] = arrays[name]
     loaded = [name for name in chosen if any(layer_of(a) == name for a in found)]
-    model.loaded = {name: str(path) for name in loaded}
-    return Loaded(path, loaded, missing, extra)
+    model.loaded = {name: spec.path for name in loaded}
+    return Loaded(Path(spec.path), loaded, missing, extra)
 
 
 def _check_shapes(shapes: dict[str, np.ndarray | None], model: Model, path: Path, config: Config) -> None:
