@@ -268,7 +268,7 @@ def convert_command(
     if not arrays:
         raise NnctlError(f"{source}: no layer could be converted; pair them with --map NNCTL_LAYER=SOURCE_LAYER")
     write_npz(output, arrays)
-    done = {step.target.rpartition("/")[0] for step in steps}
+    done = {name.rpartition("/")[0] for name in arrays}
     left = [layer.name for layer in model.layers if (layer.params or layer.state) and layer.name not in done]
     out.print(f"wrote {len(arrays)} arrays of {len(done)} layers to {output}"
               + (f"; not converted: {', '.join(left)}" if left else ""))

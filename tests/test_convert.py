@@ -275,3 +275,19 @@ def test_bad_conversions_each_end_with_one_message(tmp_path):
         assert result.returncode in (1, 2) and "Traceback" not in result.stderr, (args, result.stderr)
         assert message in result.stderr, (message, result.stderr)
     assert not (tmp_path / "w.npz").exists()
+
+
+def test_pairs_made_by_order_that_do_not_fit_are_left_out_and_said_so(tmp_path):
+    save_file({"features.0.weight": normal(3, 2, 3, 3), "features.0.bias": normal(3),
+               "classifier.0.weight": normal(10, 4096), "classifier.0.bias": normal(10)},
+              str(tmp_path / "vgg_like.safetensors"))
+    config = config_file(tmp_path, CNN, IMAGES)
+    stdout = ok("convert", str(tmp_path / "vgg_like.safetensors"), "-c", str(config), "-o", str(tmp_path / "w.npz"))
+    assert "layers paired by order" in stdout
+    assert "not converted: classifier.0 -> fc: weight becomes W of shape [4096, 10], but fc/W has shape [48, 4]" \
+        in stdout
+    assert "wrote 2 arrays of 1 layers" in stdout and "not converted: fc, out" in stdout
+    with np.load(tmp_path / "w.npz") as arrays:
+        assert sorted(arrays.files) == ["conv/W", "conv/b"]
+    config.write_text(config.read_text().replace("model:\n", "model:\n  weights: {path: w.npz, layers: [conv]}\n"))
+    assert "│ file" in ok("summary", str(config))
