@@ -52,8 +52,9 @@ def read_source(path: Path) -> tuple[str, list[SourceLayer]]:
     suffix = "".join(path.suffixes[-2:]) if path.name.endswith(".weights.h5") else path.suffix
     if not path.is_file():
         raise NnctlError(f"{path}: no such weights file")
-    head = path.read_bytes()[:4]
-    if suffix in PICKLES or head[:2] == b"\x80\x02" or head[:1] == b"\x80" or head == b"PK\x03\x04":
+    with open(path, "rb") as f:
+        head = f.read(9)
+    if suffix in PICKLES or _torch_save(head):
         raise NnctlError(f"{path}: a PyTorch pickle (torch.save) is never opened: unpickling it runs whatever code "
                          "it holds. Save the state_dict as safetensors instead: from safetensors.torch import "
                          "save_file; save_file(model.state_dict(), 'weights.safetensors')")
@@ -63,6 +64,13 @@ def read_source(path: Path) -> tuple[str, list[SourceLayer]]:
         return "keras", _keras_layers(path)
     raise NnctlError(f"{path}: unknown kind of weights file '{suffix}'; nnctl convert reads PyTorch state_dicts "
                      "saved as .safetensors and Keras weights saved as .h5 / .weights.h5")
+
+
+def _torch_save(head: bytes) -> bool:
+    """Whether a file starts as torch.save writes: a zip archive, or a pickle (protocol 2 to 5). A safetensors
+    file starts with its header's length (8 bytes, little-endian) and then '{'."""
+    return head[:4] == b"PK\x03\x04" or (head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")
+                                         and head[8:9] != b"{")
 
 
 def _read_safetensors(path: Path) -> dict[str, np.ndarray]:

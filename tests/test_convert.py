@@ -231,8 +231,9 @@ def test_a_torch_pickle_is_refused_with_the_reason(tmp_path):
     (tmp_path / "model.pt").write_bytes(pickle.dumps({"weight": [1.0]}))
     with zipfile.ZipFile(tmp_path / "weights.safetensors", "w") as z:  # torch.save's zip format, misnamed
         z.writestr("archive/data.pkl", pickle.dumps({}))
+    (tmp_path / "legacy.safetensors").write_bytes(pickle.dumps({"weight": [1.0]}, protocol=2))  # torch's old format
     config = config_file(tmp_path, CNN, IMAGES)
-    for name in ("model.pt", "weights.safetensors"):
+    for name in ("model.pt", "weights.safetensors", "legacy.safetensors"):
         result = nnctl("convert", str(tmp_path / name), "-c", str(config), "-o", str(tmp_path / "w.npz"))
         assert result.returncode == 1 and "Traceback" not in result.stderr
         assert "a PyTorch pickle (torch.save) is never opened: unpickling it runs whatever code it holds" \
