@@ -106,7 +106,7 @@ def _torch_layers(tensors: dict[str, np.ndarray]) -> list[SourceLayer]:
 
 def _keras_layers(path: Path) -> list[SourceLayer]:
     try:
-        import h5py
+        import h5py  # type: ignore[import-untyped]
     except ImportError:
         raise NnctlError("reading Keras .h5 files needs h5py: pip install 'nnctl[convert]'") from None
     try:
@@ -172,22 +172,21 @@ def plan(model: Model, sources: list[SourceLayer], table: dict[str, str] | None)
     conv with the n-th conv, ...), since a safetensors file keeps its names sorted, not in the model's order."""
     targets = [layer for layer in model.layers if layer.params or layer.state]
     by_name = {s.name: s for s in sources}
+    pairs: list[tuple[Layer, SourceLayer]] = []
     if not table:
-        pairs = []
         for kind in dict.fromkeys(_target_kind(layer) for layer in targets):
             mine = [layer for layer in targets if _target_kind(layer) == kind]
             pairs += zip(mine, [s for s in sources if _source_kind(s) == kind], strict=False)
         return sorted(pairs, key=lambda pair: targets.index(pair[0]))
-    mine = {layer.name: layer for layer in targets}
-    pairs = []
+    named = {layer.name: layer for layer in targets}
     for target, source in table.items():
-        if target not in mine:
+        if target not in named:
             raise ConfigError(f"map: '{target}' is not a layer of this model with weights"
-                              f"{did_you_mean(target, mine)}; those are: {', '.join(mine)}")
+                              f"{did_you_mean(target, named)}; those are: {', '.join(named)}")
         if source not in by_name:
             raise ConfigError(f"map: '{source}' is not a layer of the weights file{did_you_mean(source, by_name)}; "
                               f"it holds: {', '.join(by_name)}")
-        pairs.append((mine[target], by_name[source]))
+        pairs.append((named[target], by_name[source]))
     return pairs
 
 

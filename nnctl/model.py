@@ -15,8 +15,9 @@ class Model:
         """The output shape of each layer, in order."""
         self.output_shape = shapes[-1] if shapes else input_shape
         trained = [i for i, layer in enumerate(layers) if layer.trainable and layer.params]
-        self.start = trained[0] if trained else len(layers)
-        """Backward runs down to this layer only: no layer before it trains, so their gradients are unused."""
+        self.start = trained[0] if trained else 0
+        """Backward runs down to this layer only: no layer before it trains, so their gradients are unused (a model
+        with no parameters to train runs backward through every layer: its input gradient is all it gives)."""
         for i, layer in enumerate(layers):
             layer.input_grad = i > self.start
         self.keys = [(layer, key) for layer in layers if layer.trainable for key in layer.params]
@@ -31,9 +32,11 @@ class Model:
 
     def backward(self, dy: np.ndarray) -> np.ndarray | None:
         """Fills the trainable layers' grads; returns the input's gradient if the first layer computes it."""
+        grad: np.ndarray | None = dy
         for layer in reversed(self.layers[self.start:]):
-            dy = layer.backward(dy)
-        return dy if self.start == 0 else None
+            assert grad is not None, "only the first layer that trains may skip its input's gradient"
+            grad = layer.backward(grad)
+        return grad if self.start == 0 else None
 
     def layer(self, name: str) -> Layer:
         return next(layer for layer in self.layers if layer.name == name)
@@ -45,8 +48,8 @@ class Model:
     def grads(self) -> list[np.ndarray]:
         return [layer.grads[key] for layer, key in self.keys]
 
-    def weights(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """The arrays subject to L1/L2 decay, and their gradients."""
+    def decayed_arrays(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """The arrays subject to L1/L2 decay (weights, not biases or scales), and their gradients."""
         return ([layer.params[key] for layer, key in self.decayed],
                 [layer.grads[key] for layer, key in self.decayed])
 

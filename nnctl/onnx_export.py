@@ -2,13 +2,14 @@
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from nnctl.errors import NnctlError
 from nnctl.layers import Layer
-from nnctl.layers.activations import Activation
-from nnctl.layers.recurrent import GRU, Recurrent
+from nnctl.layers.activations import ELU, Activation, LeakyReLU
+from nnctl.layers.recurrent import GRU, Recurrent, SimpleRNN
 from nnctl.model import Model
 
 OPSET = 17
@@ -45,10 +46,14 @@ class Graph:
         self.initializers.append(self.onnx.numpy_helper.from_array(np.ascontiguousarray(value), name))
         return name
 
-    def add(self, op: str, inputs: list[str], outputs: int = 1, **attrs) -> str | list[str]:
+    def add(self, op: str, inputs: list[str], **attrs) -> str:
+        return self.add_many(op, inputs, 1, **attrs)[0]
+
+    def add_many(self, op: str, inputs: list[str], outputs: int, **attrs) -> list[str]:
+        """An operator with several outputs; their names."""
         names = [self.name(op.lower()) for _ in range(outputs)]
         self.nodes.append(self.helper.make_node(op, inputs, names, **attrs))
-        return names[0] if outputs == 1 else names
+        return names
 
 
 def _activation(g: Graph, layer: Activation, x: str) -> str:
@@ -56,10 +61,8 @@ def _activation(g: Graph, layer: Activation, x: str) -> str:
     simple = {"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh", "identity": "Identity"}
     if kind in simple:
         return g.add(simple[kind], [x])
-    if kind == "leaky_relu":
-        return g.add("LeakyRelu", [x], alpha=float(layer.alpha))
-    if kind == "elu":
-        return g.add("Elu", [x], alpha=float(layer.alpha))
+    if isinstance(layer, LeakyReLU | ELU):
+        return g.add({"leaky_relu": "LeakyRelu", "elu": "Elu"}[kind], [x], alpha=float(layer.alpha))
     if kind == "softmax":
         return g.add("Softmax", [x], axis=-1)
     if kind == "step":
@@ -130,13 +133,14 @@ def _recurrent(g: Graph, layer: Recurrent, x: str, shape) -> str:
             inputs.append(g.add("Expand", [g.const(f"{carried}0", state), size]))
     while inputs[-1] == "":
         inputs.pop()
-    attrs = {"hidden_size": units, "direction": "bidirectional" if len(directions) > 1 else "forward"}
+    attrs: dict[str, Any] = {"hidden_size": units,
+                             "direction": "bidirectional" if len(directions) > 1 else "forward"}
     if isinstance(layer, GRU):
         attrs["linear_before_reset"] = 1  # nnctl's gru resets after the recurrent product, as PyTorch does
-    if kind == "rnn":
+    if isinstance(layer, SimpleRNN):
         attrs["activations"] = ["Relu" if layer.relu else "Tanh"] * len(directions)
     op = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}[kind]
-    y, y_h = g.add(op, inputs, outputs=2, **attrs)[:2]
+    y, y_h = g.add_many(op, inputs, 2, **attrs)
     if layer.return_sequences:  # (T, D, N, U) -> (N, T, D·U), each step's directions side by side
         return g.add("Reshape", [g.add("Transpose", [y], perm=[2, 0, 1, 3]),
                                  g.const("shape", np.array([0, 0, -1], np.int64))])

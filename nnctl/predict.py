@@ -9,9 +9,9 @@ import numpy as np
 
 from nnctl.data.inputs import read_inputs
 from nnctl.errors import NnctlError
-from nnctl.experiment import Experiment
 from nnctl.metrics import predict
 from nnctl.schema import did_you_mean
+from nnctl.trained import Trained
 
 OUTPUT_SUFFIXES = (".csv", ".npy", ".json")
 
@@ -32,35 +32,36 @@ class Predictions:
         return order, np.take_along_axis(self.values, order, axis=1)
 
 
-def read_files(exp: Experiment, paths: list[Path]) -> tuple[list[str], np.ndarray]:
+def read_files(trained: Trained, paths: list[Path]) -> tuple[list[str], np.ndarray]:
     """Every input file's samples, prepared as the training data was, and a name for each sample."""
     names, batches = [], []
     for path in paths:
-        x = read_inputs(Path(path), exp.source.sample_shape)
+        assert trained.source.sample_shape is not None, "Trained.load sets it"
+        x = read_inputs(Path(path), trained.source.sample_shape)
         batches.append(x)
         names += [str(path)] if len(x) == 1 else [f"{path}[{i}]" for i in range(len(x))]
-    return names, exp.source.inputs(np.concatenate(batches), exp.dtype)
+    return names, trained.inputs(np.concatenate(batches))
 
 
-def predict_files(exp: Experiment, paths: list[Path]) -> Predictions:
+def predict_files(trained: Trained, paths: list[Path]) -> Predictions:
     """Reads every input file, prepares it as the training data was, and runs the model on all of it."""
-    names, x = read_files(exp, paths)
-    outputs = predict(exp.model, x, exp.settings.eval_batch_size)
-    if not exp.data.num_classes:
+    names, x = read_files(trained, paths)
+    outputs = predict(trained.model, x, trained.batch_size)
+    if not trained.num_classes:
         return Predictions(names, outputs.reshape(len(outputs), -1), None, False)
-    values = exp.loss.probabilities(outputs).reshape(len(outputs), -1)
+    values = trained.loss.probabilities(outputs).reshape(len(outputs), -1)
     if values.shape[1] == 1:  # one sigmoid output: P(class 1)
         values = np.concatenate([1 - values, values], axis=1)
-    return Predictions(names, values, exp.loss.labels(outputs), bool(exp.loss.applies))
+    return Predictions(names, values, trained.loss.labels(outputs), bool(trained.loss.applies))
 
 
-def features(exp: Experiment, paths: list[Path], layer: str) -> np.ndarray:
+def features(trained: Trained, paths: list[Path], layer: str) -> np.ndarray:
     """The outputs of the layer called `layer` for every sample of the input files (eval mode, in batches)."""
-    names = [each.name for each in exp.model.layers]
+    names = [each.name for each in trained.model.layers]
     if layer not in names:
         raise NnctlError(f"--layer: this model has no layer '{layer}'{did_you_mean(layer, names)}; its layers: "
                          f"{', '.join(names)}")
-    layers, x, size = exp.model.layers[:names.index(layer) + 1], read_files(exp, paths)[1], exp.settings.eval_batch_size
+    layers, x, size = trained.model.layers[:names.index(layer) + 1], read_files(trained, paths)[1], trained.batch_size
     outputs = []
     for i in range(0, len(x), size):
         y = x[i:i + size]

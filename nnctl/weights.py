@@ -42,7 +42,7 @@ def write_npz(path: str | Path, arrays: dict[str, np.ndarray], **extra: np.ndarr
         raise NnctlError(f"{path}: the weights are written as an .npz archive; name the file *.npz")
     try:
         with open(path, "wb") as f:
-            np.savez(f, **arrays, **extra)
+            np.savez(f, **arrays, **extra)  # type: ignore[arg-type]  # numpy's stub fears **arrays naming allow_pickle
     except OSError as exc:
         raise NnctlError(f"{path}: cannot write the weights: {exc.strerror or exc}") from None
     return list(arrays)
@@ -103,11 +103,11 @@ class Loaded:
         return "; ".join(parts)
 
 
-def load_into(model: Model, base_dir: Path, config: Config) -> Loaded:
+def load_into(model: Model, config: Config) -> Loaded:
     """Copies the arrays `model.weights` selects from its .npz into `model`; every name, shape and dtype is
     checked before any array is copied. Records the layers it loaded in `model.loaded`."""
     spec = WeightsSpec.of(config.data["model"]["weights"], config)
-    path = base_dir / Path(spec.path).expanduser()
+    path = config.base_dir / Path(spec.path).expanduser()
     try:
         arrays = read_npz(path)
     except DataError as exc:

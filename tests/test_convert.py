@@ -137,6 +137,7 @@ def ok(*args: str) -> str:
 
 # -- the tests ----------------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_pytorch_cnn_saved_as_safetensors_gives_pytorchs_outputs(tmp_path):
     w, b = normal(3, 2, 3, 3), normal(3)
     fc_w, fc_b, out_w, out_b = normal(4, 48), normal(4), normal(2, 4), normal(2)
@@ -156,6 +157,7 @@ def test_a_pytorch_cnn_saved_as_safetensors_gives_pytorchs_outputs(tmp_path):
     np.testing.assert_allclose(np.load(tmp_path / "y.npy"), expected, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_a_keras_cnn_saved_as_h5_gives_keras_outputs_hwc_flatten_included(tmp_path):
     kernel, bias = normal(3, 3, 2, 3), normal(3)  # HWIO
     fc_k, fc_b, out_k, out_b = normal(48, 4), normal(4), normal(4, 2), normal(2)
@@ -227,6 +229,7 @@ def test_keras3_weights_h5_lstm_and_gru_gate_orders(tmp_path):
     np.testing.assert_allclose(model.forward(x), expected, rtol=1e-6, atol=1e-7)  # biases summed in float32
 
 
+@pytest.mark.slow
 def test_a_torch_pickle_is_refused_with_the_reason(tmp_path):
     (tmp_path / "model.pt").write_bytes(pickle.dumps({"weight": [1.0]}))
     with zipfile.ZipFile(tmp_path / "weights.safetensors", "w") as z:  # torch.save's zip format, misnamed
@@ -241,6 +244,7 @@ def test_a_torch_pickle_is_refused_with_the_reason(tmp_path):
     assert not (tmp_path / "w.npz").exists()
 
 
+@pytest.mark.slow
 def test_bad_conversions_each_end_with_one_message(tmp_path):
     save_file({"features.0.weight": normal(3, 2, 3, 3), "features.0.bias": normal(3),
                "classifier.0.weight": normal(4, 48), "classifier.0.bias": normal(4)}, str(tmp_path / "net.safetensors"))
@@ -278,6 +282,7 @@ def test_bad_conversions_each_end_with_one_message(tmp_path):
     assert not (tmp_path / "w.npz").exists()
 
 
+@pytest.mark.slow
 def test_pairs_made_by_order_that_do_not_fit_are_left_out_and_said_so(tmp_path):
     save_file({"features.0.weight": normal(3, 2, 3, 3), "features.0.bias": normal(3),
                "classifier.0.weight": normal(10, 4096), "classifier.0.bias": normal(10)},

@@ -82,6 +82,7 @@ def test_a_layer_without_an_onnx_form_is_named():
         to_onnx(model)
 
 
+@pytest.mark.slow
 def test_export_cli_writes_a_file_onnxruntime_runs(tmp_path, mnist_root):
     runs = tmp_path / "runs"
     result = nnctl("train", str(CONFIGS / "mnist_cnn.yaml"), "data.subset=600", "data.validation=100",

@@ -13,6 +13,7 @@ from nnctl import checkpoint
 from nnctl.config import load_config
 from nnctl.experiment import build
 
+pytestmark = pytest.mark.slow  # trains real models through the CLI
 RNG = np.random.default_rng(0)
 BASE = [{"type": "conv2d", "name": "conv1", "filters": 3, "kernel_size": 3, "activation": "relu"},
         {"type": "batchnorm", "name": "bn1"},
@@ -84,7 +85,7 @@ def test_a_frozen_base_stays_bit_identical_while_the_head_trains(base):
             entry = saved["model"][layer]
             value = entry["params"].get(key, entry["state"].get(key))
             np.testing.assert_array_equal(value, exported[name], err_msg=name)  # no update, no decay, no statistics
-    initial = build(load_config(config), base).model  # the head as its initializers made it
+    initial = build(load_config(config)).model  # the head as its initializers made it
     for name in ("new_fc", "new_out"):
         assert not np.array_equal(saved["model"][name]["params"]["W"], initial.layer(name).params["W"])
     slots = saved["optimizer"]["slots"]["v"]
@@ -96,7 +97,7 @@ def test_a_frozen_base_stays_bit_identical_while_the_head_trains(base):
 
 def test_backward_stops_at_the_first_layer_that_trains(base):
     config = write_config(base, "head", [*frozen(BASE), *HEAD], {"path": "base.npz", "layers": BASE_LAYERS})
-    exp = build(load_config(config), base)
+    exp = build(load_config(config))
     model = exp.model
     assert [layer.name for layer in model.layers][model.start] == "new_fc"
     assert [layer.input_grad for layer in model.layers] == [False] * 6 + [True]
@@ -112,7 +113,7 @@ def test_backward_stops_at_the_first_layer_that_trains(base):
 def test_frozen_batch_norm_runs_on_its_running_statistics(base):
     layers = [{"type": "flatten"}, {"type": "dense", "name": "fc", "units": 2},
               {"type": "batchnorm", "name": "bn", "trainable": False}]
-    exp = build(load_config(write_config(base, "bn", layers)), base)
+    exp = build(load_config(write_config(base, "bn", layers)))
     bn = exp.model.layer("bn")
     bn.state["running_mean"][...] = [1, 2]
     bn.state["running_var"][...] = [4, 9]
@@ -163,7 +164,7 @@ def test_predict_and_export_take_a_config_with_weights(base, tmp_path):
     np.save(tmp_path / "x.npy", x)
     stdout = ok("predict", str(config), str(tmp_path / "x.npy"), "--layer", "bn1", "-o", str(tmp_path / "f.npy"))
     assert "wrote the outputs of bn1, shape [5, 3, 6, 6]" in stdout
-    model = build(load_config(config), base).model
+    model = build(load_config(config)).model
     expected = x
     for layer in model.layers[:2]:
         expected = layer.forward(expected, False)
