@@ -82,13 +82,13 @@ def test_a_frozen_base_stays_bit_identical_while_the_head_trains(base):
         for name in ("conv1/W", "conv1/b", "bn1/gamma", "bn1/beta", "bn1/running_mean", "bn1/running_var",
                      "fc1/W", "fc1/b"):
             layer, key = name.split("/")
-            entry = saved["model"][layer]
+            entry = saved.model[layer]
             value = entry["params"].get(key, entry["state"].get(key))
             np.testing.assert_array_equal(value, exported[name], err_msg=name)  # no update, no decay, no statistics
     initial = build(load_config(config)).model  # the head as its initializers made it
     for name in ("new_fc", "new_out"):
-        assert not np.array_equal(saved["model"][name]["params"]["W"], initial.layer(name).params["W"])
-    slots = saved["optimizer"]["slots"]["v"]
+        assert not np.array_equal(saved.model[name]["params"]["W"], initial.layer(name).params["W"])
+    slots = saved.optimizer["slots"]["v"]
     assert [s.shape for s in slots] == [(8, 6), (6,), (6, 2), (2,)]  # momentum kept for the head only
     summary = json.loads((run / "summary.json").read_text())
     assert summary["num_params"] == 68 and summary["frozen_params"] == 260
@@ -197,7 +197,7 @@ def test_the_shipped_transfer_pair_on_a_slice(tmp_path, mnist_root):
                              "data.subset=400", "data.validation=100", "data.test_subset=500", "train.epochs=3")
     assert "model.weights: layers block1_conv1, block1_conv2, block2_conv1, block2_conv2 from" in \
         (head_run / "train.log").read_text()
-    saved = checkpoint.load(head_run / "checkpoints" / "last.pkl")["model"]
+    saved = checkpoint.load(head_run / "checkpoints" / "last.pkl").model
     with np.load(tmp_path / "base.npz") as exported:
         for layer in ("block1_conv1", "block1_conv2", "block2_conv1", "block2_conv2"):
             np.testing.assert_array_equal(saved[layer]["params"]["W"], exported[f"{layer}/W"])
