@@ -297,3 +297,20 @@ def test_pairs_made_by_order_that_do_not_fit_are_left_out_and_said_so(tmp_path):
         assert sorted(arrays.files) == ["conv/W", "conv/b"]
     config.write_text(config.read_text().replace("model:\n", "model:\n  weights: {path: w.npz, layers: [conv]}\n"))
     assert "│ file" in ok("summary", str(config))
+
+
+def test_a_keras2_bidirectional_lstm_fills_both_directions(tmp_path):
+    x = RNG.normal(size=(4, 5, 3))
+    weights = {f"{side}_lstm/lstm_cell/{key}:0": normal(*shape) for side in ("forward", "backward")
+               for key, shape in (("kernel", (3, 8)), ("recurrent_kernel", (2, 8)), ("bias", (8,)))}
+    with h5py.File(tmp_path / "bi.h5", "w") as f:
+        f.attrs["layer_names"] = [b"bidirectional"]
+        group = f.create_group("bidirectional")
+        group.attrs["weight_names"] = [f"bidirectional/{name}".encode() for name in weights]
+        for name, value in weights.items():
+            group[f"bidirectional/{name}"] = value
+    forward = keras_lstm(x, *(weights[f"forward_lstm/lstm_cell/{k}:0"] for k in ("kernel", "recurrent_kernel", "bias")))
+    backward = keras_lstm(x[:, ::-1], *(weights[f"backward_lstm/lstm_cell/{k}:0"]
+                                        for k in ("kernel", "recurrent_kernel", "bias")))
+    model = model_from([{"type": "lstm", "units": 2, "bidirectional": True}], (5, 3), tmp_path / "bi.h5")
+    np.testing.assert_allclose(model.forward(x), np.concatenate([forward, backward], axis=1), rtol=1e-9, atol=1e-12)
