@@ -12,6 +12,7 @@ from nnctl.layers import LAYERS, Layer
 from nnctl.layers.activations import make_activation
 from nnctl.model import Model
 from nnctl.schema import construct, signature_params
+from nnctl.weights import WeightsSpec
 
 MODEL_KEYS = ("layers", "weights")
 
@@ -25,8 +26,8 @@ def build_model(config: Config, input_shape: tuple[int, ...], dtype: type,
     for key in section:
         if key not in MODEL_KEYS:
             raise config.error(("model", key), f"unknown key; expected one of: {', '.join(MODEL_KEYS)}")
-    if not isinstance(section.get("weights", ""), str):
-        raise config.error(("model", "weights"), "expected the path of an .npz file written by nnctl export")
+    if section.get("weights") is not None:
+        WeightsSpec.of(section["weights"], config)
     specs = section.get("layers")
     if not isinstance(specs, list) or not specs:
         raise config.error(("model", "layers"), "expected a non-empty list of layers, "

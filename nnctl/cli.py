@@ -18,19 +18,23 @@ from typer.core import TyperGroup
 from nnctl import __version__, backend, kernels, tables, threads
 from nnctl import plot as plots
 from nnctl.config import apply_overrides, load_config
+from nnctl.convert import convert as convert_weights
+from nnctl.convert import plan, read_map, read_source
 from nnctl.errors import ConfigError, NnctlError
 from nnctl.experiment import Experiment, build, initial_model, report
 from nnctl.gradcheck import check_model, check_registry
 from nnctl.layers import LAYERS
 from nnctl.losses import LOSSES
 from nnctl.model import Model
-from nnctl.predict import check_output, predict_files, write
+from nnctl.onnx_export import export_onnx
+from nnctl.predict import check_output, features, predict_files, save_array, write
 from nnctl.runner import Runner
 from nnctl.runs import Run, expand, find_runs, load_run
 from nnctl.sample import LanguageModel
 from nnctl.sweep import Outcome, Sweep, by_value
 from nnctl.trained import Trained
 from nnctl.weights import export as export_weights
+from nnctl.weights import load_into, write_npz
 
 app = typer.Typer(help="Train neural networks written in plain NumPy from YAML files.", no_args_is_help=True,
                   add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
@@ -171,24 +175,47 @@ def summary(
     """Layers, output shapes and parameter counts of the model a config builds."""
     parsed = load_config(config, overrides or [])
     model = initial_model(parsed)
+    loaded = load_into(model, parsed) if parsed.section("model").get("weights") else None
     out.print(tables.model_table(model, parsed.data["name"]))
-    out.print(f"total parameters: {model.num_params:,}")
+    out.print(f"total parameters: {model.num_params + model.num_frozen:,} (trainable {model.num_params:,}, "
+              f"frozen {model.num_frozen:,})")
+    if loaded:
+        out.print(loaded.describe())
+
+
+def _loaded(path: Path, device: str) -> Trained:
+    """The model of a checkpoint, or of a config whose model.weights names its arrays, on `device`."""
+    return Trained.from_config(path, device) if path.suffix in (".yaml", ".yml") else Trained.load(path, device)
+
+
+MODEL_HELP = "A checkpoint written by a run, or a config (.yaml) whose model.weights names trained weights."
 
 
 @app.command("predict")
 def predict_command(
-    checkpoint_path: Annotated[Path, typer.Argument(metavar="CHECKPOINT", help="A checkpoint written by a run.")],
+    checkpoint_path: Annotated[Path, typer.Argument(metavar="CHECKPOINT", help=MODEL_HELP)],
     inputs: Annotated[list[Path], typer.Argument(metavar="INPUT", help="Files of inputs: .npy, .npz (array x, or "
                                                  "its only array), .csv (inputs only), or images (.png, .jpg).")],
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the predictions to a .csv, .npy or "
                                                 "JSON file instead of printing them.", show_default=False)] = None,
     top: Annotated[int, typer.Option("--top", "-k", min=1, help="How many of the likeliest classes to show.")] = 3,
+    layer: Annotated[str | None, typer.Option("--layer", help="Write this layer's outputs (features) for every "
+                                              "input to the -o .npy file instead.", show_default=False)] = None,
     device: Device = "cpu",
 ) -> None:
-    """Classify new inputs with a checkpoint's model; inputs are prepared as its training data was."""
+    """Classify new inputs with a trained model; inputs are prepared as its training data was."""
+    if layer is not None and (output is None or output.suffix.lower() != ".npy"):
+        raise NnctlError("--layer writes the layer's outputs as an array: give -o FILE.npy")
     if output is not None:
         check_output(output)
-    result = predict_files(Trained.load(checkpoint_path, device), inputs)
+    trained = _loaded(checkpoint_path, device)
+    if layer is not None:
+        assert output is not None, "checked above"
+        values = features(trained, inputs, layer)
+        save_array(output, values)
+        out.print(f"wrote the outputs of {layer}, shape {list(values.shape)}, to {output}")
+        return
+    result = predict_files(trained, inputs)
     if output is not None:
         write(result, output, top)
         out.print(f"wrote {len(result.names)} predictions to {output}")
@@ -198,15 +225,57 @@ def predict_command(
 
 @app.command("export")
 def export_command(
-    checkpoint_path: Annotated[Path, typer.Argument(metavar="CHECKPOINT", help="A checkpoint written by a run.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="The .npz file to write.", show_default=False)],
+    checkpoint_path: Annotated[Path, typer.Argument(metavar="CHECKPOINT", help=MODEL_HELP)],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The file to write (.npz, or .onnx).",
+                                         show_default=False)],
+    form: Annotated[str, typer.Option("--format", help="npz: nnctl's arrays by layer name, for model.weights; "
+                                      "onnx: the whole model as an ONNX graph (pip install 'nnctl[onnx]').")] = "npz",
     device: Device = "cpu",
 ) -> None:
-    """Write a checkpoint's weights as plain arrays by layer name (dense_1/W, ...) for model.weights."""
-    model = Trained.load(checkpoint_path, device).model
+    """Write a trained model's weights as plain arrays by layer name (dense_1/W, ...), or the model as ONNX."""
+    if form not in ("npz", "onnx"):
+        raise NnctlError(f"--format must be npz or onnx, not '{form}'")
+    trained = _loaded(checkpoint_path, device)
+    model = trained.model
+    if form == "onnx":
+        export_onnx(model, output, trained.config.data["name"])
+        out.print(f"wrote {output}: input 'x' {['N', *model.input_shape]} (prepared as the training data), "
+                  f"output 'y' {['N', *model.output_shape]} (the model's raw outputs)")
+        return
     names = export_weights(output, model.state_dict(), model.input_shape, model.output_shape)
     out.print(f"wrote {len(names)} arrays ({', '.join(names)}) to {output}; "
               f"start a model from them with model.weights: {output}")
+
+
+@app.command("convert")
+def convert_command(
+    source: Annotated[Path, typer.Argument(help="Weights saved by PyTorch (a state_dict as .safetensors) or Keras "
+                                           "(.h5, .weights.h5).")],
+    config: Annotated[Path, typer.Option("--config", "-c", help="The nnctl config whose model takes the weights.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The .npz file to write.", show_default=False)],
+    mapping: Annotated[list[str] | None, typer.Option("--map", help="NNCTL_LAYER=SOURCE_LAYER, or a YAML file of "
+                                                      "such lines; repeatable. Without it, the layers that hold "
+                                                      "arrays are paired in order.", show_default=False)] = None,
+    flatten: Annotated[str | None, typer.Option("--flatten", help="chw or hwc: how the source flattened feature "
+                                                "maps before its first dense layer (default: torch chw, keras hwc).",
+                                                show_default=False)] = None,
+) -> None:
+    """Convert another framework's weights into nnctl's .npz for model.weights, printing the mapping it used."""
+    if flatten not in (None, "chw", "hwc"):
+        raise ConfigError(f"--flatten must be chw or hwc, not '{flatten}'")
+    framework, layers = read_source(source)
+    model = initial_model(load_config(config, []))
+    table_map = read_map(mapping or [])
+    arrays, steps = convert_weights(model, framework, plan(model, layers, table_map), flatten, strict=bool(table_map))
+    out.print(tables.conversion_table(steps, arrays, f"{source} ({framework}) -> {output}"
+                                      + ("" if table_map else ", layers paired by order")))
+    if not arrays:
+        raise NnctlError(f"{source}: no layer could be converted; pair them with --map NNCTL_LAYER=SOURCE_LAYER")
+    write_npz(output, arrays)
+    done = {name.rpartition("/")[0] for name in arrays}
+    left = [layer.name for layer in model.layers if (layer.params or layer.state) and layer.name not in done]
+    out.print(f"wrote {len(arrays)} arrays of {len(done)} layers to {output}"
+              + (f"; not converted: {', '.join(left)}" if left else ""))
 
 
 @app.command()

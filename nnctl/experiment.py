@@ -3,7 +3,6 @@
 import math
 import typing
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -20,7 +19,7 @@ from nnctl.model import Model
 from nnctl.optim import OPTIMIZERS, Optimizer
 from nnctl.schedules import SCHEDULES, Schedule
 from nnctl.schema import construct, did_you_mean
-from nnctl.weights import load_into
+from nnctl.weights import Loaded, load_into
 
 
 class TrainSettings:
@@ -72,6 +71,8 @@ class Experiment:
     mode: str
     source: DatasetSource
     """What read the data; it prepares new inputs (predict) as it prepared the training samples."""
+    weights: Loaded | None = None
+    """What `model.weights` loaded, when the config names a file."""
 
     @property
     def seed(self) -> int:
@@ -89,8 +90,7 @@ def build(config: Config, weights: bool = True) -> Experiment:
     rng = np.random.default_rng([config.data["seed"], 0])
     model = build_model(config, data.input_shape, dtype_t, rng)
     data.to_device()
-    if weights and config.section("model").get("weights"):
-        load_into(model, config.base_dir / Path(config.data["model"]["weights"]).expanduser(), config)
+    loaded = load_into(model, config) if weights and config.section("model").get("weights") else None
     loss = LOSSES.build(config.data["loss"], config, ("loss",))
     last = ("model", "layers", len(model.layers) - 1)
     try:
@@ -107,7 +107,7 @@ def build(config: Config, weights: bool = True) -> Experiment:
     metrics = _metrics(config, settings, data)
     monitor, mode = _monitor(config, settings, data, metrics)
     return Experiment(config, dtype_t, data, model, loss, Decay(loss.l1, loss.l2, *model.decayed_arrays()),
-                      optimizer, schedule, settings, metrics, monitor, mode, source)
+                      optimizer, schedule, settings, metrics, monitor, mode, source, loaded)
 
 
 def initial_model(config: Config) -> Model:

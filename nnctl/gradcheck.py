@@ -142,7 +142,7 @@ def check_model(exp: Experiment, samples: int = 8, per_tensor: int = 20, eps: fl
     exp.decay.add_grads()
     entries = [(layer.name, key, layer.params[key], layer.grads[key].copy()) for layer, key in model.keys]
     checks = []
-    if not model.layers[0].takes_indices:
+    if dx is not None:  # None from indices, or when the first layers are frozen and backward stops before them
         entries.append(("model", "input", x, dx))
     for target, key, tensor, grad in entries:
         indices = _sample_indices(rng, tensor.shape, per_tensor)

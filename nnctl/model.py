@@ -15,23 +15,29 @@ class Model:
         self.shapes = shapes
         """The output shape of each layer, in order."""
         self.output_shape = shapes[-1] if shapes else input_shape
-        if layers:
-            layers[0].input_grad = False
-        self.keys = [(layer, key) for layer in layers for key in layer.params]
-        self.decayed = [(layer, key) for layer in layers for key in layer.weight_keys if key in layer.params]
+        trained = [i for i, layer in enumerate(layers) if layer.trainable and layer.params]
+        self.start = trained[0] if trained else 0
+        """Backward runs down to this layer only: no layer before it trains, so their gradients are unused (a model
+        with no parameters to train runs backward through every layer: its input gradient is all it gives)."""
+        for i, layer in enumerate(layers):
+            layer.input_grad = i > self.start
+        self.keys = [(layer, key) for layer in layers if layer.trainable for key in layer.params]
+        self.decayed = [(layer, key) for layer, key in self.keys if key in layer.weight_keys]
+        self.loaded: dict[str, str] = {}
+        """The layers whose arrays came from model.weights, and the file each came from."""
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         for layer in self.layers:
-            x = layer.forward(x, training)
+            x = layer.forward(x, training and layer.trainable)
         return x
 
     def backward(self, dy: np.ndarray) -> np.ndarray | None:
-        """Fills every layer's grads; returns the input's gradient if the first layer computes it."""
+        """Fills the trainable layers' grads; returns the input's gradient if the first layer computes it."""
         grad: np.ndarray | None = dy
-        for layer in reversed(self.layers):
-            assert grad is not None, "only the first layer may skip its input's gradient"
+        for layer in reversed(self.layers[self.start:]):
+            assert grad is not None, "only the first layer that trains may skip its input's gradient"
             grad = layer.backward(grad)
-        return grad
+        return grad if self.start == 0 else None
 
     def layer(self, name: str) -> Layer:
         return next(layer for layer in self.layers if layer.name == name)
@@ -50,7 +56,13 @@ class Model:
 
     @property
     def num_params(self) -> int:
+        """The trainable parameters' count."""
         return sum(p.size for p in self.params())
+
+    @property
+    def num_frozen(self) -> int:
+        """The count of parameters in layers with `trainable: false`."""
+        return sum(p.size for layer in self.layers if not layer.trainable for p in layer.params.values())
 
     def set_rng(self, rng: np.random.Generator) -> None:
         """The generator that layers drawing random numbers while training (dropout) use."""

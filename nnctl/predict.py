@@ -11,6 +11,7 @@ from nnctl.backend import to_host
 from nnctl.data.inputs import read_inputs
 from nnctl.errors import NnctlError
 from nnctl.metrics import predict
+from nnctl.schema import did_you_mean
 from nnctl.trained import Trained
 
 OUTPUT_SUFFIXES = (".csv", ".npy", ".json")
@@ -32,21 +33,51 @@ class Predictions:
         return order, np.take_along_axis(self.values, order, axis=1)
 
 
-def predict_files(trained: Trained, paths: list[Path]) -> Predictions:
-    """Reads every input file, prepares it as the training data was, and runs the model on all of it."""
+def read_files(trained: Trained, paths: list[Path]) -> tuple[list[str], np.ndarray]:
+    """Every input file's samples, prepared as the training data was, and a name for each sample."""
     names, batches = [], []
     for path in paths:
         assert trained.source.sample_shape is not None, "Trained.load sets it"
         x = read_inputs(Path(path), trained.source.sample_shape)
         batches.append(x)
         names += [str(path)] if len(x) == 1 else [f"{path}[{i}]" for i in range(len(x))]
-    outputs = predict(trained.model, trained.inputs(np.concatenate(batches)), trained.batch_size)
+    return names, trained.inputs(np.concatenate(batches))
+
+
+def predict_files(trained: Trained, paths: list[Path]) -> Predictions:
+    """Reads every input file, prepares it as the training data was, and runs the model on all of it."""
+    names, x = read_files(trained, paths)
+    outputs = predict(trained.model, x, trained.batch_size)
     if not trained.num_classes:
         return Predictions(names, to_host(outputs).reshape(len(outputs), -1), None, False)
     values = to_host(trained.loss.probabilities(outputs)).reshape(len(outputs), -1)
     if values.shape[1] == 1:  # one sigmoid output: P(class 1)
         values = np.concatenate([1 - values, values], axis=1)
     return Predictions(names, values, to_host(trained.loss.labels(outputs)), bool(trained.loss.applies))
+
+
+def features(trained: Trained, paths: list[Path], layer: str) -> np.ndarray:
+    """The outputs of the layer called `layer` for every sample of the input files (eval mode, in batches)."""
+    names = [each.name for each in trained.model.layers]
+    if layer not in names:
+        raise NnctlError(f"--layer: this model has no layer '{layer}'{did_you_mean(layer, names)}; its layers: "
+                         f"{', '.join(names)}")
+    layers, x, size = trained.model.layers[:names.index(layer) + 1], read_files(trained, paths)[1], trained.batch_size
+    outputs = []
+    for i in range(0, len(x), size):
+        y = x[i:i + size]
+        for each in layers:
+            y = each.forward(y, training=False)
+        outputs.append(y)
+    return np.concatenate(outputs)
+
+
+def save_array(path: Path, values: np.ndarray) -> None:
+    """Writes one array to a .npy file."""
+    try:
+        np.save(path, values)
+    except OSError as exc:
+        raise NnctlError(f"{path}: cannot write the array: {exc.strerror or exc}") from None
 
 
 def check_output(path: Path) -> None:
@@ -62,7 +93,7 @@ def write(result: Predictions, path: Path, k: int) -> None:
     suffix = path.suffix.lower()
     try:
         if suffix == ".npy":
-            np.save(path, result.values)
+            save_array(path, result.values)
         elif suffix == ".csv":
             _write_csv(result, path)
         else:

@@ -65,6 +65,8 @@ class Runner:
         TensorBoard.check(exp.config)
         run_dir = new_run_dir(runs_dir, exp.config.data["name"])
         runner = cls(exp, run_dir, quiet)
+        if exp.weights:
+            runner.progress.say(exp.weights.describe())
         runner._write_config()
         runner.files.rewrite([])
         return runner
@@ -74,6 +76,7 @@ class Runner:
         """Continues exactly where a checkpoint stopped: a run's last.pkl in its own run directory; any other
         checkpoint (best.pkl, a copy) in a new one under `runs_dir`, so no later metrics are overwritten."""
         trained = Trained.load(path)
+        assert trained.saved is not None, "Trained.load keeps its checkpoint"
         _check_course(trained.saved, trained.overridden(overrides).data, path)
         exp = trained.experiment(overrides)
         TensorBoard.check(exp.config)
@@ -306,6 +309,7 @@ class Runner:
             "best": {"monitor": self.monitor.name, "mode": self.monitor.mode, "value": self.monitor.best},
             "test": test, "error": error, "seed": self.exp.seed, "num_params": self.exp.model.num_params,
             "pid": os.getpid(), "host": socket.gethostname(), "heartbeat": time.time(),
+            "frozen_params": self.exp.model.num_frozen, "weights_from": self.exp.model.loaded,
             "versions": {"nnctl": __version__, "numpy": np.__version__, "python": platform.python_version()},
         }
         tmp = self.run_dir / "summary.json.tmp"

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 from rich.table import Table
 
+from nnctl.convert import Step
 from nnctl.gradcheck import Check
 from nnctl.model import Model
 from nnctl.predict import Predictions
@@ -37,13 +38,27 @@ def eval_table(result: dict, title: str) -> Table:
 
 
 def model_table(model: Model, name: str) -> Table:
-    """One row per layer: its name, type, output shape and parameter count."""
+    """One row per layer: its name, type, output shape, parameter count, whether it trains or is frozen, and
+    whether its arrays came from model.weights ("file") or from its initializers ("init")."""
     table = Table(title=f"{name}: input {list(model.input_shape)}")
-    for column in ("#", "layer", "type", "output shape", "parameters"):
+    for column in ("#", "layer", "type", "output shape", "parameters", "trainable", "weights"):
         table.add_column(column, justify="right" if column in ("#", "parameters") else "left")
     for i, (layer, shape) in enumerate(zip(model.layers, model.shapes, strict=True), start=1):
         count = sum(p.size for p in layer.params.values())
-        table.add_row(str(i), layer.name, layer.registered_name, str(list(shape)), f"{count:,}")
+        table.add_row(str(i), layer.name, layer.registered_name, str(list(shape)), f"{count:,}",
+                      ("yes" if layer.trainable else "frozen") if layer.params else "",
+                      ("file" if layer.name in model.loaded else "init") if layer.params or layer.state else "")
+    return table
+
+
+def conversion_table(steps: list[Step], arrays: dict[str, np.ndarray], title: str) -> Table:
+    """One row per array nnctl convert wrote (or layer it left out): its shape, where it came from, what was done."""
+    table = Table(title=title)
+    for column in ("nnctl array", "shape", "from", "layout"):
+        table.add_column(column)
+    for step in steps:
+        table.add_row(step.target, str(list(arrays[step.target].shape)) if step.target in arrays else "",
+                      step.source, step.how)
     return table
 
 

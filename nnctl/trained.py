@@ -1,4 +1,5 @@
-"""A trained model back from its checkpoint by itself: model, loss, dtype and the recipe for new inputs."""
+"""A trained model back from its checkpoint by itself (or from a config whose model.weights names its arrays):
+model, loss, dtype and the recipe for new inputs."""
 
 import copy
 from dataclasses import dataclass
@@ -9,8 +10,8 @@ import numpy as np
 from nnctl import checkpoint
 from nnctl.backend import resolve_dtype, to_device
 from nnctl.builder import build_model
-from nnctl.checkpoint import Checkpoint
-from nnctl.config import Config, apply_overrides, check_top_level, from_dict
+from nnctl.checkpoint import Checkpoint, InputRecipe
+from nnctl.config import Config, apply_overrides, check_top_level, from_dict, load_config
 from nnctl.data import DATASETS, DatasetSource
 from nnctl.errors import CheckpointError
 from nnctl.experiment import Experiment, build, train_settings
@@ -27,7 +28,7 @@ class Trained:
     """The model a checkpoint holds, ready for new inputs; the dataset is not read (`experiment` reads it)."""
 
     path: Path
-    saved: Checkpoint
+    recipe: InputRecipe
     config: Config
     model: Model
     loss: Loss
@@ -36,6 +37,8 @@ class Trained:
     """Built from the config but not loaded: it prepares new inputs with the checkpoint's shapes and statistics."""
     batch_size: int
     """train.eval_batch_size: how many inputs go through the model at once."""
+    saved: Checkpoint | None = None
+    """The checkpoint; None for a model from a config and its model.weights."""
 
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu") -> "Trained":
@@ -53,15 +56,30 @@ class Trained:
         source.channel_stats = saved.inputs.channel_stats
         if source.normalize and source.channel_stats is None:  # format 1 did not keep them: computed again
             source.load(dtype)
-        return cls(path, saved, config, model, loss, dtype, source, train_settings(config).eval_batch_size)
+        return cls(path, saved.inputs, config, model, loss, dtype, source, train_settings(config).eval_batch_size,
+                   saved)
+
+    @classmethod
+    def from_config(cls, path: str | Path, device: str = "cpu") -> "Trained":
+        """The model of a config whose model.weights names trained arrays, on `device`, its loss and input recipe.
+        The dataset is read: without a checkpoint, its classes and statistics are known only from the data."""
+        config = load_config(path, [f"device={device}"])
+        if not config.section("model").get("weights"):
+            raise config.error(("model",), "this config names no trained weights: give a checkpoint of a run, or "
+                                           "model.weights (an .npz from nnctl export or nnctl convert)")
+        exp = build(config)
+        recipe = InputRecipe(exp.data.input_shape, exp.source.sample_shape, exp.data.num_classes, exp.data.vocab,
+                             exp.source.channel_stats)
+        return cls(Path(path), recipe, config, exp.model, exp.loss, exp.dtype, exp.source,
+                   exp.settings.eval_batch_size)
 
     @property
     def num_classes(self) -> int | None:
-        return self.saved.inputs.num_classes
+        return self.recipe.num_classes
 
     @property
     def vocab(self) -> list[str] | None:
-        return self.saved.inputs.vocab
+        return self.recipe.vocab
 
     def inputs(self, x: np.ndarray) -> np.ndarray:
         """Raw samples (N, *sample_shape) prepared as the training samples were, on the model's device."""
@@ -69,6 +87,7 @@ class Trained:
 
     def overridden(self, overrides: list[str] | tuple = ()) -> Config:
         """The checkpoint's config with `overrides` applied (and its data location left to this machine)."""
+        assert self.saved is not None, "a model from a config has no checkpoint config"
         config = _config(self.saved, self.path, copy.deepcopy(self.saved.config))
         apply_overrides(config, overrides)
         return config
@@ -76,6 +95,8 @@ class Trained:
     def experiment(self, overrides: list[str] | tuple = ()) -> Experiment:
         """The whole experiment of the checkpoint's config (with `overrides`), data loaded, its weights in place:
         for eval, resume and the plots that need data."""
+        if self.saved is None:
+            return build(load_config(self.path, overrides))
         exp = build(self.overridden(overrides), weights=False)
         load_weights(exp.model, self.saved, self.path)
         return exp

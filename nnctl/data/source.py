@@ -33,7 +33,8 @@ class DatasetSource:
     def __init__(self, scale: float = 1.0, shift: float = 0.0, flatten: bool = True, one_hot: bool = False,
                  on_value: float = 1.0, off_value: float = 0.0, subset: int | None = None,
                  test_subset: int | None = None, validation: float | int | str | None = None,
-                 shuffle: bool = True, normalize: bool = False, augment: dict | None = None, base_dir: str = "."):
+                 shuffle: bool = True, normalize: bool = False, augment: dict | None = None,
+                 classes: list[int] | None = None, base_dir: str = "."):
         if isinstance(validation, str) and validation != "test":
             raise ValueError(f"validation must be a fraction in (0, 1), a sample count or 'test', got '{validation}'")
         if isinstance(validation, float) and not 0 < validation < 1:
@@ -44,6 +45,8 @@ class DatasetSource:
             raise ValueError(f"scale and shift do not apply to {self.registered_name}: its inputs are indices")
         if self.indices and normalize:
             raise ValueError(f"normalize does not apply to {self.registered_name}: its inputs are indices")
+        if classes is not None and (not classes or min(classes) < 0 or len(set(classes)) != len(classes)):
+            raise ValueError(f"classes must list distinct class labels (0 or more), got {classes}")
         for name, value in (("subset", subset), ("test_subset", test_subset)):
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be at least 1, got {value}")
@@ -52,6 +55,7 @@ class DatasetSource:
         self.subset, self.test_subset, self.validation = subset, test_subset, validation
         self.shuffle, self.base_dir = shuffle, Path(base_dir)
         self.normalize = normalize
+        self.classes = classes
         self.augment = Augment.of(augment) if augment else None
         self.sample_shape: tuple[int, ...] | None = None
         """The shape of one raw sample as read (before flatten); known once loaded."""
@@ -82,6 +86,10 @@ class DatasetSource:
         """Reads the arrays and applies subset, scale/shift, flatten, validation split and one-hot."""
         x, y, x_test, y_test = self.read()
         self._check(x, y, "training")
+        if self.classes is not None:
+            x, y = self._only_classes(x, y, "training")
+            if x_test is not None and y_test is not None:
+                x_test, y_test = self._only_classes(x_test, y_test, "test")
         x, y = x[: self.subset], y[: self.subset]
         self.sample_shape = x.shape[1:]
         test = None
@@ -122,8 +130,23 @@ class DatasetSource:
             raise DataError(f"{where}: the {split} targets hold the negative integer {y.min()}; class labels "
                             "count from 0 (store regression targets as floats)")
 
+    def _only_classes(self, x: np.ndarray, y: np.ndarray, split: str) -> tuple[np.ndarray, np.ndarray]:
+        """The samples whose label `classes` lists, labelled by their place in that list (5, 6, 7 -> 0, 1, 2)."""
+        assert self.classes is not None, "called for data.classes only"
+        if y.dtype.kind not in "iu" or y.ndim != 1:
+            raise DataError(f"{self.origin(split)}: data.classes picks classes by label, but the targets are not "
+                            f"integer labels (shape {list(y.shape)}, dtype {y.dtype})")
+        keep = np.isin(y, self.classes)
+        if not keep.any():
+            raise DataError(f"{self.origin(split)}: no {split} sample has one of the labels {self.classes}")
+        relabel = np.zeros(int(max(y.max(), *self.classes)) + 1, y.dtype)
+        relabel[self.classes] = np.arange(len(self.classes))
+        return x[keep], relabel[y[keep]]
+
     def _classes(self, train: Split, test: Split | None) -> int | None:
         """The class count: the source's own, else max label + 1 when the targets are integer labels."""
+        if self.classes is not None:
+            return len(self.classes)
         splits = [s for s in (train, test) if s is not None]
         if any(s.y.dtype.kind not in "iu" or s.y.ndim != 1 for s in splits):
             return self.num_classes

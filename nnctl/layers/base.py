@@ -12,7 +12,9 @@ class Layer:
     """`forward(x, training)` caches what `backward(dy)` needs; backward fills `grads` and returns dx.
 
     Shapes exclude the batch axis. Parameters live in `params`, their gradients in `grads` (same keys),
-    non-trainable state in `state`. `input_grad` is False for a model's first layer, whose dx nobody uses.
+    non-trainable state in `state`. `input_grad` is False where no layer before this one trains, since nobody
+    uses that dx. `trainable: false` (any layer) freezes its parameters: the model gives them no updates and
+    runs the layer as in evaluation (batch norm on its running statistics).
     """
 
     registered_name: ClassVar[str] = "layer"
@@ -27,8 +29,9 @@ class Layer:
     """True when the inputs are integer indices (token ids, tree node tables): they have no gradient, and the
     layer must come first; its example draws ids below its `vocab_size` unless it gives "x"."""
 
-    def __init__(self, name: str | None = None):
+    def __init__(self, name: str | None = None, trainable: bool = True):
         self.name = name or ""
+        self.trainable = trainable
         self.params: dict[str, np.ndarray] = {}
         self.grads: dict[str, np.ndarray] = {}
         self.state: dict[str, np.ndarray] = {}

@@ -1,0 +1,359 @@
+"""Weights saved by PyTorch (a state_dict as safetensors) or Keras (.h5) as nnctl's .npz: names mapped by a
+table or by order, layouts converted (Linear (out, in), HWIO kernels, HWC flatten order, gate order, biases)."""
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from nnctl.errors import ConfigError, NnctlError
+from nnctl.layers import Layer
+from nnctl.layers.conv import Conv2D
+from nnctl.layers.dense import Dense
+from nnctl.layers.embedding import Embedding
+from nnctl.layers.norm import BatchNorm
+from nnctl.layers.recurrent import GRU, Recurrent
+from nnctl.model import Model
+from nnctl.schema import did_you_mean
+
+PICKLES = (".pt", ".pth", ".bin", ".ckpt", ".pkl", ".pickle", ".tar")
+GATES = {  # where each framework's gate blocks go in nnctl's order (lstm i, f, o, g; gru r, u, n)
+    ("torch", "lstm"): [0, 1, 3, 2],  # i, f, g, o
+    ("keras", "lstm"): [0, 1, 3, 2],  # i, f, c, o
+    ("torch", "gru"): [0, 1, 2],  # r, z, n
+    ("keras", "gru"): [1, 0, 2],  # z, r, h
+}
+"""Keras's and PyTorch's simple rnn and PyTorch's gru keep nnctl's order."""
+FLATTEN = {"torch": "chw", "keras": "hwc"}
+"""The order a framework's flatten lays out (C, H, W) feature maps in: PyTorch's NCHW, Keras's NHWC."""
+
+
+@dataclass
+class SourceLayer:
+    """One layer of the other framework's file: its arrays by role (torch leaf name, Keras weight name or index)."""
+
+    name: str
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass
+class Step:
+    """One nnctl array written: its name, what it came from and how it was changed."""
+
+    target: str
+    source: str
+    how: str
+
+
+def read_source(path: Path) -> tuple[str, list[SourceLayer]]:
+    """The framework ('torch' or 'keras') and the layers of a weights file, in the file's order."""
+    suffix = "".join(path.suffixes[-2:]) if path.name.endswith(".weights.h5") else path.suffix
+    if not path.is_file():
+        raise NnctlError(f"{path}: no such weights file")
+    with open(path, "rb") as f:
+        head = f.read(9)
+    if suffix in PICKLES or _torch_save(head):
+        raise NnctlError(f"{path}: a PyTorch pickle (torch.save) is never opened: unpickling it runs whatever code "
+                         "it holds. Save the state_dict as safetensors instead: from safetensors.torch import "
+                         "save_file; save_file(model.state_dict(), 'weights.safetensors')")
+    if suffix == ".safetensors":
+        return "torch", _torch_layers(_read_safetensors(path))
+    if suffix in (".h5", ".hdf5", ".keras", ".weights.h5"):
+        return "keras", _keras_layers(path)
+    raise NnctlError(f"{path}: unknown kind of weights file '{suffix}'; nnctl convert reads PyTorch state_dicts "
+                     "saved as .safetensors and Keras weights saved as .h5 / .weights.h5")
+
+
+def _torch_save(head: bytes) -> bool:
+    """Whether a file starts as torch.save writes: a zip archive, or a pickle (protocol 2 to 5). A safetensors
+    file starts with its header's length (8 bytes, little-endian) and then '{'."""
+    return head[:4] == b"PK\x03\x04" or (head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")
+                                         and head[8:9] != b"{")
+
+
+def _read_safetensors(path: Path) -> dict[str, np.ndarray]:
+    try:
+        from safetensors.numpy import load_file
+    except ImportError:
+        raise NnctlError("reading .safetensors needs the safetensors package: pip install 'nnctl[convert]'") from None
+    try:
+        return load_file(str(path))
+    except Exception as exc:  # safetensors raises its own SafetensorError, or TypeError for bfloat16
+        raise NnctlError(f"{path}: not a readable safetensors file of NumPy dtypes ({exc})") from None
+
+
+def natural(name: str) -> list:
+    """'features.10' after 'features.2': the numbers in a name compared as numbers."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
+def _torch_layers(tensors: dict[str, np.ndarray]) -> list[SourceLayer]:
+    layers: dict[str, SourceLayer] = {}
+    for key in sorted(tensors, key=natural):
+        prefix, _, leaf = key.rpartition(".")
+        if leaf == "num_batches_tracked":
+            continue
+        match = re.fullmatch(r"(weight|bias)_(ih|hh)_l(\d+)(_reverse)?", leaf)
+        if match:  # torch's multi-layer rnn: layer k of `lstm` is `lstm.l<k>` (`lstm` itself for k = 0)
+            kind, side, k, reverse = match.groups()
+            prefix = prefix if k == "0" else f"{prefix}.l{k}"
+            leaf = f"{kind}_{side}{reverse or ''}"
+        layers.setdefault(prefix, SourceLayer(prefix)).arrays[leaf] = tensors[key]
+    return list(layers.values())
+
+
+def _keras_layers(path: Path) -> list[SourceLayer]:
+    try:
+        import h5py  # type: ignore[import-untyped]
+    except ImportError:
+        raise NnctlError("reading Keras .h5 files needs h5py: pip install 'nnctl[convert]'") from None
+    try:
+        with h5py.File(path, "r") as f:
+            root = f.get("model_weights", f)
+            if "layer_names" in root.attrs:  # Keras 2 (and Keras 3's legacy .h5): names in the model's order
+                return _keras2(root)
+            if "layers" in f:
+                return [SourceLayer(name, _datasets(f["layers"][name])) for name in sorted(f["layers"], key=natural)
+                        if _datasets(f["layers"][name])]
+    except OSError as exc:
+        raise NnctlError(f"{path}: not a readable HDF5 file ({exc})") from None
+    raise NnctlError(f"{path}: an HDF5 file, but not Keras weights (no 'layer_names' attribute, no 'layers' group)")
+
+
+def _keras2(root) -> list[SourceLayer]:
+    layers = []
+    for name in root.attrs["layer_names"]:
+        name = name.decode() if isinstance(name, bytes) else str(name)
+        group = root[name]
+        weights = [w.decode() if isinstance(w, bytes) else str(w) for w in group.attrs.get("weight_names", [])]
+        if weights:
+            layers.append(SourceLayer(name, {w: np.asarray(group[w]) for w in weights}))
+    return layers
+
+
+def _datasets(group, prefix: str = "") -> dict[str, np.ndarray]:
+    """Keras 3's `layers/<name>/vars/<i>` (and `cell/vars/<i>`, forward/backward layers), in order."""
+    found: dict[str, np.ndarray] = {}
+    for key in sorted(group, key=natural):
+        item = group[key]
+        if hasattr(item, "shape"):
+            found[prefix + key] = np.asarray(item)
+        else:
+            found.update(_datasets(item, f"{prefix}{key}/"))
+    return found
+
+
+def read_map(entries: list[str]) -> dict[str, str]:
+    """`--map` values: NNCTL=SOURCE pairs, or YAML files of `nnctl_layer: source_layer` lines."""
+    table: dict[str, str] = {}
+    for entry in entries:
+        if "=" in entry:
+            mine, _, theirs = entry.partition("=")
+            table[mine.strip()] = theirs.strip()
+            continue
+        path = Path(entry)
+        try:
+            data = yaml.safe_load(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: no such map file (give NNCTL_LAYER=SOURCE_LAYER pairs or a YAML file)") \
+                from None
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            raise ConfigError(f"{path}: not a readable YAML map: {exc}") from None
+        if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+            raise ConfigError(f"{path}: expected lines 'nnctl_layer: source_layer'")
+        table.update({str(k): v for k, v in data.items()})
+    return table
+
+
+def plan(model: Model, sources: list[SourceLayer], table: dict[str, str] | None) -> list[tuple[Layer, SourceLayer]]:
+    """Pairs nnctl layers with source layers: by the table, else by order within each kind of layer (the n-th
+    conv with the n-th conv, ...), since a safetensors file keeps its names sorted, not in the model's order."""
+    targets = [layer for layer in model.layers if layer.params or layer.state]
+    by_name = {s.name: s for s in sources}
+    pairs: list[tuple[Layer, SourceLayer]] = []
+    if not table:
+        for kind in dict.fromkeys(_target_kind(layer) for layer in targets):
+            mine = [layer for layer in targets if _target_kind(layer) == kind]
+            pairs += zip(mine, [s for s in sources if _source_kind(s) == kind], strict=False)
+        return sorted(pairs, key=lambda pair: targets.index(pair[0]))
+    named = {layer.name: layer for layer in targets}
+    for target, source in table.items():
+        if target not in named:
+            raise ConfigError(f"map: '{target}' is not a layer of this model with weights"
+                              f"{did_you_mean(target, named)}; those are: {', '.join(named)}")
+        if source not in by_name:
+            raise ConfigError(f"map: '{source}' is not a layer of the weights file{did_you_mean(source, by_name)}; "
+                              f"it holds: {', '.join(by_name)}")
+        pairs.append((named[target], by_name[source]))
+    return pairs
+
+
+def _target_kind(layer: Layer) -> str:
+    if isinstance(layer, Dense) and not layer.use_bias or isinstance(layer, Embedding):
+        return "matrix"
+    return layer.registered_name
+
+
+def _source_kind(source: SourceLayer) -> str:
+    """conv2d, dense, matrix (a weight without bias), batchnorm, lstm, gru or rnn, from the arrays' names/shapes."""
+    arrays = list(source.arrays.values())
+    leaves = [_leaf(name) for name in source.arrays]
+    if any(leaf in ("running_mean", "moving_mean") for leaf in leaves) or all(a.ndim == 1 for a in arrays):
+        return "batchnorm"
+    recurrent = [a for name, a in source.arrays.items() if _leaf(name) in ("weight_hh", "recurrent_kernel")] or \
+        ([arrays[1]] if len(arrays) in (2, 3) and arrays[0].ndim == 2 and arrays[1].ndim == 2 else [])
+    if recurrent:
+        rows, cols = recurrent[0].shape
+        gates = max(rows, cols) // min(rows, cols)
+        return {4: "lstm", 3: "gru", 1: "rnn"}.get(gates, "unknown")
+    main = next((a for name, a in source.arrays.items() if _leaf(name) in ("weight", "kernel")), arrays[0])
+    if main.ndim == 4:
+        return "conv2d"
+    return "dense" if len(arrays) == 2 else "matrix"
+
+
+def convert(model: Model, framework: str, pairs: list[tuple[Layer, SourceLayer]], flatten: str | None = None,
+            strict: bool = True) -> tuple[dict[str, np.ndarray], list[Step]]:
+    """nnctl's arrays (`<layer>/<key>`) for each pair, and the steps taken; NnctlError on any that does not fit,
+    or with `strict` False (pairs made by order, not by a table) a step that says why the pair was skipped."""
+    arrays: dict[str, np.ndarray] = {}
+    steps: list[Step] = []
+    for layer, source in pairs:
+        try:
+            converted = _layer(layer, source, framework, _feature_maps(model, layer), flatten or FLATTEN[framework])
+            mine = {**layer.params, **layer.state}
+            for key, (value, origin, _) in converted.items():
+                if value.shape != mine[key].shape:
+                    raise NnctlError(f"{source.name} -> {layer.name}: {origin} becomes {key} of shape "
+                                     f"{list(value.shape)}, but {layer.name}/{key} has shape {list(mine[key].shape)}; "
+                                     "check the map and the layer's config")
+            missing = [key for key in mine if key not in converted]
+            if missing:
+                raise NnctlError(f"{layer.name}: {', '.join(missing)} cannot come from {source.name}, which "
+                                 f"{framework} does not save (a learned initial state: use initial_state: zeros)")
+        except NnctlError as exc:
+            if strict:
+                raise
+            steps.append(Step(f"{layer.name}/-", source.name, f"not converted: {exc}"))
+            continue
+        for key, (value, origin, how) in converted.items():
+            arrays[f"{layer.name}/{key}"] = value.astype(mine[key].dtype)
+            steps.append(Step(f"{layer.name}/{key}", f"{source.name}: {origin}", how))
+    return arrays, steps
+
+
+def _feature_maps(model: Model, layer: Layer) -> tuple[int, ...] | None:
+    """The (C, H, W) shape a dense layer's inputs were flattened from, if only shape layers stand between."""
+    i = model.layers.index(layer)
+    if not isinstance(layer, Dense) or i == 0:
+        return None
+    for j in range(i - 1, -1, -1):
+        shape = model.shapes[j - 1] if j else model.input_shape
+        if len(shape) == 3 and model.layers[j].registered_name == "flatten":
+            return shape
+        if model.layers[j].params or len(shape) != 1:
+            return None
+    return None
+
+
+Converted = dict[str, tuple[np.ndarray, str, str]]
+
+
+def _layer(layer: Layer, source: SourceLayer, framework: str, maps: tuple[int, ...] | None, order: str) -> Converted:
+    a = source.arrays
+    if isinstance(layer, Recurrent):
+        return _recurrent(layer, source, framework)
+    if isinstance(layer, BatchNorm):
+        names = (["weight", "bias"] if layer.affine else []) + ["running_mean", "running_var"]
+        found = _roles(source, framework, names, ["gamma", "beta", "moving_mean", "moving_variance"]
+                       if layer.affine else ["moving_mean", "moving_variance"])
+        keys = (["gamma", "beta"] if layer.affine else []) + ["running_mean", "running_var"]
+        return {key: (a[role], role, "as is") for key, role in zip(keys, found, strict=True)}
+    if isinstance(layer, Embedding):
+        (role,) = _roles(source, framework, ["weight"], ["embeddings"])
+        return {"W": (a[role], role, "as is")}
+    if not isinstance(layer, Dense | Conv2D):
+        raise NnctlError(f"{layer.name}: nnctl convert does not know how {framework} saves a "
+                         f"{layer.registered_name} layer")
+    roles = _roles(source, framework, ["weight", "bias"] if layer.use_bias else ["weight"],
+                   ["kernel", "bias"] if layer.use_bias else ["kernel"])
+    w, how = a[roles[0]], "as is"
+    if isinstance(layer, Conv2D) and framework == "keras":
+        w, how = w.transpose(3, 2, 0, 1), "HWIO -> OIHW"
+    elif isinstance(layer, Dense) and framework == "torch":
+        w, how = w.T, "(out, in) -> (in, out)"
+    if maps is not None and order == "hwc" and w.ndim == 2:
+        c, h, wd = maps
+        w, how = w.reshape(h, wd, c, -1).transpose(2, 0, 1, 3).reshape(c * h * wd, -1), how + "; rows HWC -> CHW"
+    out = {"W": (w, roles[0], how)}
+    if layer.use_bias:
+        out["b"] = (a[roles[1]], roles[1], "as is")
+    return out
+
+
+def _roles(source: SourceLayer, framework: str, torch_names: list[str], keras_names: list[str]) -> list[str]:
+    """The source's arrays for each role: by name (torch; Keras names like 'dense/kernel:0'), else by position."""
+    names = list(source.arrays)
+    wanted = torch_names if framework == "torch" else keras_names
+    by_name = [next((n for n in names if _leaf(n) == w), None) for w in wanted]
+    if all(by_name):
+        return by_name  # type: ignore[return-value]
+    if framework == "keras" and len(names) == len(wanted):  # Keras 3's vars/0, vars/1 ... (or old names)
+        return names
+    raise NnctlError(f"{source.name}: expected the arrays {', '.join(wanted)}, found {', '.join(names)}; map this "
+                     "layer to one of the same kind")
+
+
+def _leaf(name: str) -> str:
+    """'block1_conv1/kernel:0' -> 'kernel'."""
+    return name.rpartition("/")[2].split(":")[0]
+
+
+def _recurrent(layer: Recurrent, source: SourceLayer, framework: str) -> Converted:
+    kind = layer.registered_name
+    gates = layer.gates
+    perm = GATES.get((framework, kind), list(range(gates)))
+    out: Converted = {}
+    for s in layer.directions:
+        if framework == "torch":
+            suffix = "_reverse" if s else ""
+            names = [f"weight_ih{suffix}", f"weight_hh{suffix}", f"bias_ih{suffix}", f"bias_hh{suffix}"]
+            missing = [n for n in names[:2] if n not in source.arrays]
+            if missing:
+                raise NnctlError(f"{source.name}: no {', '.join(missing)} for {layer.name}'s "
+                                 f"{'backward' if s else 'forward'} direction (found {', '.join(source.arrays)})")
+            wx, wh = source.arrays[names[0]].T, source.arrays[names[1]].T
+            bx = source.arrays.get(names[2], np.zeros(wx.shape[1], wx.dtype))
+            bh = source.arrays.get(names[3], np.zeros(wx.shape[1], wx.dtype))
+            origin, how = f"{names[0]}, {names[1]}, {names[2]}, {names[3]}", "transposed"
+        else:
+            part = [n for n in source.arrays if ("backward" in n) == bool(s)]
+            if len(part) not in (2, 3):
+                raise NnctlError(f"{source.name}: expected kernel, recurrent_kernel and bias for {layer.name}'s "
+                                 f"{'backward' if s else 'forward'} direction, found {', '.join(source.arrays)}")
+            wx, wh = source.arrays[part[0]], source.arrays[part[1]]
+            bias = source.arrays[part[2]] if len(part) == 3 else np.zeros(wx.shape[1], wx.dtype)
+            if kind == "gru" and bias.ndim != 2:
+                raise NnctlError(f"{source.name}: a Keras GRU with reset_after=False (one bias row) computes another "
+                                 "formula than nnctl's gru (reset after the recurrent product, as PyTorch and "
+                                 "Keras's default); it cannot be converted")
+            bx, bh = (bias[0], bias[1]) if bias.ndim == 2 else (bias, np.zeros_like(bias))
+            origin, how = ", ".join(part), "as is"
+        if perm != list(range(gates)):
+            wx, wh, bx, bh = (_gates(v, perm) for v in (wx, wh, bx, bh))
+            how += f"; gate blocks reordered {perm}"
+        out["Wx" + s] = (wx, origin, how)
+        out["Wh" + s] = (wh, origin, how)
+        if isinstance(layer, GRU):
+            out["b" + s], out["bh" + s] = (bx, origin, how), (bh, origin, how + "; the recurrent bias")
+        else:
+            out["b" + s] = (bx + bh, origin, how + "; input and recurrent biases summed")
+    return out
+
+
+def _gates(a: np.ndarray, perm: list[int]) -> np.ndarray:
+    """The gate blocks along the last axis, taken in the order `perm`."""
+    blocks = a.reshape(*a.shape[:-1], len(perm), -1)
+    return blocks[..., perm, :].reshape(a.shape)

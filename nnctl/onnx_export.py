@@ -1,0 +1,198 @@
+"""A model as an ONNX graph (float32, opset 17): each layer becomes the ONNX operators that compute it exactly."""
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nnctl.errors import NnctlError
+from nnctl.layers import Layer
+from nnctl.layers.activations import ELU, Activation, LeakyReLU
+from nnctl.layers.recurrent import GRU, Recurrent, SimpleRNN
+from nnctl.model import Model
+
+OPSET = 17
+ONNX_GATES = {"lstm": [0, 2, 1, 3], "gru": [1, 0, 2], "rnn": [0]}
+"""nnctl's gate blocks in ONNX's order: lstm i, f, o, g -> i, o, f, c; gru r, u, n -> z, r, h."""
+
+
+def _onnx():
+    try:
+        import onnx
+    except ImportError:
+        raise NnctlError("ONNX export needs the onnx package: pip install 'nnctl[onnx]'") from None
+    return onnx
+
+
+class Graph:
+    """The nodes and initializers built so far; `add` appends one operator and returns its output's name."""
+
+    def __init__(self, onnx):
+        self.onnx, self.helper = onnx, onnx.helper
+        self.nodes: list = []
+        self.initializers: list = []
+        self.count = 0
+
+    def name(self, hint: str) -> str:
+        self.count += 1
+        return f"{hint}_{self.count}"
+
+    def const(self, hint: str, value: np.ndarray) -> str:
+        """An initializer holding `value` (floats as float32)."""
+        value = np.asarray(value)
+        value = value.astype(np.float32) if value.dtype.kind == "f" else value
+        name = self.name(hint)
+        self.initializers.append(self.onnx.numpy_helper.from_array(np.ascontiguousarray(value), name))
+        return name
+
+    def add(self, op: str, inputs: list[str], **attrs) -> str:
+        return self.add_many(op, inputs, 1, **attrs)[0]
+
+    def add_many(self, op: str, inputs: list[str], outputs: int, **attrs) -> list[str]:
+        """An operator with several outputs; their names."""
+        names = [self.name(op.lower()) for _ in range(outputs)]
+        self.nodes.append(self.helper.make_node(op, inputs, names, **attrs))
+        return names
+
+
+def _activation(g: Graph, layer: Activation, x: str) -> str:
+    kind = layer.registered_name
+    simple = {"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh", "identity": "Identity"}
+    if kind in simple:
+        return g.add(simple[kind], [x])
+    if isinstance(layer, LeakyReLU | ELU):
+        return g.add({"leaky_relu": "LeakyRelu", "elu": "Elu"}[kind], [x], alpha=float(layer.alpha))
+    if kind == "softmax":
+        return g.add("Softmax", [x], axis=-1)
+    if kind == "step":
+        return g.add("Cast", [g.add("Greater", [x, g.const("zero", np.float32(0))])], to=g.onnx.TensorProto.FLOAT)
+    raise NnctlError(f"{layer.name}: the activation {kind} has no ONNX export")
+
+
+def _then(g: Graph, layer: Layer, y: str) -> str:
+    """The layer's own `activation`, if it has one."""
+    act = getattr(layer, "activation", None)
+    return _activation(g, act, y) if act is not None else y
+
+
+def _dense(g, layer, x, shape):
+    y = g.add("MatMul", [x, g.const("W", layer.params["W"])])
+    if layer.use_bias:
+        y = g.add("Add", [y, g.const("b", layer.params["b"])])
+    return _then(g, layer, y)
+
+
+def _window(layer, shape) -> dict:
+    (top, bottom), (left, right) = layer.window.pads(shape[1:])
+    return {"kernel_shape": list(layer.window.kernel), "strides": list(layer.window.stride),
+            "pads": [top, left, bottom, right]}
+
+
+def _conv(g, layer, x, shape):
+    inputs = [x, g.const("W", layer.params["W"])] + ([g.const("b", layer.params["b"])] if layer.use_bias else [])
+    y = g.add("Conv", inputs, dilations=list(layer.window.dilation), **_window(layer, shape))
+    return _then(g, layer, y)
+
+
+def _batchnorm(g, layer, x, shape):
+    features = shape[0]
+    gamma = layer.params["gamma"] if layer.affine else np.ones(features)
+    beta = layer.params["beta"] if layer.affine else np.zeros(features)
+    return g.add("BatchNormalization", [x, g.const("gamma", gamma), g.const("beta", beta),
+                                        g.const("mean", layer.state["running_mean"]),
+                                        g.const("var", layer.state["running_var"])], epsilon=float(layer.eps))
+
+
+def _reshape(g, layer, x, shape):
+    out = layer.output_shape(shape)
+    return g.add("Reshape", [x, g.const("shape", np.array([-1, *out], np.int64))])
+
+
+def _recurrent(g: Graph, layer: Recurrent, x: str, shape) -> str:
+    """ONNX's LSTM, GRU or RNN over time-major x; learned initial states are broadcast over the batch."""
+    kind, units = layer.registered_name, layer.units
+    perm, directions = ONNX_GATES[kind], layer.directions
+    p = layer.params
+
+    def gates(a: np.ndarray) -> np.ndarray:
+        return a.reshape(*a.shape[:-1], len(perm), units)[..., perm, :].reshape(a.shape)
+
+    W = np.stack([gates(p["Wx" + s]).T for s in directions])
+    R = np.stack([gates(p["Wh" + s]).T for s in directions])
+    recurrent_bias = [gates(p["bh" + s]) if isinstance(layer, GRU) else np.zeros_like(p["b" + s]) for s in directions]
+    B = np.stack([np.concatenate([gates(p["b" + s]), rb]) for s, rb in zip(directions, recurrent_bias, strict=True)])
+    xt = g.add("Transpose", [x], perm=[1, 0, 2])
+    inputs = [xt, g.const("W", W), g.const("R", R), g.const("B", B), ""]
+    if layer.learned_state:
+        batch = g.add("Gather", [g.add("Shape", [x]), g.const("zero", np.array([0], np.int64))], axis=0)
+        size = g.add("Concat", [g.const("dirs", np.array([len(directions)], np.int64)), batch,
+                                g.const("units", np.array([units], np.int64))], axis=0)
+        for carried in layer.carries:
+            state = np.stack([p[f"{carried}0{s}"] for s in directions])[:, None, :]
+            inputs.append(g.add("Expand", [g.const(f"{carried}0", state), size]))
+    while inputs[-1] == "":
+        inputs.pop()
+    attrs: dict[str, Any] = {"hidden_size": units,
+                             "direction": "bidirectional" if len(directions) > 1 else "forward"}
+    if isinstance(layer, GRU):
+        attrs["linear_before_reset"] = 1  # nnctl's gru resets after the recurrent product, as PyTorch does
+    if isinstance(layer, SimpleRNN):
+        attrs["activations"] = ["Relu" if layer.relu else "Tanh"] * len(directions)
+    op = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}[kind]
+    y, y_h = g.add_many(op, inputs, 2, **attrs)
+    if layer.return_sequences:  # (T, D, N, U) -> (N, T, D·U), each step's directions side by side
+        return g.add("Reshape", [g.add("Transpose", [y], perm=[2, 0, 1, 3]),
+                                 g.const("shape", np.array([0, 0, -1], np.int64))])
+    return g.add("Reshape", [g.add("Transpose", [y_h], perm=[1, 0, 2]), g.const("shape", np.array([0, -1], np.int64))])
+
+
+EXPORTS: dict[str, Callable] = {
+    "dense": _dense, "conv2d": _conv, "batchnorm": _batchnorm, "reshape": _reshape,
+    "flatten": lambda g, layer, x, shape: g.add("Flatten", [x], axis=1),
+    "dropout": lambda g, layer, x, shape: g.add("Identity", [x]),
+    "maxpool2d": lambda g, layer, x, shape: g.add("MaxPool", [x], **_window(layer, shape)),
+    "avgpool2d": lambda g, layer, x, shape: g.add("AveragePool", [x], count_include_pad=1, **_window(layer, shape)),
+    "global_avg_pool2d": lambda g, layer, x, shape: g.add("Flatten", [g.add("GlobalAveragePool", [x])], axis=1),
+    "embedding": lambda g, layer, x, shape: g.add("Gather", [g.const("W", layer.params["W"]), x], axis=0),
+    "lstm": _recurrent, "gru": _recurrent, "rnn": _recurrent,
+}
+
+
+def to_onnx(model: Model, name: str = "nnctl"):
+    """The model as an onnx ModelProto: input `x` (batch, *input shape), output `y` (the model's raw outputs)."""
+    onnx = _onnx()
+    g = Graph(onnx)
+    x, shape = "x", model.input_shape
+    for layer, out in zip(model.layers, model.shapes, strict=True):
+        if isinstance(layer, Activation):
+            x = _activation(g, layer, x)
+        elif layer.registered_name in EXPORTS:
+            x = EXPORTS[layer.registered_name](g, layer, x, shape)
+        else:
+            raise NnctlError(f"{layer.name}: a {layer.registered_name} layer has no ONNX export; layers that have "
+                             f"one: {', '.join(sorted(EXPORTS))} and the activations")
+        shape = out
+    g.nodes.append(onnx.helper.make_node("Identity", [x], ["y"]))
+    indices = model.layers and model.layers[0].takes_indices
+    element = onnx.TensorProto.INT64 if indices else onnx.TensorProto.FLOAT
+    graph = onnx.helper.make_graph(
+        g.nodes, name, [onnx.helper.make_tensor_value_info("x", element, ["N", *model.input_shape])],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["N", *model.output_shape])],
+        g.initializers)
+    proto = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", OPSET)],
+                                   producer_name="nnctl")
+    proto.ir_version = 8  # what opset 17 needs; newer runtimes read it, older ones are not shut out
+    onnx.checker.check_model(proto, full_check=True)
+    return proto
+
+
+def export_onnx(model: Model, path: Path, name: str = "nnctl") -> None:
+    """Writes the model's ONNX graph to `path`."""
+    if path.suffix != ".onnx":
+        raise NnctlError(f"{path}: name the ONNX file *.onnx")
+    proto = to_onnx(model, name)
+    try:
+        path.write_bytes(proto.SerializeToString())
+    except OSError as exc:
+        raise NnctlError(f"{path}: cannot write the model: {exc.strerror or exc}") from None
