@@ -27,7 +27,7 @@ class TrainSettings:
     def __init__(self, epochs: int = 10, batch_size: int | str = 32, eval_every: int = 1,
                  metrics: list[str] | None = None, monitor: str | None = None, mode: str = "auto",
                  early_stopping: dict | None = None, log_every_steps: int | None = None,
-                 eval_batch_size: int = 256, tensorboard: bool = False):
+                 eval_batch_size: int = 256, tensorboard: bool = False, test_on: str = "best"):
         if epochs < 1 or eval_every < 1 or eval_batch_size < 1:
             raise ValueError("epochs, eval_every and eval_batch_size must be at least 1")
         if not (batch_size == "full" or (isinstance(batch_size, int) and batch_size >= 1)):
@@ -36,11 +36,13 @@ class TrainSettings:
             raise ValueError(f"log_every_steps must be at least 1, got {log_every_steps}")
         if mode not in ("auto", "min", "max"):
             raise ValueError(f"mode must be auto, min or max, got {mode!r}")
+        if test_on not in ("best", "last"):
+            raise ValueError(f"test_on must be best (best.pkl's weights) or last (the final ones), got {test_on!r}")
         self.epochs, self.batch_size, self.eval_every = epochs, batch_size, eval_every
         self.metrics, self.monitor, self.mode = metrics, monitor, mode
         self.early_stopping = EarlyStopping(**early_stopping) if early_stopping is not None else None
         self.log_every_steps, self.eval_batch_size = log_every_steps, eval_batch_size
-        self.tensorboard = tensorboard
+        self.tensorboard, self.test_on = tensorboard, test_on
 
 
 class EarlyStopping:
@@ -130,7 +132,7 @@ def report(exp: Experiment, split: str) -> dict:
     metrics = ["accuracy", "error_rate"] if exp.data.num_classes else ["mse"]
     result = {"split": split, "samples": len(data), **scores(exp.loss, outputs, data.y, metrics)}
     if exp.data.num_classes:
-        result["confusion_matrix"] = confusion_matrix(target_labels(data.y), exp.loss.labels(outputs),
+        result["confusion_matrix"] = confusion_matrix(target_labels(data.y, outputs), exp.loss.labels(outputs),
                                                       exp.data.num_classes).tolist()
     return result
 

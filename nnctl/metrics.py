@@ -9,31 +9,35 @@ METRICS = ("accuracy", "error_rate", "mse")
 LOWER_IS_BETTER = ("loss", "error_rate", "mse")
 
 
-def target_labels(t: np.ndarray) -> np.ndarray:
-    """Class labels from integer labels (one per sample or per time step), one-hot (or 0.9/0.1) rows, or a
-    0/1 target per sample."""
-    if t.dtype.kind in "iu":
-        return t[..., 0] if t.ndim > 1 and t.shape[-1] == 1 else t
-    if t.ndim > 1 and t.shape[-1] > 1:
-        return t.argmax(axis=-1)
-    return (t.reshape(len(t)) > 0.5).astype(np.int64)
+def target_labels(t: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The class of each target, read against the outputs y: rows shaped like y are one-hot (or 0.9/0.1, or one
+    0/1 output) and give their argmax (or threshold); otherwise t holds one label per row of y (integers, or
+    0/1 targets of a single output), per sample or per time step."""
+    if t.shape == y.shape:
+        return t.argmax(axis=-1) if y.shape[-1] > 1 else (t[..., 0] > 0.5).astype(np.int64)
+    t = t.reshape(y.shape[:-1])
+    return t if t.dtype.kind in "iu" else (t > 0.5).astype(np.int64)
 
 
 class MetricSums:
-    """Sums that give an epoch's loss and `metrics` exactly, however the batches fell."""
+    """Sums that give an epoch's loss and `metrics` exactly, however the batches fell; with `penalty`, also the
+    mean L1/L2 penalty, recorded beside the data loss (which alone compares with val_loss)."""
 
-    def __init__(self, metrics: list[str], sums: dict[str, float] | None = None):
-        self.metrics = metrics
-        self.sums = dict(sums or {"loss": 0.0, "correct": 0.0, "sq_err": 0.0, "n": 0.0, "n_out": 0.0})
+    def __init__(self, metrics: list[str], sums: dict[str, float] | None = None, penalty: bool = False):
+        self.metrics, self.penalty = metrics, penalty
+        self.sums = {"loss": 0.0, "penalty": 0.0, "correct": 0.0, "sq_err": 0.0, "n": 0.0, "n_out": 0.0,
+                     **(sums or {})}
 
-    def add(self, loss: Loss, loss_value: float, y: np.ndarray, t: np.ndarray) -> None:
-        """Adds one batch: its outputs y, targets t, and the mean loss the loss function gave them."""
+    def add(self, loss: Loss, loss_value: float, y: np.ndarray, t: np.ndarray, penalty: float = 0.0) -> None:
+        """Adds one batch: its outputs y, targets t, the mean data loss the loss function gave them and the
+        weights' penalty at that step."""
         n = len(y)
         self.sums["loss"] += loss_value * n
+        self.sums["penalty"] += penalty * n
         self.sums["n"] += n
         if "accuracy" in self.metrics or "error_rate" in self.metrics:
             predicted = loss.labels(y)
-            hits = float((predicted == target_labels(t).reshape(predicted.shape)).sum())
+            hits = float((predicted == target_labels(t, y)).sum())
             self.sums["correct"] += hits if predicted.ndim == 1 else hits * n / predicted.size  # per-step labels
         if "mse" in self.metrics:
             diff = loss.probabilities(y) - as_targets(y, t)
@@ -42,9 +46,9 @@ class MetricSums:
 
     def result(self, prefix: str = "") -> dict[str, float]:
         s, n = self.sums, max(self.sums["n"], 1)
-        values = {"loss": s["loss"] / n, "accuracy": s["correct"] / n, "error_rate": 1 - s["correct"] / n,
-                  "mse": s["sq_err"] / max(s["n_out"], 1)}
-        return {prefix + k: values[k] for k in ["loss", *self.metrics]}
+        values = {"loss": s["loss"] / n, "penalty": s["penalty"] / n, "accuracy": s["correct"] / n,
+                  "error_rate": 1 - s["correct"] / n, "mse": s["sq_err"] / max(s["n_out"], 1)}
+        return {prefix + k: values[k] for k in ["loss", *(["penalty"] if self.penalty else []), *self.metrics]}
 
 
 def scores(loss: Loss, y: np.ndarray, t: np.ndarray, metrics: list[str], prefix: str = "") -> dict[str, float]:

@@ -39,7 +39,7 @@ class Runner:
         exp.model.set_rng(self.dropout_rng)
         self.epoch = self.batch = self.step = 0
         self.order: np.ndarray | None = None
-        self.sums = MetricSums(exp.metrics)
+        self.sums = self._sums()
         self.history: list[dict[str, Any]] = []
         self.elapsed_before = 0.0
         self.lr = exp.optimizer.lr
@@ -81,7 +81,7 @@ class Runner:
             progress = saved["progress"]
             self.epoch, self.batch, self.step = progress["epoch"], progress["batch"], progress["step"]
             self.lr = progress["lr"]
-            self.order, self.sums = progress["order"], MetricSums(self.exp.metrics, progress["sums"])
+            self.order, self.sums = progress["order"], self._sums(progress["sums"])
             self.history = list(saved["history"])
             self.monitor.best, self.monitor.wait = saved["monitor"]["best"], saved["monitor"]["wait"]
             self.elapsed_before = saved["elapsed"]
@@ -91,10 +91,14 @@ class Runner:
             raise NnctlError(f"{path}: the run already trained {self.epoch} of {self.exp.settings.epochs} epochs; "
                              f"to train longer, add an override such as train.epochs={self.epoch + 5}")
 
+    def _sums(self, sums: dict[str, float] | None = None) -> MetricSums:
+        return MetricSums(self.exp.metrics, sums, penalty=bool(self.exp.loss.l1 or self.exp.loss.l2))
+
     def _columns(self) -> list[str]:
         metrics = ["loss", *self.exp.metrics]
         val = [f"val_{m}" for m in metrics] if self.exp.data.val is not None else []
-        return ["kind", "epoch", "step", "lr", *metrics, *val, "time_s"]
+        penalty = ["penalty"] if self.exp.loss.l1 or self.exp.loss.l2 else []
+        return ["kind", "epoch", "step", "lr", metrics[0], *penalty, *metrics[1:], *val, "time_s"]
 
     def _write_config(self) -> None:
         header = (f"# resolved config of this run (overrides applied); nnctl {__version__}\n"
@@ -137,7 +141,8 @@ class Runner:
         es = self.exp.settings.early_stopping
         if status == "early_stopped" and es and es.restore_best and self.checkpoints.best.exists():
             self.exp.model.load_state_dict(checkpoint.load(self.checkpoints.best)["model"])
-        return self._write_summary(status, test=self._test_metrics())
+        test, tested = self._test_metrics()
+        return self._write_summary(status, test=test, tested=tested)
 
     def _run_epoch(self) -> bool:
         """Runs the rest of the current epoch's batches; True if Ctrl-C asked to stop."""
@@ -146,7 +151,7 @@ class Runner:
         size, batches = self._batching()
         if self.batch == 0:
             self.order = self.data_rng.permutation(n) if self.exp.data.shuffle else None
-            self.sums = MetricSums(self.exp.metrics)
+            self.sums = self._sums()
         with self.progress.bar(batches, self.batch, self.epoch + 1, settings.epochs) as bar:
             for b in range(self.batch, batches):
                 rows = slice(b * size, (b + 1) * size) if self.order is None else self.order[b * size:(b + 1) * size]
@@ -175,15 +180,14 @@ class Runner:
         y = exp.model.forward(x, training=True)
         value = exp.loss.forward(y, t)
         decays = exp.loss.l1 or exp.loss.l2
-        if decays:
-            value += exp.loss.penalty(exp.model.weights()[0])
-        if not math.isfinite(value):
+        penalty = exp.loss.penalty(exp.model.weights()[0]) if decays else 0.0
+        if not math.isfinite(value + penalty):
             raise TrainingError(
-                f"the loss became {value} at epoch {self.epoch + 1}, step {self.step + 1}; training stopped. "
+                f"the loss became {value + penalty} at epoch {self.epoch + 1}, step {self.step + 1}; training stopped. "
                 + (f"The last good checkpoint is {self.checkpoints.last} (epoch {self.epoch}). "
                    if self.checkpoints.last.exists() else "No epoch had finished, so no checkpoint was written. ")
                 + f"Try a smaller optimizer.lr (now {exp.optimizer.lr:g}) or set optimizer.clip_norm.")
-        self.sums.add(exp.loss, value, y, t)
+        self.sums.add(exp.loss, value, y, t, penalty)
         exp.model.backward(exp.loss.backward())
         if decays:
             exp.loss.add_penalty_grads(*exp.model.weights())
@@ -192,7 +196,7 @@ class Runner:
         every = exp.settings.log_every_steps
         if every and self.step % every == 0:
             row = {"kind": "step", "epoch": self.epoch + 1, "step": self.step, "lr": lr, "loss": value,
-                   "time_s": round(self._elapsed(), 3)}
+                   **({"penalty": penalty} if decays else {}), "time_s": round(self._elapsed(), 3)}
             self._record(row)
 
     def _end_epoch(self) -> bool:
@@ -221,14 +225,22 @@ class Runner:
             return True
         return False
 
-    def _test_metrics(self) -> dict[str, float] | None:
+    def _test_metrics(self) -> tuple[dict[str, float], dict[str, Any]] | tuple[None, None]:
+        """The test split's metrics of best.pkl's weights (train.test_on: best, when there is one) or of the
+        final ones; and which weights, from what epoch."""
         test = self.exp.data.test
         if test is None:
-            return None
+            return None, None
+        tested, epoch = "last", self.epoch
+        if self.exp.settings.test_on == "best" and self.checkpoints.best.exists():
+            saved = checkpoint.load(self.checkpoints.best)
+            self.exp.model.load_state_dict(saved["model"])
+            tested, epoch = "best", saved["progress"]["epoch"]
         metrics = evaluate(self.exp.model, self.exp.loss, test.x, test.y, self.exp.metrics,
                            self.exp.settings.eval_batch_size, prefix="test_")
-        self.progress.say("test  " + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
-        return metrics
+        self.progress.say(f"test ({tested} weights, epoch {epoch})  "
+                          + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+        return metrics, {"weights": tested, "epoch": epoch}
 
     # -- what is written -----------------------------------------------------------------------------------
 
@@ -257,14 +269,16 @@ class Runner:
         if self.tensorboard:
             self.tensorboard.append(row)
 
-    def _write_summary(self, status: str, test: dict | None = None, error: str | None = None) -> dict[str, Any]:
+    def _write_summary(self, status: str, test: dict | None = None, error: str | None = None,
+                       tested: dict | None = None) -> dict[str, Any]:
         epochs = [row for row in self.history if row["kind"] == "epoch"]
         summary = {
             "name": self.exp.config.data["name"], "run_dir": str(self.run_dir), "status": status,
             "epochs": self.epoch, "steps": self.step, "wall_time_s": round(self._elapsed(), 3),
             "final": epochs[-1] if epochs else None,
             "best": {"monitor": self.monitor.name, "mode": self.monitor.mode, "value": self.monitor.best},
-            "test": test, "error": error, "seed": self.exp.seed, "num_params": self.exp.model.num_params,
+            "test": test, "test_on": tested, "error": error, "seed": self.exp.seed,
+            "num_params": self.exp.model.num_params,
             "versions": {"nnctl": __version__, "numpy": np.__version__, "python": platform.python_version()},
         }
         tmp = self.run_dir / "summary.json.tmp"

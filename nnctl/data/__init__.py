@@ -45,6 +45,7 @@ from nnctl.data import (  # noqa: E402, F401  (they register)
     cifar10,
     logic,
     mnist,
+    patterns,
     sequences,
     tabular,
     text,
