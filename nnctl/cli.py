@@ -10,6 +10,7 @@ from typing import Annotated
 
 import numpy as np
 import typer
+import yaml
 from rich.console import Console
 from rich.table import Table
 
@@ -26,6 +27,7 @@ from nnctl.predict import check_output, predict_files, write
 from nnctl.runner import Runner
 from nnctl.runs import Run, config_diff, expand, find_runs, load_run
 from nnctl.sample import LanguageModel
+from nnctl.sections import resolved
 from nnctl.sweep import Outcome, Sweep, by_value
 from nnctl.weights import export as export_weights
 
@@ -160,6 +162,16 @@ def summary(
         table.add_row(str(i), layer.name, layer.registered_name, str(list(shape)), f"{count:,}")
     out.print(table)
     out.print(f"total parameters: {model.num_params:,}")
+
+
+@app.command("config")
+def config_command(
+    config: Annotated[Path, typer.Argument(help="The YAML config to resolve.")],
+    overrides: Annotated[list[str] | None, typer.Argument(help=OVERRIDES_HELP, show_default=False)] = None,
+) -> None:
+    """Print the fully resolved config as YAML: its base chain merged, overrides applied, every default filled in."""
+    text = yaml.safe_dump(resolved(load_config(config, overrides or [])), sort_keys=False, allow_unicode=True)
+    out.print(text, markup=False, end="")
 
 
 @app.command("predict")
