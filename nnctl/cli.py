@@ -21,6 +21,7 @@ from nnctl.config import load_config
 from nnctl.errors import ConfigError, NnctlError
 from nnctl.experiment import Experiment, build, from_checkpoint, report
 from nnctl.gradcheck import check_model, check_registry
+from nnctl.jsonschema import config_schema
 from nnctl.layers import LAYERS
 from nnctl.losses import LOSSES
 from nnctl.predict import check_output, predict_files, write
@@ -32,7 +33,7 @@ from nnctl.sweep import Outcome, Sweep, by_value
 from nnctl.weights import export as export_weights
 
 app = typer.Typer(help="Train neural networks written in plain NumPy from YAML files.", no_args_is_help=True,
-                  add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
+                  add_completion=True, pretty_exceptions_enable=False, rich_markup_mode=None)
 _WIDTH = None if sys.stdout.isatty() else 160  # piped output is read whole: no squeezed table cells
 out = Console(highlight=False, soft_wrap=True, width=_WIDTH)
 err = Console(stderr=True, highlight=False, soft_wrap=True, width=_WIDTH)
@@ -172,6 +173,13 @@ def config_command(
     """Print the fully resolved config as YAML: its base chain merged, overrides applied, every default filled in."""
     text = yaml.safe_dump(resolved(load_config(config, overrides or [])), sort_keys=False, allow_unicode=True)
     out.print(text, markup=False, end="")
+
+
+@app.command("schema")
+def schema_command() -> None:
+    """Print the JSON Schema of configs, generated from the signatures the validator reads; for editors:
+    nnctl schema > nnctl.schema.json, then `# yaml-language-server: $schema=nnctl.schema.json` in a config."""
+    out.print_json(json.dumps(config_schema()))
 
 
 @app.command("predict")

@@ -6,6 +6,7 @@ from typing import Any
 
 from nnctl.config import SECTIONS, Config
 from nnctl.data import DATASETS
+from nnctl.data.augment import Augment
 from nnctl.experiment import EarlyStopping, TrainSettings
 from nnctl.layers import LAYERS
 from nnctl.losses import LOSSES
@@ -20,6 +21,8 @@ SPEC_SECTIONS: dict[str, Registry] = {"data": DATASETS, "loss": LOSSES, "optimiz
 PROVIDED = {"data": ("base_dir",)}
 """Constructor arguments nnctl passes itself, never read from the config."""
 DEFAULT_SPECS = {"schedule": "constant"}
+NESTED: dict[str, type] = {"early_stopping": EarlyStopping, "augment": Augment}
+"""Keys whose mapping is read by a class of its own."""
 
 
 def arguments(cls: type, provided: tuple[str, ...] = ()) -> dict[str, inspect.Parameter]:
@@ -57,7 +60,7 @@ def resolved(config: Config) -> dict[str, Any]:
     data["train"] = with_defaults(TrainSettings, train)
     if isinstance(train.get("early_stopping"), dict):
         check_kwargs(EarlyStopping, train["early_stopping"], config, ("train", "early_stopping"), "early_stopping")
-        data["train"]["early_stopping"] = with_defaults(EarlyStopping, train["early_stopping"])
+        data["train"]["early_stopping"] = with_defaults(NESTED["early_stopping"], train["early_stopping"])
     return {key: data[key] for key in SECTIONS if key in data}
 
 
