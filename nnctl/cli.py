@@ -17,6 +17,7 @@ from rich.table import Table
 from nnctl import __version__, tables
 from nnctl import plot as plots
 from nnctl.callbacks import format_value
+from nnctl.check import batch, preflight, time_layers
 from nnctl.config import load_config
 from nnctl.errors import ConfigError, NnctlError
 from nnctl.experiment import Experiment, build, from_checkpoint, report
@@ -145,6 +146,31 @@ def gradcheck(
         err.print(f"{len(failed)} of {len(checks)} checks failed (tolerance {tol:g})", markup=False)
         raise typer.Exit(1)
     out.print(f"all {len(checks)} checks passed (tolerance {tol:g})")
+
+
+@app.command()
+def check(
+    config: Annotated[Path, typer.Argument(help="The YAML config to check before training it.")],
+    overrides: Annotated[list[str] | None, typer.Argument(help=OVERRIDES_HELP, show_default=False)] = None,
+    samples: Annotated[int, typer.Option("--samples", min=1, help="How many training samples to overfit.")] = 20,
+    steps: Annotated[int, typer.Option("--steps", min=1, help="The most steps allowed to overfit them.")] = 1000,
+    seconds: Annotated[float, typer.Option("--seconds", min=0, help="The most time allowed to overfit them.")] = 60,
+    repeats: Annotated[int, typer.Option("--repeats", min=1, help="Timed passes per layer.")] = 5,
+) -> None:
+    """Pre-flight: one batch forward and backward, the initial loss against its expected value, dead or
+    saturated units at init, overfitting a few samples, and each layer's forward and backward time; exit 1
+    with the reasons where something is wrong."""
+    exp = _load(config, overrides)
+    timings = time_layers(exp, repeats)
+    findings = preflight(exp, samples, steps, seconds)
+    out.print(tables.findings_table(findings))
+    out.print(tables.timing_table(timings, len(batch(exp)[0])))
+    failed = [f for f in findings if not f.passed]
+    if failed:
+        err.print("\n".join(f"check failed: {f.check}: {f.detail}" for f in failed), markup=False)
+        raise typer.Exit(1)
+    unsure = sum(f.inconclusive for f in findings)
+    out.print(f"all {len(findings)} checks passed" + (f", {unsure} of them inconclusive" if unsure else ""))
 
 
 @app.command()

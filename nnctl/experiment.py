@@ -11,6 +11,7 @@ from nnctl.builder import build_model
 from nnctl.config import Config, apply_overrides, from_dict
 from nnctl.data import DATASETS, Dataset, DatasetSource
 from nnctl.errors import CheckpointError, NnctlError
+from nnctl.layers import Layer
 from nnctl.layers.activations import Activation
 from nnctl.losses import LOSSES, Loss
 from nnctl.metrics import LOWER_IS_BETTER, METRICS, confusion_matrix, predict, scores, target_labels
@@ -139,7 +140,11 @@ def report(exp: Experiment, split: str) -> dict:
 
 def output_activation(model: Model) -> str | None:
     """The name of the activation the model's outputs pass through last, if any."""
-    layer = model.layers[-1]
+    return layer_activation(model.layers[-1])
+
+
+def layer_activation(layer: Layer) -> str | None:
+    """The name of the activation a layer applies last: its own `activation`, or the layer itself."""
     activation = getattr(layer, "activation", None) or layer
     return activation.registered_name if isinstance(activation, Activation) else None
 

@@ -4,8 +4,10 @@ from pathlib import Path
 
 import numpy as np
 from rich.table import Table
+from rich.text import Text
 
 from nnctl.callbacks import format_value
+from nnctl.check import Finding, Timing
 from nnctl.gradcheck import Check
 from nnctl.predict import Predictions
 from nnctl.runs import Run
@@ -82,4 +84,27 @@ def sweep_table(sweep: Sweep, outcomes: list[Outcome], metric: str) -> Table:
         table.add_row(o.member.label, shown, str(run.summary.get("epochs", "")) if run else "",
                       *(format_value(final.get(k, "")) for k in columns[3:6]),
                       f"{run.summary.get('wall_time_s', 0):.1f} s" if run else "", run.name if run else "")
+    return table
+
+
+def findings_table(findings: list[Finding]) -> Table:
+    """One row per pre-flight check: what was checked, the verdict and what it saw."""
+    table = Table(title="pre-flight check")
+    for column in ("check", "result", "detail"):
+        table.add_column(column)
+    for f in findings:
+        result = "[red]FAIL[/red]" if not f.passed else "[yellow]unsure[/yellow]" if f.inconclusive else "ok"
+        table.add_row(f.check, result, Text(f.detail))
+    return table
+
+
+def timing_table(timings: list[Timing], batch: int) -> Table:
+    """Milliseconds per layer forward and backward over one batch, and the totals."""
+    table = Table(title=f"time per layer, batch of {batch} (ms, mean of the timed passes)")
+    for column in ("layer", "type", "forward", "backward"):
+        table.add_column(column, justify="left" if column in ("layer", "type") else "right")
+    for t in timings:
+        table.add_row(t.layer, t.kind, f"{t.forward_ms:.3f}", f"{t.backward_ms:.3f}")
+    table.add_row("total", "", f"{sum(t.forward_ms for t in timings):.3f}",
+                  f"{sum(t.backward_ms for t in timings):.3f}")
     return table
