@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from nnctl.config import load_config
-from nnctl.data import Dataset
+from nnctl.data.dataset import Dataset
 from nnctl.model import Model
 from nnctl.runner import Runner
 
@@ -23,7 +23,7 @@ def nnctl_fit(config: str, epochs: int, *overrides: str) -> tuple[float, float, 
     overrides = (f"train.epochs={epochs}", "data.validation=null", "train.monitor=loss", "schedule.type=constant",
                  *overrides)
     with tempfile.TemporaryDirectory() as runs:
-        runner = Runner.start(load_config(path, list(overrides)), path.parent, Path(runs), quiet=True)
+        runner = Runner.start(load_config(path, list(overrides)), Path(runs), quiet=True)
         start = time.perf_counter()
         summary = runner.fit()
         seconds = time.perf_counter() - start

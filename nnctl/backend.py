@@ -6,6 +6,7 @@ xp = numpy
 """The array module: NumPy today; CuPy exposes the same interface for a GPU later."""
 
 DTYPES = {"float32": numpy.float32, "float64": numpy.float64}
+"""The values a config's `dtype` may take: the one list of them."""
 
 
 def resolve_dtype(name: str) -> type:

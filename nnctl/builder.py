@@ -1,14 +1,16 @@
 """Config -> Model: every layer built from its config keys, shapes checked before training starts."""
 
+from functools import partial
 from typing import Any
 
 import numpy as np
 
-from nnctl.config import Config
+from nnctl.config import Config, KeyPath
 from nnctl.init import make_initializer
-from nnctl.layers import LAYERS
+from nnctl.layers import LAYERS, Layer
+from nnctl.layers.activations import make_activation
 from nnctl.model import Model
-from nnctl.schema import check_kwargs, signature_params
+from nnctl.schema import construct, signature_params
 
 MODEL_KEYS = ("layers", "weights")
 
@@ -26,22 +28,21 @@ def build_model(config: Config, input_shape: tuple[int, ...], dtype: type,
     if not isinstance(specs, list) or not specs:
         raise config.error(("model", "layers"), "expected a non-empty list of layers, "
                                                 "such as '- {type: dense, units: 10}'")
-    layers, shapes, counts = [], [], {}
+    layers: list[Layer] = []
+    shapes: list[tuple[int, ...]] = []
+    counts: dict[str, int] = {}
     shape = tuple(input_shape)
     for i, spec in enumerate(specs):
         path = ("model", "layers", i)
         cls, kwargs = LAYERS.split(spec, config, path)
-        check_kwargs(cls, kwargs, config, path, f"layer '{cls.registered_name}'")
         if cls.takes_indices and i > 0:
             raise config.error(path + ("type",), f"{cls.registered_name} reads indices: it must be the first layer")
-        for key, param in signature_params(cls).items():
-            if key.endswith("_init"):
-                kwargs[key] = make_initializer(kwargs.get(key, param.default), config, path + (key,))
         counts[cls.registered_name] = counts.get(cls.registered_name, 0) + 1
         kwargs.setdefault("name", f"{cls.registered_name}_{counts[cls.registered_name]}")
         if kwargs["name"] in {layer.name for layer in layers}:
             raise config.error(path + ("name",), f"layer name '{kwargs['name']}' is used twice")
-        layer = _construct(cls, kwargs, config, path)
+        layer = construct(cls, kwargs, config, path, f"layer '{cls.registered_name}'",
+                          resolve=partial(with_sub_objects, cls, config=config, path=path))
         try:
             out = tuple(layer.output_shape(shape))
             layer.build(shape, rng, dtype)
@@ -53,9 +54,12 @@ def build_model(config: Config, input_shape: tuple[int, ...], dtype: type,
     return Model(layers, tuple(input_shape), shapes)
 
 
-def _construct(cls: type, kwargs: dict[str, Any], config: Config, path: tuple) -> Any:
-    try:
-        return cls(**kwargs)
-    except ValueError as exc:
-        raise config.error(path, str(exc)) from None
-
+def with_sub_objects(cls: type, kwargs: dict[str, Any], config: Config, path: KeyPath) -> dict[str, Any]:
+    """A layer's checked keys with its sub-objects built, by one rule: `activation` names an activation layer and
+    a key ending in `_init` an initializer; each is built at its own config line, given or by default."""
+    kwargs = dict(kwargs)
+    for key, param in signature_params(cls).items():
+        make = make_activation if key == "activation" else make_initializer if key.endswith("_init") else None
+        if make is not None:
+            kwargs[key] = make(kwargs.get(key, param.default), config, path + (key,))
+    return kwargs

@@ -4,6 +4,7 @@ against its expected value, dead or saturated units at init, overfitting a few s
 import math
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -92,8 +93,7 @@ def initial_loss(exp: Experiment, x: np.ndarray, t: np.ndarray) -> Finding:
     value = exp.loss.forward(exp.model.forward(x, training=False), t)
     expected = expected_loss(exp.loss, exp.model.output_shape[-1])
     if expected is None:
-        return Finding("initial loss", True, f"{value:.4g} ({exp.loss.registered_name} has no data-free expected "
-                                             "value)")
+        return Finding("initial loss", True, f"{value:.4g} (this loss has no expected value without the data)")
     target, formula = expected
     ratio = value / target
     detail = f"{value:.4g}, expected about {formula} = {target:.4g} ({ratio:.2f}×)"
@@ -141,7 +141,7 @@ def overfit(exp: Experiment, samples: int, steps: int, seconds: float) -> Findin
     not even halved fails (a model that cannot learn at all is broken); a falling one is inconclusive."""
     model, loss, optimizer = exp.model, exp.loss, exp.optimizer
     x, t = exp.data.train.x[:samples], exp.data.train.y[:samples]
-    size = len(x) if exp.settings.batch_size == "full" else min(exp.settings.batch_size, len(x))
+    size = min(exp.settings.batch_size, len(x)) if isinstance(exp.settings.batch_size, int) else len(x)  # "full"
     classifier = loss.applies is not None or exp.data.num_classes is not None
     name = f"overfit {len(x)} samples"
     first = loss.forward(model.forward(x, training=False), t)
@@ -150,7 +150,7 @@ def overfit(exp: Experiment, samples: int, steps: int, seconds: float) -> Findin
         start = (step - 1) * size % len(x)
         loss.forward(model.forward(x[start:start + size], training=True), t[start:start + size])
         model.backward(loss.backward())
-        optimizer.step(model.params(), model.grads(), optimizer.lr)
+        optimizer.step()
         result = scores(loss, model.forward(x, training=False), t, ["accuracy"])
         if not math.isfinite(result["loss"]):
             return Finding(name, False, f"the loss became {result['loss']} at step {step}; try a smaller "
@@ -183,7 +183,7 @@ def time_layers(exp: Experiment, repeats: int = 5) -> list[Timing]:
             y = layer.forward(y, training=True)
             forward[i] += (time.perf_counter() - start) * (rep > 0)
         exp.loss.forward(y, t)
-        dy = exp.loss.backward()
+        dy: Any = exp.loss.backward()
         for i in range(len(model.layers) - 1, -1, -1):
             start = time.perf_counter()
             dy = model.layers[i].backward(dy)

@@ -4,14 +4,18 @@ import io
 import os
 import pickle
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from nnctl import __version__
 from nnctl.errors import CheckpointError, read_bytes
 
 FORMAT = "nnctl-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2: the input recipe (raw sample shape, per-channel statistics) under 'inputs'; 1 read through a converter."""
 
 _ALLOWED = {
     ("numpy", "ndarray"), ("numpy", "dtype"),
@@ -43,15 +47,113 @@ def safe_unpickle(raw: bytes, encoding: str = "ASCII") -> Any:
     return _RestrictedUnpickler(io.BytesIO(raw), encoding=encoding).load()
 
 
-def save(path: str | Path, payload: dict[str, Any]) -> None:
+@dataclass
+class InputRecipe:
+    """What prepares new inputs as the training data was: shapes, classes, vocabulary, per-channel statistics."""
+
+    input_shape: tuple[int, ...]
+    """One sample as the model takes it."""
+    sample_shape: tuple[int, ...] | None
+    """One raw sample as the dataset read it (before flatten); None in format-1 checkpoints."""
+    num_classes: int | None
+    vocab: list[str] | None
+    channel_stats: tuple[np.ndarray, np.ndarray] | None
+    """The training split's per-channel mean and standard deviation (data.normalize); None in format 1."""
+
+
+@dataclass
+class Checkpoint:
+    """Everything a run needs to go on or to be used: config, arrays, optimizer and RNG states, position, history."""
+
+    config: dict[str, Any]
+    base_dir: str
+    """The folder the config's relative paths were relative to."""
+    model: dict[str, Any]
+    optimizer: dict[str, Any]
+    rng: dict[str, Any]
+    """Bit-generator states of the data and dropout generators."""
+    progress: dict[str, Any]
+    """epoch, batch, step, lr, the epoch's sample order and its running metric sums."""
+    history: list[dict[str, Any]]
+    monitor: dict[str, Any]
+    elapsed: float
+    inputs: InputRecipe
+
+    def to_dict(self) -> dict[str, Any]:
+        """The plain data that is pickled: builtins and NumPy arrays only."""
+        recipe = self.inputs
+        return {"format": FORMAT, "format_version": FORMAT_VERSION, "nnctl_version": __version__,
+                "config": self.config, "base_dir": self.base_dir, "model": self.model, "optimizer": self.optimizer,
+                "rng": self.rng, "progress": self.progress, "history": self.history, "monitor": self.monitor,
+                "elapsed": self.elapsed,
+                "inputs": {"input_shape": list(recipe.input_shape),
+                           "sample_shape": None if recipe.sample_shape is None else list(recipe.sample_shape),
+                           "num_classes": recipe.num_classes, "vocab": recipe.vocab,
+                           "channel_stats": None if recipe.channel_stats is None else list(recipe.channel_stats)}}
+
+    @classmethod
+    def from_dict(cls, data: Any, path: str | Path) -> "Checkpoint":
+        """Checks an unpickled checkpoint key by key (older formats converted first); CheckpointError names
+        what is missing or of the wrong kind."""
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise CheckpointError(f"{path}: a pickle, but not an nnctl checkpoint")
+        version = data.get("format_version")
+        if version == 1:
+            data = _from_format_1(data)
+        elif version != FORMAT_VERSION:
+            raise CheckpointError(f"{path}: checkpoint format {version} is not one this nnctl {__version__} reads "
+                                  f"(formats 1 to {FORMAT_VERSION})")
+        _check_kinds(data, _KINDS, "", path)
+        recipe = data["inputs"]
+        _check_kinds(recipe, _RECIPE_KINDS, "inputs.", path)
+        stats = recipe["channel_stats"]
+        if stats is not None and (len(stats) != 2 or not all(isinstance(a, np.ndarray) for a in stats)):
+            raise CheckpointError(f"{path}: its 'inputs.channel_stats' is not a pair of arrays (mean, std)")
+        shape = recipe["sample_shape"]
+        inputs = InputRecipe(tuple(recipe["input_shape"]), None if shape is None else tuple(shape),
+                             recipe["num_classes"], recipe["vocab"], None if stats is None else (stats[0], stats[1]))
+        return cls(data["config"], data["base_dir"], data["model"], data["optimizer"], data["rng"], data["progress"],
+                   data["history"], data["monitor"], float(data["elapsed"]), inputs)
+
+
+Kinds = dict[str, type | tuple[type, ...]]
+_KINDS: Kinds = {
+    "config": dict, "base_dir": str, "model": dict, "optimizer": dict, "rng": dict, "progress": dict,
+    "history": list, "monitor": dict, "elapsed": (int, float), "inputs": dict}
+_NONE = type(None)
+_RECIPE_KINDS: Kinds = {
+    "input_shape": list, "sample_shape": (list, _NONE), "num_classes": (int, _NONE), "vocab": (list, _NONE),
+    "channel_stats": (list, _NONE)}
+
+
+def _check_kinds(data: dict[str, Any], kinds: Kinds, prefix: str, path: str | Path) -> None:
+    """CheckpointError naming the first key of `kinds` that `data` lacks or holds something else under."""
+    for key, kind in kinds.items():
+        if key not in data or not isinstance(data[key], kind):
+            found = type(data[key]).__name__ if key in data else "missing"
+            expected = " or ".join("None" if k is _NONE else k.__name__ for k in (kind if isinstance(kind, tuple)
+                                                                                   else (kind,)))
+            raise CheckpointError(f"{path}: its '{prefix}{key}' is {found}, expected {expected}")
+
+
+def _from_format_1(data: dict[str, Any]) -> dict[str, Any]:
+    """Format 1 kept the input shape, classes and vocabulary under 'data', without the raw sample shape and the
+    per-channel statistics; those are found again from the config when the checkpoint is used."""
+    old = data.get("data")
+    old = old if isinstance(old, dict) else {}
+    inputs = {"input_shape": old.get("input_shape"), "sample_shape": None, "num_classes": old.get("num_classes"),
+              "vocab": old.get("vocab"), "channel_stats": None}
+    return {**{k: v for k, v in data.items() if k != "data"}, "format_version": FORMAT_VERSION, "inputs": inputs}
+
+
+def save(path: str | Path, saved: Checkpoint) -> None:
     """Writes the checkpoint to a temporary file in the same folder, syncs it, then renames it into place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = {"format": FORMAT, "format_version": FORMAT_VERSION, "nnctl_version": __version__, **payload}
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            pickle.dump(data, f, protocol=pickle.HIGHEST_PROTOCOL)
+            pickle.dump(saved.to_dict(), f, protocol=pickle.HIGHEST_PROTOCOL)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -60,7 +162,7 @@ def save(path: str | Path, payload: dict[str, Any]) -> None:
         raise
 
 
-def load(path: str | Path) -> dict[str, Any]:
+def load(path: str | Path) -> Checkpoint:
     """Reads a checkpoint nnctl wrote; CheckpointError for a missing, corrupt, unsafe or foreign file."""
     path = Path(path)
     raw = read_bytes(path, CheckpointError, "checkpoint")
@@ -74,9 +176,4 @@ def load(path: str | Path) -> dict[str, Any]:
     except Exception as exc:  # a damaged pickle can fail in many ways; all of them mean the same to the user
         raise CheckpointError(f"{path}: not a readable checkpoint (corrupt or truncated: "
                               f"{type(exc).__name__})") from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: a pickle, but not an nnctl checkpoint")
-    if data.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"{path}: checkpoint format {data.get('format_version')} is not the format "
-                              f"{FORMAT_VERSION} this nnctl {__version__} reads")
-    return data
+    return Checkpoint.from_dict(data, path)

@@ -6,31 +6,32 @@ import re
 import signal
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import numpy as np
 import typer
 import yaml
 from rich.console import Console
-from rich.table import Table
+from typer.core import TyperGroup
 
 from nnctl import __version__, tables
 from nnctl import plot as plots
-from nnctl.callbacks import format_value
 from nnctl.check import batch, preflight, time_layers
 from nnctl.config import load_config
 from nnctl.errors import ConfigError, NnctlError
-from nnctl.experiment import Experiment, build, from_checkpoint, report
+from nnctl.experiment import Experiment, build, initial_model, report
 from nnctl.gradcheck import check_model, check_registry
 from nnctl.jsonschema import config_schema
 from nnctl.layers import LAYERS
 from nnctl.losses import LOSSES
+from nnctl.model import Model
 from nnctl.predict import check_output, predict_files, write
 from nnctl.runner import Runner
-from nnctl.runs import Run, config_diff, expand, find_runs, load_run
+from nnctl.runs import expand, find_runs, load_run
 from nnctl.sample import LanguageModel
 from nnctl.sections import resolved
 from nnctl.sweep import Outcome, Sweep, by_value
+from nnctl.trained import Trained
 from nnctl.weights import export as export_weights
 
 app = typer.Typer(help="Train neural networks written in plain NumPy from YAML files.", no_args_is_help=True,
@@ -57,8 +58,8 @@ def _main(debug: bool = typer.Option(False, "--debug", help="Show the full trace
     DEBUG = DEBUG or debug
 
 
-def _load(config: Path, overrides: list[str] | None, dtype: str | None = None) -> Experiment:
-    return build(load_config(config, overrides or []), config.resolve().parent, dtype)
+def _load(config: Path, overrides: list[str] | None) -> Experiment:
+    return build(load_config(config, overrides or []))
 
 
 @app.command()
@@ -81,7 +82,7 @@ def train(
     elif config is None:
         raise ConfigError("give a config to train (nnctl train configs/mnist_mlp.yaml) or --resume CHECKPOINT")
     else:
-        runner = Runner.start(load_config(config, overrides or []), config.resolve().parent, runs_dir, quiet)
+        runner = Runner.start(load_config(config, overrides or []), runs_dir, quiet)
     if not quiet:
         out.print(f"run directory: {runner.run_dir}")
     summary = runner.fit()
@@ -104,18 +105,12 @@ def evaluate_command(
     if split not in ("test", "val", "train"):
         raise ConfigError(f"--split must be test, val or train, not '{split}'")
     exp = (_load(checkpoint_path, overrides) if checkpoint_path.suffix in (".yaml", ".yml")
-           else from_checkpoint(checkpoint_path, overrides or [])[0])
+           else Trained.load(checkpoint_path).experiment(overrides or []))
     result = {"checkpoint": str(checkpoint_path), **report(exp, split)}
     if as_json:
         out.print_json(json.dumps(result))
         return
-    table = Table(title=f"{checkpoint_path} on {split} ({result['samples']} samples)")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for key in ("loss", "accuracy", "error_rate", "mse"):
-        if key in result:
-            table.add_row(key, f"{result[key]:.4f}")
-    out.print(table)
+    out.print(tables.eval_table(result, f"{checkpoint_path} on {split}"))
     if "confusion_matrix" in result:
         out.print(tables.confusion_table(np.array(result["confusion_matrix"])))
 
@@ -135,7 +130,7 @@ def gradcheck(
 ) -> None:
     """Compare analytic gradients with central differences in float64; exits 1 if any check fails."""
     if config is not None:
-        checks = check_model(_load(config, overrides, "float64"), samples, per_tensor, eps, tol)
+        checks = check_model(_load(config, [*(overrides or []), "dtype=float64"]), samples, per_tensor, eps, tol)
     else:
         if layer is not None and layer not in LAYERS and layer not in LOSSES:
             LAYERS.get(layer)  # raises with the known names and a suggestion
@@ -179,15 +174,9 @@ def summary(
     overrides: Annotated[list[str] | None, typer.Argument(help=OVERRIDES_HELP, show_default=False)] = None,
 ) -> None:
     """Layers, output shapes and parameter counts of the model a config builds."""
-    exp = _load(config, overrides)
-    model = exp.model
-    table = Table(title=f"{exp.config.data['name']}: input {list(model.input_shape)}")
-    for column in ("#", "layer", "type", "output shape", "parameters"):
-        table.add_column(column, justify="right" if column in ("#", "parameters") else "left")
-    for i, (layer, shape) in enumerate(zip(model.layers, model.shapes, strict=True), start=1):
-        count = sum(p.size for p in layer.params.values())
-        table.add_row(str(i), layer.name, layer.registered_name, str(list(shape)), f"{count:,}")
-    out.print(table)
+    parsed = load_config(config, overrides or [])
+    model = initial_model(parsed)
+    out.print(tables.model_table(model, parsed.data["name"]))
     out.print(f"total parameters: {model.num_params:,}")
 
 
@@ -220,7 +209,7 @@ def predict_command(
     """Classify new inputs with a checkpoint's model; inputs are prepared as its training data was."""
     if output is not None:
         check_output(output)
-    result = predict_files(from_checkpoint(checkpoint_path)[0], inputs)
+    result = predict_files(Trained.load(checkpoint_path), inputs)
     if output is not None:
         write(result, output, top)
         out.print(f"wrote {len(result.names)} predictions to {output}")
@@ -234,7 +223,7 @@ def export_command(
     output: Annotated[Path, typer.Option("--output", "-o", help="The .npz file to write.", show_default=False)],
 ) -> None:
     """Write a checkpoint's weights as plain arrays by layer name (dense_1/W, ...) for model.weights."""
-    model = from_checkpoint(checkpoint_path)[0].model
+    model = Trained.load(checkpoint_path).model
     names = export_weights(output, model.state_dict(), model.input_shape, model.output_shape)
     out.print(f"wrote {len(names)} arrays ({', '.join(names)}) to {output}; "
               f"start a model from them with model.weights: {output}")
@@ -255,72 +244,48 @@ def sample(
     out.print(model.generate(prime, length, temperature, seed), markup=False)
 
 
-@app.command("runs")
-def runs_command(
-    args: Annotated[list[str] | None, typer.Argument(metavar="[DIR] | show RUN | diff RUN RUN",
-                                                     help="A folder of runs (default runs/), or show/diff and runs.",
-                                                     show_default=False)] = None,
+class _ListByDefault(TyperGroup):
+    """`nnctl runs` and `nnctl runs DIR` mean `nnctl runs list [DIR]`, as before runs had sub-commands."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if not args or (args[0] not in self.commands and not args[0].startswith("-")):
+            args = ["list", *args]
+        return super().parse_args(ctx, args)
+
+
+runs_app = typer.Typer(cls=_ListByDefault, help="List, show and compare runs (plain `nnctl runs` lists runs/).",
+                       rich_markup_mode=None)
+app.add_typer(runs_app, name="runs")
+
+
+@runs_app.command("list")
+def runs_list(
+    root: Annotated[Path, typer.Argument(metavar="[DIR]", help="A folder of runs, such as a sweep's.")] = Path("runs"),
 ) -> None:
-    """A table of the runs under DIR; `runs show RUN` details one run, `runs diff RUN RUN` compares two."""
-    args = args or []
-    if args[:1] == ["show"] and len(args) == 2:
-        _show_run(load_run(args[1]))
-    elif args[:1] == ["diff"] and len(args) == 3:
-        _diff_runs(load_run(args[1]), load_run(args[2]))
-    elif len(args) <= 1 and args[:1] not in (["show"], ["diff"]):
-        root = Path(args[0] if args else "runs")
-        runs = find_runs(root)
-        if not runs:
-            out.print(f"no runs under {root}")
-            return
-        out.print(tables.runs_table(runs, root))
-    else:
-        raise NnctlError("expected: nnctl runs [DIR], nnctl runs show RUN or nnctl runs diff RUN RUN")
+    """A table of the runs under DIR (default runs/, sweeps' members included)."""
+    runs = find_runs(root)
+    if not runs:
+        out.print(f"no runs under {root}")
+        return
+    out.print(tables.runs_table(runs, root))
 
 
-def _show_run(run: Run) -> None:
-    s = run.summary
-    table = Table(title=f"run {run.path}", show_header=False)
-    table.add_column("key")
-    table.add_column("value")
-    rows = [("name", run.config.get("name")), ("started", f"{run.started:%Y-%m-%d %H:%M:%S}"), ("status", run.status),
-            ("epochs", s.get("epochs")), ("steps", s.get("steps")), ("wall time", f"{s.get('wall_time_s', 0):.1f} s"),
-            ("seed", s.get("seed")), ("parameters", f"{s.get('num_params', 0):,}"), ("best", run.best()),
-            *[(key, format_value(value)) for key, value in run.final_metrics().items()],
-            ("error", s.get("error"))]
-    for key, value in rows:
-        if value not in (None, ""):
-            table.add_row(key, str(value))
-    out.print(table)
-    epochs = run.epochs()
-    if epochs:
-        history = Table(title="per epoch")
-        columns = [k for k in epochs[0] if k not in ("kind", "step")]
-        for column in columns:
-            history.add_column(column, justify="right")
-        for row in epochs:
-            history.add_row(*(format_value(row.get(column, "")) for column in columns))
-        out.print(history)
+@runs_app.command("show")
+def runs_show(run: Annotated[Path, typer.Argument(metavar="RUN", help="A run directory or one of its checkpoints.")]
+              ) -> None:
+    """One run's summary, final and test metrics, and its per-epoch rows."""
+    for table in tables.run_tables(load_run(run)):
+        out.print(table)
 
 
-def _diff_runs(a: Run, b: Run) -> None:
-    changes = config_diff(a, b)
-    table = Table(title=f"config keys that differ ({len(changes)})")
-    for column in ("key", str(a.path), str(b.path)):
-        table.add_column(column)
-    for key, x, y in changes:
-        table.add_row(key, "—" if x is None else str(x), "—" if y is None else str(y))
-    out.print(table)
-    metrics = Table(title="results")
-    for column in ("metric", str(a.path), str(b.path)):
-        metrics.add_column(column, justify="left" if column == "metric" else "right")
-    fa, fb = a.final_metrics(), b.final_metrics()
-    metrics.add_row("status", a.status, b.status)
-    metrics.add_row("epochs", str(a.summary.get("epochs")), str(b.summary.get("epochs")))
-    for key in [*fa, *(k for k in fb if k not in fa)]:
-        metrics.add_row(key, format_value(fa.get(key, "—")), format_value(fb.get(key, "—")))
-    metrics.add_row("wall time", *(f"{r.summary.get('wall_time_s', 0):.1f} s" for r in (a, b)))
-    out.print(metrics)
+@runs_app.command("diff")
+def runs_diff(runs: Annotated[list[Path], typer.Argument(metavar="RUN RUN", help="Two run directories (or their "
+                                                         "checkpoints).")]) -> None:
+    """The config keys that differ between two runs, and their results side by side."""
+    if len(runs) != 2:
+        raise NnctlError(f"expected two runs, got {len(runs)}: nnctl runs diff RUN RUN")
+    for table in tables.diff_tables(load_run(runs[0]), load_run(runs[1])):
+        out.print(table)
 
 
 @app.command("plot")
@@ -356,21 +321,37 @@ def plot_command(
     path = output or default_dir / f"{kind}.png"
     if kind == "curves":
         written = plots.curves(expand(runs), metric, path, smooth)
+    elif kind == "filters":
+        model, title = _model(runs[0])
+        written = plots.filters(model, path, title)
     else:
         exp, title = _experiment(runs[0])
-        written = {"confusion": lambda: plots.confusion(exp, split, path, title),
-                   "filters": lambda: plots.filters(exp, path, title),
-                   "activations": lambda: plots.activations(exp, split, samples, path, title)}[kind]()
+        written = (plots.confusion(exp, split, path, title) if kind == "confusion"
+                   else plots.activations(exp, split, samples, path, title))
     out.print(f"wrote {written}")
 
 
 def _experiment(path: Path) -> tuple[Experiment, str]:
-    """The model of a run (its best.pkl, else last.pkl), of a checkpoint, or of a config at initialization."""
+    """The experiment of a run (its best.pkl, else last.pkl), of a checkpoint, or of a config at initialization."""
     if path.suffix in (".yaml", ".yml"):
         return _load(path, []), f"{path.name} (initial weights)"
+    trained, title = _trained(path)
+    return trained.experiment(), title
+
+
+def _model(path: Path) -> tuple[Model, str]:
+    """The model of a run, a checkpoint or a config, as _experiment's, without reading the data."""
+    if path.suffix in (".yaml", ".yml"):
+        return initial_model(load_config(path, [])), f"{path.name} (initial weights)"
+    trained, title = _trained(path)
+    return trained.model, title
+
+
+def _trained(path: Path) -> tuple[Trained, str]:
+    """A checkpoint's trained model, or a run's (its best.pkl, else last.pkl), and its title."""
     if path.suffix == ".pkl":
-        return from_checkpoint(path)[0], f"{path.parent.parent.name}/{path.name}"
-    return from_checkpoint(load_run(path).checkpoint)[0], path.resolve().name
+        return Trained.load(path), f"{path.parent.parent.name}/{path.name}"
+    return Trained.load(load_run(path).checkpoint), path.resolve().name
 
 
 @app.command("sweep")

@@ -1,5 +1,6 @@
 """YAML configs: loading with line numbers, dotted overrides, and checking keys against signatures."""
 
+import copy
 import re
 import typing
 from dataclasses import dataclass, field
@@ -8,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from nnctl.backend import DTYPES
 from nnctl.compose import compose
 from nnctl.errors import ConfigError, read_bytes
 from nnctl.schema import describe_type, describe_value, did_you_mean, matches
@@ -36,11 +38,13 @@ def dotted(path: KeyPath) -> str:
 
 @dataclass
 class Config:
-    """A loaded config: plain data plus where each key came from, for error messages."""
+    """A loaded config: plain data plus where each key came from, for error messages, and the folder its
+    relative paths (data files, model.weights) start from."""
 
     data: dict[str, Any]
     source: str = "<config>"
     origins: dict[KeyPath, str] = field(default_factory=dict)
+    base_dir: Path = Path(".")
 
     def where(self, path: KeyPath) -> str:
         """'file:line' of the key at `path`, or of its closest ancestor that has one."""
@@ -112,7 +116,34 @@ def key_path(key: str) -> KeyPath:
 
 
 def apply_override(config: Config, path: KeyPath, value: Any, origin: str) -> None:
-    """Set `value` at `path`, creating mappings on the way."""
+    """Set `value` at `path`, creating mappings on the way; a `*` in the path stands for each list item (or
+    mapping value) that has the key after it, as in `model.layers.*.weight_init.std`."""
+    paths = _expand(config.data, path)
+    if not paths:
+        raise ConfigError(f"{origin}: {dotted(path)}: its '*' matches no item of the config that has the key "
+                          "after it")
+    for concrete in paths:
+        _set(config, concrete, copy.deepcopy(value), origin)
+
+
+def _expand(data: Any, path: KeyPath) -> list[KeyPath]:
+    """The paths a key with `*` stands for: each list item (or mapping value) that has the key after it."""
+    if "*" not in path:
+        return [path]
+    i = path.index("*")
+    node = data
+    for key in path[:i]:
+        try:
+            node = node[key]
+        except (KeyError, IndexError, TypeError):
+            return []
+    items = enumerate(node) if isinstance(node, list) else node.items() if isinstance(node, dict) else []
+    nxt = path[i + 1] if i + 1 < len(path) else None
+    return [concrete for k, item in items if isinstance(item, dict) and nxt in item
+            for concrete in _expand(data, path[:i] + (k,) + path[i + 1:])]
+
+
+def _set(config: Config, path: KeyPath, value: Any, origin: str) -> None:
     node: Any = config.data
     for depth, key in enumerate(path[:-1]):
         child_path = path[: depth + 1]
@@ -140,7 +171,7 @@ def load_config(path: str | Path, overrides: typing.Sequence[str] = ()) -> Confi
     layout."""
     path = Path(path)
     data, origins = compose(path, read_yaml)
-    config = from_dict(data, str(path), origins)
+    config = from_dict(data, str(path), origins, path.resolve().parent)
     config.data.setdefault("name", path.stem)
     apply_overrides(config, overrides)
     return config
@@ -163,11 +194,12 @@ def apply_overrides(config: Config, overrides: typing.Sequence[str]) -> None:
     check_top_level(config)
 
 
-def from_dict(data: Any, source: str = "<config>", origins: dict | None = None) -> Config:
+def from_dict(data: Any, source: str = "<config>", origins: dict | None = None,
+              base_dir: str | Path = ".") -> Config:
     """Wrap already-parsed data (a checkpoint's config, a test's dict) as a Config."""
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: a config must be a mapping of sections, got {describe_value(data)}")
-    return Config(data, source, dict(origins or {}))
+    return Config(data, source, dict(origins or {}), Path(base_dir))
 
 
 def check_top_level(config: Config) -> None:
@@ -187,7 +219,7 @@ def check_top_level(config: Config) -> None:
         raise config.error(("name",), f"'{config.data['name']}' cannot name a run directory; use letters, digits, "
                                       "'.', '_' and '-'")
     dtype = config.data.setdefault("dtype", "float32")
-    if dtype not in ("float32", "float64"):
-        raise config.error(("dtype",), f"expected float32 or float64, got {describe_value(dtype)}")
+    if not isinstance(dtype, str) or dtype not in DTYPES:
+        raise config.error(("dtype",), f"expected {' or '.join(DTYPES)}, got {describe_value(dtype)}")
     if config.data.setdefault("seed", 0) < 0:
         raise config.error(("seed",), f"expected a non-negative integer, got {config.data['seed']}")

@@ -1,24 +1,24 @@
 """Everything a config builds: data, model, loss, optimizer, schedule and training settings."""
 
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from nnctl import checkpoint
 from nnctl.backend import resolve_dtype
 from nnctl.builder import build_model
-from nnctl.config import Config, apply_overrides, from_dict
+from nnctl.config import Config
 from nnctl.data import DATASETS, Dataset, DatasetSource
-from nnctl.errors import CheckpointError, NnctlError
+from nnctl.errors import NnctlError
 from nnctl.layers import Layer
 from nnctl.layers.activations import Activation
-from nnctl.losses import LOSSES, Loss
+from nnctl.losses import LOSSES, Decay, Loss
 from nnctl.metrics import LOWER_IS_BETTER, METRICS, confusion_matrix, predict, scores, target_labels
 from nnctl.model import Model
 from nnctl.optim import OPTIMIZERS, Optimizer
 from nnctl.schedules import SCHEDULES, Schedule
-from nnctl.schema import check_kwargs, did_you_mean
+from nnctl.schema import construct, did_you_mean
 from nnctl.weights import load_into
 
 
@@ -41,7 +41,7 @@ class TrainSettings:
             raise ValueError(f"test_on must be best (best.pkl's weights) or last (the final ones), got {test_on!r}")
         self.epochs, self.batch_size, self.eval_every = epochs, batch_size, eval_every
         self.metrics, self.monitor, self.mode = metrics, monitor, mode
-        self.early_stopping = EarlyStopping(**early_stopping) if early_stopping is not None else None
+        self.early_stopping = typing.cast("EarlyStopping | None", early_stopping)  # train_settings built the mapping
         self.log_every_steps, self.eval_batch_size = log_every_steps, eval_batch_size
         self.tensorboard, self.test_on = tensorboard, test_on
 
@@ -60,11 +60,11 @@ class Experiment:
     """The built pieces of one config."""
 
     config: Config
-    base_dir: Path
     dtype: type
     data: Dataset
     model: Model
     loss: Loss
+    decay: Decay
     optimizer: Optimizer
     schedule: Schedule
     settings: TrainSettings
@@ -79,18 +79,18 @@ class Experiment:
         return self.config.data["seed"]
 
 
-def build(config: Config, base_dir: str | Path, dtype: str | None = None, weights: bool = True) -> Experiment:
+def build(config: Config, weights: bool = True) -> Experiment:
     """Builds every piece of `config`, checking each against the config's lines; data is loaded here.
 
     The model starts from the arrays of `model.weights` when the config names a file, unless `weights` is False."""
-    dtype_t = resolve_dtype(dtype or config.data["dtype"])
-    settings = _train_settings(config)
-    source = DATASETS.build(config.data["data"], config, ("data",), base_dir=str(base_dir))
+    dtype_t = resolve_dtype(config.data["dtype"])
+    settings = train_settings(config)
+    source = DATASETS.build(config.data["data"], config, ("data",), base_dir=str(config.base_dir))
     data = source.load(dtype_t)
     rng = np.random.default_rng([config.data["seed"], 0])
     model = build_model(config, data.input_shape, dtype_t, rng)
     if weights and config.section("model").get("weights"):
-        load_into(model, Path(base_dir) / Path(config.data["model"]["weights"]).expanduser(), config)
+        load_into(model, config.base_dir / Path(config.data["model"]["weights"]).expanduser(), config)
     loss = LOSSES.build(config.data["loss"], config, ("loss",))
     last = ("model", "layers", len(model.layers) - 1)
     try:
@@ -101,27 +101,20 @@ def build(config: Config, base_dir: str | Path, dtype: str | None = None, weight
         raise config.error(last, f"the model ends in {loss.applies}, which {loss.registered_name} applies itself "
                                  f"to the model's outputs (logits); remove the final {loss.applies}")
     optimizer = OPTIMIZERS.build(config.data["optimizer"], config, ("optimizer",))
+    optimizer.bind(model.params(), model.grads())
     schedule = SCHEDULES.build(config.data.get("schedule") or "constant", config, ("schedule",))
     metrics = _metrics(config, settings, data)
     monitor, mode = _monitor(config, settings, data, metrics)
-    return Experiment(config, Path(base_dir), dtype_t, data, model, loss, optimizer, schedule, settings,
-                      metrics, monitor, mode, source)
+    return Experiment(config, dtype_t, data, model, loss, Decay(loss.l1, loss.l2, *model.decayed_arrays()),
+                      optimizer, schedule, settings, metrics, monitor, mode, source)
 
 
-def from_checkpoint(path: str | Path, overrides: list[str] | tuple = ()) -> tuple[Experiment, dict]:
-    """The experiment a checkpoint's config builds (with `overrides`), its weights loaded; and the checkpoint."""
-    saved = checkpoint.load(path)
-    config = from_dict(saved["config"], f"{path} (its config)")
-    vocab = saved.get("data", {}).get("vocab")
-    if vocab is not None:  # the ids mean what they meant in training, whatever the text file holds now
-        config.data["data"]["vocab"] = vocab
-    apply_overrides(config, overrides)
-    exp = build(config, Path(saved["base_dir"]), weights=False)
-    try:
-        exp.model.load_state_dict(saved["model"])
-    except (KeyError, ValueError) as exc:
-        raise CheckpointError(f"{path}: its weights do not fit the model its config builds: {exc}") from None
-    return exp, saved
+def initial_model(config: Config) -> Model:
+    """The model a config builds, at initialization, for the input shape its dataset gives without reading
+    its data (or reading as little as it must)."""
+    source = DATASETS.build(config.data["data"], config, ("data",), base_dir=str(config.base_dir))
+    rng = np.random.default_rng([config.data["seed"], 0])
+    return build_model(config, source.input_shape(source.peek()), resolve_dtype(config.data["dtype"]), rng)
 
 
 def report(exp: Experiment, split: str) -> dict:
@@ -149,16 +142,17 @@ def layer_activation(layer: Layer) -> str | None:
     return activation.registered_name if isinstance(activation, Activation) else None
 
 
-def _train_settings(config: Config) -> TrainSettings:
-    section = config.section("train")
-    check_kwargs(TrainSettings, section, config, ("train",), "the train section")
-    if isinstance(section.get("early_stopping"), dict):
-        check_kwargs(EarlyStopping, section["early_stopping"], config, ("train", "early_stopping"),
-                     "early_stopping")
-    try:
-        return TrainSettings(**section)
-    except ValueError as exc:
-        raise config.error(("train",), str(exc)) from None
+def train_settings(config: Config) -> TrainSettings:
+    """The `train:` section checked against TrainSettings' signature, then built."""
+
+    def early_stopping(kwargs: dict) -> dict:
+        spec = kwargs.get("early_stopping")
+        built = spec if spec is None else construct(EarlyStopping, spec, config, ("train", "early_stopping"),
+                                                    "early_stopping")
+        return {**kwargs, "early_stopping": built}
+
+    return construct(TrainSettings, config.section("train"), config, ("train",), "the train section",
+                     resolve=early_stopping)
 
 
 def _metrics(config: Config, settings: TrainSettings, data: Dataset) -> list[str]:

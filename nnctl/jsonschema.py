@@ -63,13 +63,14 @@ def class_schema(cls: type, strict: bool = True, provided: tuple[str, ...] = (),
         required = ["type", *required]
     schema: dict[str, Any] = {"type": "object", "properties": properties, "additionalProperties": False}
     if (cls.__doc__ or "").strip():
-        schema["description"] = inspect.cleandoc(cls.__doc__).split("\n\n")[0]
+        schema["description"] = inspect.cleandoc(cls.__doc__ or "").split("\n\n")[0]
     if strict and required:
         schema["required"] = required
     return schema
 
 
 def _param_schema(key: str, param: inspect.Parameter) -> dict[str, Any]:
+    schema: dict[str, Any]
     if key in NESTED:
         schema = {"anyOf": [class_schema(NESTED[key]), {"type": "null"}]}
     elif key.endswith("_init"):

@@ -10,7 +10,7 @@ LOSSES: Registry = Registry("loss")
 
 
 class Loss:
-    """A loss over a batch, plus optional L1/L2 decay of the model's weights (never biases)."""
+    """A loss over a batch; `l1` and `l2` configure the decay of the model's weights (never biases), see Decay."""
 
     applies: str | None = None
     """The output activation this loss applies itself (so the model must not end in it)."""
@@ -45,19 +45,33 @@ class Loss:
                              f"{list(target_shape) or 'scalars'}"
                              + (f" with {num_classes} classes" if num_classes else ""))
 
-    def penalty(self, weights: list[np.ndarray]) -> float:
+
+class Decay:
+    """L1/L2 decay of the weights it is bound to: penalty l1·Σ|w| + ½·l2·Σw², gradient l1·sign(w) + l2·w.
+    False when neither is set."""
+
+    def __init__(self, l1: float, l2: float, weights: list[np.ndarray], grads: list[np.ndarray]):
+        if len(weights) != len(grads):
+            raise ValueError(f"{len(weights)} weights but {len(grads)} gradients")
+        self.l1, self.l2 = l1, l2
+        self.weights, self.grads = weights, grads
+
+    def __bool__(self) -> bool:
+        return bool(self.l1 or self.l2)
+
+    def penalty(self) -> float:
         """l1·Σ|w| + ½·l2·Σw² over the weights."""
         total = 0.0
-        for w in weights:
+        for w in self.weights:
             if self.l1:
                 total += self.l1 * float(xp.abs(w).sum())
             if self.l2:
                 total += 0.5 * self.l2 * float((w * w).sum())
         return total
 
-    def add_penalty_grads(self, weights: list[np.ndarray], grads: list[np.ndarray]) -> None:
+    def add_grads(self) -> None:
         """Adds the decay's gradient to each weight's gradient, in place."""
-        for w, g in zip(weights, grads, strict=True):
+        for w, g in zip(self.weights, self.grads, strict=True):
             if self.l1:
                 g += self.l1 * xp.sign(w)
             if self.l2:

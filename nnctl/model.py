@@ -26,9 +26,11 @@ class Model:
 
     def backward(self, dy: np.ndarray) -> np.ndarray | None:
         """Fills every layer's grads; returns the input's gradient if the first layer computes it."""
+        grad: np.ndarray | None = dy
         for layer in reversed(self.layers):
-            dy = layer.backward(dy)
-        return dy
+            assert grad is not None, "only the first layer may skip its input's gradient"
+            grad = layer.backward(grad)
+        return grad
 
     def layer(self, name: str) -> Layer:
         return next(layer for layer in self.layers if layer.name == name)
@@ -40,8 +42,8 @@ class Model:
     def grads(self) -> list[np.ndarray]:
         return [layer.grads[key] for layer, key in self.keys]
 
-    def weights(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """The arrays subject to L1/L2 decay, and their gradients."""
+    def decayed_arrays(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """The arrays subject to L1/L2 decay (weights, not biases or scales), and their gradients."""
         return ([layer.params[key] for layer, key in self.decayed],
                 [layer.grads[key] for layer, key in self.decayed])
 

@@ -1,4 +1,4 @@
-"""Optimizers: `step(params, grads, lr)` updates every parameter in place; state is plain arrays."""
+"""Optimizers: `bind(params, grads)` once, then `step()` updates every parameter in place; state is plain arrays."""
 
 import math
 
@@ -18,20 +18,28 @@ class Optimizer:
             raise ValueError(f"lr must be positive, got {lr}")
         if clip_norm is not None and clip_norm <= 0:
             raise ValueError(f"clip_norm must be positive, got {clip_norm}")
-        self.lr, self.clip_norm = lr, clip_norm
+        self.base_lr = self.lr = lr
+        """`base_lr` is the configured rate; `lr` the one the next step uses, which a schedule sets."""
+        self.clip_norm = clip_norm
         self.t = 0
+        self.params: list[np.ndarray] = []
+        self.grads: list[np.ndarray] = []
         self.slots: dict[str, list[np.ndarray]] = {}
 
-    def step(self, params: list[np.ndarray], grads: list[np.ndarray], lr: float) -> None:
-        """One update of every parameter from its gradient; `lr` is the scheduled learning rate."""
+    def bind(self, params: list[np.ndarray], grads: list[np.ndarray]) -> None:
+        """Takes the arrays every step updates, and their gradients (filled in place), and makes the slots."""
+        if len(params) != len(grads):
+            raise ValueError(f"{len(params)} parameters but {len(grads)} gradients")
+        self.params, self.grads = params, grads
+        self.slots = {name: [xp.zeros_like(p) for p in params] for name in self.slot_names}
+
+    def step(self) -> None:
+        """One update of every bound parameter from its gradient, at the current `lr`."""
         if self.clip_norm is not None:
-            clip_by_global_norm(grads, self.clip_norm)
+            clip_by_global_norm(self.grads, self.clip_norm)
         self.t += 1
-        for name in self.slot_names:
-            if name not in self.slots:
-                self.slots[name] = [xp.zeros_like(p) for p in params]
-        for i, (p, g) in enumerate(zip(params, grads, strict=True)):
-            self.update(p, g, lr, *(self.slots[name][i] for name in self.slot_names))
+        for i, (p, g) in enumerate(zip(self.params, self.grads, strict=True)):
+            self.update(p, g, self.lr, *(self.slots[name][i] for name in self.slot_names))
 
     slot_names: tuple[str, ...] = ()
     """The per-parameter arrays this optimizer keeps, such as Adam's 'm' and 'v'."""
@@ -44,8 +52,18 @@ class Optimizer:
         return {"t": self.t, "slots": {k: [a.copy() for a in v] for k, v in self.slots.items()}}
 
     def load_state_dict(self, state: dict) -> None:
+        """Copies saved slots into the bound ones; ValueError when they do not fit the bound parameters."""
         self.t = state["t"]
-        self.slots = {k: [a.copy() for a in v] for k, v in state["slots"].items()}
+        for name, saved in state["slots"].items():
+            if name not in self.slots:
+                continue
+            mine = self.slots[name]
+            if [np.shape(a) for a in saved] != [a.shape for a in mine]:
+                raise ValueError(f"the optimizer's saved '{name}' arrays have shapes "
+                                 f"{[list(np.shape(a)) for a in saved]}, the model's parameters "
+                                 f"{[list(a.shape) for a in mine]}")
+            for a, value in zip(mine, saved, strict=True):
+                a[...] = value
 
 
 def clip_by_global_norm(grads: list[np.ndarray], max_norm: float) -> float:

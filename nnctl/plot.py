@@ -9,6 +9,7 @@ import numpy as np
 
 from nnctl.errors import NnctlError
 from nnctl.experiment import Experiment, report
+from nnctl.model import Model
 from nnctl.runs import Run
 
 DPI = 100
@@ -108,11 +109,11 @@ def confusion(exp: Experiment, split: str, out: Path, title: str) -> Path:
     return _save(fig, out)
 
 
-def filters(exp: Experiment, out: Path, title: str) -> Path:
+def filters(model: Model, out: Path, title: str) -> Path:
     """The first conv layer's filters (W of shape (filters, in_channels, kh, kw)) as a grid of images."""
-    layer = next((layer for layer in exp.model.layers if getattr(layer.params.get("W"), "ndim", 0) == 4), None)
+    layer = next((layer for layer in model.layers if getattr(layer.params.get("W"), "ndim", 0) == 4), None)
     if layer is None:
-        kinds = ", ".join(layer.registered_name for layer in exp.model.layers)
+        kinds = ", ".join(layer.registered_name for layer in model.layers)
         raise NnctlError(f"{title}: --filters shows the first conv layer's filters, and this model has none "
                          f"(its layers: {kinds})")
     w = np.asarray(layer.params["W"], dtype=np.float64)

@@ -9,8 +9,8 @@ import numpy as np
 
 from nnctl.data.inputs import read_inputs
 from nnctl.errors import NnctlError
-from nnctl.experiment import Experiment
 from nnctl.metrics import predict
+from nnctl.trained import Trained
 
 OUTPUT_SUFFIXES = (".csv", ".npy", ".json")
 
@@ -31,20 +31,21 @@ class Predictions:
         return order, np.take_along_axis(self.values, order, axis=1)
 
 
-def predict_files(exp: Experiment, paths: list[Path]) -> Predictions:
+def predict_files(trained: Trained, paths: list[Path]) -> Predictions:
     """Reads every input file, prepares it as the training data was, and runs the model on all of it."""
     names, batches = [], []
     for path in paths:
-        x = read_inputs(Path(path), exp.source.sample_shape)
+        assert trained.source.sample_shape is not None, "Trained.load sets it"
+        x = read_inputs(Path(path), trained.source.sample_shape)
         batches.append(x)
         names += [str(path)] if len(x) == 1 else [f"{path}[{i}]" for i in range(len(x))]
-    outputs = predict(exp.model, exp.source.inputs(np.concatenate(batches), exp.dtype), exp.settings.eval_batch_size)
-    if not exp.data.num_classes:
+    outputs = predict(trained.model, trained.inputs(np.concatenate(batches)), trained.batch_size)
+    if not trained.num_classes:
         return Predictions(names, outputs.reshape(len(outputs), -1), None, False)
-    values = exp.loss.probabilities(outputs).reshape(len(outputs), -1)
+    values = trained.loss.probabilities(outputs).reshape(len(outputs), -1)
     if values.shape[1] == 1:  # one sigmoid output: P(class 1)
         values = np.concatenate([1 - values, values], axis=1)
-    return Predictions(names, values, exp.loss.labels(outputs), bool(exp.loss.applies))
+    return Predictions(names, values, trained.loss.labels(outputs), bool(trained.loss.applies))
 
 
 def check_output(path: Path) -> None:

@@ -1,13 +1,20 @@
 """Name -> class registries for layers, losses, optimizers, schedules, initializers and datasets."""
 
 from collections.abc import Callable, Iterator
-from typing import Any, Generic, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from nnctl.config import Config, KeyPath
 from nnctl.errors import ConfigError
-from nnctl.schema import check_kwargs, describe_value, did_you_mean
+from nnctl.schema import construct, describe_value, did_you_mean
 
-T = TypeVar("T")
+
+class Registered(Protocol):
+    """What a registry needs of its classes: a slot for the name they are registered under."""
+
+    registered_name: ClassVar[str]
+
+
+T = TypeVar("T", bound=Registered)
 
 
 class Registry(Generic[T]):
@@ -64,8 +71,4 @@ class Registry(Generic[T]):
     def build(self, spec: Any, config: Config, path: KeyPath, **provided: Any) -> T:
         """Check a spec against its class's signature, then construct it (`provided` comes from nnctl)."""
         cls, kwargs = self.split(spec, config, path)
-        check_kwargs(cls, kwargs, config, path, f"{self.kind} '{cls.registered_name}'", provided)
-        try:
-            return cls(**kwargs, **provided)
-        except ValueError as exc:
-            raise config.error(path, str(exc)) from None
+        return construct(cls, kwargs, config, path, f"{self.kind} '{cls.registered_name}'", provided)

@@ -14,12 +14,14 @@ import numpy as np
 import yaml
 
 from nnctl import __version__, checkpoint
-from nnctl.callbacks import Checkpoints, MetricFiles, Monitor, Progress
+from nnctl.checkpoint import Checkpoint, InputRecipe
 from nnctl.config import Config
 from nnctl.errors import CheckpointError, NnctlError, TrainingError
-from nnctl.experiment import Experiment, build, from_checkpoint
+from nnctl.experiment import Experiment, build
 from nnctl.metrics import MetricSums, evaluate
+from nnctl.run_files import Checkpoints, MetricFiles, Monitor, Progress
 from nnctl.tensorboard import TensorBoard
+from nnctl.trained import Trained
 
 
 class Runner:
@@ -42,16 +44,14 @@ class Runner:
         self.sums = self._sums()
         self.history: list[dict[str, Any]] = []
         self.elapsed_before = 0.0
-        self.lr = exp.optimizer.lr
-        """The learning rate of the latest step."""
         self.stop_requested = False
 
     # -- set-up --------------------------------------------------------------------------------------------
 
     @classmethod
-    def start(cls, config: Config, base_dir: Path, runs_dir: Path, quiet: bool = False) -> "Runner":
+    def start(cls, config: Config, runs_dir: Path, quiet: bool = False) -> "Runner":
         """A fresh run: builds the experiment, then makes runs/<name>-<time>/ with the resolved config."""
-        exp = build(config, base_dir)
+        exp = build(config)
         TensorBoard.check(exp.config)
         run_dir = new_run_dir(runs_dir, exp.config.data["name"])
         runner = cls(exp, run_dir, quiet)
@@ -63,28 +63,29 @@ class Runner:
     def resume(cls, path: Path, overrides: list[str], runs_dir: Path, quiet: bool = False) -> "Runner":
         """Continues exactly where a checkpoint stopped: a run's last.pkl in its own run directory; any other
         checkpoint (best.pkl, a copy) in a new one under `runs_dir`, so no later metrics are overwritten."""
-        exp, saved = from_checkpoint(path, overrides)
+        trained = Trained.load(path)
+        exp = trained.experiment(overrides)
         TensorBoard.check(exp.config)
         path = Path(path).resolve()
         own_run = path.name == "last.pkl" and path.parent.name == "checkpoints"
         runner = cls(exp, path.parent.parent if own_run else new_run_dir(runs_dir, exp.config.data["name"]), quiet)
-        runner._restore(saved, path)
+        runner._restore(trained.saved, path)
         runner._write_config()
         runner.files.rewrite(runner.history)
         return runner
 
-    def _restore(self, saved: dict[str, Any], path: Path) -> None:
+    def _restore(self, saved: Checkpoint, path: Path) -> None:
         try:
-            self.exp.optimizer.load_state_dict(saved["optimizer"])
-            self.data_rng.bit_generator.state = saved["rng"]["data"]
-            self.dropout_rng.bit_generator.state = saved["rng"]["dropout"]
-            progress = saved["progress"]
+            self.exp.optimizer.load_state_dict(saved.optimizer)
+            self.data_rng.bit_generator.state = saved.rng["data"]
+            self.dropout_rng.bit_generator.state = saved.rng["dropout"]
+            progress = saved.progress
             self.epoch, self.batch, self.step = progress["epoch"], progress["batch"], progress["step"]
-            self.lr = progress["lr"]
+            self.exp.optimizer.lr = progress["lr"]
             self.order, self.sums = progress["order"], self._sums(progress["sums"])
-            self.history = list(saved["history"])
-            self.monitor.best, self.monitor.wait = saved["monitor"]["best"], saved["monitor"]["wait"]
-            self.elapsed_before = saved["elapsed"]
+            self.history = list(saved.history)
+            self.monitor.best, self.monitor.wait = saved.monitor["best"], saved.monitor["wait"]
+            self.elapsed_before = saved.elapsed
         except (KeyError, ValueError, TypeError) as exc:
             raise CheckpointError(f"{path}: cannot resume from it with this config: {exc}") from None
         if self.epoch >= self.exp.settings.epochs:
@@ -92,17 +93,17 @@ class Runner:
                              f"to train longer, add an override such as train.epochs={self.epoch + 5}")
 
     def _sums(self, sums: dict[str, float] | None = None) -> MetricSums:
-        return MetricSums(self.exp.metrics, sums, penalty=bool(self.exp.loss.l1 or self.exp.loss.l2))
+        return MetricSums(self.exp.metrics, sums, penalty=bool(self.exp.decay))
 
     def _columns(self) -> list[str]:
         metrics = ["loss", *self.exp.metrics]
         val = [f"val_{m}" for m in metrics] if self.exp.data.val is not None else []
-        penalty = ["penalty"] if self.exp.loss.l1 or self.exp.loss.l2 else []
+        penalty = ["penalty"] if self.exp.decay else []
         return ["kind", "epoch", "step", "lr", metrics[0], *penalty, *metrics[1:], *val, "time_s"]
 
     def _write_config(self) -> None:
         header = (f"# resolved config of this run (overrides applied); nnctl {__version__}\n"
-                  f"# relative data paths are relative to {self.exp.base_dir}\n")
+                  f"# relative data paths are relative to {self.exp.config.base_dir}\n")
         text = yaml.safe_dump(self.exp.config.data, sort_keys=False)
         (self.run_dir / "config.yaml").write_text(header + text)
 
@@ -140,7 +141,7 @@ class Runner:
             return self._write_summary(status)
         es = self.exp.settings.early_stopping
         if status == "early_stopped" and es and es.restore_best and self.checkpoints.best.exists():
-            self.exp.model.load_state_dict(checkpoint.load(self.checkpoints.best)["model"])
+            self.exp.model.load_state_dict(checkpoint.load(self.checkpoints.best).model)
         test, tested = self._test_metrics()
         return self._write_summary(status, test=test, tested=tested)
 
@@ -168,47 +169,42 @@ class Runner:
     def _batching(self) -> tuple[int, int]:
         """The batch size and the number of batches in an epoch."""
         n, size = len(self.exp.data.train), self.exp.settings.batch_size
-        size = n if size == "full" else min(size, n)
+        size = min(size, n) if isinstance(size, int) else n  # "full"
         return size, math.ceil(n / size)
-
-    def _lr(self, batches: int) -> float:
-        return self.exp.optimizer.lr * self.exp.schedule(self.step, batches, self.exp.settings.epochs)
 
     def _train_step(self, x: np.ndarray, t: np.ndarray, batches: int) -> None:
         exp = self.exp
-        lr = self.lr = self._lr(batches)
+        exp.schedule.set_lr(exp.optimizer, self.step, batches, exp.settings.epochs)
         y = exp.model.forward(x, training=True)
         value = exp.loss.forward(y, t)
-        decays = exp.loss.l1 or exp.loss.l2
-        penalty = exp.loss.penalty(exp.model.weights()[0]) if decays else 0.0
+        penalty = exp.decay.penalty() if exp.decay else 0.0
         if not math.isfinite(value + penalty):
             raise TrainingError(
                 f"the loss became {value + penalty} at epoch {self.epoch + 1}, step {self.step + 1}; training stopped. "
                 + (f"The last good checkpoint is {self.checkpoints.last} (epoch {self.epoch}). "
                    if self.checkpoints.last.exists() else "No epoch had finished, so no checkpoint was written. ")
-                + f"Try a smaller optimizer.lr (now {exp.optimizer.lr:g}) or set optimizer.clip_norm.")
+                + f"Try a smaller optimizer.lr (now {exp.optimizer.base_lr:g}) or set optimizer.clip_norm.")
         self.sums.add(exp.loss, value, y, t, penalty)
         exp.model.backward(exp.loss.backward())
-        if decays:
-            exp.loss.add_penalty_grads(*exp.model.weights())
-        exp.optimizer.step(exp.model.params(), exp.model.grads(), lr)
+        if exp.decay:
+            exp.decay.add_grads()
+        exp.optimizer.step()
         self.step += 1
         every = exp.settings.log_every_steps
         if every and self.step % every == 0:
-            row = {"kind": "step", "epoch": self.epoch + 1, "step": self.step, "lr": lr, "loss": value,
-                   **({"penalty": penalty} if decays else {}), "time_s": round(self._elapsed(), 3)}
+            row = {"kind": "step", "epoch": self.epoch + 1, "step": self.step, "lr": exp.optimizer.lr,
+                   "loss": value, **({"penalty": penalty} if exp.decay else {}), "time_s": round(self._elapsed(), 3)}
             self._record(row)
 
     def _end_epoch(self) -> bool:
         """Metrics, checkpoints and the epoch line; True when early stopping says stop."""
         exp, settings = self.exp, self.exp.settings
         self.epoch, self.batch, self.order = self.epoch + 1, 0, None
-        row: dict[str, Any] = {"kind": "epoch", "epoch": self.epoch, "step": self.step, "lr": self.lr,
+        row: dict[str, Any] = {"kind": "epoch", "epoch": self.epoch, "step": self.step, "lr": exp.optimizer.lr,
                                **self.sums.result()}
-        evaluated = exp.data.val is not None and (self.epoch % settings.eval_every == 0
-                                                 or self.epoch == settings.epochs)
-        if evaluated:
-            row.update(evaluate(exp.model, exp.loss, exp.data.val.x, exp.data.val.y, exp.metrics,
+        val = exp.data.val
+        if val is not None and (self.epoch % settings.eval_every == 0 or self.epoch == settings.epochs):
+            row.update(evaluate(exp.model, exp.loss, val.x, val.y, exp.metrics,
                                 settings.eval_batch_size, prefix="val_"))
         row["time_s"] = round(self._elapsed(), 3)
         self._record(row)
@@ -234,8 +230,8 @@ class Runner:
         tested, epoch = "last", self.epoch
         if self.exp.settings.test_on == "best" and self.checkpoints.best.exists():
             saved = checkpoint.load(self.checkpoints.best)
-            self.exp.model.load_state_dict(saved["model"])
-            tested, epoch = "best", saved["progress"]["epoch"]
+            self.exp.model.load_state_dict(saved.model)
+            tested, epoch = "best", saved.progress["epoch"]
         metrics = evaluate(self.exp.model, self.exp.loss, test.x, test.y, self.exp.metrics,
                            self.exp.settings.eval_batch_size, prefix="test_")
         self.progress.say(f"test ({tested} weights, epoch {epoch})  "
@@ -247,21 +243,17 @@ class Runner:
     def _elapsed(self) -> float:
         return self.elapsed_before + time.perf_counter() - self.started
 
-    def _payload(self) -> dict[str, Any]:
-        return {
-            "config": self.exp.config.data,
-            "base_dir": str(self.exp.base_dir),
-            "model": self.exp.model.state_dict(),
-            "optimizer": self.exp.optimizer.state_dict(),
-            "rng": {"data": self.data_rng.bit_generator.state, "dropout": self.dropout_rng.bit_generator.state},
-            "progress": {"epoch": self.epoch, "batch": self.batch, "step": self.step, "lr": self.lr,
-                         "order": None if self.order is None else self.order.copy(), "sums": dict(self.sums.sums)},
-            "history": list(self.history),
-            "monitor": self.monitor.state(),
-            "elapsed": self._elapsed(),
-            "data": {"input_shape": list(self.exp.data.input_shape), "num_classes": self.exp.data.num_classes,
-                     "vocab": self.exp.data.vocab},
-        }
+    def _payload(self) -> Checkpoint:
+        exp = self.exp
+        inputs = InputRecipe(exp.data.input_shape, exp.source.sample_shape, exp.data.num_classes, exp.data.vocab,
+                             exp.source.channel_stats)
+        return Checkpoint(
+            config=exp.config.data, base_dir=str(exp.config.base_dir), model=exp.model.state_dict(),
+            optimizer=exp.optimizer.state_dict(),
+            rng={"data": self.data_rng.bit_generator.state, "dropout": self.dropout_rng.bit_generator.state},
+            progress={"epoch": self.epoch, "batch": self.batch, "step": self.step, "lr": self.exp.optimizer.lr,
+                      "order": None if self.order is None else self.order.copy(), "sums": dict(self.sums.sums)},
+            history=list(self.history), monitor=self.monitor.state(), elapsed=self._elapsed(), inputs=inputs)
 
     def _record(self, row: dict[str, Any]) -> None:
         self.history.append(row)

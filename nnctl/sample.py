@@ -4,14 +4,11 @@ from pathlib import Path
 
 import numpy as np
 
-from nnctl import checkpoint
-from nnctl.backend import resolve_dtype
-from nnctl.builder import build_model
-from nnctl.config import from_dict
 from nnctl.data.text import LEVELS, tokenize
 from nnctl.errors import CheckpointError, NnctlError
 from nnctl.layers.activations import softmax
 from nnctl.model import Model
+from nnctl.trained import Trained
 
 
 class LanguageModel:
@@ -23,23 +20,16 @@ class LanguageModel:
 
     @classmethod
     def load(cls, path: str | Path) -> "LanguageModel":
-        """Rebuilds the model from the checkpoint alone (the text file is not read again)."""
-        saved = checkpoint.load(path)
-        data = saved.get("data") or {}
-        if not data.get("vocab"):
+        """The checkpoint's model and vocabulary (the text file is not read again)."""
+        trained = Trained.load(path)
+        vocab, model = trained.vocab, trained.model
+        if not vocab:
             raise CheckpointError(f"{path}: not a language model (its dataset has no vocabulary); "
                                   "sample needs a checkpoint of a config with data.type text")
-        config = from_dict(saved["config"], f"{path} (its config)")
-        model = build_model(config, tuple(data["input_shape"]), resolve_dtype(config.data["dtype"]),
-                            np.random.default_rng(0))
-        try:
-            model.load_state_dict(saved["model"])
-        except (KeyError, ValueError) as exc:
-            raise CheckpointError(f"{path}: its weights do not fit the model its config builds: {exc}") from None
-        if model.output_shape != (model.input_shape[0], len(data["vocab"])):
+        if model.output_shape != (model.input_shape[0], len(vocab)):
             raise CheckpointError(f"{path}: the model outputs {list(model.output_shape)} per sequence; sampling "
-                                  f"needs next-token logits [steps, {len(data['vocab'])}] (return_sequences: true)")
-        return cls(model, data["vocab"], config.data["data"].get("level", "char"))
+                                  f"needs next-token logits [steps, {len(vocab)}] (return_sequences: true)")
+        return cls(model, vocab, trained.config.data["data"].get("level", "char"))
 
     def generate(self, prime: str, length: int, temperature: float = 1.0, seed: int | None = None) -> str:
         """The prime followed by `length` tokens drawn from softmax(logits / temperature)."""

@@ -1,8 +1,12 @@
-"""Learning-rate schedules: a factor on the optimizer's lr, from the (fractional) epoch."""
+"""Learning-rate schedules: a factor on the optimizer's base lr, from the (fractional) epoch."""
 
 import math
+from typing import TYPE_CHECKING
 
 from nnctl.registry import Registry
+
+if TYPE_CHECKING:
+    from nnctl.optim import Optimizer
 
 SCHEDULES: Registry = Registry("schedule")
 
@@ -20,6 +24,10 @@ class Schedule:
         epoch = step / steps_per_epoch
         warmup = min(1.0, (step + 1) / (self.warmup_epochs * steps_per_epoch)) if self.warmup_epochs else 1.0
         return warmup * self.factor(epoch, total_epochs)
+
+    def set_lr(self, optimizer: "Optimizer", step: int, steps_per_epoch: int, total_epochs: int) -> None:
+        """Sets the optimizer's lr for step `step`: its base lr times this schedule's factor."""
+        optimizer.lr = optimizer.base_lr * self(step, steps_per_epoch, total_epochs)
 
     def factor(self, epoch: float, total_epochs: int) -> float:
         raise NotImplementedError

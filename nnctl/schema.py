@@ -4,6 +4,7 @@ import difflib
 import inspect
 import types
 import typing
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -65,7 +66,8 @@ def describe_value(value: Any) -> str:
     """A value with its YAML type, for messages: "str 'abc'", 'null'."""
     if value is None:
         return "null"
-    kind = {dict: "mapping", list: "list"}.get(type(value), type(value).__name__)
+    kinds: dict[type, str] = {dict: "mapping", list: "list"}
+    kind = kinds.get(type(value), type(value).__name__)
     text = repr(value)
     return f"{kind} {text if len(text) <= 40 else text[:37] + '...'}"
 
@@ -106,3 +108,18 @@ def check_kwargs(cls: type, kwargs: dict[str, Any], config: "Config", path: "Key
     for key, param in params.items():
         if param.default is inspect.Parameter.empty and key not in kwargs:
             raise config.error(path, f"missing required key '{key}' for {what}")
+
+
+def construct(cls: type, kwargs: dict[str, Any], config: "Config", path: "KeyPath", what: str,
+              provided: dict[str, Any] | None = None,
+              resolve: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+              value_error_at: "KeyPath | None" = None) -> Any:
+    """Checks `kwargs` against `cls`'s signature, then builds it (with `provided`, which nnctl supplies, and the
+    checked keys passed through `resolve` if given); a ValueError from the constructor becomes the config's error
+    at `path` (or `value_error_at`)."""
+    provided = provided or {}
+    check_kwargs(cls, kwargs, config, path, what, provided)
+    try:
+        return cls(**(resolve(kwargs) if resolve else kwargs), **provided)
+    except ValueError as exc:
+        raise config.error(path if value_error_at is None else value_error_at, str(exc)) from None

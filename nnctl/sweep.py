@@ -19,7 +19,7 @@ from nnctl.config import Config, KeyPath, apply_override, check_top_level, dotte
 from nnctl.errors import ConfigError, NnctlError, read_bytes
 from nnctl.runner import Runner
 from nnctl.runs import Run, find_runs, load_run
-from nnctl.schema import check_kwargs, describe_value
+from nnctl.schema import construct, describe_value
 
 DONE = ("finished", "early_stopped")
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
@@ -45,7 +45,6 @@ class Member:
 
     label: str
     config: Config
-    base_dir: Path
     values: dict[str, Any]
     """The grid values of this member, by grid key."""
     group: str
@@ -77,28 +76,23 @@ class Sweep:
         if not isinstance(data, dict):
             raise ConfigError(f"{self.path}: a sweep file must be a mapping with base and grid or members, "
                               f"got {describe_value(data)}")
-        check_kwargs(SweepSpec, data, self.file, (), "a sweep file")
-        try:
-            self.spec = SweepSpec(**data)
-        except ValueError as exc:
-            raise self.file.error(("samples",), str(exc)) from None
+        self.spec = construct(SweepSpec, data, self.file, (), "a sweep file", value_error_at=("samples",))
         self.name = self.spec.name or self.path.stem
         self.dir = Path(runs_dir) / self.name
         self.metric = self.spec.metric
         self.members = self._members()
 
-    def _base(self) -> tuple[Config, Path]:
+    def _base(self) -> Config:
         base = self.spec.base
         if isinstance(base, str):
-            path = self.path.parent / base
-            return load_config(path), path.resolve().parent
+            return load_config(self.path.parent / base)
         origins = {key[1:]: line for key, line in self.file.origins.items() if key[:1] == ("base",)}
-        config = Config(copy.deepcopy(base), str(self.path), origins)
+        config = Config(copy.deepcopy(base), str(self.path), origins, self.path.resolve().parent)
         config.data.setdefault("name", self.name)
-        return config, self.path.resolve().parent
+        return config
 
     def _members(self) -> list[Member]:
-        base, base_dir = self._base()
+        base = self._base()
         for key, values in self.spec.grid.items():
             if not isinstance(values, list) or not values:
                 raise self.file.error(("grid", key), f"expected a non-empty list of values, got "
@@ -112,7 +106,8 @@ class Sweep:
             for combination in self._grid():
                 values = dict(zip(self.spec.grid, combination, strict=True))
                 config = copy.deepcopy(base)
-                settings = [(("overrides", k), k, v) for k, v in self.spec.overrides.items()]
+                settings: list[tuple[KeyPath, str, Any]] = [(("overrides", k), k, v)
+                                                            for k, v in self.spec.overrides.items()]
                 settings += [(("members", i, k), k, v) for k, v in member.items() if k != "name"]
                 settings += [(("grid", k), k, v) for k, v in values.items()]
                 for where, key, value in settings:
@@ -120,7 +115,7 @@ class Sweep:
                 label = "_".join(p for p in [group, *(_short(v, k) for k, v in values.items())] if p) or self.name
                 config.data["name"] = label
                 check_top_level(config)
-                members.append(Member(label, config, base_dir, values, group))
+                members.append(Member(label, config, values, group))
         labels = [m.label for m in members]
         for label in labels:
             if labels.count(label) > 1:
@@ -137,13 +132,7 @@ class Sweep:
         return [combinations[i] for i in sorted(rng.choice(len(combinations), self.spec.samples, replace=False))]
 
     def _override(self, config: Config, where: KeyPath, key: str, value: Any) -> None:
-        origin = f"{self.file.where(where)} ({dotted(where)})"
-        paths = _concrete(config.data, key_path(str(key)))
-        if not paths:
-            raise self.file.error(where, f"'{key}': its '*' matches no item of the base config that has the key "
-                                         "after it")
-        for path in paths:
-            apply_override(config, path, copy.deepcopy(value), origin)
+        apply_override(config, key_path(str(key)), value, f"{self.file.where(where)} ({dotted(where)})")
 
     def plan(self) -> list[Member]:
         """The members still to run: finished ones are left out; stopped or crashed ones resume."""
@@ -154,9 +143,10 @@ class Sweep:
             member.previous = same[-1] if same else None
             if member.previous and member.previous.status in DONE:
                 continue
-            last = member.previous.path / "checkpoints" / "last.pkl" if member.previous else None
-            resumable = last is not None and last.is_file() and member.previous.status != "failed"
-            member.resume = last if resumable else None
+            member.resume = None
+            if member.previous and member.previous.status != "failed":
+                last = member.previous.path / "checkpoints" / "last.pkl"
+                member.resume = last if last.is_file() else None
             todo.append(member)
         return todo
 
@@ -186,14 +176,14 @@ def run_member(member: Member, sweep_dir: Path) -> tuple[str, str | None, Path |
         if member.resume is not None:
             runner = Runner.resume(member.resume, [], sweep_dir, quiet=True)
         else:
-            runner = Runner.start(member.config, member.base_dir, sweep_dir, quiet=True)
+            runner = Runner.start(member.config, sweep_dir, quiet=True)
         return runner.fit()["status"], None, runner.run_dir
     except NnctlError as exc:
-        return "failed", str(exc), runner and runner.run_dir
+        return "failed", str(exc), runner.run_dir if runner else None
     except Exception as exc:  # one member's bug must not stop the others; it is reported with the rest
-        return "failed", f"internal error: {type(exc).__name__}: {exc}", runner and runner.run_dir
+        return "failed", f"internal error: {type(exc).__name__}: {exc}", runner.run_dir if runner else None
     except KeyboardInterrupt:
-        return "stopped", "interrupted", runner and runner.run_dir
+        return "stopped", "interrupted", runner.run_dir if runner else None
 
 
 def by_value(outcomes: list[Outcome], metric: str) -> dict[str, dict[str, list[tuple[float, float]]]]:
@@ -211,23 +201,6 @@ def by_value(outcomes: list[Outcome], metric: str) -> dict[str, dict[str, list[t
                 others = [outcome.member.group] + [_short(v, k) for k, v in outcome.member.values.items() if k != key]
                 curves.setdefault(key, {}).setdefault(" ".join(o for o in others if o), []).append((x, value))
     return {key: groups for key, groups in curves.items() if max(len(xy) for xy in groups.values()) > 1}
-
-
-def _concrete(data: Any, path: KeyPath) -> list[KeyPath]:
-    """The paths a key with `*` stands for: each list item (or mapping value) that has the key after it."""
-    if "*" not in path:
-        return [path]
-    i = path.index("*")
-    node = data
-    for key in path[:i]:
-        try:
-            node = node[key]
-        except (KeyError, IndexError, TypeError):
-            return []
-    items = enumerate(node) if isinstance(node, list) else node.items() if isinstance(node, dict) else []
-    nxt = path[i + 1] if i + 1 < len(path) else None
-    return [concrete for k, item in items if isinstance(item, dict) and nxt in item
-            for concrete in _concrete(data, path[:i] + (k,) + path[i + 1:])]
 
 
 def _short(value: Any, key: str) -> str:

@@ -1,4 +1,5 @@
-"""The rich tables the command line prints: confusion matrices, gradient checks, predictions, runs, sweeps."""
+"""The rich tables the command line prints: evaluations, models, confusion matrices, gradient checks, predictions,
+runs and sweeps."""
 
 from pathlib import Path
 
@@ -6,11 +7,12 @@ import numpy as np
 from rich.table import Table
 from rich.text import Text
 
-from nnctl.callbacks import format_value
 from nnctl.check import Finding, Timing
 from nnctl.gradcheck import Check
+from nnctl.model import Model
 from nnctl.predict import Predictions
-from nnctl.runs import Run
+from nnctl.run_files import format_value
+from nnctl.runs import Run, config_diff
 from nnctl.sweep import Outcome, Sweep
 
 
@@ -22,6 +24,28 @@ def confusion_table(counts: np.ndarray) -> Table:
         table.add_column(str(j), justify="right")
     for i, row in enumerate(counts):
         table.add_row(str(i), *(f"[bold]{v}[/bold]" if i == j else str(v) for j, v in enumerate(row)))
+    return table
+
+
+def eval_table(result: dict, title: str) -> Table:
+    """The loss and the other metrics of an evaluation (`experiment.report`)."""
+    table = Table(title=f"{title} ({result['samples']} samples)")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key in ("loss", "accuracy", "error_rate", "mse"):
+        if key in result:
+            table.add_row(key, f"{result[key]:.4f}")
+    return table
+
+
+def model_table(model: Model, name: str) -> Table:
+    """One row per layer: its name, type, output shape and parameter count."""
+    table = Table(title=f"{name}: input {list(model.input_shape)}")
+    for column in ("#", "layer", "type", "output shape", "parameters"):
+        table.add_column(column, justify="right" if column in ("#", "parameters") else "left")
+    for i, (layer, shape) in enumerate(zip(model.layers, model.shapes, strict=True), start=1):
+        count = sum(p.size for p in layer.params.values())
+        table.add_row(str(i), layer.name, layer.registered_name, str(list(shape)), f"{count:,}")
     return table
 
 
@@ -85,6 +109,52 @@ def sweep_table(sweep: Sweep, outcomes: list[Outcome], metric: str) -> Table:
                       *(format_value(final.get(k, "")) for k in columns[3:6]),
                       f"{run.summary.get('wall_time_s', 0):.1f} s" if run else "", run.name if run else "")
     return table
+
+
+def run_tables(run: Run) -> list[Table]:
+    """One run's summary and final metrics, then its per-epoch rows."""
+    s = run.summary
+    table = Table(title=f"run {run.path}", show_header=False)
+    table.add_column("key")
+    table.add_column("value")
+    rows = [("name", run.config.get("name")), ("started", f"{run.started:%Y-%m-%d %H:%M:%S}"), ("status", run.status),
+            ("epochs", s.get("epochs")), ("steps", s.get("steps")), ("wall time", f"{s.get('wall_time_s', 0):.1f} s"),
+            ("seed", s.get("seed")), ("parameters", f"{s.get('num_params', 0):,}"), ("best", run.best()),
+            *[(key, format_value(value)) for key, value in run.final_metrics().items()],
+            ("error", s.get("error"))]
+    for key, value in rows:
+        if value not in (None, ""):
+            table.add_row(key, str(value))
+    epochs = run.epochs()
+    if not epochs:
+        return [table]
+    history = Table(title="per epoch")
+    columns = [k for k in epochs[0] if k not in ("kind", "step")]
+    for column in columns:
+        history.add_column(column, justify="right")
+    for row in epochs:
+        history.add_row(*(format_value(row.get(column, "")) for column in columns))
+    return [table, history]
+
+
+def diff_tables(a: Run, b: Run) -> list[Table]:
+    """The config keys that differ between two runs, then their results side by side."""
+    changes = config_diff(a, b)
+    table = Table(title=f"config keys that differ ({len(changes)})")
+    for column in ("key", str(a.path), str(b.path)):
+        table.add_column(column)
+    for key, x, y in changes:
+        table.add_row(key, "—" if x is None else str(x), "—" if y is None else str(y))
+    metrics = Table(title="results")
+    for column in ("metric", str(a.path), str(b.path)):
+        metrics.add_column(column, justify="left" if column == "metric" else "right")
+    fa, fb = a.final_metrics(), b.final_metrics()
+    metrics.add_row("status", a.status, b.status)
+    metrics.add_row("epochs", str(a.summary.get("epochs")), str(b.summary.get("epochs")))
+    for key in [*fa, *(k for k in fb if k not in fa)]:
+        metrics.add_row(key, format_value(fa.get(key, "—")), format_value(fb.get(key, "—")))
+    metrics.add_row("wall time", *(f"{r.summary.get('wall_time_s', 0):.1f} s" for r in (a, b)))
+    return [table, metrics]
 
 
 def findings_table(findings: list[Finding]) -> Table:

@@ -27,8 +27,8 @@ def export(path: str | Path, state: dict, input_shape: tuple[int, ...], output_s
         raise NnctlError(f"{path}: the weights are written as an .npz archive; name the file *.npz")
     try:
         with open(path, "wb") as f:
-            np.savez(f, **arrays, input_shape=np.array(input_shape, np.int64),
-                     output_shape=np.array(output_shape, np.int64))
+            np.savez(f, **arrays, input_shape=np.array(input_shape, np.int64),  # type: ignore[arg-type]
+                     output_shape=np.array(output_shape, np.int64))  # numpy's stub fears **arrays naming allow_pickle
     except OSError as exc:
         raise NnctlError(f"{path}: cannot write the weights: {exc.strerror or exc}") from None
     return list(arrays)

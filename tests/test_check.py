@@ -6,6 +6,8 @@ import pytest
 
 from helpers import CONFIGS, nnctl
 
+pytestmark = pytest.mark.slow  # the real CLI, training on MNIST slices
+
 MNIST_SLICE = ["data.subset=600", "data.validation=100"]
 
 

@@ -6,6 +6,8 @@ import pytest
 
 from helpers import nnctl
 
+pytestmark = pytest.mark.slow  # runs the CLI in subprocesses and trains real models
+
 BASE = """\
 name: t
 data: {type: logic, op: xor}
@@ -119,6 +121,7 @@ def test_bad_config_gives_one_line_and_nonzero_exit(case, tmp_path):
     ("train.epochs=abc", ["override 'train.epochs=abc'", "expected int, got str 'abc'"]),
     ("model.layers.7.units=3", ["no such list item"]),
     ("optimizer.momentun=0.9", ["did you mean 'momentum'?"]),
+    ("model.layers.*.rate=0.1", ["override 'model.layers.*.rate=0.1'", "its '*' matches no item"]),
 ])
 def test_bad_override(override, expected, tmp_path):
     (tmp_path / "ok.yaml").write_text(BASE)

@@ -46,7 +46,7 @@ def test_a_chain_merges_mappings_replaces_lists_and_deletes_nulls(tmp_path):
     assert data["train"] == {"epochs": 7, "batch_size": "full", "metrics": ["accuracy"]}
     assert data["model"]["layers"] == [{"type": "dense", "units": 1}]  # the list replaced whole
     assert data["loss"] == "mse"
-    build(load_config(child), tmp_path)
+    build(load_config(child))
 
 
 def test_a_mapping_over_a_shorthand_keeps_its_type(tmp_path):
@@ -60,16 +60,17 @@ def test_errors_name_the_file_and_line_that_set_the_value(tmp_path):
     write(tmp_path, "good.yaml", BASE)
     child = write(tmp_path, "child.yaml", "base: good.yaml\n\noptimizer: {lrr: 0.01}\n")
     with pytest.raises(ConfigError, match=r"child.yaml:3: optimizer.lrr: unknown key for optimizer 'adam'"):
-        build(load_config(child), tmp_path)
+        build(load_config(child))
     write(tmp_path, "base.yaml", BASE.replace("units: 4,", "units: 4, unitz: 2,"))
     inherits = write(tmp_path, "inherits.yaml", "base: base.yaml\n")
     with pytest.raises(ConfigError, match=r"base.yaml:6: model.layers.0.unitz: unknown key"):
-        build(load_config(inherits), tmp_path)
+        build(load_config(inherits))
     layers = write(tmp_path, "layers.yaml", "base: base.yaml\nmodel:\n  layers:\n    - {type: dense, units: -1}\n")
     with pytest.raises(ConfigError, match=r"layers.yaml:4: model.layers.0"):
-        build(load_config(layers), tmp_path)
+        build(load_config(layers))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("files, message", [
     ({"a.yaml": "base: b.yaml\n", "b.yaml": "base: a.yaml\n"}, "b.yaml:1: base: a.yaml leads back to a config "
                                                                "already in the chain"),
@@ -88,6 +89,7 @@ def test_bad_bases_are_refused_with_one_message(tmp_path, files, message):
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.slow
 def test_config_command_prints_every_default_and_its_output_trains_the_same(tmp_path):
     result = nnctl("config", str(CONFIGS / "mnist_gru_original.yaml"), "optimizer.lr=0.01")
     assert result.returncode == 0, result.stderr
@@ -106,6 +108,7 @@ def test_config_command_prints_every_default_and_its_output_trains_the_same(tmp_
     assert yaml.safe_load(nnctl("config", str(again)).stdout) == printed  # a fixed point
 
 
+@pytest.mark.slow
 def test_config_command_reports_a_bad_key_with_its_line(tmp_path):
     bad = write(tmp_path, "bad.yaml", BASE.replace("lr: 0.05", "lr: 0.05, momentun: 0.9"))
     result = nnctl("config", str(bad))

@@ -189,14 +189,15 @@ def train_cnn(tmp_path: Path, *overrides: str) -> Path:
     return run_dir
 
 
+@pytest.mark.slow
 def test_a_conv_net_with_batch_norm_learns_and_resumes_bit_for_bit(tmp_path):
     straight = train_cnn(tmp_path / "a")
     summary = json.loads((straight / "summary.json").read_text())
     first = train_cnn(tmp_path / "b", "train.epochs=1")
     result = nnctl("train", "--resume", str(first / "checkpoints" / "last.pkl"), "train.epochs=3")
     assert result.returncode == 0, result.stderr
-    a = checkpoint.load(straight / "checkpoints" / "last.pkl")["model"]
-    b = checkpoint.load(first / "checkpoints" / "last.pkl")["model"]
+    a = checkpoint.load(straight / "checkpoints" / "last.pkl").model
+    b = checkpoint.load(first / "checkpoints" / "last.pkl").model
     assert set(a["batchnorm_1"]["state"]) == {"running_mean", "running_var"}
     for layer, entry in a.items():
         for kind in ("params", "state"):

@@ -36,6 +36,7 @@ def test_pattern_ends_flags_the_last_letter_of_each_pattern_and_is_deterministic
     np.testing.assert_array_equal(again[0], x)
 
 
+@pytest.mark.slow
 def test_elman_config_learns_per_step_flags_and_tests_its_best_weights(tmp_path):
     run, summary = run_of(tmp_path, str(CONFIGS / "elman_pattern_ends.yaml"), "train.epochs=4")
     y_test = DATASETS.build({"type": "pattern_ends"}, from_dict({}), ("data",)).read()[3]
@@ -51,6 +52,7 @@ def test_elman_config_learns_per_step_flags_and_tests_its_best_weights(tmp_path)
     assert report["loss"] == pytest.approx(summary["test"]["test_loss"], rel=1e-6)
 
 
+@pytest.mark.slow
 def test_per_step_integer_labels_from_an_npz_train_and_evaluate(tmp_path):
     rng = np.random.default_rng(0)
     ids = rng.integers(0, 3, (120, 5))
@@ -68,20 +70,22 @@ def test_per_step_integer_labels_from_an_npz_train_and_evaluate(tmp_path):
     assert np.trace(matrix) / matrix.sum() == pytest.approx(report["accuracy"])
 
 
+@pytest.mark.slow
 def test_training_loss_is_the_data_loss_and_the_penalty_is_its_own_column(tmp_path):
     run, _ = run_of(tmp_path, str(CONFIGS / "xor_mlp.yaml"), "train.epochs=1", "loss.l2=0.1")
     with open(run / "metrics.csv") as f:
         (row,) = list(csv.DictReader(f))
-    exp = build(load_config(CONFIGS / "xor_mlp.yaml", ["loss.l2=0.1"]), CONFIGS)  # the run's initial weights
+    exp = build(load_config(CONFIGS / "xor_mlp.yaml", ["loss.l2=0.1"]))  # the run's initial weights
     x, t = exp.data.train.x, exp.data.train.y
     assert float(row["loss"]) == pytest.approx(exp.loss.forward(exp.model.forward(x, training=True), t), rel=1e-9)
-    weights = exp.model.weights()[0]
+    weights = exp.model.decayed_arrays()[0]
     assert float(row["penalty"]) == pytest.approx(0.05 * sum(float((w * w).sum()) for w in weights), rel=1e-9)
     assert "penalty" in (run / "train.log").read_text()
     plain, _ = run_of(tmp_path / "plain", str(CONFIGS / "xor_mlp.yaml"), "train.epochs=1")
     assert "penalty" not in (plain / "metrics.csv").read_text()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("test_on, epoch", [("best", 1), ("last", 3)])
 def test_test_on_chooses_the_weights_of_the_test_line(tmp_path, test_on, epoch):
     # mode max on a falling loss: epoch 1 stays the best

@@ -13,8 +13,11 @@ from helpers import CONFIGS, nnctl
 from nnctl import checkpoint
 from nnctl.config import load_config
 from nnctl.data.idx import read_idx
-from nnctl.experiment import build, from_checkpoint
+from nnctl.experiment import build
 from nnctl.predict import predict_files
+from nnctl.trained import Trained
+
+pytestmark = pytest.mark.slow  # runs the CLI in subprocesses and trains real models
 
 SLICE = ["data.subset=3000", "data.test_subset=1000", "data.validation=500", "train.epochs=2", "optimizer.lr=2e-3"]
 
@@ -49,7 +52,7 @@ def test_predict_prepares_inputs_as_the_training_data(run, digits, tmp_path):
     np.save(tmp_path / "x.npy", images)
     ok("predict", str(run / "checkpoints" / "last.pkl"), str(tmp_path / "x.npy"), "-o", str(tmp_path / "p.npy"))
     probabilities = np.load(tmp_path / "p.npy")
-    exp = from_checkpoint(run / "checkpoints" / "last.pkl")[0]
+    exp = Trained.load(run / "checkpoints" / "last.pkl").experiment()
     expected = exp.loss.probabilities(exp.model.forward(exp.data.test.x[:20]))  # scaled by the dataset itself
     assert probabilities.shape == (20, 10)
     np.testing.assert_allclose(probabilities, expected, rtol=1e-6)
@@ -99,7 +102,7 @@ def test_exported_then_imported_weights_give_the_same_outputs(run, digits, tmp_p
     assert "dense_1/W" in stdout
     with np.load(weights, allow_pickle=False) as archive:
         arrays = dict(archive)
-    saved = checkpoint.load(ckpt)["model"]
+    saved = checkpoint.load(ckpt).model
     assert sorted(arrays) == ["dense_1/W", "dense_1/b", "dense_2/W", "dense_2/b", "dense_3/W", "dense_3/b",
                               "input_shape", "output_shape"]
     np.testing.assert_array_equal(arrays["dense_2/W"], saved["dense_2"]["params"]["W"])
@@ -107,8 +110,10 @@ def test_exported_then_imported_weights_give_the_same_outputs(run, digits, tmp_p
 
     np.save(tmp_path / "x.npy", digits[0])
     ok("predict", str(ckpt), str(tmp_path / "x.npy"), "-o", str(tmp_path / "p.npy"))
-    imported = build(load_config(CONFIGS / "mnist_mlp.yaml", [*SLICE, f"model.weights={weights}"]), CONFIGS)
-    np.testing.assert_array_equal(predict_files(imported, [tmp_path / "x.npy"]).values, np.load(tmp_path / "p.npy"))
+    imported = build(load_config(CONFIGS / "mnist_mlp.yaml", [*SLICE, f"model.weights={weights}"]))
+    trained = Trained.load(ckpt)
+    trained.model = imported.model  # the imported weights in place of the checkpoint's own
+    np.testing.assert_array_equal(predict_files(trained, [tmp_path / "x.npy"]).values, np.load(tmp_path / "p.npy"))
 
     from_weights = json.loads(ok("eval", str(CONFIGS / "mnist_mlp.yaml"), *SLICE, f"model.weights={weights}",
                                  "--json"))
@@ -129,7 +134,7 @@ def test_train_and_eval_start_from_weights_made_elsewhere(tmp_path):
     runs = tmp_path / "runs"
     ok("train", config, f"model.weights={solved}", "train.epochs=1", "--runs-dir", str(runs), "-q")
     (run_dir,) = runs.iterdir()
-    layer = checkpoint.load(run_dir / "checkpoints" / "last.pkl")["model"]["dense_1"]["params"]
+    layer = checkpoint.load(run_dir / "checkpoints" / "last.pkl").model["dense_1"]["params"]
     assert layer["W"][:, 0].tolist() == [0.1, 0.2] and layer["b"].tolist() == [-0.2]  # no mistake, no update
     assert f"weights: {solved}" in (run_dir / "config.yaml").read_text()
 

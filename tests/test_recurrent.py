@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from nnctl.builder import build_model
-from nnctl.config import from_dict
+from nnctl.config import apply_overrides, from_dict
 from nnctl.errors import ConfigError
 from nnctl.experiment import build
 from nnctl.gradcheck import check_layer, check_model
@@ -45,7 +45,7 @@ def test_relu_rnn_gradients():
         assert check.passed, f"{check.tensor}: {check.error:.2e}"
 
 
-def test_stacked_bidirectional_model_gradients(tmp_path):
+def test_stacked_bidirectional_model_gradients():
     rng = np.random.default_rng(0)
     config = from_dict({
         "name": "stack", "seed": 0,
@@ -57,7 +57,8 @@ def test_stacked_bidirectional_model_gradients(tmp_path):
                              {"type": "rnn", "units": 3, **LEARNED},
                              {"type": "dense", "units": 3}]},
         "loss": "softmax_cross_entropy", "optimizer": "sgd"})
-    checks = check_model(build(config, tmp_path, "float64"), samples=6, per_tensor=12)
+    apply_overrides(config, ["dtype=float64"])  # as nnctl gradcheck asks for it
+    checks = check_model(build(config), samples=6, per_tensor=12)
     assert len(checks) == 5 * 2 + 5 + 4 + 2 + 1  # lstm (both directions), gru, rnn, dense, input
     for check in checks:
         assert check.passed, f"{check.target}.{check.tensor}: {check.error:.2e}"

@@ -17,6 +17,8 @@ from nnctl.builder import build_model
 from nnctl.experiment import build
 from nnctl.sweep import Sweep
 
+pytestmark = pytest.mark.slow  # runs the CLI in subprocesses and trains real models
+
 TINY = ["data.subset=1200", "data.test_subset=300", "data.validation=200", "train.epochs=2",
         "model.layers.0.units=32", "model.layers.2.units=16"]
 
@@ -195,7 +197,7 @@ def test_help_for_the_new_commands():
 def test_shipped_sweeps_build_every_member(tmp_path, mnist_root, name, count):
     members = Sweep(CONFIGS / "sweeps" / f"{name}.yaml", tmp_path).members
     assert len(members) == count
-    shape = build(members[0].config, members[0].base_dir).data.input_shape
+    shape = build(members[0].config).data.input_shape
     rng = np.random.default_rng(0)
     for member in members:
         build_model(member.config, shape, np.float32, rng)

@@ -12,16 +12,22 @@ import pytest
 
 from helpers import CONFIGS, nnctl
 from nnctl.config import parse_yaml
+from nnctl.jsonschema import config_schema
 from nnctl.layers import LAYERS
 
 
 @pytest.fixture(scope="module")
 def validator() -> jsonschema.Draft202012Validator:
-    result = nnctl("schema")
-    assert result.returncode == 0, result.stderr
-    schema = json.loads(result.stdout)
+    schema = config_schema()
     jsonschema.Draft202012Validator.check_schema(schema)
     return jsonschema.Draft202012Validator(schema)
+
+
+@pytest.mark.slow
+def test_the_schema_command_prints_the_schema():
+    result = nnctl("schema")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == json.loads(json.dumps(config_schema()))
 
 
 def errors(validator, text: str) -> list[str]:
@@ -78,6 +84,7 @@ def test_every_layer_example_validates_as_a_layer(validator, name):
     assert list(validator.iter_errors(json.loads(json.dumps(config)))) == []
 
 
+@pytest.mark.slow
 def test_shell_completion_answers_through_the_installed_command():
     command = Path(sys.executable).parent / "nnctl"
     result = subprocess.run([str(command)], capture_output=True, text=True, timeout=60,

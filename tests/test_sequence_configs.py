@@ -6,6 +6,8 @@ import pytest
 
 from helpers import CONFIGS, nnctl
 
+pytestmark = pytest.mark.slow  # runs the CLI in subprocesses and trains real models
+
 
 @pytest.mark.parametrize("config", ["mnist_lstm.yaml", "mnist_gru.yaml"])
 def test_recurrent_mnist_config_learns_on_a_slice(tmp_path, mnist_root, config):

@@ -12,7 +12,7 @@ from nnctl import checkpoint
 from nnctl.config import from_dict
 from nnctl.data import DATASETS
 from nnctl.errors import DataError
-from nnctl.experiment import from_checkpoint
+from nnctl.trained import Trained
 
 TEXT = CONFIGS / "data" / "genesis_asv.txt"
 TINY = ["data.subset=64", "data.seq_len=20", "model.layers.1.units=16", "train.epochs=1", "train.batch_size=16"]
@@ -58,21 +58,23 @@ def train_char_model(tmp_path: Path, *overrides: str) -> Path:
     return run
 
 
+@pytest.mark.slow
 def test_char_model_checkpoint_keeps_its_vocabulary(tmp_path):
     text = tmp_path / "text.txt"
     shutil.copy(TEXT, text)
     run = train_char_model(tmp_path, f"data.path={text}")
     vocab = sorted(set(TEXT.read_text(encoding="utf-8")))
     saved = checkpoint.load(run / "checkpoints" / "last.pkl")
-    assert saved["data"]["vocab"] == vocab and len(vocab) == 65
+    assert saved.inputs.vocab == vocab and len(vocab) == 65
     text.write_text("#@ " + TEXT.read_text(encoding="utf-8"), encoding="utf-8")  # new characters in front
-    exp, _ = from_checkpoint(run / "checkpoints" / "last.pkl")
+    exp = Trained.load(run / "checkpoints" / "last.pkl").experiment()
     assert exp.data.vocab == vocab  # pinned: ids mean what they meant in training
     result = nnctl("eval", str(run / "checkpoints" / "last.pkl"), "--split", "val", "--json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["loss"] < np.log(65)  # one epoch already beats uniform guessing
 
 
+@pytest.mark.slow
 def test_sample_through_the_cli(tmp_path):
     run = train_char_model(tmp_path)
     best = str(run / "checkpoints" / "best.pkl")
@@ -88,6 +90,7 @@ def test_sample_through_the_cli(tmp_path):
     assert "Traceback" not in unknown.stderr
 
 
+@pytest.mark.slow
 def test_sample_refuses_a_checkpoint_without_a_vocabulary(tmp_path, mnist_root):
     runs = tmp_path / "runs"
     assert nnctl("train", str(CONFIGS / "mnist_gru.yaml"), "data.subset=300", "data.validation=100",

@@ -16,7 +16,9 @@ import pytest
 from helpers import CONFIGS, REPO, cifar_archive, cifar_batches, nnctl
 from nnctl import checkpoint
 from nnctl.data import cifar10
-from nnctl.experiment import from_checkpoint
+from nnctl.trained import Trained
+
+pytestmark = pytest.mark.slow  # runs the CLI in subprocesses and trains real models
 
 SLICE = ["data.subset=3000", "data.test_subset=1000", "data.validation=500"]
 
@@ -34,7 +36,7 @@ def train(tmp_path: Path, config: str, *overrides: str, expect: int = 0) -> Path
 
 def model_of(path: Path):
     """The model a checkpoint holds, rebuilt from its config."""
-    return from_checkpoint(path)[0].model
+    return Trained.load(path).model
 
 
 def rows(run_dir: Path) -> list[dict[str, str]]:
@@ -109,10 +111,10 @@ def test_resume_is_bit_for_bit(tmp_path):
     assert rows(first) == rows(straight)
     a = checkpoint.load(straight / "checkpoints" / "last.pkl")
     b = checkpoint.load(first / "checkpoints" / "last.pkl")
-    for layer, entry in a["model"].items():
+    for layer, entry in a.model.items():
         for key, value in entry["params"].items():
-            np.testing.assert_array_equal(value, b["model"][layer]["params"][key])
-    assert b["progress"]["epoch"] == 4
+            np.testing.assert_array_equal(value, b.model[layer]["params"][key])
+    assert b.progress["epoch"] == 4
 
 
 def test_ctrl_c_stops_cleanly_and_resumes_mid_epoch_exactly(tmp_path):
@@ -135,7 +137,7 @@ def test_ctrl_c_stops_cleanly_and_resumes_mid_epoch_exactly(tmp_path):
     assert "nnctl train --resume" in stdout
     (run,) = runs.iterdir()
     saved = checkpoint.load(run / "checkpoints" / "last.pkl")
-    assert saved["progress"]["epoch"] == 1 and 0 < saved["progress"]["batch"] < 250
+    assert saved.progress["epoch"] == 1 and 0 < saved.progress["batch"] < 250
     assert json.loads((run / "summary.json").read_text())["status"] == "stopped"
 
     result = nnctl("train", "--resume", str(run / "checkpoints" / "last.pkl"))
@@ -210,7 +212,7 @@ def test_early_stopping_restores_the_best_model(tmp_path):
     assert summary["status"] == "early_stopped" and summary["epochs"] == 3
     assert summary["best"]["value"] == float(rows(run)[0]["loss"])
     best = checkpoint.load(run / "checkpoints" / "best.pkl")
-    assert best["progress"]["epoch"] == 1
+    assert best.progress["epoch"] == 1
     report = json.loads(nnctl("eval", str(run / "checkpoints" / "best.pkl"), "--json").stdout)
     assert report["loss"] == pytest.approx(summary["test"]["test_loss"], rel=1e-12)
 

@@ -46,6 +46,7 @@ def test_reader_names_the_line_and_the_mistake(tmp_path, line, message):
     assert message in str(caught.value)
 
 
+@pytest.mark.slow
 def test_a_bad_tree_file_ends_train_with_one_error_line(tmp_path):
     path = tmp_path / "trees.txt"
     path.write_text(f"{SST}\n(2 (1 a) (0 b)\n")
@@ -129,12 +130,14 @@ def test_batched_forward_equals_tree_by_tree_with_one_product_per_height():
         np.testing.assert_allclose(batched[i], alone[0], rtol=1e-12, atol=1e-15)
 
 
+@pytest.mark.slow
 def test_whole_model_gradients_on_real_trees_through_the_cli():
     result = nnctl("gradcheck", str(CONFIGS / "tree_rnn.yaml"), "--samples", "6", "--per-tensor", "30")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "all 5 checks passed" in result.stdout  # E, W, b of recursive; W, b of dense (inputs are indices)
 
 
+@pytest.mark.slow
 def test_a_vocab_size_smaller_than_the_vocabulary_is_a_clear_error(tmp_path):
     result = nnctl("train", str(CONFIGS / "tree_rnn.yaml"), "model.layers.0.vocab_size=4", "--runs-dir",
                    str(tmp_path))
@@ -143,6 +146,7 @@ def test_a_vocab_size_smaller_than_the_vocabulary_is_a_clear_error(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_tree_rnn_learns_and_its_checkpoint_evaluates_the_same(tmp_path):
     result = nnctl("train", str(CONFIGS / "tree_rnn.yaml"), "train.epochs=8", "--runs-dir", str(tmp_path))
     assert result.returncode == 0, result.stderr

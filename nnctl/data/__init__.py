@@ -1,47 +1,6 @@
-"""Datasets: the registry of sources and the arrays they hand to the runner."""
+"""Datasets, registered by name; importing this package registers every source."""
 
-from collections.abc import Callable
-from dataclasses import dataclass
-
-import numpy as np
-
-from nnctl.registry import Registry
-
-DATASETS: Registry = Registry("dataset")
-
-
-@dataclass
-class Split:
-    """Inputs and targets of one split; `y` holds integer labels or float targets."""
-
-    x: np.ndarray
-    y: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.x)
-
-
-@dataclass
-class Dataset:
-    """What a source loads: the splits, the input shape of one sample, and the class count if any."""
-
-    train: Split
-    val: Split | None
-    test: Split | None
-    input_shape: tuple[int, ...]
-    num_classes: int | None
-    shuffle: bool = True
-    augment: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None
-    """Random changes to each training batch (never to val/test), drawn from the run's data generator."""
-    vocab: list[str] | None = None
-    """The tokens that input and target ids stand for (text datasets); saved with every checkpoint."""
-
-    def split(self, name: str) -> Split | None:
-        """The split called `name`: train, val or test."""
-        return {"train": self.train, "val": self.val, "test": self.test}[name]
-
-
-from nnctl.data import (  # noqa: E402, F401  (they register)
+from nnctl.data import (  # noqa: F401  (they register)
     cifar10,
     logic,
     mnist,
@@ -51,6 +10,7 @@ from nnctl.data import (  # noqa: E402, F401  (they register)
     text,
     trees,
 )
-from nnctl.data.source import DatasetSource  # noqa: E402
+from nnctl.data.dataset import Dataset, Split
+from nnctl.data.source import DATASETS, DatasetSource
 
 __all__ = ["DATASETS", "Dataset", "DatasetSource", "Split"]

@@ -6,8 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from nnctl.checkpoint import UnsafePickleError, safe_unpickle
-from nnctl.data import DATASETS
-from nnctl.data.source import Arrays, CachedSource
+from nnctl.data.source import DATASETS, Arrays, CachedSource
 from nnctl.errors import DataError
 
 MIRRORS = ("https://www.cs.toronto.edu/~kriz/",)
@@ -25,6 +24,7 @@ class CIFAR10(CachedSource):
     the archive is downloaded from `mirror`, else from its home, when neither is there."""
 
     num_classes = 10
+    raw_shape = (3, 32, 32)
     subfolder = "cifar10"
     mirrors = MIRRORS
 
@@ -50,9 +50,10 @@ class CIFAR10(CachedSource):
     def _from_archive(self, path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         try:
             with tarfile.open(path, "r:gz") as tar:
-                return {Path(member.name).name: self._unpickle(path / member.name, tar.extractfile(member).read())
+                return {Path(member.name).name: self._unpickle(path / member.name, file.read())
                         for member in tar.getmembers()
-                        if member.isfile() and Path(member.name).name in [*TRAIN_BATCHES, "test_batch"]}
+                        if Path(member.name).name in [*TRAIN_BATCHES, "test_batch"]
+                        and (file := tar.extractfile(member)) is not None}  # None: not a regular file
         except (tarfile.TarError, OSError, EOFError) as exc:
             raise DataError(f"{path}: not a readable tar.gz archive ({exc}); delete it to download it again") from None
 

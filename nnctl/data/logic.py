@@ -2,8 +2,7 @@
 
 import numpy as np
 
-from nnctl.data import DATASETS
-from nnctl.data.source import Arrays, DatasetSource
+from nnctl.data.source import DATASETS, Arrays, DatasetSource
 
 INPUTS = [[1, 1], [0, 0], [1, 0], [0, 1]]  # this row order is part of the reference results
 OPS = {"and": [1, 0, 0, 0], "or": [1, 0, 1, 1], "nand": [0, 1, 1, 1], "nor": [0, 1, 0, 0], "xor": [0, 0, 1, 1]}
@@ -14,6 +13,7 @@ class Logic(DatasetSource):
     """The truth table of `op` (and, or, nand, nor, xor) with integer labels; the test split is the same table."""
 
     num_classes = 2
+    raw_shape = (2,)
 
     def __init__(self, op: str = "and", **kwargs):
         super().__init__(**kwargs)

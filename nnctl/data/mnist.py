@@ -1,8 +1,7 @@
 """MNIST: the four IDX files, read from the data directory or downloaded once and cached there."""
 
-from nnctl.data import DATASETS
 from nnctl.data.idx import read_idx
-from nnctl.data.source import Arrays, CachedSource
+from nnctl.data.source import DATASETS, Arrays, CachedSource
 from nnctl.errors import DataError
 
 MIRRORS = (
@@ -26,6 +25,7 @@ class MNIST(CachedSource):
     Read from `<data root>/mnist/`; missing files are downloaded from `mirror`, else from the public mirrors."""
 
     num_classes = 10
+    raw_shape: tuple[int, ...] = (1, 28, 28)
     subfolder = "mnist"
     mirrors = MIRRORS
 

@@ -2,8 +2,7 @@
 
 import numpy as np
 
-from nnctl.data import DATASETS
-from nnctl.data.source import Arrays, DatasetSource
+from nnctl.data.source import DATASETS, Arrays, DatasetSource
 
 
 @DATASETS.register("pattern_ends")

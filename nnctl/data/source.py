@@ -1,15 +1,18 @@
-"""The base of every dataset: common options (scaling, one-hot, subsets, validation) applied after reading."""
+"""The base of every dataset source: common options (scaling, one-hot, subsets, validation) applied after reading,
+and the registry of sources by name."""
 
 import math
 import os
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
-from nnctl.data import Dataset, Split
 from nnctl.data.augment import Augment
+from nnctl.data.dataset import Dataset, Split
 from nnctl.data.download import fetch_first
 from nnctl.errors import DataError
+from nnctl.registry import Registry
 
 Arrays = tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]
 _CHUNK = 4096  # rows scaled at a time: bounds the float64 temporary and is ~3x faster than one pass on MNIST
@@ -18,10 +21,13 @@ _CHUNK = 4096  # rows scaled at a time: bounds the float64 temporary and is ~3x 
 class DatasetSource:
     """Reads raw arrays (`read`), then applies the options every dataset shares; `load` returns a Dataset."""
 
+    registered_name: ClassVar[str] = "dataset"
     num_classes: int | None = None
     """Set by sources that know their class count; otherwise derived from integer labels."""
     indices: bool = False
     """True for sources whose inputs are indices (word ids, tree node tables): kept as int64, never scaled."""
+    raw_shape: tuple[int, ...] | None = None
+    """The shape of one raw sample, for sources that know it without reading anything (MNIST's (1, 28, 28))."""
 
     def __init__(self, scale: float = 1.0, shift: float = 0.0, flatten: bool = True, one_hot: bool = False,
                  on_value: float = 1.0, off_value: float = 0.0, subset: int | None = None,
@@ -55,6 +61,14 @@ class DatasetSource:
         """x_train, y_train, x_test, y_test (the test pair may be None)."""
         raise NotImplementedError
 
+    def peek(self) -> tuple[int, ...]:
+        """The shape of one raw sample, from as little of the data as the source must read (nothing if it knows)."""
+        return self.raw_shape or self.read()[0].shape[1:]
+
+    def input_shape(self, sample_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """One sample as the model takes it: raw samples of `sample_shape`, flattened if data.flatten asks."""
+        return (math.prod(sample_shape),) if self.flatten else tuple(sample_shape)
+
     def origin(self, split: str) -> str:
         """Where the `split` ('training' or 'test') arrays come from, to start error messages."""
         return f"data ({self.registered_name})"
@@ -82,7 +96,8 @@ class DatasetSource:
         self.channel_stats = None
         if self.normalize:
             self.channel_stats = channel_stats(self.inputs(train.x, dtype))
-        train, val, test = (self._prepare(s, dtype, num_classes) if s is not None else None for s in (train, val, test))
+        train = self._prepare(train, dtype, num_classes)
+        val, test = (self._prepare(s, dtype, num_classes) if s is not None else None for s in (val, test))
         if self.validation == "test":
             val = test
         if self.augment and train.x.ndim != 4:
@@ -129,9 +144,10 @@ class DatasetSource:
 
     def validation_count(self, n: int) -> int:
         """How many of n training samples data.validation holds out (0 for none or 'test')."""
-        if self.validation is None or self.validation == "test":
+        validation = self.validation
+        if validation is None or isinstance(validation, str):  # "test": the test split validates
             return 0
-        count = math.ceil(self.validation * n) if isinstance(self.validation, float) else self.validation
+        count = math.ceil(validation * n) if isinstance(validation, float) else validation
         if count >= n:
             raise DataError(f"{self.origin('training')}: data.validation takes {count} of {n} training samples, "
                             "leaving none to train on")
@@ -155,7 +171,7 @@ class DatasetSource:
             if num_classes is None or y.ndim != 1:
                 raise DataError(f"{self.origin('training')}: data.one_hot needs integer class labels, "
                                 f"one per sample (got targets of dtype {y.dtype} and shape {y.shape})")
-            hot = np.full((len(y), num_classes), self.off_value, dtype=dtype)
+            hot: np.ndarray = np.full((len(y), num_classes), self.off_value, dtype=dtype)
             hot[np.arange(len(y)), y] = self.on_value
             y = hot
         else:
@@ -166,7 +182,7 @@ class DatasetSource:
         """x * scale + shift computed in float64, stored as `dtype`."""
         if (self.scale, self.shift) == (1.0, 0.0):
             return np.ascontiguousarray(x, dtype=dtype)
-        out = np.empty(x.shape, dtype)
+        out: np.ndarray = np.empty(x.shape, dtype)
         for start in range(0, len(x), _CHUNK):
             block = x[start: start + _CHUNK].astype(np.float64)
             block *= self.scale
@@ -187,6 +203,9 @@ def channel_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     std = x.std(axis=axes, dtype=np.float64, keepdims=True)[0]
     std[std < 1e-8] = 1.0  # a constant channel is only centred
     return mean, std
+
+
+DATASETS: Registry[DatasetSource] = Registry("dataset")
 
 
 class CachedSource(DatasetSource):

@@ -1,13 +1,13 @@
 """Small datasets given as arrays: written in the YAML, or read from .npz or .csv files."""
 
 import csv
+import itertools
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from nnctl.data import DATASETS
-from nnctl.data.source import Arrays, DatasetSource
+from nnctl.data.source import DATASETS, Arrays, DatasetSource
 from nnctl.errors import DataError
 
 
@@ -24,8 +24,12 @@ class Inline(DatasetSource):
     def origin(self, split: str) -> str:
         return "data.test_x/test_y" if split == "test" else "data.x/y"
 
+    def peek(self) -> tuple[int, ...]:
+        return _array(self.x, "x").shape[1:]
+
     def read(self) -> Arrays:
-        test = (None, None) if self.test_x is None else (_array(self.test_x, "test_x"), _array(self.test_y, "test_y"))
+        test = ((None, None) if self.test_x is None or self.test_y is None
+                else (_array(self.test_x, "test_x"), _array(self.test_y, "test_y")))
         return _array(self.x, "x"), _array(self.y, "y"), *test
 
 
@@ -58,6 +62,14 @@ class Npz(DatasetSource):
             return x, y, *_pair(test_arrays, [*test_keys, ("x_test", "y_test")], self.origin("test"))
         return x, y, None, None
 
+    def peek(self) -> tuple[int, ...]:
+        """From the header of the inputs' array in the archive; no array is read."""
+        shapes = npz_shapes(self.path(self.file))
+        for x_key, y_key in [(self.x_key, self.y_key), ("x_train", "y_train")]:
+            if x_key in shapes and y_key in shapes:
+                return shapes[x_key][1:]
+        return self.read()[0].shape[1:]  # fails with the message reading it gives
+
     def _open(self, name: str) -> dict[str, np.ndarray]:
         return read_npz(self.path(name))
 
@@ -74,6 +86,24 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
         raise DataError(f"{path}: no such file") from None
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise DataError(f"{path}: not a readable .npz file ({unpickled(exc)})") from None
+
+
+def npz_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """The shape of every array of an .npz archive, from the arrays' headers alone."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            shapes = {}
+            for name in archive.namelist():
+                with archive.open(name) as f:
+                    version = np.lib.format.read_magic(f)
+                    header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                              else np.lib.format.read_array_header_2_0)
+                    shapes[name.removesuffix(".npy")] = header(f)[0]
+            return shapes
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise DataError(f"{path}: not a readable .npz file ({exc})") from None
 
 
 def unpickled(exc: Exception) -> str:
@@ -111,6 +141,14 @@ class Csv(DatasetSource):
         test = self._table(self.path(self.test_file)) if self.test_file else (None, None)
         return x, y, *test
 
+    def peek(self) -> tuple[int, ...]:
+        """From the first data row; the rest of the file is not read."""
+        path = self.path(self.file)
+        _, rows = _rows(path, self.header, self.delimiter, limit=2)
+        if len(rows[0]) < 2:
+            raise DataError(f"{path}: one column only; expected inputs and a target column")
+        return (len(rows[0]) - 1,)
+
     def _table(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
         values = read_table(path, self.header, self.delimiter)
         width = values.shape[1]
@@ -137,12 +175,14 @@ def read_table(path: Path, header: bool | None = None, delimiter: str = ",") -> 
         raise _bad_cell(path, lines, rows) from None
 
 
-def _rows(path: Path, header: bool | None, delimiter: str) -> tuple[list[int], list[list[str]]]:
-    """The file's non-blank rows after any header, with their line numbers."""
+def _rows(path: Path, header: bool | None, delimiter: str,
+          limit: int | None = None) -> tuple[list[int], list[list[str]]]:
+    """The file's non-blank rows after any header (of its first `limit` non-blank rows), with their line numbers."""
     try:
         with open(path, newline="", encoding="utf-8") as f:
             reader = csv.reader(f, delimiter=delimiter)
-            numbered = [(reader.line_num, row) for row in reader if row]
+            rows = itertools.islice((row for row in reader if row), limit)
+            numbered = [(reader.line_num, row) for row in rows]
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
     except (OSError, UnicodeDecodeError, csv.Error) as exc:

@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from nnctl.data import DATASETS, Dataset
-from nnctl.data.source import Arrays, DatasetSource
+from nnctl.data.dataset import Dataset
+from nnctl.data.source import DATASETS, Arrays, DatasetSource
 from nnctl.errors import DataError, read_bytes
 
 LEVELS = {"char": "", "word": " "}
@@ -36,6 +36,9 @@ class Text(DatasetSource):
             raise ValueError("vocab lists a token twice")
         self.file, self.seq_len, self.level, self.vocab = path, seq_len, level, vocab
 
+    def peek(self) -> tuple[int, ...]:
+        return (self.seq_len,)
+
     def origin(self, split: str) -> str:
         return str(self.path(self.file))
 
@@ -61,5 +64,6 @@ class Text(DatasetSource):
 
     def load(self, dtype: type) -> Dataset:
         data = super().load(dtype)
+        assert self.vocab is not None, "read() sets it"
         data.vocab = list(self.vocab)
         return data

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nnctl.data import DATASETS
-from nnctl.data.source import Arrays, DatasetSource
+from nnctl.data.source import DATASETS, Arrays, DatasetSource
 from nnctl.errors import DataError, read_bytes
 
 Node = tuple[str | None, int, int]

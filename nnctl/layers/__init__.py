@@ -1,11 +1,6 @@
 """Layers, registered by name; importing this package registers every layer family."""
 
-from nnctl.layers.base import Layer
-from nnctl.registry import Registry
-
-LAYERS: Registry[Layer] = Registry("layer")
-
-from nnctl.layers import (  # noqa: E402, F401  (they register)
+from nnctl.layers import (  # noqa: F401  (they register)
     activations,
     conv,
     dense,
@@ -17,5 +12,6 @@ from nnctl.layers import (  # noqa: E402, F401  (they register)
     recursive,
     reshape,
 )
+from nnctl.layers.base import LAYERS, Layer
 
 __all__ = ["LAYERS", "Layer"]

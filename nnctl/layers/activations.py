@@ -1,9 +1,13 @@
 """Element-wise activations and softmax, each a layer of its own."""
 
+from typing import TYPE_CHECKING
+
 from nnctl.backend import xp
-from nnctl.layers import LAYERS
-from nnctl.layers.base import Layer
+from nnctl.layers.base import LAYERS, Layer
 from nnctl.schema import did_you_mean
+
+if TYPE_CHECKING:
+    from nnctl.config import Config, KeyPath
 
 
 class Activation(Layer):
@@ -117,11 +121,12 @@ def softmax(x):
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def make_activation(name: str | None) -> Activation | None:
-    """The activation layer called `name` (None for none); ValueError for a name that is not one."""
+def make_activation(name: str | None, config: "Config", path: "KeyPath") -> Activation | None:
+    """The activation layer called `name` (None for none), or the config's error at `path`."""
     if name is None:
         return None
-    names = [n for n in LAYERS if issubclass(LAYERS.get(n), Activation)]
-    if name not in names:
-        raise ValueError(f"unknown activation '{name}'{did_you_mean(name, names)}; known: {', '.join(names)}")
-    return LAYERS.get(name)()
+    classes = {n: cls for n in LAYERS if issubclass(cls := LAYERS.get(n), Activation)}
+    if name not in classes:
+        raise config.error(path, f"unknown activation '{name}'{did_you_mean(name, classes)}; "
+                                 f"known: {', '.join(classes)}")
+    return classes[name]()

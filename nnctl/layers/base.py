@@ -1,10 +1,11 @@
-"""The Layer contract every layer follows."""
+"""The Layer contract every layer follows, and the registry of layers by name."""
 
 from typing import Any, ClassVar
 
 import numpy as np
 
 from nnctl.backend import xp
+from nnctl.registry import Registry
 
 
 class Layer:
@@ -49,3 +50,6 @@ class Layer:
 
     def _zero_grads(self) -> None:
         self.grads = {key: xp.zeros_like(value) for key, value in self.params.items()}
+
+
+LAYERS: Registry[Layer] = Registry("layer")

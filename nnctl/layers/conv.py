@@ -4,9 +4,7 @@ from typing import Any
 
 from nnctl.backend import sum_rows
 from nnctl.init import Initializer
-from nnctl.layers import LAYERS
-from nnctl.layers.activations import make_activation
-from nnctl.layers.base import Layer
+from nnctl.layers.base import LAYERS, Layer
 from nnctl.layers.window import Window, col2im, im2col
 
 
@@ -30,7 +28,7 @@ class Conv2D(Layer):
             raise ValueError(f"filters must be at least 1, got {filters}")
         self.filters, self.use_bias = filters, use_bias
         self.window = Window.of(kernel_size, stride, dilation, padding)
-        self.activation = make_activation(activation)
+        self.activation = activation  # the builder has made the name an activation layer
         self.weight_init: Initializer = weight_init
         self.bias_init: Initializer = bias_init
 

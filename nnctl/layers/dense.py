@@ -4,9 +4,7 @@ from typing import Any
 
 from nnctl.backend import sum_rows, xp
 from nnctl.init import Initializer
-from nnctl.layers import LAYERS
-from nnctl.layers.activations import make_activation
-from nnctl.layers.base import Layer
+from nnctl.layers.base import LAYERS, Layer
 
 
 @LAYERS.register("dense")
@@ -22,7 +20,7 @@ class Dense(Layer):
         if units < 1:
             raise ValueError(f"units must be at least 1, got {units}")
         self.units, self.use_bias = units, use_bias
-        self.activation = make_activation(activation)
+        self.activation = activation  # the builder has made the name an activation layer
         self.weight_init: Initializer = weight_init
         self.bias_init: Initializer = bias_init
 

@@ -1,7 +1,6 @@
 """Inverted dropout: scaled by 1/keep while training, a no-op in eval."""
 
-from nnctl.layers import LAYERS
-from nnctl.layers.base import Layer
+from nnctl.layers.base import LAYERS, Layer
 
 
 @LAYERS.register("dropout")

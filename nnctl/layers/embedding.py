@@ -5,8 +5,7 @@ from typing import Any
 from nnctl.backend import xp
 from nnctl.errors import DataError
 from nnctl.init import Initializer
-from nnctl.layers import LAYERS
-from nnctl.layers.base import Layer
+from nnctl.layers.base import LAYERS, Layer
 
 
 @LAYERS.register("embedding")

@@ -1,8 +1,7 @@
 """Batch normalization over the batch (dense inputs) or over batch and pixels (NCHW images)."""
 
 from nnctl.backend import xp
-from nnctl.layers import LAYERS
-from nnctl.layers.base import Layer
+from nnctl.layers.base import LAYERS, Layer
 
 
 @LAYERS.register("batchnorm")

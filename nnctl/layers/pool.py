@@ -1,8 +1,7 @@
 """Pooling over NCHW images: max and average over sliding windows, and the global average."""
 
 from nnctl.backend import xp
-from nnctl.layers import LAYERS
-from nnctl.layers.base import Layer
+from nnctl.layers.base import LAYERS, Layer
 from nnctl.layers.window import Window, col2im, offsets, pad
 
 

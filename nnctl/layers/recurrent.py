@@ -1,13 +1,16 @@
 """Recurrent layers over (N, T, F) sequences: rnn, lstm and gru, with full backpropagation through time."""
 
+import typing
 from typing import Any, ClassVar
 
 import numpy as np
 
 from nnctl.backend import sum_rows, xp
 from nnctl.init import Initializer
-from nnctl.layers import LAYERS
-from nnctl.layers.base import Layer
+from nnctl.layers.base import LAYERS, Layer
+
+if typing.TYPE_CHECKING:
+    from nnctl.layers.activations import Activation
 
 STATE_INIT = {"type": "normal", "std": 0.5}
 """The gradient-check examples start from this non-zero learned state (a zero one hides BPTT mistakes)."""
@@ -133,7 +136,7 @@ class Recurrent(Layer):
         self.caches[s] = (x2, h, caches)
         return h
 
-    def _initial(self, s: str, n: int, dtype: type) -> tuple:
+    def _initial(self, s: str, n: int, dtype: np.dtype) -> tuple:
         if self.learned_state:
             return tuple(xp.broadcast_to(self.params[f"{name}0{s}"], (n, self.units)) for name in self.carries)
         return tuple(xp.zeros((n, self.units), dtype=dtype) for _ in self.carries)
@@ -201,23 +204,24 @@ class SimpleRNN(Recurrent):
 
     def __init__(self, units: int, activation: str = "tanh", use_bias: bool = True, **kwargs):
         super().__init__(units, **kwargs)
-        if activation not in ("tanh", "relu", "identity"):
-            raise ValueError(f"rnn activation must be 'tanh', 'relu' or 'identity', got '{activation}'")
-        self.activation, self.use_bias = activation, use_bias
+        name = typing.cast("Activation", activation).registered_name  # the builder has built the name into a layer
+        if name not in ("tanh", "relu", "identity"):
+            raise ValueError(f"rnn activation must be 'tanh', 'relu' or 'identity', got '{name}'")
+        self.nonlinearity, self.use_bias = name, use_bias
 
     def step(self, z, a, state, s):
         z += a
-        if self.activation == "relu":
+        if self.nonlinearity == "relu":
             xp.maximum(z, 0, out=z)
-        elif self.activation == "tanh":
+        elif self.nonlinearity == "tanh":
             tanh_(z)
         return (z,), (z,)
 
     def step_back(self, dh, dstate, cache, dz, da, s):
         (h,) = cache
-        if self.activation == "relu":
+        if self.nonlinearity == "relu":
             xp.multiply(dh, h > 0, out=dz)
-        elif self.activation == "tanh":
+        elif self.nonlinearity == "tanh":
             xp.multiply(dh, 1 - h * h, out=dz)
         else:
             dz[...] = dh

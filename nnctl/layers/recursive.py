@@ -7,9 +7,7 @@ import numpy as np
 from nnctl.backend import xp
 from nnctl.errors import DataError
 from nnctl.init import Initializer
-from nnctl.layers import LAYERS
-from nnctl.layers.activations import make_activation
-from nnctl.layers.base import Layer
+from nnctl.layers.base import LAYERS, Layer
 
 EXAMPLE_TREES = [  # node tables as nnctl.data.trees encodes them: (word, left, right) in post-order, -1 padded
     [[1, -1, -1]] + [[-1, -1, -1]] * 6,  # a single word
@@ -35,7 +33,7 @@ class Recursive(Layer):
         if vocab_size < 1 or dim < 1:
             raise ValueError(f"vocab_size and dim must be at least 1, got {vocab_size} and {dim}")
         self.vocab_size, self.dim = vocab_size, dim
-        self.act_type = type(make_activation(activation))
+        self.act_type = type(activation)  # the builder has made the name an activation layer
         self.weight_init: Initializer = weight_init
         self.bias_init: Initializer = bias_init
         self.embedding_init: Initializer = embedding_init

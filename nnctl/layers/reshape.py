@@ -5,8 +5,7 @@ import math
 import numpy as np
 
 from nnctl.backend import xp
-from nnctl.layers import LAYERS
-from nnctl.layers.base import Layer
+from nnctl.layers.base import LAYERS, Layer
 
 
 @LAYERS.register("flatten")

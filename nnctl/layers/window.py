@@ -50,7 +50,7 @@ class Window:
         """(before, after) zeros for rows and columns; 'same' pads the extra pixel after, as TensorFlow does."""
         if self.padding == "valid":
             return (0, 0), (0, 0)
-        if self.padding != "same":
+        if isinstance(self.padding, tuple):
             return (self.padding[0],) * 2, (self.padding[1],) * 2
         pads = []
         for axis in (0, 1):

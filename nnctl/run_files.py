@@ -1,4 +1,5 @@
-"""What the training loop reports to: metric files, checkpoints, the best-so-far monitor, the console."""
+"""What a run writes into its directory as it trains: metric files, checkpoints (and the monitor that picks
+best.pkl), train.log with its console lines."""
 
 import csv
 import json
@@ -41,10 +42,10 @@ class Checkpoints:
         self.folder = run_dir / "checkpoints"
         self.last, self.best = self.folder / "last.pkl", self.folder / "best.pkl"
 
-    def save_last(self, payload: dict[str, Any]) -> None:
+    def save_last(self, payload: checkpoint.Checkpoint) -> None:
         checkpoint.save(self.last, payload)
 
-    def save_best(self, payload: dict[str, Any]) -> None:
+    def save_best(self, payload: checkpoint.Checkpoint) -> None:
         checkpoint.save(self.best, payload)
 
 

@@ -1,0 +1,131 @@
+"""A config's own knowledge: its base directory, its dtype, where a bad value in it is reported; overrides
+with `*`, the same rule as in sweep files."""
+
+import pickle
+import textwrap
+
+import numpy as np
+import pytest
+
+from helpers import nnctl
+from nnctl.backend import DTYPES
+from nnctl.config import apply_overrides, from_dict, load_config
+from nnctl.errors import ConfigError
+from nnctl.experiment import build
+from nnctl.sweep import Sweep
+
+CSV_CONFIG = """\
+data: {type: csv, path: table.csv}
+model:
+  layers:
+    - {type: dense, units: 2}
+loss: softmax_cross_entropy
+optimizer: sgd
+train: {epochs: 1, batch_size: 2}
+"""
+
+
+def write_project(folder):
+    folder.mkdir()
+    (folder / "table.csv").write_text("a,b,label\n1,2,0\n3,4,1\n5,6,0\n7,8,1\n")
+    (folder / "c.yaml").write_text(CSV_CONFIG)
+    return folder / "c.yaml"
+
+
+def test_a_config_knows_its_base_directory(tmp_path, monkeypatch):
+    path = write_project(tmp_path / "project")
+    monkeypatch.chdir(tmp_path)  # relative paths start at the config's folder, not the working directory
+    config = load_config("project/c.yaml")
+    assert config.base_dir == (tmp_path / "project").resolve()
+    assert len(build(config).data.train) == 4
+    assert from_dict({}).base_dir == from_dict({}, base_dir=".").base_dir  # a test's dict: the working directory
+    sweep = tmp_path / "project" / "s.yaml"
+    sweep.write_text("base:\n" + textwrap.indent(CSV_CONFIG, "  ") + "grid:\n  seed: [1, 2]\n")
+    members = Sweep(sweep, tmp_path / "runs").members  # an inline base: relative to the sweep file
+    assert [m.config.base_dir for m in members] == [path.parent.resolve()] * 2
+    assert len(build(members[1].config).data.train) == 4
+
+
+def test_a_run_from_elsewhere_resumes_with_the_configs_base_directory(tmp_path):
+    path = write_project(tmp_path / "project")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    result = nnctl("train", str(path), "--runs-dir", str(tmp_path / "runs"), "-q", cwd=elsewhere)
+    assert result.returncode == 0, result.stderr
+    (last,) = (tmp_path / "runs").glob("*/checkpoints/last.pkl")
+    with open(last, "rb") as f:
+        assert pickle.load(f)["base_dir"] == str(path.parent.resolve())
+    assert f"relative to {path.parent.resolve()}" in (last.parent.parent / "config.yaml").read_text()
+    result = nnctl("train", "--resume", str(last), "train.epochs=2", "-q", cwd=elsewhere)
+    assert result.returncode == 0, result.stderr
+
+
+def test_dtype_takes_the_backends_names_and_gradcheck_asks_for_float64_as_an_override():
+    config = from_dict({"data": {"type": "logic", "op": "xor"}, "loss": "mse", "optimizer": "sgd",
+                        "model": {"layers": [{"type": "dense", "units": 1}]}, "dtype": "float16"})
+    with pytest.raises(ConfigError, match=f"dtype: expected {' or '.join(DTYPES)}, got str 'float16'"):
+        apply_overrides(config, [])
+    with pytest.raises(ConfigError, match="dtype: expected float32 or float64, got list"):
+        apply_overrides(config, ["dtype=[1]"])
+    apply_overrides(config, ["dtype=float64"])
+    exp = build(config)
+    assert exp.dtype is np.float64 and exp.model.params()[0].dtype == np.float64
+
+
+LAYER = """\
+data: {type: logic, op: xor}
+model:
+  layers:
+    - type: %(layer)s
+      units: 2
+      %(key)s: %(value)s
+loss: softmax_cross_entropy
+optimizer: sgd
+train: %(early_stopping)s
+"""
+
+
+@pytest.mark.parametrize("layer, key, value, early_stopping, expected", [
+    ("dense", "activation", "rleu", "{}", "c.yaml:6: model.layers.0.activation: unknown activation 'rleu'"),
+    ("dense", "weight_init", "{type: normal, stdd: 1}",
+     "{}", "c.yaml:6: model.layers.0.weight_init.stdd: unknown key for initializer 'normal'"),
+    ("rnn", "activation", "sigmoid", "{}", "c.yaml:4: model.layers.0: rnn activation must be 'tanh' or 'relu', "
+                                           "got 'sigmoid'"),
+    ("dense", "use_bias", "true", "{early_stopping: {patience: 0}}",
+     "c.yaml:9: train.early_stopping: early_stopping needs patience >= 1"),
+    ("dense", "use_bias", "true", "{early_stopping: {patiense: 3}}",
+     "c.yaml:9: train.early_stopping.patiense: unknown key for early_stopping (did you mean 'patience'?)"),
+])
+def test_sub_objects_and_sections_are_checked_where_they_are_written(tmp_path, layer, key, value, early_stopping,
+                                                                     expected):
+    path = tmp_path / "c.yaml"
+    path.write_text(LAYER % {"layer": layer, "key": key, "value": value, "early_stopping": early_stopping})
+    with pytest.raises(ConfigError) as info:
+        build(load_config(path))
+    assert str(info.value).startswith(f"{path.parent}/{expected}")
+
+
+def config():
+    return from_dict({"data": {"type": "logic", "op": "xor"}, "loss": "mse", "optimizer": "sgd", "model": {"layers": [
+        {"type": "dense", "units": 4, "weight_init": {"type": "normal", "std": 0.1}},
+        {"type": "dropout", "rate": 0.5},
+        {"type": "dense", "units": 1, "weight_init": {"type": "normal", "std": 0.1}},
+    ]}}, "c.yaml", {("model", "layers", 0, "weight_init", "std"): "c.yaml:5"})
+
+
+def test_a_star_in_an_override_sets_every_item_that_has_the_key_after_it():
+    c = config()
+    apply_overrides(c, ["model.layers.*.weight_init.std=0.01", "model.layers.*.rate=0.2"])
+    layers = c.data["model"]["layers"]
+    assert [layer.get("weight_init", {}).get("std") for layer in layers] == [0.01, None, 0.01]
+    assert layers[1] == {"type": "dropout", "rate": 0.2}
+    assert c.where(("model", "layers", 2, "weight_init", "std")) == "override 'model.layers.*.weight_init.std=0.01'"
+    apply_overrides(c, ["model.layers.*.weight_init={type: uniform, low: -1}"])
+    layers[0]["weight_init"]["low"] = 5
+    assert layers[2]["weight_init"] == {"type": "uniform", "low": -1}, "each item gets its own copy of the value"
+
+
+def test_a_star_that_matches_nothing_is_an_error_naming_the_override():
+    with pytest.raises(ConfigError, match=r"override 'model.layers.\*.nope=1': model.layers.\*.nope: its '\*' "
+                                          "matches no item"):
+        apply_overrides(config(), ["model.layers.*.nope=1"])
