@@ -101,7 +101,8 @@ def evaluate_command(
     split: Annotated[str, typer.Option("--split", help="Which split to evaluate: test, val or train.")] = "test",
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
 ) -> None:
-    """Evaluate a checkpoint: loss, accuracy, error rate and the confusion matrix."""
+    """Evaluate a checkpoint: loss, accuracy, error rate, the confusion matrix and per-class precision, recall
+    and F1."""
     if split not in ("test", "val", "train"):
         raise ConfigError(f"--split must be test, val or train, not '{split}'")
     exp = (_load(checkpoint_path, overrides) if checkpoint_path.suffix in (".yaml", ".yml")
@@ -113,6 +114,7 @@ def evaluate_command(
     out.print(tables.eval_table(result, f"{checkpoint_path} on {split}"))
     if "confusion_matrix" in result:
         out.print(tables.confusion_table(np.array(result["confusion_matrix"])))
+        out.print(tables.per_class_table(result["per_class"]))
 
 
 @app.command()

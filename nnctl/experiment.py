@@ -14,7 +14,7 @@ from nnctl.errors import NnctlError
 from nnctl.layers import Layer
 from nnctl.layers.activations import Activation
 from nnctl.losses import LOSSES, Decay, Loss
-from nnctl.metrics import LOWER_IS_BETTER, METRICS, confusion_matrix, predict, scores, target_labels
+from nnctl.metrics import LOWER_IS_BETTER, METRICS, TOP_K, confusion_matrix, per_class, predict, scores, target_labels
 from nnctl.model import Model
 from nnctl.optim import OPTIMIZERS, Optimizer
 from nnctl.schedules import SCHEDULES, Schedule
@@ -118,16 +118,19 @@ def initial_model(config: Config) -> Model:
 
 
 def report(exp: Experiment, split: str) -> dict:
-    """Loss, accuracy and error rate (or mse), and for classifiers the confusion matrix, on one split."""
+    """Loss, accuracy and error rate (or mse), and for classifiers the confusion matrix, per-class precision,
+    recall and F1, and their macro average, on one split."""
     data = exp.data.split(split)
     if data is None:
         raise NnctlError(f"the dataset of this experiment has no {split} split")
     outputs = predict(exp.model, data.x, exp.settings.eval_batch_size)
     metrics = ["accuracy", "error_rate"] if exp.data.num_classes else ["mse"]
-    result = {"split": split, "samples": len(data), **scores(exp.loss, outputs, data.y, metrics)}
+    result: dict[str, typing.Any] = {"split": split, "samples": len(data), **scores(exp.loss, outputs, data.y, metrics)}
     if exp.data.num_classes:
-        result["confusion_matrix"] = confusion_matrix(target_labels(data.y, outputs), exp.loss.labels(outputs),
-                                                      exp.data.num_classes).tolist()
+        counts = confusion_matrix(target_labels(data.y, outputs), exp.loss.labels(outputs), exp.data.num_classes)
+        classes = per_class(counts)
+        result.update(confusion_matrix=counts.tolist(), per_class=classes,
+                      macro_f1=sum(row["f1"] for row in classes) / len(classes))
     return result
 
 
@@ -159,9 +162,10 @@ def _metrics(config: Config, settings: TrainSettings, data: Dataset) -> list[str
     if settings.metrics is None:
         return ["accuracy"] if data.num_classes else ["mse"]
     for i, name in enumerate(settings.metrics):
-        if name not in METRICS:
+        if name not in METRICS and not TOP_K.fullmatch(str(name)):
             raise config.error(("train", "metrics", i), f"unknown metric '{name}'{did_you_mean(name, METRICS)}; "
-                                                        f"known: {', '.join(METRICS)}")
+                                                        f"known: {', '.join(METRICS)}, top_K_accuracy (such as "
+                                                        "top_5_accuracy)")
     return [m for m in settings.metrics if m != "loss"]
 
 

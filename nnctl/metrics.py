@@ -1,11 +1,15 @@
 """Metrics over batches: running sums during an epoch, and a whole-split evaluation."""
 
+import re
+
 import numpy as np
 
 from nnctl.losses import Loss, as_targets
 from nnctl.model import Model
 
 METRICS = ("accuracy", "error_rate", "mse")
+TOP_K = re.compile(r"top_([1-9][0-9]*)_accuracy")
+"""Also known: top_2_accuracy, top_5_accuracy, ...: the share of targets among the k highest outputs."""
 LOWER_IS_BETTER = ("loss", "error_rate", "mse")
 
 
@@ -39,6 +43,13 @@ class MetricSums:
             predicted = loss.labels(y)
             hits = float((predicted == target_labels(t, y)).sum())
             self.sums["correct"] += hits if predicted.ndim == 1 else hits * n / predicted.size  # per-step labels
+        for name in self.metrics:
+            if match := TOP_K.fullmatch(name):
+                labels = target_labels(t, y)
+                k = min(int(match.group(1)), y.shape[-1])
+                top = np.argpartition(-y, k - 1, axis=-1)[..., :k]
+                hits = float((top == labels[..., None]).any(axis=-1).sum())
+                self.sums[name] = self.sums.get(name, 0.0) + hits * n / labels.size
         if "mse" in self.metrics:
             diff = loss.probabilities(y) - as_targets(y, t)
             self.sums["sq_err"] += float((diff * diff).sum())
@@ -47,7 +58,8 @@ class MetricSums:
     def result(self, prefix: str = "") -> dict[str, float]:
         s, n = self.sums, max(self.sums["n"], 1)
         values = {"loss": s["loss"] / n, "penalty": s["penalty"] / n, "accuracy": s["correct"] / n,
-                  "error_rate": 1 - s["correct"] / n, "mse": s["sq_err"] / max(s["n_out"], 1)}
+                  "error_rate": 1 - s["correct"] / n, "mse": s["sq_err"] / max(s["n_out"], 1),
+                  **{m: s.get(m, 0.0) / n for m in self.metrics if TOP_K.fullmatch(m)}}
         return {prefix + k: values[k] for k in ["loss", *(["penalty"] if self.penalty else []), *self.metrics]}
 
 
@@ -75,3 +87,15 @@ def confusion_matrix(true: np.ndarray, predicted: np.ndarray, num_classes: int) 
     counts = np.zeros((num_classes, num_classes), dtype=np.int64)
     np.add.at(counts, (true, predicted), 1)
     return counts
+
+
+def per_class(counts: np.ndarray) -> list[dict[str, float]]:
+    """Precision, recall, F1 and support of each class from a confusion matrix (0 where undefined)."""
+    tp = np.diag(counts).astype(np.float64)
+    predicted, actual = counts.sum(axis=0), counts.sum(axis=1)
+    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+    recall = np.divide(tp, actual, out=np.zeros_like(tp), where=actual > 0)
+    both = precision + recall
+    f1 = np.divide(2 * precision * recall, both, out=np.zeros_like(tp), where=both > 0)
+    return [{"class": i, "precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
+             "support": int(actual[i])} for i in range(len(counts))]

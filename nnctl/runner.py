@@ -176,7 +176,7 @@ class Runner:
         exp = self.exp
         exp.schedule.set_lr(exp.optimizer, self.step, batches, exp.settings.epochs)
         y = exp.model.forward(x, training=True)
-        value = exp.loss.forward(y, t)
+        value = exp.loss.forward(y, exp.loss.train_targets(y, t))  # label smoothing in training only
         penalty = exp.decay.penalty() if exp.decay else 0.0
         if not math.isfinite(value + penalty):
             raise TrainingError(

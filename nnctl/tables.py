@@ -32,7 +32,7 @@ def eval_table(result: dict, title: str) -> Table:
     table = Table(title=f"{title} ({result['samples']} samples)")
     table.add_column("metric")
     table.add_column("value", justify="right")
-    for key in ("loss", "accuracy", "error_rate", "mse"):
+    for key in ("loss", "accuracy", "error_rate", "mse", "macro_f1"):
         if key in result:
             table.add_row(key, f"{result[key]:.4f}")
     return table
@@ -177,4 +177,15 @@ def timing_table(timings: list[Timing], batch: int) -> Table:
         table.add_row(t.layer, t.kind, f"{t.forward_ms:.3f}", f"{t.backward_ms:.3f}")
     table.add_row("total", "", f"{sum(t.forward_ms for t in timings):.3f}",
                   f"{sum(t.backward_ms for t in timings):.3f}")
+    return table
+
+
+def per_class_table(rows: list[dict]) -> Table:
+    """Precision, recall, F1 and support of each class."""
+    table = Table(title="per class")
+    for column in ("class", "precision", "recall", "f1", "support"):
+        table.add_column(column, justify="right")
+    for row in rows:
+        table.add_row(str(row["class"]), f"{row['precision']:.4f}", f"{row['recall']:.4f}", f"{row['f1']:.4f}",
+                      str(row["support"]))
     return table
