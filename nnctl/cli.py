@@ -73,9 +73,12 @@ def train(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
     tensorboard: Annotated[bool, typer.Option("--tensorboard", help="Also write TensorBoard event files into the "
                                               "run directory (train.tensorboard=true).")] = False,
+    mlflow: Annotated[bool, typer.Option("--mlflow", help="Also track the run in MLflow (train.tracking=mlflow): "
+                                         "MLFLOW_TRACKING_URI, else a file store in <runs-dir>/mlruns.")] = False,
 ) -> None:
     """Train the model a config describes; writes runs/<name>-<time>/ (config, metrics, checkpoints, summary)."""
-    overrides = [*(overrides or []), *(["train.tensorboard=true"] if tensorboard else [])]
+    overrides = [*(overrides or []), *(["train.tensorboard=true"] if tensorboard else []),
+                 *(["train.tracking=mlflow"] if mlflow else [])]
     if resume is not None:
         extra = [str(config)] if config is not None else []
         runner = Runner.resume(resume, extra + (overrides or []), runs_dir, quiet)

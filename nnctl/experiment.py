@@ -28,7 +28,8 @@ class TrainSettings:
     def __init__(self, epochs: int = 10, batch_size: int | str = 32, eval_every: int = 1,
                  metrics: list[str] | None = None, monitor: str | None = None, mode: str = "auto",
                  early_stopping: dict | None = None, log_every_steps: int | None = None,
-                 eval_batch_size: int = 256, tensorboard: bool = False, test_on: str = "best"):
+                 eval_batch_size: int = 256, tensorboard: bool = False, test_on: str = "best",
+                 tracking: str | None = None, keep_every: int | None = None):
         if epochs < 1 or eval_every < 1 or eval_batch_size < 1:
             raise ValueError("epochs, eval_every and eval_batch_size must be at least 1")
         if not (batch_size == "full" or (isinstance(batch_size, int) and batch_size >= 1)):
@@ -43,7 +44,11 @@ class TrainSettings:
         self.metrics, self.monitor, self.mode = metrics, monitor, mode
         self.early_stopping = typing.cast("EarlyStopping | None", early_stopping)  # train_settings built the mapping
         self.log_every_steps, self.eval_batch_size = log_every_steps, eval_batch_size
-        self.tensorboard, self.test_on = tensorboard, test_on
+        if tracking not in (None, "mlflow"):
+            raise ValueError(f"tracking must be mlflow (or null for none), got {tracking!r}")
+        if keep_every is not None and keep_every < 1:
+            raise ValueError(f"keep_every must be at least 1 (epochs between numbered checkpoints), got {keep_every}")
+        self.tensorboard, self.test_on, self.tracking, self.keep_every = tensorboard, test_on, tracking, keep_every
 
 
 class EarlyStopping:

@@ -21,6 +21,7 @@ from nnctl.experiment import Experiment, build
 from nnctl.metrics import MetricSums, evaluate
 from nnctl.run_files import Checkpoints, MetricFiles, Monitor, Progress
 from nnctl.tensorboard import TensorBoard
+from nnctl.tracking import MLflow
 from nnctl.trained import Trained
 
 
@@ -32,6 +33,7 @@ class Runner:
         self.files = MetricFiles(run_dir, self._columns())
         self.checkpoints = Checkpoints(run_dir)
         self.tensorboard = TensorBoard(run_dir) if exp.settings.tensorboard else None
+        self.tracker = MLflow(exp.config, run_dir, run_dir.parent) if exp.settings.tracking == "mlflow" else None
         self.progress = Progress(run_dir / "train.log", quiet)
         es = exp.settings.early_stopping
         self.monitor = Monitor(exp.monitor, exp.mode, es.min_delta if es else 0.0)
@@ -53,6 +55,7 @@ class Runner:
         """A fresh run: builds the experiment, then makes runs/<name>-<time>/ with the resolved config."""
         exp = build(config)
         TensorBoard.check(exp.config)
+        MLflow.check(exp.config)
         run_dir = new_run_dir(runs_dir, exp.config.data["name"])
         runner = cls(exp, run_dir, quiet)
         runner._write_config()
@@ -66,6 +69,7 @@ class Runner:
         trained = Trained.load(path)
         exp = trained.experiment(overrides)
         TensorBoard.check(exp.config)
+        MLflow.check(exp.config)
         path = Path(path).resolve()
         own_run = path.name == "last.pkl" and path.parent.name == "checkpoints"
         runner = cls(exp, path.parent.parent if own_run else new_run_dir(runs_dir, exp.config.data["name"]), quiet)
@@ -86,6 +90,7 @@ class Runner:
             self.history = list(saved.history)
             self.monitor.best, self.monitor.wait = saved.monitor["best"], saved.monitor["wait"]
             self.elapsed_before = saved.elapsed
+            self.exp.schedule.load_state_dict(progress.get("schedule", {}))
         except (KeyError, ValueError, TypeError) as exc:
             raise CheckpointError(f"{path}: cannot resume from it with this config: {exc}") from None
         if self.epoch >= self.exp.settings.epochs:
@@ -110,7 +115,19 @@ class Runner:
     # -- the loop ------------------------------------------------------------------------------------------
 
     def fit(self) -> dict[str, Any]:
-        """Trains to the configured epoch count, or until early stopping or Ctrl-C; returns the summary."""
+        """Trains to the configured epoch count, or until early stopping or Ctrl-C; returns the summary (and ends
+        the MLflow run, if any, with the checkpoints as artifacts)."""
+        try:
+            summary = self._fit()
+        except BaseException as exc:
+            if self.tracker:
+                self.tracker.close("stopped" if isinstance(exc, KeyboardInterrupt) else "failed", self.run_dir)
+            raise
+        if self.tracker:
+            self.tracker.close(summary["status"], self.run_dir)
+        return summary
+
+    def _fit(self) -> dict[str, Any]:
         self.started = time.perf_counter()
         self._write_summary("running")
         previous = _catch_sigint(self)
@@ -209,10 +226,14 @@ class Runner:
         row["time_s"] = round(self._elapsed(), 3)
         self._record(row)
         improved = self.monitor.name in row and self.monitor.update(row[self.monitor.name])
+        if self.monitor.name in row:
+            exp.schedule.observe(row[self.monitor.name], self.monitor.mode)
         payload = self._payload()
         self.checkpoints.save_last(payload)
         if improved:
             self.checkpoints.save_best(payload)
+        if settings.keep_every and self.epoch % settings.keep_every == 0:
+            self.checkpoints.save_numbered(payload, self.epoch)
         self.progress.epoch(row, settings.epochs)
         es = settings.early_stopping
         if es and self.monitor.wait >= es.patience:
@@ -252,7 +273,8 @@ class Runner:
             optimizer=exp.optimizer.state_dict(),
             rng={"data": self.data_rng.bit_generator.state, "dropout": self.dropout_rng.bit_generator.state},
             progress={"epoch": self.epoch, "batch": self.batch, "step": self.step, "lr": self.exp.optimizer.lr,
-                      "order": None if self.order is None else self.order.copy(), "sums": dict(self.sums.sums)},
+                      "order": None if self.order is None else self.order.copy(), "sums": dict(self.sums.sums),
+                      "schedule": exp.schedule.state_dict()},
             history=list(self.history), monitor=self.monitor.state(), elapsed=self._elapsed(), inputs=inputs)
 
     def _record(self, row: dict[str, Any]) -> None:
@@ -260,6 +282,8 @@ class Runner:
         self.files.append(row)
         if self.tensorboard:
             self.tensorboard.append(row)
+        if self.tracker:
+            self.tracker.append(row)
 
     def _write_summary(self, status: str, test: dict | None = None, error: str | None = None,
                        tested: dict | None = None) -> dict[str, Any]:
