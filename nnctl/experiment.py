@@ -106,7 +106,7 @@ def build(config: Config, weights: bool = True) -> Experiment:
         raise config.error(last, f"the model ends in {loss.applies}, which {loss.registered_name} applies itself "
                                  f"to the model's outputs (logits); remove the final {loss.applies}")
     optimizer = OPTIMIZERS.build(config.data["optimizer"], config, ("optimizer",))
-    optimizer.bind(model.params(), model.grads())
+    optimizer.bind(model.params(), model.grads(), model.lr_mults())
     schedule = SCHEDULES.build(config.data.get("schedule") or "constant", config, ("schedule",))
     metrics = _metrics(config, settings, data)
     monitor, mode = _monitor(config, settings, data, metrics)

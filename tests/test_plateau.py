@@ -1,12 +1,16 @@
-"""reduce_on_plateau (its rule, the lr it sets in a real run, an exact resume) and numbered checkpoints."""
+"""reduce_on_plateau (its rule, the lr it sets in a real run, an exact resume), numbered checkpoints, and
+per-layer lr_mult."""
 
 import json
 
+import numpy as np
 import pytest
 
 from helpers import CONFIGS, nnctl
 from nnctl import checkpoint
-from nnctl.optim import SGD
+from nnctl.config import load_config
+from nnctl.experiment import build
+from nnctl.optim import OPTIMIZERS, SGD
 from nnctl.schedules import ReduceOnPlateau
 
 PLATEAU = "schedule={type: reduce_on_plateau, factor: 0.5, patience: 2}"
@@ -50,3 +54,35 @@ def test_a_run_cuts_the_lr_on_a_plateau_and_resumes_exactly(tmp_path):
     resumed = nnctl("train", "--resume", str(part / "checkpoints" / "last.pkl"), "train.epochs=6")
     assert resumed.returncode == 0, resumed.stderr
     assert rows(part) == rows(run)
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam"])
+def test_lr_mult_scales_each_parameters_rate(name):
+    rng = np.random.default_rng(0)
+    start = [rng.standard_normal(3) for _ in range(3)]
+    grads = [rng.standard_normal(3) for _ in range(3)]
+    scaled = OPTIMIZERS.get(name)(lr=0.1)
+    params = [p.copy() for p in start]
+    scaled.bind(params, [g.copy() for g in grads], [1.0, 0.5, 0.0])
+    scaled.step()
+    for p, g, p0, lr in zip(params, grads, start, [0.1, 0.05, 0.1], strict=True):
+        plain = OPTIMIZERS.get(name)(lr=lr)
+        alone = [p0.copy()]
+        plain.bind(alone, [g.copy()])
+        plain.step()
+        if p is params[2]:
+            np.testing.assert_array_equal(p, p0)  # lr_mult 0: frozen
+        else:
+            np.testing.assert_allclose(p, alone[0], rtol=1e-12)
+
+
+@pytest.mark.slow
+def test_a_frozen_layer_keeps_its_initial_weights_through_training(tmp_path):
+    result = nnctl("train", str(CONFIGS / "xor_mlp.yaml"), "train.epochs=20", "model.layers.0.lr_mult=0",
+                   "--runs-dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    (run,) = tmp_path.iterdir()
+    trained = checkpoint.load(run / "checkpoints" / "last.pkl").model
+    initial = build(load_config(CONFIGS / "xor_mlp.yaml")).model.state_dict()
+    np.testing.assert_array_equal(trained["dense_1"]["params"]["W"], initial["dense_1"]["params"]["W"])
+    assert not np.array_equal(trained["dense_2"]["params"]["W"], initial["dense_2"]["params"]["W"])
