@@ -29,7 +29,8 @@ class TrainSettings:
                  metrics: list[str] | None = None, monitor: str | None = None, mode: str = "auto",
                  early_stopping: dict | None = None, log_every_steps: int | None = None,
                  eval_batch_size: int = 256, tensorboard: bool = False, test_on: str = "best",
-                 tracking: str | None = None, keep_every: int | None = None):
+                 tracking: str | None = None, keep_every: int | None = None, steps: int | None = None,
+                 eval_every_steps: int | None = None):
         if epochs < 1 or eval_every < 1 or eval_batch_size < 1:
             raise ValueError("epochs, eval_every and eval_batch_size must be at least 1")
         if not (batch_size == "full" or (isinstance(batch_size, int) and batch_size >= 1)):
@@ -48,7 +49,11 @@ class TrainSettings:
             raise ValueError(f"tracking must be mlflow (or null for none), got {tracking!r}")
         if keep_every is not None and keep_every < 1:
             raise ValueError(f"keep_every must be at least 1 (epochs between numbered checkpoints), got {keep_every}")
+        if (steps is not None and steps < 1) or (eval_every_steps is not None and eval_every_steps < 1):
+            raise ValueError(f"steps and eval_every_steps must be at least 1, got {steps} and {eval_every_steps}")
         self.tensorboard, self.test_on, self.tracking, self.keep_every = tensorboard, test_on, tracking, keep_every
+        self.steps, self.eval_every_steps = steps, eval_every_steps
+        """`steps`, when set, is the run's budget in optimizer steps instead of `epochs`."""
 
 
 class EarlyStopping:
@@ -108,6 +113,9 @@ def build(config: Config, weights: bool = True) -> Experiment:
     optimizer = OPTIMIZERS.build(config.data["optimizer"], config, ("optimizer",))
     optimizer.bind(model.params(), model.grads(), model.lr_mults())
     schedule = SCHEDULES.build(config.data.get("schedule") or "constant", config, ("schedule",))
+    if settings.eval_every_steps and data.val is None:
+        raise config.error(("train", "eval_every_steps"), "evaluating every N steps needs a validation split; "
+                                                          "set data.validation (a fraction, a count or 'test')")
     metrics = _metrics(config, settings, data)
     monitor, mode = _monitor(config, settings, data, metrics)
     return Experiment(config, dtype_t, data, model, loss, Decay(loss.l1, loss.l2, *model.decayed_arrays()),

@@ -93,7 +93,11 @@ class Runner:
             self.exp.schedule.load_state_dict(progress.get("schedule", {}))
         except (KeyError, ValueError, TypeError) as exc:
             raise CheckpointError(f"{path}: cannot resume from it with this config: {exc}") from None
-        if self.epoch >= self.exp.settings.epochs:
+        steps = self.exp.settings.steps
+        if steps and self._done():
+            raise NnctlError(f"{path}: the run already took {self.step} of {steps} steps; to train longer, add an "
+                             f"override such as train.steps={self.step + 1000}")
+        if self._done():
             raise NnctlError(f"{path}: the run already trained {self.epoch} of {self.exp.settings.epochs} epochs; "
                              f"to train longer, add an override such as train.epochs={self.epoch + 5}")
 
@@ -133,7 +137,9 @@ class Runner:
         previous = _catch_sigint(self)
         try:
             status = "finished"
-            while self.epoch < self.exp.settings.epochs:
+            if self.step == 0 and self.exp.settings.eval_every_steps:
+                self._evaluate_at_step()  # the curves start from the untrained model
+            while not self._done():
                 if self._run_epoch():
                     status = "stopped"
                     break
@@ -170,7 +176,7 @@ class Runner:
         if self.batch == 0:
             self.order = self.data_rng.permutation(n) if self.exp.data.shuffle else None
             self.sums = self._sums()
-        with self.progress.bar(batches, self.batch, self.epoch + 1, settings.epochs) as bar:
+        with self.progress.bar(batches, self.batch, self.epoch + 1, math.ceil(self._epochs())) as bar:
             for b in range(self.batch, batches):
                 rows = slice(b * size, (b + 1) * size) if self.order is None else self.order[b * size:(b + 1) * size]
                 x = data.x[rows]
@@ -181,7 +187,19 @@ class Runner:
                 bar.update()
                 if self.stop_requested:
                     return True
+                if settings.steps and self.step >= settings.steps:
+                    break  # the budget ends mid-epoch: this epoch ends here
         return False
+
+    def _done(self) -> bool:
+        """Whether the budget is spent: train.steps optimizer steps when set, else train.epochs epochs."""
+        steps = self.exp.settings.steps
+        return self.step >= steps if steps else self.epoch >= self.exp.settings.epochs
+
+    def _epochs(self) -> float:
+        """The run's length in epochs (fractional under train.steps), for schedules and progress lines."""
+        steps = self.exp.settings.steps
+        return steps / self._batching()[1] if steps else self.exp.settings.epochs
 
     def _batching(self) -> tuple[int, int]:
         """The batch size and the number of batches in an epoch."""
@@ -191,7 +209,7 @@ class Runner:
 
     def _train_step(self, x: np.ndarray, t: np.ndarray, batches: int) -> None:
         exp = self.exp
-        exp.schedule.set_lr(exp.optimizer, self.step, batches, exp.settings.epochs)
+        exp.schedule.set_lr(exp.optimizer, self.step, batches, self._epochs())
         y = exp.model.forward(x, training=True)
         value = exp.loss.forward(y, exp.loss.train_targets(y, t))  # label smoothing in training only
         penalty = exp.decay.penalty() if exp.decay else 0.0
@@ -212,6 +230,17 @@ class Runner:
             row = {"kind": "step", "epoch": self.epoch + 1, "step": self.step, "lr": exp.optimizer.lr,
                    "loss": value, **({"penalty": penalty} if exp.decay else {}), "time_s": round(self._elapsed(), 3)}
             self._record(row)
+        if exp.settings.eval_every_steps and self.step % exp.settings.eval_every_steps == 0:
+            self._evaluate_at_step()
+
+    def _evaluate_at_step(self) -> None:
+        """A row of kind `eval`: the validation metrics at this step (train.eval_every_steps)."""
+        exp, val = self.exp, self.exp.data.val
+        assert val is not None  # build refuses eval_every_steps without a validation split
+        row = {"kind": "eval", "epoch": self.epoch, "step": self.step, "lr": exp.optimizer.lr,
+               **evaluate(exp.model, exp.loss, val.x, val.y, exp.metrics, exp.settings.eval_batch_size, prefix="val_"),
+               "time_s": round(self._elapsed(), 3)}
+        self._record(row)
 
     def _end_epoch(self) -> bool:
         """Metrics, checkpoints and the epoch line; True when early stopping says stop."""
@@ -220,7 +249,7 @@ class Runner:
         row: dict[str, Any] = {"kind": "epoch", "epoch": self.epoch, "step": self.step, "lr": exp.optimizer.lr,
                                **self.sums.result()}
         val = exp.data.val
-        if val is not None and (self.epoch % settings.eval_every == 0 or self.epoch == settings.epochs):
+        if val is not None and (self.epoch % settings.eval_every == 0 or self._done()):
             row.update(evaluate(exp.model, exp.loss, val.x, val.y, exp.metrics,
                                 settings.eval_batch_size, prefix="val_"))
         row["time_s"] = round(self._elapsed(), 3)
@@ -234,7 +263,7 @@ class Runner:
             self.checkpoints.save_best(payload)
         if settings.keep_every and self.epoch % settings.keep_every == 0:
             self.checkpoints.save_numbered(payload, self.epoch)
-        self.progress.epoch(row, settings.epochs)
+        self.progress.epoch(row, math.ceil(self._epochs()))
         es = settings.early_stopping
         if es and self.monitor.wait >= es.patience:
             self.progress.say(f"early stopping: {self.monitor.name} has not improved for {es.patience} "

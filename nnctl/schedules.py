@@ -19,7 +19,7 @@ class Schedule:
             raise ValueError(f"warmup_epochs must be non-negative, got {warmup_epochs}")
         self.warmup_epochs = warmup_epochs
 
-    def __call__(self, step: int, steps_per_epoch: int, total_epochs: int) -> float:
+    def __call__(self, step: int, steps_per_epoch: int, total_epochs: float) -> float:
         """The lr factor for optimizer step `step` (0-based)."""
         epoch = step / steps_per_epoch
         warmup = min(1.0, (step + 1) / (self.warmup_epochs * steps_per_epoch)) if self.warmup_epochs else 1.0
@@ -35,11 +35,11 @@ class Schedule:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restores what state_dict gave."""
 
-    def set_lr(self, optimizer: "Optimizer", step: int, steps_per_epoch: int, total_epochs: int) -> None:
+    def set_lr(self, optimizer: "Optimizer", step: int, steps_per_epoch: int, total_epochs: float) -> None:
         """Sets the optimizer's lr for step `step`: its base lr times this schedule's factor."""
         optimizer.lr = optimizer.base_lr * self(step, steps_per_epoch, total_epochs)
 
-    def factor(self, epoch: float, total_epochs: int) -> float:
+    def factor(self, epoch: float, total_epochs: float) -> float:
         raise NotImplementedError
 
 
