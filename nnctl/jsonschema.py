@@ -54,9 +54,11 @@ def spec_schema(registry: Registry, strict: bool = True, provided: tuple[str, ..
 def class_schema(cls: type, strict: bool = True, provided: tuple[str, ...] = (),
                  name: str | None = None) -> dict[str, Any]:
     """A mapping of `cls`'s constructor arguments; `type` fixed to `name` when given; the required ones
-    required when `strict`."""
+    required when `strict`, any one null (deleting) when not."""
     params = arguments(cls, provided)
     properties = {key: _param_schema(key, param) for key, param in params.items()}
+    if not strict:  # over a base, `key: null` deletes the base's key
+        properties = {key: {"anyOf": [schema, {"type": "null"}]} for key, schema in properties.items()}
     required = [k for k, p in params.items() if p.default is inspect.Parameter.empty]
     if name is not None:
         properties = {"type": {"const": name}, **properties}

@@ -93,3 +93,8 @@ def test_shell_completion_answers_through_the_installed_command():
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["schema"]
     assert "--install-completion" in nnctl("--help").stdout
+
+
+def test_over_a_base_null_deletes_but_alone_it_is_a_type_error(validator):
+    assert errors(validator, "base: xor_mlp.yaml\ntrain: {epochs: null}\n") == []
+    assert errors(validator, GOOD.replace("epochs: 5", "epochs: null"))
