@@ -74,7 +74,7 @@ def train(
     tensorboard: Annotated[bool, typer.Option("--tensorboard", help="Also write TensorBoard event files into the "
                                               "run directory (train.tensorboard=true).")] = False,
     mlflow: Annotated[bool, typer.Option("--mlflow", help="Also track the run in MLflow (train.tracking=mlflow): "
-                                         "MLFLOW_TRACKING_URI, else a file store in <runs-dir>/mlruns.")] = False,
+                                         "MLFLOW_TRACKING_URI, else <runs-dir>/mlflow.db.")] = False,
 ) -> None:
     """Train the model a config describes; writes runs/<name>-<time>/ (config, metrics, checkpoints, summary)."""
     overrides = [*(overrides or []), *(["train.tensorboard=true"] if tensorboard else []),

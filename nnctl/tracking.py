@@ -1,6 +1,7 @@
 """Run tracking in MLflow (the optional `mlflow` extra): the resolved config as params, every epoch's metrics,
-and the checkpoints and summary as artifacts. A local file store under the runs folder unless
-MLFLOW_TRACKING_URI names another store or a tracking server."""
+and the checkpoints and summary as artifacts. A local store beside the run directories (MLflow's own local
+default: a SQLite file, mlflow.db, with the artifacts in mlartifacts/) unless MLFLOW_TRACKING_URI names another
+store or a tracking server."""
 
 import importlib.util
 import json
@@ -22,7 +23,8 @@ class MLflow:
     def __init__(self, config: Config, run_dir: Path, runs_dir: Path):
         from mlflow.tracking import MlflowClient  # optional, and slow to import: only when asked for
 
-        self.uri = os.environ.get("MLFLOW_TRACKING_URI") or (Path(runs_dir).resolve() / "mlruns").as_uri()
+        local = Path(runs_dir).resolve()
+        self.uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{local / 'mlflow.db'}"
         self.client = MlflowClient(self.uri)
         self.id_file = run_dir / "mlflow.json"
         if self.id_file.exists():
@@ -31,7 +33,9 @@ class MLflow:
             return
         name = config.data["name"]
         experiment = self.client.get_experiment_by_name(name)
-        experiment_id = experiment.experiment_id if experiment else self.client.create_experiment(name)
+        artifacts = None if "MLFLOW_TRACKING_URI" in os.environ else (local / "mlartifacts" / name).as_uri()
+        experiment_id = (experiment.experiment_id if experiment
+                         else self.client.create_experiment(name, artifact_location=artifacts))
         self.run_id = self.client.create_run(experiment_id, run_name=run_dir.name,
                                              tags={"nnctl.run_dir": str(run_dir.resolve())}).info.run_id
         self.id_file.write_text(json.dumps({"tracking_uri": self.uri, "run_id": self.run_id}) + "\n")

@@ -94,12 +94,12 @@ def test_a_run_is_tracked_on_a_real_mlflow_server(tmp_path, mlflow_server):
                    env={"MLFLOW_TRACKING_URI": mlflow_server})
     assert result.returncode == 0, result.stderr
     (run_dir,) = [p for p in runs.iterdir() if p.is_dir()]
-    assert not (runs / "mlruns").exists()
+    assert not (runs / "mlflow.db").exists()
     check_tracked(mlflow_server, "xor_mlp", run_dir, tmp_path)
 
 
 @pytest.mark.slow
-def test_the_local_file_store_is_the_default(tmp_path):
+def test_a_local_store_beside_the_runs_is_the_default(tmp_path):
     pytest.importorskip("mlflow", reason="the tracking tests need the mlflow extra: pip install 'nnctl[mlflow]'")
     runs = tmp_path / "runs"
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
@@ -107,5 +107,6 @@ def test_the_local_file_store_is_the_default(tmp_path):
                              str(CONFIGS / "xor_mlp_tracked.yaml"), "train.epochs=3", "--runs-dir", str(runs)],
                             capture_output=True, text=True, cwd=REPO, env=env, timeout=600)
     assert result.returncode == 0, result.stderr
-    (run_dir,) = [p for p in runs.iterdir() if p.name != "mlruns"]
-    check_tracked((runs / "mlruns").resolve().as_uri(), "xor_mlp_tracked", run_dir, tmp_path)
+    (run_dir,) = [p for p in runs.iterdir() if p.name.startswith("xor_mlp_tracked-")]
+    assert (runs / "mlartifacts" / "xor_mlp_tracked").is_dir()
+    check_tracked(f"sqlite:///{(runs / 'mlflow.db').resolve()}", "xor_mlp_tracked", run_dir, tmp_path)
