@@ -136,9 +136,12 @@ class SoftmaxCrossEntropy(Loss):
         log_p = shifted - xp.log(xp.exp(shifted).sum(axis=-1, keepdims=True))
         self.p = xp.exp(log_p)
         self.n = y.size // y.shape[-1]
-        per_sample = -(self.t * log_p).sum(axis=-1)
-        self.s = None if self.class_weights is None else (self.t @ self.class_weights.astype(y.dtype))[..., None]
-        return float((per_sample if self.s is None else per_sample * self.s[..., 0]).sum() / self.n)
+        terms = self.t * log_p
+        if self.class_weights is None:
+            self.s = None
+            return float(-terms.sum() / self.n)
+        self.s = (self.t @ self.class_weights.astype(y.dtype))[..., None]  # each sample's weight, t·w
+        return float(-(terms * self.s).sum() / self.n)
 
     def backward(self):
         dy = (self.p - self.t) / self.n
