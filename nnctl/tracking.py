@@ -21,6 +21,14 @@ class MLflow:
     """One MLflow run per run directory (a resumed run continues its MLflow run, whose id is in mlflow.json)."""
 
     def __init__(self, config: Config, run_dir: Path, runs_dir: Path):
+        try:
+            self._start(config, run_dir, runs_dir)
+        except NnctlError:
+            raise
+        except Exception as exc:  # MLflow raises its own and the HTTP client's errors
+            raise tracking_error(exc) from None
+
+    def _start(self, config: Config, run_dir: Path, runs_dir: Path) -> None:
         from mlflow.tracking import MlflowClient  # optional, and slow to import: only when asked for
 
         local = Path(runs_dir).resolve()
@@ -83,4 +91,7 @@ def flatten(data: Any, prefix: str = "") -> dict[str, str]:
 
 def tracking_error(exc: Exception) -> NnctlError:
     """An MLflow failure (server gone, store unwritable) as one message."""
-    return NnctlError(f"MLflow tracking failed: {type(exc).__name__}: {exc}")
+    where = os.environ.get("MLFLOW_TRACKING_URI", "the local store")
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return NnctlError(f"MLflow tracking at {where} failed: {first}; check MLFLOW_TRACKING_URI or the server, or "
+                      "train without --mlflow")

@@ -110,3 +110,14 @@ def test_a_local_store_beside_the_runs_is_the_default(tmp_path):
     (run_dir,) = [p for p in runs.iterdir() if p.name.startswith("xor_mlp_tracked-")]
     assert (runs / "mlartifacts" / "xor_mlp_tracked").is_dir()
     check_tracked(f"sqlite:///{(runs / 'mlflow.db').resolve()}", "xor_mlp_tracked", run_dir, tmp_path)
+
+
+@pytest.mark.slow
+def test_an_unreachable_server_is_one_message_before_training(tmp_path):
+    pytest.importorskip("mlflow", reason="the tracking tests need the mlflow extra: pip install 'nnctl[mlflow]'")
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    result = nnctl("train", str(CONFIGS / "xor_mlp.yaml"), "--mlflow", "--runs-dir", str(tmp_path),
+                   env={"MLFLOW_TRACKING_URI": url, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"})
+    assert result.returncode == 1
+    assert f"error: MLflow tracking at {url} failed:" in result.stderr
+    assert "Traceback" not in result.stderr and "internal error" not in result.stderr
