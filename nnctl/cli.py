@@ -12,17 +12,20 @@ from typing import Annotated, Any
 
 import numpy as np
 import typer
+import yaml
 from rich.console import Console
 from typer.core import TyperGroup
 
 from nnctl import __version__, backend, kernels, tables, threads
 from nnctl import plot as plots
+from nnctl.check import batch, preflight, time_layers
 from nnctl.config import apply_overrides, load_config
 from nnctl.convert import convert as convert_weights
 from nnctl.convert import plan, read_map, read_source
 from nnctl.errors import ConfigError, NnctlError
 from nnctl.experiment import Experiment, build, initial_model, report
 from nnctl.gradcheck import check_model, check_registry
+from nnctl.jsonschema import config_schema
 from nnctl.layers import LAYERS
 from nnctl.losses import LOSSES
 from nnctl.model import Model
@@ -31,13 +34,14 @@ from nnctl.predict import check_output, features, predict_files, save_array, wri
 from nnctl.runner import Runner
 from nnctl.runs import Run, expand, find_runs, load_run
 from nnctl.sample import LanguageModel
+from nnctl.sections import resolved
 from nnctl.sweep import Outcome, Sweep, by_value
 from nnctl.trained import Trained
 from nnctl.weights import export as export_weights
 from nnctl.weights import load_into, write_npz
 
 app = typer.Typer(help="Train neural networks written in plain NumPy from YAML files.", no_args_is_help=True,
-                  add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
+                  add_completion=True, pretty_exceptions_enable=False, rich_markup_mode=None)
 _WIDTH = None if sys.stdout.isatty() else 160  # piped output is read whole: no squeezed table cells
 out = Console(highlight=False, soft_wrap=True, width=_WIDTH, emoji=False)
 err = Console(stderr=True, highlight=False, soft_wrap=True, width=_WIDTH, emoji=False)
@@ -84,11 +88,13 @@ def train(
     init_from: Annotated[Path | None, typer.Option("--init-from", help="Start a new run of CONFIG from this "
                                                    "checkpoint's weights (fine-tuning); everything else starts fresh.",
                                                    show_default=False)] = None,
+    mlflow: Annotated[bool, typer.Option("--mlflow", help="Also track the run in MLflow (train.tracking=mlflow): "
+                                         "MLFLOW_TRACKING_URI, else <runs-dir>/mlflow.db.")] = False,
     device: RunDevice = None,
 ) -> None:
     """Train the model a config describes; writes runs/<name>-<time>/ (config, metrics, checkpoints, summary)."""
     overrides = [*(overrides or []), *(["train.tensorboard=true"] if tensorboard else []),
-                 *([f"device={device}"] if device else [])]
+                 *(["train.tracking=mlflow"] if mlflow else []), *([f"device={device}"] if device else [])]
     if init_from is not None and (resume is not None or config is None):
         raise ConfigError("--init-from starts a new run of a config: nnctl train CONFIG --init-from CHECKPOINT "
                           "(use --resume alone to continue a run)")
@@ -118,7 +124,8 @@ def evaluate_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
     device: Device = "cpu",
 ) -> None:
-    """Evaluate a checkpoint: loss, accuracy, error rate and the confusion matrix."""
+    """Evaluate a checkpoint: loss, accuracy, error rate, the confusion matrix and per-class precision, recall
+    and F1."""
     if split not in ("test", "val", "train"):
         raise ConfigError(f"--split must be test, val or train, not '{split}'")
     overrides = [*(overrides or []), f"device={device}"]
@@ -131,6 +138,7 @@ def evaluate_command(
     out.print(tables.eval_table(result, f"{checkpoint_path} on {split}"))
     if "confusion_matrix" in result:
         out.print(tables.confusion_table(np.array(result["confusion_matrix"])))
+        out.print(tables.per_class_table(result["per_class"]))
 
 
 @app.command()
@@ -168,6 +176,31 @@ def gradcheck(
 
 
 @app.command()
+def check(
+    config: Annotated[Path, typer.Argument(help="The YAML config to check before training it.")],
+    overrides: Annotated[list[str] | None, typer.Argument(help=OVERRIDES_HELP, show_default=False)] = None,
+    samples: Annotated[int, typer.Option("--samples", min=1, help="How many training samples to overfit.")] = 20,
+    steps: Annotated[int, typer.Option("--steps", min=1, help="The most steps allowed to overfit them.")] = 1000,
+    seconds: Annotated[float, typer.Option("--seconds", min=0, help="The most time allowed to overfit them.")] = 60,
+    repeats: Annotated[int, typer.Option("--repeats", min=1, help="Timed passes per layer.")] = 5,
+) -> None:
+    """Pre-flight: one batch forward and backward, the initial loss against its expected value, dead or
+    saturated units at init, overfitting a few samples, and each layer's forward and backward time; exit 1
+    with the reasons where something is wrong."""
+    exp = _load(config, overrides)
+    timings = time_layers(exp, repeats)
+    findings = preflight(exp, samples, steps, seconds)
+    out.print(tables.findings_table(findings))
+    out.print(tables.timing_table(timings, len(batch(exp)[0])))
+    failed = [f for f in findings if not f.passed]
+    if failed:
+        err.print("\n".join(f"check failed: {f.check}: {f.detail}" for f in failed), markup=False)
+        raise typer.Exit(1)
+    unsure = sum(f.inconclusive for f in findings)
+    out.print(f"all {len(findings)} checks passed" + (f", {unsure} of them inconclusive" if unsure else ""))
+
+
+@app.command()
 def summary(
     config: Annotated[Path, typer.Argument(help="The YAML config whose model to describe.")],
     overrides: Annotated[list[str] | None, typer.Argument(help=OVERRIDES_HELP, show_default=False)] = None,
@@ -189,6 +222,23 @@ def _loaded(path: Path, device: str) -> Trained:
 
 
 MODEL_HELP = "A checkpoint written by a run, or a config (.yaml) whose model.weights names trained weights."
+
+
+@app.command("config")
+def config_command(
+    config: Annotated[Path, typer.Argument(help="The YAML config to resolve.")],
+    overrides: Annotated[list[str] | None, typer.Argument(help=OVERRIDES_HELP, show_default=False)] = None,
+) -> None:
+    """Print the fully resolved config as YAML: its base chain merged, overrides applied, every default filled in."""
+    text = yaml.safe_dump(resolved(load_config(config, overrides or [])), sort_keys=False, allow_unicode=True)
+    out.print(text, markup=False, end="")
+
+
+@app.command("schema")
+def schema_command() -> None:
+    """Print the JSON Schema of configs, generated from the signatures the validator reads; for editors:
+    nnctl schema > nnctl.schema.json, then `# yaml-language-server: $schema=nnctl.schema.json` in a config."""
+    out.print_json(json.dumps(config_schema()))
 
 
 @app.command("predict")

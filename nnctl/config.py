@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from nnctl.backend import DTYPES, parse_device
+from nnctl.compose import compose
 from nnctl.errors import ConfigError, read_bytes
 from nnctl.schema import describe_type, describe_value, did_you_mean, matches
 from nnctl.yaml_loader import KeyPath, dotted, parse_yaml
@@ -118,17 +119,23 @@ def _set(config: Config, path: KeyPath, value: Any, origin: str) -> None:
 
 
 def load_config(path: str | Path, overrides: typing.Sequence[str] = ()) -> Config:
-    """Read a YAML config, apply `key=value` overrides and check its top-level layout."""
+    """Read a YAML config (merged over its `base` chain), apply `key=value` overrides and check its top-level
+    layout."""
     path = Path(path)
-    try:
-        text = read_bytes(path, ConfigError, "config file", MAX_BYTES).decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text: {exc.reason} at byte {exc.start}") from None
-    data, origins = parse_yaml(text, str(path))
+    data, origins = compose(path, read_yaml)
     config = from_dict(data, str(path), origins, path.resolve().parent)
     config.data.setdefault("name", path.stem)
     apply_overrides(config, overrides)
     return config
+
+
+def read_yaml(path: Path) -> tuple[Any, dict[KeyPath, str]]:
+    """One YAML file's data and the 'file:line' of each key."""
+    try:
+        text = read_bytes(path, ConfigError, "config file", MAX_BYTES).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text: {exc.reason} at byte {exc.start}") from None
+    return parse_yaml(text, str(path))
 
 
 def apply_overrides(config: Config, overrides: typing.Sequence[str]) -> None:

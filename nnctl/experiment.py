@@ -11,10 +11,11 @@ from nnctl.builder import build_model
 from nnctl.config import Config
 from nnctl.data import DATASETS, Dataset, DatasetSource
 from nnctl.errors import NnctlError
+from nnctl.layers import Layer
 from nnctl.layers.activations import Activation
 from nnctl.limits import too_big
 from nnctl.losses import LOSSES, Decay, Loss
-from nnctl.metrics import LOWER_IS_BETTER, METRICS, confusion_matrix, predict, scores, target_labels
+from nnctl.metrics import LOWER_IS_BETTER, METRICS, TOP_K, confusion_matrix, per_class, predict, scores, target_labels
 from nnctl.model import Model
 from nnctl.optim import OPTIMIZERS, Optimizer
 from nnctl.schedules import SCHEDULES, Schedule
@@ -28,7 +29,9 @@ class TrainSettings:
     def __init__(self, epochs: int = 10, batch_size: int | str = 32, eval_every: int = 1,
                  metrics: list[str] | None = None, monitor: str | None = None, mode: str = "auto",
                  early_stopping: dict | None = None, log_every_steps: int | None = None,
-                 eval_batch_size: int = 256, tensorboard: bool = False):
+                 eval_batch_size: int = 256, tensorboard: bool = False, test_on: str = "best",
+                 tracking: str | None = None, keep_every: int | None = None, steps: int | None = None,
+                 eval_every_steps: int | None = None):
         if epochs < 1 or eval_every < 1 or eval_batch_size < 1:
             raise ValueError("epochs, eval_every and eval_batch_size must be at least 1")
         if not (batch_size == "full" or (isinstance(batch_size, int) and batch_size >= 1)):
@@ -37,11 +40,21 @@ class TrainSettings:
             raise ValueError(f"log_every_steps must be at least 1, got {log_every_steps}")
         if mode not in ("auto", "min", "max"):
             raise ValueError(f"mode must be auto, min or max, got {mode!r}")
+        if test_on not in ("best", "last"):
+            raise ValueError(f"test_on must be best (best.pkl's weights) or last (the final ones), got {test_on!r}")
         self.epochs, self.batch_size, self.eval_every = epochs, batch_size, eval_every
         self.metrics, self.monitor, self.mode = metrics, monitor, mode
         self.early_stopping = typing.cast("EarlyStopping | None", early_stopping)  # train_settings built the mapping
         self.log_every_steps, self.eval_batch_size = log_every_steps, eval_batch_size
-        self.tensorboard = tensorboard
+        if tracking not in (None, "mlflow"):
+            raise ValueError(f"tracking must be mlflow (or null for none), got {tracking!r}")
+        if keep_every is not None and keep_every < 1:
+            raise ValueError(f"keep_every must be at least 1 (epochs between numbered checkpoints), got {keep_every}")
+        if (steps is not None and steps < 1) or (eval_every_steps is not None and eval_every_steps < 1):
+            raise ValueError(f"steps and eval_every_steps must be at least 1, got {steps} and {eval_every_steps}")
+        self.tensorboard, self.test_on, self.tracking, self.keep_every = tensorboard, test_on, tracking, keep_every
+        self.steps, self.eval_every_steps = steps, eval_every_steps
+        """`steps`, when set, is the run's budget in optimizer steps instead of `epochs`."""
 
 
 class EarlyStopping:
@@ -102,8 +115,11 @@ def build(config: Config, weights: bool = True) -> Experiment:
                                  f"to the model's outputs (logits); remove the final {loss.applies}")
     optimizer = OPTIMIZERS.build(config.data["optimizer"], config, ("optimizer",))
     _check_memory(config, model, settings, data, len(optimizer.slot_names))
-    optimizer.bind(model.params(), model.grads())
+    optimizer.bind(model.params(), model.grads(), model.lr_mults())
     schedule = SCHEDULES.build(config.data.get("schedule") or "constant", config, ("schedule",))
+    if settings.eval_every_steps and data.val is None:
+        raise config.error(("train", "eval_every_steps"), "evaluating every N steps needs a validation split; "
+                                                          "set data.validation (a fraction, a count or 'test')")
     metrics = _metrics(config, settings, data)
     monitor, mode = _monitor(config, settings, data, metrics)
     return Experiment(config, dtype_t, data, model, loss, Decay(loss.l1, loss.l2, *model.decayed_arrays()),
@@ -119,22 +135,30 @@ def initial_model(config: Config) -> Model:
 
 
 def report(exp: Experiment, split: str) -> dict:
-    """Loss, accuracy and error rate (or mse), and for classifiers the confusion matrix, on one split."""
+    """Loss, accuracy and error rate (or mse), and for classifiers the confusion matrix, per-class precision,
+    recall and F1, and their macro average, on one split."""
     data = exp.data.split(split)
     if data is None:
         raise NnctlError(f"the dataset of this experiment has no {split} split")
     outputs = predict(exp.model, data.x, exp.settings.eval_batch_size)
     metrics = ["accuracy", "error_rate"] if exp.data.num_classes else ["mse"]
-    result = {"split": split, "samples": len(data), **scores(exp.loss, outputs, data.y, metrics)}
+    result: dict[str, typing.Any] = {"split": split, "samples": len(data), **scores(exp.loss, outputs, data.y, metrics)}
     if exp.data.num_classes:
-        result["confusion_matrix"] = confusion_matrix(to_host(target_labels(data.y)), to_host(exp.loss.labels(outputs)),
-                                                      exp.data.num_classes).tolist()
+        counts = confusion_matrix(to_host(target_labels(data.y, outputs)), to_host(exp.loss.labels(outputs)),
+                                  exp.data.num_classes)
+        classes = per_class(counts)
+        result.update(confusion_matrix=counts.tolist(), per_class=classes,
+                      macro_f1=sum(row["f1"] for row in classes) / len(classes))
     return result
 
 
 def output_activation(model: Model) -> str | None:
     """The name of the activation the model's outputs pass through last, if any."""
-    layer = model.layers[-1]
+    return layer_activation(model.layers[-1])
+
+
+def layer_activation(layer: Layer) -> str | None:
+    """The name of the activation a layer applies last: its own `activation`, or the layer itself."""
     activation = getattr(layer, "activation", None) or layer
     return activation.registered_name if isinstance(activation, Activation) else None
 
@@ -169,9 +193,10 @@ def _metrics(config: Config, settings: TrainSettings, data: Dataset) -> list[str
     if settings.metrics is None:
         return ["accuracy"] if data.num_classes else ["mse"]
     for i, name in enumerate(settings.metrics):
-        if name not in METRICS:
+        if name not in METRICS and not TOP_K.fullmatch(str(name)):
             raise config.error(("train", "metrics", i), f"unknown metric '{name}'{did_you_mean(name, METRICS)}; "
-                                                        f"known: {', '.join(METRICS)}")
+                                                        f"known: {', '.join(METRICS)}, top_K_accuracy (such as "
+                                                        "top_5_accuracy)")
     return [m for m in settings.metrics if m != "loss"]
 
 

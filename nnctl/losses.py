@@ -29,6 +29,10 @@ class Loss:
     def backward(self) -> np.ndarray:
         raise NotImplementedError
 
+    def train_targets(self, y: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """The targets training descends towards (label smoothing changes them; evaluation never does)."""
+        return t
+
     def labels(self, y: np.ndarray) -> np.ndarray:
         """The class each output row predicts: argmax, or a threshold for a single output."""
         return y.argmax(axis=-1) if y.shape[-1] > 1 else (y[..., 0] > 0.5).astype(xp.int64)
@@ -91,9 +95,25 @@ def as_targets(y: np.ndarray, t: np.ndarray) -> np.ndarray:
 
 @LOSSES.register("softmax_cross_entropy")
 class SoftmaxCrossEntropy(Loss):
-    """−Σ t·log softmax(y), averaged over the batch; t is integer labels or one-hot/soft rows."""
+    """−Σ t·log softmax(y), averaged over the batch; t is integer labels or one-hot/soft rows. `class_weights`
+    scales each sample's term by its class's weight (t·w for soft rows); `label_smoothing` ε trains towards
+    (1 − ε)·t + ε/C instead of t."""
 
     applies = "softmax"
+
+    def __init__(self, class_weights: list[float] | None = None, label_smoothing: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        if class_weights is not None and (not class_weights or min(class_weights) < 0):
+            raise ValueError(f"class_weights must be non-negative numbers, one per class, got {class_weights}")
+        if not 0 <= label_smoothing < 1:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+        self.class_weights = None if class_weights is None else xp.asarray(class_weights, dtype=xp.float64)
+        self.label_smoothing = label_smoothing
+
+    def train_targets(self, y, t):
+        if not self.label_smoothing:
+            return t
+        return (1 - self.label_smoothing) * as_targets(y, t) + self.label_smoothing / y.shape[-1]
 
     def labels(self, y):
         return y.argmax(axis=-1)
@@ -105,6 +125,9 @@ class SoftmaxCrossEntropy(Loss):
         if output_shape[-1] < 2:
             raise ValueError("softmax_cross_entropy needs at least 2 outputs per sample; "
                              "use binary_cross_entropy for one")
+        if self.class_weights is not None and len(self.class_weights) != output_shape[-1]:
+            raise ValueError(f"class_weights has {len(self.class_weights)} weights, but the model has "
+                             f"{output_shape[-1]} outputs (one weight per class)")
         super().check(output_shape, target_shape, num_classes)
 
     def forward(self, y, t):
@@ -113,10 +136,16 @@ class SoftmaxCrossEntropy(Loss):
         log_p = shifted - xp.log(xp.exp(shifted).sum(axis=-1, keepdims=True))
         self.p = xp.exp(log_p)
         self.n = y.size // y.shape[-1]
-        return float(-(self.t * log_p).sum() / self.n)
+        terms = self.t * log_p
+        if self.class_weights is None:
+            self.s = None
+            return float(-terms.sum() / self.n)
+        self.s = (self.t @ self.class_weights.astype(y.dtype))[..., None]  # each sample's weight, t·w
+        return float(-(terms * self.s).sum() / self.n)
 
     def backward(self):
-        return (self.p - self.t) / self.n
+        dy = (self.p - self.t) / self.n
+        return dy if self.s is None else dy * self.s
 
 
 @LOSSES.register("binary_cross_entropy")

@@ -1,5 +1,7 @@
 """Metrics over batches: running sums during an epoch, and a whole-split evaluation."""
 
+import re
+
 import numpy as np
 
 from nnctl.backend import xp
@@ -7,35 +9,48 @@ from nnctl.losses import Loss, as_targets
 from nnctl.model import Model
 
 METRICS = ("accuracy", "error_rate", "mse")
+TOP_K = re.compile(r"top_([1-9][0-9]*)_accuracy")
+"""Also known: top_2_accuracy, top_5_accuracy, ...: the share of targets among the k highest outputs."""
 LOWER_IS_BETTER = ("loss", "error_rate", "mse")
 
 
-def target_labels(t: np.ndarray) -> np.ndarray:
-    """Class labels from integer labels (one per sample or per time step), one-hot (or 0.9/0.1) rows, or a
-    0/1 target per sample."""
-    if t.dtype.kind in "iu":
-        return t[..., 0] if t.ndim > 1 and t.shape[-1] == 1 else t
-    if t.ndim > 1 and t.shape[-1] > 1:
-        return t.argmax(axis=-1)
-    return (t.reshape(len(t)) > 0.5).astype(np.int64)
+def target_labels(t: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The class of each target, read against the outputs y: rows shaped like y are one-hot (or 0.9/0.1, or one
+    0/1 output) and give their argmax (or threshold); otherwise t holds one label per row of y (integers, or
+    0/1 targets of a single output), per sample or per time step."""
+    if t.shape == y.shape:
+        return t.argmax(axis=-1) if y.shape[-1] > 1 else (t[..., 0] > 0.5).astype(np.int64)
+    t = t.reshape(y.shape[:-1])
+    return t if t.dtype.kind in "iu" else (t > 0.5).astype(np.int64)
 
 
 class MetricSums:
-    """Sums that give an epoch's loss and `metrics` exactly, however the batches fell."""
+    """Sums that give an epoch's loss and `metrics` exactly, however the batches fell; with `penalty`, also the
+    mean L1/L2 penalty, recorded beside the data loss (which alone compares with val_loss)."""
 
-    def __init__(self, metrics: list[str], sums: dict[str, float] | None = None):
-        self.metrics = metrics
-        self.sums = dict(sums or {"loss": 0.0, "correct": 0.0, "sq_err": 0.0, "n": 0.0, "n_out": 0.0})
+    def __init__(self, metrics: list[str], sums: dict[str, float] | None = None, penalty: bool = False):
+        self.metrics, self.penalty = metrics, penalty
+        self.sums = {"loss": 0.0, "penalty": 0.0, "correct": 0.0, "sq_err": 0.0, "n": 0.0, "n_out": 0.0,
+                     **(sums or {})}
 
-    def add(self, loss: Loss, loss_value: float, y: np.ndarray, t: np.ndarray) -> None:
-        """Adds one batch: its outputs y, targets t, and the mean loss the loss function gave them."""
+    def add(self, loss: Loss, loss_value: float, y: np.ndarray, t: np.ndarray, penalty: float = 0.0) -> None:
+        """Adds one batch: its outputs y, targets t, the mean data loss the loss function gave them and the
+        weights' penalty at that step."""
         n = len(y)
         self.sums["loss"] += loss_value * n
+        self.sums["penalty"] += penalty * n
         self.sums["n"] += n
         if "accuracy" in self.metrics or "error_rate" in self.metrics:
             predicted = loss.labels(y)
-            hits = float((predicted == target_labels(t).reshape(predicted.shape)).sum())
+            hits = float((predicted == target_labels(t, y)).sum())
             self.sums["correct"] += hits if predicted.ndim == 1 else hits * n / predicted.size  # per-step labels
+        for name in self.metrics:
+            if match := TOP_K.fullmatch(name):
+                labels = target_labels(t, y)
+                k = min(int(match.group(1)), y.shape[-1])
+                top = np.argpartition(-y, k - 1, axis=-1)[..., :k]
+                hits = float((top == labels[..., None]).any(axis=-1).sum())
+                self.sums[name] = self.sums.get(name, 0.0) + hits * n / labels.size
         if "mse" in self.metrics:
             diff = loss.probabilities(y) - as_targets(y, t)
             self.sums["sq_err"] += float((diff * diff).sum())
@@ -43,9 +58,10 @@ class MetricSums:
 
     def result(self, prefix: str = "") -> dict[str, float]:
         s, n = self.sums, max(self.sums["n"], 1)
-        values = {"loss": s["loss"] / n, "accuracy": s["correct"] / n, "error_rate": 1 - s["correct"] / n,
-                  "mse": s["sq_err"] / max(s["n_out"], 1)}
-        return {prefix + k: values[k] for k in ["loss", *self.metrics]}
+        values = {"loss": s["loss"] / n, "penalty": s["penalty"] / n, "accuracy": s["correct"] / n,
+                  "error_rate": 1 - s["correct"] / n, "mse": s["sq_err"] / max(s["n_out"], 1),
+                  **{m: s.get(m, 0.0) / n for m in self.metrics if TOP_K.fullmatch(m)}}
+        return {prefix + k: values[k] for k in ["loss", *(["penalty"] if self.penalty else []), *self.metrics]}
 
 
 def scores(loss: Loss, y: np.ndarray, t: np.ndarray, metrics: list[str], prefix: str = "") -> dict[str, float]:
@@ -72,3 +88,15 @@ def confusion_matrix(true: np.ndarray, predicted: np.ndarray, num_classes: int) 
     counts = np.zeros((num_classes, num_classes), dtype=np.int64)
     np.add.at(counts, (true, predicted), 1)
     return counts
+
+
+def per_class(counts: np.ndarray) -> list[dict[str, float]]:
+    """Precision, recall, F1 and support of each class from a confusion matrix (0 where undefined)."""
+    tp = np.diag(counts).astype(np.float64)
+    predicted, actual = counts.sum(axis=0), counts.sum(axis=1)
+    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+    recall = np.divide(tp, actual, out=np.zeros_like(tp), where=actual > 0)
+    both = precision + recall
+    f1 = np.divide(2 * precision * recall, both, out=np.zeros_like(tp), where=both > 0)
+    return [{"class": i, "precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
+             "support": int(actual[i])} for i in range(len(counts))]

@@ -46,6 +46,10 @@ class Model:
         """Every trainable array, in a fixed order (the optimizer's slots follow it)."""
         return [layer.params[key] for layer, key in self.keys]
 
+    def lr_mults(self) -> list[float]:
+        """Each trainable array's learning-rate multiplier (its layer's lr_mult), in the order of params()."""
+        return [layer.lr_mult for layer, _ in self.keys]
+
     def grads(self) -> list[np.ndarray]:
         return [layer.grads[key] for layer, key in self.keys]
 

@@ -120,8 +120,10 @@ def _recurrent(g: Graph, layer: Recurrent, x: str, shape) -> str:
 
     W = np.stack([gates(p["Wx" + s]).T for s in directions])
     R = np.stack([gates(p["Wh" + s]).T for s in directions])
-    recurrent_bias = [gates(p["bh" + s]) if isinstance(layer, GRU) else np.zeros_like(p["b" + s]) for s in directions]
-    B = np.stack([np.concatenate([gates(p["b" + s]), rb]) for s, rb in zip(directions, recurrent_bias, strict=True)])
+    zeros = np.zeros(len(perm) * units, W.dtype)
+    bias = [gates(p["b" + s]) if "b" + s in p else zeros for s in directions]  # rnn with use_bias: false has none
+    recurrent_bias = [gates(p["bh" + s]) if "bh" + s in p else zeros for s in directions]  # only gru's reset-after
+    B = np.stack([np.concatenate([b, rb]) for b, rb in zip(bias, recurrent_bias, strict=True)])
     xt = g.add("Transpose", [x], perm=[1, 0, 2])
     inputs = [xt, g.const("W", W), g.const("R", R), g.const("B", B), ""]
     if layer.learned_state:
@@ -135,10 +137,13 @@ def _recurrent(g: Graph, layer: Recurrent, x: str, shape) -> str:
         inputs.pop()
     attrs: dict[str, Any] = {"hidden_size": units,
                              "direction": "bidirectional" if len(directions) > 1 else "forward"}
-    if isinstance(layer, GRU):
-        attrs["linear_before_reset"] = 1  # nnctl's gru resets after the recurrent product, as PyTorch does
+    if isinstance(layer, GRU):  # reset after the recurrent product (PyTorch's form), or before it (the original)
+        attrs["linear_before_reset"] = int(layer.reset_after)
     if isinstance(layer, SimpleRNN):
-        attrs["activations"] = ["Relu" if layer.relu else "Tanh"] * len(directions)
+        if layer.nonlinearity == "identity":
+            raise NnctlError(f"layer {layer.name}: an rnn with activation identity has no ONNX form here; export "
+                             "supports tanh and relu")
+        attrs["activations"] = [layer.nonlinearity.capitalize()] * len(directions)
     op = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}[kind]
     y, y_h = g.add_many(op, inputs, 2, **attrs)
     if layer.return_sequences:  # (T, D, N, U) -> (N, T, D·U), each step's directions side by side

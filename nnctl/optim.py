@@ -26,12 +26,15 @@ class Optimizer:
         self.params: list[np.ndarray] = []
         self.grads: list[np.ndarray] = []
         self.slots: dict[str, list[np.ndarray]] = {}
+        self.lr_mults: list[float] = []
 
-    def bind(self, params: list[np.ndarray], grads: list[np.ndarray]) -> None:
-        """Takes the arrays every step updates, and their gradients (filled in place), and makes the slots."""
+    def bind(self, params: list[np.ndarray], grads: list[np.ndarray], lr_mults: list[float] | None = None) -> None:
+        """Takes the arrays every step updates, their gradients (filled in place) and each one's multiplier of
+        the lr (1 by default), and makes the slots."""
         if len(params) != len(grads):
             raise ValueError(f"{len(params)} parameters but {len(grads)} gradients")
         self.params, self.grads = params, grads
+        self.lr_mults = lr_mults or [1.0] * len(params)
         self.slots = {name: [xp.zeros_like(p) for p in params] for name in self.slot_names}
 
     def step(self) -> None:
@@ -39,8 +42,9 @@ class Optimizer:
         if self.clip_norm is not None:
             clip_by_global_norm(self.grads, self.clip_norm)
         self.t += 1
-        for i, (p, g) in enumerate(zip(self.params, self.grads, strict=True)):
-            self.update(p, g, self.lr, *(self.slots[name][i] for name in self.slot_names))
+        for i, (p, g, mult) in enumerate(zip(self.params, self.grads, self.lr_mults, strict=True)):
+            if mult:
+                self.update(p, g, self.lr * mult, *(self.slots[name][i] for name in self.slot_names))
 
     slot_names: tuple[str, ...] = ()
     """The per-parameter arrays this optimizer keeps, such as Adam's 'm' and 'v'."""

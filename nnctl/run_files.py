@@ -36,7 +36,8 @@ class MetricFiles:
 
 
 class Checkpoints:
-    """checkpoints/last.pkl after every epoch (and on a clean stop), best.pkl when the monitor improves."""
+    """checkpoints/last.pkl after every epoch (and on a clean stop), best.pkl when the monitor improves, and
+    epoch-NNNN.pkl every `train.keep_every` epochs."""
 
     def __init__(self, run_dir: Path):
         self.folder = run_dir / "checkpoints"
@@ -47,6 +48,10 @@ class Checkpoints:
 
     def save_best(self, payload: checkpoint.Checkpoint) -> None:
         checkpoint.save(self.best, payload)
+
+    def save_numbered(self, payload: checkpoint.Checkpoint, epoch: int) -> None:
+        """checkpoints/epoch-0005.pkl, kept beside last and best (train.keep_every)."""
+        checkpoint.save(self.folder / f"epoch-{epoch:04d}.pkl", payload)
 
 
 class Monitor:

@@ -26,6 +26,7 @@ from nnctl.experiment import Experiment, build
 from nnctl.metrics import MetricSums, evaluate
 from nnctl.run_files import Checkpoints, MetricFiles, Monitor, Progress
 from nnctl.tensorboard import TensorBoard
+from nnctl.tracking import MLflow
 from nnctl.trained import Trained, load_weights
 
 
@@ -37,6 +38,7 @@ class Runner:
         self.files = MetricFiles(run_dir, self._columns())
         self.checkpoints = Checkpoints(run_dir)
         self.tensorboard = TensorBoard(run_dir) if exp.settings.tensorboard else None
+        self.tracker = MLflow(exp.config, run_dir, run_dir.parent) if exp.settings.tracking == "mlflow" else None
         self.progress = Progress(run_dir / "train.log", quiet)
         es = exp.settings.early_stopping
         self.monitor = Monitor(exp.monitor, exp.mode, es.min_delta if es else 0.0)
@@ -46,7 +48,7 @@ class Runner:
         exp.model.set_rng(self.dropout_rng)
         self.epoch = self.batch = self.step = 0
         self.order: np.ndarray | None = None
-        self.sums = MetricSums(exp.metrics)
+        self.sums = self._sums()
         self.history: list[dict[str, Any]] = []
         self.elapsed_before = 0.0
         self.stop_requested = False
@@ -63,6 +65,7 @@ class Runner:
         if init_from is not None:
             load_weights(exp.model, checkpoint.load(init_from), Path(init_from))
         TensorBoard.check(exp.config)
+        MLflow.check(exp.config)
         run_dir = new_run_dir(runs_dir, exp.config.data["name"])
         runner = cls(exp, run_dir, quiet)
         if exp.weights:
@@ -80,6 +83,7 @@ class Runner:
         _check_course(trained.saved, trained.overridden(overrides).data, path)
         exp = trained.experiment(overrides)
         TensorBoard.check(exp.config)
+        MLflow.check(exp.config)
         path = Path(path).resolve()
         own_run = path.name == "last.pkl" and path.parent.name == "checkpoints"
         if own_run:  # what a kill left half-written
@@ -105,10 +109,11 @@ class Runner:
             progress = saved.progress
             self.epoch, self.batch, self.step = progress["epoch"], progress["batch"], progress["step"]
             self.exp.optimizer.lr = progress["lr"]
-            self.order, self.sums = progress["order"], MetricSums(self.exp.metrics, progress["sums"])
+            self.order, self.sums = progress["order"], self._sums(progress["sums"])
             self.history = list(saved.history)
             self.monitor.best, self.monitor.wait = saved.monitor["best"], saved.monitor["wait"]
             self.elapsed_before = saved.elapsed
+            self.exp.schedule.load_state_dict(progress.get("schedule", {}))
         except (KeyError, ValueError, TypeError, IndexError, OverflowError) as exc:
             raise CheckpointError(f"{path}: cannot resume from it with this config: {exc}") from None
         n, (_, batches) = len(self.exp.data.train), self._batching()
@@ -118,14 +123,22 @@ class Runner:
             raise CheckpointError(f"{path}: its position (epoch {self.epoch + 1}, batch {self.batch}, an order of "
                                   f"{'no' if order is None else len(order)} samples) does not fit {n} training "
                                   f"samples in {batches} batches")
-        if self.epoch >= self.exp.settings.epochs:
+        steps = self.exp.settings.steps
+        if steps and self._done():
+            raise NnctlError(f"{path}: the run already took {self.step} of {steps} steps; to train longer, add an "
+                             f"override such as train.steps={self.step + 1000}")
+        if self._done():
             raise NnctlError(f"{path}: the run already trained {self.epoch} of {self.exp.settings.epochs} epochs; "
                              f"to train longer, add an override such as train.epochs={self.epoch + 5}")
+
+    def _sums(self, sums: dict[str, float] | None = None) -> MetricSums:
+        return MetricSums(self.exp.metrics, sums, penalty=bool(self.exp.decay))
 
     def _columns(self) -> list[str]:
         metrics = ["loss", *self.exp.metrics]
         val = [f"val_{m}" for m in metrics] if self.exp.data.val is not None else []
-        return ["kind", "epoch", "step", "lr", *metrics, *val, "time_s"]
+        penalty = ["penalty"] if self.exp.decay else []
+        return ["kind", "epoch", "step", "lr", metrics[0], *penalty, *metrics[1:], *val, "time_s"]
 
     def _write_config(self) -> None:
         header = (f"# resolved config of this run (overrides applied); nnctl {__version__}\n"
@@ -136,13 +149,27 @@ class Runner:
     # -- the loop ------------------------------------------------------------------------------------------
 
     def fit(self) -> dict[str, Any]:
-        """Trains to the configured epoch count, or until early stopping or Ctrl-C; returns the summary."""
+        """Trains to the configured epoch count, or until early stopping or Ctrl-C; returns the summary (and ends
+        the MLflow run, if any, with the checkpoints as artifacts)."""
+        try:
+            summary = self._fit()
+        except BaseException as exc:
+            if self.tracker:
+                self.tracker.close("stopped" if isinstance(exc, KeyboardInterrupt) else "failed", self.run_dir)
+            raise
+        if self.tracker:
+            self.tracker.close(summary["status"], self.run_dir)
+        return summary
+
+    def _fit(self) -> dict[str, Any]:
         self.started = time.perf_counter()
         self._write_summary("running")
         previous = _catch_sigint(self)
         try:
             status = "finished"
-            while self.epoch < self.exp.settings.epochs:
+            if self.step == 0 and self.exp.settings.eval_every_steps:
+                self._evaluate_at_step()  # the curves start from the untrained model
+            while not self._done():
                 if self._run_epoch():
                     status = "stopped"
                     self._check_finite(f"at epoch {self.epoch + 1}, batch {self.batch}")
@@ -172,7 +199,8 @@ class Runner:
         es = self.exp.settings.early_stopping
         if status == "early_stopped" and es and es.restore_best and self.checkpoints.best.exists():
             self.exp.model.load_state_dict(checkpoint.load(self.checkpoints.best).model)
-        return self._write_summary(status, test=self._test_metrics())
+        test, tested = self._test_metrics()
+        return self._write_summary(status, test=test, tested=tested)
 
     def _run_epoch(self) -> bool:
         """Runs the rest of the current epoch's batches; True if Ctrl-C asked to stop."""
@@ -181,8 +209,8 @@ class Runner:
         size, batches = self._batching()
         if self.batch == 0:
             self.order = self.data_rng.permutation(n) if self.exp.data.shuffle else None
-            self.sums = MetricSums(self.exp.metrics)
-        with self.progress.bar(batches, self.batch, self.epoch + 1, settings.epochs) as bar:
+            self.sums = self._sums()
+        with self.progress.bar(batches, self.batch, self.epoch + 1, math.ceil(self._epochs())) as bar:
             for b in range(self.batch, batches):
                 rows = slice(b * size, (b + 1) * size) if self.order is None else self.order[b * size:(b + 1) * size]
                 x = to_device(data.x[rows])  # a no-op where the split is on the device already
@@ -193,7 +221,19 @@ class Runner:
                 bar.update()
                 if self.stop_requested:
                     return True
+                if settings.steps and self.step >= settings.steps:
+                    break  # the budget ends mid-epoch: this epoch ends here
         return False
+
+    def _done(self) -> bool:
+        """Whether the budget is spent: train.steps optimizer steps when set, else train.epochs epochs."""
+        steps = self.exp.settings.steps
+        return self.step >= steps if steps else self.epoch >= self.exp.settings.epochs
+
+    def _epochs(self) -> float:
+        """The run's length in epochs (fractional under train.steps), for schedules and progress lines."""
+        steps = self.exp.settings.steps
+        return steps / self._batching()[1] if steps else self.exp.settings.epochs
 
     def _batching(self) -> tuple[int, int]:
         """The batch size and the number of batches in an epoch."""
@@ -203,18 +243,17 @@ class Runner:
 
     def _train_step(self, x: np.ndarray, t: np.ndarray, batches: int) -> None:
         exp = self.exp
-        exp.schedule.set_lr(exp.optimizer, self.step, batches, exp.settings.epochs)
+        exp.schedule.set_lr(exp.optimizer, self.step, batches, self._epochs())
         y = exp.model.forward(x, training=True)
-        value = exp.loss.forward(y, t)
-        if exp.decay:
-            value += exp.decay.penalty()
-        if not math.isfinite(value):
+        value = exp.loss.forward(y, exp.loss.train_targets(y, t))  # label smoothing in training only
+        penalty = exp.decay.penalty() if exp.decay else 0.0
+        if not math.isfinite(value + penalty):
             raise TrainingError(
-                f"the loss became {value} at epoch {self.epoch + 1}, step {self.step + 1}; training stopped. "
+                f"the loss became {value + penalty} at epoch {self.epoch + 1}, step {self.step + 1}; training stopped. "
                 + (f"The last good checkpoint is {self.checkpoints.last} (epoch {self.epoch}). "
                    if self.checkpoints.last.exists() else "No epoch had finished, so no checkpoint was written. ")
                 + f"Try a smaller optimizer.lr (now {exp.optimizer.base_lr:g}) or set optimizer.clip_norm.")
-        self.sums.add(exp.loss, value, y, t)
+        self.sums.add(exp.loss, value, y, t, penalty)
         exp.model.backward(exp.loss.backward())
         if exp.decay:
             exp.decay.add_grads()
@@ -223,8 +262,19 @@ class Runner:
         every = exp.settings.log_every_steps
         if every and self.step % every == 0:
             row = {"kind": "step", "epoch": self.epoch + 1, "step": self.step, "lr": exp.optimizer.lr,
-                   "loss": value, "time_s": round(self._elapsed(), 3)}
+                   "loss": value, **({"penalty": penalty} if exp.decay else {}), "time_s": round(self._elapsed(), 3)}
             self._record(row)
+        if exp.settings.eval_every_steps and self.step % exp.settings.eval_every_steps == 0:
+            self._evaluate_at_step()
+
+    def _evaluate_at_step(self) -> None:
+        """A row of kind `eval`: the validation metrics at this step (train.eval_every_steps)."""
+        exp, val = self.exp, self.exp.data.val
+        assert val is not None  # build refuses eval_every_steps without a validation split
+        row = {"kind": "eval", "epoch": self.epoch, "step": self.step, "lr": exp.optimizer.lr,
+               **evaluate(exp.model, exp.loss, val.x, val.y, exp.metrics, exp.settings.eval_batch_size, prefix="val_"),
+               "time_s": round(self._elapsed(), 3)}
+        self._record(row)
 
     def _end_epoch(self) -> bool:
         """Metrics, checkpoints and the epoch line; True when early stopping says stop."""
@@ -233,7 +283,7 @@ class Runner:
         row: dict[str, Any] = {"kind": "epoch", "epoch": self.epoch, "step": self.step, "lr": exp.optimizer.lr,
                                **self.sums.result()}
         val = exp.data.val
-        if val is not None and (self.epoch % settings.eval_every == 0 or self.epoch == settings.epochs):
+        if val is not None and (self.epoch % settings.eval_every == 0 or self._done()):
             row.update(evaluate(exp.model, exp.loss, val.x, val.y, exp.metrics,
                                 settings.eval_batch_size, prefix="val_"))
         row["time_s"] = round(self._elapsed(), 3)
@@ -241,13 +291,16 @@ class Runner:
         self._check_finite(f"at the end of epoch {self.epoch}")
         value = row.get(self.monitor.name)
         improved = isinstance(value, float | int) and math.isfinite(value) and self.monitor.update(value)
+        if self.monitor.name in row:
+            exp.schedule.observe(row[self.monitor.name], self.monitor.mode)
         payload = self._payload()
         self.checkpoints.save_last(payload)
         if improved:
             self.checkpoints.save_best(payload)
-        self._write_summary("running")  # the heartbeat that tells `nnctl runs` this process is alive
-        self.progress.epoch(row, settings.epochs)
-        self._write_summary("running")  # `nnctl runs` shows a live run's epochs
+        if settings.keep_every and self.epoch % settings.keep_every == 0:
+            self.checkpoints.save_numbered(payload, self.epoch)
+        self.progress.epoch(row, math.ceil(self._epochs()))
+        self._write_summary("running")  # the heartbeat that tells `nnctl runs` this process is alive, and its epochs
         if self.on_epoch:
             self.on_epoch(row)
         es = settings.early_stopping
@@ -268,14 +321,22 @@ class Runner:
                              else "") + f"Try a smaller optimizer.lr (now {self.exp.optimizer.lr:g}) or set "
                 "optimizer.clip_norm.")
 
-    def _test_metrics(self) -> dict[str, float] | None:
+    def _test_metrics(self) -> tuple[dict[str, float], dict[str, Any]] | tuple[None, None]:
+        """The test split's metrics of best.pkl's weights (train.test_on: best, when there is one) or of the
+        final ones; and which weights, from what epoch."""
         test = self.exp.data.test
         if test is None:
-            return None
+            return None, None
+        tested, epoch = "last", self.epoch
+        if self.exp.settings.test_on == "best" and self.checkpoints.best.exists():
+            saved = checkpoint.load(self.checkpoints.best)
+            self.exp.model.load_state_dict(saved.model)
+            tested, epoch = "best", saved.progress["epoch"]
         metrics = evaluate(self.exp.model, self.exp.loss, test.x, test.y, self.exp.metrics,
                            self.exp.settings.eval_batch_size, prefix="test_")
-        self.progress.say("test  " + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
-        return metrics
+        self.progress.say(f"test ({tested} weights, epoch {epoch})  "
+                          + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+        return metrics, {"weights": tested, "epoch": epoch}
 
     # -- what is written -----------------------------------------------------------------------------------
 
@@ -291,7 +352,8 @@ class Runner:
             optimizer=exp.optimizer.state_dict(),
             rng={"data": self.data_rng.bit_generator.state, "dropout": self.dropout_rng.bit_generator.state},
             progress={"epoch": self.epoch, "batch": self.batch, "step": self.step, "lr": self.exp.optimizer.lr,
-                      "order": None if self.order is None else self.order.copy(), "sums": dict(self.sums.sums)},
+                      "order": None if self.order is None else self.order.copy(), "sums": dict(self.sums.sums),
+                      "schedule": exp.schedule.state_dict()},
             history=list(self.history), monitor=self.monitor.state(), elapsed=self._elapsed(), inputs=inputs)
 
     def _record(self, row: dict[str, Any]) -> None:
@@ -299,17 +361,21 @@ class Runner:
         self.files.append(row)
         if self.tensorboard:
             self.tensorboard.append(row)
+        if self.tracker:
+            self.tracker.append(row)
 
-    def _write_summary(self, status: str, test: dict | None = None, error: str | None = None) -> dict[str, Any]:
+    def _write_summary(self, status: str, test: dict | None = None, error: str | None = None,
+                       tested: dict | None = None) -> dict[str, Any]:
         epochs = [row for row in self.history if row["kind"] == "epoch"]
         summary = {
             "name": self.exp.config.data["name"], "run_dir": str(self.run_dir), "status": status,
             "epochs": self.epoch, "steps": self.step, "wall_time_s": round(self._elapsed(), 3),
             "final": epochs[-1] if epochs else None,
             "best": {"monitor": self.monitor.name, "mode": self.monitor.mode, "value": self.monitor.best},
-            "test": test, "error": error, "seed": self.exp.seed, "num_params": self.exp.model.num_params,
-            "pid": os.getpid(), "host": socket.gethostname(), "heartbeat": time.time(),
-            "frozen_params": self.exp.model.num_frozen, "weights_from": self.exp.model.loaded,
+            "test": test, "test_on": tested, "error": error, "seed": self.exp.seed,
+            "num_params": self.exp.model.num_params, "frozen_params": self.exp.model.num_frozen,
+            "weights_from": self.exp.model.loaded, "pid": os.getpid(), "host": socket.gethostname(),
+            "heartbeat": time.time(),
             "versions": {"nnctl": __version__, "numpy": np.__version__, "python": platform.python_version()},
         }
         tmp = self.run_dir / "summary.json.tmp"

@@ -1,7 +1,7 @@
 """Learning-rate schedules: a factor on the optimizer's base lr, from the (fractional) epoch."""
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from nnctl.registry import Registry
 
@@ -19,17 +19,27 @@ class Schedule:
             raise ValueError(f"warmup_epochs must be non-negative, got {warmup_epochs}")
         self.warmup_epochs = warmup_epochs
 
-    def __call__(self, step: int, steps_per_epoch: int, total_epochs: int) -> float:
+    def __call__(self, step: int, steps_per_epoch: int, total_epochs: float) -> float:
         """The lr factor for optimizer step `step` (0-based)."""
         epoch = step / steps_per_epoch
         warmup = min(1.0, (step + 1) / (self.warmup_epochs * steps_per_epoch)) if self.warmup_epochs else 1.0
         return warmup * self.factor(epoch, total_epochs)
 
-    def set_lr(self, optimizer: "Optimizer", step: int, steps_per_epoch: int, total_epochs: int) -> None:
+    def observe(self, value: float, mode: str) -> None:
+        """The monitored metric after an evaluation (`mode` min or max); schedules that react to it override."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a checkpoint keeps of this schedule, for an exact resume."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restores what state_dict gave."""
+
+    def set_lr(self, optimizer: "Optimizer", step: int, steps_per_epoch: int, total_epochs: float) -> None:
         """Sets the optimizer's lr for step `step`: its base lr times this schedule's factor."""
         optimizer.lr = optimizer.base_lr * self(step, steps_per_epoch, total_epochs)
 
-    def factor(self, epoch: float, total_epochs: int) -> float:
+    def factor(self, epoch: float, total_epochs: float) -> float:
         raise NotImplementedError
 
 
@@ -78,3 +88,45 @@ class Cosine(Schedule):
     def factor(self, epoch, total_epochs):
         cos = 0.5 * (1 + math.cos(math.pi * min(epoch / total_epochs, 1.0)))
         return self.min_factor + (1 - self.min_factor) * cos
+
+
+@SCHEDULES.register("reduce_on_plateau")
+class ReduceOnPlateau(Schedule):
+    """lr · factor^k: k grows by one when `train.monitor` has not improved for `patience` evaluations, then
+    `cooldown` evaluations pass before counting again; never below `min_lr`."""
+
+    def __init__(self, factor: float = 0.1, patience: int = 3, min_lr: float = 0.0, cooldown: int = 0,
+                 min_delta: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        if not 0 < factor < 1 or patience < 1 or min_lr < 0 or cooldown < 0 or min_delta < 0:
+            raise ValueError("reduce_on_plateau needs 0 < factor < 1, patience >= 1, and min_lr, cooldown and "
+                             "min_delta >= 0")
+        self.reduction, self.patience, self.min_lr, self.cooldown, self.min_delta = (factor, patience, min_lr,
+                                                                                  cooldown, min_delta)
+        self.scale, self.best, self.wait, self.cooling = 1.0, None, 0, 0
+
+    def observe(self, value, mode):
+        better = self.best is None or (value < self.best - self.min_delta if mode == "min"
+                                       else value > self.best + self.min_delta)
+        if better:
+            self.best, self.wait = value, 0
+        elif self.cooling:
+            self.cooling -= 1
+        else:
+            self.wait += 1
+            if self.wait >= self.patience:
+                self.scale *= self.reduction
+                self.wait, self.cooling = 0, self.cooldown
+
+    def factor(self, epoch, total_epochs):
+        return self.scale
+
+    def set_lr(self, optimizer, step, steps_per_epoch, total_epochs):
+        super().set_lr(optimizer, step, steps_per_epoch, total_epochs)
+        optimizer.lr = max(optimizer.lr, min(self.min_lr, optimizer.base_lr))
+
+    def state_dict(self):
+        return {"scale": self.scale, "best": self.best, "wait": self.wait, "cooling": self.cooling}
+
+    def load_state_dict(self, state):
+        self.scale, self.best, self.wait, self.cooling = state["scale"], state["best"], state["wait"], state["cooling"]

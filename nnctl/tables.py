@@ -5,7 +5,9 @@ from pathlib import Path
 
 import numpy as np
 from rich.table import Table
+from rich.text import Text
 
+from nnctl.check import Finding, Timing
 from nnctl.convert import Step
 from nnctl.gradcheck import Check
 from nnctl.model import Model
@@ -31,7 +33,7 @@ def eval_table(result: dict, title: str) -> Table:
     table = Table(title=f"{title} ({result['samples']} samples)")
     table.add_column("metric")
     table.add_column("value", justify="right")
-    for key in ("loss", "accuracy", "error_rate", "mse"):
+    for key in ("loss", "accuracy", "error_rate", "mse", "macro_f1"):
         if key in result:
             table.add_row(key, f"{result[key]:.4f}")
     return table
@@ -171,3 +173,37 @@ def diff_tables(a: Run, b: Run) -> list[Table]:
         metrics.add_row(key, format_value(fa.get(key, "—")), format_value(fb.get(key, "—")))
     metrics.add_row("wall time", *(f"{r.summary.get('wall_time_s', 0):.1f} s" for r in (a, b)))
     return [table, metrics]
+
+
+def findings_table(findings: list[Finding]) -> Table:
+    """One row per pre-flight check: what was checked, the verdict and what it saw."""
+    table = Table(title="pre-flight check")
+    for column in ("check", "result", "detail"):
+        table.add_column(column)
+    for f in findings:
+        result = "[red]FAIL[/red]" if not f.passed else "[yellow]unsure[/yellow]" if f.inconclusive else "ok"
+        table.add_row(f.check, result, Text(f.detail))
+    return table
+
+
+def timing_table(timings: list[Timing], batch: int) -> Table:
+    """Milliseconds per layer forward and backward over one batch, and the totals."""
+    table = Table(title=f"time per layer, batch of {batch} (ms, mean of the timed passes)")
+    for column in ("layer", "type", "forward", "backward"):
+        table.add_column(column, justify="left" if column in ("layer", "type") else "right")
+    for t in timings:
+        table.add_row(t.layer, t.kind, f"{t.forward_ms:.3f}", f"{t.backward_ms:.3f}")
+    table.add_row("total", "", f"{sum(t.forward_ms for t in timings):.3f}",
+                  f"{sum(t.backward_ms for t in timings):.3f}")
+    return table
+
+
+def per_class_table(rows: list[dict]) -> Table:
+    """Precision, recall, F1 and support of each class."""
+    table = Table(title="per class")
+    for column in ("class", "precision", "recall", "f1", "support"):
+        table.add_column(column, justify="right")
+    for row in rows:
+        table.add_row(str(row["class"]), f"{row['precision']:.4f}", f"{row['recall']:.4f}", f"{row['f1']:.4f}",
+                      str(row["support"]))
+    return table

@@ -143,3 +143,47 @@ def test_an_embedding_after_another_layer_is_refused():
 def test_a_recurrent_layer_on_flat_inputs_says_what_it_needs():
     with pytest.raises(ConfigError, match=r"lstm needs sequences of shape \(steps, features\), got \[784\]"):
         model_of([{"type": "lstm", "units": 2}], (784,))
+
+
+@pytest.mark.parametrize("config", [
+    {"units": 3, "activation": "identity", "use_bias": False, "return_sequences": True, **LEARNED},
+    {"units": 3, "activation": "identity", "bidirectional": True},
+])
+def test_linear_elman_rnn_gradients(config):
+    checks = check_layer("rnn", example={"config": config, "input_shape": (5, 2)})
+    assert ("b" in {c.tensor for c in checks}) == config.get("use_bias", True)
+    for check in checks:
+        assert check.passed, f"{check.tensor}: {check.error:.2e}"
+
+
+def test_linear_elman_rnn_values_by_hand():
+    model = model_of([{"type": "rnn", "units": 1, "activation": "identity", "use_bias": False,
+                       "return_sequences": True, "weight_init": [[0.5]], "recurrent_init": [[-1.0]]}], (3, 1))
+    assert "b" not in model.layers[0].params
+    y = model.forward(np.array([[[1.0], [2.0], [-1.0]]]))[0, :, 0]
+    np.testing.assert_allclose(y, [0.5, 1.0 - 0.5, -0.5 - 0.5], rtol=1e-12)
+
+
+@pytest.mark.parametrize("config", [
+    {"units": 3, "reset_after": False, "return_sequences": True, "bidirectional": True, **LEARNED,
+     "bias_init": {"type": "normal", "std": 0.3}},
+    {"units": 4, "reset_after": False, **LEARNED},
+])
+def test_gru_reset_before_gradients(config):
+    checks = check_layer("gru", example={"config": config, "input_shape": (6, 3)})
+    assert {"Wx", "Wh", "b", "h0", "input"} <= {c.tensor for c in checks}
+    assert "bh" not in {c.tensor for c in checks}
+    for check in checks:
+        assert check.passed, f"{check.tensor}: {check.error:.2e}"
+
+
+def test_gru_reset_before_values_by_hand():
+    # as test_gru_values_by_hand, but the reset gate scales h before the product: n = tanh(3x + 1·(r·h0))
+    model = model_of([{"type": "gru", "units": 1, "reset_after": False, "weight_init": [[1.0, 2.0, 3.0]],
+                       "recurrent_init": [[0.5, -0.5, 2.0]], "initial_state": "learned", "state_init": [0.4],
+                       "bias_init": [0.1, 0.2, 0.3]}], (1, 1))
+    h0, x = 0.4, 0.3
+    sig = lambda v: 1 / (1 + math.exp(-v))  # noqa: E731
+    r, u = sig(1.0 * x + 0.5 * h0 + 0.1), sig(2.0 * x - 0.5 * h0 + 0.2)
+    n = math.tanh(3.0 * x + 0.3 + 2.0 * (r * h0))
+    assert model.forward(np.array([[[x]]]))[0, 0] == pytest.approx((1 - u) * n + u * h0, rel=1e-12)

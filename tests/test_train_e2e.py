@@ -85,7 +85,8 @@ def test_train_then_eval_on_an_mnist_slice(tmp_path):
     assert [r["epoch"] for r in rows(run)] == ["1", "2"]
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 2
 
-    result = nnctl("eval", str(run / "checkpoints" / "last.pkl"), "--json")
+    assert summary["test_on"]["weights"] == "best"  # the default train.test_on
+    result = nnctl("eval", str(run / "checkpoints" / "best.pkl"), "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["samples"] == 1000

@@ -154,7 +154,7 @@ def test_tree_rnn_learns_and_its_checkpoint_evaluates_the_same(tmp_path):
     summary = json.loads((run / "summary.json").read_text())
     majority = max(np.bincount([labels[-1] for _, labels in read_trees(TEST)])) / 500
     assert summary["test"]["test_accuracy"] > majority + 0.3
-    evaluated = nnctl("eval", str(run / "checkpoints" / "last.pkl"), "--json")
+    evaluated = nnctl("eval", str(run / "checkpoints" / f"{summary['test_on']['weights']}.pkl"), "--json")
     assert evaluated.returncode == 0, evaluated.stderr
     report = json.loads(evaluated.stdout)
     assert report["samples"] == 500

@@ -4,6 +4,7 @@ from nnctl.data import (  # noqa: F401  (they register)
     cifar10,
     logic,
     mnist,
+    patterns,
     sequences,
     tabular,
     text,

@@ -144,11 +144,12 @@ class DatasetSource:
         return x[keep], relabel[y[keep]]
 
     def _classes(self, train: Split, test: Split | None) -> int | None:
-        """The class count: the source's own, else max label + 1 when the targets are integer labels."""
+        """The class count: the source's own, else max label + 1 when the targets are integer labels, one per
+        sample (N,) or one per time step (N, T); integer one-hot rows are not labels."""
         if self.classes is not None:
             return len(self.classes)
         splits = [s for s in (train, test) if s is not None]
-        if any(s.y.dtype.kind not in "iu" or s.y.ndim != 1 for s in splits):
+        if any(s.y.dtype.kind not in "iu" or s.y.ndim > 2 or _one_hot(s.y) for s in splits):
             return self.num_classes
         top = max(int(s.y.max()) for s in splits)
         if self.num_classes is not None and top >= self.num_classes:
@@ -215,6 +216,11 @@ class DatasetSource:
             block += self.shift
             out[start: start + _CHUNK] = block
         return out
+
+
+def _one_hot(y: np.ndarray) -> bool:
+    """Whether integer targets (N, C) are one-hot rows: 0s and 1s with one 1 in each row."""
+    return y.ndim == 2 and bool(((y == 0) | (y == 1)).all() and (y.sum(axis=1) == 1).all())
 
 
 def channel_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -29,9 +29,13 @@ class Layer:
     """True when the inputs are integer indices (token ids, tree node tables): they have no gradient, and the
     layer must come first; its example draws ids below its `vocab_size` unless it gives "x"."""
 
-    def __init__(self, name: str | None = None, trainable: bool = True):
+    def __init__(self, name: str | None = None, trainable: bool = True, lr_mult: float = 1.0):
+        if lr_mult < 0:
+            raise ValueError(f"lr_mult must be non-negative, got {lr_mult}")
         self.name = name or ""
         self.trainable = trainable
+        self.lr_mult = lr_mult
+        """This layer's learning rate as a multiple of the optimizer's (Caffe's lr_mult)."""
         self.params: dict[str, np.ndarray] = {}
         self.grads: dict[str, np.ndarray] = {}
         self.state: dict[str, np.ndarray] = {}

@@ -48,6 +48,8 @@ class Recurrent(Layer):
     gates: ClassVar[int] = 1
     carries: ClassVar[tuple[str, ...]] = ("h",)
     """The states passed from step to step, h first."""
+    use_bias: bool = True
+    """False for a cell without the bias b (the classic Elman unit may go without)."""
     split_recurrent: ClassVar[bool] = False
     """True when the gradient of h·Wh differs from the gates' pre-activation gradient (gru's reset gate)."""
     weight_keys = ("Wx", "Wh", "Wx_r", "Wh_r")
@@ -80,7 +82,8 @@ class Recurrent(Layer):
         for s in self.directions:
             self.params["Wx" + s] = self.weight_init((features, width), features, width, rng, dtype)
             self.params["Wh" + s] = self.recurrent_init((units, width), units, width, rng, dtype)
-            self.params["b" + s] = self.bias_init((width,), features, width, rng, dtype)
+            if self.use_bias:
+                self.params["b" + s] = self.bias_init((width,), features, width, rng, dtype)
             self.build_extra(s, rng, dtype)
             if self.learned_state:
                 for name in self.carries:
@@ -119,7 +122,10 @@ class Recurrent(Layer):
         steps, n, features = xs.shape
         p, units = self.params, self.units
         x2 = xs.reshape(steps * n, features)
-        z = (x2 @ p["Wx" + s] + p["b" + s]).reshape(steps, n, -1)
+        z = x2 @ p["Wx" + s]
+        if self.use_bias:
+            z += p["b" + s]
+        z = z.reshape(steps, n, -1)
         state = self._initial(s, n, xs.dtype)
         h = xp.empty((steps, n, units), dtype=z.dtype)
         caches = []
@@ -178,42 +184,50 @@ class Recurrent(Layer):
         dz2, da2 = dz.reshape(steps * n, -1), da.reshape(steps * n, -1)
         xp.dot(x2.T, dz2, out=g["Wx" + s])
         xp.dot(h_prev.T, da2, out=g["Wh" + s])
-        sum_rows(dz2, g["b" + s])
-        self.backward_extra(s, da2)
+        if self.use_bias:
+            sum_rows(dz2, g["b" + s])
+        self.backward_extra(s, dz2, da2)
         if self.learned_state:
             for name, d in zip(self.carries, dstate, strict=True):
                 d.sum(axis=0, out=g[f"{name}0{s}"])
         return dz2 @ p["Wx" + s].T if self.input_grad else None
 
-    def backward_extra(self, s: str, da2: np.ndarray) -> None:
-        """Gradients of the parameters build_extra added, from h·Wh's gradient over all steps (T·N, G·U)."""
+    def backward_extra(self, s: str, dz2: np.ndarray, da2: np.ndarray) -> None:
+        """Gradients of the parameters build_extra added (or of Wh's blocks not taken from h·Wh), from the
+        gradients of the pre-activations and of h·Wh over all steps, (T·N, G·U) each."""
 
 
 @LAYERS.register("rnn")
 class SimpleRNN(Recurrent):
-    """h_t = act(x_t·Wx + h_{t−1}·Wh + b), act tanh or relu."""
+    """h_t = act(x_t·Wx + h_{t−1}·Wh + b), act tanh, relu or identity; `use_bias: false` drops b (with identity,
+    the linear Elman unit of the classic texts)."""
 
     example = {"config": {"units": 3, "return_sequences": True, "bidirectional": True, "initial_state": "learned",
                           "state_init": STATE_INIT}, "input_shape": (5, 2)}
 
-    def __init__(self, units: int, activation: str = "tanh", **kwargs):
+    def __init__(self, units: int, activation: str = "tanh", use_bias: bool = True, **kwargs):
         super().__init__(units, **kwargs)
         name = typing.cast("Activation", activation).registered_name  # the builder has built the name into a layer
-        if name not in ("tanh", "relu"):
-            raise ValueError(f"rnn activation must be 'tanh' or 'relu', got '{name}'")
-        self.relu = name == "relu"
+        if name not in ("tanh", "relu", "identity"):
+            raise ValueError(f"rnn activation must be 'tanh', 'relu' or 'identity', got '{name}'")
+        self.nonlinearity, self.use_bias = name, use_bias
 
     def step(self, z, a, state, s):
         z += a
-        h = xp.maximum(z, 0, out=z) if self.relu else tanh_(z)
-        return (h,), (h,)
+        if self.nonlinearity == "relu":
+            xp.maximum(z, 0, out=z)
+        elif self.nonlinearity == "tanh":
+            tanh_(z)
+        return (z,), (z,)
 
     def step_back(self, dh, dstate, cache, dz, da, s):
         (h,) = cache
-        if self.relu:
+        if self.nonlinearity == "relu":
             xp.multiply(dh, h > 0, out=dz)
-        else:
+        elif self.nonlinearity == "tanh":
             xp.multiply(dh, 1 - h * h, out=dz)
+        else:
+            dz[...] = dh
         return None, ()
 
 
@@ -254,27 +268,36 @@ class LSTM(Recurrent):
 @LAYERS.register("gru")
 class GRU(Recurrent):
     """r, u = σ(x·Wx + h·Wh + b + bh), n = tanh(x·Wxn + bn + r⊙(h·Whn + bhn)), h_t = (1−u)⊙n + u⊙h_{t−1}
-    (the reset-after form of cuDNN and PyTorch: one fused h·Wh product per step)."""
+    (the reset-after form of cuDNN and PyTorch: one fused h·Wh product per step). `reset_after: false` gives
+    the original form, n = tanh(x·Wxn + bn + (r⊙h)·Whn), without bh."""
 
     gates = 3
     split_recurrent = True
     example = {"config": {"units": 3, "return_sequences": True, "bidirectional": True, "initial_state": "learned",
                           "state_init": STATE_INIT, "bias_init": {"type": "normal", "std": 0.3}}, "input_shape": (5, 2)}
 
+    def __init__(self, units: int, reset_after: bool = True, **kwargs):
+        super().__init__(units, **kwargs)
+        self.reset_after = reset_after
+
     def build_extra(self, s, rng, dtype):
-        width = 3 * self.units
-        self.params["bh" + s] = self.bias_init((width,), self.units, width, rng, dtype)
+        if self.reset_after:
+            width = 3 * self.units
+            self.params["bh" + s] = self.bias_init((width,), self.units, width, rng, dtype)
 
     def step(self, z, a, state, s):
         u = self.units
-        a += self.params["bh" + s]
+        h_prev = state[0]
+        if self.reset_after:
+            a += self.params["bh" + s]
         z[:, :2 * u] += a[:, :2 * u]
         sigmoid_(z[:, :2 * u])
-        r, an = z[:, :u], a[:, 2 * u:]
+        r = z[:, :u]
+        # reset before the product: the fused h·Wh's n block goes unused, h·Whn becomes (r⊙h)·Whn
+        an = a[:, 2 * u:] if self.reset_after else r * h_prev
         n = z[:, 2 * u:]
-        n += r * an
+        n += r * an if self.reset_after else an @ self.params["Wh" + s][:, 2 * u:]
         tanh_(n)
-        h_prev = state[0]
         h = h_prev - n
         h *= z[:, u:2 * u]
         h += n
@@ -282,7 +305,26 @@ class GRU(Recurrent):
 
     def step_back(self, dh, dstate, cache, dz, da, s):
         z, an, h_prev = cache
-        return gru_cell_backward(dh, z, an, h_prev, dz, da), ()
+        if self.reset_after:
+            return gru_cell_backward(dh, z, an, h_prev, dz, da), ()
+        u = self.units
+        r, g, n = z[:, :u], z[:, u:2 * u], z[:, 2 * u:]
+        dn = dh * (1 - g)
+        dn *= 1 - n * n
+        dz[:, 2 * u:] = dn
+        drh = dn @ self.params["Wh" + s][:, 2 * u:].T  # the gradient of r⊙h, reset before the product
+        da[:, 2 * u:] = 0
+        xp.multiply(drh, h_prev, out=dz[:, :u])
+        xp.multiply(dh, h_prev - n, out=dz[:, u:2 * u])
+        sig = z[:, :2 * u]
+        dz[:, :2 * u] *= sig - sig * sig  # σ' for r and u at once
+        da[:, :2 * u] = dz[:, :2 * u]
+        return dh * g + drh * r, ()
 
-    def backward_extra(self, s, da2):
-        sum_rows(da2, self.grads["bh" + s])
+    def backward_extra(self, s, dz2, da2):
+        if self.reset_after:
+            sum_rows(da2, self.grads["bh" + s])
+            return
+        u = self.units
+        rh = xp.concatenate([cache[1] for cache in self.caches[s][2]])
+        self.grads["Wh" + s][:, 2 * u:] = rh.T @ dz2[:, 2 * u:]

@@ -1,0 +1,192 @@
+"""`nnctl check`: a pre-flight of a config before a long run: one batch forward and backward, the initial loss
+against its expected value, dead or saturated units at init, overfitting a few samples, and per-layer timing."""
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from nnctl.experiment import Experiment, layer_activation
+from nnctl.losses import BinaryCrossEntropy, Loss, SoftmaxCrossEntropy
+from nnctl.metrics import scores
+
+LOSS_RANGE = (0.5, 2.0)
+"""An initial loss outside these multiples of the expected one is flagged."""
+DEAD_FRACTION = 0.5
+"""A layer with more than this share of its units dead (relu), or of its outputs saturated, is flagged."""
+LARGEST_BATCH = 1024
+"""`batch_size: full` is checked and timed on at most this many samples."""
+PROBE = 256
+"""The initial loss and the units are looked at on this many samples (a batch of 1 would say little)."""
+
+
+@dataclass
+class Finding:
+    """One check: its name, whether it passed, and what it saw (or what to do); `inconclusive` where it could
+    not tell (a slow but falling loss when the overfitting budget ran out)."""
+
+    check: str
+    passed: bool
+    detail: str
+    inconclusive: bool = False
+
+
+@dataclass
+class Timing:
+    """Mean milliseconds of one layer's forward and backward pass over one batch."""
+
+    layer: str
+    kind: str
+    forward_ms: float
+    backward_ms: float
+
+
+def preflight(exp: Experiment, samples: int = 20, steps: int = 1000, seconds: float = 60.0) -> list[Finding]:
+    """Every check but timing, in order; the model is trained by the last one (overfitting `samples`)."""
+    exp.model.set_rng(np.random.default_rng([exp.seed, 2]))
+    x, t = batch(exp)
+    probe_x, probe_t = exp.data.train.x[:PROBE], exp.data.train.y[:PROBE]
+    return [one_batch(exp, x, t), initial_loss(exp, probe_x, probe_t), *units_at_init(exp, probe_x),
+            overfit(exp, samples, steps, seconds)]
+
+
+def batch(exp: Experiment) -> tuple[np.ndarray, np.ndarray]:
+    """The first training batch, of the configured size."""
+    size = exp.settings.batch_size
+    size = LARGEST_BATCH if size == "full" else size
+    return exp.data.train.x[:size], exp.data.train.y[:size]
+
+
+def one_batch(exp: Experiment, x: np.ndarray, t: np.ndarray) -> Finding:
+    """Forward and backward through the whole model: a finite loss, finite gradients, and some gradient in
+    every parameter."""
+    model = exp.model
+    value = exp.loss.forward(model.forward(x, training=True), t)
+    model.backward(exp.loss.backward())
+    if not math.isfinite(value):
+        return Finding("forward and backward", False, f"the loss of the first batch is {value}")
+    bad = [f"{layer.name}.{key}" for layer, key in model.keys if not np.isfinite(layer.grads[key]).all()]
+    if bad:
+        return Finding("forward and backward", False, f"non-finite gradients in {', '.join(bad)}")
+    none = [f"{layer.name}.{key}" for layer, key in model.keys if not layer.grads[key].any()]
+    if none:
+        return Finding("forward and backward", False, f"no gradient reaches {', '.join(none)} (all exactly zero); "
+                                                      "look for dead units or a zero initialization before it")
+    return Finding("forward and backward", True, f"batch of {len(x)}: loss {value:.4g}, gradients finite and "
+                                                 f"non-zero in all {len(model.keys)} parameter tensors")
+
+
+def expected_loss(loss: Loss, outputs: int) -> tuple[float, str] | None:
+    """The loss of outputs that say nothing (equal logits), and its formula; None where it depends on the data."""
+    if isinstance(loss, SoftmaxCrossEntropy):
+        return math.log(outputs), f"ln {outputs}"
+    if isinstance(loss, BinaryCrossEntropy):
+        return math.log(2), "ln 2"
+    return None
+
+
+def initial_loss(exp: Experiment, x: np.ndarray, t: np.ndarray) -> Finding:
+    """The loss at init against the loss of outputs that say nothing: far above it, the initial
+    outputs are too large (confidently wrong); far below it, the task may leak its answer."""
+    value = exp.loss.forward(exp.model.forward(x, training=False), t)
+    expected = expected_loss(exp.loss, exp.model.output_shape[-1])
+    if expected is None:
+        return Finding("initial loss", True, f"{value:.4g} (this loss has no expected value without the data)")
+    target, formula = expected
+    ratio = value / target
+    detail = f"{value:.4g}, expected about {formula} = {target:.4g} ({ratio:.2f}×)"
+    if ratio > LOSS_RANGE[1]:
+        last = exp.model.layers[-1].name
+        return Finding("initial loss", False, f"{detail}: the initial outputs are too large; start {last} from "
+                                              "smaller weights (weight_init) or check the input scaling")
+    if ratio < LOSS_RANGE[0]:
+        return Finding("initial loss", False, f"{detail}: suspiciously low before any training; check that the "
+                                              "targets are not part of the inputs")
+    return Finding("initial loss", True, detail)
+
+
+def units_at_init(exp: Experiment, x: np.ndarray) -> list[Finding]:
+    """Per layer ending in relu: its dead units (0 for every sample of x); in sigmoid or tanh: the share of its
+    outputs saturated (sigmoid below 0.01 or above 0.99, |tanh| above 0.99). Seen as training sees them (batch
+    statistics in batch norm)."""
+    findings = []
+    for layer in exp.model.layers:
+        x = layer.forward(x, training=True)
+        kind = layer_activation(layer)
+        if kind not in ("relu", "sigmoid", "tanh"):
+            continue
+        axis = 1 if x.ndim == 4 else -1  # channels of images, features otherwise
+        units = np.moveaxis(x, axis, -1).reshape(-1, x.shape[axis])
+        if kind == "relu":
+            share = float((units <= 0).all(axis=0).mean())
+            detail = f"{layer.name} (relu): {int(share * units.shape[1])} of {units.shape[1]} units dead on all " \
+                     f"{len(x)} inputs"
+        else:
+            stuck = (units < 0.01) | (units > 0.99) if kind == "sigmoid" else np.abs(units) > 0.99
+            share = float(stuck.mean())
+            detail = f"{layer.name} ({kind}): {share:.0%} of its outputs saturated on {len(x)} inputs"
+        if share > DEAD_FRACTION:
+            findings.append(Finding("units at init", False, f"{detail}; change its weight_init or bias_init, or "
+                                                            "the input scaling"))
+        else:
+            findings.append(Finding("units at init", True, detail))
+    return findings
+
+
+def overfit(exp: Experiment, samples: int, steps: int, seconds: float) -> Finding:
+    """Trains on the first `samples` training samples, in the configured batches, until it predicts every one
+    right (classifiers) or its loss falls below 1 % of the initial one. Out of steps or time, a loss that has
+    not even halved fails (a model that cannot learn at all is broken); a falling one is inconclusive."""
+    model, loss, optimizer = exp.model, exp.loss, exp.optimizer
+    x, t = exp.data.train.x[:samples], exp.data.train.y[:samples]
+    size = min(exp.settings.batch_size, len(x)) if isinstance(exp.settings.batch_size, int) else len(x)  # "full"
+    classifier = loss.applies is not None or exp.data.num_classes is not None
+    name = f"overfit {len(x)} samples"
+    first = loss.forward(model.forward(x, training=False), t)
+    deadline = time.perf_counter() + seconds
+    for step in range(1, steps + 1):
+        start = (step - 1) * size % len(x)
+        loss.forward(model.forward(x[start:start + size], training=True), t[start:start + size])
+        model.backward(loss.backward())
+        optimizer.step()
+        result = scores(loss, model.forward(x, training=False), t, ["accuracy"])
+        if not math.isfinite(result["loss"]):
+            return Finding(name, False, f"the loss became {result['loss']} at step {step}; try a smaller "
+                                        "optimizer.lr")
+        if (result["accuracy"] == 1.0) if classifier else result["loss"] <= 0.01 * first:
+            return Finding(name, True, f"done in {step} steps (loss {first:.4g} → {result['loss']:.4g})")
+        if time.perf_counter() > deadline:
+            break
+    reached = (f"{step} steps, " + (f"accuracy {result['accuracy']:.2f}, " if classifier else "")
+               + f"loss {first:.4g} → {result['loss']:.4g}")
+    if result["loss"] > 0.5 * first:
+        return Finding(name, False, f"could not: the loss did not even halve ({reached}); check optimizer.lr, "
+                                    "the initialization and the targets")
+    return Finding(name, True, f"not yet overfit, but learning ({reached}); give it more with --steps or "
+                               "--seconds", inconclusive=True)
+
+
+def time_layers(exp: Experiment, repeats: int = 5) -> list[Timing]:
+    """Each layer's forward and backward over one batch, in training mode, averaged over `repeats` passes after
+    one warm-up pass."""
+    x, t = batch(exp)
+    model = exp.model
+    model.set_rng(np.random.default_rng([exp.seed, 2]))
+    forward = np.zeros(len(model.layers))
+    backward = np.zeros(len(model.layers))
+    for rep in range(repeats + 1):
+        y = x
+        for i, layer in enumerate(model.layers):
+            start = time.perf_counter()
+            y = layer.forward(y, training=True)
+            forward[i] += (time.perf_counter() - start) * (rep > 0)
+        exp.loss.forward(y, t)
+        dy: Any = exp.loss.backward()
+        for i in range(len(model.layers) - 1, -1, -1):
+            start = time.perf_counter()
+            dy = model.layers[i].backward(dy)
+            backward[i] += (time.perf_counter() - start) * (rep > 0)
+    return [Timing(layer.name, layer.registered_name, 1e3 * f / repeats, 1e3 * b / repeats)
+            for layer, f, b in zip(model.layers, forward, backward, strict=True)]

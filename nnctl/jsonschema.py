@@ -1,0 +1,113 @@
+"""A JSON Schema of the config, generated from the constructor signatures the validator reads (`nnctl schema`)."""
+
+import inspect
+import types
+import typing
+from typing import Any
+
+from nnctl.config import SECTIONS
+from nnctl.experiment import TrainSettings
+from nnctl.init import INITIALIZERS
+from nnctl.layers import LAYERS
+from nnctl.registry import Registry
+from nnctl.sections import DEFAULT_SPECS, NESTED, PROVIDED, SPEC_SECTIONS, arguments
+
+DRAFT = "https://json-schema.org/draft/2020-12/schema"
+
+
+def config_schema() -> dict[str, Any]:
+    """The whole config: strict where a config stands alone; where it has a `base`, every section may be
+    partial (the base supplies the rest)."""
+
+    def sections(strict: bool) -> dict[str, Any]:
+        return {
+            **{name: spec_schema(registry, strict, PROVIDED.get(name, ())) for name, registry in SPEC_SECTIONS.items()},
+            "model": {"type": "object", "additionalProperties": False, "properties": {
+                "layers": {"type": "array", "minItems": 1, "items": spec_schema(LAYERS, strict)},
+                "weights": {"type": "string", "description": "an .npz file written by nnctl export"}}},
+            "train": class_schema(TrainSettings, strict),
+        }
+
+    required = [s for s in ("data", "model", "loss", "optimizer") if s not in DEFAULT_SPECS]
+    return {
+        "$schema": DRAFT, "title": "nnctl config", "type": "object", "additionalProperties": False,
+        "properties": {
+            "base": {"type": "string", "description": "a config this one is merged over, relative to this file"},
+            "name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]*$"},
+            "seed": {"type": "integer", "minimum": 0},
+            "dtype": {"enum": ["float32", "float64"]},
+            **{s: {} for s in SECTIONS if s not in ("name", "seed", "dtype")},
+        },
+        "if": {"required": ["base"]},
+        "then": {"properties": sections(strict=False)},
+        "else": {"properties": sections(strict=True), "required": required},
+    }
+
+
+def spec_schema(registry: Registry, strict: bool = True, provided: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A registered name, or a mapping with `type` and that class's keys."""
+    names = list(registry)
+    choices = [class_schema(registry.get(name), strict, provided, name) for name in names]
+    return {"anyOf": [{"enum": names}, *choices]}
+
+
+def class_schema(cls: type, strict: bool = True, provided: tuple[str, ...] = (),
+                 name: str | None = None) -> dict[str, Any]:
+    """A mapping of `cls`'s constructor arguments; `type` fixed to `name` when given; the required ones
+    required when `strict`, any one null (deleting) when not."""
+    params = arguments(cls, provided)
+    properties = {key: _param_schema(key, param) for key, param in params.items()}
+    if not strict:  # over a base, `key: null` deletes the base's key
+        properties = {key: {"anyOf": [schema, {"type": "null"}]} for key, schema in properties.items()}
+    required = [k for k, p in params.items() if p.default is inspect.Parameter.empty]
+    if name is not None:
+        properties = {"type": {"const": name}, **properties}
+        required = ["type", *required]
+    schema: dict[str, Any] = {"type": "object", "properties": properties, "additionalProperties": False}
+    if (cls.__doc__ or "").strip():
+        schema["description"] = inspect.cleandoc(cls.__doc__ or "").split("\n\n")[0]
+    if strict and required:
+        schema["required"] = required
+    return schema
+
+
+def _param_schema(key: str, param: inspect.Parameter) -> dict[str, Any]:
+    schema: dict[str, Any]
+    if key in NESTED:
+        schema = {"anyOf": [class_schema(NESTED[key]), {"type": "null"}]}
+    elif key.endswith("_init"):
+        schema = initializer_schema()
+    else:
+        schema = type_schema(param.annotation)
+    if param.default is not inspect.Parameter.empty and isinstance(param.default, int | float | str | bool | None):
+        schema = {**schema, "default": param.default}
+    return schema
+
+
+def initializer_schema() -> dict[str, Any]:
+    """An initializer name, a mapping with `type`, or the numbers themselves."""
+    return {"anyOf": [spec_schema(INITIALIZERS), {"type": "number"}, {"type": "array"}]}
+
+
+def type_schema(hint: Any) -> dict[str, Any]:
+    """A type hint as JSON Schema: int, float, str, bool, None, unions, Literal, list/tuple/dict of."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any or hint is inspect.Parameter.empty:
+        return {}
+    if origin in (typing.Union, types.UnionType):
+        return {"anyOf": [type_schema(a) for a in args]}
+    if origin is typing.Literal:
+        return {"enum": list(args)}
+    simple = {int: "integer", float: "number", str: "string", bool: "boolean", type(None): "null", dict: "object"}
+    if hint in simple:
+        return {"type": simple[hint]}
+    if origin is dict:
+        return {"type": "object"}
+    if origin in (list, tuple):
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            return {"type": "array", "prefixItems": [type_schema(a) for a in args], "minItems": len(args),
+                    "maxItems": len(args)}
+        return {"type": "array", **({"items": type_schema(args[0])} if args else {})}
+    if hint in (list, tuple):
+        return {"type": "array"}
+    raise TypeError(f"no JSON Schema for the type hint {hint!r}")

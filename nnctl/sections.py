@@ -1,0 +1,71 @@
+"""Which class reads each part of a config: the resolved config (`nnctl config`) and the JSON Schema walk this."""
+
+import copy
+import inspect
+from typing import Any
+
+from nnctl.config import SECTIONS, Config
+from nnctl.data import DATASETS
+from nnctl.data.augment import Augment
+from nnctl.experiment import EarlyStopping, TrainSettings
+from nnctl.layers import LAYERS
+from nnctl.losses import LOSSES
+from nnctl.optim import OPTIMIZERS
+from nnctl.registry import Registry
+from nnctl.schedules import SCHEDULES
+from nnctl.schema import check_kwargs, signature_params
+
+SPEC_SECTIONS: dict[str, Registry] = {"data": DATASETS, "loss": LOSSES, "optimizer": OPTIMIZERS,
+                                      "schedule": SCHEDULES}
+"""Top-level sections given as `name` or `{type: name, ...}`, and the registry that reads them."""
+PROVIDED = {"data": ("base_dir",)}
+"""Constructor arguments nnctl passes itself, never read from the config."""
+DEFAULT_SPECS = {"schedule": "constant"}
+NESTED: dict[str, type] = {"early_stopping": EarlyStopping, "augment": Augment}
+"""Keys whose mapping is read by a class of its own."""
+
+
+def arguments(cls: type, provided: tuple[str, ...] = ()) -> dict[str, inspect.Parameter]:
+    """The config keys `cls` reads: its constructor's arguments, less those nnctl provides."""
+    return {k: p for k, p in signature_params(cls).items() if k not in provided}
+
+
+def with_defaults(cls: type, kwargs: dict[str, Any], provided: tuple[str, ...] = ()) -> dict[str, Any]:
+    """`kwargs` with every argument of `cls` it leaves out at its default, in the signature's order."""
+    return {k: _plain(kwargs.get(k, p.default)) for k, p in arguments(cls, provided).items()
+            if k in kwargs or p.default is not inspect.Parameter.empty}
+
+
+def resolved(config: Config) -> dict[str, Any]:
+    """The config with every default filled in, each part checked against the class that reads it (no data is
+    read and nothing is built)."""
+    data = copy.deepcopy(config.data)
+    for section, registry in SPEC_SECTIONS.items():
+        spec = data.get(section) or DEFAULT_SPECS.get(section)
+        cls, kwargs = registry.split(spec, config, (section,))
+        provided = PROVIDED.get(section, ())
+        check_kwargs(cls, kwargs, config, (section,), f"{registry.kind} '{cls.registered_name}'", provided)
+        data[section] = {"type": cls.registered_name, **with_defaults(cls, kwargs, provided)}
+    layers = config.section("model").get("layers")
+    if isinstance(layers, list):
+        for i, spec in enumerate(layers):
+            cls, kwargs = LAYERS.split(spec, config, ("model", "layers", i))
+            check_kwargs(cls, kwargs, config, ("model", "layers", i), f"layer '{cls.registered_name}'")
+            filled = with_defaults(cls, kwargs)
+            if filled.get("name") is None:
+                del filled["name"]  # the builder names it <type>_<n>
+            data["model"]["layers"][i] = {"type": cls.registered_name, **filled}
+    train = config.section("train")
+    check_kwargs(TrainSettings, train, config, ("train",), "the train section")
+    data["train"] = with_defaults(TrainSettings, train)
+    if isinstance(train.get("early_stopping"), dict):
+        check_kwargs(EarlyStopping, train["early_stopping"], config, ("train", "early_stopping"), "early_stopping")
+        data["train"]["early_stopping"] = with_defaults(NESTED["early_stopping"], train["early_stopping"])
+    return {key: data[key] for key in SECTIONS if key in data}
+
+
+def _plain(value: Any) -> Any:
+    """Tuples as lists, so that the value writes as plain YAML or JSON."""
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    return value

@@ -1,0 +1,93 @@
+"""Class weights and label smoothing in the loss (gradient-checked), top-k accuracy, and per-class precision,
+recall and F1 in eval."""
+
+import json
+
+import numpy as np
+import pytest
+
+from helpers import CONFIGS, nnctl
+from nnctl.config import load_config
+from nnctl.errors import ConfigError
+from nnctl.experiment import build
+from nnctl.gradcheck import numerical_gradient, relative_error
+from nnctl.losses import SoftmaxCrossEntropy
+from nnctl.metrics import MetricSums, per_class
+
+RNG = np.random.default_rng(0)
+Y, T = RNG.standard_normal((6, 4)), np.array([0, 1, 2, 3, 1, 1])
+
+
+@pytest.mark.parametrize("kwargs", [{"class_weights": [1.0, 3.0, 0.5, 2.0]}, {"label_smoothing": 0.2},
+                                    {"class_weights": [1.0, 3.0, 0.5, 2.0], "label_smoothing": 0.1}])
+def test_weighted_and_smoothed_cross_entropy_gradients(kwargs):
+    loss = SoftmaxCrossEntropy(**kwargs)
+    y = Y.copy()
+    targets = loss.train_targets(y, T)
+    loss.forward(y, targets)
+    analytic = loss.backward()
+    numeric = numerical_gradient(lambda: loss.forward(y, targets), y)
+    assert relative_error(analytic, numeric) < 1e-7
+
+
+def test_class_weights_scale_each_sample_by_its_class():
+    weights = [1.0, 3.0, 0.5, 2.0]
+    per_sample = [SoftmaxCrossEntropy().forward(Y[i:i + 1], T[i:i + 1]) for i in range(6)]
+    expected = np.mean([weights[c] * v for c, v in zip(T, per_sample, strict=True)])
+    assert SoftmaxCrossEntropy(class_weights=weights).forward(Y, T) == pytest.approx(expected, rel=1e-12)
+    assert SoftmaxCrossEntropy(class_weights=[1.0] * 4).forward(Y, T) == pytest.approx(
+        SoftmaxCrossEntropy().forward(Y, T), rel=1e-12)
+
+
+def test_label_smoothing_changes_training_targets_only():
+    loss = SoftmaxCrossEntropy(label_smoothing=0.2)
+    smoothed = loss.train_targets(Y, T)
+    np.testing.assert_allclose(smoothed[0], [0.85, 0.05, 0.05, 0.05])
+    np.testing.assert_allclose(smoothed.sum(axis=1), 1.0)
+    assert loss.forward(Y, T) == SoftmaxCrossEntropy().forward(Y, T)  # evaluation reads the true labels
+
+
+def test_top_k_accuracy_counts_targets_among_the_k_highest_outputs():
+    sums = MetricSums(["accuracy", "top_1_accuracy", "top_2_accuracy", "top_4_accuracy"])
+    sums.add(SoftmaxCrossEntropy(), 1.0, Y, T)
+    result = sums.result()
+    rank = (Y[np.arange(6), T][:, None] < Y).sum(axis=1)  # how many outputs beat the target's
+    assert result["top_1_accuracy"] == result["accuracy"] == pytest.approx(np.mean(rank == 0))
+    assert result["top_2_accuracy"] == pytest.approx(np.mean(rank < 2))
+    assert result["top_4_accuracy"] == 1.0
+
+
+def test_per_class_scores_from_a_confusion_matrix():
+    counts = np.array([[5, 1, 0], [2, 3, 0], [0, 0, 0]])  # class 2: never seen, never predicted
+    rows = per_class(counts)
+    assert rows[0] == pytest.approx({"class": 0, "precision": 5 / 7, "recall": 5 / 6,
+                                     "f1": 2 * (5 / 7) * (5 / 6) / (5 / 7 + 5 / 6), "support": 6})
+    assert rows[1]["precision"] == 0.75 and rows[1]["recall"] == 0.6
+    assert rows[2] == {"class": 2, "precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
+
+
+def test_class_weights_must_match_the_outputs(tmp_path):
+    config = load_config(CONFIGS / "xor_mlp.yaml", ["loss={type: softmax_cross_entropy, class_weights: [1, 2, 3]}",
+                                                    "model.layers.1.units=2"])
+    with pytest.raises(ConfigError, match="class_weights has 3 weights, but the model has 2 outputs"):
+        build(config)
+
+
+@pytest.mark.slow
+def test_shipped_config_records_top_3_and_eval_reports_per_class(tmp_path):
+    result = nnctl("train", str(CONFIGS / "mnist_mlp_smoothed.yaml"), "data.subset=2000", "data.test_subset=500",
+                   "data.validation=500", "train.epochs=1", "--runs-dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    (run,) = tmp_path.iterdir()
+    (row,) = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert row["val_top_3_accuracy"] >= row["val_accuracy"] > 0.5
+    report = json.loads(nnctl("eval", str(run / "checkpoints" / "best.pkl"), "--json").stdout)
+    counts = np.array(report["confusion_matrix"])
+    assert len(report["per_class"]) == 10 and sum(r["support"] for r in report["per_class"]) == 500
+    for r in report["per_class"]:
+        c = r["class"]
+        assert r["recall"] == pytest.approx(counts[c, c] / counts[c].sum())
+        assert r["precision"] == pytest.approx(counts[c, c] / counts[:, c].sum())
+    assert report["macro_f1"] == pytest.approx(np.mean([r["f1"] for r in report["per_class"]]))
+    table = nnctl("eval", str(run / "checkpoints" / "best.pkl")).stdout
+    assert "per class" in table and "precision" in table and "macro_f1" in table

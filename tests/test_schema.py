@@ -1,0 +1,100 @@
+"""The JSON Schema of configs: every shipped config validates, mistakes the validator catches fail it too, and
+shell completion answers."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from helpers import CONFIGS, nnctl
+from nnctl.config import parse_yaml
+from nnctl.jsonschema import config_schema
+from nnctl.layers import LAYERS
+
+
+@pytest.fixture(scope="module")
+def validator() -> jsonschema.Draft202012Validator:
+    schema = config_schema()
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema)
+
+
+@pytest.mark.slow
+def test_the_schema_command_prints_the_schema():
+    result = nnctl("schema")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == json.loads(json.dumps(config_schema()))
+
+
+def errors(validator, text: str) -> list[str]:
+    data, _ = parse_yaml(text, "<test>")  # nnctl's reading: 1e-3 is a float, as in YAML 1.2 editors
+    return [f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(data)]
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_config_validates(validator, path):
+    assert errors(validator, path.read_text()) == []
+
+
+GOOD = """\
+data: {type: logic, op: xor}
+model:
+  layers:
+    - {type: dense, units: 4, activation: tanh, weight_init: {type: normal, std: 0.1}}
+    - {type: dense, units: 1, bias_init: [0.5]}
+loss: binary_cross_entropy
+optimizer: {type: adam, lr: 1e-3}
+train: {epochs: 5, batch_size: full, early_stopping: {patience: 2}}
+"""
+
+
+@pytest.mark.parametrize("old, new", [
+    ("units: 4,", "unitz: 4,"),                         # unknown key
+    ("units: 4,", "units: four,"),                      # wrong type
+    ("units: 4,", ""),                                  # missing required key
+    ("type: dense, units: 1", "type: dens, units: 1"),  # unknown layer
+    ("binary_cross_entropy", "binary_crossentropy"),    # unknown loss
+    ("lr: 1e-3", "lr: 1e-3, momentum: 0.9"),            # a key of another optimizer
+    ("patience: 2", "patience: 2, wait: 3"),            # nested mapping
+    ("epochs: 5", "epochs: 5.5"),
+    ("data:", "dataset:"),                              # unknown (and missing) section
+    ("type: normal, std: 0.1", "type: gaussian"),       # unknown initializer
+])
+def test_mistakes_fail_the_schema(validator, old, new):
+    assert errors(validator, GOOD) == []
+    assert old in GOOD
+    assert errors(validator, GOOD.replace(old, new)), f"{old} -> {new} passed"
+
+
+def test_a_config_with_a_base_may_give_partial_sections(validator):
+    partial = "base: xor_mlp.yaml\noptimizer: {lr: 0.01}\ntrain: {epochs: 3}\n"
+    assert errors(validator, partial) == []
+    assert errors(validator, partial.replace("base: xor_mlp.yaml\n", ""))  # alone, it lacks data, model, loss
+    assert errors(validator, partial + "optimiser: {}\n")
+
+
+@pytest.mark.parametrize("name", list(LAYERS))
+def test_every_layer_example_validates_as_a_layer(validator, name):
+    config = {"data": "logic", "loss": "mse", "optimizer": "sgd",
+              "model": {"layers": [{"type": name, **LAYERS.get(name).example["config"]}]}}
+    assert list(validator.iter_errors(json.loads(json.dumps(config)))) == []
+
+
+@pytest.mark.slow
+def test_shell_completion_answers_through_the_installed_command():
+    command = Path(sys.executable).parent / "nnctl"
+    result = subprocess.run([str(command)], capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "_NNCTL_COMPLETE": "complete_bash", "COMP_WORDS": "nnctl sch",
+                                 "COMP_CWORD": "1"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["schema"]
+    assert "--install-completion" in nnctl("--help").stdout
+
+
+def test_over_a_base_null_deletes_but_alone_it_is_a_type_error(validator):
+    assert errors(validator, "base: xor_mlp.yaml\ntrain: {epochs: null}\n") == []
+    assert errors(validator, GOOD.replace("epochs: 5", "epochs: null"))

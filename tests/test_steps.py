@@ -1,0 +1,51 @@
+"""train.steps as the budget (ending mid-epoch, schedules following it) and train.eval_every_steps from step 0."""
+
+import json
+import math
+
+import pytest
+
+from helpers import CONFIGS, nnctl
+from nnctl.config import load_config
+from nnctl.experiment import build
+from nnctl.metrics import evaluate
+
+pytestmark = pytest.mark.slow  # the real CLI, training
+
+
+def run_of(tmp_path, *args):
+    result = nnctl("train", str(CONFIGS / "elman_pattern_ends.yaml"), *args, "--runs-dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    (run,) = tmp_path.iterdir()
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return run, json.loads((run / "summary.json").read_text()), rows
+
+
+def test_a_step_budget_ends_mid_epoch_and_the_schedule_follows_it(tmp_path):
+    # 900 training sequences in batches of 32: 29 steps per epoch; 40 steps end 11 steps into epoch 2
+    run, summary, rows = run_of(tmp_path, "train.steps=40", "schedule=cosine")
+    assert summary["steps"] == 40 and summary["epochs"] == 2 and summary["status"] == "finished"
+    epochs = [r for r in rows if r["kind"] == "epoch"]
+    assert [(r["epoch"], r["step"]) for r in epochs] == [(1, 29), (2, 40)]
+    assert epochs[-1]["lr"] == pytest.approx(0.02 * 0.5 * (1 + math.cos(math.pi * 39 / 40)), rel=1e-9)
+    assert "val_loss" in epochs[-1]  # the last epoch is evaluated, cut short or not
+    again = nnctl("train", "--resume", str(run / "checkpoints" / "last.pkl"))
+    assert again.returncode == 1 and "already took 40 of 40 steps" in again.stderr
+
+
+def test_evaluation_every_n_steps_starts_at_step_0(tmp_path):
+    _, _, rows = run_of(tmp_path, "train.steps=40", "train.eval_every_steps=10")
+    evals = [r for r in rows if r["kind"] == "eval"]
+    assert [r["step"] for r in evals] == [0, 10, 20, 30, 40]
+    exp = build(load_config(CONFIGS / "elman_pattern_ends.yaml"))  # the run's untrained start
+    untrained = evaluate(exp.model, exp.loss, exp.data.val.x, exp.data.val.y, exp.metrics, prefix="val_")
+    assert evals[0]["val_loss"] == pytest.approx(untrained["val_loss"], rel=1e-6)
+    assert evals[-1]["val_loss"] < evals[0]["val_loss"] / 2
+    epochs = [r for r in rows if r["kind"] == "epoch"]
+    assert epochs[-1]["val_loss"] == pytest.approx(evals[-1]["val_loss"], rel=1e-12)  # the same weights
+
+
+def test_eval_every_steps_without_validation_is_refused(tmp_path):
+    result = nnctl("train", str(CONFIGS / "xor_mlp.yaml"), "train.eval_every_steps=5", "--runs-dir", str(tmp_path))
+    assert result.returncode == 2
+    assert "train.eval_every_steps: evaluating every N steps needs a validation split" in result.stderr
