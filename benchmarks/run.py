@@ -20,8 +20,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 BENCHMARKS = ("mlp", "cnn", "deep_cnn", "lstm", "gru")
-BUSY = 0.5
-"""A 1-minute load average above this (per core: above 0.25 on two cores) counts as busy."""
+BUSY_PER_CORE = 0.25
+"""A 1-minute load average above this many per core (0.5 on two cores) counts as busy."""
 
 
 def cpu_name() -> str:
@@ -37,7 +37,8 @@ def cpu_name() -> str:
 def run_side(bench: str, side: str, extra: list[str]) -> dict:
     """One side of one benchmark in a fresh process; its figures, or an 'error' entry."""
     load = os.getloadavg()[0]
-    print(f"  {bench:8s} {side:7s} load average {load:.2f}{'   WARNING: the machine is busy' if load > BUSY else ''}",
+    busy = load > BUSY_PER_CORE * (os.cpu_count() or 1)
+    print(f"  {bench:8s} {side:7s} load average {load:.2f}{'   WARNING: the machine is busy' if busy else ''}",
           flush=True)
     done = subprocess.run([sys.executable, str(HERE / f"bench_{bench}.py"), "--side", side, "--json", *extra],
                           capture_output=True, text=True)
