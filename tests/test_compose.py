@@ -98,7 +98,7 @@ def test_config_command_prints_every_default_and_its_output_trains_the_same(tmp_
     assert printed["model"]["layers"][0] == {
         "type": "gru", "units": 128, "reset_after": False, "return_sequences": False, "bidirectional": False,
         "initial_state": "zeros", "weight_init": "glorot_uniform", "recurrent_init": "glorot_uniform",
-        "bias_init": "zeros", "state_init": "zeros", "lr_mult": 1.0}
+        "bias_init": "zeros", "state_init": "zeros", "trainable": True, "lr_mult": 1.0}
     assert printed["optimizer"] == {"type": "adam", "lr": 0.01, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8,
                                     "clip_norm": 5.0}
     assert printed["train"]["early_stopping"] == {"patience": 3, "min_delta": 0.0, "restore_best": True}
