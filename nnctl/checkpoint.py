@@ -135,7 +135,7 @@ def _check_contents(data: dict[str, Any], path: str | Path) -> None:
     vocab = recipe.get("vocab")
     if vocab is not None and not (isinstance(vocab, list) and all(isinstance(t, str) for t in vocab)):
         raise CheckpointError(f"{path}: its 'inputs.vocab' is not a list of tokens")
-    if not all(isinstance(row, dict) and isinstance(row.get("kind"), str) and row["kind"] in ("epoch", "step")
+    if not all(isinstance(row, dict) and isinstance(row.get("kind"), str) and row["kind"] in ("epoch", "step", "eval")
                and all(isinstance(k, str) and isinstance(v, str | int | float | None) for k, v in row.items())
                for row in data["history"]):
         raise CheckpointError(f"{path}: its 'history' holds rows that are not metric rows")

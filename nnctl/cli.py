@@ -12,7 +12,6 @@ from typing import Annotated, Any
 
 import numpy as np
 import typer
-import yaml
 from rich.console import Console
 from typer.core import TyperGroup
 
@@ -39,6 +38,7 @@ from nnctl.sweep import Outcome, Sweep, by_value
 from nnctl.trained import Trained
 from nnctl.weights import export as export_weights
 from nnctl.weights import load_into, write_npz
+from nnctl.yaml_loader import dump_yaml
 
 app = typer.Typer(help="Train neural networks written in plain NumPy from YAML files.", no_args_is_help=True,
                   add_completion=True, pretty_exceptions_enable=False, rich_markup_mode=None)
@@ -230,7 +230,7 @@ def config_command(
     overrides: Annotated[list[str] | None, typer.Argument(help=OVERRIDES_HELP, show_default=False)] = None,
 ) -> None:
     """Print the fully resolved config as YAML: its base chain merged, overrides applied, every default filled in."""
-    text = yaml.safe_dump(resolved(load_config(config, overrides or [])), sort_keys=False, allow_unicode=True)
+    text = dump_yaml(resolved(load_config(config, overrides or [])), allow_unicode=True)
     out.print(text, markup=False, end="")
 
 

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from nnctl import __version__, checkpoint
 from nnctl.backend import to_device
@@ -28,6 +27,7 @@ from nnctl.run_files import Checkpoints, MetricFiles, Monitor, Progress
 from nnctl.tensorboard import TensorBoard
 from nnctl.tracking import MLflow
 from nnctl.trained import Trained, load_weights
+from nnctl.yaml_loader import dump_yaml
 
 
 class Runner:
@@ -143,7 +143,7 @@ class Runner:
     def _write_config(self) -> None:
         header = (f"# resolved config of this run (overrides applied); nnctl {__version__}\n"
                   f"# relative data paths are relative to {self.exp.config.base_dir}\n")
-        text = yaml.safe_dump(self.exp.config.data, sort_keys=False)
+        text = dump_yaml(self.exp.config.data)
         (self.run_dir / "config.yaml").write_text(header + text)
 
     # -- the loop ------------------------------------------------------------------------------------------

@@ -241,7 +241,7 @@ class _Members(tune.Callback):
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         run = self._run(trial)
-        if run is not None and run.status == "running":
+        if run is not None and run.summary.get("status") == "running":  # its worker is gone: `status` says crashed
             metric = self.sweep.scheduler.metric if self.sweep.scheduler else "its metric"
             run = _mark(run, "early_stopped", f"stopped early by the sweep's scheduler: {metric} trailed the "
                                               f"other members' after epoch {run.summary['epochs']}", by="sweep")
@@ -270,7 +270,7 @@ class _Members(tune.Callback):
         """After Ctrl-C: the sweep's runs still marked running are stopped (their last.pkl resumes them); found
         on disk, as a member may not have reported its first epoch yet."""
         for run in find_runs(self.sweep.dir):
-            if run.status == "running":
+            if run.summary.get("status") in ("running", "crashed"):
                 _mark(run, "stopped", "the sweep was interrupted; run it again to resume from last.pkl")
 
 

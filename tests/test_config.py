@@ -129,3 +129,10 @@ def test_a_star_that_matches_nothing_is_an_error_naming_the_override():
     with pytest.raises(ConfigError, match=r"override 'model.layers.\*.nope=1': model.layers.\*.nope: its '\*' "
                                           "matches no item"):
         apply_overrides(config(), ["model.layers.*.nope=1"])
+
+
+def test_yaml_that_nnctl_writes_reads_back_equal():
+    from nnctl.yaml_loader import dump_yaml, parse_yaml
+
+    data = {"name": "1e-05", "lr": 1e-05, "label": "0.003", "units": [1, "2"], "when": "2026-11-27", "none": None}
+    assert parse_yaml(dump_yaml(data), "<written>")[0] == data  # a run named 1e-05 stays a name, not a float
