@@ -43,7 +43,7 @@ def parse_device(device: str) -> tuple[str, int]:
         return "cpu", 0
     if kind == "cuda" and (not index or index.isdigit()):
         return "cuda", int(index or 0)
-    raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+    raise ValueError(f"expected cpu, cuda or cuda:N, got {device!r}")
 
 
 def use(device: str) -> None:
