@@ -28,6 +28,8 @@ ACTIVE = _choose()
 """'numba' or 'numpy': the implementation every kernel runs in this process."""
 
 KERNELS: dict[str, "Kernel"] = {}
+SCALARS: list[Callable] = []
+"""Scalar functions the compiled twins call (see `scalar`)."""
 
 
 class Kernel:
@@ -71,7 +73,11 @@ class Kernel:
         if not hasattr(self.loops, "py_func"):
             import numba
 
-            self.loops = numba.njit(cache=True, nogil=True)(self.loops)
+            for function in SCALARS:  # registered once; numba then compiles calls to it into the twins
+                numba.extending.register_jitable(inline="always")(function)
+            SCALARS.clear()
+            # error_model numpy: x / 0 gives inf, as in NumPy, instead of a check that stops vectorizing
+            self.loops = numba.njit(cache=True, nogil=True, error_model="numpy")(self.loops)
         return self.loops
 
     def _compile_and_run(self, *args):
@@ -82,6 +88,12 @@ class Kernel:
 def kernel(example: Callable[[Any], tuple]) -> Callable[[Callable], Kernel]:
     """Declares a NumPy function as a kernel; `example(dtype)` gives the arguments of a small call."""
     return lambda reference: Kernel(reference, example)
+
+
+def scalar(function: Callable) -> Callable:
+    """Declares a scalar function (say σ of one number) that compiled twins may call; it stays plain Python."""
+    SCALARS.append(function)
+    return function
 
 
 def describe() -> str:

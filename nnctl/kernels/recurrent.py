@@ -1,9 +1,91 @@
-"""The backward step of a recurrent cell, in one pass (its forward keeps NumPy's vectorized exp)."""
+"""A recurrent cell's step, forward and backward, each in one pass.
+
+The compiled forward twins compute float32's σ and tanh by formulas that vectorize (numba's own exp and tanh do
+not): σ(x) = 1 / (1 + e^−x) with e^x from a polynomial, as Cephes' expf, and tanh by Eigen's rational function;
+both within 4e-7 of the exact value. In float64 they call the exact functions."""
+
+import math
 
 import numpy as np
 
 from nnctl.backend import xp
-from nnctl.kernels.dispatch import kernel
+from nnctl.kernels.dispatch import kernel, scalar
+
+
+def sigmoid_(a: np.ndarray) -> np.ndarray:
+    """1 / (1 + e^−a) in place; e^−a overflowing to inf gives the exact limit 0 (callers silence the warning)."""
+    xp.negative(a, out=a)
+    xp.exp(a, out=a)
+    a += 1
+    return xp.reciprocal(a, out=a)
+
+
+@scalar
+def sigmoid_of(x, exact):
+    """σ(x) for the compiled twins: exact (in float64), or float32's vectorizing formula (see the module)."""
+    if exact:
+        return 1 / (1 + math.exp(-x))
+    f = np.float32
+    v = min(max(-x, f(-87.0)), f(88.7))  # e^v stays finite and normal
+    n = (v * f(1.44269504) + f(12582912.0)) - f(12582912.0)  # round(v / ln 2), by the float32 rounding trick
+    r = v - n * f(0.693359375) - n * f(-2.12194440e-4)  # v − n·ln 2 in two parts, for precision
+    p = ((((f(1.9875691500e-4) * r + f(1.3981999507e-3)) * r + f(8.3334519073e-3)) * r + f(4.1665795894e-2)) * r
+         + f(1.6666665459e-1)) * r + f(5.0000001201e-1)
+    e = (p * r * r + r + f(1)) * np.int32((np.int32(n) + np.int32(127)) << np.int32(23)).view(f)  # · 2^n
+    return f(1) / (f(1) + e)
+
+
+@scalar
+def tanh_of(x, exact):
+    """tanh(x) for the compiled twins: exact (in float64), or float32's vectorizing formula (see the module)."""
+    if exact:
+        return math.tanh(x)
+    f = np.float32
+    v = min(max(x, f(-7.90531110763549805)), f(7.90531110763549805))  # where the formula reaches ±1
+    v2 = v * v
+    p = (((((f(-2.76076847742355e-16) * v2 + f(2.00018790482477e-13)) * v2 + f(-8.60467152213735e-11)) * v2
+           + f(5.12229709037114e-08)) * v2 + f(1.48572235717979e-05)) * v2 + f(6.37261928875436e-04)) * v2 \
+        + f(4.89352455891786e-03)
+    q = ((f(1.19825839466702e-06) * v2 + f(1.18534705686654e-04)) * v2 + f(2.26843463243900e-03)) * v2 \
+        + f(4.89352518554385e-03)
+    return v * p / q
+
+
+def _lstm_forward(dtype):
+    rng = np.random.default_rng(0)
+    return 4 * rng.standard_normal((3, 16)).astype(dtype), rng.standard_normal((3, 4)).astype(dtype)
+
+
+@kernel(_lstm_forward)
+def lstm_cell(z, c_prev):
+    """From the gates' pre-activations z (i, f, o, g), activated in place (σ, σ, σ, tanh), and the previous cell
+    c_prev: returns h = o⊙tanh(c), c = f⊙c_prev + i⊙g, and tanh(c)."""
+    u = c_prev.shape[1]
+    sigmoid_(z[:, :3 * u])
+    xp.tanh(z[:, 3 * u:], out=z[:, 3 * u:])
+    i, f, o, g = z[:, :u], z[:, u:2 * u], z[:, 2 * u:3 * u], z[:, 3 * u:]
+    c = f * c_prev
+    c += i * g
+    tc = xp.tanh(c)
+    return o * tc, c, tc
+
+
+@lstm_cell.numba  # type: ignore[no-redef]
+def lstm_cell(z, c_prev):
+    n, u = c_prev.shape
+    exact = z.itemsize == 8
+    h, c, tc = np.empty_like(c_prev), np.empty_like(c_prev), np.empty_like(c_prev)
+    for r in range(n):
+        gates = z[r]
+        for k in range(3 * u):
+            gates[k] = sigmoid_of(gates[k], exact)
+        for k in range(3 * u, 4 * u):
+            gates[k] = tanh_of(gates[k], exact)
+        for k in range(u):
+            c[r, k] = gates[u + k] * c_prev[r, k] + gates[k] * gates[3 * u + k]
+            tc[r, k] = tanh_of(c[r, k], exact)
+            h[r, k] = gates[2 * u + k] * tc[r, k]
+    return h, c, tc
 
 
 def _lstm(dtype):
@@ -51,6 +133,43 @@ def lstm_cell_backward(dh, dc_next, z, c_prev, tc, dz):
             dz[r, 3 * u + k] = dc * i * (one - g * g)
             dc_prev[r, k] = dc * f
     return dc_prev
+
+
+def _gru_forward(dtype):
+    rng = np.random.default_rng(0)
+    return tuple(3 * rng.standard_normal(shape).astype(dtype) for shape in ((3, 12), (3, 12), (3, 4)))
+
+
+@kernel(_gru_forward)
+def gru_cell(z, a, h_prev):
+    """From the gates' input parts z (r, u, n), activated in place, and the recurrent parts a = h_prev·Wh + bh:
+    r, u = σ(z + a), n = tanh(z_n + r⊙a_n); returns h = (1 − u)⊙n + u⊙h_prev, as n + u⊙(h_prev − n)."""
+    u = h_prev.shape[1]
+    z[:, :2 * u] += a[:, :2 * u]
+    sigmoid_(z[:, :2 * u])
+    n = z[:, 2 * u:]
+    n += z[:, :u] * a[:, 2 * u:]
+    xp.tanh(n, out=n)
+    h = h_prev - n
+    h *= z[:, u:2 * u]
+    h += n
+    return h
+
+
+@gru_cell.numba  # type: ignore[no-redef]
+def gru_cell(z, a, h_prev):
+    rows, u = h_prev.shape
+    exact = z.itemsize == 8
+    h = np.empty_like(h_prev)
+    for q in range(rows):
+        gates, recurrent = z[q], a[q]
+        for k in range(2 * u):
+            gates[k] = sigmoid_of(gates[k] + recurrent[k], exact)
+        for k in range(u):
+            n = tanh_of(gates[2 * u + k] + gates[k] * recurrent[2 * u + k], exact)
+            gates[2 * u + k] = n
+            h[q, k] = (h_prev[q, k] - n) * gates[u + k] + n
+    return h
 
 
 def _gru(dtype):

@@ -8,7 +8,7 @@ import numpy as np
 from nnctl import threads
 from nnctl.backend import sum_rows, xp
 from nnctl.init import Initializer
-from nnctl.kernels import gru_cell_backward, lstm_cell_backward
+from nnctl.kernels import gru_cell, gru_cell_backward, lstm_cell, lstm_cell_backward, sigmoid_
 from nnctl.layers.base import LAYERS, Layer
 
 if typing.TYPE_CHECKING:
@@ -16,25 +16,6 @@ if typing.TYPE_CHECKING:
 
 STATE_INIT = {"type": "normal", "std": 0.5}
 """The gradient-check examples start from this non-zero learned state (a zero one hides BPTT mistakes)."""
-
-
-def sigmoid_(a: np.ndarray) -> np.ndarray:
-    """1 / (1 + e^−a) in place; e^−a overflowing to inf gives the exact limit 0 (callers silence the warning).
-    exp is vectorized in NumPy and twice as fast as tanh, which dominates a step's element-wise cost."""
-    xp.negative(a, out=a)
-    xp.exp(a, out=a)
-    a += 1
-    return xp.reciprocal(a, out=a)
-
-
-def tanh_(a: np.ndarray) -> np.ndarray:
-    """tanh in place as 2·sigmoid(2a) − 1 (see sigmoid_)."""
-    a *= -2
-    xp.exp(a, out=a)
-    a += 1
-    xp.divide(2, a, out=a)
-    a -= 1
-    return a
 
 
 class Recurrent(Layer):
@@ -126,16 +107,21 @@ class Recurrent(Layer):
         if self.use_bias:
             z += p["b" + s]
         z = z.reshape(steps, n, -1)
-        state = self._initial(s, n, xs.dtype)
+        start = self._initial(s, n, xs.dtype)
         h = xp.empty((steps, n, units), dtype=z.dtype)
-        caches = []
         wh = p["Wh" + s]
-        with np.errstate(over="ignore"), threads.time_loop(n * wh.size):  # CuPy has no errstate; never warns
-            for t in range(steps):
-                state, cache = self.step(z[t], state[0] @ wh, state, s)
-                h[t] = state[0]
-                caches.append(cache)
-        self.caches[s] = (x2, h, caches)
+
+        def loop(rows: slice) -> list[tuple]:
+            state, caches = tuple(a[rows] for a in start), []
+            with np.errstate(over="ignore"):  # per thread; CuPy has no errstate and never warns
+                for t in range(steps):
+                    state, cache = self.step(z[t, rows], state[0] @ wh, state, s)
+                    h[t, rows] = state[0]
+                    caches.append(cache)
+            return caches
+
+        with threads.time_loop(n) as slices:
+            self.caches[s] = (x2, h, slices, threads.parallel(loop, slices))
         return h
 
     def _initial(self, s: str, n: int, dtype: np.dtype) -> tuple:
@@ -162,23 +148,28 @@ class Recurrent(Layer):
 
     def _unscan(self, s: str, dh_seq: np.ndarray | None, dh_last: np.ndarray | None) -> np.ndarray | None:
         """Backpropagation through time for direction `s`; fills its grads, returns dx (T·N, F) or None."""
-        x2, h, caches = self.caches[s]
+        x2, h, slices, caches = self.caches[s]
         p, g = self.params, self.grads
         steps, n, units = h.shape
         wh_t = p["Wh" + s].T
         dz = xp.empty((steps, n, self.gates * units), dtype=h.dtype)
         da = xp.empty_like(dz) if self.split_recurrent else dz
-        dstate = tuple(xp.zeros((n, units), dtype=h.dtype) for _ in self.carries)
-        if dh_last is not None:
-            dstate = (dstate[0] + dh_last, *dstate[1:])
-        with threads.time_loop(n * wh_t.size):
+
+        def loop(rows: slice, caches: list[tuple]) -> tuple:
+            dstate = tuple(xp.zeros((rows.stop - rows.start, units), dtype=h.dtype) for _ in self.carries)
+            if dh_last is not None:
+                dstate[0][...] = dh_last[rows]
             for t in range(steps - 1, -1, -1):
-                dh = dstate[0] + dh_seq[t] if dh_seq is not None else dstate[0]
-                direct, rest = self.step_back(dh, dstate[1:], caches[t], dz[t], da[t], s)
-                dh_prev = da[t] @ wh_t
+                dh = dstate[0] + dh_seq[t, rows] if dh_seq is not None else dstate[0]
+                direct, rest = self.step_back(dh, dstate[1:], caches[t], dz[t, rows], da[t, rows], s)
+                dh_prev = da[t, rows] @ wh_t
                 if direct is not None:
                     dh_prev += direct
                 dstate = (dh_prev, *rest)
+            return dstate
+
+        with threads.time_loop(n):
+            dstates = threads.parallel(lambda k: loop(slices[k], caches[k]), range(len(slices)))
         h0 = self._initial(s, n, h.dtype)[0]
         h_prev = xp.concatenate([h0[None], h[:-1]]).reshape(steps * n, units)
         dz2, da2 = dz.reshape(steps * n, -1), da.reshape(steps * n, -1)
@@ -188,9 +179,14 @@ class Recurrent(Layer):
             sum_rows(dz2, g["b" + s])
         self.backward_extra(s, dz2, da2)
         if self.learned_state:
-            for name, d in zip(self.carries, dstate, strict=True):
-                d.sum(axis=0, out=g[f"{name}0{s}"])
+            for k, name in enumerate(self.carries):
+                xp.concatenate([d[k] for d in dstates]).sum(axis=0, out=g[f"{name}0{s}"])
         return dz2 @ p["Wx" + s].T if self.input_grad else None
+
+    def cached(self, s: str, k: int) -> np.ndarray:
+        """Item k of every step's cache for direction `s`, stacked as (T·N, ...) in the order of the rows of dz2."""
+        _, h, slices, caches = self.caches[s]
+        return xp.concatenate([part[t][k] for t in range(h.shape[0]) for part in caches])
 
     def backward_extra(self, s: str, dz2: np.ndarray, da2: np.ndarray) -> None:
         """Gradients of the parameters build_extra added (or of Wh's blocks not taken from h·Wh), from the
@@ -217,7 +213,7 @@ class SimpleRNN(Recurrent):
         if self.nonlinearity == "relu":
             xp.maximum(z, 0, out=z)
         elif self.nonlinearity == "tanh":
-            tanh_(z)
+            xp.tanh(z, out=z)
         return (z,), (z,)
 
     def step_back(self, dh, dstate, cache, dz, da, s):
@@ -249,16 +245,9 @@ class LSTM(Recurrent):
         self.params["b" + s][self.units:2 * self.units] += self.forget_bias
 
     def step(self, z, a, state, s):
-        u = self.units
         z += a
-        sigmoid_(z[:, :3 * u])
-        tanh_(z[:, 3 * u:])
-        i, f, o, g = z[:, :u], z[:, u:2 * u], z[:, 2 * u:3 * u], z[:, 3 * u:]
-        c_prev = state[1]
-        c = f * c_prev
-        c += i * g
-        tc = tanh_(c.copy())
-        return (o * tc, c), (z, c_prev, tc)
+        h, c, tc = lstm_cell(z, state[1])
+        return (h, c), (z, state[1], tc)
 
     def step_back(self, dh, dstate, cache, dz, da, s):
         z, c_prev, tc = cache
@@ -290,18 +279,18 @@ class GRU(Recurrent):
         h_prev = state[0]
         if self.reset_after:
             a += self.params["bh" + s]
+            return (gru_cell(z, a, h_prev),), (z, a[:, 2 * u:], h_prev)
         z[:, :2 * u] += a[:, :2 * u]
         sigmoid_(z[:, :2 * u])
-        r = z[:, :u]
         # reset before the product: the fused h·Wh's n block goes unused, h·Whn becomes (r⊙h)·Whn
-        an = a[:, 2 * u:] if self.reset_after else r * h_prev
+        rh = z[:, :u] * h_prev
         n = z[:, 2 * u:]
-        n += r * an if self.reset_after else an @ self.params["Wh" + s][:, 2 * u:]
-        tanh_(n)
+        n += rh @ self.params["Wh" + s][:, 2 * u:]
+        xp.tanh(n, out=n)
         h = h_prev - n
         h *= z[:, u:2 * u]
         h += n
-        return (h,), (z, an, h_prev)
+        return (h,), (z, rh, h_prev)
 
     def step_back(self, dh, dstate, cache, dz, da, s):
         z, an, h_prev = cache
@@ -326,5 +315,5 @@ class GRU(Recurrent):
             sum_rows(da2, self.grads["bh" + s])
             return
         u = self.units
-        rh = xp.concatenate([cache[1] for cache in self.caches[s][2]])
+        rh = self.cached(s, 1)
         self.grads["Wh" + s][:, 2 * u:] = rh.T @ dz2[:, 2 * u:]
