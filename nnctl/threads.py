@@ -77,11 +77,11 @@ def time_loop(rows: int) -> Iterator[list[slice]]:
 
 
 def parallel(fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
-    """fn of each item, on the threads of one shared pool when there are several (NumPy's loops, BLAS and the
-    fused kernels release the GIL), else in this thread."""
-    if len(items) == 1:
-        return [fn(items[0])]
-    return list(_pool().map(fn, items))
+    """fn of each item: the first in this thread, the others at once on the threads of a shared pool (NumPy's
+    loops, BLAS and the fused kernels release the GIL)."""
+    others = [_pool().submit(fn, item) for item in items[1:]]
+    first = fn(items[0])
+    return [first, *(future.result() for future in others)]
 
 
 @cache
