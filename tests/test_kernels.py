@@ -49,7 +49,7 @@ def test_the_cell_kernels_float32_sigmoid_and_tanh_are_within_4e_7_of_exact_over
                            -np.geomspace(1e-30, 1, 20_000)]).astype(np.float32)
     z = np.ascontiguousarray(grid[: grid.size // 4 * 4].reshape(-1, 4))  # one unit: columns i, f, o, g
     exact = z.astype(np.float64)
-    kernels.lstm_cell.compiled()(z, np.zeros((len(z), 1), np.float32))
+    kernels.lstm_cell.compiled()(z, np.zeros_like(z), np.zeros((len(z), 1), np.float32))
     for got, want in ((z[:, :3], 1 / (1 + np.exp(-exact[:, :3]))), (z[:, 3], np.tanh(exact[:, 3]))):
         normal = np.abs(want) > np.finfo(np.float32).tiny
         np.testing.assert_allclose(got[normal], want[normal], rtol=4e-7, atol=0)

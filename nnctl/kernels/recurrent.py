@@ -53,14 +53,15 @@ def tanh_of(x, exact):
 
 def _lstm_forward(dtype):
     rng = np.random.default_rng(0)
-    return 4 * rng.standard_normal((3, 16)).astype(dtype), rng.standard_normal((3, 4)).astype(dtype)
+    return tuple(3 * rng.standard_normal(shape).astype(dtype) for shape in ((3, 16), (3, 16), (3, 4)))
 
 
 @kernel(_lstm_forward)
-def lstm_cell(z, c_prev):
-    """From the gates' pre-activations z (i, f, o, g), activated in place (σ, σ, σ, tanh), and the previous cell
-    c_prev: returns h = o⊙tanh(c), c = f⊙c_prev + i⊙g, and tanh(c)."""
+def lstm_cell(z, a, c_prev):
+    """From the gates' input parts z (i, f, o, g) and recurrent parts a = h_prev·Wh, the gates z + a activated in
+    place (σ, σ, σ, tanh), and the previous cell c_prev: returns h = o⊙tanh(c), c = f⊙c_prev + i⊙g, tanh(c)."""
     u = c_prev.shape[1]
+    z += a
     sigmoid_(z[:, :3 * u])
     xp.tanh(z[:, 3 * u:], out=z[:, 3 * u:])
     i, f, o, g = z[:, :u], z[:, u:2 * u], z[:, 2 * u:3 * u], z[:, 3 * u:]
@@ -71,16 +72,16 @@ def lstm_cell(z, c_prev):
 
 
 @lstm_cell.numba  # type: ignore[no-redef]
-def lstm_cell(z, c_prev):
+def lstm_cell(z, a, c_prev):
     n, u = c_prev.shape
     exact = z.itemsize == 8
     h, c, tc = np.empty_like(c_prev), np.empty_like(c_prev), np.empty_like(c_prev)
     for r in range(n):
-        gates = z[r]
+        gates, recurrent = z[r], a[r]
         for k in range(3 * u):
-            gates[k] = sigmoid_of(gates[k], exact)
+            gates[k] = sigmoid_of(gates[k] + recurrent[k], exact)
         for k in range(3 * u, 4 * u):
-            gates[k] = tanh_of(gates[k], exact)
+            gates[k] = tanh_of(gates[k] + recurrent[k], exact)
         for k in range(u):
             c[r, k] = gates[u + k] * c_prev[r, k] + gates[k] * gates[3 * u + k]
             tc[r, k] = tanh_of(c[r, k], exact)

@@ -245,8 +245,7 @@ class LSTM(Recurrent):
         self.params["b" + s][self.units:2 * self.units] += self.forget_bias
 
     def step(self, z, a, state, s):
-        z += a
-        h, c, tc = lstm_cell(z, state[1])
+        h, c, tc = lstm_cell(z, a, state[1])
         return (h, c), (z, state[1], tc)
 
     def step_back(self, dh, dstate, cache, dz, da, s):
