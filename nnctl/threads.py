@@ -43,6 +43,13 @@ def apply_override() -> None:
         _blas()
 
 
+def available() -> int:
+    """The BLAS threads this process may use: NNCTL_THREADS, else what BLAS started with (the cores, or
+    OMP_NUM_THREADS and its kin where they were set); a sweep divides them among its parallel members."""
+    libraries = _blas()
+    return fixed() or (libraries[0].num_threads if libraries else os.cpu_count() or 1)
+
+
 @contextmanager
 def time_loop(multiply_adds: int) -> Iterator[None]:
     """BLAS on one thread while a loop runs products of `multiply_adds` each, when they are small."""
