@@ -34,6 +34,7 @@ from nnctl.errors import ConfigError, NnctlError, read_bytes
 from nnctl.runner import Runner
 from nnctl.runs import Run, find_runs, load_run
 from nnctl.schema import check_kwargs, describe_value
+from nnctl.threads import available as blas_threads_available
 from nnctl.trained import UNTRUSTED
 
 DONE = ("finished", "early_stopped")
@@ -305,7 +306,7 @@ class Sweep:
         outcomes: dict[str, Outcome] = {}
         self.dir.mkdir(parents=True, exist_ok=True)
         if todo:
-            threads = self.spec.cpus_per_member or max(1, (os.cpu_count() or 1) // jobs)
+            threads = self.spec.cpus_per_member or max(1, blas_threads_available() // jobs)
             with _blas_threads(threads), \
                     ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=get_context("spawn")) as pool:
                 futures = {pool.submit(run_member, member, self.dir): member for member in todo}

@@ -1,12 +1,20 @@
-"""Tests read MNIST from $NNCTL_DATA_DIR, else from ../shared/data beside the repository."""
+"""Tests read MNIST from $NNCTL_DATA_DIR, else from ../shared/data beside the repository. Under pytest-xdist
+(`-n N`) each worker, and every CLI it starts, gets the machine's cores divided among the N workers as BLAS
+threads."""
 
 import os
 import sys
 from pathlib import Path
 
-import pytest
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if WORKERS > 1:  # set before NumPy loads: two workers of 2 BLAS threads each on 2 cores spin 4x slower, not 2x
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
+                 "NUMEXPR_NUM_THREADS"):  # nnctl.sweep.THREAD_VARS, which cannot be imported before NumPy
+        os.environ.setdefault(name, str(max(1, (os.cpu_count() or 1) // WORKERS)))
 
-from nnctl.data.mnist import FILES
+import pytest  # noqa: E402
+
+from nnctl.data.mnist import FILES  # noqa: E402
 
 TESTS = Path(__file__).resolve().parent
 sys.path.insert(0, str(TESTS))

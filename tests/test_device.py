@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from helpers import CONFIGS, nnctl
-from nnctl import backend, builder, checkpoint, kernels, threads
+from nnctl import backend, builder, checkpoint, kernels
 from nnctl.config import load_config
 from nnctl.errors import ConfigError
 from nnctl.runner import Runner
@@ -50,10 +50,9 @@ def test_training_under_the_strict_device_mixes_nothing_and_equals_the_cpu_run(c
     saved = checkpoint.load(on_device.checkpoints.last)
     assert all(type(a) is np.ndarray for entry in saved.model.values() for a in entry["params"].values())
     backend.use("cpu")
-    builder.use = backend.use  # the CPU run for comparison, computed as on the device: on the kernels' NumPy
-    for k in kernels.KERNELS.values():  # references (the compiled twins' float32 σ and tanh round differently)
+    builder.use = backend.use  # the CPU run for comparison, on the kernels' NumPy references as the device's
+    for k in kernels.KERNELS.values():  # (the compiled twins' float32 σ and tanh round differently)
         monkeypatch.setattr(k, "run", k.reference)
-    monkeypatch.setattr(threads, "workers", lambda: 1)  # and time loops on the whole batch, as a GPU's
     on_cpu = train(config, CASES[config], tmp_path / "cpu")
     assert [row["loss"] for row in on_device.history] == [row["loss"] for row in on_cpu.history]
     for a, b in zip(saved.model.values(), checkpoint.load(on_cpu.checkpoints.last).model.values(), strict=True):

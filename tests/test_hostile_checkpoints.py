@@ -17,7 +17,7 @@ from nnctl.runner import Runner
 from nnctl.trained import Trained
 from nnctl.unpickle import safe_unpickle
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("hostile_checkpoints")]  # one worker: one xor run
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,8 @@ from hostile import XOR, clean_error, listing
 
 from helpers import nnctl
 
-pytestmark = pytest.mark.slow  # each test runs the CLI or trains
+pytestmark = [pytest.mark.slow,  # each test runs the CLI or trains
+              pytest.mark.xdist_group("hostile_mistakes")]  # one worker: the module's xor run is trained once
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,8 @@ from nnctl.experiment import build
 from nnctl.predict import predict_files
 from nnctl.trained import Trained
 
-pytestmark = pytest.mark.slow  # runs the CLI in subprocesses and trains real models
+pytestmark = [pytest.mark.slow,  # runs the CLI in subprocesses and trains real models
+              pytest.mark.xdist_group("predict_export")]  # one worker: the module's run is trained once
 
 SLICE = ["data.subset=3000", "data.test_subset=1000", "data.validation=500", "train.epochs=2", "optimizer.lr=2e-3"]
 

@@ -17,7 +17,8 @@ from nnctl.builder import build_model
 from nnctl.experiment import build
 from nnctl.sweep import Sweep
 
-pytestmark = pytest.mark.slow  # runs the CLI in subprocesses and trains real models
+pytestmark = [pytest.mark.slow,  # runs the CLI in subprocesses and trains real models
+              pytest.mark.xdist_group("runs_plot_sweep")]  # one worker: the module's two runs are trained once
 
 TINY = ["data.subset=1200", "data.test_subset=300", "data.validation=200", "train.epochs=2",
         "model.layers.0.units=32", "model.layers.2.units=16"]

@@ -17,7 +17,7 @@ import yaml
 
 from helpers import CONFIGS, REPO, nnctl
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray")]  # one worker: one Ray cluster at a time
 
 TINY = f"""\
 base: {CONFIGS / 'mnist_mlp.yaml'}

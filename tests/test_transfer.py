@@ -13,7 +13,8 @@ from nnctl import checkpoint
 from nnctl.config import load_config
 from nnctl.experiment import build
 
-pytestmark = pytest.mark.slow  # trains real models through the CLI
+pytestmark = [pytest.mark.slow,  # trains real models through the CLI
+              pytest.mark.xdist_group("transfer")]  # one worker: the module's base is trained once
 RNG = np.random.default_rng(0)
 BASE = [{"type": "conv2d", "name": "conv1", "filters": 3, "kernel_size": 3, "activation": "relu"},
         {"type": "batchnorm", "name": "bn1"},

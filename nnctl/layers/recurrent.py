@@ -5,7 +5,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from nnctl import threads
 from nnctl.backend import sum_rows, xp
 from nnctl.init import Initializer
 from nnctl.kernels import gru_cell, gru_cell_backward, lstm_cell, lstm_cell_backward, sigmoid_
@@ -107,21 +106,16 @@ class Recurrent(Layer):
         if self.use_bias:
             z += p["b" + s]
         z = z.reshape(steps, n, -1)
-        start = self._initial(s, n, xs.dtype)
+        state = self._initial(s, n, xs.dtype)
         h = xp.empty((steps, n, units), dtype=z.dtype)
+        caches = []
         wh = p["Wh" + s]
-
-        def loop(rows: slice) -> list[tuple]:
-            state, caches = tuple(a[rows] for a in start), []
-            with np.errstate(over="ignore"):  # per thread; CuPy has no errstate and never warns
-                for t in range(steps):
-                    state, cache = self.step(z[t, rows], state[0] @ wh, state, s)
-                    h[t, rows] = state[0]
-                    caches.append(cache)
-            return caches
-
-        with threads.time_loop(n) as slices:
-            self.caches[s] = (x2, h, slices, threads.parallel(loop, slices))
+        with np.errstate(over="ignore"):  # CuPy has no errstate; never warns
+            for t in range(steps):
+                state, cache = self.step(z[t], state[0] @ wh, state, s)
+                h[t] = state[0]
+                caches.append(cache)
+        self.caches[s] = (x2, h, caches)
         return h
 
     def _initial(self, s: str, n: int, dtype: np.dtype) -> tuple:
@@ -148,45 +142,34 @@ class Recurrent(Layer):
 
     def _unscan(self, s: str, dh_seq: np.ndarray | None, dh_last: np.ndarray | None) -> np.ndarray | None:
         """Backpropagation through time for direction `s`; fills its grads, returns dx (T·N, F) or None."""
-        x2, h, slices, caches = self.caches[s]
+        x2, h, caches = self.caches[s]
         p, g = self.params, self.grads
         steps, n, units = h.shape
         wh_t = p["Wh" + s].T
         dz = xp.empty((steps, n, self.gates * units), dtype=h.dtype)
         da = xp.empty_like(dz) if self.split_recurrent else dz
-
-        def loop(rows: slice, caches: list[tuple]) -> tuple:
-            dstate = tuple(xp.zeros((rows.stop - rows.start, units), dtype=h.dtype) for _ in self.carries)
-            if dh_last is not None:
-                dstate[0][...] = dh_last[rows]
-            for t in range(steps - 1, -1, -1):
-                dh = dstate[0] + dh_seq[t, rows] if dh_seq is not None else dstate[0]
-                direct, rest = self.step_back(dh, dstate[1:], caches[t], dz[t, rows], da[t, rows], s)
-                dh_prev = da[t, rows] @ wh_t
-                if direct is not None:
-                    dh_prev += direct
-                dstate = (dh_prev, *rest)
-            return dstate
-
-        with threads.time_loop(n):
-            dstates = threads.parallel(lambda k: loop(slices[k], caches[k]), range(len(slices)))
-        h0 = self._initial(s, n, h.dtype)[0]
-        h_prev = xp.concatenate([h0[None], h[:-1]]).reshape(steps * n, units)
+        dstate = tuple(xp.zeros((n, units), dtype=h.dtype) for _ in self.carries)
+        if dh_last is not None:
+            dstate = (dstate[0] + dh_last, *dstate[1:])
+        for t in range(steps - 1, -1, -1):
+            dh = dstate[0] + dh_seq[t] if dh_seq is not None else dstate[0]
+            direct, rest = self.step_back(dh, dstate[1:], caches[t], dz[t], da[t], s)
+            dh_prev = da[t] @ wh_t
+            if direct is not None:
+                dh_prev += direct
+            dstate = (dh_prev, *rest)
         dz2, da2 = dz.reshape(steps * n, -1), da.reshape(steps * n, -1)
         xp.dot(x2.T, dz2, out=g["Wx" + s])
-        xp.dot(h_prev.T, da2, out=g["Wh" + s])
+        # Wh's gradient is h_prevᵀ·da over all steps: h_0 with the first step's, h[:-1] (a view) with the rest
+        xp.dot(h[:-1].reshape(-1, units).T, da2[n:], out=g["Wh" + s])
+        g["Wh" + s] += self._initial(s, n, h.dtype)[0].T @ da2[:n]
         if self.use_bias:
             sum_rows(dz2, g["b" + s])
         self.backward_extra(s, dz2, da2)
         if self.learned_state:
-            for k, name in enumerate(self.carries):
-                xp.concatenate([d[k] for d in dstates]).sum(axis=0, out=g[f"{name}0{s}"])
+            for name, d in zip(self.carries, dstate, strict=True):
+                d.sum(axis=0, out=g[f"{name}0{s}"])
         return dz2 @ p["Wx" + s].T if self.input_grad else None
-
-    def cached(self, s: str, k: int) -> np.ndarray:
-        """Item k of every step's cache for direction `s`, stacked as (T·N, ...) in the order of the rows of dz2."""
-        _, h, slices, caches = self.caches[s]
-        return xp.concatenate([part[t][k] for t in range(h.shape[0]) for part in caches])
 
     def backward_extra(self, s: str, dz2: np.ndarray, da2: np.ndarray) -> None:
         """Gradients of the parameters build_extra added (or of Wh's blocks not taken from h·Wh), from the
@@ -314,5 +297,5 @@ class GRU(Recurrent):
             sum_rows(da2, self.grads["bh" + s])
             return
         u = self.units
-        rh = self.cached(s, 1)
+        rh = xp.concatenate([cache[1] for cache in self.caches[s][2]])
         self.grads["Wh" + s][:, 2 * u:] = rh.T @ dz2[:, 2 * u:]
