@@ -160,9 +160,10 @@ class Recurrent(Layer):
             dstate = (dh_prev, *rest)
         dz2, da2 = dz.reshape(steps * n, -1), da.reshape(steps * n, -1)
         xp.dot(x2.T, dz2, out=g["Wx" + s])
-        # Wh's gradient is h_prevᵀ·da over all steps: h_0 with the first step's, h[:-1] (a view) with the rest
+        # Wh's gradient is h_prevᵀ·da over all steps: h[:-1] (a view) with steps 1.., and h_0 with step 0
         xp.dot(h[:-1].reshape(-1, units).T, da2[n:], out=g["Wh" + s])
-        g["Wh" + s] += self._initial(s, n, h.dtype)[0].T @ da2[:n]
+        if self.learned_state:  # a zero h_0 adds nothing
+            g["Wh" + s] += self._initial(s, n, h.dtype)[0].T @ da2[:n]
         if self.use_bias:
             sum_rows(dz2, g["b" + s])
         self.backward_extra(s, dz2, da2)
