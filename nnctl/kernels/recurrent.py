@@ -2,7 +2,9 @@
 
 The compiled forward twins compute float32's σ and tanh by formulas that vectorize (numba's own exp and tanh do
 not): σ(x) = 1 / (1 + e^−x) with e^x from a polynomial, as Cephes' expf, and tanh by Eigen's rational function;
-both within 4e-7 of the exact value. In float64 they call the exact functions."""
+both within 4e-7 of the exact value. In float64 they call the exact functions. The twins index each gate's block
+of a row through its own slice, from 0: an index such as 3·u + k, which numba cannot prove non-negative, gets a
+wrap-around check that stops the loop from vectorizing (2-3x slower)."""
 
 import math
 
@@ -77,15 +79,16 @@ def lstm_cell(z, a, c_prev):
     exact = z.itemsize == 8
     h, c, tc = np.empty_like(c_prev), np.empty_like(c_prev), np.empty_like(c_prev)
     for r in range(n):
-        gates, recurrent = z[r], a[r]
+        sig, g, a_sig, a_g = z[r, :3 * u], z[r, 3 * u:], a[r, :3 * u], a[r, 3 * u:]
         for k in range(3 * u):
-            gates[k] = sigmoid_of(gates[k] + recurrent[k], exact)
-        for k in range(3 * u, 4 * u):
-            gates[k] = tanh_of(gates[k] + recurrent[k], exact)
+            sig[k] = sigmoid_of(sig[k] + a_sig[k], exact)
         for k in range(u):
-            c[r, k] = gates[u + k] * c_prev[r, k] + gates[k] * gates[3 * u + k]
-            tc[r, k] = tanh_of(c[r, k], exact)
-            h[r, k] = gates[2 * u + k] * tc[r, k]
+            g[k] = tanh_of(g[k] + a_g[k], exact)
+        i, f, o, cp, cr, tr, hr = sig[:u], sig[u:2 * u], sig[2 * u:], c_prev[r], c[r], tc[r], h[r]
+        for k in range(u):
+            cr[k] = f[k] * cp[k] + i[k] * g[k]
+            tr[k] = tanh_of(cr[k], exact)
+            hr[k] = o[k] * tr[k]
     return h, c, tc
 
 
@@ -125,14 +128,16 @@ def lstm_cell_backward(dh, dc_next, z, c_prev, tc, dz):
     one = np.ones(1, z.dtype)[0]  # keeps float32 arithmetic in float32, as NumPy's
     dc_prev = np.empty_like(tc)
     for r in range(n):
+        i, f, o, g = z[r, :u], z[r, u:2 * u], z[r, 2 * u:3 * u], z[r, 3 * u:]
+        di, df, do, dg = dz[r, :u], dz[r, u:2 * u], dz[r, 2 * u:3 * u], dz[r, 3 * u:]
+        dhr, dcn, cp, t, dcp = dh[r], dc_next[r], c_prev[r], tc[r], dc_prev[r]
         for k in range(u):
-            i, f, o, g, t = z[r, k], z[r, u + k], z[r, 2 * u + k], z[r, 3 * u + k], tc[r, k]
-            dc = dh[r, k] * o * (one - t * t) + dc_next[r, k]
-            dz[r, k] = dc * g * (i - i * i)
-            dz[r, u + k] = dc * c_prev[r, k] * (f - f * f)
-            dz[r, 2 * u + k] = dh[r, k] * t * (o - o * o)
-            dz[r, 3 * u + k] = dc * i * (one - g * g)
-            dc_prev[r, k] = dc * f
+            dc = dhr[k] * o[k] * (one - t[k] * t[k]) + dcn[k]
+            di[k] = dc * g[k] * (i[k] - i[k] * i[k])
+            df[k] = dc * cp[k] * (f[k] - f[k] * f[k])
+            do[k] = dhr[k] * t[k] * (o[k] - o[k] * o[k])
+            dg[k] = dc * i[k] * (one - g[k] * g[k])
+            dcp[k] = dc * f[k]
     return dc_prev
 
 
@@ -163,13 +168,13 @@ def gru_cell(z, a, h_prev):
     exact = z.itemsize == 8
     h = np.empty_like(h_prev)
     for q in range(rows):
-        gates, recurrent = z[q], a[q]
+        sig, n, a_sig, a_n = z[q, :2 * u], z[q, 2 * u:], a[q, :2 * u], a[q, 2 * u:]
         for k in range(2 * u):
-            gates[k] = sigmoid_of(gates[k] + recurrent[k], exact)
+            sig[k] = sigmoid_of(sig[k] + a_sig[k], exact)
+        r, g, hp, hq = sig[:u], sig[u:], h_prev[q], h[q]
         for k in range(u):
-            n = tanh_of(gates[2 * u + k] + gates[k] * recurrent[2 * u + k], exact)
-            gates[2 * u + k] = n
-            h[q, k] = (h_prev[q, k] - n) * gates[u + k] + n
+            n[k] = tanh_of(n[k] + r[k] * a_n[k], exact)
+            hq[k] = (hp[k] - n[k]) * g[k] + n[k]
     return h
 
 
@@ -179,23 +184,23 @@ def _gru(dtype):
     z = rng.random((n, 3 * u)).astype(dtype)
     z[:, 2 * u:] = 2 * z[:, 2 * u:] - 1  # r, u in (0, 1); n in (−1, 1)
     dh, h_prev = (rng.standard_normal((n, u)).astype(dtype) for _ in range(2))
-    an = rng.standard_normal((n, 3 * u)).astype(dtype)[:, 2 * u:]
-    return dh, z, an, h_prev, np.empty((n, 3 * u), dtype), np.empty((n, 3 * u), dtype)
+    a = rng.standard_normal((n, 3 * u)).astype(dtype)
+    return dh, z, a, h_prev, np.empty((n, 3 * u), dtype), np.empty((n, 3 * u), dtype)
 
 
 @kernel(_gru)
-def gru_cell_backward(dh, z, an, h_prev, dz, da):
-    """For h = (1 − u)⊙n + u⊙h_prev, n = tanh(xn + r⊙an), with z the activated gates (r, u, n) and an the
-    recurrent part of n: dn = dh⊙(1 − u)⊙(1 − n²); dz (the gates' pre-activation gradients) = dn⊙an⊙σ'(r),
-    dh⊙(h_prev − n)⊙σ'(u), dn; da (h·Wh's gradient) = dz's r and u parts, dn⊙r; returns dh⊙u, the direct part
-    of h_prev's gradient."""
+def gru_cell_backward(dh, z, a, h_prev, dz, da):
+    """For h = (1 − u)⊙n + u⊙h_prev, n = tanh(xn + r⊙an), with z the activated gates (r, u, n) and an n's block
+    of the recurrent parts a = h_prev·Wh + bh: dn = dh⊙(1 − u)⊙(1 − n²); dz (the gates' pre-activation gradients)
+    = dn⊙an⊙σ'(r), dh⊙(h_prev − n)⊙σ'(u), dn; da (h·Wh's gradient) = dz's r and u parts, dn⊙r; returns dh⊙u,
+    the direct part of h_prev's gradient."""
     u = h_prev.shape[1]
     r, g, n = z[:, :u], z[:, u:2 * u], z[:, 2 * u:]
     dn = dh * (1 - g)
     dn *= 1 - n * n
     dz[:, 2 * u:] = dn
     xp.multiply(dn, r, out=da[:, 2 * u:])
-    xp.multiply(dn, an, out=dz[:, :u])
+    xp.multiply(dn, a[:, 2 * u:], out=dz[:, :u])
     xp.multiply(dh, h_prev - n, out=dz[:, u:2 * u])
     sig = z[:, :2 * u]
     dz[:, :2 * u] *= sig - sig * sig
@@ -204,17 +209,18 @@ def gru_cell_backward(dh, z, an, h_prev, dz, da):
 
 
 @gru_cell_backward.numba  # type: ignore[no-redef]
-def gru_cell_backward(dh, z, an, h_prev, dz, da):
+def gru_cell_backward(dh, z, a, h_prev, dz, da):
     rows, u = h_prev.shape
     one = np.ones(1, z.dtype)[0]  # keeps float32 arithmetic in float32, as NumPy's
     direct = np.empty_like(dh)
     for q in range(rows):
+        r, g, n, anq, hp, d, dq = z[q, :u], z[q, u:2 * u], z[q, 2 * u:], a[q, 2 * u:], h_prev[q], dh[q], direct[q]
+        dr, dg, dn, ar, ag, an_ = dz[q, :u], dz[q, u:2 * u], dz[q, 2 * u:], da[q, :u], da[q, u:2 * u], da[q, 2 * u:]
         for k in range(u):
-            r, g, n, d = z[q, k], z[q, u + k], z[q, 2 * u + k], dh[q, k]
-            dn = d * (one - g) * (one - n * n)
-            dr = dn * an[q, k] * (r - r * r)
-            dg = d * (h_prev[q, k] - n) * (g - g * g)
-            dz[q, k], dz[q, u + k], dz[q, 2 * u + k] = dr, dg, dn
-            da[q, k], da[q, u + k], da[q, 2 * u + k] = dr, dg, dn * r
-            direct[q, k] = d * g
+            dnk = d[k] * (one - g[k]) * (one - n[k] * n[k])
+            drk = dnk * anq[k] * (r[k] - r[k] * r[k])
+            dgk = d[k] * (hp[k] - n[k]) * (g[k] - g[k] * g[k])
+            dr[k], dg[k], dn[k] = drk, dgk, dnk
+            ar[k], ag[k], an_[k] = drk, dgk, dnk * r[k]
+            dq[k] = d[k] * g[k]
     return direct

@@ -262,7 +262,7 @@ class GRU(Recurrent):
         h_prev = state[0]
         if self.reset_after:
             a += self.params["bh" + s]
-            return (gru_cell(z, a, h_prev),), (z, a[:, 2 * u:], h_prev)
+            return (gru_cell(z, a, h_prev),), (z, a, h_prev)
         z[:, :2 * u] += a[:, :2 * u]
         sigmoid_(z[:, :2 * u])
         # reset before the product: the fused h·Wh's n block goes unused, h·Whn becomes (r⊙h)·Whn
@@ -276,9 +276,9 @@ class GRU(Recurrent):
         return (h,), (z, rh, h_prev)
 
     def step_back(self, dh, dstate, cache, dz, da, s):
-        z, an, h_prev = cache
+        z, a, h_prev = cache
         if self.reset_after:
-            return gru_cell_backward(dh, z, an, h_prev, dz, da), ()
+            return gru_cell_backward(dh, z, a, h_prev, dz, da), ()
         u = self.units
         r, g, n = z[:, :u], z[:, u:2 * u], z[:, 2 * u:]
         dn = dh * (1 - g)
