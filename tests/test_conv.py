@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from nnctl import kernels
 from nnctl.builder import build_model
 from nnctl.config import from_dict
 from nnctl.gradcheck import check_layer
@@ -27,13 +28,29 @@ def model_of(*layers, input_shape=(3, 4, 4), dtype=np.float64):
     return build_model(from_dict({"model": {"layers": list(layers)}}), input_shape, dtype, np.random.default_rng(0))
 
 
-def test_im2col_reference():
-    np.testing.assert_array_equal(im2col(X, Window.of(2, 1)), IM2COL)
-
-
-def test_im2col_channels_last_holds_the_same_columns_reordered():
-    cols = im2col(X, Window.of(2, 1), channels_last=True)
+def test_im2col_holds_the_reference_columns_with_each_row_reordered_pixel_by_pixel():
+    cols = im2col(X, Window.of(2, 1))
     np.testing.assert_array_equal(cols.reshape(9, 2, 2, 3).transpose(0, 3, 1, 2).reshape(9, 12), IM2COL)
+
+
+WINDOWS = [Window.of(2, 1), Window.of(3, 2, 1, 1), Window.of([2, 3], [1, 2], 2, "same"), Window.of(3, 1, 1, "same"),
+           Window.of(3, 1, [1, 3], 2), Window.of([1, 4], [3, 1], 1, [0, 3]), Window.of(7, 1, 1, 3)]
+
+
+@pytest.mark.parametrize("window", WINDOWS)
+def test_the_im2col_kernels_twin_equals_its_reference_and_a_loop_over_every_window(window):
+    x = np.random.default_rng(0).standard_normal((2, 7, 7, 3))
+    (top, _), (left, _) = window.pads(x.shape[1:3])
+    oh, ow = window.output_size(x.shape[1:3])
+    geometry = (*window.kernel, *window.stride, *window.dilation, top, left)
+    expected = np.zeros((2, oh, ow, *window.kernel, 3))
+    for p, q, i, j in np.ndindex(oh, ow, *window.kernel):
+        y, c = p * window.stride[0] + i * window.dilation[0] - top, q * window.stride[1] + j * window.dilation[1] - left
+        if 0 <= y < 7 and 0 <= c < 7:
+            expected[:, p, q, i, j] = x[:, y, c]
+    for im2col_ in (kernels.im2col_.reference, kernels.im2col_.compiled()):
+        out = im2col_(x, geometry, np.full((2, oh, ow, window.kernel[0] * window.kernel[1] * 3), np.nan))
+        np.testing.assert_array_equal(out.reshape(expected.shape), expected)
 
 
 def test_conv_reference():
@@ -72,14 +89,13 @@ def window_counts(shape, window):
     return counts
 
 
-@pytest.mark.parametrize("window", [Window.of(2, 1), Window.of(3, 2, 1, 1), Window.of([2, 3], [1, 2], 2, "same"),
-                                    Window.of(3, 1, 1, "same")])
+@pytest.mark.parametrize("window", WINDOWS)
 def test_col2im_of_im2col_is_x_times_the_window_count(window):
     x = np.random.default_rng(0).standard_normal((2, 3, 7, 7))
     oh, ow = window.output_size(x.shape[2:])
     kh, kw = window.kernel
-    cols = im2col(x, window).reshape(2, oh, ow, 3, kh, kw)
-    back = col2im(lambda i, j, _: cols[..., i, j].transpose(0, 3, 1, 2), x.shape, window, x.dtype)
+    cols = im2col(x, window).reshape(2, oh, ow, kh, kw, 3)
+    back = col2im(lambda i, j, _: cols[:, :, :, i, j].transpose(0, 3, 1, 2), x.shape, window, x.dtype)
     np.testing.assert_allclose(back, x * window_counts(x.shape, window))
 
 

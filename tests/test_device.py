@@ -8,6 +8,7 @@ from helpers import CONFIGS, nnctl
 from nnctl import backend, builder, checkpoint, kernels
 from nnctl.config import load_config
 from nnctl.errors import ConfigError
+from nnctl.layers import window
 from nnctl.runner import Runner
 from nnctl.trained import Trained
 from strict_numpy import DeviceArray, HostMixError, StrictModule
@@ -53,6 +54,7 @@ def test_training_under_the_strict_device_mixes_nothing_and_equals_the_cpu_run(c
     builder.use = backend.use  # the CPU run for comparison, on the kernels' NumPy references as the device's
     for k in kernels.KERNELS.values():  # (the compiled twins' float32 σ and tanh round differently)
         monkeypatch.setattr(k, "run", k.reference)
+    monkeypatch.setattr(window, "CACHE_BYTES", 1 << 62)  # a whole batch's columns at once, as on a device
     on_cpu = train(config, CASES[config], tmp_path / "cpu")
     assert [row["loss"] for row in on_device.history] == [row["loss"] for row in on_cpu.history]
     for a, b in zip(saved.model.values(), checkpoint.load(on_cpu.checkpoints.last).model.values(), strict=True):

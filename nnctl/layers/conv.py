@@ -1,12 +1,12 @@
-"""2-D convolution over NCHW images: im2col, then one matrix product for the whole batch."""
+"""2-D convolution over NCHW images: im2col and a matrix product, a few images at a time."""
 
 from typing import Any
 
-from nnctl.backend import Scratch, sum_rows
+from nnctl.backend import Scratch, sum_rows, xp
 from nnctl.init import Initializer
 from nnctl.layers.activations import Identity
 from nnctl.layers.base import LAYERS, Layer
-from nnctl.layers.window import Window, col2im, im2col
+from nnctl.layers.window import Window, col2im, column_blocks, conv_product
 
 
 @LAYERS.register("conv2d")
@@ -32,7 +32,7 @@ class Conv2D(Layer):
         self.activation = activation or Identity()  # the builder has made the name an activation layer
         self.weight_init: Initializer = weight_init
         self.bias_init: Initializer = bias_init
-        self.scratch = (Scratch(), Scratch())  # the columns of x and of dy, reused from step to step
+        self.scratch = Scratch()  # a block of columns, reused from block to block and step to step
 
     def output_shape(self, input_shape):
         if len(input_shape) != 3:
@@ -51,28 +51,30 @@ class Conv2D(Layer):
         self._zero_grads()
 
     def forward(self, x, training):
-        self.x_shape = x.shape
+        self.x = x if training else None  # evaluation keeps nothing: its larger batches would stay in memory
+        n, f = len(x), self.filters
         oh, ow = self.window.output_size(x.shape[2:])
-        cols = im2col(x, self.window, channels_last=True, out=self.scratch[0] if training else None)
-        self.cols = cols if training else None  # evaluation keeps no columns: its larger batches would stay
-        y = cols @ self.params["W"].transpose(0, 2, 3, 1).reshape(self.filters, -1).T
+        y = conv_product(x, self.window, self.params["W"].transpose(2, 3, 1, 0).reshape(-1, f), self.scratch)
         y = self.activation.forward_(y, self.params.get("b"), training)
-        return y.reshape(len(x), oh, ow, self.filters).transpose(0, 3, 1, 2)
+        return y.reshape(n, oh, ow, f).transpose(0, 3, 1, 2)
 
     def backward(self, dy):
         n, f, oh, ow = dy.shape
         c, kh, kw = self.params["W"].shape[1:]
         dy2 = self.activation.backward(dy.transpose(0, 2, 3, 1).reshape(-1, f))
-        self.grads["W"][...] = (dy2.T @ self.cols).reshape(f, kh, kw, c).transpose(0, 3, 1, 2)
+        gW = xp.zeros((kh * kw * c, f), dy.dtype)
+        for rows, cols in column_blocks(self.x, self.window, self.scratch):  # the columns again, in cache
+            gW += cols.T @ dy2[rows]
+        self.grads["W"][...] = gW.reshape(kh, kw, c, f).transpose(3, 2, 0, 1)
         if self.use_bias:
             sum_rows(dy2, self.grads["b"])
         if not self.input_grad:
             return None
-        W = self.params["W"]
-        adjoint = self.window.adjoint(self.x_shape[2:])
-        if adjoint and f <= c:  # dx = dy ⋆ the flipped kernel: one product, its columns no wider than x's
-            cols = im2col(dy2.reshape(n, oh, ow, f).transpose(0, 3, 1, 2), adjoint, True, self.scratch[1])
-            dx = cols @ W[:, :, ::-1, ::-1].transpose(2, 3, 0, 1).reshape(-1, c)
-            return dx.reshape(n, *self.x_shape[2:], c).transpose(0, 3, 1, 2)
+        W, size = self.params["W"], self.x.shape[2:]
+        adjoint = self.window.adjoint(size)
+        if adjoint:  # dx = dy ⋆ the flipped kernel
+            flipped = W[:, :, ::-1, ::-1].transpose(2, 3, 0, 1).reshape(-1, c)
+            dx = conv_product(dy2.reshape(n, oh, ow, f).transpose(0, 3, 1, 2), adjoint, flipped, self.scratch)
+            return dx.reshape(n, *size, c).transpose(0, 3, 1, 2)
         return col2im(lambda i, j, _: (dy2 @ W[:, :, i, j]).reshape(n, oh, ow, c).transpose(0, 3, 1, 2),
-                      self.x_shape, self.window, dy.dtype)
+                      self.x.shape, self.window, dy.dtype)

@@ -1,0 +1,66 @@
+"""im2col: every window of a channel-last image batch, one row per window position.
+
+Padding is implicit: a window's pixels outside the image read as zeros, so no padded copy is made."""
+
+import numpy as np
+
+from nnctl.backend import xp
+from nnctl.kernels.dispatch import kernel
+
+
+def _images(dtype):
+    x = np.random.default_rng(0).standard_normal((2, 5, 7, 3)).astype(dtype)
+    # 2×3 windows, row stride 1 and column stride 2, row dilation 2, one padding row and column before: windows
+    # start in the padding, run past the right edge, and lie whole inside
+    return x, (2, 3, 1, 2, 2, 1, 1, 1), np.empty((2, 4, 4, 2 * 3 * 3), dtype)
+
+
+@kernel(_images)
+def im2col_(x, geometry, out):
+    """Fills out (N, OH, OW, KH·KW·C) from x (N, H, W, C): out[n, p, q] holds the window at row p·sh − top,
+    column q·sw − left, its pixels (rows i·dh, columns j·dw) in turn, each pixel's channels; zeros outside x.
+    `geometry` is (kh, kw, sh, sw, dh, dw, top, left). Returns out."""
+    kh, kw, sh, sw, dh, dw, top, left = geometry
+    n, oh, ow = out.shape[:3]
+    h, w, c = x.shape[1:]
+    bottom = max((oh - 1) * sh + (kh - 1) * dh + 1 - top - h, 0)
+    right = max((ow - 1) * sw + (kw - 1) * dw + 1 - left - w, 0)
+    padded = xp.zeros((n, top + h + bottom, left + w + right, c), x.dtype)
+    padded[:, top:top + h, left:left + w] = x
+    windows = out.reshape(n, oh, ow, kh, kw, c)
+    for i in range(kh):
+        for j in range(kw):
+            rows, cols = slice(i * dh, i * dh + (oh - 1) * sh + 1, sh), slice(j * dw, j * dw + (ow - 1) * sw + 1, sw)
+            windows[:, :, :, i, j] = padded[:, rows, cols]
+    return out
+
+
+@im2col_.numba  # type: ignore[no-redef]
+def im2col_(x, geometry, out):
+    kh, kw, sh, sw, dh, dw, top, left = geometry
+    n, h, w, c = x.shape
+    oh, ow, run = out.shape[1], out.shape[2], kw * c
+    rows = x.reshape(n, h, w * c)
+    for a in range(n):
+        for p in range(oh):
+            for q in range(ow):
+                start = q * sw - left
+                for i in range(kh):
+                    y = p * sh + i * dh - top
+                    part = out[a, p, q, i * run:(i + 1) * run]
+                    if y < 0 or y >= h:
+                        part[:] = 0
+                    elif dw == 1 and start >= 0 and start + kw <= w:  # the window's row is one run of x's row
+                        src = rows[a, y, start * c:(start + kw) * c]
+                        for k in range(run):
+                            part[k] = src[k]
+                    else:
+                        for j in range(kw):
+                            col, pixel = start + j * dw, part[j * c:(j + 1) * c]
+                            if 0 <= col < w:
+                                src = rows[a, y, col * c:(col + 1) * c]
+                                for k in range(c):
+                                    pixel[k] = src[k]
+                            else:
+                                pixel[:] = 0
+    return out
