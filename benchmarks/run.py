@@ -1,10 +1,12 @@
 """Runs every benchmark, each side (nnctl, PyTorch) in its own process, and ends with one table of median ratios.
 
-Each benchmark runs `--repeat` times; which side goes first alternates from run to run. The load average is
-printed before each side, with a warning when the machine is busy (the figures then mean little: PyTorch's
-threads suffer more from sharing the cores than nnctl). Run: python benchmarks/run.py [--repeat 3]
-[--subset N] [--only cnn,lstm] [--trees] [--device cuda]   (PyTorch side: pip install -e '.[bench]';
---device cuda runs both sides on an NVIDIA GPU: nnctl through CuPy, pip install -e '.[gpu]', against PyTorch CUDA)
+Each benchmark runs `--repeat` times; which side goes first alternates from run to run. Before each side it
+prints the load average and how busy the CPUs were over the last second, with a warning when something else
+keeps them busy (the figures then mean little: PyTorch's threads suffer more from sharing the cores than
+nnctl). The 1-minute load average still holds the previous side's run; the second's measure does not.
+Run: python benchmarks/run.py [--repeat 3] [--subset N] [--only cnn,lstm] [--trees] [--device cuda]
+(PyTorch side: pip install -e '.[bench]'; --device cuda runs both sides on an NVIDIA GPU: nnctl through CuPy,
+pip install -e '.[gpu]', against PyTorch CUDA)
 """
 
 import argparse
@@ -20,8 +22,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 BENCHMARKS = ("mlp", "cnn", "deep_cnn", "lstm", "gru")
-BUSY_PER_CORE = 0.25
-"""A 1-minute load average above this many per core (0.5 on two cores) counts as busy."""
+BUSY = 0.15
+"""The share of all CPUs' time that other processes may take in the second before a side starts (Linux)."""
 
 
 def cpu_name() -> str:
@@ -34,19 +36,36 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def busy_share(seconds: float = 1.0) -> float | None:
+    """The share of all CPUs' time spent outside idle over the next `seconds`, from /proc/stat; None elsewhere."""
+
+    def ticks() -> list[int]:
+        return [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+
+    try:
+        before = ticks()
+        time.sleep(seconds)
+        after = ticks()
+    except OSError:
+        return None
+    spent = [b - a for a, b in zip(before, after, strict=False)]
+    idle = spent[3] + spent[4]  # idle and iowait
+    return 1 - idle / max(sum(spent), 1)
+
+
 def run_side(bench: str, side: str, extra: list[str]) -> dict:
     """One side of one benchmark in a fresh process; its figures, or an 'error' entry."""
-    load = os.getloadavg()[0]
-    busy = load > BUSY_PER_CORE * (os.cpu_count() or 1)
-    print(f"  {bench:8s} {side:7s} load average {load:.2f}{'   WARNING: the machine is busy' if busy else ''}",
-          flush=True)
+    load, busy = os.getloadavg()[0], busy_share()
+    now = "" if busy is None else f", CPUs {100 * busy:.0f} % busy over the last second"
+    warning = "   WARNING: the machine is busy" if busy is not None and busy > BUSY else ""
+    print(f"  {bench:8s} {side:7s} load average {load:.2f}{now}{warning}", flush=True)
     done = subprocess.run([sys.executable, str(HERE / f"bench_{bench}.py"), "--side", side, "--json", *extra],
                           capture_output=True, text=True)
     lines = [json.loads(line[5:]) for line in done.stdout.splitlines() if line.startswith("json ")]
     if done.returncode or not lines:
         print(done.stdout + done.stderr, file=sys.stderr)
         return {"error": f"exit {done.returncode}"}
-    result = {**lines[-1], "load": load}
+    result = {**lines[-1], "load": load, "busy": busy}
     print(f"           {result['rate']:10.0f} {result['unit']}   accuracy {result['accuracy']:.4f}   "
           f"peak RSS {result['peak_rss_mb']:.0f} MB", flush=True)
     return result
@@ -82,12 +101,12 @@ def main() -> None:
 
 def table(results: dict[str, list[dict]]) -> str:
     """Markdown: per benchmark, the median rate of each side, the median of the runs' ratios, peak RSS of each."""
-    rows = ["| benchmark | nnctl | PyTorch | ratio | nnctl peak RSS | PyTorch peak RSS | RSS ratio | load at start |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    rows = ["| benchmark | nnctl | PyTorch | ratio | nnctl peak RSS | PyTorch peak RSS | RSS ratio | load at start "
+            "| CPUs busy before |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for bench, runs in results.items():
         good = [r for r in runs if "error" not in r["nnctl"] and "error" not in r["pytorch"]]
         if not good:
-            rows.append(f"| {bench} | failed | failed | | | | | |")
+            rows.append(f"| {bench} | failed | failed | | | | | | |")
             continue
         unit = good[0]["nnctl"]["unit"]
 
@@ -97,9 +116,11 @@ def table(results: dict[str, list[dict]]) -> str:
         ratio = statistics.median(r["nnctl"]["rate"] / r["pytorch"]["rate"] for r in good)
         ours, theirs = median("nnctl", "peak_rss_mb"), median("pytorch", "peak_rss_mb")
         loads = [r[s]["load"] for r in good for s in ("nnctl", "pytorch")]
+        shares = [r[s]["busy"] for r in good for s in ("nnctl", "pytorch") if r[s]["busy"] is not None]
+        busy = f"{100 * min(shares):.0f}–{100 * max(shares):.0f} %" if shares else "n/a"
         rows.append(f"| {bench} | {median('nnctl', 'rate'):,.0f} {unit} | {median('pytorch', 'rate'):,.0f} {unit} | "
                     f"{ratio:.2f}× | {ours:.0f} MB | {theirs:.0f} MB | {ours / theirs:.2f}× | "
-                    f"{min(loads):.2f}–{max(loads):.2f} |")
+                    f"{min(loads):.2f}–{max(loads):.2f} | {busy} |")
     return "\n".join(rows)
 
 
