@@ -1,4 +1,5 @@
-"""Sliding windows over NCHW images: their geometry, im2col through stride tricks, and its adjoint col2im."""
+"""Sliding windows over NCHW images: their geometry, im2col in cache-sized blocks (through the im2col_ kernel), and
+its adjoint col2im."""
 
 import math
 from collections.abc import Callable, Iterator
