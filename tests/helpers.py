@@ -49,6 +49,11 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
+def kernel_outputs(result, given: list, is_array=lambda a: isinstance(a, np.ndarray)) -> tuple:
+    """What a kernel call gave: its result (or results) and the arrays it was handed, which it may write in place."""
+    return (*(result if isinstance(result, tuple) else (result,)), *(a for a in given if is_array(a)))
+
+
 def cifar_batches(per_batch: int = 4, seed: int = 0) -> dict[str, bytes]:
     """CIFAR-10's six batch files in the real format (protocol-2 pickles of dicts with bytes keys), random pixels."""
     rng = np.random.default_rng(seed)

@@ -64,3 +64,26 @@ def im2col_(x, geometry, out):
                             else:
                                 pixel[:] = 0
     return out
+
+
+@im2col_.cupy
+def _im2col_gpu():
+    import cupy
+
+    fused = cupy.ElementwiseKernel(  # one thread per entry of out, read from x or zero
+        "raw T x, int32 h, int32 w, int32 c, int32 oh, int32 ow, int32 kh, int32 kw, int32 sh, int32 sw, "
+        "int32 dh, int32 dw, int32 top, int32 left", "T out",
+        """ptrdiff_t rest = i / c, ch = i - rest * c;
+        int j = rest % kw; rest /= kw;
+        int k = rest % kh; rest /= kh;
+        int q = rest % ow; rest /= ow;
+        int p = rest % oh; ptrdiff_t image = rest / oh;
+        int y = p * sh + k * dh - top, col = q * sw + j * dw - left;
+        out = (y >= 0 && y < h && col >= 0 && col < w) ? x[((image * h + y) * w + col) * c + ch] : (T)0;""",
+        "nnctl_im2col")
+
+    def im2col_gpu(x, geometry, out):
+        fused(cupy.ascontiguousarray(x), *x.shape[1:], *out.shape[1:3], *geometry, out)
+        return out
+
+    return im2col_gpu

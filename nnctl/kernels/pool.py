@@ -77,3 +77,54 @@ def maxpool_tiles_backward(dy, where, kh, kw):
                     for ch in range(c):
                         row[ch] = grad[ch] * (first[ch] == k)
     return dx
+
+
+@maxpool_tiles.cupy
+def _maxpool_tiles_gpu():
+    import cupy
+
+    fused = cupy.ElementwiseKernel(  # one thread per output entry: its tile's largest value and where it is
+        "raw T x, int32 h, int32 w, int32 c, int32 oh, int32 ow, int32 kh, int32 kw", "T y, uint8 where",
+        """ptrdiff_t rest = i / c, ch = i - rest * c;
+        int q = rest % ow; rest /= ow;
+        int p = rest % oh; ptrdiff_t image = rest / oh;
+        T best = x[((image * h + p * kh) * w + q * kw) * c + ch];
+        int first = 0;
+        for (int k = 1; k < kh * kw; ++k) {
+            T v = x[((image * h + p * kh + k / kw) * w + q * kw + k % kw) * c + ch];
+            if (v > best) { best = v; first = k; }
+            else if (v != v) { best = v; }  // NaN wins and stays, as in np.maximum
+        }
+        y = best;
+        where = first;""",
+        "nnctl_maxpool_tiles")
+
+    def maxpool_tiles_gpu(x, kh, kw):
+        n, h, w, c = x.shape
+        y, where = cupy.empty((n, h // kh, w // kw, c), x.dtype), cupy.empty((n, h // kh, w // kw, c), cupy.uint8)
+        fused(cupy.ascontiguousarray(x), h, w, c, h // kh, w // kw, kh, kw, y, where)
+        return y, where
+
+    return maxpool_tiles_gpu
+
+
+@maxpool_tiles_backward.cupy
+def _maxpool_tiles_backward_gpu():
+    import cupy
+
+    fused = cupy.ElementwiseKernel(  # one thread per entry of dx: its tile's dy if it was the winner, else 0
+        "raw T dy, raw uint8 where, int32 h, int32 w, int32 c, int32 kh, int32 kw", "T dx",
+        """ptrdiff_t rest = i / c, ch = i - rest * c;
+        int col = rest % w; rest /= w;
+        int row = rest % h; ptrdiff_t image = rest / h;
+        ptrdiff_t tile = ((image * (h / kh) + row / kh) * (w / kw) + col / kw) * c + ch;
+        dx = dy[tile] * (T)(where[tile] == (row % kh) * kw + col % kw);""",
+        "nnctl_maxpool_tiles_backward")
+
+    def maxpool_tiles_backward_gpu(dy, where, kh, kw):
+        n, oh, ow, c = dy.shape
+        dx = cupy.empty((n, oh * kh, ow * kw, c), dy.dtype)
+        fused(cupy.ascontiguousarray(dy), cupy.ascontiguousarray(where), oh * kh, ow * kw, c, kh, kw, dx)
+        return dx
+
+    return maxpool_tiles_backward_gpu

@@ -224,3 +224,98 @@ def gru_cell_backward(dh, z, a, h_prev, dz, da):
             ar[k], ag[k], an_[k] = drk, dgk, dnk * r[k]
             dq[k] = d[k] * g[k]
     return direct
+
+
+# The CuPy twins: one thread per (row, unit), reading and writing that unit's entry of every gate block; the
+# gates live in raw arrays, (N, G·U), indexed from the row's start. Each is one launch where the reference is
+# a dozen, which matters on a GPU: a recurrent step is small, so its cost is the launches.
+
+_CELL_INDEX = "ptrdiff_t row = i / u, at = (ptrdiff_t)gates * u * row + (i - row * u);\n"
+_SIGMOID = "#define SIGMOID(v) ((T)1 / ((T)1 + exp(-(v))))\n"
+
+
+@lstm_cell.cupy
+def _lstm_cell_gpu():
+    import cupy
+
+    fused = cupy.ElementwiseKernel(
+        "T c_prev, raw T a, int32 u, int32 gates", "raw T z, T h, T c, T tc",
+        _CELL_INDEX + """
+        T gi = SIGMOID(z[at] + a[at]), gf = SIGMOID(z[at + u] + a[at + u]);
+        T go = SIGMOID(z[at + 2 * u] + a[at + 2 * u]), gg = tanh(z[at + 3 * u] + a[at + 3 * u]);
+        z[at] = gi; z[at + u] = gf; z[at + 2 * u] = go; z[at + 3 * u] = gg;
+        c = gf * c_prev + gi * gg;
+        tc = tanh(c);
+        h = go * tc;""", "nnctl_lstm_cell", preamble=_SIGMOID)
+
+    def lstm_cell_gpu(z, a, c_prev):
+        h, c, tc = (cupy.empty(c_prev.shape, z.dtype) for _ in range(3))
+        fused(c_prev, a, c_prev.shape[1], 4, z, h, c, tc)
+        return h, c, tc
+
+    return lstm_cell_gpu
+
+
+@lstm_cell_backward.cupy
+def _lstm_cell_backward_gpu():
+    import cupy
+
+    fused = cupy.ElementwiseKernel(
+        "T dh, T dc_next, T c_prev, T tc, raw T z, int32 u, int32 gates", "raw T dz, T dc_prev",
+        _CELL_INDEX + """
+        T gi = z[at], gf = z[at + u], go = z[at + 2 * u], gg = z[at + 3 * u];
+        T dc = dh * go * ((T)1 - tc * tc) + dc_next;
+        dz[at] = dc * gg * (gi - gi * gi);
+        dz[at + u] = dc * c_prev * (gf - gf * gf);
+        dz[at + 2 * u] = dh * tc * (go - go * go);
+        dz[at + 3 * u] = dc * gi * ((T)1 - gg * gg);
+        dc_prev = dc * gf;""", "nnctl_lstm_cell_backward")
+
+    def lstm_cell_backward_gpu(dh, dc_next, z, c_prev, tc, dz):
+        dc_prev = cupy.empty(tc.shape, tc.dtype)
+        fused(dh, dc_next, c_prev, tc, z, tc.shape[1], 4, dz, dc_prev)
+        return dc_prev
+
+    return lstm_cell_backward_gpu
+
+
+@gru_cell.cupy
+def _gru_cell_gpu():
+    import cupy
+
+    fused = cupy.ElementwiseKernel(
+        "T h_prev, raw T a, int32 u, int32 gates", "raw T z, T h",
+        _CELL_INDEX + """
+        T gr = SIGMOID(z[at] + a[at]), gu = SIGMOID(z[at + u] + a[at + u]);
+        T gn = tanh(z[at + 2 * u] + gr * a[at + 2 * u]);
+        z[at] = gr; z[at + u] = gu; z[at + 2 * u] = gn;
+        h = (h_prev - gn) * gu + gn;""", "nnctl_gru_cell", preamble=_SIGMOID)
+
+    def gru_cell_gpu(z, a, h_prev):
+        h = cupy.empty(h_prev.shape, z.dtype)
+        fused(h_prev, a, h_prev.shape[1], 3, z, h)
+        return h
+
+    return gru_cell_gpu
+
+
+@gru_cell_backward.cupy
+def _gru_cell_backward_gpu():
+    import cupy
+
+    fused = cupy.ElementwiseKernel(
+        "T dh, T h_prev, raw T z, raw T a, int32 u, int32 gates", "raw T dz, raw T da, T direct",
+        _CELL_INDEX + """
+        T gr = z[at], gu = z[at + u], gn = z[at + 2 * u];
+        T dn = dh * ((T)1 - gu) * ((T)1 - gn * gn);
+        T dr = dn * a[at + 2 * u] * (gr - gr * gr), dg = dh * (h_prev - gn) * (gu - gu * gu);
+        dz[at] = dr; dz[at + u] = dg; dz[at + 2 * u] = dn;
+        da[at] = dr; da[at + u] = dg; da[at + 2 * u] = dn * gr;
+        direct = dh * gu;""", "nnctl_gru_cell_backward")
+
+    def gru_cell_backward_gpu(dh, z, a, h_prev, dz, da):
+        direct = cupy.empty(dh.shape, dh.dtype)
+        fused(dh, h_prev, z, a, h_prev.shape[1], 3, dz, da, direct)
+        return direct
+
+    return gru_cell_backward_gpu
