@@ -1,5 +1,7 @@
 """Every fused kernel equals its NumPy reference; the environment picks which of the two runs."""
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -50,3 +52,30 @@ def test_the_cell_kernels_float32_sigmoid_and_tanh_are_within_4e_7_of_exact_over
     for got, want in ((z[:, :3], 1 / (1 + np.exp(-exact[:, :3]))), (z[:, 3], np.tanh(exact[:, 3]))):
         normal = np.abs(want) > np.finfo(np.float32).tiny
         np.testing.assert_allclose(got[normal], want[normal], rtol=4e-7, atol=0)
+
+
+@pytest.fixture
+def cuda_on_cpu(monkeypatch, tmp_path):
+    """`import cupy` gives the stand-in that runs CuPy kernels' C++ bodies on the CPU (tests/cuda_on_cpu.py)."""
+    import cuda_on_cpu
+
+    if cuda_on_cpu.COMPILER is None:
+        pytest.skip("needs a C++ compiler (g++ or clang++) to run the CuPy twins' code on the CPU")
+    monkeypatch.setattr(cuda_on_cpu, "BUILD", tmp_path)
+    monkeypatch.setitem(sys.modules, "cupy", cuda_on_cpu)
+    return cuda_on_cpu
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", list(kernels.KERNELS))
+def test_the_cupy_twins_code_run_on_the_cpu_equals_the_numpy_reference(name, dtype, cuda_on_cpu):
+    """Each CuPy twin's kernel body, compiled for the CPU, gives what the reference gives: its indexing and
+    arithmetic are right before a GPU ever runs it (tests/test_gpu.py checks the same on a GPU)."""
+    k = kernels.KERNELS[name]
+    assert k.make_gpu is not None, f"{name} has no CuPy twin"
+    given, twin_given = k.example(np.dtype(dtype)), k.example(np.dtype(dtype))
+    expected = kernel_outputs(k.reference(*given), given)
+    got = kernel_outputs(k.make_gpu()(*twin_given), twin_given)
+    for e, g in zip(expected, got, strict=True):
+        assert g.shape == e.shape and g.dtype == e.dtype
+        np.testing.assert_allclose(g, e, rtol=TOLERANCE[dtype], atol=TOLERANCE[dtype])
