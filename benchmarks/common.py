@@ -36,11 +36,21 @@ def options(doc: str, epochs: int = 1) -> argparse.ArgumentParser:
     return parser
 
 
+def check_device(device: str) -> None:
+    """Stops with nnctl's own one-line message when `device` cannot be used here (no CuPy, no GPU, no such card)."""
+    try:
+        backend.use(device)
+    except (backend.DeviceError, ValueError) as error:
+        raise SystemExit(f"error: {error}") from None
+    backend.use("cpu")
+
+
 class Bench:
     """One benchmark: a shipped config (with overrides) trained by nnctl, and `peer` training the same network
     in PyTorch on the same data; `run` trains the sides asked for and reports them."""
 
     def __init__(self, args: argparse.Namespace, config: str, *overrides: str, unit: str = "samples/s"):
+        check_device(args.device)
         self.args, self.config, self.unit = args, config, unit
         subset = () if args.subset is None else (f"data.subset={args.subset}", f"data.test_subset={args.subset}")
         self.overrides = (f"train.epochs={args.epochs}", "data.validation=null", "train.monitor=loss",

@@ -20,6 +20,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from common import check_device
+
 HERE = Path(__file__).resolve().parent
 BENCHMARKS = ("mlp", "cnn", "deep_cnn", "lstm", "gru")
 BUSY = 0.15
@@ -83,6 +85,7 @@ def main() -> None:
     unknown = [b for b in benches if not (HERE / f"bench_{b}.py").is_file()]
     if unknown:
         sys.exit(f"error: no benchmark {', '.join(unknown)}; known: {', '.join(BENCHMARKS)}, trees")
+    check_device(args.device)
     extra = ([] if args.subset is None else ["--subset", str(args.subset)]) + ["--device", args.device]
     print(f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {cpu_name()}, {os.cpu_count()} CPUs, "
           f"Python {platform.python_version()}, device {args.device}")
