@@ -146,15 +146,15 @@ def sum_rows(a: numpy.ndarray, out: numpy.ndarray) -> None:
 
 
 class Scratch:
-    """A buffer a layer reuses from step to step for the largest array it needs again and again (im2col's
-    columns): a fresh array of 45 MB costs thousands of page faults each step, a reused one none."""
+    """Buffers a layer reuses from step to step for the largest array it needs again and again (im2col's
+    columns), one per thread: a fresh array of 45 MB costs thousands of page faults each step, a reused one none."""
 
     def __init__(self) -> None:
-        self.flat: numpy.ndarray | None = None
+        self.flats: dict[int, numpy.ndarray] = {}
 
-    def __call__(self, shape: tuple[int, ...], dtype) -> numpy.ndarray:
-        """An uninitialized array of `shape`, a view of the buffer (grown when too small)."""
-        size = math.prod(shape)
-        if self.flat is None or self.flat.size < size or self.flat.dtype != dtype:
-            self.flat = xp.empty(size, dtype)
-        return self.flat[:size].reshape(shape)
+    def __call__(self, shape: tuple[int, ...], dtype, thread: int = 0) -> numpy.ndarray:
+        """An uninitialized array of `shape`, a view of thread `thread`'s buffer (grown when too small)."""
+        size, flat = math.prod(shape), self.flats.get(thread)
+        if flat is None or flat.size < size or flat.dtype != dtype:
+            flat = self.flats[thread] = xp.empty(size, dtype)
+        return flat[:size].reshape(shape)

@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from nnctl import threads
 from nnctl.backend import host_copy, to_device
 from nnctl.layers import Layer
 
@@ -25,18 +26,23 @@ class Model:
         self.decayed = [(layer, key) for layer, key in self.keys if key in layer.weight_keys]
         self.loaded: dict[str, str] = {}
         """The layers whose arrays came from model.weights, and the file each came from."""
+        self.blas_threads = 1 if any(layer.deals_threads for layer in layers) else None
+        """BLAS's threads in forward and backward: one where a layer deals out its own work to threads (an idle
+        BLAS thread spins for a while after each product, against them: 30-40 % slower), else as BLAS is."""
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        for layer in self.layers:
-            x = layer.forward(x, training and layer.trainable)
+        with threads.blas_limit(self.blas_threads):
+            for layer in self.layers:
+                x = layer.forward(x, training and layer.trainable)
         return x
 
     def backward(self, dy: np.ndarray) -> np.ndarray | None:
         """Fills the trainable layers' grads; returns the input's gradient if the first layer computes it."""
         grad: np.ndarray | None = dy
-        for layer in reversed(self.layers[self.start:]):
-            assert grad is not None, "only the first layer that trains may skip its input's gradient"
-            grad = layer.backward(grad)
+        with threads.blas_limit(self.blas_threads):
+            for layer in reversed(self.layers[self.start:]):
+                assert grad is not None, "only the first layer that trains may skip its input's gradient"
+                grad = layer.backward(grad)
         return grad if self.start == 0 else None
 
     def layer(self, name: str) -> Layer:

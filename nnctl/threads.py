@@ -1,10 +1,17 @@
-"""How many threads BLAS runs: what it starts with (all cores, or OMP_NUM_THREADS and its kin), for every product,
-the small ones of a recurrent layer's time loop included; NNCTL_THREADS=N fixes N instead."""
+"""How many threads nnctl computes on: BLAS runs what it starts with (all cores, or OMP_NUM_THREADS and its kin)
+for every product, the small ones of a recurrent layer's time loop included; a convolution instead deals its
+blocks of columns among as many threads of its own, each running BLAS on one thread. NNCTL_THREADS=N fixes N."""
 
 import os
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from functools import cache
+from typing import TypeVar
 
 from nnctl.errors import ConfigError
+
+T = TypeVar("T")
 
 
 @cache
@@ -37,11 +44,43 @@ def apply_override() -> None:
         _blas()
 
 
+@cache
 def available() -> int:
     """The BLAS threads this process may use: NNCTL_THREADS, else what BLAS started with (the cores, or
     OMP_NUM_THREADS and its kin where they were set); a sweep divides them among its parallel members."""
     libraries = _blas()
     return fixed() or (libraries[0].num_threads if libraries else os.cpu_count() or 1)
+
+
+@cache
+def _pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(available(), thread_name_prefix="nnctl")
+
+
+def share(task: Callable[[int], T], count: int) -> list[T]:
+    """task(0), …, task(count − 1), on `count` threads at once (at most `available()`), with BLAS on one thread
+    inside each: for work that nnctl deals out itself (task must release the GIL for most of its time: compiled
+    kernels and BLAS do). Returns each task's result, in order."""
+    if count == 1:
+        return [task(0)]
+    pool = _pool()
+    with blas_limit(1):
+        return list(pool.map(task, range(count)))
+
+
+@contextmanager
+def blas_limit(count: int | None) -> Iterator[None]:
+    """BLAS on `count` threads inside the block (None: as it is), as before it afterwards."""
+    available()  # what BLAS started with, read (and kept) before any limit
+    libraries = _blas() if count is not None else []
+    before = [library.num_threads for library in libraries]
+    for library in libraries:
+        library.set_num_threads(count)
+    try:
+        yield
+    finally:
+        for library, n in zip(libraries, before, strict=True):
+            library.set_num_threads(n)
 
 
 def describe() -> str:

@@ -3,10 +3,12 @@
 import numpy as np
 import pytest
 
+import nnctl.threads
 from nnctl import kernels
 from nnctl.builder import build_model
 from nnctl.config import from_dict
 from nnctl.gradcheck import check_layer
+from nnctl.layers import window
 from nnctl.layers.window import Window, col2im, im2col
 
 X = np.array([[[3, 0, 4, 2], [6, 5, 4, 3], [3, 0, 2, 3], [1, 0, 3, 1]],
@@ -202,3 +204,26 @@ def test_conv_reusing_its_column_buffer_across_batch_sizes_gives_fresh_results()
         assert dx is None and fresh.backward(np.ones_like(y)) is None
         for a, b in zip(reused.grads(), fresh.grads(), strict=True):
             np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3])
+def test_a_conv_in_blocks_over_threads_equals_it_in_one_block(workers, monkeypatch):
+    """Blocks of a few images each, dealt among 1-3 threads (one block per image here, 7 blocks): the output and
+    every gradient equal the whole batch's single product (float64, 1e-12), the same on every call."""
+    x = np.random.default_rng(0).standard_normal((7, 3, 6, 5))
+    layer = {"type": "conv2d", "filters": 4, "kernel_size": 3, "padding": 1, "activation": "relu"}
+    runs = []
+    for cache, threads in ((1 << 62, 1), (1, workers), (1, workers)):
+        monkeypatch.setattr(window, "CACHE_BYTES", cache)
+        monkeypatch.setattr(nnctl.threads, "available", lambda n=threads: n)
+        model = model_of(layer, {"type": "conv2d", "filters": 2, "kernel_size": 2}, input_shape=(3, 6, 5))
+        model.layers[0].input_grad = True
+        blocks = window.ColumnBlocks(x, model.layers[0].window, model.layers[0].scratch)
+        assert (len(blocks.starts), blocks.threads) == ((1, 1) if cache > 1 else (7, workers))
+        y = model.forward(x, training=True)
+        runs.append([y, model.backward(np.cos(y)), *(g.copy() for g in model.grads())])
+    for blocked in runs[1:]:
+        for whole, part in zip(runs[0], blocked, strict=True):
+            np.testing.assert_allclose(part, whole, rtol=1e-12, atol=1e-12)
+    for first, second in zip(runs[1], runs[2], strict=True):
+        np.testing.assert_array_equal(first, second)  # the same blocks for each thread: reproducible

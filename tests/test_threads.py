@@ -1,5 +1,6 @@
 """Threads: NNCTL_THREADS fixes BLAS's count, reported by --version; a sweep divides what BLAS was given."""
 
+import numpy as np
 import pytest
 
 from helpers import nnctl
@@ -20,7 +21,36 @@ def test_a_sweep_divides_the_threads_blas_was_given_not_the_cores():
     (blas, *_) = threads._blas()
     found = blas.num_threads
     blas.set_num_threads(1)
+    threads.available.cache_clear()  # as if BLAS had started with one thread
     try:
         assert threads.fixed() is not None or threads.available() == 1
+    finally:
+        blas.set_num_threads(found)
+        threads.available.cache_clear()
+
+
+def test_a_model_with_convolutions_runs_blas_on_one_thread_inside_and_gives_it_back():
+    """Its convs deal their blocks among threads; an idle BLAS thread would spin against them."""
+    from nnctl.builder import build_model
+    from nnctl.config import from_dict
+
+    def model_of(*layers):
+        config = from_dict({"model": {"layers": list(layers)}})
+        return build_model(config, (1, 6, 6), np.float64, np.random.default_rng(0))
+
+    head = [{"type": "flatten"}, {"type": "dense", "units": 3}]
+    conv, dense = model_of({"type": "conv2d", "filters": 2, "kernel_size": 3}, *head), model_of(*head)
+    assert (conv.blas_threads, dense.blas_threads) == (1, None)
+    (blas, *_) = threads._blas()
+    found, seen = blas.num_threads, []
+    blas.set_num_threads(2)
+    try:
+        for model in (conv, dense):
+            last = model.layers[-1]
+            last.forward = lambda x, training, layer=last: (seen.append(blas.num_threads),
+                                                            type(layer).forward(layer, x, training))[1]
+            model.forward(np.ones((2, 1, 6, 6)))
+            assert blas.num_threads == 2
+        assert seen == [1, 2]
     finally:
         blas.set_num_threads(found)

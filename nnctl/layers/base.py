@@ -28,6 +28,8 @@ class Layer:
     takes_indices: ClassVar[bool] = False
     """True when the inputs are integer indices (token ids, tree node tables): they have no gradient, and the
     layer must come first; its example draws ids below its `vocab_size` unless it gives "x"."""
+    deals_threads: ClassVar[bool] = False
+    """True when the layer deals its work among threads itself (`threads.share`), each running BLAS on one."""
 
     def __init__(self, name: str | None = None, trainable: bool = True, lr_mult: float = 1.0):
         if lr_mult < 0:

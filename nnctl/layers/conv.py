@@ -6,7 +6,7 @@ from nnctl.backend import Scratch, sum_rows, xp
 from nnctl.init import Initializer
 from nnctl.layers.activations import Identity
 from nnctl.layers.base import LAYERS, Layer
-from nnctl.layers.window import Window, col2im, column_blocks, conv_product
+from nnctl.layers.window import ColumnBlocks, Window, col2im, conv_product
 
 
 @LAYERS.register("conv2d")
@@ -19,6 +19,7 @@ class Conv2D(Layer):
                           "activation": "tanh"},
                "input_shape": (2, 7, 7)}
     weight_keys = ("W",)
+    deals_threads = True
 
     def __init__(self, filters: int, kernel_size: int | list[int], stride: int | list[int] = 1,
                  padding: str | int | list[int] = "valid", dilation: int | list[int] = 1,
@@ -32,7 +33,7 @@ class Conv2D(Layer):
         self.activation = activation or Identity()  # the builder has made the name an activation layer
         self.weight_init: Initializer = weight_init
         self.bias_init: Initializer = bias_init
-        self.scratch = Scratch()  # a block of columns, reused from block to block and step to step
+        self.scratch = Scratch()  # a block of columns per thread, reused from block to block and step to step
 
     def output_shape(self, input_shape):
         if len(input_shape) != 3:
@@ -62,10 +63,14 @@ class Conv2D(Layer):
         n, f, oh, ow = dy.shape
         c, kh, kw = self.params["W"].shape[1:]
         dy2 = self.activation.backward(dy.transpose(0, 2, 3, 1).reshape(-1, f))
-        gW = xp.zeros((kh * kw * c, f), dy.dtype)
-        for rows, cols in column_blocks(self.x, self.window, self.scratch):  # the columns again, in cache
-            gW += cols.T @ dy2[rows]
-        self.grads["W"][...] = gW.reshape(kh, kw, c, f).transpose(3, 2, 0, 1)
+        blocks = ColumnBlocks(self.x, self.window, self.scratch)  # the columns again, each block in cache
+        gW = xp.zeros((blocks.threads, kh * kw * c, f), dy.dtype)  # each thread's sum over its blocks
+
+        def weight_grad(thread, rows, cols):
+            gW[thread] += cols.T @ dy2[rows]
+
+        blocks.each(weight_grad)
+        self.grads["W"][...] = gW.sum(axis=0).reshape(kh, kw, c, f).transpose(3, 2, 0, 1)
         if self.use_bias:
             sum_rows(dy2, self.grads["b"])
         if not self.input_grad:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from nnctl import threads
 from nnctl.backend import Scratch, on_cpu, strided_view, xp
 from nnctl.kernels import im2col_
 
@@ -129,22 +130,37 @@ CACHE_BYTES = 2 << 20
 still in cache when the product reads them (2-3x faster than a whole batch's columns, which go out to memory)."""
 
 
-def column_blocks(x: np.ndarray, window: Window, scratch: Scratch) -> Iterator[tuple[slice, np.ndarray]]:
-    """im2col(x) a few images at a time (CACHE_BYTES of columns, in `scratch`): each block's rows and columns.
-    The caller uses a block before asking for the next, which overwrites it."""
-    n, rows = len(x), math.prod(window.output_size(x.shape[2:]))
-    width = x.shape[1] * window.kernel[0] * window.kernel[1]
-    step = max(1, CACHE_BYTES // (rows * width * x.itemsize)) if on_cpu() else n
-    for i in range(0, n, step):
-        block = slice(i * rows, min(i + step, n) * rows)
-        yield block, im2col(x[i:i + step], window, scratch((block.stop - block.start, width), x.dtype))
+class ColumnBlocks:
+    """im2col(x) a few images at a time: blocks of CACHE_BYTES of columns on the CPU, dealt among `threads`
+    threads, each gathering into its own part of `scratch` (the whole batch as one block on a GPU)."""
+
+    def __init__(self, x: np.ndarray, window: Window, scratch: Scratch):
+        self.x, self.window, self.scratch = x, window, scratch
+        self.rows = math.prod(window.output_size(x.shape[2:]))
+        """Rows (window positions) per image."""
+        self.width = x.shape[1] * window.kernel[0] * window.kernel[1]
+        step = max(1, CACHE_BYTES // (self.rows * self.width * x.itemsize)) if on_cpu() else len(x)
+        self.starts = range(0, len(x), step)
+        self.threads = min(threads.available(), len(self.starts)) if on_cpu() else 1
+
+    def each(self, work: Callable[[int, slice, np.ndarray], None]) -> None:
+        """Calls work(thread, rows, columns) for every block; a block's columns are overwritten by the thread's next."""
+        step, n = self.starts.step, len(self.x)
+
+        def run(thread: int) -> None:
+            for i in self.starts[thread::self.threads]:  # the same blocks for each thread on every call
+                rows = slice(i * self.rows, min(i + step, n) * self.rows)
+                out = self.scratch((rows.stop - rows.start, self.width), self.x.dtype, thread)
+                work(thread, rows, im2col(self.x[i:i + step], self.window, out))
+
+        threads.share(run, self.threads)
 
 
 def conv_product(x: np.ndarray, window: Window, weights: np.ndarray, scratch: Scratch) -> np.ndarray:
     """im2col(x) @ weights, (N·OH·OW, F), a block of columns at a time."""
-    y = xp.empty((len(x) * math.prod(window.output_size(x.shape[2:])), weights.shape[1]), x.dtype)
-    for rows, cols in column_blocks(x, window, scratch):
-        xp.matmul(cols, weights, out=y[rows])
+    blocks = ColumnBlocks(x, window, scratch)
+    y = xp.empty((len(x) * blocks.rows, weights.shape[1]), x.dtype)
+    blocks.each(lambda thread, rows, cols: xp.matmul(cols, weights, out=y[rows]))
     return y
 
 
