@@ -6,6 +6,10 @@ from nnctl import threads
 from nnctl.backend import host_copy, to_device
 from nnctl.layers import Layer
 
+DEALT_SHARE = 0.9
+"""The share of a model's multiply-adds in layers that deal threads above which they do (mnist_deep_cnn's convs:
+99 %, 30 % faster; mnist_cnn's: 50 %, whose dense layer then ran on one BLAS thread, 15 % slower)."""
+
 
 class Model:
     """Layers in order, with the input shape they were built for (batch axis excluded)."""
@@ -26,9 +30,13 @@ class Model:
         self.decayed = [(layer, key) for layer, key in self.keys if key in layer.weight_keys]
         self.loaded: dict[str, str] = {}
         """The layers whose arrays came from model.weights, and the file each came from."""
-        self.blas_threads = 1 if any(layer.deals_threads for layer in layers) else None
-        """BLAS's threads in forward and backward: one where a layer deals out its own work to threads (an idle
-        BLAS thread spins for a while after each product, against them: 30-40 % slower), else as BLAS is."""
+        work = [layer.multiply_adds(shape) for layer, shape in zip(layers, shapes, strict=True)]
+        dealt = sum(w for layer, w in zip(layers, work, strict=True) if layer.deals_threads)
+        self.blas_threads = 1 if dealt > DEALT_SHARE * sum(work) else None
+        """BLAS's threads in forward and backward: one where layers that deal out their own work to threads do
+        most of it (an idle BLAS thread spins for a while after each product, against them), else as BLAS is."""
+        for layer in layers:
+            layer.threads = threads.available() if self.blas_threads and layer.deals_threads else 1
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         with threads.blas_limit(self.blas_threads):

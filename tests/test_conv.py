@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 
-import nnctl.threads
 from nnctl import kernels
 from nnctl.builder import build_model
 from nnctl.config import from_dict
@@ -215,10 +214,10 @@ def test_a_conv_in_blocks_over_threads_equals_it_in_one_block(workers, monkeypat
     runs = []
     for cache, threads in ((1 << 62, 1), (1, workers), (1, workers)):
         monkeypatch.setattr(window, "CACHE_BYTES", cache)
-        monkeypatch.setattr(nnctl.threads, "available", lambda n=threads: n)
         model = model_of(layer, {"type": "conv2d", "filters": 2, "kernel_size": 2}, input_shape=(3, 6, 5))
-        model.layers[0].input_grad = True
-        blocks = window.ColumnBlocks(x, model.layers[0].window, model.layers[0].scratch)
+        conv = model.layers[0]
+        conv.input_grad, conv.threads = True, threads
+        blocks = window.ColumnBlocks(x, conv.window, conv.scratch, conv.threads)
         assert (len(blocks.starts), blocks.threads) == ((1, 1) if cache > 1 else (7, workers))
         y = model.forward(x, training=True)
         runs.append([y, model.backward(np.cos(y)), *(g.copy() for g in model.grads())])

@@ -29,8 +29,9 @@ def test_a_sweep_divides_the_threads_blas_was_given_not_the_cores():
         threads.available.cache_clear()
 
 
-def test_a_model_with_convolutions_runs_blas_on_one_thread_inside_and_gives_it_back():
-    """Its convs deal their blocks among threads; an idle BLAS thread would spin against them."""
+def test_a_model_mostly_of_convolutions_runs_blas_on_one_thread_inside_and_gives_it_back():
+    """Its convs deal their blocks among threads; an idle BLAS thread would spin against them. A model with
+    much of its work elsewhere (a large dense layer) keeps BLAS's threads, and its convs one thread."""
     from nnctl.builder import build_model
     from nnctl.config import from_dict
 
@@ -38,19 +39,22 @@ def test_a_model_with_convolutions_runs_blas_on_one_thread_inside_and_gives_it_b
         config = from_dict({"model": {"layers": list(layers)}})
         return build_model(config, (1, 6, 6), np.float64, np.random.default_rng(0))
 
-    head = [{"type": "flatten"}, {"type": "dense", "units": 3}]
-    conv, dense = model_of({"type": "conv2d", "filters": 2, "kernel_size": 3}, *head), model_of(*head)
-    assert (conv.blas_threads, dense.blas_threads) == (1, None)
+    conv = {"type": "conv2d", "filters": 8, "kernel_size": 3}  # 72 weights at 16 positions: 1,152 multiply-adds
+    mostly = model_of(conv, {"type": "global_avg_pool2d"}, {"type": "dense", "units": 3})  # and 24
+    half = model_of(conv, {"type": "flatten"}, {"type": "dense", "units": 9})  # and 1,152
+    dense = model_of({"type": "flatten"}, {"type": "dense", "units": 3})
+    assert (mostly.blas_threads, half.blas_threads, dense.blas_threads) == (1, None, None)
+    assert (mostly.layers[0].threads, half.layers[0].threads) == (threads.available(), 1)
     (blas, *_) = threads._blas()
     found, seen = blas.num_threads, []
     blas.set_num_threads(2)
     try:
-        for model in (conv, dense):
+        for model in (mostly, half, dense):
             last = model.layers[-1]
             last.forward = lambda x, training, layer=last: (seen.append(blas.num_threads),
                                                             type(layer).forward(layer, x, training))[1]
             model.forward(np.ones((2, 1, 6, 6)))
             assert blas.num_threads == 2
-        assert seen == [1, 2]
+        assert seen == [1, 2, 2]
     finally:
         blas.set_num_threads(found)

@@ -29,7 +29,8 @@ class Layer:
     """True when the inputs are integer indices (token ids, tree node tables): they have no gradient, and the
     layer must come first; its example draws ids below its `vocab_size` unless it gives "x"."""
     deals_threads: ClassVar[bool] = False
-    """True when the layer deals its work among threads itself (`threads.share`), each running BLAS on one."""
+    """True when the layer can deal its work among threads itself (`threads.share`), each running BLAS on one;
+    it does so on `self.threads` threads, which the model sets (1 until then)."""
 
     def __init__(self, name: str | None = None, trainable: bool = True, lr_mult: float = 1.0):
         if lr_mult < 0:
@@ -43,6 +44,7 @@ class Layer:
         self.state: dict[str, np.ndarray] = {}
         self.rng: np.random.Generator | None = None
         self.input_grad = True
+        self.threads = 1
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         """The shape of one output sample; ValueError when the input does not fit."""
@@ -50,6 +52,10 @@ class Layer:
 
     def build(self, input_shape: tuple[int, ...], rng: np.random.Generator, dtype: type) -> None:
         """Create the parameters for this input shape (most layers have none)."""
+
+    def multiply_adds(self, output_shape: tuple[int, ...]) -> int:
+        """About how many multiply-adds one sample costs forward: each parameter used once, unless the layer says."""
+        return sum(p.size for p in self.params.values())
 
     def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
         raise NotImplementedError

@@ -51,11 +51,15 @@ class Conv2D(Layer):
             self.params["b"] = self.bias_init((self.filters,), fan_in, fan_out, rng, dtype)
         self._zero_grads()
 
+    def multiply_adds(self, output_shape):
+        return self.params["W"].size * output_shape[1] * output_shape[2]  # the kernel at every output position
+
     def forward(self, x, training):
         self.x = x if training else None  # evaluation keeps nothing: its larger batches would stay in memory
         n, f = len(x), self.filters
         oh, ow = self.window.output_size(x.shape[2:])
-        y = conv_product(x, self.window, self.params["W"].transpose(2, 3, 1, 0).reshape(-1, f), self.scratch)
+        y = conv_product(x, self.window, self.params["W"].transpose(2, 3, 1, 0).reshape(-1, f), self.scratch,
+                         self.threads)
         y = self.activation.forward_(y, self.params.get("b"), training)
         return y.reshape(n, oh, ow, f).transpose(0, 3, 1, 2)
 
@@ -63,7 +67,7 @@ class Conv2D(Layer):
         n, f, oh, ow = dy.shape
         c, kh, kw = self.params["W"].shape[1:]
         dy2 = self.activation.backward(dy.transpose(0, 2, 3, 1).reshape(-1, f))
-        blocks = ColumnBlocks(self.x, self.window, self.scratch)  # the columns again, each block in cache
+        blocks = ColumnBlocks(self.x, self.window, self.scratch, self.threads)  # the columns again, in cache
         gW = xp.zeros((blocks.threads, kh * kw * c, f), dy.dtype)  # each thread's sum over its blocks
 
         def weight_grad(thread, rows, cols):
@@ -79,7 +83,8 @@ class Conv2D(Layer):
         adjoint = self.window.adjoint(size)
         if adjoint:  # dx = dy ⋆ the flipped kernel
             flipped = W[:, :, ::-1, ::-1].transpose(2, 3, 0, 1).reshape(-1, c)
-            dx = conv_product(dy2.reshape(n, oh, ow, f).transpose(0, 3, 1, 2), adjoint, flipped, self.scratch)
+            dx = conv_product(dy2.reshape(n, oh, ow, f).transpose(0, 3, 1, 2), adjoint, flipped, self.scratch,
+                              self.threads)
             return dx.reshape(n, *size, c).transpose(0, 3, 1, 2)
         return col2im(lambda i, j, _: (dy2 @ W[:, :, i, j]).reshape(n, oh, ow, c).transpose(0, 3, 1, 2),
                       self.x.shape, self.window, dy.dtype)

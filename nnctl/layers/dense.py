@@ -1,5 +1,6 @@
 """The fully-connected layer: y = act(x·W + b)."""
 
+import math
 from typing import Any
 
 from nnctl.backend import sum_rows, xp
@@ -36,6 +37,9 @@ class Dense(Layer):
         if self.use_bias:
             self.params["b"] = self.bias_init((self.units,), fan_in, self.units, rng, dtype)
         self._zero_grads()
+
+    def multiply_adds(self, output_shape):
+        return self.params["W"].size * math.prod(output_shape[:-1])  # W for every position of the leading axes
 
     def forward(self, x, training):
         self.x = xp.ascontiguousarray(x.reshape(-1, x.shape[-1]))  # BLAS needs it; a strided x is 10x slower

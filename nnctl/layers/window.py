@@ -131,17 +131,18 @@ still in cache when the product reads them (2-3x faster than a whole batch's col
 
 
 class ColumnBlocks:
-    """im2col(x) a few images at a time: blocks of CACHE_BYTES of columns on the CPU, dealt among `threads`
+    """im2col(x) a few images at a time: blocks of CACHE_BYTES of columns on the CPU, dealt among up to `workers`
     threads, each gathering into its own part of `scratch` (the whole batch as one block on a GPU)."""
 
-    def __init__(self, x: np.ndarray, window: Window, scratch: Scratch):
+    def __init__(self, x: np.ndarray, window: Window, scratch: Scratch, workers: int = 1):
         self.x, self.window, self.scratch = x, window, scratch
         self.rows = math.prod(window.output_size(x.shape[2:]))
         """Rows (window positions) per image."""
         self.width = x.shape[1] * window.kernel[0] * window.kernel[1]
-        step = max(1, CACHE_BYTES // (self.rows * self.width * x.itemsize)) if on_cpu() else len(x)
-        self.starts = range(0, len(x), step)
-        self.threads = min(threads.available(), len(self.starts)) if on_cpu() else 1
+        n, most = len(x), max(1, CACHE_BYTES // (self.rows * self.width * x.itemsize))
+        self.threads = min(workers, math.ceil(n / most)) if on_cpu() else 1
+        rounds = math.ceil(n / (most * self.threads)) if on_cpu() else 1
+        self.starts = range(0, n, math.ceil(n / (rounds * self.threads)))  # as many blocks for each thread
 
     def each(self, work: Callable[[int, slice, np.ndarray], None]) -> None:
         """Calls work(thread, rows, columns) for every block; a block's columns are overwritten by the thread's next."""
@@ -156,9 +157,10 @@ class ColumnBlocks:
         threads.share(run, self.threads)
 
 
-def conv_product(x: np.ndarray, window: Window, weights: np.ndarray, scratch: Scratch) -> np.ndarray:
-    """im2col(x) @ weights, (N·OH·OW, F), a block of columns at a time."""
-    blocks = ColumnBlocks(x, window, scratch)
+def conv_product(x: np.ndarray, window: Window, weights: np.ndarray, scratch: Scratch,
+                 workers: int = 1) -> np.ndarray:
+    """im2col(x) @ weights, (N·OH·OW, F), a block of columns at a time, on up to `workers` threads."""
+    blocks = ColumnBlocks(x, window, scratch, workers)
     y = xp.empty((len(x) * blocks.rows, weights.shape[1]), x.dtype)
     blocks.each(lambda thread, rows, cols: xp.matmul(cols, weights, out=y[rows]))
     return y
