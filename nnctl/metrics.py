@@ -42,22 +42,27 @@ class MetricSums:
         self.sums["n"] += n
         if "accuracy" in self.metrics or "error_rate" in self.metrics:
             predicted = loss.labels(y)
-            hits = float((predicted == target_labels(t, y)).sum())
+            hits = (predicted == target_labels(t, y)).sum()  # stays on y's device: read once an epoch, in totals
             self.sums["correct"] += hits if predicted.ndim == 1 else hits * n / predicted.size  # per-step labels
         for name in self.metrics:
             if match := TOP_K.fullmatch(name):
                 labels = target_labels(t, y)
                 k = min(int(match.group(1)), y.shape[-1])
                 top = np.argpartition(-y, k - 1, axis=-1)[..., :k]
-                hits = float((top == labels[..., None]).any(axis=-1).sum())
+                hits = (top == labels[..., None]).any(axis=-1).sum()
                 self.sums[name] = self.sums.get(name, 0.0) + hits * n / labels.size
         if "mse" in self.metrics:
             diff = loss.probabilities(y) - as_targets(y, t)
-            self.sums["sq_err"] += float((diff * diff).sum())
+            self.sums["sq_err"] += (diff * diff).sum()
             self.sums["n_out"] += diff.size
 
+    def totals(self) -> dict[str, float]:
+        """The sums as plain floats (what a checkpoint holds); on a GPU, the one read back of the metrics' sums."""
+        return {name: float(value) for name, value in self.sums.items()}
+
     def result(self, prefix: str = "") -> dict[str, float]:
-        s, n = self.sums, max(self.sums["n"], 1)
+        s = self.totals()
+        n = max(s["n"], 1)
         values = {"loss": s["loss"] / n, "penalty": s["penalty"] / n, "accuracy": s["correct"] / n,
                   "error_rate": 1 - s["correct"] / n, "mse": s["sq_err"] / max(s["n_out"], 1),
                   **{m: s.get(m, 0.0) / n for m in self.metrics if TOP_K.fullmatch(m)}}

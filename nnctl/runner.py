@@ -352,7 +352,7 @@ class Runner:
             optimizer=exp.optimizer.state_dict(),
             rng={"data": self.data_rng.bit_generator.state, "dropout": self.dropout_rng.bit_generator.state},
             progress={"epoch": self.epoch, "batch": self.batch, "step": self.step, "lr": self.exp.optimizer.lr,
-                      "order": None if self.order is None else self.order.copy(), "sums": dict(self.sums.sums),
+                      "order": None if self.order is None else self.order.copy(), "sums": self.sums.totals(),
                       "schedule": exp.schedule.state_dict()},
             history=list(self.history), monitor=self.monitor.state(), elapsed=self._elapsed(), inputs=inputs)
 

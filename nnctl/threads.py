@@ -1,6 +1,7 @@
 """How many threads nnctl computes on: BLAS runs what it starts with (all cores, or OMP_NUM_THREADS and its kin)
-for every product, the small ones of a recurrent layer's time loop included; a convolution instead deals its
-blocks of columns among as many threads of its own, each running BLAS on one thread. NNCTL_THREADS=N fixes N."""
+for every product, the small ones of a recurrent layer's time loop included; in a model that is mostly
+convolutions (`Model.blas_threads`), the convs deal their blocks of columns among as many threads of their own
+instead, each running BLAS on one thread. NNCTL_THREADS=N fixes N."""
 
 import os
 from collections.abc import Callable, Iterator

@@ -69,6 +69,7 @@ def fit(config: str, runs_dir, *overrides: str) -> Runner:
 def test_a_short_training_on_the_gpu_learns_what_the_cpu_run_learns(config, tmp_path):
     gpu = fit(config, tmp_path / "gpu", "device=cuda")
     assert type(gpu.exp.model.params()[0]).__module__.startswith("cupy")
+    assert is_device_array(gpu.sums.sums["correct"]), "the metric sums are read back once an epoch, not every step"
     cpu = fit(config, tmp_path / "cpu", "device=cpu")
     gpu_acc = gpu.history[-1]["accuracy"]
     cpu_acc = cpu.history[-1]["accuracy"]
