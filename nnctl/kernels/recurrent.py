@@ -230,27 +230,31 @@ def gru_cell_backward(dh, z, a, h_prev, dz, da):
 # gates live in raw arrays, (N, G·U), indexed from the row's start. Each is one launch where the reference is
 # a dozen, which matters on a GPU: a recurrent step is small, so its cost is the launches.
 
-_CELL_INDEX = "ptrdiff_t row = i / u, at = (ptrdiff_t)gates * u * row + (i - row * u);\n"
-_SIGMOID = "#define SIGMOID(v) ((T)1 / ((T)1 + exp(-(v))))\n"
+def _cell_kernel(gates: int, inputs: str, outputs: str, body: str, name: str):
+    """A cell's ElementwiseKernel over (row, unit) of h's shape, given `u` (the units) after `inputs`; `body` reads
+    gate block k of its row at z[at + k·u] (and a, dz, da alike) and may call SIGMOID."""
+    import cupy
+
+    index = f"ptrdiff_t row = i / u, at = {gates} * u * row + (i - row * u);\n"
+    return cupy.ElementwiseKernel(f"{inputs}, int32 u", outputs, index + body, name,
+                                  preamble="#define SIGMOID(v) ((T)1 / ((T)1 + exp(-(v))))\n")
 
 
 @lstm_cell.cupy
 def _lstm_cell_gpu():
     import cupy
 
-    fused = cupy.ElementwiseKernel(
-        "T c_prev, raw T a, int32 u, int32 gates", "raw T z, T h, T c, T tc",
-        _CELL_INDEX + """
+    fused = _cell_kernel(4, "T c_prev, raw T a", "raw T z, T h, T c, T tc", """
         T gi = SIGMOID(z[at] + a[at]), gf = SIGMOID(z[at + u] + a[at + u]);
         T go = SIGMOID(z[at + 2 * u] + a[at + 2 * u]), gg = tanh(z[at + 3 * u] + a[at + 3 * u]);
         z[at] = gi; z[at + u] = gf; z[at + 2 * u] = go; z[at + 3 * u] = gg;
         c = gf * c_prev + gi * gg;
         tc = tanh(c);
-        h = go * tc;""", "nnctl_lstm_cell", preamble=_SIGMOID)
+        h = go * tc;""", "nnctl_lstm_cell")
 
     def lstm_cell_gpu(z, a, c_prev):
         h, c, tc = (cupy.empty(c_prev.shape, z.dtype) for _ in range(3))
-        fused(c_prev, a, c_prev.shape[1], 4, z, h, c, tc)
+        fused(c_prev, a, c_prev.shape[1], z, h, c, tc)
         return h, c, tc
 
     return lstm_cell_gpu
@@ -260,9 +264,7 @@ def _lstm_cell_gpu():
 def _lstm_cell_backward_gpu():
     import cupy
 
-    fused = cupy.ElementwiseKernel(
-        "T dh, T dc_next, T c_prev, T tc, raw T z, int32 u, int32 gates", "raw T dz, T dc_prev",
-        _CELL_INDEX + """
+    fused = _cell_kernel(4, "T dh, T dc_next, T c_prev, T tc, raw T z", "raw T dz, T dc_prev", """
         T gi = z[at], gf = z[at + u], go = z[at + 2 * u], gg = z[at + 3 * u];
         T dc = dh * go * ((T)1 - tc * tc) + dc_next;
         dz[at] = dc * gg * (gi - gi * gi);
@@ -273,7 +275,7 @@ def _lstm_cell_backward_gpu():
 
     def lstm_cell_backward_gpu(dh, dc_next, z, c_prev, tc, dz):
         dc_prev = cupy.empty(tc.shape, tc.dtype)
-        fused(dh, dc_next, c_prev, tc, z, tc.shape[1], 4, dz, dc_prev)
+        fused(dh, dc_next, c_prev, tc, z, tc.shape[1], dz, dc_prev)
         return dc_prev
 
     return lstm_cell_backward_gpu
@@ -283,17 +285,15 @@ def _lstm_cell_backward_gpu():
 def _gru_cell_gpu():
     import cupy
 
-    fused = cupy.ElementwiseKernel(
-        "T h_prev, raw T a, int32 u, int32 gates", "raw T z, T h",
-        _CELL_INDEX + """
+    fused = _cell_kernel(3, "T h_prev, raw T a", "raw T z, T h", """
         T gr = SIGMOID(z[at] + a[at]), gu = SIGMOID(z[at + u] + a[at + u]);
         T gn = tanh(z[at + 2 * u] + gr * a[at + 2 * u]);
         z[at] = gr; z[at + u] = gu; z[at + 2 * u] = gn;
-        h = (h_prev - gn) * gu + gn;""", "nnctl_gru_cell", preamble=_SIGMOID)
+        h = (h_prev - gn) * gu + gn;""", "nnctl_gru_cell")
 
     def gru_cell_gpu(z, a, h_prev):
         h = cupy.empty(h_prev.shape, z.dtype)
-        fused(h_prev, a, h_prev.shape[1], 3, z, h)
+        fused(h_prev, a, h_prev.shape[1], z, h)
         return h
 
     return gru_cell_gpu
@@ -303,9 +303,7 @@ def _gru_cell_gpu():
 def _gru_cell_backward_gpu():
     import cupy
 
-    fused = cupy.ElementwiseKernel(
-        "T dh, T h_prev, raw T z, raw T a, int32 u, int32 gates", "raw T dz, raw T da, T direct",
-        _CELL_INDEX + """
+    fused = _cell_kernel(3, "T dh, T h_prev, raw T z, raw T a", "raw T dz, raw T da, T direct", """
         T gr = z[at], gu = z[at + u], gn = z[at + 2 * u];
         T dn = dh * ((T)1 - gu) * ((T)1 - gn * gn);
         T dr = dn * a[at + 2 * u] * (gr - gr * gr), dg = dh * (h_prev - gn) * (gu - gu * gu);
@@ -315,7 +313,7 @@ def _gru_cell_backward_gpu():
 
     def gru_cell_backward_gpu(dh, z, a, h_prev, dz, da):
         direct = cupy.empty(dh.shape, dh.dtype)
-        fused(dh, h_prev, z, a, h_prev.shape[1], 3, dz, da, direct)
+        fused(dh, h_prev, z, a, h_prev.shape[1], dz, da, direct)
         return direct
 
     return gru_cell_backward_gpu
