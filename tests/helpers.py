@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nnctl.backend import to_host
 from nnctl.data import cifar10
 
 REPO = Path(__file__).resolve().parent.parent
@@ -49,9 +50,26 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-def kernel_outputs(result, given: list, is_array=lambda a: isinstance(a, np.ndarray)) -> tuple:
-    """What a kernel call gave: its result (or results) and the arrays it was handed, which it may write in place."""
-    return (*(result if isinstance(result, tuple) else (result,)), *(a for a in given if is_array(a)))
+TWIN_TOLERANCE = {np.float32: 1e-5, np.float64: 1e-12}
+"""How closely a kernel's twin must give its reference's results (relative; also absolute where asked)."""
+
+
+def assert_twin_equals_reference(kernel, twin, dtype, absolute: bool, to_device=np.copy) -> None:
+    """Runs the kernel's reference and `twin` on copies of its example in `dtype` (moved by `to_device`): each
+    returns, and writes in place, the same arrays within TWIN_TOLERANCE."""
+    example = kernel.example(np.dtype(dtype))
+    arrays = [i for i, a in enumerate(example) if isinstance(a, np.ndarray)]
+
+    def outputs(run) -> tuple:
+        """What a call gave: its result (or results), and the arrays it was handed, which it may write in place."""
+        given = [to_device(a) if i in arrays else a for i, a in enumerate(example)]
+        result = run(*given)
+        return (*(result if isinstance(result, tuple) else (result,)), *(given[i] for i in arrays))
+
+    tol = TWIN_TOLERANCE[dtype]
+    for want, have in zip(outputs(kernel.reference), outputs(twin), strict=True):
+        assert have.shape == want.shape and have.dtype == want.dtype
+        np.testing.assert_allclose(to_host(have), to_host(want), rtol=tol, atol=tol if absolute else 0)
 
 
 def cifar_batches(per_batch: int = 4, seed: int = 0) -> dict[str, bytes]:

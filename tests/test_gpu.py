@@ -4,7 +4,7 @@ short trainings and checkpoints that cross between devices. Skipped, with the re
 import numpy as np
 import pytest
 
-from helpers import CONFIGS, kernel_outputs, nnctl
+from helpers import CONFIGS, assert_twin_equals_reference, nnctl
 from nnctl import backend, checkpoint
 from nnctl.builder import build_model
 from nnctl.config import from_dict, load_config
@@ -108,12 +108,4 @@ def test_every_cupy_twin_equals_its_reference_on_the_gpu(name, dtype):
     backend.use("cuda")
     kernel = KERNELS[name]
     assert kernel.make_gpu is not None, f"{name} has no CuPy twin"
-    twin = kernel.make_gpu()
-    args = kernel.example(np.dtype(dtype))
-    given, twin_given = ([backend.to_device(a) if isinstance(a, np.ndarray) else a for a in args] for _ in range(2))
-    expected = kernel_outputs(kernel.reference(*given), given, is_device_array)
-    got = kernel_outputs(twin(*twin_given), twin_given, is_device_array)
-    tol = {np.float32: 1e-5, np.float64: 1e-12}[dtype]
-    for want, have in zip(expected, got, strict=True):  # what each returned, and what it wrote in place
-        assert have.shape == want.shape and have.dtype == want.dtype
-        np.testing.assert_allclose(have.get(), want.get(), rtol=tol, atol=tol)
+    assert_twin_equals_reference(kernel, kernel.make_gpu(), dtype, absolute=True, to_device=backend.to_device)

@@ -5,10 +5,8 @@ import sys
 import numpy as np
 import pytest
 
-from helpers import kernel_outputs, nnctl
+from helpers import assert_twin_equals_reference, nnctl
 from nnctl import kernels
-
-TOLERANCE = {np.float32: 1e-5, np.float64: 1e-12}
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -16,12 +14,7 @@ TOLERANCE = {np.float32: 1e-5, np.float64: 1e-12}
 def test_compiled_twin_equals_the_numpy_reference(name, dtype):
     k = kernels.KERNELS[name]
     assert k.loops is not None, f"{name} has no compiled twin"
-    given, twin_given = k.example(np.dtype(dtype)), k.example(np.dtype(dtype))
-    expected = kernel_outputs(k.reference(*given), given)
-    got = kernel_outputs(k.compiled()(*twin_given), twin_given)
-    for e, g in zip(expected, got, strict=True):
-        assert g.shape == e.shape and g.dtype == e.dtype
-        np.testing.assert_allclose(g, e, rtol=TOLERANCE[dtype], atol=0)
+    assert_twin_equals_reference(k, k.compiled(), dtype, absolute=False)
 
 
 def test_kernels_change_something():
@@ -73,9 +66,4 @@ def test_the_cupy_twins_code_run_on_the_cpu_equals_the_numpy_reference(name, dty
     arithmetic are right before a GPU ever runs it (tests/test_gpu.py checks the same on a GPU)."""
     k = kernels.KERNELS[name]
     assert k.make_gpu is not None, f"{name} has no CuPy twin"
-    given, twin_given = k.example(np.dtype(dtype)), k.example(np.dtype(dtype))
-    expected = kernel_outputs(k.reference(*given), given)
-    got = kernel_outputs(k.make_gpu()(*twin_given), twin_given)
-    for e, g in zip(expected, got, strict=True):
-        assert g.shape == e.shape and g.dtype == e.dtype
-        np.testing.assert_allclose(g, e, rtol=TOLERANCE[dtype], atol=TOLERANCE[dtype])
+    assert_twin_equals_reference(k, k.make_gpu(), dtype, absolute=True)
