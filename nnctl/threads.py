@@ -8,11 +8,8 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from functools import cache
-from typing import TypeVar
 
 from nnctl.errors import ConfigError
-
-T = TypeVar("T")
 
 
 @cache
@@ -58,15 +55,16 @@ def _pool() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(available(), thread_name_prefix="nnctl")
 
 
-def share(task: Callable[[int], T], count: int) -> list[T]:
+def share(task: Callable[[int], None], count: int) -> None:
     """task(0), …, task(count − 1), on `count` threads at once (at most `available()`), with BLAS on one thread
     inside each: for work that nnctl deals out itself (task must release the GIL for most of its time: compiled
-    kernels and BLAS do). Returns each task's result, in order."""
+    kernels and BLAS do). An exception in a task is raised here."""
     if count == 1:
-        return [task(0)]
+        task(0)
+        return
     pool = _pool()
     with blas_limit(1):
-        return list(pool.map(task, range(count)))
+        list(pool.map(task, range(count)))
 
 
 @contextmanager

@@ -139,9 +139,10 @@ class ColumnBlocks:
         self.rows = math.prod(window.output_size(x.shape[2:]))
         """Rows (window positions) per image."""
         self.width = x.shape[1] * window.kernel[0] * window.kernel[1]
-        n, most = len(x), max(1, CACHE_BYTES // (self.rows * self.width * x.itemsize))
-        self.threads = min(workers, math.ceil(n / most)) if on_cpu() else 1
-        rounds = math.ceil(n / (most * self.threads)) if on_cpu() else 1
+        n = len(x)
+        most = max(1, CACHE_BYTES // (self.rows * self.width * x.itemsize)) if on_cpu() else n  # images a block
+        self.threads = min(workers, math.ceil(n / most))
+        rounds = math.ceil(n / (most * self.threads))
         self.starts = range(0, n, math.ceil(n / (rounds * self.threads)))  # as many blocks for each thread
 
     def each(self, work: Callable[[int, slice, np.ndarray], None]) -> None:
