@@ -52,19 +52,25 @@ def available() -> int:
 
 @cache
 def _pool() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(available(), thread_name_prefix="nnctl")
+    return ThreadPoolExecutor(max(available() - 1, 1), thread_name_prefix="nnctl")
 
 
 def share(task: Callable[[int], None], count: int) -> None:
-    """task(0), …, task(count − 1), on `count` threads at once (at most `available()`), with BLAS on one thread
-    inside each: for work that nnctl deals out itself (task must release the GIL for most of its time: compiled
-    kernels and BLAS do). An exception in a task is raised here."""
+    """task(0), …, task(count − 1), on `count` threads at once (at most `available()`; the calling thread runs
+    task(0)), with BLAS on one thread inside each: for work that nnctl deals out itself (task must release the GIL
+    for most of its time: compiled kernels and BLAS do). An exception in a task is raised here, after all ended."""
     if count == 1:
         task(0)
         return
-    pool = _pool()
     with blas_limit(1):
-        list(pool.map(task, range(count)))
+        others = [_pool().submit(task, i) for i in range(1, count)]
+        try:
+            task(0)
+        finally:
+            for other in others:
+                other.exception()  # waits: the tasks write into buffers the caller owns
+        for other in others:
+            other.result()
 
 
 @contextmanager
@@ -72,13 +78,13 @@ def blas_limit(count: int | None) -> Iterator[None]:
     """BLAS on `count` threads inside the block (None: as it is), as before it afterwards."""
     available()  # what BLAS started with, read (and kept) before any limit
     libraries = _blas() if count is not None else []
-    before = [library.num_threads for library in libraries]
-    for library in libraries:
+    changed = [(library, n) for library in libraries if (n := library.num_threads) != count]
+    for library, _ in changed:  # each set costs about 10 µs: skipped where BLAS already runs `count`
         library.set_num_threads(count)
     try:
         yield
     finally:
-        for library, n in zip(libraries, before, strict=True):
+        for library, n in changed:
             library.set_num_threads(n)
 
 

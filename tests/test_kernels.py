@@ -27,6 +27,14 @@ def test_kernels_change_something():
         assert not any(b.shape == out.shape and np.array_equal(b, out) for b in before), name
 
 
+def test_a_nan_in_a_max_pool_tile_is_its_maximum_in_both_twins():
+    x = np.arange(2 * 4 * 4 * 3, dtype=np.float32).reshape(2, 4, 4, 3)
+    x[0, 1, 0, 2] = x[1, 3, 3, 0] = np.nan
+    for run in (kernels.maxpool_tiles.reference, kernels.maxpool_tiles.compiled()):
+        y = run(x, 2, 2)[0]
+        assert np.isnan(y[0, 0, 0, 2]) and np.isnan(y[1, 1, 1, 0]) and np.isnan(y).sum() == 2
+
+
 @pytest.mark.slow
 def test_the_environment_picks_the_kernels():
     assert "kernels: numba" in nnctl("--version", env={"NNCTL_KERNELS": ""}).stdout

@@ -58,3 +58,29 @@ def test_a_model_mostly_of_convolutions_runs_blas_on_one_thread_inside_and_gives
         assert seen == [1, 2, 2]
     finally:
         blas.set_num_threads(found)
+
+
+def test_share_runs_every_task_once_on_its_own_thread_and_raises_a_failure_after_all_have_ended():
+    import threading
+    import time
+
+    ran: dict[int, int] = {}
+
+    def task(i):
+        time.sleep(0.05 * (i == 1))  # the other thread's share ends last
+        ran[i] = threading.get_ident()
+
+    threads.share(task, 2)
+    assert sorted(ran) == [0, 1] and ran[0] == threading.get_ident() != ran[1]
+
+    ended = []
+
+    def failing(i):
+        if i == 0:
+            raise ValueError("task 0 failed")
+        time.sleep(0.05)
+        ended.append(i)
+
+    with pytest.raises(ValueError, match="task 0 failed"):
+        threads.share(failing, 2)
+    assert ended == [1]  # the caller's share failed first, yet it waited for the other before raising

@@ -9,7 +9,9 @@ from nnctl.kernels.dispatch import kernel
 
 
 def _images(dtype):
-    return (np.random.default_rng(0).standard_normal((2, 4, 6, 3)).astype(dtype), 2, 3)
+    x = np.random.default_rng(0).standard_normal((2, 3, 4, 6)).astype(dtype).transpose(0, 2, 3, 1)  # NCHW memory
+    x[0, 1, 2] = x[0, 0, 0]  # a tie in the first tile: the first of the two wins
+    return x, 2, 3
 
 
 @kernel(_images)
@@ -29,23 +31,28 @@ def maxpool_tiles(x, kh, kw):
 
 @maxpool_tiles.numba  # type: ignore[no-redef]
 def maxpool_tiles(x, kh, kw):
+    x = np.ascontiguousarray(x)  # a copy only for images that are not channel-last in memory
     n, h, w, c = x.shape
-    y = np.empty((n, h // kh, w // kw, c), x.dtype)
+    oh, ow = h // kh, w // kw
+    y = np.empty((n, oh, ow, c), x.dtype)
     where = np.empty(y.shape, np.uint8)
     for a in range(n):
-        for p in range(h // kh):
-            for q in range(w // kw):
-                best, first = y[a, p, q], where[a, p, q]
-                best[:] = x[a, p * kh, q * kw]
-                for k in range(1, kh * kw):
-                    row = x[a, p * kh + k // kw, q * kw + k % kw]
+        for p in range(oh):  # a row of tiles at a time: loops over (q, ch) with indices numba sees are not negative
+            tiles, best, first = x[a, p * kh:(p + 1) * kh].reshape(kh, ow, kw, c), y[a, p], where[a, p]
+            for q in range(ow):
+                for ch in range(c):
+                    best[q, ch], first[q, ch] = tiles[0, q, 0, ch], 0
+            for i in range(kh):
+                for j in range(kw):
+                    if i or j:
+                        for q in range(ow):
+                            for ch in range(c):
+                                v, b = tiles[i, q, j, ch], best[q, ch]
+                                best[q, ch] = v if v > b or v != v else b  # NaN wins and stays, as in np.maximum
+            for k in range(kh * kw - 2, -1, -1):  # without branches, which random data mispredicts
+                for q in range(ow):
                     for ch in range(c):
-                        best[ch] = max(best[ch], row[ch])
-                first[:] = 0
-                for k in range(kh * kw - 2, -1, -1):  # without branches, which random data mispredicts
-                    row = x[a, p * kh + k // kw, q * kw + k % kw]
-                    for ch in range(c):
-                        first[ch] = (row[ch] != best[ch]) * (1 + first[ch])
+                        first[q, ch] = (tiles[k // kw, q, k % kw, ch] != best[q, ch]) * (1 + first[q, ch])
     return y, where
 
 
@@ -70,12 +77,12 @@ def maxpool_tiles_backward(dy, where, kh, kw):
     dx = np.empty((n, oh * kh, ow * kw, c), dy.dtype)
     for a in range(n):
         for p in range(oh):
-            for q in range(ow):
-                grad, first = dy[a, p, q], where[a, p, q]
-                for k in range(kh * kw):
-                    row = dx[a, p * kh + k // kw, q * kw + k % kw]
-                    for ch in range(c):
-                        row[ch] = grad[ch] * (first[ch] == k)
+            tiles, grad, first = dx[a, p * kh:(p + 1) * kh].reshape(kh, ow, kw, c), dy[a, p], where[a, p]
+            for i in range(kh):
+                for j in range(kw):
+                    for q in range(ow):
+                        for ch in range(c):
+                            tiles[i, q, j, ch] = grad[q, ch] * (first[q, ch] == i * kw + j)
     return dx
 
 
