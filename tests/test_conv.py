@@ -207,8 +207,8 @@ def test_conv_reusing_its_column_buffer_across_batch_sizes_gives_fresh_results()
 
 @pytest.mark.parametrize("workers", [1, 2, 3])
 def test_a_conv_in_blocks_over_threads_equals_it_in_one_block(workers, monkeypatch):
-    """Blocks of a few images each, dealt among 1-3 threads (one block per image here, 7 blocks): the output and
-    every gradient equal the whole batch's single product (float64, 1e-12), the same on every call."""
+    """Blocks of a few images each, taken by 1-3 threads (one block per image here, 7 blocks): the output and
+    every gradient equal the whole batch's single product (float64, 1e-12), bit for bit the same on every call."""
     x = np.random.default_rng(0).standard_normal((7, 3, 6, 5))
     layer = {"type": "conv2d", "filters": 4, "kernel_size": 3, "padding": 1, "activation": "relu"}
     runs = []
@@ -225,4 +225,4 @@ def test_a_conv_in_blocks_over_threads_equals_it_in_one_block(workers, monkeypat
         for whole, part in zip(runs[0], blocked, strict=True):
             np.testing.assert_allclose(part, whole, rtol=1e-12, atol=1e-12)
     for first, second in zip(runs[1], runs[2], strict=True):
-        np.testing.assert_array_equal(first, second)  # the same blocks for each thread: reproducible
+        np.testing.assert_array_equal(first, second)  # summed in block order, whichever thread took a block

@@ -68,10 +68,10 @@ class Conv2D(Layer):
         c, kh, kw = self.params["W"].shape[1:]
         dy2 = self.activation.backward(dy.transpose(0, 2, 3, 1).reshape(-1, f))
         blocks = ColumnBlocks(self.x, self.window, self.scratch, self.threads)  # the columns again, in cache
-        gW = xp.zeros((blocks.threads, kh * kw * c, f), dy.dtype)  # each thread's sum over its blocks
+        gW = xp.empty((len(blocks.starts), kh * kw * c, f), dy.dtype)  # each block's share, summed in order below
 
-        def weight_grad(thread, rows, cols):
-            gW[thread] += cols.T @ dy2[rows]
+        def weight_grad(thread, block, rows, cols):
+            xp.matmul(cols.T, dy2[rows], out=gW[block])
 
         blocks.each(weight_grad)
         self.grads["W"][...] = gW.sum(axis=0).reshape(kh, kw, c, f).transpose(3, 2, 0, 1)

@@ -1,6 +1,7 @@
 """Sliding windows over NCHW images: their geometry, im2col in cache-sized blocks (through the im2col_ kernel), and
 its adjoint col2im."""
 
+import itertools
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -131,8 +132,8 @@ still in cache when the product reads them (2-3x faster than a whole batch's col
 
 
 class ColumnBlocks:
-    """im2col(x) a few images at a time: blocks of CACHE_BYTES of columns on the CPU, dealt among up to `workers`
-    threads, each gathering into its own part of `scratch` (the whole batch as one block on a GPU)."""
+    """im2col(x) a few images at a time: blocks of CACHE_BYTES of columns on the CPU (the whole batch as one block
+    on a GPU), taken in turn by up to `workers` threads, each gathering into its own part of `scratch`."""
 
     def __init__(self, x: np.ndarray, window: Window, scratch: Scratch, workers: int = 1):
         self.x, self.window, self.scratch = x, window, scratch
@@ -141,19 +142,21 @@ class ColumnBlocks:
         self.width = x.shape[1] * window.kernel[0] * window.kernel[1]
         n = len(x)
         most = max(1, CACHE_BYTES // (self.rows * self.width * x.itemsize)) if on_cpu() else n  # images a block
-        self.threads = min(workers, math.ceil(n / most))
-        rounds = math.ceil(n / (most * self.threads))
-        self.starts = range(0, n, math.ceil(n / (rounds * self.threads)))  # as many blocks for each thread
+        self.starts = range(0, n, most)
+        self.threads = min(workers, len(self.starts))
 
-    def each(self, work: Callable[[int, slice, np.ndarray], None]) -> None:
-        """Calls work(thread, rows, columns) for every block; a block's columns are overwritten by the thread's next."""
+    def each(self, work: Callable[[int, int, slice, np.ndarray], None]) -> None:
+        """Calls work(thread, block, rows, columns) for every block, numbered in order. A thread takes the next
+        block when it finishes one (so which thread gets which block varies); its next overwrites the columns."""
         step, n = self.starts.step, len(self.x)
+        taken = itertools.count()  # next() on it is atomic: one C call under the GIL
 
         def run(thread: int) -> None:
-            for i in self.starts[thread::self.threads]:  # the same blocks for each thread on every call
+            while (block := next(taken)) < len(self.starts):
+                i = self.starts[block]
                 rows = slice(i * self.rows, min(i + step, n) * self.rows)
                 out = self.scratch((rows.stop - rows.start, self.width), self.x.dtype, thread)
-                work(thread, rows, im2col(self.x[i:i + step], self.window, out))
+                work(thread, block, rows, im2col(self.x[i:i + step], self.window, out))
 
         threads.share(run, self.threads)
 
@@ -163,7 +166,7 @@ def conv_product(x: np.ndarray, window: Window, weights: np.ndarray, scratch: Sc
     """im2col(x) @ weights, (N·OH·OW, F), a block of columns at a time, on up to `workers` threads."""
     blocks = ColumnBlocks(x, window, scratch, workers)
     y = xp.empty((len(x) * blocks.rows, weights.shape[1]), x.dtype)
-    blocks.each(lambda thread, rows, cols: xp.matmul(cols, weights, out=y[rows]))
+    blocks.each(lambda thread, block, rows, cols: xp.matmul(cols, weights, out=y[rows]))
     return y
 
 
