@@ -205,12 +205,14 @@ def test_conv_reusing_its_column_buffer_across_batch_sizes_gives_fresh_results()
             np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize("workers", [1, 2, 3])
-def test_a_conv_in_blocks_over_threads_equals_it_in_one_block(workers, monkeypatch):
-    """Blocks of a few images each, taken by 1-3 threads (one block per image here, 7 blocks): the output and
-    every gradient equal the whole batch's single product (float64, 1e-12), bit for bit the same on every call."""
+@pytest.mark.parametrize(("workers", "activation"), [(1, "relu"), (2, "relu"), (3, "relu"), (2, "tanh"),
+                                                      (2, "sigmoid"), (2, "elu"), (2, "leaky_relu"), (2, "softmax")])
+def test_a_conv_in_blocks_over_threads_equals_it_in_one_block(workers, activation, monkeypatch):
+    """Blocks of a few images each, taken by 1-3 threads (one block per image here, 7 blocks), each block's rows
+    through the activation's backward: the output and every gradient equal the whole batch's single product
+    (float64, 1e-12), bit for bit the same on every call."""
     x = np.random.default_rng(0).standard_normal((7, 3, 6, 5))
-    layer = {"type": "conv2d", "filters": 4, "kernel_size": 3, "padding": 1, "activation": "relu"}
+    layer = {"type": "conv2d", "filters": 4, "kernel_size": 3, "padding": 1, "activation": activation}
     runs = []
     for cache, threads in ((1 << 62, 1), (1, workers), (1, workers)):
         monkeypatch.setattr(window, "CACHE_BYTES", cache)

@@ -11,8 +11,14 @@ if TYPE_CHECKING:
     from nnctl.config import Config, KeyPath
 
 
+ALL = slice(None)
+
+
 class Activation(Layer):
-    """A parameter-free layer that keeps its output shape; usable as `activation:` of another layer."""
+    """A parameter-free layer that keeps its output shape; usable as `activation:` of another layer.
+
+    `backward(dy, rows)` gives the gradient for rows `rows` of the last output (all by default): a conv layer
+    asks for one block of rows at a time."""
 
     example = {"config": {}, "input_shape": (6,)}
 
@@ -28,7 +34,7 @@ class Identity(Activation):
     def forward(self, x, training):
         return x
 
-    def backward(self, dy):
+    def backward(self, dy, rows=ALL):
         return dy
 
 
@@ -41,7 +47,7 @@ class Step(Activation):
     def forward(self, x, training):
         return (x > 0).astype(x.dtype)
 
-    def backward(self, dy):
+    def backward(self, dy, rows=ALL):
         return dy
 
 
@@ -51,8 +57,9 @@ class Sigmoid(Activation):
         self.y = sigmoid(x)
         return self.y
 
-    def backward(self, dy):
-        return dy * self.y * (1 - self.y)
+    def backward(self, dy, rows=ALL):
+        y = self.y[rows]
+        return dy * y * (1 - y)
 
 
 @LAYERS.register("tanh")
@@ -61,8 +68,9 @@ class Tanh(Activation):
         self.y = xp.tanh(x)
         return self.y
 
-    def backward(self, dy):
-        return dy * (1 - self.y * self.y)
+    def backward(self, dy, rows=ALL):
+        y = self.y[rows]
+        return dy * (1 - y * y)
 
 
 @LAYERS.register("relu")
@@ -77,8 +85,8 @@ class ReLU(Activation):
         self.y = xp.maximum(y, 0, out=y) if b is None else bias_relu_(y, b)
         return self.y
 
-    def backward(self, dy):
-        return relu_backward(dy, self.y)
+    def backward(self, dy, rows=ALL):
+        return relu_backward(dy, self.y[rows])
 
 
 @LAYERS.register("leaky_relu")
@@ -91,8 +99,8 @@ class LeakyReLU(Activation):
         self.mask = x > 0
         return xp.where(self.mask, x, self.alpha * x)
 
-    def backward(self, dy):
-        return xp.where(self.mask, dy, self.alpha * dy)
+    def backward(self, dy, rows=ALL):
+        return xp.where(self.mask[rows], dy, self.alpha * dy)
 
 
 @LAYERS.register("elu")
@@ -106,8 +114,8 @@ class ELU(Activation):
         self.neg = self.alpha * xp.expm1(xp.minimum(x, 0))
         return xp.where(self.mask, x, self.neg)
 
-    def backward(self, dy):
-        return xp.where(self.mask, dy, dy * (self.neg + self.alpha))
+    def backward(self, dy, rows=ALL):
+        return xp.where(self.mask[rows], dy, dy * (self.neg[rows] + self.alpha))
 
 
 @LAYERS.register("softmax")
@@ -118,8 +126,9 @@ class Softmax(Activation):
         self.y = softmax(x)
         return self.y
 
-    def backward(self, dy):
-        return self.y * (dy - (dy * self.y).sum(axis=-1, keepdims=True))
+    def backward(self, dy, rows=ALL):
+        y = self.y[rows]
+        return y * (dy - (dy * y).sum(axis=-1, keepdims=True))
 
 
 def sigmoid(x):

@@ -66,17 +66,24 @@ class Conv2D(Layer):
     def backward(self, dy):
         n, f, oh, ow = dy.shape
         c, kh, kw = self.params["W"].shape[1:]
-        dy2 = self.activation.backward(dy.transpose(0, 2, 3, 1).reshape(-1, f))
+        dy = dy.transpose(0, 2, 3, 1).reshape(-1, f)
+        dy2 = xp.empty_like(dy) if self.input_grad else None  # the activation's gradient, for the input's
         blocks = ColumnBlocks(self.x, self.window, self.scratch, self.threads)  # the columns again, in cache
-        gW = xp.empty((len(blocks.starts), kh * kw * c, f), dy.dtype)  # each block's share, summed in order below
+        gW = xp.empty((len(blocks.starts), kh * kw * c, f), dy.dtype)  # each block's shares, summed in order below
+        gb = xp.empty((len(blocks.starts), f), dy.dtype)
 
-        def weight_grad(thread, block, rows, cols):
-            xp.matmul(cols.T, dy2[rows], out=gW[block])
+        def grads(thread, block, rows, cols):
+            part = self.activation.backward(dy[rows], rows)
+            if dy2 is not None:
+                dy2[rows] = part
+            xp.matmul(cols.T, part, out=gW[block])
+            if self.use_bias:
+                sum_rows(part, gb[block])
 
-        blocks.each(weight_grad)
+        blocks.each(grads)
         self.grads["W"][...] = gW.sum(axis=0).reshape(kh, kw, c, f).transpose(3, 2, 0, 1)
         if self.use_bias:
-            sum_rows(dy2, self.grads["b"])
+            self.grads["b"][...] = gb.sum(axis=0)
         if not self.input_grad:
             return None
         W, size = self.params["W"], self.x.shape[2:]
