@@ -27,6 +27,7 @@ def fixed() -> int | None:
 @cache
 def _blas() -> list:
     """threadpoolctl's handles on the BLAS libraries NumPy loaded (set to NNCTL_THREADS when given)."""
+    import numpy  # noqa: F401  (loads BLAS: threadpoolctl finds only libraries already loaded, and this is cached)
     from threadpoolctl import ThreadpoolController  # type: ignore[import-untyped]
 
     libraries = ThreadpoolController().select(user_api="blas").lib_controllers

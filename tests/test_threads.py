@@ -84,3 +84,13 @@ def test_share_runs_every_task_once_on_its_own_thread_and_raises_a_failure_after
     with pytest.raises(ValueError, match="task 0 failed"):
         threads.share(failing, 2)
     assert ended == [1]  # the caller's share failed first, yet it waited for the other before raising
+
+
+def test_threads_finds_blas_even_when_asked_before_numpy_was_imported():
+    import subprocess
+    import sys
+
+    code = ("import sys; from nnctl import threads; assert 'numpy' not in sys.modules; "
+            "print(threads.describe())")
+    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert shown.stdout.startswith("BLAS threads: openblas"), shown.stdout
