@@ -134,6 +134,7 @@ def test_impossible_geometry(window, message):
     ("conv2d", {"filters": 2, "kernel_size": [3, 2]}, (3, 5, 4)),
     ("maxpool2d", {"pool_size": 2}, (2, 4, 6)),
     ("maxpool2d", {"pool_size": 3, "stride": 2, "padding": 1}, (2, 5, 5)),
+    ("maxpool2d", {"pool_size": 2, "padding": "same"}, (2, 5, 3)),  # padded to tiles: 6×4
     ("avgpool2d", {"pool_size": [2, 3], "stride": 1}, (2, 4, 5)),
     ("batchnorm", {}, (4,)),
     ("batchnorm", {"affine": False}, (2, 3, 3)),
@@ -141,6 +142,25 @@ def test_impossible_geometry(window, message):
 def test_gradients_of_more_geometries(name, config, input_shape):
     for check in check_layer(name, example={"config": config, "input_shape": input_shape}):
         assert check.passed, f"{name} {config}: {check.tensor} relative error {check.error:.2e}"
+
+
+def test_a_padded_maxpool_whose_padded_image_it_tiles_equals_the_general_path(monkeypatch):
+    """7 -> 4 with padding 'same' (the deep CNN's last pool) runs the tiles kernel on the padded image."""
+    from nnctl.layers import pool
+
+    x = np.random.default_rng(0).standard_normal((3, 2, 7, 7))
+    runs = []
+    for tiled in (True, False):
+        if not tiled:
+            monkeypatch.setattr(pool, "maxpool_tiles", None)  # fails if called
+            monkeypatch.setattr(pool.Window, "tiles", lambda self, size: False)
+        model = model_of({"type": "maxpool2d", "pool_size": 2, "padding": "same"}, input_shape=(2, 7, 7))
+        model.layers[0].input_grad = True
+        y = model.forward(x, training=True)
+        assert (model.layers[0].where is not None) == tiled
+        runs.append((y, model.backward(np.cos(y))))
+    for tiled, general in zip(*runs, strict=True):
+        np.testing.assert_array_equal(tiled, general)
 
 
 def test_maxpool_gradient_goes_to_the_first_maximum_only():

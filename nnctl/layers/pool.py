@@ -3,7 +3,7 @@
 from nnctl.backend import xp
 from nnctl.kernels import maxpool_tiles, maxpool_tiles_backward
 from nnctl.layers.base import LAYERS, Layer
-from nnctl.layers.window import Window, col2im, offsets, pad
+from nnctl.layers.window import Window, col2im, offsets, pad, unpad
 
 
 class Pool2D(Layer):
@@ -39,8 +39,10 @@ class MaxPool2D(Pool2D):
     def forward(self, x, training):
         self.where = None
         kh, kw = self.window.kernel
-        if self.window.tiles(x.shape[2:]) and kh * kw <= 256:  # the winner's offset fits a byte
-            y, self.where = maxpool_tiles(channels_last(x), kh, kw)
+        self.pads = self.window.pads(x.shape[2:])
+        padded = [size + sum(pads) for size, pads in zip(x.shape[2:], self.pads, strict=True)]
+        if Window(self.window.kernel, self.window.stride).tiles(padded) and kh * kw <= 256:  # offsets fit a byte
+            y, self.where = maxpool_tiles(channels_last(pad(x, self.pads, self.pad_value)), kh, kw)
             self.y = y.transpose(0, 3, 1, 2)
             return self.y
         for k, candidate in enumerate(self._offsets(x)):
@@ -52,7 +54,8 @@ class MaxPool2D(Pool2D):
 
     def backward(self, dy):
         if self.where is not None:
-            return maxpool_tiles_backward(channels_last(dy), self.where, *self.window.kernel).transpose(0, 3, 1, 2)
+            dx = maxpool_tiles_backward(channels_last(dy), self.where, *self.window.kernel).transpose(0, 3, 1, 2)
+            return unpad(dx, self.pads)
         taken = xp.zeros_like(self.y, dtype=bool)
 
         def share(i, j, index):
