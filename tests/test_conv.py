@@ -136,6 +136,7 @@ def test_impossible_geometry(window, message):
     ("maxpool2d", {"pool_size": 3, "stride": 2, "padding": 1}, (2, 5, 5)),
     ("maxpool2d", {"pool_size": 2, "padding": "same"}, (2, 5, 3)),  # padded to tiles: 6×4
     ("avgpool2d", {"pool_size": [2, 3], "stride": 1}, (2, 4, 5)),
+    ("avgpool2d", {"pool_size": 2, "padding": "same"}, (2, 5, 3)),  # col2im assigns over the padded tiles
     ("batchnorm", {}, (4,)),
     ("batchnorm", {"affine": False}, (2, 3, 3)),
 ])

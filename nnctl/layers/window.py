@@ -65,9 +65,11 @@ class Window:
         return pads[0], pads[1]
 
     def tiles(self, size: tuple[int, ...]) -> bool:
-        """Whether the windows cover an input of `size` exactly once, edge to edge (a 2×2 pool with stride 2)."""
-        return (self.stride == self.kernel and self.dilation == (1, 1) and self.pads(size) == ((0, 0), (0, 0))
-                and size[0] % self.kernel[0] == 0 and size[1] % self.kernel[1] == 0)
+        """Whether the windows cover an input of `size`, padded, exactly once, edge to edge (a 2×2 pool with
+        stride 2; with padding 'same', also over 7 pixels padded to 8)."""
+        padded = [n + before + after for n, (before, after) in zip(size, self.pads(size), strict=True)]
+        return (self.stride == self.kernel and self.dilation == (1, 1)
+                and padded[0] % self.kernel[0] == 0 and padded[1] % self.kernel[1] == 0)
 
     def adjoint(self, size: tuple[int, ...]) -> "Window | None":
         """For stride 1 and even padding, the window over the output gradient (padded by span − 1 − padding)
