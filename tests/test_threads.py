@@ -1,5 +1,10 @@
 """Threads: NNCTL_THREADS fixes BLAS's count, reported by --version; a sweep divides what BLAS was given."""
 
+import subprocess
+import sys
+import threading
+import time
+
 import numpy as np
 import pytest
 
@@ -61,9 +66,6 @@ def test_a_model_mostly_of_convolutions_runs_blas_on_one_thread_inside_and_gives
 
 
 def test_share_runs_every_task_once_on_its_own_thread_and_raises_a_failure_after_all_have_ended():
-    import threading
-    import time
-
     ran: dict[int, int] = {}
 
     def task(i):
@@ -87,9 +89,6 @@ def test_share_runs_every_task_once_on_its_own_thread_and_raises_a_failure_after
 
 
 def test_threads_finds_blas_even_when_asked_before_numpy_was_imported():
-    import subprocess
-    import sys
-
     code = ("import sys; from nnctl import threads; assert 'numpy' not in sys.modules; "
             "print(threads.describe())")
     shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
