@@ -226,6 +226,16 @@ def test_conv_reusing_its_column_buffer_across_batch_sizes_gives_fresh_results()
             np.testing.assert_array_equal(a, b)
 
 
+def test_column_blocks_split_a_batch_evenly_over_the_threads(monkeypatch):
+    """10 images of 4·4 one-channel 3×3 windows, at most 7 a block: 5 + 5 on one or two threads, not 7 + 3;
+    three threads get three blocks."""
+    x = np.zeros((10, 1, 4, 4))
+    monkeypatch.setattr(window, "CACHE_BYTES", 7 * 16 * 9 * x.itemsize)
+    for workers, sizes in ((1, [5, 5]), (2, [5, 5]), (3, [4, 4, 2])):
+        blocks = window.ColumnBlocks(x, Window.of(3, 1, 1, 1), window.Scratch(), workers)
+        assert [min(blocks.starts.step, len(x) - i) for i in blocks.starts] == sizes
+
+
 @pytest.mark.parametrize(("workers", "activation"), [(1, "relu"), (2, "relu"), (3, "relu"), (2, "tanh"),
                                                       (2, "sigmoid"), (2, "elu"), (2, "leaky_relu"), (2, "softmax")])
 def test_a_conv_in_blocks_over_threads_equals_it_in_one_block(workers, activation, monkeypatch):

@@ -134,9 +134,9 @@ still in cache when the product reads them (2-3x faster than a whole batch's col
 
 
 class ColumnBlocks:
-    """im2col(x) a few images at a time: blocks of at most CACHE_BYTES of columns on the CPU, as many as a multiple
-    of the threads and all of one size (the whole batch as one block on a GPU), taken in turn by up to `workers`
-    threads, each gathering into its own part of `scratch`."""
+    """im2col(x) a few images at a time: on the CPU, blocks of at most CACHE_BYTES of columns, about equal in size
+    and about a multiple of the threads in number, so that the threads end together (the whole batch as one block
+    on a GPU), taken in turn by up to `workers` threads, each gathering into its own part of `scratch`."""
 
     def __init__(self, x: np.ndarray, window: Window, scratch: Scratch, workers: int = 1):
         self.x, self.window, self.scratch = x, window, scratch
@@ -144,11 +144,11 @@ class ColumnBlocks:
         """Rows (window positions) per image."""
         self.width = x.shape[1] * window.kernel[0] * window.kernel[1]
         n = len(x)
-        blocks = 1
+        blocks = 1  # the whole batch at once on a GPU
         if on_cpu():
             most = max(1, CACHE_BYTES // (self.rows * self.width * x.itemsize))  # images a block at most
-            blocks = max(min(-(-n // most // workers) * workers, n), 1)  # a multiple of the threads: all end together
-        self.starts = range(0, n, max(-(-n // blocks), 1))
+            blocks = max(min(math.ceil(n / (most * workers)) * workers, n), 1)  # rounded up to a multiple of threads
+        self.starts = range(0, n, max(math.ceil(n / blocks), 1))
         self.threads = min(workers, len(self.starts))
 
     def each(self, work: Callable[[int, int, slice, np.ndarray], None]) -> None:
