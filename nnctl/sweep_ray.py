@@ -236,8 +236,8 @@ class _Members(tune.Callback):
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         run = self._run(trial)
         where = f"from {run.path / 'checkpoints' / 'last.pkl'}" if run else "from the start"
-        self.say(f"  {_member(self.sweep, trial.config).label}: its worker was lost; restarting it {where} "
-                 f"(failure {trial.num_failures} of at most {self.sweep.spec.max_failures})")
+        self.say(f"  {_member(self.sweep, trial.config).label}: its worker was lost ({_cause(trial)}); restarting it "
+                 f"{where} (failure {trial.num_failures} of at most {self.sweep.spec.max_failures})")
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         run = self._run(trial)
@@ -250,7 +250,8 @@ class _Members(tune.Callback):
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         run = self._run(trial)
-        error = f"its worker was lost more than max_failures ({self.sweep.spec.max_failures}) times"
+        error = f"its worker was lost more than max_failures ({self.sweep.spec.max_failures}) times, the last " \
+                f"time by {_cause(trial)}"
         if run is not None:
             run = _mark(run, "failed", error)
         self._end(trial, "failed", run, error)
@@ -272,6 +273,19 @@ class _Members(tune.Callback):
         for run in find_runs(self.sweep.dir):
             if run.summary.get("status") in ("running", "crashed"):
                 _mark(run, "stopped", "the sweep was interrupted; run it again to resume from last.pkl")
+
+
+def _cause(trial: Any) -> str:
+    """Tune's record of the trial's latest failure in a line: a dead actor's first line, or a traceback's last
+    (the exception raised in the worker)."""
+    try:
+        text = Path(trial.error_file).read_text() if trial.error_file else ""
+    except OSError:
+        text = ""
+    lines = [line.strip() for line in text.rpartition("Failure # ")[2].splitlines()[1:] if line.strip()]
+    if not lines:
+        return "no error recorded"
+    return (lines[-1] if lines[0].startswith("ray::") else lines[0])[:300]
 
 
 def _mark(run: Run, status: str, note: str, by: str | None = None) -> Run:

@@ -11,6 +11,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -64,7 +65,10 @@ def workers(temp_dir: Path) -> list[int]:
 
 @pytest.fixture(scope="module")
 def cluster():
-    """A Ray head node on 127.0.0.1 in a subprocess (`ray start --head --block`): its address and temp dir."""
+    """A Ray head node on 127.0.0.1 in a subprocess (`ray start --head --block`): its address and temp dir.
+
+    Its memory monitor is off: it kills the newest worker when memory runs short, which the tests running beside
+    this one could cause (CI once saw every member's worker lost at its start), and here only the test kills."""
     temp = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))  # short: Ray's socket paths have a length limit
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -73,7 +77,8 @@ def cluster():
         head = subprocess.Popen([str(Path(sys.executable).parent / "ray"), "start", "--head", "--block",
                                  "--port", str(port), "--num-cpus", "2", "--node-ip-address", "127.0.0.1",
                                  "--include-dashboard=false", "--disable-usage-stats", "--temp-dir", str(temp)],
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                env={**os.environ, "RAY_memory_monitor_refresh_ms": "0"})
     try:
         deadline = time.time() + 180
         while "Ray runtime started" not in (temp / "head.log").read_text():
@@ -111,7 +116,8 @@ def test_ray_grid_equals_the_local_engine_bit_for_bit_and_a_killed_worker_resume
     assert killed, f"no member was caught mid-run: {stdout}{stderr}"
     assert process.returncode == 0, stdout + stderr
     assert "Traceback" not in stderr, stderr
-    assert "its worker was lost; restarting it from" in stdout and "(failure 1 of at most 2)" in stdout, stdout
+    lost = "its worker was lost (The actor died unexpectedly before finishing this task.); restarting it from"
+    assert lost in stdout and "(failure 1 of at most 2)" in stdout, stdout
 
     ours, theirs = summaries(tmp_path / "ray" / "grid"), summaries(tmp_path / "local" / "grid")
     assert sorted(ours) == sorted(theirs) == ["0.001_0", "0.001_1", "0.01_0", "0.01_1"]  # one run each
@@ -251,3 +257,19 @@ def test_sweep_space_and_engine_mistakes(tmp_path, text, message):
     result = nnctl("sweep", str(path), "--runs-dir", str(tmp_path / "runs"))
     assert result.returncode == 2 and message in result.stderr, result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("record, cause", [
+    ("Failure # 1 (occurred at 2026-12-06_11-26-31)\nThe actor died unexpectedly before finishing this task.\n"
+     "\tclass_name: ImplicitFunc\n\tpid: 4059\n", "The actor died unexpectedly before finishing this task."),
+    ("Failure # 1 (occurred at 2026-12-06_11-26-31)\nThe actor died unexpectedly before finishing this task.\n"
+     "Failure # 2 (occurred at 2026-12-06_11-27-02)\nray::ImplicitFunc.train() (pid=4100, ip=127.0.0.1)\n"
+     "  File \"sweep_ray.py\", line 168, in train_member\nMemoryError: cannot allocate\n",
+     "MemoryError: cannot allocate"),
+    ("", "no error recorded"),
+])
+def test_a_lost_member_says_what_tune_recorded_of_its_latest_failure(tmp_path, record, cause):
+    from nnctl.sweep_ray import _cause
+    (tmp_path / "error.txt").write_text(record)
+    assert _cause(SimpleNamespace(error_file=str(tmp_path / "error.txt"))) == cause
+    assert _cause(SimpleNamespace(error_file=None)) == "no error recorded"
