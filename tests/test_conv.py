@@ -39,18 +39,19 @@ WINDOWS = [Window.of(2, 1), Window.of(3, 2, 1, 1), Window.of([2, 3], [1, 2], 2, 
 
 
 @pytest.mark.parametrize("window", WINDOWS)
-def test_the_im2col_kernels_twin_equals_its_reference_and_a_loop_over_every_window(window):
-    x = np.random.default_rng(0).standard_normal((2, 7, 7, 3))
+@pytest.mark.parametrize("channels", [1, 3])  # one: the layers take the reference on the CPU
+def test_the_im2col_kernels_twin_equals_its_reference_and_a_loop_over_every_window(window, channels):
+    x = np.random.default_rng(0).standard_normal((2, 7, 7, channels))
     (top, _), (left, _) = window.pads(x.shape[1:3])
     oh, ow = window.output_size(x.shape[1:3])
     geometry = (*window.kernel, *window.stride, *window.dilation, top, left)
-    expected = np.zeros((2, oh, ow, *window.kernel, 3))
+    expected = np.zeros((2, oh, ow, *window.kernel, channels))
     for p, q, i, j in np.ndindex(oh, ow, *window.kernel):
         y, c = p * window.stride[0] + i * window.dilation[0] - top, q * window.stride[1] + j * window.dilation[1] - left
         if 0 <= y < 7 and 0 <= c < 7:
             expected[:, p, q, i, j] = x[:, y, c]
     for im2col_ in (kernels.im2col_.reference, kernels.im2col_.compiled()):
-        out = im2col_(x, geometry, np.full((2, oh, ow, window.kernel[0] * window.kernel[1] * 3), np.nan))
+        out = im2col_(x, geometry, np.full((2, oh, ow, window.kernel[0] * window.kernel[1] * channels), np.nan))
         np.testing.assert_array_equal(out.reshape(expected.shape), expected)
 
 
