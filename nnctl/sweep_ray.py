@@ -279,6 +279,7 @@ def _cause(trial: Any) -> str:
     """Tune's record of the trial's latest failure in a line: a dead actor's first line, or a traceback's last
     (the exception raised in the worker)."""
     try:
+        # the trial's local file: Tune's get_error reads the experiment's storage, which is synced only later
         text = Path(trial.error_file).read_text() if trial.error_file else ""
     except OSError:
         text = ""
