@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from nnctl.backend import to_host
 from nnctl.errors import NnctlError
 from nnctl.layers import Layer
 from nnctl.layers.activations import ELU, Activation, LeakyReLU
@@ -70,6 +71,11 @@ def _activation(g: Graph, layer: Activation, x: str) -> str:
     raise NnctlError(f"{layer.name}: the activation {kind} has no ONNX export")
 
 
+def _arrays(layer: Layer) -> dict[str, np.ndarray]:
+    """The layer's parameters and state as host NumPy arrays, wherever the model computes."""
+    return {key: to_host(a) for key, a in {**layer.params, **layer.state}.items()}
+
+
 def _then(g: Graph, layer: Layer, y: str) -> str:
     """The layer's own `activation`, if it has one."""
     act = getattr(layer, "activation", None)
@@ -77,9 +83,10 @@ def _then(g: Graph, layer: Layer, y: str) -> str:
 
 
 def _dense(g, layer, x, shape):
-    y = g.add("MatMul", [x, g.const("W", layer.params["W"])])
+    p = _arrays(layer)
+    y = g.add("MatMul", [x, g.const("W", p["W"])])
     if layer.use_bias:
-        y = g.add("Add", [y, g.const("b", layer.params["b"])])
+        y = g.add("Add", [y, g.const("b", p["b"])])
     return _then(g, layer, y)
 
 
@@ -90,18 +97,19 @@ def _window(layer, shape) -> dict:
 
 
 def _conv(g, layer, x, shape):
-    inputs = [x, g.const("W", layer.params["W"])] + ([g.const("b", layer.params["b"])] if layer.use_bias else [])
+    p = _arrays(layer)
+    inputs = [x, g.const("W", p["W"])] + ([g.const("b", p["b"])] if layer.use_bias else [])
     y = g.add("Conv", inputs, dilations=list(layer.window.dilation), **_window(layer, shape))
     return _then(g, layer, y)
 
 
 def _batchnorm(g, layer, x, shape):
-    features = shape[0]
-    gamma = layer.params["gamma"] if layer.affine else np.ones(features)
-    beta = layer.params["beta"] if layer.affine else np.zeros(features)
+    features, p = shape[0], _arrays(layer)
+    gamma = p["gamma"] if layer.affine else np.ones(features)
+    beta = p["beta"] if layer.affine else np.zeros(features)
     return g.add("BatchNormalization", [x, g.const("gamma", gamma), g.const("beta", beta),
-                                        g.const("mean", layer.state["running_mean"]),
-                                        g.const("var", layer.state["running_var"])], epsilon=float(layer.eps))
+                                        g.const("mean", p["running_mean"]), g.const("var", p["running_var"])],
+                 epsilon=float(layer.eps))
 
 
 def _reshape(g, layer, x, shape):
@@ -113,7 +121,7 @@ def _recurrent(g: Graph, layer: Recurrent, x: str, shape) -> str:
     """ONNX's LSTM, GRU or RNN over time-major x; learned initial states are broadcast over the batch."""
     kind, units = layer.registered_name, layer.units
     perm, directions = ONNX_GATES[kind], layer.directions
-    p = layer.params
+    p = _arrays(layer)
 
     def gates(a: np.ndarray) -> np.ndarray:
         return a.reshape(*a.shape[:-1], len(perm), units)[..., perm, :].reshape(a.shape)
@@ -159,7 +167,7 @@ EXPORTS: dict[str, Callable] = {
     "maxpool2d": lambda g, layer, x, shape: g.add("MaxPool", [x], **_window(layer, shape)),
     "avgpool2d": lambda g, layer, x, shape: g.add("AveragePool", [x], count_include_pad=1, **_window(layer, shape)),
     "global_avg_pool2d": lambda g, layer, x, shape: g.add("Flatten", [g.add("GlobalAveragePool", [x])], axis=1),
-    "embedding": lambda g, layer, x, shape: g.add("Gather", [g.const("W", layer.params["W"]), x], axis=0),
+    "embedding": lambda g, layer, x, shape: g.add("Gather", [g.const("W", _arrays(layer)["W"]), x], axis=0),
     "lstm": _recurrent, "gru": _recurrent, "rnn": _recurrent,
 }
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nnctl.backend import to_host
+from nnctl.backend import to_host, xp
 from nnctl.data.inputs import read_inputs
 from nnctl.errors import NnctlError
 from nnctl.metrics import predict
@@ -57,7 +57,8 @@ def predict_files(trained: Trained, paths: list[Path]) -> Predictions:
 
 
 def features(trained: Trained, paths: list[Path], layer: str) -> np.ndarray:
-    """The outputs of the layer called `layer` for every sample of the input files (eval mode, in batches)."""
+    """The outputs of the layer called `layer` for every sample of the input files (eval mode, in batches), on
+    the host."""
     names = [each.name for each in trained.model.layers]
     if layer not in names:
         raise NnctlError(f"--layer: this model has no layer '{layer}'{did_you_mean(layer, names)}; its layers: "
@@ -69,7 +70,7 @@ def features(trained: Trained, paths: list[Path], layer: str) -> np.ndarray:
         for each in layers:
             y = each.forward(y, training=False)
         outputs.append(y)
-    return np.concatenate(outputs)
+    return to_host(xp.concatenate(outputs))
 
 
 def save_array(path: Path, values: np.ndarray) -> None:

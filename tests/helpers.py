@@ -13,8 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
+from nnctl import backend
 from nnctl.backend import to_host
+from nnctl.builder import build_model
+from nnctl.config import from_dict
 from nnctl.data import cifar10
+from nnctl.gradcheck import example_batch
+from nnctl.layers import LAYERS
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = REPO / "configs"
@@ -70,6 +75,27 @@ def assert_twin_equals_reference(kernel, twin, dtype, absolute: bool, to_device=
     for want, have in zip(outputs(kernel.reference), outputs(twin), strict=True):
         assert have.shape == want.shape and have.dtype == want.dtype
         np.testing.assert_allclose(to_host(have), to_host(want), rtol=tol, atol=tol if absolute else 0)
+
+
+def layer_outputs(name: str, device: str) -> dict[str, np.ndarray]:
+    """The registered layer's example on `device`, float64: its output, input gradient and parameter gradients,
+    copied to the host."""
+    cls = LAYERS.get(name)
+    example = cls.example
+    config = from_dict({"device": device, "model": {"layers": [{"type": name, **example["config"]}]}})
+    rng = np.random.default_rng(0)
+    model = build_model(config, tuple(example["input_shape"]), np.float64, rng)
+    layer = model.layers[0]
+    layer.input_grad = not cls.takes_indices
+    layer.rng = np.random.default_rng(1)
+    x = backend.to_device(example_batch(cls, example, model.input_shape, rng, 3))
+    y = layer.forward(x, training=True)
+    dy = backend.to_device(rng.standard_normal(y.shape))
+    dx = layer.backward(dy)
+    out = {"y": to_host(y), **{f"d{k}": to_host(g) for k, g in layer.grads.items()}}
+    if dx is not None:
+        out["dx"] = to_host(dx)
+    return out
 
 
 def cifar_batches(per_batch: int = 4, seed: int = 0) -> dict[str, bytes]:

@@ -28,6 +28,8 @@ def _unwrap(value: Any) -> Any:
 def _wrap(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         return DeviceArray(value)
+    if isinstance(value, np.generic):  # CuPy's reductions and scalar indexing give 0-d device arrays
+        return DeviceArray(np.asarray(value))
     if isinstance(value, tuple):
         return tuple(_wrap(v) for v in value)
     if isinstance(value, list):

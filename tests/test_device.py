@@ -1,15 +1,25 @@
 """The device: `device: cpu | cuda[:N]`, its clear errors without CuPy or a GPU, and a whole training path run
 under a strict stand-in for CuPy that refuses every host/device mix, so any machine catches one."""
 
+import json
+
 import numpy as np
 import pytest
 
-from helpers import CONFIGS, nnctl
-from nnctl import backend, builder, checkpoint, kernels
+from helpers import CONFIGS, layer_outputs, nnctl
+from nnctl import backend, builder, checkpoint, kernels, threads
+from nnctl.check import preflight, time_layers
 from nnctl.config import load_config
 from nnctl.errors import ConfigError
-from nnctl.layers import window
+from nnctl.experiment import build, report
+from nnctl.gradcheck import check_model, check_registry
+from nnctl.kernels import dispatch
+from nnctl.layers import LAYERS, window
+from nnctl.losses import LOSSES
+from nnctl.onnx_export import export_onnx
+from nnctl.predict import features, predict_files
 from nnctl.runner import Runner
+from nnctl.sample import LanguageModel
 from nnctl.trained import Trained
 from strict_numpy import DeviceArray, HostMixError, StrictModule
 
@@ -26,9 +36,10 @@ CASES = {  # every layer family the shipped configs train, each on a few hundred
 
 @pytest.fixture
 def strict_device(monkeypatch):
-    """Every model built in the test computes with the strict stand-in; NumPy again afterwards."""
+    """`device: cuda` computes with the strict stand-in, `device: cpu` with NumPy; NumPy again afterwards."""
     strict = StrictModule()
-    monkeypatch.setattr(builder, "use", lambda device: backend.use_module(strict))
+    monkeypatch.setattr(builder, "use", lambda device: backend.use(device) if device == "cpu"
+                        else backend.use_module(strict))
     yield strict
     backend.use("cpu")
 
@@ -43,18 +54,18 @@ def train(config: str, overrides: list[str], runs_dir) -> Runner:
 @pytest.mark.parametrize("config", CASES)
 def test_training_under_the_strict_device_mixes_nothing_and_equals_the_cpu_run(config, tmp_path, strict_device,
                                                                                monkeypatch):
-    on_device = train(config, CASES[config], tmp_path / "device")
+    on_device = train(config, [*CASES[config], "device=cuda"], tmp_path / "device")
     params = on_device.exp.model.params()
     assert all(isinstance(p, DeviceArray) for p in params), "the parameters live on the device"
     assert all(isinstance(s, DeviceArray) for slots in on_device.exp.optimizer.slots.values() for s in slots)
     assert isinstance(on_device.exp.data.train.x, DeviceArray), "MNIST fits: the data went over once"
     saved = checkpoint.load(on_device.checkpoints.last)
     assert all(type(a) is np.ndarray for entry in saved.model.values() for a in entry["params"].values())
-    backend.use("cpu")
-    builder.use = backend.use  # the CPU run for comparison, on the kernels' NumPy references as the device's
+    # the CPU run for comparison, on the kernels' NumPy references as the device's
     for k in kernels.KERNELS.values():  # (the compiled twins' float32 σ and tanh round differently)
         monkeypatch.setattr(k, "run", k.reference)
-    monkeypatch.setattr(window, "CACHE_BYTES", 1 << 62)  # a whole batch's columns at once, as on a device
+    monkeypatch.setattr(window, "CACHE_BYTES", 1 << 62)  # a whole batch's columns at once, as on a device,
+    monkeypatch.setattr(threads, "available", lambda: 1)  # in one block, not one a thread (sums in another order)
     on_cpu = train(config, CASES[config], tmp_path / "cpu")
     assert [row["loss"] for row in on_device.history] == [row["loss"] for row in on_cpu.history]
     for a, b in zip(saved.model.values(), checkpoint.load(on_cpu.checkpoints.last).model.values(), strict=True):
@@ -64,8 +75,8 @@ def test_training_under_the_strict_device_mixes_nothing_and_equals_the_cpu_run(c
 
 @pytest.mark.slow
 def test_a_device_checkpoint_resumes_evaluates_and_predicts_under_the_strict_device(tmp_path, strict_device):
-    run = train("mnist_mlp.yaml", ["train.epochs=1"], tmp_path)
-    trained = Trained.load(run.checkpoints.last)
+    run = train("mnist_mlp.yaml", ["train.epochs=1", "device=cuda"], tmp_path)
+    trained = Trained.load(run.checkpoints.last, "cuda")
     assert isinstance(trained.model.params()[0], DeviceArray)
     x = np.random.default_rng(0).integers(0, 255, (3, 28, 28)).astype(np.uint8)
     outputs = trained.model.forward(trained.inputs(x))
@@ -73,6 +84,55 @@ def test_a_device_checkpoint_resumes_evaluates_and_predicts_under_the_strict_dev
     resumed = Runner.resume(run.checkpoints.last, ["train.epochs=2"], tmp_path, quiet=True)
     resumed.fit()
     assert resumed.epoch == 2
+
+
+@pytest.mark.slow
+def test_eval_predict_export_and_gradcheck_of_a_device_model_give_what_the_cpu_gives(tmp_path, strict_device):
+    cnn = train("mnist_cnn.yaml", ["train.epochs=1", "device=cuda"], tmp_path).checkpoints.last
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).integers(0, 255, (5, 28, 28)).astype(np.uint8))
+
+    def commands(device: str) -> dict:
+        """What eval, predict, predict --layer and export --format onnx give, the model on `device` (the
+        backend computes on one device at a time: each device's model is loaded and used in turn)."""
+        trained = Trained.load(cnn, device)
+        assert isinstance(trained.model.params()[0], DeviceArray) == (device == "cuda")
+        export_onnx(trained.model, tmp_path / f"{device}.onnx")
+        return {"report": json.dumps(report(trained.experiment([f"device={device}"]), "test")),
+                "predicted": predict_files(Trained.load(cnn, device), [tmp_path / "x.npy"]),
+                "features": features(Trained.load(cnn, device), [tmp_path / "x.npy"], "flatten_1"),
+                "onnx": (tmp_path / f"{device}.onnx").read_bytes()}
+
+    device, cpu = commands("cuda"), commands("cpu")
+    assert device["report"] == cpu["report"] and device["onnx"] == cpu["onnx"]
+    assert type(device["predicted"].classes) is np.ndarray and type(device["features"]) is np.ndarray
+    np.testing.assert_allclose(device["predicted"].values, cpu["predicted"].values, rtol=1e-5)
+    np.testing.assert_array_equal(device["predicted"].classes, cpu["predicted"].classes)
+    np.testing.assert_allclose(device["features"], cpu["features"], rtol=1e-5)
+    config = load_config(CONFIGS / "mnist_cnn.yaml", [*SLICE, "device=cuda", "dtype=float64",
+                                                      "model.layers.*.filters=2"])
+    checks = check_model(build(config), samples=4, per_tensor=6)
+    assert checks and all(c.passed for c in checks)
+
+
+@pytest.mark.slow
+def test_check_of_a_device_model_finds_and_times_what_the_cpu_run_does(strict_device):
+    def check(device: str) -> tuple[list, list]:
+        exp = build(load_config(CONFIGS / "mnist_cnn.yaml", [*SLICE, f"device={device}"]))
+        return [(f.check, f.passed) for f in preflight(exp, steps=50)], time_layers(exp, repeats=1)
+
+    (device, timed), (cpu, _) = check("cuda"), check("cpu")
+    assert device == cpu and all(passed for _, passed in device)
+    assert [t.layer for t in timed] == ["conv2d_1", "maxpool2d_1", "flatten_1", "dense_1", "dense_2"]
+
+
+@pytest.mark.slow
+def test_a_language_model_trained_on_the_device_samples_what_the_cpu_samples(tmp_path, strict_device):
+    run = Runner.start(load_config(CONFIGS / "char_lstm.yaml", ["device=cuda", "train.epochs=1"]), tmp_path,
+                       quiet=True)
+    run.fit()
+    text = {device: LanguageModel.load(run.checkpoints.last, device).generate("a", 40, 1.0, seed=0)
+            for device in ("cuda", "cpu")}
+    assert len(text["cuda"]) > 1 and text["cuda"] == text["cpu"]
 
 
 def test_the_strict_device_refuses_what_cupy_refuses():
@@ -98,3 +158,29 @@ def test_cuda_without_cupy_or_a_gpu_stops_before_the_run_directory(tmp_path):
     assert "Traceback" not in result.stderr
     assert "pip install 'nnctl[gpu]'" in result.stderr or "no usable NVIDIA GPU" in result.stderr
     assert not any(tmp_path.iterdir()), "nothing was made"
+
+
+@pytest.mark.parametrize("name", list(LAYERS))
+def test_every_layer_computes_under_the_strict_device_what_it_computes_on_the_cpu(name, strict_device):
+    cpu, device = layer_outputs(name, "cpu"), layer_outputs(name, "cuda")
+    assert cpu.keys() == device.keys()
+    for key in cpu:
+        np.testing.assert_allclose(device[key], cpu[key], rtol=1e-10, atol=1e-12, err_msg=f"{name} {key}")
+
+
+def test_gradcheck_passes_under_the_strict_device(strict_device):
+    checks = check_registry(device="cuda")
+    assert {c.target for c in checks} == set(LAYERS) | set(LOSSES)
+    assert not [c for c in checks if not c.passed]
+
+
+def test_a_kernel_runs_its_cupy_twin_only_while_cupy_computes(monkeypatch, strict_device):
+    kernel, calls = next(k for k in kernels.KERNELS.values() if k.make_gpu), []
+    monkeypatch.setattr(kernel, "gpu", None)
+    monkeypatch.setattr(kernel, "make_gpu", lambda: lambda: calls.append("twin"))
+    monkeypatch.setattr(kernel, "reference", lambda: calls.append("reference"))
+    backend.use_module(strict_device)
+    for cupy in (False, True, False):  # a stand-in, CuPy, the stand-in again: one process may hold both
+        monkeypatch.setattr(dispatch, "on_cupy", lambda cupy=cupy: cupy)
+        kernel()
+    assert calls == ["reference", "twin", "reference"]

@@ -4,11 +4,10 @@ short trainings and checkpoints that cross between devices. Skipped, with the re
 import numpy as np
 import pytest
 
-from helpers import CONFIGS, assert_twin_equals_reference, nnctl
+from helpers import CONFIGS, assert_twin_equals_reference, layer_outputs, nnctl
 from nnctl import backend, checkpoint
-from nnctl.builder import build_model
-from nnctl.config import from_dict, load_config
-from nnctl.gradcheck import check_registry, example_batch
+from nnctl.config import load_config
+from nnctl.gradcheck import check_registry
 from nnctl.kernels import KERNELS
 from nnctl.layers import LAYERS
 from nnctl.runner import Runner
@@ -25,29 +24,9 @@ def back_on_the_cpu():
     backend.use("cpu")
 
 
-def run_layer(name: str, device: str) -> dict[str, np.ndarray]:
-    """The layer's example on `device`, float64: its output, input gradient and parameter gradients, on the host."""
-    cls = LAYERS.get(name)
-    example = cls.example
-    config = from_dict({"device": device, "model": {"layers": [{"type": name, **example["config"]}]}})
-    rng = np.random.default_rng(0)
-    model = build_model(config, tuple(example["input_shape"]), np.float64, rng)
-    layer = model.layers[0]
-    layer.input_grad = not cls.takes_indices
-    layer.rng = np.random.default_rng(1)
-    x = backend.to_device(example_batch(cls, example, model.input_shape, rng, 3))
-    y = layer.forward(x, training=True)
-    dy = backend.to_device(rng.standard_normal(y.shape))
-    dx = layer.backward(dy)
-    out = {"y": backend.to_host(y), **{f"d{k}": backend.to_host(g) for k, g in layer.grads.items()}}
-    if dx is not None:
-        out["dx"] = backend.to_host(dx)
-    return out
-
-
 @pytest.mark.parametrize("name", list(LAYERS))
 def test_every_layer_computes_on_the_gpu_what_it_computes_on_the_cpu(name):
-    cpu, gpu = run_layer(name, "cpu"), run_layer(name, "cuda")
+    cpu, gpu = layer_outputs(name, "cpu"), layer_outputs(name, "cuda")
     assert cpu.keys() == gpu.keys()
     for key in cpu:
         np.testing.assert_allclose(gpu[key], cpu[key], rtol=1e-10, atol=1e-12, err_msg=f"{name} {key}")
@@ -109,3 +88,16 @@ def test_every_cupy_twin_equals_its_reference_on_the_gpu(name, dtype):
     kernel = KERNELS[name]
     assert kernel.make_gpu is not None, f"{name} has no CuPy twin"
     assert_twin_equals_reference(kernel, kernel.make_gpu(), dtype, absolute=True, to_device=backend.to_device)
+
+
+def test_eval_predict_export_and_check_run_on_the_gpu(tmp_path):
+    checkpoint_path = str(fit("mnist_mlp.yaml", tmp_path, "device=cuda", "train.epochs=1").checkpoints.last)
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).integers(0, 255, (4, 28, 28)).astype(np.uint8))
+    for command in (["eval", checkpoint_path, "--json", "--device", "cuda"],
+                    ["predict", checkpoint_path, str(tmp_path / "x.npy"), "--layer", "dense_1", "-o",
+                     str(tmp_path / "features.npy"), "--device", "cuda"],
+                    ["export", checkpoint_path, "--format", "onnx", "-o", str(tmp_path / "m.onnx"), "--device", "cuda"],
+                    ["check", str(CONFIGS / "mnist_mlp.yaml"), *SLICE, "device=cuda", "--steps", "50"]):
+        result = nnctl(*command)
+        assert result.returncode == 0, (command[0], result.stderr)
+    assert np.load(tmp_path / "features.npy").shape[0] == 4 and (tmp_path / "m.onnx").stat().st_size > 0
