@@ -98,6 +98,12 @@ def to_host(a: Any) -> numpy.ndarray:
     return a if isinstance(a, numpy.ndarray) else a.get()
 
 
+def synchronize() -> None:
+    """Waits until the GPU has run every kernel queued so far (it runs them asynchronously); nothing on the CPU."""
+    if on_cupy():
+        xp.cuda.get_current_stream().synchronize()
+
+
 def fits_on_device(nbytes: int, share: float = 0.5) -> bool:
     """Whether `nbytes` take at most `share` of the device's free memory (always True on the CPU)."""
     if on_cpu() or not hasattr(xp.module, "cuda"):

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from nnctl.backend import synchronize
 from nnctl.experiment import Experiment, layer_activation
 from nnctl.losses import BinaryCrossEntropy, Loss, SoftmaxCrossEntropy
 from nnctl.metrics import scores
@@ -179,14 +180,20 @@ def time_layers(exp: Experiment, repeats: int = 5) -> list[Timing]:
     for rep in range(repeats + 1):
         y = x
         for i, layer in enumerate(model.layers):
-            start = time.perf_counter()
+            start = _now()
             y = layer.forward(y, training=True)
-            forward[i] += (time.perf_counter() - start) * (rep > 0)
+            forward[i] += (_now() - start) * (rep > 0)
         exp.loss.forward(y, t)
         dy: Any = exp.loss.backward()
         for i in range(len(model.layers) - 1, -1, -1):
-            start = time.perf_counter()
+            start = _now()
             dy = model.layers[i].backward(dy)
-            backward[i] += (time.perf_counter() - start) * (rep > 0)
+            backward[i] += (_now() - start) * (rep > 0)
     return [Timing(layer.name, layer.registered_name, 1e3 * f / repeats, 1e3 * b / repeats)
             for layer, f, b in zip(model.layers, forward, backward, strict=True)]
+
+
+def _now() -> float:
+    """The clock, once the device has finished what was queued (else a GPU layer would time its launch only)."""
+    synchronize()
+    return time.perf_counter()
