@@ -101,3 +101,12 @@ def test_eval_predict_export_and_check_run_on_the_gpu(tmp_path):
         result = nnctl(*command)
         assert result.returncode == 0, (command[0], result.stderr)
     assert np.load(tmp_path / "features.npy").shape[0] == 4 and (tmp_path / "m.onnx").stat().st_size > 0
+
+
+def test_a_gpu_run_repeats_itself_and_resumes_exactly(tmp_path):
+    first, again = (fit("mnist_cnn.yaml", tmp_path / name, "device=cuda", *CONSTANT) for name in ("first", "again"))
+    assert [row["loss"] for row in first.history] == [row["loss"] for row in again.history]
+    half = fit("mnist_cnn.yaml", tmp_path / "half", "device=cuda", "train.epochs=1", *CONSTANT)
+    resumed = Runner.resume(half.checkpoints.last, ["train.epochs=2"], tmp_path, quiet=True)
+    resumed.fit()
+    assert resumed.history[-1]["loss"] == first.history[-1]["loss"]
