@@ -1,7 +1,7 @@
-"""A stand-in for the part of CuPy that nnctl's GPU twins use (`ElementwiseKernel`, `empty`, `ascontiguousarray`,
-`uint8`): each kernel's CUDA C++ body is compiled by the host's C++ compiler into a loop over the element index
-`i`, and run on NumPy arrays. It checks a twin's arithmetic and indexing on any machine with a compiler; a GPU
-still has to check CUDA itself (`tests/test_gpu.py`)."""
+"""A stand-in for the part of CuPy that nnctl's GPU twins use: `ElementwiseKernel`, and NumPy's functions for the rest
+(`empty`, `argsort`, ...). Each kernel's CUDA C++ body is compiled by the host's C++ compiler into a loop over the
+element index `i`, and run on NumPy arrays. It checks a twin's arithmetic and indexing on any machine with a
+compiler; a GPU still has to check CUDA itself (`tests/test_gpu.py`)."""
 
 import ctypes
 import hashlib
@@ -10,13 +10,13 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
-from numpy import ascontiguousarray, empty, uint8  # noqa: F401  (the CuPy names the twins call)
+from numpy import arange, argsort, ascontiguousarray, empty, searchsorted, uint8  # noqa: F401  (what twins call)
 
 COMPILER = shutil.which("g++") or shutil.which("clang++")
 BUILD = Path("/tmp")
 """Where the compiled kernels go (the test sets a fresh folder)."""
 
-C_TYPES = {"T": "T", "int32": "int32_t", "uint8": "uint8_t"}
+C_TYPES = {"T": "T", "int32": "int32_t", "int64": "int64_t", "uint8": "uint8_t"}
 NUMPY_TYPES = {"float32": "float", "float64": "double"}
 
 

@@ -6,7 +6,8 @@ from nnctl.kernels.dispatch import ACTIVE, KERNELS, Kernel, describe, warm_up
 from nnctl.kernels.optim import adam_
 from nnctl.kernels.pool import maxpool_tiles, maxpool_tiles_backward
 from nnctl.kernels.recurrent import gru_cell, gru_cell_backward, lstm_cell, lstm_cell_backward, sigmoid_
+from nnctl.kernels.scatter import add_rows_at_
 
-__all__ = ["ACTIVE", "KERNELS", "Kernel", "adam_", "bias_relu_", "describe", "gru_cell", "gru_cell_backward",
-           "im2col_", "lstm_cell", "lstm_cell_backward", "maxpool_tiles", "maxpool_tiles_backward", "relu_backward",
-           "sigmoid_", "warm_up"]
+__all__ = ["ACTIVE", "KERNELS", "Kernel", "adam_", "add_rows_at_", "bias_relu_", "describe", "gru_cell",
+           "gru_cell_backward", "im2col_", "lstm_cell", "lstm_cell_backward", "maxpool_tiles", "maxpool_tiles_backward",
+           "relu_backward", "sigmoid_", "warm_up"]

@@ -5,6 +5,7 @@ from typing import Any
 from nnctl.backend import xp
 from nnctl.errors import DataError
 from nnctl.init import Initializer
+from nnctl.kernels import add_rows_at_
 from nnctl.layers.base import LAYERS, Layer
 
 
@@ -40,5 +41,5 @@ class Embedding(Layer):
     def backward(self, dy):
         grad = self.grads["W"]
         grad[...] = 0
-        xp.add.at(grad, self.ids.ravel(), dy.reshape(-1, self.dim))
+        add_rows_at_(grad, self.ids.ravel(), dy.reshape(-1, self.dim))
         return None

@@ -7,6 +7,7 @@ import numpy as np
 from nnctl.backend import xp
 from nnctl.errors import DataError
 from nnctl.init import Initializer
+from nnctl.kernels import add_rows_at_
 from nnctl.layers.base import LAYERS, Layer
 
 EXAMPLE_TREES = [  # node tables as nnctl.data.trees encodes them: (word, left, right) in post-order, -1 padded
@@ -77,7 +78,7 @@ class Recursive(Layer):
             dchildren = dz @ W.T
             dh[self.left[nodes]] += dchildren[:, :d]  # each node has one parent: no index repeats in a level
             dh[self.right[nodes]] += dchildren[:, d:]
-        xp.add.at(self.grads["E"], self.words[self.leaves], dh[self.leaves])
+        add_rows_at_(self.grads["E"], self.words[self.leaves], dh[self.leaves])
         return None
 
     def _read_tables(self, x: np.ndarray) -> None:
