@@ -1,6 +1,7 @@
 """The array module every layer computes with (NumPy, or CuPy on a GPU), the device, and the dtype policy."""
 
 import math
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import numpy
@@ -102,6 +103,11 @@ def synchronize() -> None:
     """Waits until the GPU has run every kernel queued so far (it runs them asynchronously); nothing on the CPU."""
     if on_cupy():
         xp.cuda.get_current_stream().synchronize()
+
+
+def current_device() -> AbstractContextManager:
+    """A context that makes this thread's device current in another thread (CuPy keeps one per thread)."""
+    return xp.cuda.Device() if on_cupy() else nullcontext()
 
 
 def fits_on_device(nbytes: int, share: float = 0.5) -> bool:

@@ -48,7 +48,7 @@ def preflight(exp: Experiment, samples: int = 20, steps: int = 1000, seconds: fl
     """Every check but timing, in order; the model is trained by the last one (overfitting `samples`)."""
     exp.model.set_rng(np.random.default_rng([exp.seed, 2]))
     x, t = batch(exp)
-    probe_x, probe_t = exp.data.train.x[:PROBE], exp.data.train.y[:PROBE]
+    probe_x, probe_t = exp.data.train.take(slice(PROBE))
     return [one_batch(exp, x, t), initial_loss(exp, probe_x, probe_t), *units_at_init(exp, probe_x),
             overfit(exp, samples, steps, seconds)]
 
@@ -57,7 +57,7 @@ def batch(exp: Experiment) -> tuple[np.ndarray, np.ndarray]:
     """The first training batch, of the configured size."""
     size = exp.settings.batch_size
     size = LARGEST_BATCH if size == "full" else size
-    return exp.data.train.x[:size], exp.data.train.y[:size]
+    return exp.data.train.take(slice(size))
 
 
 def one_batch(exp: Experiment, x: np.ndarray, t: np.ndarray) -> Finding:
@@ -141,7 +141,7 @@ def overfit(exp: Experiment, samples: int, steps: int, seconds: float) -> Findin
     right (classifiers) or its loss falls below 1 % of the initial one. Out of steps or time, a loss that has
     not even halved fails (a model that cannot learn at all is broken); a falling one is inconclusive."""
     model, loss, optimizer = exp.model, exp.loss, exp.optimizer
-    x, t = exp.data.train.x[:samples], exp.data.train.y[:samples]
+    x, t = exp.data.train.take(slice(samples))
     size = min(exp.settings.batch_size, len(x)) if isinstance(exp.settings.batch_size, int) else len(x)  # "full"
     classifier = loss.applies is not None or exp.data.num_classes is not None
     name = f"overfit {len(x)} samples"

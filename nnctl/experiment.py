@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nnctl.backend import resolve_dtype, to_host
+from nnctl.backend import resolve_dtype, to_device, to_host
 from nnctl.builder import build_model
 from nnctl.config import Config
 from nnctl.data import DATASETS, Dataset, DatasetSource
@@ -140,11 +140,12 @@ def report(exp: Experiment, split: str) -> dict:
     data = exp.data.split(split)
     if data is None:
         raise NnctlError(f"the dataset of this experiment has no {split} split")
-    outputs = predict(exp.model, data.x, exp.settings.eval_batch_size)
+    outputs, targets = predict(exp.model, data.x, exp.settings.eval_batch_size), to_device(data.y)
     metrics = ["accuracy", "error_rate"] if exp.data.num_classes else ["mse"]
-    result: dict[str, typing.Any] = {"split": split, "samples": len(data), **scores(exp.loss, outputs, data.y, metrics)}
+    result: dict[str, typing.Any] = {"split": split, "samples": len(data),
+                                     **scores(exp.loss, outputs, targets, metrics)}
     if exp.data.num_classes:
-        counts = confusion_matrix(to_host(target_labels(data.y, outputs)), to_host(exp.loss.labels(outputs)),
+        counts = confusion_matrix(to_host(target_labels(targets, outputs)), to_host(exp.loss.labels(outputs)),
                                   exp.data.num_classes)
         classes = per_class(counts)
         result.update(confusion_matrix=counts.tolist(), per_class=classes,

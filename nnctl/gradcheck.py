@@ -125,7 +125,7 @@ def check_model(exp: Experiment, samples: int = 8, per_tensor: int = 20, eps: fl
     and there central differences measure the mean of two one-sided slopes, not the gradient."""
     model: Model = exp.model
     rng = np.random.default_rng(seed)
-    x, t = exp.data.train.x[:samples], exp.data.train.y[:samples]
+    x, t = exp.data.train.take(slice(samples))
     differentiable = not model.layers[0].takes_indices
     if differentiable:
         x = x.astype(np.float64)

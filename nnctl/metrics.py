@@ -4,7 +4,7 @@ import re
 
 import numpy as np
 
-from nnctl.backend import xp
+from nnctl.backend import to_device, xp
 from nnctl.losses import Loss, as_targets
 from nnctl.model import Model
 
@@ -79,12 +79,13 @@ def scores(loss: Loss, y: np.ndarray, t: np.ndarray, metrics: list[str], prefix:
 def evaluate(model: Model, loss: Loss, x: np.ndarray, t: np.ndarray, metrics: list[str],
              batch_size: int = 1000, prefix: str = "") -> dict[str, float]:
     """Loss and metrics of the model over a whole split, in eval mode."""
-    return scores(loss, predict(model, x, batch_size), t, metrics, prefix)
+    return scores(loss, predict(model, x, batch_size), to_device(t), metrics, prefix)
 
 
 def predict(model: Model, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
-    """The model's raw outputs for every row of x, in eval mode."""
-    return xp.concatenate([model.forward(x[i:i + batch_size], training=False)
+    """The model's raw outputs for every row of x, in eval mode, on the model's device (a split too large for the
+    device stays on the host and goes over a batch at a time)."""
+    return xp.concatenate([model.forward(to_device(x[i:i + batch_size]), training=False)
                            for i in range(0, len(x), batch_size)])
 
 

@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 
 from nnctl import __version__, checkpoint
-from nnctl.backend import to_device
 from nnctl.checkpoint import Checkpoint, InputRecipe
 from nnctl.config import Config
 from nnctl.course import MAY_CHANGE, changed, course_hash
@@ -211,12 +210,13 @@ class Runner:
             self.order = self.data_rng.permutation(n) if self.exp.data.shuffle else None
             self.sums = self._sums()
         with self.progress.bar(batches, self.batch, self.epoch + 1, math.ceil(self._epochs())) as bar:
-            for b in range(self.batch, batches):
-                rows = slice(b * size, (b + 1) * size) if self.order is None else self.order[b * size:(b + 1) * size]
-                x = to_device(data.x[rows])  # a no-op where the split is on the device already
+            numbers = range(self.batch, batches)
+            rows = (slice(b * size, (b + 1) * size) if self.order is None else self.order[b * size:(b + 1) * size]
+                    for b in numbers)
+            for b, (x, t) in zip(numbers, data.batches(rows), strict=True):
                 if self.exp.data.augment:
                     x = self.exp.data.augment(x, self.data_rng)
-                self._train_step(x, to_device(data.y[rows]), batches)
+                self._train_step(x, t, batches)
                 self.batch = b + 1
                 bar.update()
                 if self.stop_requested:

@@ -2,6 +2,7 @@
 under a strict stand-in for CuPy that refuses every host/device mix, so any machine catches one."""
 
 import json
+import threading
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ from helpers import CONFIGS, layer_outputs, nnctl
 from nnctl import backend, builder, checkpoint, kernels, threads
 from nnctl.check import preflight, time_layers
 from nnctl.config import load_config
+from nnctl.data import dataset
 from nnctl.errors import ConfigError
 from nnctl.experiment import build, report
 from nnctl.gradcheck import check_model, check_registry
@@ -50,6 +52,21 @@ def train(config: str, overrides: list[str], runs_dir) -> Runner:
     return runner
 
 
+def assert_the_cpu_run_equals(on_device: Runner, config: str, overrides: list[str], runs_dir, monkeypatch) -> None:
+    """Trains `config` on the CPU as the device ran it (the kernels' NumPy references, each batch's columns in one
+    block) and holds its losses and final parameters equal to `on_device`'s, bit for bit."""
+    for k in kernels.KERNELS.values():  # (the compiled twins' float32 σ and tanh round differently)
+        monkeypatch.setattr(k, "run", k.reference)
+    monkeypatch.setattr(window, "CACHE_BYTES", 1 << 62)  # a whole batch's columns at once, as on a device,
+    monkeypatch.setattr(threads, "available", lambda: 1)  # in one block, not one a thread (sums in another order)
+    on_cpu = train(config, overrides, runs_dir)
+    assert [row["loss"] for row in on_device.history] == [row["loss"] for row in on_cpu.history]
+    saved = checkpoint.load(on_device.checkpoints.last).model
+    for a, b in zip(saved.values(), checkpoint.load(on_cpu.checkpoints.last).model.values(), strict=True):
+        for key in a["params"]:
+            np.testing.assert_array_equal(a["params"][key], b["params"][key])
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("config", CASES)
 def test_training_under_the_strict_device_mixes_nothing_and_equals_the_cpu_run(config, tmp_path, strict_device,
@@ -61,16 +78,23 @@ def test_training_under_the_strict_device_mixes_nothing_and_equals_the_cpu_run(c
     assert isinstance(on_device.exp.data.train.x, DeviceArray), "MNIST fits: the data went over once"
     saved = checkpoint.load(on_device.checkpoints.last)
     assert all(type(a) is np.ndarray for entry in saved.model.values() for a in entry["params"].values())
-    # the CPU run for comparison, on the kernels' NumPy references as the device's
-    for k in kernels.KERNELS.values():  # (the compiled twins' float32 σ and tanh round differently)
-        monkeypatch.setattr(k, "run", k.reference)
-    monkeypatch.setattr(window, "CACHE_BYTES", 1 << 62)  # a whole batch's columns at once, as on a device,
-    monkeypatch.setattr(threads, "available", lambda: 1)  # in one block, not one a thread (sums in another order)
-    on_cpu = train(config, CASES[config], tmp_path / "cpu")
-    assert [row["loss"] for row in on_device.history] == [row["loss"] for row in on_cpu.history]
-    for a, b in zip(saved.model.values(), checkpoint.load(on_cpu.checkpoints.last).model.values(), strict=True):
-        for key in a["params"]:
-            np.testing.assert_array_equal(a["params"][key], b["params"][key])
+    assert_the_cpu_run_equals(on_device, config, CASES[config], tmp_path / "cpu", monkeypatch)
+
+
+@pytest.mark.slow
+def test_data_too_large_for_the_device_goes_over_a_batch_at_a_time_the_next_one_copied_during_a_step(
+        tmp_path, strict_device, monkeypatch):
+    monkeypatch.setattr(dataset, "fits_on_device", lambda nbytes, share=0.5: False)
+    copied_by, copy = [], dataset.to_device
+    monkeypatch.setattr(dataset, "to_device", lambda a: copied_by.append(threading.current_thread().name) or copy(a))
+    overrides = ["data.augment={shift: 2, flip: true}", "model.layers.0.filters=4"]
+    on_device = train("mnist_cnn.yaml", [*overrides, "device=cuda"], tmp_path / "device")
+    assert type(on_device.exp.data.train.x) is np.ndarray and type(on_device.exp.data.val.x) is np.ndarray
+    assert isinstance(on_device.exp.model.params()[0], DeviceArray)
+    assert on_device.step == 8 and copied_by.count("nnctl-feed_0") == 2 * 8, "each batch's x and y, on the worker"
+    tested = json.dumps(report(Trained.load(on_device.checkpoints.last, "cuda").experiment(["device=cuda"]), "test"))
+    assert_the_cpu_run_equals(on_device, "mnist_cnn.yaml", overrides, tmp_path / "cpu", monkeypatch)
+    assert tested == json.dumps(report(Trained.load(on_device.checkpoints.last, "cpu").experiment([]), "test"))
 
 
 @pytest.mark.slow
