@@ -15,7 +15,7 @@ from nnctl.yaml_loader import KeyPath, dotted, parse_yaml
 
 SECTIONS = ("name", "seed", "dtype", "device", "data", "model", "loss", "optimizer", "schedule", "train")
 REQUIRED_SECTIONS = ("data", "model", "loss", "optimizer")
-MAX_BYTES = 16 << 20
+MAX_BYTES = 1 << 20
 """The largest config or sweep file read (larger data belongs in an .npz or .csv file)."""
 
 

@@ -31,7 +31,7 @@ def matches(value: Any, hint: Any) -> bool:
     if hint is type(None):
         return value is None
     if hint is float:  # NaN and infinities are never a setting: a NaN lr trains NaN weights to the end
-        return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        return is_number(value) and finite(value)
     if hint is int:
         return isinstance(value, int) and not isinstance(value, bool)
     if origin in (list, tuple):
@@ -43,6 +43,19 @@ def matches(value: Any, hint: Any) -> bool:
     if origin is dict:
         return isinstance(value, dict)
     return isinstance(value, origin or hint)
+
+
+def is_number(value: Any) -> bool:
+    """An int or a float, not a bool."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def finite(value: int | float) -> bool:
+    """Whether a number is finite as a float (an int beyond float's range, about 1.8e308, is not)."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def describe_type(hint: Any) -> str:
@@ -105,8 +118,9 @@ def check_kwargs(cls: type, kwargs: dict[str, Any], config: "Config", path: "Key
                                               f"accepted keys: {accepted}")
         hint = params[key].annotation
         if not matches(value, hint):
-            if isinstance(value, float) and not math.isfinite(value) and matches(0.0, hint):
-                raise config.error(path + (key,), f"must be a finite number, got {value}")
+            if is_number(value) and not finite(value) and matches(0.0, hint):
+                raise config.error(path + (key,), f"must be a finite number within float's range (±1.8e308), "
+                                                  f"got {describe_value(value)}")
             raise config.error(path + (key,), f"expected {describe_type(hint)}, got {describe_value(value)}")
     for key, param in params.items():
         if param.default is inspect.Parameter.empty and key not in kwargs:

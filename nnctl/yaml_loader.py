@@ -85,7 +85,11 @@ class _Builder:
         self.seen.add(id(node))
         self.origins[path] = self.line(node)
         if isinstance(node, yaml.ScalarNode):
-            return self.loader.construct_object(node)
+            try:
+                return self.loader.construct_object(node)
+            except ValueError:  # Python refuses to read an int of over 4,300 digits
+                raise ConfigError(f"{self.line(node)}: {dotted(path)}: a number of {len(node.value):,} characters "
+                                  "is too long to read") from None
         self.open.add(id(node))
         try:
             if isinstance(node, yaml.SequenceNode):
@@ -116,8 +120,9 @@ class _Builder:
             if key in written:
                 raise ConfigError(f"{self.line(key_node)}: {dotted(path + (key,))}: key given twice")
             written.add(key)
-            for known in [p for p in self.origins if p[: len(path) + 1] == path + (key,)]:
-                del self.origins[known]  # a merged value this key replaces
+            if key in result:  # a merged value this key replaces: forget where its parts came from
+                for known in [p for p in self.origins if p[: len(path) + 1] == path + (key,)]:
+                    del self.origins[known]
             result[key] = self.value(value_node, path + (key,))
         return result
 

@@ -3,6 +3,7 @@
 import gzip
 import io
 import os
+import re
 import tarfile
 import textwrap
 import zipfile
@@ -18,6 +19,7 @@ from nnctl.data import DATASETS, cifar10
 from nnctl.data.idx import read_idx
 from nnctl.data.npyfile import read_npy, read_npz
 from nnctl.errors import ConfigError, DataError
+from nnctl.experiment import build
 from nnctl.limits import ENV
 
 LAUGHS = "a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\n" + "".join(
@@ -55,6 +57,26 @@ def load_config_text(base: Path, data: dict):
 def test_yaml_bombs_are_refused_quickly(text, phrase):
     with pytest.raises(ConfigError, match=phrase):
         parse_yaml(text, "bomb.yaml")
+
+
+def test_a_config_of_many_keys_reads_and_a_large_one_is_refused_unread(tmp_path):
+    data, origins = parse_yaml("extra:\n" + "".join(f"  k{i}: {i}\n" for i in range(20_000)), "many.yaml")
+    assert len(data["extra"]) == 20_000 and origins[("extra", "k19999")] == "many.yaml:20001"
+    (tmp_path / "big.yaml").write_text(XOR + "extra: [" + "1, " * 600_000 + "1]\n")
+    with pytest.raises(ConfigError, match=r"big.yaml: 1.7 MiB, more than a config file may hold \(1.0 MiB\)"):
+        load_config(tmp_path / "big.yaml")
+
+
+@pytest.mark.parametrize("value, phrase", [
+    ("9" * 5000, "optimizer.lr: a number of 5,000 characters is too long to read"),
+    ("1" + "0" * 400, "optimizer.lr: must be a finite number within float's range (±1.8e308), got int 1000"),
+])
+def test_numbers_too_long_or_too_large_for_a_float_are_config_errors(tmp_path, value, phrase):
+    (tmp_path / "c.yaml").write_text(XOR.replace("lr: 0.05", f"lr: {value}"))
+    with pytest.raises(ConfigError, match=re.escape(phrase)):
+        build(load_config(tmp_path / "c.yaml"))
+    with pytest.raises(ConfigError, match="is too long to read"):
+        load_config(tmp_path / "c.yaml", [f"train.epochs={'9' * 5000}"])
 
 
 def test_merge_keys_work_and_keys_written_win():
