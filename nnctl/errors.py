@@ -55,11 +55,15 @@ def read_bytes(path: Path, error: type[NnctlError], noun: str, limit: int | None
     if size > limit:
         raise error(f"{path}: {size_text(size)}, more than a {noun} may hold ({size_text(limit)})"
                     + (f"; raise the limit with {ENV}=<size>" if limit == memory_limit() else ""))
+    chunks, total = [], 0
     try:
-        with open(path, "rb") as f:
-            raw = f.read(limit + 1)
+        with open(path, "rb") as f:  # as much as it holds, not `limit` reserved up front (a memory cap refuses that)
+            while total <= limit and (chunk := f.read(min(max(size, 1 << 16), limit + 1 - total))):
+                chunks.append(chunk)
+                total += len(chunk)
     except OSError as exc:
         raise error(f"{path}: cannot read {noun}: {exc.strerror or exc}") from None
+    raw = b"".join(chunks)
     if len(raw) > limit:
         raise error(f"{path}: grew past {size_text(limit)} while it was read")
     return raw

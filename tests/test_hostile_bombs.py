@@ -4,6 +4,9 @@ import gzip
 import io
 import os
 import re
+import resource
+import subprocess
+import sys
 import tarfile
 import textwrap
 import zipfile
@@ -13,7 +16,7 @@ import numpy as np
 import pytest
 from hostile import XOR, clean_error, listing
 
-from helpers import cifar_batches, nnctl
+from helpers import CONFIGS, cifar_batches, nnctl
 from nnctl.config import load_config, parse_yaml
 from nnctl.data import DATASETS, cifar10
 from nnctl.data.idx import read_idx
@@ -246,3 +249,19 @@ def test_a_one_hot_of_a_label_of_three_billion_says_how_much_memory(tmp_path):
     """))
     clean_error(nnctl("train", "c.yaml", cwd=tmp_path, env={ENV: "1G"}), 1,
                 "one-hot targets for 3,000,000,001 classes would need 22.4 GiB", "the largest is 3,000,000,000")
+
+
+@pytest.mark.slow
+def test_a_memory_cap_below_the_read_limit_still_trains_and_evaluates(tmp_path):
+    """Files are read to their size, not to the limit reserved up front: under a 4 GiB address-space cap (a
+    container's), a 2 KB checkpoint must not ask for 3/4 of the machine's memory."""
+    def capped(*args: str) -> subprocess.CompletedProcess:
+        cap = 4 << 30
+        return subprocess.run([sys.executable, "-m", "nnctl.cli", *args], capture_output=True, text=True,
+                              timeout=300, preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (cap, cap)),
+                              env={k: v for k, v in os.environ.items() if k != ENV})
+
+    trained = capped("train", str(CONFIGS / "xor_mlp.yaml"), "--runs-dir", str(tmp_path), "-q")
+    assert trained.returncode == 0, trained.stderr
+    evaluated = capped("eval", str(next(tmp_path.glob("*/checkpoints/last.pkl"))))
+    assert evaluated.returncode == 0, evaluated.stderr
