@@ -48,6 +48,8 @@ err = Console(stderr=True, highlight=False, soft_wrap=True, width=_WIDTH, emoji=
 DEBUG = bool(os.environ.get("NNCTL_DEBUG"))
 
 OVERRIDES_HELP = "Dotted KEY=VALUE overrides of the config, such as optimizer.lr=3e-4 train.epochs=2."
+MAX_SAMPLE_LENGTH = 1_000_000
+"""The most tokens `nnctl sample` generates in one call."""
 DEVICE_HELP = "Where to compute: cpu, cuda or cuda:N (an NVIDIA GPU through CuPy: pip install 'nnctl[gpu]')."
 Device = Annotated[str, typer.Option("--device", help=DEVICE_HELP)]
 RunDevice = Annotated[str | None, typer.Option("--device", help=DEVICE_HELP + " Default: the config's device.",
@@ -332,7 +334,7 @@ def convert_command(
 def sample(
     checkpoint_path: Annotated[Path, typer.Argument(metavar="CHECKPOINT", help="A checkpoint of a language model.")],
     prime: Annotated[str, typer.Option("--prime", help="The text to start from.")] = "\n",
-    length: Annotated[int, typer.Option("--length", help="How many tokens to generate.")] = 300,
+    length: Annotated[int, typer.Option("--length", help="How many tokens to generate (at most 1,000,000).")] = 300,
     temperature: Annotated[float, typer.Option("--temperature", help="Below 1: safer choices; above 1: "
                                                                       "more surprising ones.")] = 1.0,
     seed: Annotated[int | None, typer.Option("--seed", help="Seed of the draws, for repeatable text.",
@@ -342,6 +344,9 @@ def sample(
     """Generate text from a trained language model (a config with data.type text), starting from --prime."""
     _at_least("--temperature", temperature, 0, above=True)
     _at_least("--length", length, 1)
+    _at_most("--length", length, MAX_SAMPLE_LENGTH)
+    if seed is not None:
+        _at_least("--seed", seed, 0)
     model = LanguageModel.load(checkpoint_path, device)
     out.print(model.generate(prime, length, temperature, seed), markup=False)
 
@@ -563,6 +568,12 @@ def _at_least(option: str, value: float, low: float, above: bool = False) -> Non
                           f"got {value}")
 
 
+def _at_most(option: str, value: float, high: float) -> None:
+    """ConfigError when `value` is above `high`."""
+    if value > high:
+        raise ConfigError(f"{option} may be at most {high:,}, got {value:,}")
+
+
 def main() -> None:
     """Entry point: user errors become one message and a non-zero exit, never a traceback."""
     try:
@@ -571,6 +582,13 @@ def main() -> None:
     except NnctlError as exc:
         err.print(f"error: {exc}", markup=False)
         sys.exit(exc.exit_code)
+    except MemoryError as exc:  # the machine's memory (or a cap on it) ran out below nnctl's own limit
+        err.print(f"error: out of memory{f' ({exc})' if str(exc) else ''}; free some, or make the work smaller "
+                  "(a smaller train.batch_size, model or input)", markup=False)
+        sys.exit(1)
+    except RecursionError:
+        err.print("error: an input nests too deeply to follow (a cycle, or thousands of levels)", markup=False)
+        sys.exit(1)
     except Exception as exc:
         if DEBUG:
             raise

@@ -48,6 +48,7 @@ class LanguageModel:
         rng = np.random.default_rng(seed)
         for _ in range(length):
             logits = self.model.forward(to_device(np.array([ids[-window:]], dtype=dtype)))[0, -1]
-            p = to_host(softmax(logits.astype(np.float64) / temperature))
+            logits = logits.astype(np.float64)
+            p = to_host(softmax((logits - logits.max()) / temperature))  # the best at 0: no inf - inf at a tiny T
             ids.append(int(rng.choice(len(self.vocab), p=p)))
         return LEVELS[self.level].join(self.vocab[i] for i in ids)

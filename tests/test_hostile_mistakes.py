@@ -60,6 +60,8 @@ def test_merge_keys_work_in_a_config(tmp_path):
     (["gradcheck", "{config}", "--per-tensor", "-1"], 2, "--per-tensor must be"),
     (["sample", "{run}/checkpoints/last.pkl", "--temperature", "nan"], 2, "--temperature must be a finite number"),
     (["sample", "{run}/checkpoints/last.pkl", "--length", "0"], 2, "--length must be"),
+    (["sample", "{run}/checkpoints/last.pkl", "--length", "9" * 30], 2, "--length may be at most 1,000,000"),
+    (["sample", "{run}/checkpoints/last.pkl", "--seed", "-1"], 2, "--seed must be a finite number of at least 0"),
     (["plot", "{run}", "--smooth", "nan"], 2, "--smooth must be in [0, 1)"),
     (["plot", "{run}", "--activations", "--samples", "0"], 2, "--samples must be"),
     (["train", "{config}", "--runs-dir", "{config}"], 1, "a file (or inside one), not a folder for runs"),

@@ -85,6 +85,9 @@ def test_sample_through_the_cli(tmp_path):
     generated = first.stdout[:-1]
     assert generated.startswith("And God") and len(generated) == len("And God") + 40
     assert set(generated) <= set(TEXT.read_text(encoding="utf-8"))
+    for temperature in ("1e-310", "1e308"):  # greedy, and uniform: never inf − inf in the softmax
+        extreme = nnctl("sample", best, "--prime", "And", "--length", "5", "--temperature", temperature)
+        assert extreme.returncode == 0 and len(extreme.stdout) == len("And") + 5 + 1, extreme.stderr
     unknown = nnctl("sample", best, "--prime", "#hash")
     assert unknown.returncode == 1 and "error: --prime holds tokens the model never saw: '#'" in unknown.stderr
     assert "Traceback" not in unknown.stderr
