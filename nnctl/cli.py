@@ -52,6 +52,7 @@ MAX_SAMPLE_LENGTH = 1_000_000
 """The most tokens `nnctl sample` generates in one call."""
 DEVICE_HELP = "Where to compute: cpu, cuda or cuda:N (an NVIDIA GPU through CuPy: pip install 'nnctl[gpu]')."
 Device = Annotated[str, typer.Option("--device", help=DEVICE_HELP)]
+Force = Annotated[bool, typer.Option("--force", help="Replace the output file if it exists.")]
 RunDevice = Annotated[str | None, typer.Option("--device", help=DEVICE_HELP + " Default: the config's device.",
                                                show_default=False)]
 
@@ -254,12 +255,14 @@ def predict_command(
     layer: Annotated[str | None, typer.Option("--layer", help="Write this layer's outputs (features) for every "
                                               "input to the -o .npy file instead.", show_default=False)] = None,
     device: Device = "cpu",
+    force: Force = False,
 ) -> None:
     """Classify new inputs with a trained model; inputs are prepared as its training data was."""
     if layer is not None and (output is None or output.suffix.lower() != ".npy"):
         raise NnctlError("--layer writes the layer's outputs as an array: give -o FILE.npy")
     if output is not None:
         check_output(output)
+        _fresh_output(output, [checkpoint_path, *inputs], force)
     trained = _loaded(checkpoint_path, device)
     if layer is not None:
         assert output is not None, "checked above"
@@ -283,10 +286,12 @@ def export_command(
     form: Annotated[str, typer.Option("--format", help="npz: nnctl's arrays by layer name, for model.weights; "
                                       "onnx: the whole model as an ONNX graph (pip install 'nnctl[onnx]').")] = "npz",
     device: Device = "cpu",
+    force: Force = False,
 ) -> None:
     """Write a trained model's weights as plain arrays by layer name (dense_1/W, ...), or the model as ONNX."""
     if form not in ("npz", "onnx"):
         raise NnctlError(f"--format must be npz or onnx, not '{form}'")
+    _fresh_output(output, [checkpoint_path], force)
     trained = _loaded(checkpoint_path, device)
     model = trained.model
     if form == "onnx":
@@ -311,10 +316,12 @@ def convert_command(
     flatten: Annotated[str | None, typer.Option("--flatten", help="chw or hwc: how the source flattened feature "
                                                 "maps before its first dense layer (default: torch chw, keras hwc).",
                                                 show_default=False)] = None,
+    force: Force = False,
 ) -> None:
     """Convert another framework's weights into nnctl's .npz for model.weights, printing the mapping it used."""
     if flatten not in (None, "chw", "hwc"):
         raise ConfigError(f"--flatten must be chw or hwc, not '{flatten}'")
+    _fresh_output(output, [source, config], force)
     framework, layers = read_source(source)
     model = initial_model(load_config(config, []))
     table_map = read_map(mapping or [])
@@ -559,6 +566,21 @@ def _sweep_plots(sweep: Sweep, outcomes: list[Outcome], metric: str) -> None:
     for key, groups in by_value(outcomes, metric).items():
         name = "by_" + re.sub(r"[^A-Za-z0-9]+", "_", key).strip("_") + ".png"
         out.print(f"wrote {plots.by_value(groups, key, shown, sweep.dir / name, f'{sweep.name}: final {shown}')}")
+
+
+def _fresh_output(path: Path, inputs: Iterable[Path], force: bool) -> None:
+    """Refuses to write over one of the command's own inputs, or over an existing file without --force."""
+    if path.exists() and any(_same_file(path, each) for each in inputs):
+        raise NnctlError(f"{path}: this is one of the command's inputs; write the output to another file")
+    if path.exists() and not force:
+        raise NnctlError(f"{path} exists; give --force to replace it, or another -o")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def _at_least(option: str, value: float, low: float, above: bool = False) -> None:

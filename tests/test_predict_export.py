@@ -203,3 +203,26 @@ def test_tensorboard_events_hold_the_metrics(run):
         column = tag.split("/")[1]
         np.testing.assert_allclose([s.value for s in scalars], [float(r[column]) for r in selected], rtol=1e-6)
     assert {"epoch/loss", "epoch/accuracy", "epoch/val_loss", "epoch/lr", "step/lr"} <= set(events.Tags()["scalars"])
+
+
+def test_an_output_never_replaces_an_input_and_replaces_another_file_only_with_force(run, digits, tmp_path):
+    ckpt = str(run / "checkpoints" / "last.pkl")
+    np.savetxt(tmp_path / "x.csv", digits[0][:3].reshape(3, -1), delimiter=",", fmt="%d")
+    np.save(tmp_path / "x.npy", digits[0][:3])
+    (tmp_path / "kept.json").write_text("{}")
+    (tmp_path / "link.npy").symlink_to(tmp_path / "x.npy")
+    inputs = {name: (tmp_path / name).read_bytes() for name in ("x.csv", "x.npy", "kept.json")}
+    for args, phrase in [(["predict", ckpt, str(tmp_path / "x.csv"), "-o", str(tmp_path / "x.csv"), "--force"],
+                          "this is one of the command's inputs"),
+                         (["predict", ckpt, str(tmp_path / "x.npy"), "-o", str(tmp_path / "link.npy"), "--force"],
+                          "this is one of the command's inputs"),
+                         (["predict", ckpt, str(tmp_path / "x.npy"), "-o", str(tmp_path / "kept.json")],
+                          "kept.json exists; give --force to replace it"),
+                         (["export", ckpt, "-o", str(tmp_path / "x.npy")], "x.npy exists; give --force"),
+                         (["convert", ckpt, "-c", str(CONFIGS / "mnist_mlp.yaml"), "-o", str(tmp_path / "x.npy")],
+                          "x.npy exists; give --force")]:
+        result = nnctl(*args)
+        assert result.returncode == 1 and phrase in result.stderr and "Traceback" not in result.stderr, result.stderr
+        assert {name: (tmp_path / name).read_bytes() for name in inputs} == inputs, "nothing was written over"
+    ok("predict", ckpt, str(tmp_path / "x.npy"), "-o", str(tmp_path / "kept.json"), "--force")
+    assert len(json.loads((tmp_path / "kept.json").read_text())) == 3
