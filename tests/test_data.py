@@ -291,3 +291,13 @@ def test_unreachable_mirror(tmp_path):
     with pytest.raises(DataError, match="http://127.0.0.1:9/x.gz: download failed"):
         fetch("http://127.0.0.1:9/x.gz", tmp_path / "x.gz", "0" * 32, timeout=5)
     assert not any(tmp_path.iterdir())
+
+
+def test_data_classes_keeps_and_relabels_by_place_in_the_list_and_refuses_labels_past_int32():
+    spec = {"type": "inline", "x": [[i] for i in range(8)], "y": [3, 9, 5, 9, 0, 7, 5, 3]}
+    data = load({**spec, "classes": [9, 3, 5]})
+    assert data.train.x[:, 0].tolist() == [0, 1, 2, 3, 6, 7] and data.train.y.tolist() == [1, 0, 2, 0, 2, 1]
+    assert data.num_classes == 3
+    for classes in ([0, 2**31], [0, 10**23], [1, 1], [-1]):
+        with pytest.raises(ConfigError, match=r"classes must list distinct class labels \(0 to 2,147,483,647\)"):
+            load({**spec, "classes": classes})

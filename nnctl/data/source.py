@@ -16,6 +16,8 @@ from nnctl.limits import too_big
 from nnctl.registry import Registry
 
 Arrays = tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]
+MAX_LABEL = 2**31 - 1
+"""The largest class label `data.classes` may name."""
 _CHUNK = 4096  # rows scaled at a time: bounds the float64 temporary and is ~3x faster than one pass on MNIST
 
 
@@ -45,8 +47,9 @@ class DatasetSource:
             raise ValueError(f"scale and shift do not apply to {self.registered_name}: its inputs are indices")
         if self.indices and normalize:
             raise ValueError(f"normalize does not apply to {self.registered_name}: its inputs are indices")
-        if classes is not None and (not classes or min(classes) < 0 or len(set(classes)) != len(classes)):
-            raise ValueError(f"classes must list distinct class labels (0 or more), got {classes}")
+        if classes is not None and (not classes or min(classes) < 0 or max(classes) > MAX_LABEL
+                                    or len(set(classes)) != len(classes)):
+            raise ValueError(f"classes must list distinct class labels (0 to {MAX_LABEL:,}), got {classes}")
         for name, value in (("subset", subset), ("test_subset", test_subset)):
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be at least 1, got {value}")
@@ -139,9 +142,8 @@ class DatasetSource:
         keep = np.isin(y, self.classes)
         if not keep.any():
             raise DataError(f"{self.origin(split)}: no {split} sample has one of the labels {self.classes}")
-        relabel = np.zeros(int(max(y.max(), *self.classes)) + 1, y.dtype)
-        relabel[self.classes] = np.arange(len(self.classes))
-        return x[keep], relabel[y[keep]]
+        order = np.argsort(self.classes)  # each kept label's place in `classes`, found in the sorted list
+        return x[keep], order[np.searchsorted(np.asarray(self.classes)[order], y[keep])].astype(y.dtype)
 
     def _classes(self, train: Split, test: Split | None) -> int | None:
         """The class count: the source's own, else max label + 1 when the targets are integer labels, one per
