@@ -117,9 +117,11 @@ def _check_contents(data: dict[str, Any], path: str | Path) -> None:
     _check_kinds(data["optimizer"], _OPTIMIZER_KINDS, "optimizer.", path)
     _check_kinds(data["rng"], {"data": dict, "dropout": dict}, "rng.", path)
     progress = data["progress"]
-    for key in ("epoch", "batch", "step"):
-        if progress[key] < 0:
-            raise CheckpointError(f"{path}: its 'progress.{key}' is negative ({progress[key]})")
+    counts = {**{f"progress.{key}": progress[key] for key in ("epoch", "batch", "step")},
+              "optimizer.t": data["optimizer"]["t"]}
+    for name, count in counts.items():
+        if count < 0:
+            raise CheckpointError(f"{path}: its '{name}' is negative ({count})")
     order = progress["order"]
     if order is not None and (order.ndim != 1 or order.dtype.kind not in "iu"):
         raise CheckpointError(f"{path}: its 'progress.order' is not a list of sample numbers")

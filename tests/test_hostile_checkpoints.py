@@ -62,6 +62,7 @@ FORGED = {
     "optimizer slots of another optimizer": ("optimizer.slots", {"v": []}, "saved slots ['v'] are not the"),
     "a position that is a string": ("progress.epoch", "two", "'progress.epoch' is str, expected int"),
     "a negative step": ("progress.step", -5, "'progress.step' is negative"),
+    "a negative optimizer step": ("optimizer.t", -5, "'optimizer.t' is negative (-5)"),
     "a batch past the epoch": ("progress.batch", 99, "its position (epoch 3, batch 99"),
     "an order of other samples": ("progress.order", np.array([7, 8, 9, 10]), "does not fit 4 training samples"),
     "sums that are not numbers": ("progress.sums", {"loss": "x"}, "'progress.sums' are not numbers"),
