@@ -11,6 +11,8 @@ import zlib
 ENV = "NNCTL_MAX_MEMORY"
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 _FALLBACK = 8 << 30  # where the machine does not say how much memory it has
+MAX_DIMS = 32
+"""The most dimensions an array in a file may declare (NumPy 1 allows 32, NumPy 2 64; no dataset needs 10)."""
 
 
 def machine_memory() -> int:

@@ -117,6 +117,31 @@ def test_an_npy_header_declaring_a_terabyte_is_refused_before_allocating(tmp_pat
         read_npy(tmp_path / "tb.npy")
 
 
+@pytest.mark.parametrize("shape", [(-1, 2), (2, -3), (1,) * 40])
+def test_an_npy_header_declaring_a_shape_no_array_has_is_refused(tmp_path, shape):
+    (tmp_path / "x.npy").write_bytes(npy_header(shape) + b"\0" * 64)
+    with pytest.raises(DataError, match="which no array has"):
+        read_npy(tmp_path / "x.npy")
+
+
+def test_an_encrypted_npz_member_is_refused_by_name(tmp_path):
+    with zipfile.ZipFile(tmp_path / "e.npz", "w") as archive:
+        archive.writestr("x.npy", npy_header((2,)) + b"\0" * 16)
+    raw = bytearray((tmp_path / "e.npz").read_bytes())
+    for signature, flags in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):  # marked encrypted, in both headers
+        raw[raw.index(signature) + flags] |= 0x1
+    (tmp_path / "e.npz").write_bytes(raw)
+    with pytest.raises(DataError, match="its array 'x' is encrypted"):
+        read_npz(tmp_path / "e.npz")
+
+
+def test_samples_of_no_values_and_values_past_float32_are_refused(tmp_path):
+    with pytest.raises(DataError, match=r"the training samples have shape \[0\], which holds no values"):
+        load({"type": "inline", "x": [[], []], "y": [0, 1]}, tmp_path)
+    with pytest.raises(DataError, match="values beyond float32's range once scaled and shifted"):
+        load({"type": "inline", "x": [[1e308], [0.0]], "y": [0, 1]}, tmp_path)
+
+
 def test_an_npz_member_declaring_more_than_it_holds_is_refused(tmp_path):
     with zipfile.ZipFile(tmp_path / "z.npz", "w") as archive:
         archive.writestr("x.npy", npy_header((10**12, 10)) + b"\0" * 64)
@@ -161,6 +186,12 @@ def test_a_gzip_bomb_in_an_idx_file_stops_at_what_its_header_declares(tmp_path):
         f.write(bytes(64 << 20))
     with pytest.raises(DataError, match="decompresses to more than the 18 bytes its IDX header declares"):
         read_idx(tmp_path / "x-idx1-ubyte.gz")
+
+
+def test_an_idx_header_declaring_more_dimensions_than_an_array_has_is_refused(tmp_path):
+    (tmp_path / "x.idx").write_bytes(bytes([0, 0, 8, 255]) + b"\0\0\0\1" * 255)
+    with pytest.raises(DataError, match="it declares 255 dimensions, more than 32"):
+        read_idx(tmp_path / "x.idx")
 
 
 def test_an_idx_header_declaring_a_huge_array_is_refused_before_decompressing(tmp_path):

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from nnctl.errors import DataError, read_bytes
-from nnctl.limits import gunzip, too_big
+from nnctl.limits import MAX_DIMS, gunzip, too_big
 
 _TYPES: dict[int, type | str] = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
@@ -38,6 +38,9 @@ def declared_size(raw: bytes, source: str) -> int:
     ndim = raw[3]
     if ndim == 0:
         raise DataError(f"{source}: not an IDX file (it declares no dimensions)")
+    if ndim > MAX_DIMS:
+        raise DataError(f"{source}: not an IDX file nnctl reads (it declares {ndim} dimensions, more than "
+                        f"{MAX_DIMS})")
     header = 4 + 4 * ndim
     if len(raw) < header:
         raise DataError(f"{source}: truncated IDX header")

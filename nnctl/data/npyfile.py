@@ -10,7 +10,7 @@ from typing import IO
 import numpy as np
 
 from nnctl.errors import DataError, regular_file
-from nnctl.limits import too_big
+from nnctl.limits import MAX_DIMS, too_big
 
 _REFUSED = {"O": "Python objects (pickles are never loaded)", "V": "records with fields", "M": "dates",
             "m": "time spans"}
@@ -44,6 +44,8 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
                 name = info.filename.removesuffix(".npy")
                 if info.is_dir() or not info.filename.endswith(".npy"):
                     raise DataError(f"{path}: holds '{info.filename}', which is not an .npy array")
+                if info.flag_bits & 0x1:
+                    raise DataError(f"{path}: its array '{name}' is encrypted; save it again without a password")
                 with archive.open(info) as f:
                     try:
                         arrays[name] = _read_array(f, info.file_size, f"{path}: array '{name}'")
@@ -87,6 +89,8 @@ def _read_array(f: IO[bytes], size: int, where: str) -> np.ndarray:
         raise
     except ValueError as exc:
         raise _Unreadable(f"has no readable .npy header: {exc}") from None
+    if len(shape) > MAX_DIMS or any(n < 0 for n in shape):
+        raise _Unreadable(f"declares shape {list(shape)[:MAX_DIMS + 1]}, which no array has")
     if dtype.kind in _REFUSED or dtype.fields is not None or dtype.subdtype is not None:
         raise _Unreadable(f"holds {_REFUSED.get(dtype.kind, 'records')} (dtype {dtype.str}), not plain numbers")
     nbytes = math.prod(shape) * dtype.itemsize

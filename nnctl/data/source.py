@@ -124,6 +124,8 @@ class DatasetSource:
                             "expected the same number of samples along the first axis")
         if len(x) == 0:
             raise DataError(f"{where}: the {split} split is empty")
+        if 0 in x.shape[1:]:
+            raise DataError(f"{where}: the {split} samples have shape {list(x.shape[1:])}, which holds no values")
         for what, a in (("inputs", x), ("targets", y)):
             if a.dtype.kind not in "biuf":
                 raise DataError(f"{where}: the {split} {what} are not numbers (dtype {a.dtype})")
@@ -185,10 +187,14 @@ class DatasetSource:
         x = x.reshape(len(x), -1) if self.flatten else x
         if self.indices:
             return np.ascontiguousarray(x, np.int64)
-        x = self._scaled(x, dtype)
-        if self.channel_stats is not None:
-            mean, std = self.channel_stats
-            x = ((x - mean) / std).astype(dtype)
+        with np.errstate(over="ignore", invalid="ignore"):  # a value past the dtype's range: refused below
+            x = self._scaled(x, dtype)
+            if self.channel_stats is not None:
+                mean, std = self.channel_stats
+                x = ((x - mean) / std).astype(dtype)
+        if not np.isfinite(x).all():
+            raise DataError(f"the inputs hold values beyond {np.dtype(dtype).name}'s range once scaled and shifted "
+                            f"(data.scale, data.shift): they would be infinite")
         return x
 
     def _prepare(self, split: Split, dtype: type, num_classes: int | None) -> Split:
