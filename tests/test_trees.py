@@ -13,6 +13,7 @@ from nnctl.data import DATASETS
 from nnctl.data.boolean_trees import main as generate_files
 from nnctl.data.trees import encode, format_tree, parse_tree, read_trees, vocabulary
 from nnctl.errors import ConfigError, DataError
+from nnctl.limits import ENV
 
 TRAIN, TEST = CONFIGS / "data" / "bool_trees_train.txt", CONFIGS / "data" / "bool_trees_test.txt"
 SST = "(3 (2 it) (4 (3 works) (2 well)))"
@@ -29,6 +30,8 @@ def recursive(dim=4, vocab_size=6, dtype=np.float64, **config):
     ("(1 (0 a) (1 b)))", "unbalanced brackets: a ')' closes nothing"),
     ("(x (0 a) (1 b))", "bad label 'x'"),
     ("(-1 (0 a) (1 b))", "bad label '-1'"),
+    ("(2147483648 (0 a) (1 b))", "bad label '2147483648': a node starts with its class, an integer from 0 to 2,147"),
+    (f"({'9' * 5000} (0 a) (1 b))", "bad label '99999999999999999999'"),
     ("((0 a) (1 b))", "missing label"),
     ("(1 (0 a) (1 b) (0 c))", "a node with 3 subtrees: trees must be binary"),
     ("(1 (0 a))", "a node with 1 subtree: trees must be binary"),
@@ -53,6 +56,16 @@ def test_a_bad_tree_file_ends_train_with_one_error_line(tmp_path):
     result = nnctl("train", str(CONFIGS / "tree_rnn.yaml"), f"data.path={path}", "--runs-dir", str(tmp_path))
     assert result.returncode == 1
     assert result.stderr.strip() == f"error: {path}:2: unbalanced brackets: 1 '(' left open at the end of the line"
+
+
+def test_tree_tables_padded_past_the_memory_limit_are_refused_before_allocating(tmp_path, monkeypatch):
+    deep = "(0 a)"
+    for _ in range(2000):
+        deep = f"(0 {deep} (0 a))"
+    trees = [parse_tree(deep)] + [parse_tree("(1 (0 a) (1 b))")] * 5000  # each padded to 4,001 nodes: 458 MiB
+    monkeypatch.setenv(ENV, "100M")
+    with pytest.raises(DataError, match="5,001 trees padded to the longest, of 4,001 nodes would need 458.0 MiB"):
+        encode(trees, vocabulary(trees), 4001)
 
 
 def test_node_table_of_a_treebank_line_by_hand():

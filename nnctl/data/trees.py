@@ -10,8 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from nnctl.data.source import DATASETS, Arrays, DatasetSource
+from nnctl.data.source import DATASETS, MAX_LABEL, Arrays, DatasetSource
 from nnctl.errors import DataError, read_bytes
+from nnctl.limits import too_big
 
 Node = tuple[str | None, int, int]
 """(word, left, right): a leaf's word with -1, -1; an inner node's None with the rows of its children."""
@@ -45,8 +46,9 @@ def parse_tree(text: str) -> tuple[list[Node], list[int]]:
             if stack:
                 stack[-1]["children"].append(len(nodes) - 1)
         elif top["label"] is None:
-            if not re.fullmatch(r"[0-9]+", token):
-                raise ValueError(f"bad label '{token}': a node starts with its class, an integer from 0")
+            if not re.fullmatch(r"[0-9]{1,10}", token) or int(token) > MAX_LABEL:
+                raise ValueError(f"bad label '{token[:20]}': a node starts with its class, an integer from 0 to "
+                                 f"{MAX_LABEL:,}")
             top["label"] = int(token)
         elif top["word"] is None and not top["children"]:
             top["word"] = token
@@ -110,6 +112,9 @@ def vocabulary(trees: list[tuple[list[Node], list[int]]]) -> list[str]:
 def encode(trees: list[tuple[list[Node], list[int]]], words: list[str], size: int) -> tuple[np.ndarray, np.ndarray]:
     """Node tables (trees, size, 3) padded with -1, and the root labels (trees,)."""
     ids = {word: i for i, word in enumerate(words)}
+    if problem := too_big(len(trees) * size * 3 * 8, f"{len(trees):,} trees padded to the longest, of {size:,} "
+                                                     "nodes"):
+        raise DataError(problem)
     x = np.full((len(trees), size, 3), -1, dtype=np.int64)
     for t, (nodes, _) in enumerate(trees):
         x[t, :len(nodes)] = [(-1 if word is None else ids.get(word, 0), left, right) for word, left, right in nodes]
