@@ -35,6 +35,7 @@ def build_model(config: Config, input_shape: tuple[int, ...], dtype: type,
     layers: list[Layer] = []
     shapes: list[tuple[int, ...]] = []
     counts: dict[str, int] = {}
+    names: set[str] = set()
     shape = tuple(input_shape)
     for i, spec in enumerate(specs):
         path = ("model", "layers", i)
@@ -46,8 +47,9 @@ def build_model(config: Config, input_shape: tuple[int, ...], dtype: type,
         if not is_path_name(kwargs["name"]):
             raise config.error(path + ("name",), f"'{kwargs['name']}' cannot name a layer (its arrays are exported "
                                                  f"as <layer>/<key>); {PATH_NAME_RULE}")
-        if kwargs["name"] in {layer.name for layer in layers}:
+        if kwargs["name"] in names:
             raise config.error(path + ("name",), f"layer name '{kwargs['name']}' is used twice")
+        names.add(kwargs["name"])
         layer = construct(cls, kwargs, config, path, f"layer '{cls.registered_name}'",
                           resolve=partial(with_sub_objects, cls, config=config, path=path))
         try:

@@ -1,6 +1,7 @@
 """Checking config values against constructor signatures: the signature of a class is its YAML schema."""
 
 import difflib
+import functools
 import inspect
 import math
 import types
@@ -86,6 +87,7 @@ def describe_value(value: Any) -> str:
     return f"{kind} {text if len(text) <= 40 else text[:37] + '...'}"
 
 
+@functools.cache  # a class's signature does not change; a config of thousands of layers asks thousands of times
 def signature_params(cls: type) -> dict[str, inspect.Parameter]:
     """The keyword arguments `cls(...)` accepts, following `**kwargs` up to the base classes."""
     params: dict[str, inspect.Parameter] = {}
