@@ -144,6 +144,8 @@ def _check_contents(data: dict[str, Any], path: str | Path) -> None:
     for name, slots in data["optimizer"]["slots"].items():
         if not isinstance(slots, list) or not all(_numbers(a) for a in slots):
             raise CheckpointError(f"{path}: its optimizer slot '{name}' is not a list of float arrays")
+        if not all(np.isfinite(a).all() for a in slots):
+            raise CheckpointError(f"{path}: its optimizer slot '{name}' holds NaN or infinite values")
     if data.get("course") is not None and not isinstance(data["course"], str):
         raise CheckpointError(f"{path}: its 'course' is {type(data['course']).__name__}, expected str")
     for layer, entry in data["model"].items():

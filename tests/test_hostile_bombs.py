@@ -20,6 +20,7 @@ from helpers import CONFIGS, cifar_batches, nnctl
 from nnctl.config import load_config, parse_yaml
 from nnctl.data import DATASETS, cifar10
 from nnctl.data.idx import read_idx
+from nnctl.data.inputs import read_image
 from nnctl.data.npyfile import read_npy, read_npz
 from nnctl.errors import ConfigError, DataError
 from nnctl.experiment import build
@@ -296,3 +297,15 @@ def test_a_memory_cap_below_the_read_limit_still_trains_and_evaluates(tmp_path):
     assert trained.returncode == 0, trained.stderr
     evaluated = capped("eval", str(next(tmp_path.glob("*/checkpoints/last.pkl"))))
     assert evaluated.returncode == 0, evaluated.stderr
+
+
+def test_an_image_larger_than_the_memory_limit_is_refused_before_decoding(tmp_path, monkeypatch):
+    from PIL import Image
+
+    Image.new("L", (4000, 4000)).save(tmp_path / "big.png")  # a few KB of zeros, 64 MB once decoded as RGBA
+    assert (tmp_path / "big.png").stat().st_size < 100_000
+    monkeypatch.setenv(ENV, "20M")
+    with pytest.raises(DataError, match="big.png: an image of 4000×4000 would need 61.0 MiB, more than the 20.0 MiB"):
+        read_image(tmp_path / "big.png", (28, 28))
+    monkeypatch.setenv(ENV, "200M")
+    assert read_image(tmp_path / "big.png", (28, 28)).shape == (28, 28)

@@ -60,6 +60,7 @@ FORGED = {
     "a layer that is not there": ("model.dense_9", {"params": {}, "state": {}}, "are not this model's"),
     "optimizer slots of another shape": ("optimizer.slots.m", [np.ones(3)] * 4, "the optimizer's saved 'm' arrays"),
     "optimizer slots of another optimizer": ("optimizer.slots", {"v": []}, "saved slots ['v'] are not the"),
+    "a NaN optimizer slot": ("optimizer.slots.m", [np.full((2, 4), np.nan)] * 4, "slot 'm' holds NaN or infinite"),
     "a position that is a string": ("progress.epoch", "two", "'progress.epoch' is str, expected int"),
     "a negative step": ("progress.step", -5, "'progress.step' is negative"),
     "a negative optimizer step": ("optimizer.t", -5, "'optimizer.t' is negative (-5)"),

@@ -2,6 +2,7 @@
 
 import io
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,7 @@ import numpy as np
 from nnctl.data.npyfile import read_npy, read_npz
 from nnctl.data.tabular import read_table
 from nnctl.errors import DataError, NnctlError, read_bytes
+from nnctl.limits import too_big
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 SUFFIXES = (".npy", ".npz", ".csv", *IMAGE_SUFFIXES)
@@ -59,7 +61,10 @@ def read_image(path: Path, sample_shape: tuple[int, ...]) -> np.ndarray:
         raise NnctlError(f"{path}: reading images needs Pillow; install it with pip install 'nnctl[images]'") from None
     raw = read_bytes(path, DataError, "image file")
     try:
-        with Image.open(io.BytesIO(raw)) as image:
+        with warnings.catch_warnings(), Image.open(io.BytesIO(raw)) as image:
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # nnctl's own limit applies, below
+            if problem := too_big(image.width * image.height * 4, f"{path}: an image of {image.width}×{image.height}"):
+                raise DataError(problem)
             pixels = np.asarray(image.convert("L" if channels == 1 else "RGB").resize((width, height)))
     except UnidentifiedImageError:
         raise DataError(f"{path}: not a readable image (not in a format Pillow knows, such as PNG or JPEG)") from None
