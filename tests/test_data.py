@@ -219,6 +219,10 @@ def test_csv_sources(tmp_path):
     assert data.train.x.tolist() == [[1.25], [2.75]] and data.test.y.tolist() == [-1.0]
     (tmp_path / "n.csv").write_text("1,-1\n2,3\n")  # negative integers are regression targets, not labels
     assert load({"type": "csv", "path": "n.csv"}, tmp_path).train.y.dtype == np.float32
+    (tmp_path / "h.csv").write_text("1,1e300\n2,3\n")  # so are whole numbers past int32: never wrapped to -2**63
+    assert load({"type": "csv", "path": "h.csv"}, tmp_path, np.float64).train.y.tolist() == [1e300, 3.0]
+    with pytest.raises(DataError, match="h.csv: the targets hold values beyond float32's range"):
+        load({"type": "csv", "path": "h.csv"}, tmp_path)
 
 
 @pytest.mark.parametrize("content, option, message", [

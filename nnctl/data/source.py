@@ -209,8 +209,14 @@ class DatasetSource:
             hot: np.ndarray = np.full((len(y), num_classes), self.off_value, dtype=dtype)
             hot[np.arange(len(y)), y] = self.on_value
             y = hot
+        elif y.dtype.kind in "iu":
+            y = y.astype(np.int64)
         else:
-            y = y.astype(np.int64 if y.dtype.kind in "iu" else dtype)
+            with np.errstate(over="ignore"):
+                y = y.astype(dtype)
+            if not np.isfinite(y).all():
+                raise DataError(f"{self.origin('training')}: the targets hold values beyond "
+                                f"{np.dtype(dtype).name}'s range; scale them down, or set dtype: float64")
         return Split(self.inputs(split.x, dtype), y)
 
     def _scaled(self, x: np.ndarray, dtype: type) -> np.ndarray:

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from nnctl.data.npyfile import npz_shapes, read_npz
-from nnctl.data.source import DATASETS, Arrays, DatasetSource
+from nnctl.data.source import DATASETS, MAX_LABEL, Arrays, DatasetSource
 from nnctl.errors import DataError, regular_file
 
 
@@ -119,7 +119,7 @@ class Csv(DatasetSource):
             raise DataError(f"{path}: data.target {self.target} is not one of its {width} columns")
         y = values[:, self.target]
         x = np.delete(values, self.target % width, axis=1)
-        labels = np.all(y == np.round(y)) and y.min() >= 0
+        labels = np.all(y == np.round(y)) and y.min() >= 0 and y.max() <= MAX_LABEL  # else regression targets
         return x, (y.astype(np.int64) if labels else y)
 
 
