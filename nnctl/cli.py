@@ -556,16 +556,15 @@ def _sweep_plots(sweep: Sweep, outcomes: list[Outcome], metric: str) -> None:
     runs = [o.run for o in outcomes if o.run is not None and o.run.epochs()]
     if not runs:
         return
-    try:
+    try:  # the plots come after the members' report: a sweep whose members all diverged still ends with it
         plots.pyplot()
+        out.print(f"wrote {plots.curves(runs, metric, sweep.dir / 'curves.png')}")
+        shown = f"val_{metric}" if any(f"val_{metric}" in run.epochs()[-1] for run in runs) else metric
+        for key, groups in by_value(outcomes, metric).items():
+            name = "by_" + re.sub(r"[^A-Za-z0-9]+", "_", key).strip("_") + ".png"
+            out.print(f"wrote {plots.by_value(groups, key, shown, sweep.dir / name, f'{sweep.name}: final {shown}')}")
     except NnctlError as exc:
         err.print(f"no plots: {exc}", markup=False)
-        return
-    out.print(f"wrote {plots.curves(runs, metric, sweep.dir / 'curves.png')}")
-    shown = f"val_{metric}" if any(f"val_{metric}" in run.epochs()[-1] for run in runs) else metric
-    for key, groups in by_value(outcomes, metric).items():
-        name = "by_" + re.sub(r"[^A-Za-z0-9]+", "_", key).strip("_") + ".png"
-        out.print(f"wrote {plots.by_value(groups, key, shown, sweep.dir / name, f'{sweep.name}: final {shown}')}")
 
 
 def _fresh_output(path: Path, inputs: Iterable[Path], force: bool) -> None:

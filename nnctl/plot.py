@@ -11,12 +11,14 @@ from nnctl.backend import to_host
 from nnctl.errors import NnctlError
 from nnctl.experiment import Experiment, report
 from nnctl.model import Model
-from nnctl.runs import Run
+from nnctl.runs import Run, is_real
 
 DPI = 100
 SIZES = {"curves": (1200, 500), "confusion": (700, 600), "filters": (800, 800), "by_value": (800, 500)}
 """Width and height in pixels; activation histograms are 1200 wide and 300 high per row of five layers."""
 INSTALL = "pip install 'nnctl[plot]'"
+LARGEST = 1e300
+"""The largest magnitude drawn: near float's limit (1.8e308) matplotlib's axis arithmetic overflows."""
 
 
 def pyplot() -> Any:
@@ -77,27 +79,29 @@ def smoothed(values: list[float], factor: float) -> np.ndarray:
 
 def curves(runs: list[Run], metric: str, out: Path, smooth: float = 0.9) -> Path:
     """Left: `metric` per epoch (solid: train, dashed: validation); right, when any run recorded it per step
-    (train.log_every_steps; steps record the loss only): per step, raw and smoothed."""
-    recorded = {key for run in runs for row in run.epochs() for key in row}
-    if metric not in recorded and f"val_{metric}" not in recorded:
-        known = sorted(k for k in recorded if k not in ("kind", "epoch", "step", "lr", "time_s"))
-        raise NnctlError(f"no run records the metric '{metric}'; they record: {', '.join(known) or 'nothing yet'}")
-    steps = [np.array([(row["step"], row[metric]) for row in run.steps() if metric in row]) for run in runs]
+    (train.log_every_steps; steps record the loss only): per step, raw and smoothed. Only finite values are
+    drawn; a run with none is named in the legend as having nothing to plot."""
+    _check_recorded(runs, metric)
+    by_epoch = [[_points(run.epochs(), "epoch", key) for key in (metric, f"val_{metric}")] for run in runs]
+    steps = [_points(run.steps(), "step", metric) for run in runs]
+    empty = [not len(xy) and not any(len(p) for p in points) for points, xy in zip(by_epoch, steps, strict=True)]
+    if all(empty):
+        raise NnctlError(_nothing_to_plot(runs, metric))
     fig, axes = _figure(SIZES["curves"], 1, 2 if any(len(s) for s in steps) else 1)
-    by_epoch = axes[0][0]
-    for i, (run, label, xy) in enumerate(zip(runs, labels(runs), steps, strict=True)):
+    for i, (label, points, xy, none) in enumerate(zip(labels(runs), by_epoch, steps, empty, strict=True)):
         color, labelled = f"C{i % 10}", False
-        for key, style in ((metric, "-"), (f"val_{metric}", "--")):
-            points = np.array([(row["epoch"], row[key]) for row in run.epochs() if key in row])
-            if len(points):
-                by_epoch.plot(*points.T, style, color=color, marker="." if len(points) <= 30 else None,
-                              label=None if labelled else label)
+        if none:
+            axes[0][0].plot([], [], "-", color=color, label=f"{label}: nothing to plot")
+        for xy_epoch, style in zip(points, ("-", "--"), strict=True):
+            if len(xy_epoch):
+                axes[0][0].plot(*xy_epoch.T, style, color=color, marker="." if len(xy_epoch) <= 30 else None,
+                                label=None if labelled else label)
                 labelled = True
         if len(xy):
             axes[0][1].plot(xy[:, 0], xy[:, 1], color=color, alpha=0.2, linewidth=0.8)
             axes[0][1].plot(xy[:, 0], smoothed(list(xy[:, 1]), smooth), color=color, label=label)
-    by_epoch.set(xlabel="epoch", ylabel=metric, title=f"{metric} per epoch (solid: train, dashed: validation)")
-    by_epoch.xaxis.get_major_locator().set_params(integer=True)
+    axes[0][0].set(xlabel="epoch", ylabel=metric, title=f"{metric} per epoch (solid: train, dashed: validation)")
+    axes[0][0].xaxis.get_major_locator().set_params(integer=True)
     if axes.shape[1] == 2:
         axes[0][1].set(xlabel="step", ylabel=metric, title=f"{metric} per step (smoothed {smooth:g})")
     for ax in axes.flat:
@@ -106,6 +110,45 @@ def curves(runs: list[Run], metric: str, out: Path, smooth: float = 0.9) -> Path
             ax.legend(fontsize="small" if len(runs) < 8 else "xx-small", ncol=1 if len(runs) < 12 else 2)
     fig.tight_layout()
     return _save(fig, out)
+
+
+def _check_recorded(runs: list[Run], metric: str) -> None:
+    """NnctlError naming what the runs record when none records `metric` (or val_`metric`)."""
+    recorded = {key for run in runs for row in run.history for key in row}
+    if metric in recorded or f"val_{metric}" in recorded:
+        return
+    known = sorted(k for k in recorded if k not in ("kind", "epoch", "step", "lr", "time_s"))
+    shown = ", ".join(known[:20]) + (f" and {len(known) - 20} more" if len(known) > 20 else "")
+    raise NnctlError(f"no run records the metric '{metric}'; they record: {shown or 'nothing yet'}; choose one "
+                     "with --metric" + _damage_hint(runs))
+
+
+def _points(rows: list[dict[str, Any]], x: str, y: str) -> np.ndarray:
+    """The (x, y) pairs of the rows that hold both as drawable numbers, as an (n, 2) array of floats."""
+    return np.array([(row[x], row[y]) for row in rows if drawable(row.get(x)) and drawable(row.get(y))],
+                    dtype=np.float64).reshape(-1, 2)
+
+
+def drawable(value: Any) -> bool:
+    """A finite number (not a bool) of magnitude at most LARGEST."""
+    return is_real(value) and abs(float(value)) <= LARGEST
+
+
+def _damage_hint(runs: list[Run]) -> str:
+    """'; RUN is damaged: what', naming the first damaged run, or ''."""
+    damaged = [run for run in runs if run.damage]
+    if not damaged:
+        return ""
+    more = f" ({len(damaged) - 1} more damaged)" if len(damaged) > 1 else ""
+    return f"; {damaged[0].path} is damaged: {damaged[0].damage[0]}{more} (nnctl runs show RUN lists all)"
+
+
+def _nothing_to_plot(runs: list[Run], metric: str) -> str:
+    """Why no curve can be drawn: every value of `metric` is NaN, infinite or huge, or lacks its epoch or step."""
+    where = str(runs[0].path) if len(runs) == 1 else f"none of the {len(runs)} runs"
+    return (f"{where}: nothing to plot: no value of '{metric}' or 'val_{metric}' is a finite number (at most "
+            f"{LARGEST:g} in size) with its epoch or step: NaN or infinite values mean the training diverged"
+            + _damage_hint(runs))
 
 
 def confusion(exp: Experiment, split: str, out: Path, title: str) -> Path:
@@ -174,11 +217,15 @@ def activations(exp: Experiment, split: str, samples: int, out: Path, title: str
 
 def by_value(points: dict[str, list[tuple[float, float]]], key: str, metric: str, out: Path, title: str) -> Path:
     """A final metric against one swept number, one line per group of members; log x when it spans decades."""
+    points = {group: [(x, y) for x, y in xy if drawable(x) and drawable(y)] for group, xy in points.items()}
+    xs = [x for xy in points.values() for x, _ in xy]
+    if not xs:
+        raise NnctlError(f"{title}: nothing to plot: no member has a finite {key} and {metric}")
     fig, axes = _figure(SIZES["by_value"])
     ax = axes[0][0]
     for i, (group, xy) in enumerate(points.items()):
-        ax.plot(*np.array(sorted(xy)).T, marker="o", color=f"C{i % 10}", label=group or None)
-    xs = [x for xy in points.values() for x, _ in xy]
+        if xy:
+            ax.plot(*np.array(sorted(xy), dtype=np.float64).T, marker="o", color=f"C{i % 10}", label=group or None)
     if min(xs) > 0 and max(xs) / min(xs) >= 100:
         ax.set_xscale("log")
     ax.set(xlabel=key, ylabel=metric, title=title)

@@ -13,7 +13,7 @@ from typing import Any
 
 from nnctl.course import flatten
 from nnctl.errors import NnctlError, read_bytes
-from nnctl.schema import describe_value
+from nnctl.schema import describe_value, is_number
 from nnctl.yaml_loader import parse_yaml
 
 _STAMP = re.compile(r"-(\d{8}-\d{6})(?:-\d+)?$")
@@ -56,7 +56,7 @@ class Run:
         if host == socket.gethostname():
             try:
                 os.kill(pid, 0)
-            except ProcessLookupError:
+            except (ProcessLookupError, OverflowError):  # OverflowError: a pid no process can have
                 return False
             except OSError:
                 return True
@@ -83,7 +83,7 @@ class Run:
         """'val_loss 0.0712' or '' before the first evaluation."""
         best = self.summary.get("best") or {}
         value = best.get("value")
-        return f"{best.get('monitor')} {value:.4g}" if isinstance(value, int | float) else ""
+        return f"{best.get('monitor')} {value:.4g}" if is_real(value) else ""
 
     @property
     def checkpoint(self) -> Path:
@@ -108,8 +108,11 @@ def load_run(path: str | Path) -> Run:
     config = _part(path / "config.yaml", damage, lambda text: parse_yaml(text, str(path / "config.yaml"))[0])
     summary = _part(path / "summary.json", damage, json.loads)
     for key, kind in SUMMARY_KINDS.items():
-        if key in summary and summary[key] is not None and not isinstance(summary[key], kind):
+        if summary.get(key) is not None and not _of_kind(summary[key], kind):
             damage.append(f"summary.json: its '{key}' is {describe_value(summary.pop(key))}")
+    for key in ("final", "test"):
+        if isinstance(summary.get(key), dict):
+            summary[key] = _numbers(summary[key], f"summary.json: its '{key}'", damage)
     history = _history(path / "metrics.jsonl", damage) if (path / "metrics.jsonl").exists() else []
     return Run(path, config, summary, history, damage)
 
@@ -118,6 +121,14 @@ SUMMARY_KINDS: dict[str, type | tuple[type, ...]] = {
     "status": str, "epochs": int, "steps": int, "wall_time_s": (int, float), "final": dict, "best": dict,
     "test": dict, "error": str, "seed": int, "num_params": int, "pid": int, "host": str, "heartbeat": (int, float)}
 """What summary.json holds; a value of another kind is left out and named as damage."""
+
+
+def _of_kind(value: Any, kind: type | tuple[type, ...]) -> bool:
+    """Whether a summary value is of `kind`: a bool is no int, and a number must fit a float."""
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        return False
+    return float not in kinds or is_real(value)
 
 
 def _part(path: Path, damage: list[str], parse: Callable[[str], Any]) -> dict[str, Any]:
@@ -134,14 +145,14 @@ def _part(path: Path, damage: list[str], parse: Callable[[str], Any]) -> dict[st
 
 
 def _history(path: Path, damage: list[str]) -> list[dict[str, Any]]:
-    """The rows of metrics.jsonl that can be read; a cut-off last line (what a kill leaves) and bad rows are
-    named in `damage`."""
+    """The rows of metrics.jsonl that can be read, each with its kind and the values that are numbers; a cut-off
+    last line (what a kill leaves), bad rows and values that are not numbers are named in `damage`."""
     try:
         text = read_bytes(path, NnctlError, "metrics file").decode("utf-8", errors="replace")
     except NnctlError as exc:
         damage.append(str(exc))
         return []
-    rows = []
+    rows, problems = [], _Problems()
     lines = text.split("\n")
     for number, line in enumerate(lines, start=1):
         if not line.strip():
@@ -150,14 +161,73 @@ def _history(path: Path, damage: list[str]) -> list[dict[str, Any]]:
             row = json.loads(line)
         except (ValueError, RecursionError):
             cut = number == len(lines) and not text.endswith("\n")
-            damage.append(f"metrics.jsonl:{number}: " + ("its last line is cut off (the run was stopped while "
-                                                         "writing it)" if cut else "not a JSON row"))
+            problems.add("its last line is cut off (the run was stopped while writing it)" if cut
+                         else "not a JSON row", number)
             continue
         if not isinstance(row, dict) or row.get("kind") not in ("epoch", "step"):
-            damage.append(f"metrics.jsonl:{number}: a row without kind 'epoch' or 'step'")
+            problems.add("a row without kind 'epoch' or 'step'", number)
             continue
-        rows.append(row)
+        for key, value in row.items():
+            if key != "kind" and not is_real(value):
+                problems.add(f"{_key_text(key)} is {_kind_of(value)}; left out", number)
+        rows.append({key: value for key, value in row.items() if key == "kind" or is_real(value)})
+    damage += problems.messages()
     return rows
+
+
+def is_real(value: Any) -> bool:
+    """An int or float (not a bool) that a float can hold: NaN and infinities as written, no int past ±1.8e308."""
+    if not is_number(value):
+        return False
+    try:
+        float(value)
+    except OverflowError:
+        return False
+    return True
+
+
+def _numbers(values: dict[str, Any], where: str, damage: list[str]) -> dict[str, Any]:
+    """The entries of a mapping of metrics that are numbers (and its 'kind'); the others are named in `damage`."""
+    bad = [key for key, value in values.items() if key != "kind" and not is_real(value)]
+    for key in bad[:5]:
+        damage.append(f"{where}: {_key_text(key)} is {_kind_of(values[key])}; left out")
+    if len(bad) > 5:
+        damage.append(f"{where}: {len(bad) - 5} more values that are not numbers; left out")
+    return {key: value for key, value in values.items() if key not in bad}
+
+
+def _kind_of(value: Any) -> str:
+    """Why a JSON value is no metric, for a message: 'a list, not a number', 'an integer past float's range'."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return "an integer past float's range (±1.8e308)"
+    kinds = {bool: "a boolean", dict: "a mapping", list: "a list", str: "a string", type(None): "null"}
+    return f"{kinds.get(type(value), type(value).__name__)}, not a number"
+
+
+def _key_text(key: str) -> str:
+    """A metric's name for a message, quoted, a long one cut short."""
+    return repr(key) if len(key) <= 40 else repr(key[:37]) + "..."
+
+
+class _Problems:
+    """What is wrong with the rows of metrics.jsonl: each problem once, with its first line and how often."""
+
+    LIMIT = 5
+    """The most problems named; the rest are counted."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, tuple[int, int]] = {}
+
+    def add(self, problem: str, line: int) -> None:
+        first, count = self.seen.get(problem, (line, 0))
+        self.seen[problem] = (first, count + 1)
+
+    def messages(self) -> list[str]:
+        """'metrics.jsonl:3: not a JSON row (and 2 more rows like it)', for the first LIMIT problems."""
+        shown = [f"metrics.jsonl:{first}: {problem}" + (f" (and {count - 1} more rows like it)" if count > 1 else "")
+                 for problem, (first, count) in list(self.seen.items())[:self.LIMIT]]
+        rest = len(self.seen) - self.LIMIT
+        return shown + ([f"metrics.jsonl: {rest} more problems of other kinds or keys"] if rest > 0 else [])
 
 
 def find_runs(root: str | Path) -> list[Run]:

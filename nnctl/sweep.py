@@ -5,9 +5,11 @@ The sweep file's keys and parameter space are shared with the Ray engine (sweep_
 import copy
 import itertools
 import json
+import math
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,11 +35,18 @@ from nnctl.config import (
 from nnctl.errors import ConfigError, NnctlError, read_bytes
 from nnctl.runner import Runner
 from nnctl.runs import Run, find_runs, load_run
-from nnctl.schema import check_kwargs, describe_value
+from nnctl.schema import check_kwargs, describe_value, finite, is_number
 from nnctl.threads import available as blas_threads_available
 from nnctl.trained import UNTRUSTED
 
 DONE = ("finished", "early_stopped")
+MAX_MEMBERS = 10_000
+"""The most members one sweep may have (grid combinations, or samples, times the entries of `members`): a sweep
+file that asks for more is refused, from the sizes alone, before any member is built."""
+MAX_SEED = 2**31 - 1
+"""The largest sweep seed: Optuna's TPE takes seeds below 2**32, and a re-run adds the members already drawn."""
+INT64 = (-(2**63), 2**63 - 1)
+"""The ends an integer range may have: what NumPy's generator draws."""
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
                "NUMEXPR_NUM_THREADS")
 
@@ -53,9 +62,12 @@ class SweepSpec:
                  max_concurrent: int | None = None, max_failures: int = 2):
         for key, value, least in (("samples", samples, 1), ("cpus_per_member", cpus_per_member, 1),
                                   ("max_concurrent", max_concurrent, 1), ("gpus_per_member", gpus_per_member, 0),
-                                  ("max_failures", max_failures, 0)):
+                                  ("max_failures", max_failures, 0), ("seed", seed, 0)):
             if value is not None and value < least:
                 raise ValueError(f"{key} must be at least {least}, got {value}")
+        check_samples(samples)
+        if seed > MAX_SEED:
+            raise ValueError(f"seed must be at most {MAX_SEED:,} (2**31 - 1), got {_brief(seed)}; pick a smaller one")
         self.base, self.name, self.overrides = base, name, overrides or {}
         self.grid, self.members, self.metric = grid or {}, members or [{}], metric
         self.samples, self.seed = samples, seed
@@ -72,7 +84,15 @@ class Search:
                  metric: str = "val_loss", mode: Literal["min", "max"] = "min"):
         if samples is not None and samples < 1:
             raise ValueError(f"samples must be at least 1, got {samples}")
+        check_samples(samples)
         self.type, self.samples, self.metric, self.mode = type, samples, metric, mode
+
+
+def check_samples(samples: int | None) -> None:
+    """ValueError when `samples` asks for more members than a sweep may have."""
+    if samples is not None and samples > MAX_MEMBERS:
+        raise ValueError(f"samples must be at most {MAX_MEMBERS:,} (the most members a sweep may have), got "
+                         f"{_brief(samples)}; draw fewer")
 
 
 class Scheduler:
@@ -99,10 +119,15 @@ class Range:
 
     def draw(self, rng: np.random.Generator) -> float | int:
         if self.kind == "integer":
-            return int(rng.integers(int(self.low), int(self.high) + 1))
+            return int(rng.integers(int(self.low), int(self.high), endpoint=True))
         if self.kind == "loguniform":
             return float(np.exp(rng.uniform(np.log(self.low), np.log(self.high))))
         return float(rng.uniform(self.low, self.high))
+
+    @property
+    def size(self) -> int:
+        """How many values an integer range holds."""
+        return int(self.high) - int(self.low) + 1
 
 
 RANGES = ("uniform", "loguniform", "integer")
@@ -193,29 +218,55 @@ class Sweep:
         return search
 
     def _space(self) -> Space:
-        space: Space = {}
-        for key, values in self.spec.grid.items():
-            if isinstance(values, list) and values:
-                space[key] = values
-                continue
-            kind, bounds = next(iter(values.items())) if isinstance(values, dict) and len(values) == 1 else ("", 0)
-            if kind not in RANGES or not (isinstance(bounds, list) and len(bounds) == 2 and all(
-                    isinstance(b, int | float) and not isinstance(b, bool) for b in bounds)):
-                raise self.file.error(("grid", key), "expected a non-empty list of values, or a range: {uniform: "
-                                      "[low, high]}, {loguniform: [low, high]} or {integer: [low, high]}; got "
-                                      f"{describe_value(values)}")
-            low, high = bounds
-            if not low < high or (kind == "loguniform" and low <= 0) or (
-                    kind == "integer" and not all(isinstance(b, int) for b in bounds)):
-                need = {"uniform": "low < high", "loguniform": "0 < low < high",
-                        "integer": "integers low < high"}[kind]
-                raise self.file.error(("grid", key), f"{kind}: [{low}, {high}]: expected {need}")
-            if self.search.type == "grid" and kind != "integer":
-                raise self.file.error(("grid", key), f"a {kind} range has no list of values to try them all; "
-                                      "draw from it with samples: N (a random search) or search: {type: tpe, "
-                                      "samples: N}")
-            space[key] = list(range(low, high + 1)) if self.search.type == "grid" else Range(kind, low, high)
-        return space
+        """The grid's lists and ranges; a grid search's integer ranges as lists, once the sweep's size is checked."""
+        space = {key: self._values(key, values) for key, values in self.spec.grid.items()}
+        self._check_size(space)
+        if self.search.type != "grid":
+            return space
+        return {key: list(range(int(v.low), int(v.high) + 1)) if isinstance(v, Range) else v
+                for key, v in space.items()}
+
+    def _values(self, key: str, values: Any) -> list | Range:
+        """One grid key's non-empty list of values, or its range, checked."""
+        if isinstance(values, list) and values:
+            return values
+        kind, bounds = next(iter(values.items())) if isinstance(values, dict) and len(values) == 1 else ("", 0)
+        if kind not in RANGES or not (isinstance(bounds, list) and len(bounds) == 2 and all(map(is_number, bounds))):
+            raise self.file.error(("grid", key), "expected a non-empty list of values, or a range: {uniform: "
+                                  "[low, high]}, {loguniform: [low, high]} or {integer: [low, high]}; got "
+                                  f"{describe_value(values)}")
+        low, high = bounds
+        problem = _bounds_problem(kind, low, high)
+        if problem:
+            raise self.file.error(("grid", key), f"{kind}: [{_brief(low)}, {_brief(high)}]: {problem}")
+        if self.search.type == "grid" and kind != "integer":
+            raise self.file.error(("grid", key), f"a {kind} range has no list of values to try them all; "
+                                  "draw from it with samples: N (a random search) or search: {type: tpe, "
+                                  "samples: N}")
+        return Range(kind, low, high)
+
+    def _check_size(self, space: Space) -> None:
+        """ConfigError when the sweep would have more than MAX_MEMBERS members, counted from the sizes alone."""
+        if self.search.type == "tpe":
+            return  # `samples` members at most, proposed one at a time
+        variants = len(self.spec.members)
+        if self.search.type == "random":
+            draws = self._draws(space)
+            if draws * variants > MAX_MEMBERS:
+                raise self.file.error(("members",), f"{draws:,} samples times {variants:,} members make "
+                                      f"{draws * variants:,} members, more than the {MAX_MEMBERS:,} a sweep may "
+                                      "have; lower samples or list fewer members")
+            return
+        combinations = _product(v.size if isinstance(v, Range) else len(v) for v in space.values())
+        if combinations * variants > MAX_MEMBERS:
+            raise self.file.error(*_too_many(combinations, variants))
+
+    def _draws(self, space: Space) -> int:
+        """How many grid values a random search draws: `samples`, or all combinations where there are fewer."""
+        samples = self.search.samples or 0
+        if any(isinstance(v, Range) for v in space.values()):
+            return samples  # each member's values drawn on their own
+        return min(samples, _product(len(v) for v in space.values() if isinstance(v, list)))
 
     def check_engine(self, engine: str) -> None:
         """What only Ray can do is refused for the local engine, naming the sweep file's line."""
@@ -244,9 +295,8 @@ class Sweep:
             if not isinstance(member, dict):
                 raise self.file.error(("members", i), f"expected a mapping of overrides, got {describe_value(member)}")
         members = [self.member(values, i) for i in range(len(self.spec.members)) for values in self._grid()]
-        labels = [m.label for m in members]
-        for label in labels:
-            if labels.count(label) > 1:
+        for label, count in Counter(m.label for m in members).items():
+            if count > 1:
                 raise self.file.error(("members",), f"two members are both labelled '{label}'; give each "
                                                     "member of `members` its own name")
         return members
@@ -273,11 +323,13 @@ class Sweep:
         if any(isinstance(v, Range) for v in self.space.values()):
             return [{k: v.draw(rng) if isinstance(v, Range) else v[rng.integers(len(v))]
                      for k, v in self.space.items()} for _ in range(samples)]
-        combinations = list(itertools.product(*(v for v in self.space.values() if isinstance(v, list))))
-        if self.search.type == "random" and samples < len(combinations):
-            chosen = sorted(rng.choice(len(combinations), samples, replace=False))
-            combinations = [combinations[i] for i in chosen]
-        return [dict(zip(keys, c, strict=True)) for c in combinations]
+        lists = [v for v in self.space.values() if isinstance(v, list)]
+        sizes = [len(v) for v in lists]
+        total = _product(sizes)  # at most MAX_MEMBERS for a grid search (_check_size); any size for a random one
+        if self.search.type == "random" and samples < total:
+            chosen = _distinct(rng, sizes, samples)
+            return [dict(zip(keys, (v[i] for v, i in zip(lists, c, strict=True)), strict=True)) for c in chosen]
+        return [dict(zip(keys, c, strict=True)) for c in itertools.product(*lists)]
 
     def _override(self, config: Config, where: KeyPath, key: str, value: Any) -> None:
         apply_override(config, key_path(str(key)), value, f"{self.file.where(where)} ({dotted(where)})")
@@ -349,12 +401,85 @@ def by_value(outcomes: list[Outcome], metric: str) -> dict[str, dict[str, list[t
         if run is None or not run.epochs():
             continue
         final = run.epochs()[-1]
-        value = final.get(f"val_{metric}", final.get(metric))
+        value: Any = final.get(f"val_{metric}", final.get(metric))
+        if not (is_number(value) and finite(value)):
+            continue
         for key, x in outcome.member.values.items():
-            if isinstance(x, int | float) and not isinstance(x, bool) and value is not None:
+            if is_number(x) and finite(x):
                 others = [outcome.member.group] + [_short(v, k) for k, v in outcome.member.values.items() if k != key]
                 curves.setdefault(key, {}).setdefault(" ".join(o for o in others if o), []).append((x, value))
     return {key: groups for key, groups in curves.items() if max(len(xy) for xy in groups.values()) > 1}
+
+
+def _bounds_problem(kind: str, low: int | float, high: int | float) -> str | None:
+    """Why [low, high] cannot be a range of `kind`, or None."""
+    if kind == "integer":
+        if not (isinstance(low, int) and isinstance(high, int) and low < high):
+            return "expected integers low < high"
+        if low < INT64[0] or high > INT64[1]:
+            return f"expected ends from {INT64[0]:,} to {INT64[1]:,} (64-bit integers, what NumPy draws)"
+        return None
+    if not (finite(low) and finite(high)):
+        return "expected finite numbers within float's range (±1.8e308)"
+    if not low < high or (kind == "loguniform" and low <= 0):
+        return "expected 0 < low < high" if kind == "loguniform" else "expected low < high"
+    if not math.isfinite(float(high) - float(low)):
+        return "expected high - low within float's range (±1.8e308)"
+    return None
+
+
+def _too_many(combinations: int, variants: int) -> tuple[KeyPath, str]:
+    """Where and why a grid search of `combinations` times `variants` members is refused."""
+    more = f"more than the {MAX_MEMBERS:,} members a sweep may have"
+    if combinations == 1:
+        return ("members",), f"members lists {variants:,} entries, {more}; list fewer or split them over sweeps"
+    times = f", times {variants:,} entries of members" if variants > 1 else ""
+    return ("grid",), (f"the grid has {_amount(combinations)} combinations{times}, {more}; narrow the grid (fewer "
+                       "values, shorter integer ranges), draw some of its combinations with samples: N (a random "
+                       "search) or list fewer members")
+
+
+def _product(sizes: Iterable[int]) -> int:
+    """The product of `sizes`, exact up to 2**63; past that, stopped there (a product of 100,000 sizes is slow)."""
+    count = 1
+    for size in sizes:
+        count *= size
+        if count > 2**63:
+            break
+    return count
+
+
+def _amount(count: int) -> str:
+    """A member count for a message: '9,000,000', or 'more than 10**18'."""
+    return f"{count:,}" if count <= 10**18 else "more than 10**18"
+
+
+def _brief(number: int | float) -> str:
+    """A number for a message, a long one cut short: '1000000000000', '9999999999999999999...(400 digits)'."""
+    text = repr(number)
+    return text if len(text) <= 24 else f"{text[:20]}...({len(text)} digits)"
+
+
+def _distinct(rng: np.random.Generator, sizes: list[int], samples: int) -> list[tuple[int, ...]]:
+    """`samples` distinct combinations of indices into lists of `sizes`, in the grid's order (the last list's
+    index changes fastest): drawn by their number in that order where NumPy can, else key by key."""
+    total = _product(sizes)
+    if total <= INT64[1]:
+        numbers = sorted(int(n) for n in rng.choice(total, samples, replace=False))
+        return [_digits(n, sizes) for n in numbers]
+    chosen: set[tuple[int, ...]] = set()  # among more than 9e18 combinations a repeat is all but impossible
+    while len(chosen) < samples:
+        chosen.add(tuple(int(rng.integers(size)) for size in sizes))
+    return sorted(chosen)
+
+
+def _digits(number: int, sizes: list[int]) -> tuple[int, ...]:
+    """The indices of combination `number` of itertools.product over lists of `sizes`."""
+    digits = []
+    for size in reversed(sizes):
+        number, digit = divmod(number, size)
+        digits.append(digit)
+    return tuple(reversed(digits))
 
 
 def _short(value: Any, key: str) -> str:

@@ -1,0 +1,136 @@
+"""Sweep files that ask for too much: the member count is computed from the grid's sizes and refused above
+MAX_MEMBERS before anything is built; seeds, samples and range ends are checked at their line."""
+
+import itertools
+import time
+
+import numpy as np
+import pytest
+from hostile import XOR, clean_error
+
+from helpers import CONFIGS, nnctl
+from nnctl.errors import ConfigError
+from nnctl.sweep import MAX_MEMBERS, Sweep
+
+BASE = f"base: {CONFIGS / 'xor_mlp.yaml'}\n"
+
+
+def numbers(count: int, start: int = 0) -> str:
+    """A YAML flow list of `count` integers."""
+    return "[" + ", ".join(str(i) for i in range(start, start + count)) + "]"
+
+
+TOO_MANY = {
+    "an integer range of 10**12 values": (
+        "grid:\n  seed: {integer: [0, 1000000000000]}\n",
+        ["s.yaml:3: grid: the grid has 1,000,000,000,001 combinations, more than the 10,000 members",
+         "narrow the grid", "samples: N"]),
+    "two ranges past 10**18 combinations": (
+        "grid:\n  seed: {integer: [0, 1000000000000]}\n  model.layers.0.units: {integer: [1, 1000000000000]}\n",
+        ["the grid has more than 10**18 combinations"]),
+    "a grid of 3000 x 3000 lists": (
+        f"grid:\n  seed: {numbers(3000)}\n  model.layers.0.units: {numbers(3000, 1)}\n",
+        ["s.yaml:3: grid: the grid has 9,000,000 combinations, more than the 10,000 members"]),
+    "200 keys of two values": (
+        "grid:\n" + "".join(f"  data.k{i}: [1, 2]\n" for i in range(200)),
+        ["the grid has more than 10**18 combinations"]),
+    "a grid times many members": (
+        "members:\n" + "".join(f"  - {{name: m{i}}}\n" for i in range(101)) + f"grid:\n  seed: {numbers(100)}\n",
+        ["grid: the grid has 100 combinations, times 101 entries of members, more than the 10,000 members"]),
+    "members alone": (
+        "members:\n" + "".join(f"  - {{name: m{i}}}\n" for i in range(MAX_MEMBERS + 1)),
+        ["members: members lists 10,001 entries, more than the 10,000 members", "list fewer or split them"]),
+    "samples times members": (
+        "members: [{name: a}, {name: b}, {name: c}]\ngrid:\n  optimizer.lr: {uniform: [0.01, 0.1]}\nsamples: 5000\n",
+        ["members: 5,000 samples times 3 members make 15,000 members", "lower samples or list fewer members"]),
+    "samples of 10**12": (
+        "grid:\n  optimizer.lr: {uniform: [0.01, 0.1]}\nsamples: 1000000000000\n",
+        ["s.yaml:4: samples: samples must be at most 10,000", "got 1000000000000"]),
+    "samples of 10**12 in search": (
+        "grid:\n  optimizer.lr: {uniform: [0.01, 0.1]}\nsearch: {type: random, samples: 1000000000000}\n",
+        ["search.samples: samples must be at most 10,000"]),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("text, phrases", TOO_MANY.values(), ids=TOO_MANY.keys())
+def test_a_sweep_of_too_many_members_is_refused_before_anything_is_built(tmp_path, text, phrases):
+    (tmp_path / "s.yaml").write_text(BASE + text)
+    started = time.perf_counter()
+    result = nnctl("sweep", "s.yaml", "--runs-dir", "runs", cwd=tmp_path, timeout=60)
+    clean_error(result, 2, *phrases)
+    assert time.perf_counter() - started < 30, "the size must be counted, not enumerated"
+    assert not (tmp_path / "runs").exists()
+
+
+BAD_VALUES = {
+    "a negative seed": ("grid:\n  optimizer.lr: {uniform: [0.01, 0.1]}\nsamples: 2\nseed: -1\n",
+                        ["s.yaml:5: seed: seed must be at least 0, got -1"]),
+    "a seed past 2**31": ("grid:\n  optimizer.lr: [0.1]\nseed: 100000000000000000000000000000000000000000\n",
+                          ["s.yaml:4: seed: seed must be at most 2,147,483,647", "(42 digits)"]),
+    "an integer range past int64": ("grid:\n  seed: {integer: [0, 1000000000000000000000000]}\nsamples: 2\n",
+                                    ["s.yaml:3: grid.seed: integer: [0, 1000", "64-bit integers"]),
+    "a uniform range wider than a float": ("grid:\n  optimizer.lr: {uniform: [-1.0e+308, 1.0e+308]}\nsamples: 2\n",
+                                           ["grid.optimizer.lr: uniform:", "high - low within float's range"]),
+    "a range end past float's range": ("grid:\n  optimizer.lr: {loguniform: [1, " + "9" * 400 + "]}\nsamples: 2\n",
+                                       ["loguniform: [1, 99999", "(400 digits)]: expected finite numbers"]),
+    "an infinite range end": ("grid:\n  optimizer.lr: {uniform: [0, .inf]}\nsamples: 2\n",
+                              ["uniform: [0, inf]: expected finite numbers"]),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("text, phrases", BAD_VALUES.values(), ids=BAD_VALUES.keys())
+def test_seeds_and_range_ends_are_checked_at_their_line(tmp_path, text, phrases):
+    (tmp_path / "s.yaml").write_text(BASE + text)
+    clean_error(nnctl("sweep", "s.yaml", "--runs-dir", "runs", cwd=tmp_path, timeout=60), 2, *phrases)
+    assert not (tmp_path / "runs").exists()
+
+
+def write(tmp_path, text: str):
+    """A sweep file over xor_mlp.yaml."""
+    path = tmp_path / "s.yaml"
+    path.write_text(BASE + text)
+    return path
+
+
+def test_a_sweep_of_exactly_the_cap_is_built_and_one_more_is_not(tmp_path):
+    members = Sweep(write(tmp_path, f"grid:\n  seed: {{integer: [0, {MAX_MEMBERS - 1}]}}\n"), tmp_path).members
+    assert len(members) == MAX_MEMBERS and members[-1].config.data["seed"] == MAX_MEMBERS - 1
+    with pytest.raises(ConfigError, match="10,001 combinations"):
+        Sweep(write(tmp_path, f"grid:\n  seed: {{integer: [0, {MAX_MEMBERS}]}}\n"), tmp_path)
+
+
+def test_integer_ranges_draw_up_to_the_ends_of_int64(tmp_path):
+    sweep = Sweep(write(tmp_path, "grid:\n  seed: {integer: [0, 9223372036854775807]}\nsamples: 20\nseed: 7\n"),
+                  tmp_path)
+    seeds = [m.config.data["seed"] for m in sweep.members]
+    assert len(set(seeds)) == 20 and all(0 <= s <= 2**63 - 1 for s in seeds)
+
+
+def test_a_random_search_of_a_huge_grid_draws_without_listing_it(tmp_path):
+    text = f"grid:\n  seed: {numbers(3000)}\n  model.layers.0.units: {numbers(3000, 1)}\nsamples: 5\nseed: 3\n"
+    started = time.perf_counter()
+    members = Sweep(write(tmp_path, text), tmp_path).members
+    assert time.perf_counter() - started < 10 and len({m.label for m in members}) == 5
+    many = "grid:\n" + "".join(f"  data.k{i}: [1, 2, 3]\n" for i in range(60)) + "samples: 4\n"  # 3**60 > 2**63
+    assert len({m.label for m in Sweep(write(tmp_path, many), tmp_path).members}) == 4
+
+
+def test_a_random_search_draws_the_same_members_as_listing_every_combination(tmp_path):
+    # counting the combinations instead of listing them must not change which are drawn: sweeps run again
+    # skip their finished members by comparing configs
+    lists = [[0.1, 0.01, 0.001], [1, 2, 3, 4], [5, 6, 7]]
+    text = (f"grid:\n  optimizer.lr: {lists[0]}\n  train.batch_size: {lists[1]}\n  seed: {lists[2]}\n"
+            "samples: 7\nseed: 3\n")
+    combinations = list(itertools.product(*lists))
+    chosen = sorted(np.random.default_rng(3).choice(len(combinations), 7, replace=False))
+    values = [list(m.values.values()) for m in Sweep(write(tmp_path, text), tmp_path).members]
+    assert values == [list(combinations[i]) for i in chosen]
+
+
+def test_an_inline_base_with_a_capped_grid_still_runs(tmp_path):
+    inline = "base:\n" + "".join(f"  {line}\n" for line in XOR.splitlines())
+    sweep_file = tmp_path / "s.yaml"
+    sweep_file.write_text(inline + "grid:\n  seed: {integer: [0, 2]}\n")
+    assert [m.label for m in Sweep(sweep_file, tmp_path).members] == ["0", "1", "2"]
