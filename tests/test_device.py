@@ -203,6 +203,7 @@ def test_a_kernel_runs_its_cupy_twin_only_while_cupy_computes(monkeypatch, stric
     monkeypatch.setattr(kernel, "gpu", None)
     monkeypatch.setattr(kernel, "make_gpu", lambda: lambda: calls.append("twin"))
     monkeypatch.setattr(kernel, "reference", lambda: calls.append("reference"))
+    monkeypatch.setattr(dispatch, "FORCE_NUMPY", False)  # as without NNCTL_KERNELS=numpy (CI's third pass sets it)
     backend.use_module(strict_device)
     for cupy in (False, True, False):  # a stand-in, CuPy, the stand-in again: one process may hold both
         monkeypatch.setattr(dispatch, "on_cupy", lambda cupy=cupy: cupy)
