@@ -3,7 +3,6 @@ table or by order, layouts converted (Linear (out, in), HWIO kernels, HWC flatte
 
 import json
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from nnctl.layers.dense import Dense
 from nnctl.layers.embedding import Embedding
 from nnctl.layers.norm import BatchNorm
 from nnctl.layers.recurrent import GRU, Recurrent
-from nnctl.limits import too_big
+from nnctl.limits import capped_product, too_big
 from nnctl.model import Model
 from nnctl.schema import did_you_mean
 
@@ -90,14 +89,6 @@ def _torch_save(head: bytes) -> bool:
                                          and head[8:9] != b"{")
 
 
-def _nbytes(shape: Iterable[int], itemsize: int) -> int:
-    """The bytes an array of `shape` needs, capped at 2**70 (so a forged shape of huge numbers stays cheap)."""
-    count = itemsize
-    for dim in shape:
-        count = min(count * dim, 1 << 70)
-    return count
-
-
 def _read_safetensors(path: Path) -> dict[str, np.ndarray]:
     """The tensors of a safetensors file, once its header's sizes fit limits.memory_limit()."""
     try:
@@ -149,7 +140,7 @@ def _entry_bytes(entry: object) -> int:
     shape = entry["shape"]
     if not all(isinstance(dim, int) and not isinstance(dim, bool) and dim >= 0 for dim in shape):
         return 0
-    return _nbytes(shape, SAFETENSORS_BYTES.get(str(entry.get("dtype")), 1))
+    return capped_product([SAFETENSORS_BYTES.get(str(entry.get("dtype")), 1), *shape])
 
 
 def natural(name: str) -> list[str | tuple[int, str]]:
@@ -232,7 +223,8 @@ class _Hdf5:
             return []
         info = obj.attrs.get_id(attr)
         itemsize = self.dtype(info, f"{where}'s {attr} attribute", "it must list names (strings)").itemsize
-        refusal = too_big(_nbytes(info.shape or (), max(itemsize, 64)), f"{self.path}: {where}'s {attr}")
+        refusal = too_big(capped_product([max(itemsize, 64), *(info.shape or ())]),
+                          f"{self.path}: {where}'s {attr}")
         if refusal:
             raise NnctlError(refusal)
         try:
@@ -337,10 +329,10 @@ class _Hdf5:
         if dtype.kind not in NUMERIC:
             raise self.fail(f"'{where}' holds {_dtype_text(dtype, self.h5py)}, not numbers; weights are arrays of "
                             "floats (or integers)")
-        nbytes = _nbytes(item.shape, dtype.itemsize)
+        nbytes = capped_product([dtype.itemsize, *item.shape])
         self.total, self.count = self.total + nbytes, self.count + 1
         refusal = (too_big(nbytes, f"{self.path}: dataset '{where}' {list(item.shape)} of {dtype}")
-                   or too_big(_nbytes(item.chunks or (), dtype.itemsize),  # each chunk is decompressed whole
+                   or too_big(capped_product([dtype.itemsize, *(item.chunks or ())]),  # a chunk is read whole
                               f"{self.path}: dataset '{where}', in chunks of {list(item.chunks or ())},")
                    or too_big(self.total, f"{self.path}: the {self.count} datasets read up to '{where}'"))
         if refusal:

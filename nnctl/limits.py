@@ -7,6 +7,7 @@ import io
 import os
 import re
 import zlib
+from collections.abc import Iterable
 
 ENV = "NNCTL_MAX_MEMORY"
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
@@ -39,6 +40,14 @@ def size_text(nbytes: float) -> str:
             return f"{nbytes:.0f} {unit}" if unit == "B" else f"{nbytes:.1f} {unit}"
         nbytes /= 1024
     raise AssertionError("unreachable")
+
+
+def capped_product(sizes: Iterable[int], cap: int = 1 << 70) -> int:
+    """The product of `sizes`, exact up to `cap`, else `cap`: a forged list of huge sizes stays cheap to multiply."""
+    count = 1
+    for size in sizes:
+        count = min(count * size, cap)
+    return count
 
 
 def too_big(nbytes: float, what: str) -> str | None:

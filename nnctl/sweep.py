@@ -9,7 +9,7 @@ import math
 import os
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,6 +33,7 @@ from nnctl.config import (
     parse_yaml,
 )
 from nnctl.errors import ConfigError, NnctlError, read_bytes
+from nnctl.limits import capped_product
 from nnctl.runner import Runner
 from nnctl.runs import Run, find_runs, load_run
 from nnctl.schema import check_kwargs, describe_value, finite, is_number
@@ -257,7 +258,7 @@ class Sweep:
                                       f"{draws * variants:,} members, more than the {MAX_MEMBERS:,} a sweep may "
                                       "have; lower samples or list fewer members")
             return
-        combinations = _product(v.size if isinstance(v, Range) else len(v) for v in space.values())
+        combinations = capped_product(v.size if isinstance(v, Range) else len(v) for v in space.values())
         if combinations * variants > MAX_MEMBERS:
             raise self.file.error(*_too_many(combinations, variants))
 
@@ -266,7 +267,7 @@ class Sweep:
         samples = self.search.samples or 0
         if any(isinstance(v, Range) for v in space.values()):
             return samples  # each member's values drawn on their own
-        return min(samples, _product(len(v) for v in space.values() if isinstance(v, list)))
+        return min(samples, capped_product(len(v) for v in space.values() if isinstance(v, list)))
 
     def check_engine(self, engine: str) -> None:
         """What only Ray can do is refused for the local engine, naming the sweep file's line."""
@@ -325,7 +326,7 @@ class Sweep:
                      for k, v in self.space.items()} for _ in range(samples)]
         lists = [v for v in self.space.values() if isinstance(v, list)]
         sizes = [len(v) for v in lists]
-        total = _product(sizes)  # at most MAX_MEMBERS for a grid search (_check_size); any size for a random one
+        total = capped_product(sizes)  # at most MAX_MEMBERS for a grid search (_check_size); any for a random one
         if self.search.type == "random" and samples < total:
             chosen = _distinct(rng, sizes, samples)
             return [dict(zip(keys, (v[i] for v, i in zip(lists, c, strict=True)), strict=True)) for c in chosen]
@@ -439,16 +440,6 @@ def _too_many(combinations: int, variants: int) -> tuple[KeyPath, str]:
                        "search) or list fewer members")
 
 
-def _product(sizes: Iterable[int]) -> int:
-    """The product of `sizes`, exact up to 2**63; past that, stopped there (a product of 100,000 sizes is slow)."""
-    count = 1
-    for size in sizes:
-        count *= size
-        if count > 2**63:
-            break
-    return count
-
-
 def _amount(count: int) -> str:
     """A member count for a message: '9,000,000', or 'more than 10**18'."""
     return f"{count:,}" if count <= 10**18 else "more than 10**18"
@@ -463,7 +454,7 @@ def _brief(number: int | float) -> str:
 def _distinct(rng: np.random.Generator, sizes: list[int], samples: int) -> list[tuple[int, ...]]:
     """`samples` distinct combinations of indices into lists of `sizes`, in the grid's order (the last list's
     index changes fastest): drawn by their number in that order where NumPy can, else key by key."""
-    total = _product(sizes)
+    total = capped_product(sizes)
     if total <= INT64[1]:
         numbers = sorted(int(n) for n in rng.choice(total, samples, replace=False))
         return [_digits(n, sizes) for n in numbers]
