@@ -20,7 +20,7 @@ from nnctl import plot as plots
 from nnctl.check import batch, preflight, time_layers
 from nnctl.config import apply_overrides, load_config
 from nnctl.convert import convert as convert_weights
-from nnctl.convert import plan, read_map, read_source
+from nnctl.convert import plan, read_map
 from nnctl.errors import ConfigError, NnctlError
 from nnctl.experiment import Experiment, build, initial_model, report
 from nnctl.gradcheck import check_model, check_registry
@@ -36,6 +36,7 @@ from nnctl.sample import LanguageModel
 from nnctl.sections import resolved
 from nnctl.sweep import Outcome, Sweep, by_value
 from nnctl.trained import Trained
+from nnctl.weight_files import read_source
 from nnctl.weights import export as export_weights
 from nnctl.weights import load_into, write_npz
 from nnctl.yaml_loader import dump_yaml

@@ -1,27 +1,23 @@
 """Weights saved by PyTorch (a state_dict as safetensors) or Keras (.h5) as nnctl's .npz: names mapped by a
 table or by order, layouts converted (Linear (out, in), HWIO kernels, HWC flatten order, gate order, biases)."""
 
-import json
-import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import yaml
 
-from nnctl.errors import ConfigError, NnctlError, regular_file
+from nnctl.errors import ConfigError, NnctlError
 from nnctl.layers import Layer
 from nnctl.layers.conv import Conv2D
 from nnctl.layers.dense import Dense
 from nnctl.layers.embedding import Embedding
 from nnctl.layers.norm import BatchNorm
 from nnctl.layers.recurrent import GRU, Recurrent
-from nnctl.limits import capped_product, too_big
 from nnctl.model import Model
 from nnctl.schema import did_you_mean
+from nnctl.weight_files import SourceLayer
 
-PICKLES = (".pt", ".pth", ".bin", ".ckpt", ".pkl", ".pickle", ".tar")
 GATES = {  # where each framework's gate blocks go in nnctl's order (lstm i, f, o, g; gru r, u, n)
     ("torch", "lstm"): [0, 1, 3, 2],  # i, f, g, o
     ("keras", "lstm"): [0, 1, 3, 2],  # i, f, c, o
@@ -29,27 +25,8 @@ GATES = {  # where each framework's gate blocks go in nnctl's order (lstm i, f, 
     ("keras", "gru"): [1, 0, 2],  # z, r, h
 }
 """Keras's and PyTorch's simple rnn and PyTorch's gru keep nnctl's order."""
-SAFETENSORS_HEADER = 100_000_000
-"""The longest header that safetensors itself reads."""
-SAFETENSORS_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "F8_E4M3": 1, "F8_E5M2": 1, "I64": 8, "I32": 4,
-                     "I16": 2, "I8": 1, "U64": 8, "U32": 4, "U16": 2, "U8": 1, "BOOL": 1}
-MAX_SOFT_LINKS = 16
-"""Soft links followed in one lookup, as HDF5's own default: more is a loop."""
-MAX_DEPTH = 32
-"""How deep groups may nest under `layers/<name>` (Keras 3's deepest, a bidirectional rnn's
-`forward_layer/cell/vars`, is 3)."""
-NUMERIC = "biuf"
-"""The dtype kinds that weights may have: bool, integers, floats."""
 FLATTEN = {"torch": "chw", "keras": "hwc"}
 """The order a framework's flatten lays out (C, H, W) feature maps in: PyTorch's NCHW, Keras's NHWC."""
-
-
-@dataclass
-class SourceLayer:
-    """One layer of the other framework's file: its arrays by role (torch leaf name, Keras weight name or index)."""
-
-    name: str
-    arrays: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass
@@ -59,334 +36,6 @@ class Step:
     target: str
     source: str
     how: str
-
-
-def read_source(path: Path) -> tuple[str, list[SourceLayer]]:
-    """The framework ('torch' or 'keras') and the layers of a weights file, in the file's order."""
-    suffix = "".join(path.suffixes[-2:]) if path.name.endswith(".weights.h5") else path.suffix
-    regular_file(path, NnctlError, "weights file")
-    try:
-        with open(path, "rb") as f:
-            head = f.read(9)
-    except OSError as exc:
-        raise NnctlError(f"{path}: cannot read weights file: {exc.strerror or exc}") from None
-    if suffix in PICKLES or _torch_save(head):
-        raise NnctlError(f"{path}: a PyTorch pickle (torch.save) is never opened: unpickling it runs whatever code "
-                         "it holds. Save the state_dict as safetensors instead: from safetensors.torch import "
-                         "save_file; save_file(model.state_dict(), 'weights.safetensors')")
-    if suffix == ".safetensors":
-        return "torch", _torch_layers(_read_safetensors(path))
-    if suffix in (".h5", ".hdf5", ".keras", ".weights.h5"):
-        return "keras", _keras_layers(path)
-    raise NnctlError(f"{path}: unknown kind of weights file '{suffix}'; nnctl convert reads PyTorch state_dicts "
-                     "saved as .safetensors and Keras weights saved as .h5 / .weights.h5")
-
-
-def _torch_save(head: bytes) -> bool:
-    """Whether a file starts as torch.save writes: a zip archive, or a pickle (protocol 2 to 5). A safetensors
-    file starts with its header's length (8 bytes, little-endian) and then '{'."""
-    return head[:4] == b"PK\x03\x04" or (head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")
-                                         and head[8:9] != b"{")
-
-
-def _read_safetensors(path: Path) -> dict[str, np.ndarray]:
-    """The tensors of a safetensors file, once its header's sizes fit limits.memory_limit()."""
-    try:
-        from safetensors.numpy import load_file
-    except ImportError:
-        raise NnctlError("reading .safetensors needs the safetensors package: pip install 'nnctl[convert]'") from None
-    refusal = too_big(_safetensors_declared(path), f"{path}: the tensors its header declares")
-    if refusal:
-        raise NnctlError(refusal)
-    try:
-        return load_file(str(path))
-    except Exception as exc:  # safetensors raises its own SafetensorError, or TypeError for bfloat16
-        raise NnctlError(f"{path}: not a readable safetensors file of NumPy dtypes ({exc})") from None
-
-
-def _safetensors_declared(path: Path) -> int:
-    """The bytes a safetensors file's header says its tensors take, read before any tensor is."""
-    try:
-        with open(path, "rb") as f:
-            length, size = int.from_bytes(f.read(8), "little"), path.stat().st_size
-            _header_fits(path, length, size)
-            header = json.loads(f.read(length))
-    except OSError as exc:
-        raise NnctlError(f"{path}: cannot read weights file: {exc.strerror or exc}") from None
-    except (ValueError, RecursionError) as exc:  # not JSON, not UTF-8, a number of over 4300 digits, too deep
-        raise NnctlError(f"{path}: not a safetensors file: its header is not valid JSON ({exc})") from None
-    if not isinstance(header, dict):
-        raise NnctlError(f"{path}: not a safetensors file: its header is not a JSON object of tensors")
-    return sum(_entry_bytes(entry) for name, entry in header.items() if name != "__metadata__")
-
-
-def _header_fits(path: Path, length: int, size: int) -> None:
-    """Refuses a safetensors header length (the file's first 8 bytes) that the file cannot hold."""
-    if size < 10:
-        raise NnctlError(f"{path}: not a safetensors file: {size} bytes, too short for a header's length (8 bytes) "
-                         "and a header")
-    if length > size - 8:
-        raise NnctlError(f"{path}: not a safetensors file: its first 8 bytes declare a header of {length} bytes, but "
-                         f"only {size - 8} follow; the file is cut short, or not safetensors")
-    if length > SAFETENSORS_HEADER:
-        raise NnctlError(f"{path}: its safetensors header is {length} bytes, more than the 100 MB safetensors "
-                         "allows; save the weights again with safetensors")
-
-
-def _entry_bytes(entry: object) -> int:
-    """The bytes one header entry declares; 0 where it is malformed (safetensors itself then says what is wrong)."""
-    if not isinstance(entry, dict) or not isinstance(entry.get("shape"), list):
-        return 0
-    shape = entry["shape"]
-    if not all(isinstance(dim, int) and not isinstance(dim, bool) and dim >= 0 for dim in shape):
-        return 0
-    return capped_product([SAFETENSORS_BYTES.get(str(entry.get("dtype")), 1), *shape])
-
-
-def natural(name: str) -> list[str | tuple[int, str]]:
-    """'features.10' after 'features.2': the numbers in a name compared as numbers (by length, then digits, so a
-    number of any length compares without int())."""
-    parts = re.split(r"([0-9]+)", name)  # text, digits, text, ...: the digits are every second part
-    return [(len(part.lstrip("0")), part.lstrip("0")) if i % 2 else part for i, part in enumerate(parts)]
-
-
-def _torch_layers(tensors: dict[str, np.ndarray]) -> list[SourceLayer]:
-    layers: dict[str, SourceLayer] = {}
-    for key in sorted(tensors, key=natural):
-        prefix, _, leaf = key.rpartition(".")
-        if leaf == "num_batches_tracked":
-            continue
-        match = re.fullmatch(r"(weight|bias)_(ih|hh)_l(\d+)(_reverse)?", leaf)
-        if match:  # torch's multi-layer rnn: layer k of `lstm` is `lstm.l<k>` (`lstm` itself for k = 0)
-            kind, side, k, reverse = match.groups()
-            prefix = prefix if k == "0" else f"{prefix}.l{k}"
-            leaf = f"{kind}_{side}{reverse or ''}"
-        layers.setdefault(prefix, SourceLayer(prefix)).arrays[leaf] = tensors[key]
-    return list(layers.values())
-
-
-def _keras_layers(path: Path) -> list[SourceLayer]:
-    """The layers of a Keras .h5 file, read by `_Hdf5`; any error of h5py's own said as one NnctlError."""
-    try:
-        import h5py  # type: ignore[import-untyped]
-    except ImportError:
-        raise NnctlError("reading Keras .h5 files needs h5py: pip install 'nnctl[convert]'") from None
-    try:
-        with h5py.File(path, "r") as f:
-            return _Hdf5(path, h5py).layers(f)
-    except (OSError, KeyError, RuntimeError, ValueError) as exc:  # what h5py raises for a damaged file
-        raise NnctlError(f"{path}: not a readable HDF5 file ({exc})") from None
-
-
-class _Hdf5:
-    """Reads Keras weights from an HDF5 file without trusting it: links followed one by one (never to another
-    file, never in a loop), every dataset's layout, type and size checked before it is read."""
-
-    def __init__(self, path: Path, h5py: Any):
-        self.path, self.h5py = path, h5py
-        self.total = self.count = self.hops = 0
-        self.seen: set[Any] = set()  # the groups walked, by object id: Keras writes a tree, so none comes twice
-
-    def fail(self, message: str) -> NnctlError:
-        """The error for this file."""
-        return NnctlError(f"{self.path}: {message}")
-
-    def layers(self, f: Any) -> list[SourceLayer]:
-        """Keras 2's `layer_names` (in the model's order), else Keras 3's `layers/<name>/vars/<i>`."""
-        root = self.get(f, "model_weights", "the file") if self.has(f, "model_weights") else f
-        if isinstance(root, self.h5py.Group) and "layer_names" in root.attrs:
-            return self.keras2(root)
-        if self.has(f, "layers"):
-            layers = self.group(self.get(f, "layers", "the file"), "layers")
-            found = [(name, self.datasets(self.group(self.get(layers, name, f"the link 'layers/{name}'"),
-                                                     f"layers/{name}"), f"layers/{name}/"))
-                     for name in self.keys(layers)]
-            return [SourceLayer(name, arrays) for name, arrays in found if arrays]
-        raise self.fail("an HDF5 file, but not Keras weights (no 'layer_names' attribute, no 'layers' group)")
-
-    def keras2(self, root: Any) -> list[SourceLayer]:
-        """Each group `layer_names` names, with the datasets its `weight_names` name."""
-        layers = []
-        for name in self.names(root, "layer_names", "the file"):
-            group = self.get(root, name, "layer_names")
-            if not isinstance(group, self.h5py.Group):
-                raise self.fail(f"layer_names names '{name}', which is a dataset, not a group of a layer's weights")
-            weights = self.names(group, "weight_names", f"layer '{name}'")
-            if weights:
-                layers.append(SourceLayer(name, {w: self.array(self.get(group, w, f"weight_names of '{name}'"),
-                                                               f"{name}/{w}") for w in weights}))
-        return layers
-
-    def names(self, obj: Any, attr: str, where: str) -> list[str]:
-        """The strings of an attribute that lists names (layer_names, weight_names), or [] where it is absent."""
-        if attr not in obj.attrs:
-            return []
-        info = obj.attrs.get_id(attr)
-        itemsize = self.dtype(info, f"{where}'s {attr} attribute", "it must list names (strings)").itemsize
-        refusal = too_big(capped_product([max(itemsize, 64), *(info.shape or ())]),
-                          f"{self.path}: {where}'s {attr}")
-        if refusal:
-            raise NnctlError(refusal)
-        try:
-            value = obj.attrs[attr]
-        except (OSError, TypeError, ValueError) as exc:
-            raise self.fail(f"{where}'s {attr} attribute cannot be read ({exc})") from None
-        if not isinstance(value, np.ndarray) or value.ndim != 1 or not all(isinstance(v, str | bytes) for v in value):
-            raise self.fail(f"{where}'s {attr} attribute must be a list of names (strings), not "
-                            f"{type(value).__name__} {getattr(value, 'dtype', '')}".rstrip())
-        names = [v.decode("utf-8", "surrogateescape") if isinstance(v, bytes) else v for v in value]
-        wrong = next((name for name in names if not _utf8(name)), None)
-        if wrong is not None:
-            raise self.fail(f"{where}'s {attr} attribute holds the name {wrong!r}, which is not UTF-8 text")
-        return names
-
-    def keys(self, group: Any) -> list[str]:
-        """The names of the links in `group`, sorted as `natural` does; each must be UTF-8 text."""
-        names = list(group)
-        wrong = next((name for name in names if not _utf8(name)), None)
-        if wrong is not None:
-            raise self.fail(f"group '{group.name}' holds a link named {wrong!r}, which is not UTF-8 text; the file is "
-                            "damaged or not written by Keras")
-        return sorted(names, key=natural)
-
-    def has(self, group: Any, name: str) -> bool:
-        """Whether `group` has a link `name`, whatever it leads to (nothing is followed)."""
-        return bool(group.id.links.exists(name.encode()))
-
-    def get(self, group: Any, path: str, what: str) -> Any:
-        """The group or dataset at `path` (from `group`, or from the root where it starts with '/')."""
-        self.hops = 0
-        return self.walk_path(group, path, what)
-
-    def walk_path(self, group: Any, path: str, what: str) -> Any:
-        """The object at `path`, one link at a time, so that each link is checked (`get` resets the soft links)."""
-        node = group.file if path.startswith("/") else group
-        for name in path.split("/"):
-            if name not in ("", "."):
-                node = self.child(self.group(node, path), name, path, what)
-        return node
-
-    def child(self, group: Any, name: str, path: str, what: str) -> Any:
-        """The object that the link `name` in `group` leads to: a hard link, or a soft link followed here; never an
-        external link (to another file) or a user-defined one."""
-        if not _utf8(name) or "\0" in name:
-            raise self.fail(f"{what} names {path!r}, which is no HDF5 name (not UTF-8 text, or holding a NUL)")
-        links, raw, here = group.id.links, name.encode(), f"{group.name.rstrip('/')}/{name}"
-        if not links.exists(raw):
-            raise self.fail(f"{what} names '{path}', which is not in the file (no '{name}' in group "
-                            f"'{group.name}'); the file is damaged or not written by Keras")
-        kind, h5l = links.get_info(raw).type, self.h5py.h5l
-        if kind == h5l.TYPE_EXTERNAL:
-            filename, target = (value.decode("utf-8", "replace") for value in links.get_val(raw))
-            raise self.fail(f"'{here}' is an external link to '{target}' in {filename}; nnctl reads only the file it "
-                            "is given, not files that it names: save the weights into one .h5 file")
-        if kind == h5l.TYPE_SOFT:
-            self.hops += 1
-            if self.hops > MAX_SOFT_LINKS:
-                raise self.fail(f"{what} names '{path}', which leads through more than {MAX_SOFT_LINKS} soft links "
-                                f"(a link loop? '{here}' is one); Keras never writes links: save the weights again "
-                                "with Keras")
-            return self.walk_path(group, links.get_val(raw).decode("utf-8", "surrogateescape"), what)
-        if kind != h5l.TYPE_HARD:
-            raise self.fail(f"'{here}' is a user-defined link (class {kind}), which nnctl does not follow; Keras "
-                            "never writes one")
-        return group[name]
-
-    def group(self, node: Any, path: str) -> Any:
-        """`node`, which must be a group."""
-        if not isinstance(node, self.h5py.Group):
-            raise self.fail(f"'{path}': '{node.name}' is a dataset where Keras keeps a group; the file is damaged "
-                            "or not written by Keras")
-        return node
-
-    def datasets(self, group: Any, where: str, depth: int = 0) -> dict[str, np.ndarray]:
-        """Keras 3's `layers/<name>/vars/<i>` (and `cell/vars/<i>`, forward/backward layers), in order."""
-        if group.id in self.seen:
-            raise self.fail(f"'{where.rstrip('/')}' is a group reached a second time (a link loop, or one group "
-                            "under two names); Keras writes a tree: save the weights again with Keras")
-        if depth > MAX_DEPTH:
-            raise self.fail(f"'{where.rstrip('/')}' nests groups more than {MAX_DEPTH} deep; Keras's "
-                            "layers/<name>/vars/<i> is not")
-        self.seen.add(group.id)
-        found: dict[str, np.ndarray] = {}
-        for key in self.keys(group):
-            item = self.get(group, key, f"the link '{where}{key}'")
-            if isinstance(item, self.h5py.Group):
-                inner = self.datasets(item, f"{where}{key}/", depth + 1)
-                found.update({f"{key}/{name}": array for name, array in inner.items()})
-            elif isinstance(item, self.h5py.Dataset):
-                found[key] = self.array(item, where + key)
-        return found
-
-    def array(self, item: Any, where: str) -> np.ndarray:
-        """A dataset's data, once its layout, type and size have been checked."""
-        if not isinstance(item, self.h5py.Dataset):
-            raise self.fail(f"'{where}' is a group, not a dataset of weights")
-        self.check_layout(item, where)
-        if item.shape is None:
-            raise self.fail(f"'{where}' holds no data (an empty dataspace); weights are arrays of numbers")
-        dtype = self.dtype(item, f"'{where}'", "weights are arrays of floats (or integers)")
-        if dtype.kind not in NUMERIC:
-            raise self.fail(f"'{where}' holds {_dtype_text(dtype, self.h5py)}, not numbers; weights are arrays of "
-                            "floats (or integers)")
-        nbytes = capped_product([dtype.itemsize, *item.shape])
-        self.total, self.count = self.total + nbytes, self.count + 1
-        refusal = (too_big(nbytes, f"{self.path}: dataset '{where}' {list(item.shape)} of {dtype}")
-                   or too_big(capped_product([dtype.itemsize, *(item.chunks or ())]),  # a chunk is read whole
-                              f"{self.path}: dataset '{where}', in chunks of {list(item.chunks or ())},")
-                   or too_big(self.total, f"{self.path}: the {self.count} datasets read up to '{where}'"))
-        if refusal:
-            raise NnctlError(refusal)
-        return np.asarray(item[()])
-
-    def dtype(self, item: Any, what: str, want: str) -> np.dtype:
-        """The NumPy dtype of a dataset or attribute, or a refusal where HDF5's type has none (such as a time)."""
-        try:
-            return item.dtype
-        except (TypeError, ValueError) as exc:  # a time, or a float wider than NumPy's
-            raise self.fail(f"{what} holds an HDF5 type that NumPy cannot hold ({exc}); {want}") from None
-
-    def check_layout(self, item: Any, where: str) -> None:
-        """Refuses data kept outside the file (external storage, virtual datasets) or in a layout not known here."""
-        if item.external:
-            files = ", ".join(str(entry[0], "utf-8", "replace") if isinstance(entry[0], bytes) else str(entry[0])
-                              for entry in item.external)
-            raise self.fail(f"'{where}' keeps its data in other files ({files}), as HDF5's external storage "
-                            "allows; nnctl never reads it, since it could pull any file on this machine into the "
-                            "weights: save the weights with their data inside the .h5 file")
-        if item.is_virtual:
-            raise self.fail(f"'{where}' is a virtual dataset, mapped from other datasets or files, which nnctl "
-                            "does not read: save the weights with their data inside the .h5 file")
-        h5d = self.h5py.h5d
-        if item.id.get_create_plist().get_layout() not in (h5d.COMPACT, h5d.CONTIGUOUS, h5d.CHUNKED):
-            raise self.fail(f"'{where}' has a storage layout that nnctl does not read (only compact, contiguous "
-                            "and chunked): save the weights again with Keras")
-
-
-def _utf8(name: object) -> bool:
-    """Whether `name` is text that UTF-8 can encode (h5py gives bytes, or a str with surrogates, where it is not)."""
-    if not isinstance(name, str):
-        return False
-    try:
-        name.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _dtype_text(dtype: np.dtype, h5py: Any) -> str:
-    """What an HDF5 dataset holds, in words: 'strings', 'a compound type (a, b)', ..."""
-    if h5py.check_string_dtype(dtype) or dtype.kind in "SU":
-        return "strings"
-    if h5py.check_vlen_dtype(dtype) is not None:
-        return "variable-length data"
-    if h5py.check_ref_dtype(dtype) is not None:
-        return "references to other objects"
-    if dtype.names:
-        return f"a compound type ({', '.join(dtype.names)})"
-    if dtype.subdtype is not None:
-        return f"an array type ({dtype.subdtype[0]} {list(dtype.subdtype[1])} in each element)"
-    return {"c": "complex numbers", "O": "Python objects", "V": "opaque bytes"}.get(dtype.kind, f"the type {dtype}")
 
 
 def read_map(entries: list[str]) -> dict[str, str]:

@@ -14,7 +14,8 @@ from safetensors.numpy import save_file
 from helpers import nnctl
 from nnctl.builder import build_model
 from nnctl.config import from_dict
-from nnctl.convert import convert, plan, read_source
+from nnctl.convert import convert, plan
+from nnctl.weight_files import read_source
 
 RNG = np.random.default_rng(0)
 IMAGES = RNG.normal(size=(6, 2, 8, 8)).astype(np.float32)

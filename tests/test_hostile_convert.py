@@ -2,7 +2,9 @@
 take the memory, loop forever, or read a file it names. The files are tiny: the sizes they declare are not written."""
 
 import json
+import re
 import struct
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,7 +16,9 @@ from hostile import clean_error
 from safetensors.numpy import save_file
 
 from helpers import CONFIGS, nnctl
-from nnctl.convert import natural
+from nnctl import weight_files
+from nnctl.errors import NnctlError
+from nnctl.weight_files import natural
 
 pytestmark = pytest.mark.slow  # every test runs the CLI in a subprocess
 
@@ -309,3 +313,49 @@ def test_nan_weights_are_not_converted(tmp_path):
     save_file({"fc.weight": np.full((4, 2), np.nan), "fc.bias": np.zeros(4)}, str(tmp_path / "nan.safetensors"))
     convert(tmp_path, tmp_path / "nan.safetensors", "--map", "dense_1=fc",
             phrases=("fc -> dense_1: weight holds NaN or infinity",))
+
+
+# -- libhdf5 itself: a damaged file can make it loop or crash, where Python cannot stop it ------------------------
+
+LOOPS = Path(__file__).resolve().parent / "fixtures" / "hdf5_loops.h5"
+"""A Keras 2 file with four bytes changed (found by fuzzing): libhdf5 1.14 loops forever reading its layer_names."""
+
+
+@pytest.mark.parametrize("child, phrase", [
+    (("-c", "import time; time.sleep(60)"), "reading it took more than 1 s and was stopped"),
+    (("-c", "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)"), "libhdf5 crashed reading it (SIGSEGV)"),
+])
+def test_a_reader_that_hangs_or_crashes_is_stopped_with_one_message(tmp_path, monkeypatch, child, phrase):
+    monkeypatch.setattr(weight_files, "READER", child)
+    monkeypatch.setattr(weight_files, "HDF5_SECONDS", 1)
+    source = h5(tmp_path / "net.h5", lambda f: keras2(f, {"dense": []}))
+    with pytest.raises(NnctlError, match=re.escape(f"{source}: {phrase}")):
+        weight_files.read_source(source)
+
+
+def test_a_file_on_which_libhdf5_loops_ends_in_one_clean_error(tmp_path, monkeypatch):
+    """Whether or not the installed libhdf5 still loops on it, the file ends in an NnctlError, within the limit."""
+    monkeypatch.setattr(weight_files, "HDF5_SECONDS", 5)
+    started = time.monotonic()
+    with pytest.raises(NnctlError, match=re.escape(str(LOOPS))):
+        weight_files.read_source(LOOPS)
+    assert time.monotonic() - started < 30
+
+
+def test_a_reader_that_fails_unexpectedly_is_a_bug_report_not_a_refusal(tmp_path, monkeypatch):
+    monkeypatch.setattr(weight_files, "READER", ("-c", "raise ValueError('the reader broke')"))
+    with pytest.raises(RuntimeError, match="the reader broke"):
+        weight_files.read_source(h5(tmp_path / "net.h5", lambda f: keras2(f, {"dense": []})))
+
+
+def test_the_reader_runs_as_a_child_and_returns_arrays_not_pickles(tmp_path):
+    """The child's .npz holds only arrays (np.load refuses pickles), and the layers come back in the file's order."""
+    source = h5(tmp_path / "net.h5", lambda f: (keras2(f, {"dense_2": ["dense_2/k"], "dense_10": ["dense_10/k"]}),
+                                                f.create_dataset("dense_2/dense_2/k", data=np.eye(2)),
+                                                f.create_dataset("dense_10/dense_10/k", data=np.ones(3))))
+    framework, layers = weight_files.read_source(source)
+    assert framework == "keras"
+    assert [(layer.name, list(layer.arrays)) for layer in layers] == [("dense_2", ["dense_2/k"]),
+                                                                      ("dense_10", ["dense_10/k"])]
+    np.testing.assert_array_equal(layers[0].arrays["dense_2/k"], np.eye(2))
+    np.testing.assert_array_equal(layers[1].arrays["dense_10/k"], np.ones(3))

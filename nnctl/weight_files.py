@@ -1,0 +1,180 @@
+"""The layers of a weights file that another framework saved: a PyTorch state_dict as .safetensors, or Keras
+weights as .h5, each read without trusting it (sizes checked before reading; Keras's HDF5 in a child process)."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from importlib.util import find_spec
+from pathlib import Path
+
+import numpy as np
+
+from nnctl.errors import NnctlError, regular_file
+from nnctl.limits import capped_product, too_big
+
+PICKLES = (".pt", ".pth", ".bin", ".ckpt", ".pkl", ".pickle", ".tar")
+SAFETENSORS_HEADER = 100_000_000
+"""The longest header that safetensors itself reads."""
+SAFETENSORS_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "F8_E4M3": 1, "F8_E5M2": 1, "I64": 8, "I32": 4,
+                     "I16": 2, "I8": 1, "U64": 8, "U32": 4, "U16": 2, "U8": 1, "BOOL": 1}
+HDF5_SECONDS = 30
+"""How long reading a Keras .h5 may take: libhdf5 can loop forever on a damaged file, and only a child process
+that is killed stops it (a legitimate file of 1 GB reads in seconds)."""
+READER = ("-m", "nnctl.keras_h5")
+"""The child's Python arguments before its two (the .h5, the .npz it writes)."""
+REFUSED = 3
+"""The exit code of the child that reads a .h5 when it refuses the file (its message on stderr); 1 is a crash of
+Python's own."""
+
+
+@dataclass
+class SourceLayer:
+    """One layer of the other framework's file: its arrays by role (torch leaf name, Keras weight name or index)."""
+
+    name: str
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def read_source(path: Path) -> tuple[str, list[SourceLayer]]:
+    """The framework ('torch' or 'keras') and the layers of a weights file, in the file's order."""
+    suffix = "".join(path.suffixes[-2:]) if path.name.endswith(".weights.h5") else path.suffix
+    regular_file(path, NnctlError, "weights file")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(9)
+    except OSError as exc:
+        raise NnctlError(f"{path}: cannot read weights file: {exc.strerror or exc}") from None
+    if suffix in PICKLES or _torch_save(head):
+        raise NnctlError(f"{path}: a PyTorch pickle (torch.save) is never opened: unpickling it runs whatever code "
+                         "it holds. Save the state_dict as safetensors instead: from safetensors.torch import "
+                         "save_file; save_file(model.state_dict(), 'weights.safetensors')")
+    if suffix == ".safetensors":
+        return "torch", _torch_layers(_read_safetensors(path))
+    if suffix in (".h5", ".hdf5", ".keras", ".weights.h5"):
+        return "keras", _keras_layers(path)
+    raise NnctlError(f"{path}: unknown kind of weights file '{suffix}'; nnctl convert reads PyTorch state_dicts "
+                     "saved as .safetensors and Keras weights saved as .h5 / .weights.h5")
+
+
+def _torch_save(head: bytes) -> bool:
+    """Whether a file starts as torch.save writes: a zip archive, or a pickle (protocol 2 to 5). A safetensors
+    file starts with its header's length (8 bytes, little-endian) and then '{'."""
+    return head[:4] == b"PK\x03\x04" or (head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")
+                                         and head[8:9] != b"{")
+
+
+def _read_safetensors(path: Path) -> dict[str, np.ndarray]:
+    """The tensors of a safetensors file, once its header's sizes fit limits.memory_limit()."""
+    try:
+        from safetensors.numpy import load_file
+    except ImportError:
+        raise NnctlError("reading .safetensors needs the safetensors package: pip install 'nnctl[convert]'") from None
+    refusal = too_big(_safetensors_declared(path), f"{path}: the tensors its header declares")
+    if refusal:
+        raise NnctlError(refusal)
+    try:
+        return load_file(str(path))
+    except Exception as exc:  # safetensors raises its own SafetensorError, or TypeError for bfloat16
+        raise NnctlError(f"{path}: not a readable safetensors file of NumPy dtypes ({exc})") from None
+
+
+def _safetensors_declared(path: Path) -> int:
+    """The bytes a safetensors file's header says its tensors take, read before any tensor is."""
+    try:
+        with open(path, "rb") as f:
+            length, size = int.from_bytes(f.read(8), "little"), path.stat().st_size
+            _header_fits(path, length, size)
+            header = json.loads(f.read(length))
+    except OSError as exc:
+        raise NnctlError(f"{path}: cannot read weights file: {exc.strerror or exc}") from None
+    except (ValueError, RecursionError) as exc:  # not JSON, not UTF-8, a number of over 4300 digits, too deep
+        raise NnctlError(f"{path}: not a safetensors file: its header is not valid JSON ({exc})") from None
+    if not isinstance(header, dict):
+        raise NnctlError(f"{path}: not a safetensors file: its header is not a JSON object of tensors")
+    return sum(_entry_bytes(entry) for name, entry in header.items() if name != "__metadata__")
+
+
+def _header_fits(path: Path, length: int, size: int) -> None:
+    """Refuses a safetensors header length (the file's first 8 bytes) that the file cannot hold."""
+    if size < 10:
+        raise NnctlError(f"{path}: not a safetensors file: {size} bytes, too short for a header's length (8 bytes) "
+                         "and a header")
+    if length > size - 8:
+        raise NnctlError(f"{path}: not a safetensors file: its first 8 bytes declare a header of {length} bytes, but "
+                         f"only {size - 8} follow; the file is cut short, or not safetensors")
+    if length > SAFETENSORS_HEADER:
+        raise NnctlError(f"{path}: its safetensors header is {length} bytes, more than the 100 MB safetensors "
+                         "allows; save the weights again with safetensors")
+
+
+def _entry_bytes(entry: object) -> int:
+    """The bytes one header entry declares; 0 where it is malformed (safetensors itself then says what is wrong)."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("shape"), list):
+        return 0
+    shape = entry["shape"]
+    if not all(isinstance(dim, int) and not isinstance(dim, bool) and dim >= 0 for dim in shape):
+        return 0
+    return capped_product([SAFETENSORS_BYTES.get(str(entry.get("dtype")), 1), *shape])
+
+
+def natural(name: str) -> list[str | tuple[int, str]]:
+    """'features.10' after 'features.2': the numbers in a name compared as numbers (by length, then digits, so a
+    number of any length compares without int())."""
+    parts = re.split(r"([0-9]+)", name)  # text, digits, text, ...: the digits are every second part
+    return [(len(part.lstrip("0")), part.lstrip("0")) if i % 2 else part for i, part in enumerate(parts)]
+
+
+def _torch_layers(tensors: dict[str, np.ndarray]) -> list[SourceLayer]:
+    layers: dict[str, SourceLayer] = {}
+    for key in sorted(tensors, key=natural):
+        prefix, _, leaf = key.rpartition(".")
+        if leaf == "num_batches_tracked":
+            continue
+        match = re.fullmatch(r"(weight|bias)_(ih|hh)_l(\d+)(_reverse)?", leaf)
+        if match:  # torch's multi-layer rnn: layer k of `lstm` is `lstm.l<k>` (`lstm` itself for k = 0)
+            kind, side, k, reverse = match.groups()
+            prefix = prefix if k == "0" else f"{prefix}.l{k}"
+            leaf = f"{kind}_{side}{reverse or ''}"
+        layers.setdefault(prefix, SourceLayer(prefix)).arrays[leaf] = tensors[key]
+    return list(layers.values())
+
+
+
+def _keras_layers(path: Path) -> list[SourceLayer]:
+    """The layers of a Keras .h5 file, read by `nnctl.keras_h5` in a child process, since libhdf5 can hang or crash
+    on a damaged file where no Python code can stop it; the arrays come back as an .npz, never as a pickle."""
+    if find_spec("h5py") is None:
+        raise NnctlError("reading Keras .h5 files needs h5py: pip install 'nnctl[convert]'")
+    package_root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
+    with tempfile.TemporaryDirectory(prefix="nnctl-h5-") as folder:
+        out = Path(folder) / "arrays.npz"
+        try:
+            done = subprocess.run([sys.executable, *READER, str(path), str(out)], env=env,
+                                  capture_output=True, text=True, timeout=HDF5_SECONDS)
+        except subprocess.TimeoutExpired:
+            raise NnctlError(f"{path}: reading it took more than {HDF5_SECONDS} s and was stopped; libhdf5 loops "
+                             "on some damaged files: save the weights again with Keras") from None
+        if done.returncode < 0:
+            raise NnctlError(f"{path}: libhdf5 crashed reading it ({_signal_name(-done.returncode)}); the file is "
+                             "damaged: save the weights again with Keras")
+        if done.returncode == REFUSED:
+            raise NnctlError(done.stderr.strip())
+        if done.returncode:
+            raise RuntimeError(f"reading {path} in a child process failed:\n{done.stderr}")
+        with np.load(out, allow_pickle=False) as arrays:
+            return [SourceLayer(name, {key: arrays[f"{i}/{j}"] for j, key in enumerate(keys)})
+                    for i, (name, keys) in enumerate(json.loads(done.stdout))]
+
+
+def _signal_name(number: int) -> str:
+    """'SIGSEGV' for 11."""
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
