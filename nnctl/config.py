@@ -155,11 +155,14 @@ def from_dict(data: Any, source: str = "<config>", origins: dict | None = None,
 
 
 PATH_NAME_RULE = "use letters, digits, '.', '_' and '-' (no path separators, no '..')"
+MAX_NAME = 200
+"""The longest name of a run, sweep, member or layer (its run directory adds a time to it)."""
 
 
 def is_path_name(name: Any) -> bool:
     """Whether `name` can become one file or folder name: no separators, no '..', nothing absolute."""
-    return isinstance(name, str) and bool(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}", name)) and ".." not in name
+    pattern = rf"[A-Za-z0-9][A-Za-z0-9._-]{{0,{MAX_NAME - 1}}}"
+    return isinstance(name, str) and bool(re.fullmatch(pattern, name)) and ".." not in name
 
 
 def check_top_level(config: Config) -> None:

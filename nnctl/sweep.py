@@ -8,7 +8,6 @@ import json
 import math
 import os
 import re
-from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
@@ -21,6 +20,7 @@ import numpy as np
 
 from nnctl.config import (
     MAX_BYTES,
+    MAX_NAME,
     PATH_NAME_RULE,
     Config,
     KeyPath,
@@ -185,6 +185,7 @@ class Sweep:
         self.scheduler = self._section(Scheduler, "scheduler", "asha")
         self.space = self._space()
         self.base = self._base()
+        self._check_members()
         self.members = [] if self.search.type == "tpe" else self._members()
 
     def _construct(self, cls: type, data: dict, where: KeyPath) -> Any:
@@ -291,15 +292,27 @@ class Sweep:
         config.data.setdefault("name", self.name)
         return config
 
-    def _members(self) -> list[Member]:
+    def _check_members(self) -> None:
+        """Each entry of `members` is a mapping, its name (if any) a run name no other entry has."""
+        named: set[str] = set()
         for i, member in enumerate(self.spec.members):
             if not isinstance(member, dict):
                 raise self.file.error(("members", i), f"expected a mapping of overrides, got {describe_value(member)}")
+            name = str(member.get("name", ""))
+            if name and not is_path_name(name):
+                raise self.file.error(("members", i, "name"), f"'{name}' cannot name a run directory; "
+                                                              f"{PATH_NAME_RULE}")
+            if name in named:
+                which = f"named '{name}'" if name else "unnamed"
+                raise self.file.error(("members", i), f"another entry of members is {which} too; give each entry "
+                                                      "its own name")
+            named.add(name)
+
+    def _members(self) -> list[Member]:
+        """Every member, in the sweep's order, each with a label of its own."""
         members = [self.member(values, i) for i in range(len(self.spec.members)) for values in self._grid()]
-        for label, count in Counter(m.label for m in members).items():
-            if count > 1:
-                raise self.file.error(("members",), f"two members are both labelled '{label}'; give each "
-                                                    "member of `members` its own name")
+        for member, label in zip(members, _distinct_labels([m.label for m in members]), strict=True):
+            member.label = member.config.data["name"] = label
         return members
 
     def member(self, values: dict[str, Any], variant: int = 0) -> Member:
@@ -312,8 +325,7 @@ class Sweep:
         settings += [(("grid", k), k, v) for k, v in values.items()]
         for where, key, value in settings:
             self._override(config, where, key, value)
-        label = "_".join(p for p in [group, *(_short(v, k) for k, v in values.items())] if p) or self.name
-        config.data["name"] = label
+        label = config.data["name"] = _label(group, values, self.name)
         check_top_level(config)
         return Member(label, config, values, group)
 
@@ -473,13 +485,41 @@ def _digits(number: int, sizes: list[int]) -> tuple[int, ...]:
     return tuple(reversed(digits))
 
 
+def _label(group: str, values: dict[str, Any], fallback: str) -> str:
+    """A member's run name: its group and values ('plain_sgd_0.1'), else `fallback`; one that would start with
+    a sign or a dot starts with the first key ('seed_-42'); cut to MAX_NAME characters."""
+    label = "_".join(p for p in [group, *(_short(v, k) for k, v in values.items())] if p) or fallback
+    if not label[0].isalnum():  # only a value's part can: a group is a run name
+        key = _cleaned(str(next(iter(values))).split(".")[-1])
+        label = f"{key if key[:1].isalnum() else fallback}_{label}"
+    return label[:MAX_NAME]
+
+
 def _short(value: Any, key: str) -> str:
-    """A grid value as part of a directory name: 'adam', '0.01'; a mapping's type or the key's last part."""
+    """A grid value as part of a run name: 'adam', '0.01', '-42'; a mapping's type or the key's last part."""
     if isinstance(value, dict):
-        value = value.get("type", key.split(".")[-1])
+        value = value.get("type", str(key).split(".")[-1])
     text = f"{value:.4g}" if isinstance(value, float) and len(str(value)) > 8 else str(value)  # a drawn value
-    text = re.sub(r"[^A-Za-z0-9._-]", "", text)
-    return text or key.split(".")[-1]
+    return _cleaned(text) or _cleaned(str(key).split(".")[-1])
+
+
+def _cleaned(text: str) -> str:
+    """`text` with only the characters a run name may hold, and no '..'."""
+    return re.sub(r"\.{2,}", ".", re.sub(r"[^A-Za-z0-9._-]", "", text))
+
+
+def _distinct_labels(labels: list[str]) -> list[str]:
+    """`labels` made distinct, in order: a repeat (values that read the same, such as 'a/b' and 'ab', or two
+    draws of 0.012341 and 0.012344) gets the first free suffix -2, -3, ...: '0.01234', '0.01234-2'."""
+    given, used, distinct = set(labels), set(), []
+    for label in labels:
+        name, count = label, 1
+        while name in used or (count > 1 and name in given):
+            count += 1
+            name = f"{label[:MAX_NAME - len(str(count)) - 1]}-{count}"
+        used.add(name)
+        distinct.append(name)
+    return distinct
 
 
 @contextmanager

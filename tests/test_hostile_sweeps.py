@@ -1,7 +1,9 @@
 """Sweep files that ask for too much: the member count is computed from the grid's sizes and refused above
-MAX_MEMBERS before anything is built; seeds, samples and range ends are checked at their line."""
+MAX_MEMBERS before anything is built; seeds, samples and range ends are checked at their line. Whatever the
+grid's values, members get distinct run names."""
 
 import itertools
+import json
 import time
 
 import numpy as np
@@ -9,6 +11,7 @@ import pytest
 from hostile import XOR, clean_error
 
 from helpers import CONFIGS, nnctl
+from nnctl.config import is_path_name
 from nnctl.errors import ConfigError
 from nnctl.sweep import MAX_MEMBERS, Sweep
 
@@ -134,3 +137,78 @@ def test_an_inline_base_with_a_capped_grid_still_runs(tmp_path):
     sweep_file = tmp_path / "s.yaml"
     sweep_file.write_text(inline + "grid:\n  seed: {integer: [0, 2]}\n")
     assert [m.label for m in Sweep(sweep_file, tmp_path).members] == ["0", "1", "2"]
+
+
+LONG = "x" * 300
+AWKWARD = {  # a grid key's values, and the members' names they must give
+    "negative numbers": ([-42, -0.5, -1.0e-05, 0.5], ["k_-42", "k_-0.5", "k_-1e-05", "0.5"]),
+    "floats and their signs": ([1.0e-05, 0.0, -0.0, 1, 1.0], ["1e-05", "0.0", "k_-0.0", "1", "1.0"]),
+    "booleans, None and their spellings": ([True, False, None, "True", "None"],
+                                           ["True", "False", "None", "True-2", "None-2"]),
+    "characters a run name refuses": (["a/b", "ab", "../up", ".hidden", "a b", "é", "日本", "", "_x"],
+                                      ["ab", "ab-2", "k_.up", "k_.hidden", "ab-3", "k", "k-2", "k-3", "k__x"]),
+    "values cut to the longest name": ([LONG, LONG + "y", LONG[:199]], [LONG[:200], LONG[:198] + "-2", LONG[:199]]),
+    "mappings by their type": ([{"type": "adam"}, {"type": "adam", "lr": 0.1}, {"lr": 0.1}], ["adam", "adam-2", "k"]),
+    "lists": ([[64, 32], [643, 2], 6432], ["6432", "6432-2", "6432-3"]),
+}
+
+
+@pytest.mark.parametrize("values, names", AWKWARD.values(), ids=AWKWARD.keys())
+def test_every_grid_value_gives_a_run_name_of_its_own(tmp_path, values, names):
+    text = f"grid:\n  data.k: {json.dumps(values)}\n"
+    labels = [m.label for m in Sweep(write(tmp_path, text), tmp_path).members]
+    assert labels == names and all(is_path_name(label) for label in labels)
+    assert [m.config.data["name"] for m in Sweep(write(tmp_path, text), tmp_path).members] == labels
+    shuffled = Sweep(write(tmp_path, f"grid:\n  data.j: [1, 2]\n  data.k: {json.dumps(values)}\n"), tmp_path)
+    assert len({m.label for m in shuffled.members}) == 2 * len(values)  # after another key too
+    assert all(is_path_name(m.label) for m in shuffled.members)
+
+
+def test_a_random_search_names_values_that_round_alike_apart(tmp_path):
+    text = "grid:\n  optimizer.lr: {uniform: [0.1, 0.1000001]}\n  seed: {integer: [0, 1]}\nsamples: 6\nseed: 1\n"
+    members = Sweep(write(tmp_path, text), tmp_path).members
+    labels = [m.label for m in members]
+    assert len(set(labels)) == 6 and all(is_path_name(label) for label in labels)
+    assert all(label.startswith("0.1_") for label in labels)  # 4 significant digits, then -2, -3...
+    assert labels == [m.label for m in Sweep(write(tmp_path, text), tmp_path).members]
+    negative = "grid:\n  optimizer.lr: {uniform: [-2.0, -1.0]}\nsamples: 3\n"
+    assert all(m.label.startswith("lr_-1.") for m in Sweep(write(tmp_path, negative), tmp_path).members)
+
+
+def test_an_integer_range_of_negative_numbers_gives_run_names(tmp_path):
+    members = Sweep(write(tmp_path, "grid:\n  data.k: {integer: [-2, 1]}\n"), tmp_path).members
+    assert [m.label for m in members] == ["k_-2", "k_-1", "0", "1"]
+
+
+def test_members_names_are_checked_at_their_line(tmp_path):
+    with pytest.raises(ConfigError, match=r"s.yaml:3: members.0.name: '-x' cannot name a run directory"):
+        Sweep(write(tmp_path, "members:\n  - {name: -x}\ngrid:\n  data.k: [1]\n"), tmp_path)
+    with pytest.raises(ConfigError, match="s.yaml:4: members.1: another entry of members is named 'a' too"):
+        Sweep(write(tmp_path, "members:\n  - {name: a}\n  - {name: a, seed: 1}\n"), tmp_path)
+    with pytest.raises(ConfigError, match="members.1: another entry of members is unnamed too"):
+        Sweep(write(tmp_path, "members:\n  - {seed: 1}\n  - {seed: 2}\n"), tmp_path)
+    members = Sweep(write(tmp_path, "members:\n  - {name: a}\n  - {name: a_b}\ngrid:\n  data.k: [b_c, c]\n"),
+                    tmp_path).members
+    assert [m.label for m in members] == ["a_b_c", "a_c", "a_b_b_c", "a_b_c-2"]
+
+
+@pytest.mark.slow
+def test_a_sweep_over_negative_values_trains_every_member(tmp_path):
+    text = ("overrides:\n  train.epochs: 2\n  model.layers.0.weight_init: {type: normal, std: 0.5}\n"
+            "grid:\n  model.layers.0.weight_init.mean: [-42, -0.5, 0.5]\n")
+    write(tmp_path, text)
+    result = nnctl("sweep", "s.yaml", "--runs-dir", "runs", cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr and "cannot name" not in result.stderr
+    runs = {p.parent.name.rsplit("-", 2)[0]: json.loads(p.read_text())["status"]
+            for p in (tmp_path / "runs" / "s").glob("*/summary.json")}
+    assert runs == {"mean_-42": "finished", "mean_-0.5": "finished", "0.5": "finished"}
+    again = nnctl("sweep", "s.yaml", "--runs-dir", "runs", cwd=tmp_path, timeout=300)
+    assert again.returncode == 0 and "3 members, 3 already done, 0 to run" in again.stdout, again.stdout
+
+
+@pytest.mark.slow
+def test_a_negative_seed_in_a_grid_is_refused_at_the_grid_line(tmp_path):
+    write(tmp_path, "grid:\n  seed: [-42, 1]\n")
+    clean_error(nnctl("sweep", "s.yaml", "--runs-dir", "runs", cwd=tmp_path, timeout=60), 2,
+                "s.yaml:3 (grid.seed): seed: expected a non-negative integer, got -42")
