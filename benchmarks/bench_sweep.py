@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import CONFIGS
+from common import CONFIGS, require_mnist
 
 HEAD = """\
 base: {base}
@@ -48,6 +48,7 @@ def main() -> None:
     parser.add_argument("--subset", type=int, default=10000, help="training images per member")
     parser.add_argument("--epochs", type=int, default=3)
     args = parser.parse_args()
+    require_mnist()
     grid = "grid:\n  optimizer.lr: [0.003, 0.001, 0.0003, 0.0001]\n  seed: [0, 1]\n"
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)

@@ -3,6 +3,7 @@ the report (samples/s, test accuracy and peak memory of each side, and their rat
 
 import argparse
 import json
+import os
 import resource
 import tempfile
 import time
@@ -15,7 +16,10 @@ import numpy as np
 from nnctl import backend, kernels, threads
 from nnctl.builder import build_model
 from nnctl.config import load_config
+from nnctl.data import DATASETS
 from nnctl.data.dataset import Dataset
+from nnctl.data.mnist import FILES, MNIST
+from nnctl.data.source import data_root
 from nnctl.experiment import build
 from nnctl.model import Model
 from nnctl.runner import Runner
@@ -45,12 +49,26 @@ def check_device(device: str) -> None:
     backend.use("cpu")
 
 
+def require_mnist() -> None:
+    """Stops with one line naming the missing file when MNIST is not in the data directory: a benchmark
+    measures training, it does not wait on a download."""
+    folder = (data_root(None, CONFIGS) / MNIST.subfolder).resolve()
+    missing = [folder / name for name in FILES if not (folder / name).is_file()]
+    if missing:
+        given = os.environ.get("NNCTL_DATA_DIR")
+        why = f"NNCTL_DATA_DIR={given}" if given else "NNCTL_DATA_DIR is not set"
+        raise SystemExit(f"error: MNIST not found: {missing[0]} is missing ({why}); set NNCTL_DATA_DIR to the "
+                         "folder that holds mnist/, e.g. NNCTL_DATA_DIR=../shared/data")
+
+
 class Bench:
     """One benchmark: a shipped config (with overrides) trained by nnctl, and `peer` training the same network
     in PyTorch on the same data; `run` trains the sides asked for and reports them."""
 
     def __init__(self, args: argparse.Namespace, config: str, *overrides: str, unit: str = "samples/s"):
         check_device(args.device)
+        if issubclass(DATASETS.get(load_config(CONFIGS / config).section("data")["type"]), MNIST):
+            require_mnist()
         self.args, self.config, self.unit = args, config, unit
         subset = () if args.subset is None else (f"data.subset={args.subset}", f"data.test_subset={args.subset}")
         self.overrides = (f"train.epochs={args.epochs}", "data.validation=null", "train.monitor=loss",

@@ -20,10 +20,11 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from common import check_device
+from common import check_device, have_torch, require_mnist
 
 HERE = Path(__file__).resolve().parent
 BENCHMARKS = ("mlp", "cnn", "deep_cnn", "lstm", "gru")
+"""The benchmarks run by default, all on MNIST (bench_trees reads its own small file)."""
 BUSY = 0.15
 """The share of all CPUs' time that other processes may take in the second before a side starts (Linux)."""
 
@@ -86,6 +87,11 @@ def main() -> None:
     if unknown:
         sys.exit(f"error: no benchmark {', '.join(unknown)}; known: {', '.join(BENCHMARKS)}, trees")
     check_device(args.device)
+    if set(benches) & set(BENCHMARKS):
+        require_mnist()
+    if not have_torch():
+        sys.exit("error: PyTorch is not installed, and run.py compares nnctl with it: pip install -e '.[bench]' "
+                 "(one benchmark's nnctl side alone: python benchmarks/bench_mlp.py --side nnctl)")
     extra = ([] if args.subset is None else ["--subset", str(args.subset)]) + ["--device", args.device]
     print(f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {cpu_name()}, {os.cpu_count()} CPUs, "
           f"Python {platform.python_version()}, device {args.device}")
