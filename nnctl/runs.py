@@ -234,7 +234,8 @@ def find_runs(root: str | Path) -> list[Run]:
     """Every run under `root` (itself, or any depth below, such as a sweep's members), oldest first."""
     root = Path(root)
     if not root.is_dir():
-        raise NnctlError(f"{root}: a file, not a folder of runs" if root.exists() else f"{root}: no such directory")
+        raise NnctlError(f"{root}: a file, not a folder of runs" if root.exists() else
+                         f"{root}: no such directory (no runs yet? `nnctl train CONFIG` writes them to runs/)")
     if is_run(root):
         return [load_run(root)]
     runs = [load_run(summary.parent) for summary in root.rglob("summary.json") if is_run(summary.parent)]
