@@ -146,20 +146,33 @@ def _gru_forward(dtype):
     return tuple(3 * rng.standard_normal(shape).astype(dtype) for shape in ((3, 12), (3, 12), (3, 4)))
 
 
-@kernel(_gru_forward)
-def gru_cell(z, a, h_prev):
-    """From the gates' input parts z (r, u, n), activated in place, and the recurrent parts a = h_prev·Wh + bh:
-    r, u = σ(z + a), n = tanh(z_n + r⊙a_n); returns h = (1 − u)⊙n + u⊙h_prev, as n + u⊙(h_prev − n)."""
-    u = h_prev.shape[1]
+def gru_gates_(z: np.ndarray, a: np.ndarray) -> None:
+    """r, u = σ(z + a) in place, in the first two of the gate blocks (r, u, n) of z."""
+    u = z.shape[1] // 3
     z[:, :2 * u] += a[:, :2 * u]
     sigmoid_(z[:, :2 * u])
+
+
+def gru_mix_(z: np.ndarray, h_prev: np.ndarray) -> np.ndarray:
+    """n = tanh of z's n block in place (its pre-activation, recurrent part added); returns h = (1 − u)⊙n +
+    u⊙h_prev, as n + u⊙(h_prev − n)."""
+    u = h_prev.shape[1]
     n = z[:, 2 * u:]
-    n += z[:, :u] * a[:, 2 * u:]
     xp.tanh(n, out=n)
     h = h_prev - n
     h *= z[:, u:2 * u]
     h += n
     return h
+
+
+@kernel(_gru_forward)
+def gru_cell(z, a, h_prev):
+    """From the gates' input parts z (r, u, n), activated in place, and the recurrent parts a = h_prev·Wh + bh:
+    r, u = σ(z + a), n = tanh(z_n + r⊙a_n); returns h = (1 − u)⊙n + u⊙h_prev, as n + u⊙(h_prev − n)."""
+    u = h_prev.shape[1]
+    gru_gates_(z, a)
+    z[:, 2 * u:] += z[:, :u] * a[:, 2 * u:]
+    return gru_mix_(z, h_prev)
 
 
 @gru_cell.numba  # type: ignore[no-redef]
@@ -188,6 +201,28 @@ def _gru(dtype):
     return dh, z, a, h_prev, np.empty((n, 3 * u), dtype), np.empty((n, 3 * u), dtype)
 
 
+def gru_mix_back_(dh: np.ndarray, z: np.ndarray, dz: np.ndarray) -> np.ndarray:
+    """dn = dh⊙(1 − u)⊙(1 − n²), the gradient of n's pre-activation, written into dz's n block and returned."""
+    u = dh.shape[1]
+    dn = dh * (1 - z[:, u:2 * u])
+    n = z[:, 2 * u:]
+    dn *= 1 - n * n
+    dz[:, 2 * u:] = dn
+    return dn
+
+
+def gru_gates_back_(dh: np.ndarray, z: np.ndarray, h_prev: np.ndarray, dz: np.ndarray, da: np.ndarray) -> np.ndarray:
+    """With dz's r block holding r's gradient: u's, dh⊙(h_prev − n); both through σ' and copied into da's r and u
+    blocks; returns dh⊙u, the direct part of h_prev's gradient through u."""
+    u = h_prev.shape[1]
+    g = z[:, u:2 * u]
+    xp.multiply(dh, h_prev - z[:, 2 * u:], out=dz[:, u:2 * u])
+    sig = z[:, :2 * u]
+    dz[:, :2 * u] *= sig - sig * sig
+    da[:, :2 * u] = dz[:, :2 * u]
+    return dh * g
+
+
 @kernel(_gru)
 def gru_cell_backward(dh, z, a, h_prev, dz, da):
     """For h = (1 − u)⊙n + u⊙h_prev, n = tanh(xn + r⊙an), with z the activated gates (r, u, n) and an n's block
@@ -195,17 +230,10 @@ def gru_cell_backward(dh, z, a, h_prev, dz, da):
     = dn⊙an⊙σ'(r), dh⊙(h_prev − n)⊙σ'(u), dn; da (h·Wh's gradient) = dz's r and u parts, dn⊙r; returns dh⊙u,
     the direct part of h_prev's gradient."""
     u = h_prev.shape[1]
-    r, g, n = z[:, :u], z[:, u:2 * u], z[:, 2 * u:]
-    dn = dh * (1 - g)
-    dn *= 1 - n * n
-    dz[:, 2 * u:] = dn
-    xp.multiply(dn, r, out=da[:, 2 * u:])
+    dn = gru_mix_back_(dh, z, dz)
+    xp.multiply(dn, z[:, :u], out=da[:, 2 * u:])
     xp.multiply(dn, a[:, 2 * u:], out=dz[:, :u])
-    xp.multiply(dh, h_prev - n, out=dz[:, u:2 * u])
-    sig = z[:, :2 * u]
-    dz[:, :2 * u] *= sig - sig * sig
-    da[:, :2 * u] = dz[:, :2 * u]
-    return dh * g
+    return gru_gates_back_(dh, z, h_prev, dz, da)
 
 
 @gru_cell_backward.numba  # type: ignore[no-redef]

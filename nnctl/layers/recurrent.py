@@ -7,7 +7,16 @@ import numpy as np
 
 from nnctl.backend import sum_rows, xp
 from nnctl.init import Initializer
-from nnctl.kernels import gru_cell, gru_cell_backward, lstm_cell, lstm_cell_backward, sigmoid_
+from nnctl.kernels import (
+    gru_cell,
+    gru_cell_backward,
+    gru_gates_,
+    gru_gates_back_,
+    gru_mix_,
+    gru_mix_back_,
+    lstm_cell,
+    lstm_cell_backward,
+)
 from nnctl.layers.base import LAYERS, Layer
 
 if typing.TYPE_CHECKING:
@@ -263,35 +272,22 @@ class GRU(Recurrent):
         if self.reset_after:
             a += self.params["bh" + s]
             return (gru_cell(z, a, h_prev),), (z, a, h_prev)
-        z[:, :2 * u] += a[:, :2 * u]
-        sigmoid_(z[:, :2 * u])
+        gru_gates_(z, a)
         # reset before the product: the fused h·Wh's n block goes unused, h·Whn becomes (r⊙h)·Whn
         rh = z[:, :u] * h_prev
-        n = z[:, 2 * u:]
-        n += rh @ self.params["Wh" + s][:, 2 * u:]
-        xp.tanh(n, out=n)
-        h = h_prev - n
-        h *= z[:, u:2 * u]
-        h += n
-        return (h,), (z, rh, h_prev)
+        z[:, 2 * u:] += rh @ self.params["Wh" + s][:, 2 * u:]
+        return (gru_mix_(z, h_prev),), (z, rh, h_prev)
 
     def step_back(self, dh, dstate, cache, dz, da, s):
         z, a, h_prev = cache
         if self.reset_after:
             return gru_cell_backward(dh, z, a, h_prev, dz, da), ()
         u = self.units
-        r, g, n = z[:, :u], z[:, u:2 * u], z[:, 2 * u:]
-        dn = dh * (1 - g)
-        dn *= 1 - n * n
-        dz[:, 2 * u:] = dn
+        dn = gru_mix_back_(dh, z, dz)
         drh = dn @ self.params["Wh" + s][:, 2 * u:].T  # the gradient of r⊙h, reset before the product
         da[:, 2 * u:] = 0
         xp.multiply(drh, h_prev, out=dz[:, :u])
-        xp.multiply(dh, h_prev - n, out=dz[:, u:2 * u])
-        sig = z[:, :2 * u]
-        dz[:, :2 * u] *= sig - sig * sig  # σ' for r and u at once
-        da[:, :2 * u] = dz[:, :2 * u]
-        return dh * g + drh * r, ()
+        return gru_gates_back_(dh, z, h_prev, dz, da) + drh * z[:, :u], ()
 
     def backward_extra(self, s, dz2, da2):
         if self.reset_after:
