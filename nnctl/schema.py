@@ -134,13 +134,14 @@ def check_kwargs(cls: type, kwargs: dict[str, Any], config: "Config", path: "Key
 def construct(cls: type, kwargs: dict[str, Any], config: "Config", path: "KeyPath", what: str,
               provided: dict[str, Any] | None = None,
               resolve: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
-              value_error_at: "KeyPath | None" = None) -> Any:
+              key_first: bool = False) -> Any:
     """Checks `kwargs` against `cls`'s signature, then builds it (with `provided`, which nnctl supplies, and the
     checked keys passed through `resolve` if given); a ValueError from the constructor becomes the config's error
-    at `path` (or `value_error_at`)."""
+    at `path`, or with `key_first` (messages that start with the key at fault) at the key it starts with."""
     provided = provided or {}
     check_kwargs(cls, kwargs, config, path, what, provided)
     try:
         return cls(**(resolve(kwargs) if resolve else kwargs), **provided)
     except ValueError as exc:
-        raise config.error(path if value_error_at is None else value_error_at, str(exc)) from None
+        key = str(exc).split(" ", 1)[0]
+        raise config.error(path + ((key,) if key_first and key in kwargs else ()), str(exc)) from None

@@ -36,7 +36,7 @@ from nnctl.errors import ConfigError, NnctlError, read_bytes
 from nnctl.limits import capped_product
 from nnctl.runner import Runner
 from nnctl.runs import Run, find_runs, load_run
-from nnctl.schema import check_kwargs, describe_value, finite, is_number
+from nnctl.schema import construct, describe_value, finite, is_number
 from nnctl.threads import available as blas_threads_available
 from nnctl.trained import UNTRUSTED
 
@@ -173,8 +173,7 @@ class Sweep:
         if not isinstance(data, dict):
             raise ConfigError(f"{self.path}: a sweep file must be a mapping with base and grid or members, "
                               f"got {describe_value(data)}")
-        check_kwargs(SweepSpec, data, self.file, (), "a sweep file")
-        self.spec = self._construct(SweepSpec, data, ())
+        self.spec = construct(SweepSpec, data, self.file, (), "a sweep file", key_first=True)
         self.name = self.spec.name or self.path.stem
         if not is_path_name(self.name):
             where = self.file.where(("name",)) if self.spec.name else str(self.path)
@@ -188,21 +187,13 @@ class Sweep:
         self._check_members()
         self.members = [] if self.search.type == "tpe" else self._members()
 
-    def _construct(self, cls: type, data: dict, where: KeyPath) -> Any:
-        try:
-            return cls(**data)
-        except ValueError as exc:
-            key = str(exc).split()[0]
-            raise self.file.error(where + ((key,) if key in data else ()), str(exc)) from None
-
     def _section(self, cls: type, key: str, short: str) -> Any:
         """A mapping of the sweep file (or its `type` alone) as an instance of `cls`, checked by its signature."""
         value = getattr(self.spec, key)
         if value is None:
             return None
         data = {"type": value} if isinstance(value, str) else value
-        check_kwargs(cls, data, self.file, (key,), f"a sweep's {key} (such as {{type: {short}}})")
-        return self._construct(cls, data, (key,))
+        return construct(cls, data, self.file, (key,), f"a sweep's {key} (such as {{type: {short}}})", key_first=True)
 
     def _search(self) -> Search:
         search = self._section(Search, "search", "tpe, samples: 20") or Search()
