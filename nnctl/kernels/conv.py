@@ -1,11 +1,35 @@
-"""im2col: every window of a channel-last image batch, one row per window position.
+"""im2col: every window of a channel-last image batch, one row per window position; and the padded copy and the
+kernel offsets' slices its reference shares with the layers' windows.
 
 Padding is implicit: a window's pixels outside the image read as zeros, so no padded copy is made."""
+
+from collections.abc import Iterator
 
 import numpy as np
 
 from nnctl.backend import xp
 from nnctl.kernels.dispatch import kernel
+
+Pads = tuple[tuple[int, int], tuple[int, int]]
+
+
+def padded(x: np.ndarray, pads: Pads, value: float = 0.0) -> np.ndarray:
+    """A copy of x (N, H, W, C) with `pads`, ((top, bottom), (left, right)), rows and columns of `value` around it."""
+    (top, bottom), (left, right) = pads
+    n, h, w, c = x.shape
+    out = xp.full((n, top + h + bottom, left + w + right, c), value, x.dtype)
+    out[:, top:top + h, left:left + w] = x
+    return out
+
+
+def offset_slices(kernel: tuple[int, int], stride: tuple[int, int], dilation: tuple[int, int],
+                  out: tuple[int, int]) -> Iterator[tuple[int, int, slice, slice]]:
+    """Each kernel offset (i, j) with the rows and columns of the padded image it takes across all (OH, OW) windows."""
+    (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
+    for i in range(kh):
+        rows = slice(i * dh, i * dh + (out[0] - 1) * sh + 1, sh)
+        for j in range(kw):
+            yield i, j, rows, slice(j * dw, j * dw + (out[1] - 1) * sw + 1, sw)
 
 
 def _images(dtype):
@@ -25,13 +49,10 @@ def im2col_(x, geometry, out):
     h, w, c = x.shape[1:]
     bottom = max((oh - 1) * sh + (kh - 1) * dh + 1 - top - h, 0)
     right = max((ow - 1) * sw + (kw - 1) * dw + 1 - left - w, 0)
-    padded = xp.zeros((n, top + h + bottom, left + w + right, c), x.dtype)
-    padded[:, top:top + h, left:left + w] = x
+    image = padded(x, ((top, bottom), (left, right)))
     windows = out.reshape(n, oh, ow, kh, kw, c)
-    for i in range(kh):
-        for j in range(kw):
-            rows, cols = slice(i * dh, i * dh + (oh - 1) * sh + 1, sh), slice(j * dw, j * dw + (ow - 1) * sw + 1, sw)
-            windows[:, :, :, i, j] = padded[:, rows, cols]
+    for i, j, rows, cols in offset_slices((kh, kw), (sh, sw), (dh, dw), (oh, ow)):
+        windows[:, :, :, i, j] = image[:, rows, cols]
     return out
 
 

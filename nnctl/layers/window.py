@@ -10,9 +10,7 @@ import numpy as np
 
 from nnctl import threads
 from nnctl.backend import Scratch, on_cpu, strided_view, xp
-from nnctl.kernels import im2col_
-
-Pads = tuple[tuple[int, int], tuple[int, int]]
+from nnctl.kernels import Pads, im2col_, offset_slices, padded
 
 
 def pair(value: int | list | tuple, name: str) -> tuple[int, int]:
@@ -102,11 +100,7 @@ def pad(x: np.ndarray, pads: Pads, value: float = 0.0) -> np.ndarray:
     The copy is channel-last in memory, as conv outputs are, so that taking windows reads memory in order."""
     if pads == ((0, 0), (0, 0)):
         return x
-    (top, bottom), (left, right) = pads
-    n, c, h, w = x.shape
-    out = xp.full((n, top + h + bottom, left + w + right, c), value, x.dtype).transpose(0, 3, 1, 2)
-    out[:, :, top: top + h, left: left + w] = x
-    return out
+    return padded(x.transpose(0, 2, 3, 1), pads, value).transpose(0, 3, 1, 2)
 
 
 def windows(x: np.ndarray, window: Window, out: tuple[int, int]) -> np.ndarray:
@@ -181,11 +175,8 @@ def conv_product(x: np.ndarray, window: Window, weights: np.ndarray, scratch: Sc
 
 def offsets(window: Window, out: tuple[int, int]) -> Iterator[tuple[int, int, tuple]]:
     """Each kernel offset (i, j) with the index of the padded-image pixels it takes across all windows."""
-    (kh, kw), (th, tw), (dh, dw) = window.kernel, window.stride, window.dilation
-    for i in range(kh):
-        for j in range(kw):
-            yield i, j, (..., slice(i * dh, i * dh + th * (out[0] - 1) + 1, th),
-                         slice(j * dw, j * dw + tw * (out[1] - 1) + 1, tw))
+    for i, j, rows, cols in offset_slices(window.kernel, window.stride, window.dilation, out):
+        yield i, j, (..., rows, cols)
 
 
 def unpad(x: np.ndarray, pads: Pads) -> np.ndarray:
