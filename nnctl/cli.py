@@ -308,7 +308,7 @@ def export_command(
 @app.command("convert")
 def convert_command(
     source: Annotated[Path, typer.Argument(help="Weights saved by PyTorch (a state_dict as .safetensors) or Keras "
-                                           "(.h5, .weights.h5).")],
+                                           "(.h5, .weights.h5, .keras).")],
     config: Annotated[Path, typer.Option("--config", "-c", help="The nnctl config whose model takes the weights.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="The .npz file to write.", show_default=False)],
     mapping: Annotated[list[str] | None, typer.Option("--map", help="NNCTL_LAYER=SOURCE_LAYER, or a YAML file of "

@@ -4,10 +4,13 @@ weights as .h5, each read without trusting it (sizes checked before reading; Ker
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from importlib.util import find_spec
 from pathlib import Path
@@ -27,6 +30,8 @@ HDF5_SECONDS = 30
 that is killed stops it (a legitimate file of 1 GB reads in seconds)."""
 READER = ("-m", "nnctl.keras_h5")
 """The child's Python arguments before its two (the .h5, the .npz it writes)."""
+KERAS_WEIGHTS = "model.weights.h5"
+"""Where a Keras 3 .keras archive (a zip) keeps the weights."""
 REFUSED = 3
 """The exit code of the child that reads a .h5 when it refuses the file (its message on stderr); 1 is a crash of
 Python's own."""
@@ -49,6 +54,8 @@ def read_source(path: Path) -> tuple[str, list[SourceLayer]]:
             head = f.read(9)
     except OSError as exc:
         raise NnctlError(f"{path}: cannot read weights file: {exc.strerror or exc}") from None
+    if suffix == ".keras" and zipfile.is_zipfile(path):  # Keras 3's archive (a zip, as torch.save's is)
+        return "keras", _keras_archive(path)
     if suffix in PICKLES or _torch_save(head):
         raise NnctlError(f"{path}: a PyTorch pickle (torch.save) is never opened: unpickling it runs whatever code "
                          "it holds. Save the state_dict as safetensors instead: from safetensors.torch import "
@@ -58,7 +65,7 @@ def read_source(path: Path) -> tuple[str, list[SourceLayer]]:
     if suffix in (".h5", ".hdf5", ".keras", ".weights.h5"):
         return "keras", _keras_layers(path)
     raise NnctlError(f"{path}: unknown kind of weights file '{suffix}'; nnctl convert reads PyTorch state_dicts "
-                     "saved as .safetensors and Keras weights saved as .h5 / .weights.h5")
+                     "saved as .safetensors and Keras weights saved as .h5 / .weights.h5 / .keras")
 
 
 def _torch_save(head: bytes) -> bool:
@@ -144,10 +151,34 @@ def _torch_layers(tensors: dict[str, np.ndarray]) -> list[SourceLayer]:
     return list(layers.values())
 
 
+def _keras_archive(path: Path) -> list[SourceLayer]:
+    """The layers of a Keras 3 .keras archive: its model.weights.h5, unpacked to a temporary file (no larger than
+    it declares, which must fit limits.memory_limit()) and read as a .weights.h5 is."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            try:
+                info = archive.getinfo(KERAS_WEIGHTS)
+            except KeyError:
+                raise NnctlError(f"{path}: a zip archive without {KERAS_WEIGHTS}, so not a Keras 3 .keras file; save "
+                                 "the model again with Keras 3, or its weights with model.save_weights('w.weights.h5')"
+                                 ) from None
+            refusal = too_big(info.file_size, f"{path}: its {KERAS_WEIGHTS}")
+            if refusal:
+                raise NnctlError(refusal)
+            with tempfile.TemporaryDirectory(prefix="nnctl-keras-") as folder:
+                inner = Path(folder) / KERAS_WEIGHTS
+                with archive.open(info) as packed, open(inner, "wb") as unpacked:  # stops at the declared size
+                    shutil.copyfileobj(packed, unpacked)
+                return _keras_layers(inner, f"{path} ({KERAS_WEIGHTS})")
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as exc:  # damaged, encrypted
+        raise NnctlError(f"{path}: not a readable .keras archive ({exc})") from None
 
-def _keras_layers(path: Path) -> list[SourceLayer]:
-    """The layers of a Keras .h5 file, read by `nnctl.keras_h5` in a child process, since libhdf5 can hang or crash
-    on a damaged file where no Python code can stop it; the arrays come back as an .npz, never as a pickle."""
+
+def _keras_layers(path: Path, shown: str | None = None) -> list[SourceLayer]:
+    """The layers of a Keras .h5 file (named `shown` in messages, if given), read by `nnctl.keras_h5` in a child
+    process, since libhdf5 can hang or crash on a damaged file where no Python code can stop it; the arrays come back
+    as an .npz, never as a pickle."""
+    name = shown or str(path)
     if find_spec("h5py") is None:
         raise NnctlError("reading Keras .h5 files needs h5py: pip install 'nnctl[convert]'")
     package_root = str(Path(__file__).resolve().parents[1])
@@ -158,15 +189,15 @@ def _keras_layers(path: Path) -> list[SourceLayer]:
             done = subprocess.run([sys.executable, *READER, str(path), str(out)], env=env,
                                   capture_output=True, text=True, timeout=HDF5_SECONDS)
         except subprocess.TimeoutExpired:
-            raise NnctlError(f"{path}: reading it took more than {HDF5_SECONDS} s and was stopped; libhdf5 loops "
+            raise NnctlError(f"{name}: reading it took more than {HDF5_SECONDS} s and was stopped; libhdf5 loops "
                              "on some damaged files: save the weights again with Keras") from None
         if done.returncode < 0:
-            raise NnctlError(f"{path}: libhdf5 crashed reading it ({_signal_name(-done.returncode)}); the file is "
+            raise NnctlError(f"{name}: libhdf5 crashed reading it ({_signal_name(-done.returncode)}); the file is "
                              "damaged: save the weights again with Keras")
         if done.returncode == REFUSED:
-            raise NnctlError(done.stderr.strip())
+            raise NnctlError(done.stderr.strip().replace(str(path), name))
         if done.returncode:
-            raise RuntimeError(f"reading {path} in a child process failed:\n{done.stderr}")
+            raise RuntimeError(f"reading {name} in a child process failed:\n{done.stderr}")
         with np.load(out, allow_pickle=False) as arrays:
             return [SourceLayer(name, {key: arrays[f"{i}/{j}"] for j, key in enumerate(keys)})
                     for i, (name, keys) in enumerate(json.loads(done.stdout))]

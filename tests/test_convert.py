@@ -214,19 +214,30 @@ def test_pytorch_lstm_and_gru_gate_orders_and_split_biases(tmp_path, bidirection
     np.testing.assert_allclose(model.forward(x), expected, rtol=1e-6, atol=1e-7)  # biases summed in float32
 
 
-def test_keras3_weights_h5_lstm_and_gru_gate_orders(tmp_path):
+@pytest.mark.parametrize("saved", ["rnn.weights.h5", "rnn.keras", "old.keras"])
+def test_keras3_weights_h5_lstm_and_gru_gate_orders(tmp_path, saved):
+    """Keras 3's model.save_weights (.weights.h5), model.save (a .keras zip holding model.weights.h5, beside its
+    config.json and metadata.json), and an HDF5 file named .keras, as some older Keras wrote."""
     x = RNG.normal(size=(4, 5, 3))
     lstm = {"vars/0": normal(3, 16), "vars/1": normal(4, 16), "vars/2": normal(16)}
     gru = {"vars/0": normal(4, 6), "vars/1": normal(2, 6), "vars/2": normal(2, 6)}
-    with h5py.File(tmp_path / "rnn.weights.h5", "w") as f:  # Keras 3's layout: layers/<name>/cell/vars/<i>
+    weights = tmp_path / ("old.keras" if saved == "old.keras" else "model.weights.h5")
+    with h5py.File(weights, "w") as f:  # Keras 3's layout: layers/<name>/cell/vars/<i>
         for name, arrays in (("lstm", lstm), ("gru", gru)):
             for key, value in arrays.items():
                 f[f"layers/{name}/cell/{key}"] = value
+    if saved == "rnn.weights.h5":
+        weights.rename(tmp_path / saved)
+    elif saved == "rnn.keras":
+        with zipfile.ZipFile(tmp_path / saved, "w", zipfile.ZIP_DEFLATED) as archive:
+            archive.writestr("metadata.json", '{"keras_version": "3.8.0"}')
+            archive.writestr("config.json", '{"class_name": "Sequential"}')
+            archive.write(weights, "model.weights.h5")
     layers = [{"type": "lstm", "name": "encoder", "units": 4, "return_sequences": True},
               {"type": "gru", "name": "decoder", "units": 2}]
     sequence = np.stack([keras_lstm(x[:, :t + 1], *lstm.values()) for t in range(5)], axis=1)  # every step's h
     expected = keras_gru(sequence, *gru.values())
-    model = model_from(layers, (5, 3), tmp_path / "rnn.weights.h5")  # by order: lstm, then gru
+    model = model_from(layers, (5, 3), tmp_path / saved)  # by order: lstm, then gru
     np.testing.assert_allclose(model.forward(x), expected, rtol=1e-6, atol=1e-7)  # biases summed in float32
 
 

@@ -5,6 +5,7 @@ import json
 import re
 import struct
 import time
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -359,3 +360,42 @@ def test_the_reader_runs_as_a_child_and_returns_arrays_not_pickles(tmp_path):
                                                                       ("dense_10", ["dense_10/k"])]
     np.testing.assert_array_equal(layers[0].arrays["dense_2/k"], np.eye(2))
     np.testing.assert_array_equal(layers[1].arrays["dense_10/k"], np.ones(3))
+
+
+# -- Keras 3's .keras archive: a zip whose model.weights.h5 is unpacked only as far as it declares ----------------
+
+def keras_archive(path: Path, members: dict[str, bytes], method: int = zipfile.ZIP_DEFLATED) -> Path:
+    """A .keras zip holding `members`."""
+    with zipfile.ZipFile(path, "w", method) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return path
+
+
+def test_a_keras_archive_without_its_weights_is_refused_and_nothing_in_it_unpickled(tmp_path):
+    source = keras_archive(tmp_path / "net.keras", {"archive/data.pkl": b"\x80\x04N.", "config.json": b"{}"})
+    convert(tmp_path, source, phrases=("a zip archive without model.weights.h5, so not a Keras 3 .keras file",))
+
+
+def test_a_keras_archive_whose_weights_declare_more_than_the_memory_limit_is_refused_before_unpacking(tmp_path):
+    source = keras_archive(tmp_path / "net.keras", {"model.weights.h5": bytes(3 << 20)})  # 3 MiB of zeros, deflated
+    assert source.stat().st_size < 1 << 20
+    convert(tmp_path, source, limit="1M", phrases=("net.keras: its model.weights.h5",))
+
+
+def test_a_damaged_keras_archive_is_one_message(tmp_path):
+    h5(tmp_path / "model.weights.h5", lambda f: f.create_group(KERAS3).create_dataset("0", data=np.ones(4)))
+    source = keras_archive(tmp_path / "net.keras", {"model.weights.h5": (tmp_path / "model.weights.h5").read_bytes()},
+                           zipfile.ZIP_STORED)
+    raw = bytearray(source.read_bytes())
+    raw[raw.index(b"HDF") + 200] ^= 0xFF  # a byte of the stored member: its CRC no longer holds
+    source.write_bytes(bytes(raw))
+    convert(tmp_path, source, phrases=("net.keras: not a readable .keras archive", "CRC"))
+
+
+def test_a_keras_archive_is_named_in_the_readers_messages(tmp_path, monkeypatch):
+    monkeypatch.setattr(weight_files, "READER", ("-c", "import time; time.sleep(60)"))
+    monkeypatch.setattr(weight_files, "HDF5_SECONDS", 1)
+    source = keras_archive(tmp_path / "net.keras", {"model.weights.h5": LOOPS.read_bytes()})
+    with pytest.raises(NnctlError, match=re.escape(f"{source} (model.weights.h5): reading it took more than 1 s")):
+        weight_files.read_source(source)
