@@ -6,6 +6,7 @@ import os
 import re
 import signal
 import sys
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any
@@ -67,11 +68,14 @@ def _version(value: bool) -> None:
 
 
 @app.callback()
-def _main(debug: bool = typer.Option(False, "--debug", help="Show the full traceback of unexpected errors."),
+def _main(debug: bool = typer.Option(False, "--debug", help="Show the full traceback of unexpected errors, and "
+                                     "NumPy's warnings (overflow, NaN) in nnctl's arithmetic."),
           version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                        help="Print the version and exit.")) -> None:
     global DEBUG
     DEBUG = DEBUG or debug
+    if not DEBUG:  # a run that diverges ends in one message from the NaN check, not after NumPy's stray warnings
+        warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"nnctl(\.|$)")
 
 
 def _load(config: Path, overrides: list[str] | None) -> Experiment:

@@ -22,7 +22,7 @@ from nnctl.course import MAY_CHANGE, changed, course_hash
 from nnctl.errors import CheckpointError, NnctlError, TrainingError
 from nnctl.experiment import Experiment, build
 from nnctl.metrics import MetricSums, evaluate
-from nnctl.run_files import Checkpoints, MetricFiles, Monitor, Progress
+from nnctl.run_files import Checkpoints, MetricFiles, Monitor, Progress, format_value
 from nnctl.tensorboard import TensorBoard
 from nnctl.tracking import MLflow
 from nnctl.trained import Trained, load_weights
@@ -335,7 +335,7 @@ class Runner:
         metrics = evaluate(self.exp.model, self.exp.loss, test.x, test.y, self.exp.metrics,
                            self.exp.settings.eval_batch_size, prefix="test_")
         self.progress.say(f"test ({tested} weights, epoch {epoch})  "
-                          + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+                          + "  ".join(f"{k} {format_value(v)}" for k, v in metrics.items()))
         return metrics, {"weights": tested, "epoch": epoch}
 
     # -- what is written -----------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ def eval_table(result: dict, title: str) -> Table:
     table.add_column("value", justify="right")
     for key in ("loss", "accuracy", "error_rate", "mse", "macro_f1"):
         if key in result:
-            table.add_row(key, f"{result[key]:.4f}")
+            table.add_row(key, format_value(result[key]))
     return table
 
 

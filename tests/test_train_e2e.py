@@ -152,13 +152,16 @@ def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_pa
     metrics_before = (run / "metrics.csv").read_text()
     result = nnctl("train", "--resume", str(last), "train.epochs=2", "optimizer.lr=1e30")
     assert result.returncode == 1
-    assert "Traceback" not in result.stderr
+    assert "Traceback" not in result.stderr and "RuntimeWarning" not in result.stderr  # one message, nothing before
     assert "the loss became" in result.stderr and "epoch 2" in result.stderr
     assert str(last) in result.stderr and "optimizer.lr" in result.stderr
     assert last.read_bytes() == good
     assert (run / "metrics.csv").read_text() == metrics_before
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "failed" and "loss became" in summary["error"]
+    debug = nnctl("--debug", "train", "--resume", str(last), "train.epochs=2", "optimizer.lr=1e30")
+    assert debug.returncode == 1 and "RuntimeWarning: overflow" in debug.stderr  # NumPy's own words, when asked
+    assert last.read_bytes() == good
 
 
 class _RunsCode:
