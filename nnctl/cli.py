@@ -6,7 +6,6 @@ import os
 import re
 import signal
 import sys
-import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any
@@ -22,7 +21,7 @@ from nnctl.check import batch, preflight, time_layers
 from nnctl.config import apply_overrides, load_config
 from nnctl.convert import convert as convert_weights
 from nnctl.convert import plan, read_map
-from nnctl.errors import ConfigError, NnctlError
+from nnctl.errors import ConfigError, NnctlError, quiet_arithmetic
 from nnctl.experiment import Experiment, build, initial_model, report
 from nnctl.gradcheck import check_model, check_registry
 from nnctl.jsonschema import config_schema
@@ -74,8 +73,8 @@ def _main(debug: bool = typer.Option(False, "--debug", help="Show the full trace
                                        help="Print the version and exit.")) -> None:
     global DEBUG
     DEBUG = DEBUG or debug
-    if not DEBUG:  # a run that diverges ends in one message from the NaN check, not after NumPy's stray warnings
-        warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"nnctl(\.|$)")
+    if not DEBUG:
+        quiet_arithmetic()
 
 
 def _load(config: Path, overrides: list[str] | None) -> Experiment:

@@ -2,6 +2,7 @@
 
 import os
 import stat
+import warnings
 from pathlib import Path
 
 from nnctl.limits import ENV, memory_limit, size_text
@@ -29,6 +30,12 @@ class CheckpointError(NnctlError):
 
 class TrainingError(NnctlError):
     """Training that cannot go on, such as a loss that became NaN."""
+
+
+def quiet_arithmetic() -> None:
+    """Silences NumPy's RuntimeWarnings (overflow, invalid values) raised in nnctl's own modules: a run that diverges
+    ends with the NaN check's one message, not after stray warnings with source lines."""
+    warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"nnctl(\.|$)")
 
 
 def regular_file(path: Path, error: type[NnctlError], noun: str) -> int:

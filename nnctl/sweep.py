@@ -32,7 +32,7 @@ from nnctl.config import (
     load_config,
     parse_yaml,
 )
-from nnctl.errors import ConfigError, NnctlError, read_bytes
+from nnctl.errors import ConfigError, NnctlError, quiet_arithmetic, read_bytes
 from nnctl.limits import capped_product
 from nnctl.runner import Runner
 from nnctl.runs import Run, find_runs, load_run
@@ -378,6 +378,7 @@ class Sweep:
 
 def run_member(member: Member, sweep_dir: Path) -> tuple[str, str | None, Path | None]:
     """Trains one member (in a worker process); its status, why it failed, and its run directory if made."""
+    quiet_arithmetic()  # a diverging member is one row of the report, not warnings among the others' lines
     runner = None
     try:
         if member.resume is not None:

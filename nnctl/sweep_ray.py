@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from nnctl.config import expand_path, key_path
-from nnctl.errors import NnctlError
+from nnctl.errors import NnctlError, quiet_arithmetic
 from nnctl.experiment import TrainSettings
 from nnctl.runner import Runner
 from nnctl.runs import Run, find_runs, is_run, load_run
@@ -162,6 +162,7 @@ def _searcher(sweep: Sweep, done: list[Run], stopped: list[Run]) -> Any:
 def train_member(params: dict[str, Any], sweep: Sweep) -> None:
     """One trial (in a Ray worker): the member's run, started, resumed from a stopped earlier run of the sweep,
     or restored from the trial's checkpoint after its worker died; each epoch is reported to Tune."""
+    quiet_arithmetic()
     member = _member(sweep, params)
     runner = None
     try:
