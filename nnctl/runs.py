@@ -167,10 +167,10 @@ def _history(path: Path, damage: list[str]) -> list[dict[str, Any]]:
         if not isinstance(row, dict) or row.get("kind") not in ("epoch", "step"):
             problems.add("a row without kind 'epoch' or 'step'", number)
             continue
-        for key, value in row.items():
-            if key != "kind" and not is_real(value):
-                problems.add(f"{_key_text(key)} is {_kind_of(value)}; left out", number)
-        rows.append({key: value for key, value in row.items() if key == "kind" or is_real(value)})
+        kept, bad = _real_entries(row)
+        for key in bad:
+            problems.add(f"{_key_text(key)} is {_kind_of(row[key])}; left out", number)
+        rows.append(kept)
     damage += problems.messages()
     return rows
 
@@ -186,14 +186,26 @@ def is_real(value: Any) -> bool:
     return True
 
 
+def _real_entries(values: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The entries of a mapping of metrics that are numbers (and its 'kind'), and the keys of the others."""
+    kept: dict[str, Any] = {}
+    bad = []
+    for key, value in values.items():
+        if key == "kind" or is_real(value):
+            kept[key] = value
+        else:
+            bad.append(key)
+    return kept, bad
+
+
 def _numbers(values: dict[str, Any], where: str, damage: list[str]) -> dict[str, Any]:
     """The entries of a mapping of metrics that are numbers (and its 'kind'); the others are named in `damage`."""
-    bad = [key for key, value in values.items() if key != "kind" and not is_real(value)]
+    kept, bad = _real_entries(values)
     for key in bad[:5]:
         damage.append(f"{where}: {_key_text(key)} is {_kind_of(values[key])}; left out")
     if len(bad) > 5:
         damage.append(f"{where}: {len(bad) - 5} more values that are not numbers; left out")
-    return {key: value for key, value in values.items() if key not in bad}
+    return kept
 
 
 def _kind_of(value: Any) -> str:
