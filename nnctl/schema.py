@@ -120,11 +120,11 @@ def check_kwargs(cls: type, kwargs: dict[str, Any], config: "Config", path: "Key
                                               f"accepted keys: {accepted}")
         hint = params[key].annotation
         if not matches(value, hint):
-            if isinstance(value, float) and not finite(value) and matches(0.0, hint):
-                raise config.error(path + (key,), f"must be a finite number, got {value}")
-            if is_number(value) and not finite(value) and matches(0.0, hint):  # an int past float's range
+            if is_number(value) and not finite(value) and matches(0.0, hint):
+                if isinstance(value, float):
+                    raise config.error(path + (key,), f"must be a finite number, got {value}")
                 raise config.error(path + (key,), f"must be a finite number within float's range (±1.8e308), "
-                                                  f"got {describe_value(value)}")
+                                                  f"got {describe_value(value)}")  # an int past float's range
             raise config.error(path + (key,), f"expected {describe_type(hint)}, got {describe_value(value)}")
     for key, param in params.items():
         if param.default is inspect.Parameter.empty and key not in kwargs:

@@ -482,7 +482,7 @@ def _label(group: str, values: dict[str, Any], fallback: str) -> str:
     a sign or a dot starts with the first key ('seed_-42'); cut to MAX_NAME characters."""
     label = "_".join(p for p in [group, *(_short(v, k) for k, v in values.items())] if p) or fallback
     if not label[0].isalnum():  # only a value's part can: a group is a run name
-        key = _cleaned(str(next(iter(values))).split(".")[-1])
+        key = _key_part(next(iter(values)))
         label = f"{key if key[:1].isalnum() else fallback}_{label}"
     return label[:MAX_NAME]
 
@@ -492,7 +492,12 @@ def _short(value: Any, key: str) -> str:
     if isinstance(value, dict):
         value = value.get("type", str(key).split(".")[-1])
     text = f"{value:.4g}" if isinstance(value, float) and len(str(value)) > 8 else str(value)  # a drawn value
-    return _cleaned(text) or _cleaned(str(key).split(".")[-1])
+    return _cleaned(text) or _key_part(key)
+
+
+def _key_part(key: str) -> str:
+    """A grid key's last part ('optimizer.lr' -> 'lr') as part of a run name."""
+    return _cleaned(str(key).split(".")[-1])
 
 
 def _cleaned(text: str) -> str:

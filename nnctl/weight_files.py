@@ -178,7 +178,7 @@ def _keras_layers(path: Path, shown: str | None = None) -> list[SourceLayer]:
     """The layers of a Keras .h5 file (named `shown` in messages, if given), read by `nnctl.keras_h5` in a child
     process, since libhdf5 can hang or crash on a damaged file where no Python code can stop it; the arrays come back
     as an .npz, never as a pickle."""
-    name = shown or str(path)
+    shown = shown or str(path)
     if find_spec("h5py") is None:
         raise NnctlError("reading Keras .h5 files needs h5py: pip install 'nnctl[convert]'")
     package_root = str(Path(__file__).resolve().parents[1])
@@ -189,18 +189,18 @@ def _keras_layers(path: Path, shown: str | None = None) -> list[SourceLayer]:
             done = subprocess.run([sys.executable, *READER, str(path), str(out)], env=env,
                                   capture_output=True, text=True, timeout=HDF5_SECONDS)
         except subprocess.TimeoutExpired:
-            raise NnctlError(f"{name}: reading it took more than {HDF5_SECONDS} s and was stopped; libhdf5 loops "
+            raise NnctlError(f"{shown}: reading it took more than {HDF5_SECONDS} s and was stopped; libhdf5 loops "
                              "on some damaged files: save the weights again with Keras") from None
         if done.returncode < 0:
-            raise NnctlError(f"{name}: libhdf5 crashed reading it ({_signal_name(-done.returncode)}); the file is "
+            raise NnctlError(f"{shown}: libhdf5 crashed reading it ({_signal_name(-done.returncode)}); the file is "
                              "damaged: save the weights again with Keras")
         if done.returncode == REFUSED:
-            raise NnctlError(done.stderr.strip().replace(str(path), name))
+            raise NnctlError(done.stderr.strip().replace(str(path), shown))
         if done.returncode:
-            raise RuntimeError(f"reading {name} in a child process failed:\n{done.stderr}")
+            raise RuntimeError(f"reading {shown} in a child process failed:\n{done.stderr}")
         with np.load(out, allow_pickle=False) as arrays:
-            return [SourceLayer(name, {key: arrays[f"{i}/{j}"] for j, key in enumerate(keys)})
-                    for i, (name, keys) in enumerate(json.loads(done.stdout))]
+            return [SourceLayer(layer, {key: arrays[f"{i}/{j}"] for j, key in enumerate(keys)})
+                    for i, (layer, keys) in enumerate(json.loads(done.stdout))]
 
 
 def _signal_name(number: int) -> str:
