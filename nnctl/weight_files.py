@@ -30,6 +30,8 @@ HDF5_SECONDS = 30
 that is killed stops it (a legitimate file of 1 GB reads in seconds)."""
 READER = ("-m", "nnctl.keras_h5")
 """The child's Python arguments before its two (the .h5, the .npz it writes)."""
+ZIP = b"PK\x03\x04"
+"""How a zip archive starts: torch.save's format, and Keras 3's .keras."""
 KERAS_WEIGHTS = "model.weights.h5"
 """Where a Keras 3 .keras archive (a zip) keeps the weights."""
 REFUSED = 3
@@ -54,7 +56,7 @@ def read_source(path: Path) -> tuple[str, list[SourceLayer]]:
             head = f.read(9)
     except OSError as exc:
         raise NnctlError(f"{path}: cannot read weights file: {exc.strerror or exc}") from None
-    if suffix == ".keras" and zipfile.is_zipfile(path):  # Keras 3's archive (a zip, as torch.save's is)
+    if suffix == ".keras" and head[:4] == ZIP:  # Keras 3's archive (a zip, as torch.save's is), whole or not
         return "keras", _keras_archive(path)
     if suffix in PICKLES or _torch_save(head):
         raise NnctlError(f"{path}: a PyTorch pickle (torch.save) is never opened: unpickling it runs whatever code "
@@ -71,7 +73,7 @@ def read_source(path: Path) -> tuple[str, list[SourceLayer]]:
 def _torch_save(head: bytes) -> bool:
     """Whether a file starts as torch.save writes: a zip archive, or a pickle (protocol 2 to 5). A safetensors
     file starts with its header's length (8 bytes, little-endian) and then '{'."""
-    return head[:4] == b"PK\x03\x04" or (head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")
+    return head[:4] == ZIP or (head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")
                                          and head[8:9] != b"{")
 
 

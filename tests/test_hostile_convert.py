@@ -399,3 +399,11 @@ def test_a_keras_archive_is_named_in_the_readers_messages(tmp_path, monkeypatch)
     source = keras_archive(tmp_path / "net.keras", {"model.weights.h5": LOOPS.read_bytes()})
     with pytest.raises(NnctlError, match=re.escape(f"{source} (model.weights.h5): reading it took more than 1 s")):
         weight_files.read_source(source)
+
+
+def test_a_keras_archive_cut_short_is_named_as_one_not_as_a_pickle(tmp_path):
+    h5(tmp_path / "model.weights.h5", lambda f: f.create_group(KERAS3).create_dataset("0", data=np.ones(4)))
+    source = keras_archive(tmp_path / "net.keras", {"model.weights.h5": (tmp_path / "model.weights.h5").read_bytes()})
+    source.write_bytes(source.read_bytes()[:source.stat().st_size // 2])  # no central directory left
+    stderr = convert(tmp_path, source, phrases=("net.keras: not a readable .keras archive",))
+    assert "pickle" not in stderr
