@@ -116,6 +116,32 @@ def test_a_checkpoint_does_not_decide_where_data_is_or_comes_from(tmp_path, mnis
     assert not (tmp_path / "evil").exists() and not empty.exists()
 
 
+SECRET = "hunter2-token"
+
+
+@pytest.mark.parametrize("kind, first_layer, good, bad_lines", [
+    ("csv", "{type: dense, units: 4}", "0,0,0\n0,1,1\n1,0,1\n1,1,0\n",
+     [f"0,{SECRET},1", f"1,1,{SECRET}", f"{SECRET},1,1", f"1,{SECRET}"]),
+    ("trees", "{type: recursive, vocab_size: 8, dim: 4}", "(1 (0 a) (1 b))\n(0 c)\n",
+     [f"({SECRET} a)", f"(1 a {SECRET})", f"{SECRET}", f"(1 {SECRET} (0 a))", f"(1 (0 a) (1 b)) {SECRET}"]),
+])
+def test_a_forged_data_path_never_shows_the_file_it_reads(tmp_path, kind, first_layer, good, bad_lines):
+    """A stranger's checkpoint may point eval at any local file: its messages name lines and columns, not text."""
+    (tmp_path / "d.txt").write_text(good)
+    (tmp_path / "m.yaml").write_text(f"data: {{type: {kind}, path: d.txt, validation: null}}\nmodel: {{layers: "
+                                     f"[{first_layer}, {{type: dense, units: 2}}]}}\nloss: softmax_cross_entropy\n"
+                                     "optimizer: {type: sgd, lr: 0.1}\ntrain: {epochs: 1, batch_size: 2}\n")
+    result = nnctl("train", "m.yaml", "-q", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    raw = safe_unpickle(next(tmp_path.glob("runs/*/checkpoints/last.pkl")).read_bytes())
+    raw["config"]["data"]["path"] = str(tmp_path / "secret.txt")
+    path = forge(raw, tmp_path)
+    for line in bad_lines:
+        (tmp_path / "secret.txt").write_text(f"{good}{line}\n")
+        output = clean_error(nnctl("eval", str(path), cwd=tmp_path), 1, f"secret.txt:{good.count(chr(10)) + 1}: ")
+        assert SECRET not in output
+
+
 @pytest.mark.parametrize("overrides, phrase", [
     (["data.op=and"], "data.op: 'xor' -> 'and'"),
     (["optimizer.type=momentum"], "optimizer.type: 'adam' -> 'momentum'"),

@@ -23,11 +23,14 @@ _SHAPE = "a node is (label word) or (label (left) (right))"
 
 
 def parse_tree(text: str) -> tuple[list[Node], list[int]]:
-    """The nodes of one bracketed binary tree in post-order, and their labels; ValueError says what is wrong."""
+    """The nodes of one bracketed binary tree in post-order, and their labels; ValueError says what is wrong.
+
+    A message names a column, never the text itself: a file a stranger's checkpoint points at stays unquoted."""
     nodes: list[Node] = []
     labels: list[int] = []
     stack: list[dict] = []
-    for token in _TOKEN.findall(text):
+    for match in _TOKEN.finditer(text):
+        token, column = match.group(), f"column {match.start() + 1}"
         top = stack[-1] if stack else None
         if token == "(":
             if top is None and nodes:
@@ -38,7 +41,7 @@ def parse_tree(text: str) -> tuple[list[Node], list[int]]:
             stack.append({"label": None, "word": None, "children": []})
         elif top is None:
             raise ValueError("unbalanced brackets: a ')' closes nothing" if token == ")"
-                             else f"'{token}' outside any tree")
+                             else f"{column}: a word outside any tree")
         elif token == ")":
             stack.pop()
             nodes.append(_node(top))
@@ -47,13 +50,13 @@ def parse_tree(text: str) -> tuple[list[Node], list[int]]:
                 stack[-1]["children"].append(len(nodes) - 1)
         elif top["label"] is None:
             if not re.fullmatch(r"[0-9]{1,10}", token) or int(token) > MAX_LABEL:
-                raise ValueError(f"bad label '{token[:20]}': a node starts with its class, an integer from 0 to "
+                raise ValueError(f"{column}: a bad label: a node starts with its class, an integer from 0 to "
                                  f"{MAX_LABEL:,}")
             top["label"] = int(token)
         elif top["word"] is None and not top["children"]:
             top["word"] = token
         else:
-            raise ValueError(f"unexpected '{token}': {_SHAPE}")
+            raise ValueError(f"{column}: an unexpected word: {_SHAPE}")
     if stack:
         raise ValueError(f"unbalanced brackets: {len(stack)} '(' left open at the end of the line")
     if not nodes:
