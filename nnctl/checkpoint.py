@@ -116,6 +116,9 @@ def _check_contents(data: dict[str, Any], path: str | Path) -> None:
     _check_kinds(data["monitor"], _MONITOR_KINDS, "monitor.", path)
     _check_kinds(data["optimizer"], _OPTIMIZER_KINDS, "optimizer.", path)
     _check_kinds(data["rng"], {"data": dict, "dropout": dict}, "rng.", path)
+    for name, state in data["rng"].items():
+        if not _generator_state(state):
+            raise CheckpointError(f"{path}: its 'rng.{name}' is not a generator's state (names and whole numbers)")
     progress = data["progress"]
     counts = {**{f"progress.{key}": progress[key] for key in ("epoch", "batch", "step")},
               "optimizer.t": data["optimizer"]["t"]}
@@ -167,6 +170,13 @@ def _yaml_data(value: Any) -> bool:
     if isinstance(value, list):
         return all(_yaml_data(v) for v in value)
     return value is None or isinstance(value, str | int | float | bool)
+
+
+def _generator_state(value: Any) -> bool:
+    """Whether `value` is built as a NumPy bit generator's state is: names mapped to text, integers or such mappings."""
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _generator_state(v) for k, v in value.items())
+    return isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
 
 
 def _numbers(value: Any) -> bool:

@@ -70,6 +70,9 @@ FORGED = {
     "a history row that is not one": ("history", [1, 2], "'history' holds rows that are not metric rows"),
     "an rng state of another generator": ("rng.data", {"bit_generator": "MT19937", "state": {}},
                                           "cannot resume from it"),
+    "an rng state holding a float": ("rng.dropout.state.inc", float("nan"),
+                                     "'rng.dropout' is not a generator's state (names and whole numbers)"),
+    "an rng state holding an array": ("rng.data.has_uint32", np.zeros(2, np.int64), "'rng.data' is not a generator's"),
     "an edited config": ("config.model.layers.0.activation", "relu", "its config does not match the run it holds"),
 }
 
