@@ -31,7 +31,7 @@ from nnctl.model import Model
 from nnctl.onnx_export import export_onnx
 from nnctl.predict import check_output, features, predict_files, save_array, write
 from nnctl.runner import Runner
-from nnctl.runs import Run, expand, find_runs, load_run
+from nnctl.runs import Run, checkpoint_of, expand, find_runs, load_run
 from nnctl.sample import LanguageModel
 from nnctl.sections import resolved
 from nnctl.sweep import Outcome, Sweep, by_value
@@ -49,6 +49,7 @@ err = Console(stderr=True, highlight=False, soft_wrap=True, width=_WIDTH, emoji=
 DEBUG = bool(os.environ.get("NNCTL_DEBUG"))
 
 OVERRIDES_HELP = "Dotted KEY=VALUE overrides of the config, such as optimizer.lr=3e-4 train.epochs=2."
+CHECKPOINT_HELP = "A checkpoint written by a run, or its run directory (best.pkl, else last.pkl)"
 MAX_SAMPLE_LENGTH = 1_000_000
 """The most tokens `nnctl sample` generates in one call."""
 DEVICE_HELP = "Where to compute: cpu, cuda or cuda:N (an NVIDIA GPU through CuPy: pip install 'nnctl[gpu]')."
@@ -85,7 +86,8 @@ def _load(config: Path, overrides: list[str] | None) -> Experiment:
 def train(
     config: Annotated[Path | None, typer.Argument(help="The YAML config to train.", show_default=False)] = None,
     overrides: Annotated[list[str] | None, typer.Argument(help=OVERRIDES_HELP, show_default=False)] = None,
-    resume: Annotated[Path | None, typer.Option("--resume", help="Continue from a checkpoint (last.pkl) of a run.",
+    resume: Annotated[Path | None, typer.Option("--resume", help="Continue from a checkpoint of a run, or from a "
+                                                "run directory's last.pkl.",
                                        show_default=False)] = None,
     runs_dir: Annotated[Path, typer.Option("--runs-dir", help="Where new run directories are made (also when "
                                            "resuming from a checkpoint other than a run's last.pkl).")] = Path("runs"),
@@ -93,7 +95,8 @@ def train(
     tensorboard: Annotated[bool, typer.Option("--tensorboard", help="Also write TensorBoard event files into the "
                                               "run directory (train.tensorboard=true).")] = False,
     init_from: Annotated[Path | None, typer.Option("--init-from", help="Start a new run of CONFIG from this "
-                                                   "checkpoint's weights (fine-tuning); everything else starts fresh.",
+                                                   "checkpoint's weights (a run directory: its best.pkl, else "
+                                                   "last.pkl); everything else starts fresh.",
                                                    show_default=False)] = None,
     mlflow: Annotated[bool, typer.Option("--mlflow", help="Also track the run in MLflow (train.tracking=mlflow): "
                                          "MLFLOW_TRACKING_URI, else <runs-dir>/mlflow.db.")] = False,
@@ -107,11 +110,12 @@ def train(
                           "(use --resume alone to continue a run)")
     if resume is not None:
         extra = [str(config)] if config is not None else []
-        runner = Runner.resume(resume, extra + (overrides or []), runs_dir, quiet)
+        runner = Runner.resume(checkpoint_of(resume, last=True), extra + (overrides or []), runs_dir, quiet)
     elif config is None:
         raise ConfigError("give a config to train (nnctl train configs/mnist_mlp.yaml) or --resume CHECKPOINT")
     else:
-        runner = Runner.start(load_config(config, overrides or []), runs_dir, quiet, init_from)
+        runner = Runner.start(load_config(config, overrides or []), runs_dir, quiet,
+                              init_from and checkpoint_of(init_from))
     if not quiet:
         out.print(f"run directory: {runner.run_dir}")
     summary = runner.fit()
@@ -124,8 +128,8 @@ def train(
 
 @app.command("eval")
 def evaluate_command(
-    checkpoint_path: Annotated[Path, typer.Argument(metavar="CHECKPOINT", help="A checkpoint written by a run, or a "
-                                                    "config (.yaml) whose model.weights names exported weights.")],
+    checkpoint_path: Annotated[Path, typer.Argument(metavar="CHECKPOINT", help=f"{CHECKPOINT_HELP}, or a config "
+                                                    "(.yaml) whose model.weights names exported weights.")],
     overrides: Annotated[list[str] | None, typer.Argument(help=OVERRIDES_HELP, show_default=False)] = None,
     split: Annotated[str, typer.Option("--split", help="Which split to evaluate: test, val or train.")] = "test",
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
@@ -136,6 +140,7 @@ def evaluate_command(
     if split not in ("test", "val", "train"):
         raise ConfigError(f"--split must be test, val or train, not '{split}'")
     overrides = [*(overrides or []), f"device={device}"]
+    checkpoint_path = checkpoint_of(checkpoint_path)
     exp = (_load(checkpoint_path, overrides) if checkpoint_path.suffix in (".yaml", ".yml")
            else Trained.load(checkpoint_path, device).experiment(overrides))
     result = {"checkpoint": str(checkpoint_path), **report(exp, split)}
@@ -225,10 +230,11 @@ def summary(
 
 def _loaded(path: Path, device: str) -> Trained:
     """The model of a checkpoint, or of a config whose model.weights names its arrays, on `device`."""
-    return Trained.from_config(path, device) if path.suffix in (".yaml", ".yml") else Trained.load(path, device)
+    return (Trained.from_config(path, device) if path.suffix in (".yaml", ".yml")
+            else Trained.load(checkpoint_of(path), device))
 
 
-MODEL_HELP = "A checkpoint written by a run, or a config (.yaml) whose model.weights names trained weights."
+MODEL_HELP = f"{CHECKPOINT_HELP}, or a config (.yaml) whose model.weights names trained weights."
 
 
 @app.command("config")
@@ -343,7 +349,8 @@ def convert_command(
 
 @app.command()
 def sample(
-    checkpoint_path: Annotated[Path, typer.Argument(metavar="CHECKPOINT", help="A checkpoint of a language model.")],
+    checkpoint_path: Annotated[Path, typer.Argument(metavar="CHECKPOINT", help="A checkpoint of a language model, "
+                                                    "or its run directory (best.pkl, else last.pkl).")],
     prime: Annotated[str, typer.Option("--prime", help="The text to start from.")] = "\n",
     length: Annotated[int, typer.Option("--length", help="How many tokens to generate (at most 1,000,000).")] = 300,
     temperature: Annotated[float, typer.Option("--temperature", help="Below 1: safer choices; above 1: "
@@ -358,7 +365,7 @@ def sample(
     _at_most("--length", length, MAX_SAMPLE_LENGTH)
     if seed is not None:
         _at_least("--seed", seed, 0)
-    model = LanguageModel.load(checkpoint_path, device)
+    model = LanguageModel.load(checkpoint_of(checkpoint_path), device)
     out.print(model.generate(prime, length, temperature, seed), markup=False)
 
 

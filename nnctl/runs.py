@@ -88,12 +88,19 @@ class Run:
     @property
     def checkpoint(self) -> Path:
         """best.pkl when there is one, else last.pkl."""
-        best = self.path / "checkpoints" / "best.pkl"
-        return best if best.is_file() else self.path / "checkpoints" / "last.pkl"
+        return checkpoint_of(self.path)
 
 
 def is_run(path: Path) -> bool:
     return (path / "summary.json").is_file() and (path / "config.yaml").is_file()
+
+
+def checkpoint_of(path: Path, last: bool = False) -> Path:
+    """`path` itself, or for a run directory its best.pkl (else last.pkl), or its last.pkl when `last`."""
+    if not is_run(path):
+        return path
+    best = path / "checkpoints" / "best.pkl"
+    return best if best.is_file() and not last else path / "checkpoints" / "last.pkl"
 
 
 def load_run(path: str | Path) -> Run:

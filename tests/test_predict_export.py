@@ -2,6 +2,7 @@
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +59,24 @@ def test_predict_prepares_inputs_as_the_training_data(run, digits, tmp_path):
     assert probabilities.shape == (20, 10)
     np.testing.assert_allclose(probabilities, expected, rtol=1e-6)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1, rtol=1e-5)
+
+
+def test_a_run_directory_stands_for_its_best_checkpoint_and_to_resume_for_its_last(run, digits, tmp_path):
+    np.save(tmp_path / "x.npy", digits[0])
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    best, last = copy / "checkpoints" / "best.pkl", copy / "checkpoints" / "last.pkl"
+    for args in (["eval", "--json"], ["predict"], ["export", "-o", str(tmp_path / "w.npz"), "--force"]):
+        inputs = [str(tmp_path / "x.npy")] if args == ["predict"] else []
+        assert ok(args[0], str(copy), *inputs, *args[1:]) == ok(args[0], str(best), *inputs, *args[1:]).replace(
+            str(best), str(copy / "checkpoints" / "best.pkl"))
+    best.write_bytes(b"not a pickle")  # which file a run directory stands for shows in what reading it says
+    assert "best.pkl: not a readable checkpoint" in nnctl("eval", str(copy)).stderr
+    resumed = nnctl("train", "--resume", str(copy), "train.epochs=3", "-q")  # from last.pkl, in the same run
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads((copy / "summary.json").read_text())["epochs"] == 3
+    best.unlink()
+    assert json.loads(ok("eval", str(copy), "--json"))["checkpoint"] == str(last)
 
 
 def test_predict_table_csv_and_json_agree(run, digits, tmp_path):
