@@ -69,7 +69,8 @@ def test_merge_keys_work_in_a_config(tmp_path):
     (["train", "{config}", "a..b=1"], 2, "override 'a..b=1': the key 'a..b' has an empty or padded part"),
     (["plot", "{run}", "-o", "{tmp}/out.xyz"], 1, "unknown image kind '.xyz'"),
     (["plot", "{run}", "-o", "{config}/x.png"], 1, "is a file, not a folder"),
-    (["eval", "{run}"], 1, "a folder, not a checkpoint"),
+    (["eval", "{tmp}"], 1, "a folder, not a checkpoint"),  # a run directory stands for its checkpoint; not any folder
+    (["predict", "{tmp}", "{config}"], 1, "a folder, not a checkpoint"),
 ])
 def test_cli_mistakes(run, tmp_path, args, code, phrase):
     (tmp_path / "c.yaml").write_text(XOR)
