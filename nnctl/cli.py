@@ -114,8 +114,8 @@ def train(
     elif config is None:
         raise ConfigError("give a config to train (nnctl train configs/mnist_mlp.yaml) or --resume CHECKPOINT")
     else:
-        runner = Runner.start(load_config(config, overrides or []), runs_dir, quiet,
-                              init_from and checkpoint_of(init_from))
+        weights = None if init_from is None else checkpoint_of(init_from)
+        runner = Runner.start(load_config(config, overrides or []), runs_dir, quiet, weights)
     if not quiet:
         out.print(f"run directory: {runner.run_dir}")
     summary = runner.fit()
