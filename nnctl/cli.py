@@ -35,7 +35,7 @@ from nnctl.runs import Run, checkpoint_of, expand, find_runs, load_run
 from nnctl.sample import LanguageModel
 from nnctl.sections import resolved
 from nnctl.sweep import Outcome, Sweep, by_value
-from nnctl.trained import Trained
+from nnctl.trained import Trained, trained_config
 from nnctl.weight_files import read_source
 from nnctl.weights import export as export_weights
 from nnctl.weights import load_into, write_npz
@@ -141,7 +141,7 @@ def evaluate_command(
         raise ConfigError(f"--split must be test, val or train, not '{split}'")
     overrides = [*(overrides or []), f"device={device}"]
     checkpoint_path = checkpoint_of(checkpoint_path)
-    exp = (_load(checkpoint_path, overrides) if checkpoint_path.suffix in (".yaml", ".yml")
+    exp = (build(trained_config(checkpoint_path, overrides)) if checkpoint_path.suffix in (".yaml", ".yml")
            else Trained.load(checkpoint_path, device).experiment(overrides))
     result = {"checkpoint": str(checkpoint_path), **report(exp, split)}
     if as_json:

@@ -63,10 +63,7 @@ class Trained:
     def from_config(cls, path: str | Path, device: str = "cpu") -> "Trained":
         """The model of a config whose model.weights names trained arrays, on `device`, its loss and input recipe.
         The dataset is read: without a checkpoint, its classes and statistics are known only from the data."""
-        config = load_config(path, [f"device={device}"])
-        if not config.section("model").get("weights"):
-            raise config.error(("model",), "this config names no trained weights: give a checkpoint of a run, or "
-                                           "model.weights (an .npz from nnctl export or nnctl convert)")
+        config = trained_config(path, [f"device={device}"])
         exp = build(config)
         recipe = InputRecipe(exp.data.input_shape, exp.source.sample_shape, exp.data.num_classes, exp.data.vocab,
                              exp.source.channel_stats)
@@ -114,6 +111,15 @@ def _config(saved: Checkpoint, path: Path, data: dict | None = None) -> Config:
     if saved.inputs.vocab is not None and isinstance(section, dict):
         # the ids mean what they meant in training, whatever the text file holds now
         section["vocab"] = saved.inputs.vocab
+    return config
+
+
+def trained_config(path: str | Path, overrides: list[str]) -> Config:
+    """A config that stands for a trained model; ConfigError unless its model.weights names the arrays."""
+    config = load_config(path, overrides)
+    if not config.section("model").get("weights"):
+        raise config.error(("model",), "this config names no trained weights: give a checkpoint of a run, or "
+                                       "model.weights (an .npz from nnctl export or nnctl convert)")
     return config
 
 

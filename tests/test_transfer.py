@@ -179,6 +179,8 @@ def test_predict_and_export_take_a_config_with_weights(base, tmp_path):
     for args, message in [
         (["predict", str(no_weights), str(tmp_path / "x.npy")], "this config names no trained weights: give a "
                                                                 "checkpoint of a run, or model.weights"),
+        (["eval", str(no_weights)], "this config names no trained weights"),  # not the initial weights' scores
+        (["export", str(no_weights), "-o", str(tmp_path / "w.npz")], "this config names no trained weights"),
         (["predict", str(config), str(tmp_path / "x.npy"), "--layer", "bn2", "-o", str(tmp_path / "g.npy")],
          "--layer: this model has no layer 'bn2' (did you mean 'bn1'?)"),
         (["predict", str(config), str(tmp_path / "x.npy"), "--layer", "bn1"], "--layer writes the layer's outputs "
