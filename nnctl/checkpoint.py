@@ -13,6 +13,7 @@ from nnctl import __version__
 from nnctl.course import course_hash
 from nnctl.errors import CheckpointError, read_bytes
 from nnctl.unpickle import UnsafePickleError, safe_unpickle
+from nnctl.weight_files import ZIP
 
 FORMAT = "nnctl-checkpoint"
 FORMAT_VERSION = 2
@@ -225,10 +226,19 @@ def save(path: str | Path, saved: Checkpoint) -> None:
         raise
 
 
+FOREIGN = {ZIP: "a zip archive (PyTorch's torch.save, a Keras .keras, a NumPy .npz)",
+           b"\x89HDF\r\n\x1a\n": "an HDF5 file (such as Keras weights)", b"\x93NUMPY": "a NumPy .npy array"}
+"""How other formats a user may take for a checkpoint start, and what each is."""
+
+
 def load(path: str | Path) -> Checkpoint:
     """Reads a checkpoint nnctl wrote; CheckpointError for a missing, corrupt, unsafe or foreign file."""
     path = Path(path)
     raw = read_bytes(path, CheckpointError, "checkpoint")
+    for magic, what in FOREIGN.items():
+        if raw.startswith(magic):
+            raise CheckpointError(f"{path}: {what}, not a checkpoint of an nnctl run (runs/NAME/checkpoints/*.pkl); "
+                                  "other frameworks' weights come in through nnctl convert and model.weights")
     try:
         data = safe_unpickle(raw)
     except UnsafePickleError as exc:

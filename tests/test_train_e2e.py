@@ -1,6 +1,7 @@
 """The real CLI on real data: reference toys, an MNIST slice, eval, resume, Ctrl-C, NaN, unsafe checkpoints."""
 
 import csv
+import io
 import json
 import os
 import pickle
@@ -8,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -183,10 +185,23 @@ def test_a_pickle_that_would_run_code_is_refused(tmp_path):
     assert not marker.exists()
 
 
+def zipped(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
 @pytest.mark.parametrize("content, message", [
     (pickle.dumps({"weights": [1, 2, 3]}), "not an nnctl checkpoint"),
     (b"\x80\x05garbage", "corrupt or truncated"),
     (b"", "corrupt or truncated"),
+    (zipped({"archive/data.pkl": pickle.dumps({"w": 1})}), "a zip archive (PyTorch's torch.save"),  # as torch.save
+    (zipped({"x.npy": b"\x93NUMPY"}), "a zip archive (PyTorch's torch.save, a Keras .keras, a NumPy .npz), not a "
+                                      "checkpoint of an nnctl run"),
+    (b"\x93NUMPY\x01\x00", "a NumPy .npy array, not a checkpoint"),
+    (b"\x89HDF\r\n\x1a\n\x00\x00", "an HDF5 file (such as Keras weights), not a checkpoint"),
 ])
 def test_foreign_and_corrupt_checkpoints(tmp_path, content, message):
     path = tmp_path / "x.pkl"
