@@ -12,7 +12,7 @@ from nnctl.layers import LAYERS, Layer
 from nnctl.layers.activations import make_activation
 from nnctl.model import Model
 from nnctl.schema import construct, signature_params
-from nnctl.weights import WeightsSpec
+from nnctl.weights import WeightsSpec, names_weights
 
 MODEL_KEYS = ("layers", "weights")
 
@@ -26,7 +26,7 @@ def build_model(config: Config, input_shape: tuple[int, ...], dtype: type,
     for key in section:
         if key not in MODEL_KEYS:
             raise config.error(("model", key), f"unknown key; expected one of: {', '.join(MODEL_KEYS)}")
-    if section.get("weights") is not None:
+    if names_weights(config):
         WeightsSpec.of(section["weights"], config)
     specs = section.get("layers")
     if not isinstance(specs, list) or not specs:

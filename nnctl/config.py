@@ -15,6 +15,8 @@ from nnctl.yaml_loader import KeyPath, dotted, parse_yaml
 
 SECTIONS = ("name", "seed", "dtype", "device", "data", "model", "loss", "optimizer", "schedule", "train")
 REQUIRED_SECTIONS = ("data", "model", "loss", "optimizer")
+DEFAULT_SPECS = {"schedule": "constant"}
+"""Sections given as `name` or `{type: name, ...}` that may be left out, and the name they then take."""
 MAX_BYTES = 1 << 20
 """The largest config or sweep file read (larger data belongs in an .npz or .csv file)."""
 
@@ -41,11 +43,18 @@ class Config:
         return ConfigError(f"{self.where(path)}: {dotted(path)}: {message}")
 
     def section(self, name: str) -> dict[str, Any]:
-        """A top-level section that must be a mapping (an empty one when absent)."""
-        value = self.data.get(name) or {}
+        """A top-level section that must be a mapping (an empty one when absent or null, never for 0 or [])."""
+        value = self.data.get(name)
+        if value is None:
+            return {}
         if not isinstance(value, dict):
             raise self.error((name,), f"expected a mapping, got {describe_value(value)}")
         return value
+
+    def spec(self, name: str) -> Any:
+        """A section given as `name` or `{type: name, ...}`, as written; its default when absent or null."""
+        value = self.data.get(name)
+        return DEFAULT_SPECS.get(name) if value is None else value
 
 
 def parse_override(text: str) -> tuple[KeyPath, Any]:

@@ -20,7 +20,7 @@ from nnctl.model import Model
 from nnctl.optim import OPTIMIZERS, Optimizer
 from nnctl.schedules import SCHEDULES, Schedule
 from nnctl.schema import construct, did_you_mean
-from nnctl.weights import Loaded, load_into
+from nnctl.weights import Loaded, load_into, names_weights
 
 
 class TrainSettings:
@@ -103,7 +103,7 @@ def build(config: Config, weights: bool = True) -> Experiment:
     rng = np.random.default_rng([config.data["seed"], 0])
     model = build_model(config, data.input_shape, dtype_t, rng)
     data.to_device()
-    loaded = load_into(model, config) if weights and config.section("model").get("weights") else None
+    loaded = load_into(model, config) if weights and names_weights(config) else None
     loss = LOSSES.build(config.data["loss"], config, ("loss",))
     last = ("model", "layers", len(model.layers) - 1)
     try:
@@ -116,7 +116,7 @@ def build(config: Config, weights: bool = True) -> Experiment:
     optimizer = OPTIMIZERS.build(config.data["optimizer"], config, ("optimizer",))
     _check_memory(config, model, settings, data, len(optimizer.slot_names))
     optimizer.bind(model.params(), model.grads(), model.lr_mults())
-    schedule = SCHEDULES.build(config.data.get("schedule") or "constant", config, ("schedule",))
+    schedule = SCHEDULES.build(config.spec("schedule"), config, ("schedule",))
     if settings.eval_every_steps and data.val is None:
         raise config.error(("train", "eval_every_steps"), "evaluating every N steps needs a validation split; "
                                                           "set data.validation (a fraction, a count or 'test')")

@@ -5,12 +5,12 @@ import types
 import typing
 from typing import Any
 
-from nnctl.config import SECTIONS
+from nnctl.config import REQUIRED_SECTIONS, SECTIONS
 from nnctl.experiment import TrainSettings
 from nnctl.init import INITIALIZERS
 from nnctl.layers import LAYERS
 from nnctl.registry import Registry
-from nnctl.sections import DEFAULT_SPECS, NESTED, PROVIDED, SPEC_SECTIONS, arguments
+from nnctl.sections import NESTED, PROVIDED, SPEC_SECTIONS, arguments
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 
@@ -28,7 +28,7 @@ def config_schema() -> dict[str, Any]:
             "train": class_schema(TrainSettings, strict),
         }
 
-    required = [s for s in ("data", "model", "loss", "optimizer") if s not in DEFAULT_SPECS]
+    required = list(REQUIRED_SECTIONS)
     return {
         "$schema": DRAFT, "title": "nnctl config", "type": "object", "additionalProperties": False,
         "properties": {

@@ -14,13 +14,13 @@ from nnctl.optim import OPTIMIZERS
 from nnctl.registry import Registry
 from nnctl.schedules import SCHEDULES
 from nnctl.schema import check_kwargs, signature_params
+from nnctl.weights import WeightsSpec, names_weights
 
 SPEC_SECTIONS: dict[str, Registry] = {"data": DATASETS, "loss": LOSSES, "optimizer": OPTIMIZERS,
                                       "schedule": SCHEDULES}
 """Top-level sections given as `name` or `{type: name, ...}`, and the registry that reads them."""
 PROVIDED = {"data": ("base_dir",)}
 """Constructor arguments nnctl passes itself, never read from the config."""
-DEFAULT_SPECS = {"schedule": "constant"}
 NESTED: dict[str, type] = {"early_stopping": EarlyStopping, "augment": Augment}
 """Keys whose mapping is read by a class of its own."""
 
@@ -41,11 +41,12 @@ def resolved(config: Config) -> dict[str, Any]:
     read and nothing is built)."""
     data = copy.deepcopy(config.data)
     for section, registry in SPEC_SECTIONS.items():
-        spec = data.get(section) or DEFAULT_SPECS.get(section)
-        cls, kwargs = registry.split(spec, config, (section,))
+        cls, kwargs = registry.split(config.spec(section), config, (section,))
         provided = PROVIDED.get(section, ())
         check_kwargs(cls, kwargs, config, (section,), f"{registry.kind} '{cls.registered_name}'", provided)
         data[section] = {"type": cls.registered_name, **with_defaults(cls, kwargs, provided)}
+    if names_weights(config):
+        WeightsSpec.of(config.data["model"]["weights"], config)
     layers = config.section("model").get("layers")
     if isinstance(layers, list):
         for i, spec in enumerate(layers):

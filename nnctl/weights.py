@@ -60,7 +60,7 @@ class WeightsSpec:
     @classmethod
     def of(cls, value: Any, config: Config) -> "WeightsSpec":
         """The spec from the config's value, every key and type checked."""
-        if isinstance(value, str):
+        if isinstance(value, str) and value.strip():
             return cls(value)
         if not isinstance(value, dict):
             raise config.error(KEY, f"expected the path of an .npz file, or {{path, layers, strict}}; "
@@ -69,7 +69,7 @@ class WeightsSpec:
             if key not in ("path", "layers", "strict"):
                 raise config.error(KEY + (key,), f"unknown key{did_you_mean(key, ['path', 'layers', 'strict'])}; "
                                                  "accepted keys: path, layers, strict")
-        if not isinstance(value.get("path"), str):
+        if not isinstance(value.get("path"), str) or not value["path"].strip():
             raise config.error(KEY + ("path",), "expected the path of an .npz file (nnctl export or nnctl convert)")
         layers = value.get("layers", "all")
         if layers != "all" and not (isinstance(layers, list) and layers and all(isinstance(n, str) for n in layers)):
@@ -102,6 +102,11 @@ class Loaded:
         if self.ignored:
             parts.append(f"not in this model, ignored: {', '.join(self.ignored)}")
         return "; ".join(parts)
+
+
+def names_weights(config: Config) -> bool:
+    """Whether the config's model.weights is given (absent or null: the model starts from its initializers)."""
+    return config.section("model").get("weights") is not None
 
 
 def load_into(model: Model, config: Config) -> Loaded:

@@ -2,16 +2,19 @@
 with `*`, the same rule as in sweep files."""
 
 import pickle
+import re
 import textwrap
 
 import numpy as np
 import pytest
+import yaml
 
 from helpers import nnctl
 from nnctl.backend import DTYPES
 from nnctl.config import apply_overrides, from_dict, load_config
 from nnctl.errors import ConfigError
 from nnctl.experiment import build
+from nnctl.sections import resolved
 from nnctl.sweep import Sweep
 
 CSV_CONFIG = """\
@@ -103,6 +106,44 @@ def test_sub_objects_and_sections_are_checked_where_they_are_written(tmp_path, l
     with pytest.raises(ConfigError) as info:
         build(load_config(path))
     assert str(info.value).startswith(f"{path.parent}/{expected}")
+
+
+EMPTY = {"0": "int 0", "false": "bool False", "[]": "list []", "''": "str ''"}
+
+
+@pytest.mark.parametrize("section, value", [(section, value) for section in ("model", "train") for value in EMPTY]
+                         + [(section, value) for section in ("schedule", "optimizer", "loss", "data")
+                            for value in EMPTY if value != "''"])  # '' names a type: "unknown schedule ''"
+def test_a_section_written_as_an_empty_value_is_refused_not_taken_for_its_defaults(tmp_path, section, value):
+    """Only a missing or null section means "the defaults": `train: 0` or `schedule: []` is a mistake."""
+    path = write_project(tmp_path / "p")
+    data = yaml.safe_load(path.read_text())
+    data[section] = yaml.safe_load(value)
+    path.write_text(yaml.safe_dump(data))
+    line = path.read_text().splitlines().index(f"{section}: {value}") + 1
+    with pytest.raises(ConfigError) as info:
+        resolved(load_config(path))
+    assert str(info.value).startswith(f"{path}:{line}: {section}: expected a ")
+    assert str(info.value).endswith(f"got {EMPTY[value]}")
+    result = nnctl("train", str(path), cwd=tmp_path)
+    assert result.returncode == 2 and f"c.yaml:{line}: {section}: expected a " in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("value, message", [
+    ("0", "expected the path of an .npz file, or {path, layers, strict}; got int 0"),
+    ("false", "got bool False"), ("''", "got str ''"), ("'  '", "got str '  '"), ("[]", "got list []"),
+    ("{path: ''}", "model.weights.path: expected the path of an .npz file"),
+])
+def test_model_weights_that_name_no_file_are_refused_not_taken_for_none(tmp_path, value, message):
+    """Only a missing or null model.weights means "start from the initializers" (config, summary, train, eval)."""
+    path = write_project(tmp_path / "p")
+    config = load_config(path, [f"model.weights={value}"])
+    for use in (resolved, build):
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            use(config)
+    for command in ("summary", "eval"):
+        result = nnctl(command, str(path), f"model.weights={value}", cwd=tmp_path)
+        assert result.returncode == 2 and message in result.stderr, result.stderr
 
 
 def config():
