@@ -123,7 +123,7 @@ def test_predict_and_export_read_no_data(tmp_path, empty, mnist_root):
 
 def test_a_download_attempt_would_fail_loudly(tmp_path, empty):
     """The check above means something: with the same empty folder, reading MNIST tries the closed mirror."""
-    result = nnctl("eval", str(CONFIGS / "mnist_mlp.yaml"), f"data.mirror={closed_port_url()}", env=empty)
+    result = nnctl("check", str(CONFIGS / "mnist_mlp.yaml"), f"data.mirror={closed_port_url()}", env=empty)
     assert result.returncode == 1 and "127.0.0.1" in result.stderr and "Traceback" not in result.stderr
 
 
