@@ -309,3 +309,18 @@ def test_an_image_larger_than_the_memory_limit_is_refused_before_decoding(tmp_pa
         read_image(tmp_path / "big.png", (28, 28))
     monkeypatch.setenv(ENV, "200M")
     assert read_image(tmp_path / "big.png", (28, 28)).shape == (28, 28)
+
+
+@pytest.mark.parametrize("sizes", [{"samples": 10**12}, {"test_samples": 10**12}, {"seq_len": 10**12}])
+def test_a_generated_dataset_past_the_memory_limit_is_refused_before_drawing_it(tmp_path, sizes):
+    """pattern_ends draws its letters one by one: 10^12 of them would run for days before memory ran out."""
+    with pytest.raises(DataError, match=r"data: [\d,]+ \+ [\d,]+ sequences of [\d,]+ letters would need .* more than"):
+        load({"type": "pattern_ends", **sizes}, tmp_path)
+
+
+def test_a_generated_dataset_within_the_limit_is_drawn(tmp_path, monkeypatch):
+    monkeypatch.setenv(ENV, "1M")  # 500 + 200 sequences of 20 letters, about 13 · 8 bytes a letter: 1.5 MB
+    with pytest.raises(DataError, match="1.0 MiB"):
+        load({"type": "pattern_ends", "samples": 500}, tmp_path)
+    monkeypatch.setenv(ENV, "2M")
+    assert load({"type": "pattern_ends", "samples": 500}, tmp_path).train.x.shape[1:] == (20, 4)

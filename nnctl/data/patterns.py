@@ -3,6 +3,8 @@
 import numpy as np
 
 from nnctl.data.source import DATASETS, Arrays, DatasetSource
+from nnctl.errors import DataError
+from nnctl.limits import too_big
 
 
 @DATASETS.register("pattern_ends")
@@ -24,6 +26,11 @@ class PatternEnds(DatasetSource):
         self.samples, self.test_samples, self.rate, self.seed = samples, test_samples, rate, seed
 
     def read(self) -> Arrays:
+        letters = (self.samples + self.test_samples) * self.seq_len
+        # per letter: the one-hot x and the target (float64), and the stream's list of parts before it is joined
+        if problem := too_big(letters * 8 * (len(self.alphabet) + 1 + 8), f"data: {self.samples:,} + "
+                              f"{self.test_samples:,} sequences of {self.seq_len:,} letters"):
+            raise DataError(problem)
         rng = np.random.default_rng(self.seed)
         x, y = self.sequences(self.stream(rng, self.samples), self.samples)
         if not self.test_samples:
