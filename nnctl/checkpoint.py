@@ -174,7 +174,7 @@ def _yaml_data(value: Any) -> bool:
 
 
 def _generator_state(value: Any) -> bool:
-    """Whether `value` is built as a NumPy bit generator's state is: names mapped to text, integers or such mappings."""
+    """Whether `value` is made as a NumPy bit generator's state is: names mapped to text, integers, or such maps."""
     if isinstance(value, dict):
         return all(isinstance(k, str) and _generator_state(v) for k, v in value.items())
     return isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
