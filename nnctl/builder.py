@@ -12,7 +12,7 @@ from nnctl.layers import LAYERS, Layer
 from nnctl.layers.activations import make_activation
 from nnctl.model import Model
 from nnctl.schema import construct, signature_params
-from nnctl.weights import WeightsSpec, names_weights
+from nnctl.weights import weights_spec
 
 MODEL_KEYS = ("layers", "weights")
 
@@ -26,8 +26,7 @@ def build_model(config: Config, input_shape: tuple[int, ...], dtype: type,
     for key in section:
         if key not in MODEL_KEYS:
             raise config.error(("model", key), f"unknown key; expected one of: {', '.join(MODEL_KEYS)}")
-    if names_weights(config):
-        WeightsSpec.of(section["weights"], config)
+    weights_spec(config)  # checked before any layer is built
     specs = section.get("layers")
     if not isinstance(specs, list) or not specs:
         raise config.error(("model", "layers"), "expected a non-empty list of layers, "

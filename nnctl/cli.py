@@ -38,7 +38,7 @@ from nnctl.sweep import Outcome, Sweep, by_value
 from nnctl.trained import Trained, trained_config
 from nnctl.weight_files import read_source
 from nnctl.weights import export as export_weights
-from nnctl.weights import load_into, names_weights, write_npz
+from nnctl.weights import load_into, write_npz
 from nnctl.yaml_loader import dump_yaml
 
 app = typer.Typer(help="Train neural networks written in plain NumPy from YAML files.", no_args_is_help=True,
@@ -220,7 +220,7 @@ def summary(
     """Layers, output shapes and parameter counts of the model a config builds."""
     parsed = load_config(config, overrides or [])
     model = initial_model(parsed)
-    loaded = load_into(model, parsed) if names_weights(parsed) else None
+    loaded = load_into(model, parsed)
     out.print(tables.model_table(model, parsed.data["name"]))
     out.print(f"total parameters: {model.num_params + model.num_frozen:,} (trainable {model.num_params:,}, "
               f"frozen {model.num_frozen:,})")

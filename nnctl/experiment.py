@@ -20,7 +20,7 @@ from nnctl.model import Model
 from nnctl.optim import OPTIMIZERS, Optimizer
 from nnctl.schedules import SCHEDULES, Schedule
 from nnctl.schema import construct, did_you_mean
-from nnctl.weights import Loaded, load_into, names_weights
+from nnctl.weights import Loaded, load_into
 
 
 class TrainSettings:
@@ -103,7 +103,7 @@ def build(config: Config, weights: bool = True) -> Experiment:
     rng = np.random.default_rng([config.data["seed"], 0])
     model = build_model(config, data.input_shape, dtype_t, rng)
     data.to_device()
-    loaded = load_into(model, config) if weights and names_weights(config) else None
+    loaded = load_into(model, config) if weights else None
     loss = LOSSES.build(config.data["loss"], config, ("loss",))
     last = ("model", "layers", len(model.layers) - 1)
     try:

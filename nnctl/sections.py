@@ -14,7 +14,7 @@ from nnctl.optim import OPTIMIZERS
 from nnctl.registry import Registry
 from nnctl.schedules import SCHEDULES
 from nnctl.schema import check_kwargs, signature_params
-from nnctl.weights import WeightsSpec, names_weights
+from nnctl.weights import weights_spec
 
 SPEC_SECTIONS: dict[str, Registry] = {"data": DATASETS, "loss": LOSSES, "optimizer": OPTIMIZERS,
                                       "schedule": SCHEDULES}
@@ -45,8 +45,7 @@ def resolved(config: Config) -> dict[str, Any]:
         provided = PROVIDED.get(section, ())
         check_kwargs(cls, kwargs, config, (section,), f"{registry.kind} '{cls.registered_name}'", provided)
         data[section] = {"type": cls.registered_name, **with_defaults(cls, kwargs, provided)}
-    if names_weights(config):
-        WeightsSpec.of(config.data["model"]["weights"], config)
+    weights_spec(config)  # model.weights too, though nothing reads its file here
     layers = config.section("model").get("layers")
     if isinstance(layers, list):
         for i, spec in enumerate(layers):

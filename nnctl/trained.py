@@ -17,7 +17,7 @@ from nnctl.errors import CheckpointError
 from nnctl.experiment import Experiment, build, train_settings
 from nnctl.losses import LOSSES, Loss
 from nnctl.model import Model
-from nnctl.weights import names_weights
+from nnctl.weights import weights_spec
 
 UNTRUSTED = ("root", "mirror")
 """data keys of a checkpoint's config that are never used: data.root on the command line, NNCTL_DATA_DIR or the
@@ -118,7 +118,7 @@ def _config(saved: Checkpoint, path: Path, data: dict | None = None) -> Config:
 def trained_config(path: str | Path, overrides: list[str]) -> Config:
     """A config that stands for a trained model; ConfigError unless its model.weights names the arrays."""
     config = load_config(path, overrides)
-    if not names_weights(config):
+    if weights_spec(config) is None:
         raise config.error(("model",), "this config names no trained weights: give a checkpoint of a run, or "
                                        "model.weights (an .npz from nnctl export or nnctl convert)")
     return config

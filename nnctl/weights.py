@@ -104,15 +104,18 @@ class Loaded:
         return "; ".join(parts)
 
 
-def names_weights(config: Config) -> bool:
-    """Whether the config's model.weights is given (absent or null: the model starts from its initializers)."""
-    return config.section("model").get("weights") is not None
+def weights_spec(config: Config) -> WeightsSpec | None:
+    """The config's model.weights, checked; None when absent or null (the model starts from its initializers)."""
+    value = config.section("model").get("weights")
+    return None if value is None else WeightsSpec.of(value, config)
 
 
-def load_into(model: Model, config: Config) -> Loaded:
-    """Copies the arrays `model.weights` selects from its .npz into `model`; every name, shape and dtype is
-    checked before any array is copied. Records the layers it loaded in `model.loaded`."""
-    spec = WeightsSpec.of(config.data["model"]["weights"], config)
+def load_into(model: Model, config: Config) -> Loaded | None:
+    """Copies the arrays `model.weights` selects from its .npz into `model` (None when it names none); every name,
+    shape and dtype is checked before any array is copied. Records the layers it loaded in `model.loaded`."""
+    spec = weights_spec(config)
+    if spec is None:
+        return None
     path = config.base_dir / Path(spec.path).expanduser()
     try:
         arrays = read_npz(path)

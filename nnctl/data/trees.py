@@ -30,7 +30,7 @@ def parse_tree(text: str) -> tuple[list[Node], list[int]]:
     labels: list[int] = []
     stack: list[dict] = []
     for match in _TOKEN.finditer(text):
-        token, column = match.group(), f"column {match.start() + 1}"
+        token, column = match.group(), match.start() + 1
         top = stack[-1] if stack else None
         if token == "(":
             if top is None and nodes:
@@ -41,7 +41,7 @@ def parse_tree(text: str) -> tuple[list[Node], list[int]]:
             stack.append({"label": None, "word": None, "children": []})
         elif top is None:
             raise ValueError("unbalanced brackets: a ')' closes nothing" if token == ")"
-                             else f"{column}: a word outside any tree")
+                             else f"column {column}: a word outside any tree")
         elif token == ")":
             stack.pop()
             nodes.append(_node(top))
@@ -50,13 +50,13 @@ def parse_tree(text: str) -> tuple[list[Node], list[int]]:
                 stack[-1]["children"].append(len(nodes) - 1)
         elif top["label"] is None:
             if not re.fullmatch(r"[0-9]{1,10}", token) or int(token) > MAX_LABEL:
-                raise ValueError(f"{column}: a bad label: a node starts with its class, an integer from 0 to "
+                raise ValueError(f"column {column}: a bad label: a node starts with its class, an integer from 0 to "
                                  f"{MAX_LABEL:,}")
             top["label"] = int(token)
         elif top["word"] is None and not top["children"]:
             top["word"] = token
         else:
-            raise ValueError(f"{column}: an unexpected word: {_SHAPE}")
+            raise ValueError(f"column {column}: an unexpected word: {_SHAPE}")
     if stack:
         raise ValueError(f"unbalanced brackets: {len(stack)} '(' left open at the end of the line")
     if not nodes:
