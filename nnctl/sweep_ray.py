@@ -26,10 +26,8 @@ INSTALL = "pip install 'nnctl[ray]'"
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-if os.environ.get("RAY_AUTH_TOKEN") or Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or
-                                            Path.home() / ".ray" / "auth_token").is_file():
-    os.environ.setdefault("RAY_AUTH_MODE", "token")  # `ray start` made the token; Ray sends it only with address=auto
 try:
+    import grpc  # type: ignore[import-untyped]  # Ray's own dependency
     import ray
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
@@ -99,6 +97,9 @@ def _connect(address: str | None, threads: int) -> None:
             raise NnctlError(f"--address {address}: no Ray cluster answers there ({reason}); start one with "
                              "`ray start --head --port PORT` and give its address, or leave --address out to "
                              "run on this machine alone") from None
+        if "RAY_AUTH_MODE" not in os.environ and _needs_token(address):
+            os.environ["RAY_AUTH_MODE"] = "token"
+            ray._raylet.Config.initialize("")  # type: ignore[attr-defined]  # Ray read the mode on import
     env = {"env_vars": {name: str(threads) for name in THREAD_VARS}}
     here: dict[str, Any] = {"include_dashboard": False} if address in (None, "local") else {}
     try:
@@ -106,6 +107,23 @@ def _connect(address: str | None, threads: int) -> None:
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise NnctlError(f"--address {address}: cannot join the Ray cluster: {exc}") from None
     logging.getLogger("ray").setLevel(logging.CRITICAL)  # a lost worker is reported by _Members, not a traceback
+
+
+def _needs_token(address: str) -> bool:
+    """Whether the cluster at `address` refuses a call without Ray's token. Ray sends none to an explicit
+    address, and a token another cluster left in ~/.ray must not go to one that runs without."""
+    with grpc.insecure_channel(address.removeprefix("ray://")) as channel:
+        try:
+            channel.unary_unary("/ray.rpc.NodeInfoGcsService/GetClusterId")(b"", timeout=5)  # a valid empty request
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.UNAUTHENTICATED:
+                return False
+            if not (os.environ.get("RAY_AUTH_TOKEN") or Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or
+                                                             Path.home() / ".ray" / "auth_token").is_file()):
+                raise NnctlError(f"--address {address}: the Ray cluster there requires its token; copy "
+                                 "~/.ray/auth_token from its head machine to this one, or set RAY_AUTH_TOKEN") from None
+            return True
+    return False
 
 
 def _param_space(sweep: Sweep, todo: list[Member]) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """`nnctl sweep --engine ray` on real Ray clusters on this machine: one started with `ray start --head` (joined
 with --address) and ones nnctl starts in its own process; tiny MNIST members of a few seconds each."""
 
+import contextlib
 import json
 import os
 import shutil
@@ -63,34 +64,42 @@ def workers(temp_dir: Path) -> list[int]:
     return pids
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    """A Ray head node on 127.0.0.1 in a subprocess (`ray start --head --block`): its address and temp dir.
+@contextlib.contextmanager
+def head(**env: str):
+    """A Ray head node on 127.0.0.1 in a subprocess (`ray start --head --block`) with `env` beside this process's
+    environment: its address and temp dir.
 
     Its memory monitor is off: it kills the newest worker when memory runs short, which the tests running beside
-    this one could cause (CI once saw every member's worker lost at its start), and here only the test kills."""
+    this one could cause, and here only the test kills."""
     temp = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))  # short: Ray's socket paths have a length limit
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     with open(temp / "head.log", "w") as log:
-        head = subprocess.Popen([str(Path(sys.executable).parent / "ray"), "start", "--head", "--block",
-                                 "--port", str(port), "--num-cpus", "2", "--node-ip-address", "127.0.0.1",
-                                 "--include-dashboard=false", "--disable-usage-stats", "--temp-dir", str(temp)],
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                env={**os.environ, "RAY_memory_monitor_refresh_ms": "0"})
+        process = subprocess.Popen([str(Path(sys.executable).parent / "ray"), "start", "--head", "--block",
+                                    "--port", str(port), "--num-cpus", "2", "--node-ip-address", "127.0.0.1",
+                                    "--include-dashboard=false", "--disable-usage-stats", "--temp-dir", str(temp)],
+                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                   env={**os.environ, "RAY_memory_monitor_refresh_ms": "0", **env})
     try:
         deadline = time.time() + 180
         while "Ray runtime started" not in (temp / "head.log").read_text():
-            assert head.poll() is None and time.time() < deadline, (temp / "head.log").read_text()
+            assert process.poll() is None and time.time() < deadline, (temp / "head.log").read_text()
             time.sleep(0.5)
         yield f"127.0.0.1:{port}", temp
     finally:
-        os.killpg(head.pid, signal.SIGTERM)  # `ray stop` would stop every Ray on the machine; this one only
-        head.wait(timeout=120)
+        os.killpg(process.pid, signal.SIGTERM)  # `ray stop` would stop every Ray on the machine; this one only
+        process.wait(timeout=120)
         for pid in workers(temp):
             os.kill(pid, signal.SIGKILL)
         shutil.rmtree(temp, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A head without Ray's token authentication, whatever token ~/.ray holds."""
+    with head(RAY_AUTH_MODE="disabled") as started:
+        yield started
 
 
 def test_ray_grid_equals_the_local_engine_bit_for_bit_and_a_killed_worker_resumes(tmp_path, mnist_root, cluster):
@@ -102,7 +111,10 @@ def test_ray_grid_equals_the_local_engine_bit_for_bit_and_a_killed_worker_resume
 
     command = [sys.executable, "-m", "nnctl.cli", "sweep", str(path), "--runs-dir", str(tmp_path / "ray"),
                "--address", address, "--jobs", "1"]
-    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    stranger = tmp_path / "auth_token"  # a token another cluster left: Ray would send it, and the workers die
+    stranger.write_text("0" * 32)
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "RAY_AUTH_TOKEN_PATH": str(stranger)})
     deadline, killed = time.time() + 300, []
     while not killed and time.time() < deadline and process.poll() is None:
         for metrics in (tmp_path / "ray" / "grid").glob("*/metrics.csv"):
@@ -213,6 +225,22 @@ def test_ctrl_c_stops_a_ray_sweep_and_running_it_again_resumes(tmp_path, mnist_r
     assert {k: (s["status"], s["epochs"]) for k, s in found.items()} == {"0": ("finished", 3), "1": ("finished", 3)}
     assert found["0"]["run_dir"] == str(run)  # the same run directory, continued from its last.pkl
     assert len(epochs(run)) == 3
+
+
+def test_a_cluster_with_a_token_is_joined_with_it_and_without_it_refused_at_once(tmp_path, mnist_root):
+    token = "5" * 32
+    path = sweep_file(tmp_path, "g", "grid:\n  seed: [0]\n", subset=400, epochs=1)
+    without = {"RAY_AUTH_TOKEN": "", "RAY_AUTH_TOKEN_PATH": str(tmp_path / "none")}
+    with head(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token) as (address, _):
+        refused = nnctl("sweep", str(path), "--address", address, "--runs-dir", str(tmp_path / "a"), env=without,
+                        timeout=60)
+        assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr
+        assert f"--address {address}: the Ray cluster there requires its token" in refused.stderr
+        assert not (tmp_path / "a").exists()
+        joined = nnctl("sweep", str(path), "--address", address, "--runs-dir", str(tmp_path / "b"),
+                       env={**without, "RAY_AUTH_TOKEN": token}, timeout=300)
+    assert joined.returncode == 0, joined.stdout + joined.stderr
+    assert [s["status"] for s in summaries(tmp_path / "b" / "g").values()] == ["finished"]
 
 
 def test_without_ray_the_engine_says_how_to_install_it(tmp_path):
