@@ -113,7 +113,7 @@ def _set(config: Config, path: KeyPath, value: Any, origin: str) -> None:
         elif node.get(key) is None:
             node[key] = {}
             config.origins[child_path] = origin
-        elif isinstance(node[key], str) and not isinstance(path[depth + 1], int):
+        elif isinstance(node[key], str) and node[key].strip() and not isinstance(path[depth + 1], int):
             node[key] = {"type": node[key]}  # the shorthand `loss: mse` means {type: mse}
         node = node[key]
         if not isinstance(node, dict | list):

@@ -172,6 +172,17 @@ def test_a_star_that_matches_nothing_is_an_error_naming_the_override():
         apply_overrides(config(), ["model.layers.*.nope=1"])
 
 
+def test_an_override_under_a_name_extends_the_shorthand_and_under_an_empty_string_is_refused():
+    c = config()
+    apply_overrides(c, ["optimizer.lr=0.5"])
+    assert c.data["optimizer"] == {"type": "sgd", "lr": 0.5}
+    for empty in ("''", "' '"):
+        c = config()
+        apply_overrides(c, [f"train={empty}"])
+        with pytest.raises(ConfigError, match=r"override 'train.epochs=1': train is str '.*', not a mapping"):
+            apply_overrides(c, ["train.epochs=1"])
+
+
 def test_yaml_that_nnctl_writes_reads_back_equal():
     from nnctl.yaml_loader import dump_yaml, parse_yaml
 
