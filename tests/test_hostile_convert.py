@@ -21,7 +21,7 @@ from nnctl import weight_files
 from nnctl.errors import NnctlError
 from nnctl.weight_files import natural
 
-pytestmark = pytest.mark.slow  # every test runs the CLI in a subprocess
+pytestmark = [pytest.mark.slow, pytest.mark.no_kernels]  # every test runs the CLI in a subprocess
 
 XOR = str(CONFIGS / "xor_mlp.yaml")  # dense_1 (2 -> 4), dense_2 (4 -> 1)
 KERAS3 = "layers/dense/vars"

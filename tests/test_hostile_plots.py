@@ -11,7 +11,7 @@ from hostile import clean_error
 
 from helpers import nnctl
 
-pytestmark = pytest.mark.slow  # each test runs the CLI
+pytestmark = [pytest.mark.slow, pytest.mark.no_kernels]  # each test runs the CLI
 
 CONFIG = """\
 # resolved config of this run (overrides applied); nnctl 0.1.0

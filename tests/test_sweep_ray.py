@@ -19,7 +19,8 @@ import yaml
 
 from helpers import CONFIGS, REPO, nnctl
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray")]  # one worker: one Ray cluster at a time
+pytestmark = [pytest.mark.slow, pytest.mark.no_kernels,
+              pytest.mark.xdist_group("ray")]  # one worker: one Ray cluster at a time
 
 TINY = f"""\
 base: {CONFIGS / 'mnist_mlp.yaml'}

@@ -16,6 +16,8 @@ import pytest
 from helpers import CONFIGS, REPO, nnctl
 from nnctl.tracking import MAX_PARAM, flatten
 
+pytestmark = pytest.mark.no_kernels
+
 
 def test_flatten_gives_dotted_string_params():
     params = flatten({"optimizer": {"type": "adam", "lr": 0.05}, "model": {"layers": [{"units": 4}, {"units": 1}]},
