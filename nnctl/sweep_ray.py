@@ -110,20 +110,24 @@ def _connect(address: str | None, threads: int) -> None:
 
 
 def _needs_token(address: str) -> bool:
-    """Whether the cluster at `address` refuses a call without Ray's token. Ray sends none to an explicit
-    address, and a token another cluster left in ~/.ray must not go to one that runs without."""
-    with grpc.insecure_channel(address.removeprefix("ray://")) as channel:
+    """Whether to send Ray's token to the cluster at `address` (Ray sends none to an explicit address). A GCS
+    (HOST:PORT) is asked whether it refuses a call without one: a token another cluster left in ~/.ray must not
+    go to one that runs without. A Ray Client server (ray://) gets it whenever this machine has one."""
+    has_token = bool(os.environ.get("RAY_AUTH_TOKEN")) or \
+        Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token").is_file()
+    if address.startswith("ray://"):
+        return has_token
+    with grpc.insecure_channel(address) as channel:
         try:
             channel.unary_unary("/ray.rpc.NodeInfoGcsService/GetClusterId")(b"", timeout=5)  # a valid empty request
+            return False
         except grpc.RpcError as exc:
             if exc.code() != grpc.StatusCode.UNAUTHENTICATED:
                 return False
-            if not (os.environ.get("RAY_AUTH_TOKEN") or Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or
-                                                             Path.home() / ".ray" / "auth_token").is_file()):
-                raise NnctlError(f"--address {address}: the Ray cluster there requires its token; copy "
-                                 "~/.ray/auth_token from its head machine to this one, or set RAY_AUTH_TOKEN") from None
-            return True
-    return False
+    if not has_token:
+        raise NnctlError(f"--address {address}: the Ray cluster there requires its token; copy ~/.ray/auth_token "
+                         "from its head machine to this one, or set RAY_AUTH_TOKEN")
+    return True
 
 
 def _param_space(sweep: Sweep, todo: list[Member]) -> dict[str, Any]:
