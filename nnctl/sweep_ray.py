@@ -30,6 +30,7 @@ try:
     import grpc  # type: ignore[import-untyped]  # Ray's own dependency
     import ray
     from ray import tune
+    from ray._private import services
     from ray.tune.schedulers import ASHAScheduler
 except ImportError as exc:
     raise NnctlError(f"the Ray engine needs Ray Tune ({exc}); install it with {INSTALL}") from None
@@ -97,22 +98,23 @@ def _connect(address: str | None, threads: int) -> None:
             raise NnctlError(f"--address {address}: no Ray cluster answers there ({reason}); start one with "
                              "`ray start --head --port PORT` and give its address, or leave --address out to "
                              "run on this machine alone") from None
-        if "RAY_AUTH_MODE" not in os.environ and _needs_token(address):
-            os.environ["RAY_AUTH_MODE"] = "token"
-            ray._raylet.Config.initialize("")  # type: ignore[attr-defined]  # Ray read the mode on import
     env = {"env_vars": {name: str(threads) for name in THREAD_VARS}}
     here: dict[str, Any] = {"include_dashboard": False} if address in (None, "local") else {}
     try:
+        if address is not None and address != "local" and "RAY_AUTH_MODE" not in os.environ:  # a running cluster
+            joined = services.get_ray_address_from_environment("auto", None) if address == "auto" else address
+            os.environ["RAY_AUTH_MODE"] = "token" if _needs_token(joined, address) else "disabled"
+            ray._raylet.Config.initialize("")  # type: ignore[attr-defined]  # Ray read the mode on import
         ray.init(address=address or "local", runtime_env=env, logging_level=logging.ERROR, log_to_driver=False, **here)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise NnctlError(f"--address {address}: cannot join the Ray cluster: {exc}") from None
     logging.getLogger("ray").setLevel(logging.CRITICAL)  # a lost worker is reported by _Members, not a traceback
 
 
-def _needs_token(address: str) -> bool:
-    """Whether to send Ray's token to the cluster at `address` (Ray sends none to an explicit address). A GCS
-    (HOST:PORT) is asked whether it refuses a call without one: a token another cluster left in ~/.ray must not
-    go to one that runs without. A Ray Client server (ray://) gets it whenever this machine has one."""
+def _needs_token(address: str, given: str) -> bool:
+    """Whether to send Ray's token to the cluster at `address` (`given` as --address). A GCS (HOST:PORT) is asked
+    whether it refuses a call without one: a token another cluster left in ~/.ray must not go to one that runs
+    without (Ray would send it to `auto`'s). A Ray Client server (ray://) gets it whenever this machine has one."""
     has_token = bool(os.environ.get("RAY_AUTH_TOKEN")) or \
         Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token").is_file()
     if address.startswith("ray://"):
@@ -125,7 +127,7 @@ def _needs_token(address: str) -> bool:
             if exc.code() != grpc.StatusCode.UNAUTHENTICATED:
                 return False
     if not has_token:
-        raise NnctlError(f"--address {address}: the Ray cluster there requires its token; copy ~/.ray/auth_token "
+        raise NnctlError(f"--address {given}: the Ray cluster there requires its token; copy ~/.ray/auth_token "
                          "from its head machine to this one, or set RAY_AUTH_TOKEN")
     return True
 

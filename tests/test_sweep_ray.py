@@ -97,14 +97,20 @@ def head(**env: str):
 
 
 @pytest.fixture(scope="module")
-def cluster():
-    """A head without Ray's token authentication, whatever token ~/.ray holds."""
-    with head(RAY_AUTH_MODE="disabled") as started:
-        yield started
+def cluster(tmp_path_factory):
+    """A head that started without Ray's token authentication, and the token file that appeared in its ~/.ray
+    after it started (as one appears when any ray.init starts a cluster of its own): its address, temp dir, and
+    the environment in which nnctl sees that token too."""
+    home = tmp_path_factory.mktemp("home")  # its ~/.ray: without a token when it starts
+    with head(HOME=str(home)) as (address, temp):
+        token = home / ".ray" / "auth_token"
+        token.parent.mkdir(exist_ok=True)
+        token.write_text("0" * 32)
+        yield address, temp, {"HOME": str(home)}
 
 
 def test_ray_grid_equals_the_local_engine_bit_for_bit_and_a_killed_worker_resumes(tmp_path, mnist_root, cluster):
-    address, temp = cluster
+    address, temp, stray_token = cluster
     path = sweep_file(tmp_path, "grid", "grid:\n  optimizer.lr: [0.01, 0.001]\n  seed: [0, 1]\nmax_failures: 2\n"
                                         "metric: accuracy\n", subset=3000, epochs=4)
     local = nnctl("sweep", str(path), "--runs-dir", str(tmp_path / "local"), "--jobs", "2")
@@ -112,10 +118,8 @@ def test_ray_grid_equals_the_local_engine_bit_for_bit_and_a_killed_worker_resume
 
     command = [sys.executable, "-m", "nnctl.cli", "sweep", str(path), "--runs-dir", str(tmp_path / "ray"),
                "--address", address, "--jobs", "1"]
-    stranger = tmp_path / "auth_token"  # a token another cluster left: Ray would send it, and the workers die
-    stranger.write_text("0" * 32)
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "RAY_AUTH_TOKEN_PATH": str(stranger)})
+                               env={**os.environ, **stray_token})  # a token the head never asked for
     deadline, killed = time.time() + 300, []
     while not killed and time.time() < deadline and process.poll() is None:
         for metrics in (tmp_path / "ray" / "grid").glob("*/metrics.csv"):
@@ -226,6 +230,15 @@ def test_ctrl_c_stops_a_ray_sweep_and_running_it_again_resumes(tmp_path, mnist_r
     assert {k: (s["status"], s["epochs"]) for k, s in found.items()} == {"0": ("finished", 3), "1": ("finished", 3)}
     assert found["0"]["run_dir"] == str(run)  # the same run directory, continued from its last.pkl
     assert len(epochs(run)) == 3
+
+
+def test_auto_joins_the_running_cluster_without_a_token_another_cluster_left(tmp_path, mnist_root, cluster):
+    address, _, stray_token = cluster
+    path = sweep_file(tmp_path, "g", "grid:\n  seed: [0]\n", subset=400, epochs=1)
+    joined = nnctl("sweep", str(path), "--address", "auto", "--runs-dir", str(tmp_path / "runs"), timeout=300,
+                   env={"RAY_ADDRESS": address, **stray_token})
+    assert joined.returncode == 0, joined.stdout + joined.stderr
+    assert [s["status"] for s in summaries(tmp_path / "runs" / "g").values()] == ["finished"]
 
 
 def test_a_cluster_with_a_token_is_joined_with_it_and_without_it_refused_at_once(tmp_path, mnist_root):
