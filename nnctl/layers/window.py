@@ -118,9 +118,10 @@ def im2col(x: np.ndarray, window: Window, out: np.ndarray | None = None) -> np.n
     (top, _), (left, _) = window.pads(x.shape[2:])
     out = xp.empty((n * oh * ow, kh * kw * c), x.dtype) if out is None else out
     images = xp.ascontiguousarray(x.transpose(0, 2, 3, 1))  # no copy when x is channel-last in memory
-    # one channel (grey images) on the CPU: NumPy's copy per kernel offset beats the compiled twin's runs of kw
-    # numbers (50 MNIST images, 3×3 'same': 0.33 against 0.69 ms), and releases the GIL as well
-    fill = im2col_.reference if c == 1 and on_cpu() else im2col_
+    # one channel (grey images), kernels up to 3 wide, on the CPU: NumPy's copy per kernel offset beats the
+    # compiled twin's runs of kw numbers (50 MNIST images, 3×3 'same': 0.33 against 0.69 ms), and releases the GIL
+    # as well; at 5×5 its 25 strided copies lose (25 images: 0.42 against 0.27 ms)
+    fill = im2col_.reference if c == 1 and kw <= 3 and on_cpu() else im2col_
     fill(images, (kh, kw, *window.stride, *window.dilation, top, left), out.reshape(n, oh, ow, -1))
     return out
 
