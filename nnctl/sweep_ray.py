@@ -27,7 +27,7 @@ os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 try:
-    import grpc  # type: ignore[import-untyped]  # Ray's own dependency
+    import grpc  # type: ignore[import-untyped]  # the ray extra installs it: Ray itself no longer needs it
     import ray
     from ray import tune
     from ray._private import services
