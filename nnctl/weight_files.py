@@ -31,6 +31,7 @@ that is killed stops it (a legitimate file of 1 GB reads in seconds)."""
 READER = ("-m", "nnctl.keras_h5")
 """The child's Python arguments before its two (the .h5, the .npz it writes)."""
 ZIP = b"PK\x03\x04"
+HDF5 = b"\x89HDF\r\n\x1a\n"
 """How a zip archive starts: torch.save's format, and Keras 3's .keras."""
 KERAS_WEIGHTS = "model.weights.h5"
 """Where a Keras 3 .keras archive (a zip) keeps the weights."""
@@ -56,8 +57,13 @@ def read_source(path: Path) -> tuple[str, list[SourceLayer]]:
             head = f.read(9)
     except OSError as exc:
         raise NnctlError(f"{path}: cannot read weights file: {exc.strerror or exc}") from None
+    if not head:
+        raise NnctlError(f"{path}: an empty file (0 bytes), so no weights")
     if suffix == ".keras" and head[:4] == ZIP:  # Keras 3's archive (a zip, as torch.save's is), whole or not
         return "keras", _keras_archive(path)
+    if suffix == ".keras" and head[:8] != HDF5:
+        raise NnctlError(f"{path}: neither a Keras 3 .keras archive (a zip) nor a Keras 2 HDF5 file (it starts with "
+                         f"{head[:8]!r}); save the model again with Keras")
     if suffix in PICKLES or _torch_save(head):
         raise NnctlError(f"{path}: a PyTorch pickle (torch.save) is never opened: unpickling it runs whatever code "
                          "it holds. Save the state_dict as safetensors instead: from safetensors.torch import "

@@ -372,6 +372,20 @@ def keras_archive(path: Path, members: dict[str, bytes], method: int = zipfile.Z
     return path
 
 
+@pytest.mark.parametrize("name", ["net.keras", "net.h5", "net.weights.h5", "net.safetensors", "net.pt", "net.xyz"])
+def test_an_empty_weights_file_is_named_empty_whatever_its_suffix(tmp_path, name):
+    source = tmp_path / name
+    source.write_bytes(b"")
+    convert(tmp_path, source, phrases=(f"{name}: an empty file (0 bytes), so no weights",))
+
+
+@pytest.mark.parametrize("content", [b"{}", b"\x00" * 64, b"\x89HDX\r\n\x1a\n" + bytes(600)])
+def test_a_keras_file_neither_zip_nor_hdf5_is_named_so(tmp_path, content):
+    source = tmp_path / "net.keras"
+    source.write_bytes(content)
+    convert(tmp_path, source, phrases=("net.keras: neither a Keras 3 .keras archive (a zip) nor a Keras 2 HDF5 file",))
+
+
 def test_a_keras_archive_without_its_weights_is_refused_and_nothing_in_it_unpickled(tmp_path):
     source = keras_archive(tmp_path / "net.keras", {"archive/data.pkl": b"\x80\x04N.", "config.json": b"{}"})
     convert(tmp_path, source, phrases=("a zip archive without model.weights.h5, so not a Keras 3 .keras file",))
