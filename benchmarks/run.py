@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from common import check_device, have_torch, require_mnist
+from nnctl import threads
 
 HERE = Path(__file__).resolve().parent
 BENCHMARKS = ("mlp", "cnn", "deep_cnn", "lstm", "gru")
@@ -95,6 +96,10 @@ def main() -> None:
     extra = ([] if args.subset is None else ["--subset", str(args.subset)]) + ["--device", args.device]
     print(f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {cpu_name()}, {os.cpu_count()} CPUs, "
           f"Python {platform.python_version()}, device {args.device}")
+    print(threads.describe())
+    if os.environ.get("OPENBLAS_CORETYPE"):
+        print("warning: OPENBLAS_CORETYPE makes OpenBLAS run the kernels it names, not the best ones for this CPU "
+              "(NumPy's products only); unset it, and OPENBLAS_L2_SIZE, for figures a user of this CPU would see")
     results: dict[str, list[dict]] = {b: [] for b in benches}
     start, turn = time.perf_counter(), 0
     for r in range(args.repeat):

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from functools import cache
+from typing import Any
 
 from nnctl.errors import ConfigError
 
@@ -94,7 +95,17 @@ def describe() -> str:
     libraries = _blas()
     if not libraries:
         return "BLAS threads: not found"
-    name = f"{libraries[0].internal_api} {libraries[0].version}"
+    name = f"{libraries[0].internal_api} {libraries[0].version}{blas_kernels(libraries[0])}"
     if fixed() is not None:
         return f"BLAS threads: {name}, {fixed()} (NNCTL_THREADS)"
     return f"BLAS threads: {name}, {libraries[0].num_threads} (NNCTL_THREADS=N fixes N)"
+
+
+def blas_kernels(library: Any) -> str:
+    """' (SkylakeX kernels)': which of its CPU kernels OpenBLAS runs, and the variable that forced them, if one did
+    (OPENBLAS_CORETYPE set for an older CPU slows a newer one)."""
+    architecture = getattr(library, "architecture", None)
+    if not architecture:
+        return ""
+    forced = os.environ.get("OPENBLAS_CORETYPE")
+    return f" ({architecture} kernels{f', forced by OPENBLAS_CORETYPE={forced}' if forced else ''})"

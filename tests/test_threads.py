@@ -1,5 +1,6 @@
 """Threads: NNCTL_THREADS fixes BLAS's count, reported by --version; a sweep divides what BLAS was given."""
 
+import os
 import subprocess
 import sys
 import threading
@@ -19,6 +20,21 @@ def test_nnctl_threads_is_reported_and_a_bad_value_stopped():
     bad = nnctl("--version", env={"NNCTL_THREADS": "many"})
     assert bad.returncode == 2 and "NNCTL_THREADS must be a positive number of threads, got 'many'" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+@pytest.mark.slow
+def test_version_names_openblas_kernels_and_the_variable_that_forced_them():
+    """OPENBLAS_CORETYPE set for an older CPU slows a newer one, so --version says when it chose the kernels (set
+    here to the kernels this process already runs, so nothing else changes)."""
+    (blas, *_) = threads._blas()
+    architecture = getattr(blas, "architecture", None)
+    if not architecture:
+        pytest.skip(f"{blas.internal_api} does not say which kernels it runs")
+    forced = nnctl("--version", env={"OPENBLAS_CORETYPE": architecture}).stdout
+    assert f"({architecture} kernels, forced by OPENBLAS_CORETYPE={architecture})" in forced, forced
+    here = threads.describe()
+    assert f"({architecture} kernels" in here
+    assert ("forced by OPENBLAS_CORETYPE" in here) == bool(os.environ.get("OPENBLAS_CORETYPE")), here
 
 
 def test_a_sweep_divides_the_threads_blas_was_given_not_the_cores():
