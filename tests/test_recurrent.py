@@ -187,3 +187,39 @@ def test_gru_reset_before_values_by_hand():
     r, u = sig(1.0 * x + 0.5 * h0 + 0.1), sig(2.0 * x - 0.5 * h0 + 0.2)
     n = math.tanh(3.0 * x + 0.3 + 2.0 * (r * h0))
     assert model.forward(np.array([[[x]]]))[0, 0] == pytest.approx((1 - u) * n + u * h0, rel=1e-12)
+
+
+@pytest.mark.parametrize("layer", [
+    {"type": "lstm", "units": 5, "return_sequences": True, "bidirectional": True, **LEARNED},
+    {"type": "lstm", "units": 4},
+    {"type": "gru", "units": 4, "bidirectional": True, **LEARNED, "bias_init": {"type": "normal", "std": 0.3}},
+    {"type": "gru", "units": 3, "reset_after": False, "return_sequences": True, **LEARNED},
+    {"type": "rnn", "units": 3, "activation": "relu", "return_sequences": True},
+    {"type": "rnn", "units": 3, "activation": "identity", "use_bias": False, **LEARNED},
+])
+@pytest.mark.parametrize("batch", [35, 64])
+def test_a_batch_dealt_among_threads_gives_the_one_threads_values(layer, batch):
+    """Dealt in parts (18 + 17 sequences for 35), the outputs, the input's gradient and every parameter's
+    gradient are those of the whole batch on one thread, to rounding."""
+    rng = np.random.default_rng(1)
+    x, dy = rng.standard_normal((batch, 6, 3)), None
+    results = []
+    for workers in (1, 2):
+        model = model_of([{**layer, "name": "r"}, {"type": "dense", "units": 2}], (6, 3))
+        model.layers[0].input_grad = True
+        model.layers[0].threads = workers
+        y = model.layers[0].forward(x, True)
+        assert len(model.layers[0].parts) == workers
+        dy = rng.standard_normal(y.shape) if dy is None else dy
+        dx = model.layers[0].backward(dy)
+        results.append((y, dx, {k: g.copy() for k, g in model.layers[0].grads.items()}))
+        if workers == 2:  # a second step reuses the parts' gradient buffers: nothing of the first may remain
+            again = model.layers[0].forward(x, True)
+            results.append((again, model.layers[0].backward(dy), dict(model.layers[0].grads)))
+    (y1, dx1, g1), *split = results
+    for y2, dx2, g2 in split:
+        np.testing.assert_allclose(y2, y1, rtol=1e-12, atol=1e-13)
+        np.testing.assert_allclose(dx2, dx1, rtol=1e-12, atol=1e-13)
+        assert g2.keys() == g1.keys()
+        for key in g1:
+            np.testing.assert_allclose(g2[key], g1[key], rtol=1e-11, atol=1e-12, err_msg=key)

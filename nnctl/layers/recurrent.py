@@ -5,7 +5,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from nnctl.backend import sum_rows, xp
+from nnctl import threads
+from nnctl.backend import on_cpu, sum_rows, xp
 from nnctl.init import Initializer
 from nnctl.kernels import (
     gru_cell,
@@ -22,6 +23,8 @@ from nnctl.layers.base import LAYERS, Layer
 if typing.TYPE_CHECKING:
     from nnctl.layers.activations import Activation
 
+PART_ROWS = 16
+"""The fewest sequences a thread takes: a batch is dealt among the threads in parts of at least this many."""
 STATE_INIT = {"type": "normal", "std": 0.5}
 """The gradient-check examples start from this non-zero learned state (a zero one hides BPTT mistakes)."""
 
@@ -32,7 +35,10 @@ class Recurrent(Layer):
     Per direction ('' forward, '_r' reversed): Wx (F, G·U), Wh (U, G·U), b (G·U) for G gate blocks,
     and with `initial_state: learned` one trainable vector per carried state (h0, and c0 for an lstm).
     The input projection of all steps is one matrix product; the loop runs over time only, with one
-    fused product h·Wh per step for all gates; weight gradients are one product each after the loop."""
+    fused product h·Wh per step for all gates; weight gradients are one product each after the loop.
+    On the CPU the batch is dealt in parts among the threads, each running the whole loop for its sequences
+    with BLAS on one thread (a step's product is too small to keep two BLAS threads busy while the cell
+    waits), and the parts' gradients summed in order."""
 
     gates: ClassVar[int] = 1
     carries: ClassVar[tuple[str, ...]] = ("h",)
@@ -42,6 +48,7 @@ class Recurrent(Layer):
     split_recurrent: ClassVar[bool] = False
     """True when the gradient of h·Wh differs from the gates' pre-activation gradient (gru's reset gate)."""
     weight_keys = ("Wx", "Wh", "Wx_r", "Wh_r")
+    deals_threads = True
 
     def __init__(self, units: int, return_sequences: bool = False, bidirectional: bool = False,
                  initial_state: str = "zeros", weight_init: Any = "glorot_uniform",
@@ -68,6 +75,7 @@ class Recurrent(Layer):
 
     def build(self, input_shape, rng, dtype):
         features, units, width = input_shape[-1], self.units, self.gates * self.units
+        self.steps = input_shape[0]
         for s in self.directions:
             self.params["Wx" + s] = self.weight_init((features, width), features, width, rng, dtype)
             self.params["Wh" + s] = self.recurrent_init((units, width), units, width, rng, dtype)
@@ -81,6 +89,9 @@ class Recurrent(Layer):
 
     def build_extra(self, s: str, rng: np.random.Generator, dtype: type) -> None:
         """Parameters or settings a cell adds for direction `s`."""
+
+    def multiply_adds(self, output_shape):
+        return self.steps * sum(self.params[k].size for k in self.weight_keys if k in self.params)
 
     # -- one step, given by each cell ----------------------------------------------------------------------
 
@@ -97,16 +108,34 @@ class Recurrent(Layer):
     # -- the time loop -------------------------------------------------------------------------------------
 
     def forward(self, x, training):
-        self.shape, self.caches = x.shape, {}
+        self.parts = self._parts(len(x))
+        self.caches: list[dict] = [{} for _ in self.parts]
+        outs: list[Any] = [None] * len(self.parts)
+
+        def run(k: int) -> None:
+            outs[k] = self._forward(x[self.parts[k]], self.caches[k])
+
+        threads.share(run, len(self.parts))
+        return outs[0] if len(outs) == 1 else xp.concatenate(outs)
+
+    def _parts(self, n: int) -> list[slice]:
+        """The batch's rows in parts of about equal size, one per thread, each of at least PART_ROWS sequences
+        (the whole batch on a GPU, or on one thread)."""
+        count = max(min(self.threads, n // PART_ROWS), 1) if on_cpu() else 1
+        size = -(-n // count)
+        return [slice(i, min(i + size, n)) for i in range(0, n, size)]
+
+    def _forward(self, x: np.ndarray, caches: dict) -> np.ndarray:
+        """The layer's output for the sequences x (N, T, F), keeping in `caches` what backward needs."""
         xt = x.transpose(1, 0, 2)
-        outs = [self._scan(xt[::-1] if s else xt, s) for s in self.directions]
+        outs = [self._scan(xt[::-1] if s else xt, s, caches) for s in self.directions]
         if not self.return_sequences:
             return xp.concatenate([h[-1] for h in outs], axis=-1) if len(outs) > 1 else outs[0][-1]
         if len(outs) > 1:
             outs = [outs[0], outs[1][::-1]]
         return (xp.concatenate(outs, axis=-1) if len(outs) > 1 else outs[0]).transpose(1, 0, 2)
 
-    def _scan(self, xs: np.ndarray, s: str) -> np.ndarray:
+    def _scan(self, xs: np.ndarray, s: str, caches: dict) -> np.ndarray:
         """Runs direction `s` over time-major xs (T, N, F) in processing order; returns h of every step."""
         steps, n, features = xs.shape
         p, units = self.params, self.units
@@ -117,14 +146,14 @@ class Recurrent(Layer):
         z = z.reshape(steps, n, -1)
         state = self._initial(s, n, xs.dtype)
         h = xp.empty((steps, n, units), dtype=z.dtype)
-        caches = []
+        kept = []
         wh = p["Wh" + s]
         with np.errstate(over="ignore"):  # CuPy has no errstate; never warns
             for t in range(steps):
                 state, cache = self.step(z[t], state[0] @ wh, state, s)
                 h[t] = state[0]
-                caches.append(cache)
-        self.caches[s] = (x2, h, caches)
+                kept.append(cache)
+        caches[s] = (x2, h, kept)
         return h
 
     def _initial(self, s: str, n: int, dtype: np.dtype) -> tuple:
@@ -133,7 +162,29 @@ class Recurrent(Layer):
         return tuple(xp.zeros((n, self.units), dtype=dtype) for _ in self.carries)
 
     def backward(self, dy):
-        units, steps = self.units, self.shape[1]
+        grads = [self.grads, *self._spare_grads(len(self.parts) - 1)]
+        dxs: list[Any] = [None] * len(self.parts)
+
+        def run(k: int) -> None:
+            dxs[k] = self._backward(dy[self.parts[k]], self.caches[k], grads[k])
+
+        threads.share(run, len(self.parts))
+        for part in grads[1:]:  # in order, so that a run's sums do not depend on which thread ended first
+            for key, grad in part.items():
+                self.grads[key] += grad
+        return None if dxs[0] is None else dxs[0] if len(dxs) == 1 else xp.concatenate(dxs)
+
+    def _spare_grads(self, count: int) -> list[dict[str, np.ndarray]]:
+        """`count` sets of buffers shaped as grads, for the other parts' gradients (kept from call to call)."""
+        spares = getattr(self, "spares", [])
+        spares += [{key: xp.empty_like(grad) for key, grad in self.grads.items()} for _ in range(count - len(spares))]
+        self.spares = spares
+        return spares[:count]
+
+    def _backward(self, dy: np.ndarray, caches: dict, g: dict[str, np.ndarray]) -> np.ndarray | None:
+        """Writes the gradients of one part's sequences into `g`; returns their input's gradient or None."""
+        units, (x2, h, _) = self.units, caches[""]
+        steps, n, features = *h.shape[:2], x2.shape[1]
         dx = None
         for k, s in enumerate(self.directions):
             part = dy[..., k * units:(k + 1) * units]
@@ -142,17 +193,19 @@ class Recurrent(Layer):
                 dh_seq = dh_seq[::-1] if s else dh_seq
             else:
                 dh_seq, dh_last = None, part
-            dxs = self._unscan(s, dh_seq, dh_last)
+            dxs = self._unscan(s, dh_seq, dh_last, caches[s], g)
             if dxs is not None:
-                dxs = dxs.reshape(steps, -1, self.shape[2])
+                dxs = dxs.reshape(steps, n, features)
                 dxs = dxs[::-1] if s else dxs
                 dx = dxs if dx is None else dx + dxs
         return None if dx is None else xp.ascontiguousarray(dx.transpose(1, 0, 2))
 
-    def _unscan(self, s: str, dh_seq: np.ndarray | None, dh_last: np.ndarray | None) -> np.ndarray | None:
-        """Backpropagation through time for direction `s`; fills its grads, returns dx (T·N, F) or None."""
-        x2, h, caches = self.caches[s]
-        p, g = self.params, self.grads
+    def _unscan(self, s: str, dh_seq: np.ndarray | None, dh_last: np.ndarray | None, cached: tuple,
+                g: dict[str, np.ndarray]) -> np.ndarray | None:
+        """Backpropagation through time for direction `s` from its forward's `cached` (x2, h, each step's cache);
+        writes its gradients into g, returns dx (T·N, F) or None."""
+        x2, h, caches = cached
+        p = self.params
         steps, n, units = h.shape
         wh_t = xp.ascontiguousarray(p["Wh" + s].T)  # BLAS runs a product by a transposed view 10-15 % slower
         dz = xp.empty((steps, n, self.gates * units), dtype=h.dtype)
@@ -175,15 +228,16 @@ class Recurrent(Layer):
             g["Wh" + s] += self._initial(s, n, h.dtype)[0].T @ da2[:n]
         if self.use_bias:
             sum_rows(dz2, g["b" + s])
-        self.backward_extra(s, dz2, da2)
+        self.backward_extra(s, dz2, da2, caches, g)
         if self.learned_state:
             for name, d in zip(self.carries, dstate, strict=True):
                 d.sum(axis=0, out=g[f"{name}0{s}"])
         return dz2 @ p["Wx" + s].T if self.input_grad else None
 
-    def backward_extra(self, s: str, dz2: np.ndarray, da2: np.ndarray) -> None:
-        """Gradients of the parameters build_extra added (or of Wh's blocks not taken from h·Wh), from the
-        gradients of the pre-activations and of h·Wh over all steps, (T·N, G·U) each."""
+    def backward_extra(self, s: str, dz2: np.ndarray, da2: np.ndarray, caches: list[tuple],
+                       g: dict[str, np.ndarray]) -> None:
+        """Gradients (into g) of the parameters build_extra added (or of Wh's blocks not taken from h·Wh), from
+        the gradients of the pre-activations and of h·Wh over all steps, (T·N, G·U) each, and each step's cache."""
 
 
 @LAYERS.register("rnn")
@@ -289,10 +343,10 @@ class GRU(Recurrent):
         xp.multiply(drh, h_prev, out=dz[:, :u])
         return gru_gates_back_(dh, z, h_prev, dz, da) + drh * z[:, :u], ()
 
-    def backward_extra(self, s, dz2, da2):
+    def backward_extra(self, s, dz2, da2, caches, g):
         if self.reset_after:
-            sum_rows(da2, self.grads["bh" + s])
+            sum_rows(da2, g["bh" + s])
             return
         u = self.units
-        rh = xp.concatenate([cache[1] for cache in self.caches[s][2]])
-        self.grads["Wh" + s][:, 2 * u:] = rh.T @ dz2[:, 2 * u:]
+        rh = xp.concatenate([cache[1] for cache in caches])
+        g["Wh" + s][:, 2 * u:] = rh.T @ dz2[:, 2 * u:]
