@@ -260,3 +260,27 @@ def test_a_conv_in_blocks_over_threads_equals_it_in_one_block(workers, activatio
             np.testing.assert_allclose(part, whole, rtol=1e-12, atol=1e-12)
     for first, second in zip(runs[1], runs[2], strict=True):
         np.testing.assert_array_equal(first, second)  # summed in block order, whichever thread took a block
+
+
+@pytest.mark.parametrize("padding", [1, "same", [2, 1]])
+def test_a_conv_in_blocks_of_several_images_gives_the_input_gradient_of_the_whole_batch(padding, monkeypatch):
+    """The input's gradient is computed block by block (each block's images, by the flipped kernel): blocks of 2,
+    2, 2 and 1 images on two threads give the whole batch's values."""
+    x = np.random.default_rng(1).standard_normal((7, 3, 6, 5))
+    layer = {"type": "conv2d", "filters": 4, "kernel_size": [3, 3], "padding": padding, "dilation": [1, 2],
+             "activation": "tanh"}
+    runs = []
+    for cache, threads in ((1 << 62, 1), (2 * 6 * 5 * 27 * x.itemsize, 2)):
+        monkeypatch.setattr(window, "CACHE_BYTES", cache)
+        model = model_of(layer, {"type": "conv2d", "filters": 2, "kernel_size": 2}, input_shape=(3, 6, 5))
+        conv = model.layers[0]
+        conv.input_grad, conv.threads = True, threads
+        blocks = window.ColumnBlocks(x, conv.window, conv.scratch, conv.threads)
+        y = model.forward(x, training=True)
+        assert conv.window.adjoint(x.shape[2:]) is not None
+        runs.append(([min(blocks.starts.step, len(x) - i) for i in blocks.starts],
+                     [y, model.backward(np.cos(y)), *(g.copy() for g in model.grads())]))
+    (whole_sizes, whole), (sizes, blocked) = runs
+    assert (whole_sizes, sizes) == ([7], [2, 2, 2, 1])
+    for a, b in zip(whole, blocked, strict=True):
+        np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-12)

@@ -6,7 +6,7 @@ from nnctl.backend import Scratch, sum_rows, xp
 from nnctl.init import Initializer
 from nnctl.layers.activations import Identity
 from nnctl.layers.base import LAYERS, Layer
-from nnctl.layers.window import ColumnBlocks, Window, col2im, conv_product
+from nnctl.layers.window import ColumnBlocks, Window, col2im, conv_product, im2col
 
 
 @LAYERS.register("conv2d")
@@ -34,6 +34,7 @@ class Conv2D(Layer):
         self.weight_init: Initializer = weight_init
         self.bias_init: Initializer = bias_init
         self.scratch = Scratch()  # a block of columns per thread, reused from block to block and step to step
+        self.dx_scratch = Scratch()  # the same for the output gradient's columns, in the backward
 
     def output_shape(self, input_shape):
         if len(input_shape) != 3:
@@ -65,20 +66,31 @@ class Conv2D(Layer):
 
     def backward(self, dy):
         n, f, oh, ow = dy.shape
-        c, kh, kw = self.params["W"].shape[1:]
+        W, size = self.params["W"], self.x.shape[2:]
+        c, kh, kw = W.shape[1:]
+        pixels = size[0] * size[1]
         dy = dy.transpose(0, 2, 3, 1).reshape(-1, f)
-        dy2 = xp.empty_like(dy) if self.input_grad else None  # the activation's gradient, for the input's
+        adjoint = self.window.adjoint(size) if self.input_grad else None
+        dy2 = xp.empty_like(dy) if self.input_grad and not adjoint else None  # the activation's gradient, for col2im
+        if adjoint:  # dx = dy2 ⋆ the flipped kernel, image by image: each block's images while dy2 is in cache
+            flipped = W[:, :, ::-1, ::-1].transpose(2, 3, 0, 1).reshape(-1, c)
+            dx = xp.empty((n * pixels, c), dy.dtype)
         blocks = ColumnBlocks(self.x, self.window, self.scratch, self.threads)  # the columns again, in cache
         gW = xp.empty((len(blocks.starts), kh * kw * c, f), dy.dtype)  # each block's shares, summed in order below
         gb = xp.empty((len(blocks.starts), f), dy.dtype)
 
         def grads(thread, block, rows, cols):
             part = self.activation.backward(dy[rows], rows)
-            if dy2 is not None:
-                dy2[rows] = part
             xp.matmul(cols.T, part, out=gW[block])
             if self.use_bias:
                 sum_rows(part, gb[block])
+            if dy2 is not None:
+                dy2[rows] = part
+            if adjoint:
+                images = part.reshape(-1, oh, ow, f).transpose(0, 3, 1, 2)
+                first = rows.start // blocks.rows * pixels  # dx's first row for the block's first image
+                cols = im2col(images, adjoint, self.dx_scratch((len(images) * pixels, kh * kw * f), dy.dtype, thread))
+                xp.matmul(cols, flipped, out=dx[first:first + len(cols)])
 
         blocks.each(grads)
         self.grads["W"][...] = gW.sum(axis=0).reshape(kh, kw, c, f).transpose(3, 2, 0, 1)
@@ -86,12 +98,7 @@ class Conv2D(Layer):
             self.grads["b"][...] = gb.sum(axis=0)
         if not self.input_grad:
             return None
-        W, size = self.params["W"], self.x.shape[2:]
-        adjoint = self.window.adjoint(size)
-        if adjoint:  # dx = dy ⋆ the flipped kernel
-            flipped = W[:, :, ::-1, ::-1].transpose(2, 3, 0, 1).reshape(-1, c)
-            dx = conv_product(dy2.reshape(n, oh, ow, f).transpose(0, 3, 1, 2), adjoint, flipped, self.scratch,
-                              self.threads)
+        if adjoint:
             return dx.reshape(n, *size, c).transpose(0, 3, 1, 2)
         return col2im(lambda i, j, _: (dy2 @ W[:, :, i, j]).reshape(n, oh, ow, c).transpose(0, 3, 1, 2),
                       self.x.shape, self.window, dy.dtype)
