@@ -6,11 +6,13 @@ import math
 import numpy as np
 import pytest
 
+from nnctl import threads
 from nnctl.builder import build_model
 from nnctl.config import apply_overrides, from_dict
 from nnctl.errors import ConfigError
 from nnctl.experiment import build
 from nnctl.gradcheck import check_layer, check_model
+from nnctl.layers import recurrent
 from nnctl.losses import SoftmaxCrossEntropy
 from nnctl.metrics import MetricSums
 
@@ -198,9 +200,10 @@ def test_gru_reset_before_values_by_hand():
     {"type": "rnn", "units": 3, "activation": "identity", "use_bias": False, **LEARNED},
 ])
 @pytest.mark.parametrize("batch", [35, 64])
-def test_a_batch_dealt_among_threads_gives_the_one_threads_values(layer, batch):
+def test_a_batch_dealt_among_threads_gives_the_one_threads_values(layer, batch, monkeypatch):
     """Dealt in parts (18 + 17 sequences for 35), the outputs, the input's gradient and every parameter's
     gradient are those of the whole batch on one thread, to rounding."""
+    monkeypatch.setattr(recurrent, "PART_ROWS", 16)
     rng = np.random.default_rng(1)
     x, dy = rng.standard_normal((batch, 6, 3)), None
     results = []
@@ -223,3 +226,23 @@ def test_a_batch_dealt_among_threads_gives_the_one_threads_values(layer, batch):
         assert g2.keys() == g1.keys()
         for key in g1:
             np.testing.assert_allclose(g2[key], g1[key], rtol=1e-11, atol=1e-12, err_msg=key)
+
+
+def test_a_batch_too_small_to_deal_runs_whole_with_blas_on_the_layers_threads():
+    """Under 2·PART_ROWS sequences the batch is one part, and BLAS, which the model holds to one thread while its
+    layers deal their work, gets the layer's threads back for the loop."""
+    model = model_of([{"type": "lstm", "units": 3}, {"type": "dense", "units": 2}], (4, 2))
+    layer = model.layers[0]
+    assert model.blas_threads == 1  # the lstm does nearly all the work
+    layer.threads = 2
+    seen = []
+    step = layer.step
+    layer.step = lambda *args: (seen.append(threads._blas()[0].num_threads), step(*args))[1]
+    with threads.blas_limit(1):
+        layer.forward(np.ones((2 * recurrent.PART_ROWS - 1, 4, 2)), True)
+        assert layer.parts == [slice(0, 2 * recurrent.PART_ROWS - 1)]
+        assert set(seen) == {2}
+        assert threads._blas()[0].num_threads == 1  # and back to the model's one afterwards
+        seen.clear()
+        layer.forward(np.ones((2 * recurrent.PART_ROWS, 4, 2)), True)
+        assert len(layer.parts) == 2 and set(seen) == {1}
