@@ -195,8 +195,8 @@ class Recurrent(Layer):
 
     def _backward(self, dy: np.ndarray, caches: dict, g: dict[str, np.ndarray]) -> np.ndarray | None:
         """Writes the gradients of one part's sequences into `g`; returns their input's gradient or None."""
-        units, (x2, h, _) = self.units, caches[""]
-        steps, n, features = *h.shape[:2], x2.shape[1]
+        x2, h, _ = caches[""]
+        units, (steps, n), features = self.units, h.shape[:2], x2.shape[1]
         dx = None
         for k, s in enumerate(self.directions):
             part = dy[..., k * units:(k + 1) * units]
