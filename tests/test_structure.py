@@ -1,10 +1,17 @@
-"""The package's shape: every family module registers through its package, and the README names what exists."""
+"""The package's shape: every family module registers through its package, the README names what exists, and
+pyproject.toml declares what the package imports."""
 
+import ast
 import json
 import pkgutil
 import re
 import subprocess
 import sys
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:
+    import tomli as tomllib
 
 import nnctl.data
 import nnctl.layers
@@ -87,3 +94,52 @@ def test_ci_runs_the_readmes_test_command_exactly():
     assert "ruff check" in command and "mypy nnctl" in command
     assert command.index("ruff") < command.index("pytest"), "ruff runs before the tests"
     assert '-m "not slow"' in command and "-m slow" in command
+
+
+def distribution(requirement: str) -> str:
+    """'ray' for 'ray[tune]>=2.9': a requirement's distribution name, normalized."""
+    return re.split(r"[<>=!~\[; ]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+
+
+def declared_requirements() -> tuple[set[str], dict[str, set[str]]]:
+    """The distributions pyproject.toml names: the core's, and each extra's."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    extras = {extra: {distribution(r) for r in reqs} for extra, reqs in project["optional-dependencies"].items()}
+    return {distribution(r) for r in project["dependencies"]}, extras
+
+
+def third_party_imports(source: str) -> set[str]:
+    """The top-level modules a file imports (at its top or inside functions), other than the standard library's
+    and nnctl's own."""
+    found = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module.split(".")[0])
+    return {m for m in found if m not in sys.stdlib_module_names and m != "nnctl"}
+
+
+NOT_INSTALLED_HERE = {"cupy": "cupy-cuda12x"}
+"""Modules of extras that CI does not install (the GPU's), with the distribution that provides them."""
+
+
+def test_every_module_nnctl_imports_is_a_declared_dependency_of_the_extra_its_messages_name():
+    """A module that comes only through another package's dependencies (grpc through tensorboard, once) is missing
+    for a user who installs just the extra that needs it: each import must be declared in the core dependencies
+    or in the extra the file's own 'pip install nnctl[...]' messages name (any extra, where it names none)."""
+    from importlib.metadata import packages_distributions
+
+    core, extras = declared_requirements()
+    providers = packages_distributions()
+    wrong = []
+    for path in sorted((REPO / "nnctl").rglob("*.py")):
+        source = path.read_text()
+        named = set(re.findall(r"nnctl\[([a-z]+)\]", source)) or set(extras) - {"test", "bench"}
+        allowed = core | set().union(*(extras[extra] for extra in named))
+        for module in sorted(third_party_imports(source)):
+            dists = {distribution(d) for d in providers.get(module, [])} or {NOT_INSTALLED_HERE[module]}
+            if not dists & allowed:
+                wrong.append(f"{path.relative_to(REPO)} imports {module} ({', '.join(sorted(dists))}), declared in "
+                             f"neither the core nor nnctl[{','.join(sorted(named))}]")
+    assert not wrong, "\n".join(wrong)
