@@ -31,8 +31,9 @@ that is killed stops it (a legitimate file of 1 GB reads in seconds)."""
 READER = ("-m", "nnctl.keras_h5")
 """The child's Python arguments before its two (the .h5, the .npz it writes)."""
 ZIP = b"PK\x03\x04"
-HDF5 = b"\x89HDF\r\n\x1a\n"
 """How a zip archive starts: torch.save's format, and Keras 3's .keras."""
+HDF5 = b"\x89HDF\r\n\x1a\n"
+"""How an HDF5 file starts: Keras 2's .h5 and .keras."""
 KERAS_WEIGHTS = "model.weights.h5"
 """Where a Keras 3 .keras archive (a zip) keeps the weights."""
 REFUSED = 3

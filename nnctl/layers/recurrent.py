@@ -68,6 +68,7 @@ class Recurrent(Layer):
         self.recurrent_init: Initializer = recurrent_init
         self.bias_init: Initializer = bias_init
         self.state_init: Initializer = state_init
+        self.spares: list[dict[str, np.ndarray]] = []  # the gradients of the batch's parts after the first
 
     def output_shape(self, input_shape):
         if len(input_shape) != 2:
@@ -188,10 +189,9 @@ class Recurrent(Layer):
 
     def _spare_grads(self, count: int) -> list[dict[str, np.ndarray]]:
         """`count` sets of buffers shaped as grads, for the other parts' gradients (kept from call to call)."""
-        spares = getattr(self, "spares", [])
-        spares += [{key: xp.empty_like(grad) for key, grad in self.grads.items()} for _ in range(count - len(spares))]
-        self.spares = spares
-        return spares[:count]
+        self.spares += [{key: xp.empty_like(grad) for key, grad in self.grads.items()}
+                        for _ in range(count - len(self.spares))]
+        return self.spares[:count]
 
     def _backward(self, dy: np.ndarray, caches: dict, g: dict[str, np.ndarray]) -> np.ndarray | None:
         """Writes the gradients of one part's sequences into `g`; returns their input's gradient or None."""
