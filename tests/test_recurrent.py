@@ -201,7 +201,7 @@ def test_gru_reset_before_values_by_hand():
 ])
 @pytest.mark.parametrize("batch", [35, 64])
 def test_a_batch_dealt_among_threads_gives_the_one_threads_values(layer, batch, monkeypatch):
-    """Dealt in parts (18 + 17 sequences for 35), the outputs, the input's gradient and every parameter's
+    """Dealt in parts (17 + 18 sequences for 35), the outputs, the input's gradient and every parameter's
     gradient are those of the whole batch on one thread, to rounding."""
     monkeypatch.setattr(recurrent, "PART_ROWS", 16)
     rng = np.random.default_rng(1)

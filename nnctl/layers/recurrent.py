@@ -1,5 +1,6 @@
 """Recurrent layers over (N, T, F) sequences: rnn, lstm and gru, with full backpropagation through time."""
 
+import itertools
 import typing
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -126,8 +127,8 @@ class Recurrent(Layer):
         """The batch's rows in parts of about equal size, one per thread, each of at least PART_ROWS sequences
         (the whole batch on a GPU, or on one thread)."""
         count = max(min(self.threads, n // PART_ROWS), 1) if on_cpu() else 1
-        size = -(-n // count)
-        return [slice(i, min(i + size, n)) for i in range(0, n, size)]
+        bounds = [n * k // count for k in range(count + 1)]
+        return [slice(start, stop) for start, stop in itertools.pairwise(bounds)]
 
     def _deal(self, task: Callable[[int], None]) -> None:
         """task(k) for every part, each on a thread of its own; a batch too small to deal runs on this thread with
