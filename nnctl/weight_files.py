@@ -52,14 +52,13 @@ class SourceLayer:
 def read_source(path: Path) -> tuple[str, list[SourceLayer]]:
     """The framework ('torch' or 'keras') and the layers of a weights file, in the file's order."""
     suffix = "".join(path.suffixes[-2:]) if path.name.endswith(".weights.h5") else path.suffix
-    regular_file(path, NnctlError, "weights file")
+    if not regular_file(path, NnctlError, "weights file"):
+        raise NnctlError(f"{path}: an empty file (0 bytes), so no weights")
     try:
         with open(path, "rb") as f:
             head = f.read(9)
     except OSError as exc:
         raise NnctlError(f"{path}: cannot read weights file: {exc.strerror or exc}") from None
-    if not head:
-        raise NnctlError(f"{path}: an empty file (0 bytes), so no weights")
     if suffix == ".keras" and head[:4] == ZIP:  # Keras 3's archive (a zip, as torch.save's is), whole or not
         return "keras", _keras_archive(path)
     if suffix == ".keras" and head[:8] != HDF5:
