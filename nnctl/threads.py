@@ -27,11 +27,14 @@ def fixed() -> int | None:
 
 @cache
 def _blas() -> list:
-    """threadpoolctl's handles on the BLAS libraries NumPy loaded (set to NNCTL_THREADS when given)."""
-    import numpy  # noqa: F401  (loads BLAS: threadpoolctl finds only libraries already loaded, and this is cached)
+    """threadpoolctl's handles on the BLAS libraries loaded, NumPy's first (SciPy brings its own OpenBLAS), set to
+    NNCTL_THREADS when given."""
+    import numpy  # loads BLAS: threadpoolctl finds only libraries already loaded, and this is cached
     from threadpoolctl import ThreadpoolController  # type: ignore[import-untyped]
 
-    libraries = ThreadpoolController().select(user_api="blas").lib_controllers
+    numpys = os.path.dirname(numpy.__file__)  # its wheel's OpenBLAS lies in numpy.libs beside it
+    libraries = sorted(ThreadpoolController().select(user_api="blas").lib_controllers,
+                       key=lambda library: not library.filepath.startswith(numpys))
     if fixed() is not None:
         for library in libraries:
             library.set_num_threads(fixed())

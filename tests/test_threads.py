@@ -37,6 +37,20 @@ def test_version_names_openblas_kernels_and_the_variable_that_forced_them():
     assert ("forced by OPENBLAS_CORETYPE" in here) == bool(os.environ.get("OPENBLAS_CORETYPE")), here
 
 
+def test_the_blas_named_is_numpys_even_when_scipys_loaded_first():
+    """SciPy's wheel brings another OpenBLAS (MLflow imports it); --version and the thread count read NumPy's."""
+    pytest.importorskip("scipy.linalg")
+    script = ("import scipy.linalg, numpy, threadpoolctl\n"
+              "from nnctl import threads\n"
+              "line = threads.describe()\n"  # first: the order threadpoolctl lists them in varies after a first look
+              "print(len(threadpoolctl.threadpool_info()), line)\n"
+              "print(numpy.show_config(mode='dicts')['Build Dependencies']['blas']['version'])")
+    found = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    (count, line), version = found.stdout.splitlines()[0].split(" ", 1), found.stdout.splitlines()[1]
+    assert int(count) >= 2, found.stdout  # both libraries loaded, else the test proves nothing
+    assert f"openblas {version} (" in line, found.stdout
+
+
 def test_a_sweep_divides_the_threads_blas_was_given_not_the_cores():
     """Under OMP_NUM_THREADS=1 (an xdist worker's) a sweep's member must not get a thread per core."""
     (blas, *_) = threads._blas()
