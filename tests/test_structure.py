@@ -86,6 +86,24 @@ def test_the_readme_tables_name_exactly_what_the_registries_hold():
             f"not registered {sorted(tables.get(header, set()) - set(registry))}")
 
 
+def test_the_readme_layout_names_every_module():
+    """A newcomer's map: each module of nnctl/ in the Layout table, as `name.py` (a data source by its name); a
+    subpackage's kernels under `kernels/`."""
+    readme = (REPO / "README.md").read_text()
+    layout = readme[readme.index("\n## Layout"):]
+    named = set(re.findall(r"`([\w/.]+)`", layout))
+    package = REPO / "nnctl"
+    missing = []
+    for path in sorted(package.rglob("*.py")):
+        inner = path.relative_to(package)
+        if path.name == "__init__.py" or inner.parts[0] == "kernels":
+            continue
+        names = {path.name} if len(inner.parts) == 1 else {path.name, path.stem, inner.as_posix()}
+        if not names & named:
+            missing.append(inner.as_posix())
+    assert "kernels/" in layout and not missing, f"README's Layout does not name {missing}"
+
+
 def test_ci_runs_the_readmes_test_command_exactly():
     readme = (REPO / "README.md").read_text()
     block = readme[readme.index("# 2. "):readme.index("```", readme.index("# 2. "))]
