@@ -83,9 +83,9 @@ class Decay:
 
 
 def as_targets(y: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """Targets shaped like y: one-hot rows for integer labels, a column for one output per sample."""
+    """Targets shaped like y, in y's dtype: one-hot rows for integer labels, a column for one output per sample."""
     if t.shape == y.shape:
-        return t
+        return t if t.dtype == y.dtype else t.astype(y.dtype)  # integer one-hot rows or 0/1 columns
     if t.ndim == y.ndim - 1 and y.shape[-1] == 1:
         return t.reshape(y.shape).astype(y.dtype)
     if t.ndim == y.ndim - 1 and t.dtype.kind in "iu":

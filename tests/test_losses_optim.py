@@ -19,6 +19,23 @@ def test_loss_gradients_match_central_differences(name):
         assert check.passed, f"{name} {check.tensor}: relative error {check.error:.2e}"
 
 
+@pytest.mark.parametrize("name", list(LOSSES))
+@pytest.mark.parametrize("shape", [(4, 2), (4, 1)])
+def test_integer_targets_shaped_like_the_outputs_keep_the_outputs_dtype(name, shape):
+    """One-hot rows or a 0/1 column given as integers: the gradient must stay float32 (it was float64, which the
+    float32 layers' buffers refused)."""
+    if name == "softmax_cross_entropy" and shape[1] == 1:
+        return  # needs two outputs (refused at build)
+    y = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    t = np.eye(shape[1], dtype=np.int64)[[0, 1, 1, 0]] if shape[1] > 1 else np.array([[0], [1], [1], [0]])
+    loss = LOSSES.get(name)()
+    value = loss.forward(y, t)
+    grad = loss.backward()
+    assert grad.dtype == np.float32 and grad.shape == shape
+    assert value == pytest.approx(loss.forward(y, t.astype(np.float32)), rel=1e-6)
+    np.testing.assert_allclose(grad, loss.backward(), rtol=1e-6)
+
+
 def test_central_difference_of_sum_of_squares():
     x = np.array([3.0, 4.0])
     grad = numerical_gradient(lambda: float((x ** 2).sum()), x, eps=1e-4)
