@@ -121,7 +121,7 @@ class AdaGrad(Optimizer):
 
     def __init__(self, lr: float = 0.01, eps: float = 1e-10, **kwargs):
         super().__init__(lr=lr, **kwargs)
-        self.eps = eps
+        self.eps = _positive_eps(eps)
 
     def update(self, p, g, lr, h):
         h += g * g
@@ -136,7 +136,9 @@ class RMSProp(Optimizer):
 
     def __init__(self, lr: float = 0.001, rho: float = 0.9, eps: float = 1e-7, **kwargs):
         super().__init__(lr=lr, **kwargs)
-        self.rho, self.eps = rho, eps
+        if not 0 <= rho < 1:
+            raise ValueError(f"rho must be in [0, 1), got {rho}")
+        self.rho, self.eps = rho, _positive_eps(eps)
 
     def update(self, p, g, lr, h):
         h *= self.rho
@@ -155,7 +157,7 @@ class Adam(Optimizer):
         super().__init__(lr=lr, **kwargs)
         if not (0 <= beta1 < 1 and 0 <= beta2 < 1):
             raise ValueError(f"beta1 and beta2 must be in [0, 1), got {beta1}, {beta2}")
-        self.beta1, self.beta2, self.eps = beta1, beta2, eps
+        self.beta1, self.beta2, self.eps = beta1, beta2, _positive_eps(eps)
 
     def update(self, p, g, lr, m, v):
         as_p = p.dtype.type  # every scalar in the parameters' precision, as NumPy rounds them
@@ -169,8 +171,17 @@ class AdamW(Adam):
 
     def __init__(self, lr: float = 0.001, weight_decay: float = 0.01, **kwargs):
         super().__init__(lr=lr, **kwargs)
+        if weight_decay < 0:
+            raise ValueError(f"weight_decay must be non-negative, got {weight_decay}")
         self.weight_decay = weight_decay
 
     def update(self, p, g, lr, m, v):
         p *= 1 - lr * self.weight_decay
         super().update(p, g, lr, m, v)
+
+
+def _positive_eps(eps: float) -> float:
+    """eps, refused at 0 or below: it keeps the step's denominator away from 0 (negative, it can flip the step)."""
+    if eps <= 0:
+        raise ValueError(f"eps must be positive, got {eps}")
+    return eps

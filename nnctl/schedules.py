@@ -59,7 +59,7 @@ class Step(Schedule):
         super().__init__(**kwargs)
         if every <= 0:
             raise ValueError(f"every must be positive, got {every}")
-        self.every, self.gamma = every, gamma
+        self.every, self.gamma = every, _positive_gamma(gamma)
 
     def factor(self, epoch, total_epochs):
         return self.gamma ** math.floor(epoch / self.every)
@@ -71,7 +71,7 @@ class Exponential(Schedule):
 
     def __init__(self, gamma: float = 0.95, **kwargs):
         super().__init__(**kwargs)
-        self.gamma = gamma
+        self.gamma = _positive_gamma(gamma)
 
     def factor(self, epoch, total_epochs):
         return self.gamma ** epoch
@@ -83,6 +83,8 @@ class Cosine(Schedule):
 
     def __init__(self, min_factor: float = 0.0, **kwargs):
         super().__init__(**kwargs)
+        if not 0 <= min_factor <= 1:
+            raise ValueError(f"min_factor must be in [0, 1] (the last epoch's share of lr), got {min_factor}")
         self.min_factor = min_factor
 
     def factor(self, epoch, total_epochs):
@@ -130,3 +132,10 @@ class ReduceOnPlateau(Schedule):
 
     def load_state_dict(self, state):
         self.scale, self.best, self.wait, self.cooling = state["scale"], state["best"], state["wait"], state["cooling"]
+
+
+def _positive_gamma(gamma: float) -> float:
+    """gamma, refused at 0 or below: the lr would become 0 or change sign (the run climbing the loss)."""
+    if gamma <= 0:
+        raise ValueError(f"gamma must be positive (the factor lr is multiplied by), got {gamma}")
+    return gamma
