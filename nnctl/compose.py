@@ -29,7 +29,9 @@ def compose(path: Path, read: Reader, chain: tuple[Path, ...] = ()) -> tuple[Any
         raise ConfigError(f"{where}: base: {base} leads back to a config already in the chain ({names}); "
                           "a config cannot be its own base")
     if not base_path.is_file():
-        raise ConfigError(f"{where}: base: {base_path}: no such config file")
+        what = ("a folder, not a config file" if base_path.is_dir() else
+                "not a regular file (a device, FIFO or socket)" if base_path.exists() else "no such config file")
+        raise ConfigError(f"{where}: base: {base_path}: {what}")
     merged, merged_origins = compose(base_path, read, chain)
     if not isinstance(merged, dict):
         raise ConfigError(f"{where}: base: {base_path} is not a config (a mapping of sections)")
@@ -45,6 +47,8 @@ def merge(base: dict, child: dict, origins: Origins, child_origins: Origins, pat
         if value is None:
             base.pop(key, None)
             _drop(origins, at)
+            if at in child_origins:  # an error about the missing key then names the line that deleted it
+                origins[at] = child_origins[at]
             continue
         if isinstance(value, dict) and isinstance(base.get(key), str):
             base[key] = {"type": base[key]}  # the shorthand `loss: mse` means {type: mse}

@@ -30,13 +30,17 @@ class Config:
     source: str = "<config>"
     origins: dict[KeyPath, str] = field(default_factory=dict)
     base_dir: Path = Path(".")
+    overridden: set[KeyPath] = field(default_factory=set)
+    """The keys overrides set (on the command line, by a sweep), whose origins `where` adds below a key."""
 
     def where(self, path: KeyPath) -> str:
-        """'file:line' of the key at `path`, or of its closest ancestor that has one."""
-        for end in range(len(path), -1, -1):
-            if path[:end] in self.origins:
-                return self.origins[path[:end]]
-        return self.source
+        """'file:line' of the key at `path`, or of its closest ancestor that has one; with the overrides that set
+        keys under it (an error about a whole section may be theirs)."""
+        here = next((self.origins[path[:end]] for end in range(len(path), -1, -1) if path[:end] in self.origins),
+                    self.source)
+        below = sorted({self.origins[p] for p in self.overridden if len(p) > len(path) and p[:len(path)] == path}
+                       - {here})
+        return f"{here} (and {', '.join(below)})" if below else here
 
     def error(self, path: KeyPath, message: str) -> ConfigError:
         """A ConfigError that names the file, line and key."""
@@ -124,7 +128,9 @@ def _set(config: Config, path: KeyPath, value: Any, origin: str) -> None:
     node[path[-1]] = value
     for known in [p for p in config.origins if p[: len(path)] == path]:
         del config.origins[known]
+    config.overridden -= {p for p in config.overridden if p[: len(path)] == path}
     config.origins[path] = origin
+    config.overridden.add(path)
 
 
 def load_config(path: str | Path, overrides: typing.Sequence[str] = ()) -> Config:
