@@ -34,7 +34,7 @@ def build_model(config: Config, input_shape: tuple[int, ...], dtype: type,
     layers: list[Layer] = []
     shapes: list[tuple[int, ...]] = []
     counts: dict[str, int] = {}
-    names: set[str] = set()
+    names: dict[str, int] = {}
     shape = tuple(input_shape)
     for i, spec in enumerate(specs):
         path = ("model", "layers", i)
@@ -46,9 +46,12 @@ def build_model(config: Config, input_shape: tuple[int, ...], dtype: type,
         if not is_path_name(kwargs["name"]):
             raise config.error(path + ("name",), f"'{kwargs['name']}' cannot name a layer (its arrays are exported "
                                                  f"as <layer>/<key>); {PATH_NAME_RULE}")
-        if kwargs["name"] in names:
-            raise config.error(path + ("name",), f"layer name '{kwargs['name']}' is used twice")
-        names.add(kwargs["name"])
+        if (first := names.get(kwargs["name"])) is not None:
+            named = isinstance(spec, dict) and "name" in spec
+            given = path + ("name",) if named else ("model", "layers", first, "name")
+            raise config.error(given, f"layer name '{kwargs['name']}' is used twice: by model.layers.{first} and "
+                                      f"model.layers.{i} (a layer without a name is called <type>_<count>)")
+        names[kwargs["name"]] = i
         layer = construct(cls, kwargs, config, path, f"layer '{cls.registered_name}'",
                           resolve=partial(with_sub_objects, cls, config=config, path=path))
         try:

@@ -26,7 +26,9 @@ from nnctl.experiment import Experiment, build, initial_model, report
 from nnctl.gradcheck import check_model, check_registry
 from nnctl.jsonschema import config_schema
 from nnctl.layers import LAYERS
+from nnctl.limits import memory_limit
 from nnctl.losses import LOSSES
+from nnctl.metrics import check_metric_name
 from nnctl.model import Model
 from nnctl.onnx_export import export_onnx
 from nnctl.predict import check_output, features, predict_files, save_array, write
@@ -518,6 +520,10 @@ def sweep_command(
         raise ConfigError(f"--jobs must be at least 1, got {jobs}")
     if engine not in (None, "local", "ray"):
         raise ConfigError(f"--engine must be local or ray, not '{engine}'")
+    try:
+        check_metric_name(metric or "loss")
+    except ValueError as exc:
+        raise ConfigError(f"--metric: {exc}") from None
     sweep = Sweep(sweep_file, runs_dir)
     engine = engine or ("ray" if address else sweep.spec.engine)
     sweep.check_engine(engine)
@@ -610,6 +616,7 @@ def main() -> None:
     """Entry point: user errors become one message and a non-zero exit, never a traceback."""
     try:
         threads.apply_override()
+        memory_limit()  # a malformed NNCTL_MAX_MEMORY stops here, before any work
         app()
     except NnctlError as exc:
         err.print(f"error: {exc}", markup=False)

@@ -92,6 +92,18 @@ class Experiment:
         return self.config.data["seed"]
 
 
+def _check_target_values(config: Config, loss: Loss, data: Dataset) -> None:
+    """Probabilities for a cross-entropy: its float targets (one-hot or soft rows, 0/1 columns) in [0, 1]."""
+    if loss.applies is None:
+        return
+    for name in ("train", "val", "test"):
+        split = data.split(name)
+        if split is not None and split.y.dtype.kind == "f" and len(split.y) and not (
+                split.y.min() >= 0 and split.y.max() <= 1):
+            raise config.error(("loss",), f"{loss.registered_name} reads targets as probabilities in [0, 1], but "
+                                          f"the {name} targets run from {split.y.min():g} to {split.y.max():g}")
+
+
 def build(config: Config, weights: bool = True) -> Experiment:
     """Builds every piece of `config`, checking each against the config's lines; data is loaded here.
 
@@ -102,9 +114,10 @@ def build(config: Config, weights: bool = True) -> Experiment:
     data = source.load(dtype_t)
     rng = np.random.default_rng([config.data["seed"], 0])
     model = build_model(config, data.input_shape, dtype_t, rng)
+    loss = LOSSES.build(config.data["loss"], config, ("loss",))
+    _check_target_values(config, loss, data)
     data.to_device()
     loaded = load_into(model, config) if weights else None
-    loss = LOSSES.build(config.data["loss"], config, ("loss",))
     last = ("model", "layers", len(model.layers) - 1)
     try:
         loss.check(model.output_shape, data.train.y.shape[1:], data.num_classes)

@@ -26,11 +26,16 @@ def machine_memory() -> int:
 
 def memory_limit() -> int:
     """The most bytes one input may need: $NNCTL_MAX_MEMORY (such as 64G), else 3/4 of the machine's memory."""
+    from nnctl.errors import ConfigError  # here: errors imports this module
+
     text = os.environ.get(ENV, "").strip()
-    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?", text, re.IGNORECASE)
-    if match:
-        return int(float(match.group(1)) * _UNITS[match.group(2).upper()])
-    return machine_memory() * 3 // 4
+    if not text:
+        return machine_memory() * 3 // 4
+    match = re.fullmatch(r"(\d{1,15}(?:\.\d{1,15})?)\s*([KMGT]?)(?:i?B)?", text, re.IGNORECASE)
+    if not match or not (limit := int(float(match.group(1)) * _UNITS[match.group(2).upper()])):
+        raise ConfigError(f"{ENV} must be a size above 0 such as 64G, 512M or 2.5G, got '{text[:40]}'; "
+                          "unset it for 3/4 of the machine's memory")
+    return limit
 
 
 def size_text(nbytes: float) -> str:

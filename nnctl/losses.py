@@ -1,5 +1,7 @@
 """Losses: `forward(y, t)` returns the mean loss of a batch, `backward()` its gradient for y."""
 
+from typing import ClassVar
+
 import numpy as np
 
 from nnctl.backend import xp
@@ -12,6 +14,7 @@ LOSSES: Registry = Registry("loss")
 class Loss:
     """A loss over a batch; `l1` and `l2` configure the decay of the model's weights (never biases), see Decay."""
 
+    registered_name: ClassVar[str] = "loss"
     applies: str | None = None
     """The output activation this loss applies itself (so the model must not end in it)."""
 
@@ -158,6 +161,12 @@ class BinaryCrossEntropy(Loss):
 
     def labels(self, y):
         return (y[..., 0] > 0).astype(xp.int64) if y.shape[-1] == 1 else y.argmax(axis=-1)
+
+    def check(self, output_shape, target_shape, num_classes):
+        if output_shape[-1] == 1 and (num_classes or 0) > 2 and target_shape == output_shape[:-1]:
+            raise ValueError(f"one sigmoid output tells 2 classes apart (labels 0 and 1), but the labels run to "
+                             f"{num_classes - 1}; use softmax_cross_entropy with {num_classes} outputs")
+        super().check(output_shape, target_shape, num_classes)
 
     def probabilities(self, y):
         return sigmoid(y)

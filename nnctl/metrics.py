@@ -14,6 +14,14 @@ TOP_K = re.compile(r"top_([1-9][0-9]*)_accuracy")
 LOWER_IS_BETTER = ("loss", "error_rate", "mse")
 
 
+def check_metric_name(name: str) -> None:
+    """ValueError unless `name` is a metric a run can record: loss or a known metric, bare or with val_/test_."""
+    bare = name.removeprefix("val_").removeprefix("test_")
+    if bare != "loss" and bare not in METRICS and not TOP_K.fullmatch(bare):
+        raise ValueError(f"unknown metric '{name}'; a run records loss, {', '.join(METRICS)} or top_K_accuracy, "
+                         "each also as val_... and test_...")
+
+
 def target_labels(t: np.ndarray, y: np.ndarray) -> np.ndarray:
     """The class of each target, read against the outputs y: rows shaped like y are one-hot (or 0.9/0.1, or one
     0/1 output) and give their argmax (or threshold); otherwise t holds one label per row of y (integers, or

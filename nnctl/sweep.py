@@ -34,6 +34,7 @@ from nnctl.config import (
 )
 from nnctl.errors import ConfigError, NnctlError, quiet_arithmetic, read_bytes
 from nnctl.limits import capped_product
+from nnctl.metrics import check_metric_name
 from nnctl.runner import Runner
 from nnctl.runs import Run, find_runs, load_run
 from nnctl.schema import construct, describe_value, finite, is_number
@@ -67,6 +68,7 @@ class SweepSpec:
             if value is not None and value < least:
                 raise ValueError(f"{key} must be at least {least}, got {value}")
         check_samples(samples)
+        check_metric_name(metric)
         if seed > MAX_SEED:
             raise ValueError(f"seed must be at most {MAX_SEED:,} (2**31 - 1), got {_brief(seed)}; pick a smaller one")
         self.base, self.name, self.overrides = base, name, overrides or {}
@@ -86,6 +88,7 @@ class Search:
         if samples is not None and samples < 1:
             raise ValueError(f"samples must be at least 1, got {samples}")
         check_samples(samples)
+        check_metric_name(metric)
         self.type, self.samples, self.metric, self.mode = type, samples, metric, mode
 
 
@@ -106,6 +109,7 @@ class Scheduler:
             raise ValueError(f"grace_period must be at least 1, got {grace_period}")
         if reduction_factor <= 1:
             raise ValueError(f"reduction_factor must be above 1, got {reduction_factor}")
+        check_metric_name(metric)
         self.type, self.metric, self.mode = type, metric, mode
         self.grace_period, self.reduction_factor = grace_period, reduction_factor
 
@@ -356,11 +360,21 @@ class Sweep:
             member.resume = last if last.is_file() else None
         return True
 
+    def make_dir(self) -> None:
+        """Makes the sweep's folder (and its parents) before any member runs; NnctlError where it cannot be."""
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise NnctlError(f"{self.dir}: a file (or inside one), not a folder for the sweep's runs; give "
+                             "--runs-dir a folder") from None
+        except OSError as exc:
+            raise NnctlError(f"{self.dir}: cannot make the sweep's folder: {exc.strerror or exc}") from None
+
     def run(self, todo: list[Member], jobs: int = 1, report: Callable[[Outcome], None] | None = None
             ) -> list[Outcome]:
         """Runs `todo` (from plan) in `jobs` worker processes; returns every member's outcome, in sweep order."""
         outcomes: dict[str, Outcome] = {}
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.make_dir()
         if todo:
             threads = self.spec.cpus_per_member or max(1, blas_threads_available() // jobs)
             with _blas_threads(threads), \

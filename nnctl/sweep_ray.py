@@ -47,7 +47,7 @@ def run(sweep: Sweep, todo: list[Member], address: str | None, jobs: int | None,
     members = _Members(sweep, report, say)
     if remaining > 0:
         _connect(address, sweep.spec.cpus_per_member or 1)
-        sweep.dir.mkdir(parents=True, exist_ok=True)
+        sweep.make_dir()
         try:
             _fit(sweep, todo, done, stopped, remaining, jobs, members)
         finally:

@@ -12,6 +12,9 @@ from typing import Any
 
 from nnctl.errors import ConfigError
 
+MAX_THREADS = 1024
+"""The most NNCTL_THREADS may ask for (BLAS takes a C int; OpenBLAS's own builds stop at 64 or 512)."""
+
 
 @cache
 def fixed() -> int | None:
@@ -19,9 +22,9 @@ def fixed() -> int | None:
     value = os.environ.get("NNCTL_THREADS", "").strip()
     if not value:
         return None
-    if not value.isdigit() or int(value) < 1:
-        raise ConfigError(f"NNCTL_THREADS must be a positive number of threads, got '{value}'; "
-                          "unset it to let nnctl choose")
+    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= MAX_THREADS:
+        raise ConfigError(f"NNCTL_THREADS must be a positive number of threads (at most {MAX_THREADS}), got "
+                          f"'{value[:40]}'; unset it to let nnctl choose")
     return int(value)
 
 

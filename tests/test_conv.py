@@ -6,6 +6,7 @@ import pytest
 from nnctl import kernels
 from nnctl.builder import build_model
 from nnctl.config import from_dict
+from nnctl.errors import ConfigError
 from nnctl.gradcheck import check_layer
 from nnctl.layers import window
 from nnctl.layers.window import Window, col2im, im2col
@@ -163,6 +164,16 @@ def test_a_padded_maxpool_whose_padded_image_it_tiles_equals_the_general_path(mo
         runs.append((y, model.backward(np.cos(y))))
     for tiled, general in zip(*runs, strict=True):
         np.testing.assert_array_equal(tiled, general)
+
+
+@pytest.mark.parametrize("layer", ["maxpool2d", "avgpool2d"])
+def test_a_pool_padded_by_more_than_half_its_size_is_refused(layer):
+    """With padding 5 around 2×2 windows, some windows hold only padding: -inf for a max pool (NaN downstream)."""
+    config = from_dict({"model": {"layers": [{"type": layer, "pool_size": 2, "padding": 5}]}})
+    with pytest.raises(ConfigError, match=r"padding \[5, 5\] must be at most half the pool size \[2, 2\]"):
+        build_model(config, (1, 6, 6), np.float64, np.random.default_rng(0))
+    config = from_dict({"model": {"layers": [{"type": layer, "pool_size": 3, "stride": 2, "padding": 1}]}})
+    build_model(config, (1, 5, 5), np.float64, np.random.default_rng(0))  # 1 of 3: as PyTorch allows
 
 
 def test_maxpool_gradient_goes_to_the_first_maximum_only():

@@ -233,11 +233,21 @@ def test_csv_sources(tmp_path):
     ("a,b\n", {}, "t.csv: no data rows"),
     ("1\n2\n", {}, "one column only"),
     ("1,2\n3,4\n", {"target": 2}, "data.target 2 is not one of its 2 columns"),
+    ("1,2O,0\n3,4,1\n", {}, "t.csv:1: the first row holds numbers but column 2 is not one"),  # not a header
+    ("id,2,0\n3,4,1\n", {}, "t.csv:1: the first row holds numbers but column 1"),
 ])
 def test_bad_csv(tmp_path, content, option, message):
     (tmp_path / "t.csv").write_text(content)
     with pytest.raises(DataError, match=message):
         load({"type": "csv", "path": "t.csv", **option}, tmp_path)
+
+
+def test_a_csv_that_starts_with_a_byte_order_mark_keeps_its_first_row(tmp_path):
+    """Excel writes a BOM; read as part of the first cell, it made the first data row look like a header."""
+    (tmp_path / "t.csv").write_bytes(b"\xef\xbb\xbf1,2,0\n3,4,1\n5,6,0\n")
+    assert load({"type": "csv", "path": "t.csv"}, tmp_path).train.x.tolist() == [[1, 2], [3, 4], [5, 6]]
+    (tmp_path / "h.csv").write_bytes(b"\xef\xbb\xbfa,b,label\n1,2,0\n")
+    assert load({"type": "csv", "path": "h.csv"}, tmp_path).train.x.tolist() == [[1, 2]]
 
 
 def test_missing_csv(tmp_path):

@@ -11,7 +11,7 @@ import numpy as np
 from nnctl.data.augment import Augment
 from nnctl.data.dataset import Dataset, Split
 from nnctl.data.download import fetch_first
-from nnctl.errors import DataError
+from nnctl.errors import ConfigError, DataError
 from nnctl.limits import too_big
 from nnctl.registry import Registry
 
@@ -115,6 +115,9 @@ class DatasetSource:
         if self.augment and train.x.ndim != 4:
             raise DataError(f"{self.origin('training')}: data.augment shifts and flips images (channels, height, "
                             f"width), but the samples have shape {train.x.shape[1:]}; set data.flatten: false")
+        if self.augment and self.augment.shift >= min(train.x.shape[2:]):
+            raise ConfigError(f"data.augment.shift: {self.augment.shift} pixels would move a {train.x.shape[2]}×"
+                            f"{train.x.shape[3]} image off its frame; shift by less than {min(train.x.shape[2:])}")
         return Dataset(train, val, test, train.x.shape[1:], num_classes, self.shuffle, self.augment)
 
     def _check(self, x: np.ndarray, y: np.ndarray, split: str) -> None:

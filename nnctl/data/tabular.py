@@ -141,7 +141,7 @@ def _rows(path: Path, header: bool | None, delimiter: str,
     """The file's non-blank rows after any header (of its first `limit` non-blank rows), with their line numbers."""
     regular_file(path, DataError, "file")
     try:
-        with open(path, newline="", encoding="utf-8") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: a BOM (Excel's) is not part of a cell
             reader = csv.reader(f, delimiter=delimiter)
             rows = itertools.islice((row for row in reader if row), limit)
             numbered = [(reader.line_num, row) for row in rows]
@@ -149,21 +149,35 @@ def _rows(path: Path, header: bool | None, delimiter: str,
         raise DataError(f"{path}: no such file") from None
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise DataError(f"{path}: cannot read CSV ({exc})") from None
-    header = header if header is not None else bool(numbered) and _bad_column(numbered[0][1]) >= 0
+    header = header if header is not None else bool(numbered) and _is_header(path, *numbered[0])
     numbered = numbered[1:] if header else numbered
     if not numbered:
         raise DataError(f"{path}: no data rows")
     return [line for line, _ in numbered], [row for _, row in numbered]
 
 
+def _is_header(path: Path, line: int, row: list[str]) -> bool:
+    """Whether the first row is a header: names in most cells. Numbers in most of them, with a name among them,
+    is a typo in the first data row or a header of numbers: DataError rather than a row dropped unseen."""
+    names = sum(not _is_number(cell) for cell in row)
+    if 0 < names <= len(row) / 2:
+        raise DataError(f"{path}:{line}: the first row holds numbers but column {_bad_column(row) + 1} is not one: "
+                        "a typo in the first row, or a header of numbers? (a csv dataset's data.header: true or "
+                        "false says which)")
+    return names > 0
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
 def _bad_column(row: list[str]) -> int:
     """The index of the first cell that is not a number, or -1."""
-    for j, cell in enumerate(row):
-        try:
-            float(cell)
-        except ValueError:
-            return j
-    return -1
+    return next((j for j, cell in enumerate(row) if not _is_number(cell)), -1)
 
 
 def _bad_cell(path: Path, lines: list[int], rows: list[list[str]]) -> DataError:

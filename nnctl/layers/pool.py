@@ -16,6 +16,10 @@ class Pool2D(Layer):
                  padding: str | int | list[int] = "valid", **kwargs):
         super().__init__(**kwargs)
         self.window = Window.of(pool_size, pool_size if stride is None else stride, 1, padding)
+        pads, kernel = self.window.padding, self.window.kernel
+        if isinstance(pads, tuple) and (pads[0] > kernel[0] // 2 or pads[1] > kernel[1] // 2):
+            raise ValueError(f"padding {list(pads)} must be at most half the pool size {list(kernel)} "
+                             f"(as PyTorch's), else a window may hold only padding; or use padding 'same'")
 
     def output_shape(self, input_shape):
         if len(input_shape) != 3:

@@ -1,0 +1,103 @@
+"""Values a config accepts must make sense: each that would train wrongly (an lr gone negative, targets outside a
+loss's range, a pool window of padding only) or crash stops before training with one message naming the line."""
+
+import pytest
+from hostile import XOR, clean_error, listing
+
+from helpers import REPO, nnctl
+
+pytestmark = pytest.mark.slow  # each test runs the CLI
+
+INLINE = "{type: inline, x: [[0, 0], [0, 1], [1, 0], [1, 1]], y: %s}"
+
+OVERRIDES = {
+    "step gamma below 0": (["schedule={type: step, every: 1, gamma: -1}"], "gamma must be positive"),
+    "exponential gamma 0": (["schedule={type: exponential, gamma: 0}"], "gamma must be positive"),
+    "cosine min_factor above 1": (["schedule={type: cosine, min_factor: 2}"], "min_factor must be in [0, 1]"),
+    "adam eps below 0": (["optimizer.eps=-1"], "eps must be positive, got -1"),
+    "adagrad eps 0": (["optimizer={type: adagrad, eps: 0}"], "eps must be positive, got 0"),
+    "rmsprop rho above 1": (["optimizer={type: rmsprop, rho: 5}"], "rho must be in [0, 1), got 5"),
+    "adamw decay below 0": (["optimizer={type: adamw, weight_decay: -1}"], "weight_decay must be non-negative"),
+    "a leaf override under a section": (["loss.l2=-1"], "c.yaml:8 (and override 'loss.l2=-1'): loss: l1 and l2"),
+    "an override's epochs": (["train.epochs=0"], "c.yaml:10 (and override 'train.epochs=0'): train: epochs"),
+    "a name used twice": (["model.layers.0.name=dense_2"],
+                          "override 'model.layers.0.name=dense_2': model.layers.0.name: layer name 'dense_2' is "
+                          "used twice: by model.layers.0 and model.layers.1"),
+    "three labels for one sigmoid": ([f"data={INLINE % '[0, 1, 1, 2]'}", "loss=binary_cross_entropy",
+                                      "model.layers.1.units=1"], "one sigmoid output tells 2 classes apart"),
+    "binary targets below 0": ([f"data={INLINE % '[-0.5, 1, 1, 0]'}", "loss=binary_cross_entropy",
+                                "model.layers.1.units=1"],
+                               "binary_cross_entropy reads targets as probabilities in [0, 1], but the train "
+                               "targets run from -0.5 to 1"),
+    "soft rows above 1": ([f"data={INLINE % '[[0, 1.5], [1, 0], [1, 0], [0, 1]]'}"],
+                          "softmax_cross_entropy reads targets as probabilities in [0, 1]"),
+}
+
+
+@pytest.mark.parametrize("name", OVERRIDES)
+def test_values_that_would_train_wrongly_are_refused_at_their_line(tmp_path, name):
+    overrides, phrase = OVERRIDES[name]
+    (tmp_path / "c.yaml").write_text(XOR)
+    clean_error(nnctl("train", "c.yaml", *overrides, cwd=tmp_path), 2, phrase)
+    assert listing(tmp_path) == {str(tmp_path / "c.yaml")}
+
+
+def test_integer_one_hot_targets_train_in_float32(tmp_path):
+    """Integer one-hot rows were kept int64, and the float64 gradient they made stopped float32 training."""
+    (tmp_path / "c.yaml").write_text(XOR)
+    result = nnctl("train", "c.yaml", "-q", f"data={INLINE % '[[1, 0], [0, 1], [0, 1], [1, 0]]'}", "dtype=float32",
+                   cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+
+
+def test_a_shift_that_moves_the_image_off_its_frame(tmp_path):
+    """A shift of 10⁹ pixels asked for an array too big to make; one at the image's size for 37 GiB."""
+    result = nnctl("train", str(REPO / "configs" / "mnist_cnn.yaml"), "data.subset=100", "data.test_subset=100",
+                   "data.validation=null", "data.augment={shift: 28}", "--runs-dir", str(tmp_path / "runs"),
+                   cwd=tmp_path)
+    clean_error(result, 2, "data.augment.shift: 28 pixels would move a 28×28 image off its frame; shift by less "
+                           "than 28")
+
+
+@pytest.mark.parametrize("variable, value, phrase", [
+    ("NNCTL_THREADS", "9" * 20, "NNCTL_THREADS must be a positive number of threads (at most 1024)"),
+    ("NNCTL_THREADS", "²", "NNCTL_THREADS must be a positive number"),  # a digit to str.isdigit, not to int()
+    ("NNCTL_MAX_MEMORY", "64Q", "NNCTL_MAX_MEMORY must be a size above 0 such as 64G"),
+    ("NNCTL_MAX_MEMORY", "0", "NNCTL_MAX_MEMORY must be a size above 0"),
+    ("NNCTL_MAX_MEMORY", "nan", "NNCTL_MAX_MEMORY must be a size above 0"),
+])
+def test_malformed_environment_variables_stop_every_command(tmp_path, variable, value, phrase):
+    (tmp_path / "c.yaml").write_text(XOR)
+    for args in (["--help"], ["config", "c.yaml"]):
+        clean_error(nnctl(*args, cwd=tmp_path, env={variable: value}), 2, phrase)
+
+
+@pytest.mark.parametrize("base, phrase", [
+    ("folder", "base: folder: a folder, not a config file"),
+    ("/dev/null", "base: /dev/null: not a regular file"),
+    ("missing.yaml", "base: missing.yaml: no such config file"),
+])
+def test_a_base_that_is_not_a_config_file_is_named_for_what_it_is(tmp_path, base, phrase):
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "c.yaml").write_text(f"base: {base}\nseed: 1\n")
+    clean_error(nnctl("config", "c.yaml", cwd=tmp_path), 2, f"c.yaml:1: {phrase}")
+
+
+def test_a_required_section_deleted_over_a_base_names_the_deleting_line(tmp_path):
+    (tmp_path / "xor.yaml").write_text(XOR)
+    (tmp_path / "c.yaml").write_text("base: xor.yaml\nseed: 1\nmodel: null\n")
+    clean_error(nnctl("config", "c.yaml", cwd=tmp_path), 2, "c.yaml:3: model: missing required section")
+
+
+@pytest.mark.parametrize("sweep, args, code, phrase", [
+    ("metric: foo\n", [], 2, "unknown metric 'foo'"),
+    ("search: {type: random, samples: 2, metric: val_acc}\n", [], 2, "unknown metric 'val_acc'"),
+    ("", ["--metric", "nonexistent"], 2, "--metric: unknown metric 'nonexistent'"),
+    ("", ["--runs-dir", "c.yaml"], 1, "a file (or inside one), not a folder for the sweep's runs"),
+    ("", ["--runs-dir", "c.yaml/sub"], 1, "a file (or inside one), not a folder for the sweep's runs"),
+])
+def test_sweep_mistakes_stop_before_any_member_trains(tmp_path, sweep, args, code, phrase):
+    (tmp_path / "c.yaml").write_text(XOR)
+    (tmp_path / "s.yaml").write_text("base: c.yaml\ngrid: {optimizer.lr: [0.1, 0.2]}\n" + sweep)
+    clean_error(nnctl("sweep", "s.yaml", *args, cwd=tmp_path), code, phrase)
+    assert listing(tmp_path) == {str(tmp_path / "c.yaml"), str(tmp_path / "s.yaml")}
