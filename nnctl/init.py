@@ -20,7 +20,9 @@ class Initializer:
     def __call__(self, shape: tuple[int, ...], fan_in: int, fan_out: int,
                  rng: np.random.Generator, dtype: type) -> np.ndarray:
         # the float64 draw, then the parameter, its gradient and up to two optimizer slots
-        problem = too_big(math.prod(shape) * (8 + 4 * np.dtype(dtype).itemsize), f"a parameter of shape {list(shape)}")
+        problem = too_big(math.prod(shape) * (8 + 4 * np.dtype(dtype).itemsize),
+                          f"a parameter of shape {list(shape)} (its float64 draw, then itself, its gradient and two "
+                          "optimizer slots)")
         if problem:
             raise ValueError(problem)
         return to_device(self.sample(shape, fan_in, fan_out, rng).astype(dtype))

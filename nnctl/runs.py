@@ -92,7 +92,8 @@ class Run:
 
 
 def is_run(path: Path) -> bool:
-    return (path / "summary.json").is_file() and (path / "config.yaml").is_file()
+    """Whether `path` holds a run: its summary.json and config.yaml, readable or damaged (shown in part)."""
+    return (path / "summary.json").exists() and (path / "config.yaml").exists()
 
 
 def checkpoint_of(path: Path, last: bool = False) -> Path:

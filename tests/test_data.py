@@ -51,6 +51,7 @@ def test_raw_idx_file(tmp_path, mnist_root):
     (b"\x00\x00", "bad magic number"),
     (b"\x00\x00\x08\x03\x00\x00", "truncated IDX header"),
     (b"\x00\x00\x08\x00", "no dimensions"),
+    (b"", r"empty \(0 bytes once decompressed\), so not an IDX file"),
 ])
 def test_broken_idx_files(tmp_path, raw, message):
     path = tmp_path / "broken-idx1-ubyte.gz"
@@ -69,6 +70,17 @@ def test_truncated_gzip_not_gzip_and_missing(tmp_path, mnist_root):
             read_idx(tmp_path / name)
     with pytest.raises(DataError, match="missing.gz: no such file"):
         read_idx(tmp_path / "missing.gz")
+
+
+def test_an_mnist_file_that_is_a_link_loop_is_named_not_downloaded_over(tmp_path, mnist_root):
+    folder = tmp_path / "mnist"
+    shutil.copytree(mnist_root / "mnist", folder)
+    (folder / "train-labels-idx1-ubyte.gz").unlink()
+    (folder / "a").symlink_to(folder / "b")
+    (folder / "b").symlink_to(folder / "a")
+    (folder / "train-labels-idx1-ubyte.gz").symlink_to(folder / "a")
+    with pytest.raises(DataError, match="train-labels-idx1-ubyte.gz: cannot read file: Too many levels of symbolic"):
+        load({"type": "mnist", "root": str(tmp_path), "mirror": "http://127.0.0.1:9/"})
 
 
 def test_parse_idx_values():

@@ -118,6 +118,17 @@ def test_an_npy_header_declaring_a_terabyte_is_refused_before_allocating(tmp_pat
         read_npy(tmp_path / "tb.npy")
 
 
+def test_an_npy_file_with_bytes_after_its_array_is_refused(tmp_path):
+    """np.save never writes them: something else was appended, or the header understates the array."""
+    np.save(tmp_path / "x.npy", np.arange(6.0))
+    with open(tmp_path / "x.npy", "ab") as f:
+        f.write(b"\0" * 1000)
+    with pytest.raises(DataError, match=r"\(48 bytes of data\), but the file holds 1,048: .* bytes after its array"):
+        read_npy(tmp_path / "x.npy")
+    np.save(tmp_path / "ok.npy", np.arange(6.0))
+    assert read_npy(tmp_path / "ok.npy").tolist() == list(range(6))
+
+
 @pytest.mark.parametrize("shape", [(-1, 2), (2, -3), (1,) * 40])
 def test_an_npy_header_declaring_a_shape_no_array_has_is_refused(tmp_path, shape):
     (tmp_path / "x.npy").write_bytes(npy_header(shape) + b"\0" * 64)

@@ -65,8 +65,8 @@ def test_tree_tables_padded_past_the_memory_limit_are_refused_before_allocating(
         deep = f"(0 {deep} (0 a))"
     trees = [parse_tree(deep)] + [parse_tree("(1 (0 a) (1 b))")] * 5000  # each padded to 4,001 nodes: 458 MiB
     monkeypatch.setenv(ENV, "100M")
-    with pytest.raises(DataError, match="5,001 trees padded to the longest, of 4,001 nodes would need 458.0 MiB"):
-        encode(trees, vocabulary(trees), 4001)
+    with pytest.raises(DataError, match="t.txt: 5,001 trees padded to the longest, of 4,001 nodes would need 458"):
+        encode(trees, vocabulary(trees), 4001, "t.txt")
 
 
 def test_node_table_of_a_treebank_line_by_hand():

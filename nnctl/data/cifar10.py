@@ -1,6 +1,7 @@
 """CIFAR-10: the python-pickle batches in cifar-10-python.tar.gz, read from the data directory or downloaded once."""
 
 import gzip
+import os
 import tarfile
 import zlib
 from pathlib import Path
@@ -42,7 +43,7 @@ class CIFAR10(CachedSource):
                                                                                "CIFAR-10 batch file"))
                        for name in [*TRAIN_BATCHES, "test_batch"] if (folder / FOLDER / name).exists()}
         else:
-            if not (folder / ARCHIVE).exists():
+            if not os.path.lexists(folder / ARCHIVE):  # a broken link is read (and named), not downloaded over
                 self.download(ARCHIVE, MD5, of_contents=False, holding=f"{ARCHIVE} (or the {FOLDER}/ folder from it)")
             batches = self._from_archive(folder / ARCHIVE)
         missing = [name for name in [*TRAIN_BATCHES, "test_batch"] if name not in batches]

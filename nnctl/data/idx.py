@@ -33,6 +33,9 @@ def read_idx(path: str | Path) -> np.ndarray:
 
 def declared_size(raw: bytes, source: str) -> int:
     """The bytes an IDX file should have, header included, as its header declares."""
+    if not raw:
+        raise DataError(f"{source}: empty (0 bytes{' once decompressed' if source.endswith('.gz') else ''}), so "
+                        "not an IDX file; delete it to download it again")
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _TYPES:
         raise DataError(f"{source}: not an IDX file (bad magic number {raw[:4].hex()})")
     ndim = raw[3]

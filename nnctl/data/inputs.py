@@ -2,7 +2,6 @@
 
 import io
 import math
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -61,8 +60,8 @@ def read_image(path: Path, sample_shape: tuple[int, ...]) -> np.ndarray:
         raise NnctlError(f"{path}: reading images needs Pillow; install it with pip install 'nnctl[images]'") from None
     raw = read_bytes(path, DataError, "image file")
     try:
-        with warnings.catch_warnings(), Image.open(io.BytesIO(raw)) as image:
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # nnctl's own limit applies, below
+        Image.MAX_IMAGE_PIXELS = None  # no warning or refusal of Pillow's own: nnctl's limit (NNCTL_MAX_MEMORY) applies
+        with Image.open(io.BytesIO(raw)) as image:
             if problem := too_big(image.width * image.height * 4, f"{path}: an image of {image.width}×{image.height}"):
                 raise DataError(problem)
             pixels = np.asarray(image.convert("L" if channels == 1 else "RGB").resize((width, height)))

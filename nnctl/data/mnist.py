@@ -1,5 +1,7 @@
 """MNIST: the four IDX files, read from the data directory or downloaded once and cached there."""
 
+import os
+
 from nnctl.data.idx import read_idx
 from nnctl.data.source import DATASETS, Arrays, CachedSource
 from nnctl.errors import DataError
@@ -35,7 +37,7 @@ class MNIST(CachedSource):
     def read(self) -> Arrays:
         folder = self.folder()
         for name, md5 in FILES.items():
-            if not (folder / name).exists():
+            if not os.path.lexists(folder / name):  # a broken link is read (and named), not downloaded over
                 self.download(name, md5, of_contents=True, holding=f"the files {', '.join(FILES)}")
         arrays = [read_idx(folder / name) for name in FILES]
         for name, array, ndim in zip(FILES, arrays, (3, 1, 3, 1), strict=True):

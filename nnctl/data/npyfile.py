@@ -95,9 +95,10 @@ def _read_array(f: IO[bytes], size: int, where: str) -> np.ndarray:
         raise _Unreadable(f"holds {_REFUSED.get(dtype.kind, 'records')} (dtype {dtype.str}), not plain numbers")
     nbytes = math.prod(shape) * dtype.itemsize
     available = size - f.tell()
-    if nbytes > available:
+    if nbytes != available:
         raise _Unreadable(f"declares shape {list(shape)} ({nbytes:,} bytes of data), but the file holds "
-                          f"{max(available, 0):,}: a forged header, or a truncated file")
+                          f"{max(available, 0):,}: a forged header, or a "
+                          f"{'truncated file' if nbytes > available else 'file with bytes after its array'}")
     if problem := too_big(nbytes, f"{where} of shape {list(shape)}"):
         raise DataError(problem)
     buffer, filled = bytearray(nbytes), 0

@@ -112,11 +112,12 @@ def vocabulary(trees: list[tuple[list[Node], list[int]]]) -> list[str]:
     return [UNKNOWN, *sorted({word for nodes, _ in trees for word, _, _ in nodes if word is not None} - {UNKNOWN})]
 
 
-def encode(trees: list[tuple[list[Node], list[int]]], words: list[str], size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Node tables (trees, size, 3) padded with -1, and the root labels (trees,)."""
+def encode(trees: list[tuple[list[Node], list[int]]], words: list[str], size: int,
+           origin: str = "the trees") -> tuple[np.ndarray, np.ndarray]:
+    """Node tables (trees, size, 3) padded with -1, and the root labels (trees,); `origin` names the file."""
     ids = {word: i for i, word in enumerate(words)}
-    if problem := too_big(len(trees) * size * 3 * 8, f"{len(trees):,} trees padded to the longest, of {size:,} "
-                                                     "nodes"):
+    if problem := too_big(len(trees) * size * 3 * 8, f"{origin}: {len(trees):,} trees padded to the longest, of "
+                                                     f"{size:,} nodes"):
         raise DataError(problem)
     x = np.full((len(trees), size, 3), -1, dtype=np.int64)
     for t, (nodes, _) in enumerate(trees):
@@ -144,5 +145,5 @@ class Trees(DatasetSource):
         test = read_trees(self.path(self.test_file)) if self.test_file else []
         words = vocabulary(train)
         size = max(len(nodes) for nodes, _ in train + test)
-        x, y = encode(train, words, size)
-        return (x, y, *encode(test, words, size)) if test else (x, y, None, None)
+        x, y = encode(train, words, size, self.origin("training"))
+        return (x, y, *encode(test, words, size, self.origin("test"))) if test else (x, y, None, None)
