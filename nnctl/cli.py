@@ -31,6 +31,7 @@ from nnctl.losses import LOSSES
 from nnctl.metrics import check_metric_name
 from nnctl.model import Model
 from nnctl.onnx_export import export_onnx
+from nnctl.outputs import REFUSALS, check_target, refusal
 from nnctl.predict import check_output, features, predict_files, save_array, write
 from nnctl.runner import Runner
 from nnctl.runs import Run, checkpoint_of, expand, find_runs, load_run
@@ -55,10 +56,22 @@ CHECKPOINT_HELP = "A checkpoint written by a run, or its run directory (best.pkl
 MAX_SAMPLE_LENGTH = 1_000_000
 """The most tokens `nnctl sample` generates in one call."""
 DEVICE_HELP = "Where to compute: cpu, cuda or cuda:N (an NVIDIA GPU through CuPy: pip install 'nnctl[gpu]')."
-Device = Annotated[str, typer.Option("--device", help=DEVICE_HELP)]
+
+
+def _device_option(value: str | None) -> str | None:
+    """--device as given, refused by its own name (not as the override it becomes) when it names no device."""
+    if value is not None:
+        try:
+            backend.parse_device(value)
+        except ValueError as exc:
+            raise ConfigError(f"--device: {exc}") from None
+    return value
+
+
+Device = Annotated[str, typer.Option("--device", help=DEVICE_HELP, callback=_device_option)]
 Force = Annotated[bool, typer.Option("--force", help="Replace the output file if it exists.")]
 RunDevice = Annotated[str | None, typer.Option("--device", help=DEVICE_HELP + " Default: the config's device.",
-                                               show_default=False)]
+                                               show_default=False, callback=_device_option)]
 
 
 def _version(value: bool) -> None:
@@ -124,7 +137,8 @@ def train(
     if summary["status"] == "stopped":
         raise typer.Exit(130)
     if not quiet:
-        out.print(f"{summary['status']} after {summary['epochs']} epochs in {summary['wall_time_s']:.1f} s; "
+        epochs = summary["epochs"]
+        out.print(f"{summary['status']} after {epochs} epoch{'s' * (epochs != 1)} in {summary['wall_time_s']:.1f} s; "
                   f"checkpoints in {runner.checkpoints.folder}")
 
 
@@ -163,7 +177,8 @@ def gradcheck(
     overrides: Annotated[list[str] | None, typer.Argument(help=OVERRIDES_HELP, show_default=False)] = None,
     eps: Annotated[float, typer.Option("--eps", help="Central-difference step.")] = 1e-6,
     tol: Annotated[float, typer.Option("--tol", help="Largest relative error that passes.")] = 1e-6,
-    layer: Annotated[str | None, typer.Option("--layer", help="Check only this registered layer or loss.",
+    layer: Annotated[str | None, typer.Option("--layer", help="Check only this registered layer or loss; with a "
+                                              "config, the model's layers of this name or type.",
                                      show_default=False)] = None,
     samples: Annotated[int, typer.Option("--samples", help="Training samples used with a config.")] = 8,
     per_tensor: Annotated[int, typer.Option("--per-tensor", help="Entries of each tensor checked with a config.")] = 20,
@@ -176,7 +191,7 @@ def gradcheck(
     _at_least("--per-tensor", per_tensor, 1)
     if config is not None:
         exp = _load(config, [*(overrides or []), "dtype=float64", f"device={device}"])
-        checks = check_model(exp, samples, per_tensor, eps, tol)
+        checks = check_model(exp, samples, per_tensor, eps, tol, layer=layer)
     else:
         if layer is not None and layer not in LAYERS and layer not in LOSSES:
             LAYERS.get(layer)  # raises with the known names and a suggestion
@@ -195,14 +210,16 @@ def check(
     overrides: Annotated[list[str] | None, typer.Argument(help=OVERRIDES_HELP, show_default=False)] = None,
     samples: Annotated[int, typer.Option("--samples", min=1, help="How many training samples to overfit.")] = 20,
     steps: Annotated[int, typer.Option("--steps", min=1, help="The most steps allowed to overfit them.")] = 1000,
-    seconds: Annotated[float, typer.Option("--seconds", min=0, help="The most time allowed to overfit them.")] = 60,
-    repeats: Annotated[int, typer.Option("--repeats", min=1, help="Timed passes per layer.")] = 5,
+    seconds: Annotated[float, typer.Option("--seconds", min=0, help="The most time allowed to overfit them, and "
+                                           "for the timed passes.")] = 60,
+    repeats: Annotated[int, typer.Option("--repeats", min=1, help="Timed passes per layer (as many as fit in "
+                                         "--seconds).")] = 5,
 ) -> None:
     """Pre-flight: one batch forward and backward, the initial loss against its expected value, dead or
     saturated units at init, overfitting a few samples, and each layer's forward and backward time; exit 1
     with the reasons where something is wrong."""
     exp = _load(config, overrides)
-    timings = time_layers(exp, repeats)
+    timings = time_layers(exp, repeats, seconds)
     findings = preflight(exp, samples, steps, seconds)
     out.print(tables.findings_table(findings))
     out.print(tables.timing_table(timings, len(batch(exp)[0])))
@@ -245,8 +262,10 @@ def config_command(
     overrides: Annotated[list[str] | None, typer.Argument(help=OVERRIDES_HELP, show_default=False)] = None,
 ) -> None:
     """Print the fully resolved config as YAML: its base chain merged, overrides applied, every default filled in."""
-    text = dump_yaml(resolved(load_config(config, overrides or [])), allow_unicode=True)
-    out.print(text, markup=False, end="")
+    parsed = load_config(config, overrides or [])
+    text = dump_yaml(resolved(parsed), allow_unicode=True)
+    out.print(f"# resolved from {config}; relative paths (data files, model.weights) start from {parsed.base_dir}\n"
+              + text, markup=False, end="")
 
 
 @app.command("schema")
@@ -353,7 +372,8 @@ def convert_command(
 def sample(
     checkpoint_path: Annotated[Path, typer.Argument(metavar="CHECKPOINT", help="A checkpoint of a language model, "
                                                     "or its run directory (best.pkl, else last.pkl).")],
-    prime: Annotated[str, typer.Option("--prime", help="The text to start from.")] = "\n",
+    prime: Annotated[str, typer.Option("--prime", help="The text to start from (default: a newline).",
+                                       show_default=False)] = "\n",
     length: Annotated[int, typer.Option("--length", help="How many tokens to generate (at most 1,000,000).")] = 300,
     temperature: Annotated[float, typer.Option("--temperature", help="Below 1: safer choices; above 1: "
                                                                       "more surprising ones.")] = 1.0,
@@ -413,7 +433,7 @@ def runs_diff(runs: Annotated[list[Path], typer.Argument(metavar="RUN RUN", help
                                                          "checkpoints).")]) -> None:
     """The config keys that differ between two runs, and their results side by side."""
     if len(runs) != 2:
-        raise NnctlError(f"expected two runs, got {len(runs)}: nnctl runs diff RUN RUN")
+        raise ConfigError(f"expected two runs, got {len(runs)}: nnctl runs diff RUN RUN")
     pair = load_run(runs[0]), load_run(runs[1])
     for table in tables.diff_tables(*pair):
         out.print(table)
@@ -442,12 +462,13 @@ def plot_command(
     split: Annotated[str, typer.Option("--split", help="The split for --confusion and --activations.")] = "test",
     samples: Annotated[int, typer.Option("--samples", help="The batch size for --activations.")] = 1000,
     smooth: Annotated[float, typer.Option("--smooth", help="Smoothing of per-step curves, 0 to 0.999.")] = 0.9,
+    force: Force = False,
 ) -> None:
     """Learning curves of runs overlaid (per epoch, and per step smoothed), or a confusion matrix, filters or
     activation histograms of one run, as a PNG (needs matplotlib: pip install 'nnctl[plot]')."""
     kinds = [k for k, on in (("confusion", confusion), ("filters", filters), ("activations", activations)) if on]
     if len(kinds) > 1:
-        raise NnctlError(f"give one of --confusion, --filters and --activations, not {' and '.join(kinds)}")
+        raise ConfigError(f"give one of --confusion, --filters and --activations, not {' and '.join(kinds)}")
     if split not in ("test", "val", "train"):
         raise ConfigError(f"--split must be test, val or train, not '{split}'")
     if not 0 <= smooth < 1:
@@ -460,6 +481,7 @@ def plot_command(
     default_dir = runs[0] if len(runs) == 1 and runs[0].is_dir() else Path(".")
     path = output or default_dir / f"{kind}.png"
     plots.check_output(path)
+    _fresh_output(path, runs, force)
     if kind == "curves":
         written = plots.curves(expand(runs), metric, path, smooth)
     elif kind == "filters":
@@ -585,9 +607,11 @@ def _sweep_plots(sweep: Sweep, outcomes: list[Outcome], metric: str) -> None:
 
 
 def _fresh_output(path: Path, inputs: Iterable[Path], force: bool) -> None:
-    """Refuses to write over one of the command's own inputs, or over an existing file without --force."""
+    """Refuses to write over one of the command's own inputs, over anything but a regular file, or over an existing
+    file without --force."""
     if path.exists() and any(_same_file(path, each) for each in inputs):
         raise NnctlError(f"{path}: this is one of the command's inputs; write the output to another file")
+    check_target(path)
     if path.exists() and not force:
         raise NnctlError(f"{path} exists; give --force to replace it, or another -o")
 
@@ -629,6 +653,9 @@ def main() -> None:
         err.print("error: an input nests too deeply to follow (a cycle, or thousands of levels)", markup=False)
         sys.exit(1)
     except Exception as exc:
+        if isinstance(exc, OSError) and exc.errno in REFUSALS:  # a full disk, a read-only folder: not a bug
+            err.print(f"error: {refusal(exc)}", markup=False)
+            sys.exit(1)
         if DEBUG:
             raise
         err.print(f"internal error: {type(exc).__name__}: {exc}\n"

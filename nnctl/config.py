@@ -82,6 +82,9 @@ def key_path(key: str) -> KeyPath:
 def apply_override(config: Config, path: KeyPath, value: Any, origin: str) -> None:
     """Set `value` at `path`, creating mappings on the way; a `*` in the path stands for each list item (or
     mapping value) that has the key after it, as in `model.layers.*.weight_init.std`."""
+    if path[-1] == "*":
+        raise ConfigError(f"{origin}: {dotted(path)}: a '*' stands for the items that have the key after it, so a "
+                          "key must follow it, such as model.layers.*.weight_init")
     paths = expand_path(config.data, path)
     if not paths:
         raise ConfigError(f"{origin}: {dotted(path)}: its '*' matches no item of the config that has the key "
@@ -183,6 +186,9 @@ def is_path_name(name: Any) -> bool:
 def check_top_level(config: Config) -> None:
     """Unknown or missing sections, and the scalar ones' types."""
     for key in config.data:
+        if key == "base":  # a file's base is merged when it is read: one set later has nothing to merge into
+            raise config.error((key,), "base is read from a config file only, not set by an "
+                                       "override or a sweep; write it in the file")
         if key not in SECTIONS:
             raise config.error((key,), f"unknown section{did_you_mean(key, SECTIONS)}; "
                                        f"expected one of: {', '.join(SECTIONS)}")

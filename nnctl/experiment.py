@@ -182,12 +182,13 @@ def _check_memory(config: Config, model: Model, settings: TrainSettings, data: D
     itemsize = np.dtype(model.params()[0].dtype if model.params() else np.float64).itemsize
     size = settings.batch_size
     batch = min(size, len(data.train)) if isinstance(size, int) else len(data.train)
-    activations = sum(math.prod(shape) for shape in model.shapes) * max(batch, settings.eval_batch_size)
+    evaluated = min(settings.eval_batch_size, max(len(s) for s in (data.train, data.val, data.test) if s is not None))
+    activations = sum(math.prod(shape) for shape in model.shapes) * max(batch, evaluated)
     need = (model.num_params * (2 + slots) + 3 * activations) * itemsize
     problem = too_big(need, "training this model (its parameters, gradients, optimizer slots and the activations "
-                            "of one batch)")
+                            f"of one {'evaluation ' if evaluated > batch else ''}batch)")
     if problem:
-        raise config.error(("model", "layers"), problem)
+        raise config.error(("train", "eval_batch_size") if evaluated > batch else ("model", "layers"), problem)
 
 
 def train_settings(config: Config) -> TrainSettings:

@@ -8,6 +8,7 @@ import numpy as np
 from nnctl.backend import to_device, to_host, xp
 from nnctl.builder import build_model
 from nnctl.config import from_dict
+from nnctl.errors import ConfigError
 from nnctl.experiment import Experiment
 from nnctl.layers import LAYERS, Layer
 from nnctl.losses import LOSSES, Decay, Loss
@@ -117,8 +118,9 @@ def check_loss(name: str, eps: float = 1e-6, tol: float = 1e-6, seed: int = 0) -
 
 
 def check_model(exp: Experiment, samples: int = 8, per_tensor: int = 20, eps: float = 1e-6, tol: float = 1e-6,
-                seed: int = 0) -> list[Check]:
-    """A whole model from a config, on its first training samples; `per_tensor` entries sampled per tensor.
+                seed: int = 0, layer: str | None = None) -> list[Check]:
+    """A whole model from a config, on its first training samples; `per_tensor` entries sampled per tensor; only
+    the parameters of the layers called `layer`, or of its type, when given.
 
     Inputs and parameters are first moved by random noise (5 % of their RMS, at least 0.05), so that no unit sits
     on a kink: zero biases over MNIST's blank borders put thousands of ReLUs exactly at 0 and tie every max pool,
@@ -144,6 +146,13 @@ def check_model(exp: Experiment, samples: int = 8, per_tensor: int = 20, eps: fl
     checks = []
     if dx is not None:  # None from indices, or when the first layers are frozen and backward stops before them
         entries.append(("model", "input", x, dx))
+    if layer is not None:
+        types = {each.name: each.registered_name for each in model.layers}
+        entries = [entry for entry in entries if layer in (entry[0], types.get(entry[0]))]
+        if not entries:
+            trained = ", ".join(dict.fromkeys(f"{each.name} ({each.registered_name})" for each, _ in model.keys))
+            raise ConfigError(f"--layer {layer}: no layer of this model with parameters is called so or of that "
+                              f"type; those with parameters: {trained}")
     for target, key, tensor, grad in entries:
         indices = _sample_indices(rng, tensor.shape, per_tensor)
         numeric = numerical_gradient(f, tensor, eps, indices)

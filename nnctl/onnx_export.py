@@ -12,6 +12,7 @@ from nnctl.layers import Layer
 from nnctl.layers.activations import ELU, Activation, LeakyReLU
 from nnctl.layers.recurrent import GRU, Recurrent, SimpleRNN
 from nnctl.model import Model
+from nnctl.outputs import replacing
 
 OPSET = 17
 ONNX_GATES = {"lstm": [0, 2, 1, 3], "gru": [1, 0, 2], "rnn": [0]}
@@ -205,7 +206,5 @@ def export_onnx(model: Model, path: Path, name: str = "nnctl") -> None:
     if path.suffix != ".onnx":
         raise NnctlError(f"{path}: name the ONNX file *.onnx")
     proto = to_onnx(model, name)
-    try:
-        path.write_bytes(proto.SerializeToString())
-    except OSError as exc:
-        raise NnctlError(f"{path}: cannot write the model: {exc.strerror or exc}") from None
+    with replacing(path, "the model") as f:
+        f.write(proto.SerializeToString())

@@ -11,6 +11,7 @@ from nnctl.backend import to_host
 from nnctl.errors import NnctlError
 from nnctl.experiment import Experiment, report
 from nnctl.model import Model
+from nnctl.outputs import replacing
 from nnctl.runs import Run, is_real
 
 DPI = 100
@@ -38,14 +39,12 @@ def _figure(size: tuple[int, int], rows: int = 1, cols: int = 1) -> tuple[Any, A
 
 
 def check_output(out: Path) -> None:
-    """NnctlError, before any work, for an image name matplotlib cannot write or a folder that is a file."""
+    """NnctlError, before any work, for an image name matplotlib cannot write or a folder above it that is a file."""
     kinds = pyplot().figure().canvas.get_supported_filetypes()
     pyplot().close("all")
     if out.suffix.lower().lstrip(".") not in kinds:
         raise NnctlError(f"{out}: unknown image kind '{out.suffix or out.name}'; name it *.png, *.svg or *.pdf "
                          f"(or one of: {', '.join(sorted(kinds))})")
-    if out.is_dir():
-        raise NnctlError(f"{out}: a folder; give the image file's name")
     for folder in out.parents:
         if folder.exists() and not folder.is_dir():
             raise NnctlError(f"{out}: {folder} is a file, not a folder")
@@ -53,10 +52,8 @@ def check_output(out: Path) -> None:
 
 def _save(fig: Any, out: Path) -> Path:
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(out, dpi=DPI)  # never bbox_inches="tight": it would change the pixel size
-    except OSError as exc:
-        raise NnctlError(f"{out}: cannot write the image: {exc.strerror or exc}") from None
+        with replacing(out, "the image", parents=True) as f:  # never bbox_inches="tight": it changes the pixel size
+            fig.savefig(f, dpi=DPI, format=out.suffix.lower().lstrip("."))
     finally:
         pyplot().close(fig)
     return out

@@ -1,6 +1,7 @@
 """A trained model on new inputs: classes and probabilities (or outputs), shown or written to a file."""
 
 import csv
+import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,8 +10,10 @@ import numpy as np
 
 from nnctl.backend import to_host, xp
 from nnctl.data.inputs import read_inputs
-from nnctl.errors import NnctlError
+from nnctl.errors import DataError, NnctlError
+from nnctl.limits import too_big
 from nnctl.metrics import predict
+from nnctl.outputs import replacing
 from nnctl.schema import did_you_mean
 from nnctl.trained import Trained
 
@@ -41,6 +44,12 @@ def read_files(trained: Trained, paths: list[Path]) -> tuple[list[str], np.ndarr
         x = read_inputs(Path(path), trained.source.sample_shape)
         batches.append(x)
         names += [str(path)] if len(x) == 1 else [f"{path}[{i}]" for i in range(len(x))]
+    raw = sum(x.nbytes for x in batches)
+    prepared = sum(x.size for x in batches) * np.dtype(trained.dtype).itemsize
+    files = f"{paths[0]}" + (f" and {len(paths) - 1} more files" if len(paths) > 1 else "")
+    if problem := too_big(2 * raw + prepared, f"{files}: {len(names):,} inputs (read, joined, then prepared as "
+                                              "the training samples were)"):
+        raise DataError(problem)
     return names, trained.inputs(np.concatenate(batches))
 
 
@@ -74,11 +83,9 @@ def features(trained: Trained, paths: list[Path], layer: str) -> np.ndarray:
 
 
 def save_array(path: Path, values: np.ndarray) -> None:
-    """Writes one array to a .npy file."""
-    try:
-        np.save(path, values)
-    except OSError as exc:
-        raise NnctlError(f"{path}: cannot write the array: {exc.strerror or exc}") from None
+    """Writes one array to a .npy file of exactly that name (np.save given a name would add '.npy' to 'X.NPY')."""
+    with replacing(path, "the array") as f:
+        np.save(f, values, allow_pickle=False)
 
 
 def check_output(path: Path) -> None:
@@ -92,26 +99,24 @@ def write(result: Predictions, path: Path, k: int) -> None:
     """.npy: the values array; .csv: input, class and every value; .json: the same plus the top k."""
     check_output(path)
     suffix = path.suffix.lower()
-    try:
+    with replacing(path, "the predictions") as f:
         if suffix == ".npy":
-            save_array(path, result.values)
-        elif suffix == ".csv":
-            _write_csv(result, path)
+            np.save(f, result.values, allow_pickle=False)
         else:
-            path.write_text(json.dumps(_records(result, k), indent=1) + "\n")
-    except OSError as exc:
-        raise NnctlError(f"{path}: cannot write the predictions: {exc.strerror or exc}") from None
+            text = _csv(result) if suffix == ".csv" else json.dumps(_records(result, k), indent=1) + "\n"
+            f.write(text.encode("utf-8", "surrogateescape"))  # input names as the file system gave them
 
 
-def _write_csv(result: Predictions, path: Path) -> None:
+def _csv(result: Predictions) -> str:
     prefix = "p" if result.probabilities else "y"
     columns = [f"{prefix}{j}" for j in range(result.values.shape[1])]
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["input", *(["class"] if result.classes is not None else []), *columns])
-        for i, name in enumerate(result.names):
-            label = [int(result.classes[i])] if result.classes is not None else []
-            writer.writerow([name, *label, *(f"{v:.6g}" for v in result.values[i])])
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(["input", *(["class"] if result.classes is not None else []), *columns])
+    for i, name in enumerate(result.names):
+        label = [int(result.classes[i])] if result.classes is not None else []
+        writer.writerow([name, *label, *(f"{v:.6g}" for v in result.values[i])])
+    return text.getvalue()
 
 
 def _records(result: Predictions, k: int) -> list[dict]:

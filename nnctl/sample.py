@@ -6,7 +6,7 @@ import numpy as np
 
 from nnctl.backend import to_device, to_host
 from nnctl.data.text import LEVELS, tokenize
-from nnctl.errors import CheckpointError, NnctlError
+from nnctl.errors import CheckpointError, ConfigError
 from nnctl.layers.activations import softmax
 from nnctl.model import Model
 from nnctl.trained import Trained
@@ -35,14 +35,14 @@ class LanguageModel:
     def generate(self, prime: str, length: int, temperature: float = 1.0, seed: int | None = None) -> str:
         """The prime followed by `length` tokens drawn from softmax(logits / temperature)."""
         if length < 0 or temperature <= 0:
-            raise NnctlError(f"--length must be at least 0 and --temperature positive, got {length} and {temperature}")
+            raise ConfigError(f"--length must be at least 0 and --temperature positive, got {length} and {temperature}")
         tokens = tokenize(prime, self.level)
         unknown = sorted({t for t in tokens if t not in self.index})
         if unknown:
-            raise NnctlError(f"--prime holds tokens the model never saw: {', '.join(map(repr, unknown[:10]))}; "
+            raise ConfigError(f"--prime holds tokens the model never saw: {', '.join(map(repr, unknown[:10]))}; "
                              f"its vocabulary has {len(self.vocab)} tokens")
         if not tokens:
-            raise NnctlError("--prime must hold at least one token")
+            raise ConfigError("--prime must hold at least one token")
         ids = [self.index[t] for t in tokens]
         window, dtype = self.model.input_shape[0], self.model.params()[0].dtype
         rng = np.random.default_rng(seed)

@@ -2,18 +2,20 @@
 
 import copy
 import inspect
+from functools import partial
 from typing import Any
 
+from nnctl.builder import with_sub_objects
 from nnctl.config import SECTIONS, Config
 from nnctl.data import DATASETS
 from nnctl.data.augment import Augment
-from nnctl.experiment import EarlyStopping, TrainSettings
+from nnctl.experiment import EarlyStopping, TrainSettings, train_settings
 from nnctl.layers import LAYERS
 from nnctl.losses import LOSSES
 from nnctl.optim import OPTIMIZERS
 from nnctl.registry import Registry
 from nnctl.schedules import SCHEDULES
-from nnctl.schema import check_kwargs, signature_params
+from nnctl.schema import check_kwargs, construct, signature_params
 from nnctl.weights import weights_spec
 
 SPEC_SECTIONS: dict[str, Registry] = {"data": DATASETS, "loss": LOSSES, "optimizer": OPTIMIZERS,
@@ -37,29 +39,34 @@ def with_defaults(cls: type, kwargs: dict[str, Any], provided: tuple[str, ...] =
 
 
 def resolved(config: Config) -> dict[str, Any]:
-    """The config with every default filled in, each part checked against the class that reads it (no data is
-    read and nothing is built)."""
+    """The config with every default filled in, each part checked by the class that reads it, its values too
+    (the constructors run), but no data is read and no layer is built."""
     data = copy.deepcopy(config.data)
     for section, registry in SPEC_SECTIONS.items():
         cls, kwargs = registry.split(config.spec(section), config, (section,))
         provided = PROVIDED.get(section, ())
-        check_kwargs(cls, kwargs, config, (section,), f"{registry.kind} '{cls.registered_name}'", provided)
+        what = f"{registry.kind} '{cls.registered_name}'"
+        if provided:  # the data source: its constructor finds files, so only its keys are checked here
+            check_kwargs(cls, kwargs, config, (section,), what, provided)
+        else:
+            construct(cls, kwargs, config, (section,), what)
         data[section] = {"type": cls.registered_name, **with_defaults(cls, kwargs, provided)}
     weights_spec(config)  # model.weights too, though nothing reads its file here
     layers = config.section("model").get("layers")
     if isinstance(layers, list):
         for i, spec in enumerate(layers):
-            cls, kwargs = LAYERS.split(spec, config, ("model", "layers", i))
-            check_kwargs(cls, kwargs, config, ("model", "layers", i), f"layer '{cls.registered_name}'")
+            path = ("model", "layers", i)
+            cls, kwargs = LAYERS.split(spec, config, path)
+            construct(cls, kwargs, config, path, f"layer '{cls.registered_name}'",
+                      resolve=partial(with_sub_objects, cls, config=config, path=path))
             filled = with_defaults(cls, kwargs)
             if filled.get("name") is None:
                 del filled["name"]  # the builder names it <type>_<n>
             data["model"]["layers"][i] = {"type": cls.registered_name, **filled}
     train = config.section("train")
-    check_kwargs(TrainSettings, train, config, ("train",), "the train section")
+    train_settings(config)  # early_stopping too
     data["train"] = with_defaults(TrainSettings, train)
     if isinstance(train.get("early_stopping"), dict):
-        check_kwargs(EarlyStopping, train["early_stopping"], config, ("train", "early_stopping"), "early_stopping")
         data["train"]["early_stopping"] = with_defaults(NESTED["early_stopping"], train["early_stopping"])
     return {key: data[key] for key in SECTIONS if key in data}
 

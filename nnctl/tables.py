@@ -136,8 +136,10 @@ def run_tables(run: Run) -> list[Table]:
     table.add_column("key")
     table.add_column("value")
     rows = [("name", run.config.get("name")), ("started", f"{run.started:%Y-%m-%d %H:%M:%S}"), ("status", run.status),
-            ("epochs", s.get("epochs")), ("steps", s.get("steps")), ("wall time", f"{s.get('wall_time_s', 0):.1f} s"),
-            ("seed", s.get("seed")), ("parameters", f"{s.get('num_params', 0):,}"), ("best", run.best()),
+            ("epochs", s.get("epochs")), ("steps", s.get("steps")),
+            ("wall time", f"{s['wall_time_s']:.1f} s" if "wall_time_s" in s else None),  # absent: damaged
+            ("seed", s.get("seed")), ("parameters", f"{s['num_params']:,}" if "num_params" in s else None),
+            ("best", run.best()),
             *[(key, format_value(value)) for key, value in run.final_metrics().items()],
             ("error", s.get("error"))]
     for key, value in rows:

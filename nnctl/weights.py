@@ -11,6 +11,7 @@ from nnctl.config import Config
 from nnctl.data.npyfile import read_npz
 from nnctl.errors import DataError, NnctlError
 from nnctl.model import Model
+from nnctl.outputs import replacing
 from nnctl.schema import describe_value, did_you_mean
 
 SHAPES = ("input_shape", "output_shape")
@@ -41,11 +42,8 @@ def write_npz(path: str | Path, arrays: dict[str, np.ndarray], **extra: np.ndarr
     path = Path(path)
     if path.suffix != ".npz":
         raise NnctlError(f"{path}: the weights are written as an .npz archive; name the file *.npz")
-    try:
-        with open(path, "wb") as f:
-            np.savez(f, **arrays, **extra)  # type: ignore[arg-type]  # numpy's stub fears **arrays naming allow_pickle
-    except OSError as exc:
-        raise NnctlError(f"{path}: cannot write the weights: {exc.strerror or exc}") from None
+    with replacing(path, "the weights") as f:
+        np.savez(f, **arrays, **extra)  # type: ignore[arg-type]  # numpy's stub fears **arrays naming allow_pickle
     return list(arrays)
 
 
@@ -164,6 +162,9 @@ def load_into(model: Model, config: Config) -> Loaded | None:
             raise config.error(KEY, f"{path}: array '{name}' holds {value.dtype} values, not numbers")
         if not np.isfinite(value).all():
             raise config.error(KEY, f"{path}: array '{name}' holds NaN or infinite values")
+        if value.size and (largest := float(np.abs(value).max())) > np.finfo(target.dtype).max:
+            raise config.error(KEY, f"{path}: array '{name}' holds values up to {largest:.3g}, beyond "
+                                    f"{np.dtype(target.dtype).name}'s range, the model's dtype")
     for name, target in found.items():
         target[...] = to_device(arrays[name])
     loaded = [name for name in chosen if any(layer_of(a) == name for a in found)]

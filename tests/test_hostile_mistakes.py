@@ -71,6 +71,8 @@ def test_merge_keys_work_in_a_config(tmp_path):
     (["plot", "{run}", "-o", "{config}/x.png"], 1, "is a file, not a folder"),
     (["eval", "{tmp}"], 1, "a folder, not a checkpoint"),  # a run directory stands for its checkpoint; not any folder
     (["predict", "{tmp}", "{config}"], 1, "a folder, not a checkpoint"),
+    (["gradcheck", "{config}", "--layer", "conv2d"], 2, "--layer conv2d: no layer of this model with parameters is "
+                                                        "called so or of that type; those with parameters: dense_1"),
 ])
 def test_cli_mistakes(run, tmp_path, args, code, phrase):
     (tmp_path / "c.yaml").write_text(XOR)
@@ -78,6 +80,39 @@ def test_cli_mistakes(run, tmp_path, args, code, phrase):
     before = listing(tmp_path, run)
     clean_error(nnctl(*(a.format(**names) for a in args), cwd=tmp_path), code, phrase)
     assert listing(tmp_path, run) == before
+
+
+def test_run_folders_whose_files_are_not_files_are_listed_with_the_damage_named(run, tmp_path):
+    """They were left out of `runs` without a word (the README says damaged runs are shown in part)."""
+    import os
+    import shutil
+    for name, file in (("folder", "config.yaml"), ("fifo", "summary.json")):
+        shutil.copytree(run, tmp_path / "runs" / name)
+        target = tmp_path / "runs" / name / file
+        target.unlink()
+        if name == "folder":
+            target.mkdir()
+        else:
+            os.mkfifo(target)
+    result = nnctl("runs", str(tmp_path / "runs"), cwd=tmp_path, timeout=60)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    assert "folder is damaged, shown without: config.yaml:" in result.stdout and "a folder, not a run file" in \
+        result.stdout, result.stdout
+    assert "fifo is damaged, shown without: summary.json:" in result.stdout and "not a regular file" in result.stdout
+
+
+def test_gradcheck_of_a_config_checks_only_the_layer_asked_for(tmp_path):
+    (tmp_path / "c.yaml").write_text(XOR)
+    result = nnctl("gradcheck", "c.yaml", "--layer", "dense_2", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "dense_2" in result.stdout and "dense_1" not in result.stdout and "all 2 checks passed" in result.stdout
+
+
+def test_check_bounds_its_timed_passes_by_seconds(tmp_path):
+    """--repeats 10⁸ ran for hours: the timed passes stop at --seconds, as the overfitting does."""
+    (tmp_path / "c.yaml").write_text(XOR)
+    result = nnctl("check", "c.yaml", "--repeats", "100000000", "--seconds", "1", cwd=tmp_path, timeout=120)
+    assert result.returncode == 0 and "dense_1" in result.stdout, result.stderr
 
 
 def test_data_root_that_is_a_file(tmp_path):

@@ -42,6 +42,24 @@ def test_values_that_would_train_wrongly_are_refused_at_their_line(tmp_path, nam
     assert listing(tmp_path) == {str(tmp_path / "c.yaml")}
 
 
+@pytest.mark.parametrize("name", [name for name in OVERRIDES if "loss" in name or "gamma" in name or "eps" in name
+                                  or "rho" in name or "decay" in name or "min_factor" in name or "epochs" in name])
+def test_nnctl_config_refuses_what_train_would(tmp_path, name):
+    """Its output is a config that trains the same run, so it runs the same checks of the values (no data)."""
+    overrides, phrase = OVERRIDES[name]
+    (tmp_path / "c.yaml").write_text(XOR)
+    clean_error(nnctl("config", "c.yaml", *overrides, cwd=tmp_path), 2, phrase)
+
+
+def test_a_trailing_star_and_a_bad_device_are_named_as_given(tmp_path):
+    (tmp_path / "c.yaml").write_text(XOR)
+    clean_error(nnctl("config", "c.yaml", "model.layers.*={type: dense}", cwd=tmp_path), 2,
+                "model.layers.*: a '*' stands for the items that have the key after it, so a key must follow it")
+    clean_error(nnctl("train", "c.yaml", "--device", "foo", cwd=tmp_path), 2,
+                "--device: expected cpu, cuda or cuda:N, got 'foo'")
+    assert listing(tmp_path) == {str(tmp_path / "c.yaml")}
+
+
 def test_integer_one_hot_targets_train_in_float32(tmp_path):
     """Integer one-hot rows were kept int64, and the float64 gradient they made stopped float32 training."""
     (tmp_path / "c.yaml").write_text(XOR)

@@ -3,6 +3,8 @@
 import csv
 import json
 import shutil
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -206,6 +208,33 @@ def test_bad_inputs_exit_with_a_message(run, tmp_path):
     assert not (tmp_path / "p.txt").exists()
     result = nnctl("export", str(tmp_path / "none.pkl"), "-o", str(tmp_path / "w.npz"))
     assert result.returncode == 1 and "none.pkl: no such checkpoint" in result.stderr
+
+
+def test_an_image_bomb_meets_nnctls_limit_without_pillows_warning(run, tmp_path):
+    """A PNG header declaring 10,000×10,000 pixels (no pixel data): Pillow warned of a bomb on stderr, with its
+    source line, and refused past 179 M pixels whatever NNCTL_MAX_MEMORY said; nnctl's own limit decides."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", 10_000, 10_000, 8, 2, 0, 0, 0)  # RGB, 8 bits
+    (tmp_path / "bomb.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+                                        + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+    result = nnctl("predict", str(run / "checkpoints" / "last.pkl"), str(tmp_path / "bomb.png"),
+                   env={"NNCTL_MAX_MEMORY": "100M"})
+    assert result.returncode == 1, result.stdout
+    assert "bomb.png: an image of 10000×10000 would need 381.5 MiB, more than the 100.0 MiB" in result.stderr
+    assert "Warning" not in result.stderr and "Traceback" not in result.stderr, result.stderr
+
+
+def test_inputs_are_counted_against_the_limit_as_prepared_not_only_as_read(run, tmp_path):
+    """20,000 bytes-per-pixel images read in 15 MiB but become 60 MiB of float32 beside them: an .npz of
+    compressed zeros made 2 GB into 7 GB this way."""
+    np.savez_compressed(tmp_path / "many.npz", x=np.zeros((20_000, 784), np.uint8))
+    result = nnctl("predict", str(run / "checkpoints" / "last.pkl"), str(tmp_path / "many.npz"), "-o",
+                   str(tmp_path / "p.npy"), env={"NNCTL_MAX_MEMORY": "64M"})
+    assert result.returncode == 1 and not (tmp_path / "p.npy").exists(), result.stderr
+    assert "many.npz: 20,000 inputs (read, joined, then prepared as the training samples were) would need" in \
+        result.stderr and "Traceback" not in result.stderr, result.stderr
 
 
 def test_tensorboard_events_hold_the_metrics(run):

@@ -69,7 +69,7 @@ def test_runs_errors(two_runs, tmp_path):
     not_a_run = nnctl("runs", "show", str(tmp_path))
     assert not_a_run.returncode == 1 and "not a run directory" in not_a_run.stderr
     usage = nnctl("runs", "diff", str(two_runs[1]))
-    assert usage.returncode == 1 and "nnctl runs diff RUN RUN" in usage.stderr
+    assert usage.returncode == 2 and "nnctl runs diff RUN RUN" in usage.stderr
     empty = nnctl("runs", str(tmp_path))
     assert empty.returncode == 0 and "no runs under" in empty.stdout
     for result in (not_a_run, usage):

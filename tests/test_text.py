@@ -89,7 +89,7 @@ def test_sample_through_the_cli(tmp_path):
         extreme = nnctl("sample", best, "--prime", "And", "--length", "5", "--temperature", temperature)
         assert extreme.returncode == 0 and len(extreme.stdout) == len("And") + 5 + 1, extreme.stderr
     unknown = nnctl("sample", best, "--prime", "#hash")
-    assert unknown.returncode == 1 and "error: --prime holds tokens the model never saw: '#'" in unknown.stderr
+    assert unknown.returncode == 2 and "error: --prime holds tokens the model never saw: '#'" in unknown.stderr
     assert "Traceback" not in unknown.stderr
 
 

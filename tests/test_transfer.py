@@ -152,6 +152,9 @@ def test_partial_loads_with_missing_and_extra_names(base):
     np.savez(base / "wide.npz", **{"conv1/W": np.zeros((3, 1, 5, 5)), "conv1/b": np.zeros(3)})
     cases.append(({"path": "wide.npz", "layers": ["conv1"]},
                   "array 'conv1/W' has shape [3, 1, 5, 5], but this model's conv1/W has shape [3, 1, 3, 3]"))
+    np.savez(base / "huge.npz", **{"conv1/W": np.full((3, 1, 3, 3), 1e300), "conv1/b": np.zeros(3)})
+    cases.append(({"path": "huge.npz", "layers": ["conv1"]},  # inf in float32: the loss's NaN blamed the lr
+                  "array 'conv1/W' holds values up to 1e+300, beyond float32's range, the model's dtype"))
     for weights, message in cases:
         config = write_config(base, "bad", layers, weights)
         result = nnctl("summary", str(config))
