@@ -1,8 +1,7 @@
 """Checkpoints: pickles of plain data, written atomically and read through the restricted unpickler."""
 
-import os
 import pickle
-import tempfile
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,9 @@ import numpy as np
 
 from nnctl import __version__
 from nnctl.course import course_hash
-from nnctl.errors import CheckpointError, read_bytes
+from nnctl.errors import CheckpointError, TrainingError, read_bytes, regular_file
+from nnctl.limits import capped_product
+from nnctl.outputs import replacing
 from nnctl.unpickle import UnsafePickleError, safe_unpickle
 from nnctl.weight_files import ZIP
 
@@ -74,7 +75,7 @@ class Checkpoint:
         if not isinstance(data, dict) or not isinstance(data.get("format"), str) or data["format"] != FORMAT:
             raise CheckpointError(f"{path}: a pickle, but not an nnctl checkpoint")
         version = data.get("format_version")
-        if not isinstance(version, int):
+        if not _is(version, int):
             raise CheckpointError(f"{path}: its 'format_version' is {type(version).__name__}, expected int")
         if version == 1:
             data = _from_format_1(data)
@@ -85,9 +86,9 @@ class Checkpoint:
         recipe = data["inputs"]
         _check_kinds(recipe, _RECIPE_KINDS, "inputs.", path)
         _check_contents(data, path)
+        _check_numbers(data, path)
+        _check_recipe(recipe, path)
         stats = recipe["channel_stats"]
-        if stats is not None and (len(stats) != 2 or not all(isinstance(a, np.ndarray) for a in stats)):
-            raise CheckpointError(f"{path}: its 'inputs.channel_stats' is not a pair of arrays (mean, std)")
         shape = recipe["sample_shape"]
         inputs = InputRecipe(tuple(recipe["input_shape"]), None if shape is None else tuple(shape),
                              recipe["num_classes"], recipe["vocab"], None if stats is None else (stats[0], stats[1]))
@@ -121,28 +122,17 @@ def _check_contents(data: dict[str, Any], path: str | Path) -> None:
         if not _generator_state(state):
             raise CheckpointError(f"{path}: its 'rng.{name}' is not a generator's state (names and whole numbers)")
     progress = data["progress"]
-    counts = {**{f"progress.{key}": progress[key] for key in ("epoch", "batch", "step")},
-              "optimizer.t": data["optimizer"]["t"]}
-    for name, count in counts.items():
-        if count < 0:
-            raise CheckpointError(f"{path}: its '{name}' is negative ({count})")
     order = progress["order"]
     if order is not None and (order.ndim != 1 or order.dtype.kind not in "iu"):
         raise CheckpointError(f"{path}: its 'progress.order' is not a list of sample numbers")
-    if not all(isinstance(k, str) and isinstance(v, int | float) for k, v in progress["sums"].items()):
-        raise CheckpointError(f"{path}: its 'progress.sums' are not numbers by name")
+    if not all(isinstance(k, str) and _finite(v) for k, v in progress["sums"].items()):
+        raise CheckpointError(f"{path}: its 'progress.sums' are not numbers by name, or not finite ones")
+    if not _schedule_state(progress.get("schedule", {})):
+        raise CheckpointError(f"{path}: its 'progress.schedule' is not a schedule's state (finite numbers by name)")
     if not _yaml_data(data["config"]):
         raise CheckpointError(f"{path}: its 'config' holds something a YAML config cannot (arrays, bytes, ...)")
-    recipe = data["inputs"]
-    for key in ("input_shape", "sample_shape"):
-        shape = recipe.get(key)
-        if shape is not None and not (isinstance(shape, list) and all(type(n) is int and n >= 0 for n in shape)):
-            raise CheckpointError(f"{path}: its 'inputs.{key}' is not a list of sizes")
-    vocab = recipe.get("vocab")
-    if vocab is not None and not (isinstance(vocab, list) and all(isinstance(t, str) for t in vocab)):
-        raise CheckpointError(f"{path}: its 'inputs.vocab' is not a list of tokens")
     if not all(isinstance(row, dict) and isinstance(row.get("kind"), str) and row["kind"] in ("epoch", "step", "eval")
-               and all(isinstance(k, str) and isinstance(v, str | int | float | None) for k, v in row.items())
+               and all(isinstance(k, str) and (_is(v, (str, float, _NONE)) or _finite(v)) for k, v in row.items())
                for row in data["history"]):
         raise CheckpointError(f"{path}: its 'history' holds rows that are not metric rows")
     for name, slots in data["optimizer"]["slots"].items():
@@ -164,6 +154,69 @@ def _check_contents(data: dict[str, Any], path: str | Path) -> None:
                     raise CheckpointError(f"{path}: its 'model.{layer}.{kind}.{key}' holds NaN or infinite values")
 
 
+_FLOAT_MAX = sys.float_info.max
+_COUNT = (0, 2**63 - 1, "a whole number from 0 to 2**63 - 1")
+_NUMBERS: dict[str, tuple[float, float, str]] = {
+    "elapsed": (0, _FLOAT_MAX, "a finite number of seconds, 0 or more"), "progress.epoch": _COUNT,
+    "progress.batch": _COUNT, "progress.step": _COUNT, "progress.lr": (0, _FLOAT_MAX, "a finite number, 0 or more"),
+    "optimizer.t": _COUNT, "monitor.best": (-_FLOAT_MAX, _FLOAT_MAX, "a finite number or None"),
+    "monitor.wait": _COUNT, "inputs.num_classes": (1, 2**31 - 1, "a whole number from 1 to 2,147,483,647 or None")}
+"""The range of every number of a checkpoint (its type is in the kinds above): NaN fits none."""
+
+
+def _check_numbers(data: dict[str, Any], path: str | Path) -> None:
+    """CheckpointError naming the first number of _NUMBERS out of its range: negative, NaN, infinite, or an int
+    past what a float (or a count) can hold."""
+    for name, (low, high, expected) in _NUMBERS.items():
+        section, key = name.split(".") if "." in name else ("", name)
+        value = (data[section] if section else data)[key]
+        if value is not None and not low <= value <= high:
+            raise CheckpointError(f"{path}: its '{name}' is {_shown(value)}, expected {expected}")
+
+
+def _check_recipe(recipe: dict[str, Any], path: str | Path) -> None:
+    """CheckpointError naming what of the input recipe does not fit its input shape (the model's): the shapes
+    and vocabulary, and the per-channel statistics' shape and values."""
+    for key in ("input_shape", "sample_shape"):
+        shape = recipe[key]
+        if shape is not None and not all(type(n) is int and 0 <= n < 2**63 for n in shape):
+            raise CheckpointError(f"{path}: its 'inputs.{key}' is not a list of sizes")
+    vocab = recipe["vocab"]
+    if vocab is not None and not all(isinstance(t, str) for t in vocab):
+        raise CheckpointError(f"{path}: its 'inputs.vocab' is not a list of tokens")
+    shape, sample = recipe["input_shape"], recipe["sample_shape"]
+    if sample is not None and capped_product(sample) != capped_product(shape):
+        raise CheckpointError(f"{path}: its 'inputs.sample_shape' {sample} does not hold the "
+                              f"{capped_product(shape)} values of its 'inputs.input_shape' {shape}")
+    stats = recipe["channel_stats"]
+    if stats is None:
+        return
+    channels = [*shape[:1], *[1] * (len(shape) - 1)]  # one value per channel (axis 0), broadcast over the rest
+    if len(stats) != 2 or not all(_numbers(a) and list(a.shape) == channels for a in stats):
+        raise CheckpointError(f"{path}: its 'inputs.channel_stats' is not a pair of arrays (mean and std) of floats "
+                              f"of shape {channels}, one value per channel of its input shape {shape}")
+    if not all(np.isfinite(a).all() for a in stats) or not (stats[1] > 0).all():
+        raise CheckpointError(f"{path}: its 'inputs.channel_stats' hold NaN, infinite, or standard deviations of 0 "
+                              "or less")
+
+
+def _is(value: Any, kind: type | tuple[type, ...]) -> bool:
+    """isinstance, except that a bool is no number (to Python, True is the int 1)."""
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return isinstance(value, kinds) and (bool in kinds or not isinstance(value, bool))
+
+
+def _finite(value: Any) -> bool:
+    """Whether `value` is an int or float (not a bool) that a float holds, not NaN or infinite."""
+    return _is(value, (int, float)) and -_FLOAT_MAX <= value <= _FLOAT_MAX
+
+
+def _shown(value: Any) -> str:
+    """A number as a message shows it: an int of hundreds of digits by its length."""
+    text = repr(value)
+    return text if len(text) <= 24 else f"an int of {len(text)} digits"
+
+
 def _yaml_data(value: Any) -> bool:
     """Whether `value` is what YAML gives: mappings, lists, text, numbers, booleans and null."""
     if isinstance(value, dict):
@@ -171,6 +224,13 @@ def _yaml_data(value: Any) -> bool:
     if isinstance(value, list):
         return all(_yaml_data(v) for v in value)
     return value is None or isinstance(value, str | int | float | bool)
+
+
+def _schedule_state(value: Any) -> bool:
+    """Whether `value` is made as a schedule's state is: names mapped to None or finite numbers, 0 or more but
+    the best value seen."""
+    return isinstance(value, dict) and all(isinstance(k, str) and (v is None or _finite(v) and (k == "best" or v >= 0))
+                                           for k, v in value.items())
 
 
 def _generator_state(value: Any) -> bool:
@@ -193,7 +253,7 @@ def _described(value: Any) -> str:
 def _check_kinds(data: dict[str, Any], kinds: Kinds, prefix: str, path: str | Path) -> None:
     """CheckpointError naming the first key of `kinds` that `data` lacks or holds something else under."""
     for key, kind in kinds.items():
-        if key not in data or not isinstance(data[key], kind):
+        if key not in data or not _is(data[key], kind):
             found = type(data[key]).__name__ if key in data else "missing"
             expected = " or ".join("None" if k is _NONE else k.__name__ for k in (kind if isinstance(kind, tuple)
                                                                                    else (kind,)))
@@ -211,34 +271,59 @@ def _from_format_1(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def save(path: str | Path, saved: Checkpoint) -> None:
-    """Writes the checkpoint to a temporary file in the same folder, syncs it, then renames it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            pickle.dump(saved.to_dict(), f, protocol=pickle.HIGHEST_PROTOCOL)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Writes the checkpoint whole or not at all (outputs.replacing); TrainingError naming the file and the reason
+    when it cannot be written, since training cannot go on without it."""
+    with replacing(Path(path), "the checkpoint", TrainingError, parents=True) as f:
+        pickle.dump(saved.to_dict(), f, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 FOREIGN = {ZIP: "a zip archive (PyTorch's torch.save, a Keras .keras, a NumPy .npz)",
            b"\x89HDF\r\n\x1a\n": "an HDF5 file (such as Keras weights)", b"\x93NUMPY": "a NumPy .npy array"}
 """How other formats a user may take for a checkpoint start, and what each is."""
+HEAD = 512
+"""How many bytes of a file tell what it is before the rest is read."""
+
+
+def _check_head(path: Path) -> None:
+    """CheckpointError at once, from its first bytes, for a file that is not a pickle of protocol 2 or later (as
+    every checkpoint is), naming what it is instead: another format, text (a config?), or nothing readable."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(HEAD)
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot read checkpoint: {exc.strerror or exc}") from None
+    for magic, what in FOREIGN.items():
+        if head.startswith(magic):
+            raise CheckpointError(f"{path}: {what}, not a checkpoint of an nnctl run (runs/NAME/checkpoints/*.pkl); "
+                                  "other frameworks' weights come in through nnctl convert and model.weights")
+    if len(head) >= 2 and head[0] == pickle.PROTO[0] and 2 <= head[1] <= pickle.HIGHEST_PROTOCOL:
+        return
+    if not head:
+        raise CheckpointError(f"{path}: not a readable checkpoint (corrupt or truncated: the file is empty)")
+    if _is_text(head):
+        raise CheckpointError(f"{path}: not a readable checkpoint: a text file (a config?), not a checkpoint (a "
+                              "pickle, as nnctl train writes in runs/NAME/checkpoints/)")
+    raise CheckpointError(f"{path}: not a readable checkpoint (corrupt or truncated: it does not start as a pickle "
+                          "does, with byte 0x80 and a protocol from 2)")
+
+
+def _is_text(head: bytes) -> bool:
+    """Whether the first bytes of a file are UTF-8 text (one character may be cut off at the end)."""
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 3:
+            return False
+        text = head[:exc.start].decode("utf-8")
+    return all(c.isprintable() or c in "\t\r\n\ufeff" for c in text)
 
 
 def load(path: str | Path) -> Checkpoint:
     """Reads a checkpoint nnctl wrote; CheckpointError for a missing, corrupt, unsafe or foreign file."""
     path = Path(path)
+    regular_file(path, CheckpointError, "checkpoint")
+    _check_head(path)
     raw = read_bytes(path, CheckpointError, "checkpoint")
-    for magic, what in FOREIGN.items():
-        if raw.startswith(magic):
-            raise CheckpointError(f"{path}: {what}, not a checkpoint of an nnctl run (runs/NAME/checkpoints/*.pkl); "
-                                  "other frameworks' weights come in through nnctl convert and model.weights")
     try:
         data = safe_unpickle(raw)
     except UnsafePickleError as exc:

@@ -5,6 +5,7 @@ import re
 import numpy as np
 
 from nnctl.backend import to_device, xp
+from nnctl.errors import NnctlError
 from nnctl.losses import Loss, as_targets
 from nnctl.model import Model
 
@@ -86,15 +87,21 @@ def scores(loss: Loss, y: np.ndarray, t: np.ndarray, metrics: list[str], prefix:
 
 def evaluate(model: Model, loss: Loss, x: np.ndarray, t: np.ndarray, metrics: list[str],
              batch_size: int = 1000, prefix: str = "") -> dict[str, float]:
-    """Loss and metrics of the model over a whole split, in eval mode."""
-    return scores(loss, predict(model, x, batch_size), to_device(t), metrics, prefix)
+    """Loss and metrics of the model over a whole split, in eval mode, as training records them: NaN or infinite
+    outputs give such metrics (parameters that became NaN are caught after the epoch)."""
+    return scores(loss, predict(model, x, batch_size, finite=False), to_device(t), metrics, prefix)
 
 
-def predict(model: Model, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
+def predict(model: Model, x: np.ndarray, batch_size: int = 1000, finite: bool = True) -> np.ndarray:
     """The model's raw outputs for every row of x, in eval mode, on the model's device (a split too large for the
-    device stays on the host and goes over a batch at a time)."""
-    return xp.concatenate([model.forward(to_device(x[i:i + batch_size]), training=False)
-                           for i in range(0, len(x), batch_size)])
+    device stays on the host and goes over a batch at a time); NnctlError if one is NaN or infinite, unless not
+    `finite`."""
+    y = xp.concatenate([model.forward(to_device(x[i:i + batch_size]), training=False)
+                        for i in range(0, len(x), batch_size)])
+    if finite and not bool(xp.isfinite(y).all()):
+        raise NnctlError(f"the model's outputs for these inputs are NaN or infinite: its weights overflow in "
+                         f"{np.dtype(y.dtype).name}, so they cannot give meaningful predictions or metrics")
+    return y
 
 
 def confusion_matrix(true: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:

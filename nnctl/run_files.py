@@ -11,6 +11,22 @@ from rich.console import Console
 from tqdm import tqdm
 
 from nnctl import checkpoint
+from nnctl.errors import NnctlError, read_bytes, regular_file
+
+WRITTEN = ("config.yaml", "metrics.csv", "metrics.jsonl", "summary.json", "summary.json.tmp", "train.log")
+"""The files a run writes in its folder, beside checkpoints/*.pkl."""
+
+
+def check_run_files(run_dir: Path) -> None:
+    """NnctlError naming the first file a run writes that is there but not a regular file (a folder, a FIFO, a
+    device), which a write would fail on or block at; before anything is written."""
+    for path in [*(run_dir / name for name in WRITTEN), *sorted((run_dir / "checkpoints").glob("*.pkl"))]:
+        if path.exists():
+            try:
+                regular_file(path, NnctlError, "run file")
+            except NnctlError as exc:
+                raise NnctlError(f"{exc}; the run writes it, so nothing was changed: move it away and run the command "
+                                 "again") from None
 
 
 class MetricFiles:
@@ -27,6 +43,23 @@ class MetricFiles:
         self.jsonl_path.write_text("")
         for row in history:
             self.append(row)
+
+    def recorded_epochs(self) -> tuple[list[dict[str, Any]], bool] | None:
+        """The epoch rows metrics.jsonl holds up to its first unreadable line (a kill can cut the last one), and
+        whether that was all of it; None when it is missing or cannot be read."""
+        try:
+            lines = read_bytes(self.jsonl_path, NnctlError, "metrics file").decode("utf-8").splitlines()
+        except (NnctlError, UnicodeDecodeError):
+            return None
+        rows: list[dict[str, Any]] = []
+        for line in filter(str.strip, lines):
+            try:
+                row = json.loads(line)
+            except (ValueError, RecursionError):
+                return rows, False
+            if isinstance(row, dict) and row.get("kind") == "epoch":
+                rows.append(row)
+        return rows, True
 
     def append(self, row: dict[str, Any]) -> None:
         with open(self.csv_path, "a", newline="") as f:

@@ -19,14 +19,14 @@ from nnctl import __version__, checkpoint
 from nnctl.checkpoint import Checkpoint, InputRecipe
 from nnctl.config import Config
 from nnctl.course import MAY_CHANGE, changed, course_hash
-from nnctl.errors import CheckpointError, NnctlError, TrainingError
+from nnctl.errors import CheckpointError, NnctlError, TrainingError, read_bytes
 from nnctl.experiment import Experiment, build
 from nnctl.metrics import MetricSums, evaluate
-from nnctl.run_files import Checkpoints, MetricFiles, Monitor, Progress, format_value
+from nnctl.run_files import Checkpoints, MetricFiles, Monitor, Progress, check_run_files, format_value
 from nnctl.tensorboard import TensorBoard
 from nnctl.tracking import MLflow
 from nnctl.trained import Trained, load_weights
-from nnctl.yaml_loader import dump_yaml
+from nnctl.yaml_loader import dump_yaml, parse_yaml
 
 
 class Runner:
@@ -77,18 +77,23 @@ class Runner:
     def resume(cls, path: Path, overrides: list[str], runs_dir: Path, quiet: bool = False) -> "Runner":
         """Continues exactly where a checkpoint stopped: a run's last.pkl in its own run directory; any other
         checkpoint (best.pkl, a copy) in a new one under `runs_dir`, so no later metrics are overwritten."""
+        path = _resume_source(Path(path))
+        own_run = _own_run(path)
+        if own_run:
+            check_run_files(own_run)
         trained = Trained.load(path)
         assert trained.saved is not None, "Trained.load keeps its checkpoint"
+        if own_run:
+            _check_own_run(trained.saved, own_run, path)
         _check_course(trained.saved, trained.overridden(overrides).data, path)
         exp = trained.experiment(overrides)
         TensorBoard.check(exp.config)
         MLflow.check(exp.config)
-        path = Path(path).resolve()
-        own_run = path.name == "last.pkl" and path.parent.name == "checkpoints"
         if own_run:  # what a kill left half-written
-            for leftover in [*path.parent.glob(".*.tmp"), path.parent.parent / "summary.json.tmp"]:
-                leftover.unlink(missing_ok=True)
-        run_dir = path.parent.parent if own_run else new_run_dir(runs_dir, exp.config.data["name"])
+            for leftover in [*(own_run / "checkpoints").glob(".*.tmp"), own_run / "summary.json.tmp"]:
+                if not leftover.is_dir():
+                    leftover.unlink(missing_ok=True)
+        run_dir = own_run or new_run_dir(runs_dir, exp.config.data["name"])
         runner = cls(exp, run_dir, quiet)
         try:
             runner._restore(trained.saved, path)
@@ -395,6 +400,70 @@ def _check_course(saved: Checkpoint, config: dict[str, Any], path: Path) -> None
                               f" On resume only these may change: {', '.join(MAY_CHANGE)}. To start a "
                               f"new run from its weights with another config, use: nnctl train CONFIG --init-from "
                               f"{path}")
+
+
+def _resume_source(path: Path) -> Path:
+    """The checkpoint `--resume PATH` continues: PATH, or a run folder's checkpoints/last.pkl; CheckpointError when
+    that last.pkl is missing, naming the best.pkl that may be there instead and what it can be used for."""
+    last = path / "checkpoints" / "last.pkl" if path.is_dir() else path
+    if last.exists() or not (last.name == "last.pkl" and last.parent.name == "checkpoints"):
+        return last
+    best = last.with_name("best.pkl")
+    instead = (f"; its {best} can be resumed into a new run folder (nnctl train --resume {best}) or start a new "
+               f"run of a config from its weights (nnctl train CONFIG --init-from {best})" if best.is_file() else "")
+    raise CheckpointError(f"{last}: missing (a run writes it after every epoch), so the run in {last.parent.parent} "
+                          f"cannot go on where it stopped{instead}")
+
+
+def _own_run(path: Path) -> Path | None:
+    """The run folder a checkpoint continues in place: its own when it is that run's checkpoints/last.pkl."""
+    path = path.resolve()
+    return path.parent.parent if path.name == "last.pkl" and path.parent.name == "checkpoints" else None
+
+
+def _check_own_run(saved: Checkpoint, run_dir: Path, path: Path) -> None:
+    """CheckpointError when the run folder's config.yaml or metrics say its last.pkl is another run's (a copy put
+    there), before anything in the folder is written."""
+    why = _other_config(saved, run_dir) or _other_metrics(saved, run_dir)
+    if why:
+        raise CheckpointError(f"{path}: not this run's checkpoint: {why}. Nothing was changed. To go on from that "
+                              f"checkpoint in a new run folder, copy it out of {path.parent} and resume the copy "
+                              f"(nnctl train --resume COPY.pkl); to go on with this run, put its own last.pkl back")
+
+
+def _other_config(saved: Checkpoint, run_dir: Path) -> str | None:
+    """How the run folder's config.yaml defines another course than the checkpoint's config, or None; a missing or
+    damaged config.yaml says nothing (the resume writes it again)."""
+    path = run_dir / "config.yaml"
+    try:
+        folder = parse_yaml(read_bytes(path, NnctlError, "run file").decode("utf-8"), str(path))[0]
+    except (NnctlError, UnicodeDecodeError, RecursionError):
+        return None
+    if not isinstance(folder, dict) or course_hash(folder) == course_hash(saved.config):
+        return None
+    changes = changed(folder, saved.config)
+    more = f" (and {len(changes) - 3} more)" if len(changes) > 3 else ""
+    return (f"it holds a run of {saved.config.get('name')!r} whose course differs from that of {path} (a run of "
+            f"{folder.get('name')!r}): {'; '.join(changes[:3])}{more}")
+
+
+def _other_metrics(saved: Checkpoint, run_dir: Path) -> str | None:
+    """How the epochs the checkpoint has trained differ from those the folder's metrics.jsonl records, or None; a
+    missing or unreadable metrics.jsonl says nothing (the resume writes it again)."""
+    files = MetricFiles(run_dir, [])
+    recorded = files.recorded_epochs()
+    if recorded is None:
+        return None
+    rows, whole = recorded
+    saved_rows = [row for row in saved.history if row["kind"] == "epoch"]
+    if len(rows) < len(saved_rows):
+        return None if not whole else (f"it has trained {len(saved_rows)} epochs but {files.jsonl_path} records "
+                                       f"{len(rows)}")
+    for row, mine in zip(saved_rows, rows, strict=False):
+        if any(row.get(key) != mine.get(key) for key in ("epoch", "step", "loss")):
+            return (f"its epoch {row.get('epoch')} (step {row.get('step')}, loss {row.get('loss')}) is not the one "
+                    f"{files.jsonl_path} records (step {mine.get('step')}, loss {mine.get('loss')})")
+    return None
 
 
 def new_run_dir(runs_dir: Path, name: str) -> Path:

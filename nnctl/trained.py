@@ -51,6 +51,7 @@ class Trained:
         dtype = resolve_dtype(config.data["dtype"])
         model = build_model(config, saved.inputs.input_shape, dtype, np.random.default_rng(0))
         load_weights(model, saved, path)
+        _check_classes(saved.inputs, model, path)
         loss = LOSSES.build(config.data["loss"], config, ("loss",))
         source = DATASETS.build(config.data["data"], config, ("data",), base_dir=str(config.base_dir))
         source.sample_shape = saved.inputs.sample_shape or source.peek()
@@ -122,6 +123,15 @@ def trained_config(path: str | Path, overrides: list[str]) -> Config:
         raise config.error(("model",), "this config names no trained weights: give a checkpoint of a run, or "
                                        "model.weights (an .npz from nnctl export or nnctl convert)")
     return config
+
+
+def _check_classes(recipe: InputRecipe, model: Model, path: Path) -> None:
+    """CheckpointError when the classes the checkpoint says its data has are not what its model outputs: one
+    output per class, or a single one (a sigmoid's P(class 1))."""
+    outputs = model.output_shape[-1] if model.output_shape else 1
+    if recipe.num_classes is not None and outputs not in (1, recipe.num_classes):
+        raise CheckpointError(f"{path}: its 'inputs.num_classes' is {recipe.num_classes}, but its model has "
+                              f"{outputs} outputs per sample (one per class)")
 
 
 def load_weights(model: Model, saved: Checkpoint, path: Path) -> None:

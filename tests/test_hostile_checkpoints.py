@@ -62,8 +62,8 @@ FORGED = {
     "optimizer slots of another optimizer": ("optimizer.slots", {"v": []}, "saved slots ['v'] are not the"),
     "a NaN optimizer slot": ("optimizer.slots.m", [np.full((2, 4), np.nan)] * 4, "slot 'm' holds NaN or infinite"),
     "a position that is a string": ("progress.epoch", "two", "'progress.epoch' is str, expected int"),
-    "a negative step": ("progress.step", -5, "'progress.step' is negative"),
-    "a negative optimizer step": ("optimizer.t", -5, "'optimizer.t' is negative (-5)"),
+    "a negative step": ("progress.step", -5, "'progress.step' is -5, expected a whole number from 0"),
+    "a negative optimizer step": ("optimizer.t", -5, "'optimizer.t' is -5, expected a whole number"),
     "a batch past the epoch": ("progress.batch", 99, "its position (epoch 3, batch 99"),
     "an order of other samples": ("progress.order", np.array([7, 8, 9, 10]), "does not fit 4 training samples"),
     "sums that are not numbers": ("progress.sums", {"loss": "x"}, "'progress.sums' are not numbers"),
@@ -96,6 +96,106 @@ def test_forged_checkpoints_through_the_cli(raw, tmp_path):
                  ["train", "--resume", str(path), "train.epochs=5"]):
         clean_error(nnctl(*args, cwd=tmp_path), 1, "'model.dense_1.params.W' is int")
     assert listing(tmp_path) == {str(path)}
+
+
+NORMALIZED = XOR.replace("op: xor}", "op: xor, normalize: true}")
+
+
+@pytest.fixture(scope="module")
+def normalized(tmp_path_factory):
+    """last.pkl of a run of XOR with data.normalize: a checkpoint holding every field, channel statistics too."""
+    folder = tmp_path_factory.mktemp("normalized")
+    (folder / "xor.yaml").write_text(NORMALIZED)
+    result = nnctl("train", "xor.yaml", "-q", cwd=folder)
+    assert result.returncode == 0, result.stderr
+    return next(folder.glob("runs/*/checkpoints/last.pkl"))
+
+
+FORGED_NUMBERS = {
+    "an elapsed time past a float's range": ("elapsed", 10**400, "'elapsed' is an int of 401 digits, expected"),
+    "a best value past a float's range": ("monitor.best", 10**400, "'monitor.best' is an int of 401 digits"),
+    "a NaN best value": ("monitor.best", float("nan"), "'monitor.best' is nan, expected a finite number"),
+    "an infinite lr": ("progress.lr", float("inf"), "'progress.lr' is inf, expected a finite number"),
+    "a count past int64": ("optimizer.t", 2**64, "'optimizer.t' is 18446744073709551616, expected a whole number"),
+    "an epoch that is a bool": ("progress.epoch", True, "'progress.epoch' is bool, expected int"),
+    "a format version that is a bool": ("format_version", True, "'format_version' is bool, expected int"),
+    "a NaN in the sums": ("progress.sums.loss", float("nan"), "'progress.sums' are not numbers by name, or not finite"),
+    "a schedule state past a float's range": ("progress.schedule", {"scale": 10**400}, "'progress.schedule' is not"),
+    "no classes": ("inputs.num_classes", 0, "'inputs.num_classes' is 0, expected a whole number from 1"),
+    "negative classes": ("inputs.num_classes", -5, "'inputs.num_classes' is -5, expected a whole number from 1"),
+    "classes the model does not output": ("inputs.num_classes", 7, "'inputs.num_classes' is 7, but its model has 2 "
+                                                                   "outputs"),
+    "statistics of another shape": ("inputs.channel_stats", [np.zeros(7), np.ones(7)],
+                                    "'inputs.channel_stats' is not a pair of arrays (mean and std) of floats of shape "
+                                    "[2]"),
+    "statistics of ints": ("inputs.channel_stats.0", np.zeros(2, np.int64), "'inputs.channel_stats' is not a pair"),
+    "a standard deviation of 0": ("inputs.channel_stats.1", np.zeros(2), "standard deviations of 0 or less"),
+    "a NaN mean": ("inputs.channel_stats.0", np.full(2, np.nan), "'inputs.channel_stats' hold NaN"),
+    "a sample shape of another size": ("inputs.sample_shape", [3], "'inputs.sample_shape' [3] does not hold the 2"),
+}
+
+
+@pytest.mark.parametrize("name", FORGED_NUMBERS)
+def test_forged_numbers_and_input_recipes_are_refused_naming_the_field(normalized, tmp_path, name):
+    where, value, phrase = FORGED_NUMBERS[name]
+    raw = safe_unpickle(normalized.read_bytes())
+    set_at(raw, where, value)
+    with pytest.raises(CheckpointError) as info:
+        Trained.load(forge(raw, tmp_path))
+    assert phrase in str(info.value)
+
+
+@pytest.mark.parametrize("where, value, commands", [
+    pytest.param("elapsed", 10**400, [["eval", "f.pkl"], ["predict", "f.pkl", "x.npy"],
+                                      ["train", "xor.yaml", "--init-from", "f.pkl"]], id="huge elapsed"),
+    pytest.param("monitor.best", 10**400, [["train", "--resume", "f.pkl", "train.epochs=5"]], id="huge best"),
+    pytest.param("monitor.best", float("nan"), [["train", "--resume", "f.pkl", "train.epochs=5"]], id="NaN best"),
+    pytest.param("inputs.channel_stats", [np.zeros(7), np.ones(7)], [["predict", "f.pkl", "x.npy"]],
+                 id="statistics of 7 channels"),
+    pytest.param("inputs.num_classes", 7, [["predict", "f.pkl", "x.npy"]], id="7 classes of 2 outputs"),
+])
+def test_forged_numbers_that_crashed_a_command_end_in_one_message(normalized, tmp_path, where, value, commands):
+    raw = safe_unpickle(normalized.read_bytes())
+    set_at(raw, where, value)
+    forge(raw, tmp_path, "f.pkl")
+    np.save(tmp_path / "x.npy", np.array([[0, 1], [1, 1]], np.float32))
+    (tmp_path / "xor.yaml").write_text(NORMALIZED)
+    before = listing(tmp_path)
+    for args in commands:
+        clean_error(nnctl(*args, cwd=tmp_path), 1, f"f.pkl: its '{where}' is")
+    assert listing(tmp_path) == before
+
+
+def test_weights_whose_outputs_overflow_stop_eval_and_predict(normalized, tmp_path):
+    raw = safe_unpickle(normalized.read_bytes())
+    first, last = raw["model"]["dense_1"]["params"], raw["model"]["dense_2"]["params"]
+    first["W"], first["b"] = np.zeros_like(first["W"]), np.full_like(first["b"], 10)  # tanh gives 1 whatever the input
+    last["W"] = np.full_like(last["W"], np.finfo(last["W"].dtype).max)  # finite, but their sum over 4 units is not
+    path = forge(raw, tmp_path)
+    np.save(tmp_path / "x.npy", np.array([[0, 1]], np.float32))
+    for args in (["eval", str(path)], ["predict", str(path), "x.npy"], ["predict", str(path), "x.npy", "-o", "p.csv"]):
+        clean_error(nnctl(*args, cwd=tmp_path), 1, "the model's outputs for these inputs are NaN or infinite",
+                    "its weights overflow in float32")
+    assert not (tmp_path / "p.csv").exists()
+
+
+def test_a_file_that_is_no_pickle_is_named_from_its_first_bytes(tmp_path):
+    big = tmp_path / "big.pkl"
+    with open(big, "wb") as f:
+        f.truncate(3 << 30)  # sparse: 3 GiB of zeros that take no disk
+    clean_error(nnctl("eval", str(big), cwd=tmp_path), 1, "big.pkl: not a readable checkpoint",
+                "it does not start as a pickle does")
+    large = tmp_path / "large.pkl"
+    large.write_bytes(pickle.PROTO + bytes([5]) + bytes(2 << 20))
+    clean_error(nnctl("eval", str(large), cwd=tmp_path, env={"NNCTL_MAX_MEMORY": "1M"}), 1,
+                "large.pkl: 2.0 MiB, more than a checkpoint may hold (1.0 MiB)")
+    (tmp_path / "xor.yaml").write_text(XOR)
+    (tmp_path / "notes.txt").write_text(XOR)
+    for args in (["eval", "notes.txt"], ["predict", "notes.txt", "x.npy"], ["train", "--resume", "xor.yaml"],
+                 ["train", "xor.yaml", "--init-from", "xor.yaml"], ["sample", "xor.yaml"]):
+        clean_error(nnctl(*args, cwd=tmp_path), 1, "not a readable checkpoint: a text file (a config?), not a "
+                                                   "checkpoint (a pickle")
+    assert not (tmp_path / "runs").exists()
 
 
 def test_a_checkpoint_does_not_decide_where_data_is_or_comes_from(tmp_path, mnist_root):

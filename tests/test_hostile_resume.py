@@ -1,0 +1,98 @@
+"""`--resume RUN` goes on in the run's folder only with that run's own last.pkl and with run files it can write:
+anything else is refused with one message before a byte of the folder changes."""
+
+import os
+import shutil
+
+import pytest
+from hostile import XOR, clean_error
+
+from helpers import nnctl
+from nnctl.yaml_loader import parse_yaml
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("hostile_resume")]  # one worker: the runs trained once
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Runs by name: xor; wide (another model); slow (the same course at another lr); long (xor, one epoch more)."""
+    folder = tmp_path_factory.mktemp("resume")
+    (folder / "xor.yaml").write_text(XOR)
+    (folder / "wide.yaml").write_text(XOR.replace("units: 4", "units: 8"))
+    for config, overrides in (("xor.yaml", []), ("wide.yaml", ["name=wide"]), ("xor.yaml", ["optimizer.lr=0.01",
+                                                                                            "name=slow"]),
+                              ("xor.yaml", ["train.epochs=3", "name=long"])):
+        result = nnctl("train", config, "-q", *overrides, cwd=folder)
+        assert result.returncode == 0, result.stderr
+    return {run.name.split("-")[0]: run for run in (folder / "runs").iterdir()}
+
+
+def contents(folder):
+    """Every path under `folder` with its bytes (or what it is, when not a regular file)."""
+    return {str(path.relative_to(folder)): path.read_bytes() if path.is_file() else "folder" if path.is_dir()
+            else "special" for path in folder.rglob("*")}
+
+
+def resume(run, *overrides):
+    return nnctl("train", "-q", "--resume", str(run), "train.epochs=4", *overrides, cwd=run.parent, timeout=120)
+
+
+@pytest.fixture
+def victim(runs, tmp_path):
+    """A copy of the xor run, to be resumed."""
+    return shutil.copytree(runs["xor"], tmp_path / "victim")
+
+
+@pytest.mark.parametrize("other, phrases", [
+    ("wide", ["it holds a run of 'wide' whose course differs from that of", "victim/config.yaml (a run of 'xor')",
+              "model.layers.0.units: 4 -> 8"]),
+    ("slow", ["its epoch 2 (step 2, loss", "is not the one", "victim/metrics.jsonl records"]),  # epoch 1 is the same
+    ("long", ["it has trained 3 epochs but", "victim/metrics.jsonl records 2"]),
+])
+def test_another_runs_last_pkl_is_refused_and_nothing_changes(runs, victim, other, phrases):
+    shutil.copy(runs[other] / "checkpoints" / "last.pkl", victim / "checkpoints" / "last.pkl")
+    before = contents(victim)
+    clean_error(resume(victim), 1, "victim/checkpoints/last.pkl: not this run's checkpoint", *phrases,
+                "Nothing was changed", "copy it out of", "nnctl train --resume COPY.pkl")
+    assert contents(victim) == before
+
+
+def test_the_runs_own_last_pkl_resumes_with_its_config_or_metrics_damaged(victim):
+    (victim / "config.yaml").write_text("name: [broken\n")
+    metrics = victim / "metrics.jsonl"
+    metrics.write_text(metrics.read_text()[:-10])  # the cut-off last line a kill leaves
+    result = resume(victim)
+    assert result.returncode == 0, result.stderr
+    config = parse_yaml((victim / "config.yaml").read_text(), "config.yaml")[0]
+    assert config["name"] == "xor" and config["train"]["epochs"] == 4
+    assert [row.count('"kind": "epoch"') for row in metrics.read_text().splitlines()] == [1] * 4
+
+
+@pytest.mark.parametrize("name, kind", [
+    ("train.log", "folder"), ("train.log", "fifo"), ("metrics.csv", "fifo"), ("metrics.jsonl", "folder"),
+    ("config.yaml", "folder"), ("summary.json", "folder"), ("summary.json.tmp", "fifo"),
+    ("checkpoints/best.pkl", "folder"), ("checkpoints/epoch-0002.pkl", "fifo"),
+])
+def test_a_run_file_that_is_not_a_regular_file_is_refused_before_anything_is_written(victim, name, kind):
+    path = victim / name
+    path.unlink(missing_ok=True)
+    path.mkdir() if kind == "folder" else os.mkfifo(path)
+    before = contents(victim)
+    what = "a folder, not a run file" if kind == "folder" else "not a regular file (a device, FIFO or socket)"
+    clean_error(resume(victim), 1, f"victim/{name}: {what}", "the run writes it, so nothing was changed")
+    assert contents(victim) == before
+
+
+@pytest.mark.parametrize("summary", [True, False])
+def test_a_run_without_last_pkl_names_it_and_the_best_pkl_it_has(victim, summary):
+    (victim / "checkpoints" / "last.pkl").unlink()
+    if not summary:  # no longer seen as a run folder: still resumed through its checkpoints/last.pkl
+        (victim / "summary.json").unlink()
+    before = contents(victim)
+    best = victim / "checkpoints" / "best.pkl"
+    clean_error(resume(victim), 1, "victim/checkpoints/last.pkl: missing", "cannot go on where it stopped",
+                f"nnctl train --resume {best}", f"--init-from {best}")
+    assert contents(victim) == before
+    best.unlink()
+    output = clean_error(resume(victim), 1, "victim/checkpoints/last.pkl: missing")
+    assert "best.pkl" not in output
