@@ -98,8 +98,13 @@ def predict(model: Model, x: np.ndarray, batch_size: int = 1000, finite: bool = 
     `finite`."""
     y = xp.concatenate([model.forward(to_device(x[i:i + batch_size]), training=False)
                         for i in range(0, len(x), batch_size)])
-    if finite and not bool(xp.isfinite(y).all()):
-        raise NnctlError(f"the model's outputs for these inputs are NaN or infinite: its weights overflow in "
+    return check_finite(y) if finite else y
+
+
+def check_finite(y: np.ndarray, what: str = "the model's outputs") -> np.ndarray:
+    """y, or NnctlError when it holds NaN or infinite values: weights that overflow the dtype on these inputs."""
+    if not bool(xp.isfinite(y).all()):
+        raise NnctlError(f"{what} for these inputs are NaN or infinite: its weights overflow in "
                          f"{np.dtype(y.dtype).name}, so they cannot give meaningful predictions or metrics")
     return y
 

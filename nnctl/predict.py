@@ -12,7 +12,7 @@ from nnctl.backend import to_host, xp
 from nnctl.data.inputs import read_inputs
 from nnctl.errors import DataError, NnctlError
 from nnctl.limits import too_big
-from nnctl.metrics import predict
+from nnctl.metrics import check_finite, predict
 from nnctl.outputs import replacing
 from nnctl.schema import did_you_mean
 from nnctl.trained import Trained
@@ -79,7 +79,7 @@ def features(trained: Trained, paths: list[Path], layer: str) -> np.ndarray:
         for each in layers:
             y = each.forward(y, training=False)
         outputs.append(y)
-    return to_host(xp.concatenate(outputs))
+    return to_host(check_finite(xp.concatenate(outputs), f"the outputs of layer '{layer}'"))
 
 
 def save_array(path: Path, values: np.ndarray) -> None:

@@ -1,5 +1,6 @@
 """The training loop: batches, steps, epoch-end evaluation, checkpoints, clean stops and exact resumes."""
 
+import contextlib
 import json
 import math
 import os
@@ -22,6 +23,7 @@ from nnctl.course import MAY_CHANGE, changed, course_hash
 from nnctl.errors import CheckpointError, NnctlError, TrainingError, read_bytes
 from nnctl.experiment import Experiment, build
 from nnctl.metrics import MetricSums, evaluate
+from nnctl.outputs import REFUSALS, replacing
 from nnctl.run_files import Checkpoints, MetricFiles, Monitor, Progress, check_run_files, format_value
 from nnctl.tensorboard import TensorBoard
 from nnctl.tracking import MLflow
@@ -148,7 +150,8 @@ class Runner:
         header = (f"# resolved config of this run (overrides applied); nnctl {__version__}\n"
                   f"# relative data paths are relative to {self.exp.config.base_dir}\n")
         text = dump_yaml(self.exp.config.data)
-        (self.run_dir / "config.yaml").write_text(header + text)
+        with replacing(self.run_dir / "config.yaml", "the run's config") as f:
+            f.write((header + text).encode())
 
     # -- the loop ------------------------------------------------------------------------------------------
 
@@ -184,8 +187,14 @@ class Runner:
         except TrainingError as exc:
             self._write_summary("failed", error=str(exc))
             raise
-        except Exception as exc:  # a bug in nnctl: the run is marked failed with it, then it is reported
-            self._write_summary("failed", error=f"internal error: {type(exc).__name__}: {exc}")
+        except Exception as exc:
+            if isinstance(exc, OSError) and exc.errno in REFUSALS:  # a full disk, a quota: the user's to fix
+                refused = TrainingError(f"{exc.filename or self.run_dir}: cannot write the run's files: "
+                                        f"{exc.strerror or exc}; the last checkpoint written whole is kept")
+                with contextlib.suppress(OSError):  # the summary may not fit either
+                    self._write_summary("failed", error=str(refused))
+                raise refused from None
+            self._write_summary("failed", error=f"internal error: {type(exc).__name__}: {exc}")  # a bug in nnctl
             raise
         except KeyboardInterrupt:
             self._write_summary("stopped", error="interrupted at once by a second Ctrl-C; last.pkl holds the "

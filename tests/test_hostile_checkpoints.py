@@ -20,13 +20,18 @@ from nnctl.unpickle import safe_unpickle
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("hostile_checkpoints")]  # one worker: one xor run
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("ckpt")
-    (folder / "xor.yaml").write_text(XOR)
+def trained(tmp_path_factory, name: str, config: str):
+    """The run folder of one training of `config`."""
+    folder = tmp_path_factory.mktemp(name)
+    (folder / "xor.yaml").write_text(config)
     result = nnctl("train", "xor.yaml", "-q", cwd=folder)
     assert result.returncode == 0, result.stderr
     return next((folder / "runs").iterdir())
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    return trained(tmp_path_factory, "ckpt", XOR)
 
 
 @pytest.fixture
@@ -104,11 +109,7 @@ NORMALIZED = XOR.replace("op: xor}", "op: xor, normalize: true}")
 @pytest.fixture(scope="module")
 def normalized(tmp_path_factory):
     """last.pkl of a run of XOR with data.normalize: a checkpoint holding every field, channel statistics too."""
-    folder = tmp_path_factory.mktemp("normalized")
-    (folder / "xor.yaml").write_text(NORMALIZED)
-    result = nnctl("train", "xor.yaml", "-q", cwd=folder)
-    assert result.returncode == 0, result.stderr
-    return next(folder.glob("runs/*/checkpoints/last.pkl"))
+    return trained(tmp_path_factory, "normalized", NORMALIZED) / "checkpoints" / "last.pkl"
 
 
 FORGED_NUMBERS = {
@@ -177,6 +178,9 @@ def test_weights_whose_outputs_overflow_stop_eval_and_predict(normalized, tmp_pa
         clean_error(nnctl(*args, cwd=tmp_path), 1, "the model's outputs for these inputs are NaN or infinite",
                     "its weights overflow in float32")
     assert not (tmp_path / "p.csv").exists()
+    clean_error(nnctl("predict", str(path), "x.npy", "--layer", "dense_2", "-o", "f.npy", cwd=tmp_path), 1,
+                "the outputs of layer 'dense_2' for these inputs are NaN or infinite")
+    assert not (tmp_path / "f.npy").exists()
 
 
 def test_a_file_that_is_no_pickle_is_named_from_its_first_bytes(tmp_path):
