@@ -20,7 +20,7 @@ from nnctl import __version__, checkpoint
 from nnctl.checkpoint import Checkpoint, InputRecipe
 from nnctl.config import Config
 from nnctl.course import MAY_CHANGE, changed, course_hash
-from nnctl.errors import CheckpointError, NnctlError, TrainingError, read_bytes
+from nnctl.errors import CheckpointError, ConfigError, NnctlError, TrainingError, read_bytes
 from nnctl.experiment import Experiment, build
 from nnctl.metrics import MetricSums, evaluate
 from nnctl.outputs import REFUSALS, replacing
@@ -399,13 +399,14 @@ class Runner:
 
 
 def _check_course(saved: Checkpoint, config: dict[str, Any], path: Path) -> None:
-    """CheckpointError when the config a resume would go on with defines another course than the checkpoint's."""
+    """CheckpointError for a checkpoint whose config was edited; ConfigError (a command-line mistake) when the
+    overrides would make the resumed run's course another than the checkpoint's."""
     if saved.course is not None and saved.course != course_hash(saved.config):
         raise CheckpointError(f"{path}: its config does not match the run it holds (the course hash it was written "
                               "with differs); it was edited, so it is not resumed")
     if course_hash(config) != course_hash(saved.config):
         changes = "; ".join(changed(saved.config, config))
-        raise CheckpointError(f"{path}: --resume would change the run's course: {changes}."
+        raise ConfigError(f"{path}: --resume would change the run's course: {changes}."
                               f" On resume only these may change: {', '.join(MAY_CHANGE)}. To start a "
                               f"new run from its weights with another config, use: nnctl train CONFIG --init-from "
                               f"{path}")

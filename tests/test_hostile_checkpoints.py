@@ -259,7 +259,7 @@ def test_a_resume_that_would_change_the_course_is_refused_with_the_keys(run, tmp
     before = listing(run)
     clean_error(nnctl("train", "--resume", str(run / "checkpoints" / "best.pkl"), "train.epochs=4", *overrides,
                       "--runs-dir", str(tmp_path / "runs"), cwd=tmp_path),
-                1, "--resume would change the run's course", phrase, "--init-from")
+                2, "--resume would change the run's course", phrase, "--init-from")
     assert listing(run) == before and not (tmp_path / "runs").exists()
 
 

@@ -1,6 +1,9 @@
 """Every fused kernel equals its NumPy reference; the environment picks which of the two runs."""
 
 import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -75,3 +78,38 @@ def test_the_cupy_twins_code_run_on_the_cpu_equals_the_numpy_reference(name, dty
     k = kernels.KERNELS[name]
     assert k.make_gpu is not None, f"{name} has no CuPy twin"
     assert_twin_equals_reference(k, k.make_gpu(), dtype, absolute=True)
+
+
+def test_threads_reaching_a_kernel_first_at_once_jit_it_once(monkeypatch):
+    """A conv's threads can call a kernel for the first time together; each jitted it, and the second numba.njit
+    of an already jitted function raised (`nnctl gradcheck` once stopped with that internal error)."""
+    numba = pytest.importorskip("numba")
+    from nnctl.kernels.dispatch import Kernel
+
+    njit, calls = numba.njit, []
+
+    def slow_njit(*args, **options):  # widens the window in which both threads find the twin not yet jitted
+        if args:  # numba's own uses
+            return njit(*args, **options)
+
+        def jit(function):
+            calls.append(function)
+            time.sleep(0.2)
+            return njit(**options)(function)
+        return jit
+
+    monkeypatch.setattr(numba, "njit", slow_njit)
+
+    def double(x):
+        return 2 * x
+
+    twin = Kernel(double, lambda dtype: (np.ones(2, dtype),)).numba(double)
+    start = threading.Barrier(4)
+
+    def first_call(_):
+        start.wait()
+        return twin.compiled()(3.0)
+
+    with ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(first_call, range(4))) == [6.0] * 4
+    assert len(calls) == 1

@@ -70,9 +70,19 @@ def test_linear_unit_salary_reference(tmp_path):
     np.testing.assert_allclose(predicted, [3907.30, 16946.44, 1771.58, 7167.09], atol=0.005)
 
 
-def test_xor_mlp_fits_xor(tmp_path):
-    summary = json.loads((train(tmp_path, "xor_mlp.yaml") / "summary.json").read_text())
+@pytest.mark.parametrize("units", [4, 2])
+def test_xor_mlp_fits_xor(tmp_path, units):
+    """The reference: a 2-4-1 or a 2-2-1 tanh network fits XOR (100 %)."""
+    summary = json.loads((train(tmp_path, "xor_mlp.yaml", f"model.layers.0.units={units}") / "summary.json")
+                         .read_text())
     assert summary["test"]["test_accuracy"] == 1.0
+
+
+def test_a_single_perceptron_cannot_fit_xor(tmp_path):
+    """The reference's other half: XOR is not linearly separable, so no epoch gets more than 3 of 4 right."""
+    run = train(tmp_path, "perceptron_and.yaml", "data.op=xor", "train.epochs=100", "train.metrics=[accuracy]")
+    accuracies = [float(row["accuracy"]) for row in rows(run)]
+    assert len(accuracies) == 100 and max(accuracies) == 0.75
 
 
 def test_train_then_eval_on_an_mnist_slice(tmp_path):

@@ -8,6 +8,7 @@ On a GPU a kernel runs its CuPy twin where it has one, else the reference, which
 import functools
 import importlib.util
 import os
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -28,6 +29,8 @@ ACTIVE = _choose()
 """'numba' or 'numpy': the implementation every kernel runs in this process."""
 
 KERNELS: dict[str, "Kernel"] = {}
+_BUILDING = threading.Lock()
+"""Held while a twin is built (jitted or made for CuPy), once per kernel."""
 SCALARS: list[Callable] = []
 """Scalar functions the compiled twins call (see `scalar`)."""
 
@@ -53,7 +56,8 @@ class Kernel:
         if self.make_gpu is None or FORCE_NUMPY or not on_cupy():  # a stand-in for CuPy computes the reference
             return self.reference(*args)
         if self.gpu is None:
-            self.gpu = self.make_gpu()
+            with _BUILDING:
+                self.gpu = self.gpu or self.make_gpu()
         return self.gpu(*args)
 
     def cupy(self, make: Callable[[], Callable]) -> "Kernel":
@@ -72,14 +76,15 @@ class Kernel:
         """The numba twin (ImportError without numba)."""
         if self.loops is None:
             raise ValueError(f"kernel {self.reference.__name__} has no compiled twin")
-        if not hasattr(self.loops, "py_func"):
-            import numba
+        with _BUILDING:  # two threads of a conv may reach a kernel first at once: it is jitted by one of them
+            if not hasattr(self.loops, "py_func"):
+                import numba
 
-            for function in SCALARS:  # registered once; numba then compiles calls to it into the twins
-                numba.extending.register_jitable(inline="always")(function)
-            SCALARS.clear()
-            # error_model numpy: x / 0 gives inf, as in NumPy, instead of a check that stops vectorizing
-            self.loops = numba.njit(cache=True, nogil=True, error_model="numpy")(self.loops)
+                for function in SCALARS:  # registered once; numba then compiles calls to it into the twins
+                    numba.extending.register_jitable(inline="always")(function)
+                SCALARS.clear()
+                # error_model numpy: x / 0 gives inf, as in NumPy, instead of a check that stops vectorizing
+                self.loops = numba.njit(cache=True, nogil=True, error_model="numpy")(self.loops)
         return self.loops
 
     def _compile_and_run(self, *args):
