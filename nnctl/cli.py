@@ -41,7 +41,7 @@ from nnctl.sweep import Outcome, Sweep, by_value
 from nnctl.trained import Trained, trained_config
 from nnctl.weight_files import read_source
 from nnctl.weights import export as export_weights
-from nnctl.weights import load_into, write_npz
+from nnctl.weights import load_into, weights_spec, write_npz
 from nnctl.yaml_loader import dump_yaml
 
 app = typer.Typer(help="Train neural networks written in plain NumPy from YAML files.", no_args_is_help=True,
@@ -247,10 +247,17 @@ def summary(
         out.print(loaded.describe())
 
 
-def _loaded(path: Path, device: str) -> Trained:
-    """The model of a checkpoint, or of a config whose model.weights names its arrays, on `device`."""
-    return (Trained.from_config(path, device) if path.suffix in (".yaml", ".yml")
-            else Trained.load(checkpoint_of(path), device))
+def _loaded(path: Path, device: str, output: Path | None = None) -> Trained:
+    """The model of a checkpoint, or of a config whose model.weights names its arrays, on `device`; an `output`
+    that is that arrays' file is refused (it is one of the command's inputs too)."""
+    if path.suffix not in (".yaml", ".yml"):
+        return Trained.load(checkpoint_of(path), device)
+    trained = Trained.from_config(path, device)
+    spec = weights_spec(trained.config)
+    weights = None if spec is None else trained.config.base_dir / Path(spec.path).expanduser()
+    if output is not None and weights is not None and _same_file(output, weights):
+        raise NnctlError(f"{output}: this is the file {path}'s model.weights reads; write the output to another file")
+    return trained
 
 
 MODEL_HELP = f"{CHECKPOINT_HELP}, or a config (.yaml) whose model.weights names trained weights."
@@ -294,7 +301,7 @@ def predict_command(
     if output is not None:
         check_output(output)
         _fresh_output(output, [checkpoint_path, *inputs], force)
-    trained = _loaded(checkpoint_path, device)
+    trained = _loaded(checkpoint_path, device, output)
     if layer is not None:
         assert output is not None, "checked above"
         values = features(trained, inputs, layer)
@@ -323,7 +330,7 @@ def export_command(
     if form not in ("npz", "onnx"):
         raise NnctlError(f"--format must be npz or onnx, not '{form}'")
     _fresh_output(output, [checkpoint_path], force)
-    trained = _loaded(checkpoint_path, device)
+    trained = _loaded(checkpoint_path, device, output)
     model = trained.model
     if form == "onnx":
         export_onnx(model, output, trained.config.data["name"])

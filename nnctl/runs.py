@@ -250,6 +250,10 @@ class _Problems:
         return shown + ([f"metrics.jsonl: {rest} more problems of other kinds or keys"] if rest > 0 else [])
 
 
+TRACKING_STORES = {"mlartifacts", "mlruns"}
+"""MLflow's local stores beside the runs: they hold copies of each tracked run's files, not runs."""
+
+
 def find_runs(root: str | Path) -> list[Run]:
     """Every run under `root` (itself, or any depth below, such as a sweep's members), oldest first."""
     root = Path(root)
@@ -258,7 +262,8 @@ def find_runs(root: str | Path) -> list[Run]:
                          f"{root}: no such directory (no runs yet? `nnctl train CONFIG` writes them to runs/)")
     if is_run(root):
         return [load_run(root)]
-    runs = [load_run(summary.parent) for summary in root.rglob("summary.json") if is_run(summary.parent)]
+    runs = [load_run(summary.parent) for summary in root.rglob("summary.json")
+            if is_run(summary.parent) and not TRACKING_STORES & set(summary.relative_to(root).parts)]
     return sorted(runs, key=lambda run: (run.started, str(run.path)))
 
 

@@ -377,21 +377,41 @@ class Sweep:
         self.make_dir()
         if todo:
             threads = self.spec.cpus_per_member or max(1, blas_threads_available() // jobs)
+            context = get_context("spawn")
+            interrupted = context.Event()
             with _blas_threads(threads), \
-                    ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=get_context("spawn")) as pool:
+                    ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=context,
+                                        initializer=_in_worker, initargs=(interrupted,)) as pool:
                 futures = {pool.submit(run_member, member, self.dir): member for member in todo}
-                for future in as_completed(futures):
-                    status, error, run_dir = future.result()
-                    member = futures[future]
-                    run = load_run(run_dir) if run_dir else None
-                    outcomes[member.label] = Outcome(member, status, run, error)
-                    if report:
-                        report(outcomes[member.label])
+                try:
+                    for future in as_completed(futures):
+                        status, error, run_dir = future.result()
+                        member = futures[future]
+                        run = load_run(run_dir) if run_dir else None
+                        outcomes[member.label] = Outcome(member, status, run, error)
+                        if report:
+                            report(outcomes[member.label])
+                except KeyboardInterrupt:  # members queued in a worker already see the event and do not start
+                    interrupted.set()
+                    for future in futures:
+                        future.cancel()
+                    raise
         return [outcomes.get(m.label) or Outcome(m, "skipped", m.previous) for m in self.members]
+
+
+_INTERRUPTED: Any = None
+"""In a worker process: the sweep's event, set once Ctrl-C stopped the sweep."""
+
+
+def _in_worker(interrupted: Any) -> None:
+    global _INTERRUPTED
+    _INTERRUPTED = interrupted
 
 
 def run_member(member: Member, sweep_dir: Path) -> tuple[str, str | None, Path | None]:
     """Trains one member (in a worker process); its status, why it failed, and its run directory if made."""
+    if _INTERRUPTED is not None and _INTERRUPTED.is_set():
+        return "stopped", "the sweep was interrupted before it started", None
     quiet_arithmetic()  # a diverging member is one row of the report, not warnings among the others' lines
     runner = None
     try:

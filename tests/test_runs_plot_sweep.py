@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import struct
 import subprocess
@@ -63,6 +64,16 @@ def test_runs_lists_shows_and_diffs(two_runs):
     assert "0.001" in lines["optimizer.lr"] and "0.1" in lines["optimizer.lr"]
     assert "model.layers.0.units" not in lines  # the same in both
     assert "test_accuracy" in lines and "config keys that differ (3)" in diff.stdout  # lr, type, log_every_steps
+
+
+def test_mlflows_copies_of_a_run_are_not_listed_as_runs(two_runs, tmp_path):
+    """MLflow's local artifact store beside the runs holds each tracked run's summary.json and config.yaml."""
+    _, first, _ = two_runs
+    shutil.copytree(first, tmp_path / "runs" / first.name)
+    shutil.copytree(first, tmp_path / "runs" / "mlartifacts" / "mnist_mlp" / "abc123" / "artifacts")
+    listing = nnctl("runs", str(tmp_path / "runs"))
+    assert listing.returncode == 0 and first.name in listing.stdout, listing.stderr
+    assert "artifacts" not in listing.stdout, listing.stdout
 
 
 def test_runs_errors(two_runs, tmp_path):
@@ -205,10 +216,12 @@ def test_shipped_sweeps_build_every_member(tmp_path, mnist_root, name, count):
 
 
 def test_ctrl_c_stops_a_sweep_and_running_it_again_resumes_the_member(tmp_path, mnist_root):
+    """The members waiting behind the running one do not start (with one job they all ran to the end first)."""
     sweep_file = tmp_path / "one.yaml"
     sweep_file.write_text(f"base: {CONFIGS / 'mnist_mlp.yaml'}\noverrides:\n  data.subset: 10000\n"
                           "  data.validation: 500\n  train.epochs: 2\n  train.batch_size: 10\n"
-                          "  train.log_every_steps: 1\nmembers:\n  - {name: only}\n")
+                          "  train.log_every_steps: 1\nmembers:\n  - {name: only}\n  - {name: later, seed: 1}\n"
+                          "  - {name: last, seed: 2}\n")
     command = [sys.executable, "-m", "nnctl.cli", "sweep", str(sweep_file), "--runs-dir", str(tmp_path / "runs")]
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                start_new_session=True)  # its own process group, as a terminal's Ctrl-C reaches
@@ -224,10 +237,11 @@ def test_ctrl_c_stops_a_sweep_and_running_it_again_resumes_the_member(tmp_path, 
     assert "Run the sweep again to resume" in stderr and "Traceback" not in stderr
     (run,) = (tmp_path / "runs" / "one").glob("only-*")
     assert json.loads((run / "summary.json").read_text())["status"] == "stopped"
+    assert [p.name for p in (tmp_path / "runs" / "one").iterdir()] == [run.name]
 
     again = nnctl(*command[3:])
     assert again.returncode == 0, again.stderr
-    assert "1 to run" in again.stdout
+    assert "3 to run" in again.stdout
     summary = json.loads((run / "summary.json").read_text())  # the same run directory, continued
     assert summary["status"] == "finished" and summary["epochs"] == 2
     assert [p.name for p in (tmp_path / "runs" / "one").glob("only-*")] == [run.name]

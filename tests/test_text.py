@@ -12,6 +12,7 @@ from nnctl import checkpoint
 from nnctl.config import from_dict
 from nnctl.data import DATASETS
 from nnctl.errors import DataError
+from nnctl.limits import ENV
 from nnctl.trained import Trained
 
 TEXT = CONFIGS / "data" / "genesis_asv.txt"
@@ -48,6 +49,17 @@ def test_a_text_too_short_for_two_windows_is_refused(tmp_path):
     path.write_text("abc")
     with pytest.raises(DataError, match="fewer than 2 windows"):
         text_source(path, seq_len=5).load(np.float32)
+
+
+def test_a_text_whose_token_ids_pass_the_memory_limit_is_refused_before_tokenizing(tmp_path, monkeypatch):
+    """A 300 MB text took 7 GB as Python lists of tokens and ids before any check."""
+    path = tmp_path / "big.txt"
+    path.write_text("abcdefghij" * 100_000)  # 1 MB: about 40 MB as tokens, ids and windows
+    monkeypatch.setenv(ENV, "16M")
+    with pytest.raises(DataError, match=r"big.txt: 1,000,000 bytes of text as token ids would need 38.1 MiB"):
+        text_source(path, seq_len=20).load(np.float32)
+    monkeypatch.setenv(ENV, "64M")
+    assert len(text_source(path, seq_len=20).load(np.float32).train) > 0
 
 
 def train_char_model(tmp_path: Path, *overrides: str) -> Path:

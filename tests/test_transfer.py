@@ -178,6 +178,7 @@ def test_predict_and_export_take_a_config_with_weights(base, tmp_path):
         assert sorted(again.files) == sorted(exported.files)
         assert all(np.array_equal(again[k], exported[k]) for k in exported.files)
 
+    exported_bytes = (base / "base.npz").read_bytes()
     no_weights = write_config(base, "fresh", BASE)
     for args, message in [
         (["predict", str(no_weights), str(tmp_path / "x.npy")], "this config names no trained weights: give a "
@@ -188,10 +189,13 @@ def test_predict_and_export_take_a_config_with_weights(base, tmp_path):
          "--layer: this model has no layer 'bn2' (did you mean 'bn1'?)"),
         (["predict", str(config), str(tmp_path / "x.npy"), "--layer", "bn1"], "--layer writes the layer's outputs "
                                                                             "as an array: give -o FILE.npy"),
+        (["export", str(config), "-o", str(base / "base.npz"), "--force"], "base.npz: this is the file "
+                                                                          f"{config}'s model.weights reads"),
     ]:
         result = nnctl(*args)
         assert result.returncode in (1, 2) and message in result.stderr and "Traceback" not in result.stderr, \
             result.stderr
+    assert (base / "base.npz").read_bytes() == exported_bytes  # the weights a config reads are never its output
 
 
 def test_the_shipped_transfer_pair_on_a_slice(tmp_path, mnist_root):

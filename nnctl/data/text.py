@@ -5,9 +5,13 @@ import numpy as np
 from nnctl.data.dataset import Dataset
 from nnctl.data.source import DATASETS, Arrays, DatasetSource
 from nnctl.errors import DataError, read_bytes
+from nnctl.limits import too_big
 
 LEVELS = {"char": "", "word": " "}
 """Token level -> the separator that joins tokens back into text."""
+BYTES_PER_TOKEN = 40
+"""What reading costs per byte of text at most (a character is a token): the list of tokens and that of their ids
+(8 bytes a pointer each), the id array, its windows as inputs and as targets (8 each)."""
 
 
 def tokenize(text: str, level: str) -> list[str]:
@@ -44,8 +48,11 @@ class Text(DatasetSource):
 
     def read(self) -> Arrays:
         path = self.path(self.file)
+        raw = read_bytes(path, DataError, "text file")
+        if problem := too_big(len(raw) * BYTES_PER_TOKEN, f"{path}: {len(raw):,} bytes of text as token ids"):
+            raise DataError(problem)
         try:
-            tokens = tokenize(read_bytes(path, DataError, "text file").decode("utf-8"), self.level)
+            tokens = tokenize(raw.decode("utf-8"), self.level)
         except UnicodeDecodeError as exc:
             raise DataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
         windows = (len(tokens) - 1) // self.seq_len
