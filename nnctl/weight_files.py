@@ -23,6 +23,8 @@ from nnctl.limits import capped_product, too_big
 PICKLES = (".pt", ".pth", ".bin", ".ckpt", ".pkl", ".pickle", ".tar")
 SAFETENSORS_HEADER = 100_000_000
 """The longest header that safetensors itself reads."""
+NUMPY_LESS = ("BF16", "F8_E4M3", "F8_E5M2")
+"""safetensors dtypes NumPy has no type for."""
 SAFETENSORS_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "F8_E4M3": 1, "F8_E5M2": 1, "I64": 8, "I32": 4,
                      "I16": 2, "I8": 1, "U64": 8, "U32": 4, "U16": 2, "U8": 1, "BOOL": 1}
 HDF5_SECONDS = 30
@@ -64,6 +66,9 @@ def read_source(path: Path) -> tuple[str, list[SourceLayer]]:
     if suffix == ".keras" and head[:8] != HDF5:
         raise NnctlError(f"{path}: neither a Keras 3 .keras archive (a zip) nor a Keras 2 HDF5 file (it starts with "
                          f"{head[:8]!r}); save the model again with Keras")
+    if suffix == ".npz":
+        raise NnctlError(f"{path}: an .npz of arrays is nnctl's own format already: give it as model.weights (nnctl "
+                         "convert reads PyTorch's .safetensors and Keras's .h5 / .weights.h5 / .keras)")
     if suffix in PICKLES or _torch_save(head):
         raise NnctlError(f"{path}: a PyTorch pickle (torch.save) is never opened: unpickling it runs whatever code "
                          "it holds. Save the state_dict as safetensors instead: from safetensors.torch import "
@@ -89,17 +94,23 @@ def _read_safetensors(path: Path) -> dict[str, np.ndarray]:
         from safetensors.numpy import load_file
     except ImportError:
         raise NnctlError("reading .safetensors needs the safetensors package: pip install 'nnctl[convert]'") from None
-    refusal = too_big(_safetensors_declared(path), f"{path}: the tensors its header declares")
+    entries = {name: entry for name, entry in _safetensors_header(path).items() if name != "__metadata__"}
+    refusal = too_big(sum(map(_entry_bytes, entries.values())), f"{path}: the tensors its header declares")
     if refusal:
         raise NnctlError(refusal)
+    for name, entry in entries.items():
+        if isinstance(entry, dict) and entry.get("dtype") in NUMPY_LESS:
+            raise NnctlError(f"{path}: its tensor '{name}' is {entry['dtype']}, which NumPy has no type for; save the "
+                             "weights as float32: save_file({k: v.float() for k, v in model.state_dict().items()}, "
+                             "'weights.safetensors')")
     try:
         return load_file(str(path))
     except Exception as exc:  # safetensors raises its own SafetensorError, or TypeError for bfloat16
         raise NnctlError(f"{path}: not a readable safetensors file of NumPy dtypes ({exc})") from None
 
 
-def _safetensors_declared(path: Path) -> int:
-    """The bytes a safetensors file's header says its tensors take, read before any tensor is."""
+def _safetensors_header(path: Path) -> dict:
+    """A safetensors file's header (its tensors' names, dtypes, shapes), read before any tensor is."""
     try:
         with open(path, "rb") as f:
             length, size = int.from_bytes(f.read(8), "little"), path.stat().st_size
@@ -111,7 +122,7 @@ def _safetensors_declared(path: Path) -> int:
         raise NnctlError(f"{path}: not a safetensors file: its header is not valid JSON ({exc})") from None
     if not isinstance(header, dict):
         raise NnctlError(f"{path}: not a safetensors file: its header is not a JSON object of tensors")
-    return sum(_entry_bytes(entry) for name, entry in header.items() if name != "__metadata__")
+    return header
 
 
 def _header_fits(path: Path, length: int, size: int) -> None:

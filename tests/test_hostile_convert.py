@@ -116,6 +116,21 @@ def test_a_safetensors_header_that_cannot_be_one_is_refused(tmp_path, raw, phras
     convert(tmp_path, tmp_path / "bad.safetensors", phrases=(phrase,))
 
 
+def test_bfloat16_tensors_are_named_with_how_to_save_them(tmp_path):
+    """PyTorch saves bf16 often; safetensors' NumPy loader failed with its own 'data type not understood'."""
+    raw = b'{"fc.weight": {"dtype": "BF16", "shape": [2, 2], "data_offsets": [0, 8]}}'
+    (tmp_path / "bf16.safetensors").write_bytes(struct.pack("<Q", len(raw)) + raw + b"\0" * 8)
+    convert(tmp_path, tmp_path / "bf16.safetensors", phrases=(
+        "its tensor 'fc.weight' is BF16, which NumPy has no type for; save the weights as float32",))
+
+
+def test_an_npz_given_to_convert_is_called_nnctls_own_format(tmp_path):
+    np.savez(tmp_path / "w.npz", **{"dense_1/W": np.zeros((2, 4))})
+    result = nnctl("convert", str(tmp_path / "w.npz"), "-c", XOR, "-o", str(tmp_path / "out.npz"))
+    clean_error(result, 1, "an .npz of arrays is nnctl's own format already: give it as model.weights")
+    assert "PyTorch" not in result.stderr.split("(")[0]
+
+
 def test_a_safetensors_shape_of_5000_digits_is_refused(tmp_path):
     raw = b'{"fc.weight": {"dtype": "F32", "shape": [' + b"9" * 5000 + b'], "data_offsets": [0, 4]}}'
     (tmp_path / "digits.safetensors").write_bytes(struct.pack("<Q", len(raw)) + raw + b"\0" * 4)
