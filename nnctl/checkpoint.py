@@ -11,6 +11,7 @@ import numpy as np
 from nnctl import __version__
 from nnctl.course import course_hash
 from nnctl.errors import CheckpointError, TrainingError, read_bytes, regular_file
+from nnctl.layers.base import array_problem
 from nnctl.limits import capped_product
 from nnctl.outputs import replacing
 from nnctl.unpickle import UnsafePickleError, safe_unpickle
@@ -150,8 +151,8 @@ def _check_contents(data: dict[str, Any], path: str | Path) -> None:
                 if not _numbers(value):
                     raise CheckpointError(f"{path}: its 'model.{layer}.{kind}.{key}' is "
                                           f"{_described(value)}, expected an array of floats")
-                if not np.isfinite(value).all():
-                    raise CheckpointError(f"{path}: its 'model.{layer}.{kind}.{key}' holds NaN or infinite values")
+                if problem := array_problem(key, value):
+                    raise CheckpointError(f"{path}: its 'model.{layer}.{kind}.{key}' {problem}")
 
 
 _FLOAT_MAX = sys.float_info.max

@@ -9,6 +9,7 @@ import yaml
 
 from nnctl.errors import ConfigError, NnctlError
 from nnctl.layers import Layer
+from nnctl.layers.base import array_problem
 from nnctl.layers.conv import Conv2D
 from nnctl.layers.dense import Dense
 from nnctl.layers.embedding import Embedding
@@ -124,9 +125,9 @@ def convert(model: Model, framework: str, pairs: list[tuple[Layer, SourceLayer]]
                     raise NnctlError(f"{source.name} -> {layer.name}: {origin} becomes {key} of shape "
                                      f"{list(value.shape)}, but {layer.name}/{key} has shape {list(mine[key].shape)}; "
                                      "check the map and the layer's config")
-                if not np.isfinite(value).all():
-                    raise NnctlError(f"{source.name} -> {layer.name}: {origin} holds NaN or infinity, which no "
-                                     "model can start from; convert weights saved before training diverged")
+                if problem := array_problem(key, value):
+                    raise NnctlError(f"{source.name} -> {layer.name}: {origin} {problem}; no model can start from "
+                                     "it (weights saved before training diverged can)")
             missing = [key for key in mine if key not in converted]
             if missing:
                 raise NnctlError(f"{layer.name}: {', '.join(missing)} cannot come from {source.name}, which "

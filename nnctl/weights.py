@@ -10,6 +10,7 @@ from nnctl.backend import to_device
 from nnctl.config import Config
 from nnctl.data.npyfile import read_npz
 from nnctl.errors import DataError, NnctlError
+from nnctl.layers.base import array_problem
 from nnctl.model import Model
 from nnctl.outputs import replacing
 from nnctl.schema import describe_value, did_you_mean
@@ -160,8 +161,8 @@ def load_into(model: Model, config: Config) -> Loaded | None:
                                     f"but this model's {name} has shape {list(target.shape)}")
         if value.dtype.kind not in "biuf":
             raise config.error(KEY, f"{path}: array '{name}' holds {value.dtype} values, not numbers")
-        if not np.isfinite(value).all():
-            raise config.error(KEY, f"{path}: array '{name}' holds NaN or infinite values")
+        if problem := array_problem(name.rsplit("/", 1)[-1], value):
+            raise config.error(KEY, f"{path}: array '{name}' {problem}")
         if value.size and (largest := float(np.abs(value).max())) > np.finfo(target.dtype).max:
             raise config.error(KEY, f"{path}: array '{name}' holds values up to {largest:.3g}, beyond "
                                     f"{np.dtype(target.dtype).name}'s range, the model's dtype")

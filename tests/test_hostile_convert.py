@@ -328,7 +328,21 @@ def test_an_empty_recurrent_weight_pairs_with_nothing(tmp_path):
 def test_nan_weights_are_not_converted(tmp_path):
     save_file({"fc.weight": np.full((4, 2), np.nan), "fc.bias": np.zeros(4)}, str(tmp_path / "nan.safetensors"))
     convert(tmp_path, tmp_path / "nan.safetensors", "--map", "dense_1=fc",
-            phrases=("fc -> dense_1: weight holds NaN or infinity",))
+            phrases=("fc -> dense_1: weight holds NaN or infinite values; no model can start from it",))
+
+
+def test_a_negative_batch_norm_variance_is_not_converted(tmp_path):
+    """Its outputs would be NaN, and predict would then blame an overflow."""
+    (tmp_path / "bn.yaml").write_text(
+        "data: {type: logic, op: xor}\nloss: softmax_cross_entropy\noptimizer: adam\nmodel: {layers: [{type: dense, "
+        "units: 4}, {type: batchnorm}, {type: dense, units: 2}]}\n")
+    ones = np.ones(4, np.float32)
+    save_file({"fc.weight": np.ones((4, 2), np.float32), "fc.bias": 0 * ones, "bn.weight": ones, "bn.bias": 0 * ones,
+               "bn.running_mean": 0 * ones, "bn.running_var": -ones}, str(tmp_path / "bn.safetensors"))
+    result = nnctl("convert", str(tmp_path / "bn.safetensors"), "-c", str(tmp_path / "bn.yaml"), "--map",
+                   "dense_1=fc", "--map", "batchnorm_1=bn", "-o", str(tmp_path / "w.npz"))
+    clean_error(result, 1, "bn -> batchnorm_1: running_var holds negative values (-1), which a variance cannot have")
+    assert not (tmp_path / "w.npz").exists()
 
 
 # -- libhdf5 itself: a damaged file can make it loop or crash, where Python cannot stop it ------------------------

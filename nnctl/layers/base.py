@@ -68,3 +68,15 @@ class Layer:
 
 
 LAYERS: Registry[Layer] = Registry("layer")
+
+VARIANCES = ("running_var",)
+"""Layer arrays that are variances (batch norm's): a negative entry makes its output NaN."""
+
+
+def array_problem(key: str, value: np.ndarray) -> str | None:
+    """What makes a layer's array `key` unusable as loaded from a file: NaN or infinity, or a negative variance."""
+    if not np.isfinite(value).all():
+        return "holds NaN or infinite values"
+    if key in VARIANCES and (value < 0).any():
+        return f"holds negative values ({float(value.min()):g}), which a variance cannot have"
+    return None
