@@ -1,5 +1,6 @@
 """Everything a config builds: data, model, loss, optimizer, schedule and training settings."""
 
+import inspect
 import math
 import typing
 from dataclasses import dataclass
@@ -189,6 +190,11 @@ def _check_memory(config: Config, model: Model, settings: TrainSettings, data: D
                             f"of one {'evaluation ' if evaluated > batch else ''}batch)")
     if problem:
         raise config.error(("train", "eval_batch_size") if evaluated > batch else ("model", "layers"), problem)
+
+
+def planned_epochs(config: Config) -> int:
+    """The epochs a config's run trains for: its train.epochs, else the default."""
+    return (config.data.get("train") or {}).get("epochs", inspect.signature(TrainSettings).parameters["epochs"].default)
 
 
 def train_settings(config: Config) -> TrainSettings:

@@ -1,7 +1,6 @@
 """The Ray engine of `nnctl sweep`: members as Ray Tune trials on this machine or a cluster, each an ordinary run
 in the sweep's directory; epochs reported to Tune, last.pkl as the trial's checkpoint, ASHA and Optuna's TPE."""
 
-import inspect
 import json
 import logging
 import os
@@ -15,7 +14,7 @@ from typing import Any
 
 from nnctl.config import expand_path, key_path
 from nnctl.errors import NnctlError, quiet_arithmetic
-from nnctl.experiment import TrainSettings
+from nnctl.experiment import planned_epochs
 from nnctl.runner import Runner
 from nnctl.runs import Run, find_runs, is_run, load_run
 from nnctl.sweep import DONE, THREAD_VARS, Member, Outcome, Range, Sweep
@@ -156,8 +155,7 @@ def _scheduler(sweep: Sweep) -> Any:
     if s is None:
         return None
     members = sweep.members or [sweep.member({})]  # a tpe search's: the base config with the sweep's overrides
-    default = inspect.signature(TrainSettings).parameters["epochs"].default
-    epochs = max((m.config.data.get("train") or {}).get("epochs", default) for m in members)
+    epochs = max(planned_epochs(m.config) for m in members)
     # past the last epoch: ASHA stops a member that reaches max_t, before its run could write its test metrics
     return ASHAScheduler(time_attr="epoch", metric=s.metric, mode=s.mode, max_t=max(epochs, s.grace_period) + 1,
                          grace_period=s.grace_period, reduction_factor=s.reduction_factor)

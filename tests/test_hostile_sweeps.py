@@ -212,3 +212,17 @@ def test_a_negative_seed_in_a_grid_is_refused_at_the_grid_line(tmp_path):
     write(tmp_path, "grid:\n  seed: [-42, 1]\n")
     clean_error(nnctl("sweep", "s.yaml", "--runs-dir", "runs", cwd=tmp_path, timeout=60), 2,
                 "s.yaml:3 (grid.seed): seed: expected a non-negative integer, got -42")
+
+
+@pytest.mark.slow
+def test_a_finished_member_whose_summary_is_damaged_is_not_run_again(tmp_path):
+    """Its metrics hold every epoch; resuming it was refused as already trained, on every run of the sweep."""
+    (tmp_path / "c.yaml").write_text(XOR)
+    (tmp_path / "s.yaml").write_text("base: c.yaml\nmembers:\n  - {name: only}\n")
+    first = nnctl("sweep", "s.yaml", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    (run,) = (tmp_path / "runs" / "s").glob("only-*")
+    (run / "summary.json").write_text('{"status": "fini')
+    again = nnctl("sweep", "s.yaml", cwd=tmp_path)
+    assert again.returncode == 0 and "0 to run" in again.stdout, again.stdout + again.stderr
+    assert [p.name for p in (tmp_path / "runs" / "s").glob("only-*")] == [run.name]
