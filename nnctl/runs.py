@@ -1,5 +1,6 @@
 """Reading run directories back: their config, summary and metric rows, for listing, comparing and plotting."""
 
+import copy
 import json
 import os
 import re
@@ -279,6 +280,19 @@ def expand(paths: list[Path]) -> list[Run]:
 
 
 def config_diff(a: Run, b: Run) -> list[tuple[str, Any, Any]]:
-    """(key, value in a, value in b) for every dotted config key that differs; a missing key is None."""
-    fa, fb = flatten(a.config), flatten(b.config)
+    """(key, value in a, value in b) for every dotted config key that differs, defaults written out (a key given
+    at its default is no difference); a missing key is None."""
+    fa, fb = flatten(_resolved(a.config)), flatten(_resolved(b.config))
     return [(key, fa.get(key), fb.get(key)) for key in sorted(fa.keys() | fb.keys()) if fa.get(key) != fb.get(key)]
+
+
+def _resolved(config: dict[str, Any]) -> dict[str, Any]:
+    """A run's config with every default written out, as `nnctl config` prints it; as saved where it cannot be (a
+    damaged or older config)."""
+    from nnctl.config import from_dict
+    from nnctl.sections import resolved  # builds the registries: only when two runs are compared
+
+    try:
+        return resolved(from_dict(copy.deepcopy(config)))
+    except (NnctlError, ValueError, TypeError):
+        return config

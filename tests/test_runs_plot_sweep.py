@@ -63,7 +63,9 @@ def test_runs_lists_shows_and_diffs(two_runs):
     assert "adam" in lines["optimizer.type"] and "sgd" in lines["optimizer.type"]
     assert "0.001" in lines["optimizer.lr"] and "0.1" in lines["optimizer.lr"]
     assert "model.layers.0.units" not in lines  # the same in both
-    assert "test_accuracy" in lines and "config keys that differ (3)" in diff.stdout  # lr, type, log_every_steps
+    assert "optimizer.momentum" in lines and "optimizer.beta1" in lines  # defaults written out
+    # lr, type, log_every_steps, and Adam's beta1, beta2 and eps against SGD's momentum and nesterov
+    assert "test_accuracy" in lines and "config keys that differ (8)" in diff.stdout
 
 
 def test_mlflows_copies_of_a_run_are_not_listed_as_runs(two_runs, tmp_path):
@@ -74,6 +76,17 @@ def test_mlflows_copies_of_a_run_are_not_listed_as_runs(two_runs, tmp_path):
     listing = nnctl("runs", str(tmp_path / "runs"))
     assert listing.returncode == 0 and first.name in listing.stdout, listing.stderr
     assert "artifacts" not in listing.stdout, listing.stdout
+
+
+def test_runs_diff_does_not_count_a_key_given_at_its_default(tmp_path):
+    config = CONFIGS / "xor_mlp.yaml"
+    for name, extra in (("a", []), ("c", ["optimizer.beta1=0.9", "model.layers.0.use_bias=true"])):
+        result = nnctl("train", str(config), f"name={name}", "train.epochs=5", "--runs-dir", str(tmp_path), "-q",
+                       *extra)
+        assert result.returncode == 0, result.stderr
+    diff = nnctl("runs", "diff", *map(str, sorted(tmp_path.iterdir())))
+    assert diff.returncode == 0 and "config keys that differ (1)" in diff.stdout, diff.stdout
+    assert "beta1" not in diff.stdout and "use_bias" not in diff.stdout
 
 
 def test_runs_errors(two_runs, tmp_path):
