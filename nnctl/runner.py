@@ -39,7 +39,7 @@ class Runner:
         self.files = MetricFiles(run_dir, self._columns())
         self.checkpoints = Checkpoints(run_dir)
         self.tensorboard = TensorBoard(run_dir) if exp.settings.tensorboard else None
-        self.tracker = MLflow(exp.config, run_dir, run_dir.parent) if exp.settings.tracking == "mlflow" else None
+        self.tracker: MLflow | None = None  # opened last, by _track, once nothing can refuse the run
         self.progress = Progress(run_dir / "train.log", quiet)
         es = exp.settings.early_stopping
         self.monitor = Monitor(exp.monitor, exp.mode, es.min_delta if es else 0.0)
@@ -73,6 +73,7 @@ class Runner:
             runner.progress.say(exp.weights.describe())
         runner._write_config()
         runner.files.rewrite([])
+        runner._track(fresh=True)
         return runner
 
     @classmethod
@@ -105,7 +106,20 @@ class Runner:
             raise
         runner._write_config()
         runner.files.rewrite(runner.history)
+        runner._track(fresh=not own_run)
         return runner
+
+    def _track(self, fresh: bool) -> None:
+        """Starts (or reopens) the run's MLflow run, if tracked, once every check that refuses a run has passed;
+        a `fresh` run directory, made for this run only, is removed when MLflow cannot start."""
+        if self.exp.settings.tracking != "mlflow":
+            return
+        try:
+            self.tracker = MLflow(self.exp.config, self.run_dir, self.run_dir.parent)
+        except NnctlError:
+            if fresh:
+                shutil.rmtree(self.run_dir, ignore_errors=True)
+            raise
 
     def _restore(self, saved: Checkpoint, path: Path) -> None:
         try:
@@ -162,10 +176,11 @@ class Runner:
             summary = self._fit()
         except BaseException as exc:
             if self.tracker:
-                self.tracker.close("stopped" if isinstance(exc, KeyboardInterrupt) else "failed", self.run_dir)
+                self.tracker.close({"status": "stopped" if isinstance(exc, KeyboardInterrupt) else "failed"},
+                                   self.run_dir)
             raise
         if self.tracker:
-            self.tracker.close(summary["status"], self.run_dir)
+            self.tracker.close(summary, self.run_dir)
         return summary
 
     def _fit(self) -> dict[str, Any]:

@@ -40,6 +40,7 @@ from nnctl.runner import Runner
 from nnctl.runs import Run, find_runs, load_run
 from nnctl.schema import construct, describe_value, finite, is_number
 from nnctl.threads import available as blas_threads_available
+from nnctl.tracking import prepare_store
 from nnctl.trained import UNTRUSTED
 
 DONE = ("finished", "early_stopped")
@@ -377,6 +378,7 @@ class Sweep:
         outcomes: dict[str, Outcome] = {}
         self.make_dir()
         if todo:
+            prepare_store(self.dir, [self.base, *(member.config for member in todo)])  # once, not raced by workers
             threads = self.spec.cpus_per_member or max(1, blas_threads_available() // jobs)
             context = get_context("spawn")
             interrupted = context.Event()

@@ -18,6 +18,7 @@ from nnctl.experiment import planned_epochs
 from nnctl.runner import Runner
 from nnctl.runs import Run, find_runs, is_run, load_run
 from nnctl.sweep import DONE, THREAD_VARS, Member, Outcome, Range, Sweep
+from nnctl.tracking import prepare_store
 
 INSTALL = "pip install 'nnctl[ray]'"
 # Tune's own progress tables and metric checks: nnctl prints its own lines, and a failed member's last report
@@ -47,6 +48,7 @@ def run(sweep: Sweep, todo: list[Member], address: str | None, jobs: int | None,
     if remaining > 0:
         _connect(address, sweep.spec.cpus_per_member or 1)
         sweep.make_dir()
+        prepare_store(sweep.dir, [sweep.base, *(member.config for member in todo)])
         try:
             _fit(sweep, todo, done, stopped, remaining, jobs, members)
         finally:

@@ -1,5 +1,7 @@
-"""Run tracking in MLflow: params, per-epoch metrics and the checkpoints as artifacts, against a real MLflow
-tracking server on 127.0.0.1 and the local file store; a clear message where mlflow is missing."""
+"""Run tracking in MLflow: params, per-epoch and test metrics and the checkpoints as artifacts, against a real
+MLflow tracking server on 127.0.0.1 and the local SQLite store (one for a parallel sweep); one line, in seconds,
+where mlflow is missing, the server is not there or MLFLOW_TRACKING_URI names no store; a refused resume leaves
+the MLflow run as it was."""
 
 import json
 import os
@@ -12,6 +14,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from hostile import XOR, clean_error, listing
 
 from helpers import CONFIGS, REPO, nnctl
 from nnctl.tracking import MAX_PARAM, flatten
@@ -87,6 +90,8 @@ def check_tracked(uri: str, experiment: str, run_dir: Path, tmp_path: Path) -> N
     assert names == {"checkpoints/best.pkl", "checkpoints/last.pkl"}
     fetched = Path(client.download_artifacts(run.info.run_id, "checkpoints/best.pkl", str(tmp_path)))
     assert fetched.read_bytes() == (run_dir / "checkpoints" / "best.pkl").read_bytes()
+    test = json.loads((run_dir / "summary.json").read_text())["test"]
+    assert test and {k: run.data.metrics[k] for k in test} == pytest.approx(test)  # test_loss, test_accuracy
 
 
 @pytest.mark.slow
@@ -114,12 +119,90 @@ def test_a_local_store_beside_the_runs_is_the_default(tmp_path):
     check_tracked(f"sqlite:///{(runs / 'mlflow.db').resolve()}", "xor_mlp_tracked", run_dir, tmp_path)
 
 
-@pytest.mark.slow
-def test_an_unreachable_server_is_one_message_before_training(tmp_path):
+def without_mlflow_settings() -> dict[str, str]:
+    """The environment without the user's MLflow settings (MLFLOW_TRACKING_URI, HTTP retries, logging)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+
+
+def local_run(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """`nnctl ARGS` with the local MLflow store (MLFLOW_TRACKING_URI unset) and `env` added, in `cwd`."""
     pytest.importorskip("mlflow", reason="the tracking tests need the mlflow extra: pip install 'nnctl[mlflow]'")
-    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
-    result = nnctl("train", str(CONFIGS / "xor_mlp.yaml"), "--mlflow", "--runs-dir", str(tmp_path),
-                   env={"MLFLOW_TRACKING_URI": url, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"})
-    assert result.returncode == 1
-    assert f"error: MLflow tracking at {url} failed:" in result.stderr
-    assert "Traceback" not in result.stderr and "internal error" not in result.stderr
+    return subprocess.run([sys.executable, "-m", "nnctl.cli", *args], cwd=cwd, capture_output=True, text=True,
+                          env={**without_mlflow_settings(), **(env or {})}, timeout=120)
+
+
+def local_runs(store: Path) -> list:
+    """Every MLflow run in the local store `store` (a mlflow.db), of every experiment."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{store.resolve()}")
+    return client.search_runs([e.experiment_id for e in client.search_experiments()])
+
+
+@pytest.mark.slow
+def test_an_unreachable_server_is_one_line_within_seconds(tmp_path):
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there; MLflow's own retries take about 4 minutes
+    started = time.monotonic()
+    result = local_run("train", "-q", str(CONFIGS / "xor_mlp.yaml"), "--mlflow", "--runs-dir", str(tmp_path / "r"),
+                       cwd=tmp_path, env={"MLFLOW_TRACKING_URI": url})
+    assert time.monotonic() - started < 20
+    clean_error(result, 1, f"error: MLflow tracking at {url} failed: cannot connect: Connection refused;")
+    assert "Max retries" not in result.stderr and len(result.stderr.splitlines()) == 1
+    assert not any((tmp_path / "r").iterdir())  # the run directory made for it is gone
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("uri, problem", [
+    ("foo://bar", "names a kind of store MLflow does not know (foo:)"),
+    ("file:///dev/null/x", "names a file store, which MLflow"),
+])
+def test_a_tracking_uri_mlflow_cannot_take_is_named_with_the_kinds_it_takes(tmp_path, uri, problem):
+    (tmp_path / "x.yaml").write_text(XOR)
+    result = local_run("train", "x.yaml", "--mlflow", "--runs-dir", "r", cwd=tmp_path,
+                       env={"MLFLOW_TRACKING_URI": uri})
+    clean_error(result, 1, f"MLFLOW_TRACKING_URI={uri!r} {problem}", "accepted: http(s)://HOST:PORT",
+                "sqlite:///PATH.db")
+    assert listing(tmp_path) == {str(tmp_path / "x.yaml")}  # no run folder, no mlruns/ or mlartifacts/
+
+
+@pytest.mark.slow
+def test_a_quiet_local_run_prints_nothing_and_logs_its_test_metrics(tmp_path):
+    (tmp_path / "x.yaml").write_text(XOR)
+    result = local_run("train", "-q", "x.yaml", "--mlflow", "--runs-dir", "r", cwd=tmp_path,
+                       env={"MLFLOW_TRACKING_URI": ""})  # blank, as MLflow reads it: unset
+    assert result.returncode == 0 and result.stdout + result.stderr == ""  # no MLflow INFO lines (database set-up)
+    (run,) = local_runs(tmp_path / "r" / "mlflow.db")
+    (summary,) = [json.loads(p.read_text()) for p in (tmp_path / "r").glob("xor-*/summary.json")]
+    assert set(summary["test"]) == {"test_loss", "test_accuracy"}
+    assert {k: run.data.metrics[k] for k in summary["test"]} == pytest.approx(summary["test"])
+
+
+@pytest.mark.slow
+def test_a_refused_resume_leaves_the_mlflow_run_finished(tmp_path):
+    (tmp_path / "x.yaml").write_text(XOR)
+    assert local_run("train", "-q", "x.yaml", "--mlflow", "--runs-dir", "r", cwd=tmp_path).returncode == 0
+    (run_dir,) = (tmp_path / "r").glob("xor-*")
+    result = local_run("train", "-q", "--resume", str(run_dir), cwd=tmp_path)
+    clean_error(result, 1, "the run already trained 2 of 2 epochs")
+    (run,) = local_runs(tmp_path / "r" / "mlflow.db")
+    assert run.info.status == "FINISHED"
+
+
+SWEEP = """\
+name: tracked
+base: x.yaml
+overrides: {train.tracking: mlflow}
+grid:
+  optimizer.lr: [0.01, 0.02, 0.03, 0.04]
+"""
+
+
+@pytest.mark.slow
+def test_a_parallel_sweep_tracks_every_member_in_one_local_store(tmp_path):
+    (tmp_path / "x.yaml").write_text(XOR)
+    (tmp_path / "sweep.yaml").write_text(SWEEP)
+    result = local_run("sweep", "sweep.yaml", "--runs-dir", "r", "--jobs", "2", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr  # the workers do not race to make mlflow.db
+    runs = local_runs(tmp_path / "r" / "tracked" / "mlflow.db")
+    assert sorted(r.info.status for r in runs) == ["FINISHED"] * 4
+    assert sorted(r.data.params["optimizer.lr"] for r in runs) == ["0.01", "0.02", "0.03", "0.04"]
