@@ -8,6 +8,7 @@ from nnctl.backend import to_device, to_host
 from nnctl.data.text import LEVELS, tokenize
 from nnctl.errors import CheckpointError, ConfigError
 from nnctl.layers.activations import softmax
+from nnctl.metrics import check_finite
 from nnctl.model import Model
 from nnctl.trained import Trained
 
@@ -48,7 +49,7 @@ class LanguageModel:
         rng = np.random.default_rng(seed)
         for _ in range(length):
             logits = self.model.forward(to_device(np.array([ids[-window:]], dtype=dtype)))[0, -1]
-            logits = logits.astype(np.float64)
+            logits = check_finite(logits).astype(np.float64)
             p = to_host(softmax((logits - logits.max()) / temperature))  # the best at 0: no inf - inf at a tiny T
             ids.append(int(rng.choice(len(self.vocab), p=p)))
         return LEVELS[self.level].join(self.vocab[i] for i in ids)

@@ -1,6 +1,7 @@
 """Text data, the character language model through the real CLI, its vocabulary in checkpoints, and sampling."""
 
 import json
+import pickle
 import shutil
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from nnctl.data import DATASETS
 from nnctl.errors import DataError
 from nnctl.limits import ENV
 from nnctl.trained import Trained
+from nnctl.unpickle import safe_unpickle
 
 TEXT = CONFIGS / "data" / "genesis_asv.txt"
 TINY = ["data.subset=64", "data.seq_len=20", "model.layers.1.units=16", "train.epochs=1", "train.batch_size=16"]
@@ -103,6 +105,15 @@ def test_sample_through_the_cli(tmp_path):
     unknown = nnctl("sample", best, "--prime", "#hash")
     assert unknown.returncode == 2 and "error: --prime holds tokens the model never saw: '#'" in unknown.stderr
     assert "Traceback" not in unknown.stderr
+
+    raw = safe_unpickle((run / "checkpoints" / "best.pkl").read_bytes())  # weights whose logits overflow
+    last = [layer for layer in raw["model"].values() if "W" in layer["params"]][-1]["params"]
+    last["W"][...], last["b"][...] = np.finfo(last["W"].dtype).max, np.finfo(last["W"].dtype).max
+    (tmp_path / "huge.pkl").write_bytes(pickle.dumps(raw, protocol=pickle.HIGHEST_PROTOCOL))
+    huge = nnctl("sample", str(tmp_path / "huge.pkl"), "--prime", "And", "--length", "5")
+    assert huge.returncode == 1 and "the model's outputs for these inputs are NaN or infinite" in huge.stderr, \
+        huge.stderr
+    assert "Traceback" not in huge.stderr and "internal error" not in huge.stderr
 
 
 @pytest.mark.slow
