@@ -16,7 +16,16 @@ from nnctl.layers import Layer
 from nnctl.layers.activations import Activation
 from nnctl.limits import too_big
 from nnctl.losses import LOSSES, Decay, Loss
-from nnctl.metrics import LOWER_IS_BETTER, METRICS, TOP_K, confusion_matrix, per_class, predict, scores, target_labels
+from nnctl.metrics import (
+    LOWER_IS_BETTER,
+    METRICS,
+    confusion_matrix,
+    is_metric,
+    per_class,
+    predict,
+    scores,
+    target_labels,
+)
 from nnctl.model import Model
 from nnctl.optim import OPTIMIZERS, Optimizer
 from nnctl.schedules import SCHEDULES, Schedule
@@ -214,7 +223,7 @@ def _metrics(config: Config, settings: TrainSettings, data: Dataset) -> list[str
     if settings.metrics is None:
         return ["accuracy"] if data.num_classes else ["mse"]
     for i, name in enumerate(settings.metrics):
-        if name not in METRICS and not TOP_K.fullmatch(str(name)):
+        if not is_metric(str(name)):
             raise config.error(("train", "metrics", i), f"unknown metric '{name}'{did_you_mean(name, METRICS)}; "
                                                         f"known: {', '.join(METRICS)}, top_K_accuracy (such as "
                                                         "top_5_accuracy)")

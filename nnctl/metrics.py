@@ -15,10 +15,15 @@ TOP_K = re.compile(r"top_([1-9][0-9]*)_accuracy")
 LOWER_IS_BETTER = ("loss", "error_rate", "mse")
 
 
+def is_metric(name: str) -> bool:
+    """Whether `name` is a metric train.metrics may list: one of METRICS or a top_K_accuracy."""
+    return name in METRICS or bool(TOP_K.fullmatch(name))
+
+
 def check_metric_name(name: str) -> None:
     """ValueError unless `name` is a metric a run can record: loss or a known metric, bare or with val_/test_."""
     bare = name.removeprefix("val_").removeprefix("test_")
-    if bare != "loss" and bare not in METRICS and not TOP_K.fullmatch(bare):
+    if bare != "loss" and not is_metric(bare):
         raise ValueError(f"unknown metric '{name}'; a run records loss, {', '.join(METRICS)} or top_K_accuracy, "
                          "each also as val_... and test_...")
 

@@ -422,9 +422,9 @@ def _check_course(saved: Checkpoint, config: dict[str, Any], path: Path) -> None
     if course_hash(config) != course_hash(saved.config):
         changes = "; ".join(changed(saved.config, config))
         raise ConfigError(f"{path}: --resume would change the run's course: {changes}."
-                              f" On resume only these may change: {', '.join(MAY_CHANGE)}. To start a "
-                              f"new run from its weights with another config, use: nnctl train CONFIG --init-from "
-                              f"{path}")
+                          f" On resume only these may change: {', '.join(MAY_CHANGE)}. To start a "
+                          f"new run from its weights with another config, use: nnctl train CONFIG --init-from "
+                          f"{path}")
 
 
 def _resume_source(path: Path) -> Path:

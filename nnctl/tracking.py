@@ -207,7 +207,7 @@ def flatten(data: Any, prefix: str = "") -> dict[str, str]:
 
 def tracking_error(exc: Exception) -> NnctlError:
     """An MLflow failure (server gone, store unwritable) as one line naming the store and the cause."""
-    where = os.environ.get("MLFLOW_TRACKING_URI", "the local store")
+    where = os.environ.get("MLFLOW_TRACKING_URI", "").strip() or "the local store"  # blank: unset, as MLflow reads it
     return NnctlError(f"MLflow tracking at {where} failed: {cause(exc)}; check MLFLOW_TRACKING_URI or the server, "
                       "or train without --mlflow")
 
