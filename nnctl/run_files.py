@@ -112,6 +112,7 @@ class Progress:
 
     def __init__(self, log_path: Path | None, quiet: bool = False):
         self.console = Console(highlight=False, markup=False, emoji=False)
+        self.errors = Console(stderr=True, highlight=False, markup=False, emoji=False)
         self.log_path, self.quiet = log_path, quiet
 
     def bar(self, total: int, initial: int, epoch: int, epochs: int) -> tqdm:
@@ -121,9 +122,17 @@ class Progress:
     def say(self, text: str) -> None:
         if not self.quiet:
             self.console.print(text, soft_wrap=True)
+        self._log(text)
+
+    def warn(self, text: str) -> None:
+        """'warning: TEXT' on stderr, quiet or not, and in train.log."""
+        self.errors.print(f"warning: {text}", soft_wrap=True)
+        self._log(f"warning: {text}")
+
+    def _log(self, line: str) -> None:
         if self.log_path is not None:
             with open(self.log_path, "a") as f:
-                f.write(text + "\n")
+                f.write(line + "\n")
 
     def epoch(self, row: dict[str, Any], epochs: int) -> None:
         shown = [f"{k} {format_value(v)}" for k, v in row.items() if k not in ("kind", "epoch", "step")]

@@ -115,7 +115,7 @@ class Runner:
         if self.exp.settings.tracking != "mlflow":
             return
         try:
-            self.tracker = MLflow(self.exp.config, self.run_dir, self.run_dir.parent)
+            self.tracker = MLflow(self.exp.config, self.run_dir, self.run_dir.parent, self.progress.warn)
         except NnctlError:
             if fresh:
                 shutil.rmtree(self.run_dir, ignore_errors=True)

@@ -10,7 +10,8 @@ import json
 import logging
 import os
 import re
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +34,13 @@ ACCEPTED = ("accepted: http(s)://HOST:PORT (a tracking server), sqlite:///PATH.d
 
 
 class MLflow:
-    """One MLflow run per run directory (a resumed run continues its MLflow run, whose id is in mlflow.json)."""
+    """One MLflow run per run directory (a resumed run continues its MLflow run, whose id is in mlflow.json).
 
-    def __init__(self, config: Config, run_dir: Path, runs_dir: Path):
+    A store that fails once the run is under way is a warning (through `warn`), after which nothing more is sent:
+    training goes on, and the run directory keeps all that MLflow missed."""
+
+    def __init__(self, config: Config, run_dir: Path, runs_dir: Path, warn: Callable[[str], None]):
+        self.warn, self.lost = warn, False
         with translated_errors():
             self._start(config, run_dir, runs_dir)
 
@@ -91,23 +96,45 @@ class MLflow:
         """An epoch's metrics at step = epoch (per-step rows at step = the optimizer step, prefixed step_)."""
         kind = row["kind"]
         prefix = "" if kind == "epoch" else "step_"
-        for key, value in row.items():
-            if key not in ("kind", "epoch", "step") and isinstance(value, int | float):
-                self.client.log_metric(self.run_id, prefix + key, float(value), step=row[kind])
+        values = {prefix + key: value for key, value in row.items()
+                  if key not in ("kind", "epoch", "step") and isinstance(value, int | float)}
+        self._send(f"at {kind} {row[kind]}", lambda: self._log(values, row[kind]))
 
     def close(self, summary: dict[str, Any], run_dir: Path) -> None:
         """The test metrics (at the tested weights' epoch), the checkpoints and summary as artifacts, then the
         run's end status (`summary`: summary.json's fields, or just its status)."""
+        def finish() -> None:
+            try:
+                self._log(summary.get("test") or {}, (summary.get("test_on") or {}).get("epoch", 0))
+                for name in ("checkpoints/best.pkl", "checkpoints/last.pkl", "summary.json", "config.yaml"):
+                    path = run_dir / name
+                    if path.exists():
+                        self.client.log_artifact(self.run_id, str(path),
+                                                 str(Path(name).parent) if "/" in name else None)
+            finally:
+                self.client.set_terminated(self.run_id, STATUS.get(summary["status"], "FINISHED"))
+
+        self._send("at the run's end", finish)
+
+    def _log(self, values: dict[str, float], step: int) -> None:
+        """Metrics at one step, in one request."""
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        metrics = [Metric(key, float(value), now, step) for key, value in values.items()]
+        if metrics:
+            self.client.log_batch(self.run_id, metrics=metrics)
+
+    def _send(self, when: str, request: Callable[[], None]) -> None:
+        """`request` unless an earlier one failed; its failure is one warning, and the last request sent."""
+        if self.lost:
+            return
         try:
-            tested = summary.get("test_on") or {}
-            for key, value in (summary.get("test") or {}).items():
-                self.client.log_metric(self.run_id, key, float(value), step=tested.get("epoch", 0))
-            for name in ("checkpoints/best.pkl", "checkpoints/last.pkl", "summary.json", "config.yaml"):
-                path = run_dir / name
-                if path.exists():
-                    self.client.log_artifact(self.run_id, str(path), str(Path(name).parent) if "/" in name else None)
-        finally:
-            self.client.set_terminated(self.run_id, STATUS.get(summary["status"], "FINISHED"))
+            request()
+        except Exception as exc:  # MLflow raises its own and the HTTP client's errors
+            self.lost = True
+            self.warn(f"{failure(exc, when)}; training goes on untracked (the run directory keeps every metric "
+                      "and checkpoint), and the MLflow run stays as it was")
 
 
 def prepare_store(runs_dir: Path, configs: Iterable[Config]) -> None:
@@ -206,10 +233,14 @@ def flatten(data: Any, prefix: str = "") -> dict[str, str]:
 
 
 def tracking_error(exc: Exception) -> NnctlError:
-    """An MLflow failure (server gone, store unwritable) as one line naming the store and the cause."""
+    """An MLflow failure before training (server gone, store unwritable) as one line naming the store and cause."""
+    return NnctlError(f"{failure(exc)}; check MLFLOW_TRACKING_URI or the server, or train without --mlflow")
+
+
+def failure(exc: Exception, when: str = "") -> str:
+    """'MLflow tracking at STORE failed[ WHEN]: CAUSE'."""
     where = os.environ.get("MLFLOW_TRACKING_URI", "").strip() or "the local store"  # blank: unset, as MLflow reads it
-    return NnctlError(f"MLflow tracking at {where} failed: {cause(exc)}; check MLFLOW_TRACKING_URI or the server, "
-                      "or train without --mlflow")
+    return f"MLflow tracking at {where} failed{' ' + when if when else ''}: {cause(exc)}"
 
 
 def cause(exc: Exception) -> str:

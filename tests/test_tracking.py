@@ -6,6 +6,7 @@ the MLflow run as it was."""
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -49,31 +50,43 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class MLflowServer:
+    """A real MLflow tracking server on 127.0.0.1 (its URL), with a SQLite store (its store URI) and served
+    artifacts, that a test may stop."""
+
+    def __init__(self, folder: Path):
+        self.port, self.store = free_port(), f"sqlite:///{folder / 'mlflow.db'}"
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen(
+            [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(self.port),
+             "--backend-store-uri", self.store, "--artifacts-destination", str(folder / "artifacts"),
+             "--workers", "1"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=folder, start_new_session=True)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, 15)
+            self.process.wait(timeout=30)
+
+
 @pytest.fixture
 def mlflow_server(tmp_path):
-    """A real MLflow tracking server on 127.0.0.1, with a SQLite store and served artifacts."""
+    """A running MLflowServer."""
     pytest.importorskip("mlflow", reason="the tracking tests need the mlflow extra: pip install 'nnctl[mlflow]'")
-    port = free_port()
-    server = subprocess.Popen(
-        [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
-         "--artifacts-destination", str(tmp_path / "artifacts"), "--workers", "1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
+    server = MLflowServer(tmp_path)
     try:
         for _ in range(240):
             try:
-                with urllib.request.urlopen(f"{url}/health", timeout=1) as response:
+                with urllib.request.urlopen(f"{server.url}/health", timeout=1) as response:
                     if response.status == 200:
                         break
             except OSError:
                 time.sleep(0.5)
         else:
             pytest.fail("the MLflow server did not answer within 120 s")
-        yield url
+        yield server
     finally:
-        os.killpg(server.pid, 15)
-        server.wait(timeout=30)
+        server.stop()
 
 
 def check_tracked(uri: str, experiment: str, run_dir: Path, tmp_path: Path) -> None:
@@ -98,11 +111,50 @@ def check_tracked(uri: str, experiment: str, run_dir: Path, tmp_path: Path) -> N
 def test_a_run_is_tracked_on_a_real_mlflow_server(tmp_path, mlflow_server):
     runs = tmp_path / "runs"
     result = nnctl("train", str(CONFIGS / "xor_mlp.yaml"), "train.epochs=3", "--mlflow", "--runs-dir", str(runs),
-                   env={"MLFLOW_TRACKING_URI": mlflow_server})
+                   env={"MLFLOW_TRACKING_URI": mlflow_server.url})
     assert result.returncode == 0, result.stderr
     (run_dir,) = [p for p in runs.iterdir() if p.is_dir()]
     assert not (runs / "mlflow.db").exists()
-    check_tracked(mlflow_server, "xor_mlp", run_dir, tmp_path)
+    check_tracked(mlflow_server.url, "xor_mlp", run_dir, tmp_path)
+
+
+@pytest.mark.slow
+def test_a_server_lost_mid_run_is_a_warning_and_training_goes_on(tmp_path, mlflow_server):
+    runs = tmp_path / "runs"
+    command = [sys.executable, "-m", "nnctl.cli", "train", str(CONFIGS / "xor_mlp.yaml"), "train.epochs=300",
+               "--mlflow", "--runs-dir", str(runs), "-q"]
+    training = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env={**os.environ, "MLFLOW_TRACKING_URI": mlflow_server.url})
+    deadline = time.monotonic() + 120
+    while not list(runs.glob("*/metrics.jsonl")) or not next(runs.glob("*/metrics.jsonl")).stat().st_size:
+        assert time.monotonic() < deadline and training.poll() is None, "no epoch was tracked"
+        time.sleep(0.01)
+    os.kill(training.pid, signal.SIGSTOP)  # the server goes away between two epochs
+    try:
+        mlflow_server.stop()
+    finally:
+        os.kill(training.pid, signal.SIGCONT)
+    out, err = training.communicate(timeout=300)
+    assert training.returncode == 0 and out == "", err
+    (warning,) = err.splitlines()
+    assert warning.startswith(f"warning: MLflow tracking at {mlflow_server.url} failed at epoch ")
+    assert warning.endswith("; training goes on untracked (the run directory keeps every metric and checkpoint), "
+                            "and the MLflow run stays as it was")  # the cause: refused, or reset mid-request
+    (run_dir,) = [p for p in runs.iterdir() if p.is_dir()]
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "finished"
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == list(range(1, 301))
+    assert warning in (run_dir / "train.log").read_text()
+
+    from mlflow.tracking import MlflowClient  # the server's own store: the epochs before the loss, then nothing
+
+    (run,) = MlflowClient(mlflow_server.store).search_runs(["1"])
+    assert run.info.status == "RUNNING"
+    tracked = [(m.step, m.value) for m in MlflowClient(mlflow_server.store).get_metric_history(run.info.run_id,
+                                                                                            "loss")]
+    lost = int(warning.split("failed at epoch ")[1].split(":")[0])
+    stored = len(tracked)  # the failed request's epoch too, where the server stored it before it went
+    assert stored in (lost - 1, lost) and tracked == [(r["epoch"], pytest.approx(r["loss"])) for r in rows[:stored]]
 
 
 @pytest.mark.slow
