@@ -85,6 +85,17 @@ def test_a_single_perceptron_cannot_fit_xor(tmp_path):
     assert len(accuracies) == 100 and max(accuracies) == 0.75
 
 
+@pytest.mark.parametrize("activation, book", [("sigmoid", 0.9435), ("relu", 0.970)])
+def test_the_two_layer_net_reaches_the_books_mnist_accuracy(tmp_path, activation, book):
+    """REFERENCE_VALUES' anchor: 784-50-10, SGD 0.1, batches of 100, 10,000 iterations on all of MNIST, the final
+    weights tested on its 10,000 test images: within a point of the book's figure (its init and order differ)."""
+    run = train(tmp_path, "mnist_twolayer.yaml", "train.steps=10000", "train.test_on=last",
+                f"model.layers.0.activation={activation}", "-q")
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["steps"] == 10000 and summary["test_on"]["weights"] == "last"
+    assert summary["test"]["test_accuracy"] == pytest.approx(book, abs=0.01)
+
+
 def test_train_then_eval_on_an_mnist_slice(tmp_path):
     run = train(tmp_path, "mnist_mlp.yaml", *SLICE, "train.epochs=2", "optimizer.lr=2e-3")
     for name in ("config.yaml", "metrics.csv", "metrics.jsonl", "summary.json", "train.log",
