@@ -37,7 +37,7 @@ from nnctl.runner import Runner
 from nnctl.runs import Run, checkpoint_of, expand, find_runs, load_run
 from nnctl.sample import LanguageModel
 from nnctl.sections import resolved
-from nnctl.sweep import Outcome, Sweep, by_value
+from nnctl.sweep import Outcome, Sweep, by_value, check_address
 from nnctl.trained import Trained, trained_config
 from nnctl.weight_files import read_source
 from nnctl.weights import export as export_weights
@@ -538,9 +538,9 @@ def sweep_command(
     engine: Annotated[str | None, typer.Option("--engine", help="local (worker processes here) or ray (Ray Tune, "
                                                "pip install 'nnctl[ray]'); default: the sweep's engine, else local.",
                                                show_default=False)] = None,
-    address: Annotated[str | None, typer.Option("--address", help="The Ray cluster: auto, HOST:PORT or "
-                                                "ray://HOST:PORT (default: the sweep's address, else a cluster "
-                                                "started here for this sweep).", show_default=False)] = None,
+    address: Annotated[str | None, typer.Option("--address", help="The Ray cluster: auto or HOST:PORT (its head's "
+                                                "GCS; default: the sweep's address, else a cluster started here "
+                                                "for this sweep).", show_default=False)] = None,
     device: RunDevice = None,
 ) -> None:
     """Train every member of a sweep as a normal run in one directory, then a table and the overlay plot; a
@@ -551,8 +551,9 @@ def sweep_command(
         raise ConfigError(f"--engine must be local or ray, not '{engine}'")
     try:
         check_metric_name(metric or "loss")
+        check_address(address)
     except ValueError as exc:
-        raise ConfigError(f"--metric: {exc}") from None
+        raise ConfigError(f"--{exc}" if str(exc).startswith("address") else f"--metric: {exc}") from None
     sweep = Sweep(sweep_file, runs_dir)
     engine = engine or ("ray" if address else sweep.spec.engine)
     sweep.check_engine(engine)

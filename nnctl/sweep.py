@@ -71,6 +71,7 @@ class SweepSpec:
                 raise ValueError(f"{key} must be at least {least}, got {value}")
         check_samples(samples)
         check_metric_name(metric)
+        check_address(address)
         if seed > MAX_SEED:
             raise ValueError(f"seed must be at most {MAX_SEED:,} (2**31 - 1), got {_brief(seed)}; pick a smaller one")
         self.base, self.name, self.overrides = base, name, overrides or {}
@@ -92,6 +93,15 @@ class Search:
         check_samples(samples)
         check_metric_name(metric)
         self.type, self.samples, self.metric, self.mode = type, samples, metric, mode
+
+
+def check_address(address: str | None) -> None:
+    """ValueError for a Ray Client address (ray://): there Ray Tune runs the sweep's driver on the cluster, and the
+    callbacks that write and report each member's outcome cannot reach this process."""
+    if address is not None and address.lower().startswith("ray://"):
+        raise ValueError(f"address {address} is a Ray Client address, which cannot run a sweep: Ray Tune would run "
+                         "its driver on the cluster, out of nnctl's reach; give the head's HOST:PORT (6379 by "
+                         "default: open that port to this machine, or start the sweep on one of the cluster's)")
 
 
 def check_samples(samples: int | None) -> None:

@@ -91,14 +91,7 @@ def _fit(sweep: Sweep, todo: list[Member], done: list[Run], stopped: list[Run], 
 def _connect(address: str | None, threads: int) -> None:
     """Joins the cluster at `address` (after checking it answers, as Ray would wait minutes), or starts one here."""
     if address not in (None, "auto", "local"):
-        host, _, port = address.removeprefix("ray://").rpartition(":")
-        try:
-            socket.create_connection((host, int(port)), timeout=5).close()
-        except (OSError, ValueError) as exc:
-            reason = "expected HOST:PORT" if isinstance(exc, ValueError) else exc.strerror or str(exc)
-            raise NnctlError(f"--address {address}: no Ray cluster answers there ({reason}); start one with "
-                             "`ray start --head --port PORT` and give its address, or leave --address out to "
-                             "run on this machine alone") from None
+        _check_answers(address)
     env = {"env_vars": {name: str(threads) for name in THREAD_VARS}}
     here: dict[str, Any] = {"include_dashboard": False} if address in (None, "local") else {}
     try:
@@ -112,22 +105,44 @@ def _connect(address: str | None, threads: int) -> None:
     logging.getLogger("ray").setLevel(logging.CRITICAL)  # a lost worker is reported by _Members, not a traceback
 
 
-def _needs_token(address: str, given: str) -> bool:
-    """Whether to send Ray's token to the cluster at `address` (`given` as --address). A GCS (HOST:PORT) is asked
-    whether it refuses a call without one: a token another cluster left in ~/.ray must not go to one that runs
-    without (Ray would send it to `auto`'s). A Ray Client server (ray://) gets it whenever this machine has one."""
-    has_token = bool(os.environ.get("RAY_AUTH_TOKEN")) or \
-        Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token").is_file()
-    if address.startswith("ray://"):
-        return has_token
+def _check_answers(address: str) -> None:
+    """NnctlError unless a Ray GCS answers at `address` (HOST:PORT): Ray waits minutes on a port where nothing
+    listens, or something else does (a web server)."""
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except (OSError, ValueError) as exc:
+        reason = "expected HOST:PORT" if isinstance(exc, ValueError) else exc.strerror or str(exc)
+        raise NnctlError(f"--address {address}: no Ray cluster answers there ({reason}); start one with "
+                         "`ray start --head --port PORT` and give its address, or leave --address out to "
+                         "run on this machine alone") from None
+    answer = _gcs_answer(address)
+    if answer not in (grpc.StatusCode.OK, grpc.StatusCode.UNAUTHENTICATED):
+        raise NnctlError(f"--address {address}: something listens there, but it does not answer as a Ray head's GCS "
+                         f"does (gRPC: {answer.name.lower().replace('_', ' ')}); give the address that `ray start "
+                         "--head` printed (HOST:6379 by default)")
+
+
+def _gcs_answer(address: str) -> grpc.StatusCode:
+    """The status of a call of the GCS method GetClusterId at `address` (HOST:PORT) within 5 s: OK from a Ray GCS,
+    UNAUTHENTICATED from one that wants its token; UNIMPLEMENTED from another gRPC server, and UNAVAILABLE or
+    DEADLINE_EXCEEDED from no gRPC server."""
     with grpc.insecure_channel(address) as channel:
         try:
             channel.unary_unary("/ray.rpc.NodeInfoGcsService/GetClusterId")(b"", timeout=5)  # a valid empty request
-            return False
+            return grpc.StatusCode.OK
         except grpc.RpcError as exc:
-            if exc.code() != grpc.StatusCode.UNAUTHENTICATED:
-                return False
-    if not has_token:
+            return exc.code()
+
+
+def _needs_token(address: str, given: str) -> bool:
+    """Whether to send Ray's token to the cluster at `address` (`given` as --address). A GCS (HOST:PORT) is asked
+    whether it refuses a call without one: a token another cluster left in ~/.ray must not go to one that runs
+    without (Ray would send it to `auto`'s)."""
+    if _gcs_answer(address) != grpc.StatusCode.UNAUTHENTICATED:
+        return False
+    if not os.environ.get("RAY_AUTH_TOKEN") and \
+            not Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token").is_file():
         raise NnctlError(f"--address {given}: the Ray cluster there requires its token; copy ~/.ray/auth_token "
                          "from its head machine to this one, or set RAY_AUTH_TOKEN")
     return True

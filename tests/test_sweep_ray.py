@@ -17,7 +17,7 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from helpers import CONFIGS, REPO, nnctl
+from helpers import CONFIGS, REPO, Server, nnctl
 
 pytestmark = [pytest.mark.slow, pytest.mark.no_kernels,
               pytest.mark.xdist_group("ray")]  # one worker: one Ray cluster at a time
@@ -276,6 +276,38 @@ def test_a_bad_address_is_one_clear_error(tmp_path):
         result = nnctl("sweep", str(path), "--address", address, "--runs-dir", str(tmp_path / "runs"), timeout=120)
         assert result.returncode == 1 and f"--address {address}: no Ray cluster answers there" in result.stderr
         assert "ray start --head" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_an_address_where_something_else_listens_is_refused_in_seconds(tmp_path):
+    """A web server, or a port that takes connections and says nothing: Ray would wait on each for minutes."""
+    path = sweep_file(tmp_path, "g", "grid:\n  seed: [0, 1]\n")
+    with Server(tmp_path) as web, socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # connections complete in the backlog, and nothing is ever read or written
+        for address, answer in ((web.url.removeprefix("http://").rstrip("/"), "unavailable"),
+                                (f"127.0.0.1:{silent.getsockname()[1]}", "deadline exceeded")):
+            started = time.monotonic()
+            result = nnctl("sweep", str(path), "--address", address, "--runs-dir", str(tmp_path / "runs"),
+                           timeout=120)
+            assert time.monotonic() - started < 30
+            assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+            assert f"error: --address {address}: something listens there, but it does not answer as a Ray head's " \
+                   f"GCS does (gRPC: {answer}); give the address that `ray start --head` printed" in result.stderr
+    assert not list((tmp_path / "runs").glob("g/*/summary.json"))
+
+
+def test_a_ray_client_address_is_refused_before_anything_runs(tmp_path):
+    """Through ray:// Tune runs the sweep's driver on the cluster, where nnctl's callbacks cannot report."""
+    plain = sweep_file(tmp_path, "g", "grid:\n  seed: [0, 1]\n")
+    named = sweep_file(tmp_path, "h", "address: ray://head:10001\ngrid:\n  seed: [0, 1]\n")
+    given = nnctl("sweep", str(plain), "--address", "ray://head:10001", "--runs-dir", str(tmp_path / "runs"))
+    assert given.returncode == 2 and given.stderr.startswith(
+        "error: --address ray://head:10001 is a Ray Client address, which cannot run a sweep"), given.stderr
+    in_file = nnctl("sweep", str(named), "--runs-dir", str(tmp_path / "runs"))
+    line = TINY.count("\n") + 1  # the first line after TINY's
+    assert in_file.returncode == 2 and f"h.yaml:{line}: address: address ray://head:10001 is a Ray Client " \
+        "address" in in_file.stderr, in_file.stderr
+    assert not (tmp_path / "runs").exists()
 
 
 @pytest.mark.parametrize("text, message", [
