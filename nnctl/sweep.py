@@ -96,12 +96,19 @@ class Search:
 
 
 def check_address(address: str | None) -> None:
-    """ValueError for a Ray Client address (ray://): there Ray Tune runs the sweep's driver on the cluster, and the
-    callbacks that write and report each member's outcome cannot reach this process."""
-    if address is not None and address.lower().startswith("ray://"):
+    """ValueError unless `address` is auto, local or HOST:PORT; also for a Ray Client address (ray://): there Ray
+    Tune runs the sweep's driver on the cluster, and the callbacks that write and report each member's outcome
+    cannot reach this process."""
+    if address is None or address in ("auto", "local"):
+        return
+    if address.lower().startswith("ray://"):
         raise ValueError(f"address {address} is a Ray Client address, which cannot run a sweep: Ray Tune would run "
                          "its driver on the cluster, out of nnctl's reach; give the head's HOST:PORT (6379 by "
                          "default: open that port to this machine, or start the sweep on one of the cluster's)")
+    host, _, port = address.rpartition(":")
+    if not host.strip("[]") or not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
+        raise ValueError(f"address {address!r}: expected auto or HOST:PORT, the port from 1 to 65535 (a Ray head's "
+                         "GCS port: 6379 unless `ray start --head --port` said otherwise)")
 
 
 def check_samples(samples: int | None) -> None:

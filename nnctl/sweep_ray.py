@@ -108,12 +108,11 @@ def _connect(address: str | None, threads: int) -> None:
 def _check_answers(address: str) -> None:
     """NnctlError unless a Ray GCS answers at `address` (HOST:PORT): Ray waits minutes on a port where nothing
     listens, or something else does (a web server)."""
-    host, _, port = address.rpartition(":")
+    host, _, port = address.rpartition(":")  # checked by sweep.check_address
     try:
-        socket.create_connection((host, int(port)), timeout=5).close()
-    except (OSError, ValueError) as exc:
-        reason = "expected HOST:PORT" if isinstance(exc, ValueError) else exc.strerror or str(exc)
-        raise NnctlError(f"--address {address}: no Ray cluster answers there ({reason}); start one with "
+        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+    except OSError as exc:
+        raise NnctlError(f"--address {address}: no Ray cluster answers there ({exc.strerror or exc}); start one with "
                          "`ray start --head --port PORT` and give its address, or leave --address out to "
                          "run on this machine alone") from None
     answer = _gcs_answer(address)

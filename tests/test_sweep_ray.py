@@ -272,10 +272,15 @@ def test_a_bad_address_is_one_clear_error(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # nothing listens there once closed
     path = sweep_file(tmp_path, "g", "grid:\n  seed: [0, 1]\n")
-    for address in (f"127.0.0.1:{port}", "127.0.0.1"):
-        result = nnctl("sweep", str(path), "--address", address, "--runs-dir", str(tmp_path / "runs"), timeout=120)
-        assert result.returncode == 1 and f"--address {address}: no Ray cluster answers there" in result.stderr
-        assert "ray start --head" in result.stderr and "Traceback" not in result.stderr
+    result = nnctl("sweep", str(path), "--address", f"127.0.0.1:{port}", "--runs-dir", str(tmp_path / "runs"))
+    assert result.returncode == 1 and f"--address 127.0.0.1:{port}: no Ray cluster answers there" in result.stderr
+    assert "ray start --head" in result.stderr and "Traceback" not in result.stderr
+    for address in ("127.0.0.1", "127.0.0.1:99999", "127.0.0.1:0", "host:-5", ":6379", "host:6³", "host:"):
+        result = nnctl("sweep", str(path), "--address", address, "--runs-dir", str(tmp_path / "runs"))
+        assert result.returncode == 2 and result.stderr == (
+            f"error: --address {address!r}: expected auto or HOST:PORT, the port from 1 to 65535 (a Ray head's GCS "
+            "port: 6379 unless `ray start --head --port` said otherwise)\n"), result.stderr
+    assert not (tmp_path / "runs").exists()
 
 
 def test_an_address_where_something_else_listens_is_refused_in_seconds(tmp_path):
