@@ -20,15 +20,16 @@ from nnctl import __version__, checkpoint
 from nnctl.checkpoint import Checkpoint, InputRecipe
 from nnctl.config import Config
 from nnctl.course import MAY_CHANGE, changed, course_hash
-from nnctl.errors import CheckpointError, ConfigError, NnctlError, TrainingError, read_bytes
+from nnctl.errors import CheckpointError, ConfigError, NnctlError, TrainingError
 from nnctl.experiment import Experiment, build
 from nnctl.metrics import MetricSums, evaluate
 from nnctl.outputs import REFUSALS, replacing
 from nnctl.run_files import Checkpoints, MetricFiles, Monitor, Progress, check_run_files, format_value
+from nnctl.runs import read_config
 from nnctl.tensorboard import TensorBoard
 from nnctl.tracking import MLflow
 from nnctl.trained import Trained, load_weights
-from nnctl.yaml_loader import dump_yaml, parse_yaml
+from nnctl.yaml_loader import dump_yaml
 
 
 class Runner:
@@ -459,12 +460,8 @@ def _check_own_run(saved: Checkpoint, run_dir: Path, path: Path) -> None:
 def _other_config(saved: Checkpoint, run_dir: Path) -> str | None:
     """How the run folder's config.yaml defines another course than the checkpoint's config, or None; a missing or
     damaged config.yaml says nothing (the resume writes it again)."""
-    path = run_dir / "config.yaml"
-    try:
-        folder = parse_yaml(read_bytes(path, NnctlError, "run file").decode("utf-8"), str(path))[0]
-    except (NnctlError, UnicodeDecodeError, RecursionError):
-        return None
-    if not isinstance(folder, dict) or course_hash(folder) == course_hash(saved.config):
+    path, folder = run_dir / "config.yaml", read_config(run_dir, [])
+    if not folder or course_hash(folder) == course_hash(saved.config):
         return None
     changes = changed(folder, saved.config)
     more = f" (and {len(changes) - 3} more)" if len(changes) > 3 else ""

@@ -114,7 +114,7 @@ def load_run(path: str | Path) -> Run:
         raise NnctlError(f"{path}: not a run directory (expected config.yaml and summary.json in it, as "
                          "nnctl train writes under runs/)")
     damage: list[str] = []
-    config = _part(path / "config.yaml", damage, lambda text: parse_yaml(text, str(path / "config.yaml"))[0])
+    config = read_config(path, damage)
     summary = _part(path / "summary.json", damage, json.loads)
     for key, kind in SUMMARY_KINDS.items():
         if summary.get(key) is not None and not _of_kind(summary[key], kind):
@@ -138,6 +138,12 @@ def _of_kind(value: Any, kind: type | tuple[type, ...]) -> bool:
     if isinstance(value, bool) or not isinstance(value, kinds):
         return False
     return float not in kinds or is_real(value)
+
+
+def read_config(run_dir: Path, damage: list[str]) -> dict[str, Any]:
+    """A run folder's config.yaml, or {} with what is wrong with it added to `damage`."""
+    path = run_dir / "config.yaml"
+    return _part(path, damage, lambda text: parse_yaml(text, str(path))[0])
 
 
 def _part(path: Path, damage: list[str], parse: Callable[[str], Any]) -> dict[str, Any]:
