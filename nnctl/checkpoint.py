@@ -9,11 +9,12 @@ from typing import Any
 import numpy as np
 
 from nnctl import __version__
-from nnctl.course import course_hash
+from nnctl.course import HASH_FREE, course_hash
 from nnctl.errors import CheckpointError, TrainingError, read_bytes, regular_file
 from nnctl.layers.base import array_problem
 from nnctl.limits import capped_product
 from nnctl.outputs import replacing
+from nnctl.runs import ROW_KINDS
 from nnctl.unpickle import UnsafePickleError, safe_unpickle
 from nnctl.weight_files import ZIP
 
@@ -62,7 +63,7 @@ class Checkpoint:
         return {"format": FORMAT, "format_version": FORMAT_VERSION, "nnctl_version": __version__,
                 "config": self.config, "base_dir": self.base_dir, "model": self.model, "optimizer": self.optimizer,
                 "rng": self.rng, "progress": self.progress, "history": self.history, "monitor": self.monitor,
-                "course": course_hash(self.config),
+                "course": course_hash(self.config, HASH_FREE),
                 "elapsed": self.elapsed,
                 "inputs": {"input_shape": list(recipe.input_shape),
                            "sample_shape": None if recipe.sample_shape is None else list(recipe.sample_shape),
@@ -132,7 +133,7 @@ def _check_contents(data: dict[str, Any], path: str | Path) -> None:
         raise CheckpointError(f"{path}: its 'progress.schedule' is not a schedule's state (finite numbers by name)")
     if not _yaml_data(data["config"]):
         raise CheckpointError(f"{path}: its 'config' holds something a YAML config cannot (arrays, bytes, ...)")
-    if not all(isinstance(row, dict) and isinstance(row.get("kind"), str) and row["kind"] in ("epoch", "step", "eval")
+    if not all(isinstance(row, dict) and isinstance(row.get("kind"), str) and row["kind"] in ROW_KINDS
                and all(isinstance(k, str) and (_is(v, (str, float, _NONE)) or _finite(v)) for k, v in row.items())
                for row in data["history"]):
         raise CheckpointError(f"{path}: its 'history' holds rows that are not metric rows")

@@ -6,25 +6,28 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-MAY_CHANGE = ("name", "device", "train.epochs", "train.early_stopping", "train.eval_every", "train.eval_batch_size",
-              "train.log_every_steps", "train.tensorboard", "optimizer.lr", "optimizer.clip_norm",
-              "data.root", "data.mirror", "data.test_subset")
-"""Keys a resume may change; everything else defines the course. The lr may change as the epochs may: a schedule
-scales whatever base lr it is given, as it follows whatever epoch count it is given."""
+HASH_FREE = ("name", "device", "train.epochs", "train.early_stopping", "train.eval_every", "train.eval_batch_size",
+             "train.log_every_steps", "train.tensorboard", "optimizer.lr", "optimizer.clip_norm",
+             "data.root", "data.mirror", "data.test_subset")
+"""The keys a checkpoint's course hash leaves out: those a resume could change when the hash was introduced. It
+stays fixed, so that every checkpoint's hash still checks; a resume may change more (MAY_CHANGE)."""
+MAY_CHANGE = (*HASH_FREE, "train.steps", "train.eval_every_steps", "train.keep_every", "train.tracking")
+"""Keys a resume may change; everything else defines the course. The lr may change as the epochs (or steps) may: a
+schedule scales whatever base lr it is given, as it follows whatever length it is given."""
 PINNED = ("data.vocab",)
 """Keys a checkpoint sets itself when it is used (the vocabulary its ids mean), so never a change of course."""
 
 
-def course(config: dict[str, Any]) -> dict[str, Any]:
-    """The config's keys that define the run's course, as flat dotted keys."""
-    free = (*MAY_CHANGE, *PINNED)
+def course(config: dict[str, Any], free: tuple[str, ...] = MAY_CHANGE) -> dict[str, Any]:
+    """The config's keys that define the run's course (all but `free`), as flat dotted keys."""
+    free = (*free, *PINNED)
     return {key: value for key, value in flatten(config).items()
             if not any(key == f or key.startswith(f + ".") for f in free)}
 
 
-def course_hash(config: dict[str, Any]) -> str:
-    """A short hash of `course(config)`."""
-    text = json.dumps(course(config), sort_keys=True, default=repr)
+def course_hash(config: dict[str, Any], free: tuple[str, ...] = MAY_CHANGE) -> str:
+    """A short hash of `course(config, free)`."""
+    text = json.dumps(course(config, free), sort_keys=True, default=repr)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

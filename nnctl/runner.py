@@ -19,7 +19,7 @@ import numpy as np
 from nnctl import __version__, checkpoint
 from nnctl.checkpoint import Checkpoint, InputRecipe
 from nnctl.config import Config
-from nnctl.course import MAY_CHANGE, changed, course_hash
+from nnctl.course import HASH_FREE, MAY_CHANGE, changed, course_hash
 from nnctl.errors import CheckpointError, ConfigError, NnctlError, TrainingError
 from nnctl.experiment import Experiment, build
 from nnctl.metrics import MetricSums, evaluate
@@ -301,7 +301,7 @@ class Runner:
         """A row of kind `eval`: the validation metrics at this step (train.eval_every_steps)."""
         exp, val = self.exp, self.exp.data.val
         assert val is not None  # build refuses eval_every_steps without a validation split
-        row = {"kind": "eval", "epoch": self.epoch, "step": self.step, "lr": exp.optimizer.lr,
+        row = {"kind": "eval", "epoch": self.epoch + 1, "step": self.step, "lr": exp.optimizer.lr,
                **evaluate(exp.model, exp.loss, val.x, val.y, exp.metrics, exp.settings.eval_batch_size, prefix="val_"),
                "time_s": round(self._elapsed(), 3)}
         self._record(row)
@@ -417,7 +417,7 @@ class Runner:
 def _check_course(saved: Checkpoint, config: dict[str, Any], path: Path) -> None:
     """CheckpointError for a checkpoint whose config was edited; ConfigError (a command-line mistake) when the
     overrides would make the resumed run's course another than the checkpoint's."""
-    if saved.course is not None and saved.course != course_hash(saved.config):
+    if saved.course is not None and saved.course != course_hash(saved.config, HASH_FREE):
         raise CheckpointError(f"{path}: its config does not match the run it holds (the course hash it was written "
                               "with differs); it was edited, so it is not resumed")
     if course_hash(config) != course_hash(saved.config):

@@ -18,6 +18,14 @@ from nnctl.schema import describe_value, is_number
 from nnctl.yaml_loader import parse_yaml
 
 _STAMP = re.compile(r"-(\d{8}-\d{6})(?:-\d+)?$")
+ROW_KINDS = ("epoch", "step", "eval")
+"""The kinds of metric rows a run records: one per epoch, per logged step (train.log_every_steps) and per
+evaluation every N steps (train.eval_every_steps)."""
+
+
+def row_x(row: dict[str, Any]) -> int:
+    """Where a metric row lies on its curve: an epoch row at its epoch, the others at their optimizer step."""
+    return row["epoch"] if row["kind"] == "epoch" else row["step"]
 
 
 @dataclass
@@ -179,8 +187,8 @@ def _history(path: Path, damage: list[str]) -> list[dict[str, Any]]:
             problems.add("its last line is cut off (the run was stopped while writing it)" if cut
                          else "not a JSON row", number)
             continue
-        if not isinstance(row, dict) or row.get("kind") not in ("epoch", "step"):
-            problems.add("a row without kind 'epoch' or 'step'", number)
+        if not isinstance(row, dict) or row.get("kind") not in ROW_KINDS:
+            problems.add("a row without kind 'epoch', 'step' or 'eval'", number)
             continue
         kept, bad = _real_entries(row)
         for key in bad:

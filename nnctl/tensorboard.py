@@ -5,10 +5,12 @@ from pathlib import Path
 from typing import Any
 
 from nnctl.config import Config
+from nnctl.runs import row_x
 
 
 class TensorBoard:
-    """Every metric row as scalars: `epoch/<metric>` against the epoch, `step/<metric>` against the step."""
+    """Every metric row as scalars: `epoch/<metric>` against the epoch, `step/<metric>` and `eval/<metric>`
+    against the optimizer step."""
 
     def __init__(self, run_dir: Path):
         from tensorboardX import SummaryWriter  # optional, and slow to import: only when asked for
@@ -23,11 +25,9 @@ class TensorBoard:
                                                          "tensorboardX package: pip install 'nnctl[tensorboard]'")
 
     def append(self, row: dict[str, Any]) -> None:
-        kind = row["kind"]
-        x = row[kind]
         for key, value in row.items():
             if key not in ("kind", "epoch", "step") and isinstance(value, int | float):
-                self.writer.add_scalar(f"{kind}/{key}", value, x)
+                self.writer.add_scalar(f"{row['kind']}/{key}", value, row_x(row))
         self.writer.flush()
 
     def close(self) -> None:

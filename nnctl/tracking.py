@@ -17,6 +17,7 @@ from typing import Any
 
 from nnctl.config import Config
 from nnctl.errors import NnctlError
+from nnctl.runs import row_x
 
 MAX_PARAM = 500
 """MLflow refuses longer parameter values; longer ones (inline data) are cut and marked."""
@@ -93,12 +94,13 @@ class MLflow:
         configured_uri()
 
     def append(self, row: dict[str, Any]) -> None:
-        """An epoch's metrics at step = epoch (per-step rows at step = the optimizer step, prefixed step_)."""
-        kind = row["kind"]
-        prefix = "" if kind == "epoch" else "step_"
+        """An epoch's metrics at step = epoch (the rows of logged steps and of evaluations every N steps at step =
+        the optimizer step, prefixed step_)."""
+        prefix = "" if row["kind"] == "epoch" else "step_"
         values = {prefix + key: value for key, value in row.items()
                   if key not in ("kind", "epoch", "step") and isinstance(value, int | float)}
-        self._send(f"at {kind} {row[kind]}", lambda: self._log(values, row[kind]))
+        where = f"epoch {row['epoch']}" if row["kind"] == "epoch" else f"step {row['step']}"
+        self._send(f"at {where}", lambda: self._log(values, row_x(row)))
 
     def close(self, summary: dict[str, Any], run_dir: Path) -> None:
         """The test metrics (at the tested weights' epoch), the checkpoints and summary as artifacts, then the

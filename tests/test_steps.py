@@ -4,8 +4,10 @@ import json
 import math
 
 import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from helpers import CONFIGS, nnctl
+from nnctl.course import MAY_CHANGE
 from nnctl.config import load_config
 from nnctl.experiment import build
 from nnctl.metrics import evaluate
@@ -31,12 +33,23 @@ def test_a_step_budget_ends_mid_epoch_and_the_schedule_follows_it(tmp_path):
     assert "val_loss" in epochs[-1]  # the last epoch is evaluated, cut short or not
     again = nnctl("train", "--resume", str(run / "checkpoints" / "last.pkl"))
     assert again.returncode == 1 and "already took 40 of 40 steps" in again.stderr
+    advice = again.stderr.split("add an override such as ")[1].split()[0]
+    assert advice == "train.steps=1040" and advice.split("=")[0] in MAY_CHANGE  # advice a resume takes
+    longer = nnctl("train", "--resume", str(run / "checkpoints" / "last.pkl"), "train.steps=50", "-q")
+    assert longer.returncode == 0, longer.stderr
+    assert json.loads((run / "summary.json").read_text())["steps"] == 50
 
 
 def test_evaluation_every_n_steps_starts_at_step_0(tmp_path):
-    _, _, rows = run_of(tmp_path, "train.steps=40", "train.eval_every_steps=10")
+    run, _, rows = run_of(tmp_path, "train.steps=40", "train.eval_every_steps=10", "--tensorboard")
     evals = [r for r in rows if r["kind"] == "eval"]
-    assert [r["step"] for r in evals] == [0, 10, 20, 30, 40]
+    assert [(r["step"], r["epoch"]) for r in evals] == [(0, 1), (10, 1), (20, 1), (30, 2), (40, 2)]  # 29 steps an epoch
+    events = EventAccumulator(str(run))
+    events.Reload()
+    assert [(s.step, s.value) for s in events.Scalars("eval/val_loss")] == \
+        [(r["step"], pytest.approx(r["val_loss"], rel=1e-6)) for r in evals]
+    shown = nnctl("runs", "show", str(run))
+    assert shown.returncode == 0 and "damaged" not in shown.stdout + shown.stderr, shown.stdout + shown.stderr
     exp = build(load_config(CONFIGS / "elman_pattern_ends.yaml"))  # the run's untrained start
     untrained = evaluate(exp.model, exp.loss, exp.data.val.x, exp.data.val.y, exp.metrics, prefix="val_")
     assert evals[0]["val_loss"] == pytest.approx(untrained["val_loss"], rel=1e-6)
