@@ -114,7 +114,7 @@ def units_at_init(exp: Experiment, x: np.ndarray) -> list[Finding]:
     statistics in batch norm)."""
     findings = []
     for layer in exp.model.layers:
-        x = layer.forward(x, training=True)
+        x = layer.forward(x, training=layer.trainable)
         kind = layer_activation(layer)
         if kind not in ("relu", "sigmoid", "tanh"):
             continue
@@ -194,11 +194,11 @@ def _timed_pass(exp: Experiment, x: Any, t: Any) -> tuple[np.ndarray, np.ndarray
     y = x
     for i, layer in enumerate(layers):
         start = _now()
-        y = layer.forward(y, training=True)
+        y = layer.forward(y, training=layer.trainable)
         forward[i] = _now() - start
     exp.loss.forward(y, t)
     dy: Any = exp.loss.backward()
-    for i in range(len(layers) - 1, -1, -1):
+    for i in range(len(layers) - 1, exp.model.start - 1, -1):  # as Model.backward: down to the first that trains
         start = _now()
         dy = layers[i].backward(dy)
         backward[i] = _now() - start

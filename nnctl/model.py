@@ -22,8 +22,9 @@ class Model:
         self.output_shape = shapes[-1] if shapes else input_shape
         trained = [i for i, layer in enumerate(layers) if layer.trainable and layer.params]
         self.start = trained[0] if trained else 0
-        """Backward runs down to this layer only: no layer before it trains, so their gradients are unused (a model
-        with no parameters to train runs backward through every layer: its input gradient is all it gives)."""
+        """Backward runs down to this layer only: no layer before it trains, so their gradients are unused (in a
+        model with nothing to train, down to the first layer, which gives its input's gradient only where asked
+        by setting its `input_grad`, as gradcheck does)."""
         for i, layer in enumerate(layers):
             layer.input_grad = i > self.start
         self.keys = [(layer, key) for layer in layers if layer.trainable for key in layer.params]

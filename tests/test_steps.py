@@ -7,8 +7,8 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from helpers import CONFIGS, nnctl
-from nnctl.course import MAY_CHANGE
 from nnctl.config import load_config
+from nnctl.course import MAY_CHANGE
 from nnctl.experiment import build
 from nnctl.metrics import evaluate
 

@@ -125,6 +125,23 @@ def test_frozen_batch_norm_runs_on_its_running_statistics(base):
     assert bn.state["running_mean"].tolist() == [1, 2] and bn.state["running_var"].tolist() == [4, 9]
 
 
+def test_frozen_layers_between_trainable_ones_pass_the_gradient_back(tmp_path):
+    """A frozen conv and batch norm after a trainable conv: backward runs through them (as in evaluation), so the
+    first conv's gradient checks, training leaves them as built, and `nnctl check` walks the same path."""
+    layers = [{"type": "conv2d", "name": "conv1", "filters": 2, "kernel_size": 3, "activation": "tanh"},
+              {"type": "conv2d", "name": "conv2", "filters": 2, "kernel_size": 3, "trainable": False},
+              {"type": "batchnorm", "name": "bn", "trainable": False}, {"type": "flatten"},
+              {"type": "dense", "name": "out", "units": 2}]
+    config = write_config(tmp_path, "middle", layers)
+    assert "all 5 checks passed" in ok("gradcheck", str(config), "--samples", "4")  # conv1, out: W, b; the input
+    run = train(config)
+    built, trained = build(load_config(config)).model, checkpoint.load(run / "checkpoints" / "last.pkl").model
+    assert (trained["conv2"]["params"]["W"] == built.layer("conv2").params["W"]).all()
+    assert not (trained["conv1"]["params"]["W"] == built.layer("conv1").params["W"]).all()
+    head_only = write_config(tmp_path, "head", [*frozen(layers[:3]), *layers[3:]])  # backward stops at out
+    assert "passed" in ok("check", str(head_only), "--steps", "20", "--seconds", "5", "--repeats", "1")
+
+
 def test_partial_loads_with_missing_and_extra_names(base):
     with np.load(base / "base.npz") as exported:
         arrays = {k: exported[k] for k in exported.files if k.startswith(("conv1/", "bn1/"))}

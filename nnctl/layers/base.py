@@ -14,7 +14,8 @@ class Layer:
     Shapes exclude the batch axis. Parameters live in `params`, their gradients in `grads` (same keys),
     non-trainable state in `state`. `input_grad` is False where no layer before this one trains, since nobody
     uses that dx. `trainable: false` (any layer) freezes its parameters: the model gives them no updates and
-    runs the layer as in evaluation (batch norm on its running statistics).
+    runs the layer as in evaluation (batch norm on its running statistics), and backward still through it where
+    a trainable layer comes before it (`input_grad`), so it keeps what backward needs then too.
     """
 
     registered_name: ClassVar[str] = "layer"

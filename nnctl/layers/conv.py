@@ -56,7 +56,9 @@ class Conv2D(Layer):
         return self.params["W"].size * output_shape[1] * output_shape[2]  # the kernel at every output position
 
     def forward(self, x, training):
-        self.x = x if training else None  # evaluation keeps nothing: its larger batches would stay in memory
+        # evaluation keeps nothing (its larger batches would stay in memory), but a frozen layer that a trainable
+        # one comes before still passes the gradient back, from its input
+        self.x = x if training or (self.input_grad and not self.trainable) else None
         n, f = len(x), self.filters
         oh, ow = self.window.output_size(x.shape[2:])
         y = conv_product(x, self.window, self.params["W"].transpose(2, 3, 1, 0).reshape(-1, f), self.scratch,
