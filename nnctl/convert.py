@@ -222,6 +222,10 @@ def _leaf(name: str) -> str:
 
 
 def _recurrent(layer: Recurrent, source: SourceLayer, framework: str) -> Converted:
+    if isinstance(layer, GRU) and not layer.reset_after:
+        raise NnctlError(f"{source.name} -> {layer.name}: a gru with reset_after: false computes another formula "
+                         "(reset before the recurrent product) than PyTorch's and Keras's default GRU; convert into "
+                         "a gru with reset_after: true")
     kind = layer.registered_name
     gates = layer.gates
     perm = GATES.get((framework, kind), list(range(gates)))

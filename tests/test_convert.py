@@ -273,6 +273,12 @@ def test_bad_conversions_each_end_with_one_message(tmp_path):
     gru_config.mkdir()
     gru_config = str(config_file(gru_config, [{"type": "gru", "units": 2}, {"type": "dense", "units": 2}],
                                  RNG.normal(size=(4, 5, 3))))
+    save_file({"gru.weight_ih_l0": normal(6, 3), "gru.weight_hh_l0": normal(6, 2), "gru.bias_ih_l0": normal(6),
+               "gru.bias_hh_l0": normal(6)}, str(tmp_path / "gru.safetensors"))
+    reset_before = tmp_path / "reset_before"
+    reset_before.mkdir()
+    reset_before = str(config_file(reset_before, [{"type": "gru", "units": 2, "reset_after": False},
+                                                  {"type": "dense", "units": 2}], RNG.normal(size=(4, 5, 3))))
     cases = [
         (["net.safetensors", "-c", config, "--map", "convv=features.0"], "map: 'convv' is not a layer of this model "
                                                                         "with weights (did you mean 'conv'?)"),
@@ -281,6 +287,8 @@ def test_bad_conversions_each_end_with_one_message(tmp_path):
         (["net.safetensors", "-c", config, "--map", "fc=features.0"],
          "features.0 -> fc: weight becomes W of shape [3, 3, 2, 3], but fc/W has shape [48, 4]"),
         (["old_gru.h5", "-c", gru_config, "--map", "gru_1=gru"], "a Keras GRU with reset_after=False (one bias row)"),
+        (["gru.safetensors", "-c", reset_before, "--map", "gru_1=gru"], "gru -> gru_1: a gru with reset_after: "
+                                                                         "false computes another formula"),
         (["broken.h5", "-c", config], "broken.h5: not a readable HDF5 file"),
         (["none.safetensors", "-c", config], "none.safetensors: no such weights file"),
         (["net.onnx", "-c", config], "unknown kind of weights file '.onnx'; nnctl convert reads PyTorch"),
