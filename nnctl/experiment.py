@@ -201,9 +201,23 @@ def _check_memory(config: Config, model: Model, settings: TrainSettings, data: D
         raise config.error(("train", "eval_batch_size") if evaluated > batch else ("model", "layers"), problem)
 
 
-def planned_epochs(config: Config) -> int:
-    """The epochs a config's run trains for: its train.epochs, else the default."""
-    return (config.data.get("train") or {}).get("epochs", inspect.signature(TrainSettings).parameters["epochs"].default)
+def most_epochs(config: Config) -> int:
+    """The most epochs a config's run trains for: its train.steps where set (an epoch takes a step at least), else
+    its train.epochs (or the default)."""
+    train = config.data.get("train") or {}
+    return train.get("steps") or train.get("epochs", _DEFAULT_EPOCHS)
+
+
+def trained_through(config: Config, epochs: list[dict[str, typing.Any]]) -> bool:
+    """Whether a run's epoch rows reach the end its config sets: train.steps optimizer steps where set, else
+    train.epochs epochs."""
+    train = config.data.get("train") or {}
+    if train.get("steps"):
+        return bool(epochs) and epochs[-1].get("step", 0) >= train["steps"]
+    return len(epochs) >= train.get("epochs", _DEFAULT_EPOCHS)
+
+
+_DEFAULT_EPOCHS = inspect.signature(TrainSettings).parameters["epochs"].default
 
 
 def train_settings(config: Config) -> TrainSettings:

@@ -33,7 +33,7 @@ from nnctl.config import (
     parse_yaml,
 )
 from nnctl.errors import ConfigError, NnctlError, quiet_arithmetic, read_bytes
-from nnctl.experiment import planned_epochs
+from nnctl.experiment import trained_through
 from nnctl.limits import capped_product
 from nnctl.metrics import check_metric_name
 from nnctl.runner import Runner
@@ -371,7 +371,8 @@ class Sweep:
         False when that run is done."""
         same = [run for run in previous if run.config == member.config.data]
         member.previous = same[-1] if same else None
-        if member.previous and (member.previous.status in DONE or _trained_through(member.previous, member.config)):
+        if member.previous and (member.previous.status in DONE  # or done, though its summary.json is damaged
+                                or trained_through(member.config, member.previous.epochs())):
             return False
         member.resume = None
         if member.previous and member.previous.status != "failed":
@@ -417,12 +418,6 @@ class Sweep:
                         future.cancel()
                     raise
         return [outcomes.get(m.label) or Outcome(m, "skipped", m.previous) for m in self.members]
-
-
-def _trained_through(run: Run, config: Config) -> bool:
-    """Whether `run` recorded every epoch its config asks for, though its summary does not say it finished (a
-    damaged summary.json): resuming it would be refused as already trained."""
-    return len(run.epochs()) >= planned_epochs(config)
 
 
 _INTERRUPTED: Any = None

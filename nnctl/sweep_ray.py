@@ -14,7 +14,7 @@ from typing import Any
 
 from nnctl.config import expand_path, key_path
 from nnctl.errors import NnctlError, quiet_arithmetic
-from nnctl.experiment import planned_epochs
+from nnctl.experiment import most_epochs
 from nnctl.runner import Runner
 from nnctl.runs import Run, find_runs, is_run, load_run
 from nnctl.sweep import DONE, THREAD_VARS, Member, Outcome, Range, Sweep
@@ -171,7 +171,7 @@ def _scheduler(sweep: Sweep) -> Any:
     if s is None:
         return None
     members = sweep.members or [sweep.member({})]  # a tpe search's: the base config with the sweep's overrides
-    epochs = max(planned_epochs(m.config) for m in members)
+    epochs = max(most_epochs(m.config) for m in members)
     # past the last epoch: ASHA stops a member that reaches max_t, before its run could write its test metrics
     return ASHAScheduler(time_attr="epoch", metric=s.metric, mode=s.mode, max_t=max(epochs, s.grace_period) + 1,
                          grace_period=s.grace_period, reduction_factor=s.reduction_factor)

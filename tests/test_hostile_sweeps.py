@@ -215,10 +215,12 @@ def test_a_negative_seed_in_a_grid_is_refused_at_the_grid_line(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_finished_member_whose_summary_is_damaged_is_not_run_again(tmp_path):
-    """Its metrics hold every epoch; resuming it was refused as already trained, on every run of the sweep."""
+@pytest.mark.parametrize("member", ["{name: only}", "{name: only, train.epochs: 10, train.steps: 3}"])
+def test_a_finished_member_whose_summary_is_damaged_is_not_run_again(tmp_path, member):
+    """Its metrics hold every epoch (or step: 3 epochs of one step, fewer than train.epochs); resuming it was
+    refused as already trained, on every run of the sweep."""
     (tmp_path / "c.yaml").write_text(XOR)
-    (tmp_path / "s.yaml").write_text("base: c.yaml\nmembers:\n  - {name: only}\n")
+    (tmp_path / "s.yaml").write_text(f"base: c.yaml\nmembers:\n  - {member}\n")
     first = nnctl("sweep", "s.yaml", cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     (run,) = (tmp_path / "runs" / "s").glob("only-*")

@@ -174,6 +174,17 @@ def test_asha_stops_the_worse_members_early(tmp_path, mnist_root):
     assert summaries(tmp_path / "runs" / "asha") == found
 
 
+def test_asha_lets_a_member_budgeted_in_steps_run_to_its_end(tmp_path, mnist_root):
+    """80 steps of 13 an epoch (400 samples in batches of 32) end in epoch 7, past train.epochs (2): ASHA must
+    not stop the member at its last rung before then."""
+    path = sweep_file(tmp_path, "steps", "grid:\n  train.steps: [80]\nscheduler: {type: asha, metric: val_loss, "
+                                         "mode: min, grace_period: 1, reduction_factor: 2}\nengine: ray\n", epochs=2)
+    result = nnctl("sweep", str(path), "--runs-dir", str(tmp_path / "runs"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    (summary,) = summaries(tmp_path / "runs" / "steps").values()
+    assert summary["status"] == "finished" and (summary["steps"], summary["epochs"]) == (80, 7), summary
+
+
 def test_tpe_proposes_members_in_the_space_and_the_table_ranks_them(tmp_path, mnist_root):
     path = sweep_file(tmp_path, "tpe", "grid:\n  optimizer.lr: {loguniform: [1.0e-4, 0.03]}\n"
                                        "  model.layers.0.units: {integer: [8, 24]}\n"
