@@ -19,6 +19,7 @@ from nnctl.losses import LOSSES, Decay, Loss
 from nnctl.metrics import (
     LOWER_IS_BETTER,
     METRICS,
+    TOP_K,
     confusion_matrix,
     is_metric,
     per_class,
@@ -143,7 +144,7 @@ def build(config: Config, weights: bool = True) -> Experiment:
     if settings.eval_every_steps and data.val is None:
         raise config.error(("train", "eval_every_steps"), "evaluating every N steps needs a validation split; "
                                                           "set data.validation (a fraction, a count or 'test')")
-    metrics = _metrics(config, settings, data)
+    metrics = _metrics(config, settings, data, model.output_shape)
     monitor, mode = _monitor(config, settings, data, metrics)
     return Experiment(config, dtype_t, data, model, loss, Decay(loss.l1, loss.l2, *model.decayed_arrays()),
                       optimizer, schedule, settings, metrics, monitor, mode, source, loaded)
@@ -233,7 +234,7 @@ def train_settings(config: Config) -> TrainSettings:
                      resolve=early_stopping)
 
 
-def _metrics(config: Config, settings: TrainSettings, data: Dataset) -> list[str]:
+def _metrics(config: Config, settings: TrainSettings, data: Dataset, outputs: tuple[int, ...]) -> list[str]:
     if settings.metrics is None:
         return ["accuracy"] if data.num_classes else ["mse"]
     for i, name in enumerate(settings.metrics):
@@ -241,6 +242,10 @@ def _metrics(config: Config, settings: TrainSettings, data: Dataset) -> list[str
             raise config.error(("train", "metrics", i), f"unknown metric '{name}'{did_you_mean(name, METRICS)}; "
                                                         f"known: {', '.join(METRICS)}, top_K_accuracy (such as "
                                                         "top_5_accuracy)")
+        if TOP_K.fullmatch(str(name)) and outputs[-1:] == (1,):
+            raise config.error(("train", "metrics", i), f"{name} ranks the model's outputs, one per class, but this "
+                                                        "model has one output (a sigmoid's probability of class 1); "
+                                                        "record accuracy instead")
     return [m for m in settings.metrics if m != "loss"]
 
 

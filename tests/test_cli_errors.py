@@ -47,6 +47,10 @@ CASES = {
     "unknown dataset": (BASE.replace("type: logic", "type: mnsit"), ["bad.yaml:2", "did you mean 'mnist'?"]),
     "unknown metric": (BASE.replace("batch_size: 4}", "batch_size: 4, metrics: [acuracy]}"),
                        ["bad.yaml:9", "unknown metric 'acuracy'", "did you mean 'accuracy'?"]),
+    "top-k of one sigmoid output": (BASE.replace("units: 2}", "units: 1}").replace("softmax_cross", "binary_cross")
+                                    .replace("batch_size: 4}", "batch_size: 4, metrics: [accuracy, top_1_accuracy]}"),
+                                    ["bad.yaml:9", "train.metrics.1: top_1_accuracy ranks the model's outputs, one per "
+                                                   "class, but this model has one output"]),
     "duplicate key": (BASE + "seed: 1\nseed: 2\n", ["bad.yaml:11", "key given twice"]),
     "bad batch size": (BASE.replace("batch_size: 4", "batch_size: half"), ["bad.yaml:9", "batch_size"]),
     "explicit weights of the wrong shape": (
