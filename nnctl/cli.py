@@ -196,7 +196,7 @@ def gradcheck(
         if layer is not None and layer not in LAYERS and layer not in LOSSES:
             LAYERS.get(layer)  # raises with the known names and a suggestion
         checks = check_registry(layer, eps, tol, device)
-    out.print(tables.checks_table(checks, tol))
+    out.print(tables.checks_table(checks))
     failed = [c for c in checks if not c.passed]
     if failed:
         err.print(f"{len(failed)} of {len(checks)} checks failed (tolerance {tol:g})", markup=False)

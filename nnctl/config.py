@@ -1,4 +1,4 @@
-"""YAML configs: loading with line numbers, dotted overrides, and checking keys against signatures."""
+"""YAML configs: loading with line numbers, bases, dotted overrides, and errors that name the line at fault."""
 
 import copy
 import re

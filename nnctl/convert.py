@@ -14,7 +14,7 @@ from nnctl.layers.conv import Conv2D
 from nnctl.layers.dense import Dense
 from nnctl.layers.embedding import Embedding
 from nnctl.layers.norm import BatchNorm
-from nnctl.layers.recurrent import GRU, Recurrent
+from nnctl.layers.recurrent import GRU, Recurrent, reorder_gates
 from nnctl.model import Model
 from nnctl.schema import did_you_mean
 from nnctl.weight_files import SourceLayer
@@ -22,7 +22,6 @@ from nnctl.weight_files import SourceLayer
 GATES = {  # where each framework's gate blocks go in nnctl's order (lstm i, f, o, g; gru r, u, n)
     ("torch", "lstm"): [0, 1, 3, 2],  # i, f, g, o
     ("keras", "lstm"): [0, 1, 3, 2],  # i, f, c, o
-    ("torch", "gru"): [0, 1, 2],  # r, z, n
     ("keras", "gru"): [1, 0, 2],  # z, r, h
 }
 """Keras's and PyTorch's simple rnn and PyTorch's gru keep nnctl's order."""
@@ -256,7 +255,7 @@ def _recurrent(layer: Recurrent, source: SourceLayer, framework: str) -> Convert
             bx, bh = (bias[0], bias[1]) if bias.ndim == 2 else (bias, np.zeros_like(bias))
             origin, how = ", ".join(part), "as is"
         if perm != list(range(gates)):
-            wx, wh, bx, bh = (_gates(v, perm) for v in (wx, wh, bx, bh))
+            wx, wh, bx, bh = (reorder_gates(v, perm) for v in (wx, wh, bx, bh))
             how += f"; gate blocks reordered {perm}"
         out["Wx" + s] = (wx, origin, how)
         out["Wh" + s] = (wh, origin, how)
@@ -265,9 +264,3 @@ def _recurrent(layer: Recurrent, source: SourceLayer, framework: str) -> Convert
         else:
             out["b" + s] = (bx + bh, origin, how + "; input and recurrent biases summed")
     return out
-
-
-def _gates(a: np.ndarray, perm: list[int]) -> np.ndarray:
-    """The gate blocks along the last axis, taken in the order `perm`."""
-    blocks = a.reshape(*a.shape[:-1], len(perm), -1)
-    return blocks[..., perm, :].reshape(a.shape)

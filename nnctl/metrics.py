@@ -15,6 +15,12 @@ TOP_K = re.compile(r"top_([1-9][0-9]*)_accuracy")
 LOWER_IS_BETTER = ("loss", "error_rate", "mse")
 
 
+def improves(value: float, best: float | None, mode: str, min_delta: float) -> bool:
+    """Whether a monitored value beats the best so far (None: none yet) by more than min_delta, in `mode` (min
+    or max)."""
+    return best is None or (value < best - min_delta if mode == "min" else value > best + min_delta)
+
+
 def is_metric(name: str) -> bool:
     """Whether `name` is a metric train.metrics may list: one of METRICS or a top_K_accuracy."""
     return name in METRICS or bool(TOP_K.fullmatch(name))

@@ -10,7 +10,7 @@ from nnctl.backend import to_host
 from nnctl.errors import NnctlError
 from nnctl.layers import Layer
 from nnctl.layers.activations import ELU, Activation, LeakyReLU
-from nnctl.layers.recurrent import GRU, Recurrent, SimpleRNN
+from nnctl.layers.recurrent import GRU, Recurrent, SimpleRNN, reorder_gates
 from nnctl.model import Model
 from nnctl.outputs import replacing
 
@@ -123,15 +123,13 @@ def _recurrent(g: Graph, layer: Recurrent, x: str, shape) -> str:
     kind, units = layer.registered_name, layer.units
     perm, directions = ONNX_GATES[kind], layer.directions
     p = _arrays(layer)
-
-    def gates(a: np.ndarray) -> np.ndarray:
-        return a.reshape(*a.shape[:-1], len(perm), units)[..., perm, :].reshape(a.shape)
-
-    W = np.stack([gates(p["Wx" + s]).T for s in directions])
-    R = np.stack([gates(p["Wh" + s]).T for s in directions])
+    W = np.stack([reorder_gates(p["Wx" + s], perm).T for s in directions])
+    R = np.stack([reorder_gates(p["Wh" + s], perm).T for s in directions])
     zeros = np.zeros(len(perm) * units, W.dtype)
-    bias = [gates(p["b" + s]) if "b" + s in p else zeros for s in directions]  # rnn with use_bias: false has none
-    recurrent_bias = [gates(p["bh" + s]) if "bh" + s in p else zeros for s in directions]  # only gru's reset-after
+    bias = [reorder_gates(p["b" + s], perm) if "b" + s in p else zeros
+            for s in directions]  # rnn with use_bias: false has none
+    recurrent_bias = [reorder_gates(p["bh" + s], perm) if "bh" + s in p else zeros
+                      for s in directions]  # only gru's reset-after
     B = np.stack([np.concatenate([b, rb]) for b, rb in zip(bias, recurrent_bias, strict=True)])
     xt = g.add("Transpose", [x], perm=[1, 0, 2])
     inputs = [xt, g.const("W", W), g.const("R", R), g.const("B", B), ""]

@@ -53,7 +53,8 @@ class Registry(Generic[T]):
         raise config.error(path, message)
 
     def split(self, spec: Any, config: Config, path: KeyPath) -> tuple[type[T], dict[str, Any]]:
-        """A spec's class and its keyword arguments, checked against the class's signature."""
+        """A spec's class (its `type` looked up) and its other keys as keyword arguments, not yet checked against
+        the class's signature (`build` does that)."""
         if isinstance(spec, str):
             spec = {"type": spec}
         if not isinstance(spec, dict):

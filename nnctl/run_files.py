@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from nnctl import checkpoint
 from nnctl.errors import NnctlError, read_bytes, regular_file
+from nnctl.metrics import improves
 
 WRITTEN = ("config.yaml", "metrics.csv", "metrics.jsonl", "summary.json", "summary.json.tmp", "train.log")
 """The files a run writes in its folder, beside checkpoints/*.pkl."""
@@ -90,14 +91,14 @@ class Checkpoints:
 class Monitor:
     """Tracks the best value of one metric and how many evaluations have passed without improvement."""
 
-    def __init__(self, name: str, mode: str, min_delta: float = 0.0, best: float | None = None, wait: int = 0):
+    def __init__(self, name: str, mode: str, min_delta: float = 0.0):
         self.name, self.mode, self.min_delta = name, mode, min_delta
-        self.best, self.wait = best, wait
+        self.best: float | None = None
+        self.wait = 0
 
     def update(self, value: float) -> bool:
         """Records a new value; True when it improves on the best by more than min_delta."""
-        if self.best is None or (value < self.best - self.min_delta if self.mode == "min"
-                                 else value > self.best + self.min_delta):
+        if improves(value, self.best, self.mode, self.min_delta):
             self.best, self.wait = value, 0
             return True
         self.wait += 1
@@ -110,7 +111,7 @@ class Monitor:
 class Progress:
     """A progress bar per epoch (only on a terminal) and one line per epoch, also written to train.log."""
 
-    def __init__(self, log_path: Path | None, quiet: bool = False):
+    def __init__(self, log_path: Path, quiet: bool = False):
         self.console = Console(highlight=False, markup=False, emoji=False)
         self.errors = Console(stderr=True, highlight=False, markup=False, emoji=False)
         self.log_path, self.quiet = log_path, quiet
@@ -130,9 +131,8 @@ class Progress:
         self._log(f"warning: {text}")
 
     def _log(self, line: str) -> None:
-        if self.log_path is not None:
-            with open(self.log_path, "a") as f:
-                f.write(line + "\n")
+        with open(self.log_path, "a") as f:
+            f.write(line + "\n")
 
     def epoch(self, row: dict[str, Any], epochs: int) -> None:
         shown = [f"{k} {format_value(v)}" for k, v in row.items() if k not in ("kind", "epoch", "step")]

@@ -3,6 +3,7 @@
 import math
 from typing import TYPE_CHECKING, Any
 
+from nnctl.metrics import improves
 from nnctl.registry import Registry
 
 if TYPE_CHECKING:
@@ -108,9 +109,7 @@ class ReduceOnPlateau(Schedule):
         self.scale, self.best, self.wait, self.cooling = 1.0, None, 0, 0
 
     def observe(self, value, mode):
-        better = self.best is None or (value < self.best - self.min_delta if mode == "min"
-                                       else value > self.best + self.min_delta)
-        if better:
+        if improves(value, self.best, mode, self.min_delta):
             self.best, self.wait = value, 0
         elif self.cooling:
             self.cooling -= 1

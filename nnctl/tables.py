@@ -64,7 +64,7 @@ def conversion_table(steps: list[Step], arrays: dict[str, np.ndarray], title: st
     return table
 
 
-def checks_table(checks: list[Check], tol: float) -> Table:
+def checks_table(checks: list[Check]) -> Table:
     """One row per gradient check: tensor, shape, relative error and the verdict."""
     table = Table(title="gradient check (float64, central differences)")
     for column in ("target", "tensor", "shape", "relative error", "result"):

@@ -27,7 +27,7 @@ def named(state: dict) -> dict[str, np.ndarray]:
 
 
 def layer_of(name: str) -> str:
-    """'conv1/W' -> 'conv1' (a layer's own name may hold '/'; its array keys never do)."""
+    """'conv1/W' -> 'conv1'."""
     return name.rpartition("/")[0]
 
 

@@ -33,6 +33,12 @@ STATE_INIT = {"type": "normal", "std": 0.5}
 """The gradient-check examples start from this non-zero learned state (a zero one hides BPTT mistakes)."""
 
 
+def reorder_gates(a: np.ndarray, perm: list[int]) -> np.ndarray:
+    """The gate blocks along a's last axis taken in the order `perm` (another framework's layout to nnctl's or
+    back: converting and exporting weights)."""
+    return a.reshape(*a.shape[:-1], len(perm), -1)[..., perm, :].reshape(a.shape)
+
+
 class Recurrent(Layer):
     """The time loop shared by rnn, lstm and gru; a subclass gives one step forward and one step back.
 
