@@ -142,7 +142,7 @@ def overfit(exp: Experiment, samples: int, steps: int, seconds: float) -> Findin
     halved fails (a model that cannot learn at all is broken); a falling one, or any out of time, is inconclusive."""
     model, loss, optimizer = exp.model, exp.loss, exp.optimizer
     x, t = exp.data.train.take(slice(samples))
-    size = min(exp.settings.batch_size, len(x)) if isinstance(exp.settings.batch_size, int) else len(x)  # "full"
+    size = exp.settings.batch_for(len(x))
     classifier = loss.applies is not None or exp.data.num_classes is not None
     name = f"overfit {len(x)} samples"
     first = loss.forward(model.forward(x, training=False), t)

@@ -67,6 +67,10 @@ class TrainSettings:
         self.steps, self.eval_every_steps = steps, eval_every_steps
         """`steps`, when set, is the run's budget in optimizer steps instead of `epochs`."""
 
+    def batch_for(self, n: int) -> int:
+        """The batch size over n samples: batch_size, at most n; all n for 'full'."""
+        return min(self.batch_size, n) if isinstance(self.batch_size, int) else n
+
 
 class EarlyStopping:
     """`train.early_stopping`: stop when `train.monitor` has not improved for `patience` evaluations."""
@@ -191,8 +195,7 @@ def layer_activation(layer: Layer) -> str | None:
 def _check_memory(config: Config, model: Model, settings: TrainSettings, data: Dataset, slots: int) -> None:
     """Refuses a model whose training would need more memory than one input may take, before a step runs."""
     itemsize = np.dtype(model.params()[0].dtype if model.params() else np.float64).itemsize
-    size = settings.batch_size
-    batch = min(size, len(data.train)) if isinstance(size, int) else len(data.train)
+    batch = settings.batch_for(len(data.train))
     evaluated = min(settings.eval_batch_size, max(len(s) for s in (data.train, data.val, data.test) if s is not None))
     activations = sum(math.prod(shape) for shape in model.shapes) * max(batch, evaluated)
     need = (model.num_params * (2 + slots) + 3 * activations) * itemsize

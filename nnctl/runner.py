@@ -267,8 +267,8 @@ class Runner:
 
     def _batching(self) -> tuple[int, int]:
         """The batch size and the number of batches in an epoch."""
-        n, size = len(self.exp.data.train), self.exp.settings.batch_size
-        size = min(size, n) if isinstance(size, int) else n  # "full"
+        n = len(self.exp.data.train)
+        size = self.exp.settings.batch_for(n)
         return size, math.ceil(n / size)
 
     def _train_step(self, x: np.ndarray, t: np.ndarray, batches: int) -> None:
@@ -278,11 +278,7 @@ class Runner:
         value = exp.loss.forward(y, exp.loss.train_targets(y, t))  # label smoothing in training only
         penalty = exp.decay.penalty() if exp.decay else 0.0
         if not math.isfinite(value + penalty):
-            raise TrainingError(
-                f"the loss became {value + penalty} at epoch {self.epoch + 1}, step {self.step + 1}; training stopped. "
-                + (f"The last good checkpoint is {self.checkpoints.last} (epoch {self.epoch}). "
-                   if self.checkpoints.last.exists() else "No epoch had finished, so no checkpoint was written. ")
-                + f"Try a smaller optimizer.lr (now {exp.optimizer.base_lr:g}) or set optimizer.clip_norm.")
+            raise self._diverged(f"the loss became {value + penalty} at epoch {self.epoch + 1}, step {self.step + 1}")
         self.sums.add(exp.loss, value, y, t, penalty)
         exp.model.backward(exp.loss.backward())
         if exp.decay:
@@ -345,11 +341,14 @@ class Runner:
         bad = [f"{layer.name}.{key}" for layer in self.exp.model.layers for key, value in layer.params.items()
                if not np.isfinite(value).all()]
         if bad:
-            raise TrainingError(
-                f"the parameters {', '.join(bad)} became NaN or infinite {when}; training stopped and they were not "
-                "saved. " + (f"The last good checkpoint is {self.checkpoints.last}. " if self.checkpoints.last.exists()
-                             else "") + f"Try a smaller optimizer.lr (now {self.exp.optimizer.lr:g}) or set "
-                "optimizer.clip_norm.")
+            raise self._diverged(f"the parameters {', '.join(bad)} became NaN or infinite {when} (they were not saved)")
+
+    def _diverged(self, what: str) -> TrainingError:
+        """The error for a run whose loss or parameters stopped being finite: `what` happened, and what to do."""
+        kept = (f"The last good checkpoint is {self.checkpoints.last}. " if self.checkpoints.last.exists()
+                else "No epoch had finished, so no checkpoint was written. ")
+        return TrainingError(f"{what}; training stopped. {kept}Try a smaller optimizer.lr (now "
+                             f"{self.exp.optimizer.base_lr:g}) or set optimizer.clip_norm.")
 
     def _test_metrics(self) -> tuple[dict[str, float], dict[str, Any]] | tuple[None, None]:
         """The test split's metrics of best.pkl's weights (train.test_on: best, when there is one) or of the
