@@ -103,11 +103,12 @@ def evaluate(model: Model, loss: Loss, x: np.ndarray, t: np.ndarray, metrics: li
     return scores(loss, predict(model, x, batch_size, finite=False), to_device(t), metrics, prefix)
 
 
-def predict(model: Model, x: np.ndarray, batch_size: int = 1000, finite: bool = True) -> np.ndarray:
-    """The model's raw outputs for every row of x, in eval mode, on the model's device (a split too large for the
-    device stays on the host and goes over a batch at a time); NnctlError if one is NaN or infinite, unless not
-    `finite`."""
-    y = xp.concatenate([model.forward(to_device(x[i:i + batch_size]), training=False)
+def predict(model: Model, x: np.ndarray, batch_size: int = 1000, finite: bool = True,
+            depth: int | None = None) -> np.ndarray:
+    """The model's raw outputs (or its first `depth` layers') for every row of x, in eval mode, on the model's
+    device (a split too large for the device stays on the host and goes over a batch at a time); NnctlError if one
+    is NaN or infinite, unless not `finite`."""
+    y = xp.concatenate([model.forward(to_device(x[i:i + batch_size]), training=False, depth=depth)
                         for i in range(0, len(x), batch_size)])
     return check_finite(y) if finite else y
 

@@ -39,9 +39,10 @@ class Model:
         for layer in layers:
             layer.threads = threads.available() if self.blas_threads and layer.deals_threads else 1
 
-    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+    def forward(self, x: np.ndarray, training: bool = False, depth: int | None = None) -> np.ndarray:
+        """The outputs of the model, or of its first `depth` layers."""
         with threads.blas_limit(self.blas_threads):
-            for layer in self.layers:
+            for layer in self.layers[:depth]:
                 x = layer.forward(x, training and layer.trainable)
         return x
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nnctl.backend import to_host, xp
+from nnctl.backend import to_host
 from nnctl.data.inputs import read_inputs
 from nnctl.errors import DataError, NnctlError
 from nnctl.limits import too_big
@@ -72,14 +72,9 @@ def features(trained: Trained, paths: list[Path], layer: str) -> np.ndarray:
     if layer not in names:
         raise NnctlError(f"--layer: this model has no layer '{layer}'{did_you_mean(layer, names)}; its layers: "
                          f"{', '.join(names)}")
-    layers, x, size = trained.model.layers[:names.index(layer) + 1], read_files(trained, paths)[1], trained.batch_size
-    outputs = []
-    for i in range(0, len(x), size):
-        y = x[i:i + size]
-        for each in layers:
-            y = each.forward(y, training=False)
-        outputs.append(y)
-    return to_host(check_finite(xp.concatenate(outputs), f"the outputs of layer '{layer}'"))
+    x = read_files(trained, paths)[1]
+    outputs = predict(trained.model, x, trained.batch_size, finite=False, depth=names.index(layer) + 1)
+    return to_host(check_finite(outputs, f"the outputs of layer '{layer}'"))
 
 
 def save_array(path: Path, values: np.ndarray) -> None:
