@@ -133,9 +133,7 @@ def _check_contents(data: dict[str, Any], path: str | Path) -> None:
         raise CheckpointError(f"{path}: its 'progress.schedule' is not a schedule's state (finite numbers by name)")
     if not _yaml_data(data["config"]):
         raise CheckpointError(f"{path}: its 'config' holds something a YAML config cannot (arrays, bytes, ...)")
-    if not all(isinstance(row, dict) and isinstance(row.get("kind"), str) and row["kind"] in ROW_KINDS
-               and all(isinstance(k, str) and (_is(v, (str, float, _NONE)) or _finite(v)) for k, v in row.items())
-               for row in data["history"]):
+    if not all(_metric_row(row) for row in data["history"]):
         raise CheckpointError(f"{path}: its 'history' holds rows that are not metric rows")
     for name, slots in data["optimizer"]["slots"].items():
         if not isinstance(slots, list) or not all(_numbers(a) for a in slots):
@@ -200,6 +198,12 @@ def _check_recipe(recipe: dict[str, Any], path: str | Path) -> None:
     if not all(np.isfinite(a).all() for a in stats) or not (stats[1] > 0).all():
         raise CheckpointError(f"{path}: its 'inputs.channel_stats' hold NaN, infinite, or standard deviations of 0 "
                               "or less")
+
+
+def _metric_row(row: Any) -> bool:
+    """Whether `row` is a metric row: a mapping of names to finite numbers, strings or None, of a known kind."""
+    return isinstance(row, dict) and isinstance(row.get("kind"), str) and row["kind"] in ROW_KINDS and \
+        all(isinstance(k, str) and (_is(v, (str, float, _NONE)) or _finite(v)) for k, v in row.items())
 
 
 def _is(value: Any, kind: type | tuple[type, ...]) -> bool:

@@ -573,7 +573,7 @@ def sweep_command(
         out.print(f"sweep {sweep.name}: {len(sweep.members)} members, {len(sweep.members) - len(todo)} already "
                   f"done, {len(todo)} to run {where} in {sweep.dir}")
 
-    def report(outcome: Outcome) -> None:
+    def say_outcome(outcome: Outcome) -> None:
         where = f" ({outcome.run.path})" if outcome.run else ""
         out.print(f"  {outcome.member.label}: {outcome.status}{where}"
                   + (f": {outcome.error}" if outcome.error else ""), markup=False)
@@ -583,10 +583,10 @@ def sweep_command(
         if engine == "ray":
             from nnctl import sweep_ray
 
-            outcomes = sweep_ray.run(sweep, todo, address or sweep.spec.address, jobs, report,
+            outcomes = sweep_ray.run(sweep, todo, address or sweep.spec.address, jobs, say_outcome,
                                      lambda line: out.print(line, markup=False))
         else:
-            outcomes = sweep.run(todo, jobs or sweep.spec.max_concurrent or 1, report)
+            outcomes = sweep.run(todo, jobs or sweep.spec.max_concurrent or 1, say_outcome)
     except KeyboardInterrupt:
         err.print("sweep interrupted; members stop after their current step. Run the sweep again to resume them.")
         raise typer.Exit(130) from None
