@@ -417,6 +417,10 @@ class Sweep:
                     for future in futures:
                         future.cancel()
                     raise
+        return self.in_order(outcomes)
+
+    def in_order(self, outcomes: dict[str, Outcome]) -> list[Outcome]:
+        """Every member's outcome by its label, in sweep order; those that did not run are skipped."""
         return [outcomes.get(m.label) or Outcome(m, "skipped", m.previous) for m in self.members]
 
 

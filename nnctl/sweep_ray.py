@@ -54,7 +54,7 @@ def run(sweep: Sweep, todo: list[Member], address: str | None, jobs: int | None,
         finally:
             ray.shutdown()
     if sweep.search.type != "tpe":
-        return [members.outcomes.get(m.label) or Outcome(m, "skipped", m.previous) for m in sweep.members]
+        return sweep.in_order(members.outcomes)
     session = {str(o.run.path) for o in members.outcomes.values() if o.run}
     outcomes = list(members.outcomes.values()) + [Outcome(_member_of(sweep, run), "skipped", run)
                                                   for run in done if str(run.path) not in session]
