@@ -55,7 +55,14 @@ OVERRIDES_HELP = "Dotted KEY=VALUE overrides of the config, such as optimizer.lr
 CHECKPOINT_HELP = "A checkpoint written by a run, or its run directory (best.pkl, else last.pkl)"
 MAX_SAMPLE_LENGTH = 1_000_000
 """The most tokens `nnctl sample` generates in one call."""
+YAML = (".yaml", ".yml")
+"""The suffixes of a config, where a command takes a config or a checkpoint."""
 DEVICE_HELP = "Where to compute: cpu, cuda or cuda:N (an NVIDIA GPU through CuPy: pip install 'nnctl[gpu]')."
+
+
+def _check_split(split: str) -> None:
+    if split not in ("test", "val", "train"):
+        raise ConfigError(f"--split must be test, val or train, not '{split}'")
 
 
 def _device_option(value: str | None) -> str | None:
@@ -153,11 +160,10 @@ def evaluate_command(
 ) -> None:
     """Evaluate a checkpoint: loss, accuracy, error rate, the confusion matrix and per-class precision, recall
     and F1."""
-    if split not in ("test", "val", "train"):
-        raise ConfigError(f"--split must be test, val or train, not '{split}'")
+    _check_split(split)
     overrides = [*(overrides or []), f"device={device}"]
     checkpoint_path = checkpoint_of(checkpoint_path)
-    exp = (build(trained_config(checkpoint_path, overrides)) if checkpoint_path.suffix in (".yaml", ".yml")
+    exp = (build(trained_config(checkpoint_path, overrides)) if checkpoint_path.suffix in YAML
            else Trained.load(checkpoint_path, device).experiment(overrides))
     result = {"checkpoint": str(checkpoint_path), **report(exp, split)}
     if as_json:
@@ -250,7 +256,7 @@ def summary(
 def _loaded(path: Path, device: str, output: Path | None = None) -> Trained:
     """The model of a checkpoint, or of a config whose model.weights names its arrays, on `device`; an `output`
     that is that arrays' file is refused (it is one of the command's inputs too)."""
-    if path.suffix not in (".yaml", ".yml"):
+    if path.suffix not in YAML:
         return Trained.load(checkpoint_of(path), device)
     trained = Trained.from_config(path, device)
     spec = weights_spec(trained.config)
@@ -476,8 +482,7 @@ def plot_command(
     kinds = [k for k, on in (("confusion", confusion), ("filters", filters), ("activations", activations)) if on]
     if len(kinds) > 1:
         raise ConfigError(f"give one of --confusion, --filters and --activations, not {' and '.join(kinds)}")
-    if split not in ("test", "val", "train"):
-        raise ConfigError(f"--split must be test, val or train, not '{split}'")
+    _check_split(split)
     if not 0 <= smooth < 1:
         raise ConfigError(f"--smooth must be in [0, 1), got {smooth}")
     _at_least("--samples", samples, 1)
@@ -503,7 +508,7 @@ def plot_command(
 
 def _experiment(path: Path) -> tuple[Experiment, str]:
     """The experiment of a run (its best.pkl, else last.pkl), of a checkpoint, or of a config at initialization."""
-    if path.suffix in (".yaml", ".yml"):
+    if path.suffix in YAML:
         return _load(path, []), f"{path.name} (initial weights)"
     trained, title = _trained(path)
     return trained.experiment(), title
@@ -511,7 +516,7 @@ def _experiment(path: Path) -> tuple[Experiment, str]:
 
 def _model(path: Path) -> tuple[Model, str]:
     """The model of a run, a checkpoint or a config, as _experiment's, without reading the data."""
-    if path.suffix in (".yaml", ".yml"):
+    if path.suffix in YAML:
         return initial_model(load_config(path, [])), f"{path.name} (initial weights)"
     trained, title = _trained(path)
     return trained.model, title
