@@ -15,6 +15,7 @@ from nnctl.layers.base import array_problem
 from nnctl.limits import capped_product
 from nnctl.outputs import replacing
 from nnctl.runs import ROW_KINDS
+from nnctl.schema import brief
 from nnctl.unpickle import UnsafePickleError, safe_unpickle
 from nnctl.weight_files import ZIP
 
@@ -171,7 +172,7 @@ def _check_numbers(data: dict[str, Any], path: str | Path) -> None:
         section, key = name.split(".") if "." in name else ("", name)
         value = (data[section] if section else data)[key]
         if value is not None and not low <= value <= high:
-            raise CheckpointError(f"{path}: its '{name}' is {_shown(value)}, expected {expected}")
+            raise CheckpointError(f"{path}: its '{name}' is {brief(value)}, expected {expected}")
 
 
 def _check_recipe(recipe: dict[str, Any], path: str | Path) -> None:
@@ -215,12 +216,6 @@ def _is(value: Any, kind: type | tuple[type, ...]) -> bool:
 def _finite(value: Any) -> bool:
     """Whether `value` is an int or float (not a bool) that a float holds, not NaN or infinite."""
     return _is(value, (int, float)) and -_FLOAT_MAX <= value <= _FLOAT_MAX
-
-
-def _shown(value: Any) -> str:
-    """A number as a message shows it: an int of hundreds of digits by its length."""
-    text = repr(value)
-    return text if len(text) <= 24 else f"an int of {len(text)} digits"
 
 
 def _yaml_data(value: Any) -> bool:

@@ -59,6 +59,12 @@ def finite(value: int | float) -> bool:
         return False
 
 
+def brief(number: int | float) -> str:
+    """A number for a message, a long one cut short: '1000000000000', '9999999999999999999...(400 digits)'."""
+    text = repr(number)
+    return text if len(text) <= 24 else f"{text[:20]}...({len(text)} digits)"
+
+
 def describe_type(hint: Any) -> str:
     """A type hint in words: 'int', 'float or null', 'list of int'."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)

@@ -38,7 +38,7 @@ from nnctl.limits import capped_product
 from nnctl.metrics import check_metric_name
 from nnctl.runner import Runner
 from nnctl.runs import Run, find_runs, load_run
-from nnctl.schema import construct, describe_value, finite, is_number
+from nnctl.schema import brief, construct, describe_value, finite, is_number
 from nnctl.threads import available as blas_threads_available
 from nnctl.tracking import prepare_store
 from nnctl.trained import UNTRUSTED
@@ -73,7 +73,7 @@ class SweepSpec:
         check_metric_name(metric)
         check_address(address)
         if seed > MAX_SEED:
-            raise ValueError(f"seed must be at most {MAX_SEED:,} (2**31 - 1), got {_brief(seed)}; pick a smaller one")
+            raise ValueError(f"seed must be at most {MAX_SEED:,} (2**31 - 1), got {brief(seed)}; pick a smaller one")
         self.base, self.name, self.overrides = base, name, overrides or {}
         self.grid, self.members, self.metric = grid or {}, members or [{}], metric
         self.samples, self.seed = samples, seed
@@ -115,7 +115,7 @@ def check_samples(samples: int | None) -> None:
     """ValueError when `samples` asks for more members than a sweep may have."""
     if samples is not None and samples > MAX_MEMBERS:
         raise ValueError(f"samples must be at most {MAX_MEMBERS:,} (the most members a sweep may have), got "
-                         f"{_brief(samples)}; draw fewer")
+                         f"{brief(samples)}; draw fewer")
 
 
 class Scheduler:
@@ -254,7 +254,7 @@ class Sweep:
         low, high = bounds
         problem = _bounds_problem(kind, low, high)
         if problem:
-            raise self.file.error(("grid", key), f"{kind}: [{_brief(low)}, {_brief(high)}]: {problem}")
+            raise self.file.error(("grid", key), f"{kind}: [{brief(low)}, {brief(high)}]: {problem}")
         if self.search.type == "grid" and kind != "integer":
             raise self.file.error(("grid", key), f"a {kind} range has no list of values to try them all; "
                                   "draw from it with samples: N (a random search) or search: {type: tpe, "
@@ -506,12 +506,6 @@ def _too_many(combinations: int, variants: int) -> tuple[KeyPath, str]:
 def _amount(count: int) -> str:
     """A member count for a message: '9,000,000', or 'more than 10**18'."""
     return f"{count:,}" if count <= 10**18 else "more than 10**18"
-
-
-def _brief(number: int | float) -> str:
-    """A number for a message, a long one cut short: '1000000000000', '9999999999999999999...(400 digits)'."""
-    text = repr(number)
-    return text if len(text) <= 24 else f"{text[:20]}...({len(text)} digits)"
 
 
 def _distinct(rng: np.random.Generator, sizes: list[int], samples: int) -> list[tuple[int, ...]]:

@@ -113,8 +113,10 @@ def normalized(tmp_path_factory):
 
 
 FORGED_NUMBERS = {
-    "an elapsed time past a float's range": ("elapsed", 10**400, "'elapsed' is an int of 401 digits, expected"),
-    "a best value past a float's range": ("monitor.best", 10**400, "'monitor.best' is an int of 401 digits"),
+    "an elapsed time past a float's range": ("elapsed", 10**400, f"'elapsed' is {'1' + '0' * 19}...(401 digits), "
+                                                                 "expected"),
+    "a best value past a float's range": ("monitor.best", 10**400, f"'monitor.best' is {'1' + '0' * 19}...(401 "
+                                                                   "digits)"),
     "a NaN best value": ("monitor.best", float("nan"), "'monitor.best' is nan, expected a finite number"),
     "an infinite lr": ("progress.lr", float("inf"), "'progress.lr' is inf, expected a finite number"),
     "a count past int64": ("optimizer.t", 2**64, "'optimizer.t' is 18446744073709551616, expected a whole number"),
