@@ -252,6 +252,17 @@ def channel_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 DATASETS: Registry[DatasetSource] = Registry("dataset")
 
 
+class FileSource(DatasetSource):
+    """A dataset in the user's files: `file` (the config's path), and `test_file` (its test_path) for the test
+    split where given."""
+
+    file: str
+    test_file: str | None = None
+
+    def origin(self, split: str) -> str:
+        return str(self.path(self.test_file if split == "test" and self.test_file else self.file))
+
+
 class CachedSource(DatasetSource):
     """A dataset kept in `<data root>/<subfolder>/`; what is missing there is downloaded once from `mirror`,
     else from the source's own MIRRORS, checked against its MD5 and cached."""

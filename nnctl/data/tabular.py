@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from nnctl.data.npyfile import npz_shapes, read_npz
-from nnctl.data.source import DATASETS, MAX_LABEL, Arrays, DatasetSource
+from nnctl.data.source import DATASETS, MAX_LABEL, Arrays, DatasetSource, FileSource
 from nnctl.errors import DataError, regular_file
 
 
@@ -41,7 +41,7 @@ def _array(values: list, key: str) -> np.ndarray:
 
 
 @DATASETS.register("npz")
-class Npz(DatasetSource):
+class Npz(FileSource):
     """Arrays in a .npz file: `x_key`/`y_key`, else x_train/y_train; test split from x_test/y_test if present.
 
     A `test_path` file supplies the test split instead, from its `x_key`/`y_key`, else its x_test/y_test."""
@@ -49,9 +49,6 @@ class Npz(DatasetSource):
     def __init__(self, path: str, x_key: str = "x", y_key: str = "y", test_path: str | None = None, **kwargs):
         super().__init__(**kwargs)
         self.file, self.x_key, self.y_key, self.test_file = path, x_key, y_key, test_path
-
-    def origin(self, split: str) -> str:
-        return str(self.path(self.test_file if split == "test" and self.test_file else self.file))
 
     def read(self) -> Arrays:
         arrays = self._open(self.file)
@@ -84,7 +81,7 @@ def _pair(arrays: dict[str, np.ndarray], keys: list[tuple[str, str]], origin: st
 
 
 @DATASETS.register("csv")
-class Csv(DatasetSource):
+class Csv(FileSource):
     """A numeric CSV table; column `target` holds the targets (non-negative integers become class labels)."""
 
     def __init__(self, path: str, target: int = -1, header: bool | None = None, delimiter: str = ",",
@@ -93,9 +90,6 @@ class Csv(DatasetSource):
         if len(delimiter) != 1:
             raise ValueError(f"delimiter must be one character, got '{delimiter}'")
         self.file, self.target, self.header, self.delimiter, self.test_file = path, target, header, delimiter, test_path
-
-    def origin(self, split: str) -> str:
-        return str(self.path(self.test_file if split == "test" and self.test_file else self.file))
 
     def read(self) -> Arrays:
         x, y = self._table(self.path(self.file))

@@ -3,7 +3,7 @@
 import numpy as np
 
 from nnctl.data.dataset import Dataset
-from nnctl.data.source import DATASETS, Arrays, DatasetSource
+from nnctl.data.source import DATASETS, Arrays, FileSource
 from nnctl.errors import DataError, read_bytes
 from nnctl.limits import too_big
 
@@ -20,7 +20,7 @@ def tokenize(text: str, level: str) -> list[str]:
 
 
 @DATASETS.register("text")
-class Text(DatasetSource):
+class Text(FileSource):
     """Windows of `seq_len` token ids as inputs, the same windows one token later as targets (N, seq_len).
 
     The validation split is the end of the text; the vocabulary is built from the rest (sorted), unless
@@ -42,9 +42,6 @@ class Text(DatasetSource):
 
     def peek(self) -> tuple[int, ...]:
         return (self.seq_len,)
-
-    def origin(self, split: str) -> str:
-        return str(self.path(self.file))
 
     def read(self) -> Arrays:
         path = self.path(self.file)

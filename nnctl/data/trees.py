@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nnctl.data.source import DATASETS, MAX_LABEL, Arrays, DatasetSource
+from nnctl.data.source import DATASETS, MAX_LABEL, Arrays, FileSource
 from nnctl.errors import DataError, read_bytes
 from nnctl.limits import too_big
 
@@ -126,7 +126,7 @@ def encode(trees: list[tuple[list[Node], list[int]]], words: list[str], size: in
 
 
 @DATASETS.register("trees")
-class Trees(DatasetSource):
+class Trees(FileSource):
     """Bracketed binary trees from `path` (and `test_path`), classified at the root; see the module docstring.
 
     Word ids follow the sorted words of the training file, after `<unk>` (id 0) for words it lacks."""
@@ -136,9 +136,6 @@ class Trees(DatasetSource):
     def __init__(self, path: str, test_path: str | None = None, flatten: bool = False, **kwargs):
         super().__init__(flatten=flatten, **kwargs)
         self.file, self.test_file = path, test_path
-
-    def origin(self, split: str) -> str:
-        return str(self.path(self.test_file if split == "test" and self.test_file else self.file))
 
     def read(self) -> Arrays:
         train = read_trees(self.path(self.file))
