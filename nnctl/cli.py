@@ -37,7 +37,7 @@ from nnctl.runner import Runner
 from nnctl.runs import Run, checkpoint_of, expand, find_runs, load_run
 from nnctl.sample import LanguageModel
 from nnctl.sections import resolved
-from nnctl.sweep import Outcome, Sweep, by_value, check_address
+from nnctl.sweep import Member, Outcome, Sweep, by_value, check_address
 from nnctl.trained import Trained, trained_config
 from nnctl.weight_files import read_source
 from nnctl.weights import export as export_weights
@@ -567,6 +567,19 @@ def sweep_command(
             apply_overrides(config, [f"device={device}"])
     metric = metric or sweep.metric
     todo = sweep.plan()
+    _describe_plan(sweep, todo, engine, jobs)
+    outcomes = _run_sweep(sweep, todo, engine, address or sweep.spec.address, jobs)
+    out.print(tables.sweep_table(sweep, outcomes, metric))
+    _sweep_plots(sweep, outcomes, metric)
+    failed = [o for o in outcomes if o.status == "failed"]
+    if failed:
+        err.print(f"{len(failed)} of {len(outcomes)} members failed: {', '.join(o.member.label for o in failed)}",
+                  markup=False)
+        raise typer.Exit(1)
+
+
+def _describe_plan(sweep: Sweep, todo: list[Member], engine: str, jobs: int | None) -> None:
+    """One line: how many members the sweep has, how many are done, and where the rest will run."""
     if sweep.search.type == "tpe":
         from nnctl import sweep_ray
 
@@ -578,6 +591,10 @@ def sweep_command(
         out.print(f"sweep {sweep.name}: {len(sweep.members)} members, {len(sweep.members) - len(todo)} already "
                   f"done, {len(todo)} to run {where} in {sweep.dir}")
 
+
+def _run_sweep(sweep: Sweep, todo: list[Member], engine: str, address: str | None,
+               jobs: int | None) -> list[Outcome]:
+    """Runs `todo` on the engine, a line per member as it ends; every member's outcome. Ctrl-C: exit 130."""
     def say_outcome(outcome: Outcome) -> None:
         where = f" ({outcome.run.path})" if outcome.run else ""
         out.print(f"  {outcome.member.label}: {outcome.status}{where}"
@@ -588,20 +605,11 @@ def sweep_command(
         if engine == "ray":
             from nnctl import sweep_ray
 
-            outcomes = sweep_ray.run(sweep, todo, address or sweep.spec.address, jobs, say_outcome,
-                                     lambda line: out.print(line, markup=False))
-        else:
-            outcomes = sweep.run(todo, jobs or sweep.spec.max_concurrent or 1, say_outcome)
+            return sweep_ray.run(sweep, todo, address, jobs, say_outcome, lambda line: out.print(line, markup=False))
+        return sweep.run(todo, jobs or sweep.spec.max_concurrent or 1, say_outcome)
     except KeyboardInterrupt:
         err.print("sweep interrupted; members stop after their current step. Run the sweep again to resume them.")
         raise typer.Exit(130) from None
-    out.print(tables.sweep_table(sweep, outcomes, metric))
-    _sweep_plots(sweep, outcomes, metric)
-    failed = [o for o in outcomes if o.status == "failed"]
-    if failed:
-        err.print(f"{len(failed)} of {len(outcomes)} members failed: {', '.join(o.member.label for o in failed)}",
-                  markup=False)
-        raise typer.Exit(1)
 
 
 def _sweep_plots(sweep: Sweep, outcomes: list[Outcome], metric: str) -> None:
