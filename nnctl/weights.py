@@ -123,18 +123,38 @@ def load_into(model: Model, config: Config) -> Loaded | None:
     shapes = {name: arrays.pop(name, None) for name in SHAPES}
     targets = named({layer.name: {"params": layer.params, "state": layer.state} for layer in model.layers})
     owners = {layer_of(name) for name in targets}
-    if spec.layers == "all":
-        chosen = sorted(owners, key=[layer.name for layer in model.layers].index)
-    else:
-        chosen = list(spec.layers)
-        for i, name in enumerate(chosen):
-            if name not in owners:
-                raise config.error(KEY + ("layers", i), f"'{name}' is not a layer of this model with weights"
-                                                        f"{did_you_mean(name, owners)}; those are: {', '.join(owners)}")
+    chosen = _chosen_layers(spec, model, owners, config)
     if spec.layers == "all" and spec.strict:
         _check_shapes(shapes, model, path, config)
     wanted = {name: target for name, target in targets.items() if layer_of(name) in chosen}
+    missing, extra = _check_fit(spec, path, arrays, wanted, targets, config)
+    found = {name: target for name, target in wanted.items() if name in arrays}
+    for name, target in found.items():
+        _check_values(path, name, arrays[name], target, config)
+    for name, target in found.items():
+        target[...] = to_device(arrays[name])
+    loaded = [name for name in chosen if any(layer_of(a) == name for a in found)]
+    model.loaded = {name: spec.path for name in loaded}
+    return Loaded(Path(spec.path), loaded, missing, extra)
+
+
+def _chosen_layers(spec: WeightsSpec, model: Model, owners: set[str], config: Config) -> list[str]:
+    """The layers `model.weights` loads: every layer with arrays, in model order, or those it lists (each checked)."""
+    if spec.layers == "all":
+        return sorted(owners, key=[layer.name for layer in model.layers].index)
+    for i, name in enumerate(spec.layers):
+        if name not in owners:
+            raise config.error(KEY + ("layers", i), f"'{name}' is not a layer of this model with weights"
+                                                    f"{did_you_mean(name, owners)}; those are: {', '.join(owners)}")
+    return list(spec.layers)
+
+
+def _check_fit(spec: WeightsSpec, path: Path, arrays: dict[str, np.ndarray], wanted: dict[str, np.ndarray],
+               targets: dict[str, np.ndarray], config: Config) -> tuple[list[str], list[str]]:
+    """The `wanted` arrays the file lacks, and (loading all layers) those it holds for no layer of the model; a
+    ConfigError where that is not allowed (strict), a listed layer gets nothing, or nothing fits at all."""
     missing = [name for name in wanted if name not in arrays]
+    owners = {layer_of(name) for name in targets}
     extra = [name for name in arrays if layer_of(name) not in owners] if spec.layers == "all" else []
     if spec.strict and (missing or extra):
         problems = ([f"missing {_shapes(missing, wanted)}"] if missing else []) + \
@@ -145,32 +165,29 @@ def load_into(model: Model, config: Config) -> Loaded | None:
                                    ". To load only some layers, give model.weights as {path, layers: [...]}, "
                                    "or strict: false"))
     if spec.layers != "all":
-        for name in chosen:
+        for name in spec.layers:
             if not any(layer_of(a) == name for a in wanted if a in arrays):
                 raise config.error(KEY + ("layers",), f"{path} holds no arrays of layer '{name}'; it holds "
                                                       f"{_shapes(list(arrays), arrays)}")
-    found = {name: target for name, target in wanted.items() if name in arrays}
-    if not found:
+    if not any(name in arrays for name in wanted):
         raise config.error(KEY, f"{path} holds none of this model's arrays (it holds "
                                 f"{_shapes(list(arrays), arrays) or 'none'}); this model's arrays: "
                                 f"{_shapes(list(targets), targets)}")
-    for name, target in found.items():
-        value = arrays[name]
-        if value.shape != target.shape:
-            raise config.error(KEY, f"{path}: array '{name}' has shape {list(value.shape)}, "
-                                    f"but this model's {name} has shape {list(target.shape)}")
-        if value.dtype.kind not in "biuf":
-            raise config.error(KEY, f"{path}: array '{name}' holds {value.dtype} values, not numbers")
-        if problem := array_problem(name.rsplit("/", 1)[-1], value):
-            raise config.error(KEY, f"{path}: array '{name}' {problem}")
-        if value.size and (largest := float(np.abs(value).max())) > np.finfo(target.dtype).max:
-            raise config.error(KEY, f"{path}: array '{name}' holds values up to {largest:.3g}, beyond "
-                                    f"{np.dtype(target.dtype).name}'s range, the model's dtype")
-    for name, target in found.items():
-        target[...] = to_device(arrays[name])
-    loaded = [name for name in chosen if any(layer_of(a) == name for a in found)]
-    model.loaded = {name: spec.path for name in loaded}
-    return Loaded(Path(spec.path), loaded, missing, extra)
+    return missing, extra
+
+
+def _check_values(path: Path, name: str, value: np.ndarray, target: np.ndarray, config: Config) -> None:
+    """A ConfigError when an array cannot go into its target: another shape, not numbers, out of range."""
+    if value.shape != target.shape:
+        raise config.error(KEY, f"{path}: array '{name}' has shape {list(value.shape)}, "
+                                f"but this model's {name} has shape {list(target.shape)}")
+    if value.dtype.kind not in "biuf":
+        raise config.error(KEY, f"{path}: array '{name}' holds {value.dtype} values, not numbers")
+    if problem := array_problem(name.rsplit("/", 1)[-1], value):
+        raise config.error(KEY, f"{path}: array '{name}' {problem}")
+    if value.size and (largest := float(np.abs(value).max())) > np.finfo(target.dtype).max:
+        raise config.error(KEY, f"{path}: array '{name}' holds values up to {largest:.3g}, beyond "
+                                f"{np.dtype(target.dtype).name}'s range, the model's dtype")
 
 
 def _check_shapes(shapes: dict[str, np.ndarray | None], model: Model, path: Path, config: Config) -> None:
