@@ -244,6 +244,8 @@ class Runner:
             rows = (slice(b * size, (b + 1) * size) if self.order is None else self.order[b * size:(b + 1) * size]
                     for b in numbers)
             for b, (x, t) in zip(numbers, data.batches(rows), strict=True):
+                if settings.steps and self.step >= settings.steps:
+                    break  # the budget ends mid-epoch: this epoch ends here (also when resumed right there)
                 if self.exp.data.augment:
                     x = self.exp.data.augment(x, self.data_rng)
                 self._train_step(x, t, batches)
@@ -251,14 +253,13 @@ class Runner:
                 bar.update()
                 if self.stop_requested:
                     return True
-                if settings.steps and self.step >= settings.steps:
-                    break  # the budget ends mid-epoch: this epoch ends here
         return False
 
     def _done(self) -> bool:
-        """Whether the budget is spent: train.steps optimizer steps when set, else train.epochs epochs."""
+        """Whether the budget is spent: train.steps optimizer steps and the epoch they end in when set, else
+        train.epochs epochs."""
         steps = self.exp.settings.steps
-        return self.step >= steps if steps else self.epoch >= self.exp.settings.epochs
+        return self.step >= steps and self.batch == 0 if steps else self.epoch >= self.exp.settings.epochs
 
     def _epochs(self) -> float:
         """The run's length in epochs (fractional under train.steps), for schedules and progress lines."""

@@ -2,6 +2,8 @@
 
 import json
 import math
+import subprocess
+import sys
 
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -38,6 +40,42 @@ def test_a_step_budget_ends_mid_epoch_and_the_schedule_follows_it(tmp_path):
     longer = nnctl("train", "--resume", str(run / "checkpoints" / "last.pkl"), "train.steps=50", "-q")
     assert longer.returncode == 0, longer.stderr
     assert json.loads((run / "summary.json").read_text())["steps"] == 50
+
+
+INTERRUPTED_AT = """\
+import os, signal, sys
+from nnctl import optim
+from nnctl.cli import main
+step, at = optim.Optimizer.step, int(sys.argv.pop(1))
+taken = []
+
+def interrupted(self):  # Ctrl-C during optimizer step `at`: the runner stops once that step is done
+    taken.append(1)
+    if len(taken) == at:
+        os.kill(os.getpid(), signal.SIGINT)
+    return step(self)
+
+optim.Optimizer.step = interrupted
+sys.argv[0] = "nnctl"
+main()
+"""
+
+
+def test_a_run_stopped_at_its_last_step_resumes_to_end_its_cut_short_epoch(tmp_path):
+    """Ctrl-C in step 40 of 40 (11 steps into epoch 2): the resume ends that epoch (evaluated, checkpointed, tested)
+    and takes no step more, as the uninterrupted run does."""
+    stopped = subprocess.run([sys.executable, "-c", INTERRUPTED_AT, "40", "train",
+                              str(CONFIGS / "elman_pattern_ends.yaml"), "train.steps=40", "--runs-dir",
+                              str(tmp_path / "a"), "-q"], capture_output=True, text=True, timeout=300)
+    assert stopped.returncode == 130, stopped.stderr
+    (run,) = (tmp_path / "a").iterdir()
+    resumed = nnctl("train", "--resume", str(run), "-q")
+    assert resumed.returncode == 0, resumed.stderr
+    _, summary, rows = run_of(tmp_path / "b", "train.steps=40")
+    kept = ("kind", "epoch", "step", "loss", "val_loss")
+    after = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [{k: r.get(k) for k in kept} for r in after] == [{k: r.get(k) for k in kept} for r in rows]
+    assert json.loads((run / "summary.json").read_text())["test"] == summary["test"]
 
 
 def test_evaluation_every_n_steps_starts_at_step_0(tmp_path):
