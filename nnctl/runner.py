@@ -226,9 +226,12 @@ class Runner:
                               f"Resume with: nnctl train --resume {self.checkpoints.last}")
             return self._write_summary(status)
         es = self.exp.settings.early_stopping
+        restored = None
         if status == "early_stopped" and es and es.restore_best and self.checkpoints.best.exists():
-            self.exp.model.load_state_dict(checkpoint.load(self.checkpoints.best).model)
-        test, tested = self._test_metrics()
+            best = checkpoint.load(self.checkpoints.best)
+            self.exp.model.load_state_dict(best.model)
+            restored = best.progress["epoch"]
+        test, tested = self._test_metrics(restored)
         return self._write_summary(status, test=test, tested=tested)
 
     def _run_epoch(self) -> bool:
@@ -351,13 +354,13 @@ class Runner:
         return TrainingError(f"{what}; training stopped. {kept}Try a smaller optimizer.lr (now "
                              f"{self.exp.optimizer.base_lr:g}) or set optimizer.clip_norm.")
 
-    def _test_metrics(self) -> tuple[dict[str, float], dict[str, Any]] | tuple[None, None]:
+    def _test_metrics(self, restored: int | None = None) -> tuple[dict[str, float], dict[str, Any]] | tuple[None, None]:
         """The test split's metrics of best.pkl's weights (train.test_on: best, when there is one) or of the
-        final ones; and which weights, from what epoch."""
+        final ones (those of epoch `restored` where early stopping restored the best); and which, of what epoch."""
         test = self.exp.data.test
         if test is None:
             return None, None
-        tested, epoch = "last", self.epoch
+        tested, epoch = ("last", self.epoch) if restored is None else ("best", restored)
         if self.exp.settings.test_on == "best" and self.checkpoints.best.exists():
             saved = checkpoint.load(self.checkpoints.best)
             self.exp.model.load_state_dict(saved.model)

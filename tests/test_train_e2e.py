@@ -96,6 +96,18 @@ def test_the_two_layer_net_reaches_the_books_mnist_accuracy(tmp_path, activation
     assert summary["test"]["test_accuracy"] == pytest.approx(book, abs=0.01)
 
 
+def test_early_stopping_that_restores_the_best_weights_tests_them_under_their_name(tmp_path):
+    """test_on: last after restore_best: the final weights are best.pkl's, and the test line says so."""
+    run = train(tmp_path, "mnist_mlp.yaml", *SLICE, "optimizer.type=sgd", "optimizer.lr=0.5", "schedule=constant",
+                "train.early_stopping={patience: 1}", "train.epochs=12", "train.test_on=last", "-q")
+    summary = json.loads((run / "summary.json").read_text())
+    best = checkpoint.load(run / "checkpoints" / "best.pkl").progress["epoch"]
+    assert summary["status"] == "early_stopped" and summary["epochs"] > best
+    assert summary["test_on"] == {"weights": "best", "epoch": best}
+    evaluated = json.loads(nnctl("eval", str(run / "checkpoints" / "best.pkl"), "--json").stdout)
+    assert summary["test"]["test_loss"] == pytest.approx(evaluated["loss"], rel=1e-6)
+
+
 def test_train_then_eval_on_an_mnist_slice(tmp_path):
     run = train(tmp_path, "mnist_mlp.yaml", *SLICE, "train.epochs=2", "optimizer.lr=2e-3")
     for name in ("config.yaml", "metrics.csv", "metrics.jsonl", "summary.json", "train.log",
