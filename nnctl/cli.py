@@ -106,7 +106,7 @@ def _load(config: Path, overrides: list[str] | None) -> Experiment:
 
 @app.command()
 def train(
-    config: Annotated[Path | None, typer.Argument(help="The YAML config to train.", show_default=False)] = None,
+    config: Annotated[str | None, typer.Argument(help="The YAML config to train.", show_default=False)] = None,
     overrides: Annotated[list[str] | None, typer.Argument(help=OVERRIDES_HELP, show_default=False)] = None,
     resume: Annotated[Path | None, typer.Option("--resume", help="Continue from a checkpoint of a run, or from a "
                                                 "run directory's last.pkl.",
@@ -131,13 +131,13 @@ def train(
         raise ConfigError("--init-from starts a new run of a config: nnctl train CONFIG --init-from CHECKPOINT "
                           "(use --resume alone to continue a run)")
     if resume is not None:
-        extra = [str(config)] if config is not None else []
+        extra = [config] if config is not None else []  # with --resume, the first override (as typed: not a path)
         runner = Runner.resume(checkpoint_of(resume, last=True), extra + (overrides or []), runs_dir, quiet)
     elif config is None:
         raise ConfigError("give a config to train (nnctl train configs/mnist_mlp.yaml) or --resume CHECKPOINT")
     else:
         weights = None if init_from is None else checkpoint_of(init_from)
-        runner = Runner.start(load_config(config, overrides or []), runs_dir, quiet, weights)
+        runner = Runner.start(load_config(Path(config), overrides or []), runs_dir, quiet, weights)
     if not quiet:
         out.print(f"run directory: {runner.run_dir}")
     summary = runner.fit()

@@ -96,6 +96,14 @@ def test_the_two_layer_net_reaches_the_books_mnist_accuracy(tmp_path, activation
     assert summary["test"]["test_accuracy"] == pytest.approx(book, abs=0.01)
 
 
+def test_a_resume_takes_its_first_override_as_typed(tmp_path):
+    """The first word after --resume RUN is an override, not a path: a URL keeps its '//' and its last '/'."""
+    run = train(tmp_path, "mnist_mlp.yaml", *SLICE, "train.epochs=1", "-q")
+    result = nnctl("train", "--resume", str(run), "data.mirror=http://127.0.0.1:9/", "train.epochs=2", "-q")
+    assert result.returncode == 0, result.stderr
+    assert "mirror: http://127.0.0.1:9/\n" in (run / "config.yaml").read_text()
+
+
 def test_early_stopping_that_restores_the_best_weights_tests_them_under_their_name(tmp_path):
     """test_on: last after restore_best: the final weights are best.pkl's, and the test line says so."""
     run = train(tmp_path, "mnist_mlp.yaml", *SLICE, "optimizer.type=sgd", "optimizer.lr=0.5", "schedule=constant",
