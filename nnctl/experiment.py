@@ -245,10 +245,11 @@ def _metrics(config: Config, settings: TrainSettings, data: Dataset, outputs: tu
             raise config.error(("train", "metrics", i), f"unknown metric '{name}'{did_you_mean(name, METRICS)}; "
                                                         f"known: {', '.join(METRICS)}, top_K_accuracy (such as "
                                                         "top_5_accuracy)")
-        if TOP_K.fullmatch(str(name)) and outputs[-1:] == (1,):
-            raise config.error(("train", "metrics", i), f"{name} ranks the model's outputs, one per class, but this "
-                                                        "model has one output (a sigmoid's probability of class 1); "
-                                                        "record accuracy instead")
+        if (top := TOP_K.fullmatch(str(name))) and int(top.group(1)) >= outputs[-1]:
+            one = " (a sigmoid's probability of class 1): record accuracy instead" if outputs[-1] == 1 else ""
+            count = f"{outputs[-1]} output" + ("s" if outputs[-1] > 1 else "")
+            raise config.error(("train", "metrics", i), f"{name} ranks the model's {count}, one per class; K must "
+                                                        f"be below that, else every target is among the top K{one}")
     return [m for m in settings.metrics if m != "loss"]
 
 

@@ -49,8 +49,11 @@ CASES = {
                        ["bad.yaml:9", "unknown metric 'acuracy'", "did you mean 'accuracy'?"]),
     "top-k of one sigmoid output": (BASE.replace("units: 2}", "units: 1}").replace("softmax_cross", "binary_cross")
                                     .replace("batch_size: 4}", "batch_size: 4, metrics: [accuracy, top_1_accuracy]}"),
-                                    ["bad.yaml:9", "train.metrics.1: top_1_accuracy ranks the model's outputs, one per "
-                                                   "class, but this model has one output"]),
+                                    ["bad.yaml:9", "train.metrics.1: top_1_accuracy ranks the model's 1 output, one "
+                                                   "per class; K must be below that", "record accuracy instead"]),
+    "top-k of as many classes": (BASE.replace("batch_size: 4}", "batch_size: 4, metrics: [top_2_accuracy]}"),
+                                 ["bad.yaml:9", "train.metrics.0: top_2_accuracy ranks the model's 2 outputs, one per "
+                                                "class; K must be below that, else every target is among the top K"]),
     "duplicate key": (BASE + "seed: 1\nseed: 2\n", ["bad.yaml:11", "key given twice"]),
     "bad batch size": (BASE.replace("batch_size: 4", "batch_size: half"), ["bad.yaml:9", "batch_size"]),
     "explicit weights of the wrong shape": (
