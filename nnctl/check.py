@@ -10,7 +10,7 @@ import numpy as np
 
 from nnctl.backend import synchronize
 from nnctl.experiment import Experiment, layer_activation
-from nnctl.losses import BinaryCrossEntropy, Loss, SoftmaxCrossEntropy
+from nnctl.losses import BinaryCrossEntropy, Loss, SoftmaxCrossEntropy, as_targets
 from nnctl.metrics import scores
 
 LOSS_RANGE = (0.5, 2.0)
@@ -79,10 +79,15 @@ def one_batch(exp: Experiment, x: np.ndarray, t: np.ndarray) -> Finding:
                                                  f"non-zero in all {len(model.keys)} parameter tensors")
 
 
-def expected_loss(loss: Loss, outputs: int) -> tuple[float, str] | None:
-    """The loss of outputs that say nothing (equal logits), and its formula; None where it depends on the data."""
+def expected_loss(loss: Loss, y: np.ndarray, t: np.ndarray) -> tuple[float, str] | None:
+    """The loss of outputs y that say nothing (equal logits) about targets t, and its formula; None where it
+    depends on the data. Class weights scale it by the targets' mean weight."""
     if isinstance(loss, SoftmaxCrossEntropy):
-        return math.log(outputs), f"ln {outputs}"
+        classes = y.shape[-1]
+        if loss.class_weights is None:
+            return math.log(classes), f"ln {classes}"
+        weight = float((as_targets(y, t) @ loss.class_weights.astype(y.dtype)).mean())
+        return weight * math.log(classes), f"ln {classes} × {weight:.3g} (the targets' mean class weight)"
     if isinstance(loss, BinaryCrossEntropy):
         return math.log(2), "ln 2"
     return None
@@ -91,8 +96,9 @@ def expected_loss(loss: Loss, outputs: int) -> tuple[float, str] | None:
 def initial_loss(exp: Experiment, x: np.ndarray, t: np.ndarray) -> Finding:
     """The loss at init against the loss of outputs that say nothing: far above it, the initial
     outputs are too large (confidently wrong); far below it, the task may leak its answer."""
-    value = exp.loss.forward(exp.model.forward(x, training=False), t)
-    expected = expected_loss(exp.loss, exp.model.output_shape[-1])
+    y = exp.model.forward(x, training=False)
+    value = exp.loss.forward(y, t)
+    expected = expected_loss(exp.loss, y, t)
     if expected is None:
         return Finding("initial loss", True, f"{value:.4g} (this loss has no expected value without the data)")
     target, formula = expected

@@ -108,6 +108,9 @@ class SoftmaxCrossEntropy(Loss):
         super().__init__(**kwargs)
         if class_weights is not None and (not class_weights or min(class_weights) < 0):
             raise ValueError(f"class_weights must be non-negative numbers, one per class, got {class_weights}")
+        if class_weights is not None and max(class_weights) == 0:
+            raise ValueError("class_weights must not all be 0: every sample's loss would be 0, and nothing would "
+                             "train")
         if not 0 <= label_smoothing < 1:
             raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
         self.class_weights = None if class_weights is None else xp.asarray(class_weights, dtype=xp.float64)

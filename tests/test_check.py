@@ -20,6 +20,8 @@ def check(config: str, *args: str):
     ("mnist_mlp.yaml", MNIST_SLICE, "expected about ln 10 = 2.303"),
     ("elman_pattern_ends.yaml", [], "expected about ln 2"),
     ("mnist_cnn.yaml", MNIST_SLICE, "conv2d_1 (relu)"),
+    ("mnist_mlp.yaml", [*MNIST_SLICE, f"loss={{type: softmax_cross_entropy, class_weights: {[10] * 10}}}"],
+     "expected about ln 10 × 10 (the targets' mean class weight)"),
 ])
 def test_healthy_configs_pass_with_a_timing_table(config, args, expected):
     result = check(config, *args)

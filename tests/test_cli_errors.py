@@ -54,6 +54,9 @@ CASES = {
     "top-k of as many classes": (BASE.replace("batch_size: 4}", "batch_size: 4, metrics: [top_2_accuracy]}"),
                                  ["bad.yaml:9", "train.metrics.0: top_2_accuracy ranks the model's 2 outputs, one per "
                                                 "class; K must be below that, else every target is among the top K"]),
+    "class weights all 0": (BASE.replace("loss: softmax_cross_entropy", "loss: {type: softmax_cross_entropy, "
+                                                                      "class_weights: [0, 0]}"),
+                            ["bad.yaml:7", "class_weights must not all be 0"]),
     "duplicate key": (BASE + "seed: 1\nseed: 2\n", ["bad.yaml:11", "key given twice"]),
     "bad batch size": (BASE.replace("batch_size: 4", "batch_size: half"), ["bad.yaml:9", "batch_size"]),
     "explicit weights of the wrong shape": (
