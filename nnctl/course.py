@@ -14,6 +14,14 @@ stays fixed, so that every checkpoint's hash still checks; a resume may change m
 MAY_CHANGE = (*HASH_FREE, "train.steps", "train.eval_every_steps", "train.keep_every", "train.tracking")
 """Keys a resume may change; everything else defines the course. The lr may change as the epochs (or steps) may: a
 schedule scales whatever base lr it is given, as it follows whatever length it is given."""
+def free_keys(config: dict[str, Any]) -> tuple[str, ...]:
+    """The keys a resume of `config`'s run may change: MAY_CHANGE, less data.test_subset where the test split is
+    the validation split too (data.validation: test): there it picks best.pkl and steers the schedules."""
+    if (config.get("data") or {}).get("validation") == "test":
+        return tuple(key for key in MAY_CHANGE if key != "data.test_subset")
+    return MAY_CHANGE
+
+
 PINNED = ("data.vocab",)
 """Keys a checkpoint sets itself when it is used (the vocabulary its ids mean), so never a change of course."""
 
@@ -31,9 +39,9 @@ def course_hash(config: dict[str, Any], free: tuple[str, ...] = MAY_CHANGE) -> s
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def changed(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
-    """'key: old -> new' for every course key that differs between two configs."""
-    a, b = course(before), course(after)
+def changed(before: dict[str, Any], after: dict[str, Any], free: tuple[str, ...] = MAY_CHANGE) -> list[str]:
+    """'key: old -> new' for every course key (all but `free`) that differs between two configs."""
+    a, b = course(before, free), course(after, free)
     return [f"{key}: {a.get(key, '(absent)')!r} -> {b.get(key, '(absent)')!r}"
             for key in sorted(a.keys() | b.keys()) if key not in a or key not in b or a[key] != b[key]]
 

@@ -19,7 +19,7 @@ import numpy as np
 from nnctl import __version__, checkpoint
 from nnctl.checkpoint import Checkpoint, InputRecipe
 from nnctl.config import Config
-from nnctl.course import HASH_FREE, MAY_CHANGE, changed, course_hash
+from nnctl.course import HASH_FREE, changed, course_hash, free_keys
 from nnctl.errors import CheckpointError, ConfigError, NnctlError, TrainingError
 from nnctl.experiment import Experiment, build
 from nnctl.metrics import MetricSums, evaluate
@@ -423,10 +423,11 @@ def _check_course(saved: Checkpoint, config: dict[str, Any], path: Path) -> None
     if saved.course is not None and saved.course != course_hash(saved.config, HASH_FREE):
         raise CheckpointError(f"{path}: its config does not match the run it holds (the course hash it was written "
                               "with differs); it was edited, so it is not resumed")
-    if course_hash(config) != course_hash(saved.config):
-        changes = "; ".join(changed(saved.config, config))
+    free = free_keys(saved.config)
+    if course_hash(config, free) != course_hash(saved.config, free):
+        changes = "; ".join(changed(saved.config, config, free))
         raise ConfigError(f"{path}: --resume would change the run's course: {changes}."
-                          f" On resume only these may change: {', '.join(MAY_CHANGE)}. To start a "
+                          f" On resume only these may change: {', '.join(free)}. To start a "
                           f"new run from its weights with another config, use: nnctl train CONFIG --init-from "
                           f"{path}")
 

@@ -265,6 +265,15 @@ def test_a_resume_that_would_change_the_course_is_refused_with_the_keys(run, tmp
     assert listing(run) == before and not (tmp_path / "runs").exists()
 
 
+def test_the_test_subset_is_the_course_where_the_test_split_validates(tmp_path):
+    """With data.validation: test the test split picks best.pkl and steers the schedules: no longer free."""
+    (tmp_path / "x.yaml").write_text(XOR.replace("op: xor}", "op: xor, validation: test}"))
+    assert nnctl("train", "x.yaml", "--runs-dir", "runs", "-q", cwd=tmp_path).returncode == 0
+    (run,) = (tmp_path / "runs").iterdir()
+    clean_error(nnctl("train", "--resume", str(run), "train.epochs=4", "data.test_subset=2", cwd=tmp_path), 2,
+                "--resume would change the run's course: data.test_subset: '(absent)' -> 2")
+
+
 def test_what_may_change_on_resume_does(run, tmp_path):
     result = nnctl("train", "--resume", str(run / "checkpoints" / "best.pkl"), "train.epochs=3", "optimizer.lr=0.01",
                    "train.log_every_steps=1", "optimizer.clip_norm=1.0", "--runs-dir", "runs", "-q", cwd=tmp_path)
