@@ -63,7 +63,7 @@ class Step(Schedule):
         self.every, self.gamma = every, _positive_gamma(gamma)
 
     def factor(self, epoch, total_epochs):
-        return self.gamma ** math.floor(epoch / self.every)
+        return self.gamma ** math.floor(round(epoch / self.every, 9))  # 0.6 / 0.2 is 2.9999999999999996
 
 
 @SCHEDULES.register("exponential")
@@ -111,13 +111,13 @@ class ReduceOnPlateau(Schedule):
     def observe(self, value, mode):
         if improves(value, self.best, mode, self.min_delta):
             self.best, self.wait = value, 0
-        elif self.cooling:
-            self.cooling -= 1
         else:
             self.wait += 1
-            if self.wait >= self.patience:
-                self.scale *= self.reduction
-                self.wait, self.cooling = 0, self.cooldown
+        if self.cooling:  # every evaluation of the cooldown counts, improving or not (as PyTorch and Keras)
+            self.cooling, self.wait = self.cooling - 1, 0
+        if self.wait >= self.patience:
+            self.scale *= self.reduction
+            self.wait, self.cooling = 0, self.cooldown
 
     def factor(self, epoch, total_epochs):
         return self.scale

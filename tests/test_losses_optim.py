@@ -168,6 +168,17 @@ def test_a_schedule_sets_the_optimizers_lr_from_its_base_lr():
     assert optimizer.lr == 0.2
 
 
+@pytest.mark.parametrize("every, steps_per_epoch", [(0.1, 10), (0.2, 5), (0.3, 10), (1.5, 2)])
+def test_a_step_schedule_with_a_fractional_period_decays_on_time(every, steps_per_epoch):
+    """Step s is epoch s / steps_per_epoch: the lr halves each time that passes a multiple of `every` (0.6 / 0.2
+    is 2.9999999999999996 in floats, and step 3 of 5 decayed one step late)."""
+    optimizer, schedule = OPTIMIZERS.get("sgd")(lr=1.0), SCHEDULES.get("step")(every=every, gamma=0.5)
+    for step in range(60):
+        schedule.set_lr(optimizer, step, steps_per_epoch, 100)
+        periods = sum(1 for k in range(1, 61) if k * every * steps_per_epoch <= step + 1e-9)
+        assert optimizer.lr == 0.5 ** periods, step
+
+
 def test_decay_penalty_and_gradients_match_central_differences():
     rng = np.random.default_rng(2)
     weights = [away_from_zero(rng, (3, 4)), away_from_zero(rng, (5,))]

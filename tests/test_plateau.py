@@ -31,6 +31,17 @@ def test_the_rule_waits_patience_evaluations_then_cools_down():
     assert restored.state_dict() == schedule.state_dict()
 
 
+def test_an_improving_evaluation_counts_towards_the_cooldown_too():
+    """As PyTorch's ReduceLROnPlateau (its patience 1 is this patience 2) and Keras's: the cooldown is a number of
+    evaluations, whatever they bring; an improvement in it used to leave it whole."""
+    schedule = ReduceOnPlateau(factor=0.5, patience=2, cooldown=2)
+    scales = []
+    for value in [1.0, 1.0, 1.0, 0.5, 1.0, 1.0, 1.0, 1.0]:
+        schedule.observe(value, "min")
+        scales.append(schedule.scale)
+    assert scales == [1.0, 1.0, 0.5, 0.5, 0.5, 0.5, 0.25, 0.25]
+
+
 def rows(run):
     return [{k: v for k, v in json.loads(line).items() if k != "time_s"}
             for line in (run / "metrics.jsonl").read_text().splitlines()]
