@@ -203,6 +203,16 @@ def test_batchnorm_normalizes_while_training_and_uses_running_statistics_in_eval
     np.testing.assert_array_equal(layer.state["running_mean"], 0.5 * mean)  # eval leaves the statistics alone
 
 
+def test_a_dense_batchnorm_batch_of_one_sample_leaves_the_running_statistics_alone():
+    """One value per channel has no variance: it used to shrink running_var by the momentum (PyTorch refuses it)."""
+    model = model_of({"type": "batchnorm"}, input_shape=(4,))
+    layer = model.layers[0]
+    layer.state["running_mean"][...], layer.state["running_var"][...] = 1.0, 2.0
+    y = model.forward(np.arange(4.0)[None], training=True)
+    np.testing.assert_array_equal(y, np.zeros((1, 4)))  # beta: the one sample is its own mean
+    assert layer.state["running_mean"].tolist() == [1.0] * 4 and layer.state["running_var"].tolist() == [2.0] * 4
+
+
 def test_conv_runs_in_float32_and_keeps_the_dtype():
     model = model_of({"type": "conv2d", "filters": 4, "kernel_size": 3, "padding": "same"},
                      {"type": "batchnorm"}, {"type": "maxpool2d"}, {"type": "flatten"}, dtype=np.float32)

@@ -38,10 +38,11 @@ class BatchNorm(Layer):
         if training:
             mean, var = x.mean(axis=self.axes), x.var(axis=self.axes)
             m = x.size // len(mean)
-            self.state["running_mean"] *= self.momentum
-            self.state["running_mean"] += (1 - self.momentum) * mean
-            self.state["running_var"] *= self.momentum
-            self.state["running_var"] += (1 - self.momentum) * var * (m / max(m - 1, 1))  # unbiased
+            if m > 1:  # one value per channel (a last batch of one sample) has no variance to learn from
+                self.state["running_mean"] *= self.momentum
+                self.state["running_mean"] += (1 - self.momentum) * mean
+                self.state["running_var"] *= self.momentum
+                self.state["running_var"] += (1 - self.momentum) * var * (m / (m - 1))  # unbiased
         else:
             mean, var = self.state["running_mean"], self.state["running_var"]
         self.training = training
