@@ -192,8 +192,11 @@ def _check_recipe(recipe: dict[str, Any], path: str | Path) -> None:
     stats = recipe["channel_stats"]
     if stats is None:
         return
-    channels = [*shape[:1], *[1] * (len(shape) - 1)]  # one value per channel (axis 0), broadcast over the rest
-    if len(stats) != 2 or not all(_numbers(a) and list(a.shape) == channels for a in stats):
+    # one value per channel (axis 0) of the samples as read (or, from an earlier nnctl, of the model's inputs)
+    channels = [*shape[:1], *[1] * (len(shape) - 1)]
+    per_sample = [[*sample[:1], *[1] * (len(sample) - 1)]] if sample is not None else []
+    if len(stats) != 2 or not any(all(_numbers(a) and list(a.shape) == each for a in stats)
+                                  for each in [channels, *per_sample]):
         raise CheckpointError(f"{path}: its 'inputs.channel_stats' is not a pair of arrays (mean and std) of floats "
                               f"of shape {channels}, one value per channel of its input shape {shape}")
     if not all(np.isfinite(a).all() for a in stats) or not (stats[1] > 0).all():

@@ -96,6 +96,30 @@ def test_the_two_layer_net_reaches_the_books_mnist_accuracy(tmp_path, activation
     assert summary["test"]["test_accuracy"] == pytest.approx(book, abs=0.01)
 
 
+def test_normalize_takes_each_channels_statistics_also_when_the_images_are_flattened(tmp_path):
+    """mnist_mlp flattens its images: the statistics are still the one grey channel's (they were each pixel's,
+    whose border pixels have a std near 1e-4, so validation and test inputs reached hundreds)."""
+    run = train(tmp_path, "mnist_mlp.yaml", *SLICE, "train.epochs=1", "data.normalize=true", "-q")
+    saved = checkpoint.load(run / "checkpoints" / "last.pkl")
+    mean, std = saved.inputs.channel_stats
+    assert mean.shape == std.shape == (1, 1, 1) and 0.1 < mean.item() < 0.2 and 0.2 < std.item() < 0.4
+    exp = Trained.load(run / "checkpoints" / "last.pkl").experiment()
+    assert max(float(np.abs(split.x).max()) for split in (exp.data.train, exp.data.val, exp.data.test)) < 3
+    summary = json.loads((run / "summary.json").read_text())
+    evaluated = json.loads(nnctl("eval", str(run / "checkpoints" / "best.pkl"), "--json").stdout)
+    assert summary["test"]["test_loss"] == pytest.approx(evaluated["loss"], rel=1e-6)
+
+    raw = pickle.loads((run / "checkpoints" / "best.pkl").read_bytes())  # an earlier nnctl's per-pixel statistics
+    pixels = exp.data.train.x * std.item() + mean.item()
+    raw["inputs"]["channel_stats"] = [pixels.mean(axis=0), np.maximum(pixels.std(axis=0), 1e-8)]
+    (tmp_path / "earlier.pkl").write_bytes(pickle.dumps(raw))
+    earlier = nnctl("eval", str(tmp_path / "earlier.pkl"), "--json")
+    assert earlier.returncode == 0 and json.loads(earlier.stdout)["loss"] > 0, earlier.stderr
+    refused = nnctl("train", str(CONFIGS / "mnist_lstm.yaml"), *SLICE, "data.normalize=true", "--runs-dir",
+                    str(tmp_path / "r"))
+    assert refused.returncode == 1 and "data.normalize takes each channel's statistics of images" in refused.stderr
+
+
 def test_a_resume_takes_its_first_override_as_typed(tmp_path):
     """The first word after --resume RUN is an override, not a path: a URL keeps its '//' and its last '/'."""
     run = train(tmp_path, "mnist_mlp.yaml", *SLICE, "train.epochs=1", "-q")

@@ -107,7 +107,11 @@ class DatasetSource:
         train, val = self._split_validation(Split(x, y), test)
         self.channel_stats = None
         if self.normalize:
-            self.channel_stats = channel_stats(self.inputs(train.x, dtype))
+            if train.x.ndim not in (2, 4) or self.indices:
+                raise DataError(f"{self.origin('training')}: data.normalize takes each channel's statistics of "
+                                f"images (channels, height, width), or each feature's of flat samples, but the "
+                                f"samples have shape {train.x.shape[1:]}")
+            self.channel_stats = channel_stats(self._scaled(train.x, dtype))  # of the samples as read, unflattened
         train = self._prepare(train, dtype, num_classes)
         val, test = (self._prepare(s, dtype, num_classes) if s is not None else None for s in (val, test))
         if self.validation == "test":
@@ -185,16 +189,19 @@ class DatasetSource:
         return count
 
     def inputs(self, x: np.ndarray, dtype: type) -> np.ndarray:
-        """Raw samples as the model takes them: flattened if asked; indices as int64, anything else as
-        x * scale + shift, normalized per channel with the training statistics once they are known."""
-        x = x.reshape(len(x), -1) if self.flatten else x
+        """Raw samples as the model takes them: indices as int64, anything else as x * scale + shift, normalized
+        per channel with the training statistics once they are known; then flattened if asked."""
         if self.indices:
-            return np.ascontiguousarray(x, np.int64)
+            return np.ascontiguousarray(x.reshape(len(x), -1) if self.flatten else x, np.int64)
+        stats = self.channel_stats
+        per_channel = stats is not None and stats[0].ndim == x.ndim - 1  # else an earlier nnctl's, per flat input
         with np.errstate(over="ignore", invalid="ignore"):  # a value past the dtype's range: refused below
             x = self._scaled(x, dtype)
-            if self.channel_stats is not None:
-                mean, std = self.channel_stats
-                x = ((x - mean) / std).astype(dtype)
+            if stats is not None and per_channel:
+                x = ((x - stats[0]) / stats[1]).astype(dtype)
+            x = x.reshape(len(x), -1) if self.flatten else x
+            if stats is not None and not per_channel:
+                x = ((x - stats[0]) / stats[1]).astype(dtype)
         if not np.isfinite(x).all():
             raise DataError(f"the inputs hold values beyond {np.dtype(dtype).name}'s range once scaled and shifted "
                             f"(data.scale, data.shift): they would be infinite")
