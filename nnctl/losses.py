@@ -36,6 +36,10 @@ class Loss:
         """The targets training descends towards (label smoothing changes them; evaluation never does)."""
         return t
 
+    def train_forward(self, y: np.ndarray, t: np.ndarray) -> float:
+        """The loss training descends: against train_targets."""
+        return self.forward(y, self.train_targets(y, t))
+
     def labels(self, y: np.ndarray) -> np.ndarray:
         """The class each output row predicts: argmax, or a threshold for a single output."""
         return y.argmax(axis=-1) if y.shape[-1] > 1 else (y[..., 0] > 0.5).astype(xp.int64)
@@ -136,7 +140,12 @@ class SoftmaxCrossEntropy(Loss):
                              f"{output_shape[-1]} outputs (one weight per class)")
         super().check(output_shape, target_shape, num_classes)
 
-    def forward(self, y, t):
+    def train_forward(self, y, t):
+        return self.forward(y, self.train_targets(y, t), weighed_by=t)
+
+    def forward(self, y, t, weighed_by=None):
+        """The loss against targets t, each sample's term weighed by the class weights of `weighed_by` (the true
+        targets, where t are smoothed ones), else of t."""
         self.t = as_targets(y, t)
         shifted = y - y.max(axis=-1, keepdims=True)
         log_p = shifted - xp.log(xp.exp(shifted).sum(axis=-1, keepdims=True))
@@ -146,7 +155,8 @@ class SoftmaxCrossEntropy(Loss):
         if self.class_weights is None:
             self.s = None
             return float(-terms.sum() / self.n)
-        self.s = (self.t @ self.class_weights.astype(y.dtype))[..., None]  # each sample's weight, t·w
+        weighed = self.t if weighed_by is None else as_targets(y, weighed_by)
+        self.s = (weighed @ self.class_weights.astype(y.dtype))[..., None]  # each sample's weight, t·w
         return float(-(terms * self.s).sum() / self.n)
 
     def backward(self):

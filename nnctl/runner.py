@@ -279,7 +279,7 @@ class Runner:
         exp = self.exp
         exp.schedule.set_lr(exp.optimizer, self.step, batches, self._epochs())
         y = exp.model.forward(x, training=True)
-        value = exp.loss.forward(y, exp.loss.train_targets(y, t))  # label smoothing in training only
+        value = exp.loss.train_forward(y, t)  # label smoothing in training only
         penalty = exp.decay.penalty() if exp.decay else 0.0
         if not math.isfinite(value + penalty):
             raise self._diverged(f"the loss became {value + penalty} at epoch {self.epoch + 1}, step {self.step + 1}")

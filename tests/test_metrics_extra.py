@@ -23,10 +23,9 @@ Y, T = RNG.standard_normal((6, 4)), np.array([0, 1, 2, 3, 1, 1])
 def test_weighted_and_smoothed_cross_entropy_gradients(kwargs):
     loss = SoftmaxCrossEntropy(**kwargs)
     y = Y.copy()
-    targets = loss.train_targets(y, T)
-    loss.forward(y, targets)
+    loss.train_forward(y, T)
     analytic = loss.backward()
-    numeric = numerical_gradient(lambda: loss.forward(y, targets), y)
+    numeric = numerical_gradient(lambda: loss.train_forward(y, T), y)
     assert relative_error(analytic, numeric) < 1e-7
 
 
@@ -37,6 +36,17 @@ def test_class_weights_scale_each_sample_by_its_class():
     assert SoftmaxCrossEntropy(class_weights=weights).forward(Y, T) == pytest.approx(expected, rel=1e-12)
     assert SoftmaxCrossEntropy(class_weights=[1.0] * 4).forward(Y, T) == pytest.approx(
         SoftmaxCrossEntropy().forward(Y, T), rel=1e-12)
+
+
+def test_with_label_smoothing_each_sample_still_weighs_as_its_true_class():
+    """Keras's rule: the sample's class weight times its smoothed cross-entropy (the weight came from the smoothed
+    target, (1 − ε)·w_class + ε·mean(w), and diluted the weights)."""
+    weights, eps = [1.0, 3.0, 0.5, 2.0], 0.2
+    smoothed = SoftmaxCrossEntropy(label_smoothing=eps)
+    per_sample = [smoothed.train_forward(Y[i:i + 1], T[i:i + 1]) for i in range(6)]
+    expected = np.mean([weights[c] * v for c, v in zip(T, per_sample, strict=True)])
+    both = SoftmaxCrossEntropy(class_weights=weights, label_smoothing=eps)
+    assert both.train_forward(Y, T) == pytest.approx(expected, rel=1e-12)
 
 
 def test_label_smoothing_changes_training_targets_only():
