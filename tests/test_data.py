@@ -237,6 +237,21 @@ def test_csv_sources(tmp_path):
         load({"type": "csv", "path": "h.csv"}, tmp_path)
 
 
+def test_csv_targets_are_labels_or_values_as_said_and_guessed_only_below_1000_classes(tmp_path):
+    """Whole-number targets such as salaries (5500, 2300, ...) were 11,401 'classes' (and eval's confusion matrix
+    of 130 million cells); `targets` says which, and `auto` takes labels only below 1,000."""
+    (tmp_path / "s.csv").write_text("5,5500\n3,2300\n8,7600\n10,11400\n")
+    assert load({"type": "csv", "path": "s.csv"}, tmp_path).num_classes is None  # auto: values
+    (tmp_path / "a.csv").write_text("1,30\n2,41\n3,65\n")
+    assert load({"type": "csv", "path": "a.csv"}, tmp_path).num_classes == 66  # auto: labels below 1,000
+    values = load({"type": "csv", "path": "a.csv", "targets": "values"}, tmp_path)
+    assert values.num_classes is None and values.train.y.tolist() == [30.0, 41.0, 65.0]
+    assert load({"type": "csv", "path": "s.csv", "targets": "labels"}, tmp_path).num_classes == 11401
+    (tmp_path / "f.csv").write_text("1,0.5\n2,1\n")
+    with pytest.raises(DataError, match="data.targets is labels, but column -1 holds values that are not class"):
+        load({"type": "csv", "path": "f.csv", "targets": "labels"}, tmp_path)
+
+
 @pytest.mark.parametrize("content, option, message", [
     ("1,2,0\n\n3,x,1\n", {}, "t.csv:3: column 2 is not a number"),
     ("a,b,c\n1,2,0\n3,4,\n", {}, "t.csv:3: column 3 is empty"),

@@ -85,11 +85,14 @@ class Csv(FileSource):
     """A numeric CSV table; column `target` holds the targets (non-negative integers become class labels)."""
 
     def __init__(self, path: str, target: int = -1, header: bool | None = None, delimiter: str = ",",
-                 test_path: str | None = None, **kwargs):
+                 test_path: str | None = None, targets: str = "auto", **kwargs):
         super().__init__(**kwargs)
         if len(delimiter) != 1:
             raise ValueError(f"delimiter must be one character, got '{delimiter}'")
+        if targets not in ("auto", "labels", "values"):
+            raise ValueError(f"targets must be auto, labels (classes) or values (regression), got {targets!r}")
         self.file, self.target, self.header, self.delimiter, self.test_file = path, target, header, delimiter, test_path
+        self.targets = targets
 
     def read(self) -> Arrays:
         x, y = self._table(self.path(self.file))
@@ -113,8 +116,17 @@ class Csv(FileSource):
             raise DataError(f"{path}: data.target {self.target} is not one of its {width} columns")
         y = values[:, self.target]
         x = np.delete(values, self.target % width, axis=1)
-        labels = np.all(y == np.round(y)) and y.min() >= 0 and y.max() <= MAX_LABEL  # else regression targets
+        whole = bool(np.all(y == np.round(y)) and y.min() >= 0)
+        if self.targets == "labels" and not (whole and y.max() <= MAX_LABEL):
+            raise DataError(f"{path}: data.targets is labels, but column {self.target} holds values that are not "
+                            "class numbers (whole numbers from 0)")
+        limit = MAX_LABEL if self.targets == "labels" else AUTO_CLASSES
+        labels = self.targets != "values" and whole and y.max() < limit
         return x, (y.astype(np.int64) if labels else y)
+
+
+AUTO_CLASSES = 1000
+"""With data.targets: auto, whole numbers from 0 below this are class labels; others are values (regression)."""
 
 
 def read_table(path: Path, header: bool | None = None, delimiter: str = ",") -> np.ndarray:
