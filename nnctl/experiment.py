@@ -163,22 +163,27 @@ def initial_model(config: Config) -> Model:
 
 
 def report(exp: Experiment, split: str) -> dict:
-    """Loss, accuracy and error rate (or mse), and for classifiers the confusion matrix, per-class precision,
-    recall and F1, and their macro average, on one split."""
+    """Loss, accuracy and error rate (or mse) and the run's other metrics, and for classifiers of up to
+    MAX_CONFUSION classes the confusion matrix, per-class precision, recall and F1, and their macro average, on
+    one split."""
     data = exp.data.split(split)
     if data is None:
         raise NnctlError(f"the dataset of this experiment has no {split} split")
     outputs, targets = predict(exp.model, data.x, exp.settings.eval_batch_size), to_device(data.y)
-    metrics = ["accuracy", "error_rate"] if exp.data.num_classes else ["mse"]
+    metrics = list(dict.fromkeys([*(["accuracy", "error_rate"] if exp.data.num_classes else ["mse"]), *exp.metrics]))
     result: dict[str, typing.Any] = {"split": split, "samples": len(data),
                                      **scores(exp.loss, outputs, targets, metrics)}
-    if exp.data.num_classes:
+    if exp.data.num_classes and exp.data.num_classes <= MAX_CONFUSION:
         counts = confusion_matrix(to_host(target_labels(targets, outputs)), to_host(exp.loss.labels(outputs)),
                                   exp.data.num_classes)
         classes = per_class(counts)
         result.update(confusion_matrix=counts.tolist(), per_class=classes,
                       macro_f1=sum(row["f1"] for row in classes) / len(classes))
     return result
+
+
+MAX_CONFUSION = 1000
+"""The most classes eval shows a confusion matrix and per-class table for (a million cells)."""
 
 
 def output_activation(model: Model) -> str | None:

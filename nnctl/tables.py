@@ -33,9 +33,9 @@ def eval_table(result: dict, title: str) -> Table:
     table = Table(title=f"{title} ({result['samples']} samples)")
     table.add_column("metric")
     table.add_column("value", justify="right")
-    for key in ("loss", "accuracy", "error_rate", "mse", "macro_f1"):
-        if key in result:
-            table.add_row(key, format_value(result[key]))
+    for key, value in result.items():
+        if isinstance(value, float | int) and key not in ("samples", "checkpoint", "split"):
+            table.add_row(key, format_value(value))
     return table
 
 

@@ -99,5 +99,8 @@ def test_shipped_config_records_top_3_and_eval_reports_per_class(tmp_path):
         assert r["recall"] == pytest.approx(counts[c, c] / counts[c].sum())
         assert r["precision"] == pytest.approx(counts[c, c] / counts[:, c].sum())
     assert report["macro_f1"] == pytest.approx(np.mean([r["f1"] for r in report["per_class"]]))
+    test = json.loads((run / "summary.json").read_text())["test"]  # eval gives the run's own metrics, top-3 too
+    assert report["top_3_accuracy"] == pytest.approx(test["test_top_3_accuracy"])
+    assert report["top_3_accuracy"] >= report["accuracy"]
     table = nnctl("eval", str(run / "checkpoints" / "best.pkl")).stdout
-    assert "per class" in table and "precision" in table and "macro_f1" in table
+    assert "per class" in table and "precision" in table and "macro_f1" in table and "top_3_accuracy" in table
