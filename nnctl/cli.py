@@ -22,7 +22,7 @@ from nnctl.config import apply_overrides, load_config
 from nnctl.convert import convert as convert_weights
 from nnctl.convert import plan, read_map
 from nnctl.errors import ConfigError, NnctlError, quiet_arithmetic
-from nnctl.experiment import Experiment, build, initial_model, report
+from nnctl.experiment import Experiment, build, check_trains, initial_model, report
 from nnctl.gradcheck import check_model, check_registry
 from nnctl.jsonschema import config_schema
 from nnctl.layers import LAYERS
@@ -225,6 +225,7 @@ def check(
     saturated units at init, overfitting a few samples, and each layer's forward and backward time; exit 1
     with the reasons where something is wrong."""
     exp = _load(config, overrides)
+    check_trains(exp)
     timings = time_layers(exp, repeats, seconds)
     findings = preflight(exp, samples, steps, seconds)
     out.print(tables.findings_table(findings))

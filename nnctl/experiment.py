@@ -186,6 +186,15 @@ MAX_CONFUSION = 1000
 """The most classes eval shows a confusion matrix and per-class table for (a million cells)."""
 
 
+def check_trains(exp: Experiment) -> None:
+    """A ConfigError at model.layers for a model with nothing to train: no parameters, or all of them frozen."""
+    if not exp.model.keys:
+        frozen = any(layer.params for layer in exp.model.layers)
+        raise exp.config.error(("model", "layers"), "nothing to train: every layer with parameters has trainable: "
+                                                    "false" if frozen else "nothing to train: no layer of this model "
+                                                    "has parameters")
+
+
 def output_activation(model: Model) -> str | None:
     """The name of the activation the model's outputs pass through last, if any."""
     return layer_activation(model.layers[-1])

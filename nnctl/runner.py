@@ -21,7 +21,7 @@ from nnctl.checkpoint import Checkpoint, InputRecipe
 from nnctl.config import Config
 from nnctl.course import HASH_FREE, changed, course_hash, free_keys
 from nnctl.errors import CheckpointError, ConfigError, NnctlError, TrainingError
-from nnctl.experiment import Experiment, build
+from nnctl.experiment import Experiment, build, check_trains
 from nnctl.metrics import MetricSums, evaluate
 from nnctl.outputs import REFUSALS, replacing
 from nnctl.run_files import Checkpoints, MetricFiles, Monitor, Progress, check_run_files, format_value
@@ -64,6 +64,7 @@ class Runner:
         """A fresh run: builds the experiment (its model from the weights of the checkpoint `init_from`, checked by
         name and shape), then makes runs/<name>-<time>/ with the resolved config."""
         exp = build(config)
+        check_trains(exp)
         if init_from is not None:
             load_weights(exp.model, checkpoint.load(init_from), Path(init_from))
         TensorBoard.check(exp.config)

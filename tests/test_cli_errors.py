@@ -57,6 +57,10 @@ CASES = {
     "class weights all 0": (BASE.replace("loss: softmax_cross_entropy", "loss: {type: softmax_cross_entropy, "
                                                                       "class_weights: [0, 0]}"),
                             ["bad.yaml:7", "class_weights must not all be 0"]),
+    "every layer frozen": (BASE.replace("activation: tanh}", "activation: tanh, trainable: false}")
+                           .replace("units: 2}", "units: 2, trainable: false}"),
+                           ["bad.yaml:5", "model.layers: nothing to train: every layer with parameters has "
+                                          "trainable: false"]),
     "duplicate key": (BASE + "seed: 1\nseed: 2\n", ["bad.yaml:11", "key given twice"]),
     "bad batch size": (BASE.replace("batch_size: 4", "batch_size: half"), ["bad.yaml:9", "batch_size"]),
     "explicit weights of the wrong shape": (
