@@ -150,6 +150,11 @@ def check_model(exp: Experiment, samples: int = 8, per_tensor: int = 20, eps: fl
         types = {each.name: each.registered_name for each in model.layers}
         entries = [entry for entry in entries if layer in (entry[0], types.get(entry[0]))]
         if not entries:
+            frozen = [each.name for each in model.layers
+                      if layer in (each.name, each.registered_name) and each.params and not each.trainable]
+            if frozen:
+                raise ConfigError(f"--layer {layer}: {', '.join(frozen)} has trainable: false, so its parameters "
+                                  "get no gradients to check")
             trained = ", ".join(dict.fromkeys(f"{each.name} ({each.registered_name})" for each, _ in model.keys))
             raise ConfigError(f"--layer {layer}: no layer of this model with parameters is called so or of that "
                               f"type; those with parameters: {trained}")

@@ -73,6 +73,8 @@ def test_merge_keys_work_in_a_config(tmp_path):
     (["predict", "{tmp}", "{config}"], 1, "a folder, not a checkpoint"),
     (["gradcheck", "{config}", "--layer", "conv2d"], 2, "--layer conv2d: no layer of this model with parameters is "
                                                         "called so or of that type; those with parameters: dense_1"),
+    (["gradcheck", "{config}", "--layer", "dense_1", "model.layers.0.trainable=false"], 2,
+     "--layer dense_1: dense_1 has trainable: false, so its parameters get no gradients to check"),
 ])
 def test_cli_mistakes(run, tmp_path, args, code, phrase):
     (tmp_path / "c.yaml").write_text(XOR)
