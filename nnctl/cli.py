@@ -140,7 +140,14 @@ def train(
         runner = Runner.start(load_config(Path(config), overrides or []), runs_dir, quiet, weights)
     if not quiet:
         out.print(f"run directory: {runner.run_dir}")
-    summary = runner.fit()
+    try:
+        summary = runner.fit()
+    except KeyboardInterrupt:  # a second Ctrl-C: the step was cut short, so last.pkl is the last epoch's end
+        last = runner.checkpoints.last
+        err.print("interrupted at once; " + (f"resume from the end of the last finished epoch with: nnctl train "
+                                             f"--resume {last}" if last.exists() else "no epoch had finished, so "
+                                             "there is nothing to resume"), markup=False)
+        raise typer.Exit(130) from None
     if summary["status"] == "stopped":
         raise typer.Exit(130)
     if not quiet:

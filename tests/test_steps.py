@@ -9,6 +9,7 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from helpers import CONFIGS, nnctl
+from nnctl import checkpoint
 from nnctl.config import load_config
 from nnctl.course import MAY_CHANGE
 from nnctl.experiment import build
@@ -46,13 +47,14 @@ INTERRUPTED_AT = """\
 import os, signal, sys
 from nnctl import optim
 from nnctl.cli import main
-step, at = optim.Optimizer.step, int(sys.argv.pop(1))
+step, at, presses = optim.Optimizer.step, int(sys.argv.pop(1)), int(sys.argv.pop(1))
 taken = []
 
-def interrupted(self):  # Ctrl-C during optimizer step `at`: the runner stops once that step is done
+def interrupted(self):  # Ctrl-C during optimizer step `at`: once, the runner stops after it; twice, at once
     taken.append(1)
     if len(taken) == at:
-        os.kill(os.getpid(), signal.SIGINT)
+        for _ in range(presses):
+            os.kill(os.getpid(), signal.SIGINT)
     return step(self)
 
 optim.Optimizer.step = interrupted
@@ -64,7 +66,7 @@ main()
 def test_a_run_stopped_at_its_last_step_resumes_to_end_its_cut_short_epoch(tmp_path):
     """Ctrl-C in step 40 of 40 (11 steps into epoch 2): the resume ends that epoch (evaluated, checkpointed, tested)
     and takes no step more, as the uninterrupted run does."""
-    stopped = subprocess.run([sys.executable, "-c", INTERRUPTED_AT, "40", "train",
+    stopped = subprocess.run([sys.executable, "-c", INTERRUPTED_AT, "40", "1", "train",
                               str(CONFIGS / "elman_pattern_ends.yaml"), "train.steps=40", "--runs-dir",
                               str(tmp_path / "a"), "-q"], capture_output=True, text=True, timeout=300)
     assert stopped.returncode == 130, stopped.stderr
@@ -76,6 +78,17 @@ def test_a_run_stopped_at_its_last_step_resumes_to_end_its_cut_short_epoch(tmp_p
     after = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [{k: r.get(k) for k in kept} for r in after] == [{k: r.get(k) for k in kept} for r in rows]
     assert json.loads((run / "summary.json").read_text())["test"] == summary["test"]
+
+
+def test_a_second_ctrl_c_stops_at_once_and_says_where_to_resume_from(tmp_path):
+    aborted = subprocess.run([sys.executable, "-c", INTERRUPTED_AT, "35", "2", "train",
+                              str(CONFIGS / "elman_pattern_ends.yaml"), "--runs-dir", str(tmp_path), "-q"],
+                             capture_output=True, text=True, timeout=300)
+    (run,) = tmp_path.iterdir()
+    assert aborted.returncode == 130 and "Traceback" not in aborted.stderr, aborted.stderr
+    assert f"interrupted at once; resume from the end of the last finished epoch with: nnctl train --resume " \
+           f"{run / 'checkpoints' / 'last.pkl'}" in aborted.stderr.replace("\n", "")
+    assert checkpoint.load(run / "checkpoints" / "last.pkl").progress["epoch"] == 1  # 29 steps an epoch
 
 
 def test_evaluation_every_n_steps_starts_at_step_0(tmp_path):
