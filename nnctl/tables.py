@@ -97,14 +97,17 @@ def predictions_table(result: Predictions, k: int) -> Table:
 
 
 def runs_table(runs: list[Run], root: Path) -> Table:
-    """One row per run: where it is, when it started, its status, epochs done, best metric, wall time."""
+    """One row per run: where it is, when it started, its status, epochs (or, under train.steps, steps) done of
+    those planned, best metric, wall time."""
     table = Table(title=f"runs under {root}")
-    for column in ("run", "started", "status", "epochs", "best", "wall time"):
-        table.add_column(column, justify="right" if column in ("epochs", "wall time") else "left")
+    for column in ("run", "started", "status", "done", "best", "wall time"):
+        table.add_column(column, justify="right" if column in ("done", "wall time") else "left")
     for run in runs:
         train = run.config.get("train")
-        planned = train.get("epochs") if isinstance(train, dict) else None
-        done = str(run.summary.get("epochs", 0)) + (f"/{planned}" if planned else "")
+        train = train if isinstance(train, dict) else {}
+        unit = "steps" if train.get("steps") else "epochs"
+        planned = train.get(unit)
+        done = f"{run.summary.get(unit, 0)}" + (f"/{planned}" if planned else "") + f" {unit}"
         table.add_row(str(run.path.relative_to(root)) if run.path != root else run.name,
                       f"{run.started:%Y-%m-%d %H:%M:%S}",
                       run.status + (f" (by the {run.summary['stopped_by']})" if run.summary.get("stopped_by") else ""),

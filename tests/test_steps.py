@@ -34,6 +34,8 @@ def test_a_step_budget_ends_mid_epoch_and_the_schedule_follows_it(tmp_path):
     assert [(r["epoch"], r["step"]) for r in epochs] == [(1, 29), (2, 40)]
     assert epochs[-1]["lr"] == pytest.approx(0.02 * 0.5 * (1 + math.cos(math.pi * 39 / 40)), rel=1e-9)
     assert "val_loss" in epochs[-1]  # the last epoch is evaluated, cut short or not
+    listed = nnctl("runs", str(tmp_path))
+    assert listed.returncode == 0 and "40/40 steps" in listed.stdout, listed.stdout  # not 2 of train.epochs' 3
     again = nnctl("train", "--resume", str(run / "checkpoints" / "last.pkl"))
     assert again.returncode == 1 and "already took 40 of 40 steps" in again.stderr
     advice = again.stderr.split("add an override such as ")[1].split()[0]
