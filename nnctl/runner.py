@@ -109,6 +109,9 @@ class Runner:
         runner._write_config()
         runner.files.rewrite(runner.history)
         runner._track(fresh=not own_run)
+        for sink in (runner.tensorboard, runner.tracker):  # turned on at this resume: the rows before it too
+            if sink and sink.fresh:
+                sink.extend(runner.history)
         return runner
 
     def _track(self, fresh: bool) -> None:

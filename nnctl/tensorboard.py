@@ -15,6 +15,8 @@ class TensorBoard:
     def __init__(self, run_dir: Path):
         from tensorboardX import SummaryWriter  # optional, and slow to import: only when asked for
 
+        self.fresh = not any(run_dir.glob("events.out.tfevents.*"))
+        """Whether the run had no event files yet (TensorBoard turned on at a resume): the earlier rows go in too."""
         self.writer = SummaryWriter(str(run_dir))
 
     @staticmethod
@@ -25,9 +27,13 @@ class TensorBoard:
                                                          "tensorboardX package: pip install 'nnctl[tensorboard]'")
 
     def append(self, row: dict[str, Any]) -> None:
-        for key, value in row.items():
-            if key not in ("kind", "epoch", "step") and isinstance(value, int | float):
-                self.writer.add_scalar(f"{row['kind']}/{key}", value, row_x(row))
+        self.extend([row])
+
+    def extend(self, rows: list[dict[str, Any]]) -> None:
+        for row in rows:
+            for key, value in row.items():
+                if key not in ("kind", "epoch", "step") and isinstance(value, int | float):
+                    self.writer.add_scalar(f"{row['kind']}/{key}", value, row_x(row))
         self.writer.flush()
 
     def close(self) -> None:

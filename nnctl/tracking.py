@@ -41,7 +41,8 @@ class MLflow:
     training goes on, and the run directory keeps all that MLflow missed."""
 
     def __init__(self, config: Config, run_dir: Path, runs_dir: Path, warn: Callable[[str], None]):
-        self.warn, self.lost = warn, False
+        self.warn, self.lost, self.fresh = warn, False, False
+        """`fresh`: this run made the MLflow run (none was in mlflow.json): a resumed run's earlier rows go in too."""
         with translated_errors():
             self._start(config, run_dir, runs_dir)
 
@@ -54,6 +55,7 @@ class MLflow:
                 self.client.get_run(self.run_id)
             self.client.update_run(self.run_id, status="RUNNING")
             return
+        self.fresh = True
         with first_contact():
             experiment_id = self._experiment(config.data["name"], runs_dir)
         self.run_id = self.client.create_run(experiment_id, run_name=run_dir.name,
@@ -96,11 +98,18 @@ class MLflow:
     def append(self, row: dict[str, Any]) -> None:
         """An epoch's metrics at step = epoch (the rows of logged steps and of evaluations every N steps at step =
         the optimizer step, prefixed step_)."""
-        prefix = "" if row["kind"] == "epoch" else "step_"
-        values = {prefix + key: value for key, value in row.items()
-                  if key not in ("kind", "epoch", "step") and isinstance(value, int | float)}
         where = f"epoch {row['epoch']}" if row["kind"] == "epoch" else f"step {row['step']}"
-        self._send(f"at {where}", lambda: self._log(values, row_x(row)))
+        self.extend([row], f"at {where}")
+
+    def extend(self, rows: list[dict[str, Any]], when: str = "writing the earlier rows") -> None:
+        """Rows as `append` logs them, a thousand metrics a request (MLflow's most)."""
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        metrics = [Metric(("" if row["kind"] == "epoch" else "step_") + key, float(value), now, row_x(row))
+                   for row in rows for key, value in row.items()
+                   if key not in ("kind", "epoch", "step") and isinstance(value, int | float)]
+        self._send(when, lambda: self._batches(metrics))
 
     def close(self, summary: dict[str, Any], run_dir: Path) -> None:
         """The test metrics (at the tested weights' epoch), the checkpoints and summary as artifacts, then the
@@ -119,13 +128,15 @@ class MLflow:
         self._send("at the run's end", finish)
 
     def _log(self, values: dict[str, float], step: int) -> None:
-        """Metrics at one step, in one request."""
+        """Metrics at one step."""
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        metrics = [Metric(key, float(value), now, step) for key, value in values.items()]
-        if metrics:
-            self.client.log_batch(self.run_id, metrics=metrics)
+        self._batches([Metric(key, float(value), now, step) for key, value in values.items()])
+
+    def _batches(self, metrics: list[Any]) -> None:
+        for start in range(0, len(metrics), 1000):
+            self.client.log_batch(self.run_id, metrics=metrics[start:start + 1000])
 
     def _send(self, when: str, request: Callable[[], None]) -> None:
         """`request` unless an earlier one failed; its failure is one warning, and the last request sent."""

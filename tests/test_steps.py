@@ -111,6 +111,17 @@ def test_evaluation_every_n_steps_starts_at_step_0(tmp_path):
     assert epochs[-1]["val_loss"] == pytest.approx(evals[-1]["val_loss"], rel=1e-12)  # the same weights
 
 
+def test_tensorboard_turned_on_at_a_resume_gets_the_rows_before_it_too(tmp_path):
+    run, _, _ = run_of(tmp_path, "train.epochs=2")
+    resumed = nnctl("train", "--resume", str(run), "train.epochs=3", "--tensorboard", "-q")
+    assert resumed.returncode == 0, resumed.stderr
+    events = EventAccumulator(str(run))
+    events.Reload()
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [(s.step, s.value) for s in events.Scalars("epoch/loss")] == \
+        [(r["epoch"], pytest.approx(r["loss"], rel=1e-6)) for r in rows] and len(rows) == 3
+
+
 def test_eval_every_steps_without_validation_is_refused(tmp_path):
     result = nnctl("train", str(CONFIGS / "xor_mlp.yaml"), "train.eval_every_steps=5", "--runs-dir", str(tmp_path))
     assert result.returncode == 2

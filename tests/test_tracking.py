@@ -240,6 +240,23 @@ def test_a_refused_resume_leaves_the_mlflow_run_finished(tmp_path):
     assert run.info.status == "FINISHED"
 
 
+@pytest.mark.slow
+def test_tracking_turned_on_at_a_resume_gets_the_rows_before_it_too(tmp_path):
+    (tmp_path / "x.yaml").write_text(XOR)
+    assert local_run("train", "-q", "x.yaml", "--runs-dir", "r", cwd=tmp_path).returncode == 0
+    (run_dir,) = (tmp_path / "r").glob("xor-*")
+    result = local_run("train", "-q", "--resume", str(run_dir), "train.epochs=4", "--mlflow", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    (run,) = local_runs(tmp_path / "r" / "mlflow.db")
+    from mlflow.tracking import MlflowClient
+
+    history = MlflowClient(f"sqlite:///{(tmp_path / 'r' / 'mlflow.db').resolve()}").get_metric_history(
+        run.info.run_id, "loss")
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [(m.step, m.value) for m in history] == [(r["epoch"], pytest.approx(r["loss"])) for r in rows]
+    assert len(rows) == 4
+
+
 SWEEP = """\
 name: tracked
 base: x.yaml
