@@ -221,10 +221,11 @@ def _leaf(name: str) -> str:
 
 
 def _recurrent(layer: Recurrent, source: SourceLayer, framework: str) -> Converted:
-    if isinstance(layer, GRU) and not layer.reset_after:
+    reset_before = isinstance(layer, GRU) and not layer.reset_after
+    if reset_before and framework == "torch":
         raise NnctlError(f"{source.name} -> {layer.name}: a gru with reset_after: false computes another formula "
-                         "(reset before the recurrent product) than PyTorch's and Keras's default GRU; convert into "
-                         "a gru with reset_after: true")
+                         "(reset before the recurrent product) than PyTorch's GRU; convert into a gru with "
+                         "reset_after: true")
     kind = layer.registered_name
     gates = layer.gates
     perm = GATES.get((framework, kind), list(range(gates)))
@@ -248,10 +249,11 @@ def _recurrent(layer: Recurrent, source: SourceLayer, framework: str) -> Convert
                                  f"{'backward' if s else 'forward'} direction, found {', '.join(source.arrays)}")
             wx, wh = source.arrays[part[0]], source.arrays[part[1]]
             bias = source.arrays[part[2]] if len(part) == 3 else np.zeros(wx.shape[1], wx.dtype)
-            if kind == "gru" and bias.ndim != 2:
-                raise NnctlError(f"{source.name}: a Keras GRU with reset_after=False (one bias row) computes another "
-                                 "formula than nnctl's gru (reset after the recurrent product, as PyTorch and "
-                                 "Keras's default); it cannot be converted")
+            if kind == "gru" and (bias.ndim == 2) == reset_before:  # one bias row: Keras's reset_after=False
+                ours, theirs = ("false", "True (two bias rows)") if reset_before else ("true", "False (one bias row)")
+                raise NnctlError(f"{source.name} -> {layer.name}: a Keras GRU with reset_after={theirs} computes "
+                                 f"another formula than a gru with reset_after: {ours}; set the layer's reset_after "
+                                 "to match")
             bx, bh = (bias[0], bias[1]) if bias.ndim == 2 else (bias, np.zeros_like(bias))
             origin, how = ", ".join(part), "as is"
         if perm != list(range(gates)):
@@ -259,7 +261,9 @@ def _recurrent(layer: Recurrent, source: SourceLayer, framework: str) -> Convert
             how += f"; gate blocks reordered {perm}"
         out["Wx" + s] = (wx, origin, how)
         out["Wh" + s] = (wh, origin, how)
-        if isinstance(layer, GRU):
+        if reset_before:
+            out["b" + s] = (bx, origin, how)
+        elif isinstance(layer, GRU):
             out["b" + s], out["bh" + s] = (bx, origin, how), (bh, origin, how + "; the recurrent bias")
         else:
             out["b" + s] = (bx + bh, origin, how + "; input and recurrent biases summed")

@@ -108,6 +108,19 @@ CNN = [{"type": "conv2d", "name": "conv", "filters": 3, "kernel_size": 3, "paddi
        {"type": "dense", "name": "out", "units": 2}]
 
 
+def keras_gru_reset_before(x, kernel, recurrent, bias):
+    """keras.layers.GRU(reset_after=False): gates z, r, h; hh = tanh(x W_h + (r * h) U_h + b_h); one bias row."""
+    n, t, _ = x.shape
+    u = recurrent.shape[0]
+    h = np.zeros((n, u))
+    for step in range(t):
+        gx = x[:, step] @ kernel + bias
+        z, r = sigmoid(gx[:, :u] + h @ recurrent[:, :u]), sigmoid(gx[:, u:2 * u] + h @ recurrent[:, u:2 * u])
+        hh = np.tanh(gx[:, 2 * u:] + (r * h) @ recurrent[:, 2 * u:])
+        h = z * h + (1 - z) * hh
+    return h
+
+
 def config_file(folder: Path, layers: list[dict], x: np.ndarray) -> Path:
     """A config over an .npz of `x` (targets 0/1), for the CLI."""
     np.savez(folder / "data.npz", x=x, y=np.arange(len(x)) % 2)
@@ -241,6 +254,16 @@ def test_keras3_weights_h5_lstm_and_gru_gate_orders(tmp_path, saved):
     np.testing.assert_allclose(model.forward(x), expected, rtol=1e-6, atol=1e-7)  # biases summed in float32
 
 
+def test_a_keras_gru_with_reset_before_fills_a_gru_with_reset_after_false(tmp_path):
+    x = RNG.normal(size=(4, 5, 3))
+    gru = {"vars/0": normal(3, 6), "vars/1": normal(2, 6), "vars/2": normal(6)}
+    with h5py.File(tmp_path / "model.weights.h5", "w") as f:
+        for key, value in gru.items():
+            f[f"layers/gru/cell/{key}"] = value
+    model = model_from([{"type": "gru", "units": 2, "reset_after": False}], (5, 3), tmp_path / "model.weights.h5")
+    np.testing.assert_allclose(model.forward(x), keras_gru_reset_before(x, *gru.values()), rtol=1e-6, atol=1e-7)
+
+
 @pytest.mark.slow
 def test_a_torch_pickle_is_refused_with_the_reason(tmp_path):
     (tmp_path / "model.pt").write_bytes(pickle.dumps({"weight": [1.0]}))
@@ -286,9 +309,13 @@ def test_bad_conversions_each_end_with_one_message(tmp_path):
          "map: 'classifier.9' is not a layer of the weights file (did you mean 'classifier.0'?)"),
         (["net.safetensors", "-c", config, "--map", "fc=features.0"],
          "features.0 -> fc: weight becomes W of shape [3, 3, 2, 3], but fc/W has shape [48, 4]"),
-        (["old_gru.h5", "-c", gru_config, "--map", "gru_1=gru"], "a Keras GRU with reset_after=False (one bias row)"),
+        (["old_gru.h5", "-c", gru_config, "--map", "gru_1=gru"], "gru -> gru_1: a Keras GRU with reset_after=False "
+                                                                  "(one bias row) computes another formula than a "
+                                                                  "gru with reset_after: true"),
         (["gru.safetensors", "-c", reset_before, "--map", "gru_1=gru"], "gru -> gru_1: a gru with reset_after: "
-                                                                         "false computes another formula"),
+                                                                         "false computes another formula (reset "
+                                                                         "before the recurrent product) than "
+                                                                         "PyTorch's GRU"),
         (["broken.h5", "-c", config], "broken.h5: not a readable HDF5 file"),
         (["none.safetensors", "-c", config], "none.safetensors: no such weights file"),
         (["net.onnx", "-c", config], "unknown kind of weights file '.onnx'; nnctl convert reads PyTorch"),
