@@ -70,7 +70,8 @@ def checks_table(checks: list[Check]) -> Table:
     for column in ("target", "tensor", "shape", "relative error", "result"):
         table.add_column(column, justify="right" if column == "relative error" else "left")
     for c in checks:
-        note = {"rule": " (perceptron rule: backward = dy)", "zero": " (both zero up to rounding)"}.get(c.kind, "")
+        note = {"rule": " (perceptron rule: backward = dy)", "zero": " (both zero up to rounding)",
+                "rounding": " (small gradients: the difference is the loss's rounding at this --eps)"}.get(c.kind, "")
         result = ("ok" if c.passed else "[red]FAIL[/red]") + note
         table.add_row(c.target, c.tensor, "×".join(map(str, c.shape)), f"{c.error:.2e}", result)
     return table

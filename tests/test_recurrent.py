@@ -6,9 +6,10 @@ import math
 import numpy as np
 import pytest
 
+from helpers import CONFIGS
 from nnctl import threads
 from nnctl.builder import build_model
-from nnctl.config import apply_overrides, from_dict
+from nnctl.config import apply_overrides, from_dict, load_config
 from nnctl.errors import ConfigError
 from nnctl.experiment import build
 from nnctl.gradcheck import check_layer, check_model
@@ -64,6 +65,28 @@ def test_stacked_bidirectional_model_gradients():
     assert len(checks) == 5 * 2 + 5 + 4 + 2 + 1  # lstm (both directions), gru, rnn, dense, input
     for check in checks:
         assert check.passed, f"{check.target}.{check.tensor}: {check.error:.2e}"
+
+
+def test_small_gradients_of_a_long_recurrence_pass_at_the_default_eps_and_wrong_ones_still_fail(monkeypatch):
+    """A bidirectional LSTM over 12 characters: some of its gradients are ~1e-4, where the loss's float64
+    rounding over h = 1e-6 alone is a relative error of 1e-5 (they failed at the default eps); a gradient 1 % off
+    is still caught."""
+    config = load_config(CONFIGS / "char_lstm.yaml", ["data.seq_len=12", "data.subset=120", "data.test_subset=30",
+                                                      "model.layers.0.dim=8", "model.layers.1.units=6",
+                                                      "model.layers.1.bidirectional=true", "dtype=float64"])
+    checks = check_model(build(config), samples=2, per_tensor=5)
+    assert all(check.passed for check in checks), [(c.tensor, c.error) for c in checks if not c.passed]
+    lstm = type(build(config).model.layers[1])
+    backward = lstm.backward
+
+    def off_by_a_percent(self, dy):
+        dx = backward(self, dy)
+        self.grads["Wh"] *= 1.01
+        return dx
+
+    monkeypatch.setattr(lstm, "backward", off_by_a_percent)
+    failed = [c.tensor for c in check_model(build(config), samples=2, per_tensor=5) if not c.passed]
+    assert failed == ["Wh"]
 
 
 def test_rnn_values_by_hand():
