@@ -76,16 +76,21 @@ def smoothed(values: list[float], factor: float) -> np.ndarray:
 
 def curves(runs: list[Run], metric: str, out: Path, smooth: float = 0.9) -> Path:
     """Left: `metric` per epoch (solid: train, dashed: validation); right, when any run recorded it per step
-    (train.log_every_steps; steps record the loss only): per step, raw and smoothed. Only finite values are
-    drawn; a run with none is named in the legend as having nothing to plot."""
+    (train.log_every_steps: the loss only, raw and smoothed; train.eval_every_steps: validation, dashed). Only
+    finite values are drawn; a run with none is named in the legend as having nothing to plot. A `val_` metric
+    is drawn as its metric: train and validation both."""
+    metric = metric.removeprefix("val_")
     _check_recorded(runs, metric)
     by_epoch = [[_points(run.epochs(), "epoch", key) for key in (metric, f"val_{metric}")] for run in runs]
     steps = [_points(run.steps(), "step", metric) for run in runs]
-    empty = [not len(xy) and not any(len(p) for p in points) for points, xy in zip(by_epoch, steps, strict=True)]
+    evals = [_points(run.evals(), "step", f"val_{metric}") for run in runs]
+    empty = [not len(xy) and not len(ev) and not any(len(p) for p in points)
+             for points, xy, ev in zip(by_epoch, steps, evals, strict=True)]
     if all(empty):
         raise NnctlError(_nothing_to_plot(runs, metric))
-    fig, axes = _figure(SIZES["curves"], 1, 2 if any(len(s) for s in steps) else 1)
-    for i, (label, points, xy, none) in enumerate(zip(labels(runs), by_epoch, steps, empty, strict=True)):
+    fig, axes = _figure(SIZES["curves"], 1, 2 if any(len(s) for s in steps + evals) else 1)
+    for i, (label, points, xy, ev, none) in enumerate(zip(labels(runs), by_epoch, steps, evals, empty,
+                                                          strict=True)):
         color, labelled = f"C{i % 10}", False
         if none:
             axes[0][0].plot([], [], "-", color=color, label=f"{label}: nothing to plot")
@@ -97,10 +102,13 @@ def curves(runs: list[Run], metric: str, out: Path, smooth: float = 0.9) -> Path
         if len(xy):
             axes[0][1].plot(xy[:, 0], xy[:, 1], color=color, alpha=0.2, linewidth=0.8)
             axes[0][1].plot(xy[:, 0], smoothed(list(xy[:, 1]), smooth), color=color, label=label)
+        if len(ev):
+            axes[0][1].plot(ev[:, 0], ev[:, 1], "--", color=color, marker=".", label=None if len(xy) else label)
     axes[0][0].set(xlabel="epoch", ylabel=metric, title=f"{metric} per epoch (solid: train, dashed: validation)")
     axes[0][0].xaxis.get_major_locator().set_params(integer=True)
     if axes.shape[1] == 2:
-        axes[0][1].set(xlabel="step", ylabel=metric, title=f"{metric} per step (smoothed {smooth:g})")
+        dashed = "; dashed: validation" if any(len(ev) for ev in evals) else ""
+        axes[0][1].set(xlabel="step", ylabel=metric, title=f"{metric} per step (smoothed {smooth:g}{dashed})")
     for ax in axes.flat:
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:

@@ -78,6 +78,10 @@ class Run:
         """The per-epoch metric rows."""
         return [row for row in self.history if row["kind"] == "epoch"]
 
+    def evals(self) -> list[dict[str, Any]]:
+        """The rows of the evaluations every N steps (train.eval_every_steps)."""
+        return [row for row in self.history if row["kind"] == "eval"]
+
     def steps(self) -> list[dict[str, Any]]:
         """The per-step rows (written with train.log_every_steps)."""
         return [row for row in self.history if row["kind"] == "step"]

@@ -91,7 +91,8 @@ SHAPES = {
     "steps at float's limit": (rows('{"kind": "step", "epoch": 1, "step": 1.7e308, "loss": 1.7e308}', *GOOD),
                                None, None),
     "rows that are not mappings": (rows("[1, 2]", '"x"', "5", "null", *GOOD), None,
-                                   "metrics.jsonl:1: a row without kind 'epoch' or 'step' (and 3 more rows like it)"),
+                                   "metrics.jsonl:1: a row without kind 'epoch', 'step' or 'eval' (and 3 more rows "
+                                   "like it)"),
     "an empty file": ("", "no run records the metric 'loss'; they record: nothing yet", None),
     "one bad row among good ones": (rows(GOOD[0], epoch(2, "[1]"), GOOD[2]), None,
                                     "metrics.jsonl:2: 'loss' is a list, not a number; left out"),

@@ -9,11 +9,12 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from helpers import CONFIGS, nnctl
-from nnctl import checkpoint
+from nnctl import checkpoint, plot
 from nnctl.config import load_config
 from nnctl.course import MAY_CHANGE
 from nnctl.experiment import build
 from nnctl.metrics import evaluate
+from nnctl.runs import load_run
 
 pytestmark = pytest.mark.slow  # the real CLI, training
 
@@ -120,6 +121,18 @@ def test_tensorboard_turned_on_at_a_resume_gets_the_rows_before_it_too(tmp_path)
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [(s.step, s.value) for s in events.Scalars("epoch/loss")] == \
         [(r["epoch"], pytest.approx(r["loss"], rel=1e-6)) for r in rows] and len(rows) == 3
+
+
+def test_the_curves_plot_draws_the_evaluations_every_n_steps(tmp_path, monkeypatch):
+    run, _, rows = run_of(tmp_path, "train.steps=40", "train.eval_every_steps=10", "train.log_every_steps=5")
+    drawn = []
+    monkeypatch.setattr(plot, "_save", lambda fig, out: drawn.append(fig) or out)
+    plot.curves([load_run(run)], "val_loss", tmp_path / "c.png")  # a val_ metric: its train and validation sides
+    (left, right), = [fig.axes for fig in drawn]
+    evals = [(r["step"], r["val_loss"]) for r in rows if r["kind"] == "eval"]
+    lines = [list(zip(*line.get_data(), strict=True)) for line in right.get_lines()]
+    assert [(float(x), pytest.approx(y)) for x, y in evals] in lines and "dashed: validation" in right.get_title()
+    assert len(left.get_lines()) == 2  # per epoch: train loss, and val_loss dashed
 
 
 def test_eval_every_steps_without_validation_is_refused(tmp_path):
