@@ -71,6 +71,8 @@ class Runner:
         MLflow.check(exp.config)
         run_dir = new_run_dir(runs_dir, exp.config.data["name"])
         runner = cls(exp, run_dir, quiet)
+        if exp.source.guessed:
+            runner.progress.say(exp.source.guessed)
         if exp.weights:
             runner.progress.say(exp.weights.describe())
         runner._write_config()

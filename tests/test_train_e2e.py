@@ -120,6 +120,22 @@ def test_normalize_takes_each_channels_statistics_also_when_the_images_are_flatt
     assert refused.returncode == 1 and "data.normalize takes each channel's statistics of images" in refused.stderr
 
 
+def test_a_csv_runs_log_says_how_its_targets_were_read_where_the_config_left_it_open(tmp_path):
+    (tmp_path / "salary.csv").write_text("5,5500\n3,2300\n8,7600\n1.4,1800\n10.1,11400\n")
+    (tmp_path / "ages.csv").write_text("0.1,30\n0.5,41\n0.9,65\n0.3,30\n")
+    for name, line in (("salary", "data: salary.csv's targets read as values (regression; set data.targets: labels "
+                                  "for classes)"),
+                       ("ages", "data: ages.csv's targets read as class labels 0–65 (set data.targets: values for "
+                                "regression)")):
+        loss = "mse" if name == "salary" else "softmax_cross_entropy"
+        units = 1 if name == "salary" else 66
+        (tmp_path / f"{name}.yaml").write_text(
+            f"name: {name}\ndata: {{type: csv, path: {name}.csv}}\nmodel: {{layers: [{{type: dense, units: {units}}}]}}"
+            f"\nloss: {loss}\noptimizer: {{type: sgd, lr: 0.0001}}\ntrain: {{epochs: 1}}\n")
+        run = train(tmp_path, str(tmp_path / f"{name}.yaml"), "-q")  # CONFIGS / an absolute path: that path
+        assert line in (run / "train.log").read_text()
+
+
 def test_a_resume_takes_its_first_override_as_typed(tmp_path):
     """The first word after --resume RUN is an override, not a path: a URL keeps its '//' and its last '/'."""
     run = train(tmp_path, "mnist_mlp.yaml", *SLICE, "train.epochs=1", "-q")

@@ -63,6 +63,8 @@ class DatasetSource:
         self.sample_shape: tuple[int, ...] | None = None
         """The shape of one raw sample as read (before flatten); known once loaded."""
         self.channel_stats: tuple[np.ndarray, np.ndarray] | None = None
+        self.guessed: str | None = None
+        """What the source guessed about the data where the config left it open, for the run's log."""
         """The training split's per-channel mean and standard deviation, when `normalize` asks for them."""
 
     def read(self) -> Arrays:
