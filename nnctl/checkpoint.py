@@ -197,8 +197,9 @@ def _check_recipe(recipe: dict[str, Any], path: str | Path) -> None:
     per_sample = [[*sample[:1], *[1] * (len(sample) - 1)]] if sample is not None else []
     if len(stats) != 2 or not any(all(_numbers(a) and list(a.shape) == each for a in stats)
                                   for each in [channels, *per_sample]):
+        expected, of = (per_sample[0], f"sample shape {sample}") if per_sample else (channels, f"input shape {shape}")
         raise CheckpointError(f"{path}: its 'inputs.channel_stats' is not a pair of arrays (mean and std) of floats "
-                              f"of shape {channels}, one value per channel of its input shape {shape}")
+                              f"of shape {expected}, one value per channel of its {of}")
     if not all(np.isfinite(a).all() for a in stats) or not (stats[1] > 0).all():
         raise CheckpointError(f"{path}: its 'inputs.channel_stats' hold NaN, infinite, or standard deviations of 0 "
                               "or less")

@@ -564,9 +564,12 @@ def sweep_command(
         raise ConfigError(f"--engine must be local or ray, not '{engine}'")
     try:
         check_metric_name(metric or "loss")
-        check_address(address)
     except ValueError as exc:
-        raise ConfigError(f"--{exc}" if str(exc).startswith("address") else f"--metric: {exc}") from None
+        raise ConfigError(f"--metric: {exc}") from None
+    try:
+        check_address(address)
+    except ValueError as exc:  # its message starts with its key, as a sweep file's line reads it: "address ..."
+        raise ConfigError(f"--{exc}") from None
     sweep = Sweep(sweep_file, runs_dir)
     engine = engine or ("ray" if address else sweep.spec.engine)
     sweep.check_engine(engine)

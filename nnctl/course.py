@@ -14,6 +14,8 @@ stays fixed, so that every checkpoint's hash still checks; a resume may change m
 MAY_CHANGE = (*HASH_FREE, "train.steps", "train.eval_every_steps", "train.keep_every", "train.tracking")
 """Keys a resume may change; everything else defines the course. The lr may change as the epochs (or steps) may: a
 schedule scales whatever base lr it is given, as it follows whatever length it is given."""
+
+
 def free_keys(config: dict[str, Any]) -> tuple[str, ...]:
     """The keys a resume of `config`'s run may change: MAY_CHANGE, less data.test_subset where the test split is
     the validation split too (data.validation: test): there it picks best.pkl and steers the schedules."""

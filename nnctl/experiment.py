@@ -189,10 +189,9 @@ MAX_CONFUSION = 1000
 def check_trains(exp: Experiment) -> None:
     """A ConfigError at model.layers for a model with nothing to train: no parameters, or all of them frozen."""
     if not exp.model.keys:
-        frozen = any(layer.params for layer in exp.model.layers)
-        raise exp.config.error(("model", "layers"), "nothing to train: every layer with parameters has trainable: "
-                                                    "false" if frozen else "nothing to train: no layer of this model "
-                                                    "has parameters")
+        why = ("every layer with parameters has trainable: false" if any(layer.params for layer in exp.model.layers)
+               else "no layer of this model has parameters")
+        raise exp.config.error(("model", "layers"), f"nothing to train: {why}")
 
 
 def output_activation(model: Model) -> str | None:

@@ -28,6 +28,12 @@ def row_x(row: dict[str, Any]) -> int:
     return row["epoch"] if row["kind"] == "epoch" else row["step"]
 
 
+def row_values(row: dict[str, Any]) -> dict[str, float]:
+    """A metric row's numbers by name, without its kind, epoch and step."""
+    return {key: value for key, value in row.items()
+            if key not in ("kind", "epoch", "step") and isinstance(value, int | float)}
+
+
 @dataclass
 class Run:
     """One run directory as written by the runner."""

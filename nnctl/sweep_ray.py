@@ -90,14 +90,14 @@ def _fit(sweep: Sweep, todo: list[Member], done: list[Run], stopped: list[Run], 
 
 def _connect(address: str | None, threads: int) -> None:
     """Joins the cluster at `address` (after checking it answers, as Ray would wait minutes), or starts one here."""
-    if address not in (None, "auto", "local"):
-        _check_answers(address)
+    answer = _check_answers(address) if address not in (None, "auto", "local") else None
     env = {"env_vars": {name: str(threads) for name in THREAD_VARS}}
     here: dict[str, Any] = {"include_dashboard": False} if address in (None, "local") else {}
     try:
         if address is not None and address != "local" and "RAY_AUTH_MODE" not in os.environ:  # a running cluster
-            joined = services.get_ray_address_from_environment("auto", None) if address == "auto" else address
-            os.environ["RAY_AUTH_MODE"] = "token" if _needs_token(joined, address) else "disabled"
+            if answer is None:  # auto: the cluster started on this machine
+                answer = _gcs_answer(services.get_ray_address_from_environment("auto", None))
+            os.environ["RAY_AUTH_MODE"] = "token" if _needs_token(answer, address) else "disabled"
             ray._raylet.Config.initialize("")  # type: ignore[attr-defined]  # Ray read the mode on import
         ray.init(address=address or "local", runtime_env=env, logging_level=logging.ERROR, log_to_driver=False, **here)
     except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -105,9 +105,9 @@ def _connect(address: str | None, threads: int) -> None:
     logging.getLogger("ray").setLevel(logging.CRITICAL)  # a lost worker is reported by _Members, not a traceback
 
 
-def _check_answers(address: str) -> None:
-    """NnctlError unless a Ray GCS answers at `address` (HOST:PORT): Ray waits minutes on a port where nothing
-    listens, or something else does (a web server)."""
+def _check_answers(address: str) -> grpc.StatusCode:
+    """The GCS's answer at `address` (HOST:PORT), or NnctlError where none answers: Ray waits minutes on a port
+    where nothing listens, or something else does (a web server)."""
     host, _, port = address.rpartition(":")  # checked by sweep.check_address
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
@@ -120,6 +120,7 @@ def _check_answers(address: str) -> None:
         raise NnctlError(f"--address {address}: something listens there, but it does not answer as a Ray head's GCS "
                          f"does (gRPC: {answer.name.lower().replace('_', ' ')}); give the address that `ray start "
                          "--head` printed (HOST:6379 by default)")
+    return answer
 
 
 def _gcs_answer(address: str) -> grpc.StatusCode:
@@ -134,11 +135,11 @@ def _gcs_answer(address: str) -> grpc.StatusCode:
             return exc.code()
 
 
-def _needs_token(address: str, given: str) -> bool:
-    """Whether to send Ray's token to the cluster at `address` (`given` as --address). A GCS (HOST:PORT) is asked
-    whether it refuses a call without one: a token another cluster left in ~/.ray must not go to one that runs
-    without (Ray would send it to `auto`'s)."""
-    if _gcs_answer(address) != grpc.StatusCode.UNAUTHENTICATED:
+def _needs_token(answer: grpc.StatusCode, given: str) -> bool:
+    """Whether to send Ray's token to the cluster at --address `given`, from its GCS's `answer` to a call without
+    one: a token another cluster left in ~/.ray must not go to one that runs without (Ray would send it to
+    `auto`'s)."""
+    if answer != grpc.StatusCode.UNAUTHENTICATED:
         return False
     if not os.environ.get("RAY_AUTH_TOKEN") and \
             not Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token").is_file():

@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Any
 
 from nnctl.config import Config
-from nnctl.runs import row_x
+from nnctl.runs import row_values, row_x
 
 
 class TensorBoard:
@@ -31,9 +31,8 @@ class TensorBoard:
 
     def extend(self, rows: list[dict[str, Any]]) -> None:
         for row in rows:
-            for key, value in row.items():
-                if key not in ("kind", "epoch", "step") and isinstance(value, int | float):
-                    self.writer.add_scalar(f"{row['kind']}/{key}", value, row_x(row))
+            for key, value in row_values(row).items():
+                self.writer.add_scalar(f"{row['kind']}/{key}", value, row_x(row))
         self.writer.flush()
 
     def close(self) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 
 from nnctl.config import Config
 from nnctl.errors import NnctlError
-from nnctl.runs import row_x
+from nnctl.runs import row_values, row_x
 
 MAX_PARAM = 500
 """MLflow refuses longer parameter values; longer ones (inline data) are cut and marked."""
@@ -103,12 +103,8 @@ class MLflow:
 
     def extend(self, rows: list[dict[str, Any]], when: str = "writing the earlier rows") -> None:
         """Rows as `append` logs them, a thousand metrics a request (MLflow's most)."""
-        from mlflow.entities import Metric
-
-        now = int(time.time() * 1000)
-        metrics = [Metric(("" if row["kind"] == "epoch" else "step_") + key, float(value), now, row_x(row))
-                   for row in rows for key, value in row.items()
-                   if key not in ("kind", "epoch", "step") and isinstance(value, int | float)]
+        metrics = [metric for row in rows
+                   for metric in _metrics(row_values(row), row_x(row), "" if row["kind"] == "epoch" else "step_")]
         self._send(when, lambda: self._batches(metrics))
 
     def close(self, summary: dict[str, Any], run_dir: Path) -> None:
@@ -116,7 +112,7 @@ class MLflow:
         run's end status (`summary`: summary.json's fields, or just its status)."""
         def finish() -> None:
             try:
-                self._log(summary.get("test") or {}, (summary.get("test_on") or {}).get("epoch", 0))
+                self._batches(_metrics(summary.get("test") or {}, (summary.get("test_on") or {}).get("epoch", 0)))
                 for name in ("checkpoints/best.pkl", "checkpoints/last.pkl", "summary.json", "config.yaml"):
                     path = run_dir / name
                     if path.exists():
@@ -126,13 +122,6 @@ class MLflow:
                 self.client.set_terminated(self.run_id, STATUS.get(summary["status"], "FINISHED"))
 
         self._send("at the run's end", finish)
-
-    def _log(self, values: dict[str, float], step: int) -> None:
-        """Metrics at one step."""
-        from mlflow.entities import Metric
-
-        now = int(time.time() * 1000)
-        self._batches([Metric(key, float(value), now, step) for key, value in values.items()])
 
     def _batches(self, metrics: list[Any]) -> None:
         for start in range(0, len(metrics), 1000):
@@ -148,6 +137,14 @@ class MLflow:
             self.lost = True
             self.warn(f"{failure(exc, when)}; training goes on untracked (the run directory keeps every metric "
                       "and checkpoint), and the MLflow run stays as it was")
+
+
+def _metrics(values: dict[str, float], step: int, prefix: str = "") -> list[Any]:
+    """MLflow's Metric of each value, named with `prefix`, at `step`."""
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    return [Metric(prefix + key, float(value), now, step) for key, value in values.items()]
 
 
 def prepare_store(runs_dir: Path, configs: Iterable[Config]) -> None:

@@ -63,9 +63,9 @@ class DatasetSource:
         self.sample_shape: tuple[int, ...] | None = None
         """The shape of one raw sample as read (before flatten); known once loaded."""
         self.channel_stats: tuple[np.ndarray, np.ndarray] | None = None
+        """The training split's per-channel mean and standard deviation, when `normalize` asks for them."""
         self.guessed: str | None = None
         """What the source guessed about the data where the config left it open, for the run's log."""
-        """The training split's per-channel mean and standard deviation, when `normalize` asks for them."""
 
     def read(self) -> Arrays:
         """x_train, y_train, x_test, y_test (the test pair may be None)."""
@@ -193,17 +193,16 @@ class DatasetSource:
     def inputs(self, x: np.ndarray, dtype: type) -> np.ndarray:
         """Raw samples as the model takes them: indices as int64, anything else as x * scale + shift, normalized
         per channel with the training statistics once they are known; then flattened if asked."""
+        sample = x.shape[1:]
+        x = x.reshape(len(x), -1) if self.flatten else x
         if self.indices:
-            return np.ascontiguousarray(x.reshape(len(x), -1) if self.flatten else x, np.int64)
-        stats = self.channel_stats
-        per_channel = stats is not None and stats[0].ndim == x.ndim - 1  # else an earlier nnctl's, per flat input
+            return np.ascontiguousarray(x, np.int64)
         with np.errstate(over="ignore", invalid="ignore"):  # a value past the dtype's range: refused below
             x = self._scaled(x, dtype)
-            if stats is not None and per_channel:
-                x = ((x - stats[0]) / stats[1]).astype(dtype)
-            x = x.reshape(len(x), -1) if self.flatten else x
-            if stats is not None and not per_channel:
-                x = ((x - stats[0]) / stats[1]).astype(dtype)
+            if self.channel_stats is not None:
+                mean, std = (np.broadcast_to(s, sample).reshape(x.shape[1:]) if s.ndim == len(sample) else s
+                             for s in self.channel_stats)  # per channel, laid out as x is (an earlier nnctl's: as is)
+                x = ((x - mean) / std).astype(dtype)
         if not np.isfinite(x).all():
             raise DataError(f"the inputs hold values beyond {np.dtype(dtype).name}'s range once scaled and shifted "
                             f"(data.scale, data.shift): they would be infinite")

@@ -123,9 +123,12 @@ class Csv(FileSource):
         limit = MAX_LABEL if self.targets == "labels" else AUTO_CLASSES
         labels = self.targets != "values" and whole and y.max() < limit
         if self.targets == "auto" and self.guessed is None:  # the training file's, read first
-            self.guessed = (f"data: {path.name}'s targets read as class labels 0–{int(y.max())} (set data.targets: "
-                            "values for regression)" if labels else f"data: {path.name}'s targets read as values "
-                            "(regression; set data.targets: labels for classes)")
+            if labels:
+                self.guessed = (f"data: {path.name}'s targets read as class labels 0–{int(y.max())} (set "
+                                "data.targets: values for regression)")
+            else:
+                self.guessed = (f"data: {path.name}'s targets read as values (regression; set data.targets: labels "
+                                "for classes)")
         return x, (y.astype(np.int64) if labels else y)
 
 
