@@ -59,6 +59,9 @@ def build_model(config: Config, input_shape: tuple[int, ...], dtype: type,
             layer.build(shape, rng, dtype)
         except ValueError as exc:
             raise config.error(path, f"{cls.registered_name} on input shape {list(shape)}: {exc}") from None
+        if layer.lr_mult != 1 and not layer.params:
+            raise config.error(path + ("lr_mult",), f"{cls.registered_name} has no parameters: lr_mult has nothing "
+                                                    "to scale; remove it")
         layers.append(layer)
         shapes.append(out)
         shape = out

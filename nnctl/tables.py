@@ -40,15 +40,16 @@ def eval_table(result: dict, title: str) -> Table:
 
 
 def model_table(model: Model, name: str) -> Table:
-    """One row per layer: its name, type, output shape, parameter count, whether it trains or is frozen, and
-    whether its arrays came from model.weights ("file") or from its initializers ("init")."""
+    """One row per layer: its name, type, output shape, parameter count, whether it trains or is frozen (a frozen
+    dropout runs as in evaluation), and whether its arrays came from model.weights ("file") or from its
+    initializers ("init")."""
     table = Table(title=f"{name}: input {list(model.input_shape)}")
     for column in ("#", "layer", "type", "output shape", "parameters", "trainable", "weights"):
         table.add_column(column, justify="right" if column in ("#", "parameters") else "left")
     for i, (layer, shape) in enumerate(zip(model.layers, model.shapes, strict=True), start=1):
         count = sum(p.size for p in layer.params.values())
         table.add_row(str(i), layer.name, layer.registered_name, str(list(shape)), f"{count:,}",
-                      ("yes" if layer.trainable else "frozen") if layer.params else "",
+                      "frozen" if not layer.trainable else "yes" if layer.params else "",
                       ("file" if layer.name in model.loaded else "init") if layer.params or layer.state else "")
     return table
 

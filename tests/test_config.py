@@ -108,6 +108,21 @@ def test_sub_objects_and_sections_are_checked_where_they_are_written(tmp_path, l
     assert str(info.value).startswith(f"{path.parent}/{expected}")
 
 
+@pytest.mark.parametrize("layers, expected", [
+    ("[{type: dense, units: 2, trainable: false, lr_mult: 2}]",
+     "c.yaml:3: model.layers.0: lr_mult 2 has no effect on a frozen layer (trainable: false)"),
+    ("[{type: dense, units: 4}, {type: dropout, lr_mult: 0.5}, {type: dense, units: 2}]",
+     "c.yaml:3: model.layers.1.lr_mult: dropout has no parameters: lr_mult has nothing to scale"),
+])
+def test_an_lr_mult_that_would_change_nothing_is_refused(tmp_path, layers, expected):
+    path = tmp_path / "c.yaml"
+    path.write_text(LAYER.replace("  layers:\n    - type: %(layer)s\n      units: 2\n      %(key)s: %(value)s",
+                                  f"  layers: {layers}") % {"early_stopping": "{}"})
+    with pytest.raises(ConfigError) as info:
+        build(load_config(path))
+    assert str(info.value).startswith(f"{path.parent}/{expected}")
+
+
 EMPTY = {"0": "int 0", "false": "bool False", "[]": "list []", "''": "str ''"}
 
 

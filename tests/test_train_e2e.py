@@ -369,6 +369,15 @@ def test_summary_parameter_counts(config, overrides, total):
     assert f"total parameters: {total}" in result.stdout
 
 
+def test_summary_marks_a_frozen_layer_without_parameters_too():
+    """A frozen dropout runs as in evaluation (it drops nothing), so the table says it is frozen."""
+    result = nnctl("summary", str(CONFIGS / "mnist_mlp.yaml"), "model.layers.1.trainable=false")
+    assert result.returncode == 0, result.stderr
+    rows = {line.split("│")[2].strip(): line.split("│")[6].strip() for line in result.stdout.splitlines()
+            if line.count("│") == 8}
+    assert rows == {"dense_1": "yes", "dropout_1": "frozen", "dense_2": "yes", "dropout_2": "", "dense_3": "yes"}
+
+
 def test_help_for_every_command():
     for command in ([], ["train"], ["eval"], ["gradcheck"], ["summary"]):
         result = nnctl(*command, "--help")
