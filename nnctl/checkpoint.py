@@ -10,6 +10,7 @@ import numpy as np
 
 from nnctl import __version__
 from nnctl.course import HASH_FREE, course_hash
+from nnctl.data.source import stats_shape
 from nnctl.errors import CheckpointError, TrainingError, read_bytes, regular_file
 from nnctl.layers.base import array_problem
 from nnctl.limits import capped_product
@@ -192,9 +193,9 @@ def _check_recipe(recipe: dict[str, Any], path: str | Path) -> None:
     stats = recipe["channel_stats"]
     if stats is None:
         return
-    # one value per channel (axis 0) of the samples as read (or, from an earlier nnctl, of the model's inputs)
+    # one value per channel of the samples as read (or, from an earlier nnctl, per axis 0 of the model's inputs)
     channels = [*shape[:1], *[1] * (len(shape) - 1)]
-    per_sample = [[*sample[:1], *[1] * (len(sample) - 1)]] if sample is not None else []
+    per_sample = [list(stats_shape(tuple(sample)))] if sample is not None else []
     if len(stats) != 2 or not any(all(_numbers(a) and list(a.shape) == each for a in stats)
                                   for each in [channels, *per_sample]):
         expected, of = (per_sample[0], f"sample shape {sample}") if per_sample else (channels, f"input shape {shape}")

@@ -86,6 +86,24 @@ def test_normalize_per_channel_with_the_training_statistics():
     np.testing.assert_allclose(data.test.x, data.train.x[:5] + 1 / x.std(axis=(0, 2, 3))[:, None, None])
 
 
+@pytest.mark.parametrize("shape, flatten", [((40, 3, 2), False), ((40, 3, 2), True), ((40, 5), False),
+                                            ((40, 2, 3, 2, 2), False)])
+def test_normalize_keeps_statistics_per_feature_of_sequences_and_flat_samples_and_refuses_other_shapes(shape,
+                                                                                                       flatten):
+    x = np.random.default_rng(0).normal(np.arange(shape[-1]) * 10, np.arange(1, shape[-1] + 1), shape)
+    spec = {"type": "inline", "x": x.tolist(), "y": [0] * len(x), "flatten": flatten, "normalize": True}
+    if len(shape) > 3:
+        with pytest.raises(DataError, match=r"each channel's statistics of images .* but the samples have shape"):
+            load(spec, dtype=np.float64)
+        return
+    data = load(spec, dtype=np.float64)
+    features = data.train.x.reshape(len(x), -1, shape[-1])  # (N, steps, features); one step for flat samples
+    np.testing.assert_allclose(features.mean(axis=(0, 1)), 0, atol=1e-12)
+    np.testing.assert_allclose(features.std(axis=(0, 1)), 1, atol=1e-12)
+    if len(shape) == 3:
+        assert not np.allclose(features.std(axis=0), 1)  # the steps share their feature's statistics
+
+
 def test_npz_image_arrays_keep_their_layout(tmp_path):
     rng = np.random.default_rng(0)
     np.savez(tmp_path / "images.npz", x=rng.integers(0, 256, (30, 3, 8, 6), dtype=np.uint8), y=np.arange(30) % 4)

@@ -109,10 +109,10 @@ class DatasetSource:
         train, val = self._split_validation(Split(x, y), test)
         self.channel_stats = None
         if self.normalize:
-            if train.x.ndim not in (2, 4) or self.indices:
+            if train.x.ndim not in (2, 3, 4) or self.indices:
                 raise DataError(f"{self.origin('training')}: data.normalize takes each channel's statistics of "
-                                f"images (channels, height, width), or each feature's of flat samples, but the "
-                                f"samples have shape {train.x.shape[1:]}")
+                                f"images (channels, height, width), or each feature's of sequences (steps, "
+                                f"features) or of flat samples, but the samples have shape {train.x.shape[1:]}")
             self.channel_stats = channel_stats(self._scaled(train.x, dtype))  # of the samples as read, unflattened
         train = self._prepare(train, dtype, num_classes)
         val, test = (self._prepare(s, dtype, num_classes) if s is not None else None for s in (val, test))
@@ -248,9 +248,23 @@ def _one_hot(y: np.ndarray) -> bool:
     return y.ndim == 2 and bool(((y == 0) | (y == 1)).all() and (y.sum(axis=1) == 1).all())
 
 
+def channel_axis(sample_ndim: int) -> int:
+    """The axis of a sample that data.normalize keeps statistics along: an image's (C, H, W) channels, a
+    sequence's (T, F) features, a flat sample's (F,) features."""
+    return 1 if sample_ndim == 2 else 0
+
+
+def stats_shape(sample: tuple[int, ...]) -> tuple[int, ...]:
+    """The shape of data.normalize's statistics for samples of shape `sample`: 1 along all but the channel axis."""
+    channel = channel_axis(len(sample))
+    return tuple(n if axis == channel else 1 for axis, n in enumerate(sample))
+
+
 def channel_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The mean and standard deviation of each channel (axis 1) of x, shaped to broadcast over samples."""
-    axes = (0, *range(2, x.ndim))
+    """The mean and standard deviation of each channel of the samples x (N, ...), over the samples and the other
+    axes, shaped as stats_shape says."""
+    keep = 1 + channel_axis(x.ndim - 1)
+    axes = tuple(axis for axis in range(x.ndim) if axis != keep)
     mean = x.mean(axis=axes, dtype=np.float64, keepdims=True)[0]
     std = x.std(axis=axes, dtype=np.float64, keepdims=True)[0]
     std[std < 1e-8] = 1.0  # a constant channel is only centred
