@@ -34,7 +34,7 @@ def sweep(folder: Path, name: str, body: str, args: argparse.Namespace, *options
     path = folder / f"{name}.yaml"
     path.write_text(HEAD.format(base=CONFIGS / "mnist_mlp.yaml", subset=args.subset, epochs=args.epochs) + body)
     start = time.perf_counter()
-    result = subprocess.run([sys.executable, "-m", "nnctl.cli", "sweep", str(path), "--runs-dir",
+    result = subprocess.run([sys.executable, "-m", "nnctl", "sweep", str(path), "--runs-dir",
                              str(folder / "runs"), *options], capture_output=True, text=True)
     seconds = time.perf_counter() - start
     if result.returncode != 0:

@@ -11,10 +11,10 @@ if [ -z "${SKIP_INSTALL:-}" ]; then
     python3 -m venv .venv && . .venv/bin/activate && pip install -q -e '.[test,gpu,bench]' || exit 1
 fi
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
-python3 -m nnctl.cli --version | tee "$out/version.log"
+python3 -m nnctl --version | tee "$out/version.log"
 python3 -m pytest -q -p no:cacheprovider -m gpu tests/test_gpu.py 2>&1 | tail -40 | tee "$out/tests.log"
 python3 benchmarks/run.py --device cuda --repeat 3 2>&1 | tee "$out/bench.log" | tail -12
 start=$(date +%s)
-python3 -m nnctl.cli train configs/mnist_deep_cnn.yaml --device cuda --runs-dir "$(mktemp -d)" 2>&1 | tail -8 \
+python3 -m nnctl train configs/mnist_deep_cnn.yaml --device cuda --runs-dir "$(mktemp -d)" 2>&1 | tail -8 \
     | tee "$out/deep_cnn.log"
 echo "mnist_deep_cnn on the GPU: $(($(date +%s) - start)) s" | tee -a "$out/deep_cnn.log"

@@ -4,21 +4,23 @@ import json
 import math
 import os
 import re
+import shlex
 import signal
 import sys
+import traceback
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
 import typer
-from rich.console import Console
 from typer.core import TyperGroup
 
 from nnctl import __version__, backend, kernels, tables, threads
 from nnctl import plot as plots
 from nnctl.check import batch, preflight, time_layers
 from nnctl.config import apply_overrides, load_config
+from nnctl.console import PlainConsole, stdout_closed
 from nnctl.convert import convert as convert_weights
 from nnctl.convert import plan, read_map
 from nnctl.errors import ConfigError, NnctlError, quiet_arithmetic
@@ -46,10 +48,13 @@ from nnctl.yaml_loader import dump_yaml
 
 app = typer.Typer(help="Train neural networks written in plain NumPy from YAML files.", no_args_is_help=True,
                   add_completion=True, pretty_exceptions_enable=False, rich_markup_mode=None)
-_WIDTH = None if sys.stdout.isatty() else 160  # piped output is read whole: no squeezed table cells
-out = Console(highlight=False, soft_wrap=True, width=_WIDTH, emoji=False)
-err = Console(stderr=True, highlight=False, soft_wrap=True, width=_WIDTH, emoji=False)
+# piped output is read whole: tables as wide as their cells (rich would cut them at 80 columns, or COLUMNS)
+_WIDTH = None if sys.stdout is None or sys.stdout.isatty() else 4096
+out = PlainConsole(width=_WIDTH)
+err = PlainConsole(stderr=True, width=_WIDTH)
 DEBUG = bool(os.environ.get("NNCTL_DEBUG"))
+CLOSED = 141
+"""The exit status of a command stopped because its stdout was closed: a shell's for death by SIGPIPE."""
 
 OVERRIDES_HELP = "Dotted KEY=VALUE overrides of the config, such as optimizer.lr=3e-4 train.epochs=2."
 CHECKPOINT_HELP = "A checkpoint written by a run, or its run directory (best.pkl, else last.pkl)"
@@ -85,7 +90,7 @@ def _version(value: bool) -> None:
     if value:
         out.print(f"nnctl {__version__}\n{kernels.describe()}\n{threads.describe()}")
         for key, text in backend.describe().items():
-            out.print(f"{key}: {text}", markup=False)
+            out.print(f"{key}: {text}")
         raise typer.Exit()
 
 
@@ -144,12 +149,14 @@ def train(
         summary = runner.fit()
     except KeyboardInterrupt:  # a second Ctrl-C: the step was cut short, so last.pkl is the last epoch's end
         last = runner.checkpoints.last
-        err.print("interrupted at once; " + (f"resume from the end of the last finished epoch with: nnctl train "
-                                             f"--resume {last}" if last.exists() else "no epoch had finished, so "
-                                             "there is nothing to resume"), markup=False)
+        if last.exists():
+            err.print("interrupted at once; resume from the end of the last finished epoch with: nnctl train "
+                      f"--resume {shlex.quote(str(last))}")
+        else:
+            err.print("interrupted at once; no epoch had finished, so there is nothing to resume")
         raise typer.Exit(130) from None
     if summary["status"] == "stopped":
-        raise typer.Exit(130)
+        raise typer.Exit(CLOSED if stdout_closed() else 130)
     if not quiet:
         epochs = summary["epochs"]
         out.print(f"{summary['status']} after {epochs} epoch{'s' * (epochs != 1)} in {summary['wall_time_s']:.1f} s; "
@@ -212,7 +219,7 @@ def gradcheck(
     out.print(tables.checks_table(checks))
     failed = [c for c in checks if not c.passed]
     if failed:
-        err.print(f"{len(failed)} of {len(checks)} checks failed (tolerance {tol:g})", markup=False)
+        err.print(f"{len(failed)} of {len(checks)} checks failed (tolerance {tol:g})")
         raise typer.Exit(1)
     out.print(f"all {len(checks)} checks passed (tolerance {tol:g})")
 
@@ -239,7 +246,7 @@ def check(
     out.print(tables.timing_table(timings, len(batch(exp)[0])))
     failed = [f for f in findings if not f.passed]
     if failed:
-        err.print("\n".join(f"check failed: {f.check}: {f.detail}" for f in failed), markup=False)
+        err.print("\n".join(f"check failed: {f.check}: {f.detail}" for f in failed))
         raise typer.Exit(1)
     unsure = sum(f.inconclusive for f in findings)
     out.print(f"all {len(findings)} checks passed" + (f", {unsure} of them inconclusive" if unsure else ""))
@@ -286,7 +293,7 @@ def config_command(
     parsed = load_config(config, overrides or [])
     text = dump_yaml(resolved(parsed), allow_unicode=True)
     out.print(f"# resolved from {config}; relative paths (data files, model.weights) start from {parsed.base_dir}\n"
-              + text, markup=False, end="")
+              + text, end="")
 
 
 @app.command("schema")
@@ -409,7 +416,7 @@ def sample(
     if seed is not None:
         _at_least("--seed", seed, 0)
     model = LanguageModel.load(checkpoint_of(checkpoint_path), device)
-    out.print(model.generate(prime, length, temperature, seed), markup=False)
+    out.print(model.generate(prime, length, temperature, seed))
 
 
 class _ListByDefault(TyperGroup):
@@ -465,7 +472,7 @@ def _damage(runs: Iterable[Run]) -> None:
     """Names what could not be read of each damaged run shown."""
     for run in runs:
         if run.damage:
-            out.print(f"{run.path} is damaged, shown without: {'; '.join(run.damage)}", markup=False)
+            out.print(f"{run.path} is damaged, shown without: {'; '.join(run.damage)}")
 
 
 @app.command("plot")
@@ -609,18 +616,22 @@ def _run_sweep(sweep: Sweep, todo: list[Member], engine: str, address: str | Non
     def say_outcome(outcome: Outcome) -> None:
         where = f" ({outcome.run.path})" if outcome.run else ""
         out.print(f"  {outcome.member.label}: {outcome.status}{where}"
-                  + (f": {outcome.error}" if outcome.error else ""), markup=False)
+                  + (f": {outcome.error}" if outcome.error else ""))
+        if stdout_closed():  # `nnctl sweep ... | head` has read enough: the sweep stops as at Ctrl-C
+            raise KeyboardInterrupt
 
     signal.signal(signal.SIGINT, signal.default_int_handler)  # also when started with SIGINT ignored (`cmd &`)
     try:
         if engine == "ray":
             from nnctl import sweep_ray
 
-            return sweep_ray.run(sweep, todo, address, jobs, say_outcome, lambda line: out.print(line, markup=False))
+            return sweep_ray.run(sweep, todo, address, jobs, say_outcome, lambda line: out.print(line))
         return sweep.run(todo, jobs or sweep.spec.max_concurrent or 1, say_outcome)
     except KeyboardInterrupt:
-        err.print("sweep interrupted; members stop after their current step. Run the sweep again to resume them.")
-        raise typer.Exit(130) from None
+        why = "stdout was closed (the pipe's reader ended): " if stdout_closed() else ""
+        err.print(f"{why}sweep interrupted; members stop after their current step. Run the sweep again to resume "
+                  "them.")
+        raise typer.Exit(CLOSED if stdout_closed() else 130) from None
 
 
 def _sweep_plots(sweep: Sweep, outcomes: list[Outcome], metric: str) -> None:
@@ -635,7 +646,7 @@ def _sweep_plots(sweep: Sweep, outcomes: list[Outcome], metric: str) -> None:
             name = "by_" + re.sub(r"[^A-Za-z0-9]+", "_", key).strip("_") + ".png"
             out.print(f"wrote {plots.by_value(groups, key, shown, sweep.dir / name, f'{sweep.name}: final {shown}')}")
     except NnctlError as exc:
-        err.print(f"no plots: {exc}", markup=False)
+        err.print(f"no plots: {exc}")
 
 
 def _fresh_output(path: Path, inputs: Iterable[Path], force: bool) -> None:
@@ -668,32 +679,37 @@ def _at_most(option: str, value: float, high: float) -> None:
         raise ConfigError(f"{option} may be at most {high:,}, got {value:,}")
 
 
+def _interrupted(signum: int, frame: Any) -> None:
+    """Ctrl-C outside a training or a sweep (which say what they keep): one line, then exit 130."""
+    err.print("interrupted")
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     """Entry point: user errors become one message and a non-zero exit, never a traceback."""
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not where the shell ignores it (`cmd &`)
+        signal.signal(signal.SIGINT, _interrupted)
     try:
         threads.apply_override()
         memory_limit()  # a malformed NNCTL_MAX_MEMORY stops here, before any work
         app()
     except NnctlError as exc:
-        err.print(f"error: {exc}", markup=False)
+        err.print(f"error: {exc}")
         sys.exit(exc.exit_code)
     except MemoryError as exc:  # the machine's memory (or a cap on it) ran out below nnctl's own limit
         err.print(f"error: out of memory{f' ({exc})' if str(exc) else ''}; free some, or make the work smaller "
-                  "(a smaller train.batch_size, model or input)", markup=False)
+                  "(a smaller train.batch_size, model or input)")
         sys.exit(1)
     except RecursionError:
-        err.print("error: an input nests too deeply to follow (a cycle, or thousands of levels)", markup=False)
+        err.print("error: an input nests too deeply to follow (a cycle, or thousands of levels)")
         sys.exit(1)
     except Exception as exc:
         if isinstance(exc, OSError) and exc.errno in REFUSALS:  # a full disk, a read-only folder: not a bug
-            err.print(f"error: {refusal(exc)}", markup=False)
+            err.print(f"error: {refusal(exc)}")
             sys.exit(1)
         if DEBUG:
-            raise
-        err.print(f"internal error: {type(exc).__name__}: {exc}\n"
-                  "This is a bug in nnctl; run again with --debug for the traceback and report it.", markup=False)
+            traceback.print_exc()
+        else:
+            err.print(f"internal error: {type(exc).__name__}: {exc}\n"
+                      "This is a bug in nnctl; run again with --debug for the traceback and report it.")
         sys.exit(3)
-
-
-if __name__ == "__main__":
-    main()

@@ -7,10 +7,10 @@ import math
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
 from tqdm import tqdm
 
 from nnctl import checkpoint
+from nnctl.console import PlainConsole, stdout_closed
 from nnctl.errors import NnctlError, read_bytes, regular_file
 from nnctl.metrics import improves
 
@@ -112,8 +112,8 @@ class Progress:
     """A progress bar per epoch (only on a terminal) and one line per epoch, also written to train.log."""
 
     def __init__(self, log_path: Path, quiet: bool = False):
-        self.console = Console(highlight=False, markup=False, emoji=False)
-        self.errors = Console(stderr=True, highlight=False, markup=False, emoji=False)
+        self.console = PlainConsole()
+        self.errors = PlainConsole(stderr=True)
         self.log_path, self.quiet = log_path, quiet
 
     def bar(self, total: int, initial: int, epoch: int, epochs: int) -> tqdm:
@@ -121,13 +121,14 @@ class Progress:
                     disable=True if self.quiet else None, dynamic_ncols=True)
 
     def say(self, text: str) -> None:
+        """TEXT on stdout (on stderr once stdout is closed), unless quiet, and in train.log."""
         if not self.quiet:
-            self.console.print(text, soft_wrap=True)
+            (self.errors if stdout_closed() else self.console).print(text)
         self._log(text)
 
     def warn(self, text: str) -> None:
         """'warning: TEXT' on stderr, quiet or not, and in train.log."""
-        self.errors.print(f"warning: {text}", soft_wrap=True)
+        self.errors.print(f"warning: {text}")
         self._log(f"warning: {text}")
 
     def _log(self, line: str) -> None:

@@ -5,6 +5,7 @@ import json
 import math
 import os
 import platform
+import shlex
 import shutil
 import signal
 import socket
@@ -19,6 +20,7 @@ import numpy as np
 from nnctl import __version__, checkpoint
 from nnctl.checkpoint import Checkpoint, InputRecipe
 from nnctl.config import Config
+from nnctl.console import stdout_closed
 from nnctl.course import HASH_FREE, changed, course_hash, free_keys
 from nnctl.errors import CheckpointError, ConfigError, NnctlError, TrainingError
 from nnctl.experiment import Experiment, build, check_trains
@@ -228,8 +230,9 @@ class Runner:
                 self.tensorboard.close()
         if status == "stopped":
             self.checkpoints.save_last(self._payload())
-            self.progress.say(f"stopped at epoch {self.epoch + 1}, batch {self.batch}. "
-                              f"Resume with: nnctl train --resume {self.checkpoints.last}")
+            why = "stdout was closed (the pipe's reader ended): " if stdout_closed() else ""
+            self.progress.say(f"{why}stopped at epoch {self.epoch + 1}, batch {self.batch}. "
+                              f"Resume with: nnctl train --resume {shlex.quote(str(self.checkpoints.last))}")
             return self._write_summary(status)
         es = self.exp.settings.early_stopping
         restored = None
@@ -260,7 +263,7 @@ class Runner:
                 self._train_step(x, t, batches)
                 self.batch = b + 1
                 bar.update()
-                if self.stop_requested:
+                if self.stop_requested or stdout_closed():  # Ctrl-C, or `nnctl train ... | head` has read enough
                     return True
         return False
 
@@ -445,8 +448,9 @@ def _resume_source(path: Path) -> Path:
     if last.exists() or not (last.name == "last.pkl" and last.parent.name == "checkpoints"):
         return last
     best = last.with_name("best.pkl")
-    instead = (f"; its {best} can be resumed into a new run folder (nnctl train --resume {best}) or start a new "
-               f"run of a config from its weights (nnctl train CONFIG --init-from {best})" if best.is_file() else "")
+    quoted = shlex.quote(str(best))
+    instead = (f"; its {best} can be resumed into a new run folder (nnctl train --resume {quoted}) or start a new "
+               f"run of a config from its weights (nnctl train CONFIG --init-from {quoted})" if best.is_file() else "")
     raise CheckpointError(f"{last}: missing (a run writes it after every epoch), so the run in {last.parent.parent} "
                           f"cannot go on where it stopped{instead}")
 

@@ -24,7 +24,7 @@ def confusion_table(counts: np.ndarray) -> Table:
     for j in range(len(counts)):
         table.add_column(str(j), justify="right")
     for i, row in enumerate(counts):
-        table.add_row(str(i), *(f"[bold]{v}[/bold]" if i == j else str(v) for j, v in enumerate(row)))
+        table.add_row(str(i), *(Text(str(v), style="bold" if i == j else "") for j, v in enumerate(row)))
     return table
 
 
@@ -73,7 +73,7 @@ def checks_table(checks: list[Check]) -> Table:
     for c in checks:
         note = {"rule": " (perceptron rule: backward = dy)", "zero": " (both zero up to rounding)",
                 "rounding": " (small gradients: the difference is the loss's rounding at this --eps)"}.get(c.kind, "")
-        result = ("ok" if c.passed else "[red]FAIL[/red]") + note
+        result = Text.assemble(("ok", "") if c.passed else ("FAIL", "red"), note)
         table.add_row(c.target, c.tensor, "×".join(map(str, c.shape)), f"{c.error:.2e}", result)
     return table
 
@@ -188,8 +188,8 @@ def findings_table(findings: list[Finding]) -> Table:
     for column in ("check", "result", "detail"):
         table.add_column(column)
     for f in findings:
-        result = "[red]FAIL[/red]" if not f.passed else "[yellow]unsure[/yellow]" if f.inconclusive else "ok"
-        table.add_row(f.check, result, Text(f.detail))
+        result = Text("FAIL", "red") if not f.passed else Text("unsure", "yellow") if f.inconclusive else "ok"
+        table.add_row(f.check, result, f.detail)
     return table
 
 

@@ -27,8 +27,8 @@ CONFIGS = REPO / "configs"
 
 def nnctl(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
           timeout: float = 600) -> subprocess.CompletedProcess:
-    """`nnctl ARGS...` through `python -m nnctl.cli`, capturing its output."""
-    return subprocess.run([sys.executable, "-m", "nnctl.cli", *args], cwd=cwd or REPO, capture_output=True,
+    """`nnctl ARGS...` through `python -m nnctl`, capturing its output."""
+    return subprocess.run([sys.executable, "-m", "nnctl", *args], cwd=cwd or REPO, capture_output=True,
                           text=True, timeout=timeout, env={**os.environ, **(env or {})})
 
 

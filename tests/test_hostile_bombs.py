@@ -301,7 +301,7 @@ def test_a_memory_cap_below_the_read_limit_still_trains_and_evaluates(tmp_path):
     container's), a 2 KB checkpoint must not ask for 3/4 of the machine's memory."""
     def capped(*args: str) -> subprocess.CompletedProcess:
         cap = 4 << 30
-        return subprocess.run([sys.executable, "-m", "nnctl.cli", *args], capture_output=True, text=True,
+        return subprocess.run([sys.executable, "-m", "nnctl", *args], capture_output=True, text=True,
                               timeout=300, preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (cap, cap)),
                               env={k: v for k, v in os.environ.items() if k != ENV})
 

@@ -71,7 +71,7 @@ def capped(*args: str, cap: int = CAP) -> subprocess.CompletedProcess:
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # else the kernel kills the process instead of failing the write
         resource.setrlimit(resource.RLIMIT_FSIZE, (cap, cap))
 
-    return subprocess.run([sys.executable, "-m", "nnctl.cli", *args], cwd=REPO, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "nnctl", *args], cwd=REPO, capture_output=True, text=True,
                           timeout=300, preexec_fn=limit)
 
 

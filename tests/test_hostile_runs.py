@@ -33,7 +33,7 @@ def test_weights_that_overflow_are_never_saved(tmp_path):
 
 def test_a_run_killed_with_sigkill_shows_as_crashed_and_its_leftovers_go_at_resume(tmp_path):
     (tmp_path / "c.yaml").write_text(XOR.replace("epochs: 2", "epochs: 100000"))
-    process = subprocess.Popen([sys.executable, "-m", "nnctl.cli", "train", "c.yaml", "-q"], cwd=tmp_path,
+    process = subprocess.Popen([sys.executable, "-m", "nnctl", "train", "c.yaml", "-q"], cwd=tmp_path,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 120

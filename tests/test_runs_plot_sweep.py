@@ -235,7 +235,7 @@ def test_ctrl_c_stops_a_sweep_and_running_it_again_resumes_the_member(tmp_path, 
                           "  data.validation: 500\n  train.epochs: 2\n  train.batch_size: 10\n"
                           "  train.log_every_steps: 1\nmembers:\n  - {name: only}\n  - {name: later, seed: 1}\n"
                           "  - {name: last, seed: 2}\n")
-    command = [sys.executable, "-m", "nnctl.cli", "sweep", str(sweep_file), "--runs-dir", str(tmp_path / "runs")]
+    command = [sys.executable, "-m", "nnctl", "sweep", str(sweep_file), "--runs-dir", str(tmp_path / "runs")]
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                start_new_session=True)  # its own process group, as a terminal's Ctrl-C reaches
     deadline = time.time() + 120

@@ -116,7 +116,7 @@ def test_ray_grid_equals_the_local_engine_bit_for_bit_and_a_killed_worker_resume
     local = nnctl("sweep", str(path), "--runs-dir", str(tmp_path / "local"), "--jobs", "2")
     assert local.returncode == 0, local.stderr
 
-    command = [sys.executable, "-m", "nnctl.cli", "sweep", str(path), "--runs-dir", str(tmp_path / "ray"),
+    command = [sys.executable, "-m", "nnctl", "sweep", str(path), "--runs-dir", str(tmp_path / "ray"),
                "--address", address, "--jobs", "1"]
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                env={**os.environ, **stray_token})  # a token the head never asked for
@@ -217,7 +217,7 @@ def test_tpe_proposes_members_in_the_space_and_the_table_ranks_them(tmp_path, mn
 def test_ctrl_c_stops_a_ray_sweep_and_running_it_again_resumes(tmp_path, mnist_root):
     path = sweep_file(tmp_path, "stop", "grid:\n  seed: [0, 1]\nengine: ray\nmax_concurrent: 1\n", subset=10000,
                       epochs=3)
-    command = [sys.executable, "-m", "nnctl.cli", "sweep", str(path), "--runs-dir", str(tmp_path / "runs")]
+    command = [sys.executable, "-m", "nnctl", "sweep", str(path), "--runs-dir", str(tmp_path / "runs")]
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                start_new_session=True)  # its own process group, as a terminal's Ctrl-C reaches
     deadline = time.time() + 300

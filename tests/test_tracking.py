@@ -121,7 +121,7 @@ def test_a_run_is_tracked_on_a_real_mlflow_server(tmp_path, mlflow_server):
 @pytest.mark.slow
 def test_a_server_lost_mid_run_is_a_warning_and_training_goes_on(tmp_path, mlflow_server):
     runs = tmp_path / "runs"
-    command = [sys.executable, "-m", "nnctl.cli", "train", str(CONFIGS / "xor_mlp.yaml"), "train.epochs=300",
+    command = [sys.executable, "-m", "nnctl", "train", str(CONFIGS / "xor_mlp.yaml"), "train.epochs=300",
                "--mlflow", "--runs-dir", str(runs), "-q"]
     training = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 env={**os.environ, "MLFLOW_TRACKING_URI": mlflow_server.url})
@@ -179,7 +179,7 @@ def without_mlflow_settings() -> dict[str, str]:
 def local_run(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """`nnctl ARGS` with the local MLflow store (MLFLOW_TRACKING_URI unset) and `env` added, in `cwd`."""
     pytest.importorskip("mlflow", reason="the tracking tests need the mlflow extra: pip install 'nnctl[mlflow]'")
-    return subprocess.run([sys.executable, "-m", "nnctl.cli", *args], cwd=cwd, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "nnctl", *args], cwd=cwd, capture_output=True, text=True,
                           env={**without_mlflow_settings(), **(env or {})}, timeout=120)
 
 

@@ -212,7 +212,7 @@ def test_ctrl_c_stops_cleanly_and_resumes_mid_epoch_exactly(tmp_path):
     overrides = [*RESUME, "train.epochs=2", "train.batch_size=10", "train.log_every_steps=1"]
     straight = train(tmp_path / "a", "mnist_mlp.yaml", *overrides)
     runs = tmp_path / "b"
-    process = subprocess.Popen([sys.executable, "-m", "nnctl.cli", "train", str(CONFIGS / "mnist_mlp.yaml"),
+    process = subprocess.Popen([sys.executable, "-m", "nnctl", "train", str(CONFIGS / "mnist_mlp.yaml"),
                                 *overrides, "--runs-dir", str(runs)], cwd=REPO, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120

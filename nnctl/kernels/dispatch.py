@@ -52,7 +52,12 @@ class Kernel:
 
     def __call__(self, *args):
         if on_cpu():
-            return self.run(*args)
+            try:
+                return self.run(*args)
+            except SystemError as exc:  # numba's wrapping of a Ctrl-C that landed while a compiled twin ran
+                if (interrupt := _ctrl_c(exc)) is None:
+                    raise
+                raise interrupt from None
         if self.make_gpu is None or FORCE_NUMPY or not on_cupy():  # a stand-in for CuPy computes the reference
             return self.reference(*args)
         if self.gpu is None:
@@ -90,6 +95,16 @@ class Kernel:
     def _compile_and_run(self, *args):
         self.run = self.compiled()
         return self.run(*args)
+
+
+def _ctrl_c(exc: BaseException) -> KeyboardInterrupt | None:
+    """The KeyboardInterrupt among the errors that caused `exc` (numba wraps it in SystemErrors), if any."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None or isinstance(seen, KeyboardInterrupt):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def kernel(example: Callable[[Any], tuple]) -> Callable[[Callable], Kernel]:

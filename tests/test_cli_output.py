@@ -1,0 +1,77 @@
+"""What the CLI prints and how it ends, as a user sees it: paths printed as they are, piped tables whole, a
+closed pipe and a Ctrl-C anywhere ending in one line and a run that can be resumed."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from helpers import CONFIGS, REPO, nnctl
+
+pytestmark = pytest.mark.slow  # runs the CLI in subprocesses and trains
+
+
+def start(*args: str, **kwargs) -> subprocess.Popen:
+    """`nnctl ARGS...` started with Ctrl-C's default handling (a test runner may have it ignored)."""
+    return subprocess.Popen([sys.executable, "-m", "nnctl", *args], cwd=REPO, text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+                            **kwargs)
+
+
+def test_a_closed_pipe_stops_training_as_ctrl_c_does_and_the_run_resumes(tmp_path):
+    """`nnctl train ... | head -1`: the run stops after its step, says so on stderr, and can be resumed."""
+    process = start("train", str(CONFIGS / "xor_mlp.yaml"), "train.epochs=400", "--runs-dir", str(tmp_path))
+    assert process.stdout.readline().startswith("run directory: ")
+    process.stdout.close()  # the reader has what it wanted
+    stderr = process.stderr.read()
+    assert process.wait(timeout=120) == 141, stderr
+    (run,) = tmp_path.iterdir()
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "stopped" and summary["epochs"] < 400
+    assert "stdout was closed (the pipe's reader ended): stopped at epoch" in stderr and "Traceback" not in stderr
+    assert "stdout was closed" in (run / "train.log").read_text()
+    resumed = nnctl("train", "--resume", str(run), "-q")
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads((run / "summary.json").read_text())["epochs"] == 400
+
+
+@pytest.mark.parametrize("folder", ["runs [v2]", "runs[/z]", "[bold]x"])
+def test_paths_that_look_like_markup_print_as_they_are(tmp_path, folder):
+    runs = tmp_path / folder
+    result = nnctl("train", str(CONFIGS / "xor_mlp.yaml"), "train.epochs=2", "--runs-dir", str(runs))
+    assert result.returncode == 0, result.stderr
+    (run,) = runs.iterdir()
+    assert f"run directory: {run}\n" in result.stdout
+    listed = nnctl("runs", "list", str(runs))
+    assert listed.returncode == 0 and f"runs under {runs}" in listed.stdout, listed.stderr
+
+
+def test_piped_tables_keep_long_cells_whole(tmp_path):
+    name = "a" * 150
+    result = nnctl("train", str(CONFIGS / "xor_mlp.yaml"), "train.epochs=1", f"name={name}", "--runs-dir",
+                   str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    listed = nnctl("runs", "list", str(tmp_path))
+    assert listed.returncode == 0 and f"{name}-" in listed.stdout and "…" not in listed.stdout, listed.stdout
+
+
+def test_a_closed_stdout_is_no_error(tmp_path):
+    result = subprocess.run(["sh", "-c", 'exec "$0" -m nnctl train "$1" train.epochs=1 --runs-dir "$2" >&-',
+                             sys.executable, str(CONFIGS / "xor_mlp.yaml"), str(tmp_path)],
+                            cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    (run,) = tmp_path.iterdir()
+    assert json.loads((run / "summary.json").read_text())["status"] == "finished"
+
+
+@pytest.mark.parametrize("after", [0.2, 2.5])
+def test_ctrl_c_outside_a_training_says_interrupted_and_exits_130(after):
+    """While the libraries load (0.2 s) and while a gradient check runs: one line, no traceback."""
+    process = start("gradcheck", str(CONFIGS / "mnist_mlp.yaml"), "--per-tensor", "1000000")  # minutes
+    time.sleep(after)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130 and stderr == "interrupted\n", stderr
