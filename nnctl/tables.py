@@ -72,7 +72,13 @@ def checks_table(checks: list[Check]) -> Table:
         table.add_column(column, justify="right" if column == "relative error" else "left")
     for c in checks:
         note = {"rule": " (perceptron rule: backward = dy)", "zero": " (both zero up to rounding)",
-                "rounding": " (small gradients: the difference is the loss's rounding at this --eps)"}.get(c.kind, "")
+                "rounding": " (small gradients: the difference is the loss's rounding at this --eps)",
+                "kinks": f" ({c.kinks} {'entry' if c.kinks == 1 else 'entries'} left out: a ReLU or max-pool kink "
+                         "within ±eps)"}.get(c.kind, "")
+        if c.kind == "surrogate":
+            table.add_row(c.target, c.tensor, "×".join(map(str, c.shape)), "—",
+                          "not compared (behind the step's perceptron rule, which is no derivative)")
+            continue
         result = Text.assemble(("ok", "") if c.passed else ("FAIL", "red"), note)
         table.add_row(c.target, c.tensor, "×".join(map(str, c.shape)), f"{c.error:.2e}", result)
     return table

@@ -360,6 +360,8 @@ def test_gradcheck_command(tmp_path):
     ("mnist_cnn.yaml", []),
     ("mnist_deep_cnn.yaml", ["model.layers.13.rate=0"]),  # dropout on the logits would zero most sampled entries
     ("mnist_bn_compare.yaml", []),
+    ("transfer/base_digits04.yaml", []),
+    ("perceptron_and.yaml", []),
 ])
 def test_gradcheck_of_conv_and_batch_norm_models_on_real_images(config, overrides):
     result = nnctl("gradcheck", str(CONFIGS / config), *overrides, "--samples", "4", "--per-tensor", "8")
