@@ -40,7 +40,7 @@ from nnctl.runs import Run, checkpoint_of, expand, find_runs, load_run
 from nnctl.sample import LanguageModel
 from nnctl.sections import resolved
 from nnctl.sweep import Member, Outcome, Sweep, by_value, check_address
-from nnctl.trained import Trained, trained_config
+from nnctl.trained import Trained, trained_experiment
 from nnctl.weight_files import read_source
 from nnctl.weights import export as export_weights
 from nnctl.weights import load_into, weights_spec, write_npz
@@ -177,7 +177,7 @@ def evaluate_command(
     _check_split(split)
     overrides = [*(overrides or []), f"device={device}"]
     checkpoint_path = checkpoint_of(checkpoint_path)
-    exp = (build(trained_config(checkpoint_path, overrides)) if checkpoint_path.suffix in YAML
+    exp = (trained_experiment(checkpoint_path, overrides) if checkpoint_path.suffix in YAML
            else Trained.load(checkpoint_path, device).experiment(overrides))
     result = {"checkpoint": str(checkpoint_path), **report(exp, split)}
     if as_json:

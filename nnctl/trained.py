@@ -65,8 +65,8 @@ class Trained:
     def from_config(cls, path: str | Path, device: str = "cpu") -> "Trained":
         """The model of a config whose model.weights names trained arrays, on `device`, its loss and input recipe.
         The dataset is read: without a checkpoint, its classes and statistics are known only from the data."""
-        config = trained_config(path, [f"device={device}"])
-        exp = build(config)
+        exp = trained_experiment(path, [f"device={device}"])
+        config = exp.config
         recipe = InputRecipe(exp.data.input_shape, exp.source.sample_shape, exp.data.num_classes, exp.data.vocab,
                              exp.source.channel_stats)
         return cls(Path(path), recipe, config, exp.model, exp.loss, exp.dtype, exp.source,
@@ -116,13 +116,21 @@ def _config(saved: Checkpoint, path: Path, data: dict | None = None) -> Config:
     return config
 
 
-def trained_config(path: str | Path, overrides: list[str]) -> Config:
-    """A config that stands for a trained model; ConfigError unless its model.weights names the arrays."""
+def trained_experiment(path: str | Path, overrides: list[str]) -> Experiment:
+    """The experiment of a config that stands for a trained model; ConfigError unless its model.weights gives
+    every layer with parameters its arrays (one left to its initializers would be judged untrained)."""
     config = load_config(path, overrides)
     if weights_spec(config) is None:
         raise config.error(("model",), "this config names no trained weights: give a checkpoint of a run, or "
                                        "model.weights (an .npz from nnctl export or nnctl convert)")
-    return config
+    exp = build(config)
+    untrained = [layer.name for layer in exp.model.layers if layer.params and layer.name not in exp.model.loaded]
+    if untrained:
+        whose = "its" if len(untrained) == 1 else "their"
+        raise config.error(("model", "weights"), f"leaves {', '.join(untrained)} with {whose} initial, untrained "
+                                                 "weights (a start for training); give a checkpoint of the run that "
+                                                 "trained them, or an .npz with every layer's arrays (nnctl export)")
+    return exp
 
 
 def _check_classes(recipe: InputRecipe, model: Model, path: Path) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hostile import XOR
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -159,6 +160,23 @@ def test_train_and_eval_start_from_weights_made_elsewhere(tmp_path):
     layer = checkpoint.load(run_dir / "checkpoints" / "last.pkl").model["dense_1"]["params"]
     assert layer["W"][:, 0].tolist() == [0.1, 0.2] and layer["b"].tolist() == [-0.2]  # no mistake, no update
     assert f"weights: {solved}" in (run_dir / "config.yaml").read_text()
+
+
+def test_a_config_whose_weights_leave_layers_untrained_is_refused_where_a_trained_model_is_meant(tmp_path):
+    """model.weights with only some layers' arrays is a start for training (a frozen base under a new head), not a
+    trained model: eval, predict and export would judge the initializers' layers (chance accuracy, no warning)."""
+    np.savez(tmp_path / "base.npz", **{"dense_1/W": np.ones((2, 4)), "dense_1/b": np.zeros(4)})
+    (tmp_path / "head.yaml").write_text(XOR.replace("layers:", "weights: {path: base.npz, layers: [dense_1]}"
+                                                                      "\n  layers:"))
+    np.save(tmp_path / "x.npy", np.zeros((3, 2)))
+    message = "model.weights: leaves dense_2 with its initial, untrained weights (a start for training)"
+    for args in (["eval"], ["predict", "--", str(tmp_path / "x.npy")], ["export", "-o", str(tmp_path / "w.npz")]):
+        command, *rest = args
+        result = nnctl(command, str(tmp_path / "head.yaml"), *rest)
+        assert result.returncode == 2 and message in result.stderr, (args, result.stderr)
+    assert not (tmp_path / "w.npz").exists()
+    trained = nnctl("train", str(tmp_path / "head.yaml"), "train.epochs=1", "-q", cwd=tmp_path)
+    assert trained.returncode == 0, trained.stderr
 
 
 @pytest.mark.parametrize("arrays, message", [
