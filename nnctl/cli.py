@@ -19,7 +19,7 @@ from typer.core import TyperGroup
 from nnctl import __version__, backend, kernels, tables, threads
 from nnctl import plot as plots
 from nnctl.check import batch, preflight, time_layers
-from nnctl.config import apply_overrides, load_config
+from nnctl.config import apply_overrides, from_here, load_config
 from nnctl.console import PlainConsole, stdout_closed
 from nnctl.convert import convert as convert_weights
 from nnctl.convert import plan, read_map
@@ -80,6 +80,12 @@ def _device_option(value: str | None) -> str | None:
     return value
 
 
+def _typed_here(overrides: list[str] | None) -> list[str] | None:
+    """Overrides as typed: a relative path in one starts from the current folder, not the config's."""
+    return None if overrides is None else from_here(overrides, Path.cwd())
+
+
+Overrides = Annotated[list[str] | None, typer.Argument(help=OVERRIDES_HELP, show_default=False, callback=_typed_here)]
 Device = Annotated[str, typer.Option("--device", help=DEVICE_HELP, callback=_device_option)]
 Force = Annotated[bool, typer.Option("--force", help="Replace the output file if it exists.")]
 RunDevice = Annotated[str | None, typer.Option("--device", help=DEVICE_HELP + " Default: the config's device.",
@@ -112,7 +118,7 @@ def _load(config: Path, overrides: list[str] | None) -> Experiment:
 @app.command()
 def train(
     config: Annotated[str | None, typer.Argument(help="The YAML config to train.", show_default=False)] = None,
-    overrides: Annotated[list[str] | None, typer.Argument(help=OVERRIDES_HELP, show_default=False)] = None,
+    overrides: Overrides = None,
     resume: Annotated[Path | None, typer.Option("--resume", help="Continue from a checkpoint of a run, or from a "
                                                 "run directory's last.pkl.",
                                        show_default=False)] = None,
@@ -136,7 +142,7 @@ def train(
         raise ConfigError("--init-from starts a new run of a config: nnctl train CONFIG --init-from CHECKPOINT "
                           "(use --resume alone to continue a run)")
     if resume is not None:
-        extra = [config] if config is not None else []  # with --resume, the first override (as typed: not a path)
+        extra = from_here([config], Path.cwd()) if config is not None else []  # with --resume: the first override
         runner = Runner.resume(checkpoint_of(resume, last=True), extra + (overrides or []), runs_dir, quiet)
     elif config is None:
         raise ConfigError("give a config to train (nnctl train configs/mnist_mlp.yaml) or --resume CHECKPOINT")
@@ -167,7 +173,7 @@ def train(
 def evaluate_command(
     checkpoint_path: Annotated[Path, typer.Argument(metavar="CHECKPOINT", help=f"{CHECKPOINT_HELP}, or a config "
                                                     "(.yaml) whose model.weights names exported weights.")],
-    overrides: Annotated[list[str] | None, typer.Argument(help=OVERRIDES_HELP, show_default=False)] = None,
+    overrides: Overrides = None,
     split: Annotated[str, typer.Option("--split", help="Which split to evaluate: test, val or train.")] = "test",
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
     device: Device = "cpu",
@@ -194,7 +200,7 @@ def gradcheck(
     config: Annotated[Path | None, typer.Argument(help="Check the model this config builds, on a few real samples; "
                                                     "without it, every registered layer and loss.",
                                          show_default=False)] = None,
-    overrides: Annotated[list[str] | None, typer.Argument(help=OVERRIDES_HELP, show_default=False)] = None,
+    overrides: Overrides = None,
     eps: Annotated[float, typer.Option("--eps", help="Central-difference step.")] = 1e-6,
     tol: Annotated[float, typer.Option("--tol", help="Largest relative error that passes.")] = 1e-6,
     layer: Annotated[str | None, typer.Option("--layer", help="Check only this registered layer or loss; with a "
@@ -227,7 +233,7 @@ def gradcheck(
 @app.command()
 def check(
     config: Annotated[Path, typer.Argument(help="The YAML config to check before training it.")],
-    overrides: Annotated[list[str] | None, typer.Argument(help=OVERRIDES_HELP, show_default=False)] = None,
+    overrides: Overrides = None,
     samples: Annotated[int, typer.Option("--samples", min=1, help="How many training samples to overfit.")] = 20,
     steps: Annotated[int, typer.Option("--steps", min=1, help="The most steps allowed to overfit them.")] = 1000,
     seconds: Annotated[float, typer.Option("--seconds", min=0, help="The most time allowed to overfit them, and "
@@ -255,7 +261,7 @@ def check(
 @app.command()
 def summary(
     config: Annotated[Path, typer.Argument(help="The YAML config whose model to describe.")],
-    overrides: Annotated[list[str] | None, typer.Argument(help=OVERRIDES_HELP, show_default=False)] = None,
+    overrides: Overrides = None,
 ) -> None:
     """Layers, output shapes and parameter counts of the model a config builds."""
     parsed = load_config(config, overrides or [])
@@ -287,7 +293,7 @@ MODEL_HELP = f"{CHECKPOINT_HELP}, or a config (.yaml) whose model.weights names 
 @app.command("config")
 def config_command(
     config: Annotated[Path, typer.Argument(help="The YAML config to resolve.")],
-    overrides: Annotated[list[str] | None, typer.Argument(help=OVERRIDES_HELP, show_default=False)] = None,
+    overrides: Overrides = None,
 ) -> None:
     """Print the fully resolved config as YAML: its base chain merged, overrides applied, every default filled in."""
     parsed = load_config(config, overrides or [])

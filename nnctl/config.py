@@ -1,6 +1,7 @@
 """YAML configs: loading with line numbers, bases, dotted overrides, and errors that name the line at fault."""
 
 import copy
+import json
 import re
 import typing
 from dataclasses import dataclass, field
@@ -72,6 +73,28 @@ def parse_override(text: str) -> tuple[KeyPath, Any]:
                           "such as optimizer.lr")
     parsed, _ = parse_yaml(value, f"override '{text}'")
     return path, parsed
+
+
+PATH_KEYS = {("data", "path"), ("data", "test_path"), ("data", "root"), ("model", "weights"),
+             ("model", "weights", "path")}
+"""The keys that name a file or folder: relative to the config's folder where the config says them."""
+
+
+def from_here(overrides: typing.Sequence[str], here: Path) -> list[str]:
+    """Overrides typed on the command line, a relative path given to one of PATH_KEYS made absolute from `here`,
+    the folder the command was typed in (`model.weights=and.npz` names ./and.npz, not one beside the config)."""
+    typed = []
+    for text in overrides:
+        try:
+            path, parsed = parse_override(text)
+        except ConfigError:  # reported where the override is applied
+            path, parsed = (), None
+        if path in PATH_KEYS and isinstance(parsed, str) and parsed.strip() and "://" not in parsed \
+                and not Path(parsed).expanduser().is_absolute():
+            key = text.partition("=")[0]
+            text = f"{key}={json.dumps(str(here / parsed))}"  # a JSON string is YAML, whatever the path holds
+        typed.append(text)
+    return typed
 
 
 def key_path(key: str) -> KeyPath:

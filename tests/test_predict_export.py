@@ -162,6 +162,21 @@ def test_train_and_eval_start_from_weights_made_elsewhere(tmp_path):
     assert f"weights: {solved}" in (run_dir / "config.yaml").read_text()
 
 
+def test_a_relative_path_in_an_override_starts_from_the_current_folder_not_the_configs(tmp_path):
+    """As a shell user expects: `nnctl eval configs/perceptron_and.yaml model.weights=and.npz` reads ./and.npz
+    (it looked for configs/and.npz); a path written in a config file still starts from the file's folder."""
+    np.savez(tmp_path / "and.npz", **{"dense_1/W": np.array([[0.1], [0.2]]), "dense_1/b": np.array([-0.2])})
+    (tmp_path / "xor.csv").write_text("0,0,0\n0,1,1\n1,0,1\n1,1,0\n")
+    evaluated = nnctl("eval", str(CONFIGS / "perceptron_and.yaml"), "model.weights=and.npz", "--json", cwd=tmp_path)
+    assert evaluated.returncode == 0 and json.loads(evaluated.stdout)["accuracy"] == 1.0, evaluated.stderr
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "xor.yaml").write_text(XOR.replace("{type: logic, op: xor}", "{type: csv, path: x.csv}"))
+    trained = nnctl("train", "configs/xor.yaml", "data.path=xor.csv", "--runs-dir", "runs", "-q", cwd=tmp_path)
+    assert trained.returncode == 0, trained.stderr
+    missing = nnctl("train", "configs/xor.yaml", "--runs-dir", "runs", "-q", cwd=tmp_path)
+    assert missing.returncode != 0 and str(tmp_path / "configs" / "x.csv") in missing.stderr, missing.stderr
+
+
 def test_a_config_whose_weights_leave_layers_untrained_is_refused_where_a_trained_model_is_meant(tmp_path):
     """model.weights with only some layers' arrays is a start for training (a frozen base under a new head), not a
     trained model: eval, predict and export would judge the initializers' layers (chance accuracy, no warning)."""
