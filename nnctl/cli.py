@@ -19,7 +19,7 @@ from typer.core import TyperGroup
 from nnctl import __version__, backend, kernels, tables, threads
 from nnctl import plot as plots
 from nnctl.check import batch, preflight, time_layers
-from nnctl.config import apply_overrides, from_here, load_config
+from nnctl.config import absolute_paths, apply_overrides, from_here, load_config
 from nnctl.console import PlainConsole, stdout_closed
 from nnctl.convert import convert as convert_weights
 from nnctl.convert import plan, read_map
@@ -297,8 +297,8 @@ def config_command(
 ) -> None:
     """Print the fully resolved config as YAML: its base chain merged, overrides applied, every default filled in."""
     parsed = load_config(config, overrides or [])
-    text = dump_yaml(resolved(parsed), allow_unicode=True)
-    out.print(f"# resolved from {config}; relative paths (data files, model.weights) start from {parsed.base_dir}\n"
+    text = dump_yaml(absolute_paths(resolved(parsed), parsed.base_dir), allow_unicode=True)
+    out.print(f"# resolved from {config}; its relative paths (data files, model.weights) written out absolute\n"
               + text, end="")
 
 

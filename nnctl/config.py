@@ -2,6 +2,7 @@
 
 import copy
 import json
+import os
 import re
 import typing
 from dataclasses import dataclass, field
@@ -95,6 +96,22 @@ def from_here(overrides: typing.Sequence[str], here: Path) -> list[str]:
             text = f"{key}={json.dumps(str(here / parsed))}"  # a JSON string is YAML, whatever the path holds
         typed.append(text)
     return typed
+
+
+def absolute_paths(data: dict[str, Any], base_dir: Path) -> dict[str, Any]:
+    """A copy of config data whose relative paths at PATH_KEYS start from `base_dir`, written out absolute: it then
+    means the same from any folder."""
+    data = copy.deepcopy(data)
+    for path in PATH_KEYS:
+        *parents, last = path
+        holder: Any = data
+        for key in parents:
+            holder = holder.get(key) if isinstance(holder, dict) else None
+        value = holder.get(last) if isinstance(holder, dict) else None
+        if isinstance(value, str) and value.strip() and "://" not in value and \
+                not Path(value).expanduser().is_absolute():
+            holder[last] = os.path.abspath(base_dir / value)
+    return data
 
 
 def key_path(key: str) -> KeyPath:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import yaml
 
-from helpers import nnctl
+from helpers import CONFIGS, nnctl
 from nnctl.backend import DTYPES
 from nnctl.config import apply_overrides, from_dict, load_config
 from nnctl.errors import ConfigError
@@ -203,3 +203,15 @@ def test_yaml_that_nnctl_writes_reads_back_equal():
 
     data = {"name": "1e-05", "lr": 1e-05, "label": "0.003", "units": [1, "2"], "when": "2026-11-27", "none": None}
     assert parse_yaml(dump_yaml(data), "<written>")[0] == data  # a run named 1e-05 stays a name, not a float
+
+
+@pytest.mark.slow  # runs the CLI
+def test_the_printed_config_means_the_same_from_another_folder(tmp_path):
+    """`nnctl config` writes its relative paths out absolute, so that its output trains the same run anywhere."""
+    printed = nnctl("config", "configs/char_lstm.yaml", "train.steps=2", "data.seq_len=10")
+    assert printed.returncode == 0, printed.stderr
+    (tmp_path / "c.yaml").write_text(printed.stdout)
+    data = yaml.safe_load(printed.stdout)
+    assert data["data"]["path"] == str(CONFIGS.resolve() / "data" / "genesis_asv.txt")
+    trained = nnctl("train", "c.yaml", "--runs-dir", "runs", "-q", cwd=tmp_path)
+    assert trained.returncode == 0, trained.stderr
