@@ -274,12 +274,13 @@ def summary(
         out.print(loaded.describe())
 
 
-def _loaded(path: Path, device: str, output: Path | None = None) -> Trained:
-    """The model of a checkpoint, or of a config whose model.weights names its arrays, on `device`; an `output`
-    that is that arrays' file is refused (it is one of the command's inputs too)."""
+def _loaded(path: Path, device: str, output: Path | None = None, through: str | None = None) -> Trained:
+    """The model of a checkpoint, or of a config whose model.weights names its arrays (up to the layer `through`
+    where only its outputs are wanted), on `device`; an `output` that is that arrays' file is refused (it is one of
+    the command's inputs too)."""
     if path.suffix not in YAML:
         return Trained.load(checkpoint_of(path), device)
-    trained = Trained.from_config(path, device)
+    trained = Trained.from_config(path, device, through)
     spec = weights_spec(trained.config)
     weights = None if spec is None else trained.config.base_dir / Path(spec.path).expanduser()
     if output is not None and weights is not None and _same_file(output, weights):
@@ -328,7 +329,7 @@ def predict_command(
     if output is not None:
         check_output(output)
         _fresh_output(output, [checkpoint_path, *inputs], force)
-    trained = _loaded(checkpoint_path, device, output)
+    trained = _loaded(checkpoint_path, device, output, through=layer)
     if layer is not None:
         assert output is not None, "checked above"
         values = features(trained, inputs, layer)

@@ -62,10 +62,11 @@ class Trained:
                    saved)
 
     @classmethod
-    def from_config(cls, path: str | Path, device: str = "cpu") -> "Trained":
-        """The model of a config whose model.weights names trained arrays, on `device`, its loss and input recipe.
-        The dataset is read: without a checkpoint, its classes and statistics are known only from the data."""
-        exp = trained_experiment(path, [f"device={device}"])
+    def from_config(cls, path: str | Path, device: str = "cpu", through: str | None = None) -> "Trained":
+        """The model of a config whose model.weights names trained arrays (up to the layer `through`, where only
+        its outputs are wanted), on `device`, its loss and input recipe. The dataset is read: without a
+        checkpoint, its classes and statistics are known only from the data."""
+        exp = trained_experiment(path, [f"device={device}"], through)
         config = exp.config
         recipe = InputRecipe(exp.data.input_shape, exp.source.sample_shape, exp.data.num_classes, exp.data.vocab,
                              exp.source.channel_stats)
@@ -116,15 +117,18 @@ def _config(saved: Checkpoint, path: Path, data: dict | None = None) -> Config:
     return config
 
 
-def trained_experiment(path: str | Path, overrides: list[str]) -> Experiment:
+def trained_experiment(path: str | Path, overrides: list[str], through: str | None = None) -> Experiment:
     """The experiment of a config that stands for a trained model; ConfigError unless its model.weights gives
-    every layer with parameters its arrays (one left to its initializers would be judged untrained)."""
+    every layer with parameters its arrays (one left to its initializers would be judged untrained), or every
+    one up to the layer named `through`."""
     config = load_config(path, overrides)
     if weights_spec(config) is None:
         raise config.error(("model",), "this config names no trained weights: give a checkpoint of a run, or "
                                        "model.weights (an .npz from nnctl export or nnctl convert)")
     exp = build(config)
-    untrained = [layer.name for layer in exp.model.layers if layer.params and layer.name not in exp.model.loaded]
+    names = [layer.name for layer in exp.model.layers]
+    used = exp.model.layers[:names.index(through) + 1] if through in names else exp.model.layers
+    untrained = [layer.name for layer in used if layer.params and layer.name not in exp.model.loaded]
     if untrained:
         whose = "its" if len(untrained) == 1 else "their"
         raise config.error(("model", "weights"), f"leaves {', '.join(untrained)} with {whose} initial, untrained "
