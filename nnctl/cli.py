@@ -58,6 +58,8 @@ CLOSED = 141
 
 OVERRIDES_HELP = "Dotted KEY=VALUE overrides of the config, such as optimizer.lr=3e-4 train.epochs=2."
 CHECKPOINT_HELP = "A checkpoint written by a run, or its run directory (best.pkl, else last.pkl)"
+SHOWN_CLASSES = 20
+"""The most classes whose confusion matrix eval prints as a table (more columns do not fit a terminal)."""
 MAX_SAMPLE_LENGTH = 1_000_000
 """The most tokens `nnctl sample` generates in one call."""
 YAML = (".yaml", ".yml")
@@ -191,7 +193,11 @@ def evaluate_command(
         return
     out.print(tables.eval_table(result, f"{checkpoint_path} on {split}"))
     if "confusion_matrix" in result:
-        out.print(tables.confusion_table(np.array(result["confusion_matrix"])))
+        counts = np.array(result["confusion_matrix"])
+        if len(counts) <= SHOWN_CLASSES:
+            out.print(tables.confusion_table(counts))
+        else:
+            out.print(f"confusion matrix: {len(counts)} classes, too many columns to read here; --json holds it")
         out.print(tables.per_class_table(result["per_class"]))
 
 

@@ -168,7 +168,9 @@ def report(exp: Experiment, split: str) -> dict:
     one split."""
     data = exp.data.split(split)
     if data is None:
-        raise NnctlError(f"the dataset of this experiment has no {split} split")
+        others = [name for name in ("test", "val", "train") if name != split and exp.data.split(name) is not None]
+        raise NnctlError(f"the dataset of this experiment has no {split} split; it has: {', '.join(others)} "
+                         f"(--split {others[0]})")
     outputs, targets = predict(exp.model, data.x, exp.settings.eval_batch_size), to_device(data.y)
     metrics = list(dict.fromkeys([*(["accuracy", "error_rate"] if exp.data.num_classes else ["mse"]), *exp.metrics]))
     result: dict[str, typing.Any] = {"split": split, "samples": len(data),

@@ -86,6 +86,12 @@ def test_char_model_checkpoint_keeps_its_vocabulary(tmp_path):
     result = nnctl("eval", str(run / "checkpoints" / "last.pkl"), "--split", "val", "--json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["loss"] < np.log(65)  # one epoch already beats uniform guessing
+    assert len(json.loads(result.stdout)["confusion_matrix"]) == 65
+    shown = nnctl("eval", str(run / "checkpoints" / "last.pkl"), "--split", "val")
+    assert "confusion matrix: 65 classes, too many columns to read here; --json holds it" in shown.stdout
+    assert "per class" in shown.stdout, shown.stdout
+    no_test = nnctl("eval", str(run / "checkpoints" / "last.pkl"))
+    assert no_test.returncode == 1 and "has no test split; it has: val, train (--split val)" in no_test.stderr
 
 
 @pytest.mark.slow
