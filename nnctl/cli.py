@@ -373,7 +373,7 @@ def export_command(
         return
     names = export_weights(output, model.state_dict(), model.input_shape, model.output_shape)
     out.print(f"wrote {len(names)} arrays ({', '.join(names)}) to {output}; "
-              f"start a model from them with model.weights: {output}")
+              f"start a model from them with the override model.weights={shlex.quote(str(output))}")
 
 
 @app.command("convert")
