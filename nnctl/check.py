@@ -100,7 +100,8 @@ def initial_loss(exp: Experiment, x: np.ndarray, t: np.ndarray) -> Finding:
     value = exp.loss.forward(y, t)
     expected = expected_loss(exp.loss, y, t)
     if expected is None:
-        return Finding("initial loss", True, f"{value:.4g} (this loss has no expected value without the data)")
+        return Finding("initial loss", True, f"{value:.4g} (not compared: a regression loss at init depends on the "
+                                             "targets' scale, not on the model alone)")
     target, formula = expected
     ratio = value / target
     detail = f"{value:.4g}, expected about {formula} = {target:.4g} ({ratio:.2f}×)"
