@@ -17,7 +17,7 @@ from nnctl.limits import capped_product
 from nnctl.outputs import replacing
 from nnctl.runs import ROW_KINDS
 from nnctl.schema import brief
-from nnctl.unpickle import UnsafePickleError, safe_unpickle
+from nnctl.unpickle import SharedContainerError, UnsafePickleError, safe_unpickle
 from nnctl.weight_files import ZIP
 
 FORMAT = "nnctl-checkpoint"
@@ -332,6 +332,8 @@ def load(path: str | Path) -> Checkpoint:
     raw = read_bytes(path, CheckpointError, "checkpoint")
     try:
         data = safe_unpickle(raw)
+    except SharedContainerError as exc:
+        raise CheckpointError(f"{path}: refused to load: {exc} (a forged checkpoint)") from None
     except UnsafePickleError as exc:
         raise CheckpointError(f"{path}: refused to load: {exc}; it may have been made to run code, "
                               "so it was not opened") from None

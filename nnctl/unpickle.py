@@ -24,6 +24,11 @@ class UnsafePickleError(pickle.UnpicklingError):
     """The pickle references something other than plain data, so it could run code; it was not loaded."""
 
 
+class SharedContainerError(UnsafePickleError):
+    """The pickle holds one container in two places: walking it as the tree plain data is could take 2**depth
+    steps for a file of a few kilobytes."""
+
+
 def plain_dtype(spec: Any) -> np.dtype:
     """The dtype a pickle's typecode names, if it is a plain numeric or bool one; UnsafePickleError if not."""
     if not isinstance(spec, str) or not _TYPECODE.fullmatch(spec):
@@ -170,8 +175,9 @@ def _resolve(value: Any, seen: dict[int, Any]) -> Any:
         return value.dtype
     if not isinstance(value, dict | list | tuple | set | frozenset):
         return value
-    if id(value) in seen:
-        return seen[id(value)]
+    if id(value) in seen and value:  # empty ones cost nothing to walk, and () is one object wherever it appears
+        raise SharedContainerError(f"it holds the same {type(value).__name__} in more than one place (or inside "
+                                   "itself), which data nnctl writes never does")
     if isinstance(value, dict):
         out: Any = seen.setdefault(id(value), {})
         out.update((_resolve(k, seen), _resolve(v, seen)) for k, v in value.items())

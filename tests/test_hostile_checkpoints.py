@@ -103,6 +103,31 @@ def test_forged_checkpoints_through_the_cli(raw, tmp_path):
     assert listing(tmp_path) == {str(path)}
 
 
+def shared(depth, mapping=False):
+    """A list (or dict) of a few bytes of pickle a level that holds one sub-list (or 1) 2**depth times over."""
+    node: int | list | dict = 1 if mapping else [1]
+    for _ in range(depth):
+        node = {"a": node, "b": node} if mapping else [node, node]
+    return node
+
+
+def looped():
+    """A dict that holds itself."""
+    node = {"a": 1}
+    node["self"] = node
+    return node
+
+
+@pytest.mark.parametrize("where, value", [("config.extra", shared(60)), ("rng.data.state", shared(60, True)),
+                                          ("config.extra", looped())])
+def test_containers_held_in_many_places_are_refused_before_anything_walks_them(raw, tmp_path, where, value):
+    set_at(raw, where, value)
+    path = forge(raw, tmp_path)
+    for args in (["eval", str(path)], ["train", "--resume", str(path), "train.epochs=5"]):
+        clean_error(nnctl(*args, cwd=tmp_path, timeout=30), 1, "refused to load", "in more than one place")
+    assert listing(tmp_path) == {str(path)}
+
+
 NORMALIZED = XOR.replace("op: xor}", "op: xor, normalize: true}")
 
 

@@ -12,7 +12,7 @@ from helpers import cifar_batches, nnctl
 from nnctl import checkpoint
 from nnctl.data import cifar10
 from nnctl.errors import CheckpointError
-from nnctl.unpickle import UnsafePickleError, safe_unpickle
+from nnctl.unpickle import SharedContainerError, UnsafePickleError, safe_unpickle
 
 
 class Reduce:
@@ -86,6 +86,16 @@ def test_plain_data_still_round_trips():
                 assert back[key].flags.f_contiguous == value.flags.f_contiguous
             else:
                 assert back[key] == value
+
+
+def test_a_container_held_twice_is_refused_and_repeated_leaves_are_not():
+    inner = [1, 2]
+    for protocol in (2, 5):
+        with pytest.raises(SharedContainerError, match="the same list in more than one place"):
+            safe_unpickle(pickle.dumps({"a": inner, "b": [inner]}, protocol=protocol))
+        array, text = np.ones(3), "repeated"
+        data = {"a": [array, array, text, (), []], "b": [text, (), [], {}], "c": {}}
+        assert safe_unpickle(pickle.dumps(data, protocol=protocol)).keys() == data.keys()
 
 
 @pytest.mark.parametrize("name", ["forged flags", "object field", "os.system"])
