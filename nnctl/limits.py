@@ -65,21 +65,28 @@ def too_big(nbytes: float, what: str) -> str | None:
             f"({source}); if that is what you mean, raise it with {ENV}=<size>, such as {ENV}=64G")
 
 
+GUNZIP_STEP = 4096
+"""The compressed bytes gunzip hands zlib at a time: zlib copies what follows the end of a gzip member, so
+handing it the whole rest of the file would make a file of many small members quadratic."""
+
+
 def gunzip(raw: bytes, limit: int) -> tuple[bytes, bool]:
     """The gzip stream's contents, at most `limit` bytes, and whether that was all of it (else it holds more).
     zlib.error or EOFError when it is not gzip or is cut short."""
-    out, rest = b"", raw
-    while rest:
-        stream = zlib.decompressobj(zlib.MAX_WBITS | 16)
-        out += stream.decompress(rest, limit + 1 - len(out))
-        if len(out) > limit:
-            return out[:limit], False
-        if not stream.eof:
-            if stream.unconsumed_tail:
-                return out, False
-            raise EOFError("the compressed data is cut short")
-        rest = stream.unused_data
-    return out, True
+    pieces, size, stream = [], 0, None
+    view = memoryview(raw)
+    for start in range(0, len(raw), GUNZIP_STEP):
+        data: bytes | memoryview = view[start:start + GUNZIP_STEP]
+        while data:
+            stream = stream or zlib.decompressobj(zlib.MAX_WBITS | 16)
+            pieces.append(stream.decompress(data, limit + 1 - size))
+            size += len(pieces[-1])
+            if size > limit:
+                return b"".join(pieces)[:limit], False
+            data, stream = (stream.unused_data, None) if stream.eof else (b"", stream)
+    if stream is not None:
+        raise EOFError("the compressed data is cut short")
+    return b"".join(pieces), True
 
 
 class Exceeded(ValueError):
