@@ -33,10 +33,11 @@ def nnctl(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None
 
 
 class Server:
-    """A real HTTP server on 127.0.0.1 serving one folder, for the download tests."""
+    """A real HTTP server on 127.0.0.1 serving one folder (or answering as `handler` does), for the download
+    tests."""
 
-    def __init__(self, folder: Path):
-        handler = functools.partial(_QuietHandler, directory=str(folder))
+    def __init__(self, folder: Path | None = None, handler: type | None = None):
+        handler = handler or functools.partial(_QuietHandler, directory=str(folder))
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
         self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)

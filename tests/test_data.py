@@ -321,7 +321,7 @@ def test_not_gzip_and_404(tmp_path):
     (tmp_path / "page.gz").write_text("<html>not found</html>")
     with Server(tmp_path) as server:
         with pytest.raises(DataError, match="page.gz: the download is not a valid gzip file"):
-            fetch(server.url + "page.gz", tmp_path / "out" / "page.gz", "0" * 32)
+            fetch(server.url + "page.gz", tmp_path / "out" / "page.gz", "0" * 32, 100)
         with pytest.raises(DataError) as info:
             load({"type": "mnist", "root": "cache", "mirror": server.url}, tmp_path)
     assert f"{server.url}train-images-idx3-ubyte.gz: HTTP 404" in str(info.value)
@@ -330,7 +330,7 @@ def test_not_gzip_and_404(tmp_path):
 
 def test_unreachable_mirror(tmp_path):
     with pytest.raises(DataError, match="http://127.0.0.1:9/x.gz: download failed"):
-        fetch("http://127.0.0.1:9/x.gz", tmp_path / "x.gz", "0" * 32, timeout=5)
+        fetch("http://127.0.0.1:9/x.gz", tmp_path / "x.gz", "0" * 32, 100, timeout=5)
     assert not any(tmp_path.iterdir())
 
 

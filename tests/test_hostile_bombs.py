@@ -1,6 +1,7 @@
 """Bombs and endless inputs: each is refused with a message before it can take the memory, the disk or forever."""
 
 import gzip
+import http.server
 import io
 import os
 import re
@@ -17,9 +18,9 @@ import numpy as np
 import pytest
 from hostile import XOR, clean_error, listing
 
-from helpers import CONFIGS, cifar_batches, nnctl
+from helpers import CONFIGS, Server, cifar_batches, nnctl
 from nnctl.config import load_config, parse_yaml
-from nnctl.data import DATASETS, cifar10
+from nnctl.data import DATASETS, cifar10, download
 from nnctl.data.idx import read_idx
 from nnctl.data.inputs import read_image
 from nnctl.data.npyfile import read_npy, read_npz
@@ -269,6 +270,64 @@ def test_a_cifar_batch_that_is_a_folder(tmp_path):
     (folder / "data_batch_2").mkdir()
     with pytest.raises(DataError, match="data_batch_2: a folder, not a CIFAR-10 batch file"):
         load({"type": "cifar10", "root": "."}, tmp_path)
+
+
+# -- downloads ------------------------------------------------------------------------------------------------
+
+class Answer(http.server.BaseHTTPRequestHandler):
+    """Answers every GET with 200, `length` as its Content-Length (if any), and `chunks`, `pause` seconds apart."""
+
+    length: int | None = None
+    chunks: list[bytes] = []
+    pause = 0.0
+
+    def do_GET(self):
+        self.send_response(200)
+        if self.length is not None:
+            self.send_header("Content-Length", str(self.length))
+        self.end_headers()
+        try:
+            for chunk in self.chunks:
+                self.wfile.write(chunk)
+                self.wfile.flush()
+                time.sleep(self.pause)
+        except OSError:
+            pass  # the client gave up
+
+    def log_message(self, format, *args):
+        pass
+
+
+def answer(**how) -> type:
+    return type("Answering", (Answer,), how)
+
+
+@pytest.mark.parametrize("how, phrase", [
+    ({"chunks": [bytes(1 << 16)] * 160}, "the server sent more than the 1000 B this file can be"),
+    ({"length": 10**10, "chunks": [bytes(100)]}, "the server declares 9.3 GiB, more than the 1000 B"),
+    ({"length": 100, "chunks": [b"x"] * 100, "pause": 0.05}, "the download took more than 0.3 s"),
+])
+def test_a_download_stops_at_its_known_size_and_deadline_leaving_nothing(tmp_path, monkeypatch, how, phrase):
+    monkeypatch.setattr(download, "DEADLINE", 0.3)
+    with Server(handler=answer(**how)) as server, pytest.raises(DataError, match=phrase):
+        download.fetch(server.url + "x.gz", tmp_path / "cache" / "x.gz", "0" * 32, 1000, of_contents=False)
+    assert not (tmp_path / "cache").exists()
+
+
+def test_a_downloaded_gzip_bomb_stops_at_the_size_its_contents_should_have(tmp_path):
+    (tmp_path / "x.gz").write_bytes(gzip.compress(bytes(64 << 20)))
+    with Server(tmp_path) as server, pytest.raises(DataError, match="of more than the 100,000 bytes expected"):
+        download.fetch(server.url + "x.gz", tmp_path / "cache" / "x.gz", "0" * 32, 100_000)
+    assert not (tmp_path / "cache").exists()
+
+
+@pytest.mark.parametrize("mirror", ["file:///etc/hostname#", "ftp://127.0.0.1:9/", "data:,x#"])
+def test_a_mirror_that_is_not_http_is_refused(tmp_path, mirror):
+    with pytest.raises(ConfigError, match="mirror must be a base URL over http:// or https://"):
+        load({"type": "mnist", "root": "cache", "mirror": mirror}, tmp_path)
+    with pytest.raises(DataError, match="not an http:// or https:// URL"):
+        download.fetch(mirror + "x.gz", tmp_path / "cache" / "x.gz", "0" * 32, 100)
+    assert not (tmp_path / "cache").exists()
 
 
 # -- memory estimates -----------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from nnctl.unpickle import UnsafePickleError, safe_unpickle
 MIRRORS = ("https://www.cs.toronto.edu/~kriz/",)
 ARCHIVE = "cifar-10-python.tar.gz"
 MD5 = "c58f30108f718f92721af3b95e74349a"  # of the archive as served
+SIZE = 170_498_071  # of the archive as served
 FOLDER = "cifar-10-batches-py"
 TRAIN_BATCHES = [f"data_batch_{i}" for i in range(1, 6)]
 
@@ -44,7 +45,8 @@ class CIFAR10(CachedSource):
                        for name in [*TRAIN_BATCHES, "test_batch"] if (folder / FOLDER / name).exists()}
         else:
             if not os.path.lexists(folder / ARCHIVE):  # a broken link is read (and named), not downloaded over
-                self.download(ARCHIVE, MD5, of_contents=False, holding=f"{ARCHIVE} (or the {FOLDER}/ folder from it)")
+                self.download(ARCHIVE, MD5, SIZE, of_contents=False,
+                              holding=f"{ARCHIVE} (or the {FOLDER}/ folder from it)")
             batches = self._from_archive(folder / ARCHIVE)
         missing = [name for name in [*TRAIN_BATCHES, "test_batch"] if name not in batches]
         if missing:

@@ -3,7 +3,9 @@
 import hashlib
 import http.client
 import os
+import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import zlib
 from pathlib import Path
@@ -11,26 +13,28 @@ from pathlib import Path
 from tqdm import tqdm
 
 from nnctl.errors import DataError
-from nnctl.limits import gunzip, memory_limit
+from nnctl.limits import gunzip, size_text
+
+SCHEMES = ("http", "https")
+"""What a mirror may be: file:///dev/zero would fill the disk, and other schemes reach what HTTP cannot."""
+DEADLINE = 3600.0
+"""The most seconds one download may take in all (each read also times out): CIFAR-10's 170 MB at 50 KB/s."""
 
 
-def fetch(url: str, dest: Path, md5: str, of_contents: bool = True, timeout: float = 30) -> None:
-    """Downloads a .gz file to `dest`, checking the MD5 of its decompressed contents (or, with `of_contents`
-    false, of the file as served); nothing is left on failure."""
+def fetch(url: str, dest: Path, md5: str, size: int, of_contents: bool = True, timeout: float = 30) -> None:
+    """Downloads a .gz file to `dest`, checking the MD5 of its `size` bytes of decompressed contents (or, with
+    `of_contents` false, of the `size` bytes as served); nothing is left on failure."""
     part = dest.with_suffix(dest.suffix + ".part")
     made = [folder for folder in (dest.parent, *dest.parent.parents) if not folder.exists()]
     try:
+        if urllib.parse.urlsplit(url).scheme not in SCHEMES:
+            raise DataError(f"{url}: not an http:// or https:// URL, the only ones nnctl downloads from")
         dest.parent.mkdir(parents=True, exist_ok=True)
-        with urllib.request.urlopen(url, timeout=timeout) as response, open(part, "wb") as f:
-            total = int(response.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name, leave=False, disable=None) as bar:
-                while chunk := response.read(1 << 16):
-                    f.write(chunk)
-                    bar.update(len(chunk))
+        _download(url, part, _gzip_bound(size) if of_contents else size, timeout)
         try:
             raw = part.read_bytes()
-            contents, whole = gunzip(raw, memory_limit()) if of_contents else (raw, True)
-            actual = hashlib.md5(contents).hexdigest() if whole else "of more than the memory limit"
+            contents, whole = gunzip(raw, size) if of_contents else (raw, True)
+            actual = hashlib.md5(contents).hexdigest() if whole else f"of more than the {size:,} bytes expected"
         except (OSError, EOFError, zlib.error):
             raise DataError(f"{url}: the download is not a valid gzip file") from None
         if actual != md5:
@@ -46,6 +50,31 @@ def fetch(url: str, dest: Path, md5: str, of_contents: bool = True, timeout: flo
         _remove_empty(made)
 
 
+def _gzip_bound(size: int) -> int:
+    """The most bytes a gzip file of `size` bytes of contents takes: deflate's stored blocks, and headers."""
+    return size + size // 1000 + 4096
+
+
+def _download(url: str, part: Path, cap: int, timeout: float) -> None:
+    """Writes what `url` serves to `part`; DataError when it is (or declares) more than `cap` bytes, or takes
+    more than DEADLINE seconds."""
+    deadline = time.monotonic() + DEADLINE
+    with urllib.request.urlopen(url, timeout=timeout) as response, open(part, "wb") as f:
+        total = int(response.headers.get("Content-Length") or 0) or None
+        if total and total > cap:
+            raise DataError(f"{url}: the server declares {size_text(total)}, more than the {size_text(cap)} "
+                            "this file can be")
+        with tqdm(total=total, unit="B", unit_scale=True, desc=part.name, leave=False, disable=None) as bar:
+            while chunk := response.read1(1 << 16):
+                f.write(chunk)
+                bar.update(len(chunk))
+                if f.tell() > cap:
+                    raise DataError(f"{url}: the server sent more than the {size_text(cap)} this file can be")
+                if time.monotonic() > deadline:
+                    raise DataError(f"{url}: the download took more than {DEADLINE:g} s; try again later or "
+                                    "another mirror")
+
+
 def _remove_empty(folders: list[Path]) -> None:
     """Removes the folders a failed download made, deepest first, as long as they are empty."""
     for folder in folders:
@@ -55,12 +84,12 @@ def _remove_empty(folders: list[Path]) -> None:
             return
 
 
-def fetch_first(bases: list[str], name: str, dest: Path, md5: str, of_contents: bool = True) -> None:
+def fetch_first(bases: list[str], name: str, dest: Path, md5: str, size: int, of_contents: bool = True) -> None:
     """`fetch` of `name` from the first base URL that serves it whole; DataError listing every failure."""
     failures = []
     for base in bases:
         try:
-            fetch(base.rstrip("/") + "/" + name, dest, md5, of_contents)
+            fetch(base.rstrip("/") + "/" + name, dest, md5, size, of_contents)
             return
         except DataError as exc:
             failures.append(str(exc))

@@ -11,11 +11,11 @@ MIRRORS = (
     "https://storage.googleapis.com/cvdf-datasets/mnist/",
     "http://yann.lecun.com/exdb/mnist/",
 )
-FILES = {  # file -> MD5 of its decompressed contents, the same on every mirror
-    "train-images-idx3-ubyte.gz": "6bbc9ace898e44ae57da46a324031adb",
-    "train-labels-idx1-ubyte.gz": "a25bea736e30d166cdddb491f175f624",
-    "t10k-images-idx3-ubyte.gz": "2646ac647ad5339dbf082846283269ea",
-    "t10k-labels-idx1-ubyte.gz": "27ae3e4e09519cfbb04c329615203637",
+FILES = {  # file -> MD5 and size of its decompressed contents, the same on every mirror
+    "train-images-idx3-ubyte.gz": ("6bbc9ace898e44ae57da46a324031adb", 47_040_016),
+    "train-labels-idx1-ubyte.gz": ("a25bea736e30d166cdddb491f175f624", 60_008),
+    "t10k-images-idx3-ubyte.gz": ("2646ac647ad5339dbf082846283269ea", 7_840_016),
+    "t10k-labels-idx1-ubyte.gz": ("27ae3e4e09519cfbb04c329615203637", 10_008),
 }
 
 
@@ -36,9 +36,9 @@ class MNIST(CachedSource):
 
     def read(self) -> Arrays:
         folder = self.folder()
-        for name, md5 in FILES.items():
+        for name, (md5, size) in FILES.items():
             if not os.path.lexists(folder / name):  # a broken link is read (and named), not downloaded over
-                self.download(name, md5, of_contents=True, holding=f"the files {', '.join(FILES)}")
+                self.download(name, md5, size, of_contents=True, holding=f"the files {', '.join(FILES)}")
         arrays = [read_idx(folder / name) for name in FILES]
         for name, array, ndim in zip(FILES, arrays, (3, 1, 3, 1), strict=True):
             if array.ndim != ndim:

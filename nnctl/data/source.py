@@ -3,6 +3,7 @@ and the registry of sources by name."""
 
 import math
 import os
+import urllib.parse
 from pathlib import Path
 from typing import ClassVar
 
@@ -10,7 +11,7 @@ import numpy as np
 
 from nnctl.data.augment import Augment
 from nnctl.data.dataset import Dataset, Split
-from nnctl.data.download import fetch_first
+from nnctl.data.download import SCHEMES, fetch_first
 from nnctl.errors import ConfigError, DataError
 from nnctl.limits import too_big
 from nnctl.registry import Registry
@@ -294,8 +295,9 @@ class CachedSource(DatasetSource):
 
     def __init__(self, root: str | None = None, mirror: str | None = None, **kwargs):
         super().__init__(**kwargs)
-        if mirror is not None and "://" not in mirror:
-            raise ValueError(f"mirror must be a base URL such as https://host/{self.subfolder}/, got '{mirror}'")
+        if mirror is not None and urllib.parse.urlsplit(mirror).scheme not in SCHEMES:
+            raise ValueError(f"mirror must be a base URL over http:// or https://, such as "
+                             f"https://host/{self.subfolder}/, got '{mirror}'")
         self.root, self.mirror = root, mirror
 
     def folder(self) -> Path:
@@ -310,11 +312,12 @@ class CachedSource(DatasetSource):
     def origin(self, split: str) -> str:
         return str(self.folder())
 
-    def download(self, name: str, md5: str, of_contents: bool, holding: str) -> None:
-        """Fetches `name` into the folder; the error says how to provide `holding` by hand instead."""
+    def download(self, name: str, md5: str, size: int, of_contents: bool, holding: str) -> None:
+        """Fetches `name` (`size` bytes, of contents or as served) into the folder; the error says how to provide
+        `holding` by hand instead."""
         try:
             fetch_first([self.mirror] if self.mirror else list(self.mirrors), name, self.folder() / name, md5,
-                        of_contents)
+                        size, of_contents)
         except DataError as exc:
             raise DataError(f"{exc}\nSet data.root or NNCTL_DATA_DIR to a folder holding {self.subfolder}/ with "
                             f"{holding}, or try again when a mirror can be reached.") from None
