@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from nnctl.errors import NnctlError
-from nnctl.limits import capped_product, too_big
+from nnctl.limits import capped_product, size_text, too_big
 from nnctl.weight_files import REFUSED, SourceLayer, natural
 
 MAX_SOFT_LINKS = 16
@@ -17,6 +17,11 @@ MAX_SOFT_LINKS = 16
 MAX_DEPTH = 32
 """How deep groups may nest under `layers/<name>` (Keras 3's deepest, a bidirectional rnn's
 `forward_layer/cell/vars`, is 3)."""
+EXPANSION = 1100
+"""The most times its stored size a dataset may declare: deflate, HDF5's usual filter, never expands data more
+than 1032 times (chunks never written are stored as nothing, and read as the fill value)."""
+SLACK = 1 << 20
+"""What any dataset may declare beyond that, however little it stores."""
 NUMERIC = "biuf"
 """The dtype kinds that weights may have: bool, integers, floats."""
 
@@ -206,7 +211,16 @@ class Hdf5:
                    or too_big(self.total, f"{self.path}: the {self.count} datasets read up to '{where}'"))
         if refusal:
             raise NnctlError(refusal)
+        self.check_stored(item, where, nbytes)
         return np.asarray(item[()])
+
+    def check_stored(self, item: Any, where: str, nbytes: int) -> None:
+        """Refuses a dataset that declares far more than the file stores of it (chunks never written, or a bomb)."""
+        stored = item.id.get_storage_size()
+        if nbytes > stored * EXPANSION + SLACK:
+            raise self.fail(f"'{where}' declares {size_text(nbytes)} of data but stores {size_text(stored)} of it, "
+                            f"more than {EXPANSION} times as much (chunks never written, or a decompression bomb); "
+                            "Keras writes every weight: save the weights again with Keras")
 
     def dtype(self, item: Any, what: str, want: str) -> np.dtype:
         """The NumPy dtype of a dataset or attribute, or a refusal where HDF5's type has none (such as a time)."""

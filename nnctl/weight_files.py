@@ -216,7 +216,9 @@ def _keras_layers(path: Path, shown: str | None = None) -> list[SourceLayer]:
         if done.returncode == REFUSED:
             raise NnctlError(done.stderr.strip().replace(str(path), shown))
         if done.returncode:
-            raise RuntimeError(f"reading {shown} in a child process failed:\n{done.stderr}")
+            last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+            raise NnctlError(f"{shown}: reading it failed in a child process (exit {done.returncode}: {last[:300]}); "
+                             "the file may be damaged: save the weights again with Keras")
         with np.load(out, allow_pickle=False) as arrays:
             return [SourceLayer(layer, {key: arrays[f"{i}/{j}"] for j, key in enumerate(keys)})
                     for i, (layer, keys) in enumerate(json.loads(done.stdout))]
