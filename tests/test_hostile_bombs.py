@@ -405,3 +405,15 @@ def test_a_generated_dataset_within_the_limit_is_drawn(tmp_path, monkeypatch):
         load({"type": "pattern_ends", "samples": 500}, tmp_path)
     monkeypatch.setenv(ENV, "2M")
     assert load({"type": "pattern_ends", "samples": 500}, tmp_path).train.x.shape[1:] == (20, 4)
+
+
+@pytest.mark.parametrize("kind, name, line", [("csv", "big.csv", "1,0,1,0,1,0,1,0,1,0\n"),
+                                              ("trees", "big.txt", "(1 (0 a) (1 (1 b) (0 c)))\n")])
+def test_a_csv_or_tree_file_whose_reading_would_pass_the_limit_is_refused_before_parsing(tmp_path, monkeypatch,
+                                                                                         kind, name, line):
+    (tmp_path / name).write_text(line * 4000)  # about 100 KB, some 30 times that once parsed
+    monkeypatch.setenv(ENV, "1M")
+    with pytest.raises(DataError, match=rf"{name}: [\d,]+ bytes of .* would need .* more than the 1.0 MiB .*{ENV}"):
+        load({"type": kind, "path": name}, tmp_path)
+    monkeypatch.setenv(ENV, "8M")
+    assert len(load({"type": kind, "path": name}, tmp_path).train) > 0

@@ -9,6 +9,7 @@ import numpy as np
 from nnctl.data.npyfile import npz_shapes, read_npz
 from nnctl.data.source import DATASETS, MAX_LABEL, Arrays, DatasetSource, FileSource
 from nnctl.errors import DataError, regular_file
+from nnctl.limits import too_big
 
 
 @DATASETS.register("inline")
@@ -132,6 +133,9 @@ class Csv(FileSource):
         return x, (y.astype(np.int64) if labels else y)
 
 
+BYTES_PER_BYTE = 32
+"""What reading a CSV costs per byte of it at most: a cell of one digit and its comma (2 bytes) is a str and a
+list slot (about 58 bytes) and then a float."""
 AUTO_CLASSES = 1000
 """With data.targets: auto, whole numbers from 0 below this are class labels; others are values (regression)."""
 
@@ -152,7 +156,9 @@ def read_table(path: Path, header: bool | None = None, delimiter: str = ",") -> 
 def _rows(path: Path, header: bool | None, delimiter: str,
           limit: int | None = None) -> tuple[list[int], list[list[str]]]:
     """The file's non-blank rows after any header (of its first `limit` non-blank rows), with their line numbers."""
-    regular_file(path, DataError, "file")
+    size = regular_file(path, DataError, "file")
+    if problem := too_big(size * BYTES_PER_BYTE, f"{path}: {size:,} bytes of CSV as rows of cells"):
+        raise DataError(problem)
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: a BOM (Excel's) is not part of a cell
             reader = csv.reader(f, delimiter=delimiter)

@@ -16,6 +16,9 @@ from nnctl.limits import too_big
 
 Node = tuple[str | None, int, int]
 """(word, left, right): a leaf's word with -1, -1; an inner node's None with the rows of its children."""
+BYTES_PER_BYTE = 40
+"""What reading trees costs per byte of the file at most: each token of a few bytes becomes a node of several
+Python objects (about 27 bytes a byte for `(1 (0 a) (1 b))`)."""
 UNKNOWN = "<unk>"
 """Word id 0: every word the training file does not hold."""
 _TOKEN = re.compile(r"\(|\)|[^\s()]+")
@@ -91,8 +94,11 @@ def format_tree(nodes: list[Node], labels: list[int]) -> str:
 
 def read_trees(path: Path) -> list[tuple[list[Node], list[int]]]:
     """Every tree of a file (blank lines skipped); DataError naming file:line for the first bad one."""
+    raw = read_bytes(path, DataError, "tree file")
+    if problem := too_big(len(raw) * BYTES_PER_BYTE, f"{path}: {len(raw):,} bytes of trees as nodes"):
+        raise DataError(problem)
     try:
-        lines = read_bytes(path, DataError, "tree file").decode("utf-8").splitlines()
+        lines = raw.decode("utf-8").splitlines()
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     trees = []
