@@ -19,7 +19,7 @@ import numpy as np
 
 from nnctl import __version__, checkpoint
 from nnctl.checkpoint import Checkpoint, InputRecipe
-from nnctl.config import Config
+from nnctl.config import REQUIRED_SECTIONS, Config
 from nnctl.console import stdout_closed
 from nnctl.course import HASH_FREE, changed, course_hash, free_keys
 from nnctl.errors import CheckpointError, ConfigError, NnctlError, TrainingError
@@ -473,9 +473,9 @@ def _check_own_run(saved: Checkpoint, run_dir: Path, path: Path) -> None:
 
 def _other_config(saved: Checkpoint, run_dir: Path) -> str | None:
     """How the run folder's config.yaml defines another course than the checkpoint's config, or None; a missing or
-    damaged config.yaml says nothing (the resume writes it again)."""
+    damaged config.yaml (one without a config's sections) says nothing (the resume writes it again)."""
     path, folder = run_dir / "config.yaml", read_config(run_dir, [])
-    if not folder or course_hash(folder) == course_hash(saved.config):
+    if not set(REQUIRED_SECTIONS) <= folder.keys() or course_hash(folder) == course_hash(saved.config):
         return None
     changes = changed(folder, saved.config)
     more = f" (and {len(changes) - 3} more)" if len(changes) > 3 else ""

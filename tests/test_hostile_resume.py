@@ -57,8 +57,11 @@ def test_another_runs_last_pkl_is_refused_and_nothing_changes(runs, victim, othe
     assert contents(victim) == before
 
 
-def test_the_runs_own_last_pkl_resumes_with_its_config_or_metrics_damaged(victim):
-    (victim / "config.yaml").write_text("name: [broken\n")
+@pytest.mark.parametrize("damaged", ["name: [broken\n", "bad: 1\n", "- 1\n"])
+def test_the_runs_own_last_pkl_resumes_with_its_config_or_metrics_damaged(victim, damaged):
+    """A config.yaml that is no YAML, no mapping, or a mapping without a config's sections is damage, which the
+    resume writes again (the second was taken for another run's config, 'a run of None')."""
+    (victim / "config.yaml").write_text(damaged)
     metrics = victim / "metrics.jsonl"
     metrics.write_text(metrics.read_text()[:-10])  # the cut-off last line a kill leaves
     result = resume(victim)
