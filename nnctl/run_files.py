@@ -4,6 +4,8 @@ best.pkl), train.log with its console lines."""
 import csv
 import json
 import math
+import os
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,13 @@ WRITTEN = ("config.yaml", "metrics.csv", "metrics.jsonl", "summary.json", "summa
 
 def check_run_files(run_dir: Path) -> None:
     """NnctlError naming the first file a run writes that is there but not a regular file (a folder, a FIFO, a
-    device), which a write would fail on or block at; before anything is written."""
+    device), which a write would fail on or block at, or any link in the folder, which a write would go through
+    into another file; before anything is written."""
+    linked = _first_link(run_dir)
+    if linked is not None:
+        raise NnctlError(f"{linked}: a link to another file ({os.path.realpath(linked)}), which resuming would "
+                         "write through; nothing was changed. Copy the run with the files its links name (cp -rL "
+                         f"{shlex.quote(str(run_dir))} COPY) and resume the copy")
     for path in [*(run_dir / name for name in WRITTEN), *sorted((run_dir / "checkpoints").glob("*.pkl"))]:
         if path.exists():
             try:
@@ -28,6 +36,15 @@ def check_run_files(run_dir: Path) -> None:
             except NnctlError as exc:
                 raise NnctlError(f"{exc}; the run writes it, so nothing was changed: move it away and run the command "
                                  "again") from None
+
+
+def _first_link(folder: Path) -> Path | None:
+    """The first symbolic link, or file with hard links elsewhere, under `folder` (links not followed), or None."""
+    for root, dirs, files in os.walk(folder):
+        for path in sorted(Path(root) / name for name in dirs + files):
+            if path.is_symlink() or (path.is_file() and path.stat().st_nlink > 1):
+                return path
+    return None
 
 
 class MetricFiles:

@@ -456,8 +456,9 @@ def _resume_source(path: Path) -> Path:
 
 
 def _own_run(path: Path) -> Path | None:
-    """The run folder a checkpoint continues in place: its own when it is that run's checkpoints/last.pkl."""
-    path = path.resolve()
+    """The run folder a checkpoint continues in place: its own when it is that run's checkpoints/last.pkl, as named
+    (a link to a run's last.pkl from elsewhere branches, as a copy does)."""
+    path = Path(os.path.abspath(path))
     return path.parent.parent if path.name == "last.pkl" and path.parent.name == "checkpoints" else None
 
 

@@ -99,3 +99,49 @@ def test_a_run_without_last_pkl_names_it_and_the_best_pkl_it_has(victim, summary
     best.unlink()
     output = clean_error(resume(victim), 1, "victim/checkpoints/last.pkl: missing")
     assert "best.pkl" not in output
+
+
+def _link_every_file(victim, original):
+    """A farm of links, as `cp -rs` makes: real folders, every file a symbolic link to the original's."""
+    for path in victim.rglob("*"):
+        if path.is_file():
+            path.unlink()
+            path.symlink_to(original / path.relative_to(victim))
+
+
+def _link_the_log(victim, original):
+    outside = original.parent / "outside.log"
+    outside.write_text("mine\n")
+    (victim / "train.log").unlink()
+    (victim / "train.log").symlink_to(outside)
+
+
+def _link_the_checkpoints(victim, original):
+    shutil.rmtree(victim / "checkpoints")
+    (victim / "checkpoints").symlink_to(original / "checkpoints")
+
+
+def _hard_link_the_metrics(victim, original):
+    (victim / "metrics.csv").unlink()
+    os.link(original / "metrics.csv", victim / "metrics.csv")
+
+
+@pytest.mark.parametrize("make, linked", [(_link_every_file, "config.yaml"), (_link_the_log, "train.log"),
+                                          (_link_the_checkpoints, "checkpoints"),
+                                          (_hard_link_the_metrics, "metrics.csv")])
+def test_a_run_folder_with_links_is_refused_and_what_they_name_is_kept(runs, tmp_path, make, linked):
+    original = shutil.copytree(runs["xor"], tmp_path / "original")
+    victim = shutil.copytree(original, tmp_path / "victim")
+    make(victim, original)
+    before = contents(tmp_path)
+    clean_error(resume(victim), 1, f"victim/{linked}: a link to another file", "nothing was changed", "cp -rL")
+    assert contents(tmp_path) == before
+
+
+def test_a_link_to_a_runs_last_pkl_branches_into_a_new_folder(runs, tmp_path):
+    original = shutil.copytree(runs["xor"], tmp_path / "original")
+    (tmp_path / "link.pkl").symlink_to(original / "checkpoints" / "last.pkl")
+    before = contents(original)
+    result = resume(tmp_path / "link.pkl")
+    assert result.returncode == 0, result.stderr
+    assert contents(original) == before and len(list((tmp_path / "runs").iterdir())) == 1
