@@ -23,7 +23,7 @@ from nnctl.config import absolute_paths, apply_overrides, from_here, load_config
 from nnctl.console import PlainConsole, stdout_closed
 from nnctl.convert import convert as convert_weights
 from nnctl.convert import plan, read_map
-from nnctl.errors import ConfigError, NnctlError, quiet_arithmetic
+from nnctl.errors import ConfigError, NnctlError, quiet_arithmetic, real_path
 from nnctl.experiment import Experiment, build, check_trains, initial_model, report
 from nnctl.gradcheck import check_model, check_registry
 from nnctl.jsonschema import config_schema
@@ -554,7 +554,7 @@ def _trained(path: Path) -> tuple[Trained, str]:
     """A checkpoint's trained model, or a run's (its best.pkl, else last.pkl), and its title."""
     if path.suffix == ".pkl":
         return Trained.load(path), f"{path.parent.parent.name}/{path.name}"
-    return Trained.load(load_run(path).checkpoint), path.resolve().name
+    return Trained.load(load_run(path).checkpoint), real_path(path).name
 
 
 @app.command("sweep")

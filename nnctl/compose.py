@@ -4,7 +4,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from nnctl.errors import ConfigError
+from nnctl.errors import ConfigError, real_path, regular_file
 from nnctl.schema import describe_value
 
 Origins = dict[tuple, str]
@@ -23,15 +23,15 @@ def compose(path: Path, read: Reader, chain: tuple[Path, ...] = ()) -> tuple[Any
         raise ConfigError(f"{where}: base: expected the path of another config (relative to this one), "
                           f"got {describe_value(base)}")
     base_path = path.parent / Path(base).expanduser()
-    chain = (*chain, path.resolve())
-    if base_path.resolve() in chain:
-        names = " -> ".join(str(p) for p in (*chain, base_path.resolve()))
+    chain = (*chain, real_path(path))
+    if real_path(base_path) in chain:
+        names = " -> ".join(str(p) for p in (*chain, real_path(base_path)))
         raise ConfigError(f"{where}: base: {base} leads back to a config already in the chain ({names}); "
                           "a config cannot be its own base")
-    if not base_path.is_file():
-        what = ("a folder, not a config file" if base_path.is_dir() else
-                "not a regular file (a device, FIFO or socket)" if base_path.exists() else "no such config file")
-        raise ConfigError(f"{where}: base: {base_path}: {what}")
+    try:
+        regular_file(base_path, ConfigError, "config file")
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: base: {exc}") from None
     merged, merged_origins = compose(base_path, read, chain)
     if not isinstance(merged, dict):
         raise ConfigError(f"{where}: base: {base_path} is not a config (a mapping of sections)")

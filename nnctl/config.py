@@ -11,7 +11,7 @@ from typing import Any
 
 from nnctl.backend import DTYPES, parse_device
 from nnctl.compose import compose
-from nnctl.errors import ConfigError, read_bytes
+from nnctl.errors import ConfigError, read_bytes, real_path
 from nnctl.schema import describe_type, describe_value, did_you_mean, matches
 from nnctl.yaml_loader import KeyPath, dotted, parse_yaml
 
@@ -181,7 +181,7 @@ def load_config(path: str | Path, overrides: typing.Sequence[str] = ()) -> Confi
     layout."""
     path = Path(path)
     data, origins = compose(path, read_yaml)
-    config = from_dict(data, str(path), origins, path.resolve().parent)
+    config = from_dict(data, str(path), origins, real_path(path).parent)
     config.data.setdefault("name", path.stem)
     apply_overrides(config, overrides)
     return config

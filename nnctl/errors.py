@@ -38,6 +38,12 @@ def quiet_arithmetic() -> None:
     warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"nnctl(\.|$)")
 
 
+def real_path(path: Path) -> Path:
+    """`path` made absolute with its links followed; a link loop is left as it is (the file's open then says so),
+    where Path.resolve raises a RuntimeError."""
+    return Path(os.path.realpath(path))
+
+
 def regular_file(path: Path, error: type[NnctlError], noun: str) -> int:
     """The size of `path`, which must be a regular file (not a folder, device or FIFO, which could block or never
     end), or `error` saying why not."""

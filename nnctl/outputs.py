@@ -9,11 +9,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
-from nnctl.errors import NnctlError
+from nnctl.errors import NnctlError, real_path
 
-REFUSALS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM})
-"""The errors by which the system refuses to write a file (full disk, quota, size limit, read-only, permissions):
-the user's to fix, never a bug in nnctl."""
+REFUSALS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM, errno.ELOOP})
+"""The errors by which the system refuses to write a file (full disk, quota, size limit, read-only, permissions) or
+to follow its path (a symbolic link loop): the user's to fix, never a bug in nnctl."""
 
 
 def _umask() -> int:
@@ -46,7 +46,7 @@ def replacing(path: Path, what: str, error: type[NnctlError] = NnctlError, paren
     """A binary file for `what`, renamed onto `path` (through a symlink, onto its target) once written and synced;
     on any failure it is deleted and `path` left as it was. An OSError becomes `error` naming `path`."""
     check_target(path)
-    target = Path(os.path.realpath(path))
+    target = real_path(path)
     tmp = None
     try:
         if parents:

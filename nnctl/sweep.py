@@ -32,7 +32,7 @@ from nnctl.config import (
     load_config,
     parse_yaml,
 )
-from nnctl.errors import ConfigError, NnctlError, quiet_arithmetic, read_bytes
+from nnctl.errors import ConfigError, NnctlError, quiet_arithmetic, read_bytes, real_path
 from nnctl.experiment import trained_through
 from nnctl.limits import capped_product
 from nnctl.metrics import check_metric_name
@@ -201,7 +201,7 @@ class Sweep:
         if not is_path_name(self.name):
             where = self.file.where(("name",)) if self.spec.name else str(self.path)
             raise ConfigError(f"{where}: name: '{self.name}' cannot name the sweep's directory; {PATH_NAME_RULE}")
-        self.dir = (Path(runs_dir) / self.name).resolve()  # Ray workers run elsewhere
+        self.dir = real_path(Path(runs_dir) / self.name)  # Ray workers run elsewhere
         self.metric = self.spec.metric
         self.search = self._search()
         self.scheduler = self._section(Scheduler, "scheduler", "asha")
@@ -302,7 +302,7 @@ class Sweep:
         if isinstance(base, str):
             return load_config(self.path.parent / base)
         origins = {key[1:]: line for key, line in self.file.origins.items() if key[:1] == ("base",)}
-        config = Config(copy.deepcopy(base), str(self.path), origins, self.path.resolve().parent)
+        config = Config(copy.deepcopy(base), str(self.path), origins, real_path(self.path).parent)
         config.data.setdefault("name", self.name)
         return config
 

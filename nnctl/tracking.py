@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from nnctl.config import Config
-from nnctl.errors import NnctlError
+from nnctl.errors import NnctlError, real_path
 from nnctl.runs import row_values, row_x
 
 MAX_PARAM = 500
@@ -59,7 +59,7 @@ class MLflow:
         with first_contact():
             experiment_id = self._experiment(config.data["name"], runs_dir)
         self.run_id = self.client.create_run(experiment_id, run_name=run_dir.name,
-                                             tags={"nnctl.run_dir": str(run_dir.resolve())}).info.run_id
+                                             tags={"nnctl.run_dir": str(real_path(run_dir))}).info.run_id
         self.id_file.write_text(json.dumps({"tracking_uri": self.uri, "run_id": self.run_id}) + "\n")
         from mlflow.entities import Param
 
@@ -75,7 +75,7 @@ class MLflow:
         experiment = self.client.get_experiment_by_name(name)
         if experiment:
             return experiment.experiment_id
-        artifacts = None if configured_uri() else (Path(runs_dir).resolve() / "mlartifacts" / name).as_uri()
+        artifacts = None if configured_uri() else (real_path(runs_dir) / "mlartifacts" / name).as_uri()
         try:
             return self.client.create_experiment(name, artifact_location=artifacts)
         except MlflowException:
@@ -198,7 +198,7 @@ def plugin_schemes() -> set[str]:
 def client(runs_dir: Path) -> tuple[Any, str]:
     """An MlflowClient on MLFLOW_TRACKING_URI, else on the local store RUNS_DIR/mlflow.db, and that URI; MLflow's
     HTTP settings default to short retries and its INFO lines (database set-up) are quiet."""
-    uri = configured_uri() or f"sqlite:///{Path(runs_dir).resolve() / 'mlflow.db'}"
+    uri = configured_uri() or f"sqlite:///{real_path(runs_dir) / 'mlflow.db'}"
     for key, value in HTTP_DEFAULTS.items():
         os.environ.setdefault(key, value)
     from mlflow.tracking import MlflowClient  # optional, and slow to import: only when asked for

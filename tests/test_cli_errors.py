@@ -1,10 +1,13 @@
 """Every user mistake ends in one clear message and a non-zero exit, never a traceback."""
 
+import errno
+import os
 import textwrap
 
 import pytest
 
 from helpers import nnctl
+from nnctl import cli
 
 pytestmark = pytest.mark.slow  # runs the CLI in subprocesses and trains real models
 
@@ -150,3 +153,14 @@ def test_missing_config_file(tmp_path):
 def test_a_config_that_is_not_a_mapping(tmp_path):
     (tmp_path / "list.yaml").write_text(textwrap.dedent("- 1\n- 2\n"))
     assert_one_clear_error(nnctl("summary", "list.yaml", cwd=tmp_path), ["must be a mapping"])
+
+
+def test_a_link_loop_met_anywhere_is_one_line_and_exit_1(monkeypatch, capsys):
+    def loop() -> None:
+        raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), "somewhere")
+
+    monkeypatch.setattr(cli, "app", loop)
+    with pytest.raises(SystemExit) as stopped:
+        cli.main()
+    assert stopped.value.code == 1
+    assert capsys.readouterr().err == "error: somewhere: Too many levels of symbolic links\n"

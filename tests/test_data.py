@@ -83,6 +83,12 @@ def test_an_mnist_file_that_is_a_link_loop_is_named_not_downloaded_over(tmp_path
         load({"type": "mnist", "root": str(tmp_path), "mirror": "http://127.0.0.1:9/"})
 
 
+def test_a_data_root_that_is_a_link_loop_is_a_data_error_not_a_crash(tmp_path):
+    (tmp_path / "root").symlink_to(tmp_path / "root")
+    with pytest.raises(DataError, match="Too many levels of symbolic links"):
+        load({"type": "mnist", "root": str(tmp_path / "root"), "mirror": "http://127.0.0.1:9/"})
+
+
 def test_parse_idx_values():
     raw = b"\x00\x00\x08\x02\x00\x00\x00\x02\x00\x00\x00\x03" + bytes(range(6))
     np.testing.assert_array_equal(parse_idx(raw, "x"), [[0, 1, 2], [3, 4, 5]])

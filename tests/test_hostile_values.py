@@ -94,9 +94,12 @@ def test_malformed_environment_variables_stop_every_command(tmp_path, variable, 
     ("folder", "base: folder: a folder, not a config file"),
     ("/dev/null", "base: /dev/null: not a regular file"),
     ("missing.yaml", "base: missing.yaml: no such config file"),
+    ("loop1", "base: loop1: cannot read config file: Too many levels of symbolic links"),
 ])
 def test_a_base_that_is_not_a_config_file_is_named_for_what_it_is(tmp_path, base, phrase):
     (tmp_path / "folder").mkdir()
+    (tmp_path / "loop1").symlink_to("loop2")
+    (tmp_path / "loop2").symlink_to("loop1")
     (tmp_path / "c.yaml").write_text(f"base: {base}\nseed: 1\n")
     clean_error(nnctl("config", "c.yaml", cwd=tmp_path), 2, f"c.yaml:1: {phrase}")
 

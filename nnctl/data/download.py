@@ -1,5 +1,6 @@
 """Downloads that are checked and atomic: a file appears under its name only whole and verified."""
 
+import contextlib
 import hashlib
 import http.client
 import os
@@ -46,7 +47,8 @@ def fetch(url: str, dest: Path, md5: str, size: int, of_contents: bool = True, t
     except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as exc:
         raise DataError(f"{url}: download failed ({getattr(exc, 'reason', None) or exc})") from None
     finally:
-        part.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # a part whose path cannot be followed (a link loop) was never written
+            part.unlink(missing_ok=True)
         _remove_empty(made)
 
 
