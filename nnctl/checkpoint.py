@@ -186,6 +186,8 @@ def _check_recipe(recipe: dict[str, Any], path: str | Path) -> None:
     vocab = recipe["vocab"]
     if vocab is not None and not all(isinstance(t, str) for t in vocab):
         raise CheckpointError(f"{path}: its 'inputs.vocab' is not a list of tokens")
+    if vocab is not None and len(set(vocab)) != len(vocab):
+        raise CheckpointError(f"{path}: its 'inputs.vocab' lists a token twice")
     shape, sample = recipe["input_shape"], recipe["sample_shape"]
     if sample is not None and capped_product(sample) != capped_product(shape):
         raise CheckpointError(f"{path}: its 'inputs.sample_shape' {sample} does not hold the "

@@ -72,6 +72,14 @@ def _check_split(split: str) -> None:
         raise ConfigError(f"--split must be test, val or train, not '{split}'")
 
 
+def _check_metric(metric: str) -> None:
+    """ConfigError naming --metric when it names no metric a run can record."""
+    try:
+        check_metric_name(metric)
+    except ValueError as exc:
+        raise ConfigError(f"--metric: {exc}") from None
+
+
 def _device_option(value: str | None) -> str | None:
     """--device as given, refused by its own name (not as the override it becomes) when it names no device."""
     if value is not None:
@@ -331,7 +339,7 @@ def predict_command(
 ) -> None:
     """Classify new inputs with a trained model; inputs are prepared as its training data was."""
     if layer is not None and (output is None or output.suffix.lower() != ".npy"):
-        raise NnctlError("--layer writes the layer's outputs as an array: give -o FILE.npy")
+        raise ConfigError("--layer writes the layer's outputs as an array: give -o FILE.npy")
     if output is not None:
         check_output(output)
         _fresh_output(output, [checkpoint_path, *inputs], force)
@@ -362,7 +370,7 @@ def export_command(
 ) -> None:
     """Write a trained model's weights as plain arrays by layer name (dense_1/W, ...), or the model as ONNX."""
     if form not in ("npz", "onnx"):
-        raise NnctlError(f"--format must be npz or onnx, not '{form}'")
+        raise ConfigError(f"--format must be npz or onnx, not '{form}'")
     _fresh_output(output, [checkpoint_path], force)
     trained = _loaded(checkpoint_path, device, output)
     model = trained.model
@@ -511,13 +519,14 @@ def plot_command(
     if len(kinds) > 1:
         raise ConfigError(f"give one of --confusion, --filters and --activations, not {' and '.join(kinds)}")
     _check_split(split)
+    _check_metric(metric)
     if not 0 <= smooth < 1:
         raise ConfigError(f"--smooth must be in [0, 1), got {smooth}")
     _at_least("--samples", samples, 1)
     kind = kinds[0] if kinds else "curves"
     plots.pyplot()
     if kind != "curves" and len(runs) != 1:
-        raise NnctlError(f"--{kind} shows one run; got {len(runs)}")
+        raise ConfigError(f"--{kind} shows one run; got {len(runs)}")
     default_dir = runs[0] if len(runs) == 1 and runs[0].is_dir() else Path(".")
     path = output or default_dir / f"{kind}.png"
     plots.check_output(path)
@@ -582,10 +591,7 @@ def sweep_command(
         raise ConfigError(f"--jobs must be at least 1, got {jobs}")
     if engine not in (None, "local", "ray"):
         raise ConfigError(f"--engine must be local or ray, not '{engine}'")
-    try:
-        check_metric_name(metric or "loss")
-    except ValueError as exc:
-        raise ConfigError(f"--metric: {exc}") from None
+    _check_metric(metric or "loss")
     try:
         check_address(address)
     except ValueError as exc:  # its message starts with its key, as a sweep file's line reads it: "address ..."

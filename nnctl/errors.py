@@ -15,7 +15,7 @@ class NnctlError(Exception):
 
 
 class ConfigError(NnctlError):
-    """A config that cannot be loaded, validated or built."""
+    """A config that cannot be loaded, validated or built, or another mistake on the command line."""
 
     exit_code = 2
 

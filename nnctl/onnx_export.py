@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from nnctl.backend import to_host
-from nnctl.errors import NnctlError
+from nnctl.errors import ConfigError, NnctlError
 from nnctl.layers import Layer
 from nnctl.layers.activations import ELU, Activation, LeakyReLU
 from nnctl.layers.recurrent import GRU, Recurrent, SimpleRNN, reorder_gates
@@ -202,7 +202,7 @@ def to_onnx(model: Model, name: str = "nnctl"):
 def export_onnx(model: Model, path: Path, name: str = "nnctl") -> None:
     """Writes the model's ONNX graph to `path`."""
     if path.suffix != ".onnx":
-        raise NnctlError(f"{path}: name the ONNX file *.onnx")
+        raise ConfigError(f"{path}: name the ONNX file *.onnx")
     proto = to_onnx(model, name)
     with replacing(path, "the model") as f:
         f.write(proto.SerializeToString())

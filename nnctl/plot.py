@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from nnctl.backend import to_host
-from nnctl.errors import NnctlError
+from nnctl.errors import ConfigError, NnctlError
 from nnctl.experiment import Experiment, report
 from nnctl.model import Model
 from nnctl.outputs import replacing
@@ -43,7 +43,7 @@ def check_output(out: Path) -> None:
     kinds = pyplot().figure().canvas.get_supported_filetypes()
     pyplot().close("all")
     if out.suffix.lower().lstrip(".") not in kinds:
-        raise NnctlError(f"{out}: unknown image kind '{out.suffix or out.name}'; name it *.png, *.svg or *.pdf "
+        raise ConfigError(f"{out}: unknown image kind '{out.suffix or out.name}'; name it *.png, *.svg or *.pdf "
                          f"(or one of: {', '.join(sorted(kinds))})")
     for folder in out.parents:
         if folder.exists() and not folder.is_dir():

@@ -10,7 +10,7 @@ import numpy as np
 
 from nnctl.backend import to_host
 from nnctl.data.inputs import read_inputs
-from nnctl.errors import DataError, NnctlError
+from nnctl.errors import ConfigError, DataError
 from nnctl.limits import too_big
 from nnctl.metrics import check_finite, predict
 from nnctl.outputs import replacing
@@ -70,7 +70,7 @@ def features(trained: Trained, paths: list[Path], layer: str) -> np.ndarray:
     the host."""
     names = [each.name for each in trained.model.layers]
     if layer not in names:
-        raise NnctlError(f"--layer: this model has no layer '{layer}'{did_you_mean(layer, names)}; its layers: "
+        raise ConfigError(f"--layer: this model has no layer '{layer}'{did_you_mean(layer, names)}; its layers: "
                          f"{', '.join(names)}")
     x = read_files(trained, paths)[1]
     outputs = predict(trained.model, x, trained.batch_size, finite=False, depth=names.index(layer) + 1)
@@ -86,7 +86,7 @@ def save_array(path: Path, values: np.ndarray) -> None:
 def check_output(path: Path) -> None:
     """Refuses an output file whose kind `write` does not know, before any work is done."""
     if path.suffix.lower() not in OUTPUT_SUFFIXES:
-        raise NnctlError(f"{path}: cannot write predictions as '{path.suffix or path.name}'; "
+        raise ConfigError(f"{path}: cannot write predictions as '{path.suffix or path.name}'; "
                          f"name the file *.csv, *.npy or *.json")
 
 

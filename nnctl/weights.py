@@ -9,7 +9,7 @@ import numpy as np
 from nnctl.backend import to_device
 from nnctl.config import Config
 from nnctl.data.npyfile import read_npz
-from nnctl.errors import DataError, NnctlError
+from nnctl.errors import ConfigError, DataError
 from nnctl.layers.base import array_problem
 from nnctl.model import Model
 from nnctl.outputs import replacing
@@ -42,7 +42,7 @@ def write_npz(path: str | Path, arrays: dict[str, np.ndarray], **extra: np.ndarr
     """Writes named arrays to an .npz file; returns the names (of `arrays`, not `extra`)."""
     path = Path(path)
     if path.suffix != ".npz":
-        raise NnctlError(f"{path}: the weights are written as an .npz archive; name the file *.npz")
+        raise ConfigError(f"{path}: the weights are written as an .npz archive; name the file *.npz")
     with replacing(path, "the weights") as f:
         np.savez(f, **arrays, **extra)  # type: ignore[arg-type]  # numpy's stub fears **arrays naming allow_pickle
     return list(arrays)

@@ -125,7 +125,7 @@ def test_validation_count_and_test():
     assert load({**spec, "validation": 0.25}).val.y.tolist() == [7, 8, 9]  # ceil(2.5)
     with pytest.raises(DataError, match="no test split"):
         load({**spec, "validation": "test"})
-    with pytest.raises(DataError, match="leaving none"):
+    with pytest.raises(ConfigError, match="leaving none"):
         load({**spec, "validation": 10})
     data = load({"type": "logic", "op": "xor", "validation": "test"})
     assert data.val is data.test and len(data.train) == 4

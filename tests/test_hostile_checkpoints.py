@@ -79,6 +79,7 @@ FORGED = {
                                      "'rng.dropout' is not a generator's state (names and whole numbers)"),
     "an rng state holding an array": ("rng.data.has_uint32", np.zeros(2, np.int64), "'rng.data' is not a generator's"),
     "an edited config": ("config.model.layers.0.activation", "relu", "its config does not match the run it holds"),
+    "a vocabulary with a repeated token": ("inputs.vocab", ["a", "a"], "'inputs.vocab' lists a token twice"),
 }
 
 

@@ -67,7 +67,20 @@ def test_merge_keys_work_in_a_config(tmp_path):
     (["train", "{config}", "--runs-dir", "{config}"], 1, "a file (or inside one), not a folder for runs"),
     (["runs", "{config}"], 1, "a file, not a folder of runs"),
     (["train", "{config}", "a..b=1"], 2, "override 'a..b=1': the key 'a..b' has an empty or padded part"),
-    (["plot", "{run}", "-o", "{tmp}/out.xyz"], 1, "unknown image kind '.xyz'"),
+    (["plot", "{run}", "-o", "{tmp}/out.xyz"], 2, "unknown image kind '.xyz'"),
+    (["predict", "{run}", "{tmp}/x.npy", "--layer", "dense_1"], 2, "--layer writes the layer's outputs as an array"),
+    (["predict", "{run}", "{tmp}/x.npy", "-o", "{tmp}/a.txt"], 2, "cannot write predictions as '.txt'"),
+    (["predict", "{run}", "{tmp}/x.npy", "--layer", "nolayer", "-o", "{tmp}/f.npy"], 2,
+     "--layer: this model has no layer 'nolayer'"),
+    (["export", "{run}", "-o", "{tmp}/a.npz", "--format", "bogus"], 2, "--format must be npz or onnx, not 'bogus'"),
+    (["export", "{run}", "-o", "{tmp}/a.txt"], 2, "a.txt: the weights are written as an .npz archive"),
+    (["export", "{run}", "-o", "{tmp}/a.npz", "--format", "onnx"], 2, "a.npz: name the ONNX file *.onnx"),
+    (["plot", "{run}", "{run}", "--confusion"], 2, "--confusion shows one run; got 2"),
+    (["plot", "{run}", "--metric", "bogus"], 2, "--metric: unknown metric 'bogus'"),
+    (["train", "{config}", "data.validation=10"], 2, "data.validation holds out 10 of the 4 training samples, "
+                                                     "leaving none to train on; make data.validation smaller"),
+    (["train", "{config}", "data.validation=3", "data.subset=3"], 2, "data.validation holds out 3 of the 3 training "
+                                                                     "samples (data.subset keeps 3)"),
     (["plot", "{run}", "-o", "{config}/x.png"], 1, "is a file, not a folder"),
     (["eval", "{tmp}"], 1, "a folder, not a checkpoint"),  # a run directory stands for its checkpoint; not any folder
     (["predict", "{tmp}", "{config}"], 1, "a folder, not a checkpoint"),

@@ -105,4 +105,4 @@ def test_export_cli_writes_a_file_onnxruntime_runs(tmp_path, mnist_root):
     for args, message in ((["--format", "tflite", "-o", str(tmp_path / "m.tflite")], "--format must be npz or onnx"),
                           (["--format", "onnx", "-o", str(tmp_path / "m.npz")], "name the ONNX file *.onnx")):
         result = nnctl("export", str(checkpoint), *args)
-        assert result.returncode == 1 and message in result.stderr and "Traceback" not in result.stderr
+        assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr

@@ -240,7 +240,7 @@ def test_bad_inputs_exit_with_a_message(run, tmp_path):
         assert result.returncode == 1, (files, result.stdout)
         assert message in result.stderr and "Traceback" not in result.stderr, result.stderr
     result = nnctl("predict", ckpt, str(tmp_path / "ok.npy"), "-o", str(tmp_path / "p.txt"))
-    assert result.returncode == 1 and "name the file *.csv, *.npy or *.json" in result.stderr
+    assert result.returncode == 2 and "name the file *.csv, *.npy or *.json" in result.stderr
     assert not (tmp_path / "p.txt").exists()
     result = nnctl("export", str(tmp_path / "none.pkl"), "-o", str(tmp_path / "w.npz"))
     assert result.returncode == 1 and "none.pkl: no such checkpoint" in result.stderr

@@ -187,8 +187,10 @@ class DatasetSource:
             return 0
         count = math.ceil(validation * n) if isinstance(validation, float) else validation
         if count >= n:
-            raise DataError(f"{self.origin('training')}: data.validation takes {count} of {n} training samples, "
-                            "leaving none to train on")
+            kept = f" (data.subset keeps {self.subset})" if self.subset is not None and self.subset <= n else ""
+            raise ConfigError(f"data.validation holds out {count} of the {n} training samples{kept}, leaving "
+                              "none to train on; make data.validation smaller" + (" or data.subset larger" if kept
+                                                                                 else ""))
         return count
 
     def inputs(self, x: np.ndarray, dtype: type) -> np.ndarray:
