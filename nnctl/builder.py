@@ -6,7 +6,7 @@ from typing import Any
 import numpy as np
 
 from nnctl.backend import use
-from nnctl.config import PATH_NAME_RULE, Config, KeyPath, is_path_name
+from nnctl.config import Config, KeyPath, is_path_name, path_name_rule
 from nnctl.init import make_initializer
 from nnctl.layers import LAYERS, Layer
 from nnctl.layers.activations import make_activation
@@ -45,7 +45,7 @@ def build_model(config: Config, input_shape: tuple[int, ...], dtype: type,
         kwargs.setdefault("name", f"{cls.registered_name}_{counts[cls.registered_name]}")
         if not is_path_name(kwargs["name"]):
             raise config.error(path + ("name",), f"'{kwargs['name']}' cannot name a layer (its arrays are exported "
-                                                 f"as <layer>/<key>); {PATH_NAME_RULE}")
+                                                 f"as <layer>/<key>); {path_name_rule(kwargs['name'])}")
         if (first := names.get(kwargs["name"])) is not None:
             named = isinstance(spec, dict) and "name" in spec
             given = path + ("name",) if named else ("model", "layers", first, "name")

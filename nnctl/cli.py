@@ -47,7 +47,8 @@ from nnctl.weights import load_into, weights_spec, write_npz
 from nnctl.yaml_loader import dump_yaml
 
 app = typer.Typer(help="Train neural networks written in plain NumPy from YAML files.", no_args_is_help=True,
-                  add_completion=True, pretty_exceptions_enable=False, rich_markup_mode=None)
+                  add_completion=True, pretty_exceptions_enable=False, rich_markup_mode=None,
+                  context_settings={"help_option_names": ["-h", "--help"]})  # inherited by every command
 # piped output is read whole: tables as wide as their cells (rich would cut them at 80 columns, or COLUMNS)
 _WIDTH = None if sys.stdout is None or sys.stdout.isatty() else 4096
 out = PlainConsole(width=_WIDTH)
@@ -100,6 +101,16 @@ Device = Annotated[str, typer.Option("--device", help=DEVICE_HELP, callback=_dev
 Force = Annotated[bool, typer.Option("--force", help="Replace the output file if it exists.")]
 RunDevice = Annotated[str | None, typer.Option("--device", help=DEVICE_HELP + " Default: the config's device.",
                                                show_default=False, callback=_device_option)]
+CommandDevice = Annotated[str | None, typer.Option("--device", help=DEVICE_HELP + " Default: a device= override, "
+                                                   "else cpu (never the checkpoint's).", show_default=False,
+                                                   callback=_device_option)]
+ON_CPU = "device=cpu"
+"""The device of eval and gradcheck unless their command line names one (an override after it, or --device)."""
+
+
+def _device_overrides(device: str | None) -> list[str]:
+    """The override --device stands for; none without it, so the config's device (or an override's) holds."""
+    return [f"device={device}"] if device else []
 
 
 def _version(value: bool) -> None:
@@ -147,10 +158,13 @@ def train(
 ) -> None:
     """Train the model a config describes; writes runs/<name>-<time>/ (config, metrics, checkpoints, summary)."""
     overrides = [*(overrides or []), *(["train.tensorboard=true"] if tensorboard else []),
-                 *(["train.tracking=mlflow"] if mlflow else []), *([f"device={device}"] if device else [])]
+                 *(["train.tracking=mlflow"] if mlflow else []), *_device_overrides(device)]
     if init_from is not None and (resume is not None or config is None):
         raise ConfigError("--init-from starts a new run of a config: nnctl train CONFIG --init-from CHECKPOINT "
                           "(use --resume alone to continue a run)")
+    if resume is not None and config is not None and "=" not in config:
+        raise ConfigError(f"--resume continues the run with its own config, so drop {config}; to start a new run of "
+                          f"it from the run's weights, use: nnctl train {config} --init-from {resume}")
     if resume is not None:
         extra = from_here([config], Path.cwd()) if config is not None else []  # with --resume: the first override
         runner = Runner.resume(checkpoint_of(resume, last=True), extra + (overrides or []), runs_dir, quiet)
@@ -186,15 +200,15 @@ def evaluate_command(
     overrides: Overrides = None,
     split: Annotated[str, typer.Option("--split", help="Which split to evaluate: test, val or train.")] = "test",
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
-    device: Device = "cpu",
+    device: CommandDevice = None,
 ) -> None:
     """Evaluate a checkpoint: loss, accuracy, error rate, the confusion matrix and per-class precision, recall
     and F1."""
     _check_split(split)
-    overrides = [*(overrides or []), f"device={device}"]
+    overrides = [ON_CPU, *(overrides or []), *_device_overrides(device)]
     checkpoint_path = checkpoint_of(checkpoint_path)
     exp = (trained_experiment(checkpoint_path, overrides) if checkpoint_path.suffix in YAML
-           else Trained.load(checkpoint_path, device).experiment(overrides))
+           else Trained.load(checkpoint_path).experiment(overrides))
     result = {"checkpoint": str(checkpoint_path), **report(exp, split)}
     if as_json:
         out.print_json(json.dumps(result))
@@ -222,7 +236,7 @@ def gradcheck(
                                      show_default=False)] = None,
     samples: Annotated[int, typer.Option("--samples", help="Training samples used with a config.")] = 8,
     per_tensor: Annotated[int, typer.Option("--per-tensor", help="Entries of each tensor checked with a config.")] = 20,
-    device: Device = "cpu",
+    device: CommandDevice = None,
 ) -> None:
     """Compare analytic gradients with central differences in float64; exits 1 if any check fails."""
     _at_least("--eps", eps, 0, above=True)
@@ -230,12 +244,12 @@ def gradcheck(
     _at_least("--samples", samples, 1)
     _at_least("--per-tensor", per_tensor, 1)
     if config is not None:
-        exp = _load(config, [*(overrides or []), "dtype=float64", f"device={device}"])
+        exp = _load(config, [ON_CPU, *(overrides or []), "dtype=float64", *_device_overrides(device)])
         checks = check_model(exp, samples, per_tensor, eps, tol, layer=layer)
     else:
         if layer is not None and layer not in LAYERS and layer not in LOSSES:
             LAYERS.get(layer)  # raises with the known names and a suggestion
-        checks = check_registry(layer, eps, tol, device)
+        checks = check_registry(layer, eps, tol, device or "cpu")
     out.print(tables.checks_table(checks))
     failed = [c for c in checks if not c.passed]
     if failed:

@@ -223,6 +223,13 @@ def is_path_name(name: Any) -> bool:
     return isinstance(name, str) and bool(re.fullmatch(pattern, name)) and ".." not in name
 
 
+def path_name_rule(name: Any) -> str:
+    """What a name is_path_name refuses must change: its length, when that is all, else the characters it holds."""
+    if isinstance(name, str) and len(name) > MAX_NAME and is_path_name(name[:MAX_NAME]):
+        return f"a name may have at most {MAX_NAME} characters, this one has {len(name)}"
+    return PATH_NAME_RULE
+
+
 def check_top_level(config: Config) -> None:
     """Unknown or missing sections, and the scalar ones' types."""
     for key in config.data:
@@ -240,7 +247,8 @@ def check_top_level(config: Config) -> None:
         if key in config.data and not matches(config.data[key], hint):
             raise config.error((key,), f"expected {describe_type(hint)}, got {describe_value(config.data[key])}")
     if not is_path_name(config.data.get("name", "x")):
-        raise config.error(("name",), f"'{config.data['name']}' cannot name a run directory; {PATH_NAME_RULE}")
+        raise config.error(("name",), f"'{config.data['name']}' cannot name a run directory; "
+                                            f"{path_name_rule(config.data['name'])}")
     dtype = config.data.setdefault("dtype", "float32")
     if not isinstance(dtype, str) or dtype not in DTYPES:
         raise config.error(("dtype",), f"expected {' or '.join(DTYPES)}, got {describe_value(dtype)}")

@@ -21,7 +21,6 @@ import numpy as np
 from nnctl.config import (
     MAX_BYTES,
     MAX_NAME,
-    PATH_NAME_RULE,
     Config,
     KeyPath,
     apply_override,
@@ -31,6 +30,7 @@ from nnctl.config import (
     key_path,
     load_config,
     parse_yaml,
+    path_name_rule,
 )
 from nnctl.errors import ConfigError, NnctlError, quiet_arithmetic, read_bytes, real_path
 from nnctl.experiment import trained_through
@@ -200,7 +200,8 @@ class Sweep:
         self.name = self.spec.name or self.path.stem
         if not is_path_name(self.name):
             where = self.file.where(("name",)) if self.spec.name else str(self.path)
-            raise ConfigError(f"{where}: name: '{self.name}' cannot name the sweep's directory; {PATH_NAME_RULE}")
+            raise ConfigError(f"{where}: name: '{self.name}' cannot name the sweep's directory; "
+                              f"{path_name_rule(self.name)}")
         self.dir = real_path(Path(runs_dir) / self.name)  # Ray workers run elsewhere
         self.metric = self.spec.metric
         self.search = self._search()
@@ -315,7 +316,7 @@ class Sweep:
             name = str(member.get("name", ""))
             if name and not is_path_name(name):
                 raise self.file.error(("members", i, "name"), f"'{name}' cannot name a run directory; "
-                                                              f"{PATH_NAME_RULE}")
+                                                              f"{path_name_rule(name)}")
             if name in named:
                 which = f"named '{name}'" if name else "unnamed"
                 raise self.file.error(("members", i), f"another entry of members is {which} too; give each entry "

@@ -75,3 +75,26 @@ def test_ctrl_c_outside_a_training_says_interrupted_and_exits_130(after):
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=120)
     assert process.returncode == 130 and stderr == "interrupted\n", stderr
+
+
+def _command_paths(group, prefix=()):
+    """Every command of a click group, as the words that call it (sub-commands' too)."""
+    for name, command in group.commands.items():
+        yield (*prefix, name)
+        if hasattr(command, "commands"):
+            yield from _command_paths(command, (*prefix, name))
+
+
+def test_h_is_help_on_every_command():
+    from typer.main import get_command
+    from typer.testing import CliRunner
+
+    from nnctl.cli import app
+
+    group = get_command(app)
+    paths = [(), *_command_paths(group)]
+    assert len(paths) > 10
+    for path in paths:
+        result = CliRunner().invoke(app, [*path, "-h"])
+        assert result.exit_code == 0 and "Usage:" in result.output and "-h, --help" in result.output, (path,
+                                                                                                        result.output)

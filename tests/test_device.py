@@ -184,6 +184,18 @@ def test_cuda_without_cupy_or_a_gpu_stops_before_the_run_directory(tmp_path):
     assert not any(tmp_path.iterdir()), "nothing was made"
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["eval", "gradcheck"])
+def test_a_device_override_is_not_undone_by_the_device_options_default(tmp_path, command):
+    """--device defaulted to cpu and overrode `device=cuda`: the command ran on the CPU without a word."""
+    (tmp_path / "xor.yaml").write_text((CONFIGS / "xor_mlp.yaml").read_text())
+    assert nnctl("train", "xor.yaml", "train.epochs=1", "-q", cwd=tmp_path).returncode == 0
+    target = next(tmp_path.glob("runs/*")) if command == "eval" else tmp_path / "xor.yaml"
+    result = nnctl(command, str(target), "device=cuda", cwd=tmp_path)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "pip install 'nnctl[gpu]'" in result.stderr or "no usable NVIDIA GPU" in result.stderr
+
+
 @pytest.mark.parametrize("name", list(LAYERS))
 def test_every_layer_computes_under_the_strict_device_what_it_computes_on_the_cpu(name, strict_device):
     cpu, device = layer_outputs(name, "cpu"), layer_outputs(name, "cuda")

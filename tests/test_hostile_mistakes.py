@@ -76,6 +76,10 @@ def test_merge_keys_work_in_a_config(tmp_path):
     (["export", "{run}", "-o", "{tmp}/a.txt"], 2, "a.txt: the weights are written as an .npz archive"),
     (["export", "{run}", "-o", "{tmp}/a.npz", "--format", "onnx"], 2, "a.npz: name the ONNX file *.onnx"),
     (["plot", "{run}", "{run}", "--confusion"], 2, "--confusion shows one run; got 2"),
+    (["train", "{config}", "--resume", "{run}"], 2, "--resume continues the run with its own config, so drop"),
+    (["train", "{config}", "name=" + "c" * 240], 2, "a name may have at most 200 characters, this one has 240"),
+    (["train", "{config}", "model.layers.0.name=" + "d" * 201], 2, "a name may have at most 200 characters, this one "
+                                                                   "has 201"),
     (["plot", "{run}", "--metric", "bogus"], 2, "--metric: unknown metric 'bogus'"),
     (["train", "{config}", "data.validation=10"], 2, "data.validation holds out 10 of the 4 training samples, "
                                                      "leaving none to train on; make data.validation smaller"),
