@@ -126,10 +126,13 @@ def test_plot_errors(two_runs, tmp_path):
     _, first, _ = two_runs
     no_conv = nnctl("plot", str(first), "--filters", "-o", str(tmp_path / "f.png"))
     assert no_conv.returncode == 1 and "first conv layer" in no_conv.stderr and "dense" in no_conv.stderr
-    unknown = nnctl("plot", str(first), "--metric", "acuracy", "-o", str(tmp_path / "x.png"))
-    assert unknown.returncode == 1 and "'acuracy'" in unknown.stderr and "val_accuracy" in unknown.stderr
-    assert not (tmp_path / "f.png").exists() and not (tmp_path / "x.png").exists()
-    for result in (no_conv, unknown):
+    unknown = nnctl("plot", str(first), "--metric", "acuracy", "-o", str(tmp_path / "x.png"))  # a typo: exit 2
+    assert unknown.returncode == 2 and "--metric: unknown metric 'acuracy'" in unknown.stderr, unknown.stderr
+    unrecorded = nnctl("plot", str(first), "--metric", "top_5_accuracy", "-o", str(tmp_path / "y.png"))
+    assert unrecorded.returncode == 1 and "no run records the metric 'top_5_accuracy'" in unrecorded.stderr
+    assert "val_accuracy" in unrecorded.stderr, unrecorded.stderr
+    assert not any((tmp_path / name).exists() for name in ("f.png", "x.png", "y.png"))
+    for result in (no_conv, unknown, unrecorded):
         assert "Traceback" not in result.stderr
 
 
