@@ -17,9 +17,17 @@ from nnctl.runs import Run, config_diff
 from nnctl.sweep import Outcome, Sweep
 
 
+class Folding(Table):
+    """A rich Table whose long cells (paths, run names) fold onto more lines where the terminal is narrow, instead
+    of being cut short with '…'."""
+
+    def add_column(self, *args, **kwargs) -> None:
+        super().add_column(*args, overflow="fold", **kwargs)
+
+
 def confusion_table(counts: np.ndarray) -> Table:
     """Counts of (true, predicted) classes, the diagonal in bold."""
-    table = Table(title="confusion matrix (rows: true class, columns: predicted)")
+    table = Folding(title="confusion matrix (rows: true class, columns: predicted)")
     table.add_column("")
     for j in range(len(counts)):
         table.add_column(str(j), justify="right")
@@ -30,7 +38,7 @@ def confusion_table(counts: np.ndarray) -> Table:
 
 def eval_table(result: dict, title: str) -> Table:
     """The loss and the other metrics of an evaluation (`experiment.report`)."""
-    table = Table(title=f"{title} ({result['samples']} samples)")
+    table = Folding(title=f"{title} ({result['samples']} samples)")
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key, value in result.items():
@@ -43,7 +51,7 @@ def model_table(model: Model, name: str) -> Table:
     """One row per layer: its name, type, output shape, parameter count, whether it trains or is frozen (a frozen
     dropout runs as in evaluation), and whether its arrays came from model.weights ("file") or from its
     initializers ("init")."""
-    table = Table(title=f"{name}: input {list(model.input_shape)}")
+    table = Folding(title=f"{name}: input {list(model.input_shape)}")
     for column in ("#", "layer", "type", "output shape", "parameters", "trainable", "weights"):
         table.add_column(column, justify="right" if column in ("#", "parameters") else "left")
     for i, (layer, shape) in enumerate(zip(model.layers, model.shapes, strict=True), start=1):
@@ -56,7 +64,7 @@ def model_table(model: Model, name: str) -> Table:
 
 def conversion_table(steps: list[Step], arrays: dict[str, np.ndarray], title: str) -> Table:
     """One row per array nnctl convert wrote (or layer it left out): its shape, where it came from, what was done."""
-    table = Table(title=title)
+    table = Folding(title=title)
     for column in ("nnctl array", "shape", "from", "layout"):
         table.add_column(column)
     for step in steps:
@@ -67,7 +75,7 @@ def conversion_table(steps: list[Step], arrays: dict[str, np.ndarray], title: st
 
 def checks_table(checks: list[Check]) -> Table:
     """One row per gradient check: tensor, shape, relative error and the verdict."""
-    table = Table(title="gradient check (float64, central differences)")
+    table = Folding(title="gradient check (float64, central differences)")
     for column in ("target", "tensor", "shape", "relative error", "result"):
         table.add_column(column, justify="right" if column == "relative error" else "left")
     for c in checks:
@@ -86,7 +94,7 @@ def checks_table(checks: list[Check]) -> Table:
 
 def predictions_table(result: Predictions, k: int) -> Table:
     """Each input's class, its probability and the top k, or the raw outputs of a regression."""
-    table = Table(title=f"{len(result.names)} predictions")
+    table = Folding(title=f"{len(result.names)} predictions")
     table.add_column("input")
     if result.classes is None:
         table.add_column("outputs", justify="right")
@@ -107,7 +115,7 @@ def predictions_table(result: Predictions, k: int) -> Table:
 def runs_table(runs: list[Run], root: Path) -> Table:
     """One row per run: where it is, when it started, its status, epochs (or, under train.steps, steps) done of
     those planned, best metric, wall time."""
-    table = Table(title=f"runs under {root}")
+    table = Folding(title=f"runs under {root}")
     for column in ("run", "started", "status", "done", "best", "wall time"):
         table.add_column(column, justify="right" if column in ("done", "wall time") else "left")
     for run in runs:
@@ -126,7 +134,7 @@ def runs_table(runs: list[Run], root: Path) -> Table:
 
 def sweep_table(sweep: Sweep, outcomes: list[Outcome], metric: str) -> Table:
     """One row per sweep member: status, epochs, the final metric in each split, wall time, run."""
-    table = Table(title=f"sweep {sweep.name} ({sweep.dir})")
+    table = Folding(title=f"sweep {sweep.name} ({sweep.dir})")
     columns = ["member", "status", "epochs", metric, f"val_{metric}", f"test_{metric}", "wall time", "run"]
     for column in columns:
         table.add_column(column, justify="left" if column in ("member", "status", "run") else "right")
@@ -143,7 +151,7 @@ def sweep_table(sweep: Sweep, outcomes: list[Outcome], metric: str) -> Table:
 def run_tables(run: Run) -> list[Table]:
     """One run's summary and final metrics, then its per-epoch rows."""
     s = run.summary
-    table = Table(title=f"run {run.path}", show_header=False)
+    table = Folding(title=f"run {run.path}", show_header=False)
     table.add_column("key")
     table.add_column("value")
     rows = [("name", run.config.get("name")), ("started", f"{run.started:%Y-%m-%d %H:%M:%S}"), ("status", run.status),
@@ -159,7 +167,7 @@ def run_tables(run: Run) -> list[Table]:
     epochs = run.epochs()
     if not epochs:
         return [table]
-    history = Table(title="per epoch")
+    history = Folding(title="per epoch")
     columns = [k for k in epochs[0] if k not in ("kind", "step")]
     for column in columns:
         history.add_column(column, justify="right")
@@ -171,12 +179,12 @@ def run_tables(run: Run) -> list[Table]:
 def diff_tables(a: Run, b: Run) -> list[Table]:
     """The config keys that differ between two runs, then their results side by side."""
     changes = config_diff(a, b)
-    table = Table(title=f"config keys that differ ({len(changes)})")
+    table = Folding(title=f"config keys that differ ({len(changes)})")
     for column in ("key", str(a.path), str(b.path)):
         table.add_column(column)
     for key, x, y in changes:
         table.add_row(key, "—" if x is None else str(x), "—" if y is None else str(y))
-    metrics = Table(title="results")
+    metrics = Folding(title="results")
     for column in ("metric", str(a.path), str(b.path)):
         metrics.add_column(column, justify="left" if column == "metric" else "right")
     fa, fb = a.final_metrics(), b.final_metrics()
@@ -190,7 +198,7 @@ def diff_tables(a: Run, b: Run) -> list[Table]:
 
 def findings_table(findings: list[Finding]) -> Table:
     """One row per pre-flight check: what was checked, the verdict and what it saw."""
-    table = Table(title="pre-flight check")
+    table = Folding(title="pre-flight check")
     for column in ("check", "result", "detail"):
         table.add_column(column)
     for f in findings:
@@ -201,7 +209,7 @@ def findings_table(findings: list[Finding]) -> Table:
 
 def timing_table(timings: list[Timing], batch: int) -> Table:
     """Milliseconds per layer forward and backward over one batch, and the totals."""
-    table = Table(title=f"time per layer, batch of {batch} (ms, mean of the timed passes)")
+    table = Folding(title=f"time per layer, batch of {batch} (ms, mean of the timed passes)")
     for column in ("layer", "type", "forward", "backward"):
         table.add_column(column, justify="left" if column in ("layer", "type") else "right")
     for t in timings:
@@ -213,7 +221,7 @@ def timing_table(timings: list[Timing], batch: int) -> Table:
 
 def per_class_table(rows: list[dict]) -> Table:
     """Precision, recall, F1 and support of each class."""
-    table = Table(title="per class")
+    table = Folding(title="per class")
     for column in ("class", "precision", "recall", "f1", "support"):
         table.add_column(column, justify="right")
     for row in rows:

@@ -1,6 +1,7 @@
 """What the CLI prints and how it ends, as a user sees it: paths printed as they are, piped tables whole, a
 closed pipe and a Ctrl-C anywhere ending in one line and a run that can be resumed."""
 
+import io
 import json
 import signal
 import subprocess
@@ -8,8 +9,10 @@ import sys
 import time
 
 import pytest
+from rich.console import Console
 
 from helpers import CONFIGS, REPO, nnctl
+from nnctl import tables
 
 pytestmark = pytest.mark.slow  # runs the CLI in subprocesses and trains
 
@@ -98,3 +101,18 @@ def test_h_is_help_on_every_command():
         result = CliRunner().invoke(app, [*path, "-h"])
         assert result.exit_code == 0 and "Usage:" in result.output and "-h, --help" in result.output, (path,
                                                                                                         result.output)
+
+
+def test_a_narrow_terminal_folds_long_cells_instead_of_cutting_them():
+    name = "mnist_mlp-lr0.001-20261207-101500"
+    table = tables.Folding(title="runs")
+    for column in ("run", "status", "best"):
+        table.add_column(column)
+    table.add_row(name, "finished", "val_accuracy 0.9832")
+    shown = io.StringIO()
+    Console(file=shown, width=30).print(table)
+    text = shown.getvalue()
+    assert "…" not in text
+    cells = ["".join(line.split("│")[i].strip() for line in text.splitlines() if line.count("│") == 4)
+             for i in (1, 2, 3)]
+    assert cells == [name, "finished", "val_accuracy0.9832"]
