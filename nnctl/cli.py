@@ -268,11 +268,12 @@ def check(
                                            "for the timed passes.")] = 60,
     repeats: Annotated[int, typer.Option("--repeats", min=1, help="Timed passes per layer (as many as fit in "
                                          "--seconds).")] = 5,
+    device: RunDevice = None,
 ) -> None:
     """Pre-flight: one batch forward and backward, the initial loss against its expected value, dead or
     saturated units at init, overfitting a few samples, and each layer's forward and backward time; exit 1
     with the reasons where something is wrong."""
-    exp = _load(config, overrides)
+    exp = _load(config, [*(overrides or []), *_device_overrides(device)])
     check_trains(exp)
     timings = time_layers(exp, repeats, seconds)
     findings = preflight(exp, samples, steps, seconds)

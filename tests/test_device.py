@@ -176,8 +176,9 @@ def test_device_is_a_config_key_checked_at_its_line():
 
 
 @pytest.mark.slow
-def test_cuda_without_cupy_or_a_gpu_stops_before_the_run_directory(tmp_path):
-    result = nnctl("train", str(CONFIGS / "mnist_mlp.yaml"), "--device", "cuda", "--runs-dir", str(tmp_path))
+@pytest.mark.parametrize("command", ["train", "check"])
+def test_cuda_without_cupy_or_a_gpu_stops_before_the_run_directory(tmp_path, command):
+    result = nnctl(command, str(CONFIGS / "mnist_mlp.yaml"), "--device", "cuda", cwd=tmp_path)
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     assert "pip install 'nnctl[gpu]'" in result.stderr or "no usable NVIDIA GPU" in result.stderr
