@@ -15,7 +15,7 @@ from nnctl.errors import NnctlError
 from nnctl.layers import Layer
 from nnctl.layers.activations import Activation
 from nnctl.limits import too_big
-from nnctl.losses import LOSSES, Decay, Loss
+from nnctl.losses import LOSSES, BinaryCrossEntropy, Decay, Loss
 from nnctl.metrics import (
     LOWER_IS_BETTER,
     METRICS,
@@ -164,20 +164,22 @@ def initial_model(config: Config) -> Model:
 
 def report(exp: Experiment, split: str) -> dict:
     """Loss, accuracy and error rate (or mse) and the run's other metrics, and for classifiers of up to
-    MAX_CONFUSION classes the confusion matrix, per-class precision, recall and F1, and their macro average, on
-    one split."""
+    MAX_CONFUSION classes (a binary cross-entropy's one output: two, per sample or per step) the confusion matrix,
+    per-class precision, recall and F1, and their macro average, on one split."""
     data = exp.data.split(split)
     if data is None:
         others = [name for name in ("test", "val", "train") if name != split and exp.data.split(name) is not None]
         raise NnctlError(f"the dataset of this experiment has no {split} split; it has: {', '.join(others)} "
                          f"(--split {others[0]})")
     outputs, targets = predict(exp.model, data.x, exp.settings.eval_batch_size), to_device(data.y)
-    metrics = list(dict.fromkeys([*(["accuracy", "error_rate"] if exp.data.num_classes else ["mse"]), *exp.metrics]))
+    num_classes = exp.data.num_classes or (2 if isinstance(exp.loss, BinaryCrossEntropy) and
+                                           exp.model.output_shape[-1:] == (1,) else None)  # 0/1 targets per step
+    metrics = list(dict.fromkeys([*(["accuracy", "error_rate"] if num_classes else ["mse"]), *exp.metrics]))
     result: dict[str, typing.Any] = {"split": split, "samples": len(data),
                                      **scores(exp.loss, outputs, targets, metrics)}
-    if exp.data.num_classes and exp.data.num_classes <= MAX_CONFUSION:
+    if num_classes and num_classes <= MAX_CONFUSION:
         counts = confusion_matrix(to_host(target_labels(targets, outputs)), to_host(exp.loss.labels(outputs)),
-                                  exp.data.num_classes)
+                                  num_classes)
         classes = per_class(counts)
         result.update(confusion_matrix=counts.tolist(), per_class=classes,
                       macro_f1=sum(row["f1"] for row in classes) / len(classes))

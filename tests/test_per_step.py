@@ -50,6 +50,10 @@ def test_elman_config_learns_per_step_flags_and_tests_its_best_weights(tmp_path)
     assert evaluated.returncode == 0, evaluated.stderr
     report = json.loads(evaluated.stdout)
     assert report["loss"] == pytest.approx(summary["test"]["test_loss"], rel=1e-6)
+    matrix = np.array(report["confusion_matrix"])  # one 0/1 output per step: two classes, every step counted
+    assert matrix.shape == (2, 2) and matrix.sum() == y_test.size and matrix[1].sum() == y_test.sum()
+    assert report["error_rate"] == pytest.approx(1 - report["accuracy"])
+    assert np.trace(matrix) / matrix.sum() == pytest.approx(report["accuracy"])
 
 
 @pytest.mark.slow
