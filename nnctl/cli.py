@@ -99,6 +99,7 @@ def _typed_here(overrides: list[str] | None) -> list[str] | None:
 Overrides = Annotated[list[str] | None, typer.Argument(help=OVERRIDES_HELP, show_default=False, callback=_typed_here)]
 Device = Annotated[str, typer.Option("--device", help=DEVICE_HELP, callback=_device_option)]
 Force = Annotated[bool, typer.Option("--force", help="Replace the output file if it exists.")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print the results as JSON instead of tables.")]
 RunDevice = Annotated[str | None, typer.Option("--device", help=DEVICE_HELP + " Default: the config's device.",
                                                show_default=False, callback=_device_option)]
 CommandDevice = Annotated[str | None, typer.Option("--device", help=DEVICE_HELP + " Default: a device= override, "
@@ -199,7 +200,7 @@ def evaluate_command(
                                                     "(.yaml) whose model.weights names exported weights.")],
     overrides: Overrides = None,
     split: Annotated[str, typer.Option("--split", help="Which split to evaluate: test, val or train.")] = "test",
-    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+    as_json: AsJson = False,
     device: CommandDevice = None,
 ) -> None:
     """Evaluate a checkpoint: loss, accuracy, error rate, the confusion matrix and per-class precision, recall
@@ -472,9 +473,13 @@ app.add_typer(runs_app, name="runs")
 @runs_app.command("list")
 def runs_list(
     root: Annotated[Path, typer.Argument(metavar="[DIR]", help="A folder of runs, such as a sweep's.")] = Path("runs"),
+    as_json: AsJson = False,
 ) -> None:
     """A table of the runs under DIR (default runs/, sweeps' members included)."""
     runs = find_runs(root)
+    if as_json:
+        out.print_json(json.dumps([run.record() for run in runs]))
+        return
     if not runs:
         out.print(f"no runs under {root}")
         return
@@ -483,10 +488,13 @@ def runs_list(
 
 
 @runs_app.command("show")
-def runs_show(run: Annotated[Path, typer.Argument(metavar="RUN", help="A run directory or one of its checkpoints.")]
-              ) -> None:
+def runs_show(run: Annotated[Path, typer.Argument(metavar="RUN", help="A run directory or one of its checkpoints.")],
+              as_json: AsJson = False) -> None:
     """One run's summary, final and test metrics, and its per-epoch rows."""
     shown = load_run(run)
+    if as_json:
+        out.print_json(json.dumps(shown.record(history=True)))
+        return
     for table in tables.run_tables(shown):
         out.print(table)
     _damage([shown])

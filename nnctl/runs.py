@@ -57,6 +57,15 @@ class Run:
             return datetime.strptime(match.group(1), "%Y%m%d-%H%M%S")
         return datetime.fromtimestamp((self.path / "config.yaml").stat().st_mtime)
 
+    def record(self, history: bool = False) -> dict[str, Any]:
+        """The run as plain data for --json: where it is, when it started, its status, its summary.json (and
+        config and metric rows with `history`), and what could not be read."""
+        record: dict[str, Any] = {"path": str(self.path), "started": self.started.isoformat(),
+                                  "status": self.status, "summary": self.summary}
+        if history:
+            record.update(config=self.config, history=self.history)
+        return {**record, "damage": self.damage}
+
     @property
     def status(self) -> str:
         """As the summary says, except that a 'running' run whose process is gone is 'crashed'."""

@@ -68,6 +68,21 @@ def test_runs_lists_shows_and_diffs(two_runs):
     assert "test_accuracy" in lines and "config keys that differ (8)" in diff.stdout
 
 
+def test_runs_list_and_show_as_json(two_runs, tmp_path):
+    runs, first, second = two_runs
+    listed = nnctl("runs", "list", str(runs), "--json")
+    assert listed.returncode == 0, listed.stderr
+    records = json.loads(listed.stdout)
+    assert [record["path"] for record in records] == [str(first), str(second)]
+    assert all(record["status"] == "finished" and record["damage"] == [] for record in records)
+    assert records[0]["summary"] == json.loads((first / "summary.json").read_text())
+    shown = json.loads(nnctl("runs", "show", str(first), "--json").stdout)
+    assert shown["config"]["optimizer"]["type"] == "adam" and len(shown["history"]) >= 2
+    assert [row["epoch"] for row in shown["history"] if row["kind"] == "epoch"] == [1, 2]
+    empty = nnctl("runs", "list", str(tmp_path), "--json")
+    assert empty.returncode == 0 and json.loads(empty.stdout) == []
+
+
 def test_mlflows_copies_of_a_run_are_not_listed_as_runs(two_runs, tmp_path):
     """MLflow's local artifact store beside the runs holds each tracked run's summary.json and config.yaml."""
     _, first, _ = two_runs
