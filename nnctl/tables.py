@@ -81,8 +81,8 @@ def checks_table(checks: list[Check]) -> Table:
     for c in checks:
         note = {"rule": " (perceptron rule: backward = dy)", "zero": " (both zero up to rounding)",
                 "rounding": " (small gradients: the difference is the loss's rounding at this --eps)",
-                "kinks": f" ({c.kinks} {'entry' if c.kinks == 1 else 'entries'} left out: a ReLU or max-pool kink "
-                         "within ±eps)"}.get(c.kind, "")
+                "kinks": f" ({c.kinks} {'entry' if c.kinks == 1 else 'entries'} agreed only with a smaller step: a "
+                         "ReLU or max-pool kink within ±eps, or --eps too large for them)"}.get(c.kind, "")
         if c.kind == "surrogate":
             table.add_row(c.target, c.tensor, "×".join(map(str, c.shape)), "—",
                           "not compared (behind the step's perceptron rule, which is no derivative)")

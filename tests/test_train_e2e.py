@@ -354,6 +354,9 @@ def test_gradcheck_command(tmp_path):
     assert failing.returncode == 1 and "FAIL" in failing.stdout
     unknown = nnctl("gradcheck", "--layer", "rleu")
     assert unknown.returncode == 2 and "did you mean 'relu'?" in unknown.stderr
+    perceptron = nnctl("gradcheck", str(CONFIGS / "perceptron_and.yaml"))
+    assert perceptron.returncode == 0 and "checks passed" not in perceptron.stdout, perceptron.stdout
+    assert "nothing compared: every gradient passes through a step's perceptron rule" in perceptron.stdout
 
 
 @pytest.mark.parametrize("config, overrides", [
