@@ -133,8 +133,8 @@ class Csv(FileSource):
         return x, (y.astype(np.int64) if labels else y)
 
 
-BYTES_PER_BYTE = 32
-"""What reading a CSV costs per byte of it at most: a cell of one digit and its comma (2 bytes) is a str and a
+CSV_COST = 32
+"""What reading a CSV costs in memory per byte of it at most: a cell of one digit and its comma (2 bytes) is a str and a
 list slot (about 58 bytes) and then a float."""
 AUTO_CLASSES = 1000
 """With data.targets: auto, whole numbers from 0 below this are class labels; others are values (regression)."""
@@ -157,7 +157,8 @@ def _rows(path: Path, header: bool | None, delimiter: str,
           limit: int | None = None) -> tuple[list[int], list[list[str]]]:
     """The file's non-blank rows after any header (of its first `limit` non-blank rows), with their line numbers."""
     size = regular_file(path, DataError, "file")
-    if problem := too_big(size * BYTES_PER_BYTE, f"{path}: {size:,} bytes of CSV as rows of cells"):
+    problem = limit is None and too_big(size * CSV_COST, f"{path}: {size:,} bytes of CSV as rows of cells")
+    if problem:  # the first `limit` rows (a peek at the shape) cost little, whatever the file's size
         raise DataError(problem)
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: a BOM (Excel's) is not part of a cell

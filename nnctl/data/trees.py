@@ -16,8 +16,8 @@ from nnctl.limits import too_big
 
 Node = tuple[str | None, int, int]
 """(word, left, right): a leaf's word with -1, -1; an inner node's None with the rows of its children."""
-BYTES_PER_BYTE = 40
-"""What reading trees costs per byte of the file at most: each token of a few bytes becomes a node of several
+TREE_COST = 40
+"""What reading trees costs in memory per byte of the file at most: each token of a few bytes becomes a node of several
 Python objects (about 27 bytes a byte for `(1 (0 a) (1 b))`)."""
 UNKNOWN = "<unk>"
 """Word id 0: every word the training file does not hold."""
@@ -95,7 +95,7 @@ def format_tree(nodes: list[Node], labels: list[int]) -> str:
 def read_trees(path: Path) -> list[tuple[list[Node], list[int]]]:
     """Every tree of a file (blank lines skipped); DataError naming file:line for the first bad one."""
     raw = read_bytes(path, DataError, "tree file")
-    if problem := too_big(len(raw) * BYTES_PER_BYTE, f"{path}: {len(raw):,} bytes of trees as nodes"):
+    if problem := too_big(len(raw) * TREE_COST, f"{path}: {len(raw):,} bytes of trees as nodes"):
         raise DataError(problem)
     try:
         lines = raw.decode("utf-8").splitlines()
