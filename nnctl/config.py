@@ -89,12 +89,15 @@ def from_here(overrides: typing.Sequence[str], here: Path) -> list[str]:
         try:
             path, parsed = parse_override(text)
         except ConfigError:  # reported where the override is applied
-            path, parsed = (), None
-        if path in PATH_KEYS and isinstance(parsed, str) and parsed.strip() and "://" not in parsed \
-                and not Path(parsed).expanduser().is_absolute():
-            key = text.partition("=")[0]
-            text = f"{key}={json.dumps(str(here / parsed))}"  # a JSON string is YAML, whatever the path holds
-        typed.append(text)
+            typed.append(text)
+            continue
+        given: Any = parsed
+        for key in reversed(path):  # the override as config data, to which absolute_paths applies
+            given = {key: given}
+        made: Any = absolute_paths(given, here)
+        for key in path:
+            made = made[key]
+        typed.append(text if made == parsed else f"{text.partition('=')[0]}={json.dumps(made)}")  # JSON is YAML
     return typed
 
 

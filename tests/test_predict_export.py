@@ -167,8 +167,11 @@ def test_a_relative_path_in_an_override_starts_from_the_current_folder_not_the_c
     (it looked for configs/and.npz); a path written in a config file still starts from the file's folder."""
     np.savez(tmp_path / "and.npz", **{"dense_1/W": np.array([[0.1], [0.2]]), "dense_1/b": np.array([-0.2])})
     (tmp_path / "xor.csv").write_text("0,0,0\n0,1,1\n1,0,1\n1,1,0\n")
-    evaluated = nnctl("eval", str(CONFIGS / "perceptron_and.yaml"), "model.weights=and.npz", "--json", cwd=tmp_path)
-    assert evaluated.returncode == 0 and json.loads(evaluated.stdout)["accuracy"] == 1.0, evaluated.stderr
+    for weights in ("model.weights=and.npz", "model.weights={path: and.npz, layers: [dense_1]}",
+                    "model.weights.path=and.npz"):
+        evaluated = nnctl("eval", str(CONFIGS / "perceptron_and.yaml"), weights, "--json", cwd=tmp_path)
+        assert evaluated.returncode == 0, (weights, evaluated.stderr)
+        assert json.loads(evaluated.stdout)["accuracy"] == 1.0
     (tmp_path / "configs").mkdir()
     (tmp_path / "configs" / "xor.yaml").write_text(XOR.replace("{type: logic, op: xor}", "{type: csv, path: x.csv}"))
     trained = nnctl("train", "configs/xor.yaml", "data.path=xor.csv", "--runs-dir", "runs", "-q", cwd=tmp_path)
