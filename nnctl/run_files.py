@@ -26,9 +26,11 @@ def check_run_files(run_dir: Path) -> None:
     into another file; before anything is written."""
     linked = _first_link(run_dir)
     if linked is not None:
-        raise NnctlError(f"{linked}: a link to another file ({os.path.realpath(linked)}), which resuming would "
-                         "write through; nothing was changed. Copy the run with the files its links name (cp -rL "
-                         f"{shlex.quote(str(run_dir))} COPY) and resume the copy")
+        what = (f"a link to {os.path.realpath(linked)}" if linked.is_symlink() else
+                f"a file with {linked.stat().st_nlink - 1} other hard link(s), elsewhere")
+        raise NnctlError(f"{linked}: {what}, which resuming would write through; nothing was changed. Copy the run "
+                         f"with the files its links name (cp -rL {shlex.quote(str(run_dir))} COPY) and resume the "
+                         "copy")
     for path in [*(run_dir / name for name in WRITTEN), *sorted((run_dir / "checkpoints").glob("*.pkl"))]:
         if path.exists():
             try:

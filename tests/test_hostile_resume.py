@@ -126,15 +126,18 @@ def _hard_link_the_metrics(victim, original):
     os.link(original / "metrics.csv", victim / "metrics.csv")
 
 
-@pytest.mark.parametrize("make, linked", [(_link_every_file, "config.yaml"), (_link_the_log, "train.log"),
-                                          (_link_the_checkpoints, "checkpoints"),
-                                          (_hard_link_the_metrics, "metrics.csv")])
-def test_a_run_folder_with_links_is_refused_and_what_they_name_is_kept(runs, tmp_path, make, linked):
+@pytest.mark.parametrize("make, linked, what", [
+    (_link_every_file, "config.yaml", "a link to {original}/config.yaml"),
+    (_link_the_log, "train.log", "a link to {outside}"), (_link_the_checkpoints, "checkpoints", "a link to {original}"),
+    (_hard_link_the_metrics, "metrics.csv", "a file with 1 other hard link(s), elsewhere")])
+def test_a_run_folder_with_links_is_refused_and_what_they_name_is_kept(runs, tmp_path, make, linked, what):
     original = shutil.copytree(runs["xor"], tmp_path / "original")
     victim = shutil.copytree(original, tmp_path / "victim")
     make(victim, original)
     before = contents(tmp_path)
-    clean_error(resume(victim), 1, f"victim/{linked}: a link to another file", "nothing was changed", "cp -rL")
+    what = what.format(original=original / "checkpoints" if linked == "checkpoints" else original,
+                       outside=tmp_path / "outside.log")
+    clean_error(resume(victim), 1, f"victim/{linked}: {what}, which resuming", "nothing was changed", "cp -rL")
     assert contents(tmp_path) == before
 
 
