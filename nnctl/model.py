@@ -4,7 +4,9 @@ import numpy as np
 
 from nnctl import threads
 from nnctl.backend import host_copy, to_device
+from nnctl.errors import ConfigError
 from nnctl.layers import Layer
+from nnctl.schema import did_you_mean
 
 DEALT_SHARE = 0.9
 """The share of a model's multiply-adds in layers that deal threads above which they do (mnist_deep_cnn's convs:
@@ -61,6 +63,14 @@ class Model:
     def params(self) -> list[np.ndarray]:
         """Every trainable array, in a fixed order (the optimizer's slots follow it)."""
         return [layer.params[key] for layer, key in self.keys]
+
+    def layer_index(self, name: str) -> int:
+        """The position of the layer called `name` (given as --layer); ConfigError naming the layers if none is."""
+        names = [layer.name for layer in self.layers]
+        if name not in names:
+            raise ConfigError(f"--layer: this model has no layer '{name}'{did_you_mean(name, names)}; its layers: "
+                              f"{', '.join(names)}")
+        return names.index(name)
 
     def lr_mults(self) -> list[float]:
         """Each trainable array's learning-rate multiplier (its layer's lr_mult), in the order of params()."""

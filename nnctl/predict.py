@@ -14,7 +14,6 @@ from nnctl.errors import ConfigError, DataError
 from nnctl.limits import too_big
 from nnctl.metrics import check_finite, predict
 from nnctl.outputs import replacing
-from nnctl.schema import did_you_mean
 from nnctl.trained import Trained
 
 OUTPUT_SUFFIXES = (".csv", ".npy", ".json")
@@ -68,12 +67,9 @@ def predict_files(trained: Trained, paths: list[Path]) -> Predictions:
 def features(trained: Trained, paths: list[Path], layer: str) -> np.ndarray:
     """The outputs of the layer called `layer` for every sample of the input files (eval mode, in batches), on
     the host."""
-    names = [each.name for each in trained.model.layers]
-    if layer not in names:
-        raise ConfigError(f"--layer: this model has no layer '{layer}'{did_you_mean(layer, names)}; its layers: "
-                         f"{', '.join(names)}")
+    depth = trained.model.layer_index(layer) + 1
     x = read_files(trained, paths)[1]
-    outputs = predict(trained.model, x, trained.batch_size, finite=False, depth=names.index(layer) + 1)
+    outputs = predict(trained.model, x, trained.batch_size, finite=False, depth=depth)
     return to_host(check_finite(outputs, f"the outputs of layer '{layer}'"))
 
 

@@ -126,8 +126,7 @@ def trained_experiment(path: str | Path, overrides: list[str], through: str | No
         raise config.error(("model",), "this config names no trained weights: give a checkpoint of a run, or "
                                        "model.weights (an .npz from nnctl export or nnctl convert)")
     exp = build(config)
-    names = [layer.name for layer in exp.model.layers]
-    used = exp.model.layers[:names.index(through) + 1] if through in names else exp.model.layers
+    used = exp.model.layers[:exp.model.layer_index(through) + 1] if through else exp.model.layers
     untrained = [layer.name for layer in used if layer.params and layer.name not in exp.model.loaded]
     if untrained:
         whose = "its" if len(untrained) == 1 else "their"

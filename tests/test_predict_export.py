@@ -196,6 +196,9 @@ def test_a_config_whose_weights_leave_layers_untrained_is_refused_where_a_traine
     features = nnctl("predict", str(tmp_path / "head.yaml"), str(tmp_path / "x.npy"), "--layer", "dense_1", "-o",
                      str(tmp_path / "f.npy"))  # the trained base's outputs
     assert features.returncode == 0 and np.load(tmp_path / "f.npy").shape == (3, 4), features.stderr
+    typo = nnctl("predict", str(tmp_path / "head.yaml"), str(tmp_path / "x.npy"), "--layer", "dens_1", "-o",
+                 str(tmp_path / "g.npy"))
+    assert typo.returncode == 2 and "no layer 'dens_1' (did you mean 'dense_1'?)" in typo.stderr, typo.stderr
     trained = nnctl("train", str(tmp_path / "head.yaml"), "train.epochs=1", "-q", cwd=tmp_path)
     assert trained.returncode == 0, trained.stderr
 
