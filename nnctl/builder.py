@@ -59,13 +59,24 @@ def build_model(config: Config, input_shape: tuple[int, ...], dtype: type,
             layer.build(shape, rng, dtype)
         except ValueError as exc:
             raise config.error(path, f"{cls.registered_name} on input shape {list(shape)}: {exc}") from None
-        if layer.lr_mult != 1 and not layer.params:
-            raise config.error(path + ("lr_mult",), f"{cls.registered_name} has no parameters: lr_mult has nothing "
-                                                    "to scale; remove it")
+        _check_lr_mult(layer, config, path)
         layers.append(layer)
         shapes.append(out)
         shape = out
     return Model(layers, tuple(input_shape), shapes)
+
+
+def _check_lr_mult(layer: Layer, config: Config, path: KeyPath) -> None:
+    """A ConfigError at the layer's lr_mult where it could change nothing: on a frozen layer, or one without
+    parameters."""
+    if layer.lr_mult == 1:
+        return
+    if not layer.trainable:
+        raise config.error(path + ("lr_mult",), f"lr_mult {layer.lr_mult:g} has no effect on a frozen layer "
+                                                "(trainable: false); remove one of the two")
+    if not layer.params:
+        raise config.error(path + ("lr_mult",), f"{layer.registered_name} has no parameters: lr_mult has nothing to "
+                                                "scale; remove it")
 
 
 def with_sub_objects(cls: type, kwargs: dict[str, Any], config: Config, path: KeyPath) -> dict[str, Any]:

@@ -110,7 +110,7 @@ def test_sub_objects_and_sections_are_checked_where_they_are_written(tmp_path, l
 
 @pytest.mark.parametrize("layers, expected", [
     ("[{type: dense, units: 2, trainable: false, lr_mult: 2}]",
-     "c.yaml:3: model.layers.0: lr_mult 2 has no effect on a frozen layer (trainable: false)"),
+     "c.yaml:3: model.layers.0.lr_mult: lr_mult 2 has no effect on a frozen layer (trainable: false)"),
     ("[{type: dense, units: 4}, {type: dropout, lr_mult: 0.5}, {type: dense, units: 2}]",
      "c.yaml:3: model.layers.1.lr_mult: dropout has no parameters: lr_mult has nothing to scale"),
 ])

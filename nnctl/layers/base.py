@@ -36,9 +36,6 @@ class Layer:
     def __init__(self, name: str | None = None, trainable: bool = True, lr_mult: float = 1.0):
         if lr_mult < 0:
             raise ValueError(f"lr_mult must be non-negative, got {lr_mult}")
-        if lr_mult != 1 and not trainable:
-            raise ValueError(f"lr_mult {lr_mult:g} has no effect on a frozen layer (trainable: false); remove one "
-                             "of the two")
         self.name = name or ""
         self.trainable = trainable
         self.lr_mult = lr_mult
