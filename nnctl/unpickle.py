@@ -160,13 +160,14 @@ class _RestrictedUnpickler(pickle.Unpickler):
 def safe_unpickle(raw: bytes, encoding: str = "ASCII") -> Any:
     """Unpickles plain NumPy arrays and builtins only; UnsafePickleError for anything else."""
     try:
-        return _resolve(_RestrictedUnpickler(io.BytesIO(raw), encoding=encoding).load(), {})
+        return _resolve(_RestrictedUnpickler(io.BytesIO(raw), encoding=encoding).load(), set())
     except RecursionError:
         raise UnsafePickleError("its containers are nested too deeply to be plain data") from None
 
 
-def _resolve(value: Any, seen: dict[int, Any]) -> Any:
-    """The loaded value with every stand-in replaced by the array or dtype it checked."""
+def _resolve(value: Any, seen: set[int]) -> Any:
+    """The loaded value with every stand-in replaced by the array or dtype it checked; SharedContainerError where
+    a container is met twice."""
     if isinstance(value, _Array):
         if value.array is None:
             raise UnsafePickleError("it makes an array without giving its contents")
@@ -175,15 +176,13 @@ def _resolve(value: Any, seen: dict[int, Any]) -> Any:
         return value.dtype
     if not isinstance(value, dict | list | tuple | set | frozenset):
         return value
-    if id(value) in seen and value:  # empty ones cost nothing to walk, and () is one object wherever it appears
-        raise SharedContainerError(f"it holds the same {type(value).__name__} in more than one place (or inside "
-                                   "itself), which data nnctl writes never does")
+    if value:  # empty ones cost nothing to walk, and () is one object wherever it appears
+        if id(value) in seen:
+            raise SharedContainerError(f"it holds the same {type(value).__name__} in more than one place (or inside "
+                                       "itself), as no plain data needs to")
+        seen.add(id(value))
     if isinstance(value, dict):
-        out: Any = seen.setdefault(id(value), {})
-        out.update((_resolve(k, seen), _resolve(v, seen)) for k, v in value.items())
-    elif isinstance(value, list):
-        out = seen.setdefault(id(value), [])
-        out.extend(_resolve(v, seen) for v in value)
-    else:
-        out = seen[id(value)] = type(value)(_resolve(v, seen) for v in value)
-    return out
+        return {_resolve(k, seen): _resolve(v, seen) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_resolve(v, seen) for v in value]
+    return type(value)(_resolve(v, seen) for v in value)
