@@ -169,8 +169,7 @@ def report(exp: Experiment, split: str) -> dict:
     data = exp.data.split(split)
     if data is None:
         others = [name for name in ("test", "val", "train") if name != split and exp.data.split(name) is not None]
-        raise NnctlError(f"the dataset of this experiment has no {split} split; it has: {', '.join(others)} "
-                         f"(--split {others[0]})")
+        raise NnctlError(f"the dataset of this experiment has no {split} split; --split {' or '.join(others)}")
     outputs, targets = predict(exp.model, data.x, exp.settings.eval_batch_size), to_device(data.y)
     num_classes = exp.data.num_classes or (2 if isinstance(exp.loss, BinaryCrossEntropy) and
                                            exp.model.output_shape[-1:] == (1,) else None)  # 0/1 targets per step

@@ -212,10 +212,14 @@ def _closer(f: Callable[[], float], tensor: np.ndarray, indices: list[tuple[int,
 def _behind_a_rule(model: Model) -> set[str]:
     """The layers (and "model": the input) whose gradients pass through a step's perceptron rule on their way
     back, which is no derivative."""
-    last = max((i for i, layer in enumerate(model.layers)
-                if layer.surrogate_gradient or getattr(getattr(layer, "activation", None), "surrogate_gradient",
-                                                       False)), default=-1)
+    last = max((i for i, layer in enumerate(model.layers) if _has_rule(layer)), default=-1)
     return {layer.name for layer in model.layers[:last + 1]} | ({"model"} if last >= 0 else set())
+
+
+def _has_rule(layer: Layer) -> bool:
+    """Whether the layer, or the activation it applies, passes the gradient back by a rule, not a derivative."""
+    activation = getattr(layer, "activation", None)
+    return layer.surrogate_gradient or bool(activation is not None and activation.surrogate_gradient)
 
 
 def _sample_indices(rng: np.random.Generator, shape: tuple[int, ...], count: int) -> list[tuple[int, ...]]:

@@ -2,6 +2,7 @@
 runs and sweeps."""
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from rich.table import Table
@@ -21,8 +22,9 @@ class Folding(Table):
     """A rich Table whose long cells (paths, run names) fold onto more lines where the terminal is narrow, instead
     of being cut short with '…'."""
 
-    def add_column(self, *args, **kwargs) -> None:
-        super().add_column(*args, overflow="fold", **kwargs)
+    def add_column(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("overflow", "fold")
+        super().add_column(*args, **kwargs)
 
 
 def confusion_table(counts: np.ndarray) -> Table:

@@ -97,10 +97,14 @@ class Kernel:
         return self.run(*args)
 
 
+WRAPPINGS = 8
+"""How many errors deep a KeyboardInterrupt is looked for under a SystemError (numba wraps it in two)."""
+
+
 def _ctrl_c(exc: BaseException) -> KeyboardInterrupt | None:
     """The KeyboardInterrupt among the errors that caused `exc` (numba wraps it in SystemErrors), if any."""
     seen: BaseException | None = exc
-    for _ in range(8):
+    for _ in range(WRAPPINGS):
         if seen is None or isinstance(seen, KeyboardInterrupt):
             return seen
         seen = seen.__cause__ or seen.__context__
