@@ -20,7 +20,7 @@ from nnctl import __version__, backend, kernels, tables, threads
 from nnctl import plot as plots
 from nnctl.check import batch, preflight, time_layers
 from nnctl.config import absolute_paths, apply_overrides, from_here, load_config
-from nnctl.console import PlainConsole, stdout_closed
+from nnctl.console import PlainConsole, stdout_closed, why_stopped
 from nnctl.convert import convert as convert_weights
 from nnctl.convert import plan, read_map
 from nnctl.errors import ConfigError, NnctlError, quiet_arithmetic, real_path
@@ -56,6 +56,11 @@ err = PlainConsole(stderr=True, width=_WIDTH)
 DEBUG = bool(os.environ.get("NNCTL_DEBUG"))
 CLOSED = 141
 """The exit status of a command stopped because its stdout was closed: a shell's for death by SIGPIPE."""
+
+
+def _stopped_status() -> int:
+    """The exit status of a command stopped before its end: 141 where stdout's closing stopped it, 130 (Ctrl-C)."""
+    return CLOSED if stdout_closed() else 130
 
 OVERRIDES_HELP = "Dotted KEY=VALUE overrides of the config, such as optimizer.lr=3e-4 train.epochs=2."
 CHECKPOINT_HELP = "A checkpoint written by a run, or its run directory (best.pkl, else last.pkl)"
@@ -187,7 +192,7 @@ def train(
             err.print("interrupted at once; no epoch had finished, so there is nothing to resume")
         raise typer.Exit(130) from None
     if summary["status"] == "stopped":
-        raise typer.Exit(CLOSED if stdout_closed() else 130)
+        raise typer.Exit(_stopped_status())
     if not quiet:
         epochs = summary["epochs"]
         out.print(f"{summary['status']} after {epochs} epoch{'s' * (epochs != 1)} in {summary['wall_time_s']:.1f} s; "
@@ -638,8 +643,7 @@ def sweep_command(
     _sweep_plots(sweep, outcomes, metric)
     failed = [o for o in outcomes if o.status == "failed"]
     if failed:
-        err.print(f"{len(failed)} of {len(outcomes)} members failed: {', '.join(o.member.label for o in failed)}",
-                  markup=False)
+        err.print(f"{len(failed)} of {len(outcomes)} members failed: {', '.join(o.member.label for o in failed)}")
         raise typer.Exit(1)
 
 
@@ -672,13 +676,12 @@ def _run_sweep(sweep: Sweep, todo: list[Member], engine: str, address: str | Non
         if engine == "ray":
             from nnctl import sweep_ray
 
-            return sweep_ray.run(sweep, todo, address, jobs, say_outcome, lambda line: out.print(line))
+            return sweep_ray.run(sweep, todo, address, jobs, say_outcome, out.print)
         return sweep.run(todo, jobs or sweep.spec.max_concurrent or 1, say_outcome)
     except KeyboardInterrupt:
-        why = "stdout was closed (the pipe's reader ended): " if stdout_closed() else ""
-        err.print(f"{why}sweep interrupted; members stop after their current step. Run the sweep again to resume "
-                  "them.")
-        raise typer.Exit(CLOSED if stdout_closed() else 130) from None
+        err.print(f"{why_stopped()}sweep interrupted; members stop after their current step. Run the sweep again "
+                  "to resume them.")
+        raise typer.Exit(_stopped_status()) from None
 
 
 def _sweep_plots(sweep: Sweep, outcomes: list[Outcome], metric: str) -> None:

@@ -14,6 +14,11 @@ def stdout_closed() -> bool:
     return _closed.is_set()
 
 
+def why_stopped() -> str:
+    """The start of a stop's message where stdout's closing stopped the work (else nothing: Ctrl-C did)."""
+    return "stdout was closed (the pipe's reader ended): " if stdout_closed() else ""
+
+
 class PlainConsole(Console):
     """A rich Console without markup, highlighting or emoji, so that paths and names print as they are
     ('runs/x [v2]' is no markup); on a closed pipe it goes quiet and says so through `stdout_closed()` (rich's

@@ -20,7 +20,7 @@ import numpy as np
 from nnctl import __version__, checkpoint
 from nnctl.checkpoint import Checkpoint, InputRecipe
 from nnctl.config import REQUIRED_SECTIONS, Config
-from nnctl.console import stdout_closed
+from nnctl.console import stdout_closed, why_stopped
 from nnctl.course import HASH_FREE, changed, course_hash, free_keys
 from nnctl.errors import CheckpointError, ConfigError, NnctlError, TrainingError
 from nnctl.experiment import Experiment, build, check_trains
@@ -230,8 +230,7 @@ class Runner:
                 self.tensorboard.close()
         if status == "stopped":
             self.checkpoints.save_last(self._payload())
-            why = "stdout was closed (the pipe's reader ended): " if stdout_closed() else ""
-            self.progress.say(f"{why}stopped at epoch {self.epoch + 1}, batch {self.batch}. "
+            self.progress.say(f"{why_stopped()}stopped at epoch {self.epoch + 1}, batch {self.batch}. "
                               f"Resume with: nnctl train --resume {shlex.quote(str(self.checkpoints.last))}")
             return self._write_summary(status)
         es = self.exp.settings.early_stopping
