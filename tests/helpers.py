@@ -32,6 +32,18 @@ def nnctl(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None
                           text=True, timeout=timeout, env={**os.environ, **(env or {})})
 
 
+def scale_gradient(monkeypatch, layer_class: type, key: str, factor: float = 1.01) -> None:
+    """Makes `layer_class`'s backward scale its gradient of `key` by `factor`: a bug a gradient check must catch."""
+    backward = layer_class.backward
+
+    def off(self, dy):
+        dx = backward(self, dy)
+        self.grads[key] *= factor
+        return dx
+
+    monkeypatch.setattr(layer_class, "backward", off)
+
+
 class Server:
     """A real HTTP server on 127.0.0.1 serving one folder (or answering as `handler` does), for the download
     tests."""
