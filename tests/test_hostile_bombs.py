@@ -1,6 +1,7 @@
 """Bombs and endless inputs: each is refused with a message before it can take the memory, the disk or forever."""
 
 import gzip
+import hashlib
 import http.server
 import io
 import os
@@ -328,6 +329,42 @@ def test_a_mirror_that_is_not_http_is_refused(tmp_path, mirror):
     with pytest.raises(DataError, match="not an http:// or https:// URL"):
         download.fetch(mirror + "x.gz", tmp_path / "cache" / "x.gz", "0" * 32, 100)
     assert not (tmp_path / "cache").exists()
+
+
+class Redirect(http.server.BaseHTTPRequestHandler):
+    """Sends /x.gz to `target`, and serves `body` at /y.gz."""
+
+    target = ""
+    body = b""
+
+    def do_GET(self):
+        if self.path == "/y.gz":
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(self.body)))
+            self.end_headers()
+            self.wfile.write(self.body)
+        else:
+            self.send_response(302)
+            self.send_header("Location", self.target)
+            self.end_headers()
+
+    def log_message(self, format, *args):
+        pass
+
+
+@pytest.mark.parametrize("target", ["ftp://127.0.0.1:9/x.gz", "file:///etc/hostname"])
+def test_a_redirect_away_from_http_is_refused(tmp_path, target):
+    with Server(handler=type("Redirecting", (Redirect,), {"target": target})) as server, \
+            pytest.raises(DataError, match=f"redirects to {target}, not an http:// or https:// URL"):
+        download.fetch(server.url + "x.gz", tmp_path / "cache" / "x.gz", "0" * 32, 100, of_contents=False)
+    assert not (tmp_path / "cache").exists()
+
+
+def test_a_redirect_to_http_is_followed(tmp_path):
+    body = gzip.compress(b"digits")
+    with Server(handler=type("Redirecting", (Redirect,), {"target": "/y.gz", "body": body})) as server:
+        download.fetch(server.url + "x.gz", tmp_path / "x.gz", hashlib.md5(b"digits").hexdigest(), 6)
+    assert (tmp_path / "x.gz").read_bytes() == body
 
 
 # -- memory estimates -----------------------------------------------------------------------------------------

@@ -57,11 +57,26 @@ def _gzip_bound(size: int) -> int:
     return size + size // 1000 + 4096
 
 
+class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
+    """Follows a redirect only to http(s): urllib's own also follows one to ftp://, which SCHEMES keeps out."""
+
+    def http_error_302(self, req, fp, code, msg, headers):
+        target = urllib.parse.urljoin(req.full_url, headers.get("Location") or headers.get("URI") or "")
+        if urllib.parse.urlsplit(target).scheme not in SCHEMES:
+            raise DataError(f"{req.full_url}: the server redirects to {target}, not an http:// or https:// URL")
+        return super().http_error_302(req, fp, code, msg, headers)
+
+    http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
+
+
+_OPENER = urllib.request.build_opener(_HttpOnlyRedirects)
+
+
 def _download(url: str, part: Path, cap: int, timeout: float) -> None:
     """Writes what `url` serves to `part`; DataError when it is (or declares) more than `cap` bytes, or takes
     more than DEADLINE seconds."""
     deadline = time.monotonic() + DEADLINE
-    with urllib.request.urlopen(url, timeout=timeout) as response, open(part, "wb") as f:
+    with _OPENER.open(url, timeout=timeout) as response, open(part, "wb") as f:
         total = int(response.headers.get("Content-Length") or 0) or None
         if total and total > cap:
             raise DataError(f"{url}: the server declares {size_text(total)}, more than the {size_text(cap)} "
