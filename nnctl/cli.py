@@ -1,5 +1,6 @@
 """The `nnctl` command line: parses arguments, calls the library, renders results."""
 
+import dataclasses
 import json
 import math
 import os
@@ -243,6 +244,7 @@ def gradcheck(
     samples: Annotated[int, typer.Option("--samples", help="Training samples used with a config.")] = 8,
     per_tensor: Annotated[int, typer.Option("--per-tensor", help="Entries of each tensor checked with a config.")] = 20,
     device: CommandDevice = None,
+    as_json: AsJson = False,
 ) -> None:
     """Compare analytic gradients with central differences in float64; exits 1 if any check fails."""
     _at_least("--eps", eps, 0, above=True)
@@ -256,12 +258,18 @@ def gradcheck(
         if layer is not None and layer not in LAYERS and layer not in LOSSES:
             LAYERS.get(layer)  # raises with the known names and a suggestion
         checks = check_registry(layer, eps, tol, device or "cpu")
-    out.print(tables.checks_table(checks))
     failed = [c for c in checks if not c.passed]
+    if as_json:
+        out.print_json(json.dumps({"passed": not failed, "eps": eps, "tolerance": tol,
+                                   "checks": [dataclasses.asdict(c) for c in checks]}))
+    else:
+        out.print(tables.checks_table(checks))
     if failed:
         err.print(f"{len(failed)} of {len(checks)} checks failed (tolerance {tol:g})")
         raise typer.Exit(1)
     ruled = sum(c.kind == "surrogate" for c in checks)
+    if as_json:
+        return
     if ruled == len(checks):
         out.print("nothing compared: every gradient passes through a step's perceptron rule")
         return
@@ -280,6 +288,7 @@ def check(
     repeats: Annotated[int, typer.Option("--repeats", min=1, help="Timed passes per layer (as many as fit in "
                                          "--seconds).")] = 5,
     device: RunDevice = None,
+    as_json: AsJson = False,
 ) -> None:
     """Pre-flight: one batch forward and backward, the initial loss against its expected value, dead or
     saturated units at init, overfitting a few samples, and each layer's forward and backward time; exit 1
@@ -288,12 +297,19 @@ def check(
     check_trains(exp)
     timings = time_layers(exp, repeats, seconds)
     findings = preflight(exp, samples, steps, seconds)
-    out.print(tables.findings_table(findings))
-    out.print(tables.timing_table(timings, len(batch(exp)[0])))
     failed = [f for f in findings if not f.passed]
+    if as_json:
+        out.print_json(json.dumps({"passed": not failed, "batch_size": len(batch(exp)[0]),
+                                   "findings": [dataclasses.asdict(f) for f in findings],
+                                   "timings": [dataclasses.asdict(t) for t in timings]}))
+    else:
+        out.print(tables.findings_table(findings))
+        out.print(tables.timing_table(timings, len(batch(exp)[0])))
     if failed:
         err.print("\n".join(f"check failed: {f.check}: {f.detail}" for f in failed))
         raise typer.Exit(1)
+    if as_json:
+        return
     unsure = sum(f.inconclusive for f in findings)
     out.print(f"all {len(findings)} checks passed" + (f", {unsure} of them inconclusive" if unsure else ""))
 
@@ -302,11 +318,17 @@ def check(
 def summary(
     config: Annotated[Path, typer.Argument(help="The YAML config whose model to describe.")],
     overrides: Overrides = None,
+    as_json: AsJson = False,
 ) -> None:
     """Layers, output shapes and parameter counts of the model a config builds."""
     parsed = load_config(config, overrides or [])
     model = initial_model(parsed)
     loaded = load_into(model, parsed)
+    if as_json:
+        out.print_json(json.dumps({"name": parsed.data["name"], "input_shape": list(model.input_shape),
+                                   "layers": tables.model_rows(model), "trainable_parameters": model.num_params,
+                                   "frozen_parameters": model.num_frozen}))
+        return
     out.print(tables.model_table(model, parsed.data["name"]))
     out.print(f"total parameters: {model.num_params + model.num_frozen:,} (trainable {model.num_params:,}, "
               f"frozen {model.num_frozen:,})")

@@ -49,18 +49,25 @@ def eval_table(result: dict, title: str) -> Table:
     return table
 
 
+def model_rows(model: Model) -> list[dict[str, Any]]:
+    """Per layer: its name, type, output shape, parameter count, whether it trains (None: nothing to train; a frozen
+    dropout runs as in evaluation), and where its arrays came from: model.weights ("file"), its initializers
+    ("init"), or None where it has none."""
+    return [{"name": layer.name, "type": layer.registered_name, "output_shape": list(shape),
+             "parameters": sum(p.size for p in layer.params.values()),
+             "trainable": (True if layer.params else None) if layer.trainable else False,
+             "weights": ("file" if layer.name in model.loaded else "init") if layer.params or layer.state else None}
+            for layer, shape in zip(model.layers, model.shapes, strict=True)]
+
+
 def model_table(model: Model, name: str) -> Table:
-    """One row per layer: its name, type, output shape, parameter count, whether it trains or is frozen (a frozen
-    dropout runs as in evaluation), and whether its arrays came from model.weights ("file") or from its
-    initializers ("init")."""
+    """One row per layer, from `model_rows`; trainable reads yes, frozen, or blank."""
     table = Folding(title=f"{name}: input {list(model.input_shape)}")
     for column in ("#", "layer", "type", "output shape", "parameters", "trainable", "weights"):
         table.add_column(column, justify="right" if column in ("#", "parameters") else "left")
-    for i, (layer, shape) in enumerate(zip(model.layers, model.shapes, strict=True), start=1):
-        count = sum(p.size for p in layer.params.values())
-        table.add_row(str(i), layer.name, layer.registered_name, str(list(shape)), f"{count:,}",
-                      "frozen" if not layer.trainable else "yes" if layer.params else "",
-                      ("file" if layer.name in model.loaded else "init") if layer.params or layer.state else "")
+    for i, row in enumerate(model_rows(model), start=1):
+        table.add_row(str(i), row["name"], row["type"], str(row["output_shape"]), f"{row['parameters']:,}",
+                      {True: "yes", False: "frozen", None: ""}[row["trainable"]], row["weights"] or "")
     return table
 
 

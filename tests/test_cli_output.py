@@ -116,3 +116,24 @@ def test_a_narrow_terminal_folds_long_cells_instead_of_cutting_them():
     cells = ["".join(line.split("│")[i].strip() for line in text.splitlines() if line.count("│") == 4)
              for i in (1, 2, 3)]
     assert cells == [name, "finished", "val_accuracy0.9832"]
+
+
+def test_summary_gradcheck_and_check_print_json_that_says_what_their_tables_say():
+    summary = json.loads(nnctl("summary", str(CONFIGS / "mnist_cnn.yaml"), "model.layers.0.trainable=false",
+                               "--json").stdout)
+    assert [(r["name"], r["output_shape"], r["trainable"], r["weights"]) for r in summary["layers"][:2]] == [
+        ("conv2d_1", [30, 24, 24], False, "init"), ("maxpool2d_1", [30, 12, 12], None, None)]
+    assert summary["frozen_parameters"] == summary["layers"][0]["parameters"] == 780
+    assert summary["trainable_parameters"] == sum(r["parameters"] for r in summary["layers"][1:])
+
+    xor = str(CONFIGS / "xor_mlp.yaml")
+    passed = json.loads(nnctl("gradcheck", xor, "--json").stdout)
+    assert passed["passed"] and len(passed["checks"]) == 5 and all(c["error"] < 1e-6 for c in passed["checks"])
+    failed = nnctl("gradcheck", xor, "--json", "--eps", "0.5")  # a step far too large for tanh
+    assert failed.returncode == 1 and "3 of 5 checks failed" in failed.stderr
+    assert not json.loads(failed.stdout)["passed"]
+
+    checked = json.loads(nnctl("check", xor, "--json", "--seconds", "5").stdout)
+    assert checked["passed"] and checked["batch_size"] == 4
+    assert [f["check"] for f in checked["findings"]][:2] == ["forward and backward", "initial loss"]
+    assert {t["layer"] for t in checked["timings"]} >= {"dense_1"}
