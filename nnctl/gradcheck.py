@@ -3,6 +3,7 @@
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
@@ -100,25 +101,26 @@ def check_layer(name: str, eps: float = 1e-6, tol: float = 1e-6, seed: int = 0, 
 
 
 def check_loss(name: str, eps: float = 1e-6, tol: float = 1e-6, seed: int = 0) -> list[Check]:
-    """The registered loss `name` on random outputs and targets, with L1 and L2 decay of a weight, on the
+    """The registered loss `name` on random outputs against each kind of target it takes, plain and with its
+    `example` options (as training computes it: smoothed targets), and the L1 and L2 decay of a weight, on the
     current device."""
     rng = np.random.default_rng(seed)
-    loss: Loss = LOSSES.get(name)(l1=0.3, l2=0.7)
+    cls = LOSSES.get(name)
     y = to_device(rng.standard_normal((4, 5)))
-    targets = {"labels": rng.integers(0, 5, 4), "values": rng.uniform(0, 1, (4, 5))}[loss.example_targets]
-    targets = to_device(targets)
-    w = to_device(away_from_zero(rng, (3, 2)))
-    dw = xp.zeros_like(w)
-    decay = Decay(loss.l1, loss.l2, [w], [dw])
-
-    def f() -> float:
-        return loss.forward(y, targets) + decay.penalty()
-
-    f()
-    dy = loss.backward()
+    examples = {"labels": rng.integers(0, 5, 4), "values": rng.uniform(0, 1, (4, 5))}
+    checks = []
+    for options in ({}, cls.example) if cls.example else ({},):
+        loss: Loss = cls(**options)
+        for kind in cls.example_targets:
+            targets = to_device(examples[kind])
+            loss.train_forward(y, targets)
+            what = ", ".join([kind, *options])
+            checks.append(_compare(name, f"outputs ({what})", loss.backward(),
+                                   numerical_gradient(partial(loss.train_forward, y, targets), y, eps), tol))
+    decay = Decay(0.3, 0.7, [to_device(away_from_zero(rng, (3, 2)))], [to_device(np.zeros((3, 2)))])
     decay.add_grads()
-    return [_compare(name, "outputs", dy, numerical_gradient(f, y, eps), tol),
-            _compare(name, "l1+l2 decay", dw, numerical_gradient(f, w, eps), tol)]
+    return [*checks, _compare(name, "l1+l2 decay", decay.grads[0], numerical_gradient(decay.penalty, decay.weights[0],
+                                                                                    eps), tol)]
 
 
 def check_model(exp: Experiment, samples: int = 8, per_tensor: int = 20, eps: float = 1e-6, tol: float = 1e-6,

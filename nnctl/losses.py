@@ -1,6 +1,6 @@
 """Losses: `forward(y, t)` returns the mean loss of a batch, `backward()` its gradient for y."""
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -18,8 +18,10 @@ class Loss:
     applies: str | None = None
     """The output activation this loss applies itself (so the model must not end in it)."""
 
-    example_targets = "labels"
-    """What the gradient check feeds as targets: integer 'labels' or 'values' shaped like y."""
+    example_targets: ClassVar[tuple[str, ...]] = ("labels",)
+    """What the gradient check feeds as targets, each in turn: integer 'labels', 'values' shaped like y."""
+    example: ClassVar[dict[str, Any]] = {}
+    """Options that change the loss's gradient, which the gradient check tries as well (five outputs)."""
 
     def __init__(self, l1: float = 0.0, l2: float = 0.0):
         if l1 < 0 or l2 < 0:
@@ -107,6 +109,8 @@ class SoftmaxCrossEntropy(Loss):
     (1 − ε)·t + ε/C instead of t."""
 
     applies = "softmax"
+    example_targets = ("labels", "values")  # values: soft rows, which need not sum to 1 (0.9/0.1 one-hot rows)
+    example = {"class_weights": [1.0, 2.0, 0.5, 0.0, 3.0], "label_smoothing": 0.2}
 
     def __init__(self, class_weights: list[float] | None = None, label_smoothing: float = 0.0, **kwargs):
         super().__init__(**kwargs)
@@ -160,7 +164,8 @@ class SoftmaxCrossEntropy(Loss):
         return float(-(terms * self.s).sum() / self.n)
 
     def backward(self):
-        dy = (self.p - self.t) / self.n
+        # d/dy of −Σ t·log p is p·Σt − t: p − t only for rows that sum to 1
+        dy = (self.p * self.t.sum(axis=-1, keepdims=True) - self.t) / self.n
         return dy if self.s is None else dy * self.s
 
 
@@ -170,7 +175,7 @@ class BinaryCrossEntropy(Loss):
 
     applies = "sigmoid"
 
-    example_targets = "values"
+    example_targets = ("values",)
 
     def labels(self, y):
         return (y[..., 0] > 0).astype(xp.int64) if y.shape[-1] == 1 else y.argmax(axis=-1)
@@ -196,7 +201,7 @@ class BinaryCrossEntropy(Loss):
 class MeanSquaredError(Loss):
     """Mean of (y − t)² over every output."""
 
-    example_targets = "values"
+    example_targets = ("values",)
 
     def forward(self, y, t):
         self.diff = y - as_targets(y, t)
@@ -210,7 +215,7 @@ class MeanSquaredError(Loss):
 class HalfSumOfSquares(Loss):
     """½·Σ(t − y)² over a sample's outputs, averaged over the batch (the classic texts' E)."""
 
-    example_targets = "values"
+    example_targets = ("values",)
 
     def forward(self, y, t):
         self.diff = y - as_targets(y, t)
