@@ -4,6 +4,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 import numpy as np
 
@@ -109,7 +110,8 @@ def check_loss(name: str, eps: float = 1e-6, tol: float = 1e-6, seed: int = 0) -
     y = to_device(rng.standard_normal((4, 5)))
     examples = {"labels": rng.integers(0, 5, 4), "values": rng.uniform(0, 1, (4, 5))}
     checks = []
-    for options in ({}, cls.example) if cls.example else ({},):
+    variants: list[dict[str, Any]] = [{}, cls.example] if cls.example else [{}]
+    for options in variants:
         loss: Loss = cls(**options)
         for kind in cls.example_targets:
             targets = to_device(examples[kind])
