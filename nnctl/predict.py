@@ -3,6 +3,7 @@
 import csv
 import io
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,18 +22,32 @@ OUTPUT_SUFFIXES = (".csv", ".npy", ".json")
 
 @dataclass
 class Predictions:
-    """One row per input sample: its name, the model's probabilities (or outputs) and, for classifiers, its class."""
+    """Each input sample's name, the model's probabilities (or outputs) and, for classifiers, its class: per
+    sample, or per time step for a model that predicts one at every step."""
 
     names: list[str]
     values: np.ndarray
+    """(N, C) per sample or (N, T, C) per step for classifiers; (N, outputs) for a regression."""
     classes: np.ndarray | None
+    """Each sample's (N) or step's (N, T) class, an index into the last axis of `values`."""
     probabilities: bool
     """Whether `values` are probabilities (the loss applies softmax/sigmoid), not raw outputs."""
 
-    def top(self, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """The k most likely classes of each sample, and their values, best first."""
-        order = np.argsort(-self.values, axis=1, kind="stable")[:, :k]
-        return order, np.take_along_axis(self.values, order, axis=1)
+    @property
+    def per_step(self) -> bool:
+        return self.classes is not None and self.classes.ndim > 1
+
+    def steps(self) -> tuple[np.ndarray, np.ndarray]:
+        """Values (N, T, C) and classes (N, T) of a classifier; T is 1 where it predicts per sample."""
+        assert self.classes is not None, "a classifier's"
+        n = len(self.names)
+        return self.values.reshape(n, -1, self.values.shape[-1]), self.classes.reshape(n, -1)
+
+
+def top(values: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The k most likely classes of each row of `values` (along its last axis), and their values, best first."""
+    order = np.argsort(-values, axis=-1, kind="stable")[..., :k]
+    return order, np.take_along_axis(values, order, axis=-1)
 
 
 def read_files(trained: Trained, paths: list[Path]) -> tuple[list[str], np.ndarray]:
@@ -58,9 +73,9 @@ def predict_files(trained: Trained, paths: list[Path]) -> Predictions:
     outputs = predict(trained.model, x, trained.batch_size)
     if not trained.num_classes:
         return Predictions(names, to_host(outputs).reshape(len(outputs), -1), None, False)
-    values = to_host(trained.loss.probabilities(outputs)).reshape(len(outputs), -1)
-    if values.shape[1] == 1:  # one sigmoid output: P(class 1)
-        values = np.concatenate([1 - values, values], axis=1)
+    values = to_host(trained.loss.probabilities(outputs))
+    if values.shape[-1] == 1:  # one sigmoid output: P(class 1)
+        values = np.concatenate([1 - values, values], axis=-1)
     return Predictions(names, values, to_host(trained.loss.labels(outputs)), bool(trained.loss.applies))
 
 
@@ -100,22 +115,37 @@ def write(result: Predictions, path: Path, k: int) -> None:
 
 def _csv(result: Predictions) -> str:
     prefix = "p" if result.probabilities else "y"
-    columns = [f"{prefix}{j}" for j in range(result.values.shape[1])]
+    columns = [f"{prefix}{j}" for j in range(result.values.shape[-1])]
     text = io.StringIO(newline="")
     writer = csv.writer(text)
-    writer.writerow(["input", *(["class"] if result.classes is not None else []), *columns])
-    for i, name in enumerate(result.names):
-        label = [int(result.classes[i])] if result.classes is not None else []
-        writer.writerow([name, *label, *(f"{v:.6g}" for v in result.values[i])])
+    writer.writerow(["input", *(["step"] if result.per_step else []),
+                     *(["class"] if result.classes is not None else []), *columns])
+    for row in _rows(result):
+        writer.writerow([*row[:-1], *(f"{v:.6g}" for v in row[-1])])
     return text.getvalue()
+
+
+def _rows(result: Predictions) -> Iterator[tuple]:
+    """The csv's rows: input, step (per-step models), class (classifiers) and the values of each."""
+    if result.classes is None:
+        yield from zip(result.names, result.values, strict=True)
+        return
+    values, classes = result.steps()
+    for i, name in enumerate(result.names):
+        for t in range(values.shape[1]):
+            yield name, *([t] if result.per_step else []), int(classes[i, t]), values[i, t]
 
 
 def _records(result: Predictions, k: int) -> list[dict]:
     if result.classes is None:
         return [{"input": name, "outputs": row.tolist()} for name, row in zip(result.names, result.values, strict=True)]
-    classes, values = result.top(k)
+    values, classes = result.steps()
+    order, best = top(values, k)
     one, every = ("probability", "probabilities") if result.probabilities else ("output", "outputs")
-    return [{"input": name, "class": int(result.classes[i]),
-             "top": [{"class": int(c), one: float(v)} for c, v in zip(classes[i], values[i], strict=True)],
-             every: result.values[i].tolist()}
-            for i, name in enumerate(result.names)]
+    records = []
+    for i, name in enumerate(result.names):
+        steps = [{"class": int(classes[i, t]),
+                  "top": [{"class": int(c), one: float(v)} for c, v in zip(order[i, t], best[i, t], strict=True)],
+                  every: values[i, t].tolist()} for t in range(values.shape[1])]
+        records.append({"input": name, "steps": steps} if result.per_step else {"input": name, **steps[0]})
+    return records

@@ -12,7 +12,7 @@ from nnctl.check import Finding, Timing
 from nnctl.convert import Step
 from nnctl.gradcheck import Check
 from nnctl.model import Model
-from nnctl.predict import Predictions
+from nnctl.predict import Predictions, top
 from nnctl.run_files import format_value
 from nnctl.runs import Run, config_diff
 from nnctl.sweep import Outcome, Sweep
@@ -101,8 +101,13 @@ def checks_table(checks: list[Check]) -> Table:
     return table
 
 
+SHOWN_STEPS = 10
+"""The most time steps of each input the predictions table shows; -o writes them all."""
+
+
 def predictions_table(result: Predictions, k: int) -> Table:
-    """Each input's class, its probability and the top k, or the raw outputs of a regression."""
+    """Each input's (or each time step's) class, its probability and the top k, or the raw outputs of a
+    regression."""
     table = Folding(title=f"{len(result.names)} predictions")
     table.add_column("input")
     if result.classes is None:
@@ -111,14 +116,34 @@ def predictions_table(result: Predictions, k: int) -> Table:
             table.add_row(name, "  ".join(f"{v:.6g}" for v in row))
         return table
     value = "probability" if result.probabilities else "output"
+    values, classes = result.steps()
+    if result.per_step:
+        table.add_column("step", justify="right")
+        if values.shape[1] > SHOWN_STEPS:
+            table.title += f" (the first and last {SHOWN_STEPS // 2} of {values.shape[1]} steps; -o writes all)"
     table.add_column("class", justify="right")
     table.add_column(value, justify="right")
     table.add_column(f"top {k} (class {value})")
-    classes, values = result.top(k)
+    order, best = top(values, k)
     for i, name in enumerate(result.names):
-        best = "  ".join(f"{c} {v:.4f}" for c, v in zip(classes[i], values[i], strict=True))
-        table.add_row(name, str(result.classes[i]), f"{result.values[i, result.classes[i]]:.4f}", best)
+        for n, t in enumerate(_shown_steps(values.shape[1]) if result.per_step else [0]):
+            first = name if n == 0 else ""
+            if t is None:
+                table.add_row(first, "…", "", "", "")
+                continue
+            c = classes[i, t]
+            ranked = "  ".join(f"{j} {v:.4f}" for j, v in zip(order[i, t], best[i, t], strict=True))
+            table.add_row(first, *([str(t)] if result.per_step else []), str(c), f"{values[i, t, c]:.4f}", ranked)
     return table
+
+
+def _shown_steps(count: int) -> list[int | None]:
+    """The steps the predictions table shows of `count`: all up to SHOWN_STEPS, else the first and last
+    SHOWN_STEPS // 2 around a None (a '…' row)."""
+    if count <= SHOWN_STEPS:
+        return list(range(count))
+    half = SHOWN_STEPS // 2
+    return [*range(half), None, *range(count - half, count)]
 
 
 def runs_table(runs: list[Run], root: Path) -> Table:

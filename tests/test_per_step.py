@@ -102,3 +102,28 @@ def test_test_on_chooses_the_weights_of_the_test_line(tmp_path, test_on, epoch):
     other = json.loads(nnctl("eval", str(run / "checkpoints" / other_name), "--json").stdout)
     assert other["loss"] != pytest.approx(summary["test"]["test_loss"], rel=1e-6)
     assert f"test ({test_on} weights, epoch {epoch})" in (run / "train.log").read_text()
+
+
+@pytest.mark.slow
+def test_predict_gives_a_text_models_class_and_probabilities_at_every_step(tmp_path):
+    run, _ = run_of(tmp_path, str(CONFIGS / "char_lstm.yaml"), "model.layers.1.units=16", "data.subset=200",
+                    "data.seq_len=20", "train.epochs=1", "-q")
+    ids = np.random.default_rng(0).integers(0, 65, (2, 20))
+    np.save(tmp_path / "ids.npy", ids)
+    outputs = {suffix: nnctl("predict", str(run), str(tmp_path / "ids.npy"), "-o", str(tmp_path / f"p{suffix}"))
+               for suffix in (".npy", ".csv", ".json")}
+    assert all(r.returncode == 0 for r in outputs.values()), [r.stderr for r in outputs.values()]
+    probabilities = np.load(tmp_path / "p.npy")
+    assert probabilities.shape == (2, 20, 65)
+    np.testing.assert_allclose(probabilities.sum(axis=-1), 1, rtol=1e-5)
+    with open(tmp_path / "p.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["input"], int(r["step"])) for r in rows] == [(f"{tmp_path / 'ids.npy'}[{i}]", t)
+                                                           for i in range(2) for t in range(20)]
+    assert [int(r["class"]) for r in rows] == probabilities.argmax(-1).ravel().tolist()
+    records = json.loads((tmp_path / "p.json").read_text())
+    assert [[s["class"] for s in r["steps"]] for r in records] == probabilities.argmax(-1).tolist()
+    assert records[1]["steps"][19]["probabilities"] == pytest.approx(probabilities[1, 19].tolist(), rel=1e-6)
+    table = nnctl("predict", str(run), str(tmp_path / "ids.npy"), env={"COLUMNS": "200"})
+    assert table.returncode == 0, table.stderr
+    assert "the first and last 5 of 20 steps; -o writes all" in table.stdout and "…" in table.stdout
