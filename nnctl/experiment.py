@@ -171,8 +171,7 @@ def report(exp: Experiment, split: str) -> dict:
         others = [name for name in ("test", "val", "train") if name != split and exp.data.split(name) is not None]
         raise NnctlError(f"the dataset of this experiment has no {split} split; --split {' or '.join(others)}")
     outputs, targets = predict(exp.model, data.x, exp.settings.eval_batch_size), to_device(data.y)
-    num_classes = exp.data.num_classes or (2 if isinstance(exp.loss, BinaryCrossEntropy) and
-                                           exp.model.output_shape[-1:] == (1,) else None)  # 0/1 targets per step
+    num_classes = class_count(exp.data.num_classes, exp.loss, exp.model)
     metrics = list(dict.fromkeys([*(["accuracy", "error_rate"] if num_classes else ["mse"]), *exp.metrics]))
     result: dict[str, typing.Any] = {"split": split, "samples": len(data),
                                      **scores(exp.loss, outputs, targets, metrics)}
@@ -183,6 +182,12 @@ def report(exp: Experiment, split: str) -> dict:
         result.update(confusion_matrix=counts.tolist(), per_class=classes,
                       macro_f1=sum(row["f1"] for row in classes) / len(classes))
     return result
+
+
+def class_count(num_classes: int | None, loss: Loss, model: Model) -> int | None:
+    """The classes a model tells apart: the data's, or two for one binary cross-entropy output (0/1 targets, per
+    sample or per step); None for a regression."""
+    return num_classes or (2 if isinstance(loss, BinaryCrossEntropy) and model.output_shape[-1:] == (1,) else None)
 
 
 MAX_CONFUSION = 1000

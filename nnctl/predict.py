@@ -12,6 +12,7 @@ import numpy as np
 from nnctl.backend import to_host
 from nnctl.data.inputs import read_inputs
 from nnctl.errors import ConfigError, DataError
+from nnctl.experiment import class_count
 from nnctl.limits import too_big
 from nnctl.metrics import check_finite, predict
 from nnctl.outputs import replacing
@@ -71,7 +72,7 @@ def predict_files(trained: Trained, paths: list[Path]) -> Predictions:
     """Reads every input file, prepares it as the training data was, and runs the model on all of it."""
     names, x = read_files(trained, paths)
     outputs = predict(trained.model, x, trained.batch_size)
-    if not trained.num_classes:
+    if not class_count(trained.num_classes, trained.loss, trained.model):
         return Predictions(names, to_host(outputs).reshape(len(outputs), -1), None, False)
     values = to_host(trained.loss.probabilities(outputs))
     if values.shape[-1] == 1:  # one sigmoid output: P(class 1)

@@ -127,3 +127,18 @@ def test_predict_gives_a_text_models_class_and_probabilities_at_every_step(tmp_p
     table = nnctl("predict", str(run), str(tmp_path / "ids.npy"), env={"COLUMNS": "200"})
     assert table.returncode == 0, table.stderr
     assert "the first and last 5 of 20 steps; -o writes all" in table.stdout and "…" in table.stdout
+
+
+@pytest.mark.slow
+def test_predict_gives_a_per_step_binary_models_probabilities_not_its_logits(tmp_path):
+    run, _ = run_of(tmp_path, str(CONFIGS / "elman_pattern_ends.yaml"), "train.epochs=1", "-q")
+    x = DATASETS.build({"type": "pattern_ends"}, from_dict({}), ("data",)).read()[2][:2]
+    np.save(tmp_path / "seq.npy", x)
+    result = nnctl("predict", str(run), str(tmp_path / "seq.npy"), "-o", str(tmp_path / "p.npy"))
+    assert result.returncode == 0, result.stderr
+    probabilities = np.load(tmp_path / "p.npy")  # P(0) and P(1) at each step, as one sigmoid output per sample
+    assert probabilities.shape == (2, 20, 2)
+    assert ((probabilities >= 0) & (probabilities <= 1)).all()
+    np.testing.assert_allclose(probabilities.sum(axis=-1), 1, rtol=1e-6)
+    table = nnctl("predict", str(run), str(tmp_path / "seq.npy"), env={"COLUMNS": "200"})
+    assert table.returncode == 0 and "probability" in table.stdout and "outputs" not in table.stdout
