@@ -33,10 +33,16 @@ class Predictions:
     """Each sample's (N) or step's (N, T) class, an index into the last axis of `values`."""
     probabilities: bool
     """Whether `values` are probabilities (the loss applies softmax/sigmoid), not raw outputs."""
+    labels: list[int] | None = None
+    """data.classes: the dataset's label of each class index (5, 6, 7 for indices 0, 1, 2); None: the index is it."""
 
     @property
     def per_step(self) -> bool:
         return self.classes is not None and self.classes.ndim > 1
+
+    def label(self, index: int) -> int:
+        """The dataset's label of the class at `index` in the last axis of `values`."""
+        return self.labels[index] if self.labels is not None else int(index)
 
     def steps(self) -> tuple[np.ndarray, np.ndarray]:
         """Values (N, T, C) and classes (N, T) of a classifier; T is 1 where it predicts per sample."""
@@ -77,7 +83,8 @@ def predict_files(trained: Trained, paths: list[Path]) -> Predictions:
     values = to_host(trained.loss.probabilities(outputs))
     if values.shape[-1] == 1:  # one sigmoid output: P(class 1)
         values = np.concatenate([1 - values, values], axis=-1)
-    return Predictions(names, values, to_host(trained.loss.labels(outputs)), bool(trained.loss.applies))
+    return Predictions(names, values, to_host(trained.loss.labels(outputs)), bool(trained.loss.applies),
+                       trained.source.classes)
 
 
 def features(trained: Trained, paths: list[Path], layer: str) -> np.ndarray:
@@ -116,7 +123,7 @@ def write(result: Predictions, path: Path, k: int) -> None:
 
 def _csv(result: Predictions) -> str:
     prefix = "p" if result.probabilities else "y"
-    columns = [f"{prefix}{j}" for j in range(result.values.shape[-1])]
+    columns = [f"{prefix}{result.label(j)}" for j in range(result.values.shape[-1])]
     text = io.StringIO(newline="")
     writer = csv.writer(text)
     writer.writerow(["input", *(["step"] if result.per_step else []),
@@ -134,7 +141,7 @@ def _rows(result: Predictions) -> Iterator[tuple]:
     values, classes = result.steps()
     for i, name in enumerate(result.names):
         for t in range(values.shape[1]):
-            yield name, *([t] if result.per_step else []), int(classes[i, t]), values[i, t]
+            yield name, *([t] if result.per_step else []), result.label(classes[i, t]), values[i, t]
 
 
 def _records(result: Predictions, k: int) -> list[dict]:
@@ -145,8 +152,9 @@ def _records(result: Predictions, k: int) -> list[dict]:
     one, every = ("probability", "probabilities") if result.probabilities else ("output", "outputs")
     records = []
     for i, name in enumerate(result.names):
-        steps = [{"class": int(classes[i, t]),
-                  "top": [{"class": int(c), one: float(v)} for c, v in zip(order[i, t], best[i, t], strict=True)],
+        steps = [{"class": result.label(classes[i, t]),
+                  "top": [{"class": result.label(c), one: float(v)}
+                          for c, v in zip(order[i, t], best[i, t], strict=True)],
                   every: values[i, t].tolist()} for t in range(values.shape[1])]
         records.append({"input": name, "steps": steps} if result.per_step else {"input": name, **steps[0]})
     return records

@@ -132,8 +132,9 @@ def predictions_table(result: Predictions, k: int) -> Table:
                 table.add_row(first, "…", "", "", "")
                 continue
             c = classes[i, t]
-            ranked = "  ".join(f"{j} {v:.4f}" for j, v in zip(order[i, t], best[i, t], strict=True))
-            table.add_row(first, *([str(t)] if result.per_step else []), str(c), f"{values[i, t, c]:.4f}", ranked)
+            ranked = "  ".join(f"{result.label(j)} {v:.4f}" for j, v in zip(order[i, t], best[i, t], strict=True))
+            table.add_row(first, *([str(t)] if result.per_step else []), str(result.label(c)),
+                          f"{values[i, t, c]:.4f}", ranked)
     return table
 
 

@@ -316,3 +316,30 @@ def test_an_output_never_replaces_an_input_and_replaces_another_file_only_with_f
         assert {name: (tmp_path / name).read_bytes() for name in inputs} == inputs, "nothing was written over"
     ok("predict", ckpt, str(tmp_path / "x.npy"), "-o", str(tmp_path / "kept.json"), "--force")
     assert len(json.loads((tmp_path / "kept.json").read_text())) == 3
+
+
+def test_predict_names_the_labels_of_data_classes_not_their_places(digits, tmp_path):
+    """A model trained on data.classes [5, 6, 7, 8, 9] calls a 7 a 7 (its output 2) in the table, csv and json."""
+    runs = tmp_path / "runs"
+    ok("train", str(CONFIGS / "mnist_mlp.yaml"), *SLICE, "data.classes=[5, 6, 7, 8, 9]", "model.layers.4.units=5",
+       "--runs-dir", str(runs), "-q")
+    images, labels = digits
+    high = labels >= 5
+    np.save(tmp_path / "x.npy", images[high])
+    run = str(next(runs.iterdir()))
+    ok("predict", run, str(tmp_path / "x.npy"), "-o", str(tmp_path / "p.npy"))
+    ok("predict", run, str(tmp_path / "x.npy"), "-o", str(tmp_path / "p.csv"))
+    ok("predict", run, str(tmp_path / "x.npy"), "-o", str(tmp_path / "p.json"))
+    expected = (5 + np.load(tmp_path / "p.npy").argmax(axis=1)).tolist()
+    assert np.mean(np.array(expected) == labels[high]) > 0.8
+    with open(tmp_path / "p.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0])[2:] == ["p5", "p6", "p7", "p8", "p9"]
+    assert [int(r["class"]) for r in rows] == expected
+    records = json.loads((tmp_path / "p.json").read_text())
+    assert [r["class"] for r in records] == [r["top"][0]["class"] for r in records] == expected
+    assert all(5 <= t["class"] <= 9 for r in records for t in r["top"])
+    table = nnctl("predict", run, str(tmp_path / "x.npy"), env={"COLUMNS": "200"}).stdout
+    cells = [line.split("│")[1:-1] for line in table.splitlines() if "x.npy[" in line]
+    assert [int(row[1]) for row in cells] == expected
+    assert all(5 <= int(c) <= 9 for row in cells for c in row[3].split()[::2])
