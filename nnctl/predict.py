@@ -129,7 +129,7 @@ def _csv(result: Predictions) -> str:
     writer.writerow(["input", *(["step"] if result.per_step else []),
                      *(["class"] if result.classes is not None else []), *columns])
     for row in _rows(result):
-        writer.writerow([*row[:-1], *(f"{v:.6g}" for v in row[-1])])
+        writer.writerow([*row[:-1], *map(str, row[-1])])  # the shortest text that reads back as the same value
     return text.getvalue()
 
 

@@ -343,3 +343,15 @@ def test_predict_names_the_labels_of_data_classes_not_their_places(digits, tmp_p
     cells = [line.split("│")[1:-1] for line in table.splitlines() if "x.npy[" in line]
     assert [int(row[1]) for row in cells] == expected
     assert all(5 <= int(c) <= 9 for row in cells for c in row[3].split()[::2])
+
+
+def test_a_csv_of_predictions_reads_back_as_the_very_values(run, digits, tmp_path):
+    np.save(tmp_path / "x.npy", digits[0])
+    ckpt = str(run / "checkpoints" / "best.pkl")
+    ok("predict", ckpt, str(tmp_path / "x.npy"), "-o", str(tmp_path / "p.npy"))
+    ok("predict", ckpt, str(tmp_path / "x.npy"), "-o", str(tmp_path / "p.csv"))
+    values = np.load(tmp_path / "p.npy")
+    with open(tmp_path / "p.csv") as f:
+        rows = list(csv.DictReader(f))
+    read = np.array([[row[f"p{j}"] for j in range(10)] for row in rows], dtype=values.dtype)
+    np.testing.assert_array_equal(read, values)
