@@ -355,3 +355,17 @@ def test_a_csv_of_predictions_reads_back_as_the_very_values(run, digits, tmp_pat
         rows = list(csv.DictReader(f))
     read = np.array([[row[f"p{j}"] for j in range(10)] for row in rows], dtype=values.dtype)
     np.testing.assert_array_equal(read, values)
+
+
+def test_a_16_bit_png_predicts_as_the_same_image_in_8_bits(run, digits, tmp_path):
+    """Pillow's convert('L') clips 16-bit grey at 255 (a black and white digit); nnctl scales it to 0–255."""
+    seven = digits[0][0]
+    Image.fromarray(seven).save(tmp_path / "seven8.png")
+    Image.fromarray(seven.astype(np.uint16) * 257).save(tmp_path / "seven16.png")
+    ckpt = str(run / "checkpoints" / "best.pkl")
+    ok("predict", ckpt, str(tmp_path / "seven8.png"), str(tmp_path / "seven16.png"), "-o", str(tmp_path / "p.npy"))
+    eight, sixteen = np.load(tmp_path / "p.npy")
+    np.testing.assert_array_equal(sixteen, eight)
+    Image.fromarray(seven.astype(np.float32)).save(tmp_path / "float.png", format="TIFF")
+    result = nnctl("predict", ckpt, str(tmp_path / "float.png"))
+    assert result.returncode == 1 and "float.png: an image of 32-bit float pixels" in result.stderr, result.stderr

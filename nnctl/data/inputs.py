@@ -3,6 +3,7 @@
 import io
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -10,6 +11,9 @@ from nnctl.data.npyfile import read_npy, read_npz
 from nnctl.data.tabular import read_table
 from nnctl.errors import DataError, NnctlError, read_bytes
 from nnctl.limits import too_big
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 SUFFIXES = (".npy", ".npz", ".csv", *IMAGE_SUFFIXES)
@@ -64,7 +68,8 @@ def read_image(path: Path, sample_shape: tuple[int, ...]) -> np.ndarray:
         with Image.open(io.BytesIO(raw)) as image:
             if problem := too_big(image.width * image.height * 4, f"{path}: an image of {image.width}×{image.height}"):
                 raise DataError(problem)
-            pixels = np.asarray(image.convert("L" if channels == 1 else "RGB").resize((width, height)))
+            grey_or_rgb = _eight_bit(image, path).convert("L" if channels == 1 else "RGB")
+            pixels = np.asarray(grey_or_rgb.resize((width, height)))
     except UnidentifiedImageError:
         raise DataError(f"{path}: not a readable image (not in a format Pillow knows, such as PNG or JPEG)") from None
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
@@ -73,6 +78,18 @@ def read_image(path: Path, sample_shape: tuple[int, ...]) -> np.ndarray:
         return pixels
     pixels = pixels.reshape(height, width, channels)
     return pixels.transpose(2, 0, 1) if channels_first else pixels
+
+
+def _eight_bit(image: "Image.Image", path: Path) -> "Image.Image":
+    """`image` with 8-bit pixels: 16-bit grey scaled from 0–65535 to 0–255 (Pillow's convert would clip it at 255)."""
+    from PIL import Image
+
+    if image.mode.startswith("I;16") or (image.mode == "I" and image.format == "PNG"):  # PNG grey tops at 16 bits
+        return Image.fromarray(np.rint(np.asarray(image, dtype=np.float64) / 257).astype(np.uint8))
+    if image.mode in ("I", "F"):
+        raise DataError(f"{path}: an image of 32-bit {'integer' if image.mode == 'I' else 'float'} pixels, whose "
+                        "range nnctl cannot know; give its pixels in 0–255 as .npy")
+    return image
 
 
 def _image_layout(shape: tuple[int, ...], path: Path) -> tuple[int, int, int, bool]:
