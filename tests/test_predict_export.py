@@ -228,6 +228,7 @@ def test_bad_inputs_exit_with_a_message(run, tmp_path):
     (tmp_path / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
     (tmp_path / "x.txt").write_text("1 2 3\n")
     np.save(tmp_path / "ok.npy", np.zeros((1, 784)))
+    np.save(tmp_path / "empty.npy", np.zeros((0, 784)))
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (28, 28), np.uint8)).save(tmp_path / "cut.png")
     (tmp_path / "cut.png").write_bytes((tmp_path / "cut.png").read_bytes()[:400])  # of 880 bytes
     ckpt = str(run / "checkpoints" / "last.pkl")
@@ -240,6 +241,7 @@ def test_bad_inputs_exit_with_a_message(run, tmp_path):
         (["cut.png"], "cut.png: not a readable image"),
         (["x.txt"], "unknown kind of input '.txt'; expected one of: .npy, .npz, .csv, .png, .jpg, .jpeg"),
         (["words.npy"], "the inputs are not numbers"),
+        (["empty.npy"], "empty.npy: holds no samples (an array of shape [0, 784])"),
     ]
     for files, message in cases:
         result = nnctl("predict", ckpt, *(str(tmp_path / f) for f in files))

@@ -45,7 +45,9 @@ def fit(x: np.ndarray, sample_shape: tuple[int, ...], origin: str) -> np.ndarray
         raise DataError(f"{origin}: the inputs are not numbers (dtype {x.dtype})")
     if x.dtype.kind == "f" and not np.isfinite(x).all():
         raise DataError(f"{origin}: the inputs hold NaN or infinite values")
-    if x.ndim >= 1 and len(x) and math.prod(x.shape[1:]) == size:
+    if x.size == 0:
+        raise DataError(f"{origin}: holds no samples (an array of shape {list(x.shape)})")
+    if x.ndim >= 1 and math.prod(x.shape[1:]) == size:
         return x.reshape(len(x), *sample_shape)
     if x.size == size:
         return x.reshape(1, *sample_shape)
