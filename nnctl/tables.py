@@ -120,7 +120,7 @@ def predictions_table(result: Predictions, k: int) -> Table:
     if result.per_step:
         table.add_column("step", justify="right")
         if values.shape[1] > SHOWN_STEPS:
-            table.title += f" (the first and last {SHOWN_STEPS // 2} of {values.shape[1]} steps; -o writes all)"
+            table.title = f"{table.title} (the first and last {SHOWN_STEPS // 2} of {values.shape[1]} steps; -o writes all)"
     table.add_column("class", justify="right")
     table.add_column(value, justify="right")
     table.add_column(f"top {k} (class {value})")
