@@ -224,7 +224,7 @@ def evaluate_command(
     if "confusion_matrix" in result:
         counts = np.array(result["confusion_matrix"])
         if len(counts) <= SHOWN_CLASSES:
-            out.print(tables.confusion_table(counts))
+            out.print(tables.confusion_table(counts, result["classes"]))
         else:
             out.print(f"confusion matrix: {len(counts)} classes, too many columns to read here; --json holds it")
         out.print(tables.per_class_table(result["per_class"]))

@@ -164,8 +164,8 @@ def initial_model(config: Config) -> Model:
 
 def report(exp: Experiment, split: str) -> dict:
     """Loss, accuracy and error rate (or mse) and the run's other metrics, and for classifiers of up to
-    MAX_CONFUSION classes (a binary cross-entropy's one output: two, per sample or per step) the confusion matrix,
-    per-class precision, recall and F1, and their macro average, on one split."""
+    MAX_CONFUSION classes (a binary cross-entropy's one output: two, per sample or per step) the class labels, the
+    confusion matrix, per-class precision, recall and F1, and their macro average, on one split."""
     data = exp.data.split(split)
     if data is None:
         others = [name for name in ("test", "val", "train") if name != split and exp.data.split(name) is not None]
@@ -178,8 +178,9 @@ def report(exp: Experiment, split: str) -> dict:
     if num_classes and num_classes <= MAX_CONFUSION:
         counts = confusion_matrix(to_host(target_labels(targets, outputs)), to_host(exp.loss.labels(outputs)),
                                   num_classes)
-        classes = per_class(counts)
-        result.update(confusion_matrix=counts.tolist(), per_class=classes,
+        labels = exp.source.classes or list(range(num_classes))  # data.classes: the labels its places stand for
+        classes = per_class(counts, labels)
+        result.update(classes=labels, confusion_matrix=counts.tolist(), per_class=classes,
                       macro_f1=sum(row["f1"] for row in classes) / len(classes))
     return result
 

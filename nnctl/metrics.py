@@ -128,13 +128,14 @@ def confusion_matrix(true: np.ndarray, predicted: np.ndarray, num_classes: int) 
     return counts
 
 
-def per_class(counts: np.ndarray) -> list[dict[str, float]]:
-    """Precision, recall, F1 and support of each class from a confusion matrix (0 where undefined)."""
+def per_class(counts: np.ndarray, labels: list[int]) -> list[dict[str, float]]:
+    """Precision, recall, F1 and support of each class, named by its label, from a confusion matrix (0 where
+    undefined)."""
     tp = np.diag(counts).astype(np.float64)
     predicted, actual = counts.sum(axis=0), counts.sum(axis=1)
     precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
     recall = np.divide(tp, actual, out=np.zeros_like(tp), where=actual > 0)
     both = precision + recall
     f1 = np.divide(2 * precision * recall, both, out=np.zeros_like(tp), where=both > 0)
-    return [{"class": i, "precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
+    return [{"class": labels[i], "precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
              "support": int(actual[i])} for i in range(len(counts))]

@@ -171,6 +171,7 @@ def confusion(exp: Experiment, split: str, out: Path, title: str) -> Path:
             ax.text(j, i, str(value), ha="center", va="center", fontsize=7,
                     color="white" if value > counts.max() / 2 else "black")
     ax.set(xlabel="predicted class", ylabel="true class", xticks=range(len(counts)), yticks=range(len(counts)),
+           xticklabels=result["classes"], yticklabels=result["classes"],
            title=f"{title}\non {split}: accuracy {result['accuracy']:.4f} ({result['samples']} samples)")
     fig.tight_layout()
     return _save(fig, out)

@@ -27,14 +27,14 @@ class Folding(Table):
         super().add_column(*args, **kwargs)
 
 
-def confusion_table(counts: np.ndarray) -> Table:
-    """Counts of (true, predicted) classes, the diagonal in bold."""
+def confusion_table(counts: np.ndarray, labels: list[int]) -> Table:
+    """Counts of (true, predicted) classes, named by their labels, the diagonal in bold."""
     table = Folding(title="confusion matrix (rows: true class, columns: predicted)")
     table.add_column("")
-    for j in range(len(counts)):
-        table.add_column(str(j), justify="right")
+    for label in labels:
+        table.add_column(str(label), justify="right")
     for i, row in enumerate(counts):
-        table.add_row(str(i), *(Text(str(v), style="bold" if i == j else "") for j, v in enumerate(row)))
+        table.add_row(str(labels[i]), *(Text(str(v), style="bold" if i == j else "") for j, v in enumerate(row)))
     return table
 
 
@@ -120,7 +120,8 @@ def predictions_table(result: Predictions, k: int) -> Table:
     if result.per_step:
         table.add_column("step", justify="right")
         if values.shape[1] > SHOWN_STEPS:
-            table.title = f"{table.title} (the first and last {SHOWN_STEPS // 2} of {values.shape[1]} steps; -o writes all)"
+            table.title = (f"{table.title} (the first and last {SHOWN_STEPS // 2} of {values.shape[1]} steps; "
+                           "-o writes all)")
     table.add_column("class", justify="right")
     table.add_column(value, justify="right")
     table.add_column(f"top {k} (class {value})")

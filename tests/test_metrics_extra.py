@@ -69,11 +69,12 @@ def test_top_k_accuracy_counts_targets_among_the_k_highest_outputs():
 
 def test_per_class_scores_from_a_confusion_matrix():
     counts = np.array([[5, 1, 0], [2, 3, 0], [0, 0, 0]])  # class 2: never seen, never predicted
-    rows = per_class(counts)
+    rows = per_class(counts, [0, 1, 2])
     assert rows[0] == pytest.approx({"class": 0, "precision": 5 / 7, "recall": 5 / 6,
                                      "f1": 2 * (5 / 7) * (5 / 6) / (5 / 7 + 5 / 6), "support": 6})
     assert rows[1]["precision"] == 0.75 and rows[1]["recall"] == 0.6
     assert rows[2] == {"class": 2, "precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
+    assert [row["class"] for row in per_class(counts, [5, 7, 9])] == [5, 7, 9]
 
 
 def test_class_weights_must_match_the_outputs(tmp_path):

@@ -345,6 +345,11 @@ def test_predict_names_the_labels_of_data_classes_not_their_places(digits, tmp_p
     cells = [line.split("│")[1:-1] for line in table.splitlines() if "x.npy[" in line]
     assert [int(row[1]) for row in cells] == expected
     assert all(5 <= int(c) <= 9 for row in cells for c in row[3].split()[::2])
+    report = json.loads(ok("eval", run, "--json"))  # eval names the classes as predict does
+    assert report["classes"] == [5, 6, 7, 8, 9] == [row["class"] for row in report["per_class"]]
+    shown = nnctl("eval", run, env={"COLUMNS": "200"}).stdout.split("confusion matrix")[1]
+    assert [line.split("│")[1].strip() for line in shown.splitlines() if line.startswith("│")][:5] == \
+        ["5", "6", "7", "8", "9"]
 
 
 def test_a_csv_of_predictions_reads_back_as_the_very_values(run, digits, tmp_path):
