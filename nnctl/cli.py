@@ -33,7 +33,7 @@ from nnctl.limits import memory_limit
 from nnctl.losses import LOSSES
 from nnctl.metrics import check_metric_name
 from nnctl.model import Model
-from nnctl.onnx_export import export_onnx
+from nnctl.onnx_export import check_onnx_name, export_onnx
 from nnctl.outputs import REFUSALS, check_target, refusal
 from nnctl.predict import check_output, features, predict_files, save_array, write
 from nnctl.runner import Runner
@@ -43,8 +43,8 @@ from nnctl.sections import resolved
 from nnctl.sweep import Member, Outcome, Sweep, by_value, check_address
 from nnctl.trained import Trained, trained_experiment
 from nnctl.weight_files import read_source
+from nnctl.weights import check_npz_name, load_into, weights_spec, write_npz
 from nnctl.weights import export as export_weights
-from nnctl.weights import load_into, weights_spec, write_npz
 from nnctl.yaml_loader import dump_yaml
 
 app = typer.Typer(help="Train neural networks written in plain NumPy from YAML files.", no_args_is_help=True,
@@ -419,6 +419,7 @@ def export_command(
     """Write a trained model's weights as plain arrays by layer name (dense_1/W, ...), or the model as ONNX."""
     if form not in ("npz", "onnx"):
         raise ConfigError(f"--format must be npz or onnx, not '{form}'")
+    (check_onnx_name if form == "onnx" else check_npz_name)(output)
     _fresh_output(output, [checkpoint_path], force)
     trained = _loaded(checkpoint_path, device, output)
     model = trained.model
@@ -449,10 +450,11 @@ def convert_command(
     """Convert another framework's weights into nnctl's .npz for model.weights, printing the mapping it used."""
     if flatten not in (None, "chw", "hwc"):
         raise ConfigError(f"--flatten must be chw or hwc, not '{flatten}'")
+    check_npz_name(output)
     _fresh_output(output, [source, config], force)
+    table_map = read_map(mapping or [])
     framework, layers = read_source(source)
     model = initial_model(load_config(config, []))
-    table_map = read_map(mapping or [])
     arrays, steps = convert_weights(model, framework, plan(model, layers, table_map), flatten, strict=bool(table_map))
     out.print(tables.conversion_table(steps, arrays, f"{source} ({framework}) -> {output}"
                                       + ("" if table_map else ", layers paired by order")))

@@ -199,10 +199,15 @@ def to_onnx(model: Model, name: str = "nnctl"):
     return proto
 
 
-def export_onnx(model: Model, path: Path, name: str = "nnctl") -> None:
-    """Writes the model's ONNX graph to `path`."""
+def check_onnx_name(path: Path) -> None:
+    """ConfigError unless `path` names an .onnx file."""
     if path.suffix != ".onnx":
         raise ConfigError(f"{path}: name the ONNX file *.onnx")
+
+
+def export_onnx(model: Model, path: Path, name: str = "nnctl") -> None:
+    """Writes the model's ONNX graph to `path`."""
+    check_onnx_name(path)
     proto = to_onnx(model, name)
     with replacing(path, "the model") as f:
         f.write(proto.SerializeToString())

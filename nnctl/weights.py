@@ -38,11 +38,16 @@ def export(path: str | Path, state: dict, input_shape: tuple[int, ...] | None = 
         "input_shape": np.array(input_shape, np.int64), "output_shape": np.array(output_shape, np.int64)}))
 
 
+def check_npz_name(path: Path) -> None:
+    """ConfigError unless `path` names an .npz file, the only kind weights are written as."""
+    if path.suffix != ".npz":
+        raise ConfigError(f"{path}: the weights are written as an .npz archive; name the file *.npz")
+
+
 def write_npz(path: str | Path, arrays: dict[str, np.ndarray], **extra: np.ndarray) -> list[str]:
     """Writes named arrays to an .npz file; returns the names (of `arrays`, not `extra`)."""
     path = Path(path)
-    if path.suffix != ".npz":
-        raise ConfigError(f"{path}: the weights are written as an .npz archive; name the file *.npz")
+    check_npz_name(path)
     with replacing(path, "the weights") as f:
         np.savez(f, **arrays, **extra)  # type: ignore[arg-type]  # numpy's stub fears **arrays naming allow_pickle
     return list(arrays)

@@ -302,17 +302,18 @@ def test_an_output_never_replaces_an_input_and_replaces_another_file_only_with_f
     np.savetxt(tmp_path / "x.csv", digits[0][:3].reshape(3, -1), delimiter=",", fmt="%d")
     np.save(tmp_path / "x.npy", digits[0][:3])
     (tmp_path / "kept.json").write_text("{}")
+    (tmp_path / "kept.npz").write_bytes(b"kept")
     (tmp_path / "link.npy").symlink_to(tmp_path / "x.npy")
-    inputs = {name: (tmp_path / name).read_bytes() for name in ("x.csv", "x.npy", "kept.json")}
+    inputs = {name: (tmp_path / name).read_bytes() for name in ("x.csv", "x.npy", "kept.json", "kept.npz")}
     for args, phrase in [(["predict", ckpt, str(tmp_path / "x.csv"), "-o", str(tmp_path / "x.csv"), "--force"],
                           "this is one of the command's inputs"),
                          (["predict", ckpt, str(tmp_path / "x.npy"), "-o", str(tmp_path / "link.npy"), "--force"],
                           "this is one of the command's inputs"),
                          (["predict", ckpt, str(tmp_path / "x.npy"), "-o", str(tmp_path / "kept.json")],
                           "kept.json exists; give --force to replace it"),
-                         (["export", ckpt, "-o", str(tmp_path / "x.npy")], "x.npy exists; give --force"),
-                         (["convert", ckpt, "-c", str(CONFIGS / "mnist_mlp.yaml"), "-o", str(tmp_path / "x.npy")],
-                          "x.npy exists; give --force")]:
+                         (["export", ckpt, "-o", str(tmp_path / "kept.npz")], "kept.npz exists; give --force"),
+                         (["convert", ckpt, "-c", str(CONFIGS / "mnist_mlp.yaml"), "-o", str(tmp_path / "kept.npz")],
+                          "kept.npz exists; give --force")]:
         result = nnctl(*args)
         assert result.returncode == 1 and phrase in result.stderr and "Traceback" not in result.stderr, result.stderr
         assert {name: (tmp_path / name).read_bytes() for name in inputs} == inputs, "nothing was written over"
@@ -376,3 +377,17 @@ def test_a_16_bit_png_predicts_as_the_same_image_in_8_bits(run, digits, tmp_path
     Image.fromarray(seven.astype(np.float32)).save(tmp_path / "float.png", format="TIFF")
     result = nnctl("predict", ckpt, str(tmp_path / "float.png"))
     assert result.returncode == 1 and "float.png: an image of 32-bit float pixels" in result.stderr, result.stderr
+
+
+def test_the_kind_of_output_file_is_checked_before_any_input_is_read(tmp_path):
+    missing = str(tmp_path / "missing.pkl")  # were it read first, its absence would be the error (exit 1)
+    config = str(CONFIGS / "mnist_mlp.yaml")
+    q, w, p = (str(tmp_path / name) for name in ("q.txt", "w.txt", "w.npz"))
+    for args, phrase in [(["convert", str(tmp_path / "missing.safetensors"), "-c", config, "-o", q],
+                          "q.txt: the weights are written as an .npz archive; name the file *.npz"),
+                         (["export", missing, "-o", w], "w.txt: the weights are written as an .npz archive"),
+                         (["export", missing, "--format", "onnx", "-o", p], "w.npz: name the ONNX file *.onnx"),
+                         (["predict", missing, missing, "-o", q], "q.txt")]:
+        result = nnctl(*args)
+        assert result.returncode == 2 and phrase in result.stderr, (args, result.stderr)
+        assert result.stdout == "" and "missing" not in result.stderr, (args, result.stderr)
