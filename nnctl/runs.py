@@ -124,9 +124,16 @@ def is_run(path: Path) -> bool:
     return (path / "summary.json").exists() and (path / "config.yaml").exists()
 
 
+def holds_checkpoint(path: Path) -> bool:
+    """Whether `path` is a folder with a run's checkpoints/best.pkl or last.pkl, whatever else it lost: a
+    checkpoint is self-contained."""
+    return any((path / "checkpoints" / name).is_file() for name in ("best.pkl", "last.pkl"))
+
+
 def checkpoint_of(path: Path, last: bool = False) -> Path:
-    """`path` itself, or for a run directory its best.pkl (else last.pkl), or its last.pkl when `last`."""
-    if not is_run(path):
+    """`path` itself, or for a run directory (or a folder holding a run's checkpoints) its best.pkl (else
+    last.pkl), or its last.pkl when `last`."""
+    if not (is_run(path) or holds_checkpoint(path)):
         return path
     best = path / "checkpoints" / "best.pkl"
     return best if best.is_file() and not last else path / "checkpoints" / "last.pkl"

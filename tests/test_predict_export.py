@@ -82,6 +82,23 @@ def test_a_run_directory_stands_for_its_best_checkpoint_and_to_resume_for_its_la
     assert json.loads(ok("eval", str(copy), "--json"))["checkpoint"] == str(last)
 
 
+def test_a_run_folder_that_lost_its_config_or_summary_still_stands_for_its_checkpoint(run, digits, tmp_path):
+    np.save(tmp_path / "x.npy", digits[0][:3])
+    best = str(run / "checkpoints" / "best.pkl")
+    for lost in ("config.yaml", "summary.json"):
+        copy = tmp_path / f"without_{Path(lost).stem}"
+        shutil.copytree(run, copy)
+        (copy / lost).unlink()
+        assert json.loads(ok("eval", str(copy), "--json"))["checkpoint"] == str(copy / "checkpoints" / "best.pkl")
+        assert ok("predict", str(copy), str(tmp_path / "x.npy")) == ok("predict", best, str(tmp_path / "x.npy"))
+        ok("export", str(copy), "-o", str(tmp_path / f"{lost}.npz"))
+        ok("train", str(CONFIGS / "mnist_mlp.yaml"), *SLICE, "train.epochs=1", "--init-from", str(copy),
+           "--runs-dir", str(tmp_path / "runs"), "-q")
+        resumed = nnctl("train", "--resume", str(copy), "train.epochs=3", "-q")
+        assert resumed.returncode == 0, resumed.stderr
+        assert json.loads((copy / "summary.json").read_text())["epochs"] == 3
+
+
 def test_predict_table_csv_and_json_agree(run, digits, tmp_path):
     images, labels = digits
     np.savetxt(tmp_path / "x.csv", images[:4].reshape(4, -1), delimiter=",", fmt="%d")
