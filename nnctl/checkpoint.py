@@ -1,6 +1,8 @@
 """Checkpoints: pickles of plain data, written atomically and read through the restricted unpickler."""
 
 import pickle
+import re
+import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -288,8 +290,35 @@ def save(path: str | Path, saved: Checkpoint) -> None:
 FOREIGN = {ZIP: "a zip archive (PyTorch's torch.save, a Keras .keras, a NumPy .npz)",
            b"\x89HDF\r\n\x1a\n": "an HDF5 file (such as Keras weights)", b"\x93NUMPY": "a NumPy .npy array"}
 """How other formats a user may take for a checkpoint start, and what each is."""
+ONNX_FIELDS = {0x12, 0x1A, 0x22, 0x2A, 0x30, 0x3A, 0x42}
+"""The protobuf tags that follow an ONNX model's ir_version: its producer, domain, docs, version, graph, opsets."""
 HEAD = 512
 """How many bytes of a file tell what it is before the rest is read."""
+
+
+def _foreign(path: Path, head: bytes) -> str | None:
+    """What a file of another kind is, from its first bytes, and what to do with it instead; None if unknown."""
+    quoted = shlex.quote(str(path))
+    if head.startswith(ZIP) and re.fullmatch(r".+/.+\.npy", _first_zip_entry(head)):
+        return ("an .npz of nnctl's arrays by layer (as nnctl export and convert write), not a checkpoint; start a "
+                f"model from it with model.weights: {quoted} in its config")
+    if len(head) > 8 and head[8:9] == b"{" and 0 < int.from_bytes(head[:8], "little") < 100_000_000:
+        return (f"a safetensors file (such as PyTorch weights), not a checkpoint; nnctl convert {quoted} -c CONFIG "
+                "-o w.npz turns it into arrays for the config's model.weights: w.npz")
+    if len(head) > 2 and head[0] == 0x08 and 0 < head[1] < 0x80 and head[2] in ONNX_FIELDS:
+        return ("an ONNX model (as nnctl export --format onnx writes), not a checkpoint: an export for other "
+                "runtimes, which nnctl does not load; give the run's checkpoint (runs/NAME/checkpoints/*.pkl)")
+    for magic, what in FOREIGN.items():
+        if head.startswith(magic):
+            return (f"{what}, not a checkpoint of an nnctl run (runs/NAME/checkpoints/*.pkl); other frameworks' "
+                    "weights come in through nnctl convert and model.weights")
+    return None
+
+
+def _first_zip_entry(head: bytes) -> str:
+    """The name of a zip archive's first member, from its local header ('' where the head cuts it off)."""
+    length = int.from_bytes(head[26:28], "little")
+    return head[30:30 + length].decode("utf-8", errors="replace") if len(head) >= 30 + length else ""
 
 
 def _check_head(path: Path) -> None:
@@ -300,10 +329,8 @@ def _check_head(path: Path) -> None:
             head = f.read(HEAD)
     except OSError as exc:
         raise CheckpointError(f"{path}: cannot read checkpoint: {exc.strerror or exc}") from None
-    for magic, what in FOREIGN.items():
-        if head.startswith(magic):
-            raise CheckpointError(f"{path}: {what}, not a checkpoint of an nnctl run (runs/NAME/checkpoints/*.pkl); "
-                                  "other frameworks' weights come in through nnctl convert and model.weights")
+    if what := _foreign(path, head):
+        raise CheckpointError(f"{path}: {what}")
     if len(head) >= 2 and head[0] == pickle.PROTO[0] and 2 <= head[1] <= pickle.HIGHEST_PROTOCOL:
         return
     if not head:

@@ -14,10 +14,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import safetensors.numpy
 
 from helpers import CONFIGS, REPO, cifar_archive, cifar_batches, nnctl
 from nnctl import checkpoint
+from nnctl.builder import build_model
+from nnctl.config import from_dict
 from nnctl.data import cifar10
+from nnctl.onnx_export import to_onnx
 from nnctl.trained import Trained
 
 pytestmark = pytest.mark.slow  # runs the CLI in subprocesses and trains real models
@@ -291,11 +295,20 @@ def zipped(members: dict[str, bytes]) -> bytes:
                                       "checkpoint of an nnctl run"),
     (b"\x93NUMPY\x01\x00", "a NumPy .npy array, not a checkpoint"),
     (b"\x89HDF\r\n\x1a\n\x00\x00", "an HDF5 file (such as Keras weights), not a checkpoint"),
+    (safetensors.numpy.save({"fc.weight": np.ones((2, 3), np.float32)}),
+     "a safetensors file (such as PyTorch weights), not a checkpoint; nnctl convert"),
+    (to_onnx(build_model(from_dict({"model": {"layers": [{"type": "dense", "units": 2}]}}), (3,), np.float32,
+                         np.random.default_rng(0))).SerializeToString(),
+     "an ONNX model (as nnctl export --format onnx writes), not a checkpoint"),
+    (zipped({"dense_1/W.npy": b"\x93NUMPY", "input_shape.npy": b"\x93NUMPY"}),
+     "an .npz of nnctl's arrays by layer (as nnctl export and convert write), not a checkpoint; start a model from "
+     "it with model.weights: "),
 ])
 def test_foreign_and_corrupt_checkpoints(tmp_path, content, message):
     path = tmp_path / "x.pkl"
     path.write_bytes(content)
-    for command in (["eval", str(path)], ["train", "--resume", str(path)]):
+    for command in (["eval", str(path)], ["train", "--resume", str(path)],
+                    ["train", str(CONFIGS / "xor_mlp.yaml"), "--init-from", str(path), "--runs-dir", str(tmp_path)]):
         result = nnctl(*command)
         assert result.returncode == 1 and message in result.stderr, result.stderr
         assert "Traceback" not in result.stderr
