@@ -24,13 +24,15 @@ from nnctl.console import stdout_closed, why_stopped
 from nnctl.course import HASH_FREE, changed, course_hash, free_keys
 from nnctl.errors import CheckpointError, ConfigError, NnctlError, TrainingError
 from nnctl.experiment import Experiment, build, check_trains
+from nnctl.layers import Layer
 from nnctl.metrics import MetricSums, evaluate
+from nnctl.model import Model
 from nnctl.outputs import REFUSALS, replacing
 from nnctl.run_files import Checkpoints, MetricFiles, Monitor, Progress, check_run_files, format_value
 from nnctl.runs import read_config
 from nnctl.tensorboard import TensorBoard
 from nnctl.tracking import MLflow
-from nnctl.trained import Trained, load_weights
+from nnctl.trained import Trained
 from nnctl.yaml_loader import dump_yaml
 
 
@@ -65,10 +67,10 @@ class Runner:
     def start(cls, config: Config, runs_dir: Path, quiet: bool = False, init_from: Path | None = None) -> "Runner":
         """A fresh run: builds the experiment (its model from the weights of the checkpoint `init_from`, checked by
         name and shape), then makes runs/<name>-<time>/ with the resolved config."""
-        exp = build(config)
+        exp = build(config, weights=init_from is None)  # --init-from supplies every array, model.weights none
         check_trains(exp)
         if init_from is not None:
-            load_weights(exp.model, checkpoint.load(init_from), Path(init_from))
+            _init_from(exp.model, checkpoint.load(init_from), Path(init_from), config.source)
         TensorBoard.check(exp.config)
         MLflow.check(exp.config)
         run_dir = new_run_dir(runs_dir, exp.config.data["name"])
@@ -438,6 +440,31 @@ def _check_course(saved: Checkpoint, config: dict[str, Any], path: Path) -> None
                           f" On resume only these may change: {', '.join(free)}. To start a "
                           f"new run from its weights with another config, use: nnctl train CONFIG --init-from "
                           f"{path}")
+
+
+def _init_from(model: Model, saved: Checkpoint, path: Path, config: str) -> None:
+    """--init-from: the checkpoint's arrays copied into the model of the config being trained; CheckpointError
+    naming the first array that differs, and how to start from the layers that fit."""
+    try:
+        model.load_state_dict(saved.model)
+    except (KeyError, ValueError, TypeError) as exc:
+        fit = _fitting_layers(model, saved.model)
+        quoted = shlex.quote(str(path))
+        hint = (f"; to start from the layers that fit, run nnctl export {quoted} -o w.npz and give {config} "
+                f"model.weights: {{path: w.npz, layers: [{', '.join(fit)}]}} instead of --init-from" if fit else "")
+        raise CheckpointError(f"{path}: its weights do not fit the model of {config}, the config being trained: "
+                              f"{exc}{hint}") from None
+
+
+def _fitting_layers(model: Model, saved: dict[str, Any]) -> list[str]:
+    """The model's layers with arrays whose every array the saved state holds, in the same shape."""
+    def fits(layer: Layer) -> bool:
+        entry = saved.get(layer.name) or {}
+        mine = {**layer.params, **layer.state}
+        theirs = {**entry.get("params", {}), **entry.get("state", {})}
+        return mine.keys() == theirs.keys() and all(theirs[k].shape == v.shape for k, v in mine.items())
+
+    return [layer.name for layer in model.layers if (layer.params or layer.state) and fits(layer)]
 
 
 def _resume_source(path: Path) -> Path:

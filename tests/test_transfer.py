@@ -179,6 +179,31 @@ def test_partial_loads_with_missing_and_extra_names(base):
         assert message in result.stderr, (message, result.stderr)
 
 
+def test_init_from_a_checkpoint_whose_layers_differ_names_the_config_and_the_way_to_a_partial_start(base, tmp_path):
+    (run,) = (base / "runs").glob("base-*")
+    best = run / "checkpoints" / "best.pkl"
+    wider = write_config(tmp_path, "wider", [*BASE[:-1], {**BASE[-1], "units": 12},
+                                             {"type": "dense", "name": "out", "units": 2}])
+    result = nnctl("train", str(wider), "--init-from", str(best), "--runs-dir", str(tmp_path / "runs"))
+    assert result.returncode == 1, result.stderr
+    assert (f"best.pkl: its weights do not fit the model of {wider}, the config being trained: layer fc1: W has "
+            "shape [27, 8], expected [27, 12]; to start from the layers that fit, run nnctl export "
+            f"{best} -o w.npz and give {wider} model.weights: {{path: w.npz, layers: [conv1, bn1]}} instead of "
+            "--init-from") in result.stderr
+    ok("export", str(best), "-o", str(tmp_path / "w.npz"))
+    partial = write_config(tmp_path, "partial", [*BASE[:-1], {**BASE[-1], "units": 12},
+                                                 {"type": "dense", "name": "out", "units": 2}],
+                           {"path": "w.npz", "layers": ["conv1", "bn1"]})
+    train(partial, "train.epochs=1")
+
+
+def test_init_from_does_not_read_the_configs_own_weights_file(base, tmp_path):
+    (run,) = (base / "runs").glob("base-*")
+    config = write_config(tmp_path, "base", [*BASE, {"type": "dense", "name": "out", "units": 2}], "gone.npz")
+    fine_tuned = train(config, "train.epochs=1", "--init-from", str(run))
+    assert json.loads((fine_tuned / "summary.json").read_text())["status"] == "finished"
+
+
 def test_predict_and_export_take_a_config_with_weights(base, tmp_path):
     config = write_config(base, "features", [*BASE, {"type": "dense", "name": "out", "units": 2}], "base.npz")
     x = np.load(base / "images.npz")["x"][:5]
