@@ -25,6 +25,8 @@ GATES = {  # where each framework's gate blocks go in nnctl's order (lstm i, f, 
     ("keras", "gru"): [1, 0, 2],  # z, r, h
 }
 """Keras's and PyTorch's simple rnn and PyTorch's gru keep nnctl's order."""
+KERAS_EPSILON = 1e-3
+"""Keras's BatchNormalization's default epsilon (nnctl's batchnorm's eps defaults to 1e-5, as PyTorch's)."""
 FLATTEN = {"torch": "chw", "keras": "hwc"}
 """The order a framework's flatten lays out (C, H, W) feature maps in: PyTorch's NCHW, Keras's NHWC."""
 
@@ -179,7 +181,8 @@ def _layer(layer: Layer, source: SourceLayer, framework: str, maps: tuple[int, .
         found = _roles(source, framework, names, ["gamma", "beta", "moving_mean", "moving_variance"]
                        if layer.affine else ["moving_mean", "moving_variance"])
         keys = (["gamma", "beta"] if layer.affine else []) + ["running_mean", "running_var"]
-        return {key: (a[role], role, "as is") for key, role in zip(keys, found, strict=True)}
+        how = _keras_epsilon(layer, source) if framework == "keras" else "as is"
+        return {key: (a[role], role, how) for key, role in zip(keys, found, strict=True)}
     if isinstance(layer, Embedding):
         (role,) = _roles(source, framework, ["weight"], ["embeddings"])
         return {"W": (a[role], role, "as is")}
@@ -200,6 +203,19 @@ def _layer(layer: Layer, source: SourceLayer, framework: str, maps: tuple[int, .
     if layer.use_bias:
         out["b"] = (a[roles[1]], roles[1], "as is")
     return out
+
+
+def _keras_epsilon(layer: BatchNorm, source: SourceLayer) -> str:
+    """How a Keras batch norm converts: NnctlError where its saved epsilon is not the layer's eps; where the file
+    does not say (weights only), the step says that Keras's default is not nnctl's."""
+    epsilon = (source.config or {}).get("epsilon")
+    if not isinstance(epsilon, int | float) or isinstance(epsilon, bool):
+        return (f"as is; the file does not say Keras's epsilon (its default is {KERAS_EPSILON:g}, this layer's eps "
+                f"{layer.eps:g}): set the layer's eps to Keras's")
+    if not np.isclose(epsilon, layer.eps, rtol=1e-6, atol=0):
+        raise NnctlError(f"{source.name} -> {layer.name}: Keras's epsilon is {epsilon:g}, but the layer's eps is "
+                         f"{layer.eps:g}, so their outputs differ; set eps: {epsilon:g} on {layer.name} in the config")
+    return f"as is; epsilon {epsilon:g} as the layer's eps"
 
 
 def _roles(source: SourceLayer, framework: str, torch_names: list[str], keras_names: list[str]) -> list[str]:

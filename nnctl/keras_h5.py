@@ -1,5 +1,6 @@
 """Keras weights from an HDF5 file, read without trusting it. `nnctl.weight_files` runs this module as a child
-process (`python -m nnctl.keras_h5 FILE OUT.npz`): it writes the arrays to OUT.npz and their layers to stdout."""
+process (`python -m nnctl.keras_h5 FILE OUT.npz`): it writes the arrays to OUT.npz, and their layers and the
+model's config (if the file holds one) to stdout as JSON."""
 
 import json
 import sys
@@ -26,29 +27,42 @@ NUMERIC = "biuf"
 """The dtype kinds that weights may have: bool, integers, floats."""
 
 
-def read(path: Path) -> list[SourceLayer]:
-    """The layers of a Keras .h5 file, read by `Hdf5` in this process; any error of h5py's own said as one
-    NnctlError."""
+MODEL_CONFIG_BYTES = 10_000_000
+"""The longest model_config attribute read: a model's layer configs as JSON, far shorter in any real file."""
+
+
+def read(path: Path) -> tuple[list[SourceLayer], str | None]:
+    """The layers of a Keras .h5 file, and its model_config JSON where the file holds one (a full model's save),
+    read by `Hdf5` in this process; any error of h5py's own said as one NnctlError."""
     import h5py  # type: ignore[import-untyped]
 
     try:
         with h5py.File(path, "r") as f:
-            return Hdf5(path, h5py).layers(f)
+            return Hdf5(path, h5py).layers(f), _model_config(f)
     except (OSError, KeyError, RuntimeError, ValueError) as exc:  # what h5py raises for a damaged file
         raise NnctlError(f"{path}: not a readable HDF5 file ({exc})") from None
+
+
+def _model_config(f: Any) -> str | None:
+    """The file's model_config attribute (Keras's `model.save` writes it), or None where it has none or no text."""
+    if "model_config" not in f.attrs or f.attrs.get_id("model_config").get_storage_size() > MODEL_CONFIG_BYTES:
+        return None
+    value = f.attrs["model_config"]
+    value = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+    return value if isinstance(value, str) else None
 
 
 def main(source: str, out: str) -> int:
     """The child's side: the arrays of `source` into the .npz `out` (as `<layer>/<array>` by number), the layers'
     names and array names as JSON on stdout; or an NnctlError's message on stderr, exit code REFUSED."""
     try:
-        layers = read(Path(source))
+        layers, model_config = read(Path(source))
     except NnctlError as exc:
         print(exc, file=sys.stderr)
         return REFUSED
     arrays = {f"{i}/{j}": array for i, layer in enumerate(layers) for j, array in enumerate(layer.arrays.values())}
     np.savez(out, **arrays)  # type: ignore[arg-type]  # numpy's stub fears **arrays naming allow_pickle
-    print(json.dumps([[layer.name, list(layer.arrays)] for layer in layers]))
+    print(json.dumps({"layers": [[layer.name, list(layer.arrays)] for layer in layers], "model_config": model_config}))
     return 0
 
 

@@ -14,6 +14,7 @@ import zlib
 from dataclasses import dataclass, field
 from importlib.util import find_spec
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -38,6 +39,8 @@ HDF5 = b"\x89HDF\r\n\x1a\n"
 """How an HDF5 file starts: Keras 2's .h5 and .keras."""
 KERAS_WEIGHTS = "model.weights.h5"
 """Where a Keras 3 .keras archive (a zip) keeps the weights."""
+KERAS_CONFIG = "config.json"
+"""Where a Keras 3 .keras archive keeps the model's config (its layers' settings)."""
 REFUSED = 3
 """The exit code of the child that reads a .h5 when it refuses the file (its message on stderr); 1 is a crash of
 Python's own."""
@@ -49,6 +52,8 @@ class SourceLayer:
 
     name: str
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    config: dict[str, Any] | None = None
+    """The layer's Keras config (its epsilon, ...), where the file holds the model's (.keras, a full-model .h5)."""
 
 
 def read_source(path: Path) -> tuple[str, list[SourceLayer]]:
@@ -188,9 +193,22 @@ def _keras_archive(path: Path) -> list[SourceLayer]:
                 inner = Path(folder) / KERAS_WEIGHTS
                 with archive.open(info) as packed, open(inner, "wb") as unpacked:  # stops at the declared size
                     shutil.copyfileobj(packed, unpacked)
-                return _keras_layers(inner, f"{path} ({KERAS_WEIGHTS})")
+                layers = _keras_layers(inner, f"{path} ({KERAS_WEIGHTS})")
+            return with_configs(layers, _archive_config(archive, path))
     except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as exc:  # damaged, encrypted
         raise NnctlError(f"{path}: not a readable .keras archive ({exc})") from None
+
+
+def _archive_config(archive: zipfile.ZipFile, path: Path) -> str | None:
+    """The model config JSON a .keras archive keeps in config.json, or None without one."""
+    try:
+        info = archive.getinfo(KERAS_CONFIG)
+    except KeyError:
+        return None
+    refusal = too_big(info.file_size, f"{path}: its {KERAS_CONFIG}")
+    if refusal:
+        raise NnctlError(refusal)
+    return archive.read(info).decode("utf-8", "replace")
 
 
 def _keras_layers(path: Path, shown: str | None = None) -> list[SourceLayer]:
@@ -219,9 +237,38 @@ def _keras_layers(path: Path, shown: str | None = None) -> list[SourceLayer]:
             last = (done.stderr.strip().splitlines() or ["no message"])[-1]
             raise NnctlError(f"{shown}: reading it failed in a child process (exit {done.returncode}: {last[:300]}); "
                              "the file may be damaged: save the weights again with Keras")
+        found = json.loads(done.stdout)
         with np.load(out, allow_pickle=False) as arrays:
-            return [SourceLayer(layer, {key: arrays[f"{i}/{j}"] for j, key in enumerate(keys)})
-                    for i, (layer, keys) in enumerate(json.loads(done.stdout))]
+            layers = [SourceLayer(layer, {key: arrays[f"{i}/{j}"] for j, key in enumerate(keys)})
+                      for i, (layer, keys) in enumerate(found["layers"])]
+    return with_configs(layers, found["model_config"])
+
+
+def with_configs(layers: list[SourceLayer], model_config: str | None) -> list[SourceLayer]:
+    """`layers`, each given its config from Keras's model config JSON (where there is one that reads)."""
+    try:
+        configs = layer_configs(json.loads(model_config)) if model_config else {}
+    except (ValueError, RecursionError):  # a damaged config tells nothing; the weights still convert
+        configs = {}
+    for layer in layers:
+        layer.config = configs.get(layer.name)
+    return layers
+
+
+def layer_configs(value: Any) -> dict[str, dict[str, Any]]:
+    """Every layer config in a Keras model config, by layer name: each {"class_name", "config": {"name", ...}},
+    nested models' layers included."""
+    found: dict[str, dict[str, Any]] = {}
+    if isinstance(value, dict):
+        config = value.get("config")
+        if "class_name" in value and isinstance(config, dict) and isinstance(config.get("name"), str):
+            found[config["name"]] = config
+        for inner in value.values():
+            found.update(layer_configs(inner))
+    elif isinstance(value, list):
+        for inner in value:
+            found.update(layer_configs(inner))
+    return found
 
 
 def _signal_name(number: int) -> str:

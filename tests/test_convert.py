@@ -1,6 +1,7 @@
 """nnctl convert on real files: safetensors and HDF5 written by their own libraries with PyTorch's and Keras's names
 and layouts; nnctl's outputs after conversion must equal the other framework's formulas, computed here in NumPy."""
 
+import json
 import pickle
 import zipfile
 from pathlib import Path
@@ -361,3 +362,63 @@ def test_a_keras2_bidirectional_lstm_fills_both_directions(tmp_path):
                                         for k in ("kernel", "recurrent_kernel", "bias")))
     model = model_from([{"type": "lstm", "units": 2, "bidirectional": True}], (5, 3), tmp_path / "bi.h5")
     np.testing.assert_allclose(model.forward(x), np.concatenate([forward, backward], axis=1), rtol=1e-9, atol=1e-12)
+
+
+def keras_batchnorm(folder: Path, kind: str, epsilon: float | None) -> Path:
+    """A Keras batch norm then dense, saved as `kind`: a full-model .h5 or a .keras archive (each with its model
+    config, holding `epsilon`), or a weights-only .h5 (no config)."""
+    arrays = {"batch_normalization": {"gamma": BN[0], "beta": BN[1], "moving_mean": BN[2], "moving_variance": BN[3]},
+              "dense": {"kernel": BN[4], "bias": BN[5]}}
+    config = json.dumps({"class_name": "Sequential", "config": {"name": "net", "layers": [
+        {"class_name": "BatchNormalization", "config": {"name": "batch_normalization", "epsilon": epsilon}},
+        {"class_name": "Dense", "config": {"name": "dense", "units": 2}}]}})
+    path = folder / ("net.keras" if kind == "keras" else f"{kind}.h5")
+    with h5py.File(folder / "model.weights.h5" if kind == "keras" else path, "w") as f:
+        if kind == "keras":  # Keras 3's layers/<name>/vars/<i>
+            for name, values in arrays.items():
+                for i, value in enumerate(values.values()):
+                    f[f"layers/{name}/vars/{i}"] = value
+        else:  # Keras 2's layer_names and weight_names, under model_weights in a full model's save
+            if kind == "model":
+                f.attrs["model_config"] = config
+            root = f.create_group("model_weights") if kind == "model" else f
+            root.attrs["layer_names"] = [name.encode() for name in arrays]
+            for name, values in arrays.items():
+                group = root.create_group(name)
+                group.attrs["weight_names"] = [f"{name}/{k}:0".encode() for k in values]
+                for key, value in values.items():
+                    group[f"{name}/{key}:0"] = value
+    if kind == "keras":
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("config.json", config)
+            archive.write(folder / "model.weights.h5", "model.weights.h5")
+    return path
+
+
+BN = [normal(4) + 1, normal(4), normal(4), np.abs(normal(4)) + 0.01, normal(4, 2), normal(2)]
+"""A Keras batch norm's gamma, beta, moving mean and variance (small, so that epsilon matters), then a dense's."""
+
+
+@pytest.mark.slow
+def test_keras_batch_norms_epsilon_is_read_where_saved_and_named_where_not(tmp_path):
+    x = RNG.normal(size=(6, 4)).astype(np.float32)
+    config = config_file(tmp_path, [{"type": "batchnorm", "name": "bn"}, {"type": "dense", "name": "out", "units": 2}],
+                         x)
+    pairs = ["--map", "bn=batch_normalization", "--map", "out=dense"]
+    for kind in ("model", "keras"):
+        result = nnctl("convert", str(keras_batchnorm(tmp_path, kind, 1e-3)), "-c", str(config), *pairs,
+                       "-o", str(tmp_path / "w.npz"), "--force")
+        assert result.returncode == 1 and "batch_normalization -> bn: Keras's epsilon is 0.001, but the layer's eps " \
+            "is 1e-05, so their outputs differ; set eps: 0.001 on bn in the config" in result.stderr, result.stderr
+    weights_only = ok("convert", str(keras_batchnorm(tmp_path, "weights", None)), "-c", str(config), *pairs,
+                      "-o", str(tmp_path / "w.npz"))
+    assert "the file does not say Keras's epsilon (its default is 0.001, this layer's eps 1e-05)" in weights_only
+
+    config.write_text(config.read_text().replace("type: batchnorm", "type: batchnorm\n    eps: 0.001"))
+    assert "epsilon 0.001 as the layer's eps" in ok("convert", str(tmp_path / "net.keras"), "-c", str(config), *pairs,
+                                                   "-o", str(tmp_path / "w.npz"), "--force")
+    config.write_text(config.read_text().replace("model:\n", "model:\n  weights: w.npz\n"))
+    np.save(tmp_path / "x.npy", x)
+    ok("predict", str(config), str(tmp_path / "x.npy"), "--layer", "bn", "-o", str(tmp_path / "y.npy"))
+    keras = BN[0] * (x - BN[2]) / np.sqrt(BN[3] + 1e-3) + BN[1]  # keras.layers.BatchNormalization at inference
+    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), keras, rtol=1e-5, atol=1e-5)
