@@ -33,7 +33,7 @@ from nnctl.limits import memory_limit
 from nnctl.losses import LOSSES
 from nnctl.metrics import check_metric_name
 from nnctl.model import Model
-from nnctl.onnx_export import check_onnx_name, export_onnx
+from nnctl.onnx_export import PREPARATION_KEY, check_onnx_name, describe_preparation, export_onnx, preparation
 from nnctl.outputs import REFUSALS, check_target, refusal
 from nnctl.predict import check_output, features, predict_files, save_array, write
 from nnctl.runner import Runner
@@ -424,8 +424,10 @@ def export_command(
     trained = _loaded(checkpoint_path, device, output)
     model = trained.model
     if form == "onnx":
-        export_onnx(model, output, trained.config.data["name"])
-        out.print(f"wrote {output}: input 'x' {['N', *model.input_shape]} (prepared as the training data), "
+        prep = preparation(trained.source)
+        export_onnx(model, output, trained.config.data["name"], prep)
+        out.print(f"wrote {output}: input 'x' {['N', *model.input_shape]} (prepared as the training data: "
+                  f"{describe_preparation(prep)}; the file's metadata_props '{PREPARATION_KEY}' holds the numbers), "
                   f"output 'y' {['N', *model.output_shape]} (the model's raw outputs)")
         return
     names = export_weights(output, model.state_dict(), model.input_shape, model.output_shape)

@@ -1,5 +1,6 @@
 """A model as an ONNX graph (float32, opset 17): each layer becomes the ONNX operators that compute it exactly."""
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -7,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from nnctl.backend import to_host
+from nnctl.data.source import DatasetSource, channel_axis
 from nnctl.errors import ConfigError, NnctlError
 from nnctl.layers import Layer
 from nnctl.layers.activations import ELU, Activation, LeakyReLU
@@ -199,15 +201,50 @@ def to_onnx(model: Model, name: str = "nnctl"):
     return proto
 
 
+PREPARATION_KEY = "nnctl.input_preparation"
+"""The metadata_props entry holding, as JSON, how raw samples become the input `x`."""
+
+
+def preparation(source: DatasetSource) -> dict[str, Any]:
+    """How a raw sample becomes the model's input `x`, as the training data did: indices as int64; anything else
+    as float32 x * scale + shift, then (x - mean) / std per channel along `channel_axis` of the raw sample, then
+    reshaped (flattened where the data was)."""
+    assert source.sample_shape is not None, "a trained model's source knows its raw sample shape"
+    sample = list(source.sample_shape)
+    if source.indices:
+        return {"raw_sample_shape": sample, "indices": True}
+    stats = source.channel_stats
+    return {"raw_sample_shape": sample, "indices": False, "scale": source.scale, "shift": source.shift,
+            "normalize": None if stats is None else {
+                "channel_axis": channel_axis(len(sample)),
+                "mean": np.ravel(to_host(stats[0])).tolist(), "std": np.ravel(to_host(stats[1])).tolist()},
+            "flatten": bool(source.flatten)}
+
+
+def describe_preparation(prep: dict[str, Any]) -> str:
+    """The preparation in one phrase: 'raw samples [1, 28, 28] * 0.00392157 + 0, flattened'."""
+    if prep["indices"]:
+        return f"raw samples {prep['raw_sample_shape']} of indices, as int64"
+    sign = "-" if prep["shift"] < 0 else "+"
+    steps = [f"raw samples {prep['raw_sample_shape']} * {prep['scale']:g} {sign} {abs(prep['shift']):g}"]
+    if prep["normalize"]:
+        steps.append(f"minus each channel's mean, over its std (axis {prep['normalize']['channel_axis']} of a sample)")
+    if prep["flatten"]:
+        steps.append("flattened")
+    return ", ".join(steps)
+
+
 def check_onnx_name(path: Path) -> None:
     """ConfigError unless `path` names an .onnx file."""
     if path.suffix != ".onnx":
         raise ConfigError(f"{path}: name the ONNX file *.onnx")
 
 
-def export_onnx(model: Model, path: Path, name: str = "nnctl") -> None:
-    """Writes the model's ONNX graph to `path`."""
+def export_onnx(model: Model, path: Path, name: str = "nnctl", prep: dict[str, Any] | None = None) -> None:
+    """Writes the model's ONNX graph to `path`, with the input preparation `prep` as JSON in its metadata_props."""
     check_onnx_name(path)
     proto = to_onnx(model, name)
+    if prep is not None:
+        _onnx().helper.set_model_props(proto, {PREPARATION_KEY: json.dumps(prep)})
     with replacing(path, "the model") as f:
         f.write(proto.SerializeToString())

@@ -1,5 +1,7 @@
 """ONNX export: every exportable layer family run by onnxruntime on the same inputs as nnctl (float32, 1e-5)."""
 
+import json
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -106,3 +108,38 @@ def test_export_cli_writes_a_file_onnxruntime_runs(tmp_path, mnist_root):
                           (["--format", "onnx", "-o", str(tmp_path / "m.npz")], "name the ONNX file *.onnx")):
         result = nnctl("export", str(checkpoint), *args)
         assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+
+
+def prepared(raw: np.ndarray, prep: dict) -> np.ndarray:
+    """Raw samples as the metadata of an export says to prepare them, in NumPy."""
+    x = raw.reshape(len(raw), *prep["raw_sample_shape"]).astype(np.float64) * prep["scale"] + prep["shift"]
+    if prep["normalize"]:
+        shape = [1] * x.ndim
+        shape[1 + prep["normalize"]["channel_axis"]] = -1
+        x = (x - np.reshape(prep["normalize"]["mean"], shape)) / np.reshape(prep["normalize"]["std"], shape)
+    return (x.reshape(len(x), -1) if prep["flatten"] else x).astype(np.float32)
+
+
+@pytest.mark.slow
+def test_an_export_carries_the_input_preparation_that_reproduces_predict(tmp_path, mnist_root):
+    runs = tmp_path / "runs"
+    result = nnctl("train", str(CONFIGS / "mnist_mlp.yaml"), "data.subset=600", "data.validation=100",
+                   "data.test_subset=100", "train.epochs=1", "data.normalize=true", "data.shift=-0.5",
+                   "--runs-dir", str(runs), "-q")
+    assert result.returncode == 0, result.stderr
+    (run_dir,) = runs.iterdir()
+    result = nnctl("export", str(run_dir), "--format", "onnx", "-o", str(tmp_path / "mlp.onnx"))
+    assert result.returncode == 0, result.stderr
+    assert ("(prepared as the training data: raw samples [1, 28, 28] * 0.00392157 - 0.5, minus each channel's mean, "
+            "over its std (axis 0 of a sample), flattened; the file's metadata_props 'nnctl.input_preparation' "
+            "holds the numbers)") in result.stdout
+
+    proto = onnx.load(str(tmp_path / "mlp.onnx"))
+    prep = json.loads({p.key: p.value for p in proto.metadata_props}["nnctl.input_preparation"])
+    images = np.random.default_rng(0).integers(0, 256, (7, 28, 28), np.uint8)
+    np.save(tmp_path / "x.npy", images)
+    result = nnctl("predict", str(run_dir), str(tmp_path / "x.npy"), "-o", str(tmp_path / "p.npy"))
+    assert result.returncode == 0, result.stderr
+    logits = run(proto, prepared(images, prep))
+    exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+    np.testing.assert_allclose(exp / exp.sum(axis=1, keepdims=True), np.load(tmp_path / "p.npy"), atol=1e-5)
