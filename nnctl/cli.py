@@ -21,7 +21,7 @@ from nnctl import __version__, backend, kernels, tables, threads
 from nnctl import plot as plots
 from nnctl.check import batch, preflight, time_layers
 from nnctl.config import absolute_paths, apply_overrides, from_here, load_config
-from nnctl.console import PlainConsole, stdout_closed, why_stopped
+from nnctl.console import PlainConsole, note_terminated, stdout_closed, terminated, why_stopped
 from nnctl.convert import convert as convert_weights
 from nnctl.convert import plan, read_map
 from nnctl.errors import ConfigError, NnctlError, quiet_arithmetic, real_path
@@ -57,11 +57,14 @@ err = PlainConsole(stderr=True, width=_WIDTH)
 DEBUG = bool(os.environ.get("NNCTL_DEBUG"))
 CLOSED = 141
 """The exit status of a command stopped because its stdout was closed: a shell's for death by SIGPIPE."""
+TERMINATED = 143
+"""The exit status of a command a SIGTERM stopped: a shell's for death by it."""
 
 
 def _stopped_status() -> int:
-    """The exit status of a command stopped before its end: 141 where stdout's closing stopped it, 130 (Ctrl-C)."""
-    return CLOSED if stdout_closed() else 130
+    """The exit status of a command stopped before its end: 141 where stdout's closing stopped it, 143 where a
+    SIGTERM did, 130 (Ctrl-C)."""
+    return CLOSED if stdout_closed() else TERMINATED if terminated() else 130
 
 OVERRIDES_HELP = "Dotted KEY=VALUE overrides of the config, such as optimizer.lr=3e-4 train.epochs=2."
 CHECKPOINT_HELP = "A checkpoint written by a run, or its run directory (best.pkl, else last.pkl)"
@@ -756,8 +759,11 @@ def _at_most(option: str, value: float, high: float) -> None:
 
 
 def _interrupted(signum: int, frame: Any) -> None:
-    """Ctrl-C outside a training or a sweep (which say what they keep): one line, then exit 130."""
-    err.print("interrupted")
+    """Ctrl-C or SIGTERM outside a training (which says what it keeps): one line, then exit 130 or 143; a sweep
+    stops its members after their step."""
+    if signum == signal.SIGTERM:
+        note_terminated()
+    err.print("terminated" if signum == signal.SIGTERM else "interrupted")
     raise KeyboardInterrupt
 
 
@@ -765,10 +771,14 @@ def main() -> None:
     """Entry point: user errors become one message and a non-zero exit, never a traceback."""
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not where the shell ignores it (`cmd &`)
         signal.signal(signal.SIGINT, _interrupted)
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _interrupted)
     try:
         threads.apply_override()
         memory_limit()  # a malformed NNCTL_MAX_MEMORY stops here, before any work
         app()
+    except SystemExit as exc:  # typer ends a KeyboardInterrupt with 130, whichever signal raised it
+        sys.exit(_stopped_status() if exc.code == 130 else exc.code)
     except NnctlError as exc:
         err.print(f"error: {exc}")
         sys.exit(exc.exit_code)

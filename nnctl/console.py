@@ -1,4 +1,5 @@
-"""nnctl's consoles: text printed as it is, and a closed stdout (`nnctl train ... | head`) noticed, not fatal."""
+"""nnctl's consoles: text printed as it is, and a closed stdout (`nnctl train ... | head`) noticed, not fatal;
+and why a command stopped early (its stdout closed, a SIGTERM, else a Ctrl-C)."""
 
 import os
 import sys
@@ -7,6 +8,7 @@ import threading
 from rich.console import Console
 
 _closed = threading.Event()
+_terminated = threading.Event()
 
 
 def stdout_closed() -> bool:
@@ -14,9 +16,22 @@ def stdout_closed() -> bool:
     return _closed.is_set()
 
 
+def note_terminated() -> None:
+    """Records that a SIGTERM (a cluster scheduler's, `kill`'s) asked the command to stop."""
+    _terminated.set()
+
+
+def terminated() -> bool:
+    """Whether a SIGTERM asked the command to stop."""
+    return _terminated.is_set()
+
+
 def why_stopped() -> str:
-    """The start of a stop's message where stdout's closing stopped the work (else nothing: Ctrl-C did)."""
-    return "stdout was closed (the pipe's reader ended): " if stdout_closed() else ""
+    """The start of a stop's message where stdout's closing or a SIGTERM stopped the work (else nothing: Ctrl-C
+    did)."""
+    if stdout_closed():
+        return "stdout was closed (the pipe's reader ended): "
+    return "terminated (SIGTERM): " if terminated() else ""
 
 
 class PlainConsole(Console):

@@ -20,7 +20,7 @@ import numpy as np
 from nnctl import __version__, checkpoint
 from nnctl.checkpoint import Checkpoint, InputRecipe
 from nnctl.config import REQUIRED_SECTIONS, Config
-from nnctl.console import stdout_closed, why_stopped
+from nnctl.console import note_terminated, stdout_closed, why_stopped
 from nnctl.course import HASH_FREE, changed, course_hash, free_keys
 from nnctl.errors import CheckpointError, ConfigError, NnctlError, TrainingError
 from nnctl.experiment import Experiment, build, check_trains
@@ -197,7 +197,7 @@ class Runner:
     def _fit(self) -> dict[str, Any]:
         self.started = time.perf_counter()
         self._write_summary("running")
-        previous = _catch_sigint(self)
+        previous = _catch_stops(self)
         try:
             status = "finished"
             if self.step == 0 and self.exp.settings.eval_every_steps:
@@ -227,7 +227,7 @@ class Runner:
                                                  "end of the last finished epoch")
             raise
         finally:
-            _restore_sigint(previous)
+            _restore_handlers(previous)
             if self.tensorboard:
                 self.tensorboard.close()
         if status == "stopped":
@@ -549,21 +549,29 @@ def new_run_dir(runs_dir: Path, name: str) -> Path:
     raise NnctlError(f"{runs_dir}: cannot make a new run directory for {stem}")
 
 
-def _catch_sigint(runner: Runner) -> Any:
-    """First Ctrl-C asks the loop to stop after the current step; a second one interrupts at once."""
+def _catch_stops(runner: Runner) -> dict[int, Any]:
+    """A first Ctrl-C or SIGTERM asks the loop to stop after the current step; a second Ctrl-C interrupts at once
+    (a second SIGTERM changes nothing: a sweep passes its own on to its members). Returns the handlers it replaced
+    (none off the main thread, where signals cannot be caught)."""
 
     def handler(signum, frame):
         if runner.stop_requested:
-            raise KeyboardInterrupt
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            return
         runner.stop_requested = True
-        runner.progress.say("\nstopping after this step (Ctrl-C again to abort at once)")
+        if signum == signal.SIGTERM:
+            note_terminated()
+            runner.progress.say("\nterminated (SIGTERM): stopping after this step")
+        else:
+            runner.progress.say("\nstopping after this step (Ctrl-C again to abort at once)")
 
     try:
-        return signal.signal(signal.SIGINT, handler)
-    except ValueError:  # not the main thread: leave Ctrl-C alone
-        return None
+        return {signum: signal.signal(signum, handler) for signum in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:  # not the main thread: leave the signals alone
+        return {}
 
 
-def _restore_sigint(previous: Any) -> None:
-    if previous is not None:
-        signal.signal(signal.SIGINT, previous)
+def _restore_handlers(previous: dict[int, Any]) -> None:
+    for signum, handler in previous.items():
+        signal.signal(signum, handler)

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass
-from multiprocessing import get_context
+from multiprocessing import active_children, get_context
 from pathlib import Path
 from typing import Any, Literal
 
@@ -32,6 +32,7 @@ from nnctl.config import (
     parse_yaml,
     path_name_rule,
 )
+from nnctl.console import terminated
 from nnctl.errors import ConfigError, NnctlError, quiet_arithmetic, read_bytes, real_path
 from nnctl.experiment import trained_through
 from nnctl.limits import capped_product
@@ -417,6 +418,9 @@ class Sweep:
                     interrupted.set()
                     for future in futures:
                         future.cancel()
+                    if terminated():  # a Ctrl-C reaches the workers from the terminal; a `kill` of this one does not
+                        for worker in active_children():
+                            worker.terminate()  # a SIGTERM: the member stops after its step
                     raise
         return self.in_order(outcomes)
 

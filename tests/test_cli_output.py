@@ -137,3 +137,56 @@ def test_summary_gradcheck_and_check_print_json_that_says_what_their_tables_say(
     assert checked["passed"] and checked["batch_size"] == 4
     assert [f["check"] for f in checked["findings"]][:2] == ["forward and backward", "initial loss"]
     assert {t["layer"] for t in checked["timings"]} >= {"dense_1"}
+
+
+def _until_rows(folder, pattern: str, rows: int) -> None:
+    """Waits until a metrics.csv under `folder` matching `pattern` holds more than `rows` lines."""
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        metrics = list(folder.glob(pattern))
+        if metrics and len(metrics[0].read_text().splitlines()) > rows:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"no {pattern} of {rows} rows in 120 s")
+
+
+def test_sigterm_stops_a_training_after_its_step_and_the_run_resumes(tmp_path):
+    """A cluster scheduler's (or `kill`'s) SIGTERM: as a Ctrl-C, but said so and exit 143."""
+    process = start("train", str(CONFIGS / "xor_mlp.yaml"), "train.epochs=4000", "train.log_every_steps=1",
+                    "--runs-dir", str(tmp_path))
+    _until_rows(tmp_path, "*/metrics.csv", 50)
+    process.terminate()
+    process.terminate()  # a second SIGTERM (a scheduler's, after the first) does not cut the step short
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 143, stderr
+    assert "terminated (SIGTERM): stopped at epoch" in stdout and "Resume with" in stdout and stderr == ""
+    (run,) = tmp_path.iterdir()
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "stopped"
+    resumed = nnctl("train", "--resume", str(run), "-q", f"train.epochs={summary['epochs'] + 2}")
+    assert resumed.returncode == 0, resumed.stderr
+
+
+def test_sigterm_outside_a_training_says_terminated_and_exits_143():
+    process = start("gradcheck", str(CONFIGS / "mnist_mlp.yaml"), "--per-tensor", "1000000")  # minutes
+    time.sleep(2.5)
+    process.terminate()
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 143 and stderr == "terminated\n", stderr
+
+
+def test_sigterm_to_a_sweep_alone_stops_its_running_member_after_its_step(tmp_path):
+    """`kill PID` of the sweep (not its process group): it passes the SIGTERM on to its workers."""
+    sweep_file = tmp_path / "s.yaml"
+    sweep_file.write_text(f"base: {CONFIGS / 'xor_mlp.yaml'}\noverrides:\n  train.epochs: 4000\n"
+                          "  train.log_every_steps: 1\nmembers:\n  - {name: only}\n  - {name: later, seed: 1}\n")
+    process = start("sweep", str(sweep_file), "--runs-dir", str(tmp_path / "runs"))
+    _until_rows(tmp_path / "runs", "s/only-*/metrics.csv", 50)
+    process.terminate()
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 143, stderr
+    assert "Run the sweep again to resume" in stderr and "Traceback" not in stderr
+    (run,) = (tmp_path / "runs" / "s").glob("only-*")
+    assert json.loads((run / "summary.json").read_text())["status"] == "stopped"
+    assert (run / "checkpoints" / "last.pkl").exists()
+    assert not list((tmp_path / "runs" / "s").glob("later-*"))
