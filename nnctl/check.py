@@ -68,15 +68,15 @@ def one_batch(exp: Experiment, x: np.ndarray, t: np.ndarray) -> Finding:
     model.backward(exp.loss.backward())
     if not math.isfinite(value):
         return Finding("forward and backward", False, f"the loss of the first batch is {value}")
-    bad = [f"{layer.name}.{key}" for layer, key in model.keys if not np.isfinite(layer.grads[key]).all()]
+    bad = [f"{layer.name}.{key}" for layer, key in model.trained if not np.isfinite(layer.grads[key]).all()]
     if bad:
         return Finding("forward and backward", False, f"non-finite gradients in {', '.join(bad)}")
-    none = [f"{layer.name}.{key}" for layer, key in model.keys if not layer.grads[key].any()]
+    none = [f"{layer.name}.{key}" for layer, key in model.trained if not layer.grads[key].any()]
     if none:
         return Finding("forward and backward", False, f"no gradient reaches {', '.join(none)} (all exactly zero); "
                                                       "look for dead units or a zero initialization before it")
     return Finding("forward and backward", True, f"batch of {len(x)}: loss {value:.4g}, gradients finite and "
-                                                 f"non-zero in all {len(model.keys)} parameter tensors")
+                                                 f"non-zero in all {len(model.trained)} parameter tensors")
 
 
 def expected_loss(loss: Loss, y: np.ndarray, t: np.ndarray) -> tuple[float, str] | None:
@@ -205,7 +205,7 @@ def _timed_pass(exp: Experiment, x: Any, t: Any) -> tuple[np.ndarray, np.ndarray
         forward[i] = _now() - start
     exp.loss.forward(y, t)
     dy: Any = exp.loss.backward()
-    for i in range(len(layers) - 1, exp.model.start - 1, -1):  # as Model.backward: down to the first that trains
+    for i in range(len(layers) - 1, exp.model.first_trained - 1, -1):  # as Model.backward does
         start = _now()
         dy = layers[i].backward(dy)
         backward[i] = _now() - start

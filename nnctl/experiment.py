@@ -197,7 +197,7 @@ MAX_CONFUSION = 1000
 
 def check_trains(exp: Experiment) -> None:
     """A ConfigError at model.layers for a model with nothing to train: no parameters, or all of them frozen."""
-    if not exp.model.keys:
+    if not exp.model.trained:
         why = ("every layer with parameters has trainable: false" if any(layer.params for layer in exp.model.layers)
                else "no layer of this model has parameters")
         raise exp.config.error(("model", "layers"), f"nothing to train: {why}")

@@ -153,7 +153,7 @@ def check_model(exp: Experiment, samples: int = 8, per_tensor: int = 20, eps: fl
     loss = f()
     dx = model.backward(exp.loss.backward())
     exp.decay.add_grads()
-    entries = [(layer.name, key, layer.params[key], layer.grads[key].copy()) for layer, key in model.keys]
+    entries = [(layer.name, key, layer.params[key], layer.grads[key].copy()) for layer, key in model.trained]
     checks = []
     if dx is not None:  # None from indices, or when the first layers are frozen and backward stops before them
         entries.append(("model", "input", x, dx))
@@ -166,7 +166,7 @@ def check_model(exp: Experiment, samples: int = 8, per_tensor: int = 20, eps: fl
             if frozen:
                 raise ConfigError(f"--layer {layer}: {', '.join(frozen)} has trainable: false, so its parameters "
                                   "get no gradients to check")
-            trained = ", ".join(dict.fromkeys(f"{each.name} ({each.registered_name})" for each, _ in model.keys))
+            trained = ", ".join(dict.fromkeys(f"{each.name} ({each.registered_name})" for each, _ in model.trained))
             raise ConfigError(f"--layer {layer}: no layer of this model with parameters is called so or of that "
                               f"type; those with parameters: {trained}")
     behind = _behind_a_rule(model)

@@ -22,15 +22,16 @@ class Model:
         self.shapes = shapes
         """The output shape of each layer, in order."""
         self.output_shape = shapes[-1] if shapes else input_shape
-        trained = [i for i, layer in enumerate(layers) if layer.trainable and layer.params]
-        self.start = trained[0] if trained else 0
+        training = [i for i, layer in enumerate(layers) if layer.trainable and layer.params]
+        self.first_trained = training[0] if training else 0
         """Backward runs down to this layer only: no layer before it trains, so their gradients are unused (in a
         model with nothing to train, down to the first layer, which gives its input's gradient only where asked
         by setting its `input_grad`, as gradcheck does)."""
         for i, layer in enumerate(layers):
-            layer.input_grad = i > self.start
-        self.keys = [(layer, key) for layer in layers if layer.trainable for key in layer.params]
-        self.decayed = [(layer, key) for layer, key in self.keys if key in layer.weight_keys]
+            layer.input_grad = i > self.first_trained
+        self.trained = [(layer, key) for layer in layers if layer.trainable for key in layer.params]
+        """(layer, key) of every trainable array, in the order params() and grads() give them."""
+        self.decayed = [(layer, key) for layer, key in self.trained if key in layer.weight_keys]
         self.loaded: dict[str, str] = {}
         """The layers whose arrays came from model.weights, and the file each came from."""
         work = [layer.multiply_adds(shape) for layer, shape in zip(layers, shapes, strict=True)]
@@ -52,17 +53,17 @@ class Model:
         """Fills the trainable layers' grads; returns the input's gradient if the first layer computes it."""
         grad: np.ndarray | None = dy
         with threads.blas_limit(self.blas_threads):
-            for layer in reversed(self.layers[self.start:]):
+            for layer in reversed(self.layers[self.first_trained:]):
                 assert grad is not None, "only the first layer that trains may skip its input's gradient"
                 grad = layer.backward(grad)
-        return grad if self.start == 0 else None
+        return grad if self.first_trained == 0 else None
 
     def layer(self, name: str) -> Layer:
         return next(layer for layer in self.layers if layer.name == name)
 
     def params(self) -> list[np.ndarray]:
         """Every trainable array, in a fixed order (the optimizer's slots follow it)."""
-        return [layer.params[key] for layer, key in self.keys]
+        return [layer.params[key] for layer, key in self.trained]
 
     def layer_index(self, name: str) -> int:
         """The position of the layer called `name` (given as --layer); ConfigError naming the layers if none is."""
@@ -74,10 +75,10 @@ class Model:
 
     def lr_mults(self) -> list[float]:
         """Each trainable array's learning-rate multiplier (its layer's lr_mult), in the order of params()."""
-        return [layer.lr_mult for layer, _ in self.keys]
+        return [layer.lr_mult for layer, _ in self.trained]
 
     def grads(self) -> list[np.ndarray]:
-        return [layer.grads[key] for layer, key in self.keys]
+        return [layer.grads[key] for layer, key in self.trained]
 
     def decayed_arrays(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """The arrays subject to L1/L2 decay (weights, not biases or scales), and their gradients."""

@@ -58,7 +58,7 @@ def test_format1_eval_gives_what_format1_gave(old, mnist_root):
         result = json.loads(ok("eval", str(old / f"{name}.pkl"), "--split", split, "--json"))
         result.pop("checkpoint")
         assert {key: result[key] for key in EXPECTED[expected]} == EXPECTED[expected], name
-        assert set(result) - set(EXPECTED[expected]) <= {"per_class", "macro_f1", "classes"}  # what eval has added since
+        assert set(result) - set(EXPECTED[expected]) <= {"per_class", "macro_f1", "classes"}  # eval added them since
 
 
 def test_format1_predict_export_and_sample_without_data(old, empty):

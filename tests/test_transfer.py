@@ -100,7 +100,7 @@ def test_backward_stops_at_the_first_layer_that_trains(base):
     config = write_config(base, "head", [*frozen(BASE), *HEAD], {"path": "base.npz", "layers": BASE_LAYERS})
     exp = build(load_config(config))
     model = exp.model
-    assert [layer.name for layer in model.layers][model.start] == "new_fc"
+    assert [layer.name for layer in model.layers][model.first_trained] == "new_fc"
     assert [layer.input_grad for layer in model.layers] == [False] * 6 + [True]
     x, y = exp.data.train.x[:16], exp.data.train.y[:16]
     exp.loss.forward(model.forward(x, training=True), y)

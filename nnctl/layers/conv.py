@@ -67,34 +67,37 @@ class Conv2D(Layer):
         return y.reshape(n, oh, ow, f).transpose(0, 3, 1, 2)
 
     def backward(self, dy):
+        """dW and db block by block from the columns of x (gathered again, in cache) and dz, the gradient before the
+        activation; dx as a convolution of dz with the flipped kernel where the window allows (stride 1, even
+        padding: `Window.adjoint`), else by col2im of dz·W."""
         n, f, oh, ow = dy.shape
         W, size = self.params["W"], self.x.shape[2:]
         c, kh, kw = W.shape[1:]
         pixels = size[0] * size[1]
         dy = dy.transpose(0, 2, 3, 1).reshape(-1, f)
         adjoint = self.window.adjoint(size) if self.input_grad else None
-        dy2 = xp.empty_like(dy) if self.input_grad and not adjoint else None  # the activation's gradient, for col2im
-        if adjoint:  # dx = dy2 ⋆ the flipped kernel, image by image: each block's images while dy2 is in cache
+        dz = xp.empty_like(dy) if self.input_grad and not adjoint else None  # kept whole for col2im
+        if adjoint:  # dx = dz ⋆ the flipped kernel, image by image: each block's images while dz is in cache
             flipped = W[:, :, ::-1, ::-1].transpose(2, 3, 0, 1).reshape(-1, c)
             dx = xp.empty((n * pixels, c), dy.dtype)
         blocks = ColumnBlocks(self.x, self.window, self.scratch, self.threads)  # the columns again, in cache
         gW = xp.empty((len(blocks.starts), kh * kw * c, f), dy.dtype)  # each block's shares, summed in order below
         gb = xp.empty((len(blocks.starts), f), dy.dtype)
 
-        def grads(thread, block, rows, cols):
+        def block_grads(thread, block, rows, cols):
             part = self.activation.backward(dy[rows], rows)
             xp.matmul(cols.T, part, out=gW[block])
             if self.use_bias:
                 sum_rows(part, gb[block])
-            if dy2 is not None:
-                dy2[rows] = part
+            if dz is not None:
+                dz[rows] = part
             if adjoint:
                 images = part.reshape(-1, oh, ow, f).transpose(0, 3, 1, 2)
                 first = rows.start // blocks.rows * pixels  # dx's first row for the block's first image
                 cols = im2col(images, adjoint, self.dx_scratch((len(images) * pixels, kh * kw * f), dy.dtype, thread))
                 xp.matmul(cols, flipped, out=dx[first:first + len(cols)])
 
-        blocks.each(grads)
+        blocks.each(block_grads)
         self.grads["W"][...] = gW.sum(axis=0).reshape(kh, kw, c, f).transpose(3, 2, 0, 1)
         if self.use_bias:
             self.grads["b"][...] = gb.sum(axis=0)
@@ -102,5 +105,5 @@ class Conv2D(Layer):
             return None
         if adjoint:
             return dx.reshape(n, *size, c).transpose(0, 3, 1, 2)
-        return col2im(lambda i, j, _: (dy2 @ W[:, :, i, j]).reshape(n, oh, ow, c).transpose(0, 3, 1, 2),
+        return col2im(lambda i, j, _: (dz @ W[:, :, i, j]).reshape(n, oh, ow, c).transpose(0, 3, 1, 2),
                       self.x.shape, self.window, dy.dtype)

@@ -47,12 +47,12 @@ class Dense(Layer):
         return y.reshape(*x.shape[:-1], self.units)
 
     def backward(self, dy):
-        dy2 = self.activation.backward(dy.reshape(-1, self.units))
-        xp.dot(self.x.T, dy2, out=self.grads["W"])  # dot, not matmul: 6x faster for one-sample batches
+        dz = self.activation.backward(dy.reshape(-1, self.units))
+        xp.dot(self.x.T, dz, out=self.grads["W"])  # dot, not matmul: 6x faster for one-sample batches
         if self.use_bias:
-            sum_rows(dy2, self.grads["b"])
+            sum_rows(dz, self.grads["b"])
         if not self.input_grad:
             return None
-        return (dy2 @ self.params["W"].T).reshape(*dy.shape[:-1], -1)
+        return (dz @ self.params["W"].T).reshape(*dy.shape[:-1], -1)
 
 

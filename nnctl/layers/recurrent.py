@@ -87,31 +87,31 @@ class Recurrent(Layer):
     def build(self, input_shape, rng, dtype):
         features, units, width = input_shape[-1], self.units, self.gates * self.units
         self.steps = input_shape[0]
-        for s in self.directions:
-            self.params["Wx" + s] = self.weight_init((features, width), features, width, rng, dtype)
-            self.params["Wh" + s] = self.recurrent_init((units, width), units, width, rng, dtype)
+        for suffix in self.directions:
+            self.params["Wx" + suffix] = self.weight_init((features, width), features, width, rng, dtype)
+            self.params["Wh" + suffix] = self.recurrent_init((units, width), units, width, rng, dtype)
             if self.use_bias:
-                self.params["b" + s] = self.bias_init((width,), features, width, rng, dtype)
-            self.build_extra(s, rng, dtype)
+                self.params["b" + suffix] = self.bias_init((width,), features, width, rng, dtype)
+            self.build_extra(suffix, rng, dtype)
             if self.learned_state:
                 for name in self.carries:
-                    self.params[f"{name}0{s}"] = self.state_init((units,), units, units, rng, dtype)
+                    self.params[f"{name}0{suffix}"] = self.state_init((units,), units, units, rng, dtype)
         self._zero_grads()
 
-    def build_extra(self, s: str, rng: np.random.Generator, dtype: type) -> None:
-        """Parameters or settings a cell adds for direction `s`."""
+    def build_extra(self, suffix: str, rng: np.random.Generator, dtype: type) -> None:
+        """Parameters or settings a cell adds for direction `suffix`."""
 
     def multiply_adds(self, output_shape):
         return self.steps * sum(self.params[k].size for k in self.weight_keys if k in self.params)
 
     # -- one step, given by each cell ----------------------------------------------------------------------
 
-    def step(self, z: np.ndarray, a: np.ndarray, state: tuple, s: str) -> tuple[tuple, tuple]:
+    def step(self, z: np.ndarray, a: np.ndarray, state: tuple, suffix: str) -> tuple[tuple, tuple]:
         """New state from z = x·Wx + b (overwritten in place) and a = h·Wh; and what step_back needs."""
         raise NotImplementedError
 
     def step_back(self, dh: np.ndarray, dstate: tuple, cache: tuple, dz: np.ndarray, da: np.ndarray,
-                  s: str) -> tuple[np.ndarray | None, tuple]:
+                  suffix: str) -> tuple[np.ndarray | None, tuple]:
         """Fills dz (and da if split_recurrent) from dh and the later states' gradients; returns the direct
         gradient of the previous h (beyond da·Whᵀ) or None, and the previous other states' gradients."""
         raise NotImplementedError
@@ -148,37 +148,37 @@ class Recurrent(Layer):
     def _forward(self, x: np.ndarray, caches: dict) -> np.ndarray:
         """The layer's output for the sequences x (N, T, F), keeping in `caches` what backward needs."""
         xt = x.transpose(1, 0, 2)
-        outs = [self._scan(xt[::-1] if s else xt, s, caches) for s in self.directions]
+        outs = [self._scan(xt[::-1] if suffix else xt, suffix, caches) for suffix in self.directions]
         if not self.return_sequences:
             return xp.concatenate([h[-1] for h in outs], axis=-1) if len(outs) > 1 else outs[0][-1]
         if len(outs) > 1:
             outs = [outs[0], outs[1][::-1]]
         return (xp.concatenate(outs, axis=-1) if len(outs) > 1 else outs[0]).transpose(1, 0, 2)
 
-    def _scan(self, xs: np.ndarray, s: str, caches: dict) -> np.ndarray:
-        """Runs direction `s` over time-major xs (T, N, F) in processing order; returns h of every step."""
+    def _scan(self, xs: np.ndarray, suffix: str, caches: dict) -> np.ndarray:
+        """Runs direction `suffix` over time-major xs (T, N, F) in processing order; returns h of every step."""
         steps, n, features = xs.shape
         p, units = self.params, self.units
-        x2 = xs.reshape(steps * n, features)
-        z = x2 @ p["Wx" + s]
+        x_rows = xs.reshape(steps * n, features)
+        z = x_rows @ p["Wx" + suffix]
         if self.use_bias:
-            z += p["b" + s]
+            z += p["b" + suffix]
         z = z.reshape(steps, n, -1)
-        state = self._initial(s, n, xs.dtype)
+        state = self._initial(suffix, n, xs.dtype)
         h = xp.empty((steps, n, units), dtype=z.dtype)
         kept = []
-        wh = p["Wh" + s]
+        wh = p["Wh" + suffix]
         with np.errstate(over="ignore"):  # CuPy has no errstate; never warns
             for t in range(steps):
-                state, cache = self.step(z[t], state[0] @ wh, state, s)
+                state, cache = self.step(z[t], state[0] @ wh, state, suffix)
                 h[t] = state[0]
                 kept.append(cache)
-        caches[s] = (x2, h, kept)
+        caches[suffix] = (x_rows, h, kept)
         return h
 
-    def _initial(self, s: str, n: int, dtype: np.dtype) -> tuple:
+    def _initial(self, suffix: str, n: int, dtype: np.dtype) -> tuple:
         if self.learned_state:
-            return tuple(xp.broadcast_to(self.params[f"{name}0{s}"], (n, self.units)) for name in self.carries)
+            return tuple(xp.broadcast_to(self.params[f"{name}0{suffix}"], (n, self.units)) for name in self.carries)
         return tuple(xp.zeros((n, self.units), dtype=dtype) for _ in self.carries)
 
     def backward(self, dy):
@@ -202,31 +202,31 @@ class Recurrent(Layer):
 
     def _backward(self, dy: np.ndarray, caches: dict, g: dict[str, np.ndarray]) -> np.ndarray | None:
         """Writes the gradients of one part's sequences into `g`; returns their input's gradient or None."""
-        x2, h, _ = caches[""]
-        units, (steps, n), features = self.units, h.shape[:2], x2.shape[1]
+        x_rows, h, _ = caches[""]
+        units, (steps, n), features = self.units, h.shape[:2], x_rows.shape[1]
         dx = None
-        for k, s in enumerate(self.directions):
+        for k, suffix in enumerate(self.directions):
             part = dy[..., k * units:(k + 1) * units]
             if self.return_sequences:
                 dh_seq, dh_last = part.transpose(1, 0, 2), None
-                dh_seq = dh_seq[::-1] if s else dh_seq
+                dh_seq = dh_seq[::-1] if suffix else dh_seq
             else:
                 dh_seq, dh_last = None, part
-            dxs = self._unscan(s, dh_seq, dh_last, caches[s], g)
+            dxs = self._unscan(suffix, dh_seq, dh_last, caches[suffix], g)
             if dxs is not None:
                 dxs = dxs.reshape(steps, n, features)
-                dxs = dxs[::-1] if s else dxs
+                dxs = dxs[::-1] if suffix else dxs
                 dx = dxs if dx is None else dx + dxs
         return None if dx is None else xp.ascontiguousarray(dx.transpose(1, 0, 2))
 
-    def _unscan(self, s: str, dh_seq: np.ndarray | None, dh_last: np.ndarray | None, cached: tuple,
+    def _unscan(self, suffix: str, dh_seq: np.ndarray | None, dh_last: np.ndarray | None, cached: tuple,
                 g: dict[str, np.ndarray]) -> np.ndarray | None:
-        """Backpropagation through time for direction `s` from its forward's `cached` (x2, h, each step's cache);
-        writes its gradients into g, returns dx (T·N, F) or None."""
-        x2, h, caches = cached
+        """Backpropagation through time for direction `suffix` from its forward's `cached` (x_rows, h, each step's
+        cache); writes its gradients into g, returns dx (T·N, F) or None."""
+        x_rows, h, caches = cached
         p = self.params
         steps, n, units = h.shape
-        wh_t = xp.ascontiguousarray(p["Wh" + s].T)  # BLAS runs a product by a transposed view 10-15 % slower
+        wh_t = xp.ascontiguousarray(p["Wh" + suffix].T)  # BLAS runs a product by a transposed view 10-15 % slower
         dz = xp.empty((steps, n, self.gates * units), dtype=h.dtype)
         da = xp.empty_like(dz) if self.split_recurrent else dz
         dstate = tuple(xp.zeros((n, units), dtype=h.dtype) for _ in self.carries)
@@ -234,26 +234,26 @@ class Recurrent(Layer):
             dstate = (dstate[0] + dh_last, *dstate[1:])
         for t in range(steps - 1, -1, -1):
             dh = dstate[0] + dh_seq[t] if dh_seq is not None else dstate[0]
-            direct, rest = self.step_back(dh, dstate[1:], caches[t], dz[t], da[t], s)
+            direct, rest = self.step_back(dh, dstate[1:], caches[t], dz[t], da[t], suffix)
             dh_prev = da[t] @ wh_t
             if direct is not None:
                 dh_prev += direct
             dstate = (dh_prev, *rest)
-        dz2, da2 = dz.reshape(steps * n, -1), da.reshape(steps * n, -1)
-        xp.dot(x2.T, dz2, out=g["Wx" + s])
+        dz_rows, da_rows = dz.reshape(steps * n, -1), da.reshape(steps * n, -1)
+        xp.dot(x_rows.T, dz_rows, out=g["Wx" + suffix])
         # Wh's gradient is h_prevᵀ·da over all steps: h[:-1] (a view) with steps 1.., and h_0 with step 0
-        xp.dot(h[:-1].reshape(-1, units).T, da2[n:], out=g["Wh" + s])
+        xp.dot(h[:-1].reshape(-1, units).T, da_rows[n:], out=g["Wh" + suffix])
         if self.learned_state:  # a zero h_0 adds nothing
-            g["Wh" + s] += self._initial(s, n, h.dtype)[0].T @ da2[:n]
+            g["Wh" + suffix] += self._initial(suffix, n, h.dtype)[0].T @ da_rows[:n]
         if self.use_bias:
-            sum_rows(dz2, g["b" + s])
-        self.backward_extra(s, dz2, da2, caches, g)
+            sum_rows(dz_rows, g["b" + suffix])
+        self.backward_extra(suffix, dz_rows, da_rows, caches, g)
         if self.learned_state:
             for name, d in zip(self.carries, dstate, strict=True):
-                d.sum(axis=0, out=g[f"{name}0{s}"])
-        return dz2 @ p["Wx" + s].T if self.input_grad else None
+                d.sum(axis=0, out=g[f"{name}0{suffix}"])
+        return dz_rows @ p["Wx" + suffix].T if self.input_grad else None
 
-    def backward_extra(self, s: str, dz2: np.ndarray, da2: np.ndarray, caches: list[tuple],
+    def backward_extra(self, suffix: str, dz_rows: np.ndarray, da_rows: np.ndarray, caches: list[tuple],
                        g: dict[str, np.ndarray]) -> None:
         """Gradients (into g) of the parameters build_extra added (or of Wh's blocks not taken from h·Wh), from
         the gradients of the pre-activations and of h·Wh over all steps, (T·N, G·U) each, and each step's cache."""
@@ -274,7 +274,7 @@ class SimpleRNN(Recurrent):
             raise ValueError(f"rnn activation must be 'tanh', 'relu' or 'identity', got '{name}'")
         self.nonlinearity, self.use_bias = name, use_bias
 
-    def step(self, z, a, state, s):
+    def step(self, z, a, state, suffix):
         z += a
         if self.nonlinearity == "relu":
             xp.maximum(z, 0, out=z)
@@ -282,7 +282,7 @@ class SimpleRNN(Recurrent):
             xp.tanh(z, out=z)
         return (z,), (z,)
 
-    def step_back(self, dh, dstate, cache, dz, da, s):
+    def step_back(self, dh, dstate, cache, dz, da, suffix):
         (h,) = cache
         if self.nonlinearity == "relu":
             xp.multiply(dh, h > 0, out=dz)
@@ -307,14 +307,14 @@ class LSTM(Recurrent):
         super().__init__(units, **kwargs)
         self.forget_bias = forget_bias
 
-    def build_extra(self, s, rng, dtype):
-        self.params["b" + s][self.units:2 * self.units] += self.forget_bias
+    def build_extra(self, suffix, rng, dtype):
+        self.params["b" + suffix][self.units:2 * self.units] += self.forget_bias
 
-    def step(self, z, a, state, s):
+    def step(self, z, a, state, suffix):
         h, c, tc = lstm_cell(z, a, state[1])
         return (h, c), (z, state[1], tc)
 
-    def step_back(self, dh, dstate, cache, dz, da, s):
+    def step_back(self, dh, dstate, cache, dz, da, suffix):
         z, c_prev, tc = cache
         return None, (lstm_cell_backward(dh, dstate[0], z, c_prev, tc, dz),)
 
@@ -334,38 +334,38 @@ class GRU(Recurrent):
         super().__init__(units, **kwargs)
         self.reset_after = reset_after
 
-    def build_extra(self, s, rng, dtype):
+    def build_extra(self, suffix, rng, dtype):
         if self.reset_after:
             width = 3 * self.units
-            self.params["bh" + s] = self.bias_init((width,), self.units, width, rng, dtype)
+            self.params["bh" + suffix] = self.bias_init((width,), self.units, width, rng, dtype)
 
-    def step(self, z, a, state, s):
+    def step(self, z, a, state, suffix):
         u = self.units
         h_prev = state[0]
         if self.reset_after:
-            a += self.params["bh" + s]
+            a += self.params["bh" + suffix]
             return (gru_cell(z, a, h_prev),), (z, a, h_prev)
         gru_gates_(z, a)
         # reset before the product: the fused h·Wh's n block goes unused, h·Whn becomes (r⊙h)·Whn
         rh = z[:, :u] * h_prev
-        z[:, 2 * u:] += rh @ self.params["Wh" + s][:, 2 * u:]
+        z[:, 2 * u:] += rh @ self.params["Wh" + suffix][:, 2 * u:]
         return (gru_mix_(z, h_prev),), (z, rh, h_prev)
 
-    def step_back(self, dh, dstate, cache, dz, da, s):
+    def step_back(self, dh, dstate, cache, dz, da, suffix):
         z, a, h_prev = cache
         if self.reset_after:
             return gru_cell_backward(dh, z, a, h_prev, dz, da), ()
         u = self.units
         dn = gru_mix_back_(dh, z, dz)
-        drh = dn @ self.params["Wh" + s][:, 2 * u:].T  # the gradient of r⊙h, reset before the product
+        drh = dn @ self.params["Wh" + suffix][:, 2 * u:].T  # the gradient of r⊙h, reset before the product
         da[:, 2 * u:] = 0
         xp.multiply(drh, h_prev, out=dz[:, :u])
         return gru_gates_back_(dh, z, h_prev, dz, da) + drh * z[:, :u], ()
 
-    def backward_extra(self, s, dz2, da2, caches, g):
+    def backward_extra(self, suffix, dz_rows, da_rows, caches, g):
         if self.reset_after:
-            sum_rows(da2, g["bh" + s])
+            sum_rows(da_rows, g["bh" + suffix])
             return
         u = self.units
         rh = xp.concatenate([cache[1] for cache in caches])
-        g["Wh" + s][:, 2 * u:] = rh.T @ dz2[:, 2 * u:]
+        g["Wh" + suffix][:, 2 * u:] = rh.T @ dz_rows[:, 2 * u:]
