@@ -140,7 +140,7 @@ def _check_contents(data: dict[str, Any], path: str | Path) -> None:
     if not all(_metric_row(row) for row in data["history"]):
         raise CheckpointError(f"{path}: its 'history' holds rows that are not metric rows")
     for name, slots in data["optimizer"]["slots"].items():
-        if not isinstance(slots, list) or not all(_numbers(a) for a in slots):
+        if not isinstance(slots, list) or not all(_float_array(a) for a in slots):
             raise CheckpointError(f"{path}: its optimizer slot '{name}' is not a list of float arrays")
         if not all(np.isfinite(a).all() for a in slots):
             raise CheckpointError(f"{path}: its optimizer slot '{name}' holds NaN or infinite values")
@@ -151,7 +151,7 @@ def _check_contents(data: dict[str, Any], path: str | Path) -> None:
             raise CheckpointError(f"{path}: its 'model.{layer}' is not a layer's params and state")
         for kind in ("params", "state"):
             for key, value in entry[kind].items():
-                if not _numbers(value):
+                if not _float_array(value):
                     raise CheckpointError(f"{path}: its 'model.{layer}.{kind}.{key}' is "
                                           f"{_described(value)}, expected an array of floats")
                 if problem := array_problem(key, value):
@@ -200,7 +200,7 @@ def _check_recipe(recipe: dict[str, Any], path: str | Path) -> None:
     # one value per channel of the samples as read (or, from an earlier nnctl, per axis 0 of the model's inputs)
     channels = [*shape[:1], *[1] * (len(shape) - 1)]
     per_sample = [list(stats_shape(tuple(sample)))] if sample is not None else []
-    if len(stats) != 2 or not any(all(_numbers(a) and list(a.shape) == each for a in stats)
+    if len(stats) != 2 or not any(all(_float_array(a) and list(a.shape) == each for a in stats)
                                   for each in [channels, *per_sample]):
         expected, of = (per_sample[0], f"sample shape {sample}") if per_sample else (channels, f"input shape {shape}")
         raise CheckpointError(f"{path}: its 'inputs.channel_stats' is not a pair of arrays (mean and std) of floats "
@@ -250,7 +250,7 @@ def _generator_state(value: Any) -> bool:
     return isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
 
 
-def _numbers(value: Any) -> bool:
+def _float_array(value: Any) -> bool:
     return isinstance(value, np.ndarray) and value.dtype.kind == "f"
 
 

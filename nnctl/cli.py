@@ -20,7 +20,7 @@ from typer.core import TyperGroup
 from nnctl import __version__, backend, kernels, tables, threads
 from nnctl import plot as plots
 from nnctl.check import batch, preflight, time_layers
-from nnctl.config import absolute_paths, apply_overrides, from_here, load_config
+from nnctl.config import absolute_paths, apply_overrides, load_config, paths_from_cwd
 from nnctl.console import PlainConsole, note_terminated, stdout_closed, terminated, why_stopped
 from nnctl.convert import convert as convert_weights
 from nnctl.convert import plan, read_map
@@ -100,12 +100,13 @@ def _device_option(value: str | None) -> str | None:
     return value
 
 
-def _typed_here(overrides: list[str] | None) -> list[str] | None:
+def _cwd_overrides(overrides: list[str] | None) -> list[str] | None:
     """Overrides as typed: a relative path in one starts from the current folder, not the config's."""
-    return None if overrides is None else from_here(overrides, Path.cwd())
+    return None if overrides is None else paths_from_cwd(overrides, Path.cwd())
 
 
-Overrides = Annotated[list[str] | None, typer.Argument(help=OVERRIDES_HELP, show_default=False, callback=_typed_here)]
+Overrides = Annotated[list[str] | None, typer.Argument(help=OVERRIDES_HELP, show_default=False,
+                                                       callback=_cwd_overrides)]
 Device = Annotated[str, typer.Option("--device", help=DEVICE_HELP, callback=_device_option)]
 Force = Annotated[bool, typer.Option("--force", help="Replace the output file if it exists.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the results as JSON instead of tables.")]
@@ -142,7 +143,7 @@ def _main(debug: bool = typer.Option(False, "--debug", help="Show the full trace
         quiet_arithmetic()
 
 
-def _load(config: Path, overrides: list[str] | None) -> Experiment:
+def _experiment_of(config: Path, overrides: list[str] | None) -> Experiment:
     return build(load_config(config, overrides or []))
 
 
@@ -176,7 +177,7 @@ def train(
         raise ConfigError(f"--resume continues the run with its own config, so drop {config}; to start a new run of "
                           f"it from the run's weights, use: nnctl train {config} --init-from {resume}")
     if resume is not None:
-        extra = from_here([config], Path.cwd()) if config is not None else []  # with --resume: the first override
+        extra = paths_from_cwd([config], Path.cwd()) if config is not None else []  # with --resume: the first override
         runner = Runner.resume(checkpoint_of(resume, last=True), extra + (overrides or []), runs_dir, quiet)
     elif config is None:
         raise ConfigError("give a config to train (nnctl train configs/mnist_mlp.yaml) or --resume CHECKPOINT")
@@ -255,7 +256,7 @@ def gradcheck(
     _at_least("--samples", samples, 1)
     _at_least("--per-tensor", per_tensor, 1)
     if config is not None:
-        exp = _load(config, [ON_CPU, *(overrides or []), "dtype=float64", *_device_overrides(device)])
+        exp = _experiment_of(config, [ON_CPU, *(overrides or []), "dtype=float64", *_device_overrides(device)])
         checks = check_model(exp, samples, per_tensor, eps, tol, layer=layer)
     else:
         if layer is not None and layer not in LAYERS and layer not in LOSSES:
@@ -296,7 +297,7 @@ def check(
     """Pre-flight: one batch forward and backward, the initial loss against its expected value, dead or
     saturated units at init, overfitting a few samples, and each layer's forward and backward time; exit 1
     with the reasons where something is wrong."""
-    exp = _load(config, [*(overrides or []), *_device_overrides(device)])
+    exp = _experiment_of(config, [*(overrides or []), *_device_overrides(device)])
     check_trains(exp)
     timings = time_layers(exp, repeats, seconds)
     findings = preflight(exp, samples, steps, seconds)
@@ -339,7 +340,7 @@ def summary(
         out.print(loaded.describe())
 
 
-def _loaded(path: Path, device: str, output: Path | None = None, through: str | None = None) -> Trained:
+def _trained_model(path: Path, device: str, output: Path | None = None, through: str | None = None) -> Trained:
     """The model of a checkpoint, or of a config whose model.weights names its arrays (up to the layer `through`
     where only its outputs are wanted), on `device`; an `output` that is that arrays' file is refused (it is one of
     the command's inputs too)."""
@@ -394,7 +395,7 @@ def predict_command(
     if output is not None:
         check_output(output)
         _fresh_output(output, [checkpoint_path, *inputs], force)
-    trained = _loaded(checkpoint_path, device, output, through=layer)
+    trained = _trained_model(checkpoint_path, device, output, through=layer)
     if layer is not None:
         assert output is not None, "checked above"
         values = features(trained, inputs, layer)
@@ -424,7 +425,7 @@ def export_command(
         raise ConfigError(f"--format must be npz or onnx, not '{form}'")
     (check_onnx_name if form == "onnx" else check_npz_name)(output)
     _fresh_output(output, [checkpoint_path], force)
-    trained = _loaded(checkpoint_path, device, output)
+    trained = _trained_model(checkpoint_path, device, output)
     model = trained.model
     if form == "onnx":
         prep = preparation(trained.source)
@@ -608,7 +609,7 @@ def plot_command(
 def _experiment(path: Path) -> tuple[Experiment, str]:
     """The experiment of a run (its best.pkl, else last.pkl), of a checkpoint, or of a config at initialization."""
     if path.suffix in YAML:
-        return _load(path, []), f"{path.name} (initial weights)"
+        return _experiment_of(path, []), f"{path.name} (initial weights)"
     trained, title = _trained(path)
     return trained.experiment(), title
 

@@ -81,7 +81,7 @@ PATH_KEYS = {("data", "path"), ("data", "test_path"), ("data", "root"), ("model"
 """The keys that name a file or folder: relative to the config's folder where the config says them."""
 
 
-def from_here(overrides: typing.Sequence[str], here: Path) -> list[str]:
+def paths_from_cwd(overrides: typing.Sequence[str], here: Path) -> list[str]:
     """Overrides typed on the command line, a relative path given to one of PATH_KEYS made absolute from `here`,
     the folder the command was typed in (`model.weights=and.npz` names ./and.npz, not one beside the config)."""
     typed = []

@@ -162,6 +162,10 @@ def initial_model(config: Config) -> Model:
     return build_model(config, source.input_shape(source.peek()), resolve_dtype(config.data["dtype"]), rng)
 
 
+MAX_CONFUSION = 1000
+"""The most classes eval shows a confusion matrix and per-class table for (a million cells)."""
+
+
 def report(exp: Experiment, split: str) -> dict:
     """Loss, accuracy and error rate (or mse) and the run's other metrics, and for classifiers of up to
     MAX_CONFUSION classes (a binary cross-entropy's one output: two, per sample or per step) the class labels, the
@@ -189,10 +193,6 @@ def class_count(num_classes: int | None, loss: Loss, model: Model) -> int | None
     """The classes a model tells apart: the data's, or two for one binary cross-entropy output (0/1 targets, per
     sample or per step); None for a regression."""
     return num_classes or (2 if isinstance(loss, BinaryCrossEntropy) and model.output_shape[-1:] == (1,) else None)
-
-
-MAX_CONFUSION = 1000
-"""The most classes eval shows a confusion matrix and per-class table for (a million cells)."""
 
 
 def check_trains(exp: Experiment) -> None:

@@ -155,7 +155,7 @@ def load_run(path: str | Path) -> Run:
             damage.append(f"summary.json: its '{key}' is {describe_value(summary.pop(key))}")
     for key in ("final", "test"):
         if isinstance(summary.get(key), dict):
-            summary[key] = _numbers(summary[key], f"summary.json: its '{key}'", damage)
+            summary[key] = _numeric_entries(summary[key], f"summary.json: its '{key}'", damage)
     history = _history(path / "metrics.jsonl", damage) if (path / "metrics.jsonl").exists() else []
     return Run(path, config, summary, history, damage)
 
@@ -247,7 +247,7 @@ def _real_entries(values: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     return kept, bad
 
 
-def _numbers(values: dict[str, Any], where: str, damage: list[str]) -> dict[str, Any]:
+def _numeric_entries(values: dict[str, Any], where: str, damage: list[str]) -> dict[str, Any]:
     """The entries of a mapping of metrics that are numbers (and its 'kind'); the others are named in `damage`."""
     kept, bad = _real_entries(values)
     for key in bad[:5]:

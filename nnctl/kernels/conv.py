@@ -13,7 +13,7 @@ from nnctl.kernels.dispatch import kernel
 Pads = tuple[tuple[int, int], tuple[int, int]]
 
 
-def padded(x: np.ndarray, pads: Pads, value: float = 0.0) -> np.ndarray:
+def pad_nhwc(x: np.ndarray, pads: Pads, value: float = 0.0) -> np.ndarray:
     """A copy of x (N, H, W, C) with `pads`, ((top, bottom), (left, right)), rows and columns of `value` around it."""
     (top, bottom), (left, right) = pads
     n, h, w, c = x.shape
@@ -49,7 +49,7 @@ def im2col_(x, geometry, out):
     h, w, c = x.shape[1:]
     bottom = max((oh - 1) * sh + (kh - 1) * dh + 1 - top - h, 0)
     right = max((ow - 1) * sw + (kw - 1) * dw + 1 - left - w, 0)
-    image = padded(x, ((top, bottom), (left, right)))
+    image = pad_nhwc(x, ((top, bottom), (left, right)))
     windows = out.reshape(n, oh, ow, kh, kw, c)
     for i, j, rows, cols in offset_slices((kh, kw), (sh, sw), (dh, dw), (oh, ow)):
         windows[:, :, :, i, j] = image[:, rows, cols]

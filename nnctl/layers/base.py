@@ -16,6 +16,9 @@ class Layer:
     uses that dx. `trainable: false` (any layer) freezes its parameters: the model gives them no updates and
     runs the layer as in evaluation (batch norm on its running statistics), and backward still through it where
     a trainable layer comes before it (`input_grad`), so it keeps what backward needs then too.
+
+    A constructor's arguments are the layer's config; their hints say what the config gives, while the builder
+    passes `activation` and `*_init` values already built (an activation layer, an initializer).
     """
 
     registered_name: ClassVar[str] = "layer"

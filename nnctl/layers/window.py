@@ -10,7 +10,7 @@ import numpy as np
 
 from nnctl import threads
 from nnctl.backend import Scratch, on_cpu, strided_view, xp
-from nnctl.kernels import Pads, im2col_, offset_slices, padded
+from nnctl.kernels import Pads, im2col_, offset_slices, pad_nhwc
 
 
 def pair(value: int | list | tuple, name: str) -> tuple[int, int]:
@@ -100,7 +100,7 @@ def pad(x: np.ndarray, pads: Pads, value: float = 0.0) -> np.ndarray:
     The copy is channel-last in memory, as conv outputs are, so that taking windows reads memory in order."""
     if pads == ((0, 0), (0, 0)):
         return x
-    return padded(x.transpose(0, 2, 3, 1), pads, value).transpose(0, 3, 1, 2)
+    return pad_nhwc(x.transpose(0, 2, 3, 1), pads, value).transpose(0, 3, 1, 2)
 
 
 def windows(x: np.ndarray, window: Window, out: tuple[int, int]) -> np.ndarray:
