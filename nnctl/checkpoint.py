@@ -18,7 +18,7 @@ from nnctl.layers.base import array_problem
 from nnctl.limits import capped_product
 from nnctl.outputs import replacing
 from nnctl.runs import ROW_KINDS
-from nnctl.schema import brief
+from nnctl.schema import brief, is_instance
 from nnctl.unpickle import SharedContainerError, UnsafePickleError, safe_unpickle
 from nnctl.weight_files import ZIP
 
@@ -81,7 +81,7 @@ class Checkpoint:
         if not isinstance(data, dict) or not isinstance(data.get("format"), str) or data["format"] != FORMAT:
             raise CheckpointError(f"{path}: a pickle, but not an nnctl checkpoint")
         version = data.get("format_version")
-        if not _is(version, int):
+        if not is_instance(version, int):
             raise CheckpointError(f"{path}: its 'format_version' is {type(version).__name__}, expected int")
         if version == 1:
             data = _from_format_1(data)
@@ -213,18 +213,12 @@ def _check_recipe(recipe: dict[str, Any], path: str | Path) -> None:
 def _metric_row(row: Any) -> bool:
     """Whether `row` is a metric row: a mapping of names to finite numbers, strings or None, of a known kind."""
     return isinstance(row, dict) and isinstance(row.get("kind"), str) and row["kind"] in ROW_KINDS and \
-        all(isinstance(k, str) and (_is(v, (str, float, _NONE)) or _finite(v)) for k, v in row.items())
-
-
-def _is(value: Any, kind: type | tuple[type, ...]) -> bool:
-    """isinstance, except that a bool is no number (to Python, True is the int 1)."""
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    return isinstance(value, kinds) and (bool in kinds or not isinstance(value, bool))
+        all(isinstance(k, str) and (is_instance(v, (str, float, _NONE)) or _finite(v)) for k, v in row.items())
 
 
 def _finite(value: Any) -> bool:
     """Whether `value` is an int or float (not a bool) that a float holds, not NaN or infinite."""
-    return _is(value, (int, float)) and -_FLOAT_MAX <= value <= _FLOAT_MAX
+    return is_instance(value, (int, float)) and -_FLOAT_MAX <= value <= _FLOAT_MAX
 
 
 def _yaml_data(value: Any) -> bool:
@@ -247,7 +241,7 @@ def _generator_state(value: Any) -> bool:
     """Whether `value` is made as a NumPy bit generator's state is: names mapped to text, integers, or such maps."""
     if isinstance(value, dict):
         return all(isinstance(k, str) and _generator_state(v) for k, v in value.items())
-    return isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
+    return isinstance(value, str) or is_instance(value, int)
 
 
 def _float_array(value: Any) -> bool:
@@ -263,7 +257,7 @@ def _described(value: Any) -> str:
 def _check_kinds(data: dict[str, Any], kinds: Kinds, prefix: str, path: str | Path) -> None:
     """CheckpointError naming the first key of `kinds` that `data` lacks or holds something else under."""
     for key, kind in kinds.items():
-        if key not in data or not _is(data[key], kind):
+        if key not in data or not is_instance(data[key], kind):
             found = type(data[key]).__name__ if key in data else "missing"
             expected = " or ".join("None" if k is _NONE else k.__name__ for k in (kind if isinstance(kind, tuple)
                                                                                    else (kind,)))

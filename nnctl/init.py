@@ -9,7 +9,7 @@ from nnctl.backend import to_device
 from nnctl.config import Config, KeyPath
 from nnctl.limits import too_big
 from nnctl.registry import Registry
-from nnctl.schema import describe_value
+from nnctl.schema import describe_value, is_instance
 
 INITIALIZERS: Registry = Registry("initializer")
 
@@ -130,7 +130,7 @@ def make_initializer(spec: Any, config: Config, path: KeyPath) -> Initializer:
     """An initializer from a name, a `{type: ...}` mapping, or explicit numbers."""
     if isinstance(spec, str | dict):
         return INITIALIZERS.build(spec, config, path)
-    if isinstance(spec, int | float | list) and not isinstance(spec, bool):
+    if is_instance(spec, (int, float, list)):
         try:
             return Explicit(spec)
         except ValueError:

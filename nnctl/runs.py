@@ -14,7 +14,7 @@ from typing import Any
 
 from nnctl.course import flatten
 from nnctl.errors import NnctlError, read_bytes
-from nnctl.schema import describe_value, is_number
+from nnctl.schema import describe_value, is_instance, is_number
 from nnctl.yaml_loader import parse_yaml
 
 _STAMP = re.compile(r"-(\d{8}-\d{6})(?:-\d+)?$")
@@ -169,9 +169,7 @@ SUMMARY_KINDS: dict[str, type | tuple[type, ...]] = {
 def _of_kind(value: Any, kind: type | tuple[type, ...]) -> bool:
     """Whether a summary value is of `kind`: a bool is no int, and a number must fit a float."""
     kinds = kind if isinstance(kind, tuple) else (kind,)
-    if isinstance(value, bool) or not isinstance(value, kinds):
-        return False
-    return float not in kinds or is_real(value)
+    return is_instance(value, kinds) and (float not in kinds or is_real(value))
 
 
 def read_config(run_dir: Path, damage: list[str]) -> dict[str, Any]:
@@ -259,7 +257,7 @@ def _numeric_entries(values: dict[str, Any], where: str, damage: list[str]) -> d
 
 def _kind_of(value: Any) -> str:
     """Why a JSON value is no metric, for a message: 'a list, not a number', 'an integer past float's range'."""
-    if isinstance(value, int) and not isinstance(value, bool):
+    if is_instance(value, int):
         return "an integer past float's range (±1.8e308)"
     kinds = {bool: "a boolean", dict: "a mapping", list: "a list", str: "a string", type(None): "null"}
     return f"{kinds.get(type(value), type(value).__name__)}, not a number"

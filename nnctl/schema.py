@@ -34,7 +34,7 @@ def matches(value: Any, hint: Any) -> bool:
     if hint is float:  # NaN and infinities are never a setting: a NaN lr trains NaN weights to the end
         return is_number(value) and finite(value)
     if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
+        return is_instance(value, int)
     if origin in (list, tuple):
         if not isinstance(value, list | tuple):
             return False
@@ -46,9 +46,15 @@ def matches(value: Any, hint: Any) -> bool:
     return isinstance(value, origin or hint)
 
 
+def is_instance(value: Any, kind: type | tuple[type, ...]) -> bool:
+    """isinstance, except that a bool is of no kind but bool (to Python, True is the int 1)."""
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return isinstance(value, kinds) and (bool in kinds or not isinstance(value, bool))
+
+
 def is_number(value: Any) -> bool:
     """An int or a float, not a bool."""
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    return is_instance(value, (int, float))
 
 
 def finite(value: int | float) -> bool:

@@ -7,7 +7,7 @@ import numpy as np
 
 from nnctl.backend import to_device, xp
 from nnctl.layers.window import Window, pad, windows
-from nnctl.schema import did_you_mean
+from nnctl.schema import did_you_mean, is_instance
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ class Augment:
                 raise ValueError(f"augment: unknown key '{key}'{did_you_mean(key, known)}; expected one of: "
                                  f"{', '.join(known)}")
         shift, flip = options.get("shift", 0), options.get("flip", False)
-        if not isinstance(shift, int) or isinstance(shift, bool) or shift < 0:
+        if not is_instance(shift, int) or shift < 0:
             raise ValueError(f"augment.shift must be a non-negative number of pixels, got {shift!r}")
         if not isinstance(flip, bool):
             raise ValueError(f"augment.flip must be true or false, got {flip!r}")

@@ -11,12 +11,13 @@ import numpy as np
 from nnctl import threads
 from nnctl.backend import Scratch, on_cpu, strided_view, xp
 from nnctl.kernels import Pads, im2col_, offset_slices, pad_nhwc
+from nnctl.schema import is_instance
 
 
 def pair(value: int | list | tuple, name: str) -> tuple[int, int]:
     """An int or a pair of ints from the config, as (height, width); ValueError otherwise."""
     values = (value, value) if isinstance(value, int) else tuple(value)
-    if len(values) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+    if len(values) != 2 or not all(is_instance(v, int) for v in values):
         raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
     return values[0], values[1]
 
