@@ -62,6 +62,11 @@ def use(device: str) -> None:
     if index >= count:
         raise DeviceError(f"device {device!r}: this machine has {count} GPU(s), numbered 0 to {count - 1}")
     cupy.cuda.Device(index).use()
+    try:  # a compiled element-wise kernel (NVRTC) and a product (cuBLAS): a driver alone runs neither
+        float((cupy.ones((2, 2), cupy.float32) @ cupy.ones((2, 2), cupy.float32) + 1).sum())
+    except Exception as exc:
+        raise DeviceError(f"device {device!r}: CuPy sees the GPU but cannot compute on it ({exc}); its CUDA "
+                          f"libraries may be missing: {GPU_INSTALL} brings them from PyPI") from None
     xp.module = cupy
 
 
@@ -124,15 +129,40 @@ def host_copy(a: Any) -> numpy.ndarray:
 
 
 def describe() -> dict[str, str]:
-    """What computes: the device, CuPy and CUDA versions where a GPU is in use, and the BLAS NumPy calls."""
+    """What computes: the device, CuPy and CUDA versions where a GPU is in use (else the GPUs CuPy would use, if it
+    is installed), and the BLAS NumPy calls."""
     info = {"device": "cpu", "numpy": numpy.__version__, "blas": _blas()}
     if not on_cpu() and hasattr(xp.module, "cuda"):
         cupy = xp.module
         dev = cupy.cuda.Device()
-        props = cupy.cuda.runtime.getDeviceProperties(dev.id)
-        info.update(device=f"cuda:{dev.id} ({props['name'].decode()})", cupy=cupy.__version__,
-                    cuda=str(cupy.cuda.runtime.runtimeGetVersion()))
+        info.update(device=f"cuda:{dev.id} ({_gpu_name(cupy, dev.id)})", cupy=cupy.__version__,
+                    cuda=_cuda_versions(cupy))
+    else:
+        info["gpus"] = _gpus()
     return info
+
+
+def _gpus() -> str:
+    """The NVIDIA GPUs that `device: cuda:N` can use, with CuPy's and CUDA's versions; or why there are none."""
+    try:
+        import cupy
+    except ImportError:
+        return f"none usable: CuPy is not installed ({GPU_INSTALL})"
+    try:
+        names = [f"cuda:{i} ({_gpu_name(cupy, i)})" for i in range(cupy.cuda.runtime.getDeviceCount())]
+    except Exception as exc:  # no driver, no card
+        return f"none usable: CuPy {cupy.__version__} finds no NVIDIA GPU ({exc})"
+    return f"{', '.join(names) or 'none'}; CuPy {cupy.__version__}, {_cuda_versions(cupy)}"
+
+
+def _gpu_name(cupy: Any, index: int) -> str:
+    return cupy.cuda.runtime.getDeviceProperties(index)["name"].decode()
+
+
+def _cuda_versions(cupy: Any) -> str:
+    """CUDA's runtime and driver versions as CuPy reports them (12080 is 12.8)."""
+    return (f"CUDA runtime {cupy.cuda.runtime.runtimeGetVersion()}, driver "
+            f"{cupy.cuda.runtime.driverGetVersion()}")
 
 
 def _blas() -> str:

@@ -2,7 +2,9 @@
 under a strict stand-in for CuPy that refuses every host/device mix, so any machine catches one."""
 
 import json
+import sys
 import threading
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -183,6 +185,43 @@ def test_cuda_without_cupy_or_a_gpu_stops_before_the_run_directory(tmp_path, com
     assert "Traceback" not in result.stderr
     assert "pip install 'nnctl[gpu]'" in result.stderr or "no usable NVIDIA GPU" in result.stderr
     assert not any(tmp_path.iterdir()), "nothing was made"
+
+
+def fake_cupy(compute) -> SimpleNamespace:
+    """CuPy as a machine shows it that has one GPU and a driver; `compute` stands for cupy.ones."""
+    runtime = SimpleNamespace(getDeviceCount=lambda: 1, getDeviceProperties=lambda i: {"name": b"Fake H100"},
+                              runtimeGetVersion=lambda: 12080, driverGetVersion=lambda: 12090)
+    return SimpleNamespace(__version__="14.2.0", float32=np.float32, ones=compute,
+                           cuda=SimpleNamespace(runtime=runtime, Device=lambda i=0: SimpleNamespace(use=lambda: None)))
+
+
+def test_a_gpu_that_cannot_compute_stops_with_how_to_get_its_libraries(monkeypatch):
+    """A driver without NVRTC or cuBLAS (cupy-cuda12x without its [ctk] extra): CuPy sees the GPU, and its first
+    kernel would fail after the run directory was made."""
+    def missing(*args):
+        raise RuntimeError("CuPy failed to load libnvrtc.so.12")
+
+    monkeypatch.setitem(sys.modules, "cupy", fake_cupy(missing))
+    with pytest.raises(backend.DeviceError, match=r"CuPy sees the GPU but cannot compute on it \(CuPy failed to "
+                                                  r"load libnvrtc.so.12\); .*pip install 'nnctl\[gpu\]'"):
+        backend.use("cuda")
+    assert backend.on_cpu()
+
+
+def test_version_names_the_gpus_cupy_would_use_while_on_the_cpu(monkeypatch):
+    monkeypatch.setitem(sys.modules, "cupy", fake_cupy(np.ones))
+    assert backend.describe()["gpus"] == "cuda:0 (Fake H100); CuPy 14.2.0, CUDA runtime 12080, driver 12090"
+    monkeypatch.delitem(sys.modules, "cupy")
+    monkeypatch.setattr("builtins.__import__", _no_cupy(__import__))
+    assert backend.describe()["gpus"] == "none usable: CuPy is not installed (pip install 'nnctl[gpu]')"
+
+
+def _no_cupy(real_import):
+    def importing(name, *args, **kwargs):
+        if name == "cupy":
+            raise ImportError("No module named 'cupy'")
+        return real_import(name, *args, **kwargs)
+    return importing
 
 
 @pytest.mark.slow
