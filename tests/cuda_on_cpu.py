@@ -45,6 +45,8 @@ class ElementwiseKernel:
         for k, ((raw, typ, name), a) in enumerate(zip(params, args, strict=True)):
             if isinstance(a, np.ndarray):
                 assert typ != "T" or NUMPY_TYPES[a.dtype.name] == t, f"{self.name}: {name} is {a.dtype}, not {t}"
+                assert typ == "T" or a.dtype.name == typ, f"{self.name}: {name} is {a.dtype}, not {typ} (CuPy: " \
+                                                          "'Type is mismatched')"
                 assert not raw or a.flags.c_contiguous, f"{self.name}: raw {name} is not contiguous"
                 work = a if raw else np.ascontiguousarray(np.broadcast_to(a, shape))  # element i of each: the same
                 if work is not a and k >= len(self.inputs):
@@ -77,8 +79,9 @@ class ElementwiseKernel:
         outside, inside = [], []
         for k, (raw, typ, name) in enumerate(self.inputs + self.outputs):
             c = C_TYPES[typ]
-            if raw:
-                outside.append(f"{c}* {name} = ({c}*)args[{k}];")
+            if raw:  # CuPy makes every input const, raw ones too: a twin that writes one fails to compile there
+                const = "const " if k < len(self.inputs) else ""
+                outside.append(f"{const}{c}* {name} = ({c}*)args[{k}];")
             elif k in scalars:
                 outside.append(f"const {c} {name} = *({c}*)args[{k}];")
             elif k < len(self.inputs):

@@ -1,5 +1,6 @@
 """Every fused kernel equals its NumPy reference; the environment picks which of the two runs."""
 
+import subprocess
 import sys
 import threading
 import time
@@ -78,6 +79,20 @@ def test_the_cupy_twins_code_run_on_the_cpu_equals_the_numpy_reference(name, dty
     k = kernels.KERNELS[name]
     assert k.make_gpu is not None, f"{name} has no CuPy twin"
     assert_twin_equals_reference(k, k.make_gpu(), dtype, absolute=True)
+
+
+def test_the_stand_in_refuses_what_cupy_refuses_of_a_kernel(cuda_on_cpu):
+    """A twin that writes a raw input (CuPy makes inputs const) or hands an array of another type to a typed
+    parameter would pass a looser stand-in and fail on the first GPU."""
+    writes = cuda_on_cpu.ElementwiseKernel("raw T x", "T y", "y = x[i]; x[i] = 0", "nnctl_test_writes_input")
+    with pytest.raises(subprocess.CalledProcessError):  # the compiler refuses the assignment to const
+        writes(np.ones(3), np.empty(3))
+    typed = cuda_on_cpu.ElementwiseKernel("raw int64 ids, T x", "T y", "y = x + ids[i]", "nnctl_test_typed")
+    y = np.empty(3)
+    typed(np.arange(3, dtype=np.int64), np.ones(3), y)
+    np.testing.assert_array_equal(y, [1, 2, 3])
+    with pytest.raises(AssertionError, match="ids is int32, not int64"):
+        typed(np.arange(3, dtype=np.int32), np.ones(3), y)
 
 
 def test_threads_reaching_a_kernel_first_at_once_jit_it_once(monkeypatch):
