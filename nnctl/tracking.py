@@ -26,6 +26,8 @@ HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQUEST_BA
                  "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
 """MLflow's HTTP settings where the user set none: a few short retries in training (MLflow's own: 7 retries over
 about 4 minutes)."""
+DB_ATTEMPTS = 3
+"""Tries to open a database store (MLflow's own: 10, over about 100 s, with a warning for each), 0.4 s apart."""
 FIRST_CONTACT = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
 """The first request, where the user set none of these: a server that is not there fails the run at once."""
 SCHEMES = {"http", "https", "sqlite", "postgresql", "mysql", "mssql", "databricks", "databricks-uc", "uc"}
@@ -197,15 +199,19 @@ def plugin_schemes() -> set[str]:
 
 def client(runs_dir: Path) -> tuple[Any, str]:
     """An MlflowClient on MLFLOW_TRACKING_URI, else on the local store RUNS_DIR/mlflow.db, and that URI; MLflow's
-    HTTP settings default to short retries and its INFO lines (database set-up) are quiet."""
+    HTTP settings default to short retries, a database store is tried DB_ATTEMPTS times, and its INFO lines
+    (database set-up) and retry warnings are quiet."""
     uri = configured_uri() or f"sqlite:///{real_path(runs_dir) / 'mlflow.db'}"
     for key, value in HTTP_DEFAULTS.items():
         os.environ.setdefault(key, value)
-    from mlflow.tracking import MlflowClient  # optional, and slow to import: only when asked for
+    from mlflow.store.db import utils as db_utils  # optional, and slow to import: only when asked for
+    from mlflow.tracking import MlflowClient
 
+    db_utils.MAX_RETRY_COUNT = min(db_utils.MAX_RETRY_COUNT, DB_ATTEMPTS)  # no setting for it: a module constant
     if "MLFLOW_LOGGING_LEVEL" not in os.environ:
         for name in ("mlflow", "alembic"):
             logging.getLogger(name).setLevel(logging.WARNING)
+        logging.getLogger(db_utils.__name__).setLevel(logging.ERROR)  # its retries' warnings: the error says why
     return MlflowClient(uri), uri
 
 

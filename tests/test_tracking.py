@@ -204,6 +204,17 @@ def test_an_unreachable_server_is_one_line_within_seconds(tmp_path):
 
 
 @pytest.mark.slow
+def test_a_database_that_cannot_be_opened_is_one_line_within_seconds(tmp_path):
+    uri = f"sqlite:///{tmp_path}"  # a folder: MLflow's own retries take about 100 s, with a warning for each
+    started = time.monotonic()
+    result = local_run("train", "-q", str(CONFIGS / "xor_mlp.yaml"), "--mlflow", "--runs-dir", str(tmp_path / "r"),
+                       cwd=tmp_path, env={"MLFLOW_TRACKING_URI": uri})
+    assert time.monotonic() - started < 20
+    clean_error(result, 1, f"error: MLflow tracking at {uri} failed:")
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("uri, problem", [
     ("foo://bar", "names a kind of store MLflow does not know (foo:)"),
     ("file:///dev/null/x", "names a file store, which MLflow"),
