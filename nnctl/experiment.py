@@ -246,6 +246,23 @@ def trained_through(config: Config, epochs: list[dict[str, typing.Any]]) -> bool
 _DEFAULT_EPOCHS = inspect.signature(TrainSettings).parameters["epochs"].default
 
 
+def unrecorded(config: Config, metric: str) -> str | None:
+    """Why the epoch rows of `config`'s runs cannot hold `metric`, as far as the config tells without its data
+    (whether a default metric is accuracy or mse needs it); None where they may."""
+    bare = metric.removeprefix("val_")
+    listed = config.section("train").get("metrics")
+    data = config.data.get("data")
+    if metric.startswith("test_"):
+        return "test metrics are recorded once, after the last epoch"
+    if metric != bare and not (isinstance(data, dict) and data.get("validation") is not None):
+        return "its runs have no validation split (set data.validation)"
+    if bare != "loss" and isinstance(listed, list) and bare not in listed:
+        return f"train.metrics lists {', '.join(map(str, listed)) or 'none'}"
+    if bare not in ("loss", "accuracy", "mse") and listed is None:
+        return "train.metrics is not set, which records accuracy (or mse without classes)"
+    return None
+
+
 def train_settings(config: Config) -> TrainSettings:
     """The `train:` section checked against TrainSettings' signature, then built."""
 

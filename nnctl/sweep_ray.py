@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from nnctl.config import expand_path, key_path
-from nnctl.errors import NnctlError, quiet_arithmetic
-from nnctl.experiment import most_epochs
+from nnctl.errors import NnctlError, TrainingError, quiet_arithmetic
+from nnctl.experiment import most_epochs, unrecorded
 from nnctl.runner import Runner
-from nnctl.runs import Run, find_runs, is_run, load_run
+from nnctl.runs import Run, find_runs, is_run, load_run, row_values
 from nnctl.sweep import DONE, THREAD_VARS, Member, Outcome, Range, Sweep
 from nnctl.tracking import prepare_store
 
@@ -46,6 +46,7 @@ def run(sweep: Sweep, todo: list[Member], address: str | None, jobs: int | None,
     remaining = (sweep.search.samples or 0) - len(done) if sweep.search.type == "tpe" else len(todo)
     members = _Members(sweep, report, say)
     if remaining > 0:
+        _check_recorded(sweep)
         _connect(address, sweep.spec.cpus_per_member or 1)
         sweep.make_dir()
         prepare_store(sweep.dir, [sweep.base, *(member.config for member in todo)])
@@ -67,6 +68,22 @@ def rank(outcomes: list[Outcome], metric: str, mode: str) -> list[Outcome]:
         value = _final(outcome.run, metric)
         return value is None, 0.0 if value is None else value if mode == "min" else -value
     return sorted(outcomes, key=key)
+
+
+def _watched(sweep: Sweep) -> list[tuple[tuple[str, ...], str]]:
+    """The metrics Tune reads from each report, with their place in the sweep file: TPE's and ASHA's."""
+    search = [(("search", "metric"), sweep.search.metric)] if sweep.search.type == "tpe" else []
+    return search + ([(("scheduler", "metric"), sweep.scheduler.metric)] if sweep.scheduler else [])
+
+
+def _check_recorded(sweep: Sweep) -> None:
+    """ConfigError where a member's runs cannot record a metric Tune reads (Optuna would fail on the driver, ASHA
+    would never stop a member)."""
+    for where, metric in _watched(sweep):
+        for member in sweep.members or [sweep.member({})]:
+            why = unrecorded(member.config, metric)
+            if why:
+                raise sweep.file.error(where, f"{metric} is not recorded by the runs of member {member.label}: {why}")
 
 
 def _fit(sweep: Sweep, todo: list[Member], done: list[Run], stopped: list[Run], remaining: int, jobs: int | None,
@@ -208,7 +225,7 @@ def train_member(params: dict[str, Any], sweep: Sweep) -> None:
         runner = _runner(sweep, member, tune.get_checkpoint())
         if runner is None:
             return
-        runner.on_epoch = lambda row: _report(runner, row)
+        runner.on_epoch = lambda row: _report(sweep, runner, row)
         runner.fit()
     except NnctlError as exc:
         _report_error(sweep, runner, str(exc))
@@ -244,8 +261,14 @@ def _runner(sweep: Sweep, member: Member, restored: Any) -> Runner | None:
     return Runner.start(member.config, sweep.dir, quiet=True)
 
 
-def _report(runner: Runner, row: dict[str, Any]) -> None:
-    """The epoch's metrics, with a copy of last.pkl as the trial's checkpoint."""
+def _report(sweep: Sweep, runner: Runner, row: dict[str, Any]) -> None:
+    """The epoch's metrics, with a copy of last.pkl as the trial's checkpoint; TrainingError where the run does
+    not record one that Tune reads (a default metric, which the config cannot tell; val_ ones come every
+    train.eval_every epochs)."""
+    missing = [metric for _, metric in _watched(sweep) if metric.removeprefix("val_") not in row]
+    if missing:
+        raise TrainingError(f"the sweep reads {', '.join(missing)}, which this run does not record; it records "
+                         f"{', '.join(row_values(row))}")
     folder = Path(tempfile.mkdtemp(prefix="nnctl-checkpoint-"))
     try:
         shutil.copyfile(runner.checkpoints.last, folder / "last.pkl")

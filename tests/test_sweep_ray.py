@@ -349,6 +349,49 @@ def test_sweep_space_and_engine_mistakes(tmp_path, text, message):
     assert "Traceback" not in result.stderr and not (tmp_path / "runs").exists()
 
 
+XOR_SWEEP = f"""\
+name: tx
+engine: ray
+base: {CONFIGS / 'xor_mlp.yaml'}
+overrides: {{train.epochs: 5}}
+"""
+
+
+@pytest.mark.parametrize("text, message", [
+    ("grid: {optimizer.lr: {loguniform: [0.01, 0.5]}}\nsearch: {type: tpe, samples: 2, metric: val_accuracy, "
+     "mode: max}\n", "search.metric: val_accuracy is not recorded by the runs of member tx: its runs have no "
+                     "validation split (set data.validation)"),
+    ("grid: {optimizer.lr: {loguniform: [0.01, 0.5]}}\nsearch: {type: tpe, samples: 2, metric: top_5_accuracy, "
+     "mode: max}\n", "search.metric: top_5_accuracy is not recorded by the runs of member tx: train.metrics lists "
+                     "accuracy"),
+    ("grid: {optimizer.lr: [0.01, 0.1]}\nscheduler: {type: asha, metric: val_loss}\n",
+     "scheduler.metric: val_loss is not recorded by the runs of member 0.01: its runs have no validation split"),
+    ("grid: {optimizer.lr: [0.01, 0.1]}\nscheduler: {type: asha, metric: test_loss}\n",
+     "test_loss is not recorded by the runs of member 0.01: test metrics are recorded once, after the last epoch"),
+])
+def test_a_metric_the_members_do_not_record_is_refused_before_training(tmp_path, text, message):
+    path = tmp_path / "tx.yaml"
+    path.write_text(XOR_SWEEP + text)
+    result = nnctl("sweep", str(path), "--runs-dir", str(tmp_path / "runs"))
+    assert result.returncode == 2 and message in result.stderr, result.stdout + result.stderr
+    assert len(result.stderr.splitlines()) == 1 and not (tmp_path / "runs").exists()
+
+
+def test_a_default_metric_the_config_cannot_tell_fails_the_member_at_its_first_report(tmp_path, mnist_root):
+    """Without train.metrics a run records accuracy, or mse where the data has no classes: known only from the
+    data, so the member's first report says it."""
+    path = sweep_file(tmp_path, "m", "grid:\n  train.metrics: [null]\nscheduler: {type: asha, metric: val_mse}\n"
+                                     "engine: ray\n", subset=400, epochs=2)
+    result = nnctl("sweep", str(path), "--runs-dir", str(tmp_path / "runs"))
+    assert result.returncode == 1 and "Traceback" not in result.stdout + result.stderr, result.stderr
+    found = summaries(tmp_path / "runs" / "m")
+    assert list(found) == ["None"], result.stdout
+    summary = found["None"]
+    assert summary["status"] == "failed" and summary["epochs"] == 1, summary
+    assert summary["error"] == "the sweep reads val_mse, which this run does not record; it records lr, loss, " \
+                               "accuracy, val_loss, val_accuracy, time_s"
+
+
 @pytest.mark.parametrize("record, cause", [
     ("Failure # 1 (occurred at 2026-12-06_11-26-31)\nThe actor died unexpectedly before finishing this task.\n"
      "\tclass_name: ImplicitFunc\n\tpid: 4059\n", "The actor died unexpectedly before finishing this task."),
