@@ -48,9 +48,10 @@ def run(sweep: Sweep, todo: list[Member], address: str | None, jobs: int | None,
     if remaining > 0:
         _check_recorded(sweep)
         _connect(address, sweep.spec.cpus_per_member or 1)
-        sweep.make_dir()
-        prepare_store(sweep.dir, [sweep.base, *(member.config for member in todo)])
         try:
+            _check_resources(sweep, joined=address not in (None, "local"))
+            sweep.make_dir()
+            prepare_store(sweep.dir, [sweep.base, *(member.config for member in todo)])
             _fit(sweep, todo, done, stopped, remaining, jobs, members)
         finally:
             ray.shutdown()
@@ -120,6 +121,21 @@ def _connect(address: str | None, threads: int) -> None:
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise NnctlError(f"--address {address}: cannot join the Ray cluster: {exc}") from None
     logging.getLogger("ray").setLevel(logging.CRITICAL)  # a lost worker is reported by _Members, not a traceback
+
+
+def _check_resources(sweep: Sweep, joined: bool) -> None:
+    """An error where a member asks for more CPUs or GPUs than the whole cluster has (Tune would wait for them
+    forever): a ConfigError for the cluster started here, an NnctlError for a `joined` one (short of machines)."""
+    has = ray.cluster_resources()
+    for key, kind, asked in (("cpus_per_member", "CPU", sweep.spec.cpus_per_member or 1),
+                             ("gpus_per_member", "GPU", sweep.spec.gpus_per_member)):
+        if asked > has.get(kind, 0):
+            where = "the Ray cluster joined" if joined else "this machine's Ray cluster"
+            problem = f"each member asks for {asked:g} {kind}{'' if asked == 1 else 's'}, but {where} has " \
+                      f"{has.get(kind, 0):g}"
+            if joined:
+                raise NnctlError(f"{key}: {problem}; add machines with {kind}s to the cluster or lower {key}")
+            raise sweep.file.error((key,), f"{problem}; lower it")
 
 
 def _check_answers(address: str) -> grpc.StatusCode:

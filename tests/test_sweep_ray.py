@@ -392,6 +392,33 @@ def test_a_default_metric_the_config_cannot_tell_fails_the_member_at_its_first_r
                                "accuracy, val_loss, val_accuracy, time_s"
 
 
+@pytest.mark.parametrize("text, message", [
+    (f"cpus_per_member: {os.cpu_count() + 1}\n", f"tx.yaml:6: cpus_per_member: each member asks for "
+                                                  f"{os.cpu_count() + 1} CPUs, but this machine's Ray cluster has "
+                                                  f"{os.cpu_count()}; lower it"),
+    ("gpus_per_member: 1000\n", "tx.yaml:6: gpus_per_member: each member asks for 1000 GPUs, but this machine's Ray "
+                                "cluster has"),
+])
+def test_a_member_larger_than_the_cluster_is_refused_before_it_starts(tmp_path, text, message):
+    path = tmp_path / "tx.yaml"
+    path.write_text(XOR_SWEEP + "grid: {optimizer.lr: [0.01]}\n" + text)
+    result = nnctl("sweep", str(path), "--runs-dir", str(tmp_path / "runs"), timeout=120)
+    assert result.returncode == 2 and message in result.stderr, result.stdout + result.stderr
+    assert len(result.stderr.splitlines()) == 1 and not (tmp_path / "runs").exists()
+
+
+def test_a_cluster_joined_that_is_short_of_a_member_s_cpus_is_one_error(tmp_path, cluster):
+    address, _, home = cluster
+    path = tmp_path / "tx.yaml"
+    path.write_text(XOR_SWEEP + "grid: {optimizer.lr: [0.01]}\ncpus_per_member: 3\n")
+    result = nnctl("sweep", str(path), "--address", address, "--runs-dir", str(tmp_path / "runs"), timeout=120,
+                   env=home)
+    assert result.returncode == 1 and result.stderr == (
+        "error: cpus_per_member: each member asks for 3 CPUs, but the Ray cluster joined has 2; add machines "
+        "with CPUs to the cluster or lower cpus_per_member\n"), result.stdout + result.stderr
+    assert not (tmp_path / "runs").exists()
+
+
 @pytest.mark.parametrize("record, cause", [
     ("Failure # 1 (occurred at 2026-12-06_11-26-31)\nThe actor died unexpectedly before finishing this task.\n"
      "\tclass_name: ImplicitFunc\n\tpid: 4059\n", "The actor died unexpectedly before finishing this task."),
