@@ -64,9 +64,11 @@ class Runner:
     # -- set-up --------------------------------------------------------------------------------------------
 
     @classmethod
-    def start(cls, config: Config, runs_dir: Path, quiet: bool = False, init_from: Path | None = None) -> "Runner":
+    def start(cls, config: Config, runs_dir: Path, quiet: bool = False, init_from: Path | None = None,
+              sweep: str | None = None) -> "Runner":
         """A fresh run: builds the experiment (its model from the weights of the checkpoint `init_from`, checked by
-        name and shape), then makes runs/<name>-<time>/ with the resolved config."""
+        name and shape), then makes runs/<name>-<time>/ with the resolved config; `sweep`: the sweep it is a member
+        of (its MLflow experiment)."""
         exp = build(config, weights=init_from is None)  # --init-from supplies every array, model.weights none
         check_trains(exp)
         if init_from is not None:
@@ -81,11 +83,12 @@ class Runner:
             runner.progress.say(exp.weights.describe())
         runner._write_config()
         runner.files.rewrite([])
-        runner._track(fresh=True)
+        runner._track(True, sweep)
         return runner
 
     @classmethod
-    def resume(cls, path: Path, overrides: list[str], runs_dir: Path, quiet: bool = False) -> "Runner":
+    def resume(cls, path: Path, overrides: list[str], runs_dir: Path, quiet: bool = False,
+               sweep: str | None = None) -> "Runner":
         """Continues exactly where a checkpoint stopped: a run's last.pkl in its own run directory; any other
         checkpoint (best.pkl, a copy) in a new one under `runs_dir`, so no later metrics are overwritten."""
         path = _resume_source(Path(path))
@@ -114,19 +117,19 @@ class Runner:
             raise
         runner._write_config()
         runner.files.rewrite(runner.history)
-        runner._track(fresh=not own_run)
+        runner._track(not own_run, sweep)
         for sink in (runner.tensorboard, runner.tracker):  # turned on at this resume: the rows before it too
             if sink and sink.fresh:
                 sink.extend(runner.history)
         return runner
 
-    def _track(self, fresh: bool) -> None:
+    def _track(self, fresh: bool, sweep: str | None) -> None:
         """Starts (or reopens) the run's MLflow run, if tracked, once every check that refuses a run has passed;
         a `fresh` run directory, made for this run only, is removed when MLflow cannot start."""
         if self.exp.settings.tracking != "mlflow":
             return
         try:
-            self.tracker = MLflow(self.exp.config, self.run_dir, self.run_dir.parent, self.progress.warn)
+            self.tracker = MLflow(self.exp.config, self.run_dir, self.run_dir.parent, self.progress.warn, sweep)
         except NnctlError:
             if fresh:
                 shutil.rmtree(self.run_dir, ignore_errors=True)

@@ -405,7 +405,7 @@ class Sweep:
             with _blas_threads(threads), \
                     ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=context,
                                         initializer=_in_worker, initargs=(interrupted,)) as pool:
-                futures = {pool.submit(run_member, member, self.dir): member for member in todo}
+                futures = {pool.submit(run_member, member, self.dir, self.name): member for member in todo}
                 try:
                     for future in as_completed(futures):
                         status, error, run_dir = future.result()
@@ -438,8 +438,9 @@ def _in_worker(interrupted: Any) -> None:
     _INTERRUPTED = interrupted
 
 
-def run_member(member: Member, sweep_dir: Path) -> tuple[str, str | None, Path | None]:
-    """Trains one member (in a worker process); its status, why it failed, and its run directory if made."""
+def run_member(member: Member, sweep_dir: Path, sweep: str) -> tuple[str, str | None, Path | None]:
+    """Trains one member of the sweep named `sweep` (in a worker process); its status, why it failed, and its run
+    directory if made."""
     if _INTERRUPTED is not None and _INTERRUPTED.is_set():
         return "stopped", "the sweep was interrupted before it started", None
     quiet_arithmetic()  # a diverging member is one row of the report, not warnings among the others' lines
@@ -449,9 +450,9 @@ def run_member(member: Member, sweep_dir: Path) -> tuple[str, str | None, Path |
             data = member.config.data.get("data")
             here = [f"data.{key}={json.dumps(data[key])}" for key in UNTRUSTED  # the sweep file's, not the checkpoint's
                     if isinstance(data, dict) and data.get(key) is not None]
-            runner = Runner.resume(member.resume, here, sweep_dir, quiet=True)
+            runner = Runner.resume(member.resume, here, sweep_dir, quiet=True, sweep=sweep)
         else:
-            runner = Runner.start(member.config, sweep_dir, quiet=True)
+            runner = Runner.start(member.config, sweep_dir, quiet=True, sweep=sweep)
         return runner.fit()["status"], None, runner.run_dir
     except NnctlError as exc:
         return "failed", str(exc), runner.run_dir if runner else None

@@ -262,7 +262,7 @@ def _runner(sweep: Sweep, member: Member, restored: Any) -> Runner | None:
             last = run_dir / "checkpoints" / "last.pkl"
             shutil.copyfile(Path(folder) / "last.pkl", last.with_suffix(".tmp"))
             os.replace(last.with_suffix(".tmp"), last)
-        runner = Runner.resume(last, [], sweep.dir, quiet=True)
+        runner = Runner.resume(last, [], sweep.dir, quiet=True, sweep=sweep.name)
         runner.progress.say(f"the sweep restarted this member from its last.pkl (epoch {runner.epoch}) after "
                             "its worker was lost")
         return runner
@@ -273,8 +273,8 @@ def _runner(sweep: Sweep, member: Member, restored: Any) -> Runner | None:
             tune.report({**member.previous.epochs()[-1], "run_dir": str(member.previous.path)})
             return None
     if member.resume is not None:
-        return Runner.resume(member.resume, [], sweep.dir, quiet=True)
-    return Runner.start(member.config, sweep.dir, quiet=True)
+        return Runner.resume(member.resume, [], sweep.dir, quiet=True, sweep=sweep.name)
+    return Runner.start(member.config, sweep.dir, quiet=True, sweep=sweep.name)
 
 
 def _report(sweep: Sweep, runner: Runner, row: dict[str, Any]) -> None:

@@ -37,18 +37,20 @@ ACCEPTED = ("accepted: http(s)://HOST:PORT (a tracking server), sqlite:///PATH.d
 
 
 class MLflow:
-    """One MLflow run per run directory (a resumed run continues its MLflow run, whose id is in mlflow.json).
+    """One MLflow run per run directory (a resumed run continues its MLflow run, whose id is in mlflow.json), in
+    the experiment named after the config, or after the sweep of which the run is a member (named after it).
 
     A store that fails once the run is under way is a warning (through `warn`), after which nothing more is sent:
     training goes on, and the run directory keeps all that MLflow missed."""
 
-    def __init__(self, config: Config, run_dir: Path, runs_dir: Path, warn: Callable[[str], None]):
+    def __init__(self, config: Config, run_dir: Path, runs_dir: Path, warn: Callable[[str], None],
+                 sweep: str | None = None):
         self.warn, self.lost, self.fresh = warn, False, False
         """`fresh`: this run made the MLflow run (none was in mlflow.json): a resumed run's earlier rows go in too."""
         with translated_errors():
-            self._start(config, run_dir, runs_dir)
+            self._start(config, run_dir, runs_dir, sweep)
 
-    def _start(self, config: Config, run_dir: Path, runs_dir: Path) -> None:
+    def _start(self, config: Config, run_dir: Path, runs_dir: Path, sweep: str | None) -> None:
         self.client, self.uri = client(runs_dir)
         self.id_file = run_dir / "mlflow.json"
         if self.id_file.exists():
@@ -59,9 +61,10 @@ class MLflow:
             return
         self.fresh = True
         with first_contact():
-            experiment_id = self._experiment(config.data["name"], runs_dir)
-        self.run_id = self.client.create_run(experiment_id, run_name=run_dir.name,
-                                             tags={"nnctl.run_dir": str(real_path(run_dir))}).info.run_id
+            experiment_id = self._experiment(sweep or config.data["name"], runs_dir)
+        tags = {"nnctl.run_dir": str(real_path(run_dir)), **({"nnctl.sweep": sweep} if sweep else {})}
+        self.run_id = self.client.create_run(experiment_id, run_name=config.data["name"] if sweep else run_dir.name,
+                                             tags=tags).info.run_id
         self.id_file.write_text(json.dumps({"tracking_uri": self.uri, "run_id": self.run_id}) + "\n")
         from mlflow.entities import Param
 

@@ -286,3 +286,24 @@ def test_a_parallel_sweep_tracks_every_member_in_one_local_store(tmp_path):
     runs = local_runs(tmp_path / "r" / "tracked" / "mlflow.db")
     assert sorted(r.info.status for r in runs) == ["FINISHED"] * 4
     assert sorted(r.data.params["optimizer.lr"] for r in runs) == ["0.01", "0.02", "0.03", "0.04"]
+    assert sorted(r.info.run_name for r in runs) == ["0.01", "0.02", "0.03", "0.04"]  # the members' labels
+    assert {r.data.tags["nnctl.sweep"] for r in runs} == {"tracked"}
+
+
+@pytest.mark.slow
+def test_two_sweeps_in_one_store_are_an_experiment_each(tmp_path):
+    (tmp_path / "x.yaml").write_text(XOR)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    for name in ("first", "second"):
+        (tmp_path / f"{name}.yaml").write_text(SWEEP.replace("name: tracked", f"name: {name}"))
+        result = local_run("sweep", f"{name}.yaml", "--runs-dir", "r", cwd=tmp_path, env={"MLFLOW_TRACKING_URI": uri})
+        assert result.returncode == 0, result.stdout + result.stderr
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    experiments = {e.name: e.experiment_id for e in client.search_experiments()}
+    assert set(experiments) - {"Default"} == {"first", "second"}
+    for name in ("first", "second"):
+        runs = client.search_runs([experiments[name]])
+        assert sorted(r.info.run_name for r in runs) == ["0.01", "0.02", "0.03", "0.04"]
+        assert {r.data.tags["nnctl.sweep"] for r in runs} == {name}
