@@ -709,8 +709,10 @@ def _run_sweep(sweep: Sweep, todo: list[Member], engine: str, address: str | Non
             return sweep_ray.run(sweep, todo, address, jobs, say_outcome, out.print)
         return sweep.run(todo, jobs or sweep.spec.max_concurrent or 1, say_outcome)
     except KeyboardInterrupt:
-        err.print(f"{why_stopped()}sweep interrupted; members stop after their current step. Run the sweep again "
-                  "to resume them.")
+        # Tune stops a member once it reports an epoch, unless Ctrl-C reached its worker (on this machine) first
+        stop = "by the end of their current epoch and resume from the last one they finished" if engine == "ray" \
+            else "after their current step"
+        err.print(f"{why_stopped()}sweep interrupted; members stop {stop}. Run the sweep again to resume them.")
         raise typer.Exit(_stopped_status()) from None
 
 

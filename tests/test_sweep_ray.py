@@ -229,10 +229,12 @@ def test_ctrl_c_stops_a_ray_sweep_and_running_it_again_resumes(tmp_path, mnist_r
     os.killpg(process.pid, signal.SIGINT)
     stdout, stderr = process.communicate(timeout=300)
     assert process.returncode == 130, stdout + stderr
-    assert "Run the sweep again to resume" in stderr and "Traceback" not in stderr
+    assert "members stop by the end of their current epoch and resume from the last one they finished. Run the " \
+           "sweep again to resume them." in stderr and "Traceback" not in stderr
     (run,) = (tmp_path / "runs" / "stop").glob("0-*")
     stopped = json.loads((run / "summary.json").read_text())
     assert stopped["status"] == "stopped" and 1 <= stopped["epochs"] < 3
+    assert len(epochs(run)) == stopped["epochs"], stopped  # stopped where an epoch ended
 
     again = nnctl(*command[3:])
     assert again.returncode == 0, again.stdout + again.stderr
