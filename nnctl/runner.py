@@ -29,7 +29,7 @@ from nnctl.metrics import MetricSums, evaluate
 from nnctl.model import Model
 from nnctl.outputs import REFUSALS, replacing
 from nnctl.run_files import Checkpoints, MetricFiles, Monitor, Progress, check_run_files, format_value
-from nnctl.runs import read_config
+from nnctl.runs import DONE, read_config, read_summary
 from nnctl.tensorboard import TensorBoard
 from nnctl.tracking import MLflow
 from nnctl.trained import Trained
@@ -110,7 +110,7 @@ class Runner:
         run_dir = own_run or new_run_dir(runs_dir, exp.config.data["name"])
         runner = cls(exp, run_dir, quiet)
         try:
-            runner._restore(trained.saved, path)
+            runner._restore(trained.saved, path, finish=own_run is not None and not _ended(own_run))
         except NnctlError:
             if not own_run:  # the new folder was made for this resume only
                 shutil.rmtree(run_dir, ignore_errors=True)
@@ -135,7 +135,9 @@ class Runner:
                 shutil.rmtree(self.run_dir, ignore_errors=True)
             raise
 
-    def _restore(self, saved: Checkpoint, path: Path) -> None:
+    def _restore(self, saved: Checkpoint, path: Path, finish: bool = False) -> None:
+        """Takes up the checkpoint's state; one whose budget is spent is refused, unless `finish` (its own run has
+        not ended): stopped after its last epoch but before its test evaluation, the run is then finished."""
         try:
             self.exp.optimizer.load_state_dict(saved.optimizer)
             self.data_rng.bit_generator.state = saved.rng["data"]
@@ -157,6 +159,8 @@ class Runner:
             raise CheckpointError(f"{path}: its position (epoch {self.epoch + 1}, batch {self.batch}, an order of "
                                   f"{'no' if order is None else len(order)} samples) does not fit {n} training "
                                   f"samples in {batches} batches")
+        if finish:
+            return
         steps = self.exp.settings.steps
         if steps and self._done():
             raise NnctlError(f"{path}: the run already took {self.step} of {steps} steps; to train longer, add an "
@@ -482,6 +486,11 @@ def _resume_source(path: Path) -> Path:
                f"run of a config from its weights (nnctl train CONFIG --init-from {quoted})" if best.is_file() else "")
     raise CheckpointError(f"{last}: missing (a run writes it after every epoch), so the run in {last.parent.parent} "
                           f"cannot go on where it stopped{instead}")
+
+
+def _ended(run_dir: Path) -> bool:
+    """Whether the run folder's summary.json says its run ended (finished or early stopped, test metrics written)."""
+    return read_summary(run_dir, []).get("status") in DONE
 
 
 def _own_run(path: Path) -> Path | None:

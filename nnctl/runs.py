@@ -21,6 +21,8 @@ _STAMP = re.compile(r"-(\d{8}-\d{6})(?:-\d+)?$")
 ROW_KINDS = ("epoch", "step", "eval")
 """The kinds of metric rows a run records: one per epoch, per logged step (train.log_every_steps) and per
 evaluation every N steps (train.eval_every_steps)."""
+DONE = ("finished", "early_stopped")
+"""The statuses of a run that has ended, its test metrics written; any other run can be resumed."""
 
 
 def row_x(row: dict[str, Any]) -> int:
@@ -149,7 +151,7 @@ def load_run(path: str | Path) -> Run:
                          "nnctl train writes under runs/)")
     damage: list[str] = []
     config = read_config(path, damage)
-    summary = _part(path / "summary.json", damage, json.loads)
+    summary = read_summary(path, damage)
     for key, kind in SUMMARY_KINDS.items():
         if summary.get(key) is not None and not _of_kind(summary[key], kind):
             damage.append(f"summary.json: its '{key}' is {describe_value(summary.pop(key))}")
@@ -176,6 +178,11 @@ def read_config(run_dir: Path, damage: list[str]) -> dict[str, Any]:
     """A run folder's config.yaml, or {} with what is wrong with it added to `damage`."""
     path = run_dir / "config.yaml"
     return _part(path, damage, lambda text: parse_yaml(text, str(path))[0])
+
+
+def read_summary(run_dir: Path, damage: list[str]) -> dict[str, Any]:
+    """A run folder's summary.json, or {} with what is wrong with it added to `damage`."""
+    return _part(run_dir / "summary.json", damage, json.loads)
 
 
 def _part(path: Path, damage: list[str], parse: Callable[[str], Any]) -> dict[str, Any]:

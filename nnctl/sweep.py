@@ -38,13 +38,12 @@ from nnctl.experiment import trained_through
 from nnctl.limits import capped_product
 from nnctl.metrics import check_metric_name
 from nnctl.runner import Runner
-from nnctl.runs import Run, find_runs, load_run
+from nnctl.runs import DONE, Run, find_runs, load_run
 from nnctl.schema import brief, construct, describe_value, finite, is_number
 from nnctl.threads import available as blas_threads_available
 from nnctl.tracking import prepare_store
 from nnctl.trained import UNTRUSTED
 
-DONE = ("finished", "early_stopped")
 MAX_MEMBERS = 10_000
 """The most members one sweep may have (grid combinations, or samples, times the entries of `members`): a sweep
 file that asks for more is refused, from the sizes alone, before any member is built."""
@@ -370,17 +369,17 @@ class Sweep:
 
     def prepare(self, member: Member, previous: list[Run]) -> bool:
         """Finds the member's newest earlier run (the same resolved config) and its last.pkl to resume from;
-        False when that run is done."""
+        False when that run is done: ended, or trained through with no last.pkl to finish it from."""
         same = [run for run in previous if run.config == member.config.data]
-        member.previous = same[-1] if same else None
-        if member.previous and (member.previous.status in DONE  # or done, though its summary.json is damaged
-                                or trained_through(member.config, member.previous.epochs())):
-            return False
+        run = member.previous = same[-1] if same else None
         member.resume = None
-        if member.previous and member.previous.status != "failed":
-            last = member.previous.path / "checkpoints" / "last.pkl"
-            member.resume = last if last.is_file() else None
-        return True
+        if run is None:
+            return True
+        if run.status in DONE:
+            return False
+        last = run.path / "checkpoints" / "last.pkl"
+        member.resume = last if run.status != "failed" and last.is_file() else None
+        return member.resume is not None or not trained_through(member.config, run.epochs())
 
     def make_dir(self) -> None:
         """Makes the sweep's folder (and its parents) before any member runs; NnctlError where it cannot be."""

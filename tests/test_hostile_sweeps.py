@@ -216,15 +216,19 @@ def test_a_negative_seed_in_a_grid_is_refused_at_the_grid_line(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("member", ["{name: only}", "{name: only, train.epochs: 10, train.steps: 3}"])
-def test_a_finished_member_whose_summary_is_damaged_is_not_run_again(tmp_path, member):
+def test_a_finished_member_whose_summary_is_damaged_is_finished_again_in_its_folder(tmp_path, member):
     """Its metrics hold every epoch (or step: 3 epochs of one step, fewer than train.epochs); resuming it was
-    refused as already trained, on every run of the sweep."""
+    refused as already trained, on every run of the sweep. Now the resume trains nothing and writes its summary."""
     (tmp_path / "c.yaml").write_text(XOR)
     (tmp_path / "s.yaml").write_text(f"base: c.yaml\nmembers:\n  - {member}\n")
     first = nnctl("sweep", "s.yaml", cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     (run,) = (tmp_path / "runs" / "s").glob("only-*")
+    epochs = (run / "metrics.jsonl").read_text()
     (run / "summary.json").write_text('{"status": "fini')
     again = nnctl("sweep", "s.yaml", cwd=tmp_path)
-    assert again.returncode == 0 and "0 to run" in again.stdout, again.stdout + again.stderr
+    assert again.returncode == 0 and "1 to run" in again.stdout, again.stdout + again.stderr
+    assert json.loads((run / "summary.json").read_text())["status"] == "finished"
+    assert (run / "metrics.jsonl").read_text() == epochs
     assert [p.name for p in (tmp_path / "runs" / "s").glob("only-*")] == [run.name]
+    assert "0 to run" in nnctl("sweep", "s.yaml", cwd=tmp_path).stdout

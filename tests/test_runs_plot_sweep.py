@@ -305,3 +305,33 @@ def test_plot_filters_of_a_small_conv_run(tmp_path, mnist_root):
     layers = nnctl("plot", str(run), "--activations", "-o", str(tmp_path / "a.png"))
     assert layers.returncode == 0, layers.stderr
     assert png_size(tmp_path / "a.png") == (1200, 300)  # conv, pool, flatten, dense, dense: one row of five
+
+
+def stop_before_test(run: Path) -> None:
+    """Leaves `run` as a stop between its last epoch and its test evaluation does (Ctrl-C in a Ray member's
+    last epoch): status stopped, every epoch trained, no test metrics."""
+    summary = json.loads((run / "summary.json").read_text())
+    (run / "summary.json").write_text(json.dumps({**summary, "status": "stopped", "test": None, "test_on": None}))
+
+
+def test_a_run_stopped_before_its_test_evaluation_is_finished_by_resume_and_by_the_sweep(tmp_path, mnist_root):
+    sweep_file = tmp_path / "last.yaml"
+    sweep_file.write_text(f"base: {CONFIGS / 'mnist_mlp.yaml'}\noverrides:\n  data.subset: 2000\n"
+                          "  data.validation: 500\n  data.test_subset: 300\n  train.epochs: 1\n"
+                          "members:\n  - {name: only}\n")
+    command = ["sweep", str(sweep_file), "--runs-dir", str(tmp_path / "runs")]
+    assert nnctl(*command).returncode == 0
+    (run,) = (tmp_path / "runs" / "last").glob("only-*")
+    stop_before_test(run)
+    resumed = nnctl("train", "-q", "--resume", str(run))
+    assert resumed.returncode == 0, resumed.stderr
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["epochs"] == 1 and "test_accuracy" in summary["test"]
+
+    stop_before_test(run)
+    again = nnctl(*command)
+    assert again.returncode == 0, again.stderr
+    assert "1 to run" in again.stdout and "only: finished" in again.stdout
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "finished" and "test_accuracy" in summary["test"]
+    assert [p.name for p in (tmp_path / "runs" / "last").glob("only-*")] == [run.name]
