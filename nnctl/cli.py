@@ -669,6 +669,7 @@ def sweep_command(
     todo = sweep.plan()
     _describe_plan(sweep, todo, engine, jobs)
     outcomes = _run_sweep(sweep, todo, engine, address or sweep.spec.address, jobs)
+    metric = _sweep_metric(outcomes, metric)
     out.print(tables.sweep_table(sweep, outcomes, metric))
     _sweep_plots(sweep, outcomes, metric)
     failed = [o for o in outcomes if o.status == "failed"]
@@ -714,6 +715,13 @@ def _run_sweep(sweep: Sweep, todo: list[Member], engine: str, address: str | Non
             else "after their current step"
         err.print(f"{why_stopped()}sweep interrupted; members stop {stop}. Run the sweep again to resume them.")
         raise typer.Exit(_stopped_status()) from None
+
+
+def _sweep_metric(outcomes: list[Outcome], metric: str) -> str:
+    """The metric of the sweep's table and plots as `plot --metric` takes it (val_loss is loss); NnctlError when
+    no member that trained records it."""
+    runs = [o.run for o in outcomes if o.run is not None and o.run.history]
+    return plots.recorded_metric(runs, metric)
 
 
 def _sweep_plots(sweep: Sweep, outcomes: list[Outcome], metric: str) -> None:

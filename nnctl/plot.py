@@ -79,8 +79,7 @@ def curves(runs: list[Run], metric: str, out: Path, smooth: float = 0.9) -> Path
     (train.log_every_steps: the loss only, raw and smoothed; train.eval_every_steps: validation, dashed). Only
     finite values are drawn; a run with none is named in the legend as having nothing to plot. A `val_` metric
     is drawn as its metric: train and validation both."""
-    metric = metric.removeprefix("val_")
-    _check_recorded(runs, metric)
+    metric = recorded_metric(runs, metric)
     by_epoch = [[_points(run.epochs(), "epoch", key) for key in (metric, f"val_{metric}")] for run in runs]
     steps = [_points(run.steps(), "step", metric) for run in runs]
     evals = [_points(run.evals(), "step", f"val_{metric}") for run in runs]
@@ -117,11 +116,13 @@ def curves(runs: list[Run], metric: str, out: Path, smooth: float = 0.9) -> Path
     return _save(fig, out)
 
 
-def _check_recorded(runs: list[Run], metric: str) -> None:
-    """NnctlError naming what the runs record when none records `metric` (or val_`metric`)."""
+def recorded_metric(runs: list[Run], metric: str) -> str:
+    """`metric` as curves and tables show it, a `val_` metric as its metric (train and validation both); NnctlError
+    naming what the runs record when there are runs and none records it (or its val_ form)."""
+    metric = metric.removeprefix("val_")
     recorded = {key for run in runs for row in run.history for key in row}
-    if metric in recorded or f"val_{metric}" in recorded:
-        return
+    if not runs or metric in recorded or f"val_{metric}" in recorded:
+        return metric
     known = sorted(k for k in recorded if k not in ("kind", "epoch", "step", "lr", "time_s"))
     shown = ", ".join(known[:20]) + (f" and {len(known) - 20} more" if len(known) > 20 else "")
     raise NnctlError(f"no run records the metric '{metric}'; they record: {shown or 'nothing yet'}; choose one "

@@ -335,3 +335,16 @@ def test_a_run_stopped_before_its_test_evaluation_is_finished_by_resume_and_by_t
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "finished" and "test_accuracy" in summary["test"]
     assert [p.name for p in (tmp_path / "runs" / "last").glob("only-*")] == [run.name]
+
+
+def test_sweep_takes_its_metric_as_plot_does(tmp_path):
+    """val_loss is loss (train, validation and test columns); a metric no member records is refused."""
+    sweep_file = tmp_path / "m.yaml"
+    sweep_file.write_text(f"base: {CONFIGS / 'xor_mlp.yaml'}\noverrides: {{train.epochs: 2}}\nmetric: val_loss\n")
+    command = ["sweep", str(sweep_file), "--runs-dir", str(tmp_path / "runs")]
+    result = nnctl(*command)
+    assert result.returncode == 0, result.stderr
+    assert "val_val_loss" not in result.stdout and "test_loss" in result.stdout
+    refused = nnctl(*command, "--metric", "mse")
+    assert refused.returncode == 1 and "no run records the metric 'mse'; they record: accuracy" in refused.stderr
+    assert "Traceback" not in refused.stderr
