@@ -665,6 +665,7 @@ def sweep_command(
     if device:  # the base too: a tpe search draws its members from it later
         for config in [sweep.base, *(member.config for member in sweep.members)]:
             apply_overrides(config, [f"device={device}"])
+    sweep.check_configs()
     metric = metric or sweep.metric
     todo = sweep.plan()
     _describe_plan(sweep, todo, engine, jobs)

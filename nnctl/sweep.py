@@ -40,6 +40,7 @@ from nnctl.metrics import check_metric_name
 from nnctl.runner import Runner
 from nnctl.runs import DONE, Run, find_runs, load_run
 from nnctl.schema import brief, construct, describe_value, finite, is_number
+from nnctl.sections import resolved
 from nnctl.threads import available as blas_threads_available
 from nnctl.tracking import prepare_store
 from nnctl.trained import UNTRUSTED
@@ -329,6 +330,15 @@ class Sweep:
         for member, label in zip(members, _distinct_labels([m.label for m in members]), strict=True):
             member.label = member.config.data["name"] = label
         return members
+
+    def check_configs(self) -> None:
+        """ConfigError, before any work, naming the first member and key whose config a run would refuse; checked
+        as `nnctl config` checks a config (every section's keys and values; no data read)."""
+        for member in self.members:
+            try:
+                resolved(member.config)
+            except ConfigError as exc:
+                raise ConfigError(f"member {member.label}: {exc}") from None
 
     def member(self, values: dict[str, Any], variant: int = 0) -> Member:
         """The member with these grid values, of the `variant`-th entry of `members`."""
