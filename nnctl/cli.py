@@ -690,7 +690,14 @@ def _describe_plan(sweep: Sweep, todo: list[Member], engine: str, jobs: int | No
     else:
         where = "on Ray" if engine == "ray" else f"with {jobs or sweep.spec.max_concurrent or 1} job(s)"
         out.print(f"sweep {sweep.name}: {len(sweep.members)} members, {len(sweep.members) - len(todo)} already "
-                  f"done, {len(todo)} to run {where} in {sweep.dir}")
+                  f"done, {len(todo)} to run {where} in {sweep.dir}{_short_draws(sweep)}")
+
+
+def _short_draws(sweep: Sweep) -> str:
+    """'; 2 of the 6 samples would repeat a member and are left out', for a random search with fewer members."""
+    asked = (sweep.search.samples or 0) * len(sweep.spec.members) if sweep.search.type == "random" else 0
+    short = asked - len(sweep.members)
+    return f"; {short:,} of the {asked:,} samples would repeat a member and are left out" if short > 0 else ""
 
 
 def _run_sweep(sweep: Sweep, todo: list[Member], engine: str, address: str | None,

@@ -50,6 +50,8 @@ MAX_MEMBERS = 10_000
 file that asks for more is refused, from the sizes alone, before any member is built."""
 MAX_SEED = 2**31 - 1
 """The largest sweep seed: Optuna's TPE takes seeds below 2**32, and a re-run adds the members already drawn."""
+MAX_REDRAWS = 1000
+"""How many draws in a row a random search makes that repeat earlier members before it stops short."""
 INT64 = (-(2**63), 2**63 - 1)
 """The ends an integer range may have: what NumPy's generator draws."""
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
@@ -247,6 +249,12 @@ class Sweep:
     def _values(self, key: str, values: Any) -> list | Range:
         """One grid key's non-empty list of values, or its range, checked."""
         if isinstance(values, list) and values:
+            seen: set[str] = set()
+            for text in map(_text, values):
+                if text in seen:
+                    raise self.file.error(("grid", key), f"{text} is listed twice; each value makes a member, so "
+                                                         "list each once")
+                seen.add(text)
             return values
         kind, bounds = next(iter(values.items())) if isinstance(values, dict) and len(values) == 1 else ("", 0)
         if kind not in RANGES or not (isinstance(bounds, list) and len(bounds) == 2 and all(map(is_number, bounds))):
@@ -359,8 +367,7 @@ class Sweep:
         search: without repeats from lists of values, each key on its own where a key has a range)."""
         keys, rng, samples = list(self.space), np.random.default_rng(self.spec.seed), self.search.samples or 0
         if any(isinstance(v, Range) for v in self.space.values()):
-            return [{k: v.draw(rng) if isinstance(v, Range) else v[rng.integers(len(v))]
-                     for k, v in self.space.items()} for _ in range(samples)]
+            return self._drawn(rng, samples)
         lists = [v for v in self.space.values() if isinstance(v, list)]
         sizes = [len(v) for v in lists]
         total = capped_product(sizes)  # at most MAX_MEMBERS for a grid search (_check_size); any for a random one
@@ -368,6 +375,21 @@ class Sweep:
             chosen = _distinct(rng, sizes, samples)
             return [dict(zip(keys, (v[i] for v, i in zip(lists, c, strict=True)), strict=True)) for c in chosen]
         return [dict(zip(keys, c, strict=True)) for c in itertools.product(*lists)]
+
+    def _drawn(self, rng: np.random.Generator, samples: int) -> list[dict[str, Any]]:
+        """`samples` draws of each key on its own, none the same as an earlier one: a repeat is drawn again, and
+        after MAX_REDRAWS repeats in a row (the grid has no more combinations) the draws end short."""
+        drawn: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        repeats = 0
+        while len(drawn) < samples and repeats < MAX_REDRAWS:
+            values = {k: v.draw(rng) if isinstance(v, Range) else v[rng.integers(len(v))]
+                      for k, v in self.space.items()}
+            repeats = repeats + 1 if _text(values) in seen else 0
+            if not repeats:
+                seen.add(_text(values))
+                drawn.append(values)
+        return drawn
 
     def _override(self, config: Config, where: KeyPath, key: str, value: Any) -> None:
         apply_override(config, key_path(str(key)), value, f"{self.file.where(where)} ({dotted(where)})")
@@ -488,6 +510,11 @@ def by_value(outcomes: list[Outcome], metric: str) -> dict[str, dict[str, list[t
                 others = [outcome.member.group] + [_short(v, k) for k, v in outcome.member.values.items() if k != key]
                 curves.setdefault(key, {}).setdefault(" ".join(o for o in others if o), []).append((x, value))
     return {key: groups for key, groups in curves.items() if max(len(xy) for xy in groups.values()) > 1}
+
+
+def _text(value: Any) -> str:
+    """A grid value (or a member's values) as JSON text, which tells 1 from 1.0 and True, and 0.0 from -0.0."""
+    return json.dumps(value, sort_keys=True, default=str)
 
 
 def _bounds_problem(kind: str, low: int | float, high: int | float) -> str | None:

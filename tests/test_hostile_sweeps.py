@@ -232,3 +232,20 @@ def test_a_finished_member_whose_summary_is_damaged_is_finished_again_in_its_fol
     assert (run / "metrics.jsonl").read_text() == epochs
     assert [p.name for p in (tmp_path / "runs" / "s").glob("only-*")] == [run.name]
     assert "0 to run" in nnctl("sweep", "s.yaml", cwd=tmp_path).stdout
+
+
+def test_a_value_listed_twice_is_refused_at_its_key(tmp_path):
+    """Each value makes a member: two alike would train the same config twice (sgd and sgd-2)."""
+    write(tmp_path, "grid:\n  optimizer.type: [sgd, adam, sgd]\n")
+    clean_error(nnctl("sweep", "s.yaml", "--runs-dir", "runs", cwd=tmp_path, timeout=60), 2,
+                's.yaml:3: grid.optimizer.type: "sgd" is listed twice')
+    assert not (tmp_path / "runs").exists()
+    assert len(Sweep(write(tmp_path, "grid:\n  data.k: [1, 1.0, true, 0.0, -0.0]\n"), tmp_path).members) == 5
+
+
+def test_a_random_search_draws_no_member_twice(tmp_path):
+    """With an integer range every key was drawn on its own, so the same values could come twice (1_sgd-2)."""
+    grid = "grid:\n  train.epochs: {integer: [1, 2]}\n  optimizer.type: [sgd, adam]\n"
+    members = Sweep(write(tmp_path, grid + "samples: 4\n"), tmp_path).members
+    assert sorted(m.label for m in members) == ["1_adam", "1_sgd", "2_adam", "2_sgd"]
+    assert len(Sweep(write(tmp_path, grid + "samples: 9\n"), tmp_path).members) == 4  # all there are
