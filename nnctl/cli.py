@@ -666,13 +666,13 @@ def sweep_command(
         for config in [sweep.base, *(member.config for member in sweep.members)]:
             apply_overrides(config, [f"device={device}"])
     sweep.check_configs()
-    metric = metric or sweep.metric
-    todo = sweep.plan()
-    _describe_plan(sweep, todo, engine, jobs)
-    outcomes = _run_sweep(sweep, todo, engine, address or sweep.spec.address, jobs)
-    metric = _sweep_metric(outcomes, metric)
-    out.print(tables.sweep_table(sweep, outcomes, metric))
-    _sweep_plots(sweep, outcomes, metric)
+    with sweep.lock():
+        todo = sweep.plan()
+        _describe_plan(sweep, todo, engine, jobs)
+        outcomes = _run_sweep(sweep, todo, engine, address or sweep.spec.address, jobs)
+        metric = _sweep_metric(outcomes, metric or sweep.metric)
+        out.print(tables.sweep_table(sweep, outcomes, metric))
+        _sweep_plots(sweep, outcomes, metric)
     failed = [o for o in outcomes if o.status == "failed"]
     if failed:
         err.print(f"{len(failed)} of {len(outcomes)} members failed: {', '.join(o.member.label for o in failed)}")

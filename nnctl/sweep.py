@@ -3,6 +3,7 @@ run in parallel worker processes; finished members are skipped and stopped ones 
 The sweep file's keys and parameter space are shared with the Ray engine (sweep_ray.py)."""
 
 import copy
+import fcntl
 import itertools
 import json
 import math
@@ -14,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing import active_children, get_context
 from pathlib import Path
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
 import numpy as np
 
@@ -50,6 +51,8 @@ MAX_MEMBERS = 10_000
 file that asks for more is refused, from the sizes alone, before any member is built."""
 MAX_SEED = 2**31 - 1
 """The largest sweep seed: Optuna's TPE takes seeds below 2**32, and a re-run adds the members already drawn."""
+LOCK = ".lock"
+"""The file in a sweep's folder that the process running the sweep holds locked (fcntl.flock)."""
 MAX_REDRAWS = 1000
 """How many draws in a row a random search makes that repeat earlier members before it stops short."""
 INT64 = (-(2**63), 2**63 - 1)
@@ -423,6 +426,23 @@ class Sweep:
         except OSError as exc:
             raise NnctlError(f"{self.dir}: cannot make the sweep's folder: {exc.strerror or exc}") from None
 
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Makes the sweep's folder and holds it for this process (an exclusive flock on its .lock, which holds
+        this process's id); NnctlError naming the process that holds it already."""
+        self.make_dir()
+        with _lock_file(self.dir / LOCK) as file:
+            try:
+                fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                file.seek(0)
+                raise NnctlError(f"{self.dir}: the sweep is being run by process {file.read().strip() or '?'}; "
+                                 "run it again once that one has ended") from None
+            file.truncate(0)
+            file.write(f"{os.getpid()}\n")
+            file.flush()
+            yield
+
     def run(self, todo: list[Member], jobs: int = 1, report: Callable[[Outcome], None] | None = None
             ) -> list[Outcome]:
         """Runs `todo` (from plan) in `jobs` worker processes; returns every member's outcome, in sweep order."""
@@ -458,6 +478,14 @@ class Sweep:
     def in_order(self, outcomes: dict[str, Outcome]) -> list[Outcome]:
         """Every member's outcome by its label, in sweep order; those that did not run are skipped."""
         return [outcomes.get(m.label) or Outcome(m, "skipped", m.previous) for m in self.members]
+
+
+def _lock_file(path: Path) -> IO[str]:
+    """The sweep's lock file, opened for reading and writing (made where missing)."""
+    try:
+        return open(path, "a+")
+    except OSError as exc:
+        raise NnctlError(f"{path}: cannot open the sweep's lock: {exc.strerror or exc}") from None
 
 
 _INTERRUPTED: Any = None

@@ -275,7 +275,7 @@ def test_ctrl_c_stops_a_sweep_and_running_it_again_resumes_the_member(tmp_path, 
     assert "Run the sweep again to resume" in stderr and "Traceback" not in stderr
     (run,) = (tmp_path / "runs" / "one").glob("only-*")
     assert json.loads((run / "summary.json").read_text())["status"] == "stopped"
-    assert [p.name for p in (tmp_path / "runs" / "one").iterdir()] == [run.name]
+    assert [p.name for p in (tmp_path / "runs" / "one").iterdir() if p.name != ".lock"] == [run.name]
 
     again = nnctl(*command[3:])
     assert again.returncode == 0, again.stderr
@@ -355,3 +355,22 @@ def test_sweep_takes_its_metric_as_plot_does(tmp_path):
     refused = nnctl(*command, "--metric", "mse")
     assert refused.returncode == 1 and "no run records the metric 'mse'; they record: accuracy" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+def test_a_sweep_already_running_is_not_run_again_at_once(tmp_path):
+    sweep_file = tmp_path / "busy.yaml"
+    sweep_file.write_text(f"base: {CONFIGS / 'xor_mlp.yaml'}\noverrides: {{train.epochs: 1000000}}\n")
+    command = ["sweep", str(sweep_file), "--runs-dir", str(tmp_path / "runs")]
+    first = subprocess.Popen([sys.executable, "-m", "nnctl", *command], cwd=REPO, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and not list((tmp_path / "runs").glob("busy/*/metrics.jsonl")):
+            time.sleep(0.05)
+        second = nnctl(*command, timeout=30)
+    finally:
+        os.killpg(first.pid, signal.SIGINT)
+        first.communicate(timeout=60)
+    assert second.returncode == 1, second.stdout + second.stderr
+    assert f"the sweep is being run by process {first.pid}" in second.stderr and second.stdout == ""
+    assert len(list((tmp_path / "runs" / "busy").glob("busy-*"))) == 1
