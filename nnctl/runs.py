@@ -132,6 +132,12 @@ def holds_checkpoint(path: Path) -> bool:
     return any((path / "checkpoints" / name).is_file() for name in ("best.pkl", "last.pkl"))
 
 
+def lost_summary(path: Path) -> bool:
+    """Whether `path` holds a run whose summary.json is missing: its config.yaml, and its metrics or checkpoints."""
+    return (not (path / "summary.json").exists() and (path / "config.yaml").exists()
+            and ((path / "metrics.jsonl").exists() or (path / "checkpoints").is_dir()))
+
+
 def checkpoint_of(path: Path, last: bool = False) -> Path:
     """`path` itself, or for a run directory (or a folder holding a run's checkpoints) its best.pkl (else
     last.pkl), or its last.pkl when `last`."""
@@ -146,7 +152,7 @@ def load_run(path: str | Path) -> Run:
     path = Path(path)
     if path.suffix == ".pkl" and path.parent.name == "checkpoints":
         path = path.parent.parent
-    if not is_run(path):
+    if not (is_run(path) or lost_summary(path)):
         raise NnctlError(f"{path}: not a run directory (expected config.yaml and summary.json in it, as "
                          "nnctl train writes under runs/)")
     damage: list[str] = []
@@ -181,7 +187,10 @@ def read_config(run_dir: Path, damage: list[str]) -> dict[str, Any]:
 
 
 def read_summary(run_dir: Path, damage: list[str]) -> dict[str, Any]:
-    """A run folder's summary.json, or {} with what is wrong with it added to `damage`."""
+    """A run folder's summary.json, or {} with what is wrong with it (or that it is missing) added to `damage`."""
+    if not (run_dir / "summary.json").exists():
+        damage.append("summary.json: missing (the run's status and test metrics are unknown)")
+        return {}
     return _part(run_dir / "summary.json", damage, json.loads)
 
 
@@ -306,10 +315,11 @@ def find_runs(root: str | Path) -> list[Run]:
     if not root.is_dir():
         raise NnctlError(f"{root}: a file, not a folder of runs" if root.exists() else
                          f"{root}: no such directory (no runs yet? `nnctl train CONFIG` writes them to runs/)")
-    if is_run(root):
+    if is_run(root) or lost_summary(root):
         return [load_run(root)]
-    runs = [load_run(summary.parent) for summary in root.rglob("summary.json")
-            if is_run(summary.parent) and not TRACKING_STORES & set(summary.relative_to(root).parts)]
+    runs = [load_run(config.parent) for config in root.rglob("config.yaml")
+            if (is_run(config.parent) or lost_summary(config.parent))
+            and not TRACKING_STORES & set(config.relative_to(root).parts)]
     return sorted(runs, key=lambda run: (run.started, str(run.path)))
 
 

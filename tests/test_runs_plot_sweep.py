@@ -374,3 +374,19 @@ def test_a_sweep_already_running_is_not_run_again_at_once(tmp_path):
     assert second.returncode == 1, second.stdout + second.stderr
     assert f"the sweep is being run by process {first.pid}" in second.stderr and second.stdout == ""
     assert len(list((tmp_path / "runs" / "busy").glob("busy-*"))) == 1
+
+
+def test_a_member_without_its_summary_is_listed_as_damaged_and_finished_by_the_sweep(tmp_path):
+    sweep_file = tmp_path / "lost.yaml"
+    sweep_file.write_text(f"base: {CONFIGS / 'xor_mlp.yaml'}\noverrides: {{train.epochs: 2}}\n")
+    command = ["sweep", str(sweep_file), "--runs-dir", str(tmp_path / "runs")]
+    assert nnctl(*command).returncode == 0
+    (run,) = (tmp_path / "runs" / "lost").glob("lost-*")
+    (run / "summary.json").unlink()
+    listing = nnctl("runs", "list", str(tmp_path / "runs"))
+    assert listing.returncode == 0 and run.name in listing.stdout, listing.stdout + listing.stderr
+    assert f"{run} is damaged, shown without: summary.json: missing" in listing.stdout
+    again = nnctl(*command)
+    assert again.returncode == 0 and "1 to run" in again.stdout, again.stdout + again.stderr
+    assert json.loads((run / "summary.json").read_text())["status"] == "finished"
+    assert [p.name for p in (tmp_path / "runs" / "lost").glob("lost-*")] == [run.name]
