@@ -675,7 +675,7 @@ def sweep_command(
         _sweep_plots(sweep, outcomes, metric)
     failed = [o for o in outcomes if o.status == "failed"]
     if failed:
-        err.print(f"{len(failed)} of {len(outcomes)} members failed: {', '.join(o.member.label for o in failed)}")
+        err.print(f"{len(failed)} of {_members(len(outcomes))} failed: {', '.join(o.member.label for o in failed)}")
         raise typer.Exit(1)
 
 
@@ -685,12 +685,17 @@ def _describe_plan(sweep: Sweep, todo: list[Member], engine: str, jobs: int | No
         from nnctl import sweep_ray
 
         done = len(sweep_ray.done_runs(sweep))
-        out.print(f"sweep {sweep.name}: a tpe search of {sweep.search.samples} members, {done} already done, "
+        out.print(f"sweep {sweep.name}: a tpe search of {_members(sweep.search.samples or 0)}, {done} already done, "
                   f"{max(0, (sweep.search.samples or 0) - done)} to run on Ray in {sweep.dir}")
     else:
         where = "on Ray" if engine == "ray" else f"with {jobs or sweep.spec.max_concurrent or 1} job(s)"
-        out.print(f"sweep {sweep.name}: {len(sweep.members)} members, {len(sweep.members) - len(todo)} already "
+        out.print(f"sweep {sweep.name}: {_members(len(sweep.members))}, {len(sweep.members) - len(todo)} already "
                   f"done, {len(todo)} to run {where} in {sweep.dir}{_short_draws(sweep)}")
+
+
+def _members(count: int) -> str:
+    """'1 member', '6 members'."""
+    return f"{count:,} member{'s' if count != 1 else ''}"
 
 
 def _short_draws(sweep: Sweep) -> str:

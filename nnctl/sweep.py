@@ -76,7 +76,6 @@ class SweepSpec:
             if value is not None and value < least:
                 raise ValueError(f"{key} must be at least {least}, got {value}")
         check_samples(samples)
-        check_metric_name(metric)
         check_address(address)
         if seed > MAX_SEED:
             raise ValueError(f"seed must be at most {MAX_SEED:,} (2**31 - 1), got {brief(seed)}; pick a smaller one")
@@ -97,7 +96,6 @@ class Search:
         if samples is not None and samples < 1:
             raise ValueError(f"samples must be at least 1, got {samples}")
         check_samples(samples)
-        check_metric_name(metric)
         self.type, self.samples, self.metric, self.mode = type, samples, metric, mode
 
 
@@ -134,7 +132,6 @@ class Scheduler:
             raise ValueError(f"grace_period must be at least 1, got {grace_period}")
         if reduction_factor <= 1:
             raise ValueError(f"reduction_factor must be above 1, got {reduction_factor}")
-        check_metric_name(metric)
         self.type, self.metric, self.mode = type, metric, mode
         self.grace_period, self.reduction_factor = grace_period, reduction_factor
 
@@ -212,6 +209,7 @@ class Sweep:
         self.metric = self.spec.metric
         self.search = self._search()
         self.scheduler = self._section(Scheduler, "scheduler", "asha")
+        self._check_metrics()
         self.space = self._space()
         self.base = self._base()
         self._check_members()
@@ -224,6 +222,17 @@ class Sweep:
             return None
         data = {"type": value} if isinstance(value, str) else value
         return construct(cls, data, self.file, (key,), f"a sweep's {key} (such as {{type: {short}}})", key_first=True)
+
+    def _check_metrics(self) -> None:
+        """ConfigError at its line for a `metric` (of the file, its search or its scheduler) no run records."""
+        given = [(("metric",), self.spec.metric), (("search", "metric"), self.search.metric)]
+        if self.scheduler:
+            given.append((("scheduler", "metric"), self.scheduler.metric))
+        for where, metric in given:
+            try:
+                check_metric_name(metric)
+            except ValueError as exc:
+                raise self.file.error(where, str(exc)) from None
 
     def _search(self) -> Search:
         search = self._section(Search, "search", "tpe, samples: 20") or Search()

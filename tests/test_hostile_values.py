@@ -111,8 +111,9 @@ def test_a_required_section_deleted_over_a_base_names_the_deleting_line(tmp_path
 
 
 @pytest.mark.parametrize("sweep, args, code, phrase", [
-    ("metric: foo\n", [], 2, "unknown metric 'foo'"),
-    ("search: {type: random, samples: 2, metric: val_acc}\n", [], 2, "unknown metric 'val_acc'"),
+    ("metric: foo\n", [], 2, "s.yaml:3: metric: unknown metric 'foo'"),
+    ("search: {type: random, samples: 2, metric: val_acc}\n", [], 2,
+     "s.yaml:3: search.metric: unknown metric 'val_acc'"),
     ("", ["--metric", "nonexistent"], 2, "--metric: unknown metric 'nonexistent'"),
     ("", ["--runs-dir", "c.yaml"], 1, "a file (or inside one), not a folder for the sweep's runs"),
     ("", ["--runs-dir", "c.yaml/sub"], 1, "a file (or inside one), not a folder for the sweep's runs"),
