@@ -16,8 +16,8 @@ from nnctl.config import expand_path, key_path
 from nnctl.errors import NnctlError, TrainingError, quiet_arithmetic
 from nnctl.experiment import most_epochs, unrecorded
 from nnctl.runner import Runner
-from nnctl.runs import Run, find_runs, is_run, load_run, row_values
-from nnctl.sweep import DONE, THREAD_VARS, Member, Outcome, Range, Sweep
+from nnctl.runs import DONE, Run, find_runs, is_run, load_run, row_values
+from nnctl.sweep import THREAD_VARS, Member, Outcome, Range, Sweep
 from nnctl.tracking import prepare_store
 
 INSTALL = "pip install 'nnctl[ray]'"
