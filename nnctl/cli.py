@@ -803,6 +803,8 @@ def main() -> None:
         app()
     except SystemExit as exc:  # typer ends a KeyboardInterrupt with 130, whichever signal raised it
         sys.exit(_stopped_status() if exc.code == 130 else exc.code)
+    except KeyboardInterrupt:  # one that came before typer ran the command (the handler has said so)
+        sys.exit(_stopped_status())
     except NnctlError as exc:
         err.print(f"error: {exc}")
         sys.exit(exc.exit_code)

@@ -72,3 +72,17 @@ def refusal(exc: OSError) -> str:
     """One line for an OSError of REFUSALS: the file, when the error names it, and the system's reason."""
     reason = exc.strerror or str(exc)
     return f"{exc.filename}: {reason}" if exc.filename else f"cannot write a file: {reason}"
+
+
+def missing_folders(folder: Path) -> list[Path]:
+    """`folder` and those above it that do not exist yet, deepest first: what making it will make."""
+    return [each for each in (folder, *folder.parents) if not each.exists()]
+
+
+def remove_empty(folders: list[Path]) -> None:
+    """Removes `folders` (from missing_folders) that work since made, deepest first, as long as they are empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return

@@ -38,6 +38,7 @@ from nnctl.errors import ConfigError, NnctlError, quiet_arithmetic, read_bytes, 
 from nnctl.experiment import trained_through
 from nnctl.limits import capped_product
 from nnctl.metrics import check_metric_name
+from nnctl.outputs import missing_folders, remove_empty
 from nnctl.runner import Runner
 from nnctl.runs import DONE, Run, find_runs, load_run
 from nnctl.schema import brief, construct, describe_value, finite, is_number
@@ -438,19 +439,27 @@ class Sweep:
     @contextmanager
     def lock(self) -> Iterator[None]:
         """Makes the sweep's folder and holds it for this process (an exclusive flock on its .lock, which holds
-        this process's id); NnctlError naming the process that holds it already."""
+        this process's id); NnctlError naming the process that holds it already. A sweep refused before any
+        member ran (a metric no run records, a cluster too small) leaves no folder it made."""
+        made = missing_folders(self.dir)
         self.make_dir()
-        with _lock_file(self.dir / LOCK) as file:
-            try:
-                fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                file.seek(0)
-                raise NnctlError(f"{self.dir}: the sweep is being run by process {file.read().strip() or '?'}; "
-                                 "run it again once that one has ended") from None
-            file.truncate(0)
-            file.write(f"{os.getpid()}\n")
-            file.flush()
-            yield
+        try:
+            with _lock_file(self.dir / LOCK) as file:
+                try:
+                    fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    file.seek(0)
+                    raise NnctlError(f"{self.dir}: the sweep is being run by process {file.read().strip() or '?'}; "
+                                     "run it again once that one has ended") from None
+                file.truncate(0)
+                file.write(f"{os.getpid()}\n")
+                file.flush()
+                yield
+        except BaseException:
+            if made and [p.name for p in self.dir.iterdir()] == [LOCK]:
+                (self.dir / LOCK).unlink()
+                remove_empty(made)
+            raise
 
     def run(self, todo: list[Member], jobs: int = 1, report: Callable[[Outcome], None] | None = None
             ) -> list[Outcome]:

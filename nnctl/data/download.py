@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from nnctl.errors import DataError
 from nnctl.limits import gunzip, size_text
+from nnctl.outputs import missing_folders, remove_empty
 
 SCHEMES = ("http", "https")
 """What a mirror may be: file:///dev/zero would fill the disk, and other schemes reach what HTTP cannot."""
@@ -26,7 +27,7 @@ def fetch(url: str, dest: Path, md5: str, size: int, of_contents: bool = True, t
     """Downloads a .gz file to `dest`, checking the MD5 of its `size` bytes of decompressed contents (or, with
     `of_contents` false, of the `size` bytes as served); nothing is left on failure."""
     part = dest.with_suffix(dest.suffix + ".part")
-    made = [folder for folder in (dest.parent, *dest.parent.parents) if not folder.exists()]
+    made = missing_folders(dest.parent)
     try:
         if urllib.parse.urlsplit(url).scheme not in SCHEMES:
             raise DataError(f"{url}: not an http:// or https:// URL, the only ones nnctl downloads from")
@@ -49,7 +50,7 @@ def fetch(url: str, dest: Path, md5: str, size: int, of_contents: bool = True, t
     finally:
         with contextlib.suppress(OSError):  # a part whose path cannot be followed (a link loop) was never written
             part.unlink(missing_ok=True)
-        _remove_empty(made)
+        remove_empty(made)
 
 
 def _gzip_bound(size: int) -> int:
@@ -90,15 +91,6 @@ def _download(url: str, part: Path, cap: int, timeout: float) -> None:
                 if time.monotonic() > deadline:
                     raise DataError(f"{url}: the download took more than {DEADLINE:g} s; try again later or "
                                     "another mirror")
-
-
-def _remove_empty(folders: list[Path]) -> None:
-    """Removes the folders a failed download made, deepest first, as long as they are empty."""
-    for folder in folders:
-        try:
-            folder.rmdir()
-        except OSError:
-            return
 
 
 def fetch_first(bases: list[str], name: str, dest: Path, md5: str, size: int, of_contents: bool = True) -> None:
