@@ -9,6 +9,7 @@ import numpy as np
 
 from nnctl.backend import resolve_dtype, to_device, to_host
 from nnctl.builder import build_model
+from nnctl.checkpoint import InputRecipe
 from nnctl.config import Config
 from nnctl.data import DATASETS, Dataset, DatasetSource
 from nnctl.errors import NnctlError
@@ -102,6 +103,11 @@ class Experiment:
     weights: Loaded | None = None
     """What `model.weights` loaded, when the config names a file."""
 
+    def input_recipe(self) -> InputRecipe:
+        """What prepares new inputs as this experiment's training data was (a checkpoint keeps it)."""
+        return InputRecipe(self.data.input_shape, self.source.sample_shape, self.data.num_classes, self.data.vocab,
+                           self.source.channel_stats)
+
     @property
     def seed(self) -> int:
         return self.config.data["seed"]
@@ -125,7 +131,7 @@ def build(config: Config, weights: bool = True) -> Experiment:
     The model starts from the arrays of `model.weights` when the config names a file, unless `weights` is False."""
     dtype_t = resolve_dtype(config.data["dtype"])
     settings = train_settings(config)
-    source = DATASETS.build(config.data["data"], config, ("data",), base_dir=str(config.base_dir))
+    source = data_source(config)
     data = source.load(dtype_t)
     rng = np.random.default_rng([config.data["seed"], 0])
     model = build_model(config, data.input_shape, dtype_t, rng)
@@ -154,10 +160,15 @@ def build(config: Config, weights: bool = True) -> Experiment:
                       optimizer, schedule, settings, metrics, monitor, mode, source, loaded)
 
 
+def data_source(config: Config) -> DatasetSource:
+    """The dataset source of the config's data section, its relative paths from the config's folder."""
+    return DATASETS.build(config.data["data"], config, ("data",), base_dir=str(config.base_dir))
+
+
 def initial_model(config: Config) -> Model:
     """The model a config builds, at initialization, for the input shape its dataset gives without reading
     its data (or reading as little as it must)."""
-    source = DATASETS.build(config.data["data"], config, ("data",), base_dir=str(config.base_dir))
+    source = data_source(config)
     rng = np.random.default_rng([config.data["seed"], 0])
     return build_model(config, source.input_shape(source.peek()), resolve_dtype(config.data["dtype"]), rng)
 

@@ -18,18 +18,16 @@ from typing import Any
 import numpy as np
 
 from nnctl import __version__, checkpoint
-from nnctl.checkpoint import Checkpoint, InputRecipe
-from nnctl.config import REQUIRED_SECTIONS, Config
+from nnctl.checkpoint import Checkpoint
+from nnctl.config import Config
 from nnctl.console import note_terminated, stdout_closed, why_stopped
-from nnctl.course import HASH_FREE, changed, course_hash, free_keys
-from nnctl.errors import CheckpointError, ConfigError, NnctlError, TrainingError
+from nnctl.data import Split
+from nnctl.errors import CheckpointError, NnctlError, TrainingError
 from nnctl.experiment import Experiment, build, check_trains
-from nnctl.layers import Layer
 from nnctl.metrics import MetricSums, evaluate
-from nnctl.model import Model
 from nnctl.outputs import REFUSALS, replacing
+from nnctl.resume import check_course, check_own_run, init_weights, own_run_of, resume_source, run_ended
 from nnctl.run_files import Checkpoints, MetricFiles, Monitor, Progress, check_run_files, format_value
-from nnctl.runs import DONE, read_config, read_summary
 from nnctl.tensorboard import TensorBoard
 from nnctl.tracking import MLflow
 from nnctl.trained import Trained
@@ -72,7 +70,7 @@ class Runner:
         exp = build(config, weights=init_from is None)  # --init-from supplies every array, model.weights none
         check_trains(exp)
         if init_from is not None:
-            _init_from(exp.model, checkpoint.load(init_from), Path(init_from), config.source)
+            init_weights(exp.model, checkpoint.load(init_from), Path(init_from), config.source)
         TensorBoard.check(exp.config)
         MLflow.check(exp.config)
         run_dir = new_run_dir(runs_dir, exp.config.data["name"])
@@ -91,15 +89,15 @@ class Runner:
                sweep: str | None = None) -> "Runner":
         """Continues exactly where a checkpoint stopped: a run's last.pkl in its own run directory; any other
         checkpoint (best.pkl, a copy) in a new one under `runs_dir`, so no later metrics are overwritten."""
-        path = _resume_source(Path(path))
-        own_run = _own_run(path)
+        path = resume_source(Path(path))
+        own_run = own_run_of(path)
         if own_run:
             check_run_files(own_run)
         trained = Trained.load(path)
         assert trained.saved is not None, "Trained.load keeps its checkpoint"
         if own_run:
-            _check_own_run(trained.saved, own_run, path)
-        _check_course(trained.saved, trained.overridden(overrides).data, path)
+            check_own_run(trained.saved, own_run, path)
+        check_course(trained.saved, trained.overridden(overrides).data, path)
         exp = trained.experiment(overrides)
         TensorBoard.check(exp.config)
         MLflow.check(exp.config)
@@ -110,7 +108,7 @@ class Runner:
         run_dir = own_run or new_run_dir(runs_dir, exp.config.data["name"])
         runner = cls(exp, run_dir, quiet)
         try:
-            runner._restore(trained.saved, path, finish=own_run is not None and not _ended(own_run))
+            runner._restore(trained.saved, path, finish=own_run is not None and not run_ended(own_run))
         except NnctlError:
             if not own_run:  # the new folder was made for this resume only
                 shutil.rmtree(run_dir, ignore_errors=True)
@@ -319,7 +317,7 @@ class Runner:
         exp, val = self.exp, self.exp.data.val
         assert val is not None  # build refuses eval_every_steps without a validation split
         row = {"kind": "eval", "epoch": self.epoch + 1, "step": self.step, "lr": exp.optimizer.lr,
-               **evaluate(exp.model, exp.loss, val.x, val.y, exp.metrics, exp.settings.eval_batch_size, prefix="val_"),
+               **self._evaluate(val, "val_"),
                "time_s": round(self._elapsed(), 3)}
         self._record(row)
 
@@ -331,8 +329,7 @@ class Runner:
                                **self.sums.result()}
         val = exp.data.val
         if val is not None and (self.epoch % settings.eval_every == 0 or self._done()):
-            row.update(evaluate(exp.model, exp.loss, val.x, val.y, exp.metrics,
-                                settings.eval_batch_size, prefix="val_"))
+            row.update(self._evaluate(val, "val_"))
         row["time_s"] = round(self._elapsed(), 3)
         self._record(row)
         self._check_finite(f"at the end of epoch {self.epoch}")
@@ -382,11 +379,15 @@ class Runner:
             saved = checkpoint.load(self.checkpoints.best)
             self.exp.model.load_state_dict(saved.model)
             tested, epoch = "best", saved.progress["epoch"]
-        metrics = evaluate(self.exp.model, self.exp.loss, test.x, test.y, self.exp.metrics,
-                           self.exp.settings.eval_batch_size, prefix="test_")
+        metrics = self._evaluate(test, "test_")
         self.progress.say(f"test ({tested} weights, epoch {epoch})  "
                           + "  ".join(f"{k} {format_value(v)}" for k, v in metrics.items()))
         return metrics, {"weights": tested, "epoch": epoch}
+
+    def _evaluate(self, split: Split, prefix: str) -> dict[str, float]:
+        """The loss and metrics of the model on `split`, named with `prefix` (val_, test_)."""
+        exp = self.exp
+        return evaluate(exp.model, exp.loss, split.x, split.y, exp.metrics, exp.settings.eval_batch_size, prefix=prefix)
 
     # -- what is written -----------------------------------------------------------------------------------
 
@@ -395,8 +396,7 @@ class Runner:
 
     def _payload(self) -> Checkpoint:
         exp = self.exp
-        inputs = InputRecipe(exp.data.input_shape, exp.source.sample_shape, exp.data.num_classes, exp.data.vocab,
-                             exp.source.channel_stats)
+        inputs = exp.input_recipe()
         return Checkpoint(
             config=exp.config.data, base_dir=str(exp.config.base_dir), model=exp.model.state_dict(),
             optimizer=exp.optimizer.state_dict(),
@@ -432,113 +432,6 @@ class Runner:
         tmp.write_text(json.dumps(summary, indent=2) + "\n")
         os.replace(tmp, self.run_dir / "summary.json")
         return summary
-
-
-def _check_course(saved: Checkpoint, config: dict[str, Any], path: Path) -> None:
-    """CheckpointError for a checkpoint whose config was edited; ConfigError (a command-line mistake) when the
-    overrides would make the resumed run's course another than the checkpoint's."""
-    if saved.course is not None and saved.course != course_hash(saved.config, HASH_FREE):
-        raise CheckpointError(f"{path}: its config does not match the run it holds (the course hash it was written "
-                              "with differs); it was edited, so it is not resumed")
-    free = free_keys(saved.config)
-    if course_hash(config, free) != course_hash(saved.config, free):
-        changes = "; ".join(changed(saved.config, config, free))
-        raise ConfigError(f"{path}: --resume would change the run's course: {changes}."
-                          f" On resume only these may change: {', '.join(free)}. To start a "
-                          f"new run from its weights with another config, use: nnctl train CONFIG --init-from "
-                          f"{path}")
-
-
-def _init_from(model: Model, saved: Checkpoint, path: Path, config: str) -> None:
-    """--init-from: the checkpoint's arrays copied into the model of the config being trained; CheckpointError
-    naming the first array that differs, and how to start from the layers that fit."""
-    try:
-        model.load_state_dict(saved.model)
-    except (KeyError, ValueError, TypeError) as exc:
-        fit = _fitting_layers(model, saved.model)
-        quoted = shlex.quote(str(path))
-        hint = (f"; to start from the layers that fit, run nnctl export {quoted} -o w.npz and give {config} "
-                f"model.weights: {{path: w.npz, layers: [{', '.join(fit)}]}} instead of --init-from" if fit else "")
-        raise CheckpointError(f"{path}: its weights do not fit the model of {config}, the config being trained: "
-                              f"{exc}{hint}") from None
-
-
-def _fitting_layers(model: Model, saved: dict[str, Any]) -> list[str]:
-    """The model's layers with arrays whose every array the saved state holds, in the same shape."""
-    def fits(layer: Layer) -> bool:
-        entry = saved.get(layer.name) or {}
-        mine = {**layer.params, **layer.state}
-        theirs = {**entry.get("params", {}), **entry.get("state", {})}
-        return mine.keys() == theirs.keys() and all(theirs[k].shape == v.shape for k, v in mine.items())
-
-    return [layer.name for layer in model.layers if (layer.params or layer.state) and fits(layer)]
-
-
-def _resume_source(path: Path) -> Path:
-    """The checkpoint `--resume PATH` continues: PATH, or a run folder's checkpoints/last.pkl; CheckpointError when
-    that last.pkl is missing, naming the best.pkl that may be there instead and what it can be used for."""
-    last = path / "checkpoints" / "last.pkl" if path.is_dir() else path
-    if last.exists() or not (last.name == "last.pkl" and last.parent.name == "checkpoints"):
-        return last
-    best = last.with_name("best.pkl")
-    quoted = shlex.quote(str(best))
-    instead = (f"; its {best} can be resumed into a new run folder (nnctl train --resume {quoted}) or start a new "
-               f"run of a config from its weights (nnctl train CONFIG --init-from {quoted})" if best.is_file() else "")
-    raise CheckpointError(f"{last}: missing (a run writes it after every epoch), so the run in {last.parent.parent} "
-                          f"cannot go on where it stopped{instead}")
-
-
-def _ended(run_dir: Path) -> bool:
-    """Whether the run folder's summary.json says its run ended (finished or early stopped, test metrics written)."""
-    return read_summary(run_dir, []).get("status") in DONE
-
-
-def _own_run(path: Path) -> Path | None:
-    """The run folder a checkpoint continues in place: its own when it is that run's checkpoints/last.pkl, as named
-    (a link to a run's last.pkl from elsewhere branches, as a copy does)."""
-    path = Path(os.path.abspath(path))
-    return path.parent.parent if path.name == "last.pkl" and path.parent.name == "checkpoints" else None
-
-
-def _check_own_run(saved: Checkpoint, run_dir: Path, path: Path) -> None:
-    """CheckpointError when the run folder's config.yaml or metrics say its last.pkl is another run's (a copy put
-    there), before anything in the folder is written."""
-    why = _other_config(saved, run_dir) or _other_metrics(saved, run_dir)
-    if why:
-        raise CheckpointError(f"{path}: not this run's checkpoint: {why}. Nothing was changed. To go on from that "
-                              f"checkpoint in a new run folder, copy it out of {path.parent} and resume the copy "
-                              f"(nnctl train --resume COPY.pkl); to go on with this run, put its own last.pkl back")
-
-
-def _other_config(saved: Checkpoint, run_dir: Path) -> str | None:
-    """How the run folder's config.yaml defines another course than the checkpoint's config, or None; a missing or
-    damaged config.yaml (one without a config's sections) says nothing (the resume writes it again)."""
-    path, folder = run_dir / "config.yaml", read_config(run_dir, [])
-    if not set(REQUIRED_SECTIONS) <= folder.keys() or course_hash(folder) == course_hash(saved.config):
-        return None
-    changes = changed(folder, saved.config)
-    more = f" (and {len(changes) - 3} more)" if len(changes) > 3 else ""
-    return (f"it holds a run of {saved.config.get('name')!r} whose course differs from that of {path} (a run of "
-            f"{folder.get('name')!r}): {'; '.join(changes[:3])}{more}")
-
-
-def _other_metrics(saved: Checkpoint, run_dir: Path) -> str | None:
-    """How the epochs the checkpoint has trained differ from those the folder's metrics.jsonl records, or None; a
-    missing or unreadable metrics.jsonl says nothing (the resume writes it again)."""
-    files = MetricFiles(run_dir, [])
-    recorded = files.recorded_epochs()
-    if recorded is None:
-        return None
-    rows, whole = recorded
-    saved_rows = [row for row in saved.history if row["kind"] == "epoch"]
-    if len(rows) < len(saved_rows):
-        return None if not whole else (f"it has trained {len(saved_rows)} epochs but {files.jsonl_path} records "
-                                       f"{len(rows)}")
-    for row, mine in zip(saved_rows, rows, strict=False):
-        if any(row.get(key) != mine.get(key) for key in ("epoch", "step", "loss")):
-            return (f"its epoch {row.get('epoch')} (step {row.get('step')}, loss {row.get('loss')}) is not the one "
-                    f"{files.jsonl_path} records (step {mine.get('step')}, loss {mine.get('loss')})")
-    return None
 
 
 def new_run_dir(runs_dir: Path, name: str) -> Path:

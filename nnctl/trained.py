@@ -12,9 +12,9 @@ from nnctl.backend import resolve_dtype, to_device
 from nnctl.builder import build_model
 from nnctl.checkpoint import Checkpoint, InputRecipe
 from nnctl.config import Config, apply_overrides, check_top_level, from_dict, load_config
-from nnctl.data import DATASETS, DatasetSource
+from nnctl.data import DatasetSource
 from nnctl.errors import CheckpointError
-from nnctl.experiment import Experiment, build, train_settings
+from nnctl.experiment import Experiment, build, data_source, train_settings
 from nnctl.losses import LOSSES, Loss
 from nnctl.model import Model
 from nnctl.weights import weights_spec
@@ -53,7 +53,7 @@ class Trained:
         load_weights(model, saved, path)
         _check_classes(saved.inputs, model, path)
         loss = LOSSES.build(config.data["loss"], config, ("loss",))
-        source = DATASETS.build(config.data["data"], config, ("data",), base_dir=str(config.base_dir))
+        source = data_source(config)
         source.sample_shape = saved.inputs.sample_shape or source.peek()
         source.channel_stats = saved.inputs.channel_stats
         if source.normalize and source.channel_stats is None:  # format 1 did not keep them: computed again
@@ -68,9 +68,7 @@ class Trained:
         checkpoint, its classes and statistics are known only from the data."""
         exp = trained_experiment(path, [f"device={device}"], through)
         config = exp.config
-        recipe = InputRecipe(exp.data.input_shape, exp.source.sample_shape, exp.data.num_classes, exp.data.vocab,
-                             exp.source.channel_stats)
-        return cls(Path(path), recipe, config, exp.model, exp.loss, exp.dtype, exp.source,
+        return cls(Path(path), exp.input_recipe(), config, exp.model, exp.loss, exp.dtype, exp.source,
                    exp.settings.eval_batch_size)
 
     @property
