@@ -13,7 +13,8 @@ import numpy as np
 from nnctl import __version__
 from nnctl.course import HASH_FREE, course_hash
 from nnctl.data.source import stats_shape
-from nnctl.errors import CheckpointError, TrainingError, read_bytes, regular_file
+from nnctl.errors import CheckpointError, TrainingError
+from nnctl.files import read_bytes, regular_file
 from nnctl.layers.base import array_problem
 from nnctl.limits import capped_product
 from nnctl.outputs import replacing

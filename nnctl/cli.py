@@ -24,8 +24,9 @@ from nnctl.config import absolute_paths, apply_overrides, load_config, paths_fro
 from nnctl.console import PlainConsole, note_terminated, stdout_closed, terminated, why_stopped
 from nnctl.convert import convert as convert_weights
 from nnctl.convert import plan, read_map
-from nnctl.errors import ConfigError, NnctlError, quiet_arithmetic, real_path
+from nnctl.errors import ConfigError, NnctlError, quiet_arithmetic
 from nnctl.experiment import Experiment, build, check_trains, initial_model, report
+from nnctl.files import real_path
 from nnctl.gradcheck import check_model, check_registry
 from nnctl.jsonschema import config_schema
 from nnctl.layers import LAYERS

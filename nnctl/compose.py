@@ -4,7 +4,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from nnctl.errors import ConfigError, real_path, regular_file
+from nnctl.errors import ConfigError
+from nnctl.files import real_path, regular_file
 from nnctl.schema import describe_value
 
 Origins = dict[tuple, str]

@@ -11,7 +11,8 @@ from typing import Any
 
 from nnctl.backend import DTYPES, parse_device
 from nnctl.compose import compose
-from nnctl.errors import ConfigError, read_bytes, real_path
+from nnctl.errors import ConfigError
+from nnctl.files import read_bytes, real_path
 from nnctl.schema import describe_type, describe_value, did_you_mean, matches
 from nnctl.yaml_loader import KeyPath, dotted, parse_yaml
 

@@ -9,6 +9,8 @@ import re
 import zlib
 from collections.abc import Iterable
 
+from nnctl.errors import ConfigError
+
 ENV = "NNCTL_MAX_MEMORY"
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 _FALLBACK = 8 << 30  # where the machine does not say how much memory it has
@@ -26,8 +28,6 @@ def machine_memory() -> int:
 
 def memory_limit() -> int:
     """The most bytes one input may need: $NNCTL_MAX_MEMORY (such as 64G), else 3/4 of the machine's memory."""
-    from nnctl.errors import ConfigError  # here: errors imports this module
-
     text = os.environ.get(ENV, "").strip()
     if not text:
         return machine_memory() * 3 // 4

@@ -9,7 +9,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
-from nnctl.errors import NnctlError, real_path
+from nnctl.errors import NnctlError
+from nnctl.files import real_path
 
 REFUSALS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM, errno.ELOOP})
 """The errors by which the system refuses to write a file (full disk, quota, size limit, read-only, permissions) or

@@ -13,7 +13,8 @@ from tqdm import tqdm
 
 from nnctl import checkpoint
 from nnctl.console import PlainConsole, stdout_closed
-from nnctl.errors import NnctlError, read_bytes, regular_file
+from nnctl.errors import NnctlError
+from nnctl.files import read_bytes, regular_file
 from nnctl.metrics import improves
 
 WRITTEN = ("config.yaml", "metrics.csv", "metrics.jsonl", "summary.json", "summary.json.tmp", "train.log")

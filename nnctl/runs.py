@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from nnctl.course import flatten
-from nnctl.errors import NnctlError, read_bytes
+from nnctl.errors import NnctlError
+from nnctl.files import read_bytes
 from nnctl.schema import describe_value, is_instance, is_number
 from nnctl.yaml_loader import parse_yaml
 

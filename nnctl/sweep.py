@@ -34,8 +34,9 @@ from nnctl.config import (
     path_name_rule,
 )
 from nnctl.console import terminated
-from nnctl.errors import ConfigError, NnctlError, quiet_arithmetic, read_bytes, real_path
+from nnctl.errors import ConfigError, NnctlError, quiet_arithmetic
 from nnctl.experiment import trained_through
+from nnctl.files import read_bytes, real_path
 from nnctl.limits import capped_product
 from nnctl.metrics import check_metric_name
 from nnctl.outputs import missing_folders, remove_empty

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from nnctl.config import Config
-from nnctl.errors import NnctlError, real_path
+from nnctl.errors import NnctlError
+from nnctl.files import real_path
 from nnctl.runs import row_values, row_x
 
 MAX_PARAM = 500

@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from nnctl.errors import NnctlError, regular_file
+from nnctl.errors import NnctlError
+from nnctl.files import regular_file
 from nnctl.limits import capped_product, too_big
 
 PICKLES = (".pt", ".pth", ".bin", ".ckpt", ".pkl", ".pickle", ".tar")

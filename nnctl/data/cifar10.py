@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from nnctl.data.source import DATASETS, Arrays, CachedSource
-from nnctl.errors import DataError, read_bytes, regular_file
+from nnctl.errors import DataError
+from nnctl.files import read_bytes, regular_file
 from nnctl.limits import BoundedReader, Exceeded, memory_limit, too_big
 from nnctl.unpickle import UnsafePickleError, safe_unpickle
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from nnctl.errors import DataError, read_bytes
+from nnctl.errors import DataError
+from nnctl.files import read_bytes
 from nnctl.limits import MAX_DIMS, gunzip, too_big
 
 _TYPES: dict[int, type | str] = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}

@@ -9,7 +9,8 @@ import numpy as np
 
 from nnctl.data.npyfile import read_npy, read_npz
 from nnctl.data.tabular import read_table
-from nnctl.errors import DataError, NnctlError, read_bytes
+from nnctl.errors import DataError, NnctlError
+from nnctl.files import read_bytes
 from nnctl.limits import too_big
 
 if TYPE_CHECKING:

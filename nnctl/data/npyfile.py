@@ -9,7 +9,8 @@ from typing import IO
 
 import numpy as np
 
-from nnctl.errors import DataError, regular_file
+from nnctl.errors import DataError
+from nnctl.files import regular_file
 from nnctl.limits import MAX_DIMS, too_big
 
 _REFUSED = {"O": "Python objects (pickles are never loaded)", "V": "records with fields", "M": "dates",

@@ -8,7 +8,8 @@ import numpy as np
 
 from nnctl.data.npyfile import npz_shapes, read_npz
 from nnctl.data.source import DATASETS, MAX_LABEL, Arrays, DatasetSource, FileSource
-from nnctl.errors import DataError, regular_file
+from nnctl.errors import DataError
+from nnctl.files import regular_file
 from nnctl.limits import too_big
 
 

@@ -4,7 +4,8 @@ import numpy as np
 
 from nnctl.data.dataset import Dataset
 from nnctl.data.source import DATASETS, Arrays, FileSource
-from nnctl.errors import DataError, read_bytes
+from nnctl.errors import DataError
+from nnctl.files import read_bytes
 from nnctl.limits import too_big
 
 LEVELS = {"char": "", "word": " "}

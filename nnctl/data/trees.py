@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from nnctl.data.source import DATASETS, MAX_LABEL, Arrays, FileSource
-from nnctl.errors import DataError, read_bytes
+from nnctl.errors import DataError
+from nnctl.files import read_bytes
 from nnctl.limits import too_big
 
 Node = tuple[str | None, int, int]
