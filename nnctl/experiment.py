@@ -96,8 +96,10 @@ class Experiment:
     schedule: Schedule
     settings: TrainSettings
     metrics: list[str]
-    monitor: str
-    mode: str
+    monitored: str
+    """The metric train.monitor resolves to (val_loss where there is validation, else loss, by default)."""
+    monitor_mode: str
+    """min or max: how train.mode resolves for it."""
     source: DatasetSource
     """What read the data; it prepares new inputs (predict) as it prepared the training samples."""
     weights: Loaded | None = None

@@ -45,7 +45,7 @@ class Runner:
         self.tracker: MLflow | None = None  # opened last, by _track, once nothing can refuse the run
         self.progress = Progress(run_dir / "train.log", quiet)
         es = exp.settings.early_stopping
-        self.monitor = Monitor(exp.monitor, exp.mode, es.min_delta if es else 0.0)
+        self.monitor = Monitor(exp.monitored, exp.monitor_mode, es.min_delta if es else 0.0)
         seed = exp.seed
         self.data_rng = np.random.default_rng([seed, 1])
         self.dropout_rng = np.random.default_rng([seed, 2])
