@@ -498,7 +498,7 @@ def sample(
 
 
 class _ListByDefault(TyperGroup):
-    """`nnctl runs` and `nnctl runs DIR` mean `nnctl runs list [DIR]`, as before runs had sub-commands."""
+    """`nnctl runs` and `nnctl runs DIR` mean `nnctl runs list [DIR]`: a word that is no sub-command is a folder."""
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         if not args or (args[0] not in self.commands and not args[0].startswith("-")):
