@@ -428,6 +428,8 @@ class Runner:
             "heartbeat": time.time(),
             "versions": {"nnctl": __version__, "numpy": np.__version__, "python": platform.python_version()},
         }
+        # renamed whole, without outputs.replacing's fsync at every epoch: after a machine's crash a damaged summary
+        # is named by `runs list` and written again by the resume
         tmp = self.run_dir / "summary.json.tmp"
         tmp.write_text(json.dumps(summary, indent=2) + "\n")
         os.replace(tmp, self.run_dir / "summary.json")
