@@ -399,9 +399,10 @@ class Sweep:
         while len(drawn) < samples and repeats < MAX_REDRAWS:
             values = {k: v.draw(rng) if isinstance(v, Range) else v[rng.integers(len(v))]
                       for k, v in self.space.items()}
-            repeats = repeats + 1 if _text(values) in seen else 0
+            text = _text(values)
+            repeats = repeats + 1 if text in seen else 0
             if not repeats:
-                seen.add(_text(values))
+                seen.add(text)
                 drawn.append(values)
         return drawn
 
