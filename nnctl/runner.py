@@ -204,17 +204,7 @@ class Runner:
         self._write_summary("running")
         previous = _catch_stops(self)
         try:
-            status = "finished"
-            if self.step == 0 and self.exp.settings.eval_every_steps:
-                self._evaluate_at_step()  # the curves start from the untrained model
-            while not self._done():
-                if self._run_epoch():
-                    status = "stopped"
-                    self._check_finite(f"at epoch {self.epoch + 1}, batch {self.batch}")
-                    break
-                if self._end_epoch():
-                    status = "early_stopped"
-                    break
+            status = self._loop()
         except TrainingError as exc:
             self._write_summary("failed", error=str(exc))
             raise
@@ -235,6 +225,24 @@ class Runner:
             _restore_handlers(previous)
             if self.tensorboard:
                 self.tensorboard.close()
+        return self._finish(status)
+
+    def _loop(self) -> str:
+        """Runs epochs until the budget is spent; returns how the loop ended: finished, stopped (Ctrl-C, SIGTERM)
+        or early_stopped."""
+        if self.step == 0 and self.exp.settings.eval_every_steps:
+            self._evaluate_at_step()  # the curves start from the untrained model
+        while not self._done():
+            if self._run_epoch():
+                self._check_finite(f"at epoch {self.epoch + 1}, batch {self.batch}")
+                return "stopped"
+            if self._end_epoch():
+                return "early_stopped"
+        return "finished"
+
+    def _finish(self, status: str) -> dict[str, Any]:
+        """Ends the run as the loop ended it: a stopped run saves where it stopped; any other is tested, with the
+        best weights where early stopping restores them. Returns the summary."""
         if status == "stopped":
             self.checkpoints.save_last(self._payload())
             self.progress.say(f"{why_stopped()}stopped at epoch {self.epoch + 1}, batch {self.batch}. "
