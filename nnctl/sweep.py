@@ -153,6 +153,11 @@ class Range:
             return float(np.exp(rng.uniform(np.log(self.low), np.log(self.high))))
         return float(rng.uniform(self.low, self.high))
 
+    def ends(self) -> list[float | int]:
+        """The lowest and highest value a draw may take."""
+        cast = int if self.kind == "integer" else float
+        return [cast(self.low), cast(self.high)]
+
     @property
     def size(self) -> int:
         """How many values an integer range holds."""
@@ -356,11 +361,27 @@ class Sweep:
     def check_configs(self) -> None:
         """ConfigError, before any work, naming the first member and key whose config a run would refuse; checked
         as `nnctl config` checks a config (every section's keys and values; no data read)."""
-        for member in self.members:
+        for member in self.examples():
             try:
                 resolved(member.config)
             except ConfigError as exc:
-                raise ConfigError(f"member {member.label}: {exc}") from None
+                raise ConfigError(f"{self.naming(member)}: {exc}") from None
+
+    def examples(self) -> list[Member]:
+        """The members whose configs stand for the sweep's before any runs: all of them, or, for a tpe search (whose
+        members are proposed as it goes), one per list value and range end, the other keys at their first."""
+        if self.members:
+            return self.members
+        ends = {key: values if isinstance(values, list) else values.ends() for key, values in self.space.items()}
+        firsts = {key: values[0] for key, values in ends.items()}
+        return [self.member({**firsts, key: value}) for key, values in ends.items() for value in values] or \
+            [self.member({})]
+
+    def naming(self, member: Member) -> str:
+        """How a message names one of `examples`: by its label, or a tpe search's by the values it may draw."""
+        if self.members:
+            return f"member {member.label}"
+        return f"a member the tpe search may draw ({', '.join(f'{k}={v}' for k, v in member.values.items())})"
 
     def member(self, values: dict[str, Any], variant: int = 0) -> Member:
         """The member with these grid values, of the `variant`-th entry of `members`."""

@@ -81,10 +81,11 @@ def _check_recorded(sweep: Sweep) -> None:
     """ConfigError where a member's runs cannot record a metric Tune reads (Optuna would fail on the driver, ASHA
     would never stop a member)."""
     for where, metric in _watched(sweep):
-        for member in sweep.members or [sweep.member({})]:
+        for member in sweep.examples():
             why = unrecorded(member.config, metric)
             if why:
-                raise sweep.file.error(where, f"{metric} is not recorded by the runs of member {member.label}: {why}")
+                raise sweep.file.error(where, f"{metric} is not recorded by the runs of {sweep.naming(member)}: "
+                                              f"{why}")
 
 
 def _fit(sweep: Sweep, todo: list[Member], done: list[Run], stopped: list[Run], remaining: int, jobs: int | None,
@@ -204,8 +205,7 @@ def _scheduler(sweep: Sweep) -> Any:
     s = sweep.scheduler
     if s is None:
         return None
-    members = sweep.members or [sweep.member({})]  # a tpe search's: the base config with the sweep's overrides
-    epochs = max(most_epochs(m.config) for m in members)
+    epochs = max(most_epochs(m.config) for m in sweep.examples())
     # past the last epoch: ASHA stops a member that reaches max_t, before its run could write its test metrics
     return ASHAScheduler(time_attr="epoch", metric=s.metric, mode=s.mode, max_t=max(epochs, s.grace_period) + 1,
                          grace_period=s.grace_period, reduction_factor=s.reduction_factor)

@@ -338,6 +338,9 @@ def test_a_ray_client_address_is_refused_before_anything_runs(tmp_path):
     ("grid:\n  optimizer.lr: [0.1]\nsearch: tpe\n", "a tpe search needs samples: N"),
     ("grid:\n  optimizer.lr: [0.1]\nsearch: {type: tpe, samples: 3}\n", "s.yaml:12: search: search type tpe needs "
                                                                         "the Ray engine"),
+    # a range's end, which no member drawn yet has
+    ("engine: ray\ngrid:\n  optimizer.lr: [0.1]\n  train.batch_size: {integer: [0, 64]}\nsearch: {type: tpe, "
+     "samples: 3}\n", "a member the tpe search may draw (optimizer.lr=0.1, train.batch_size=0): "),
     ("grid:\n  optimizer.lr: [0.1]\nscheduler: {type: hyperband}\n", "scheduler.type: expected 'asha'"),
     ("grid:\n  optimizer.lr: [0.1]\nscheduler: {type: asha, grace_period: 0}\n", "grace_period must be at least 1"),
     ("grid:\n  optimizer.lr: [0.1]\nscheduler: asha\n", "a scheduler needs the Ray engine"),
@@ -361,11 +364,12 @@ overrides: {{train.epochs: 5}}
 
 @pytest.mark.parametrize("text, message", [
     ("grid: {optimizer.lr: {loguniform: [0.01, 0.5]}}\nsearch: {type: tpe, samples: 2, metric: val_accuracy, "
-     "mode: max}\n", "search.metric: val_accuracy is not recorded by the runs of member tx: its runs have no "
+     "mode: max}\n", "search.metric: val_accuracy is not recorded by the runs of a member the tpe search may draw "
+                     "(optimizer.lr=0.01): its runs have no "
                      "validation split (set data.validation)"),
     ("grid: {optimizer.lr: {loguniform: [0.01, 0.5]}}\nsearch: {type: tpe, samples: 2, metric: top_5_accuracy, "
-     "mode: max}\n", "search.metric: top_5_accuracy is not recorded by the runs of member tx: train.metrics lists "
-                     "accuracy"),
+     "mode: max}\n", "search.metric: top_5_accuracy is not recorded by the runs of a member the tpe search may "
+                     "draw (optimizer.lr=0.01): train.metrics lists accuracy"),
     ("grid: {optimizer.lr: [0.01, 0.1]}\nscheduler: {type: asha, metric: val_loss}\n",
      "scheduler.metric: val_loss is not recorded by the runs of member 0.01: its runs have no validation split"),
     ("grid: {optimizer.lr: [0.01, 0.1]}\nscheduler: {type: asha, metric: test_loss}\n",
