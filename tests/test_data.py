@@ -348,3 +348,16 @@ def test_data_classes_keeps_and_relabels_by_place_in_the_list_and_refuses_labels
     for classes in ([0, 2**31], [0, 10**23], [1, 1], [-1]):
         with pytest.raises(ConfigError, match=r"classes must list distinct class labels \(0 to 2,147,483,647\)"):
             load({**spec, "classes": classes})
+
+
+def test_data_classes_refuses_a_class_no_training_sample_has(tmp_path):
+    """A class that only the config names (a typo, or 11 of MNIST's 0-9) kept an output that could never be learnt,
+    and the run reported 100 % accuracy on what was one class."""
+    np.savez(tmp_path / "d.npz", x=np.arange(8.0)[:, None], y=np.array([3, 9, 5, 9, 0, 7, 5, 3]),
+             x_test=np.arange(2.0)[:, None], y_test=np.array([3, 3]))
+    spec = {"type": "npz", "path": "d.npz"}
+    for classes, named in (([3, 11], "11, but no training sample has that label"),
+                           ([12, 3, 1], "1, 12, but no training sample has those labels")):
+        with pytest.raises(DataError, match=rf"d.npz: data.classes lists {named} \(they run from 0 to 9\)"):
+            load({**spec, "classes": classes}, tmp_path)
+    assert load({**spec, "classes": [3, 9]}, tmp_path).test.y.tolist() == [0, 0]  # the test split may lack one

@@ -154,8 +154,20 @@ class DatasetSource:
         keep = np.isin(y, self.classes)
         if not keep.any():
             raise DataError(f"{self.origin(split)}: no {split} sample has one of the labels {self.classes}")
+        if split == "training":
+            self._check_classes_present(y)
         order = np.argsort(self.classes)  # each kept label's place in `classes`, found in the sorted list
         return x[keep], order[np.searchsorted(np.asarray(self.classes)[order], y[keep])].astype(y.dtype)
+
+    def _check_classes_present(self, y: np.ndarray) -> None:
+        """DataError for a label of data.classes that no training sample has: its output could never be learnt."""
+        assert self.classes is not None, "called for data.classes only"
+        missing = sorted(set(self.classes) - set(np.unique(y).tolist()))
+        if missing:
+            raise DataError(f"{self.origin('training')}: data.classes lists {', '.join(map(str, missing))}, but no "
+                            f"training sample has {'that label' if len(missing) == 1 else 'those labels'} (they run "
+                            f"from {y.min()} to {y.max()}); remove {'it' if len(missing) == 1 else 'them'} from "
+                            "data.classes")
 
     def _classes(self, train: Split, test: Split | None) -> int | None:
         """The class count: the source's own, else max label + 1 when the targets are integer labels, one per
