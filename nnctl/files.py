@@ -5,7 +5,7 @@ import stat
 from pathlib import Path
 
 from nnctl.errors import NnctlError
-from nnctl.limits import ENV, memory_limit, size_text
+from nnctl.limits import ENV, memory_limit, size_text, too_big
 
 
 def real_path(path: Path) -> Path:
@@ -50,3 +50,15 @@ def read_bytes(path: Path, error: type[NnctlError], noun: str, limit: int | None
     if len(raw) > limit:
         raise error(f"{path}: grew past {size_text(limit)} while it was read")
     return raw
+
+
+def read_text(path: Path, error: type[NnctlError], noun: str, cost: int, as_what: str) -> str:
+    """The UTF-8 text of a regular file, a leading BOM (Notepad's, Excel's) dropped; refused when reading it costs more
+    than the limit at `cost` bytes of memory per byte of the file (`as_what` says what it becomes)."""
+    raw = read_bytes(path, error, noun)
+    if problem := too_big(len(raw) * cost, f"{path}: {len(raw):,} bytes of {as_what}"):
+        raise error(problem)
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise error(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None

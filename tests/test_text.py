@@ -53,6 +53,14 @@ def test_a_text_too_short_for_two_windows_is_refused(tmp_path):
         text_source(path, seq_len=5).load(np.float32)
 
 
+def test_a_byte_order_mark_is_not_a_token(tmp_path):
+    """A text saved by Notepad or Excel starts with a UTF-8 BOM, which became a token of the vocabulary."""
+    path = tmp_path / "bom.txt"
+    path.write_bytes(b"\xef\xbb\xbf" + b"abc" * 20)
+    data = text_source(path, seq_len=5).load(np.float32)
+    assert data.vocab == ["a", "b", "c"] and data.num_classes == 3
+
+
 def test_a_text_whose_token_ids_pass_the_memory_limit_is_refused_before_tokenizing(tmp_path, monkeypatch):
     """A 300 MB text took 7 GB as Python lists of tokens and ids before any check."""
     path = tmp_path / "big.txt"

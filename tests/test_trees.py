@@ -50,6 +50,14 @@ def test_reader_names_the_line_and_the_mistake(tmp_path, line, message):
     assert message in str(caught.value)
 
 
+def test_a_tree_file_with_a_byte_order_mark_is_read(tmp_path):
+    """A UTF-8 BOM (Notepad's) at the start of the file was 'a word outside any tree' on line 1."""
+    path = tmp_path / "bom.txt"
+    path.write_bytes(b"\xef\xbb\xbf(1 (0 a) (1 b))\r\n(0 c)\r\n")
+    trees = read_trees(path)
+    assert [labels[-1] for _, labels in trees] == [1, 0] and vocabulary(trees) == ["<unk>", "a", "b", "c"]
+
+
 @pytest.mark.slow
 def test_a_bad_tree_file_ends_train_with_one_error_line(tmp_path):
     path = tmp_path / "trees.txt"

@@ -5,8 +5,7 @@ import numpy as np
 from nnctl.data.dataset import Dataset
 from nnctl.data.source import DATASETS, Arrays, FileSource
 from nnctl.errors import DataError
-from nnctl.files import read_bytes
-from nnctl.limits import too_big
+from nnctl.files import read_text
 
 LEVELS = {"char": "", "word": " "}
 """Token level -> the separator that joins tokens back into text."""
@@ -46,13 +45,7 @@ class Text(FileSource):
 
     def read(self) -> Arrays:
         path = self.path(self.file)
-        raw = read_bytes(path, DataError, "text file")
-        if problem := too_big(len(raw) * BYTES_PER_TOKEN, f"{path}: {len(raw):,} bytes of text as token ids"):
-            raise DataError(problem)
-        try:
-            tokens = tokenize(raw.decode("utf-8"), self.level)
-        except UnicodeDecodeError as exc:
-            raise DataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        tokens = tokenize(read_text(path, DataError, "text file", BYTES_PER_TOKEN, "text as token ids"), self.level)
         windows = (len(tokens) - 1) // self.seq_len
         if windows < 2:
             raise DataError(f"{path}: {len(tokens)} {self.level} tokens make fewer than 2 windows of "

@@ -12,7 +12,7 @@ import numpy as np
 
 from nnctl.data.source import DATASETS, MAX_LABEL, Arrays, FileSource
 from nnctl.errors import DataError
-from nnctl.files import read_bytes
+from nnctl.files import read_text
 from nnctl.limits import too_big
 
 Node = tuple[str | None, int, int]
@@ -95,13 +95,7 @@ def format_tree(nodes: list[Node], labels: list[int]) -> str:
 
 def read_trees(path: Path) -> list[tuple[list[Node], list[int]]]:
     """Every tree of a file (blank lines skipped); DataError naming file:line for the first bad one."""
-    raw = read_bytes(path, DataError, "tree file")
-    if problem := too_big(len(raw) * TREE_COST, f"{path}: {len(raw):,} bytes of trees as nodes"):
-        raise DataError(problem)
-    try:
-        lines = raw.decode("utf-8").splitlines()
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    lines = read_text(path, DataError, "tree file", TREE_COST, "trees as nodes").splitlines()
     trees = []
     for number, line in enumerate(lines, 1):
         if line.strip():
