@@ -225,6 +225,21 @@ def test_bad_npz_files(tmp_path):
         load({"type": "npz", "path": "g.npz"}, tmp_path)
 
 
+def test_uint64_targets_past_int64_are_refused_not_wrapped(tmp_path):
+    """Labels were cast to int64 unchecked: a uint64 target of 2**64 - 1 trained as -1 (with mse, no error)."""
+    y = np.array([0, 2**64 - 1, 1, 2**63], dtype=np.uint64)
+    np.savez(tmp_path / "u.npz", x=np.zeros((4, 2)), y=y, x_test=np.zeros((4, 2)), y_test=y)
+    with pytest.raises(DataError, match="u.npz: the training targets hold the integer 18446744073709551615, past "
+                                        "int64's range; class labels go up to 2,147,483,647"):
+        load({"type": "npz", "path": "u.npz"}, tmp_path)
+    np.savez(tmp_path / "t.npz", x=np.zeros((2, 2)), y=np.array([0, 1], dtype=np.uint64),
+             x_test=np.zeros((4, 2)), y_test=y)
+    with pytest.raises(DataError, match="t.npz: the test targets hold the integer 18446744073709551615"):
+        load({"type": "npz", "path": "t.npz"}, tmp_path)
+    np.savez(tmp_path / "v.npz", x=np.zeros((2, 2)), y=np.array([0, 2**63 - 1], dtype=np.uint64))
+    assert load({"type": "npz", "path": "v.npz"}, tmp_path).train.y.tolist() == [0, 2**63 - 1]
+
+
 def test_csv_sources(tmp_path):
     (tmp_path / "t.csv").write_text("a,b,label\n1,2,0\n\n3,4,1\n5,6,2\n")
     data = load({"type": "csv", "path": "t.csv"}, tmp_path)

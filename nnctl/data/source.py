@@ -144,6 +144,9 @@ class DatasetSource:
         if y.dtype.kind == "i" and y.min() < 0:
             raise DataError(f"{where}: the {split} targets hold the negative integer {y.min()}; class labels "
                             "count from 0 (store regression targets as floats)")
+        if y.dtype.kind == "u" and y.max() > np.iinfo(np.int64).max:  # would wrap to a negative int64 label
+            raise DataError(f"{where}: the {split} targets hold the integer {y.max()}, past int64's range; class "
+                            f"labels go up to {MAX_LABEL:,} (store regression targets as floats)")
 
     def _only_classes(self, x: np.ndarray, y: np.ndarray, split: str) -> tuple[np.ndarray, np.ndarray]:
         """The samples whose label `classes` lists, labelled by their place in that list (5, 6, 7 -> 0, 1, 2)."""
