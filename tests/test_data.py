@@ -273,6 +273,20 @@ def test_csv_targets_are_labels_or_values_as_said_and_guessed_only_below_1000_cl
         load({"type": "csv", "path": "f.csv", "targets": "labels"}, tmp_path)
 
 
+def test_a_csv_test_file_reads_its_targets_as_the_training_file_did(tmp_path):
+    """Each file was guessed alone: labels 0-2 to train on with a test target of 1.5 stopped at the loss as a config
+    mistake ('probabilities in [0, 1]'), and a test file of whole numbers beside float training targets gave labels."""
+    (tmp_path / "labels.csv").write_text("1,0\n2,1\n3,2\n")
+    (tmp_path / "half.csv").write_text("1,0\n2,1.5\n")
+    with pytest.raises(DataError, match=r"half.csv: labels.csv's targets are class labels \(set data.targets: values "
+                                        r"for regression\), but column -1 holds .* not class numbers .*such as 1.5"):
+        load({"type": "csv", "path": "labels.csv", "test_path": "half.csv"}, tmp_path)
+    (tmp_path / "whole.csv").write_text("1,0\n2,1\n")
+    data = load({"type": "csv", "path": "half.csv", "test_path": "whole.csv"}, tmp_path)
+    assert data.test.y.dtype == data.train.y.dtype == np.float32 and data.test.y.tolist() == [0.0, 1.0]
+    assert load({"type": "csv", "path": "labels.csv", "test_path": "whole.csv"}, tmp_path).test.y.tolist() == [0, 1]
+
+
 @pytest.mark.parametrize("content, option, message", [
     ("1,2,0\n\n3,x,1\n", {}, "t.csv:3: column 2 is not a number"),
     ("a,b,c\n1,2,0\n3,4,\n", {}, "t.csv:3: column 3 is empty"),

@@ -98,7 +98,7 @@ class Csv(FileSource):
 
     def read(self) -> Arrays:
         x, y = self._table(self.path(self.file))
-        test = self._table(self.path(self.test_file)) if self.test_file else (None, None)
+        test = self._table(self.path(self.test_file), y.dtype.kind == "i") if self.test_file else (None, None)
         return x, y, *test
 
     def peek(self) -> tuple[int, ...]:
@@ -109,7 +109,9 @@ class Csv(FileSource):
             raise DataError(f"{path}: one column only; expected inputs and a target column")
         return (len(rows[0]) - 1,)
 
-    def _table(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
+    def _table(self, path: Path, as_labels: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Inputs and targets of one file; `as_labels` (the test file's) says how the training file's targets
+        were read, which these must be read as too."""
         values = read_table(path, self.header, self.delimiter)
         width = values.shape[1]
         if width < 2:
@@ -119,11 +121,14 @@ class Csv(FileSource):
         y = values[:, self.target]
         x = np.delete(values, self.target % width, axis=1)
         whole = bool(np.all(y == np.round(y)) and y.min() >= 0)
-        if self.targets == "labels" and not (whole and y.max() <= MAX_LABEL):
-            raise DataError(f"{path}: data.targets is labels, but column {self.target} holds values that are not "
-                            "class numbers (whole numbers from 0)")
-        limit = MAX_LABEL if self.targets == "labels" else AUTO_CLASSES
-        labels = self.targets != "values" and whole and y.max() < limit
+        targets = self.targets if as_labels is None else "labels" if as_labels else "values"
+        if targets == "labels" and not (whole and y.max() <= MAX_LABEL):
+            said = ("data.targets is labels" if self.targets == "labels" else
+                    f"{self.file}'s targets are class labels (set data.targets: values for regression)")
+            raise DataError(f"{path}: {said}, but column {self.target} holds values that are not class numbers "
+                            f"(whole numbers from 0), such as {_not_label(y)}")
+        limit = MAX_LABEL if targets == "labels" else AUTO_CLASSES
+        labels = targets != "values" and whole and y.max() < limit
         if self.targets == "auto" and self.guessed is None:  # the training file's, read first
             if labels:
                 self.guessed = (f"data: {path.name}'s targets read as class labels 0–{int(y.max())} (set "
@@ -132,6 +137,12 @@ class Csv(FileSource):
                 self.guessed = (f"data: {path.name}'s targets read as values (regression; set data.targets: labels "
                                 "for classes)")
         return x, (y.astype(np.int64) if labels else y)
+
+
+def _not_label(y: np.ndarray) -> str:
+    """The first of `y` that is not a class number (a whole number from 0 to MAX_LABEL), as the CSV wrote it."""
+    bad = y[(y != np.round(y)) | (y < 0) | (y > MAX_LABEL)][0]
+    return f"{bad:g}"
 
 
 CSV_COST = 32
