@@ -86,6 +86,17 @@ def test_normalize_per_channel_with_the_training_statistics():
     np.testing.assert_allclose(data.test.x, data.train.x[:5] + 1 / x.std(axis=(0, 2, 3))[:, None, None])
 
 
+def test_normalize_scales_a_feature_of_small_values_and_only_centres_a_constant_one(tmp_path):
+    """Any std below 1e-8 counted as a constant feature: one measured in metres (about 1e-9) was left at that scale,
+    silently. A constant feature of any size is still only centred, the rounding of its mean notwithstanding."""
+    rng = np.random.default_rng(0)
+    x = np.stack([rng.normal(0, 1e-9, 40), rng.normal(5e-7, 3e-12, 40), np.full(40, 0.1), np.full(40, 1e6)], 1)
+    np.savez(tmp_path / "d.npz", x=x, y=np.zeros(40, np.int64))
+    data = load({"type": "npz", "path": "d.npz", "normalize": True}, tmp_path, dtype=np.float64)
+    np.testing.assert_allclose(data.train.x.std(axis=0), [1, 1, 0, 0], atol=1e-9)
+    np.testing.assert_allclose(data.train.x.mean(axis=0), 0, atol=1e-9)
+
+
 @pytest.mark.parametrize("shape, flatten", [((40, 3, 2), False), ((40, 3, 2), True), ((40, 5), False),
                                             ((40, 2, 3, 2, 2), False)])
 def test_normalize_keeps_statistics_per_feature_of_sequences_and_flat_samples_and_refuses_other_shapes(shape,

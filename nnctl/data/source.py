@@ -284,9 +284,17 @@ def channel_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     keep = 1 + channel_axis(x.ndim - 1)
     axes = tuple(axis for axis in range(x.ndim) if axis != keep)
     mean = x.mean(axis=axes, dtype=np.float64, keepdims=True)[0]
-    std = x.std(axis=axes, dtype=np.float64, keepdims=True)[0]
-    std[std < 1e-8] = 1.0  # a constant channel is only centred
+    var = x.var(axis=axes, dtype=np.float64, keepdims=True)[0]
+    std = np.sqrt(var)
+    std[_constant(var, mean, x.size // mean.size)] = 1.0  # a constant channel is only centred
     return mean, std
+
+
+def _constant(var: np.ndarray, mean: np.ndarray, n: int) -> np.ndarray:
+    """Which channels of n values each hold one value: a variance within the rounding error of computing it
+    (scikit-learn's bound), not merely a small one (a feature in metres of about 1e-9 is scaled too)."""
+    eps = np.finfo(np.float64).eps
+    return var <= n * eps * var + (n * eps * mean) ** 2
 
 
 DATASETS: Registry[DatasetSource] = Registry("dataset")
