@@ -142,6 +142,21 @@ def test_cifar10_from_the_archive_and_from_the_extracted_folder(tmp_path):
         np.testing.assert_allclose(data.train.x[0, 0], red / np.float32(255), rtol=1e-6)
 
 
+@pytest.mark.parametrize("labels, dtype", [([1.7, 2.9, 0.5, 9.99], "float64"), (["1", "2", "3", "4"], "<U1"),
+                                           ([True, False, True, True], "bool"), ([[1], [2], [3], [4]], "int64")])
+def test_cifar10_labels_that_are_not_integers_are_refused_not_cast(tmp_path, labels, dtype):
+    """A batch's labels were cast to int64 as they came: 1.7 trained as 1, and '3' or True as 3 or 1."""
+    batches = cifar_batches()
+    batches["data_batch_2"] = pickle.dumps({b"labels": labels, b"data": np.zeros((4, 3072), np.uint8)}, protocol=2)
+    folder = tmp_path / "cifar10" / cifar10.FOLDER
+    folder.mkdir(parents=True)
+    for name, raw in batches.items():
+        (folder / name).write_bytes(raw)
+    with pytest.raises(DataError, match=rf"data_batch_2: expected uint8 rows of 3072 pixels and one integer label "
+                                        rf"each, found data uint8 \(4, 3072\) and labels {dtype} \("):
+        load({"type": "cifar10", "root": str(tmp_path)})
+
+
 def test_cifar10_download_checks_the_archive(tmp_path, monkeypatch):
     served = tmp_path / "served"
     served.mkdir()

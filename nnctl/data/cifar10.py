@@ -77,12 +77,13 @@ class CIFAR10(CachedSource):
         """One batch: its b'data' rows (N, 3072) as images (N, 3, 32, 32) and its b'labels'."""
         try:
             batch = safe_unpickle(raw, encoding="bytes")
-            x, y = np.asarray(batch[b"data"]), np.asarray(batch[b"labels"], dtype=np.int64)
+            x, y = np.asarray(batch[b"data"]), np.asarray(batch[b"labels"])  # as stored: 1.7 or "3" is not cast
         except UnsafePickleError as exc:
             raise DataError(f"{where}: refused to read the batch: {exc}") from None
         except Exception as exc:  # a damaged or foreign pickle fails in many ways; all mean the same to the user
             raise DataError(f"{where}: not a CIFAR-10 batch ({type(exc).__name__}: {exc})") from None
-        if x.dtype != np.uint8 or x.ndim != 2 or x.shape[1] != 3 * 32 * 32 or len(x) != len(y):
-            raise DataError(f"{where}: expected uint8 rows of 3072 pixels and one label each, found data "
-                            f"{x.dtype} {x.shape} and {len(y)} labels")
-        return x.reshape(-1, 3, 32, 32), y
+        if (x.dtype != np.uint8 or x.ndim != 2 or x.shape[1] != 3 * 32 * 32 or y.dtype.kind != "i" or y.ndim != 1
+                or len(x) != len(y)):
+            raise DataError(f"{where}: expected uint8 rows of 3072 pixels and one integer label each, found data "
+                            f"{x.dtype} {x.shape} and labels {y.dtype} {y.shape}")
+        return x.reshape(-1, 3, 32, 32), y.astype(np.int64)
