@@ -89,6 +89,33 @@ def test_a_data_root_that_is_a_link_loop_is_a_data_error_not_a_crash(tmp_path):
         load({"type": "mnist", "root": str(tmp_path / "root"), "mirror": "http://127.0.0.1:9/"})
 
 
+def idx_file(array: np.ndarray, code: int = 0x08) -> bytes:
+    """`array` as a gzipped IDX file, its type code `code` (0x08 uint8, 0x0C int32, 0x0D float32)."""
+    dims = b"".join(int(n).to_bytes(4, "big") for n in array.shape)
+    return gzip.compress(bytes([0, 0, code, array.ndim]) + dims + array.astype(array.dtype.newbyteorder(">")).tobytes())
+
+
+@pytest.mark.parametrize("name, array, code, found", [
+    ("train-images-idx3-ubyte.gz", np.zeros((4, 28, 27), np.uint8), 0x08, "uint8 of shape \\[4, 28, 27\\]"),
+    ("train-images-idx3-ubyte.gz", np.full((4, 28, 28), 1000, np.int32), 0x0C, "int32 of shape \\[4, 28, 28\\]"),
+    ("t10k-labels-idx1-ubyte.gz", np.full(2, 1.5, np.float32), 0x0D, "float32 of shape \\[2\\]"),
+    ("train-labels-idx1-ubyte.gz", np.zeros((4, 1), np.uint8), 0x08, "uint8 of shape \\[4, 1\\]"),
+])
+def test_mnist_files_that_do_not_hold_mnists_arrays_are_refused(tmp_path, name, array, code, found):
+    """Only the number of dimensions was checked: 28x27 images trained as 756 pixels, int32 pixels of 1000 were
+    scaled to 3.9 'in [0, 1]', and float labels of 1.5 stopped at the loss as a config mistake."""
+    files = {"train-images-idx3-ubyte.gz": idx_file(np.zeros((4, 28, 28), np.uint8)),
+             "train-labels-idx1-ubyte.gz": idx_file(np.arange(4, dtype=np.uint8)),
+             "t10k-images-idx3-ubyte.gz": idx_file(np.zeros((2, 28, 28), np.uint8)),
+             "t10k-labels-idx1-ubyte.gz": idx_file(np.arange(2, dtype=np.uint8)), name: idx_file(array, code)}
+    (tmp_path / "mnist").mkdir()
+    for file, raw in files.items():
+        (tmp_path / "mnist" / file).write_bytes(raw)
+    what = "images, uint8 of shape \\[N, 28, 28\\]" if "images" in name else "labels, uint8 of shape \\[N\\]"
+    with pytest.raises(DataError, match=f"{name}: expected MNIST's {what}, found {found}; delete it to download"):
+        load({"type": "mnist", "root": str(tmp_path)})
+
+
 def test_parse_idx_values():
     raw = b"\x00\x00\x08\x02\x00\x00\x00\x02\x00\x00\x00\x03" + bytes(range(6))
     np.testing.assert_array_equal(parse_idx(raw, "x"), [[0, 1, 2], [3, 4, 5]])

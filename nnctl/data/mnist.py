@@ -2,6 +2,8 @@
 
 import os
 
+import numpy as np
+
 from nnctl.data.idx import read_idx
 from nnctl.data.source import DATASETS, Arrays, CachedSource
 from nnctl.errors import DataError
@@ -40,7 +42,9 @@ class MNIST(CachedSource):
             if not os.path.lexists(folder / name):  # a broken link is read (and named), not downloaded over
                 self.download(name, md5, size, of_contents=True, holding=f"the files {', '.join(FILES)}")
         arrays = [read_idx(folder / name) for name in FILES]
-        for name, array, ndim in zip(FILES, arrays, (3, 1, 3, 1), strict=True):
-            if array.ndim != ndim:
-                raise DataError(f"{folder / name}: expected {ndim} dimensions, found shape {array.shape}")
+        for name, array, sample in zip(FILES, arrays, ((28, 28), (), (28, 28), ()), strict=True):
+            if array.dtype != np.uint8 or array.shape[1:] != sample:
+                raise DataError(f"{folder / name}: expected MNIST's {'images' if sample else 'labels'}, uint8 of shape "
+                                f"[{', '.join(['N', *map(str, sample)])}], found {array.dtype.name} of shape "
+                                f"{list(array.shape)}; delete it to download it again")
         return arrays[0][:, None], arrays[1], arrays[2][:, None], arrays[3]  # images as (1, 28, 28): NCHW
