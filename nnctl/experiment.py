@@ -124,7 +124,18 @@ def _check_target_values(config: Config, loss: Loss, data: Dataset) -> None:
         if split is not None and split.y.dtype.kind == "f" and len(split.y) and not (
                 split.y.min() >= 0 and split.y.max() <= 1):
             raise config.error(("loss",), f"{loss.registered_name} reads targets as probabilities in [0, 1], but "
-                                          f"the {name} targets run from {split.y.min():g} to {split.y.max():g}")
+                                          f"the {name} targets run from {split.y.min():g} to {split.y.max():g}"
+                                          + float_labels_hint(data))
+
+
+def float_labels_hint(data: Dataset) -> str:
+    """A hint for an error about the targets, when they are floats of whole numbers from 0: class labels stored as
+    floats, which nnctl reads as values (regression); empty otherwise."""
+    y = data.train.y
+    if data.num_classes is not None or y.dtype.kind != "f" or y.ndim != 1 or not (y >= 0).all() or (y % 1).any():
+        return ""
+    return ("; the targets are floats of whole numbers, read as values: if they are class labels, store them as "
+            "integers (0, not 0.0; an int array in an .npz; data.targets: labels for a csv)")
 
 
 def build(config: Config, weights: bool = True) -> Experiment:
@@ -145,7 +156,7 @@ def build(config: Config, weights: bool = True) -> Experiment:
     try:
         loss.check(model.output_shape, data.train.y.shape[1:], data.num_classes)
     except ValueError as exc:
-        raise config.error(last, str(exc)) from None
+        raise config.error(last, str(exc) + float_labels_hint(data)) from None
     if loss.applies and loss.applies == output_activation(model):
         raise config.error(last, f"the model ends in {loss.applies}, which {loss.registered_name} applies itself "
                                  f"to the model's outputs (logits); remove the final {loss.applies}")
