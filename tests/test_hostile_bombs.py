@@ -307,6 +307,8 @@ def answer(**how) -> type:
     ({"chunks": [bytes(1 << 16)] * 160}, "the server sent more than the 1000 B this file can be"),
     ({"length": 10**10, "chunks": [bytes(100)]}, "the server declares 9.3 GiB, more than the 1000 B"),
     ({"length": 100, "chunks": [b"x"] * 100, "pause": 0.05}, "the download took more than 0.3 s"),
+    # a body cut off before its Content-Length was a 'checksum mismatch', as if the mirror served another file
+    ({"length": 900, "chunks": [bytes(100)]}, "the server closed the connection after 100 of the 900 bytes"),
 ])
 def test_a_download_stops_at_its_known_size_and_deadline_leaving_nothing(tmp_path, monkeypatch, how, phrase):
     monkeypatch.setattr(download, "DEADLINE", 0.3)

@@ -91,6 +91,9 @@ def _download(url: str, part: Path, cap: int, timeout: float) -> None:
                 if time.monotonic() > deadline:
                     raise DataError(f"{url}: the download took more than {DEADLINE:g} s; try again later or "
                                     "another mirror")
+        if total and f.tell() < total:  # http.client ends a cut-off body quietly: it would fail as a bad checksum
+            raise DataError(f"{url}: the server closed the connection after {f.tell():,} of the {total:,} bytes it "
+                            "declared; try again later or another mirror")
 
 
 def fetch_first(bases: list[str], name: str, dest: Path, md5: str, size: int, of_contents: bool = True) -> None:
