@@ -252,6 +252,20 @@ def test_bad_npz_files(tmp_path):
         load({"type": "npz", "path": "g.npz"}, tmp_path)
 
 
+def test_boolean_targets_are_the_labels_0_and_1_and_rows_of_them_stay_values(tmp_path):
+    """Labels saved from a comparison (y = x > 0.5) are bool: they were read as float values, so a softmax over two
+    classes stopped at 'the targets are scalars'."""
+    x = np.arange(6.0)[:, None]
+    np.savez(tmp_path / "b.npz", x=x, y=x[:, 0] > 2, x_test=x[:2], y_test=np.array([True, False]))
+    data = load({"type": "npz", "path": "b.npz"}, tmp_path)
+    assert data.train.y.dtype == np.int64 and data.train.y.tolist() == [0, 0, 0, 1, 1, 1] and data.num_classes == 2
+    assert data.test.y.tolist() == [1, 0]
+    assert load({"type": "npz", "path": "b.npz", "classes": [1]}, tmp_path).train.x[:, 0].tolist() == [3, 4, 5]
+    np.savez(tmp_path / "m.npz", x=x, y=np.eye(6, 3, dtype=bool))  # multi-label rows: one 0/1 value per output
+    multi = load({"type": "npz", "path": "m.npz"}, tmp_path)
+    assert multi.train.y.dtype == np.float32 and multi.num_classes is None
+
+
 def test_uint64_targets_past_int64_are_refused_not_wrapped(tmp_path):
     """Labels were cast to int64 unchecked: a uint64 target of 2**64 - 1 trained as -1 (with mse, no error)."""
     y = np.array([0, 2**64 - 1, 1, 2**63], dtype=np.uint64)

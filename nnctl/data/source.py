@@ -91,6 +91,7 @@ class DatasetSource:
     def load(self, dtype: type) -> Dataset:
         """Reads the arrays and applies subset, scale/shift, flatten, validation split and one-hot."""
         x, y, x_test, y_test = self.read()
+        y, y_test = _bool_labels(y), None if y_test is None else _bool_labels(y_test)
         self._check(x, y, "training")
         if self.classes is not None:
             x, y = self._only_classes(x, y, "training")
@@ -259,6 +260,12 @@ class DatasetSource:
             block += self.shift
             out[start: start + _CHUNK] = block
         return out
+
+
+def _bool_labels(y: np.ndarray) -> np.ndarray:
+    """Boolean targets, one per sample (what numpy's comparisons give), as the class labels 0 and 1 they stand for;
+    rows of them stay 0/1 values (multi-label targets, one per output)."""
+    return y.astype(np.int64) if y.dtype.kind == "b" and y.ndim == 1 else y
 
 
 def _one_hot(y: np.ndarray) -> bool:
