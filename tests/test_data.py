@@ -178,7 +178,7 @@ def test_scale_shift_flatten_and_derived_classes():
     ({"x": [[1], [2]], "y": [0, 1], "test_x": [[1]], "test_y": [[0, 1]]},
      re.escape("data.test_x/test_y: test samples of shape (1,) with targets of shape (2,), but training")),
     ({"x": [], "y": []}, "training split is empty"),
-    ({"x": [[1.0], [float("nan")]], "y": [0, 1]}, "NaN or infinite"),
+    ({"x": [[1.0], [float("nan")]], "y": [0, 1]}, r"NaN or infinite values, the first at index \[1, 0\] \(sample 1\)"),
 ])
 def test_bad_inline_data(spec, message):
     with pytest.raises(DataError, match=message):
@@ -336,6 +336,9 @@ def test_a_csv_test_file_reads_its_targets_as_the_training_file_did(tmp_path):
     ("a,b\n", {}, "t.csv: no data rows"),
     ("1\n2\n", {}, "one column only"),
     ("1,2\n3,4\n", {"target": 2}, "data.target 2 is not one of its 2 columns"),
+    ("a,b,c\n1,2,0\n\n3,nan,1\n", {}, "t.csv:4: column 2 is NaN, not a finite number; fill it in or drop the row"),
+    ("1,2,0\n3,4,1e400\n", {}, "t.csv:2: column 3 is infinite"),  # past float's range
+    ("1,2,0\n-inf,4,1\n", {}, "t.csv:2: column 1 is infinite"),
     ("1,2O,0\n3,4,1\n", {}, "t.csv:1: the first row holds numbers but column 2 is not one"),  # not a header
     ("id,2,0\n3,4,1\n", {}, "t.csv:1: the first row holds numbers but column 1"),
 ])

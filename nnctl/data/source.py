@@ -141,7 +141,9 @@ class DatasetSource:
             if a.dtype.kind not in "biuf":
                 raise DataError(f"{where}: the {split} {what} are not numbers (dtype {a.dtype})")
             if a.dtype.kind == "f" and not np.isfinite(a).all():
-                raise DataError(f"{where}: the {split} {what} hold NaN or infinite values")
+                first = tuple(int(i) for i in np.argwhere(~np.isfinite(a))[0])
+                raise DataError(f"{where}: the {split} {what} hold NaN or infinite values, the first at index "
+                                f"{list(first)} (sample {first[0]}); fill them in or drop those samples")
         if y.dtype.kind == "i" and y.min() < 0:
             raise DataError(f"{where}: the {split} targets hold the negative integer {y.min()}; class labels "
                             "count from 0 (store regression targets as floats)")

@@ -160,9 +160,14 @@ def read_table(path: Path, header: bool | None = None, delimiter: str = ",") -> 
         if len(row) != width:
             raise DataError(f"{path}:{line}: {len(row)} columns, expected {width}")
     try:
-        return np.array(rows, dtype=str).astype(np.float64)
+        values = np.array(rows, dtype=str).astype(np.float64)
     except ValueError:
         raise _bad_cell(path, lines, rows) from None
+    if not np.isfinite(values).all():  # nan, inf, or a number past float's range such as 1e400
+        i, j = np.argwhere(~np.isfinite(values))[0]
+        raise DataError(f"{path}:{lines[i]}: column {j + 1} is {'NaN' if np.isnan(values[i, j]) else 'infinite'}, "
+                        "not a finite number; fill it in or drop the row")
+    return values
 
 
 def _rows(path: Path, header: bool | None, delimiter: str,
