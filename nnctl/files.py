@@ -53,12 +53,14 @@ def read_bytes(path: Path, error: type[NnctlError], noun: str, limit: int | None
 
 
 def read_text(path: Path, error: type[NnctlError], noun: str, cost: int, as_what: str) -> str:
-    """The UTF-8 text of a regular file, a leading BOM (Notepad's, Excel's) dropped; refused when reading it costs more
-    than the limit at `cost` bytes of memory per byte of the file (`as_what` says what it becomes)."""
+    """The UTF-8 text of a regular file, a leading BOM (Notepad's, Excel's) dropped and line ends made \\n as open()
+    makes them; refused when reading it costs more than the limit at `cost` bytes of memory per byte of the file
+    (`as_what` says what it becomes)."""
     raw = read_bytes(path, error, noun)
     if problem := too_big(len(raw) * cost, f"{path}: {len(raw):,} bytes of {as_what}"):
         raise error(problem)
     try:
-        return raw.decode("utf-8-sig")
+        text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise error(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    return text.replace("\r\n", "\n").replace("\r", "\n")  # Windows' and old Macs' line ends are not characters

@@ -61,6 +61,16 @@ def test_a_byte_order_mark_is_not_a_token(tmp_path):
     assert data.vocab == ["a", "b", "c"] and data.num_classes == 3
 
 
+def test_windows_line_ends_read_as_the_same_text(tmp_path):
+    """A text saved on Windows made '\\r' a character of the vocabulary, and its model learnt to write it."""
+    text = "In the beginning.\nAnd the earth.\n" * 4
+    (tmp_path / "unix.txt").write_text(text, newline="\n")
+    (tmp_path / "windows.txt").write_text(text, newline="\r\n")
+    unix, windows = (text_source(tmp_path / name, seq_len=8).load(np.float32) for name in ("unix.txt", "windows.txt"))
+    assert "\r" not in windows.vocab and windows.vocab == unix.vocab
+    np.testing.assert_array_equal(windows.train.x, unix.train.x)
+
+
 def test_a_text_whose_token_ids_pass_the_memory_limit_is_refused_before_tokenizing(tmp_path, monkeypatch):
     """A 300 MB text took 7 GB as Python lists of tokens and ids before any check."""
     path = tmp_path / "big.txt"
