@@ -335,6 +335,11 @@ def test_a_csv_test_file_reads_its_targets_as_the_training_file_did(tmp_path):
     ("1,2,0\n3,4\n", {}, "t.csv:2: 2 columns, expected 3"),
     ("a,b\n", {}, "t.csv: no data rows"),
     ("1\n2\n", {}, "one column only"),
+    # a file separated by another delimiter took its first row for a header, then said 'column 1 is not a number'
+    ("a;b;c\n1;2;0\n", {}, "t.csv:1: one column, whose cells hold ';': the file looks separated by ';', not ','"),
+    ("1;2;0\n3;4;1\n", {}, "t.csv:1: one column, whose cells hold ';'"),
+    ("1\t2\t0\n", {}, r"t.csv:1: one column, whose cells hold '\\t'"),
+    ("1,2,0\n", {"delimiter": "|"}, "t.csv:1: one column, whose cells hold ',': the file looks separated by ','"),
     ("1,2\n3,4\n", {"target": 2}, "data.target 2 is not one of its 2 columns"),
     ("a,b,c\n1,2,0\n\n3,nan,1\n", {}, "t.csv:4: column 2 is NaN, not a finite number; fill it in or drop the row"),
     ("1,2,0\n3,4,1e400\n", {}, "t.csv:2: column 3 is infinite"),  # past float's range

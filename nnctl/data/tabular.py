@@ -186,11 +186,26 @@ def _rows(path: Path, header: bool | None, delimiter: str,
         raise DataError(f"{path}: no such file") from None
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise DataError(f"{path}: cannot read CSV ({exc})") from None
+    if numbered:
+        _check_delimiter(path, delimiter, *numbered[0])
     header = header if header is not None else bool(numbered) and _is_header(path, *numbered[0])
     numbered = numbered[1:] if header else numbered
     if not numbered:
         raise DataError(f"{path}: no data rows")
     return [line for line, _ in numbered], [row for _, row in numbered]
+
+
+DELIMITERS = (",", ";", "\t", "|")
+"""The separators a CSV is commonly written with (Excel's in much of Europe is ';')."""
+
+
+def _check_delimiter(path: Path, delimiter: str, line: int, row: list[str]) -> None:
+    """DataError when the first row is one cell holding another common separator: the file is separated by it, and
+    every row would be read as one column (its first taken for a header)."""
+    other = next((d for d in DELIMITERS if d != delimiter and len(row) == 1 and d in row[0]), None)
+    if other is not None:
+        raise DataError(f"{path}:{line}: one column, whose cells hold {other!r}: the file looks separated by "
+                        f"{other!r}, not {delimiter!r} (a csv dataset's data.delimiter says which)")
 
 
 def _is_header(path: Path, line: int, row: list[str]) -> bool:
