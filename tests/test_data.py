@@ -252,6 +252,13 @@ def test_bad_npz_files(tmp_path):
         load({"type": "npz", "path": "g.npz"}, tmp_path)
 
 
+def test_class_names_as_targets_are_refused_saying_to_number_them(tmp_path):
+    np.savez(tmp_path / "n.npz", x=np.zeros((2, 1)), y=np.array(["cat", "dog"]))
+    with pytest.raises(DataError, match=r"n.npz: the training targets are not numbers \(dtype <U3\); class labels are "
+                                        "integers from 0: number the class names 0, 1, ..."):
+        load({"type": "npz", "path": "n.npz"}, tmp_path)
+
+
 def test_boolean_targets_are_the_labels_0_and_1_and_rows_of_them_stay_values(tmp_path):
     """Labels saved from a comparison (y = x > 0.5) are bool: they were read as float values, so a softmax over two
     classes stopped at 'the targets are scalars'."""
@@ -330,6 +337,8 @@ def test_a_csv_test_file_reads_its_targets_as_the_training_file_did(tmp_path):
 
 @pytest.mark.parametrize("content, option, message", [
     ("1,2,0\n\n3,x,1\n", {}, "t.csv:3: column 2 is not a number"),
+    ("x,y,species\n1,2,setosa\n", {}, r"t.csv:2: column 3 is not a number; every cell must be one \(class names too: "
+                                       r"number them 0, 1, ...\)"),
     ("a,b,c\n1,2,0\n3,4,\n", {}, "t.csv:3: column 3 is empty"),
     ("a,b,c\n1,2,0\n", {"header": False}, "t.csv:1: column 1 is not a number"),
     ("1,2,0\n3,4\n", {}, "t.csv:2: 2 columns, expected 3"),

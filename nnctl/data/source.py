@@ -139,7 +139,8 @@ class DatasetSource:
             raise DataError(f"{where}: the {split} samples have shape {list(x.shape[1:])}, which holds no values")
         for what, a in (("inputs", x), ("targets", y)):
             if a.dtype.kind not in "biuf":
-                raise DataError(f"{where}: the {split} {what} are not numbers (dtype {a.dtype})")
+                hint = "; class labels are integers from 0: number the class names 0, 1, ..." * (what == "targets")
+                raise DataError(f"{where}: the {split} {what} are not numbers (dtype {a.dtype}){hint}")
             if a.dtype.kind == "f" and not np.isfinite(a).all():
                 first = tuple(int(i) for i in np.argwhere(~np.isfinite(a))[0])
                 raise DataError(f"{where}: the {split} {what} hold NaN or infinite values, the first at index "

@@ -236,5 +236,8 @@ def _bad_cell(path: Path, lines: list[int], rows: list[list[str]]) -> DataError:
     """A DataError naming the first non-numeric cell by line and column, not by its text (see parse_tree)."""
     for line, row in zip(lines, rows, strict=True):
         if (j := _bad_column(row)) >= 0:
-            return DataError(f"{path}:{line}: column {j + 1} is {'empty' if not row[j].strip() else 'not a number'}")
+            if not row[j].strip():
+                return DataError(f"{path}:{line}: column {j + 1} is empty")
+            return DataError(f"{path}:{line}: column {j + 1} is not a number; every cell must be one (class names "
+                             "too: number them 0, 1, ...)")
     return DataError(f"{path}: cannot read the table as numbers")
