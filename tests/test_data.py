@@ -252,6 +252,19 @@ def test_bad_npz_files(tmp_path):
         load({"type": "npz", "path": "g.npz"}, tmp_path)
 
 
+def test_integer_labels_beside_float_targets_in_the_other_split_are_refused(tmp_path):
+    """Labels 0-2 to train on beside a test split of 0.0, 1.0, 2.0 stopped at the loss ('probabilities in [0, 1]')
+    or the model ('the targets are scalars'), as config mistakes."""
+    x = np.zeros((4, 1))
+    np.savez(tmp_path / "a.npz", x=x, y=np.arange(4) % 3, x_test=x, y_test=np.arange(4.0) % 3)
+    with pytest.raises(DataError, match=r"a.npz: the test targets are floats \(values\) but the training targets "
+                                        r"integers \(class labels\); store both splits' targets alike"):
+        load({"type": "npz", "path": "a.npz"}, tmp_path)
+    with pytest.raises(DataError, match=r"the test targets are integers \(class labels\) but the training targets "
+                                        r"floats \(values\)"):
+        load({"type": "inline", "x": [[0], [1]], "y": [0.5, 1.0], "test_x": [[0]], "test_y": [1]})
+
+
 def test_class_names_as_targets_are_refused_saying_to_number_them(tmp_path):
     np.savez(tmp_path / "n.npz", x=np.zeros((2, 1)), y=np.array(["cat", "dog"]))
     with pytest.raises(DataError, match=r"n.npz: the training targets are not numbers \(dtype <U3\); class labels are "

@@ -106,6 +106,7 @@ class DatasetSource:
                 raise DataError(f"{self.origin('test')}: test samples of shape {x_test.shape[1:]} with targets of "
                                 f"shape {y_test.shape[1:]}, but training samples of shape {x.shape[1:]} with "
                                 f"targets of shape {y.shape[1:]}")
+            _check_target_kinds(y, y_test, self.origin("test"))
             test = Split(x_test[: self.test_subset], y_test[: self.test_subset])
         num_classes = self._classes(Split(x, y), test)
         train, val = self._split_validation(Split(x, y), test)
@@ -263,6 +264,14 @@ class DatasetSource:
             block += self.shift
             out[start: start + _CHUNK] = block
         return out
+
+
+def _check_target_kinds(y: np.ndarray, y_test: np.ndarray, origin: str) -> None:
+    """DataError when one split's targets are integer class labels and the other's float values."""
+    if (y.dtype.kind in "iu") != (y_test.dtype.kind in "iu"):
+        kind = {True: "integers (class labels)", False: "floats (values)"}
+        raise DataError(f"{origin}: the test targets are {kind[y_test.dtype.kind in 'iu']} but the training targets "
+                        f"{kind[y.dtype.kind in 'iu']}; store both splits' targets alike")
 
 
 def _bool_labels(y: np.ndarray) -> np.ndarray:
