@@ -165,7 +165,7 @@ def test_scale_shift_flatten_and_derived_classes():
     np.testing.assert_array_equal(data.train.x[0], [[1.0, 128.5], [128.5, 1.0]])
     data = load({"type": "inline", "x": [1, 2, 3], "y": [0.5, 1.0, 1.5], "test_x": [4], "test_y": [2.0]})
     assert data.input_shape == (1,) and data.num_classes is None and data.train.y.dtype == np.float32
-    data = load({"type": "inline", "x": [[0], [1]], "y": [0, 1], "test_x": [[2]], "test_y": [4], "one_hot": True})
+    data = load({"type": "inline", "x": [[0], [1]], "y": [0, 4], "test_x": [[2]], "test_y": [4], "one_hot": True})
     assert data.num_classes == 5 and data.test.y.tolist() == [[0, 0, 0, 0, 1]]
 
 
@@ -263,6 +263,20 @@ def test_integer_labels_beside_float_targets_in_the_other_split_are_refused(tmp_
     with pytest.raises(DataError, match=r"the test targets are integers \(class labels\) but the training targets "
                                         r"floats \(values\)"):
         load({"type": "inline", "x": [[0], [1]], "y": [0.5, 1.0], "test_x": [[0]], "test_y": [1]})
+
+
+def test_a_test_label_past_the_training_labels_is_refused_naming_the_test_file(tmp_path):
+    """Test labels set the class count too: a test label 5 beside training labels 0-2 made 6 classes, and the error
+    blamed the model's last layer ('the targets are scalars with 6 classes', exit 2), or with 6 outputs it trained."""
+    x = np.zeros((4, 1))
+    np.savez(tmp_path / "a.npz", x=x, y=np.array([0, 1, 2, 0]), x_test=x, y_test=np.array([0, 1, 5, 2]))
+    with pytest.raises(DataError, match=r"a.npz: the test targets hold the label 5, past the training labels \(0 to "
+                                        r"2\): no training sample has that class"):
+        load({"type": "npz", "path": "a.npz"}, tmp_path)
+    (tmp_path / "train.csv").write_text("1,0\n2,1\n3,2\n")
+    (tmp_path / "test.csv").write_text("1,2\n")
+    spec = {"type": "csv", "path": "train.csv", "test_path": "test.csv", "subset": 1}
+    assert load(spec, tmp_path).num_classes == 3  # data.subset's first samples may lack a class: the file has it
 
 
 def test_class_names_as_targets_are_refused_saying_to_number_them(tmp_path):

@@ -97,6 +97,7 @@ class DatasetSource:
             x, y = self._only_classes(x, y, "training")
             if x_test is not None and y_test is not None:
                 x_test, y_test = self._only_classes(x_test, y_test, "test")
+        labels = y  # all the training targets: the first samples (data.subset) may lack a class, as a smoke test
         x, y = x[: self.subset], y[: self.subset]
         self.sample_shape = x.shape[1:]
         test = None
@@ -108,7 +109,7 @@ class DatasetSource:
                                 f"targets of shape {y.shape[1:]}")
             _check_target_kinds(y, y_test, self.origin("test"))
             test = Split(x_test[: self.test_subset], y_test[: self.test_subset])
-        num_classes = self._classes(Split(x, y), test)
+        num_classes = self._classes(Split(x, y), test, labels)
         train, val = self._split_validation(Split(x, y), test)
         self.channel_stats = None
         if self.normalize:
@@ -177,15 +178,20 @@ class DatasetSource:
                             f"from {y.min()} to {y.max()}); remove {'it' if len(missing) == 1 else 'them'} from "
                             "data.classes")
 
-    def _classes(self, train: Split, test: Split | None) -> int | None:
+    def _classes(self, train: Split, test: Split | None, labels: np.ndarray) -> int | None:
         """The class count: the source's own, else max label + 1 when the targets are integer labels, one per
-        sample (N,) or one per time step (N, T); integer one-hot rows are not labels."""
+        sample (N,) or one per time step (N, T); integer one-hot rows are not labels. `labels` are the training
+        targets before data.subset, which the test labels must not pass."""
         if self.classes is not None:
             return len(self.classes)
         splits = [s for s in (train, test) if s is not None]
         if any(s.y.dtype.kind not in "iu" or s.y.ndim > 2 or _one_hot(s.y) for s in splits):
             return self.num_classes
         top = max(int(s.y.max()) for s in splits)
+        if self.num_classes is None and test is not None and int(test.y.max()) > int(labels.max()):
+            raise DataError(f"{self.origin('test')}: the test targets hold the label {int(test.y.max())}, past the "
+                            f"training labels (0 to {int(labels.max())}): no training sample has that class, so no "
+                            "output of the model could learn it")
         if self.num_classes is not None and top >= self.num_classes:
             raise DataError(f"{self.origin('training')}: label {top} is out of range for "
                             f"{self.num_classes} classes")
