@@ -309,6 +309,8 @@ def answer(**how) -> type:
     ({"length": 100, "chunks": [b"x"] * 100, "pause": 0.05}, "the download took more than 0.3 s"),
     # a body cut off before its Content-Length was a 'checksum mismatch', as if the mirror served another file
     ({"length": 900, "chunks": [bytes(100)]}, "the server closed the connection after 100 of the 900 bytes"),
+    # a Content-Length that is no number was 'download failed (invalid literal for int() ...)'
+    ({"length": "abc", "chunks": [bytes(100)]}, r"checksum mismatch \(MD5 of the file 6d0bb009"),
 ])
 def test_a_download_stops_at_its_known_size_and_deadline_leaving_nothing(tmp_path, monkeypatch, how, phrase):
     monkeypatch.setattr(download, "DEADLINE", 0.3)
@@ -358,6 +360,14 @@ class Redirect(http.server.BaseHTTPRequestHandler):
 def test_a_redirect_away_from_http_is_refused(tmp_path, target):
     with Server(handler=type("Redirecting", (Redirect,), {"target": target})) as server, \
             pytest.raises(DataError, match=f"redirects to {target}, not an http:// or https:// URL"):
+        download.fetch(server.url + "x.gz", tmp_path / "cache" / "x.gz", "0" * 32, 100, of_contents=False)
+    assert not (tmp_path / "cache").exists()
+
+
+def test_a_redirect_loop_is_one_line(tmp_path):
+    with Server(handler=type("Redirecting", (Redirect,), {"target": "/x.gz"})) as server, \
+            pytest.raises(DataError, match="HTTP 302 The HTTP server returned a redirect error that would lead to an "
+                                           "infinite loop. The last 30x error message was: Found$"):
         download.fetch(server.url + "x.gz", tmp_path / "cache" / "x.gz", "0" * 32, 100, of_contents=False)
     assert not (tmp_path / "cache").exists()
 

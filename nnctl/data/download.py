@@ -44,7 +44,7 @@ def fetch(url: str, dest: Path, md5: str, size: int, of_contents: bool = True, t
             raise DataError(f"{url}: checksum mismatch (MD5 of {what} {actual}, expected {md5})")
         os.replace(part, dest)
     except urllib.error.HTTPError as exc:
-        raise DataError(f"{url}: HTTP {exc.code} {exc.reason}") from None
+        raise DataError(f"{url}: HTTP {exc.code} {' '.join(str(exc.reason).split())}") from None  # one line
     except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as exc:
         raise DataError(f"{url}: download failed ({getattr(exc, 'reason', None) or exc})") from None
     finally:
@@ -78,7 +78,7 @@ def _download(url: str, part: Path, cap: int, timeout: float) -> None:
     more than DEADLINE seconds."""
     deadline = time.monotonic() + DEADLINE
     with _OPENER.open(url, timeout=timeout) as response, open(part, "wb") as f:
-        total = int(response.headers.get("Content-Length") or 0) or None
+        total = _declared_size(response.headers.get("Content-Length"))
         if total and total > cap:
             raise DataError(f"{url}: the server declares {size_text(total)}, more than the {size_text(cap)} "
                             "this file can be")
@@ -94,6 +94,11 @@ def _download(url: str, part: Path, cap: int, timeout: float) -> None:
         if total and f.tell() < total:  # http.client ends a cut-off body quietly: it would fail as a bad checksum
             raise DataError(f"{url}: the server closed the connection after {f.tell():,} of the {total:,} bytes it "
                             "declared; try again later or another mirror")
+
+
+def _declared_size(length: str | None) -> int | None:
+    """The size a Content-Length header declares; None where there is none, or no whole number (the body says)."""
+    return int(length) if length and length.strip().isdigit() and int(length) > 0 else None
 
 
 def fetch_first(bases: list[str], name: str, dest: Path, md5: str, size: int, of_contents: bool = True) -> None:
