@@ -13,6 +13,7 @@ from nnctl.config import from_dict
 from nnctl.data import DATASETS
 from nnctl.data.download import fetch
 from nnctl.data.idx import parse_idx, read_idx
+from nnctl.data.inputs import read_inputs
 from nnctl.data.logic import INPUTS
 from nnctl.data.mnist import FILES
 from nnctl.errors import ConfigError, DataError
@@ -387,6 +388,12 @@ def test_bad_csv(tmp_path, content, option, message):
     (tmp_path / "t.csv").write_text(content)
     with pytest.raises(DataError, match=message):
         load({"type": "csv", "path": "t.csv", **option}, tmp_path)
+
+
+def test_predict_names_the_separator_its_csv_inputs_need(tmp_path):
+    (tmp_path / "x.csv").write_text("1;2\n3;4\n")
+    with pytest.raises(DataError, match="looks separated by ';', not ','.*predict reads its .csv inputs with ','"):
+        read_inputs(tmp_path / "x.csv", (2,))
 
 
 def test_a_csv_that_starts_with_a_byte_order_mark_keeps_its_first_row(tmp_path):

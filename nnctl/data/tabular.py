@@ -205,7 +205,8 @@ def _check_delimiter(path: Path, delimiter: str, line: int, row: list[str]) -> N
     other = next((d for d in DELIMITERS if d != delimiter and len(row) == 1 and d in row[0]), None)
     if other is not None:
         raise DataError(f"{path}:{line}: one column, whose cells hold {other!r}: the file looks separated by "
-                        f"{other!r}, not {delimiter!r} (a csv dataset's data.delimiter says which)")
+                        f"{other!r}, not {delimiter!r} (a csv dataset's data.delimiter says which; predict reads "
+                        "its .csv inputs with ',')")
 
 
 def _is_header(path: Path, line: int, row: list[str]) -> bool:
