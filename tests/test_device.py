@@ -48,6 +48,13 @@ def strict_device(monkeypatch):
     backend.use("cpu")
 
 
+@pytest.fixture
+def one_thread(monkeypatch):
+    """One thread for both runs of a comparison: a device runs a recurrent layer's products with BLAS on as many
+    threads as nnctl has, whose sums on 2 threads differ in the last bit from the CPU run's dealt parts."""
+    monkeypatch.setattr(threads, "available", lambda: 1)
+
+
 def train(config: str, overrides: list[str], runs_dir) -> Runner:
     runner = Runner.start(load_config(CONFIGS / config, [*SLICE, *overrides]), runs_dir, quiet=True)
     runner.fit()
@@ -59,8 +66,8 @@ def assert_the_cpu_run_equals(on_device: Runner, config: str, overrides: list[st
     block) and holds its losses and final parameters equal to `on_device`'s, bit for bit."""
     for k in kernels.KERNELS.values():  # (the compiled twins' float32 σ and tanh round differently)
         monkeypatch.setattr(k, "run", k.reference)
-    monkeypatch.setattr(window, "CACHE_BYTES", 1 << 62)  # a whole batch's columns at once, as on a device,
-    monkeypatch.setattr(threads, "available", lambda: 1)  # in one block, not one a thread (sums in another order)
+    monkeypatch.setattr(window, "CACHE_BYTES", 1 << 62)  # a whole batch's columns at once, as on a device, in one
+    # block, not one a thread (sums in another order): the test's `one_thread` fixture
     on_cpu = train(config, overrides, runs_dir)
     assert [row["loss"] for row in on_device.history] == [row["loss"] for row in on_cpu.history]
     saved = checkpoint.load(on_device.checkpoints.last).model
@@ -72,7 +79,7 @@ def assert_the_cpu_run_equals(on_device: Runner, config: str, overrides: list[st
 @pytest.mark.slow
 @pytest.mark.parametrize("config", CASES)
 def test_training_under_the_strict_device_mixes_nothing_and_equals_the_cpu_run(config, tmp_path, strict_device,
-                                                                               monkeypatch):
+                                                                               monkeypatch, one_thread):
     on_device = train(config, [*CASES[config], "device=cuda"], tmp_path / "device")
     params = on_device.exp.model.params()
     assert all(isinstance(p, DeviceArray) for p in params), "the parameters live on the device"
@@ -85,7 +92,7 @@ def test_training_under_the_strict_device_mixes_nothing_and_equals_the_cpu_run(c
 
 @pytest.mark.slow
 def test_data_too_large_for_the_device_goes_over_a_batch_at_a_time_the_next_one_copied_during_a_step(
-        tmp_path, strict_device, monkeypatch):
+        tmp_path, strict_device, monkeypatch, one_thread):
     monkeypatch.setattr(dataset, "fits_on_device", lambda nbytes, share=0.5: False)
     copied_by, copy = [], dataset.to_device
     monkeypatch.setattr(dataset, "to_device", lambda a: copied_by.append(threading.current_thread().name) or copy(a))
