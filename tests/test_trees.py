@@ -1,6 +1,7 @@
 """Trees: the bracketed reader and its node tables, the recursive layer, and the shipped task through the CLI."""
 
 import json
+import re
 from collections import defaultdict
 
 import numpy as np
@@ -182,3 +183,49 @@ def test_tree_rnn_learns_and_its_checkpoint_evaluates_the_same(tmp_path):
     assert report["samples"] == 500
     assert report["accuracy"] == summary["test"]["test_accuracy"]
     assert report["loss"] == pytest.approx(summary["test"]["test_loss"], rel=1e-6)
+
+
+def table(*rows, length=6):
+    """One node table of `length` rows: `rows`, then -1 padding."""
+    return np.array([*rows] + [[-1, -1, -1]] * (length - len(rows)))
+
+
+MALFORMED = {  # node tables that are no binary tree in post-order, and what the layer says of each
+    "a child out of range": (table([1, -1, -1], [-1, 0, 500]), "row 1 [-1, 0, 500] of the batch's node table 0 is "
+                             "neither a leaf"),
+    "a negative child": (table([1, -1, -1], [-1, 0, -7]), "row 1 [-1, 0, -7]"),
+    "its own child": (table([1, -1, -1], [-1, 1, 1]), "row 1 [-1, 1, 1]"),
+    "a later child": (table([1, -1, -1], [-1, 0, 2], [2, -1, -1]), "row 1 [-1, 0, 2]"),
+    "a child twice": (table([1, -1, -1], [-1, 0, 0]), "row 0 [1, -1, -1] of the batch's node table 0 is a child "
+                      "of 2 nodes"),
+    "two roots": (table([1, -1, -1], [2, -1, -1]), "row 0 [1, -1, -1] of the batch's node table 0 is a child of "
+                  "0 nodes"),
+    "a gap": (table([1, -1, -1], [-1, -1, -1], [2, -1, -1]), "row 2 [2, -1, -1] of the batch's node table 0 comes "
+              "after padding"),
+    "no tree": (table(), "the batch's node table 0 is all padding"),
+}
+
+
+@pytest.mark.parametrize("name", MALFORMED)
+def test_a_node_table_that_is_no_tree_is_refused_with_its_row(name):
+    x, message = MALFORMED[name]
+    good = table([1, -1, -1], [2, -1, -1], [-1, 0, 1])
+    model = recursive()
+    with pytest.raises(DataError, match=re.escape(message.replace("table 0", "table 1"))):
+        model.forward(np.stack([good, x]).astype(np.int64))
+    model.forward(good[None])
+
+
+@pytest.mark.slow
+def test_predict_on_node_tables_that_are_no_trees_ends_with_one_error_line(tmp_path):
+    result = nnctl("train", str(CONFIGS / "tree_rnn.yaml"), "train.epochs=1", "--runs-dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    (run,) = tmp_path.iterdir()
+    length = max(len(nodes) for path in (TRAIN, TEST) for nodes, _ in read_trees(path))
+    for name, (x, message) in MALFORMED.items():
+        path = tmp_path / "tree.npy"
+        np.save(path, np.concatenate([x, table(length=length - len(x))]))
+        result = nnctl("predict", str(run), str(path))
+        assert result.returncode == 1, f"{name}: {result.stdout}{result.stderr}"
+        assert result.stderr.startswith(f"error: layer recursive_1: {message}"), f"{name}: {result.stderr}"
+        assert len(result.stderr.strip().splitlines()) == 1

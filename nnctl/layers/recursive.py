@@ -19,6 +19,34 @@ EXAMPLE_TREES = [  # node tables as nnctl.data.trees encodes them: (word, left, 
 ]
 
 
+def table_problem(table: np.ndarray) -> str | None:
+    """What keeps the node tables (N, nodes, 3) from being binary trees in post-order with -1 padding after them,
+    as nnctl.data.trees encodes them; None if nothing does."""
+    n, m = table.shape[:2]
+    words, left, right = table[..., 0], table[..., 1], table[..., 2]
+    rows = xp.arange(m)
+    padding = (words == -1) & (left == -1) & (right == -1)
+    leaf = (words >= 0) & (left == -1) & (right == -1)
+    inner = (words == -1) & (left >= 0) & (right >= 0) & (left < rows) & (right < rows)
+    size = (~padding).sum(axis=1)
+    offset = (xp.arange(n) * m)[:, None]
+    children = xp.concatenate([(left + offset)[inner], (right + offset)[inner]])
+    parents = xp.bincount(children, minlength=n * m).reshape(n, m)
+    wanted = (~padding & (rows != (size - 1)[:, None])).astype(parents.dtype)  # the root, last, has no parent
+    checks = [(~(padding | leaf | inner), "is neither a leaf (word, -1, -1), an inner node (-1, left, right) whose "
+                                          "children are earlier rows, nor padding (-1, -1, -1)"),
+              (~padding & (rows >= size[:, None]), "comes after padding, which must follow the whole tree"),
+              (parents != wanted, "is a child of {} nodes; every node but the root (the last) is a child of one")]
+    for bad, what in checks:
+        if bad.any():
+            tree, row = (int(i) for i in xp.argwhere(bad)[0])
+            return (f"row {row} {table[tree, row].tolist()} of the batch's node table {tree} "
+                    + what.format(int(parents[tree, row])))
+    if not size.all():
+        return f"the batch's node table {int(xp.argmin(size))} is all padding, no tree"
+    return None
+
+
 @LAYERS.register("recursive")
 class Recursive(Layer):
     """Node tables (N, nodes, 3) -> root vectors (N, dim): a leaf is its word's row of E, an inner node
@@ -85,6 +113,9 @@ class Recursive(Layer):
         """Flat node indices over the batch: leaves, inner nodes grouped by height, and each tree's root."""
         table = xp.asarray(x).astype(xp.int64)
         n, m = table.shape[:2]
+        if problem := table_problem(table):
+            raise DataError(f"layer {self.name}: {problem}; a node table lists (word id, left row, right row) per "
+                            "node in post-order, as the trees dataset writes it (see Trees in the README)")
         offset = (xp.arange(n) * m)[:, None]
         self.words = table[..., 0].ravel()
         inner = (table[..., 1] >= 0).ravel()
