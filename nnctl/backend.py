@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy
 
-from nnctl.errors import NnctlError
+from nnctl.errors import DataError, NnctlError
 
 
 class DeviceError(NnctlError):
@@ -97,6 +97,19 @@ def on_cupy() -> bool:
 def to_device(a: Any) -> Any:
     """The array on the current device (no copy on the CPU)."""
     return a if on_cpu() else xp.asarray(a)
+
+
+def as_indices(a: Any, what: str) -> Any:
+    """The NumPy or CuPy array `a` as int64 indices (token ids, tree node tables); DataError naming `what` where a
+    value is no whole number int64 holds (1.5, NaN, 1e30), which a plain cast would change without a word."""
+    if a.dtype.kind in "biu" and a.dtype != numpy.uint64:
+        return a.astype(numpy.int64, copy=False)
+    with numpy.errstate(invalid="ignore"):
+        bad = (a >= 2.0 ** 63) if a.dtype.kind == "u" else (a % 1 != 0) | (abs(a) >= 2.0 ** 63)
+    if bad.any():
+        raise DataError(f"{what} are indices, whole numbers, but hold {a[bad].ravel()[0].item()!r} "
+                        f"({int(bad.sum()):,} of its {bad.size:,} values are no whole number)")
+    return a.astype(numpy.int64)
 
 
 def to_host(a: Any) -> numpy.ndarray:

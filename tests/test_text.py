@@ -2,6 +2,7 @@
 
 import json
 import pickle
+import re
 import shutil
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 
 from helpers import CONFIGS, nnctl
 from nnctl import checkpoint
+from nnctl.builder import build_model
 from nnctl.config import from_dict
 from nnctl.data import DATASETS
 from nnctl.errors import DataError
@@ -151,3 +153,34 @@ def test_sample_refuses_a_checkpoint_without_a_vocabulary(tmp_path, mnist_root):
     (run,) = runs.iterdir()
     result = nnctl("sample", str(run / "checkpoints" / "last.pkl"))
     assert result.returncode == 1 and "not a language model" in result.stderr
+
+
+@pytest.mark.parametrize("values, shown", [
+    ([1.5, 0.0], "1.5"), ([np.nan], "nan"), ([-np.inf], "-inf"), ([1e30], "1e+30"),
+    (np.array([2**64 - 1], np.uint64), "18446744073709551615"),
+])
+def test_token_ids_that_are_no_whole_numbers_are_refused_not_cut(values, shown):
+    model = build_model(from_dict({"model": {"layers": [{"type": "embedding", "vocab_size": 5, "dim": 2}]}}), (1,),
+                        np.float64, np.random.default_rng(0))
+    x = np.asarray(values).reshape(-1, 1)
+    held = f"are indices, whole numbers, but hold {re.escape(shown)} "
+    with pytest.raises(DataError, match=f"^embedding_1: the token ids {held}"):
+        model.forward(x)
+    with pytest.raises(DataError, match=f"^the inputs of a text model {held}"):
+        text_source(TEXT).inputs(x, np.float32)
+    whole = np.array([[4.0], [0.0]])
+    np.testing.assert_array_equal(model.forward(whole), model.forward(whole.astype(np.int32)))
+
+
+@pytest.mark.slow
+def test_predict_refuses_token_ids_that_are_no_whole_numbers(tmp_path):
+    run = train_char_model(tmp_path)
+    ids = np.arange(20, dtype=np.float64)[None]
+    np.save(tmp_path / "whole.npy", ids)
+    assert nnctl("predict", str(run), str(tmp_path / "whole.npy")).returncode == 0
+    ids[0, 3] = 2.5
+    np.save(tmp_path / "cut.npy", ids)
+    result = nnctl("predict", str(run), str(tmp_path / "cut.npy"))
+    assert result.returncode == 1
+    assert result.stderr == ("error: the inputs of a text model are indices, whole numbers, but hold 2.5 (1 of its "
+                             "20 values are no whole number)\n")

@@ -9,6 +9,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from nnctl.backend import as_indices
 from nnctl.data.augment import Augment
 from nnctl.data.dataset import Dataset, Split
 from nnctl.data.download import SCHEMES, fetch_first
@@ -225,7 +226,7 @@ class DatasetSource:
         sample = x.shape[1:]
         x = x.reshape(len(x), -1) if self.flatten else x
         if self.indices:
-            return np.ascontiguousarray(x, np.int64)
+            return np.ascontiguousarray(as_indices(x, f"the inputs of a {self.registered_name} model"))
         with np.errstate(over="ignore", invalid="ignore"):  # a value past the dtype's range: refused below
             x = self._scaled(x, dtype)
             if self.channel_stats is not None:

@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from nnctl.backend import xp
+from nnctl.backend import as_indices
 from nnctl.errors import DataError
 from nnctl.init import Initializer
 from nnctl.kernels import add_rows_at_
@@ -32,7 +32,7 @@ class Embedding(Layer):
         self._zero_grads()
 
     def forward(self, x, training):
-        self.ids = x.astype(xp.int64)
+        self.ids = as_indices(x, f"{self.name}: the token ids")
         if self.ids.size and not 0 <= self.ids.min() <= self.ids.max() < self.vocab_size:
             raise DataError(f"{self.name}: token ids range over [{self.ids.min()}, {self.ids.max()}], outside a "
                             f"vocabulary of {self.vocab_size}; set vocab_size to the dataset's vocabulary size")

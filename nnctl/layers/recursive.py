@@ -4,7 +4,7 @@ from typing import Any
 
 import numpy as np
 
-from nnctl.backend import xp
+from nnctl.backend import as_indices, xp
 from nnctl.errors import DataError
 from nnctl.init import Initializer
 from nnctl.kernels import add_rows_at_
@@ -111,7 +111,7 @@ class Recursive(Layer):
 
     def _read_tables(self, x: np.ndarray) -> None:
         """Flat node indices over the batch: leaves, inner nodes grouped by height, and each tree's root."""
-        table = xp.asarray(x).astype(xp.int64)
+        table = as_indices(xp.asarray(x), f"layer {self.name}: the node tables")
         n, m = table.shape[:2]
         if problem := table_problem(table):
             raise DataError(f"layer {self.name}: {problem}; a node table lists (word id, left row, right row) per "
