@@ -478,8 +478,9 @@ def convert_command(
 def sample(
     checkpoint_path: Annotated[Path, typer.Argument(metavar="CHECKPOINT", help="A checkpoint of a language model, "
                                                     "or its run directory (best.pkl, else last.pkl).")],
-    prime: Annotated[str, typer.Option("--prime", help="The text to start from (default: a newline).",
-                                       show_default=False)] = "\n",
+    prime: Annotated[str | None, typer.Option("--prime", help="The text to start from (default: a newline, or a "
+                                              "token drawn at random where the vocabulary has none, as a word "
+                                              "model's).", show_default=False)] = None,
     length: Annotated[int, typer.Option("--length", help="How many tokens to generate (at most 1,000,000).")] = 300,
     temperature: Annotated[float, typer.Option("--temperature", help="Below 1: safer choices; above 1: "
                                                                       "more surprising ones.")] = 1.0,

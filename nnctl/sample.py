@@ -33,10 +33,27 @@ class LanguageModel:
                                   f"needs next-token logits [steps, {len(vocab)}] (return_sequences: true)")
         return cls(model, vocab, trained.config.data["data"].get("level", "char"))
 
-    def generate(self, prime: str, length: int, temperature: float = 1.0, seed: int | None = None) -> str:
-        """The prime followed by `length` tokens drawn from softmax(logits / temperature)."""
+    def generate(self, prime: str | None, length: int, temperature: float = 1.0, seed: int | None = None) -> str:
+        """The prime (None: see `start`) followed by `length` tokens drawn from softmax(logits / temperature)."""
         if length < 0 or temperature <= 0:
             raise ConfigError(f"--length must be at least 0 and --temperature positive, got {length} and {temperature}")
+        rng = np.random.default_rng(seed)
+        ids = self.start(rng) if prime is None else self.prime_ids(prime)
+        window, dtype = self.model.input_shape[0], self.model.params()[0].dtype
+        for _ in range(length):
+            logits = self.model.forward(to_device(np.array([ids[-window:]], dtype=dtype)))[0, -1]
+            logits = check_finite(logits).astype(np.float64)
+            p = to_host(softmax((logits - logits.max()) / temperature))  # the best at 0: no inf - inf at a tiny T
+            ids.append(int(rng.choice(len(self.vocab), p=p)))
+        return LEVELS[self.level].join(self.vocab[i] for i in ids)
+
+    def start(self, rng: np.random.Generator) -> list[int]:
+        """The ids a sample starts from without a prime: a newline where the vocabulary has one (a char model's),
+        else one token drawn at random (a word model's vocabulary never has one)."""
+        return [self.index["\n"]] if "\n" in self.index else [int(rng.integers(len(self.vocab)))]
+
+    def prime_ids(self, prime: str) -> list[int]:
+        """The ids of the prime's tokens; ConfigError if it has none, or tokens outside the vocabulary."""
         tokens = tokenize(prime, self.level)
         unknown = sorted({t for t in tokens if t not in self.index})
         if unknown:
@@ -44,12 +61,4 @@ class LanguageModel:
                              f"its vocabulary has {len(self.vocab)} tokens")
         if not tokens:
             raise ConfigError("--prime must hold at least one token")
-        ids = [self.index[t] for t in tokens]
-        window, dtype = self.model.input_shape[0], self.model.params()[0].dtype
-        rng = np.random.default_rng(seed)
-        for _ in range(length):
-            logits = self.model.forward(to_device(np.array([ids[-window:]], dtype=dtype)))[0, -1]
-            logits = check_finite(logits).astype(np.float64)
-            p = to_host(softmax((logits - logits.max()) / temperature))  # the best at 0: no inf - inf at a tiny T
-            ids.append(int(rng.choice(len(self.vocab), p=p)))
-        return LEVELS[self.level].join(self.vocab[i] for i in ids)
+        return [self.index[t] for t in tokens]

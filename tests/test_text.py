@@ -184,3 +184,19 @@ def test_predict_refuses_token_ids_that_are_no_whole_numbers(tmp_path):
     assert result.returncode == 1
     assert result.stderr == ("error: the inputs of a text model are indices, whole numbers, but hold 2.5 (1 of its "
                              "20 values are no whole number)\n")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("level, vocab", [
+    ("word", ["cat", "mat", "on", "sat", "the"]), ("char", sorted(set("the cat sat on the mat"))),
+])
+def test_sample_without_a_prime_starts_from_a_token_of_the_vocabulary(tmp_path, level, vocab):
+    text = tmp_path / "text.txt"
+    text.write_text("the cat sat on the mat " * 300)  # no newline: the default start is not in the vocabulary
+    run = train_char_model(tmp_path, f"data.path={text}", f"data.level={level}",
+                           f"model.layers.0.vocab_size={len(vocab)}", f"model.layers.2.units={len(vocab)}")
+    first = nnctl("sample", str(run), "--length", "6", "--seed", "4")
+    assert first.returncode == 0, first.stderr
+    assert nnctl("sample", str(run), "--length", "6", "--seed", "4").stdout == first.stdout
+    tokens = first.stdout[:-1].split(" ") if level == "word" else list(first.stdout[:-1])
+    assert len(tokens) == 1 + 6 and set(tokens) <= set(vocab)
