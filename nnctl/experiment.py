@@ -244,7 +244,8 @@ def _check_memory(config: Config, model: Model, settings: TrainSettings, data: D
     batch = settings.batch_for(len(data.train))
     evaluated = min(settings.eval_batch_size, max(len(s) for s in (data.train, data.val, data.test) if s is not None))
     activations = sum(math.prod(shape) for shape in model.shapes) * max(batch, evaluated)
-    need = (model.num_params * (2 + slots) + 3 * activations) * itemsize
+    working = sum(layer.working_values() for layer in model.layers) * max(batch, evaluated)
+    need = (model.num_params * (2 + slots) + 3 * activations + working) * itemsize
     problem = too_big(need, "training this model (its parameters, gradients, optimizer slots and the activations "
                             f"of one {'evaluation ' if evaluated > batch else ''}batch)")
     if problem:

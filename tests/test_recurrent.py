@@ -14,6 +14,7 @@ from nnctl.errors import ConfigError
 from nnctl.experiment import build
 from nnctl.gradcheck import check_layer, check_model
 from nnctl.layers import recurrent
+from nnctl.limits import ENV
 from nnctl.losses import SoftmaxCrossEntropy
 from nnctl.metrics import MetricSums
 
@@ -261,3 +262,40 @@ def test_a_batch_too_small_to_deal_runs_whole_with_blas_on_the_layers_threads():
         seen.clear()
         layer.forward(np.ones((2 * recurrent.PART_ROWS, 4, 2)), True)
         assert len(layer.parts) == 2 and set(seen) == {1}
+
+
+def long_sequences(tmp_path, layer: dict) -> dict:
+    """A config of 16 sequences of 4,000 steps and `layer` before a dense classifier."""
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "long.npz", x=rng.standard_normal((16, 4000, 1)).astype(np.float32), y=np.arange(16) % 2)
+    return {"name": "long", "seed": 0, "dtype": "float32", "model": {"layers": [layer, {"type": "dense", "units": 2}]},
+            "data": {"type": "npz", "path": str(tmp_path / "long.npz"), "flatten": False, "validation": 4},
+            "loss": "softmax_cross_entropy", "optimizer": {"type": "sgd", "lr": 0.1}, "train": {"batch_size": 12}}
+
+
+def deep_trees(tmp_path, layer: dict) -> dict:
+    """A config of 16 trees, one of them 2,000 levels deep (4,001 nodes), and `layer` before a dense classifier."""
+    deep = "(0 a)"
+    for _ in range(2000):
+        deep = f"(0 {deep} (0 a))"
+    (tmp_path / "t.txt").write_text("\n".join([deep] + ["(1 (0 a) (1 b))"] * 15) + "\n")
+    return {"name": "deep", "seed": 0, "dtype": "float32", "model": {"layers": [layer, {"type": "dense", "units": 2}]},
+            "data": {"type": "trees", "path": str(tmp_path / "t.txt"), "validation": 4},
+            "loss": "softmax_cross_entropy", "optimizer": {"type": "sgd", "lr": 0.1}, "train": {"batch_size": 12}}
+
+
+@pytest.mark.parametrize("make, layer", [
+    (long_sequences, {"type": "lstm", "units": 128}),                      # 368 MB (313 MB measured)
+    (long_sequences, {"type": "gru", "units": 128, "bidirectional": True}),  # 590 MB (546 MB measured)
+    (long_sequences, {"type": "rnn", "units": 128}),                       # 147 MB (75 MB measured)
+    (deep_trees, {"type": "recursive", "vocab_size": 3, "dim": 64}),       # 74 MB
+])
+def test_the_memory_check_counts_what_a_layer_keeps_beyond_its_output(tmp_path, monkeypatch, make, layer):
+    """Only the outputs were counted: a recurrent layer's last state (128 values) for its 4,000 steps, a
+    recursive layer's root for its 4,001 nodes, so such a run went ahead and ran out of memory."""
+    monkeypatch.setenv(ENV, "64M")
+    with pytest.raises(ConfigError, match=r"model.layers: training this model .* would need [0-9.]+ MiB, more than the "
+                                          r"64.0 MiB"):
+        build(from_dict(make(tmp_path, layer)))
+    monkeypatch.setenv(ENV, "2G")
+    build(from_dict(make(tmp_path, layer)))

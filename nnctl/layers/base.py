@@ -61,6 +61,11 @@ class Layer:
         """About how many multiply-adds one sample costs forward: each parameter used once, unless the layer says."""
         return sum(p.size for p in self.params.values())
 
+    def working_values(self) -> int:
+        """About how many values one sample's forward and backward keep besides the layer's output and its gradient
+        (a recurrent layer's gates at every step), for the memory check before training."""
+        return 0
+
     def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
         raise NotImplementedError
 

@@ -104,6 +104,11 @@ class Recurrent(Layer):
     def multiply_adds(self, output_shape):
         return self.steps * sum(self.params[k].size for k in self.weight_keys if k in self.params)
 
+    def working_values(self):
+        # per step and direction, at most: the pre-activations, their gradients and h·Wh's (3 G·U), h and the carried
+        # states' caches (3 U)
+        return self.steps * len(self.directions) * self.units * (3 * self.gates + 3)
+
     # -- one step, given by each cell ----------------------------------------------------------------------
 
     def step(self, z: np.ndarray, a: np.ndarray, state: tuple, suffix: str) -> tuple[tuple, tuple]:

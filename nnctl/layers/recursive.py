@@ -79,6 +79,11 @@ class Recursive(Layer):
         self.params["W"] = self.weight_init((2 * d, d), 2 * d, d, rng, dtype)
         self.params["b"] = self.bias_init((d,), 2 * d, d, rng, dtype)
         self._zero_grads()
+        self.nodes = input_shape[0]
+
+    def working_values(self):
+        # per node: its vector and gradient, and an inner node's children side by side, pre-activation and gradients
+        return self.nodes * self.dim * 6
 
     def forward(self, x, training):
         self._read_tables(x)
