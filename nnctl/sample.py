@@ -40,12 +40,25 @@ class LanguageModel:
         rng = np.random.default_rng(seed)
         ids = self.start(rng) if prime is None else self.prime_ids(prime)
         window, dtype = self.model.input_shape[0], self.model.params()[0].dtype
+        if len(ids) < window and not self.reads_fewer_steps(dtype):
+            raise ConfigError(f"--prime holds {len(ids)} tokens, but this model reads exactly {window} at a time "
+                              f"(data.seq_len; a layer such as flatten ties its weights to the steps); give a "
+                              f"--prime of at least {window} tokens")
         for _ in range(length):
             logits = self.model.forward(to_device(np.array([ids[-window:]], dtype=dtype)))[0, -1]
             logits = check_finite(logits).astype(np.float64)
             p = to_host(softmax((logits - logits.max()) / temperature))  # the best at 0: no inf - inf at a tiny T
             ids.append(int(rng.choice(len(self.vocab), p=p)))
         return LEVELS[self.level].join(self.vocab[i] for i in ids)
+
+    def reads_fewer_steps(self, dtype: np.dtype) -> bool:
+        """Whether the model takes fewer tokens than its training windows (as recurrent layers do), giving next-token
+        logits for each: tried on one token."""
+        try:
+            outputs = self.model.forward(to_device(np.zeros((1, 1), dtype=dtype)))
+        except ValueError:  # a product whose sizes no longer fit: a flatten or reshape fixed the steps
+            return False
+        return tuple(outputs.shape) == (1, 1, len(self.vocab))
 
     def start(self, rng: np.random.Generator) -> list[int]:
         """The ids a sample starts from without a prime: a newline where the vocabulary has one (a char model's),

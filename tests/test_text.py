@@ -200,3 +200,33 @@ def test_sample_without_a_prime_starts_from_a_token_of_the_vocabulary(tmp_path, 
     assert nnctl("sample", str(run), "--length", "6", "--seed", "4").stdout == first.stdout
     tokens = first.stdout[:-1].split(" ") if level == "word" else list(first.stdout[:-1])
     assert len(tokens) == 1 + 6 and set(tokens) <= set(vocab)
+
+
+@pytest.mark.slow
+def test_sample_from_a_model_tied_to_its_window_length_needs_a_prime_that_long(tmp_path):
+    """A flatten between the LSTM and the logits ties the weights to seq_len: a shorter prime was an internal error."""
+    config = tmp_path / "tied.yaml"
+    config.write_text(f"""
+        name: tied
+        data: {{type: text, path: {TEXT}, seq_len: 10, subset: 64}}
+        model:
+          layers:
+            - {{type: embedding, vocab_size: 65, dim: 4}}
+            - {{type: lstm, units: 8, return_sequences: true}}
+            - {{type: flatten}}
+            - {{type: dense, units: 650}}
+            - {{type: reshape, shape: [10, 65]}}
+        loss: softmax_cross_entropy
+        optimizer: {{type: adam, lr: 0.01}}
+        train: {{epochs: 1, batch_size: 16}}
+    """.replace("\n        ", "\n"))
+    runs = tmp_path / "runs"
+    assert nnctl("train", str(config), "--runs-dir", str(runs), "-q").returncode == 0
+    (run,) = runs.iterdir()
+    for prime in (["--prime", "And God"], []):
+        short = nnctl("sample", str(run), *prime, "--length", "5")
+        assert short.returncode == 2, short.stderr
+        assert short.stderr.startswith(f"error: --prime holds {len(prime[1]) if prime else 1} tokens, but this "
+                                       "model reads exactly 10 at a time"), short.stderr
+    long = nnctl("sample", str(run), "--prime", "And God said", "--length", "5", "--seed", "0")
+    assert long.returncode == 0 and long.stdout.startswith("And God said") and len(long.stdout) == 12 + 5 + 1
