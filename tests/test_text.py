@@ -14,7 +14,7 @@ from nnctl import checkpoint
 from nnctl.builder import build_model
 from nnctl.config import from_dict
 from nnctl.data import DATASETS
-from nnctl.errors import DataError
+from nnctl.errors import ConfigError, DataError
 from nnctl.limits import ENV
 from nnctl.trained import Trained
 from nnctl.unpickle import safe_unpickle
@@ -46,6 +46,29 @@ def test_word_level_tokens(tmp_path):
     assert data.vocab == ["and", "cat", "hat", "mat", "on", "sat", "the"]
     words = [data.vocab[int(i)] for i in data.train.x[0]] + [data.vocab[data.train.y[0, -1]]]
     assert words == ["the", "cat", "sat"]
+
+
+@pytest.mark.parametrize("level, vocab, message", [
+    ("char", ["a", "bc"], "vocab lists 'bc', which is no char token of a text (one character each)"),
+    ("word", ["the", "a cat"], "vocab lists 'a cat', which is no word token of a text (a word: no spaces, not empty)"),
+    ("word", [""], "vocab lists '', which is no word token"),
+    ("char", [], "vocab is empty; leave it out to take the text's"),
+])
+def test_a_vocabulary_of_tokens_the_text_cannot_hold_is_refused(tmp_path, level, vocab, message):
+    path = tmp_path / "t.txt"
+    path.write_text("the cat sat on the mat " * 10)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        text_source(path, level=level, vocab=vocab)
+
+
+def test_a_vocabulary_that_leaves_too_little_of_the_text_says_so(tmp_path):
+    """It was 'the training split is empty', which named neither the vocabulary nor the text."""
+    path = tmp_path / "t.txt"
+    path.write_text("the cat sat on the mat " * 10)
+    with pytest.raises(DataError, match=re.escape(f"{path}: 10 of its 230 char tokens are in the vocabulary "
+                                                  "(data.vocab, or a checkpoint's), and they make fewer than 2 windows "
+                                                  "of data.seq_len 5 (plus one); use a text of that vocabulary")):
+        text_source(path, seq_len=5, vocab=["c", "X"]).load(np.float32)  # the text has 10 c, no X
 
 
 def test_a_text_too_short_for_two_windows_is_refused(tmp_path):

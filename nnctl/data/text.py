@@ -36,8 +36,13 @@ class Text(FileSource):
             raise ValueError(f"seq_len must be at least 1, got {seq_len}")
         if level not in LEVELS:
             raise ValueError(f"level must be 'char' or 'word', got '{level}'")
+        if vocab is not None and not vocab:
+            raise ValueError("vocab is empty; leave it out to take the text's")
         if vocab is not None and len(set(vocab)) != len(vocab):
             raise ValueError("vocab lists a token twice")
+        if vocab is not None and (odd := [t for t in vocab if tokenize(t, level) != [t]]):
+            raise ValueError(f"vocab lists {odd[0]!r}, which is no {level} token of a text ("
+                             + ("one character each)" if level == "char" else "a word: no spaces, not empty)"))
         self.file, self.seq_len, self.level, self.vocab = path, seq_len, level, vocab
 
     def peek(self) -> tuple[int, ...]:
@@ -46,19 +51,27 @@ class Text(FileSource):
     def read(self) -> Arrays:
         path = self.path(self.file)
         tokens = tokenize(read_text(path, DataError, "text file", BYTES_PER_TOKEN, "text as token ids"), self.level)
-        windows = (len(tokens) - 1) // self.seq_len
-        if windows < 2:
-            raise DataError(f"{path}: {len(tokens)} {self.level} tokens make fewer than 2 windows of "
-                            f"data.seq_len {self.seq_len} (plus one); use a longer text or a smaller seq_len")
+        windows = self._windows(len(tokens), f"{path}: {len(tokens)} {self.level} tokens",
+                                "use a longer text or a smaller seq_len")
         if self.vocab is None:
             self.vocab = sorted(set(tokens[: (windows - self.validation_count(windows)) * self.seq_len + 1]))
         self.num_classes = len(self.vocab)
         index = {token: i for i, token in enumerate(self.vocab)}
         ids = np.array([index[t] for t in tokens if t in index], dtype=np.int64)
-        windows = (len(ids) - 1) // self.seq_len
+        windows = self._windows(len(ids), f"{path}: {len(ids)} of its {len(tokens)} {self.level} tokens are in the "
+                                          "vocabulary (data.vocab, or a checkpoint's), and they",
+                                "use a text of that vocabulary, or leave data.vocab out to take the text's")
         span = windows * self.seq_len
         return (ids[:span].reshape(windows, self.seq_len), ids[1:span + 1].reshape(windows, self.seq_len),
                 None, None)
+
+    def _windows(self, count: int, tokens: str, advice: str) -> int:
+        """How many windows of seq_len tokens (plus the next one) `count` tokens make; below 2, DataError saying
+        what `tokens` are and the `advice`."""
+        windows = (count - 1) // self.seq_len
+        if windows < 2:
+            raise DataError(f"{tokens} make fewer than 2 windows of data.seq_len {self.seq_len} (plus one); {advice}")
+        return windows
 
     def load(self, dtype: type) -> Dataset:
         data = super().load(dtype)
