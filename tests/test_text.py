@@ -195,6 +195,16 @@ def test_token_ids_that_are_no_whole_numbers_are_refused_not_cut(values, shown):
     np.testing.assert_array_equal(model.forward(whole), model.forward(whole.astype(np.int32)))
 
 
+
+@pytest.mark.parametrize("bad", [3, -1])
+def test_token_ids_outside_the_vocabulary_are_refused_as_inputs_not_blamed_on_vocab_size(bad):
+    """predict's ids went to the embedding, whose message asked to change the config's vocab_size."""
+    source = text_source(TEXT, vocab=["a", "b", "c"])
+    np.testing.assert_array_equal(source.inputs(np.array([[0.0, 2.0]]), np.float32), [[0, 2]])
+    with pytest.raises(DataError, match=re.escape(f"the inputs of a text model are token ids from 0 to 2 (its "
+                                                  f"vocabulary of 3), but hold {bad}")):
+        source.inputs(np.array([[0, bad, 1]]), np.float32)
+
 @pytest.mark.slow
 def test_predict_refuses_token_ids_that_are_no_whole_numbers(tmp_path):
     run = train_char_model(tmp_path)

@@ -65,6 +65,14 @@ class Text(FileSource):
         return (ids[:span].reshape(windows, self.seq_len), ids[1:span + 1].reshape(windows, self.seq_len),
                 None, None)
 
+    def inputs(self, x: np.ndarray, dtype: type) -> np.ndarray:
+        ids = super().inputs(x, dtype)
+        size = len(self.vocab or ())
+        if size and ids.size and not 0 <= ids.min() <= ids.max() < size:
+            raise DataError(f"the inputs of a text model are token ids from 0 to {size - 1} (its vocabulary of "
+                            f"{size}), but hold {ids[(ids < 0) | (ids >= size)].ravel()[0]}")
+        return ids
+
     def _windows(self, count: int, tokens: str, advice: str) -> int:
         """How many windows of seq_len tokens (plus the next one) `count` tokens make; below 2, DataError saying
         what `tokens` are and the `advice`."""
