@@ -13,7 +13,7 @@ from nnctl.checkpoint import InputRecipe
 from nnctl.config import Config
 from nnctl.data import DATASETS, Dataset, DatasetSource
 from nnctl.errors import NnctlError
-from nnctl.layers import Layer
+from nnctl.layers import LAYERS, Layer
 from nnctl.layers.activations import Activation
 from nnctl.limits import too_big
 from nnctl.losses import LOSSES, BinaryCrossEntropy, Decay, Loss
@@ -148,6 +148,7 @@ def build(config: Config, weights: bool = True) -> Experiment:
     data = source.load(dtype_t)
     rng = np.random.default_rng([config.data["seed"], 0])
     model = build_model(config, data.input_shape, dtype_t, rng)
+    _check_first_layer(config, source, model)
     loss = LOSSES.build(config.data["loss"], config, ("loss",))
     _check_target_values(config, loss, data)
     data.to_device()
@@ -225,6 +226,16 @@ def check_trains(exp: Experiment) -> None:
         why = ("every layer with parameters has trainable: false" if any(layer.params for layer in exp.model.layers)
                else "no layer of this model has parameters")
         raise exp.config.error(("model", "layers"), f"nothing to train: {why}")
+
+
+def _check_first_layer(config: Config, source: DatasetSource, model: Model) -> None:
+    """Refuses a model whose first layer does not read the indices a dataset gives (token ids, tree node tables)."""
+    if source.indices and model.layers and not model.layers[0].takes_indices:
+        readers = " or ".join(name for name in LAYERS if LAYERS.get(name).takes_indices)
+        raise config.error(("model", "layers", 0), f"data.type {source.registered_name} gives indices (token ids or "
+                                                   f"tree node tables), which only a first layer of type {readers} "
+                                                   f"reads; a {model.layers[0].registered_name} would take them for "
+                                                   "numbers")
 
 
 def output_activation(model: Model) -> str | None:

@@ -299,3 +299,17 @@ def test_the_memory_check_counts_what_a_layer_keeps_beyond_its_output(tmp_path, 
         build(from_dict(make(tmp_path, layer)))
     monkeypatch.setenv(ENV, "2G")
     build(from_dict(make(tmp_path, layer)))
+
+
+@pytest.mark.parametrize("config, data, layers, first", [
+    ("char_lstm.yaml", "text", "[{type: reshape, shape: [100, 1]}, {type: lstm, units: 4, return_sequences: true}, "
+                               "{type: dense, units: 65}]", "reshape"),
+    ("tree_rnn.yaml", "trees", "[{type: flatten}, {type: dense, units: 2}]", "flatten"),
+])
+def test_indices_into_a_first_layer_that_reads_numbers_are_refused(config, data, layers, first):
+    """Token ids through a reshape into an LSTM, or node tables into a dense layer, ended in an internal error (an
+    int64 batch met float weights in a product with an output array)."""
+    with pytest.raises(ConfigError, match=f"model.layers.0: data.type {data} "
+                                          r"gives indices \(token ids or tree node tables\), which only a first layer "
+                                          f"of type embedding or recursive reads; a {first} would take them"):
+        build(load_config(CONFIGS / config, [f"model.layers={layers}"]))
