@@ -70,9 +70,14 @@ def test_bad_augment_options(augment, message):
         load({"type": "inline", "x": [[[[0.0]]]], "y": [0], "flatten": False, "augment": augment})
 
 
-def test_augment_needs_images():
-    with pytest.raises(DataError, match="data.augment shifts and flips images"):
-        load({"type": "inline", "x": [[0.0, 1.0]], "y": [0], "augment": {"flip": True}})
+@pytest.mark.parametrize("x, flatten, advice", [
+    ([[[[0.0, 1.0]]]], True, "set data.flatten: false"),  # images, flattened
+    ([[0.0, 1.0]], True, "leave data.augment out for such data"),  # flat samples: flatten: false would not help
+    ([[[0.0, 1.0], [1.0, 0.0]]], False, "leave data.augment out for such data"),  # a sequence, flatten already false
+])
+def test_augment_needs_images(x, flatten, advice):
+    with pytest.raises(DataError, match=f"data.augment shifts and flips images .*; {advice}$"):
+        load({"type": "inline", "x": x, "y": [0], "flatten": flatten, "augment": {"flip": True}})
 
 
 def test_normalize_per_channel_with_the_training_statistics():

@@ -124,6 +124,9 @@ def test_dataset_keeps_node_tables_integer_and_refuses_scaling():
     config = from_dict({"data": {"type": "trees", "path": str(TRAIN), "normalize": True}})
     with pytest.raises(ConfigError, match="normalize does not apply to trees: its inputs are indices"):
         DATASETS.build(config.data["data"], config, ("data",), base_dir=".")
+    config = from_dict({"data": {"type": "trees", "path": str(TRAIN), "augment": {"shift": 1}}})
+    with pytest.raises(ConfigError, match="augment does not apply to trees: its inputs are indices"):
+        DATASETS.build(config.data["data"], config, ("data",), base_dir=".")
 
 
 def test_forward_values_by_hand():

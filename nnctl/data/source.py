@@ -45,10 +45,10 @@ class DatasetSource:
             raise ValueError(f"a validation fraction must be between 0 and 1 (exclusive), got {validation}")
         if isinstance(validation, int) and validation < 1:
             raise ValueError(f"a validation count must be at least 1, got {validation}")
-        if self.indices and (scale, shift) != (1.0, 0.0):
-            raise ValueError(f"scale and shift do not apply to {self.registered_name}: its inputs are indices")
-        if self.indices and normalize:
-            raise ValueError(f"normalize does not apply to {self.registered_name}: its inputs are indices")
+        for options, given in (("scale and shift do", (scale, shift) != (1.0, 0.0)), ("normalize does", normalize),
+                               ("augment does", bool(augment))):
+            if self.indices and given:
+                raise ValueError(f"{options} not apply to {self.registered_name}: its inputs are indices")
         if classes is not None and (not classes or min(classes) < 0 or max(classes) > MAX_LABEL
                                     or len(set(classes)) != len(classes)):
             raise ValueError(f"classes must list distinct class labels (0 to {MAX_LABEL:,}), got {classes}")
@@ -124,8 +124,10 @@ class DatasetSource:
         if self.validation == "test":
             val = test
         if self.augment and train.x.ndim != 4:
+            images = self.flatten and len(self.sample_shape) == 3
             raise DataError(f"{self.origin('training')}: data.augment shifts and flips images (channels, height, "
-                            f"width), but the samples have shape {train.x.shape[1:]}; set data.flatten: false")
+                            f"width), but the samples have shape {train.x.shape[1:]}; "
+                            + ("set data.flatten: false" if images else "leave data.augment out for such data"))
         if self.augment and self.augment.shift >= min(train.x.shape[2:]):
             raise ConfigError(f"data.augment.shift: {self.augment.shift} pixels would move a {train.x.shape[2]}×"
                             f"{train.x.shape[3]} image off its frame; shift by less than {min(train.x.shape[2:])}")
