@@ -1,6 +1,7 @@
 """The `nnctl` command line: parses arguments, calls the library, renders results."""
 
 import dataclasses
+import io
 import json
 import math
 import os
@@ -793,12 +794,20 @@ def _interrupted(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
+def _escape_what_stdout_cannot_encode() -> None:
+    """Characters stdout's encoding lacks (a cp1252 console's, PYTHONIOENCODING=ascii) print as \\x escapes, as
+    Python's stderr prints them, instead of failing the command (sampled text, a vocabulary, file names)."""
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(errors="backslashreplace")
+
+
 def main() -> None:
     """Entry point: user errors become one message and a non-zero exit, never a traceback."""
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not where the shell ignores it (`cmd &`)
         signal.signal(signal.SIGINT, _interrupted)
     if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
         signal.signal(signal.SIGTERM, _interrupted)
+    _escape_what_stdout_cannot_encode()
     try:
         threads.apply_override()
         memory_limit()  # a malformed NNCTL_MAX_MEMORY stops here, before any work

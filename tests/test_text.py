@@ -263,3 +263,17 @@ def test_sample_from_a_model_tied_to_its_window_length_needs_a_prime_that_long(t
                                        "model reads exactly 10 at a time"), short.stderr
     long = nnctl("sample", str(run), "--prime", "And God said", "--length", "5", "--seed", "0")
     assert long.returncode == 0 and long.stdout.startswith("And God said") and len(long.stdout) == 12 + 5 + 1
+
+
+@pytest.mark.slow
+def test_sample_to_a_stdout_that_cannot_encode_the_text_prints_escapes(tmp_path):
+    """A cp1252 console or PYTHONIOENCODING=ascii made printing 'café' an internal error (UnicodeEncodeError)."""
+    text = tmp_path / "text.txt"
+    text.write_text("café naïve über " * 100, encoding="utf-8")
+    run = train_char_model(tmp_path, f"data.path={text}", "model.layers.0.vocab_size=12", "model.layers.2.units=12")
+    result = nnctl("sample", str(run), "--prime", "café", "--length", "20", "--seed", "1",
+                   env={"PYTHONIOENCODING": "ascii"})
+    assert result.returncode == 0, result.stderr
+    utf8 = nnctl("sample", str(run), "--prime", "café", "--length", "20", "--seed", "1")
+    assert result.stdout == utf8.stdout.encode("ascii", "backslashreplace").decode("ascii")
+    assert result.stdout.startswith("caf\\xe9")
