@@ -7,6 +7,7 @@ import numpy as np
 from nnctl.backend import to_device, to_host
 from nnctl.data.text import LEVELS, tokenize
 from nnctl.errors import CheckpointError, ConfigError
+from nnctl.experiment import output_activation
 from nnctl.layers.activations import softmax
 from nnctl.metrics import check_finite
 from nnctl.model import Model
@@ -19,6 +20,8 @@ class LanguageModel:
     def __init__(self, model: Model, vocab: list[str], level: str):
         self.model, self.vocab, self.level = model, vocab, level
         self.index = {token: i for i, token in enumerate(vocab)}
+        self.probabilities = output_activation(model) == "softmax"
+        """Whether the model ends in a softmax (as one trained with mse may): its outputs are then not logits."""
 
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu") -> "LanguageModel":
@@ -46,10 +49,18 @@ class LanguageModel:
                               f"--prime of at least {window} tokens")
         for _ in range(length):
             logits = self.model.forward(to_device(np.array([ids[-window:]], dtype=dtype)))[0, -1]
-            logits = check_finite(logits).astype(np.float64)
+            logits = self.logits(check_finite(logits).astype(np.float64))
             p = to_host(softmax((logits - logits.max()) / temperature))  # the best at 0: no inf - inf at a tiny T
             ids.append(int(rng.choice(len(self.vocab), p=p)))
         return LEVELS[self.level].join(self.vocab[i] for i in ids)
+
+    def logits(self, outputs: np.ndarray) -> np.ndarray:
+        """The model's outputs for the next token as logits: as they are, or the log of a final softmax's
+        probabilities (-inf for a probability of 0, never drawn), so that softmax(logits / T) is p^(1/T) rescaled."""
+        if not self.probabilities:
+            return outputs
+        with np.errstate(divide="ignore"):
+            return np.log(outputs)
 
     def reads_fewer_steps(self, dtype: np.dtype) -> bool:
         """Whether the model takes fewer tokens than its training windows (as recurrent layers do), giving next-token

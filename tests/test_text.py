@@ -16,6 +16,7 @@ from nnctl.config import from_dict
 from nnctl.data import DATASETS
 from nnctl.errors import ConfigError, DataError
 from nnctl.limits import ENV
+from nnctl.sample import LanguageModel
 from nnctl.trained import Trained
 from nnctl.unpickle import safe_unpickle
 
@@ -277,3 +278,18 @@ def test_sample_to_a_stdout_that_cannot_encode_the_text_prints_escapes(tmp_path)
     utf8 = nnctl("sample", str(run), "--prime", "café", "--length", "20", "--seed", "1")
     assert result.stdout == utf8.stdout.encode("ascii", "backslashreplace").decode("ascii")
     assert result.stdout.startswith("caf\\xe9")
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.5])
+def test_sampling_from_a_model_that_ends_in_softmax_draws_its_probabilities(temperature):
+    """A model trained with mse through a final softmax gives probabilities, which were taken for logits: drawn
+    from softmax(p / T), 0.9 / 0.05 / 0.05 came out as about 0.54 / 0.23 / 0.23."""
+    p = np.array([0.9, 0.05, 0.05])
+    model = build_model(from_dict({"model": {"layers": [
+        {"type": "embedding", "vocab_size": 3, "dim": 1, "weight_init": "zeros"},
+        {"type": "dense", "units": 3, "activation": "softmax", "weight_init": "zeros", "bias_init": np.log(p).tolist()},
+    ]}}), (4,), np.float64, np.random.default_rng(0))
+    lm = LanguageModel(model, ["a", "b", "c"], "char")
+    drawn = [lm.generate("a", 1, temperature, seed=seed)[-1] for seed in range(3000)]
+    want = p ** (1 / temperature) / (p ** (1 / temperature)).sum()
+    assert drawn.count("a") / len(drawn) == pytest.approx(want[0], abs=0.02)
