@@ -2,6 +2,7 @@
 best.pkl), train.log with its console lines."""
 
 import csv
+import io
 import json
 import math
 import os
@@ -16,6 +17,7 @@ from nnctl.console import PlainConsole, stdout_closed
 from nnctl.errors import NnctlError
 from nnctl.files import read_bytes, regular_file
 from nnctl.metrics import improves
+from nnctl.outputs import replacing
 
 WRITTEN = ("config.yaml", "metrics.csv", "metrics.jsonl", "summary.json", "summary.json.tmp", "train.log")
 """The files a run writes in its folder, beside checkpoints/*.pkl."""
@@ -41,6 +43,13 @@ def check_run_files(run_dir: Path) -> None:
                                  "again") from None
 
 
+def leftovers(run_dir: Path) -> list[Path]:
+    """The temporary files a kill can leave in a run folder while its files were replaced whole."""
+    return [path for path in [*(run_dir / "checkpoints").glob(".*.tmp"), run_dir / "summary.json.tmp",
+                              *(tmp for name in WRITTEN for tmp in run_dir.glob(f".{name}.*.tmp"))]
+            if path.exists() and not path.is_dir()]
+
+
 def _first_link(folder: Path) -> Path | None:
     """The first symbolic link, or file with hard links elsewhere, under `folder` (links not followed), or None."""
     for root, dirs, files in os.walk(folder):
@@ -58,12 +67,16 @@ class MetricFiles:
         self.columns = columns
 
     def rewrite(self, history: list[dict[str, Any]]) -> None:
-        """Both files from scratch, holding exactly `history` (used when a run starts or resumes)."""
-        with open(self.csv_path, "w", newline="") as f:
-            csv.DictWriter(f, self.columns, extrasaction="ignore").writeheader()
-        self.jsonl_path.write_text("")
-        for row in history:
-            self.append(row)
+        """Both files from scratch, holding exactly `history` (used when a run starts or resumes); each replaced
+        whole, so a full disk or a kill midway leaves the old one as it was."""
+        table = io.StringIO(newline="")
+        writer = csv.DictWriter(table, self.columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(history)
+        for path, text in ((self.csv_path, table.getvalue()),
+                           (self.jsonl_path, "".join(json.dumps(row) + "\n" for row in history))):
+            with replacing(path, "the run's metrics") as f:
+                f.write(text.encode())
 
     def recorded_epochs(self) -> tuple[list[dict[str, Any]], bool] | None:
         """The epoch rows metrics.jsonl holds up to its first unreadable line (a kill can cut the last one), and

@@ -27,7 +27,7 @@ from nnctl.experiment import Experiment, build, check_trains
 from nnctl.metrics import MetricSums, evaluate
 from nnctl.outputs import REFUSALS, replacing
 from nnctl.resume import check_course, check_own_run, init_weights, own_run_of, resume_source, run_ended
-from nnctl.run_files import Checkpoints, MetricFiles, Monitor, Progress, check_run_files, format_value
+from nnctl.run_files import Checkpoints, MetricFiles, Monitor, Progress, check_run_files, format_value, leftovers
 from nnctl.tensorboard import TensorBoard
 from nnctl.tracking import MLflow
 from nnctl.trained import Trained
@@ -102,9 +102,8 @@ class Runner:
         TensorBoard.check(exp.config)
         MLflow.check(exp.config)
         if own_run:  # what a kill left half-written
-            for leftover in [*(own_run / "checkpoints").glob(".*.tmp"), own_run / "summary.json.tmp"]:
-                if not leftover.is_dir():
-                    leftover.unlink(missing_ok=True)
+            for leftover in leftovers(own_run):
+                leftover.unlink(missing_ok=True)
         run_dir = own_run or new_run_dir(runs_dir, exp.config.data["name"])
         runner = cls(exp, run_dir, quiet)
         try:

@@ -183,3 +183,23 @@ def test_a_symlinked_output_replaces_its_target(tmp_path):
     with replacing(link, "the array") as f:
         f.write(b"new")
     assert link.is_symlink() and target.read_bytes() == b"new"
+
+
+@pytest.mark.slow
+@pytest.mark.no_kernels
+def test_a_resume_that_cannot_write_the_metrics_keeps_them_whole(tmp_path):
+    config = tmp_path / "xor.yaml"
+    config.write_text(XOR)
+    trained = nnctl("train", str(config), "train.epochs=6", "train.log_every_steps=1", "--runs-dir",
+                    str(tmp_path / "runs"), "-q")
+    assert trained.returncode == 0, trained.stderr
+    (run,) = (tmp_path / "runs").iterdir()
+    before = {name: (run / name).read_bytes() for name in ("metrics.csv", "metrics.jsonl")}
+    assert len(before["metrics.jsonl"]) > 1000 > len((run / "config.yaml").read_bytes())
+    files = listing(run)
+    clean_error(capped("train", "--resume", str(run), "train.epochs=7", "-q", cap=1000), 1,
+                f"{run / 'metrics.jsonl'}: cannot write the run's metrics: File too large")
+    assert {name: (run / name).read_bytes() for name in before} == before, "the metrics as they were"
+    assert listing(run) == files, "no temporary file left"
+    resumed = nnctl("train", "--resume", str(run), "train.epochs=7", "-q")
+    assert resumed.returncode == 0, resumed.stderr

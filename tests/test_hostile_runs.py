@@ -49,13 +49,15 @@ def test_a_run_killed_with_sigkill_shows_as_crashed_and_its_leftovers_go_at_resu
     assert summary["status"] == "running" and summary["pid"] == process.pid
     assert load_run(run_dir).status == "crashed"
     assert "crashed" in nnctl("runs", "runs", cwd=tmp_path).stdout
-    leftover = run_dir / "checkpoints" / ".last.pkl.abc123.tmp"
-    leftover.write_bytes(b"half a checkpoint")
+    leftovers = [run_dir / "checkpoints" / ".last.pkl.abc123.tmp", run_dir / ".metrics.jsonl.abc123.tmp",
+                 run_dir / ".config.yaml.abc123.tmp"]
+    for leftover in leftovers:
+        leftover.write_bytes(b"half a file")
     epochs = checkpoint.load(run_dir / "checkpoints" / "last.pkl").progress["epoch"]
     result = nnctl("train", "--resume", str(run_dir / "checkpoints" / "last.pkl"), f"train.epochs={epochs + 1}", "-q",
                    cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert not leftover.exists() and load_run(run_dir).status == "finished"
+    assert not any(leftover.exists() for leftover in leftovers) and load_run(run_dir).status == "finished"
 
 
 def test_an_internal_error_marks_the_run_failed_with_its_message(tmp_path, monkeypatch):
