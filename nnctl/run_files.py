@@ -2,6 +2,7 @@
 best.pkl), train.log with its console lines."""
 
 import csv
+import fcntl
 import io
 import json
 import math
@@ -18,6 +19,7 @@ from nnctl.errors import NnctlError
 from nnctl.files import read_bytes, regular_file
 from nnctl.metrics import improves
 from nnctl.outputs import replacing
+from nnctl.runs import read_summary
 
 WRITTEN = ("config.yaml", "metrics.csv", "metrics.jsonl", "summary.json", "summary.json.tmp", "train.log")
 """The files a run writes in its folder, beside checkpoints/*.pkl."""
@@ -57,6 +59,39 @@ def _first_link(folder: Path) -> Path | None:
             if path.is_symlink() or (path.is_file() and path.stat().st_nlink > 1):
                 return path
     return None
+
+
+class RunLock:
+    """A run folder held by the process training in it (an advisory lock the system drops when the process ends,
+    killed or not), so that a second process, such as a resume of the same run, cannot write into it too."""
+
+    def __init__(self, run_dir: Path):
+        self.fd: int | None = None
+        try:
+            fd = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError:  # the run's own checks and writes say what is wrong with the folder
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            pid = read_summary(run_dir, []).get("pid")
+            raise NnctlError(f"{run_dir}: another nnctl process{f' (pid {pid})' if pid else ''} is training this run "
+                             "now; nothing was changed. Wait for it to end, or stop it (Ctrl-C, or kill PID) and "
+                             "resume the run then") from None
+        except OSError:  # a file system without locks: the run goes on unguarded
+            os.close(fd)
+            return
+        self.fd = fd
+
+    def release(self) -> None:
+        """Lets another process train in the folder."""
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def __del__(self) -> None:  # a run that failed before it trained
+        self.release()
 
 
 class MetricFiles:

@@ -27,7 +27,16 @@ from nnctl.experiment import Experiment, build, check_trains
 from nnctl.metrics import MetricSums, evaluate
 from nnctl.outputs import REFUSALS, replacing
 from nnctl.resume import check_course, check_own_run, init_weights, own_run_of, resume_source, run_ended
-from nnctl.run_files import Checkpoints, MetricFiles, Monitor, Progress, check_run_files, format_value, leftovers
+from nnctl.run_files import (
+    Checkpoints,
+    MetricFiles,
+    Monitor,
+    Progress,
+    RunLock,
+    check_run_files,
+    format_value,
+    leftovers,
+)
 from nnctl.tensorboard import TensorBoard
 from nnctl.tracking import MLflow
 from nnctl.trained import Trained
@@ -37,8 +46,9 @@ from nnctl.yaml_loader import dump_yaml
 class Runner:
     """Trains one experiment into one run directory."""
 
-    def __init__(self, exp: Experiment, run_dir: Path, quiet: bool = False):
+    def __init__(self, exp: Experiment, run_dir: Path, quiet: bool = False, lock: RunLock | None = None):
         self.exp, self.run_dir = exp, run_dir
+        self.lock = lock or RunLock(run_dir)
         self.files = MetricFiles(run_dir, self._columns())
         self.checkpoints = Checkpoints(run_dir)
         self.tensorboard = TensorBoard(run_dir) if exp.settings.tensorboard else None
@@ -91,6 +101,7 @@ class Runner:
         checkpoint (best.pkl, a copy) in a new one under `runs_dir`, so no later metrics are overwritten."""
         path = resume_source(Path(path))
         own_run = own_run_of(path)
+        lock = RunLock(own_run) if own_run else None  # before anything in the folder is read to be checked
         if own_run:
             check_run_files(own_run)
         trained = Trained.load(path)
@@ -105,7 +116,7 @@ class Runner:
             for leftover in leftovers(own_run):
                 leftover.unlink(missing_ok=True)
         run_dir = own_run or new_run_dir(runs_dir, exp.config.data["name"])
-        runner = cls(exp, run_dir, quiet)
+        runner = cls(exp, run_dir, quiet, lock)
         try:
             runner._restore(trained.saved, path, finish=own_run is not None and not run_ended(own_run))
         except NnctlError:
@@ -193,9 +204,11 @@ class Runner:
             if self.tracker:
                 self.tracker.close({"status": "stopped" if isinstance(exc, KeyboardInterrupt) else "failed"},
                                    self.run_dir)
+            self.lock.release()
             raise
         if self.tracker:
             self.tracker.close(summary, self.run_dir)
+        self.lock.release()
         return summary
 
     def _fit(self) -> dict[str, Any]:

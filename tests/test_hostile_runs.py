@@ -2,6 +2,7 @@
 leftovers of a kill cleaned at the next start."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -58,6 +59,30 @@ def test_a_run_killed_with_sigkill_shows_as_crashed_and_its_leftovers_go_at_resu
                    cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert not any(leftover.exists() for leftover in leftovers) and load_run(run_dir).status == "finished"
+
+
+def test_a_run_being_trained_is_not_resumed_by_a_second_process_at_once(tmp_path):
+    (tmp_path / "c.yaml").write_text(XOR.replace("epochs: 2", "epochs: 100000"))
+    process = subprocess.Popen([sys.executable, "-m", "nnctl", "train", "c.yaml", "-q"], cwd=tmp_path,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env={**os.environ, "PYTHONPATH": str(REPO)})  # this checkout's nnctl
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not list(tmp_path.glob("runs/*/checkpoints/last.pkl")):
+            time.sleep(0.2)
+        run_dir = next(tmp_path.glob("runs/*"))
+        for again in (str(run_dir), str(run_dir / "checkpoints" / "last.pkl")):
+            clean_error(nnctl("train", "--resume", again, "-q", cwd=tmp_path, timeout=60), 1,
+                        f"{run_dir}: another nnctl process (pid {process.pid}) is training this run now")
+        assert process.poll() is None, "the first run goes on"
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=60)
+    assert process.returncode == 130 and load_run(run_dir).status == "stopped"
+    epochs = [json.loads(line)["epoch"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == list(range(1, len(epochs) + 1)), "one process wrote the metrics"
+    resumed = nnctl("train", "--resume", str(run_dir), f"train.epochs={len(epochs) + 1}", "-q", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
 
 
 def test_an_internal_error_marks_the_run_failed_with_its_message(tmp_path, monkeypatch):
