@@ -42,10 +42,11 @@ def check_target(path: Path) -> None:
 
 
 @contextmanager
-def replacing(path: Path, what: str, error: type[NnctlError] = NnctlError, parents: bool = False
-              ) -> Iterator[BinaryIO]:
-    """A binary file for `what`, renamed onto `path` (through a symlink, onto its target) once written and synced;
-    on any failure it is deleted and `path` left as it was. An OSError becomes `error` naming `path`."""
+def replacing(path: Path, what: str, error: type[NnctlError] = NnctlError, parents: bool = False,
+              sync: bool = True) -> Iterator[BinaryIO]:
+    """A binary file for `what`, renamed onto `path` (through a symlink, onto its target) once written and synced
+    (not synced without `sync`: whole after a kill, not after a machine's crash); on any failure it is deleted and
+    `path` left as it was. An OSError becomes `error` naming `path`."""
     check_target(path)
     target = real_path(path)
     tmp = None
@@ -59,7 +60,8 @@ def replacing(path: Path, what: str, error: type[NnctlError] = NnctlError, paren
             os.fchmod(f.fileno(), MODE)
             yield f
             f.flush()
-            os.fsync(f.fileno())
+            if sync:
+                os.fsync(f.fileno())
         os.replace(tmp, target)
     except BaseException as exc:
         if tmp is not None:

@@ -212,19 +212,20 @@ class Runner:
         return summary
 
     def _fit(self) -> dict[str, Any]:
+        """Trains, then tests; the summary says how it ended, also when the run's files cannot be written."""
         self.started = time.perf_counter()
-        self._write_summary("running")
-        previous = _catch_stops(self)
         try:
-            status = self._loop()
+            self._write_summary("running")
+            return self._end(self._train())
         except TrainingError as exc:
-            self._write_summary("failed", error=str(exc))
+            with contextlib.suppress(NnctlError):  # the summary itself may be what cannot be written
+                self._write_summary("failed", error=str(exc))
             raise
         except Exception as exc:
             if isinstance(exc, OSError) and exc.errno in REFUSALS:  # a full disk, a quota: the user's to fix
                 refused = TrainingError(f"{exc.filename or self.run_dir}: cannot write the run's files: "
                                         f"{exc.strerror or exc}; the last checkpoint written whole is kept")
-                with contextlib.suppress(OSError):  # the summary may not fit either
+                with contextlib.suppress(NnctlError):  # the summary may not fit either
                     self._write_summary("failed", error=str(refused))
                 raise refused from None
             self._write_summary("failed", error=f"internal error: {type(exc).__name__}: {exc}")  # a bug in nnctl
@@ -233,28 +234,28 @@ class Runner:
             self._write_summary("stopped", error="interrupted at once by a second Ctrl-C; last.pkl holds the "
                                                  "end of the last finished epoch")
             raise
+
+    def _train(self) -> str:
+        """The epochs, with Ctrl-C and SIGTERM asking for a stop after the current step; how they ended: finished,
+        stopped or early_stopped."""
+        previous = _catch_stops(self)
+        try:
+            if self.step == 0 and self.exp.settings.eval_every_steps:
+                self._evaluate_at_step()  # the curves start from the untrained model
+            while not self._done():
+                if self._run_epoch():
+                    self._check_finite(f"at epoch {self.epoch + 1}, batch {self.batch}")
+                    return "stopped"
+                if self._end_epoch():
+                    return "early_stopped"
+            return "finished"
         finally:
             _restore_handlers(previous)
             if self.tensorboard:
                 self.tensorboard.close()
-        return self._finish(status)
 
-    def _loop(self) -> str:
-        """Runs epochs until the budget is spent; returns how the loop ended: finished, stopped (Ctrl-C, SIGTERM)
-        or early_stopped."""
-        if self.step == 0 and self.exp.settings.eval_every_steps:
-            self._evaluate_at_step()  # the curves start from the untrained model
-        while not self._done():
-            if self._run_epoch():
-                self._check_finite(f"at epoch {self.epoch + 1}, batch {self.batch}")
-                return "stopped"
-            if self._end_epoch():
-                return "early_stopped"
-        return "finished"
-
-    def _finish(self, status: str) -> dict[str, Any]:
-        """Ends the run as the loop ended it: a stopped run saves where it stopped; any other is tested, with the
-        best weights where early stopping restores them. Returns the summary."""
+    def _end(self, status: str) -> dict[str, Any]:
+        """A stopped run's last.pkl and resume command, or an ended run's test metrics; the summary either way."""
         if status == "stopped":
             self.checkpoints.save_last(self._payload())
             self.progress.say(f"{why_stopped()}stopped at epoch {self.epoch + 1}, batch {self.batch}. "
@@ -448,11 +449,10 @@ class Runner:
             "heartbeat": time.time(),
             "versions": {"nnctl": __version__, "numpy": np.__version__, "python": platform.python_version()},
         }
-        # renamed whole, without outputs.replacing's fsync at every epoch: after a machine's crash a damaged summary
-        # is named by `runs list` and written again by the resume
-        tmp = self.run_dir / "summary.json.tmp"
-        tmp.write_text(json.dumps(summary, indent=2) + "\n")
-        os.replace(tmp, self.run_dir / "summary.json")
+        # replaced whole, without a sync at every epoch: after a machine's crash a damaged summary is named by
+        # `runs list` and written again by the resume
+        with replacing(self.run_dir / "summary.json", "the run's summary", TrainingError, sync=False) as f:
+            f.write((json.dumps(summary, indent=2) + "\n").encode())
         return summary
 
 

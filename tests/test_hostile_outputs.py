@@ -203,3 +203,13 @@ def test_a_resume_that_cannot_write_the_metrics_keeps_them_whole(tmp_path):
     assert listing(run) == files, "no temporary file left"
     resumed = nnctl("train", "--resume", str(run), "train.epochs=7", "-q")
     assert resumed.returncode == 0, resumed.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.no_kernels
+def test_a_summary_that_cannot_be_written_is_named_and_leaves_nothing_half_written(work, tmp_path):
+    runs = tmp_path / "runs"
+    result = capped("train", str(work.config), "--runs-dir", str(runs), "-q", cap=450)  # the config fits
+    (run,) = runs.iterdir()
+    clean_error(result, 1, f"{run / 'summary.json'}: cannot write the run's summary: File too large")
+    assert not [path for path in listing(run) if path.endswith(".tmp")], "no temporary file left"
