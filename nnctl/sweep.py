@@ -9,6 +9,9 @@ import json
 import math
 import os
 import re
+import signal
+import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
@@ -536,6 +539,19 @@ _INTERRUPTED: Any = None
 def _in_worker(interrupted: Any) -> None:
     global _INTERRUPTED
     _INTERRUPTED = interrupted
+    threading.Thread(target=_stop_when_orphaned, args=(os.getppid(),), daemon=True).start()
+
+
+def _stop_when_orphaned(parent: int) -> None:
+    """In a worker, once the sweep's process is gone (killed with -9): no member starts, and a SIGTERM every
+    second stops the one in flight after its step, as a SIGTERM to the sweep would, then ends the idle worker,
+    which would otherwise wait for members forever."""
+    while os.getppid() == parent:
+        time.sleep(1)
+    _INTERRUPTED.set()
+    while True:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(1)
 
 
 def run_member(member: Member, sweep_dir: Path, sweep: str) -> tuple[str, str | None, Path | None]:

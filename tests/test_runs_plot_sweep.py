@@ -285,6 +285,42 @@ def test_ctrl_c_stops_a_sweep_and_running_it_again_resumes_the_member(tmp_path, 
     assert [p.name for p in (tmp_path / "runs" / "one").glob("only-*")] == [run.name]
 
 
+def _alive(pid: int) -> bool:
+    """Whether process `pid` runs (a zombie no parent reaps has ended)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_a_sweep_killed_with_sigkill_leaves_no_worker_behind(tmp_path):
+    sweep_file = tmp_path / "k.yaml"
+    sweep_file.write_text(f"base: {CONFIGS / 'xor_mlp.yaml'}\noverrides:\n  train.epochs: 100000\n"
+                          "grid:\n  optimizer.lr: [0.01, 0.02, 0.03]\n")
+    process = subprocess.Popen([sys.executable, "-m", "nnctl", "sweep", str(sweep_file), "--jobs", "2", "--runs-dir",
+                                str(tmp_path / "runs")], cwd=REPO, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    deadline, workers = time.time() + 120, []
+    try:
+        while time.time() < deadline and len(list(tmp_path.glob("runs/k/*/checkpoints/last.pkl"))) < 2:
+            time.sleep(0.1)
+        runs = sorted(tmp_path.glob("runs/k/*-*"))
+        workers = [json.loads((run / "summary.json").read_text())["pid"] for run in runs]
+        assert len(workers) == 2 and process.pid not in workers
+        process.kill()
+        process.wait()
+        deadline = time.time() + 30
+        while time.time() < deadline and any(map(_alive, workers)):
+            time.sleep(0.2)
+        assert not any(map(_alive, workers)), "the workers end with the sweep"
+    finally:
+        process.kill()
+        for pid in filter(_alive, workers):
+            os.kill(pid, signal.SIGKILL)
+    assert [json.loads((run / "summary.json").read_text())["status"] for run in runs] == ["stopped"] * 2
+    assert sorted(tmp_path.glob("runs/k/*-*")) == runs, "no member started after the sweep was gone"
+
+
 def test_sweep_samples_draw_a_random_search_from_the_grid(tmp_path):
     sweep_file = tmp_path / "r.yaml"
     grid = "grid:\n  optimizer.lr: [0.1, 0.01, 0.001]\n  train.batch_size: [16, 32, 64, 128]\n"
