@@ -22,7 +22,7 @@ from nnctl import __version__, backend, kernels, tables, threads
 from nnctl import plot as plots
 from nnctl.check import batch, preflight, time_layers
 from nnctl.config import absolute_paths, apply_overrides, load_config, paths_from_cwd
-from nnctl.console import PlainConsole, note_terminated, stdout_closed, terminated, why_stopped
+from nnctl.console import PlainConsole, note_terminated, stdout_closed, terminated, whole_stdout, why_stopped
 from nnctl.convert import convert as convert_weights
 from nnctl.convert import plan, read_map
 from nnctl.errors import ConfigError, NnctlError, quiet_arithmetic
@@ -808,6 +808,7 @@ def main() -> None:
     if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
         signal.signal(signal.SIGTERM, _interrupted)
     _escape_what_stdout_cannot_encode()
+    whole_stdout()
     try:
         threads.apply_override()
         memory_limit()  # a malformed NNCTL_MAX_MEMORY stops here, before any work

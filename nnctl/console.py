@@ -1,7 +1,9 @@
 """nnctl's consoles: text printed as it is, and a closed stdout (`nnctl train ... | head`) noticed, not fatal;
 and why a command stopped early (its stdout closed, a SIGTERM, else a Ctrl-C)."""
 
+import io
 import os
+import stat
 import sys
 import threading
 
@@ -48,3 +50,42 @@ class PlainConsole(Console):
             _closed.set()
         devnull = os.open(os.devnull, os.O_WRONLY)  # as rich does: Python's own flush at exit fails no more
         os.dup2(devnull, (sys.stderr if self.stderr else sys.stdout).fileno())
+
+
+class _WholeWrites(io.RawIOBase):
+    """A file descriptor written to the last byte, or an OSError naming `name`: Python's text layer ignores a short
+    write, such as a file's at a full disk, and drops the rest of what was printed without a word."""
+
+    def __init__(self, fd: int, name: str):
+        self.fd, self.name = fd, name
+        self.failed = False
+
+    def writable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def write(self, data) -> int:
+        """All of `data`, or an OSError once; what is printed after that goes nowhere (the error has been said)."""
+        view, done = memoryview(data).cast("B"), 0
+        try:
+            while done < len(view) and not self.failed:
+                done += os.write(self.fd, view[done:])
+        except OSError as exc:
+            self.failed = True
+            raise OSError(exc.errno, exc.strerror, self.name) from None
+        return len(view)
+
+
+def whole_stdout() -> None:
+    """Where stdout is a regular file (`nnctl runs list --json > runs.json`), makes what cannot be written to it (a
+    full disk) an OSError rather than output cut short and a success."""
+    try:
+        regular = stat.S_ISREG(os.fstat(sys.stdout.fileno()).st_mode)
+    except (AttributeError, OSError, ValueError):  # no stdout, or one that is no file (a test's capture)
+        return
+    if regular:
+        sys.stdout.flush()
+        sys.stdout = io.TextIOWrapper(io.BufferedWriter(_WholeWrites(sys.stdout.fileno(), "stdout")),
+                                      encoding=sys.stdout.encoding, errors=sys.stdout.errors, line_buffering=True)

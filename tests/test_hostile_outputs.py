@@ -64,15 +64,18 @@ WRITERS: dict[str, Callable[[Work, Path], list[str]]] = {
 """Every command that writes a file the user names with -o, by the name of its output."""
 
 
-def capped(*args: str, cap: int = CAP) -> subprocess.CompletedProcess:
-    """`nnctl ARGS...` whose files may not grow past `cap` bytes: a write beyond fails with EFBIG (File too
-    large), as a write to a full disk fails with ENOSPC."""
+def capped(*args: str, cap: int = CAP, stdout: Path | None = None) -> subprocess.CompletedProcess:
+    """`nnctl ARGS...` whose files (and `stdout`, a file, where given) may not grow past `cap` bytes: a write beyond
+    fails with EFBIG (File too large), as a write to a full disk fails with ENOSPC."""
     def limit() -> None:
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # else the kernel kills the process instead of failing the write
         resource.setrlimit(resource.RLIMIT_FSIZE, (cap, cap))
 
-    return subprocess.run([sys.executable, "-m", "nnctl", *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=300, preexec_fn=limit)
+    with open(stdout or os.devnull, "w") as out:
+        result = subprocess.run([sys.executable, "-m", "nnctl", *args], cwd=REPO, text=True, timeout=300,
+                                stdout=out if stdout else subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=limit)
+    result.stdout = result.stdout or ""  # in the file `stdout`, where given
+    return result
 
 
 @pytest.mark.slow
@@ -213,3 +216,16 @@ def test_a_summary_that_cannot_be_written_is_named_and_leaves_nothing_half_writt
     (run,) = runs.iterdir()
     clean_error(result, 1, f"{run / 'summary.json'}: cannot write the run's summary: File too large")
     assert not [path for path in listing(run) if path.endswith(".tmp")], "no temporary file left"
+
+
+@pytest.mark.slow
+@pytest.mark.no_kernels
+@pytest.mark.parametrize("printer", ["runs list", "runs show", "schema"])
+def test_output_redirected_to_a_full_disk_is_an_error_not_a_cut_short_success(work, tmp_path, printer):
+    args = {"runs list": ["runs", "list", str(work.run.parent), "--json"], "runs show": ["runs", "show", str(work.run)],
+            "schema": ["schema"]}[printer]
+    out = tmp_path / "out.txt"
+    clean_error(capped(*args, stdout=out), 1, "stdout: File too large")
+    assert out.stat().st_size == CAP
+    whole = nnctl(*args)
+    assert whole.returncode == 0 and len(whole.stdout) > CAP, whole.stderr
