@@ -22,6 +22,27 @@ def build_model(config: Config, input_shape: tuple[int, ...], dtype: type,
     """Builds the layers of `model.layers` for inputs of `input_shape` (the dataset's), checking each, on the
     config's device."""
     use(config.data.get("device", "cpu"))
+    layers: list[Layer] = []
+    shapes: list[tuple[int, ...]] = []
+    shape = tuple(input_shape)
+    for path, cls, kwargs in layer_specs(config):
+        layer = construct(cls, kwargs, config, path, f"layer '{cls.registered_name}'",
+                          resolve=partial(with_sub_objects, cls, config=config, path=path))
+        try:
+            out = tuple(layer.output_shape(shape))
+            layer.build(shape, rng, dtype)
+        except ValueError as exc:
+            raise config.error(path, f"{cls.registered_name} on input shape {list(shape)}: {exc}") from None
+        _check_lr_mult(layer, config, path)
+        layers.append(layer)
+        shapes.append(out)
+        shape = out
+    return Model(layers, tuple(input_shape), shapes)
+
+
+def layer_specs(config: Config) -> list[tuple[KeyPath, type[Layer], dict[str, Any]]]:
+    """The model section checked as far as the config alone tells (its keys, model.weights, each layer's type,
+    place and name): each layer's path, class and keyword arguments, `name` filled in as <type>_<count>."""
     section = config.section("model")
     for key in section:
         if key not in MODEL_KEYS:
@@ -31,11 +52,9 @@ def build_model(config: Config, input_shape: tuple[int, ...], dtype: type,
     if not isinstance(specs, list) or not specs:
         raise config.error(("model", "layers"), "expected a non-empty list of layers, "
                                                 "such as '- {type: dense, units: 10}'")
-    layers: list[Layer] = []
-    shapes: list[tuple[int, ...]] = []
+    layers: list[tuple[KeyPath, type[Layer], dict[str, Any]]] = []
     counts: dict[str, int] = {}
     names: dict[str, int] = {}
-    shape = tuple(input_shape)
     for i, spec in enumerate(specs):
         path = ("model", "layers", i)
         cls, kwargs = LAYERS.split(spec, config, path)
@@ -52,18 +71,8 @@ def build_model(config: Config, input_shape: tuple[int, ...], dtype: type,
             raise config.error(given, f"layer name '{kwargs['name']}' is used twice: by model.layers.{first} and "
                                       f"model.layers.{i} (a layer without a name is called <type>_<count>)")
         names[kwargs["name"]] = i
-        layer = construct(cls, kwargs, config, path, f"layer '{cls.registered_name}'",
-                          resolve=partial(with_sub_objects, cls, config=config, path=path))
-        try:
-            out = tuple(layer.output_shape(shape))
-            layer.build(shape, rng, dtype)
-        except ValueError as exc:
-            raise config.error(path, f"{cls.registered_name} on input shape {list(shape)}: {exc}") from None
-        _check_lr_mult(layer, config, path)
-        layers.append(layer)
-        shapes.append(out)
-        shape = out
-    return Model(layers, tuple(input_shape), shapes)
+        layers.append((path, cls, kwargs))
+    return layers
 
 
 def _check_lr_mult(layer: Layer, config: Config, path: KeyPath) -> None:

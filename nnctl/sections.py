@@ -5,18 +5,16 @@ import inspect
 from functools import partial
 from typing import Any
 
-from nnctl.builder import with_sub_objects
+from nnctl.builder import layer_specs, with_sub_objects
 from nnctl.config import SECTIONS, Config
 from nnctl.data import DATASETS
 from nnctl.data.augment import Augment
 from nnctl.experiment import EarlyStopping, TrainSettings, train_settings
-from nnctl.layers import LAYERS
 from nnctl.losses import LOSSES
 from nnctl.optim import OPTIMIZERS
 from nnctl.registry import Registry
 from nnctl.schedules import SCHEDULES
-from nnctl.schema import check_kwargs, construct, signature_params
-from nnctl.weights import weights_spec
+from nnctl.schema import construct, signature_params
 
 SPEC_SECTIONS: dict[str, Registry] = {"data": DATASETS, "loss": LOSSES, "optimizer": OPTIMIZERS,
                                       "schedule": SCHEDULES}
@@ -46,29 +44,27 @@ def resolved(config: Config) -> dict[str, Any]:
         cls, kwargs = registry.split(config.spec(section), config, (section,))
         provided = PROVIDED.get(section, ())
         what = f"{registry.kind} '{cls.registered_name}'"
-        if provided:  # the data source: its constructor finds files, so only its keys are checked here
-            check_kwargs(cls, kwargs, config, (section,), what, provided)
-        else:
-            construct(cls, kwargs, config, (section,), what)
+        construct(cls, kwargs, config, (section,), what, _provided(config, provided))
         data[section] = {"type": cls.registered_name, **with_defaults(cls, kwargs, provided)}
-    weights_spec(config)  # model.weights too, though nothing reads its file here
-    layers = config.section("model").get("layers")
-    if isinstance(layers, list):
-        for i, spec in enumerate(layers):
-            path = ("model", "layers", i)
-            cls, kwargs = LAYERS.split(spec, config, path)
-            construct(cls, kwargs, config, path, f"layer '{cls.registered_name}'",
-                      resolve=partial(with_sub_objects, cls, config=config, path=path))
-            filled = with_defaults(cls, kwargs)
-            if filled.get("name") is None:
-                del filled["name"]  # the builder names it <type>_<n>
-            data["model"]["layers"][i] = {"type": cls.registered_name, **filled}
+    for path, cls, kwargs in layer_specs(config):  # model.weights too, though nothing reads its file here
+        construct(cls, kwargs, config, path, f"layer '{cls.registered_name}'",
+                  resolve=partial(with_sub_objects, cls, config=config, path=path))
+        spec = data["model"]["layers"][path[-1]]
+        filled = with_defaults(cls, kwargs)
+        if not isinstance(spec, dict) or "name" not in spec:
+            del filled["name"]  # the builder names it <type>_<n>
+        data["model"]["layers"][path[-1]] = {"type": cls.registered_name, **filled}
     train = config.section("train")
     train_settings(config)  # early_stopping too
     data["train"] = with_defaults(TrainSettings, train)
     if isinstance(train.get("early_stopping"), dict):
         data["train"]["early_stopping"] = with_defaults(NESTED["early_stopping"], train["early_stopping"])
     return {key: data[key] for key in SECTIONS if key in data}
+
+
+def _provided(config: Config, provided: tuple[str, ...]) -> dict[str, Any]:
+    """The constructor arguments nnctl passes itself, as the builder passes them (the config's folder)."""
+    return {"base_dir": str(config.base_dir)} if "base_dir" in provided else {}
 
 
 def _plain(value: Any) -> Any:
