@@ -61,12 +61,13 @@ def layer_specs(config: Config) -> list[tuple[KeyPath, type[Layer], dict[str, An
         if cls.takes_indices and i > 0:
             raise config.error(path + ("type",), f"{cls.registered_name} reads indices: it must be the first layer")
         counts[cls.registered_name] = counts.get(cls.registered_name, 0) + 1
-        kwargs.setdefault("name", f"{cls.registered_name}_{counts[cls.registered_name]}")
+        if kwargs.get("name") is None:  # `name: null` too, as for every other key
+            kwargs["name"] = f"{cls.registered_name}_{counts[cls.registered_name]}"
         if not is_path_name(kwargs["name"]):
             raise config.error(path + ("name",), f"'{kwargs['name']}' cannot name a layer (its arrays are exported "
                                                  f"as <layer>/<key>); {path_name_rule(kwargs['name'])}")
         if (first := names.get(kwargs["name"])) is not None:
-            named = isinstance(spec, dict) and "name" in spec
+            named = isinstance(spec, dict) and spec.get("name") is not None
             given = path + ("name",) if named else ("model", "layers", first, "name")
             raise config.error(given, f"layer name '{kwargs['name']}' is used twice: by model.layers.{first} and "
                                       f"model.layers.{i} (a layer without a name is called <type>_<count>)")

@@ -51,7 +51,7 @@ def resolved(config: Config) -> dict[str, Any]:
                   resolve=partial(with_sub_objects, cls, config=config, path=path))
         spec = data["model"]["layers"][path[-1]]
         filled = with_defaults(cls, kwargs)
-        if not isinstance(spec, dict) or "name" not in spec:
+        if not isinstance(spec, dict) or spec.get("name") is None:
             del filled["name"]  # the builder names it <type>_<n>
         data["model"]["layers"][path[-1]] = {"type": cls.registered_name, **filled}
     train = config.section("train")

@@ -13,7 +13,7 @@ from helpers import CONFIGS, nnctl
 from nnctl.backend import DTYPES
 from nnctl.config import apply_overrides, from_dict, load_config
 from nnctl.errors import ConfigError
-from nnctl.experiment import build
+from nnctl.experiment import build, initial_model
 from nnctl.sections import resolved
 from nnctl.sweep import Sweep
 
@@ -159,6 +159,14 @@ def test_model_weights_that_name_no_file_are_refused_not_taken_for_none(tmp_path
     for command in ("summary", "eval"):
         result = nnctl(command, str(path), f"model.weights={value}", cwd=tmp_path)
         assert result.returncode == 2 and message in result.stderr, result.stderr
+
+
+def test_a_layer_name_of_null_takes_the_default_as_every_other_key_does():
+    """`name: null` (the signature's default, which an override or a base's deletion writes) is <type>_<n>."""
+    c = config()
+    apply_overrides(c, ["model.layers.0.name=null", "model.layers.1.name=null"])
+    assert [layer.name for layer in initial_model(c).layers] == ["dense_1", "dropout_1", "dense_2"]
+    assert [layer.get("name") for layer in resolved(c)["model"]["layers"]] == [None, None, None]
 
 
 def config():
