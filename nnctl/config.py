@@ -92,6 +92,9 @@ def paths_from_cwd(overrides: typing.Sequence[str], here: Path) -> list[str]:
         except ConfigError:  # reported where the override is applied
             typed.append(text)
             continue
+        if not any(key[:len(path)] == path or path[:len(key)] == key for key in PATH_KEYS):
+            typed.append(text)  # kept as typed: a value such as .nan is not equal to itself, so not compared
+            continue
         given: Any = parsed
         for key in reversed(path):  # the override as config data, to which absolute_paths applies
             given = {key: given}

@@ -147,6 +147,7 @@ def test_bad_config_gives_one_line_and_nonzero_exit(case, tmp_path):
     ("model.layers.7.units=3", ["no such list item"]),
     ("optimizer.momentun=0.9", ["did you mean 'momentum'?"]),
     ("model.layers.*.rate=0.1", ["override 'model.layers.*.rate=0.1'", "its '*' matches no item"]),
+    ("optimizer.lr=.nan", ["override 'optimizer.lr=.nan': optimizer.lr: must be a finite number, got nan"]),
 ])
 def test_bad_override(override, expected, tmp_path):
     (tmp_path / "ok.yaml").write_text(BASE)
