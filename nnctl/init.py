@@ -9,7 +9,7 @@ from nnctl.backend import to_device
 from nnctl.config import Config, KeyPath
 from nnctl.limits import too_big
 from nnctl.registry import Registry
-from nnctl.schema import describe_value, is_instance
+from nnctl.schema import describe_value, finite, is_number
 
 INITIALIZERS: Registry = Registry("initializer")
 
@@ -130,10 +130,17 @@ def make_initializer(spec: Any, config: Config, path: KeyPath) -> Initializer:
     """An initializer from a name, a `{type: ...}` mapping, or explicit numbers."""
     if isinstance(spec, str | dict):
         return INITIALIZERS.build(spec, config, path)
-    if is_instance(spec, (int, float, list)):
+    if finite_numbers(spec):
         try:
             return Explicit(spec)
-        except ValueError:
+        except ValueError:  # lists of unequal lengths
             pass
-    raise config.error(path, f"expected an initializer name, a mapping with 'type', or numbers; "
-                             f"got {describe_value(spec)}")
+    raise config.error(path, f"expected an initializer name, a mapping with 'type', or finite numbers (a number "
+                             f"or lists of them, rows of equal length); got {describe_value(spec)}")
+
+
+def finite_numbers(value: Any) -> bool:
+    """Whether `value` is a finite number (within float's range, not a bool) or nested lists of them."""
+    if isinstance(value, list):
+        return all(finite_numbers(item) for item in value)
+    return is_number(value) and finite(value)

@@ -28,6 +28,10 @@ OVERRIDES = {
     "a layer name that is a path": (["model.layers.0.name=a/b"], "'a/b' cannot name a layer"),
     "a validation count below 1": (["data.validation=-3"], "data: a validation count must be at least 1, got -3"),
     "an unknown augment key": (["data.augment={shfit: 2}"], "augment: unknown key 'shfit' (did you mean 'shift'?)"),
+    "initial values of NaN": (["model.layers.1.bias_init=[.nan, 0]"], "model.layers.1.bias_init: expected an "
+                              "initializer name, a mapping with 'type', or finite numbers"),
+    "an initial value past float's range": ([f"model.layers.1.bias_init={'9' * 400}"], "or finite numbers"),
+    "initial values of true and false": (["model.layers.1.bias_init=[true, false]"], "or finite numbers"),
     "three labels for one sigmoid": ([f"data={INLINE % '[0, 1, 1, 2]'}", "loss=binary_cross_entropy",
                                       "model.layers.1.units=1"], "one sigmoid output tells 2 classes apart"),
     "binary targets below 0": ([f"data={INLINE % '[-0.5, 1, 1, 0]'}", "loss=binary_cross_entropy",
