@@ -20,13 +20,14 @@ def config_schema() -> dict[str, Any]:
     partial (the base supplies the rest)."""
 
     def sections(strict: bool) -> dict[str, Any]:
-        return {
+        schemas = {
             **{name: spec_schema(registry, strict, PROVIDED.get(name, ())) for name, registry in SPEC_SECTIONS.items()},
             "model": {"type": "object", "additionalProperties": False, "properties": {
                 "layers": {"type": "array", "minItems": 1, "items": spec_schema(LAYERS, strict)},
                 "weights": {"type": "string", "description": "an .npz file written by nnctl export"}}},
             "train": class_schema(TrainSettings, strict),
         }
+        return {name: schema if name in REQUIRED_SECTIONS else nullable(schema) for name, schema in schemas.items()}
 
     required = list(REQUIRED_SECTIONS)
     return {
@@ -44,6 +45,11 @@ def config_schema() -> dict[str, Any]:
     }
 
 
+def nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    """`schema`, or null: a key left at (or, over a base, deleted back to) its default."""
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
 def spec_schema(registry: Registry, strict: bool = True, provided: tuple[str, ...] = ()) -> dict[str, Any]:
     """A registered name, or a mapping with `type` and that class's keys."""
     names = list(registry)
@@ -58,7 +64,7 @@ def class_schema(cls: type, strict: bool = True, provided: tuple[str, ...] = (),
     params = arguments(cls, provided)
     properties = {key: _param_schema(key, param) for key, param in params.items()}
     if not strict:  # over a base, `key: null` deletes the base's key
-        properties = {key: {"anyOf": [schema, {"type": "null"}]} for key, schema in properties.items()}
+        properties = {key: nullable(schema) for key, schema in properties.items()}
     required = [k for k, p in params.items() if p.default is inspect.Parameter.empty]
     if name is not None:
         properties = {"type": {"const": name}, **properties}
@@ -74,7 +80,7 @@ def class_schema(cls: type, strict: bool = True, provided: tuple[str, ...] = (),
 def _param_schema(key: str, param: inspect.Parameter) -> dict[str, Any]:
     schema: dict[str, Any]
     if key in NESTED:
-        schema = {"anyOf": [class_schema(NESTED[key]), {"type": "null"}]}
+        schema = nullable(class_schema(NESTED[key]))
     elif key.endswith("_init"):
         schema = initializer_schema()
     else:

@@ -3,6 +3,7 @@ shell completion answers."""
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,9 +12,11 @@ import jsonschema
 import pytest
 
 from helpers import CONFIGS, nnctl
-from nnctl.config import parse_yaml
+from nnctl.config import load_config, parse_yaml
+from nnctl.errors import ConfigError
 from nnctl.jsonschema import config_schema
 from nnctl.layers import LAYERS
+from nnctl.sections import resolved
 
 
 @pytest.fixture(scope="module")
@@ -98,3 +101,21 @@ def test_shell_completion_answers_through_the_installed_command():
 def test_over_a_base_null_deletes_but_alone_it_is_a_type_error(validator):
     assert errors(validator, "base: xor_mlp.yaml\ntrain: {epochs: null}\n") == []
     assert errors(validator, GOOD.replace("epochs: 5", "epochs: null"))
+
+
+def nnctl_accepts(tmp_path: Path, text: str) -> bool:
+    """Whether `nnctl config` takes the config `text` (every key and value checked, no data read)."""
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    try:
+        resolved(load_config(path))
+    except ConfigError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("section", ["schedule", "train"])
+def test_an_optional_section_of_null_takes_its_defaults_for_the_schema_too(validator, tmp_path, section):
+    text = re.sub(r"^train:.*\n", "", GOOD, flags=re.M) + f"{section}: null\n"
+    assert nnctl_accepts(tmp_path, text)
+    assert errors(validator, text) == []
