@@ -9,6 +9,7 @@ from nnctl.config import REQUIRED_SECTIONS, SECTIONS
 from nnctl.experiment import TrainSettings
 from nnctl.init import INITIALIZERS
 from nnctl.layers import LAYERS
+from nnctl.layers.activations import activations
 from nnctl.registry import Registry
 from nnctl.sections import NESTED, PROVIDED, SPEC_SECTIONS, arguments
 
@@ -83,6 +84,8 @@ def _param_schema(key: str, param: inspect.Parameter) -> dict[str, Any]:
         schema = nullable(class_schema(NESTED[key]))
     elif key.endswith("_init"):
         schema = initializer_schema()
+    elif key == "activation":  # the builder's rule (builder.with_sub_objects): a name, or null for none
+        schema = nullable({"enum": list(activations())})
     else:
         schema = type_schema(param.annotation)
     if param.default is not inspect.Parameter.empty and isinstance(param.default, int | float | str | bool | None):

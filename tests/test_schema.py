@@ -66,6 +66,7 @@ train: {epochs: 5, batch_size: full, early_stopping: {patience: 2}}
     ("epochs: 5", "epochs: 5.5"),
     ("data:", "dataset:"),                              # unknown (and missing) section
     ("type: normal, std: 0.1", "type: gaussian"),       # unknown initializer
+    ("activation: tanh", "activation: tahn"),           # unknown activation
 ])
 def test_mistakes_fail_the_schema(validator, old, new):
     assert errors(validator, GOOD) == []

@@ -143,11 +143,16 @@ def softmax(x):
     return e / e.sum(axis=-1, keepdims=True)
 
 
+def activations() -> dict[str, type[Activation]]:
+    """The layers that may also be a layer's `activation:`, by name."""
+    return {n: cls for n in LAYERS if issubclass(cls := LAYERS.get(n), Activation)}
+
+
 def make_activation(name: str | None, config: "Config", path: "KeyPath") -> Activation | None:
     """The activation layer called `name` (None for none), or the config's error at `path`."""
     if name is None:
         return None
-    classes = {n: cls for n in LAYERS if issubclass(cls := LAYERS.get(n), Activation)}
+    classes = activations()
     if name not in classes:
         raise config.error(path, f"unknown activation '{name}'{did_you_mean(name, classes)}; "
                                  f"known: {', '.join(classes)}")
