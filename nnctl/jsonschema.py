@@ -1,6 +1,7 @@
 """A JSON Schema of the config, generated from the constructor signatures the validator reads (`nnctl schema`)."""
 
 import inspect
+import sys
 import types
 import typing
 from typing import Any
@@ -93,9 +94,19 @@ def _param_schema(key: str, param: inspect.Parameter) -> dict[str, Any]:
     return schema
 
 
+FINITE = {"type": "number", "minimum": -sys.float_info.max, "maximum": sys.float_info.max}
+"""A number as matches() takes one for a float: an infinity, or an int past float's range, is none (a NaN, which
+JSON Schema cannot tell apart, is refused by nnctl alone)."""
+MAX_PARAM_AXES = 4
+"""The most axes of a parameter (a convolution's filters, channels, rows, columns), written out as numbers."""
+
+
 def initializer_schema() -> dict[str, Any]:
-    """An initializer name, a mapping with `type`, or the numbers themselves."""
-    return {"anyOf": [spec_schema(INITIALIZERS), {"type": "number"}, {"type": "array"}]}
+    """An initializer name, a mapping with `type`, or the numbers themselves (finite, in lists of lists)."""
+    numbers: dict[str, Any] = FINITE
+    for _ in range(MAX_PARAM_AXES):
+        numbers = {"anyOf": [FINITE, {"type": "array", "items": numbers}]}
+    return {"anyOf": [spec_schema(INITIALIZERS), numbers]}
 
 
 def type_schema(hint: Any) -> dict[str, Any]:
@@ -107,7 +118,9 @@ def type_schema(hint: Any) -> dict[str, Any]:
         return {"anyOf": [type_schema(a) for a in args]}
     if origin is typing.Literal:
         return {"enum": list(args)}
-    simple = {int: "integer", float: "number", str: "string", bool: "boolean", type(None): "null", dict: "object"}
+    simple = {int: "integer", str: "string", bool: "boolean", type(None): "null", dict: "object"}
+    if hint is float:
+        return dict(FINITE)
     if hint in simple:
         return {"type": simple[hint]}
     if origin is dict:

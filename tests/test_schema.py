@@ -67,6 +67,10 @@ train: {epochs: 5, batch_size: full, early_stopping: {patience: 2}}
     ("data:", "dataset:"),                              # unknown (and missing) section
     ("type: normal, std: 0.1", "type: gaussian"),       # unknown initializer
     ("activation: tanh", "activation: tahn"),           # unknown activation
+    ("lr: 1e-3", "lr: .inf"),                           # floats are finite
+    ("lr: 1e-3", "lr: 1" + "0" * 400),                  # and within float's range
+    ("bias_init: [0.5]", "bias_init: [.inf]"),          # explicit initial values too
+    ("bias_init: [0.5]", "bias_init: [true]"),
 ])
 def test_mistakes_fail_the_schema(validator, old, new):
     assert errors(validator, GOOD) == []
@@ -120,3 +124,8 @@ def test_an_optional_section_of_null_takes_its_defaults_for_the_schema_too(valid
     text = re.sub(r"^train:.*\n", "", GOOD, flags=re.M) + f"{section}: null\n"
     assert nnctl_accepts(tmp_path, text)
     assert errors(validator, text) == []
+
+
+def test_explicit_initial_values_of_up_to_four_axes_validate(validator):
+    conv = "[[[[0.1, -0.2], [0.3, 0.4]]]]"  # one filter of one channel, 2 x 2
+    assert errors(validator, GOOD.replace("bias_init: [0.5]", f"weight_init: {conv}")) == []
