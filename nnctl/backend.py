@@ -1,6 +1,7 @@
 """The array module every layer computes with (NumPy, or CuPy on a GPU), the device, and the dtype policy."""
 
 import math
+import re
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
@@ -37,14 +38,16 @@ def resolve_dtype(name: str) -> type:
     return DTYPES[name]
 
 
+DEVICE = r"cpu|cuda(:[0-9]+)?"
+"""The devices parse_device reads, as a regular expression (for the JSON Schema)."""
+
+
 def parse_device(device: str) -> tuple[str, int]:
     """('cpu', 0) or ('cuda', N) for "cpu", "cuda", "cuda:N"; ValueError for anything else."""
-    kind, _, index = str(device).partition(":")
-    if kind == "cpu" and not index:
-        return "cpu", 0
-    if kind == "cuda" and (not index or index.isdigit()):
-        return "cuda", int(index or 0)
-    raise ValueError(f"expected cpu, cuda or cuda:N, got {device!r}")
+    if not isinstance(device, str) or not re.fullmatch(DEVICE, device):
+        raise ValueError(f"expected cpu, cuda or cuda:N, got {device!r}")
+    kind, _, index = device.partition(":")
+    return kind, int(index or 0)
 
 
 def use(device: str) -> None:

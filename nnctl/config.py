@@ -224,10 +224,13 @@ MAX_NAME = 200
 """The longest name of a run, sweep, member or layer (its run directory adds a time to it)."""
 
 
+PATH_NAME = rf"(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9._-]{{0,{MAX_NAME - 1}}}"
+"""A name that can become one file or folder name (a regular expression that Python and JSON Schema both read)."""
+
+
 def is_path_name(name: Any) -> bool:
     """Whether `name` can become one file or folder name: no separators, no '..', nothing absolute."""
-    pattern = rf"[A-Za-z0-9][A-Za-z0-9._-]{{0,{MAX_NAME - 1}}}"
-    return isinstance(name, str) and bool(re.fullmatch(pattern, name)) and ".." not in name
+    return isinstance(name, str) and bool(re.fullmatch(PATH_NAME, name))
 
 
 def path_name_rule(name: Any) -> str:

@@ -6,7 +6,8 @@ import types
 import typing
 from typing import Any
 
-from nnctl.config import REQUIRED_SECTIONS, SECTIONS
+from nnctl.backend import DEVICE, DTYPES
+from nnctl.config import PATH_NAME, REQUIRED_SECTIONS, SECTIONS
 from nnctl.experiment import TrainSettings
 from nnctl.init import INITIALIZERS
 from nnctl.layers import LAYERS
@@ -15,6 +16,8 @@ from nnctl.registry import Registry
 from nnctl.sections import NESTED, PROVIDED, SPEC_SECTIONS, arguments
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
+NAME = {"type": "string", "pattern": f"^{PATH_NAME}$"}
+"""A run's or a layer's name, as is_path_name takes it."""
 
 
 def config_schema() -> dict[str, Any]:
@@ -36,10 +39,11 @@ def config_schema() -> dict[str, Any]:
         "$schema": DRAFT, "title": "nnctl config", "type": "object", "additionalProperties": False,
         "properties": {
             "base": {"type": "string", "description": "a config this one is merged over, relative to this file"},
-            "name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]*$"},
+            "name": NAME,
             "seed": {"type": "integer", "minimum": 0},
-            "dtype": {"enum": ["float32", "float64"]},
-            **{s: {} for s in SECTIONS if s not in ("name", "seed", "dtype")},
+            "dtype": {"enum": list(DTYPES)},
+            "device": {"type": "string", "pattern": f"^({DEVICE})$"},
+            **{s: {} for s in SECTIONS if s not in ("name", "seed", "dtype", "device")},
         },
         "if": {"required": ["base"]},
         "then": {"properties": sections(strict=False)},
@@ -85,6 +89,8 @@ def _param_schema(key: str, param: inspect.Parameter) -> dict[str, Any]:
         schema = nullable(class_schema(NESTED[key]))
     elif key.endswith("_init"):
         schema = initializer_schema()
+    elif key == "name":  # a layer's: its arrays are exported as <name>/<key>
+        schema = nullable(NAME)
     elif key == "activation":  # the builder's rule (builder.with_sub_objects): a name, or null for none
         schema = nullable({"enum": list(activations())})
     else:

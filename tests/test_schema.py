@@ -129,3 +129,21 @@ def test_an_optional_section_of_null_takes_its_defaults_for_the_schema_too(valid
 def test_explicit_initial_values_of_up_to_four_axes_validate(validator):
     conv = "[[[[0.1, -0.2], [0.3, 0.4]]]]"  # one filter of one channel, 2 x 2
     assert errors(validator, GOOD.replace("bias_init: [0.5]", f"weight_init: {conv}")) == []
+
+
+@pytest.mark.parametrize("line", [
+    "name: " + "a" * 200, "name: " + "a" * 201, "name: a..b", "name: a.b_c-1", "name: -a",
+    "device: cpu", "device: cuda", "device: 'cuda:12'", "device: gpu", "device: CPU", "device: 'cuda:'",
+    "device: 'cpu:0'", "device: 3", "dtype: float16",
+])
+def test_the_schema_takes_a_top_level_value_exactly_when_nnctl_does(validator, tmp_path, line):
+    text = f"{line}\n{GOOD}"
+    assert (errors(validator, text) == []) == nnctl_accepts(tmp_path, text)
+
+
+@pytest.mark.parametrize("name", ["dense_9", "a" * 200, "a" * 201, "a/b", "a..b", "-a", None])
+def test_the_schema_takes_a_layer_name_exactly_when_nnctl_does(validator, tmp_path, name):
+    text = GOOD.replace("units: 1,", f"units: 1, name: {json.dumps(name)},")
+    accepted = nnctl_accepts(tmp_path, text)
+    assert accepted == (name is None or len(name) <= 200 and "/" not in name and ".." not in name and name[0] != "-")
+    assert (errors(validator, text) == []) == accepted
