@@ -15,6 +15,15 @@ class ConfigError(NnctlError):
     exit_code = 2
 
 
+class KeyValueError(ConfigError):
+    """A config value that only the data shows to be wrong, raised where the config's lines are not known; the
+    code that holds the config names the file and line of `key` (see experiment.load_data)."""
+
+    def __init__(self, key: tuple[str | int, ...], problem: str):
+        super().__init__(f"{'.'.join(map(str, key))}: {problem}")
+        self.key, self.problem = key, problem
+
+
 class DataError(NnctlError):
     """A dataset that cannot be found, downloaded, verified or parsed."""
 

@@ -12,7 +12,7 @@ from nnctl.builder import build_model
 from nnctl.checkpoint import InputRecipe
 from nnctl.config import Config
 from nnctl.data import DATASETS, Dataset, DatasetSource
-from nnctl.errors import NnctlError
+from nnctl.errors import KeyValueError, NnctlError
 from nnctl.layers import LAYERS, Layer
 from nnctl.layers.activations import Activation
 from nnctl.limits import too_big
@@ -145,7 +145,7 @@ def build(config: Config, weights: bool = True) -> Experiment:
     dtype_t = resolve_dtype(config.data["dtype"])
     settings = train_settings(config)
     source = data_source(config)
-    data = source.load(dtype_t)
+    data = load_data(config, source, dtype_t)
     rng = np.random.default_rng([config.data["seed"], 0])
     model = build_model(config, data.input_shape, dtype_t, rng)
     _check_first_layer(config, source, model)
@@ -177,6 +177,14 @@ def build(config: Config, weights: bool = True) -> Experiment:
 def data_source(config: Config) -> DatasetSource:
     """The dataset source of the config's data section, its relative paths from the config's folder."""
     return DATASETS.build(config.data["data"], config, ("data",), base_dir=str(config.base_dir))
+
+
+def load_data(config: Config, source: DatasetSource, dtype: type) -> Dataset:
+    """The source's data; a value of the config that the data shows to be wrong is named at its file and line."""
+    try:
+        return source.load(dtype)
+    except KeyValueError as exc:
+        raise config.error(exc.key, exc.problem) from None
 
 
 def initial_model(config: Config) -> Model:

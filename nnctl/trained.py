@@ -14,7 +14,7 @@ from nnctl.checkpoint import Checkpoint, InputRecipe
 from nnctl.config import Config, apply_overrides, check_top_level, from_dict, load_config
 from nnctl.data import DatasetSource
 from nnctl.errors import CheckpointError
-from nnctl.experiment import Experiment, build, data_source, train_settings
+from nnctl.experiment import Experiment, build, data_source, load_data, train_settings
 from nnctl.losses import LOSSES, Loss
 from nnctl.model import Model
 from nnctl.weights import weights_spec
@@ -57,7 +57,7 @@ class Trained:
         source.sample_shape = saved.inputs.sample_shape or source.peek()
         source.channel_stats = saved.inputs.channel_stats
         if source.normalize and source.channel_stats is None:  # format 1 did not keep them: computed again
-            source.load(dtype)
+            load_data(config, source, dtype)
         return cls(path, saved.inputs, config, model, loss, dtype, source, train_settings(config).eval_batch_size,
                    saved)
 

@@ -81,10 +81,12 @@ def test_merge_keys_work_in_a_config(tmp_path):
     (["train", "{config}", "model.layers.0.name=" + "d" * 201], 2, "a name may have at most 200 characters, this one "
                                                                    "has 201"),
     (["plot", "{run}", "--metric", "bogus"], 2, "--metric: unknown metric 'bogus'"),
-    (["train", "{config}", "data.validation=10"], 2, "data.validation holds out 10 of the 4 training samples, "
-                                                     "leaving none to train on; make data.validation smaller"),
-    (["train", "{config}", "data.validation=3", "data.subset=3"], 2, "data.validation holds out 3 of the 3 training "
-                                                                     "samples (data.subset keeps 3)"),
+    (["train", "{config}", "data.validation=10"], 2, "override 'data.validation=10': data.validation: holds out 10 "
+                                                     "of the 4 training samples, leaving none to train on; make "
+                                                     "data.validation smaller"),
+    (["train", "{config}", "data.validation=3", "data.subset=3"], 2, "override 'data.validation=3': data.validation: "
+                                                                     "holds out 3 of the 3 training samples "
+                                                                     "(data.subset keeps 3)"),
     (["plot", "{run}", "-o", "{config}/x.png"], 1, "is a file, not a folder"),
     (["eval", "{tmp}"], 1, "a folder, not a checkpoint"),  # a run directory stands for its checkpoint; not any folder
     (["predict", "{tmp}", "{config}"], 1, "a folder, not a checkpoint"),

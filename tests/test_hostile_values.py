@@ -86,8 +86,24 @@ def test_a_shift_that_moves_the_image_off_its_frame(tmp_path):
     result = nnctl("train", str(REPO / "configs" / "mnist_cnn.yaml"), "data.subset=100", "data.test_subset=100",
                    "data.validation=null", "data.augment={shift: 28}", "--runs-dir", str(tmp_path / "runs"),
                    cwd=tmp_path)
-    clean_error(result, 2, "data.augment.shift: 28 pixels would move a 28×28 image off its frame; shift by less "
-                           "than 28")
+    clean_error(result, 2, "override 'data.augment={shift: 28}': data.augment.shift: 28 pixels would move a 28×28 "
+                           "image off its frame; shift by less than 28")
+
+
+@pytest.mark.parametrize("key, value, phrase", [
+    ("validation", "100", "data.validation: holds out 100 of the 100 training samples"),
+    ("augment", "{shift: 28}", "data.augment.shift: 28 pixels would move a 28×28 image off its frame"),
+])
+def test_a_data_value_that_the_data_shows_wrong_is_named_at_its_line(tmp_path, key, value, phrase):
+    """Only the data tells that these values cannot work; the message still names the file, line and key."""
+    text = (REPO / "configs" / "mnist_cnn.yaml").read_text().replace("data:\n", f"data:\n  {key}: {value}\n", 1)
+    (tmp_path / "c.yaml").write_text(text.replace("validation: 5000", "validation: null") if key != "validation"
+                                     else text.replace("  validation: 5000\n", ""))
+    line = (tmp_path / "c.yaml").read_text().splitlines().index(f"  {key}: {value}") + 1
+    for command in ("train", "check"):
+        result = nnctl(command, "c.yaml", "data.subset=100", "data.test_subset=10", cwd=tmp_path)
+        clean_error(result, 2, f"c.yaml:{line}: {phrase}")
+    assert listing(tmp_path) == {str(tmp_path / "c.yaml")}
 
 
 @pytest.mark.parametrize("variable, value, phrase", [

@@ -13,7 +13,7 @@ from nnctl.backend import as_indices
 from nnctl.data.augment import Augment
 from nnctl.data.dataset import Dataset, Split
 from nnctl.data.download import SCHEMES, fetch_first
-from nnctl.errors import ConfigError, DataError
+from nnctl.errors import DataError, KeyValueError
 from nnctl.limits import too_big
 from nnctl.registry import Registry
 
@@ -129,8 +129,9 @@ class DatasetSource:
                             f"width), but the samples have shape {train.x.shape[1:]}; "
                             + ("set data.flatten: false" if images else "leave data.augment out for such data"))
         if self.augment and self.augment.shift >= min(train.x.shape[2:]):
-            raise ConfigError(f"data.augment.shift: {self.augment.shift} pixels would move a {train.x.shape[2]}×"
-                            f"{train.x.shape[3]} image off its frame; shift by less than {min(train.x.shape[2:])}")
+            raise KeyValueError(("data", "augment", "shift"), f"{self.augment.shift} pixels would move a "
+                                f"{train.x.shape[2]}×{train.x.shape[3]} image off its frame; shift by less than "
+                                f"{min(train.x.shape[2:])}")
         return Dataset(train, val, test, train.x.shape[1:], num_classes, self.shuffle, self.augment)
 
     def _check(self, x: np.ndarray, y: np.ndarray, split: str) -> None:
@@ -217,9 +218,9 @@ class DatasetSource:
         count = math.ceil(validation * n) if isinstance(validation, float) else validation
         if count >= n:
             kept = f" (data.subset keeps {self.subset})" if self.subset is not None and self.subset <= n else ""
-            raise ConfigError(f"data.validation holds out {count} of the {n} training samples{kept}, leaving "
-                              "none to train on; make data.validation smaller" + (" or data.subset larger" if kept
-                                                                                 else ""))
+            raise KeyValueError(("data", "validation"), f"holds out {count} of the {n} training samples{kept}, "
+                                "leaving none to train on; make data.validation smaller"
+                                + (" or data.subset larger" if kept else ""))
         return count
 
     def inputs(self, x: np.ndarray, dtype: type) -> np.ndarray:
