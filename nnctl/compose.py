@@ -10,6 +10,8 @@ from nnctl.schema import describe_value
 
 Origins = dict[tuple, str]
 Reader = Callable[[Path], tuple[Any, Origins]]
+MAX_BASES = 100
+"""The longest chain of bases followed (a config needs a few; thousands exhaust Python's stack)."""
 
 
 def compose(path: Path, read: Reader, chain: tuple[Path, ...] = ()) -> tuple[Any, Origins]:
@@ -25,6 +27,9 @@ def compose(path: Path, read: Reader, chain: tuple[Path, ...] = ()) -> tuple[Any
                           f"got {describe_value(base)}")
     base_path = path.parent / Path(base).expanduser()
     chain = (*chain, real_path(path))
+    if len(chain) > MAX_BASES:
+        raise ConfigError(f"{where}: base: a chain of more than {MAX_BASES} bases (from {chain[0]}); merge some of "
+                          "them into one file")
     if real_path(base_path) in chain:
         names = " -> ".join(str(p) for p in (*chain, real_path(base_path)))
         raise ConfigError(f"{where}: base: {base} leads back to a config already in the chain ({names}); "

@@ -78,6 +78,8 @@ def test_errors_name_the_file_and_line_that_set_the_value(tmp_path):
     ({"a.yaml": "seed: 1\nbase: nowhere.yaml\n"}, "a.yaml:2: base: .*nowhere.yaml: no such config file"),
     ({"a.yaml": "base: [b.yaml]\n"}, "a.yaml:1: base: expected the path of another config"),
     ({"a.yaml": "base: b.yaml\n", "b.yaml": "- 1\n"}, "a.yaml:1: base: .*b.yaml is not a config"),
+    ({"a.yaml": "base: c1.yaml\n", **{f"c{i}.yaml": f"base: c{i + 1}.yaml\n" for i in range(1, 1500)}},
+     "c100.yaml:1: base: a chain of more than 100 bases"),  # it ended in Python's recursion limit, exit 1
 ])
 def test_bad_bases_are_refused_with_one_message(tmp_path, files, message):
     for name, text in files.items():
