@@ -18,8 +18,9 @@ _KINDS: dict[type, str] = {yaml.MappingNode: "a mapping", yaml.SequenceNode: "a 
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that also reads `1e-3` as a float (YAML 1.1 wants `1.0e-3`), keeps dates as text (a checkpoint
-    holds plain data only) and stops composing past MAX_DEPTH levels."""
+    """SafeLoader that also reads `1e-3` as a float (YAML 1.1 wants `1.0e-3`), `010` as ten and `1:30` as text (YAML
+    1.1's octal 8 and base-60 90, which YAML 1.2 and editors dropped), keeps dates as text (a checkpoint holds
+    plain data only) and stops composing past MAX_DEPTH levels."""
 
     source = "<yaml>"
     depth = 0
@@ -35,11 +36,28 @@ class _Loader(yaml.SafeLoader):
             self.depth -= 1
 
 
+_INT, _FLOATS = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
 _Loader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in ("tag:yaml.org,2002:timestamp", _INT, _FLOATS)]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_Loader.add_implicit_resolver(_INT, re.compile(r"^[-+]?(?:0b[0-1_]+|0x[0-9a-fA-F_]+|[0-9][0-9_]*)$"),
+                              list("-+0123456789"))
+_Loader.add_implicit_resolver(_FLOATS, re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?
+                                                   |\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?
+                                                   |[-+]?\.(?:inf|Inf|INF)
+                                                   |\.(?:nan|NaN|NAN))$""", re.X), list("-+0123456789."))
 _FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$")
-_Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456789"))
+_Loader.add_implicit_resolver(_FLOATS, _FLOAT, list("-+0123456789"))
+
+
+def _int(loader: _Loader, node: yaml.ScalarNode) -> int:
+    """An int as _Loader resolves them: decimal (`010` is ten), 0b binary or 0x hexadecimal, `_` between digits."""
+    text = loader.construct_scalar(node).replace("_", "")
+    sign, digits = (-1, text[1:]) if text[0] == "-" else (1, text.lstrip("+"))
+    return sign * int(digits, {"0b": 2, "0x": 16}.get(digits[:2], 10))
+
+
+_Loader.add_constructor(_INT, _int)
 
 
 class _Dumper(yaml.SafeDumper):

@@ -1,6 +1,7 @@
 """A config's own knowledge: its base directory, its dtype, where a bad value in it is reported; overrides
 with `*`, the same rule as in sweep files."""
 
+import math
 import pickle
 import re
 import textwrap
@@ -211,6 +212,20 @@ def test_yaml_that_nnctl_writes_reads_back_equal():
 
     data = {"name": "1e-05", "lr": 1e-05, "label": "0.003", "units": [1, "2"], "when": "2026-11-27", "none": None}
     assert parse_yaml(dump_yaml(data), "<written>")[0] == data  # a run named 1e-05 stays a name, not a float
+
+
+@pytest.mark.parametrize("text, value", [
+    ("010", 10), ("-010", -10), ("1:30", "1:30"), ("12:30:00", "12:30:00"), ("190:20:30.15", "190:20:30.15"),
+    ("0x1F", 31), ("0b11", 3), ("1_000", 1000), ("+12", 12), ("1e-3", 0.001), (".5", 0.5), ("-.inf", -math.inf),
+])
+def test_numbers_read_as_yaml_1_2_and_editors_read_them(text, value):
+    """YAML 1.1 read 010 as octal 8 and 1:30 as 90 (base 60): train.epochs=010 trained 8 epochs."""
+    from nnctl.yaml_loader import parse_yaml
+
+    assert parse_yaml(text, "<test>")[0] == value
+    c = config()
+    apply_overrides(c, [f"train.epochs={text}"])
+    assert c.data["train"]["epochs"] == value
 
 
 @pytest.mark.slow  # runs the CLI
