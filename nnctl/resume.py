@@ -14,7 +14,7 @@ from nnctl.errors import CheckpointError, ConfigError
 from nnctl.layers import Layer
 from nnctl.model import Model
 from nnctl.run_files import MetricFiles
-from nnctl.runs import DONE, read_config, read_summary
+from nnctl.runs import DONE, read_config, read_summary, with_defaults
 
 
 def check_course(saved: Checkpoint, config: dict[str, Any], path: Path) -> None:
@@ -24,7 +24,8 @@ def check_course(saved: Checkpoint, config: dict[str, Any], path: Path) -> None:
         raise CheckpointError(f"{path}: its config does not match the run it holds (the course hash it was written "
                               "with differs); it was edited, so it is not resumed")
     free = free_keys(saved.config)
-    if course_hash(config, free) != course_hash(saved.config, free):
+    if course_hash(config, free) != course_hash(saved.config, free) and \
+            changed(with_defaults(saved.config), with_defaults(config), free):  # not only keys given their defaults
         changes = "; ".join(changed(saved.config, config, free))
         raise ConfigError(f"{path}: --resume would change the run's course: {changes}."
                           f" On resume only these may change: {', '.join(free)}. To start a "

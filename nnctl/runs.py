@@ -338,11 +338,11 @@ def expand(paths: list[Path]) -> list[Run]:
 def config_diff(a: Run, b: Run) -> list[tuple[str, Any, Any]]:
     """(key, value in a, value in b) for every dotted config key that differs, defaults written out (a key given
     at its default is no difference); a missing key is None."""
-    fa, fb = flatten(_resolved(a.config)), flatten(_resolved(b.config))
+    fa, fb = flatten(with_defaults(a.config)), flatten(with_defaults(b.config))
     return [(key, fa.get(key), fb.get(key)) for key in sorted(fa.keys() | fb.keys()) if fa.get(key) != fb.get(key)]
 
 
-def _resolved(config: dict[str, Any]) -> dict[str, Any]:
+def with_defaults(config: dict[str, Any]) -> dict[str, Any]:
     """A run's config with every default written out, as `nnctl config` prints it; as saved where it cannot be (a
     damaged or older config)."""
     from nnctl.config import from_dict

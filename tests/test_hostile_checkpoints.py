@@ -306,6 +306,18 @@ def test_what_may_change_on_resume_does(run, tmp_path):
     assert result.returncode == 0, result.stderr
 
 
+def test_a_resume_that_writes_out_keys_at_their_defaults_keeps_the_course(run, tmp_path):
+    """Those change nothing (`nnctl runs diff` and `nnctl config` show none): they were refused as '(absent) -> 0.9'."""
+    result = nnctl("train", "--resume", str(run / "checkpoints" / "best.pkl"), "train.epochs=3", "optimizer.beta1=0.9",
+                   "model.layers.0.use_bias=true", "train.mode=auto", "schedule=constant", "--runs-dir", "runs", "-q",
+                   cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    clean_error(nnctl("train", "--resume", str(run / "checkpoints" / "best.pkl"), "train.epochs=3",
+                      "optimizer.beta1=0.8", "model.layers.0.use_bias=true", cwd=tmp_path),
+                2, "--resume would change the run's course: model.layers.0.use_bias: '(absent)' -> True; "
+                   "optimizer.beta1: '(absent)' -> 0.8")
+
+
 def test_init_from_starts_a_new_run_from_the_weights(run, tmp_path):
     (tmp_path / "ft.yaml").write_text(XOR.replace("{type: adam, lr: 0.05}", "{type: momentum, lr: 0.01}"))
     best = run / "checkpoints" / "best.pkl"
