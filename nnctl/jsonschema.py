@@ -13,6 +13,7 @@ from nnctl.init import INITIALIZERS
 from nnctl.layers import LAYERS
 from nnctl.layers.activations import activations
 from nnctl.registry import Registry
+from nnctl.schema import matches
 from nnctl.sections import NESTED, PROVIDED, SPEC_SECTIONS, arguments
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
@@ -91,8 +92,9 @@ def _param_schema(key: str, param: inspect.Parameter) -> dict[str, Any]:
         schema = initializer_schema()
     elif key == "name":  # a layer's: its arrays are exported as <name>/<key>
         schema = nullable(NAME)
-    elif key == "activation":  # the builder's rule (builder.with_sub_objects): a name, or null for none
-        schema = nullable({"enum": list(activations())})
+    elif key == "activation":  # the builder's rule (builder.with_sub_objects): a name, or null where none may be
+        names = {"enum": list(activations())}
+        schema = nullable(names) if matches(None, param.annotation) else names
     else:
         schema = type_schema(param.annotation)
     if param.default is not inspect.Parameter.empty and isinstance(param.default, int | float | str | bool | None):

@@ -16,6 +16,7 @@ from nnctl.config import load_config, parse_yaml
 from nnctl.errors import ConfigError
 from nnctl.jsonschema import config_schema
 from nnctl.layers import LAYERS
+from nnctl.schema import signature_params
 from nnctl.sections import resolved
 
 
@@ -147,3 +148,13 @@ def test_the_schema_takes_a_layer_name_exactly_when_nnctl_does(validator, tmp_pa
     accepted = nnctl_accepts(tmp_path, text)
     assert accepted == (name is None or len(name) <= 200 and "/" not in name and ".." not in name and name[0] != "-")
     assert (errors(validator, text) == []) == accepted
+
+
+@pytest.mark.parametrize("name", [name for name in LAYERS if "activation" in signature_params(LAYERS.get(name))])
+@pytest.mark.parametrize("activation", [None, "relu", "tahn"])
+def test_the_schema_takes_a_layer_activation_exactly_when_nnctl_does(validator, tmp_path, name, activation):
+    """null is 'none' where the signature allows it (dense), and a mistake where a default must stay (rnn)."""
+    layer = {"type": name, **LAYERS.get(name).example["config"], "activation": activation}
+    text = GOOD.replace("{type: dense, units: 4, activation: tanh, weight_init: {type: normal, std: 0.1}}",
+                        json.dumps(layer))  # first: a recursive layer must be
+    assert (errors(validator, text) == []) == nnctl_accepts(tmp_path, text), text
