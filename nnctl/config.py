@@ -59,9 +59,12 @@ class Config:
         return value
 
     def spec(self, name: str) -> Any:
-        """A section given as `name` or `{type: name, ...}`, as written; its default when absent or null."""
-        value = self.data.get(name)
-        return DEFAULT_SPECS.get(name) if value is None else value
+        """A section given as `name` or `{type: name, ...}`, as written; its default when absent or null, and a
+        mapping without `type` the default's options (`schedule: {warmup_epochs: 1}` warms up the constant one)."""
+        value, default = self.data.get(name), DEFAULT_SPECS.get(name)
+        if default and isinstance(value, dict) and "type" not in value:
+            return {"type": default, **value}
+        return default if value is None else value
 
 
 def parse_override(text: str) -> tuple[KeyPath, Any]:

@@ -170,6 +170,15 @@ def test_a_layer_name_of_null_takes_the_default_as_every_other_key_does():
     assert [layer.get("name") for layer in resolved(c)["model"]["layers"]] == [None, None, None]
 
 
+def test_a_schedule_without_a_type_is_the_default_constant_one_with_its_options():
+    """It was 'schedule: missing type', though a config without a schedule has the constant one."""
+    c = config()
+    apply_overrides(c, ["schedule.warmup_epochs=2"])
+    assert resolved(c)["schedule"] == {"type": "constant", "warmup_epochs": 2.0}
+    schedule = build(c).schedule
+    assert type(schedule).registered_name == "constant" and schedule.warmup_epochs == 2.0
+
+
 def config():
     return from_dict({"data": {"type": "logic", "op": "xor"}, "loss": "mse", "optimizer": "sgd", "model": {"layers": [
         {"type": "dense", "units": 4, "weight_init": {"type": "normal", "std": 0.1}},
