@@ -7,7 +7,7 @@ import typing
 from typing import Any
 
 from nnctl.backend import DEVICE, DTYPES
-from nnctl.config import PATH_NAME, REQUIRED_SECTIONS, SECTIONS
+from nnctl.config import DEFAULT_SPECS, PATH_NAME, REQUIRED_SECTIONS, SECTIONS
 from nnctl.experiment import TrainSettings
 from nnctl.init import INITIALIZERS
 from nnctl.layers import LAYERS
@@ -27,7 +27,8 @@ def config_schema() -> dict[str, Any]:
 
     def sections(strict: bool) -> dict[str, Any]:
         schemas = {
-            **{name: spec_schema(registry, strict, PROVIDED.get(name, ())) for name, registry in SPEC_SECTIONS.items()},
+            **{name: spec_schema(registry, strict, PROVIDED.get(name, ()), DEFAULT_SPECS.get(name))
+               for name, registry in SPEC_SECTIONS.items()},
             "model": {"type": "object", "additionalProperties": False, "properties": {
                 "layers": {"type": "array", "minItems": 1, "items": spec_schema(LAYERS, strict)},
                 "weights": {"type": "string", "description": "an .npz file written by nnctl export"}}},
@@ -57,11 +58,14 @@ def nullable(schema: dict[str, Any]) -> dict[str, Any]:
     return {"anyOf": [schema, {"type": "null"}]}
 
 
-def spec_schema(registry: Registry, strict: bool = True, provided: tuple[str, ...] = ()) -> dict[str, Any]:
-    """A registered name, or a mapping with `type` and that class's keys."""
+def spec_schema(registry: Registry, strict: bool = True, provided: tuple[str, ...] = (),
+                default: str | None = None) -> dict[str, Any]:
+    """A registered name, or a mapping with `type` and that class's keys (or, for a section with a `default`
+    type, that type's keys without `type`)."""
     names = list(registry)
     choices = [class_schema(registry.get(name), strict, provided, name) for name in names]
-    return {"anyOf": [{"enum": names}, *choices]}
+    untyped = [class_schema(registry.get(default), strict, provided)] if default else []
+    return {"anyOf": [{"enum": names}, *choices, *untyped]}
 
 
 def class_schema(cls: type, strict: bool = True, provided: tuple[str, ...] = (),

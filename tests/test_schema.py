@@ -127,6 +127,13 @@ def test_an_optional_section_of_null_takes_its_defaults_for_the_schema_too(valid
     assert errors(validator, text) == []
 
 
+@pytest.mark.parametrize("schedule", ["{warmup_epochs: 1}", "{warmup_epochs: 1, type: cosine}", "{every: 2}",
+                                      "{type: step, every: 2}"])
+def test_a_schedule_without_a_type_is_the_constant_one_for_the_schema_too(validator, tmp_path, schedule):
+    text = f"{GOOD}schedule: {schedule}\n"
+    assert (errors(validator, text) == []) == nnctl_accepts(tmp_path, text) == (schedule != "{every: 2}"), text
+
+
 def test_explicit_initial_values_of_up_to_four_axes_validate(validator):
     conv = "[[[[0.1, -0.2], [0.3, 0.4]]]]"  # one filter of one channel, 2 x 2
     assert errors(validator, GOOD.replace("bias_init: [0.5]", f"weight_init: {conv}")) == []
