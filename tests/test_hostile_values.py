@@ -27,6 +27,8 @@ OVERRIDES = {
     "an unknown model key": (["model.layer=[]"], "model.layer: unknown key; expected one of: layers, weights"),
     "a layer name that is a path": (["model.layers.0.name=a/b"], "'a/b' cannot name a layer"),
     "a validation count below 1": (["data.validation=-3"], "data: a validation count must be at least 1, got -3"),
+    "a validation of 0": (["data.validation=0"], "data: a validation count must be at least 1, got 0; for no "
+                                                 "validation split, leave data.validation out or set it to null"),
     "an unknown augment key": (["data.augment={shfit: 2}"], "augment: unknown key 'shfit' (did you mean 'shift'?)"),
     "initial values of NaN": (["model.layers.1.bias_init=[.nan, 0]"], "model.layers.1.bias_init: expected an "
                               "initializer name, a mapping with 'type', or finite numbers"),

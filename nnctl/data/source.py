@@ -23,6 +23,9 @@ MAX_LABEL = 2**31 - 1
 _CHUNK = 4096  # rows scaled at a time: bounds the float64 temporary and is ~3x faster than one pass on MNIST
 
 
+NO_VALIDATION = "; for no validation split, leave data.validation out or set it to null"
+
+
 class DatasetSource:
     """Reads raw arrays (`read`), then applies the options every dataset shares; `load` returns a Dataset."""
 
@@ -41,10 +44,11 @@ class DatasetSource:
                  classes: list[int] | None = None, base_dir: str = "."):
         if isinstance(validation, str) and validation != "test":
             raise ValueError(f"validation must be a fraction in (0, 1), a sample count or 'test', got '{validation}'")
+        none = NO_VALIDATION if validation == 0 else ""
         if isinstance(validation, float) and not 0 < validation < 1:
-            raise ValueError(f"a validation fraction must be between 0 and 1 (exclusive), got {validation}")
+            raise ValueError(f"a validation fraction must be between 0 and 1 (exclusive), got {validation}{none}")
         if isinstance(validation, int) and validation < 1:
-            raise ValueError(f"a validation count must be at least 1, got {validation}")
+            raise ValueError(f"a validation count must be at least 1, got {validation}{none}")
         for options, given in (("scale and shift do", (scale, shift) != (1.0, 0.0)), ("normalize does", normalize),
                                ("augment does", bool(augment))):
             if self.indices and given:
