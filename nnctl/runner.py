@@ -84,14 +84,18 @@ class Runner:
         TensorBoard.check(exp.config)
         MLflow.check(exp.config)
         run_dir = new_run_dir(runs_dir, exp.config.data["name"])
-        runner = cls(exp, run_dir, quiet)
-        if exp.source.guessed:
-            runner.progress.say(exp.source.guessed)
-        if exp.weights:
-            runner.progress.say(exp.weights.describe())
-        runner._write_config()
-        runner.files.rewrite([])
-        runner._track(True, sweep)
+        try:
+            runner = cls(exp, run_dir, quiet)
+            if exp.source.guessed:
+                runner.progress.say(exp.source.guessed)
+            if exp.weights:
+                runner.progress.say(exp.weights.describe())
+            runner._write_config()
+            runner.files.rewrite([])
+            runner._track(True, sweep)
+        except BaseException:
+            shutil.rmtree(run_dir, ignore_errors=True)  # made just now, nothing trained in it: not left half made
+            raise
         return runner
 
     @classmethod

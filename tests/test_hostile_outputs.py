@@ -114,6 +114,7 @@ def test_training_stops_with_one_line_when_a_checkpoint_cannot_be_written(work, 
 def test_any_write_the_system_refuses_is_one_line_not_a_bug(work, tmp_path):
     result = capped("train", str(work.config), "--runs-dir", str(tmp_path / "runs"), "-q", cap=100)
     clean_error(result, 1, "config.yaml: cannot write the run's config: File too large")  # before any checkpoint
+    assert list((tmp_path / "runs").iterdir()) == [], "no empty run folder that `runs list` cannot show"
 
 
 @pytest.mark.slow
