@@ -269,6 +269,6 @@ def check_top_level(config: Config) -> None:
     try:
         parse_device(device)
     except ValueError as exc:
-        raise config.error(("device",), str(exc)) from None
+        raise config.error(("device",), str(exc).replace(repr(device), describe_value(device))) from None
     if config.data.setdefault("seed", 0) < 0:
         raise config.error(("seed",), f"expected a non-negative integer, got {config.data['seed']}")

@@ -179,7 +179,7 @@ def test_the_strict_device_refuses_what_cupy_refuses():
 
 
 def test_device_is_a_config_key_checked_at_its_line():
-    with pytest.raises(ConfigError, match=r"device: expected cpu, cuda or cuda:N, got 'gpu'"):
+    with pytest.raises(ConfigError, match=r"device: expected cpu, cuda or cuda:N, got str 'gpu'"):
         load_config(CONFIGS / "mnist_mlp.yaml", ["device=gpu"])
     assert load_config(CONFIGS / "mnist_mlp.yaml").data["device"] == "cpu"
 

@@ -72,6 +72,8 @@ def test_a_trailing_star_and_a_bad_device_are_named_as_given(tmp_path):
                 "model.layers.*: a '*' stands for the items that have the key after it, so a key must follow it")
     clean_error(nnctl("train", "c.yaml", "--device", "foo", cwd=tmp_path), 2,
                 "--device: expected cpu, cuda or cuda:N, got 'foo'")
+    clean_error(nnctl("config", "c.yaml", "device=null", cwd=tmp_path), 2, "device: expected cpu, cuda or cuda:N, "
+                "got null")  # not Python's None
     assert listing(tmp_path) == {str(tmp_path / "c.yaml")}
 
 
