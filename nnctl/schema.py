@@ -145,15 +145,14 @@ def check_kwargs(cls: type, kwargs: dict[str, Any], config: "Config", path: "Key
 
 def construct(cls: type, kwargs: dict[str, Any], config: "Config", path: "KeyPath", what: str,
               provided: dict[str, Any] | None = None,
-              resolve: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
-              key_first: bool = False) -> Any:
+              resolve: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> Any:
     """Checks `kwargs` against `cls`'s signature, then builds it (with `provided`, which nnctl supplies, and the
     checked keys passed through `resolve` if given); a ValueError from the constructor becomes the config's error
-    at `path`, or with `key_first` (messages that start with the key at fault) at the key it starts with."""
+    at `path`, or at the key its message starts with where that key is given ("lr must be positive")."""
     provided = provided or {}
     check_kwargs(cls, kwargs, config, path, what, provided)
     try:
         return cls(**(resolve(kwargs) if resolve else kwargs), **provided)
     except ValueError as exc:
         key = str(exc).split(" ", 1)[0]
-        raise config.error(path + ((key,) if key_first and key in kwargs else ()), str(exc)) from None
+        raise config.error(path + ((key,) if key in kwargs else ()), str(exc)) from None

@@ -209,7 +209,7 @@ class Sweep:
         if not isinstance(data, dict):
             raise ConfigError(f"{self.path}: a sweep file must be a mapping with base and grid or members, "
                               f"got {describe_value(data)}")
-        self.spec = construct(SweepSpec, data, self.file, (), "a sweep file", key_first=True)
+        self.spec = construct(SweepSpec, data, self.file, (), "a sweep file")
         self.name = self.spec.name or self.path.stem
         if not is_path_name(self.name):
             where = self.file.where(("name",)) if self.spec.name else str(self.path)
@@ -231,7 +231,7 @@ class Sweep:
         if value is None:
             return None
         data = {"type": value} if isinstance(value, str) else value
-        return construct(cls, data, self.file, (key,), f"a sweep's {key} (such as {{type: {short}}})", key_first=True)
+        return construct(cls, data, self.file, (key,), f"a sweep's {key} (such as {{type: {short}}})")
 
     def _check_metrics(self) -> None:
         """ConfigError at its line for a `metric` (of the file, its search or its scheduler) no run records."""

@@ -187,7 +187,7 @@ def test_bad_inline_data(spec, message):
 
 
 @pytest.mark.parametrize("spec, message", [
-    ({"type": "logic", "validation": "half"}, "data: validation must be a fraction"),
+    ({"type": "logic", "validation": "half"}, "data.validation: validation must be a fraction"),
     ({"type": "logic", "validation": 1.5}, "between 0 and 1"),
     ({"type": "logic", "validation": 0}, "count must be at least 1"),
     ({"type": "logic", "validation": True}, "expected float or int or str or null"),

@@ -53,6 +53,13 @@ def test_values_that_would_train_wrongly_are_refused_at_their_line(tmp_path, nam
     assert listing(tmp_path) == {str(tmp_path / "c.yaml")}
 
 
+def test_a_value_a_constructor_refuses_is_named_at_its_own_line(tmp_path):
+    """It was the section's line (`c.yaml:9: optimizer: lr must be positive`), far from the key in a long section."""
+    (tmp_path / "c.yaml").write_text(XOR.replace("optimizer: {type: adam, lr: 0.05}",
+                                                 "optimizer:\n  type: adam\n\n  lr: -0.05"))
+    clean_error(nnctl("config", "c.yaml", cwd=tmp_path), 2, "c.yaml:12: optimizer.lr: lr must be positive, got -0.05")
+
+
 READ_FROM_DATA = ("three labels for one sigmoid", "binary targets below 0", "soft rows above 1")
 """The mistakes above that only the data shows, which nnctl config does not read."""
 
