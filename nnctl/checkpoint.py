@@ -90,6 +90,7 @@ class Checkpoint:
             raise CheckpointError(f"{path}: checkpoint format {version} is not one this nnctl {__version__} reads "
                                   f"(formats 1 to {FORMAT_VERSION})")
         _check_kinds(data, _KINDS, "", path)
+        data = {**data, "monitor": _with_reference(data["monitor"])}
         recipe = data["inputs"]
         _check_kinds(recipe, _RECIPE_KINDS, "inputs.", path)
         _check_contents(data, path)
@@ -115,7 +116,7 @@ _RECIPE_KINDS: Kinds = {
 
 _PROGRESS_KINDS: Kinds = {"epoch": int, "batch": int, "step": int, "lr": (int, float), "order": (np.ndarray, _NONE),
                           "sums": dict}
-_MONITOR_KINDS: Kinds = {"best": (int, float, _NONE), "wait": int}
+_MONITOR_KINDS: Kinds = {"best": (int, float, _NONE), "wait": int, "reference": (int, float, _NONE)}
 _OPTIMIZER_KINDS: Kinds = {"t": int, "slots": dict}
 
 
@@ -165,7 +166,8 @@ _NUMBERS: dict[str, tuple[float, float, str]] = {
     "elapsed": (0, _FLOAT_MAX, "a finite number of seconds, 0 or more"), "progress.epoch": _COUNT,
     "progress.batch": _COUNT, "progress.step": _COUNT, "progress.lr": (0, _FLOAT_MAX, "a finite number, 0 or more"),
     "optimizer.t": _COUNT, "monitor.best": (-_FLOAT_MAX, _FLOAT_MAX, "a finite number or None"),
-    "monitor.wait": _COUNT, "inputs.num_classes": (1, 2**31 - 1, "a whole number from 1 to 2,147,483,647 or None")}
+    "monitor.wait": _COUNT, "monitor.reference": (-_FLOAT_MAX, _FLOAT_MAX, "a finite number or None"),
+    "inputs.num_classes": (1, 2**31 - 1, "a whole number from 1 to 2,147,483,647 or None")}
 """The range of every number of a checkpoint (its type is in the kinds above): NaN fits none."""
 
 
@@ -263,6 +265,12 @@ def _check_kinds(data: dict[str, Any], kinds: Kinds, prefix: str, path: str | Pa
             expected = " or ".join("None" if k is _NONE else k.__name__ for k in (kind if isinstance(kind, tuple)
                                                                                    else (kind,)))
             raise CheckpointError(f"{path}: its '{prefix}{key}' is {found}, expected {expected}")
+
+
+def _with_reference(monitor: dict[str, Any]) -> dict[str, Any]:
+    """The monitor's state with the value early stopping counts from; checkpoints written before it was kept
+    apart from the best value give their best, which was that value then."""
+    return {"reference": monitor.get("best"), **monitor}
 
 
 def _from_format_1(data: dict[str, Any]) -> dict[str, Any]:

@@ -157,23 +157,32 @@ class Checkpoints:
 
 
 class Monitor:
-    """Tracks the best value of one metric and how many evaluations have passed without improvement."""
+    """Tracks the best value of one metric (best.pkl's, however little it improved) and how many evaluations have
+    passed without improving by more than min_delta on `reference`, the value that last did (early stopping's)."""
 
     def __init__(self, name: str, mode: str, min_delta: float = 0.0):
         self.name, self.mode, self.min_delta = name, mode, min_delta
         self.best: float | None = None
+        self.reference: float | None = None
         self.wait = 0
 
     def update(self, value: float) -> bool:
-        """Records a new value; True when it improves on the best by more than min_delta."""
-        if improves(value, self.best, self.mode, self.min_delta):
-            self.best, self.wait = value, 0
-            return True
-        self.wait += 1
-        return False
+        """Records a new value; True when it is the best so far (by any margin): the epoch best.pkl keeps."""
+        if improves(value, self.reference, self.mode, self.min_delta):
+            self.reference, self.wait = value, 0
+        else:
+            self.wait += 1
+        if not improves(value, self.best, self.mode, 0.0):
+            return False
+        self.best = value
+        return True
 
     def state(self) -> dict[str, Any]:
-        return {"best": self.best, "wait": self.wait}
+        return {"best": self.best, "wait": self.wait, "reference": self.reference}
+
+    def load(self, state: dict[str, Any]) -> None:
+        """Takes up what state() gave (a checkpoint's)."""
+        self.best, self.wait, self.reference = state["best"], state["wait"], state["reference"]
 
 
 class Progress:

@@ -159,7 +159,7 @@ class Runner:
             self.exp.optimizer.lr = progress["lr"]
             self.order, self.sums = progress["order"], self._sums(progress["sums"])
             self.history = list(saved.history)
-            self.monitor.best, self.monitor.wait = saved.monitor["best"], saved.monitor["wait"]
+            self.monitor.load(saved.monitor)
             self.elapsed_before = saved.elapsed
             self.exp.schedule.load_state_dict(progress.get("schedule", {}))
         except (KeyError, ValueError, TypeError, IndexError, OverflowError) as exc:
@@ -374,7 +374,8 @@ class Runner:
             self.on_epoch(row)
         es = settings.early_stopping
         if es and self.monitor.wait >= es.patience:
-            self.progress.say(f"early stopping: {self.monitor.name} has not improved for {es.patience} "
+            by = f" by more than {es.min_delta:g}" if es.min_delta else ""
+            self.progress.say(f"early stopping: {self.monitor.name} has not improved{by} for {es.patience} "
                               f"evaluations (best {self.monitor.best:.4g})")
             return True
         return False

@@ -144,6 +144,7 @@ FORGED_NUMBERS = {
     "a best value past a float's range": ("monitor.best", 10**400, f"'monitor.best' is {'1' + '0' * 19}...(401 "
                                                                    "digits)"),
     "a NaN best value": ("monitor.best", float("nan"), "'monitor.best' is nan, expected a finite number"),
+    "a NaN reference value": ("monitor.reference", float("nan"), "'monitor.reference' is nan, expected a finite"),
     "an infinite lr": ("progress.lr", float("inf"), "'progress.lr' is inf, expected a finite number"),
     "a count past int64": ("optimizer.t", 2**64, "'optimizer.t' is 18446744073709551616, expected a whole number"),
     "an epoch that is a bool": ("progress.epoch", True, "'progress.epoch' is bool, expected int"),
@@ -172,6 +173,12 @@ def test_forged_numbers_and_input_recipes_are_refused_naming_the_field(normalize
     with pytest.raises(CheckpointError) as info:
         Trained.load(forge(raw, tmp_path))
     assert phrase in str(info.value)
+
+
+def test_a_checkpoint_from_before_the_monitors_reference_counts_early_stopping_from_its_best(normalized, tmp_path):
+    raw = safe_unpickle(normalized.read_bytes())
+    raw["monitor"] = {"best": 0.25, "wait": 2}  # as nnctl wrote it when best.pkl's value was also the reference
+    assert Trained.load(forge(raw, tmp_path)).saved.monitor == {"best": 0.25, "wait": 2, "reference": 0.25}
 
 
 @pytest.mark.parametrize("where, value, commands", [

@@ -346,6 +346,22 @@ def test_early_stopping_restores_the_best_model(tmp_path):
     assert [r["epoch"] for r in rows(other)] == ["1", "2"]
 
 
+def test_best_pkl_is_the_best_epoch_also_by_less_than_early_stoppings_min_delta(tmp_path):
+    # XOR's loss falls every epoch, each time by far less than min_delta: early stopping counts no improvement and
+    # stops after epoch 4, but best.pkl, the summary's best and the test line are the lowest loss's, epoch 4's
+    run = train(tmp_path, "xor_mlp.yaml", "train.epochs=20", "train.monitor=loss",
+                "train.early_stopping={patience: 3, min_delta: 10}")
+    losses = [float(row["loss"]) for row in rows(run)]
+    assert len(losses) == 4 and losses == sorted(losses, reverse=True)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "early_stopped"
+    assert summary["best"]["value"] == losses[-1]
+    assert summary["test_on"] == {"weights": "best", "epoch": 4}
+    best = checkpoint.load(run / "checkpoints" / "best.pkl")
+    assert best.progress["epoch"] == 4 and best.monitor == {"best": losses[-1], "wait": 3, "reference": losses[0]}
+
+
+
 def test_same_seed_same_numbers(tmp_path):
     a = train(tmp_path / "a", "mnist_mlp.yaml", *SLICE, "train.epochs=1")
     b = train(tmp_path / "b", "mnist_mlp.yaml", *SLICE, "train.epochs=1")
