@@ -23,6 +23,7 @@ from nnctl.metrics import (
     TOP_K,
     confusion_matrix,
     is_metric,
+    macro_f1,
     per_class,
     predict,
     scores,
@@ -218,7 +219,7 @@ def report(exp: Experiment, split: str) -> dict:
         labels = exp.source.classes or list(range(num_classes))  # data.classes: the labels its places stand for
         classes = per_class(counts, labels)
         result.update(classes=labels, confusion_matrix=counts.tolist(), per_class=classes,
-                      macro_f1=sum(row["f1"] for row in classes) / len(classes))
+                      macro_f1=macro_f1(counts, classes))
     return result
 
 

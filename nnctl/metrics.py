@@ -139,3 +139,10 @@ def per_class(counts: np.ndarray, labels: list[int]) -> list[dict[str, float]]:
     f1 = np.divide(2 * precision * recall, both, out=np.zeros_like(tp), where=both > 0)
     return [{"class": labels[i], "precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
              "support": int(actual[i])} for i in range(len(counts))]
+
+
+def macro_f1(counts: np.ndarray, rows: list[dict[str, float]]) -> float:
+    """The mean F1 of per_class's rows over the classes the split holds or the model predicts, as sklearn's
+    f1_score(average="macro"): a class with neither has nothing to score, and its 0 would only pull the mean down."""
+    scored = [row["f1"] for row, seen in zip(rows, counts.sum(axis=0) + counts.sum(axis=1) > 0, strict=True) if seen]
+    return sum(scored) / max(len(scored), 1)

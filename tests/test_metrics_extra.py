@@ -9,7 +9,7 @@ import pytest
 from helpers import CONFIGS, nnctl
 from nnctl.config import load_config
 from nnctl.errors import ConfigError
-from nnctl.experiment import build
+from nnctl.experiment import build, report
 from nnctl.gradcheck import numerical_gradient, relative_error
 from nnctl.losses import SoftmaxCrossEntropy
 from nnctl.metrics import MetricSums, per_class
@@ -75,6 +75,20 @@ def test_per_class_scores_from_a_confusion_matrix():
     assert rows[1]["precision"] == 0.75 and rows[1]["recall"] == 0.6
     assert rows[2] == {"class": 2, "precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
     assert [row["class"] for row in per_class(counts, [5, 7, 9])] == [5, 7, 9]
+
+
+def test_eval_macro_f1_leaves_out_classes_the_split_neither_holds_nor_is_predicted(tmp_path):
+    # a model of zero weights predicts class 0 for all; the test split holds classes 0 and 1 of 3: class 2 has
+    # nothing to score, so the macro F1 is that of sklearn's f1_score(average="macro"), (0.8 + 0) / 2
+    path = tmp_path / "three.yaml"
+    path.write_text("data: {type: inline, x: [[0], [1], [2]], y: [0, 1, 2], test_x: [[0], [1], [2]],\n"
+                    "       test_y: [0, 0, 1]}\n"
+                    "model: {layers: [{type: dense, units: 3, weight_init: zeros}]}\n"
+                    "loss: softmax_cross_entropy\noptimizer: sgd\ntrain: {epochs: 1}\n")
+    result = report(build(load_config(path)), "test")
+    assert result["confusion_matrix"] == [[2, 0, 0], [1, 0, 0], [0, 0, 0]]
+    assert [row["f1"] for row in result["per_class"]] == pytest.approx([0.8, 0.0, 0.0])
+    assert result["macro_f1"] == pytest.approx(0.4)
 
 
 def test_class_weights_must_match_the_outputs(tmp_path):
