@@ -22,6 +22,10 @@ def check(config: str, *args: str):
     ("mnist_cnn.yaml", MNIST_SLICE, "conv2d_1 (relu)"),
     ("mnist_mlp.yaml", [*MNIST_SLICE, f"loss={{type: softmax_cross_entropy, class_weights: {[10] * 10}}}"],
      "expected about ln 10 × 10 (the targets' mean class weight)"),
+    # 0.9/0.1 rows sum to 1.8: equal logits lose 1.8 ln 10, and a last layer of std 0.2 is no more than 1.24× that
+    ("mnist_mlp.yaml", [*MNIST_SLICE, "data.one_hot=true", "data.on_value=0.9", "data.off_value=0.1",
+                        "model.layers.4.weight_init={type: normal, std: 0.2}"],
+     "expected about ln 10 × 1.8 (the targets' mean row sum) = 4.145 (1.2"),
 ])
 def test_healthy_configs_pass_with_a_timing_table(config, args, expected):
     result = check(config, *args)
