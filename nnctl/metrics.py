@@ -73,7 +73,7 @@ class MetricSums:
                 self.sums[name] = self.sums.get(name, 0.0) + hits * n / labels.size
         if "mse" in self.metrics:
             diff = loss.probabilities(y) - as_targets(y, t)
-            self.sums["sq_err"] += (diff * diff).sum()
+            self.sums["sq_err"] += (diff * diff).sum(dtype=np.float64)  # a float32 epoch sum would drift
             self.sums["n_out"] += diff.size
 
     def totals(self) -> dict[str, float]:
