@@ -500,10 +500,11 @@ def sample(
 
 
 class _ListByDefault(TyperGroup):
-    """`nnctl runs` and `nnctl runs DIR` mean `nnctl runs list [DIR]`: a word that is no sub-command is a folder."""
+    """`nnctl runs`, `nnctl runs DIR` and `nnctl runs --json` mean `nnctl runs list ...`: a word that is no
+    sub-command is a folder, and an option other than -h is list's."""
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
-        if not args or (args[0] not in self.commands and not args[0].startswith("-")):
+        if not args or (args[0] not in self.commands and args[0] not in ctx.help_option_names):
             args = ["list", *args]
         return super().parse_args(ctx, args)
 

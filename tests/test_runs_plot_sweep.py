@@ -83,6 +83,18 @@ def test_runs_list_and_show_as_json(two_runs, tmp_path):
     assert empty.returncode == 0 and json.loads(empty.stdout) == []
 
 
+def test_plain_runs_takes_the_options_of_runs_list(two_runs):
+    """`nnctl runs --json [DIR]` lists as `nnctl runs list --json [DIR]` does; -h is still the group's help."""
+    runs, _, _ = two_runs
+    listed = nnctl("runs", "list", str(runs), "--json")
+    for args in (["--json", str(runs)], [str(runs), "--json"]):
+        result = nnctl("runs", *args)
+        assert result.returncode == 0 and result.stdout == listed.stdout, result.stderr
+    default = nnctl("runs", "--json", cwd=runs.parent)  # runs/ is not there: list's own error, not a usage error
+    assert default.returncode == 1 and "runs: no such directory" in default.stderr, default.stderr
+    assert "Commands:" in nnctl("runs", "-h").stdout
+
+
 def test_mlflows_copies_of_a_run_are_not_listed_as_runs(two_runs, tmp_path):
     """MLflow's local artifact store beside the runs holds each tracked run's summary.json and config.yaml."""
     _, first, _ = two_runs
