@@ -1,6 +1,7 @@
 """The `nnctl` command line: parses arguments, calls the library, renders results."""
 
 import dataclasses
+import difflib
 import io
 import json
 import math
@@ -501,12 +502,18 @@ def sample(
 
 class _ListByDefault(TyperGroup):
     """`nnctl runs`, `nnctl runs DIR` and `nnctl runs --json` mean `nnctl runs list ...`: a word that is no
-    sub-command is a folder, and an option other than -h is list's."""
+    sub-command is a folder (unless it reads as a mistyped one), and an option other than -h is list's."""
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
-        if not args or (args[0] not in self.commands and args[0] not in ctx.help_option_names):
+        if not args or (args[0] not in self.commands and args[0] not in ctx.help_option_names
+                        and not _mistyped(args[0], self.commands)):
             args = ["list", *args]
         return super().parse_args(ctx, args)
+
+
+def _mistyped(word: str, commands: Iterable[str]) -> bool:
+    """Whether `word` is a sub-command mistyped (`runs lst`): close to one, and no path that exists."""
+    return not os.path.lexists(word) and bool(difflib.get_close_matches(word, list(commands)))
 
 
 runs_app = typer.Typer(cls=_ListByDefault, help="List, show and compare runs (plain `nnctl runs` lists runs/).",

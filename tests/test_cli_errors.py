@@ -173,3 +173,15 @@ def test_a_link_loop_met_anywhere_is_one_line_and_exit_1(monkeypatch, capsys):
         cli.main()
     assert stopped.value.code == 1
     assert capsys.readouterr().err == "error: somewhere: Too many levels of symbolic links\n"
+
+
+@pytest.mark.parametrize("typed, meant", [("lst", "list"), ("shw", "show")])
+def test_a_mistyped_runs_command_is_a_usage_error_with_a_suggestion(tmp_path, typed, meant):
+    """`nnctl runs lst` names no folder that exists but reads as `list` mistyped: exit 2 and the suggestion, not
+    'lst: no such directory'; a folder of that name is still listed."""
+    result = nnctl("runs", typed, cwd=tmp_path)
+    assert result.returncode == 2 and f"No such command '{typed}'. Did you mean '{meant}'?" in result.stderr, (
+        result.stderr)
+    (tmp_path / typed).mkdir()
+    listed = nnctl("runs", typed, cwd=tmp_path)
+    assert listed.returncode == 0 and f"no runs under {typed}" in listed.stdout, listed.stderr
