@@ -127,6 +127,23 @@ def _device_overrides(device: str | None) -> list[str]:
     return [f"device={device}"] if device else []
 
 
+def _print_json(data: Any) -> None:
+    """`data` as JSON on stdout, each NaN or infinity as null: JSON has no such numbers, and strict readers
+    (JavaScript's JSON.parse, Go's encoding/json) refuse the NaN that Python writes."""
+    out.print_json(json.dumps(_finite(data), allow_nan=False))
+
+
+def _finite(value: Any) -> Any:
+    """`value` with every float in it that is NaN or infinite replaced by None, through dicts and lists."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
+
+
 def _version(value: bool) -> None:
     if value:
         out.print(f"nnctl {__version__}\n{kernels.describe()}\n{threads.describe()}")
@@ -225,7 +242,7 @@ def evaluate_command(
            else Trained.load(checkpoint_path).experiment(overrides))
     result = {"checkpoint": str(checkpoint_path), **report(exp, split)}
     if as_json:
-        out.print_json(json.dumps(result))
+        _print_json(result)
         return
     out.print(tables.eval_table(result, f"{checkpoint_path} on {split}"))
     if "confusion_matrix" in result:
@@ -267,8 +284,8 @@ def gradcheck(
         checks = check_registry(layer, eps, tol, device or "cpu")
     failed = [c for c in checks if not c.passed]
     if as_json:
-        out.print_json(json.dumps({"passed": not failed, "eps": eps, "tolerance": tol,
-                                   "checks": [dataclasses.asdict(c) for c in checks]}))
+        _print_json({"passed": not failed, "eps": eps, "tolerance": tol,
+                     "checks": [dataclasses.asdict(c) for c in checks]})
     else:
         out.print(tables.checks_table(checks))
     if failed:
@@ -306,9 +323,9 @@ def check(
     findings = preflight(exp, samples, steps, seconds)
     failed = [f for f in findings if not f.passed]
     if as_json:
-        out.print_json(json.dumps({"passed": not failed, "batch_size": len(batch(exp)[0]),
-                                   "findings": [dataclasses.asdict(f) for f in findings],
-                                   "timings": [dataclasses.asdict(t) for t in timings]}))
+        _print_json({"passed": not failed, "batch_size": len(batch(exp)[0]),
+                     "findings": [dataclasses.asdict(f) for f in findings],
+                     "timings": [dataclasses.asdict(t) for t in timings]})
     else:
         out.print(tables.findings_table(findings))
         out.print(tables.timing_table(timings, len(batch(exp)[0])))
@@ -332,9 +349,9 @@ def summary(
     model = initial_model(parsed)
     loaded = load_into(model, parsed)
     if as_json:
-        out.print_json(json.dumps({"name": parsed.data["name"], "input_shape": list(model.input_shape),
-                                   "layers": tables.model_rows(model), "trainable_parameters": model.num_params,
-                                   "frozen_parameters": model.num_frozen}))
+        _print_json({"name": parsed.data["name"], "input_shape": list(model.input_shape),
+                     "layers": tables.model_rows(model), "trainable_parameters": model.num_params,
+                     "frozen_parameters": model.num_frozen})
         return
     out.print(tables.model_table(model, parsed.data["name"]))
     out.print(f"total parameters: {model.num_params + model.num_frozen:,} (trainable {model.num_params:,}, "
@@ -376,7 +393,7 @@ def config_command(
 def schema_command() -> None:
     """Print the JSON Schema of configs, generated from the signatures the validator reads; for editors:
     nnctl schema > nnctl.schema.json, then `# yaml-language-server: $schema=nnctl.schema.json` in a config."""
-    out.print_json(json.dumps(config_schema()))
+    _print_json(config_schema())
 
 
 @app.command("predict")
@@ -529,7 +546,7 @@ def runs_list(
     """A table of the runs under DIR (default runs/, sweeps' members included)."""
     runs = find_runs(root)
     if as_json:
-        out.print_json(json.dumps([run.record() for run in runs]))
+        _print_json([run.record() for run in runs])
         return
     if not runs:
         out.print(f"no runs under {root}")
@@ -544,7 +561,7 @@ def runs_show(run: Annotated[Path, typer.Argument(metavar="RUN", help="A run dir
     """One run's summary, final and test metrics, and its per-epoch rows."""
     shown = load_run(run)
     if as_json:
-        out.print_json(json.dumps(shown.record(history=True)))
+        _print_json(shown.record(history=True))
         return
     for table in tables.run_tables(shown):
         out.print(table)

@@ -139,6 +139,23 @@ def test_summary_gradcheck_and_check_print_json_that_says_what_their_tables_say(
     assert {t["layer"] for t in checked["timings"]} >= {"dense_1"}
 
 
+def _strict_json(text: str):
+    """`text` read as JSON proper: NaN and Infinity, which Python's reader takes, are refused as JavaScript's are."""
+    def refuse(constant: str):
+        raise ValueError(f"{constant} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_json_output_writes_null_for_nan():
+    """Weights so large that the loss overflows: each check's error is NaN, printed as null, not as invalid JSON."""
+    result = nnctl("gradcheck", str(CONFIGS / "xor_mlp.yaml"), "model.layers.1.weight_init={type: normal, std: 1e300}",
+                   "--json")
+    assert result.returncode == 1 and "5 of 5 checks failed" in result.stderr, result.stderr
+    checks = _strict_json(result.stdout)["checks"]
+    assert [(c["error"], c["passed"]) for c in checks] == [(None, False)] * 5
+
+
 def _until_rows(folder, pattern: str, rows: int) -> None:
     """Waits until a metrics.csv under `folder` matching `pattern` holds more than `rows` lines."""
     deadline = time.time() + 120
