@@ -1,5 +1,6 @@
 """The `nnctl` command line: parses arguments, calls the library, renders results."""
 
+import codecs
 import dataclasses
 import difflib
 import io
@@ -129,8 +130,10 @@ def _device_overrides(device: str | None) -> list[str]:
 
 def _print_json(data: Any) -> None:
     """`data` as JSON on stdout, each NaN or infinity as null: JSON has no such numbers, and strict readers
-    (JavaScript's JSON.parse, Go's encoding/json) refuse the NaN that Python writes."""
-    out.print_json(json.dumps(_finite(data), allow_nan=False))
+    (JavaScript's JSON.parse, Go's encoding/json) refuse the NaN that Python writes. On a stdout that is not
+    UTF (cp1252, ascii) other characters are \\u escapes, not the \\x ones JSON has none of."""
+    unicode = codecs.lookup(out.encoding).name.startswith("utf")
+    out.print_json(json.dumps(_finite(data), allow_nan=False), ensure_ascii=not unicode)
 
 
 def _finite(value: Any) -> Any:

@@ -156,6 +156,16 @@ def test_json_output_writes_null_for_nan():
     assert [(c["error"], c["passed"]) for c in checks] == [(None, False)] * 5
 
 
+def test_json_output_on_a_stdout_that_is_not_utf_is_still_json():
+    """The schema's descriptions hold characters beyond ASCII; on a stdout that cannot encode them (an ascii one,
+    as a cp1252 console for a CJK run name) they are \\u escapes, not the \\x ones JSON has none of."""
+    utf8 = nnctl("schema")
+    narrow = nnctl("schema", env={"PYTHONIOENCODING": "ascii"})
+    assert narrow.returncode == 0 and narrow.stdout.isascii(), narrow.stderr
+    assert _strict_json(narrow.stdout) == _strict_json(utf8.stdout)
+    assert not utf8.stdout.isascii()  # where stdout takes them, they print as they are
+
+
 def _until_rows(folder, pattern: str, rows: int) -> None:
     """Waits until a metrics.csv under `folder` matching `pattern` holds more than `rows` lines."""
     deadline = time.time() + 120
