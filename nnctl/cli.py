@@ -132,8 +132,12 @@ def _print_json(data: Any) -> None:
     """`data` as JSON on stdout, each NaN or infinity as null: JSON has no such numbers, and strict readers
     (JavaScript's JSON.parse, Go's encoding/json) refuse the NaN that Python writes. On a stdout that is not
     UTF (cp1252, ascii) other characters are \\u escapes, not the \\x ones JSON has none of."""
-    unicode = codecs.lookup(out.encoding).name.startswith("utf")
-    out.print_json(json.dumps(_finite(data), allow_nan=False), ensure_ascii=not unicode)
+    out.print_json(json.dumps(_finite(data), allow_nan=False), ensure_ascii=not _stdout_is_utf())
+
+
+def _stdout_is_utf() -> bool:
+    """Whether stdout encodes every character; where not, what it lacks prints as a \\x escape (see main)."""
+    return codecs.lookup(out.encoding).name.startswith("utf")
 
 
 def _finite(value: Any) -> Any:
@@ -387,7 +391,8 @@ def config_command(
 ) -> None:
     """Print the fully resolved config as YAML: its base chain merged, overrides applied, every default filled in."""
     parsed = load_config(config, overrides or [])
-    text = dump_yaml(absolute_paths(resolved(parsed), parsed.base_dir), allow_unicode=True)
+    # escaped as YAML does where stdout is not UTF: a \x escape would change a path
+    text = dump_yaml(absolute_paths(resolved(parsed), parsed.base_dir), allow_unicode=_stdout_is_utf())
     out.print(f"# resolved from {config}; its relative paths (data files, model.weights) written out absolute\n"
               + text, end="")
 

@@ -9,6 +9,7 @@ import sys
 import time
 
 import pytest
+import yaml
 from rich.console import Console
 
 from helpers import CONFIGS, REPO, nnctl
@@ -164,6 +165,19 @@ def test_json_output_on_a_stdout_that_is_not_utf_is_still_json():
     assert narrow.returncode == 0 and narrow.stdout.isascii(), narrow.stderr
     assert _strict_json(narrow.stdout) == _strict_json(utf8.stdout)
     assert not utf8.stdout.isascii()  # where stdout takes them, they print as they are
+
+
+def test_config_on_a_stdout_that_is_not_utf_writes_its_paths_as_they_are(tmp_path):
+    """A data file in a folder named in Unicode: on an ascii stdout its absolute path is escaped as YAML escapes,
+    so the resolved config still names the file (Python's \\x escape made it another path)."""
+    folder = tmp_path / "josé"
+    folder.mkdir()
+    (folder / "d.csv").write_text("x,y\n0,0\n1,1\n")
+    (folder / "c.yaml").write_text("name: t\ndata: {type: csv, path: d.csv}\nloss: softmax_cross_entropy\n"
+                                   "model: {layers: [{type: dense, units: 2}]}\noptimizer: {type: sgd, lr: 0.1}\n")
+    result = nnctl("config", "c.yaml", cwd=folder, env={"PYTHONIOENCODING": "ascii"})
+    assert result.returncode == 0 and result.stdout.isascii(), result.stderr
+    assert yaml.safe_load(result.stdout)["data"]["path"] == str(folder / "d.csv")
 
 
 def _until_rows(folder, pattern: str, rows: int) -> None:
