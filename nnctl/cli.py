@@ -109,7 +109,7 @@ def _cwd_overrides(overrides: list[str] | None) -> list[str] | None:
     return None if overrides is None else paths_from_cwd(overrides, Path.cwd())
 
 
-Overrides = Annotated[list[str] | None, typer.Argument(help=OVERRIDES_HELP, show_default=False,
+Overrides = Annotated[list[str] | None, typer.Argument(metavar="KEY=VALUE", help=OVERRIDES_HELP, show_default=False,
                                                        callback=_cwd_overrides)]
 Device = Annotated[str, typer.Option("--device", help=DEVICE_HELP, callback=_device_option)]
 Force = Annotated[bool, typer.Option("--force", help="Replace the output file if it exists.")]
@@ -176,7 +176,8 @@ def _experiment_of(config: Path, overrides: list[str] | None) -> Experiment:
 
 @app.command()
 def train(
-    config: Annotated[str | None, typer.Argument(help="The YAML config to train.", show_default=False)] = None,
+    config: Annotated[str | None, typer.Argument(metavar="CONFIG", help="The YAML config to train.",
+                                                 show_default=False)] = None,
     overrides: Overrides = None,
     resume: Annotated[Path | None, typer.Option("--resume", help="Continue from a checkpoint of a run, or from a "
                                                 "run directory's last.pkl.",
@@ -263,8 +264,8 @@ def evaluate_command(
 
 @app.command()
 def gradcheck(
-    config: Annotated[Path | None, typer.Argument(help="Check the model this config builds, on a few real samples; "
-                                                    "without it, every registered layer and loss.",
+    config: Annotated[Path | None, typer.Argument(metavar="CONFIG", help="Check the model this config builds, on a "
+                                                    "few real samples; without it, every registered layer and loss.",
                                          show_default=False)] = None,
     overrides: Overrides = None,
     eps: Annotated[float, typer.Option("--eps", help="Central-difference step.")] = 1e-6,
@@ -310,7 +311,7 @@ def gradcheck(
 
 @app.command()
 def check(
-    config: Annotated[Path, typer.Argument(help="The YAML config to check before training it.")],
+    config: Annotated[Path, typer.Argument(metavar="CONFIG", help="The YAML config to check before training it.")],
     overrides: Overrides = None,
     samples: Annotated[int, typer.Option("--samples", min=1, help="How many training samples to overfit.")] = 20,
     steps: Annotated[int, typer.Option("--steps", min=1, help="The most steps allowed to overfit them.")] = 1000,
@@ -347,7 +348,7 @@ def check(
 
 @app.command()
 def summary(
-    config: Annotated[Path, typer.Argument(help="The YAML config whose model to describe.")],
+    config: Annotated[Path, typer.Argument(metavar="CONFIG", help="The YAML config whose model to describe.")],
     overrides: Overrides = None,
     as_json: AsJson = False,
 ) -> None:
@@ -386,7 +387,7 @@ MODEL_HELP = f"{CHECKPOINT_HELP}, or a config (.yaml) whose model.weights names 
 
 @app.command("config")
 def config_command(
-    config: Annotated[Path, typer.Argument(help="The YAML config to resolve.")],
+    config: Annotated[Path, typer.Argument(metavar="CONFIG", help="The YAML config to resolve.")],
     overrides: Overrides = None,
 ) -> None:
     """Print the fully resolved config as YAML: its base chain merged, overrides applied, every default filled in."""
@@ -469,8 +470,8 @@ def export_command(
 
 @app.command("convert")
 def convert_command(
-    source: Annotated[Path, typer.Argument(help="Weights saved by PyTorch (a state_dict as .safetensors) or Keras "
-                                           "(.h5, .weights.h5, .keras).")],
+    source: Annotated[Path, typer.Argument(metavar="WEIGHTS", help="Weights saved by PyTorch (a state_dict as "
+                                           ".safetensors) or Keras (.h5, .weights.h5, .keras).")],
     config: Annotated[Path, typer.Option("--config", "-c", help="The nnctl config whose model takes the weights.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="The .npz file to write.", show_default=False)],
     mapping: Annotated[list[str] | None, typer.Option("--map", help="NNCTL_LAYER=SOURCE_LAYER, or a YAML file of "
@@ -548,7 +549,7 @@ app.add_typer(runs_app, name="runs")
 
 @runs_app.command("list")
 def runs_list(
-    root: Annotated[Path, typer.Argument(metavar="[DIR]", help="A folder of runs, such as a sweep's.")] = Path("runs"),
+    root: Annotated[Path, typer.Argument(metavar="DIR", help="A folder of runs, such as a sweep's.")] = Path("runs"),
     as_json: AsJson = False,
 ) -> None:
     """A table of the runs under DIR (default runs/, sweeps' members included)."""
@@ -577,7 +578,7 @@ def runs_show(run: Annotated[Path, typer.Argument(metavar="RUN", help="A run dir
 
 
 @runs_app.command("diff")
-def runs_diff(runs: Annotated[list[Path], typer.Argument(metavar="RUN RUN", help="Two run directories (or their "
+def runs_diff(runs: Annotated[list[Path], typer.Argument(metavar="RUN", help="Two run directories (or their "
                                                          "checkpoints).")]) -> None:
     """The config keys that differ between two runs, and their results side by side."""
     if len(runs) != 2:
@@ -597,7 +598,7 @@ def _damage(runs: Iterable[Run]) -> None:
 
 @app.command("plot")
 def plot_command(
-    runs: Annotated[list[Path], typer.Argument(metavar="RUN...", help="Run directories, folders of runs (a sweep) "
+    runs: Annotated[list[Path], typer.Argument(metavar="RUN", help="Run directories, folders of runs (a sweep) "
                                                "or checkpoints; a config for --activations at initialization.")],
     metric: Annotated[str, typer.Option("--metric", help="The metric of the learning curves.")] = "loss",
     output: Annotated[Path | None, typer.Option("--output", "-o", help="The PNG to write (default: <kind>.png in "

@@ -104,6 +104,17 @@ def test_h_is_help_on_every_command():
                                                                                                         result.output)
 
 
+@pytest.mark.parametrize("command, usage", [
+    (["train"], "[OPTIONS] [CONFIG] [KEY=VALUE]..."), (["check"], "[OPTIONS] {CONFIG} [KEY=VALUE]..."),
+    (["runs", "list"], "[OPTIONS] [DIR]"), (["runs", "diff"], "[OPTIONS] {RUN}..."), (["plot"], "[OPTIONS] {RUN}...")])
+def test_usage_lines_name_arguments_as_the_readme_does(command, usage):
+    """CONFIG and KEY=VALUE as in the README's table, not 'config' and 'overrides'; no '[[DIR]]' or
+    '{RUN...}...' where typer adds its own brackets and dots to a name that already had them."""
+    result = nnctl(*command, "-h")
+    assert result.returncode == 0 and result.stdout.splitlines()[0].endswith(f"{' '.join(command)} {usage}"), (
+        result.stdout)
+
+
 def test_a_narrow_terminal_folds_long_cells_instead_of_cutting_them():
     name = "mnist_mlp-lr0.001-20261207-101500"
     table = tables.Folding(title="runs")
