@@ -111,7 +111,7 @@ def initial_loss(exp: Experiment, x: np.ndarray, t: np.ndarray) -> Finding:
                                              "targets' scale, not on the model alone)")
     target, formula = expected
     ratio = value / target
-    detail = f"{value:.4g}, expected about {formula} = {target:.4g} ({ratio:.2f}×)"
+    detail = f"{value:.4g}, expected about {formula} = {target:.4g} ({ratio:.3g}×)"
     if ratio > LOSS_RANGE[1]:
         last = exp.model.layers[-1].name
         return Finding("initial loss", False, f"{detail}: the initial outputs are too large; start {last} from "

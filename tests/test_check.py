@@ -60,3 +60,12 @@ def test_a_slow_learner_is_inconclusive_not_failed():
     assert result.returncode == 0, result.stdout + result.stderr
     assert "not yet overfit, but learning" in result.stdout
     assert "1 of them inconclusive" in result.stdout
+
+
+def test_a_huge_initial_loss_prints_its_ratio_in_a_few_digits():
+    """Weights of std 1e300: the loss is 1e299 times ln 2, which read as 300 digits and '.00' (and a tiny ratio as
+    '0.00×')."""
+    result = check("xor_mlp.yaml", "model.layers.1.weight_init={type: normal, std: 1e300}", "--steps", "5")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert re.search(r"initial loss: [\d.e+]+, expected about ln 2 = 0\.6931 \(\d\.\d\de\+299×\): the initial",
+                     result.stderr), result.stderr
