@@ -3,11 +3,14 @@ and why a command stopped early (its stdout closed, a SIGTERM, else a Ctrl-C).""
 
 import io
 import os
+import re
 import stat
 import sys
 import threading
+from typing import Any
 
 from rich.console import Console
+from rich.text import Text
 
 _closed = threading.Event()
 _terminated = threading.Event()
@@ -36,13 +39,25 @@ def why_stopped() -> str:
     return "terminated (SIGTERM): " if terminated() else ""
 
 
+_CONTROL = re.compile(r"[\x00-\x06\x0e-\x1f\x7f-\x9f]")
+"""The control characters rich passes through (it strips bell, backspace, \\v, \\f and \\r): ESC and CSI start a
+terminal's escape sequences."""
+
+
 class PlainConsole(Console):
     """A rich Console without markup, highlighting or emoji, so that paths and names print as they are
-    ('runs/x [v2]' is no markup); on a closed pipe it goes quiet and says so through `stdout_closed()` (rich's
-    own exits at once, leaving a run half written), and the command decides whether to stop."""
+    ('runs/x [v2]' is no markup), but for control characters, which print as \\x1b-style escapes (a folder named
+    with an escape sequence cannot drive the terminal); on a closed pipe it goes quiet and says so through
+    `stdout_closed()` (rich's own exits at once, leaving a run half written), and the command decides whether to
+    stop."""
 
     def __init__(self, **kwargs):
         super().__init__(highlight=False, markup=False, emoji=False, soft_wrap=True, **kwargs)
+
+    def render_str(self, text: str, **kwargs: Any) -> Text:
+        """As rich's, each control character of _CONTROL written as its \\x escape (every str printed, a table's
+        cells and titles included, comes through here)."""
+        return super().render_str(_CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text), **kwargs)
 
     def on_broken_pipe(self) -> None:
         self.quiet = True

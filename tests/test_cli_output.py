@@ -53,6 +53,20 @@ def test_paths_that_look_like_markup_print_as_they_are(tmp_path, folder):
     assert listed.returncode == 0 and f"runs under {runs}" in listed.stdout, listed.stderr
 
 
+def test_control_characters_in_a_run_folder_name_print_as_escapes(tmp_path):
+    """A run folder renamed (or unpacked) with terminal escape sequences in its name: tables, titles and errors show
+    them as \\x1b text, so listing it cannot retitle, clear or recolour the terminal."""
+    result = nnctl("train", str(CONFIGS / "xor_mlp.yaml"), "train.epochs=1", "--runs-dir", str(tmp_path), "-q")
+    assert result.returncode == 0, result.stderr
+    (run,) = tmp_path.iterdir()
+    run = run.rename(tmp_path / "x\x1b]0;owned\x07\x1b[2J\x9b31m")
+    listed, shown = nnctl("runs", "list", str(tmp_path)), nnctl("runs", "show", str(run))
+    missing = nnctl("runs", "show", str(tmp_path / "gone\x1b[2J"))
+    for printed, text in ((listed.stdout, "x\\x1b]0;owned\\x1b[2J\\x9b31m"), (shown.stdout, "x\\x1b]0;owned"),
+                          (missing.stderr, "gone\\x1b[2J: not a run directory")):
+        assert text in printed and not set(printed) & {"\x1b", "\x9b", "\x07"}, printed
+
+
 def test_piped_tables_keep_long_cells_whole(tmp_path):
     name = "a" * 150
     result = nnctl("train", str(CONFIGS / "xor_mlp.yaml"), "train.epochs=1", f"name={name}", "--runs-dir",
