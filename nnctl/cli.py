@@ -528,11 +528,13 @@ def sample(
 
 class _ListByDefault(TyperGroup):
     """`nnctl runs`, `nnctl runs DIR` and `nnctl runs --json` mean `nnctl runs list ...`: a word that is no
-    sub-command is a folder (unless it reads as a mistyped one), and an option other than -h is list's."""
+    sub-command is a folder (unless it reads as a mistyped one), and an option other than -h is list's; but
+    `nnctl runs <TAB>` completes the sub-commands."""
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
-        if not args or (args[0] not in self.commands and args[0] not in ctx.help_option_names
-                        and not _mistyped(args[0], self.commands)):
+        completing = ctx.resilient_parsing and not args
+        if not completing and (not args or (args[0] not in self.commands and args[0] not in ctx.help_option_names
+                                            and not _mistyped(args[0], self.commands))):
             args = ["list", *args]
         return super().parse_args(ctx, args)
 

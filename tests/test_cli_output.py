@@ -118,6 +118,17 @@ def test_h_is_help_on_every_command():
                                                                                                         result.output)
 
 
+@pytest.mark.parametrize("words, expected", [("nnctl runs ", ["list", "show", "diff"]), ("nnctl runs s", ["show"]),
+                                             ("nnctl runs list --j", ["--json"])])
+def test_tab_completes_the_sub_commands_of_runs(words, expected):
+    """`nnctl runs <TAB>` offered nothing: the empty word list became `runs list` before completion saw it. (The
+    variable is the one of `python -m nnctl`, whose name typer takes from the words that ran it.)"""
+    env = {"_PYTHON _M NNCTL_COMPLETE": "complete_bash", "COMP_WORDS": words,
+           "COMP_CWORD": str(len(words.split()) - (not words.endswith(" ")))}
+    result = nnctl(env=env)
+    assert result.returncode == 0 and result.stdout.split() == expected, result.stdout + result.stderr
+
+
 @pytest.mark.parametrize("command, usage", [
     (["train"], "[OPTIONS] [CONFIG] [KEY=VALUE]..."), (["check"], "[OPTIONS] {CONFIG} [KEY=VALUE]..."),
     (["runs", "list"], "[OPTIONS] [DIR]"), (["runs", "diff"], "[OPTIONS] {RUN}..."), (["plot"], "[OPTIONS] {RUN}...")])
