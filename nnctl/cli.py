@@ -41,7 +41,7 @@ from nnctl.onnx_export import PREPARATION_KEY, check_onnx_name, describe_prepara
 from nnctl.outputs import REFUSALS, check_target, refusal
 from nnctl.predict import check_output, features, predict_files, save_array, write
 from nnctl.runner import Runner
-from nnctl.runs import Run, checkpoint_of, expand, find_runs, load_run
+from nnctl.runs import Run, checkpoint_of, diff_record, expand, find_runs, load_run
 from nnctl.sample import LanguageModel
 from nnctl.sections import resolved
 from nnctl.sweep import Member, Outcome, Sweep, by_value, check_address
@@ -581,11 +581,15 @@ def runs_show(run: Annotated[Path, typer.Argument(metavar="RUN", help="A run dir
 
 @runs_app.command("diff")
 def runs_diff(runs: Annotated[list[Path], typer.Argument(metavar="RUN", help="Two run directories (or their "
-                                                         "checkpoints).")]) -> None:
+                                                         "checkpoints).")],
+              as_json: AsJson = False) -> None:
     """The config keys that differ between two runs, and their results side by side."""
     if len(runs) != 2:
         raise ConfigError(f"expected two runs, got {len(runs)}: nnctl runs diff RUN RUN")
     pair = load_run(runs[0]), load_run(runs[1])
+    if as_json:
+        _print_json({**diff_record(*pair), "damage": [run.damage for run in pair]})
+        return
     for table in tables.diff_tables(*pair):
         out.print(table)
     _damage(pair)

@@ -342,6 +342,18 @@ def config_diff(a: Run, b: Run) -> list[tuple[str, Any, Any]]:
     return [(key, fa.get(key), fb.get(key)) for key in sorted(fa.keys() | fb.keys()) if fa.get(key) != fb.get(key)]
 
 
+def diff_record(a: Run, b: Run) -> dict[str, Any]:
+    """Two runs compared, as plain data for --json and the tables of `runs diff`: their paths, each config key that
+    differs (`config_diff`) and each result (status, epochs, the final and test metrics, wall time), all as
+    [value in a, value in b], None where one lacks it."""
+    fa, fb = a.final_metrics(), b.final_metrics()
+    results = {"status": [a.status, b.status], "epochs": [a.summary.get("epochs"), b.summary.get("epochs")],
+               **{key: [fa.get(key), fb.get(key)] for key in [*fa, *(k for k in fb if k not in fa)]},
+               "wall_time_s": [a.summary.get("wall_time_s", 0), b.summary.get("wall_time_s", 0)]}
+    return {"runs": [str(a.path), str(b.path)], "config": {key: [x, y] for key, x, y in config_diff(a, b)},
+            "results": results}
+
+
 def with_defaults(config: dict[str, Any]) -> dict[str, Any]:
     """A run's config with every default written out, as `nnctl config` prints it; as saved where it cannot be (a
     damaged or older config)."""

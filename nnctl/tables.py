@@ -14,7 +14,7 @@ from nnctl.gradcheck import Check
 from nnctl.model import Model
 from nnctl.predict import Predictions, top
 from nnctl.run_files import format_value
-from nnctl.runs import Run, config_diff
+from nnctl.runs import Run, diff_record
 from nnctl.sweep import Outcome, Sweep
 
 
@@ -213,22 +213,23 @@ def run_tables(run: Run) -> list[Table]:
 
 
 def diff_tables(a: Run, b: Run) -> list[Table]:
-    """The config keys that differ between two runs, then their results side by side."""
-    changes = config_diff(a, b)
-    table = Folding(title=f"config keys that differ ({len(changes)})")
-    for column in ("key", str(a.path), str(b.path)):
+    """The config keys that differ between two runs, then their results side by side (`diff_record`)."""
+    record = diff_record(a, b)
+    table = Folding(title=f"config keys that differ ({len(record['config'])})")
+    for column in ("key", *record["runs"]):
         table.add_column(column)
-    for key, x, y in changes:
-        table.add_row(key, "—" if x is None else str(x), "—" if y is None else str(y))
+    for key, values in record["config"].items():
+        table.add_row(key, *("—" if value is None else str(value) for value in values))
     metrics = Folding(title="results")
-    for column in ("metric", str(a.path), str(b.path)):
+    for column in ("metric", *record["runs"]):
         metrics.add_column(column, justify="left" if column == "metric" else "right")
-    fa, fb = a.final_metrics(), b.final_metrics()
-    metrics.add_row("status", a.status, b.status)
-    metrics.add_row("epochs", str(a.summary.get("epochs")), str(b.summary.get("epochs")))
-    for key in [*fa, *(k for k in fb if k not in fa)]:
-        metrics.add_row(key, format_value(fa.get(key, "—")), format_value(fb.get(key, "—")))
-    metrics.add_row("wall time", *(f"{r.summary.get('wall_time_s', 0):.1f} s" for r in (a, b)))
+    for key, values in record["results"].items():
+        if key == "wall_time_s":
+            metrics.add_row("wall time", *(f"{value:.1f} s" for value in values))
+        elif key in ("status", "epochs"):
+            metrics.add_row(key, *map(str, values))
+        else:
+            metrics.add_row(key, *(format_value("—" if value is None else value) for value in values))
     return [table, metrics]
 
 

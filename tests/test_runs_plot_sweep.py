@@ -83,6 +83,21 @@ def test_runs_list_and_show_as_json(two_runs, tmp_path):
     assert empty.returncode == 0 and json.loads(empty.stdout) == []
 
 
+def test_runs_diff_as_json(two_runs):
+    """`runs diff --json`, as `runs list` and `runs show` have it: the keys that differ and the results, each as
+    [value in the first run, value in the second], null where one has none."""
+    _, first, second = two_runs
+    result = nnctl("runs", "diff", str(first), str(second), "--json")
+    assert result.returncode == 0, result.stderr
+    diff = json.loads(result.stdout)
+    assert diff["runs"] == [str(first), str(second)] and diff["damage"] == [[], []]
+    assert len(diff["config"]) == 8 and diff["config"]["optimizer.type"] == ["adam", "sgd"]
+    assert diff["config"]["optimizer.lr"] == [0.001, 0.1] and diff["config"]["optimizer.momentum"][0] is None
+    summaries = [json.loads((run / "summary.json").read_text()) for run in (first, second)]
+    assert diff["results"]["test_accuracy"] == [summary["test"]["test_accuracy"] for summary in summaries]
+    assert diff["results"]["status"] == ["finished", "finished"] and diff["results"]["epochs"] == [2, 2]
+
+
 def test_plain_runs_takes_the_options_of_runs_list(two_runs):
     """`nnctl runs --json [DIR]` lists as `nnctl runs list --json [DIR]` does; -h is still the group's help."""
     runs, _, _ = two_runs
