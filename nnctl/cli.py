@@ -114,6 +114,7 @@ Overrides = Annotated[list[str] | None, typer.Argument(metavar="KEY=VALUE", help
 Device = Annotated[str, typer.Option("--device", help=DEVICE_HELP, callback=_device_option)]
 Force = Annotated[bool, typer.Option("--force", help="Replace the output file if it exists.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the results as JSON instead of tables.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")]
 RunDevice = Annotated[str | None, typer.Option("--device", help=DEVICE_HELP + " Default: the config's device.",
                                                show_default=False, callback=_device_option)]
 CommandDevice = Annotated[str | None, typer.Option("--device", help=DEVICE_HELP + " Default: a device= override, "
@@ -184,7 +185,7 @@ def train(
                                        show_default=False)] = None,
     runs_dir: Annotated[Path, typer.Option("--runs-dir", help="Where new run directories are made (also when "
                                            "resuming from a checkpoint other than a run's last.pkl).")] = Path("runs"),
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
+    quiet: Quiet = False,
     tensorboard: Annotated[bool, typer.Option("--tensorboard", help="Also write TensorBoard event files into the "
                                               "run directory (train.tensorboard=true).")] = False,
     init_from: Annotated[Path | None, typer.Option("--init-from", help="Start a new run of CONFIG from this "
@@ -690,9 +691,11 @@ def sweep_command(
                                                 "GCS; default: the sweep's address, else a cluster started here "
                                                 "for this sweep).", show_default=False)] = None,
     device: RunDevice = None,
+    quiet: Quiet = False,
 ) -> None:
     """Train every member of a sweep as a normal run in one directory, then a table and the overlay plot; a
     failing member does not stop the others, and running it again skips finished members."""
+    out.quiet = quiet  # the plan, a line per member, the table and the plots' names; what failed goes to stderr
     if jobs is not None and jobs < 1:
         raise ConfigError(f"--jobs must be at least 1, got {jobs}")
     if engine not in (None, "local", "ray"):

@@ -231,6 +231,17 @@ def test_sweep_finishes_the_others_reports_the_broken_one_and_skips_on_rerun(tmp
     assert [n for n in after if not n.startswith("broken")] == [n for n in before if not n.startswith("broken")]
 
 
+def test_sweep_quiet_prints_nothing_but_what_failed(tmp_path):
+    """`sweep -q`, as `train -q`: no plan, member lines, table or plot names on stdout; a failed member on stderr."""
+    sweep_file = tmp_path / "s.yaml"
+    sweep_file.write_text(f"base: {CONFIGS / 'xor_mlp.yaml'}\noverrides: {{train.epochs: 2}}\nmembers:\n"
+                          "  - {name: ok}\n  - {name: broken, data: {type: csv, path: nope.csv}}\n")
+    result = nnctl("sweep", str(sweep_file), "--runs-dir", str(tmp_path / "runs"), "-q")
+    assert result.returncode == 1 and result.stdout == "", result.stdout
+    assert result.stderr == "1 of 2 members failed: broken\n", result.stderr
+    assert [run.name.split("-")[0] for run in (tmp_path / "runs" / "s").glob("*/")] == ["ok"]
+
+
 def test_sweep_members_and_wildcards(tmp_path, mnist_root):
     sweep_file = tmp_path / "s.yaml"
     sweep_file.write_text(SWEEP.format(base=CONFIGS / "mnist_mlp.yaml"))
