@@ -12,7 +12,7 @@ import shlex
 import signal
 import sys
 import traceback
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -81,8 +81,20 @@ YAML = (".yaml", ".yml")
 DEVICE_HELP = "Where to compute: cpu, cuda or cuda:N (an NVIDIA GPU through CuPy: pip install 'nnctl[gpu]')."
 
 
+SPLITS = ("test", "val", "train")
+DEVICES = ("cpu", "cuda")
+"""The devices tab completion offers (cuda:N too is taken)."""
+
+
+def _offering(*choices: str) -> Callable[[str], list[str]]:
+    """Tab completion of an option's value from `choices`; the command checks the value, with its own message."""
+    def complete(incomplete: str) -> list[str]:
+        return [choice for choice in choices if choice.startswith(incomplete)]
+    return complete
+
+
 def _check_split(split: str) -> None:
-    if split not in ("test", "val", "train"):
+    if split not in SPLITS:
         raise ConfigError(f"--split must be test, val or train, not '{split}'")
 
 
@@ -111,15 +123,17 @@ def _cwd_overrides(overrides: list[str] | None) -> list[str] | None:
 
 Overrides = Annotated[list[str] | None, typer.Argument(metavar="KEY=VALUE", help=OVERRIDES_HELP, show_default=False,
                                                        callback=_cwd_overrides)]
-Device = Annotated[str, typer.Option("--device", help=DEVICE_HELP, callback=_device_option)]
+Device = Annotated[str, typer.Option("--device", help=DEVICE_HELP, callback=_device_option,
+                                     autocompletion=_offering(*DEVICES))]
 Force = Annotated[bool, typer.Option("--force", help="Replace the output file if it exists.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the results as JSON instead of tables.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")]
 RunDevice = Annotated[str | None, typer.Option("--device", help=DEVICE_HELP + " Default: the config's device.",
-                                               show_default=False, callback=_device_option)]
+                                               show_default=False, callback=_device_option,
+                                               autocompletion=_offering(*DEVICES))]
 CommandDevice = Annotated[str | None, typer.Option("--device", help=DEVICE_HELP + " Default: a device= override, "
                                                    "else cpu (never the checkpoint's).", show_default=False,
-                                                   callback=_device_option)]
+                                                   callback=_device_option, autocompletion=_offering(*DEVICES))]
 ON_CPU = "device=cpu"
 """The device of eval and gradcheck unless their command line names one (an override after it, or --device)."""
 
@@ -238,7 +252,8 @@ def evaluate_command(
     checkpoint_path: Annotated[Path, typer.Argument(metavar="CHECKPOINT", help=f"{CHECKPOINT_HELP}, or a config "
                                                     "(.yaml) whose model.weights names exported weights.")],
     overrides: Overrides = None,
-    split: Annotated[str, typer.Option("--split", help="Which split to evaluate: test, val or train.")] = "test",
+    split: Annotated[str, typer.Option("--split", help="Which split to evaluate: test, val or train.",
+                                       autocompletion=_offering(*SPLITS))] = "test",
     as_json: AsJson = False,
     device: CommandDevice = None,
 ) -> None:
@@ -446,7 +461,8 @@ def export_command(
     output: Annotated[Path, typer.Option("--output", "-o", help="The file to write (.npz, or .onnx).",
                                          show_default=False)],
     form: Annotated[str, typer.Option("--format", help="npz: nnctl's arrays by layer name, for model.weights; "
-                                      "onnx: the whole model as an ONNX graph (pip install 'nnctl[onnx]').")] = "npz",
+                                      "onnx: the whole model as an ONNX graph (pip install 'nnctl[onnx]').",
+                                      autocompletion=_offering("npz", "onnx"))] = "npz",
     device: Device = "cpu",
     force: Force = False,
 ) -> None:
@@ -480,7 +496,7 @@ def convert_command(
                                                       "arrays are paired in order.", show_default=False)] = None,
     flatten: Annotated[str | None, typer.Option("--flatten", help="chw or hwc: how the source flattened feature "
                                                 "maps before its first dense layer (default: torch chw, keras hwc).",
-                                                show_default=False)] = None,
+                                                show_default=False, autocompletion=_offering("chw", "hwc"))] = None,
     force: Force = False,
 ) -> None:
     """Convert another framework's weights into nnctl's .npz for model.weights, printing the mapping it used."""
@@ -615,7 +631,8 @@ def plot_command(
     filters: Annotated[bool, typer.Option("--filters", help="The first conv layer's filters as images.")] = False,
     activations: Annotated[bool, typer.Option("--activations", help="A histogram of each layer's outputs for a "
                                               "batch.")] = False,
-    split: Annotated[str, typer.Option("--split", help="The split for --confusion and --activations.")] = "test",
+    split: Annotated[str, typer.Option("--split", help="The split for --confusion and --activations.",
+                                       autocompletion=_offering(*SPLITS))] = "test",
     samples: Annotated[int, typer.Option("--samples", help="The batch size for --activations.")] = 1000,
     smooth: Annotated[float, typer.Option("--smooth", help="Smoothing of per-step curves, 0 to 0.999.")] = 0.9,
     force: Force = False,
@@ -686,7 +703,7 @@ def sweep_command(
                                                "sweep's metric, else loss).", show_default=False)] = None,
     engine: Annotated[str | None, typer.Option("--engine", help="local (worker processes here) or ray (Ray Tune, "
                                                "pip install 'nnctl[ray]'); default: the sweep's engine, else local.",
-                                               show_default=False)] = None,
+                                               show_default=False, autocompletion=_offering("local", "ray"))] = None,
     address: Annotated[str | None, typer.Option("--address", help="The Ray cluster: auto or HOST:PORT (its head's "
                                                 "GCS; default: the sweep's address, else a cluster started here "
                                                 "for this sweep).", show_default=False)] = None,

@@ -121,12 +121,27 @@ def test_h_is_help_on_every_command():
 @pytest.mark.parametrize("words, expected", [("nnctl runs ", ["list", "show", "diff"]), ("nnctl runs s", ["show"]),
                                              ("nnctl runs list --j", ["--json"])])
 def test_tab_completes_the_sub_commands_of_runs(words, expected):
-    """`nnctl runs <TAB>` offered nothing: the empty word list became `runs list` before completion saw it. (The
-    variable is the one of `python -m nnctl`, whose name typer takes from the words that ran it.)"""
+    """`nnctl runs <TAB>` offered nothing: the empty word list became `runs list` before completion saw it."""
+    assert complete(words) == expected
+
+
+@pytest.mark.parametrize("words, expected", [
+    ("nnctl eval r --split ", ["test", "val", "train"]), ("nnctl plot r --split t", ["test", "train"]),
+    ("nnctl export r --format ", ["npz", "onnx"]), ("nnctl sweep s --engine ", ["local", "ray"]),
+    ("nnctl convert w --flatten ", ["chw", "hwc"]), ("nnctl train c --device ", ["cpu", "cuda"])])
+def test_tab_completes_the_values_of_options_that_take_a_few(words, expected):
+    """Options whose value is one of a few words complete them, as the sub-commands do (they completed nothing)."""
+    assert complete(words) == expected
+
+
+def complete(words: str) -> list[str]:
+    """What bash's tab completion offers after `words` (the variable is the one of `python -m nnctl`, whose name
+    typer takes from the words that ran it)."""
     env = {"_PYTHON _M NNCTL_COMPLETE": "complete_bash", "COMP_WORDS": words,
            "COMP_CWORD": str(len(words.split()) - (not words.endswith(" ")))}
     result = nnctl(env=env)
-    assert result.returncode == 0 and result.stdout.split() == expected, result.stdout + result.stderr
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    return result.stdout.split()
 
 
 @pytest.mark.parametrize("command, usage", [
