@@ -1,15 +1,43 @@
 """The `nnctl` command (and `python -m nnctl`): a Ctrl-C while nnctl's libraries load ends as one later does."""
 
+import signal
 import sys
+from typing import Any
 
 
 def main() -> None:
+    loading = signal.getsignal(signal.SIGINT) is signal.default_int_handler  # not where the shell ignores it
+    if loading:
+        signal.signal(signal.SIGINT, _interrupted_while_loading)
+        sys.unraisablehook = _unraisable_while_loading
     try:
         from nnctl.cli import main as run
+        if _interrupted:  # its KeyboardInterrupt was raised where Python drops it (see _interrupted_while_loading)
+            raise KeyboardInterrupt
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         sys.exit(130)
+    if loading:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        sys.unraisablehook = sys.__unraisablehook__
     run()
+
+
+_interrupted = False
+
+
+def _interrupted_while_loading(signum: int, frame: object) -> None:
+    """Ctrl-C while the libraries load: a KeyboardInterrupt, remembered too, since one raised inside a callback of
+    the import machinery (a module lock's weakref callback) is dropped, and the import goes on."""
+    global _interrupted
+    _interrupted = True
+    raise KeyboardInterrupt
+
+
+def _unraisable_while_loading(unraisable: Any) -> None:
+    """Says nothing of a dropped KeyboardInterrupt (main says 'interrupted'); anything else as Python says it."""
+    if not issubclass(unraisable.exc_type, KeyboardInterrupt):
+        sys.__unraisablehook__(unraisable)
 
 
 if __name__ == "__main__":  # the guard keeps a sweep's worker processes, which import this module, from running it

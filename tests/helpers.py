@@ -29,9 +29,14 @@ def nnctl(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None
           timeout: float = 600) -> subprocess.CompletedProcess:
     """`nnctl ARGS...` through `python -m nnctl`, capturing its output; the nnctl of this checkout runs wherever
     `cwd` is (the environment's installed one may be another checkout's)."""
-    path = os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])
     return subprocess.run([sys.executable, "-m", "nnctl", *args], cwd=cwd or REPO, capture_output=True,
-                          text=True, timeout=timeout, env={**os.environ, "PYTHONPATH": path, **(env or {})})
+                          text=True, timeout=timeout, env=checkout_env(env))
+
+
+def checkout_env(env: dict[str, str] | None) -> dict[str, str]:
+    """The environment with this checkout first on PYTHONPATH, and `env` over it."""
+    path = os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])
+    return {**os.environ, "PYTHONPATH": path, **(env or {})}
 
 
 def scale_gradient(monkeypatch, layer_class: type, key: str, factor: float = 1.01) -> None:

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from rich.console import Console
 
-from helpers import CONFIGS, REPO, nnctl
+from helpers import CONFIGS, REPO, checkout_env, nnctl
 from nnctl import tables
 
 pytestmark = pytest.mark.slow  # runs the CLI in subprocesses and trains
@@ -93,6 +93,36 @@ def test_ctrl_c_outside_a_training_says_interrupted_and_exits_130(after):
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=120)
     assert process.returncode == 130 and stderr == "interrupted\n", stderr
+
+
+INTERRUPTED_WHILE_IMPORTING = """
+import importlib.abc, os, signal, sys, weakref
+sys.argv = ["nnctl", *sys.argv[1:]]
+
+class Interrupting(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):  # Ctrl-C inside a weakref callback, as a module lock's can be
+        if name == "nnctl.cli":
+            sys.meta_path.remove(self)
+            doomed = type("Doomed", (), {})()
+            ref = weakref.ref(doomed, lambda _: os.kill(os.getpid(), signal.SIGINT))
+            del doomed
+
+sys.meta_path.insert(0, Interrupting())
+from nnctl.__main__ import main
+main()
+"""
+
+
+def test_ctrl_c_that_python_drops_while_loading_still_stops_the_command(tmp_path):
+    """A SIGINT handled inside a callback of the import machinery raises a KeyboardInterrupt that Python prints as
+    ignored and drops: the command went on as if no Ctrl-C had come (a busy machine's 0.2 s case above, now and
+    then). It ends as any Ctrl-C while loading does."""
+    script = tmp_path / "interrupt.py"
+    script.write_text(INTERRUPTED_WHILE_IMPORTING)
+    result = subprocess.run([sys.executable, str(script), "gradcheck", str(CONFIGS / "xor_mlp.yaml")], cwd=REPO,
+                            capture_output=True, text=True, timeout=120, env=checkout_env(None),
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert result.returncode == 130 and result.stderr == "interrupted\n", result.stderr
 
 
 def _command_paths(group, prefix=()):
