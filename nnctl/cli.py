@@ -867,9 +867,9 @@ def main() -> None:
         signal.signal(signal.SIGINT, _interrupted)
     if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
         signal.signal(signal.SIGTERM, _interrupted)
-    _escape_what_stdout_cannot_encode()
-    whole_stdout()
     try:
+        _escape_what_stdout_cannot_encode()
+        whole_stdout()
         threads.apply_override()
         memory_limit()  # a malformed NNCTL_MAX_MEMORY stops here, before any work
         app()
