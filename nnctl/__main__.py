@@ -20,7 +20,10 @@ def main() -> None:
     if loading:
         signal.signal(signal.SIGINT, signal.default_int_handler)
         sys.unraisablehook = sys.__unraisablehook__
-    run()
+    try:
+        run()
+    except KeyboardInterrupt:  # one between the handlers, before cli's main could catch it
+        sys.exit(130)
 
 
 _interrupted = False
