@@ -180,6 +180,16 @@ def test_a_zip_bomb_in_an_npz_is_refused_at_the_memory_limit(tmp_path, monkeypat
         read_npz(tmp_path / "bomb.npz")
 
 
+def test_npz_members_each_within_the_limit_are_counted_together(tmp_path, monkeypatch):
+    with zipfile.ZipFile(tmp_path / "many.npz", "w", zipfile.ZIP_DEFLATED) as archive:
+        for i in range(8):  # 8 × 40 MiB of zeros, 300 KiB on disk: each array fits 64M, all of them do not
+            archive.writestr(f"x{i}.npy", npy_header((5 << 20,)) + bytes(40 << 20))
+    monkeypatch.setenv(ENV, "64M")
+    with pytest.raises(DataError, match=r"array 'x1' .*, with the 40.0 MiB of the arrays before it in the archive, "
+                                        r"would need 80.0 MiB, more than the 64.0 MiB"):
+        read_npz(tmp_path / "many.npz")
+
+
 def test_npz_arrays_of_objects_records_or_dates_are_refused_by_name(tmp_path):
     np.savez(tmp_path / "r.npz", x=np.zeros(2, dtype=[("a", "f4")]), y=np.zeros(2))
     with pytest.raises(DataError, match="array 'x' holds records"):

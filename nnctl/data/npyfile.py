@@ -11,7 +11,7 @@ import numpy as np
 
 from nnctl.errors import DataError
 from nnctl.files import regular_file
-from nnctl.limits import MAX_DIMS, too_big
+from nnctl.limits import MAX_DIMS, size_text, too_big
 
 _REFUSED = {"O": "Python objects (pickles are never loaded)", "V": "records with fields", "M": "dates",
             "m": "time spans"}
@@ -40,7 +40,8 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
             if f.read(6) == b"\x93NUMPY":
                 raise DataError(f"{path}: a single .npy array, not an .npz archive of named arrays")
         with zipfile.ZipFile(path) as archive:
-            arrays = {}
+            arrays: dict[str, np.ndarray] = {}
+            held = 0  # the bytes of the arrays read so far: summed as they come, as an archive can hold a million
             for info in archive.infolist():
                 name = info.filename.removesuffix(".npy")
                 if info.is_dir() or not info.filename.endswith(".npy"):
@@ -49,7 +50,8 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
                     raise DataError(f"{path}: its array '{name}' is encrypted; save it again without a password")
                 with archive.open(info) as f:
                     try:
-                        arrays[name] = _read_array(f, info.file_size, f"{path}: array '{name}'")
+                        arrays[name] = _read_array(f, info.file_size, f"{path}: array '{name}'", held)
+                        held += arrays[name].nbytes
                     except _Unreadable as exc:
                         raise DataError(f"{path}: not a readable .npz file (array '{name}' {exc})") from None
             return arrays
@@ -78,8 +80,9 @@ class _Unreadable(ValueError):
     """Why an .npy stream is refused, for the caller to say where."""
 
 
-def _read_array(f: IO[bytes], size: int, where: str) -> np.ndarray:
-    """One .npy stream of `size` bytes: its header checked against `size`, then its values read into place."""
+def _read_array(f: IO[bytes], size: int, where: str, held: int = 0) -> np.ndarray:
+    """One .npy stream of `size` bytes: its header checked against `size`, then its values read into place; `held`
+    bytes (an archive's arrays read before it) count against the memory limit with it."""
     try:
         version = np.lib.format.read_magic(f)
         read_header = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
@@ -100,7 +103,8 @@ def _read_array(f: IO[bytes], size: int, where: str) -> np.ndarray:
         raise _Unreadable(f"declares shape {list(shape)} ({nbytes:,} bytes of data), but the file holds "
                           f"{max(available, 0):,}: a forged header, or a "
                           f"{'truncated file' if nbytes > available else 'file with bytes after its array'}")
-    if problem := too_big(nbytes, f"{where} of shape {list(shape)}"):
+    before = f", with the {size_text(held)} of the arrays before it in the archive," if held else ""
+    if problem := too_big(held + nbytes, f"{where} of shape {list(shape)}{before}"):
         raise DataError(problem)
     buffer, filled = bytearray(nbytes), 0
     while filled < nbytes:
