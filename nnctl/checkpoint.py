@@ -20,7 +20,7 @@ from nnctl.limits import capped_product
 from nnctl.outputs import replacing
 from nnctl.runs import ROW_KINDS
 from nnctl.schema import brief, is_instance
-from nnctl.unpickle import SharedContainerError, UnsafePickleError, safe_unpickle
+from nnctl.unpickle import CostlyPickleError, SharedContainerError, UnsafePickleError, safe_unpickle
 from nnctl.weight_files import ZIP
 
 FORMAT = "nnctl-checkpoint"
@@ -366,6 +366,8 @@ def load(path: str | Path) -> Checkpoint:
         data = safe_unpickle(raw)
     except SharedContainerError as exc:
         raise CheckpointError(f"{path}: refused to load: {exc} (a forged checkpoint)") from None
+    except CostlyPickleError as exc:
+        raise CheckpointError(f"{path}: refused to load: {exc}") from None
     except UnsafePickleError as exc:
         raise CheckpointError(f"{path}: refused to load: {exc}; it may have been made to run code, "
                               "so it was not opened") from None

@@ -8,10 +8,13 @@ import _compat_pickle
 import io
 import math
 import pickle
+import pickletools
 import re
 from typing import Any
 
 import numpy as np
+
+from nnctl.limits import memory_limit, too_big
 
 PLAIN_KINDS = "biufc"
 """bool, signed and unsigned integers, floats, complex."""
@@ -27,6 +30,36 @@ class UnsafePickleError(pickle.UnpicklingError):
 class SharedContainerError(UnsafePickleError):
     """The pickle holds one container in two places: walking it as the tree plain data is could take 2**depth
     steps for a file of a few kilobytes."""
+
+
+class CostlyPickleError(UnsafePickleError):
+    """The pickle describes more Python objects than the memory limit holds: a byte each can make 20 million
+    lists of 2.8 GB from 20 MB (and a few kilobytes of gzip)."""
+
+
+_CONTAINER_OPS = frozenset({"EMPTY_LIST", "EMPTY_DICT", "EMPTY_SET", "LIST", "DICT", "TUPLE", "TUPLE1", "TUPLE2",
+                            "TUPLE3", "FROZENSET", "MARK"})
+CONTAINER_BYTES = 144
+"""What one container an opcode makes may cost: the object, its slot in its parent, and both again in the copy
+`_resolve` makes (an empty list 56 + 8 bytes, twice)."""
+OBJECT_BYTES = 48
+"""What any other opcode may cost: a number, a string's object, a slot, a memo entry."""
+
+
+def check_cost(raw: bytes) -> None:
+    """CostlyPickleError when the objects `raw` describes would need more than the memory limit, found from its
+    opcodes (a pure scan, stopped at the limit) before anything is built; a malformed pickle is left to load."""
+    limit, cost, count = memory_limit(), 0, 0
+    try:
+        for opcode, _, _ in pickletools.genops(raw):
+            count += 1
+            cost += CONTAINER_BYTES if opcode.name in _CONTAINER_OPS else OBJECT_BYTES
+            if cost > limit:
+                break
+    except ValueError:
+        return
+    if problem := too_big(cost, f"the Python objects its first {count:,} opcodes make"):
+        raise CostlyPickleError(problem)
 
 
 def plain_dtype(spec: Any) -> np.dtype:
@@ -158,7 +191,9 @@ class _RestrictedUnpickler(pickle.Unpickler):
 
 
 def safe_unpickle(raw: bytes, encoding: str = "ASCII") -> Any:
-    """Unpickles plain NumPy arrays and builtins only; UnsafePickleError for anything else."""
+    """Unpickles plain NumPy arrays and builtins only; UnsafePickleError for anything else, CostlyPickleError for
+    more objects than the memory limit holds."""
+    check_cost(raw)
     try:
         return _resolve(_RestrictedUnpickler(io.BytesIO(raw), encoding=encoding).load(), set())
     except RecursionError:

@@ -12,7 +12,8 @@ from helpers import cifar_batches, nnctl
 from nnctl import checkpoint
 from nnctl.data import cifar10
 from nnctl.errors import CheckpointError
-from nnctl.unpickle import SharedContainerError, UnsafePickleError, safe_unpickle
+from nnctl.limits import ENV
+from nnctl.unpickle import CostlyPickleError, SharedContainerError, UnsafePickleError, safe_unpickle
 
 
 class Reduce:
@@ -96,6 +97,18 @@ def test_a_container_held_twice_is_refused_and_repeated_leaves_are_not():
         array, text = np.ones(3), "repeated"
         data = {"a": [array, array, text, (), []], "b": [text, (), [], {}], "c": {}}
         assert safe_unpickle(pickle.dumps(data, protocol=protocol)).keys() == data.keys()
+
+
+def test_a_pickle_of_millions_of_objects_is_refused_before_they_are_built(tmp_path, monkeypatch):
+    raw = b"\x80\x02](" + b"]" * 2_000_000 + b"e."  # 2 MB: 2 million empty lists, 280 MiB once built and walked
+    monkeypatch.setenv(ENV, "64M")
+    with pytest.raises(CostlyPickleError, match="the Python objects its first .* opcodes make would need 64.0 MiB"):
+        safe_unpickle(raw)
+    (tmp_path / "lists.pkl").write_bytes(raw)
+    with pytest.raises(CheckpointError, match="lists.pkl: refused to load: the Python objects .* raise it with"):
+        checkpoint.load(tmp_path / "lists.pkl")
+    monkeypatch.setenv(ENV, "1G")
+    assert len(safe_unpickle(raw)) == 2_000_000
 
 
 @pytest.mark.parametrize("name", ["forged flags", "object field", "os.system"])
