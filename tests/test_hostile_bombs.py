@@ -442,13 +442,27 @@ def test_a_memory_cap_below_the_read_limit_still_trains_and_evaluates(tmp_path):
 def test_an_image_larger_than_the_memory_limit_is_refused_before_decoding(tmp_path, monkeypatch):
     from PIL import Image
 
-    Image.new("L", (4000, 4000)).save(tmp_path / "big.png")  # a few KB of zeros, 64 MB once decoded as RGBA
+    Image.new("L", (4000, 4000)).save(tmp_path / "big.png")  # a few KB of zeros, 16 MB decoded and 16 MB converted
     assert (tmp_path / "big.png").stat().st_size < 100_000
     monkeypatch.setenv(ENV, "20M")
-    with pytest.raises(DataError, match="big.png: an image of 4000×4000 would need 61.0 MiB, more than the 20.0 MiB"):
+    with pytest.raises(DataError, match=r"big.png: an image of 4000×4000 \(L\) would need 30.5 MiB, more than the 20"):
         read_image(tmp_path / "big.png", (28, 28))
     monkeypatch.setenv(ENV, "200M")
     assert read_image(tmp_path / "big.png", (28, 28)).shape == (28, 28)
+
+
+@pytest.mark.parametrize("mode, channels, dtype", [("I;16", 1, np.uint16), ("RGBA", 3, np.uint8)])
+def test_an_image_is_charged_what_decoding_converting_and_scaling_it_takes(tmp_path, monkeypatch, mode, channels,
+                                                                          dtype):
+    from PIL import Image
+
+    pixels = np.zeros((2000, 2000, 4) if mode == "RGBA" else (2000, 2000), dtype)
+    Image.fromarray(pixels).save(tmp_path / "i.png")  # 4 million pixels of 8 bytes at the peak: 30.5 MiB
+    monkeypatch.setenv(ENV, "20M")
+    with pytest.raises(DataError, match=rf"an image of 2000×2000 \({mode}\) would need 30.5 MiB, more than the 20.0"):
+        read_image(tmp_path / "i.png", (channels, 28, 28))
+    monkeypatch.setenv(ENV, "31M")
+    assert read_image(tmp_path / "i.png", (channels, 28, 28)).shape == (channels, 28, 28)
 
 
 @pytest.mark.parametrize("sizes", [{"samples": 10**12}, {"test_samples": 10**12}, {"seq_len": 10**12}])

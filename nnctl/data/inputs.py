@@ -69,7 +69,8 @@ def read_image(path: Path, sample_shape: tuple[int, ...]) -> np.ndarray:
     try:
         Image.MAX_IMAGE_PIXELS = None  # no warning or refusal of Pillow's own: nnctl's limit (NNCTL_MAX_MEMORY) applies
         with Image.open(io.BytesIO(raw)) as image:
-            if problem := too_big(image.width * image.height * 4, f"{path}: an image of {image.width}×{image.height}"):
+            if problem := too_big(image.width * image.height * _pixel_bytes(image.mode, channels),
+                                  f"{path}: an image of {image.width}×{image.height} ({image.mode})"):
                 raise DataError(problem)
             grey_or_rgb = _eight_bit(image, path).convert("L" if channels == 1 else "RGB")
             pixels = np.asarray(grey_or_rgb.resize((width, height)))
@@ -88,11 +89,29 @@ def _eight_bit(image: "Image.Image", path: Path) -> "Image.Image":
     from PIL import Image
 
     if image.mode.startswith("I;16") or (image.mode == "I" and image.format == "PNG"):  # PNG grey tops at 16 bits
-        return Image.fromarray(np.rint(np.asarray(image, dtype=np.float64) / 257).astype(np.uint8))
+        pixels = np.asarray(image, dtype=np.uint32)  # rint(x / 257) in integers: 4 bytes a pixel, not float64's 8
+        pixels += 128
+        pixels //= 257
+        return Image.fromarray(pixels.astype(np.uint8))
     if image.mode in ("I", "F"):
         raise DataError(f"{path}: an image of 32-bit {'integer' if image.mode == 'I' else 'float'} pixels, whose "
                         "range nnctl cannot know; give its pixels in 0–255 as .npy")
     return image
+
+
+_TO_GREY = ("1", "L", "P", "LA", "PA", "RGB", "RGBA", "I", "F")
+"""Modes Pillow converts to grey in one step; others (CMYK, YCbCr, LAB, HSV) go through RGB."""
+
+
+def _pixel_bytes(mode: str, channels: int) -> int:
+    """The bytes a pixel of an image in `mode` takes at the peak of reading it as `channels` channels: decoded
+    (Pillow keeps every multi-band pixel in 4), the 16-bit scaling or a step through RGB, converted."""
+    sixteen = mode.startswith("I;16") or mode == "I"
+    decoded = 1 if mode in ("1", "L", "P") else 2 if mode.startswith("I;16") else 4
+    if sixteen:
+        return decoded + decoded + 4  # its pixels copied into an array, then as uint32
+    via = 4 if channels == 1 and mode not in _TO_GREY else 0
+    return decoded + via + (1 if channels == 1 else 4)
 
 
 def _image_layout(shape: tuple[int, ...], path: Path) -> tuple[int, int, int, bool]:
