@@ -28,6 +28,7 @@ from nnctl.data.npyfile import read_npy, read_npz
 from nnctl.errors import ConfigError, DataError
 from nnctl.experiment import build
 from nnctl.limits import ENV, gunzip
+from nnctl.runs import load_run
 
 LAUGHS = "a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\n" + "".join(
     f"{n}: &{n} [{', '.join([f'*{p}'] * 10)}]\n" for p, n in zip("abcdefgh", "bcdefghi", strict=True))
@@ -111,6 +112,16 @@ def test_a_billion_laughs_config_and_a_run_that_holds_one_end_cleanly(tmp_path):
     result = nnctl("runs", "diff", str(run), str(other), cwd=tmp_path, timeout=60)
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
     assert "is damaged, shown without: config.yaml:" in result.stdout and "aliases repeat" in result.stdout
+
+
+def test_a_run_folders_config_larger_than_a_config_may_be_is_not_parsed(tmp_path):
+    run = tmp_path / "r"  # 10 MB of `0,` in a list took 155 s and 3.8 GB to parse under NNCTL_MAX_MEMORY=100M
+    run.mkdir()
+    (run / "config.yaml").write_text("name: r\n# " + "x" * (2 << 20) + "\n")  # a comment: quick to parse if read
+    (run / "summary.json").write_text('{"status": "finished"}')
+    loaded = load_run(run)
+    assert loaded.config == {}
+    assert loaded.damage == [f"config.yaml: {run / 'config.yaml'}: 2.0 MiB, more than a run file may hold (1.0 MiB)"]
 
 
 # -- .npy / .npz ----------------------------------------------------------------------------------------------
