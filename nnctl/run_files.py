@@ -16,10 +16,10 @@ from tqdm import tqdm
 from nnctl import checkpoint
 from nnctl.console import PlainConsole, stdout_closed
 from nnctl.errors import NnctlError
-from nnctl.files import read_bytes, regular_file
+from nnctl.files import regular_file
 from nnctl.metrics import improves
 from nnctl.outputs import replacing
-from nnctl.runs import read_summary
+from nnctl.runs import json_bytes, read_summary
 
 WRITTEN = ("config.yaml", "metrics.csv", "metrics.jsonl", "summary.json", "summary.json.tmp", "train.log")
 """The files a run writes in its folder, beside checkpoints/*.pkl."""
@@ -117,7 +117,7 @@ class MetricFiles:
         """The epoch rows metrics.jsonl holds up to its first unreadable line (a kill can cut the last one), and
         whether that was all of it; None when it is missing or cannot be read."""
         try:
-            lines = read_bytes(self.jsonl_path, NnctlError, "metrics file").decode("utf-8").splitlines()
+            lines = json_bytes(self.jsonl_path, "metrics file").decode("utf-8").splitlines()
         except (NnctlError, UnicodeDecodeError):
             return None
         rows: list[dict[str, Any]] = []

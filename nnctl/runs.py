@@ -16,6 +16,7 @@ from nnctl.config import MAX_BYTES
 from nnctl.course import flatten
 from nnctl.errors import NnctlError
 from nnctl.files import read_bytes
+from nnctl.limits import too_big
 from nnctl.schema import describe_value, is_instance, is_number
 from nnctl.yaml_loader import parse_yaml
 
@@ -186,7 +187,8 @@ def read_config(run_dir: Path, damage: list[str]) -> dict[str, Any]:
     """A run folder's config.yaml, or {} with what is wrong with it added to `damage`; at most as large as a config
     file may be (parsing YAML takes 500 bytes of memory and 15 µs per byte of it)."""
     path = run_dir / "config.yaml"
-    return _part(path, damage, lambda text: parse_yaml(text, str(path))[0], MAX_BYTES)
+    return _part(path, damage, lambda text: parse_yaml(text, str(path))[0],
+                 lambda path: read_bytes(path, NnctlError, "run file", MAX_BYTES))
 
 
 def read_summary(run_dir: Path, damage: list[str]) -> dict[str, Any]:
@@ -194,14 +196,26 @@ def read_summary(run_dir: Path, damage: list[str]) -> dict[str, Any]:
     if not (run_dir / "summary.json").exists():
         damage.append("summary.json: missing (the run's status and test metrics are unknown)")
         return {}
-    return _part(run_dir / "summary.json", damage, json.loads)
+    return _part(run_dir / "summary.json", damage, json.loads, lambda path: json_bytes(path, "run file"))
 
 
-def _part(path: Path, damage: list[str], parse: Callable[[str], Any], limit: int | None = None) -> dict[str, Any]:
-    """A run file of at most `limit` bytes (default: the memory limit) parsed into a mapping, or {} with what is
-    wrong with it added to `damage`."""
+JSON_COST = 32
+"""What parsing JSON costs in memory per byte of it at most: `{},` (3 bytes) is a dict of 64 bytes and its slot of 8."""
+
+
+def json_bytes(path: Path, noun: str) -> bytes:
+    """The bytes of a run's JSON file (summary.json, metrics.jsonl); NnctlError when it cannot be read, or when
+    parsing it could pass the memory limit."""
+    raw = read_bytes(path, NnctlError, noun)
+    if problem := too_big(len(raw) * JSON_COST, f"{path}: {len(raw):,} bytes of JSON as Python values"):
+        raise NnctlError(problem)
+    return raw
+
+
+def _part(path: Path, damage: list[str], parse: Callable[[str], Any], read: Callable[[Path], bytes]) -> dict[str, Any]:
+    """A run file read by `read` and parsed into a mapping, or {} with what is wrong with it added to `damage`."""
     try:
-        value = parse(read_bytes(path, NnctlError, "run file", limit).decode("utf-8"))
+        value = parse(read(path).decode("utf-8"))
     except (NnctlError, UnicodeDecodeError, ValueError, RecursionError) as exc:
         damage.append(f"{path.name}: {exc}")
         return {}
@@ -215,7 +229,7 @@ def _history(path: Path, damage: list[str]) -> list[dict[str, Any]]:
     """The rows of metrics.jsonl that can be read, each with its kind and the values that are numbers; a cut-off
     last line (what a kill leaves), bad rows and values that are not numbers are named in `damage`."""
     try:
-        text = read_bytes(path, NnctlError, "metrics file").decode("utf-8", errors="replace")
+        text = json_bytes(path, "metrics file").decode("utf-8", errors="replace")
     except NnctlError as exc:
         damage.append(str(exc))
         return []

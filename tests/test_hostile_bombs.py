@@ -124,6 +124,19 @@ def test_a_run_folders_config_larger_than_a_config_may_be_is_not_parsed(tmp_path
     assert loaded.damage == [f"config.yaml: {run / 'config.yaml'}: 2.0 MiB, more than a run file may hold (1.0 MiB)"]
 
 
+@pytest.mark.parametrize("name", ["metrics.jsonl", "summary.json"])
+def test_a_run_file_of_json_whose_values_would_pass_the_limit_is_not_parsed(tmp_path, monkeypatch, name):
+    run = tmp_path / "r"  # `{},` is 3 bytes and 72 in memory: 30 MB of them took 850 MB under NNCTL_MAX_MEMORY=100M
+    run.mkdir()
+    (run / "config.yaml").write_text("name: r\n")
+    (run / "summary.json").write_text('{"status": "finished"}')
+    (run / name).write_text('{"kind": "epoch", "epoch": 1, "x": [' + "{}," * (1 << 20) + '{}]}\n')
+    monkeypatch.setenv(ENV, "64M")
+    loaded = load_run(run)
+    assert any(f"{run / name}: 3,145,769 bytes of JSON as Python values would need 96.0 MiB, more than the 64.0 MiB"
+               in line for line in loaded.damage), loaded.damage
+
+
 # -- .npy / .npz ----------------------------------------------------------------------------------------------
 
 def test_an_npy_header_declaring_a_terabyte_is_refused_before_allocating(tmp_path):
