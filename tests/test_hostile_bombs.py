@@ -469,7 +469,8 @@ def test_an_image_larger_than_the_memory_limit_is_refused_before_decoding(tmp_pa
     Image.new("L", (4000, 4000)).save(tmp_path / "big.png")  # a few KB of zeros, 16 MB decoded and 16 MB converted
     assert (tmp_path / "big.png").stat().st_size < 100_000
     monkeypatch.setenv(ENV, "20M")
-    with pytest.raises(DataError, match=r"big.png: an image of 4000×4000 \(L\) would need 30.5 MiB, more than the 20"):
+    with pytest.raises(DataError, match=r"big.png: an image of 4000×4000 \(L\) resized to 28×28 would need 30.5 MiB, "
+                                        r"more than the 20"):
         read_image(tmp_path / "big.png", (28, 28))
     monkeypatch.setenv(ENV, "200M")
     assert read_image(tmp_path / "big.png", (28, 28)).shape == (28, 28)
@@ -483,10 +484,21 @@ def test_an_image_is_charged_what_decoding_converting_and_scaling_it_takes(tmp_p
     pixels = np.zeros((2000, 2000, 4) if mode == "RGBA" else (2000, 2000), dtype)
     Image.fromarray(pixels).save(tmp_path / "i.png")  # 4 million pixels of 8 bytes at the peak: 30.5 MiB
     monkeypatch.setenv(ENV, "20M")
-    with pytest.raises(DataError, match=rf"an image of 2000×2000 \({mode}\) would need 30.5 MiB, more than the 20.0"):
+    with pytest.raises(DataError, match=rf"an image of 2000×2000 \({mode}\) resized to 28×28 would need 30.5 MiB, "
+                                        r"more than the 20.0"):
         read_image(tmp_path / "i.png", (channels, 28, 28))
     monkeypatch.setenv(ENV, "31M")
     assert read_image(tmp_path / "i.png", (channels, 28, 28)).shape == (channels, 28, 28)
+
+
+def test_an_image_resized_to_a_size_past_the_limit_is_refused_before_resizing(tmp_path, monkeypatch):
+    from PIL import Image
+
+    Image.new("L", (28, 28)).save(tmp_path / "tiny.png")  # a forged checkpoint's sample shape of 40000×40000: 3 GB
+    monkeypatch.setenv(ENV, "20M")
+    with pytest.raises(DataError, match=r"tiny.png: an image of 28×28 \(L\) resized to 6000×5000 would need 57.2 MiB"):
+        read_image(tmp_path / "tiny.png", (1, 5000, 6000))
+    assert read_image(tmp_path / "tiny.png", (1, 2000, 2000)).shape == (1, 2000, 2000)
 
 
 @pytest.mark.parametrize("sizes", [{"samples": 10**12}, {"test_samples": 10**12}, {"seq_len": 10**12}])

@@ -283,7 +283,8 @@ def test_an_image_bomb_meets_nnctls_limit_without_pillows_warning(run, tmp_path)
     result = nnctl("predict", str(run / "checkpoints" / "last.pkl"), str(tmp_path / "bomb.png"),
                    env={"NNCTL_MAX_MEMORY": "100M"})
     assert result.returncode == 1, result.stdout
-    assert "bomb.png: an image of 10000×10000 (RGB) would need 476.8 MiB, more than the 100.0 MiB" in result.stderr
+    assert ("bomb.png: an image of 10000×10000 (RGB) resized to 28×28 would need 476.8 MiB, more than the 100.0 MiB"
+            in result.stderr)
     assert "Warning" not in result.stderr and "Traceback" not in result.stderr, result.stderr
 
 

@@ -69,8 +69,10 @@ def read_image(path: Path, sample_shape: tuple[int, ...]) -> np.ndarray:
     try:
         Image.MAX_IMAGE_PIXELS = None  # no warning or refusal of Pillow's own: nnctl's limit (NNCTL_MAX_MEMORY) applies
         with Image.open(io.BytesIO(raw)) as image:
-            if problem := too_big(image.width * image.height * _pixel_bytes(image.mode, channels),
-                                  f"{path}: an image of {image.width}×{image.height} ({image.mode})"):
+            resized = width * height * ((1 if channels == 1 else 4) + channels)  # Pillow's image, then NumPy's
+            if problem := too_big(image.width * image.height * _pixel_bytes(image.mode, channels) + resized,
+                                  f"{path}: an image of {image.width}×{image.height} ({image.mode}) resized to "
+                                  f"{width}×{height}"):
                 raise DataError(problem)
             grey_or_rgb = _eight_bit(image, path).convert("L" if channels == 1 else "RGB")
             pixels = np.asarray(grey_or_rgb.resize((width, height)))
