@@ -18,6 +18,10 @@ MAX_DIMS = 32
 """The most dimensions an array in a file may declare (NumPy 1 allows 32, NumPy 2 64; no dataset needs 10)."""
 
 
+JSON_COST = 32
+"""What parsing JSON costs in memory per byte of it at most: `{},` (3 bytes) is a dict of 64 bytes and its slot of 8."""
+
+
 def machine_memory() -> int:
     """The machine's physical memory in bytes."""
     try:

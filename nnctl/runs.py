@@ -16,7 +16,7 @@ from nnctl.config import MAX_BYTES
 from nnctl.course import flatten
 from nnctl.errors import NnctlError
 from nnctl.files import read_bytes
-from nnctl.limits import too_big
+from nnctl.limits import JSON_COST, too_big
 from nnctl.schema import describe_value, is_instance, is_number
 from nnctl.yaml_loader import parse_yaml
 
@@ -197,10 +197,6 @@ def read_summary(run_dir: Path, damage: list[str]) -> dict[str, Any]:
         damage.append("summary.json: missing (the run's status and test metrics are unknown)")
         return {}
     return _part(run_dir / "summary.json", damage, json.loads, lambda path: json_bytes(path, "run file"))
-
-
-JSON_COST = 32
-"""What parsing JSON costs in memory per byte of it at most: `{},` (3 bytes) is a dict of 64 bytes and its slot of 8."""
 
 
 def json_bytes(path: Path, noun: str) -> bytes:

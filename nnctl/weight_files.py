@@ -20,7 +20,7 @@ import numpy as np
 
 from nnctl.errors import NnctlError
 from nnctl.files import regular_file
-from nnctl.limits import capped_product, too_big
+from nnctl.limits import JSON_COST, capped_product, too_big
 
 PICKLES = (".pt", ".pth", ".bin", ".ckpt", ".pkl", ".pickle", ".tar")
 SAFETENSORS_HEADER = 100_000_000
@@ -121,6 +121,10 @@ def _safetensors_header(path: Path) -> dict:
         with open(path, "rb") as f:
             length, size = int.from_bytes(f.read(8), "little"), path.stat().st_size
             _header_fits(path, length, size)
+            # its JSON, then an array and a layer's slot a tensor: a million empty tensors (62 MB) took 1.5 GB
+            if refusal := too_big(length * JSON_COST, f"{path}: its safetensors header of {length:,} bytes as Python "
+                                  "values"):
+                raise NnctlError(refusal)
             header = json.loads(f.read(length))
     except OSError as exc:
         raise NnctlError(f"{path}: cannot read weights file: {exc.strerror or exc}") from None

@@ -115,6 +115,13 @@ def test_a_sparse_safetensors_file_over_nnctl_max_memory_is_refused(tmp_path):
     convert(tmp_path, source, limit="100M", phrases=("the tensors its header declares would need 256.0 MiB",))
 
 
+def test_a_safetensors_header_of_many_empty_tensors_is_charged_its_parsing(tmp_path):
+    empty = {"dtype": "F32", "shape": [0], "data_offsets": [0, 0]}  # 6 MB; a million took 1.5 GB under a 100M limit
+    source = safetensors(tmp_path / "many.safetensors", {f"l{i}.weight": empty for i in range(100_000)})
+    convert(tmp_path, source, limit="64M", phrases=("its safetensors header of", "bytes as Python values would need",
+                                                    "more than the 64.0 MiB"))
+
+
 @pytest.mark.parametrize("raw, phrase", [
     (b"\x02\x00", "2 bytes, too short for a header's length"),
     (struct.pack("<Q", 10**6) + b"{}", "declare a header of 1000000 bytes, but only 2 follow"),
