@@ -11,7 +11,7 @@ import numpy as np
 
 from nnctl.errors import NnctlError
 from nnctl.limits import capped_product, size_text, too_big
-from nnctl.weight_files import REFUSED, SourceLayer, natural
+from nnctl.weight_files import MODEL_CONFIG_BYTES, REFUSED, SourceLayer, natural
 
 MAX_SOFT_LINKS = 16
 """Soft links followed in one lookup, as HDF5's own default: more is a loop."""
@@ -25,10 +25,6 @@ SLACK = 1 << 20
 """What any dataset may declare beyond that, however little it stores."""
 NUMERIC = "biuf"
 """The dtype kinds that weights may have: bool, integers, floats."""
-
-
-MODEL_CONFIG_BYTES = 10_000_000
-"""The longest model_config attribute read: a model's layer configs as JSON, far shorter in any real file."""
 
 
 def read(path: Path) -> tuple[list[SourceLayer], str | None]:

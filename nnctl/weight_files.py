@@ -1,6 +1,7 @@
 """The layers of a weights file that another framework saved: a PyTorch state_dict as .safetensors, or Keras
 weights as .h5, each read without trusting it (sizes checked before reading; Keras's HDF5 in a child process)."""
 
+import contextlib
 import json
 import os
 import re
@@ -40,6 +41,9 @@ HDF5 = b"\x89HDF\r\n\x1a\n"
 """How an HDF5 file starts: Keras 2's .h5 and .keras."""
 KERAS_WEIGHTS = "model.weights.h5"
 """Where a Keras 3 .keras archive (a zip) keeps the weights."""
+MODEL_CONFIG_BYTES = 10_000_000
+"""The longest model config read (a .h5's model_config attribute, a .keras archive's config.json): a model's layer
+configs as JSON, far shorter in any real file."""
 KERAS_CONFIG = "config.json"
 """Where a Keras 3 .keras archive keeps the model's config (its layers' settings)."""
 REFUSED = 3
@@ -205,10 +209,13 @@ def _keras_archive(path: Path) -> list[SourceLayer]:
 
 
 def _archive_config(archive: zipfile.ZipFile, path: Path) -> str | None:
-    """The model config JSON a .keras archive keeps in config.json, or None without one."""
+    """The model config JSON a .keras archive keeps in config.json, or None without one or with one longer than any
+    model's (as a .h5's model_config)."""
     try:
         info = archive.getinfo(KERAS_CONFIG)
     except KeyError:
+        return None
+    if info.file_size > MODEL_CONFIG_BYTES:
         return None
     refusal = too_big(info.file_size, f"{path}: its {KERAS_CONFIG}")
     if refusal:
@@ -250,11 +257,12 @@ def _keras_layers(path: Path, shown: str | None = None) -> list[SourceLayer]:
 
 
 def with_configs(layers: list[SourceLayer], model_config: str | None) -> list[SourceLayer]:
-    """`layers`, each given its config from Keras's model config JSON (where there is one that reads)."""
-    try:
-        configs = layer_configs(json.loads(model_config)) if model_config else {}
-    except (ValueError, RecursionError):  # a damaged config tells nothing; the weights still convert
-        configs = {}
+    """`layers`, each given its config from Keras's model config JSON (where there is one that reads, within the
+    memory limit as Python values)."""
+    configs: dict[str, dict[str, Any]] = {}
+    if model_config and not too_big(len(model_config) * JSON_COST, "the model config"):
+        with contextlib.suppress(ValueError, RecursionError):  # a damaged config tells nothing; the weights convert
+            configs = layer_configs(json.loads(model_config))
     for layer in layers:
         layer.config = configs.get(layer.name)
     return layers

@@ -448,6 +448,19 @@ def test_a_keras_archive_whose_weights_declare_more_than_the_memory_limit_is_ref
     convert(tmp_path, source, limit="1M", phrases=("net.keras: its model.weights.h5",))
 
 
+def test_a_model_config_is_read_only_as_long_as_a_models_and_within_the_limit_as_values(tmp_path, monkeypatch):
+    dense = '{"class_name": "Dense", "config": {"name": "dense", "units": 1}}'
+    padded = dense + " " * (11 << 20)  # a .keras of 92 KB whose config.json was '{},' × 30 M took 2.4 GB under 100M
+    with zipfile.ZipFile(keras_archive(tmp_path / "net.keras", {"config.json": padded})) as archive:
+        assert weight_files._archive_config(archive, tmp_path / "net.keras") is None  # as a .h5's model_config
+    monkeypatch.setenv("NNCTL_MAX_MEMORY", "64M")
+    layer = weight_files.with_configs([weight_files.SourceLayer("dense")], padded[:3 << 20])[0]
+    assert layer.config is None  # 3 MiB of JSON is up to 96 MiB of values: not parsed
+    monkeypatch.setenv("NNCTL_MAX_MEMORY", "200M")
+    assert weight_files.with_configs([weight_files.SourceLayer("dense")], padded[:3 << 20])[0].config == {
+        "name": "dense", "units": 1}
+
+
 def test_a_damaged_keras_archive_is_one_message(tmp_path):
     h5(tmp_path / "model.weights.h5", lambda f: f.create_group(KERAS3).create_dataset("0", data=np.ones(4)))
     source = keras_archive(tmp_path / "net.keras", {"model.weights.h5": (tmp_path / "model.weights.h5").read_bytes()},
