@@ -44,21 +44,29 @@ CONTAINER_BYTES = 144
 `_resolve` makes (an empty list 56 + 8 bytes, twice)."""
 OBJECT_BYTES = 48
 """What any other opcode may cost: a number, a string's object, a slot, a memo entry."""
+_MEMO_PUTS = frozenset({"PUT", "BINPUT", "LONG_BINPUT"})
+MEMO_SLOT_BYTES = 16
+"""What each memo index up to the highest one a pickle puts at costs: the unpickler grows its memo table to twice
+that index, 8 bytes a slot, and writes every slot (a pickle of 9 bytes putting at 2**26 took 1 GB)."""
 
 
 def check_cost(raw: bytes) -> None:
-    """CostlyPickleError when the objects `raw` describes would need more than the memory limit, found from its
-    opcodes (a pure scan, stopped at the limit) before anything is built; a malformed pickle is left to load."""
-    limit, cost, count = memory_limit(), 0, 0
+    """CostlyPickleError when the objects `raw` describes, and the memo table its puts need, would pass the memory
+    limit, found from its opcodes (a pure scan, stopped at the limit) before anything is built; a malformed pickle is
+    left to load."""
+    limit, cost, memo, count = memory_limit(), 0, 0, 0
     try:
-        for opcode, _, _ in pickletools.genops(raw):
+        for opcode, arg, _ in pickletools.genops(raw):
             count += 1
             cost += CONTAINER_BYTES if opcode.name in _CONTAINER_OPS else OBJECT_BYTES
-            if cost > limit:
+            if opcode.name in _MEMO_PUTS and isinstance(arg, int):
+                memo = max(memo, arg + 1)
+            if cost + memo * MEMO_SLOT_BYTES > limit:
                 break
     except ValueError:
         return
-    if problem := too_big(cost, f"the Python objects its first {count:,} opcodes make"):
+    if problem := too_big(cost + memo * MEMO_SLOT_BYTES,
+                          f"the Python objects and memo table its first {count:,} opcodes make"):
         raise CostlyPickleError(problem)
 
 

@@ -102,13 +102,23 @@ def test_a_container_held_twice_is_refused_and_repeated_leaves_are_not():
 def test_a_pickle_of_millions_of_objects_is_refused_before_they_are_built(tmp_path, monkeypatch):
     raw = b"\x80\x02](" + b"]" * 2_000_000 + b"e."  # 2 MB: 2 million empty lists, 280 MiB once built and walked
     monkeypatch.setenv(ENV, "64M")
-    with pytest.raises(CostlyPickleError, match="the Python objects its first .* opcodes make would need 64.0 MiB"):
+    with pytest.raises(CostlyPickleError, match="the Python objects and memo table its first .* opcodes make would "
+                                                "need 64.0 MiB"):
         safe_unpickle(raw)
     (tmp_path / "lists.pkl").write_bytes(raw)
     with pytest.raises(CheckpointError, match="lists.pkl: refused to load: the Python objects .* raise it with"):
         checkpoint.load(tmp_path / "lists.pkl")
     monkeypatch.setenv(ENV, "1G")
     assert len(safe_unpickle(raw)) == 2_000_000
+
+
+@pytest.mark.parametrize("put", [b"r" + (1 << 26).to_bytes(4, "little"), b"p67108864\n"])
+def test_a_pickle_putting_at_a_huge_memo_index_is_refused_before_the_memo_grows(tmp_path, monkeypatch, put):
+    raw = b"\x80\x02N" + put + b"."  # 9 bytes: the unpickler's memo table grew to 1 GB under a limit of 100M
+    monkeypatch.setenv(ENV, "100M")
+    with pytest.raises(CostlyPickleError, match="the Python objects and memo table its first 3 opcodes make would "
+                                                "need 1.0 GiB, more than the 100.0 MiB"):
+        safe_unpickle(raw)
 
 
 @pytest.mark.parametrize("name", ["forged flags", "object field", "os.system"])
