@@ -121,6 +121,19 @@ def test_a_pickle_putting_at_a_huge_memo_index_is_refused_before_the_memo_grows(
         safe_unpickle(raw)
 
 
+def test_arrays_given_the_same_bytes_are_counted_against_the_limit_as_they_are_copied(monkeypatch):
+    raw = bytes(1 << 20)  # pickled once, then memoized: 100 arrays of 1 MiB from a pickle of 1 MiB
+    array = Reduce(RECONSTRUCT, (np.ndarray, (0,), b"b"), (1, (len(raw),), np.dtype("u1"), False, raw))
+    data = pickle.dumps([array] * 2 + [Reduce(RECONSTRUCT, array.args, array.state) for _ in range(98)], protocol=4)
+    assert len(data) < 1.1 * len(raw)
+    monkeypatch.setenv(ENV, "64M")
+    with pytest.raises(CostlyPickleError, match=r"the arrays it builds \(giving many of them the same bytes\) would "
+                                                r"need 65.0 MiB, more than the 64.0"):
+        safe_unpickle(data)
+    monkeypatch.setenv(ENV, "128M")
+    assert sum(a.nbytes for a in safe_unpickle(data)) == 100 << 20
+
+
 @pytest.mark.parametrize("name", ["forged flags", "object field", "os.system"])
 @pytest.mark.slow
 def test_eval_and_export_refuse_without_a_crash(tmp_path, name):
