@@ -17,7 +17,7 @@ from typing import Any
 
 from nnctl.config import Config
 from nnctl.errors import NnctlError
-from nnctl.files import real_path
+from nnctl.files import read_bytes, real_path
 from nnctl.runs import row_values, row_x
 
 MAX_PARAM = 500
@@ -55,7 +55,7 @@ class MLflow:
         self.client, self.uri = client(runs_dir)
         self.id_file = run_dir / "mlflow.json"
         if self.id_file.exists():
-            self.run_id = json.loads(self.id_file.read_text())["run_id"]
+            self.run_id = recorded_id(self.id_file)
             with first_contact():
                 self.client.get_run(self.run_id)
             self.client.update_run(self.run_id, status="RUNNING")
@@ -229,6 +229,25 @@ def first_contact() -> Iterator[None]:
         yield
     finally:
         os.environ.update({key: HTTP_DEFAULTS[key] for key in ours})
+
+
+ID_FILE_BYTES = 1 << 16
+"""The most of mlflow.json read: nnctl writes a run id and a tracking URI there."""
+
+
+def recorded_id(path: Path) -> str:
+    """The MLflow run id a run's mlflow.json records; NnctlError where it is not a regular file of at most
+    ID_FILE_BYTES (a FIFO would block the resume) or holds none."""
+    raw = read_bytes(path, NnctlError, "run file", ID_FILE_BYTES)
+    try:
+        value = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        value = None
+    run_id = value.get("run_id") if isinstance(value, dict) else None
+    if not isinstance(run_id, str) or not run_id:
+        raise NnctlError(f"{path}: holds no MLflow run id (it is damaged); move it away to track the rest of the run "
+                         "as a new MLflow run")
+    return run_id
 
 
 @contextlib.contextmanager

@@ -86,6 +86,17 @@ def test_a_run_file_that_is_not_a_regular_file_is_refused_before_anything_is_wri
     assert contents(victim) == before
 
 
+@pytest.mark.parametrize("kind, phrase", [("fifo", "not a regular file (a device, FIFO or socket)"),
+                                          ("damaged", "holds no MLflow run id (it is damaged); move it away")])
+def test_an_mlflow_json_that_is_a_fifo_or_damaged_is_one_message_not_a_hang(victim, kind, phrase):
+    pytest.importorskip("mlflow", reason="needs the mlflow extra: pip install 'nnctl[mlflow]'")
+    path = victim / "mlflow.json"  # a FIFO blocked the resume forever; '[1]' was named an MLflow store failure
+    os.mkfifo(path) if kind == "fifo" else path.write_text("[1]")
+    result = nnctl("train", "-q", "--resume", str(victim), "train.epochs=4", "--mlflow", cwd=victim.parent, timeout=60,
+                   env={"MLFLOW_TRACKING_URI": ""})
+    clean_error(result, 1, f"victim/mlflow.json: {phrase}")
+
+
 @pytest.mark.parametrize("summary", [True, False])
 def test_a_run_without_last_pkl_names_it_and_the_best_pkl_it_has(victim, summary):
     (victim / "checkpoints" / "last.pkl").unlink()
