@@ -1,4 +1,5 @@
-"""Reading a user's files: the real path of one, whether it is a regular file, and its bytes up to a limit."""
+"""Reading a user's files: the real path of one, whether it is a regular file, its bytes up to a limit, and its
+text."""
 
 import os
 import stat
@@ -52,13 +53,19 @@ def read_bytes(path: Path, error: type[NnctlError], noun: str, limit: int | None
     return raw
 
 
-def read_text(path: Path, error: type[NnctlError], noun: str, cost: int, as_what: str) -> str:
-    """The UTF-8 text of a regular file, a leading BOM (Notepad's, Excel's) dropped and line ends made \\n as open()
-    makes them; refused when reading it costs more than the limit at `cost` bytes of memory per byte of the file
-    (`as_what` says what it becomes)."""
+def read_charged(path: Path, error: type[NnctlError], noun: str, cost: int, as_what: str) -> bytes:
+    """`read_bytes`, refused where parsing them costs more than the memory limit at `cost` bytes of memory per byte
+    of the file (`as_what` says what they become)."""
     raw = read_bytes(path, error, noun)
     if problem := too_big(len(raw) * cost, f"{path}: {len(raw):,} bytes of {as_what}"):
         raise error(problem)
+    return raw
+
+
+def read_text(path: Path, error: type[NnctlError], noun: str, cost: int, as_what: str) -> str:
+    """The UTF-8 text of a regular file (`read_charged`), a leading BOM (Notepad's, Excel's) dropped and line ends
+    made \\n as open() makes them."""
+    raw = read_charged(path, error, noun, cost, as_what)
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

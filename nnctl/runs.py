@@ -15,8 +15,8 @@ from typing import Any
 from nnctl.config import MAX_BYTES
 from nnctl.course import flatten
 from nnctl.errors import NnctlError
-from nnctl.files import read_bytes
-from nnctl.limits import JSON_COST, too_big
+from nnctl.files import read_bytes, read_charged
+from nnctl.limits import JSON_COST
 from nnctl.schema import describe_value, is_instance, is_number
 from nnctl.yaml_loader import parse_yaml
 
@@ -202,10 +202,7 @@ def read_summary(run_dir: Path, damage: list[str]) -> dict[str, Any]:
 def json_bytes(path: Path, noun: str) -> bytes:
     """The bytes of a run's JSON file (summary.json, metrics.jsonl); NnctlError when it cannot be read, or when
     parsing it could pass the memory limit."""
-    raw = read_bytes(path, NnctlError, noun)
-    if problem := too_big(len(raw) * JSON_COST, f"{path}: {len(raw):,} bytes of JSON as Python values"):
-        raise NnctlError(problem)
-    return raw
+    return read_charged(path, NnctlError, noun, JSON_COST, "JSON as Python values")
 
 
 def _part(path: Path, damage: list[str], parse: Callable[[str], Any], read: Callable[[Path], bytes]) -> dict[str, Any]:
