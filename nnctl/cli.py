@@ -3,7 +3,6 @@
 import codecs
 import dataclasses
 import difflib
-import io
 import json
 import math
 import os
@@ -24,7 +23,7 @@ from nnctl import __version__, backend, kernels, tables, threads
 from nnctl import plot as plots
 from nnctl.check import batch, preflight, time_layers
 from nnctl.config import absolute_paths, apply_overrides, load_config, paths_from_cwd
-from nnctl.console import PlainConsole, note_terminated, stdout_closed, terminated, whole_stdout, why_stopped
+from nnctl.console import PlainConsole, note_terminated, prepare_stdout, stdout_closed, terminated, why_stopped
 from nnctl.convert import convert as convert_weights
 from nnctl.convert import plan, read_map
 from nnctl.errors import ConfigError, NnctlError, quiet_arithmetic
@@ -854,13 +853,6 @@ def _interrupted(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-def _escape_what_stdout_cannot_encode() -> None:
-    """Characters stdout's encoding lacks (a cp1252 console's, PYTHONIOENCODING=ascii) print as \\x escapes, as
-    Python's stderr prints them, instead of failing the command (sampled text, a vocabulary, file names)."""
-    if isinstance(sys.stdout, io.TextIOWrapper):
-        sys.stdout.reconfigure(errors="backslashreplace")
-
-
 def main() -> None:
     """Entry point: user errors become one message and a non-zero exit, never a traceback."""
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not where the shell ignores it (`cmd &`)
@@ -868,8 +860,7 @@ def main() -> None:
     if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
         signal.signal(signal.SIGTERM, _interrupted)
     try:
-        _escape_what_stdout_cannot_encode()
-        whole_stdout()
+        prepare_stdout()
         threads.apply_override()
         memory_limit()  # a malformed NNCTL_MAX_MEMORY stops here, before any work
         app()

@@ -93,9 +93,13 @@ class _WholeWrites(io.RawIOBase):
         return len(view)
 
 
-def whole_stdout() -> None:
-    """Where stdout is a regular file (`nnctl runs list --json > runs.json`), makes what cannot be written to it (a
-    full disk) an OSError rather than output cut short and a success."""
+def prepare_stdout() -> None:
+    """stdout as nnctl prints to it: characters its encoding lacks (a cp1252 console's, PYTHONIOENCODING=ascii) as
+    \\x escapes, as Python's stderr prints them, instead of failing the command (sampled text, file names); and,
+    where it is a regular file (`nnctl runs list --json > runs.json`), what cannot be written to it (a full disk) an
+    OSError rather than output cut short and a success."""
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(errors="backslashreplace")
     try:
         regular = stat.S_ISREG(os.fstat(sys.stdout.fileno()).st_mode)
     except (AttributeError, OSError, ValueError):  # no stdout, or one that is no file (a test's capture)
