@@ -22,9 +22,11 @@ class Schedule:
 
     def __call__(self, step: int, steps_per_epoch: int, total_epochs: float) -> float:
         """The lr factor for optimizer step `step` (0-based)."""
-        epoch = step / steps_per_epoch
-        warmup = min(1.0, (step + 1) / (self.warmup_epochs * steps_per_epoch)) if self.warmup_epochs else 1.0
-        return warmup * self.factor(epoch, total_epochs)
+        return self.warmup(step, steps_per_epoch) * self.factor(step / steps_per_epoch, total_epochs)
+
+    def warmup(self, step: int, steps_per_epoch: int) -> float:
+        """The linear warm-up's factor for optimizer step `step`: 1 once it is over."""
+        return min(1.0, (step + 1) / (self.warmup_epochs * steps_per_epoch)) if self.warmup_epochs else 1.0
 
     def observe(self, value: float, mode: str) -> None:
         """The monitored metric after an evaluation (`mode` min or max); schedules that react to it override."""
@@ -96,7 +98,7 @@ class Cosine(Schedule):
 @SCHEDULES.register("reduce_on_plateau")
 class ReduceOnPlateau(Schedule):
     """lr · factor^k: k grows by one when `train.monitor` has not improved for `patience` evaluations, then
-    `cooldown` evaluations pass before counting again; never below `min_lr`."""
+    `cooldown` evaluations pass before counting again; the cuts never take it below `min_lr`."""
 
     def __init__(self, factor: float = 0.1, patience: int = 3, min_lr: float = 0.0, cooldown: int = 0,
                  min_delta: float = 0.0, **kwargs):
@@ -123,8 +125,9 @@ class ReduceOnPlateau(Schedule):
         return self.scale
 
     def set_lr(self, optimizer, step, steps_per_epoch, total_epochs):
-        super().set_lr(optimizer, step, steps_per_epoch, total_epochs)
-        optimizer.lr = max(optimizer.lr, min(self.min_lr, optimizer.base_lr))
+        """min_lr bounds the cuts only (as PyTorch's and Keras's): a warm-up still starts from near 0."""
+        cut = max(optimizer.base_lr * self.scale, min(self.min_lr, optimizer.base_lr))
+        optimizer.lr = self.warmup(step, steps_per_epoch) * cut
 
     def state_dict(self):
         return {"scale": self.scale, "best": self.best, "wait": self.wait, "cooling": self.cooling}

@@ -11,7 +11,7 @@ from nnctl import checkpoint
 from nnctl.config import load_config
 from nnctl.experiment import build
 from nnctl.optim import OPTIMIZERS, SGD
-from nnctl.schedules import ReduceOnPlateau
+from nnctl.schedules import Constant, ReduceOnPlateau
 
 PLATEAU = "schedule={type: reduce_on_plateau, factor: 0.5, patience: 2}"
 
@@ -40,6 +40,17 @@ def test_an_improving_evaluation_counts_towards_the_cooldown_too():
         schedule.observe(value, "min")
         scales.append(schedule.scale)
     assert scales == [1.0, 1.0, 0.5, 0.5, 0.5, 0.5, 0.25, 0.25]
+
+
+def test_min_lr_bounds_the_cuts_not_the_warm_up():
+    """A warm-up over 2 epochs of 4 steps from 0.1 / 8, below min_lr, as under `constant`; it used to be floored at
+    min_lr, so the first steps all ran at 0.05."""
+    plateau, constant = ReduceOnPlateau(min_lr=0.05, warmup_epochs=2), Constant(warmup_epochs=2)
+    warmed, plain = SGD(lr=0.1), SGD(lr=0.1)
+    for step in range(10):
+        plateau.set_lr(warmed, step, 4, 10)
+        constant.set_lr(plain, step, 4, 10)
+        assert warmed.lr == plain.lr == pytest.approx(0.1 * min(1, (step + 1) / 8), rel=1e-15)
 
 
 def rows(run):
