@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from nnctl import checkpoint
 from nnctl.console import PlainConsole, stdout_closed
-from nnctl.errors import NnctlError
+from nnctl.errors import NnctlError, TrainingError
 from nnctl.files import regular_file
 from nnctl.metrics import improves
 from nnctl.outputs import replacing
@@ -59,6 +59,13 @@ def _first_link(folder: Path) -> Path | None:
             if path.is_symlink() or (path.is_file() and path.stat().st_nlink > 1):
                 return path
     return None
+
+
+def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
+    """Replaces summary.json whole, without a sync at every epoch: after a machine's crash a damaged summary is
+    named by `runs list` and written again by the resume."""
+    with replacing(run_dir / "summary.json", "the run's summary", TrainingError, sync=False) as f:
+        f.write((json.dumps(summary, indent=2) + "\n").encode())
 
 
 class RunLock:

@@ -1,7 +1,6 @@
 """The training loop: batches, steps, epoch-end evaluation, checkpoints, clean stops and exact resumes."""
 
 import contextlib
-import json
 import math
 import os
 import platform
@@ -36,6 +35,7 @@ from nnctl.run_files import (
     check_run_files,
     format_value,
     leftovers,
+    write_summary,
 )
 from nnctl.tensorboard import TensorBoard
 from nnctl.tracking import MLflow
@@ -454,10 +454,7 @@ class Runner:
             "heartbeat": time.time(),
             "versions": {"nnctl": __version__, "numpy": np.__version__, "python": platform.python_version()},
         }
-        # replaced whole, without a sync at every epoch: after a machine's crash a damaged summary is named by
-        # `runs list` and written again by the resume
-        with replacing(self.run_dir / "summary.json", "the run's summary", TrainingError, sync=False) as f:
-            f.write((json.dumps(summary, indent=2) + "\n").encode())
+        write_summary(self.run_dir, summary)
         return summary
 
 

@@ -1,7 +1,6 @@
 """The Ray engine of `nnctl sweep`: members as Ray Tune trials on this machine or a cluster, each an ordinary run
 in the sweep's directory; epochs reported to Tune, last.pkl as the trial's checkpoint, ASHA and Optuna's TPE."""
 
-import json
 import logging
 import os
 import shutil
@@ -15,6 +14,8 @@ from typing import Any
 from nnctl.config import expand_path, key_path
 from nnctl.errors import NnctlError, TrainingError, quiet_arithmetic
 from nnctl.experiment import most_epochs, unrecorded
+from nnctl.outputs import replacing
+from nnctl.run_files import write_summary
 from nnctl.runner import Runner
 from nnctl.runs import DONE, Run, find_runs, is_run, load_run, row_values
 from nnctl.sweep import THREAD_VARS, Member, Outcome, Range, Sweep
@@ -260,8 +261,8 @@ def _runner(sweep: Sweep, member: Member, restored: Any) -> Runner | None:
         with restored.as_directory() as folder:
             run_dir = Path((Path(folder) / "run").read_text())
             last = run_dir / "checkpoints" / "last.pkl"
-            shutil.copyfile(Path(folder) / "last.pkl", last.with_suffix(".tmp"))
-            os.replace(last.with_suffix(".tmp"), last)
+            with open(Path(folder) / "last.pkl", "rb") as saved, replacing(last, "the checkpoint", TrainingError) as f:
+                shutil.copyfileobj(saved, f)
         runner = Runner.resume(last, [], sweep.dir, quiet=True, sweep=sweep.name)
         runner.progress.say(f"the sweep restarted this member from its last.pkl (epoch {runner.epoch}) after "
                             "its worker was lost")
@@ -371,9 +372,7 @@ def _cause(trial: Any) -> str:
 def _mark(run: Run, status: str, note: str, by: str | None = None) -> Run:
     """Rewrites the run's summary.json with a status the sweep gave it."""
     summary = {**run.summary, "status": status, "error": note, **({"stopped_by": by} if by else {})}
-    path = run.path / "summary.json"
-    path.with_suffix(".tmp").write_text(json.dumps(summary, indent=2) + "\n")
-    os.replace(path.with_suffix(".tmp"), path)
+    write_summary(run.path, summary)
     return load_run(run.path)
 
 
