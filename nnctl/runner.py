@@ -150,6 +150,14 @@ class Runner:
     def _restore(self, saved: Checkpoint, path: Path, finish: bool = False) -> None:
         """Takes up the checkpoint's state; one whose budget is spent is refused, unless `finish` (its own run has
         not ended): stopped after its last epoch but before its test evaluation, the run is then finished."""
+        self._take_up(saved, path)
+        self._check_position(path)
+        if not finish:
+            self._check_budget(path)
+
+    def _take_up(self, saved: Checkpoint, path: Path) -> None:
+        """The optimizer, generators, position, history and monitor as the checkpoint left them; CheckpointError
+        where they do not fit this config."""
         try:
             self.exp.optimizer.load_state_dict(saved.optimizer)
             self.data_rng.bit_generator.state = saved.rng["data"]
@@ -164,6 +172,9 @@ class Runner:
             self.exp.schedule.load_state_dict(progress.get("schedule", {}))
         except (KeyError, ValueError, TypeError, IndexError, OverflowError) as exc:
             raise CheckpointError(f"{path}: cannot resume from it with this config: {exc}") from None
+
+    def _check_position(self, path: Path) -> None:
+        """CheckpointError where the batch and sample order taken up do not fit this run's training split."""
         n, (_, batches) = len(self.exp.data.train), self._batching()
         order = self.order
         if self.batch > batches or (order is not None and (len(order) != n or order.min() < 0 or order.max() >= n)) \
@@ -171,15 +182,17 @@ class Runner:
             raise CheckpointError(f"{path}: its position (epoch {self.epoch + 1}, batch {self.batch}, an order of "
                                   f"{'no' if order is None else len(order)} samples) does not fit {n} training "
                                   f"samples in {batches} batches")
-        if finish:
+
+    def _check_budget(self, path: Path) -> None:
+        """NnctlError where the run already spent its budget, naming the override that trains it longer."""
+        if not self._done():
             return
         steps = self.exp.settings.steps
-        if steps and self._done():
+        if steps:
             raise NnctlError(f"{path}: the run already took {self.step} of {steps} steps; to train longer, add an "
                              f"override such as train.steps={self.step + 1000}")
-        if self._done():
-            raise NnctlError(f"{path}: the run already trained {self.epoch} of {self.exp.settings.epochs} epochs; "
-                             f"to train longer, add an override such as train.epochs={self.epoch + 5}")
+        raise NnctlError(f"{path}: the run already trained {self.epoch} of {self.exp.settings.epochs} epochs; "
+                         f"to train longer, add an override such as train.epochs={self.epoch + 5}")
 
     def _sums(self, sums: dict[str, float] | None = None) -> MetricSums:
         return MetricSums(self.exp.metrics, sums, penalty=bool(self.exp.decay))
