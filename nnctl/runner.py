@@ -361,37 +361,51 @@ class Runner:
 
     def _end_epoch(self) -> bool:
         """Metrics, checkpoints and the epoch line; True when early stopping says stop."""
-        exp, settings = self.exp, self.exp.settings
         self.epoch, self.batch, self.order = self.epoch + 1, 0, None
+        row = self._epoch_row()
+        self._record(row)
+        self._check_finite(f"at the end of epoch {self.epoch}")
+        value = row.get(self.monitor.name)
+        improved = isinstance(value, float | int) and math.isfinite(value) and self.monitor.update(value)
+        if self.monitor.name in row:
+            self.exp.schedule.observe(row[self.monitor.name], self.monitor.mode)
+        self._save_checkpoints(improved)
+        self.progress.epoch(row, math.ceil(self._epochs()))
+        self._write_summary("running")  # the heartbeat that tells `nnctl runs` this process is alive, and its epochs
+        if self.on_epoch:
+            self.on_epoch(row)
+        return self._early_stopped()
+
+    def _epoch_row(self) -> dict[str, Any]:
+        """The epoch's training metrics, and its validation metrics every train.eval_every epochs and at the end."""
+        exp, settings = self.exp, self.exp.settings
         row: dict[str, Any] = {"kind": "epoch", "epoch": self.epoch, "step": self.step, "lr": exp.optimizer.lr,
                                **self.sums.result()}
         val = exp.data.val
         if val is not None and (self.epoch % settings.eval_every == 0 or self._done()):
             row.update(self._evaluate(val, "val_"))
         row["time_s"] = round(self._elapsed(), 3)
-        self._record(row)
-        self._check_finite(f"at the end of epoch {self.epoch}")
-        value = row.get(self.monitor.name)
-        improved = isinstance(value, float | int) and math.isfinite(value) and self.monitor.update(value)
-        if self.monitor.name in row:
-            exp.schedule.observe(row[self.monitor.name], self.monitor.mode)
+        return row
+
+    def _save_checkpoints(self, improved: bool) -> None:
+        """last.pkl, best.pkl when the monitored metric `improved`, and epoch-NNNN.pkl every train.keep_every."""
         payload = self._payload()
         self.checkpoints.save_last(payload)
         if improved:
             self.checkpoints.save_best(payload)
-        if settings.keep_every and self.epoch % settings.keep_every == 0:
+        keep_every = self.exp.settings.keep_every
+        if keep_every and self.epoch % keep_every == 0:
             self.checkpoints.save_numbered(payload, self.epoch)
-        self.progress.epoch(row, math.ceil(self._epochs()))
-        self._write_summary("running")  # the heartbeat that tells `nnctl runs` this process is alive, and its epochs
-        if self.on_epoch:
-            self.on_epoch(row)
-        es = settings.early_stopping
-        if es and self.monitor.wait >= es.patience:
-            by = f" by more than {es.min_delta:g}" if es.min_delta else ""
-            self.progress.say(f"early stopping: {self.monitor.name} has not improved{by} for {es.patience} "
-                              f"evaluations (best {self.monitor.best:.4g})")
-            return True
-        return False
+
+    def _early_stopped(self) -> bool:
+        """Whether the monitored metric has not improved for train.early_stopping.patience evaluations (said so)."""
+        es = self.exp.settings.early_stopping
+        if not (es and self.monitor.wait >= es.patience):
+            return False
+        by = f" by more than {es.min_delta:g}" if es.min_delta else ""
+        self.progress.say(f"early stopping: {self.monitor.name} has not improved{by} for {es.patience} "
+                          f"evaluations (best {self.monitor.best:.4g})")
+        return True
 
     def _check_finite(self, when: str) -> None:
         """TrainingError if a parameter is NaN or infinite: such weights are never saved as last or best."""
