@@ -1,5 +1,5 @@
-"""What a run writes into its directory as it trains: metric files, checkpoints (and the monitor that picks
-best.pkl), train.log with its console lines."""
+"""What a run writes into its directory as it trains: metric files, summary.json, checkpoints (and the monitor
+that picks best.pkl), train.log with its console lines."""
 
 import csv
 import fcntl
@@ -22,7 +22,8 @@ from nnctl.outputs import replacing
 from nnctl.runs import json_bytes, read_summary
 
 WRITTEN = ("config.yaml", "metrics.csv", "metrics.jsonl", "summary.json", "summary.json.tmp", "train.log")
-"""The files a run writes in its folder, beside checkpoints/*.pkl."""
+"""The files a run writes in its folder, beside checkpoints/*.pkl; summary.json.tmp is where earlier versions of
+nnctl wrote the summary before renaming it, which a resume may still find (and remove)."""
 
 
 def check_run_files(run_dir: Path) -> None:
