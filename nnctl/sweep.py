@@ -13,7 +13,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing import active_children, get_context
@@ -509,19 +509,25 @@ class Sweep:
                         outcomes[member.label] = Outcome(member, status, run, error)
                         if report:
                             report(outcomes[member.label])
-                except KeyboardInterrupt:  # members queued in a worker already see the event and do not start
-                    interrupted.set()
-                    for future in futures:
-                        future.cancel()
-                    if terminated():  # a Ctrl-C reaches the workers from the terminal; a `kill` of this one does not
-                        for worker in active_children():
-                            worker.terminate()  # a SIGTERM: the member stops after its step
+                except KeyboardInterrupt:
+                    _stop_members(interrupted, list(futures))
                     raise
         return self.in_order(outcomes)
 
     def in_order(self, outcomes: dict[str, Outcome]) -> list[Outcome]:
         """Every member's outcome by its label, in sweep order; those that did not run are skipped."""
         return [outcomes.get(m.label) or Outcome(m, "skipped", m.previous) for m in self.members]
+
+
+def _stop_members(interrupted: Any, futures: list[Future]) -> None:
+    """After a Ctrl-C or SIGTERM: the members not started are cancelled (those queued in a worker already see
+    `interrupted` and do not start), and after a SIGTERM the running ones get one too, stopping after their step."""
+    interrupted.set()
+    for future in futures:
+        future.cancel()
+    if terminated():  # a Ctrl-C reaches the workers from the terminal; a `kill` of this one does not
+        for worker in active_children():
+            worker.terminate()
 
 
 def _lock_file(path: Path) -> IO[str]:
