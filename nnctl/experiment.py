@@ -129,6 +129,19 @@ def _check_target_values(config: Config, loss: Loss, data: Dataset) -> None:
                                           + float_labels_hint(data))
 
 
+def _check_outputs(config: Config, loss: Loss, model: Model, data: Dataset) -> None:
+    """A ConfigError at the last layer where its outputs do not fit the loss and targets, or end in the activation
+    the loss applies itself."""
+    last = ("model", "layers", len(model.layers) - 1)
+    try:
+        loss.check(model.output_shape, data.train.y.shape[1:], data.num_classes)
+    except ValueError as exc:
+        raise config.error(last, str(exc) + float_labels_hint(data)) from None
+    if loss.applies and loss.applies == output_activation(model):
+        raise config.error(last, f"the model ends in {loss.applies}, which {loss.registered_name} applies itself "
+                                 f"to the model's outputs (logits); remove the final {loss.applies}")
+
+
 def float_labels_hint(data: Dataset) -> str:
     """A hint for an error about the targets, when they are floats of whole numbers from 0: class labels stored as
     floats, which nnctl reads as values (regression); empty otherwise."""
@@ -154,14 +167,7 @@ def build(config: Config, weights: bool = True) -> Experiment:
     _check_target_values(config, loss, data)
     data.to_device()
     loaded = load_into(model, config) if weights else None
-    last = ("model", "layers", len(model.layers) - 1)
-    try:
-        loss.check(model.output_shape, data.train.y.shape[1:], data.num_classes)
-    except ValueError as exc:
-        raise config.error(last, str(exc) + float_labels_hint(data)) from None
-    if loss.applies and loss.applies == output_activation(model):
-        raise config.error(last, f"the model ends in {loss.applies}, which {loss.registered_name} applies itself "
-                                 f"to the model's outputs (logits); remove the final {loss.applies}")
+    _check_outputs(config, loss, model, data)
     optimizer = OPTIMIZERS.build(config.data["optimizer"], config, ("optimizer",))
     _check_memory(config, model, settings, data, len(optimizer.slot_names))
     optimizer.bind(model.params(), model.grads(), model.lr_mults())
