@@ -344,20 +344,15 @@ class Runner:
         self.step += 1
         every = exp.settings.log_every_steps
         if every and self.step % every == 0:
-            row = {"kind": "step", "epoch": self.epoch + 1, "step": self.step, "lr": exp.optimizer.lr,
-                   "loss": value, **({"penalty": penalty} if exp.decay else {}), "time_s": round(self._elapsed(), 3)}
-            self._record(row)
+            self._record(self._row("step", {"loss": value, **({"penalty": penalty} if exp.decay else {})}))
         if exp.settings.eval_every_steps and self.step % exp.settings.eval_every_steps == 0:
             self._evaluate_at_step()
 
     def _evaluate_at_step(self) -> None:
         """A row of kind `eval`: the validation metrics at this step (train.eval_every_steps)."""
-        exp, val = self.exp, self.exp.data.val
+        val = self.exp.data.val
         assert val is not None  # build refuses eval_every_steps without a validation split
-        row = {"kind": "eval", "epoch": self.epoch + 1, "step": self.step, "lr": exp.optimizer.lr,
-               **self._evaluate(val, "val_"),
-               "time_s": round(self._elapsed(), 3)}
-        self._record(row)
+        self._record(self._row("eval", self._evaluate(val, "val_")))
 
     def _end_epoch(self) -> bool:
         """Metrics, checkpoints and the epoch line; True when early stopping says stop."""
@@ -378,14 +373,16 @@ class Runner:
 
     def _epoch_row(self) -> dict[str, Any]:
         """The epoch's training metrics, and its validation metrics every train.eval_every epochs and at the end."""
-        exp, settings = self.exp, self.exp.settings
-        row: dict[str, Any] = {"kind": "epoch", "epoch": self.epoch, "step": self.step, "lr": exp.optimizer.lr,
-                               **self.sums.result()}
-        val = exp.data.val
-        if val is not None and (self.epoch % settings.eval_every == 0 or self._done()):
-            row.update(self._evaluate(val, "val_"))
-        row["time_s"] = round(self._elapsed(), 3)
-        return row
+        values, val = self.sums.result(), self.exp.data.val
+        if val is not None and (self.epoch % self.exp.settings.eval_every == 0 or self._done()):
+            values.update(self._evaluate(val, "val_"))
+        return self._row("epoch", values)
+
+    def _row(self, kind: str, values: dict[str, Any]) -> dict[str, Any]:
+        """A metric row of `kind` (epoch, step or eval) holding `values`, at this point of training."""
+        epoch = self.epoch if kind == "epoch" else self.epoch + 1  # the epoch just ended, or the one under way
+        return {"kind": kind, "epoch": epoch, "step": self.step, "lr": self.exp.optimizer.lr, **values,
+                "time_s": round(self._elapsed(), 3)}
 
     def _save_checkpoints(self, improved: bool) -> None:
         """last.pkl, best.pkl when the monitored metric `improved`, and epoch-NNNN.pkl every train.keep_every."""
