@@ -75,12 +75,12 @@ class SweepSpec:
                  scheduler: str | dict | None = None, engine: Literal["local", "ray"] = "local",
                  address: str | None = None, cpus_per_member: int | None = None, gpus_per_member: float = 0,
                  max_concurrent: int | None = None, max_failures: int = 2):
-        for key, value, least in (("samples", samples, 1), ("cpus_per_member", cpus_per_member, 1),
-                                  ("max_concurrent", max_concurrent, 1), ("gpus_per_member", gpus_per_member, 0),
-                                  ("max_failures", max_failures, 0), ("seed", seed, 0)):
+        check_samples(samples)
+        for key, value, least in (("cpus_per_member", cpus_per_member, 1), ("max_concurrent", max_concurrent, 1),
+                                  ("gpus_per_member", gpus_per_member, 0), ("max_failures", max_failures, 0),
+                                  ("seed", seed, 0)):
             if value is not None and value < least:
                 raise ValueError(f"{key} must be at least {least}, got {value}")
-        check_samples(samples)
         check_address(address)
         if seed > MAX_SEED:
             raise ValueError(f"seed must be at most {MAX_SEED:,} (2**31 - 1), got {brief(seed)}; pick a smaller one")
@@ -98,8 +98,6 @@ class Search:
 
     def __init__(self, type: Literal["grid", "random", "tpe"] = "grid", samples: int | None = None,
                  metric: str = "val_loss", mode: Literal["min", "max"] = "min"):
-        if samples is not None and samples < 1:
-            raise ValueError(f"samples must be at least 1, got {samples}")
         check_samples(samples)
         self.type, self.samples, self.metric, self.mode = type, samples, metric, mode
 
@@ -121,7 +119,9 @@ def check_address(address: str | None) -> None:
 
 
 def check_samples(samples: int | None) -> None:
-    """ValueError when `samples` asks for more members than a sweep may have."""
+    """ValueError when `samples` asks for no member, or for more than a sweep may have."""
+    if samples is not None and samples < 1:
+        raise ValueError(f"samples must be at least 1, got {samples}")
     if samples is not None and samples > MAX_MEMBERS:
         raise ValueError(f"samples must be at most {MAX_MEMBERS:,} (the most members a sweep may have), got "
                          f"{brief(samples)}; draw fewer")
