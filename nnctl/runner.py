@@ -147,7 +147,7 @@ class Runner:
                 shutil.rmtree(self.run_dir, ignore_errors=True)
             raise
 
-    def _restore(self, saved: Checkpoint, path: Path, finish: bool = False) -> None:
+    def _restore(self, saved: Checkpoint, path: Path, finish: bool) -> None:
         """Takes up the checkpoint's state; one whose budget is spent is refused, unless `finish` (its own run has
         not ended): stopped after its last epoch but before its test evaluation, the run is then finished."""
         self._take_up(saved, path)
@@ -418,7 +418,7 @@ class Runner:
         return TrainingError(f"{what}; training stopped. {kept}Try a smaller optimizer.lr (now "
                              f"{self.exp.optimizer.base_lr:g}) or set optimizer.clip_norm.")
 
-    def _test_metrics(self, restored: int | None = None) -> tuple[dict[str, float], dict[str, Any]] | tuple[None, None]:
+    def _test_metrics(self, restored: int | None) -> tuple[dict[str, float], dict[str, Any]] | tuple[None, None]:
         """The test split's metrics of best.pkl's weights (train.test_on: best, when there is one) or of the
         final ones (those of epoch `restored` where early stopping restored the best); and which, of what epoch."""
         test = self.exp.data.test
