@@ -288,26 +288,49 @@ def test_a_conv_in_blocks_over_threads_equals_it_in_one_block(workers, activatio
 
 @pytest.mark.parametrize("padding", [1, "same", [2, 1]])
 def test_a_conv_in_blocks_of_several_images_gives_the_input_gradient_of_the_whole_batch(padding, monkeypatch):
-    """The input's gradient is computed block by block (each block's images, by the flipped kernel): blocks of 2,
-    2, 2 and 1 images on two threads give the whole batch's values."""
+    """The gradients are computed block by block (each block's images, from the columns of their dz under the
+    adjoint window): blocks of 2, 2, 2 and 1 images on two threads give the whole batch's values."""
     x = np.random.default_rng(1).standard_normal((7, 3, 6, 5))
     layer = {"type": "conv2d", "filters": 4, "kernel_size": [3, 3], "padding": padding, "dilation": [1, 2],
              "activation": "tanh"}
     runs = []
-    for cache, threads in ((1 << 62, 1), (2 * 6 * 5 * 27 * x.itemsize, 2)):
+    for cache, threads in ((1 << 62, 1), (2 * 6 * 5 * 36 * x.itemsize, 2)):  # 2 images' 6·5 rows of 4·3·3
         monkeypatch.setattr(window, "CACHE_BYTES", cache)
         model = model_of(layer, {"type": "conv2d", "filters": 2, "kernel_size": 2}, input_shape=(3, 6, 5))
         conv = model.layers[0]
         conv.input_grad, conv.threads = True, threads
-        blocks = window.ColumnBlocks(x, conv.window, conv.scratch, conv.threads)
+        adjoint = conv.window.adjoint(x.shape[2:])
+        assert adjoint is not None
+        dz = np.empty((len(x), 4, *conv.window.output_size(x.shape[2:])))
+        blocks = window.ColumnBlocks(dz, adjoint, window.Scratch(), conv.threads)  # as the backward deals them
         y = model.forward(x, training=True)
-        assert conv.window.adjoint(x.shape[2:]) is not None
         runs.append(([min(blocks.starts.step, len(x) - i) for i in blocks.starts],
                      [y, model.backward(np.cos(y)), *(g.copy() for g in model.grads())]))
     (whole_sizes, whole), (sizes, blocked) = runs
     assert (whole_sizes, sizes) == ([7], [2, 2, 2, 1])
     for a, b in zip(whole, blocked, strict=True):
         np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-12)
+
+
+def test_a_conv_backward_through_the_adjoint_window_gathers_one_set_of_columns_a_block(monkeypatch):
+    """dz's columns under the adjoint window give dW as well as dx: the backward gathers them once a block and
+    never x's columns again (it gathered both, a third pass over the columns each step); dW is x's pixels times
+    them, as the columns of x times dz gives it."""
+    x = np.random.default_rng(2).standard_normal((6, 3, 5, 4))
+    layer = {"type": "conv2d", "filters": 4, "kernel_size": 3, "padding": 1, "dilation": [1, 2]}
+    conv = model_of(layer, input_shape=(3, 5, 4)).layers[0]
+    conv.input_grad = True
+    monkeypatch.setattr(window, "CACHE_BYTES", 1)  # a block an image
+    y = conv.forward(x, training=True)
+    gathered, real = [], window.im2col
+    monkeypatch.setattr(window, "im2col", lambda images, win, out=None: gathered.append(images.shape[1]) or
+                        real(images, win, out))
+    conv.backward(np.cos(y))
+    assert gathered == [4] * len(x)  # dz's channels, one block of columns per image
+    gW = conv.grads["W"].copy()
+    conv.input_grad = False  # no adjoint: dW from the columns of x
+    conv.backward(np.cos(y))
+    np.testing.assert_allclose(conv.grads["W"], gW, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.slow  # 8 s: two gradient checks of every tensor of mnist_deep_cnn

@@ -6,7 +6,7 @@ from nnctl.backend import Scratch, sum_rows, xp
 from nnctl.init import Initializer
 from nnctl.layers.activations import Identity
 from nnctl.layers.base import LAYERS, Layer
-from nnctl.layers.window import ColumnBlocks, Window, col2im, conv_product, im2col
+from nnctl.layers.window import ColumnBlocks, Window, col2im, conv_product
 
 
 @LAYERS.register("conv2d")
@@ -34,7 +34,6 @@ class Conv2D(Layer):
         self.weight_init: Initializer = weight_init
         self.bias_init: Initializer = bias_init
         self.scratch = Scratch()  # a block of columns per thread, reused from block to block and step to step
-        self.dx_scratch = Scratch()  # the same for the output gradient's columns, in the backward
 
     def output_shape(self, input_shape):
         if len(input_shape) != 3:
@@ -67,43 +66,74 @@ class Conv2D(Layer):
         return y.reshape(n, oh, ow, f).transpose(0, 3, 1, 2)
 
     def backward(self, dy):
-        """dW and db block by block from the columns of x (gathered again, in cache) and dz, the gradient before the
-        activation; dx as a convolution of dz with the flipped kernel where the window allows (stride 1, even
-        padding: `Window.adjoint`), else by col2im of dz·W."""
+        """dW, db and dx block by block from dz, the gradient before the activation (each block's shares of dW and
+        db kept apart and summed in block order). Where the window allows (stride 1, even padding:
+        `Window.adjoint`), one set of columns gives dW and dx: dz's under the adjoint window; else dW comes from the
+        columns of x, gathered again in cache, and dx by col2im of dz·W."""
+        adjoint = self.window.adjoint(self.x.shape[2:]) if self.input_grad else None
+        return self._backward_adjoint(dy, adjoint) if adjoint else self._backward_columns(dy)
+
+    def _backward_columns(self, dy):
+        """dW = (the columns of x)ᵀ·dz; dx, where asked for, by col2im of dz·W."""
+        n, f, oh, ow = dy.shape
+        W = self.params["W"]
+        c, kh, kw = W.shape[1:]
+        dy = dy.transpose(0, 2, 3, 1).reshape(-1, f)
+        dz = xp.empty_like(dy) if self.input_grad else None  # kept whole for col2im
+        blocks = ColumnBlocks(self.x, self.window, self.scratch, self.threads)
+        gW, gb = self._shares(len(blocks.starts), (kh * kw * c, f))
+
+        def block_grads(thread, block, rows, cols):
+            part = self._dz(dy, rows, gb[block])
+            xp.matmul(cols.T, part, out=gW[block])
+            if dz is not None:
+                dz[rows] = part
+
+        blocks.each(block_grads)
+        self._set_grads(gW.sum(axis=0).reshape(kh, kw, c, f).transpose(3, 2, 0, 1), gb)
+        if dz is None:
+            return None
+        return col2im(lambda i, j, _: (dz @ W[:, :, i, j]).reshape(n, oh, ow, c).transpose(0, 3, 1, 2),
+                      self.x.shape, self.window, dy.dtype)
+
+    def _backward_adjoint(self, dy, adjoint):
+        """With A, dz's columns under the adjoint window (a row per input pixel, the outputs it meets at each kernel
+        offset, flipped): dx = A·(the flipped kernel), and dW = Aᵀ·x, x's pixels a row each, flipped back."""
         n, f, oh, ow = dy.shape
         W, size = self.params["W"], self.x.shape[2:]
         c, kh, kw = W.shape[1:]
-        pixels = size[0] * size[1]
+        pixels = self.x.transpose(0, 2, 3, 1).reshape(-1, c)  # a view where x is channel-last, as conv outputs are
+        flipped = W[:, :, ::-1, ::-1].transpose(2, 3, 0, 1).reshape(-1, c)
+        dx = xp.empty_like(pixels)
+        blocks = ColumnBlocks(dy, adjoint, self.scratch, self.threads)  # blocks of dz's images and their columns
+        gW, gb = self._shares(len(blocks.starts), (kh * kw * f, c))
         dy = dy.transpose(0, 2, 3, 1).reshape(-1, f)
-        adjoint = self.window.adjoint(size) if self.input_grad else None
-        dz = xp.empty_like(dy) if self.input_grad and not adjoint else None  # kept whole for col2im
-        if adjoint:  # dx = dz ⋆ the flipped kernel, image by image: each block's images while dz is in cache
-            flipped = W[:, :, ::-1, ::-1].transpose(2, 3, 0, 1).reshape(-1, c)
-            dx = xp.empty((n * pixels, c), dy.dtype)
-        blocks = ColumnBlocks(self.x, self.window, self.scratch, self.threads)  # the columns again, in cache
-        gW = xp.empty((len(blocks.starts), kh * kw * c, f), dy.dtype)  # each block's shares, summed in order below
-        gb = xp.empty((len(blocks.starts), f), dy.dtype)
 
-        def block_grads(thread, block, rows, cols):
-            part = self.activation.backward(dy[rows], rows)
-            xp.matmul(cols.T, part, out=gW[block])
-            if self.use_bias:
-                sum_rows(part, gb[block])
-            if dz is not None:
-                dz[rows] = part
-            if adjoint:
-                images = part.reshape(-1, oh, ow, f).transpose(0, 3, 1, 2)
-                first = rows.start // blocks.rows * pixels  # dx's first row for the block's first image
-                cols = im2col(images, adjoint, self.dx_scratch((len(images) * pixels, kh * kw * f), dy.dtype, thread))
-                xp.matmul(cols, flipped, out=dx[first:first + len(cols)])
+        def block_grads(thread, block, images):
+            dz = self._dz(dy, slice(images.start * oh * ow, images.stop * oh * ow), gb[block])
+            cols = blocks.gather(dz.reshape(-1, oh, ow, f).transpose(0, 3, 1, 2), thread)
+            rows = slice(images.start * blocks.rows, images.stop * blocks.rows)  # the images' pixels
+            xp.matmul(cols.T, pixels[rows], out=gW[block])
+            xp.matmul(cols, flipped, out=dx[rows])
 
-        blocks.each(block_grads)
-        self.grads["W"][...] = gW.sum(axis=0).reshape(kh, kw, c, f).transpose(3, 2, 0, 1)
+        blocks.deal(block_grads)
+        self._set_grads(gW.sum(axis=0).reshape(kh, kw, f, c)[::-1, ::-1].transpose(2, 3, 0, 1), gb)
+        return dx.reshape(n, *size, c).transpose(0, 3, 1, 2)
+
+    def _shares(self, blocks, shape):
+        """Empty per-block shares of dW (each of `shape`) and of db."""
+        dtype = self.params["W"].dtype
+        return xp.empty((blocks, *shape), dtype), xp.empty((blocks, self.filters), dtype)
+
+    def _dz(self, dy, rows, gb):
+        """dz on dy's `rows` (the activation's backward), with their share of db summed into gb."""
+        dz = self.activation.backward(dy[rows], rows)
+        if self.use_bias:
+            sum_rows(dz, gb)
+        return dz
+
+    def _set_grads(self, gW, gb):
+        """dW, and db as the sum of its per-block shares."""
+        self.grads["W"][...] = gW
         if self.use_bias:
             self.grads["b"][...] = gb.sum(axis=0)
-        if not self.input_grad:
-            return None
-        if adjoint:
-            return dx.reshape(n, *size, c).transpose(0, 3, 1, 2)
-        return col2im(lambda i, j, _: (dz @ W[:, :, i, j]).reshape(n, oh, ow, c).transpose(0, 3, 1, 2),
-                      self.x.shape, self.window, dy.dtype)

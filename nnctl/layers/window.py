@@ -150,20 +150,30 @@ class ColumnBlocks:
         self.starts = range(0, n, max(math.ceil(n / blocks), 1))
         self.threads = min(workers, len(self.starts))
 
-    def each(self, work: Callable[[int, int, slice, np.ndarray], None]) -> None:
-        """Calls work(thread, block, rows, columns) for every block, numbered in order. A thread takes the next
-        block when it finishes one (so which thread gets which block varies); its next overwrites the columns."""
+    def deal(self, work: Callable[[int, int, slice], None]) -> None:
+        """Calls work(thread, block, images) for every block, numbered in order, with the slice of x's images it
+        holds. A thread takes the next block when it finishes one (so which thread gets which block varies)."""
         step, n = self.starts.step, len(self.x)
         taken = itertools.count()  # next() on it is atomic: one C call under the GIL
 
         def run(thread: int) -> None:
             while (block := next(taken)) < len(self.starts):
-                i = self.starts[block]
-                rows = slice(i * self.rows, min(i + step, n) * self.rows)
-                out = self.scratch((rows.stop - rows.start, self.width), self.x.dtype, thread)
-                work(thread, block, rows, im2col(self.x[i:i + step], self.window, out))
+                work(thread, block, slice(self.starts[block], min(self.starts[block] + step, n)))
 
         threads.share(run, self.threads)
+
+    def gather(self, images: np.ndarray, thread: int) -> np.ndarray:
+        """im2col(images) under the blocks' window, into thread `thread`'s part of the scratch (which its next
+        block overwrites); images are a block of x's, or others of the same shape."""
+        out = self.scratch((len(images) * self.rows, self.width), images.dtype, thread)
+        return im2col(images, self.window, out)
+
+    def each(self, work: Callable[[int, int, slice, np.ndarray], None]) -> None:
+        """Calls work(thread, block, rows, columns) for every block, as `deal` does, with the block's rows of
+        im2col(x) and the columns themselves."""
+        self.deal(lambda thread, block, images: work(
+            thread, block, slice(images.start * self.rows, images.stop * self.rows),
+            self.gather(self.x[images], thread)))
 
 
 def conv_product(x: np.ndarray, window: Window, weights: np.ndarray, scratch: Scratch,
