@@ -13,7 +13,7 @@ from nnctl.backend import DTYPES, parse_device
 from nnctl.compose import compose
 from nnctl.errors import ConfigError
 from nnctl.files import read_bytes, real_path
-from nnctl.schema import describe_type, describe_value, did_you_mean, matches
+from nnctl.schema import describe_value, did_you_mean, expected, matches
 from nnctl.yaml_loader import KeyPath, dotted, parse_yaml
 
 SECTIONS = ("name", "seed", "dtype", "device", "data", "model", "loss", "optimizer", "schedule", "train")
@@ -258,7 +258,7 @@ def check_top_level(config: Config) -> None:
     checks = {"name": str, "seed": int}
     for key, hint in checks.items():
         if key in config.data and not matches(config.data[key], hint):
-            raise config.error((key,), f"expected {describe_type(hint)}, got {describe_value(config.data[key])}")
+            raise config.error((key,), expected(hint, config.data[key]))
     if not is_path_name(config.data.get("name", "x")):
         raise config.error(("name",), f"'{config.data['name']}' cannot name a run directory; "
                                             f"{path_name_rule(config.data['name'])}")

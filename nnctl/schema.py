@@ -80,6 +80,8 @@ def describe_type(hint: Any) -> str:
         return " or ".join(repr(a) for a in args)
     if hint is type(None):
         return "null"
+    if hint is bool:
+        return "true or false"
     if origin in (list, tuple):
         if origin is tuple and args and args[-1] is not Ellipsis:
             return f"a list of {len(args)} {describe_type(args[0])}"
@@ -87,6 +89,17 @@ def describe_type(hint: Any) -> str:
     if origin is dict or hint is dict:
         return "a mapping"
     return getattr(hint, "__name__", str(hint))
+
+
+YAML_1_1_BOOLEANS = ("yes", "no", "on", "off", "y", "n")
+"""Words YAML 1.1 read as booleans; nnctl, as YAML 1.2, reads them as text."""
+
+
+def expected(hint: Any, value: Any) -> str:
+    """'expected <hint>, got <value>', saying why a `yes` meant as a boolean is text."""
+    words = isinstance(value, str) and value.lower() in YAML_1_1_BOOLEANS and matches(True, hint)
+    note = " (only true and false are booleans, as in YAML 1.2)" if words else ""
+    return f"expected {describe_type(hint)}, got {describe_value(value)}{note}"
 
 
 def describe_value(value: Any) -> str:
@@ -137,7 +150,7 @@ def check_kwargs(cls: type, kwargs: dict[str, Any], config: "Config", path: "Key
                     raise config.error(path + (key,), f"must be a finite number, got {value}")
                 raise config.error(path + (key,), f"must be a finite number within float's range (±1.8e308), "
                                                   f"got {describe_value(value)}")  # an int past float's range
-            raise config.error(path + (key,), f"expected {describe_type(hint)}, got {describe_value(value)}")
+            raise config.error(path + (key,), expected(hint, value))
     for key, param in params.items():
         if param.default is inspect.Parameter.empty and key not in kwargs:
             raise config.error(path, f"missing required key '{key}' for {what}")

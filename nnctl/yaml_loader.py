@@ -19,8 +19,9 @@ _KINDS: dict[type, str] = {yaml.MappingNode: "a mapping", yaml.SequenceNode: "a 
 
 class _Loader(yaml.SafeLoader):
     """SafeLoader that also reads `1e-3` as a float (YAML 1.1 wants `1.0e-3`), `010` as ten and `1:30` as text (YAML
-    1.1's octal 8 and base-60 90, which YAML 1.2 and editors dropped), keeps dates as text (a checkpoint holds
-    plain data only) and stops composing past MAX_DEPTH levels."""
+    1.1's octal 8 and base-60 90, which YAML 1.2 and editors dropped), only true and false as booleans (`yes`,
+    `no`, `on` and `off` are text, as in YAML 1.2), keeps dates as text (a checkpoint holds plain data only) and
+    stops composing past MAX_DEPTH levels."""
 
     source = "<yaml>"
     depth = 0
@@ -36,10 +37,12 @@ class _Loader(yaml.SafeLoader):
             self.depth -= 1
 
 
-_INT, _FLOATS = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
+_INT, _FLOATS, _BOOL = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float", "tag:yaml.org,2002:bool"
 _Loader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag not in ("tag:yaml.org,2002:timestamp", _INT, _FLOATS)]
+    first: [(tag, regexp) for tag, regexp in resolvers
+            if tag not in ("tag:yaml.org,2002:timestamp", _INT, _FLOATS, _BOOL)]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_Loader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
 _Loader.add_implicit_resolver(_INT, re.compile(r"^[-+]?(?:0b[0-1_]+|0x[0-9a-fA-F_]+|[0-9][0-9_]*)$"),
                               list("-+0123456789"))
 _Loader.add_implicit_resolver(_FLOATS, re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?

@@ -237,6 +237,32 @@ def test_numbers_read_as_yaml_1_2_and_editors_read_them(text, value):
     assert c.data["train"]["epochs"] == value
 
 
+@pytest.mark.parametrize("text, value", [
+    ("true", True), ("False", False), ("TRUE", True), ("yes", "yes"), ("No", "No"), ("on", "on"), ("OFF", "OFF"),
+    ("y", "y"), ("n", "n"),
+])
+def test_booleans_read_as_yaml_1_2(text, value):
+    """YAML 1.1 read yes/no/on/off as booleans: `name: on` was the bool True, refused as a run name."""
+    from nnctl.yaml_loader import parse_yaml
+
+    assert parse_yaml(f"name: {text}", "<test>")[0] == {"name": value}
+
+
+@pytest.mark.slow  # runs the CLI
+def test_a_yaml_1_1_boolean_is_refused_naming_why_and_on_is_a_name(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text((CONFIGS / "xor_mlp.yaml").read_text().replace("name: xor_mlp", "name: on")
+                    .replace("op: xor", "op: xor\n  shuffle: yes"))
+    result = nnctl("config", str(path))
+    assert result.returncode == 2
+    assert result.stderr == (f"error: {path}:9: data.shuffle: expected true or false, got str 'yes' (only true and "
+                             "false are booleans, as in YAML 1.2)\n")
+    result = nnctl("config", str(path), "data.shuffle=off", "data.shuffle=FALSE")
+    assert result.returncode == 0, result.stderr
+    assert yaml.safe_load(result.stdout)["name"] == "on"
+    assert "  shuffle: false\n" in result.stdout
+
+
 @pytest.mark.slow  # runs the CLI
 def test_the_printed_config_means_the_same_from_another_folder(tmp_path):
     """`nnctl config` writes its relative paths out absolute, so that its output trains the same run anywhere."""
