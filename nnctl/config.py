@@ -13,7 +13,7 @@ from nnctl.backend import DTYPES, parse_device
 from nnctl.compose import compose
 from nnctl.errors import ConfigError
 from nnctl.files import read_bytes, real_path
-from nnctl.schema import describe_value, did_you_mean, expected, matches
+from nnctl.schema import as_declared, describe_value, did_you_mean, expected, matches
 from nnctl.yaml_loader import KeyPath, dotted, parse_yaml
 
 SECTIONS = ("name", "seed", "dtype", "device", "data", "model", "loss", "optimizer", "schedule", "train")
@@ -259,6 +259,8 @@ def check_top_level(config: Config) -> None:
     for key, hint in checks.items():
         if key in config.data and not matches(config.data[key], hint):
             raise config.error((key,), expected(hint, config.data[key]))
+        if key in config.data:
+            config.data[key] = as_declared(config.data[key], hint)
     if not is_path_name(config.data.get("name", "x")):
         raise config.error(("name",), f"'{config.data['name']}' cannot name a run directory; "
                                             f"{path_name_rule(config.data['name'])}")

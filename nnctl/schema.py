@@ -34,7 +34,7 @@ def matches(value: Any, hint: Any) -> bool:
     if hint is float:  # NaN and infinities are never a setting: a NaN lr trains NaN weights to the end
         return is_number(value) and finite(value)
     if hint is int:
-        return is_instance(value, int)
+        return is_instance(value, int) or integral(value)
     if origin in (list, tuple):
         if not isinstance(value, list | tuple):
             return False
@@ -44,6 +44,26 @@ def matches(value: Any, hint: Any) -> bool:
     if origin is dict:
         return isinstance(value, dict)
     return isinstance(value, origin or hint)
+
+
+def integral(value: Any) -> bool:
+    """A float without a fraction (`2.0`, `1e3`): an integer to JSON, and so to the JSON Schema and editors."""
+    return type(value) is float and value.is_integer()
+
+
+def as_declared(value: Any, hint: Any) -> Any:
+    """`value`, which matches `hint`, as the hint declares it: an integral float as its int where the hint takes
+    no float (`epochs: 2.0` is 2), within lists too."""
+    if integral(value) and not matches(0.5, hint):
+        return int(value)
+    if isinstance(value, list):
+        alternatives = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+        for alternative in alternatives:
+            origin, args = typing.get_origin(alternative), typing.get_args(alternative)
+            if origin in (list, tuple) and args and matches(value, alternative):
+                hints = args if origin is tuple and args[-1] is not Ellipsis else (args[0],) * len(value)
+                return [as_declared(v, h) for v, h in zip(value, hints, strict=True)]
+    return value
 
 
 def is_instance(value: Any, kind: type | tuple[type, ...]) -> bool:
@@ -164,6 +184,8 @@ def construct(cls: type, kwargs: dict[str, Any], config: "Config", path: "KeyPat
     at `path`, or at the key its message starts with where that key is given ("lr must be positive")."""
     provided = provided or {}
     check_kwargs(cls, kwargs, config, path, what, provided)
+    params = signature_params(cls)
+    kwargs = {key: as_declared(value, params[key].annotation) for key, value in kwargs.items()}
     try:
         return cls(**(resolve(kwargs) if resolve else kwargs), **provided)
     except ValueError as exc:

@@ -14,7 +14,7 @@ from nnctl.losses import LOSSES
 from nnctl.optim import OPTIMIZERS
 from nnctl.registry import Registry
 from nnctl.schedules import SCHEDULES
-from nnctl.schema import construct, signature_params
+from nnctl.schema import as_declared, construct, signature_params
 
 SPEC_SECTIONS: dict[str, Registry] = {"data": DATASETS, "loss": LOSSES, "optimizer": OPTIMIZERS,
                                       "schedule": SCHEDULES}
@@ -32,8 +32,8 @@ def arguments(cls: type, provided: tuple[str, ...] = ()) -> dict[str, inspect.Pa
 
 def with_defaults(cls: type, kwargs: dict[str, Any], provided: tuple[str, ...] = ()) -> dict[str, Any]:
     """`kwargs` with every argument of `cls` it leaves out at its default, in the signature's order."""
-    return {k: _plain(kwargs.get(k, p.default)) for k, p in arguments(cls, provided).items()
-            if k in kwargs or p.default is not inspect.Parameter.empty}
+    return {k: _plain(as_declared(kwargs[k], p.annotation) if k in kwargs else p.default)
+            for k, p in arguments(cls, provided).items() if k in kwargs or p.default is not inspect.Parameter.empty}
 
 
 def resolved(config: Config) -> dict[str, Any]:

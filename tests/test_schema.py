@@ -10,6 +10,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+import yaml
 
 from helpers import CONFIGS, nnctl
 from nnctl.config import load_config, parse_yaml
@@ -165,3 +166,27 @@ def test_the_schema_takes_a_layer_activation_exactly_when_nnctl_does(validator, 
     text = GOOD.replace("{type: dense, units: 4, activation: tanh, weight_init: {type: normal, std: 0.1}}",
                         json.dumps(layer))  # first: a recursive layer must be
     assert (errors(validator, text) == []) == nnctl_accepts(tmp_path, text), text
+
+
+@pytest.mark.parametrize("old, new", [
+    ("epochs: 5", "epochs: 5.0"), ("epochs: 5", "epochs: 5.5"), ("epochs: 5", "epochs: 5e0"),
+    ("units: 4,", "units: 4.0,"), ("units: 4,", "units: 1e1,"), ("units: 4,", "units: 4.000001,"),
+    ("patience: 2", "patience: 2.0"),
+])
+def test_the_schema_takes_an_integral_float_exactly_when_nnctl_does(validator, tmp_path, old, new):
+    """JSON, and so JSON Schema's "integer" and every editor, takes 2.0 for 2: nnctl reads it as 2, not as an error."""
+    text = GOOD.replace(old, new)
+    integral = float(new.split()[-1].strip(",")).is_integer()
+    assert (errors(validator, text) == []) == nnctl_accepts(tmp_path, text) == integral
+
+
+@pytest.mark.slow  # trains
+def test_an_integral_float_trains_as_the_integer_it_is(tmp_path):
+    result = nnctl("train", str(CONFIGS / "xor_mlp.yaml"), "train.epochs=2.0", "seed=1.0", "model.layers.0.units=4.0",
+                   "--runs-dir", "runs", "-q", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    [run] = (tmp_path / "runs").iterdir()
+    assert len((run / "metrics.csv").read_text().splitlines()) == 3  # the header and two epochs
+    printed = nnctl("config", str(CONFIGS / "mnist_cnn.yaml"), "model.layers.0.kernel_size=[3.0, 3]", "seed=2.0")
+    config = yaml.safe_load(printed.stdout)
+    assert config["seed"] == 2 and config["model"]["layers"][0]["kernel_size"] == [3, 3], printed.stderr
