@@ -13,7 +13,7 @@ from nnctl.backend import DTYPES, parse_device
 from nnctl.compose import compose
 from nnctl.errors import ConfigError
 from nnctl.files import read_bytes, real_path
-from nnctl.schema import as_declared, describe_value, did_you_mean, expected, matches
+from nnctl.schema import Natural, as_declared, describe_value, did_you_mean, expected, matches
 from nnctl.yaml_loader import KeyPath, dotted, parse_yaml
 
 SECTIONS = ("name", "seed", "dtype", "device", "data", "model", "loss", "optimizer", "schedule", "train")
@@ -255,7 +255,7 @@ def check_top_level(config: Config) -> None:
     for key in REQUIRED_SECTIONS:
         if config.data.get(key) is None:
             raise config.error((key,), f"missing required section '{key}'")
-    checks = {"name": str, "seed": int}
+    checks = {"name": str, "seed": Natural}
     for key, hint in checks.items():
         if key in config.data and not matches(config.data[key], hint):
             raise config.error((key,), expected(hint, config.data[key]))
@@ -272,5 +272,4 @@ def check_top_level(config: Config) -> None:
         parse_device(device)
     except ValueError as exc:
         raise config.error(("device",), str(exc).replace(repr(device), describe_value(device))) from None
-    if config.data.setdefault("seed", 0) < 0:
-        raise config.error(("seed",), f"expected a non-negative integer, got {config.data['seed']}")
+    config.data.setdefault("seed", 0)

@@ -4,6 +4,7 @@ import inspect
 import math
 import typing
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -32,39 +33,23 @@ from nnctl.metrics import (
 from nnctl.model import Model
 from nnctl.optim import OPTIMIZERS, Optimizer
 from nnctl.schedules import SCHEDULES, Schedule
-from nnctl.schema import construct, did_you_mean
+from nnctl.schema import Count, NonNegative, construct, did_you_mean
 from nnctl.weights import Loaded, load_into
 
 
 class TrainSettings:
     """The `train:` section; its constructor is the section's schema."""
 
-    def __init__(self, epochs: int = 10, batch_size: int | str = 32, eval_every: int = 1,
-                 metrics: list[str] | None = None, monitor: str | None = None, mode: str = "auto",
-                 early_stopping: dict | None = None, log_every_steps: int | None = None,
-                 eval_batch_size: int = 256, tensorboard: bool = False, test_on: str = "best",
-                 tracking: str | None = None, keep_every: int | None = None, steps: int | None = None,
-                 eval_every_steps: int | None = None):
-        if epochs < 1 or eval_every < 1 or eval_batch_size < 1:
-            raise ValueError("epochs, eval_every and eval_batch_size must be at least 1")
-        if not (batch_size == "full" or (isinstance(batch_size, int) and batch_size >= 1)):
-            raise ValueError(f"batch_size must be a positive integer or 'full', got {batch_size!r}")
-        if log_every_steps is not None and log_every_steps < 1:
-            raise ValueError(f"log_every_steps must be at least 1, got {log_every_steps}")
-        if mode not in ("auto", "min", "max"):
-            raise ValueError(f"mode must be auto, min or max, got {mode!r}")
-        if test_on not in ("best", "last"):
-            raise ValueError(f"test_on must be best (best.pkl's weights) or last (the final ones), got {test_on!r}")
+    def __init__(self, epochs: Count = 10, batch_size: Count | Literal["full"] = 32, eval_every: Count = 1,
+                 metrics: list[str] | None = None, monitor: str | None = None,
+                 mode: Literal["auto", "min", "max"] = "auto", early_stopping: dict | None = None,
+                 log_every_steps: Count | None = None, eval_batch_size: Count = 256, tensorboard: bool = False,
+                 test_on: Literal["best", "last"] = "best", tracking: Literal["mlflow"] | None = None,
+                 keep_every: Count | None = None, steps: Count | None = None, eval_every_steps: Count | None = None):
         self.epochs, self.batch_size, self.eval_every = epochs, batch_size, eval_every
         self.metrics, self.monitor, self.mode = metrics, monitor, mode
         self.early_stopping = typing.cast("EarlyStopping | None", early_stopping)  # train_settings built the mapping
         self.log_every_steps, self.eval_batch_size = log_every_steps, eval_batch_size
-        if tracking not in (None, "mlflow"):
-            raise ValueError(f"tracking must be mlflow (or null for none), got {tracking!r}")
-        if keep_every is not None and keep_every < 1:
-            raise ValueError(f"keep_every must be at least 1 (epochs between numbered checkpoints), got {keep_every}")
-        if (steps is not None and steps < 1) or (eval_every_steps is not None and eval_every_steps < 1):
-            raise ValueError(f"steps and eval_every_steps must be at least 1, got {steps} and {eval_every_steps}")
         self.tensorboard, self.test_on, self.tracking, self.keep_every = tensorboard, test_on, tracking, keep_every
         self.steps, self.eval_every_steps = steps, eval_every_steps
         """`steps`, when set, is the run's budget in optimizer steps instead of `epochs`."""
@@ -77,9 +62,7 @@ class TrainSettings:
 class EarlyStopping:
     """`train.early_stopping`: stop when `train.monitor` has not improved for `patience` evaluations."""
 
-    def __init__(self, patience: int = 5, min_delta: float = 0.0, restore_best: bool = True):
-        if patience < 1 or min_delta < 0:
-            raise ValueError("early_stopping needs patience >= 1 and min_delta >= 0")
+    def __init__(self, patience: Count = 5, min_delta: NonNegative = 0.0, restore_best: bool = True):
         self.patience, self.min_delta, self.restore_best = patience, min_delta, restore_best
 
 

@@ -9,7 +9,7 @@ from nnctl.backend import to_device
 from nnctl.config import Config, KeyPath
 from nnctl.limits import too_big
 from nnctl.registry import Registry
-from nnctl.schema import describe_value, finite, is_number
+from nnctl.schema import NonNegative, describe_value, finite, is_number
 
 INITIALIZERS: Registry = Registry("initializer")
 
@@ -65,7 +65,7 @@ class Uniform(Initializer):
 
 @INITIALIZERS.register("normal")
 class Normal(Initializer):
-    def __init__(self, std: float = 0.05, mean: float = 0.0):
+    def __init__(self, std: NonNegative = 0.05, mean: float = 0.0):
         self.std, self.mean = std, mean
 
     def sample(self, shape, fan_in, fan_out, rng):
@@ -76,7 +76,7 @@ class Normal(Initializer):
 class TruncatedNormal(Initializer):
     """Normal, with draws beyond two standard deviations drawn again."""
 
-    def __init__(self, std: float = 0.05, mean: float = 0.0):
+    def __init__(self, std: NonNegative = 0.05, mean: float = 0.0):
         self.std, self.mean = std, mean
 
     def sample(self, shape, fan_in, fan_out, rng):

@@ -13,7 +13,7 @@ from nnctl.init import INITIALIZERS
 from nnctl.layers import LAYERS
 from nnctl.layers.activations import activations
 from nnctl.registry import Registry
-from nnctl.schema import matches
+from nnctl.schema import Natural, bounds, matches
 from nnctl.sections import NESTED, PROVIDED, SPEC_SECTIONS, arguments
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
@@ -42,7 +42,7 @@ def config_schema() -> dict[str, Any]:
         "properties": {
             "base": {"type": "string", "description": "a config this one is merged over, relative to this file"},
             "name": NAME,
-            "seed": {"type": "integer", "minimum": 0},
+            "seed": type_schema(Natural),
             "dtype": {"enum": list(DTYPES)},
             "device": {"type": "string", "pattern": f"^({DEVICE})$"},
             **{s: {} for s in SECTIONS if s not in ("name", "seed", "dtype", "device")},
@@ -122,10 +122,13 @@ def initializer_schema() -> dict[str, Any]:
 
 
 def type_schema(hint: Any) -> dict[str, Any]:
-    """A type hint as JSON Schema: int, float, str, bool, None, unions, Literal, list/tuple/dict of."""
+    """A type hint as JSON Schema: int, float, str, bool, None, unions, Literal, list/tuple/dict of, bounded
+    numbers."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if hint is Any or hint is inspect.Parameter.empty:
         return {}
+    if origin is typing.Annotated:
+        return {**type_schema(args[0]), **{b.keyword: b.limit for b in bounds(hint)}}
     if origin in (typing.Union, types.UnionType):
         return {"anyOf": [type_schema(a) for a in args]}
     if origin is typing.Literal:

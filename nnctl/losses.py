@@ -7,6 +7,7 @@ import numpy as np
 from nnctl.backend import xp
 from nnctl.layers.activations import sigmoid, softmax
 from nnctl.registry import Registry
+from nnctl.schema import Fraction, NonNegative
 
 LOSSES: Registry = Registry("loss")
 
@@ -23,9 +24,7 @@ class Loss:
     example: ClassVar[dict[str, Any]] = {}
     """Options that change the loss's gradient, which the gradient check tries as well (five outputs)."""
 
-    def __init__(self, l1: float = 0.0, l2: float = 0.0):
-        if l1 < 0 or l2 < 0:
-            raise ValueError(f"l1 and l2 must be non-negative, got l1={l1}, l2={l2}")
+    def __init__(self, l1: NonNegative = 0.0, l2: NonNegative = 0.0):
         self.l1, self.l2 = l1, l2
 
     def forward(self, y: np.ndarray, t: np.ndarray) -> float:
@@ -112,15 +111,13 @@ class SoftmaxCrossEntropy(Loss):
     example_targets = ("labels", "values")  # values: soft rows, which need not sum to 1 (0.9/0.1 one-hot rows)
     example = {"class_weights": [1.0, 2.0, 0.5, 0.0, 3.0], "label_smoothing": 0.2}
 
-    def __init__(self, class_weights: list[float] | None = None, label_smoothing: float = 0.0, **kwargs):
+    def __init__(self, class_weights: list[NonNegative] | None = None, label_smoothing: Fraction = 0.0, **kwargs):
         super().__init__(**kwargs)
-        if class_weights is not None and (not class_weights or min(class_weights) < 0):
-            raise ValueError(f"class_weights must be non-negative numbers, one per class, got {class_weights}")
+        if class_weights is not None and not class_weights:
+            raise ValueError("class_weights must list one weight per class, got []")
         if class_weights is not None and max(class_weights) == 0:
             raise ValueError("class_weights must not all be 0: every sample's loss would be 0, and nothing would "
                              "train")
-        if not 0 <= label_smoothing < 1:
-            raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
         self.class_weights = None if class_weights is None else xp.asarray(class_weights, dtype=xp.float64)
         self.label_smoothing = label_smoothing
 

@@ -7,6 +7,7 @@ import numpy as np
 from nnctl.backend import host_copy, to_device, xp
 from nnctl.kernels import adam_
 from nnctl.registry import Registry
+from nnctl.schema import Fraction, NonNegative, Positive
 
 OPTIMIZERS: Registry = Registry("optimizer")
 
@@ -14,11 +15,7 @@ OPTIMIZERS: Registry = Registry("optimizer")
 class Optimizer:
     """Base: learning rate, optional clipping of the gradients' global norm, per-parameter state."""
 
-    def __init__(self, lr: float = 0.01, clip_norm: float | None = None):
-        if lr <= 0:
-            raise ValueError(f"lr must be positive, got {lr}")
-        if clip_norm is not None and clip_norm <= 0:
-            raise ValueError(f"clip_norm must be positive, got {clip_norm}")
+    def __init__(self, lr: Positive = 0.01, clip_norm: Positive | None = None):
         self.base_lr = self.lr = lr
         """`base_lr` is the configured rate; `lr` the one the next step uses, which a schedule sets."""
         self.clip_norm = clip_norm
@@ -86,10 +83,8 @@ def clip_by_global_norm(grads: list[np.ndarray], max_norm: float) -> float:
 class SGD(Optimizer):
     """p −= lr·g; with momentum, v = μ·v + g and p −= lr·v (Nesterov: p −= lr·(g + μ·v))."""
 
-    def __init__(self, lr: float = 0.01, momentum: float = 0.0, nesterov: bool = False, **kwargs):
+    def __init__(self, lr: Positive = 0.01, momentum: Fraction = 0.0, nesterov: bool = False, **kwargs):
         super().__init__(lr=lr, **kwargs)
-        if not 0 <= momentum < 1:
-            raise ValueError(f"momentum must be in [0, 1), got {momentum}")
         if nesterov and momentum == 0:
             raise ValueError("nesterov needs a momentum above 0")
         self.momentum, self.nesterov = momentum, nesterov
@@ -109,7 +104,7 @@ class SGD(Optimizer):
 class Momentum(SGD):
     """SGD with momentum 0.9 by default."""
 
-    def __init__(self, lr: float = 0.01, momentum: float = 0.9, **kwargs):
+    def __init__(self, lr: Positive = 0.01, momentum: Fraction = 0.9, **kwargs):
         super().__init__(lr=lr, momentum=momentum, **kwargs)
 
 
@@ -119,9 +114,9 @@ class AdaGrad(Optimizer):
 
     slot_names = ("h",)
 
-    def __init__(self, lr: float = 0.01, eps: float = 1e-10, **kwargs):
+    def __init__(self, lr: Positive = 0.01, eps: Positive = 1e-10, **kwargs):
         super().__init__(lr=lr, **kwargs)
-        self.eps = _positive_eps(eps)
+        self.eps = eps
 
     def update(self, p, g, lr, h):
         h += g * g
@@ -134,11 +129,9 @@ class RMSProp(Optimizer):
 
     slot_names = ("h",)
 
-    def __init__(self, lr: float = 0.001, rho: float = 0.9, eps: float = 1e-7, **kwargs):
+    def __init__(self, lr: Positive = 0.001, rho: Fraction = 0.9, eps: Positive = 1e-7, **kwargs):
         super().__init__(lr=lr, **kwargs)
-        if not 0 <= rho < 1:
-            raise ValueError(f"rho must be in [0, 1), got {rho}")
-        self.rho, self.eps = rho, _positive_eps(eps)
+        self.rho, self.eps = rho, eps
 
     def update(self, p, g, lr, h):
         h *= self.rho
@@ -152,12 +145,10 @@ class Adam(Optimizer):
 
     slot_names = ("m", "v")
 
-    def __init__(self, lr: float = 0.001, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
+    def __init__(self, lr: Positive = 0.001, beta1: Fraction = 0.9, beta2: Fraction = 0.999, eps: Positive = 1e-8,
                  **kwargs):
         super().__init__(lr=lr, **kwargs)
-        if not (0 <= beta1 < 1 and 0 <= beta2 < 1):
-            raise ValueError(f"beta1 and beta2 must be in [0, 1), got {beta1}, {beta2}")
-        self.beta1, self.beta2, self.eps = beta1, beta2, _positive_eps(eps)
+        self.beta1, self.beta2, self.eps = beta1, beta2, eps
 
     def update(self, p, g, lr, m, v):
         as_p = p.dtype.type  # every scalar in the parameters' precision, as NumPy rounds them
@@ -169,19 +160,10 @@ class Adam(Optimizer):
 class AdamW(Adam):
     """Adam with decoupled weight decay: p −= lr·λ·p before the Adam step."""
 
-    def __init__(self, lr: float = 0.001, weight_decay: float = 0.01, **kwargs):
+    def __init__(self, lr: Positive = 0.001, weight_decay: NonNegative = 0.01, **kwargs):
         super().__init__(lr=lr, **kwargs)
-        if weight_decay < 0:
-            raise ValueError(f"weight_decay must be non-negative, got {weight_decay}")
         self.weight_decay = weight_decay
 
     def update(self, p, g, lr, m, v):
         p *= 1 - lr * self.weight_decay
         super().update(p, g, lr, m, v)
-
-
-def _positive_eps(eps: float) -> float:
-    """eps, refused at 0 or below: it keeps the step's denominator away from 0 (negative, it can flip the step)."""
-    if eps <= 0:
-        raise ValueError(f"eps must be positive, got {eps}")
-    return eps

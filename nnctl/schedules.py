@@ -1,10 +1,11 @@
 """Learning-rate schedules: a factor on the optimizer's base lr, from the (fractional) epoch."""
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from nnctl.metrics import improves
 from nnctl.registry import Registry
+from nnctl.schema import Above, AtLeast, AtMost, Below, Count, Natural, NonNegative, Positive
 
 if TYPE_CHECKING:
     from nnctl.optim import Optimizer
@@ -15,9 +16,7 @@ SCHEDULES: Registry = Registry("schedule")
 class Schedule:
     """factor(epoch) times a linear warm-up over the first `warmup_epochs` (fractions allowed)."""
 
-    def __init__(self, warmup_epochs: float = 0.0):
-        if warmup_epochs < 0:
-            raise ValueError(f"warmup_epochs must be non-negative, got {warmup_epochs}")
+    def __init__(self, warmup_epochs: NonNegative = 0.0):
         self.warmup_epochs = warmup_epochs
 
     def __call__(self, step: int, steps_per_epoch: int, total_epochs: float) -> float:
@@ -58,11 +57,9 @@ class Constant(Schedule):
 class Step(Schedule):
     """lr · gamma^floor(epoch / every)."""
 
-    def __init__(self, every: float, gamma: float = 0.1, **kwargs):
+    def __init__(self, every: Positive, gamma: Positive = 0.1, **kwargs):
         super().__init__(**kwargs)
-        if every <= 0:
-            raise ValueError(f"every must be positive, got {every}")
-        self.every, self.gamma = every, _positive_gamma(gamma)
+        self.every, self.gamma = every, gamma
 
     def factor(self, epoch, total_epochs):
         return self.gamma ** math.floor(round(epoch / self.every, 9))  # 0.6 / 0.2 is 2.9999999999999996
@@ -72,9 +69,9 @@ class Step(Schedule):
 class Exponential(Schedule):
     """lr · gamma^epoch, decaying smoothly within each epoch."""
 
-    def __init__(self, gamma: float = 0.95, **kwargs):
+    def __init__(self, gamma: Positive = 0.95, **kwargs):
         super().__init__(**kwargs)
-        self.gamma = _positive_gamma(gamma)
+        self.gamma = gamma
 
     def factor(self, epoch, total_epochs):
         return self.gamma ** epoch
@@ -84,10 +81,8 @@ class Exponential(Schedule):
 class Cosine(Schedule):
     """From lr down to lr·min_factor along half a cosine over all epochs."""
 
-    def __init__(self, min_factor: float = 0.0, **kwargs):
+    def __init__(self, min_factor: Annotated[float, AtLeast(0), AtMost(1)] = 0.0, **kwargs):
         super().__init__(**kwargs)
-        if not 0 <= min_factor <= 1:
-            raise ValueError(f"min_factor must be in [0, 1] (the last epoch's share of lr), got {min_factor}")
         self.min_factor = min_factor
 
     def factor(self, epoch, total_epochs):
@@ -100,12 +95,9 @@ class ReduceOnPlateau(Schedule):
     """lr · factor^k: k grows by one when `train.monitor` has not improved for `patience` evaluations, then
     `cooldown` evaluations pass before counting again; the cuts never take it below `min_lr`."""
 
-    def __init__(self, factor: float = 0.1, patience: int = 3, min_lr: float = 0.0, cooldown: int = 0,
-                 min_delta: float = 0.0, **kwargs):
+    def __init__(self, factor: Annotated[float, Above(0), Below(1)] = 0.1, patience: Count = 3,
+                 min_lr: NonNegative = 0.0, cooldown: Natural = 0, min_delta: NonNegative = 0.0, **kwargs):
         super().__init__(**kwargs)
-        if not 0 < factor < 1 or patience < 1 or min_lr < 0 or cooldown < 0 or min_delta < 0:
-            raise ValueError("reduce_on_plateau needs 0 < factor < 1, patience >= 1, and min_lr, cooldown and "
-                             "min_delta >= 0")
         self.reduction, self.patience, self.min_lr, self.cooldown, self.min_delta = (factor, patience, min_lr,
                                                                                   cooldown, min_delta)
         self.scale, self.best, self.wait, self.cooling = 1.0, None, 0, 0
@@ -134,10 +126,3 @@ class ReduceOnPlateau(Schedule):
 
     def load_state_dict(self, state):
         self.scale, self.best, self.wait, self.cooling = state["scale"], state["best"], state["wait"], state["cooling"]
-
-
-def _positive_gamma(gamma: float) -> float:
-    """gamma, refused at 0 or below: the lr would become 0 or change sign (the run climbing the loss)."""
-    if gamma <= 0:
-        raise ValueError(f"gamma must be positive (the factor lr is multiplied by), got {gamma}")
-    return gamma

@@ -4,10 +4,11 @@ import difflib
 import functools
 import inspect
 import math
+import operator
 import types
 import typing
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 if TYPE_CHECKING:
     from nnctl.config import Config, KeyPath
@@ -20,13 +21,81 @@ def did_you_mean(name: str, choices: typing.Iterable[str]) -> str:
 
 
 
-def matches(value: Any, hint: Any) -> bool:
-    """Whether a YAML value fits a type hint (int, float, str, bool, None, unions, list/tuple/dict of)."""
+class Bound:
+    """One end of a number's range, in a signature: `Annotated[int, AtLeast(1)]` is an integer ≥ 1. Both the
+    validator and the JSON Schema read it."""
+
+    symbol: ClassVar[str]
+    bracket: ClassVar[str]
+    """Its side of an interval: [0, 1)."""
+    keyword: ClassVar[str]
+    """The JSON Schema keyword that states it."""
+    compare: ClassVar[Callable[[Any, Any], bool]]
+
+    def __init__(self, limit: int | float):
+        self.limit = limit
+
+    def holds(self, value: int | float) -> bool:
+        """Whether `value` lies on the allowed side."""
+        return type(self).compare(value, self.limit)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.limit})"
+
+
+class AtLeast(Bound):
+    """value ≥ limit"""
+
+    symbol, bracket, keyword, compare = "≥", "[", "minimum", operator.ge
+
+
+class Above(Bound):
+    """value > limit"""
+
+    symbol, bracket, keyword, compare = ">", "(", "exclusiveMinimum", operator.gt
+
+
+class AtMost(Bound):
+    """value ≤ limit"""
+
+    symbol, bracket, keyword, compare = "≤", "]", "maximum", operator.le
+
+
+class Below(Bound):
+    """value < limit"""
+
+    symbol, bracket, keyword, compare = "<", ")", "exclusiveMaximum", operator.lt
+
+
+Count = Annotated[int, AtLeast(1)]
+"""Units, epochs, sizes, steps."""
+Natural = Annotated[int, AtLeast(0)]
+"""A count that may be 0 (padding, cooldown)."""
+Positive = Annotated[float, Above(0)]
+"""A rate or a factor that 0 would stop (lr, eps, gamma)."""
+NonNegative = Annotated[float, AtLeast(0)]
+"""A weight that 0 turns off (l2, weight_decay)."""
+Fraction = Annotated[float, AtLeast(0), Below(1)]
+"""A share below the whole: a dropout rate, a momentum, a decay of running means."""
+
+
+def bounds(hint: Any) -> list[Bound]:
+    """The bounds an Annotated hint states (none for any other hint)."""
+    if typing.get_origin(hint) is not Annotated:
+        return []
+    return [mark for mark in typing.get_args(hint)[1:] if isinstance(mark, Bound)]
+
+
+def matches(value: Any, hint: Any, bounded: bool = True) -> bool:
+    """Whether a YAML value fits a type hint (int, float, str, bool, None, unions, Literal, list/tuple/dict of,
+    numbers Annotated with bounds, which `bounded=False` ignores)."""
     if hint is Any or hint is inspect.Parameter.empty:
         return True
     origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is Annotated:
+        return matches(value, args[0], bounded) and (not bounded or all(b.holds(value) for b in bounds(hint)))
     if origin in (typing.Union, types.UnionType):
-        return any(matches(value, a) for a in args)
+        return any(matches(value, a, bounded) for a in args)
     if origin is typing.Literal:
         return value in args
     if hint is type(None):
@@ -39,8 +108,8 @@ def matches(value: Any, hint: Any) -> bool:
         if not isinstance(value, list | tuple):
             return False
         if origin is tuple and args and args[-1] is not Ellipsis:
-            return len(value) == len(args) and all(matches(v, a) for v, a in zip(value, args, strict=True))
-        return not args or all(matches(v, args[0]) for v in value)
+            return len(value) == len(args) and all(matches(v, a, bounded) for v, a in zip(value, args, strict=True))
+        return not args or all(matches(v, args[0], bounded) for v in value)
     if origin is dict:
         return isinstance(value, dict)
     return isinstance(value, origin or hint)
@@ -52,17 +121,20 @@ def integral(value: Any) -> bool:
 
 
 def as_declared(value: Any, hint: Any) -> Any:
-    """`value`, which matches `hint`, as the hint declares it: an integral float as its int where the hint takes
-    no float (`epochs: 2.0` is 2), within lists too."""
-    if integral(value) and not matches(0.5, hint):
+    """`value`, which matches `hint`, as the hint declares it: an integral float as its int where only an int
+    alternative takes it (`epochs: 2.0` is 2, a validation fraction 0.5 stays 0.5), within lists too."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is Annotated:
+        return as_declared(value, args[0])
+    if origin in (typing.Union, types.UnionType):
+        fits = [a for a in args if matches(value, a)]
+        as_is = [a for a in fits if as_declared(value, a) is value]
+        return as_declared(value, (as_is or fits or [Any])[0])
+    if hint is int and integral(value):
         return int(value)
-    if isinstance(value, list):
-        alternatives = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
-        for alternative in alternatives:
-            origin, args = typing.get_origin(alternative), typing.get_args(alternative)
-            if origin in (list, tuple) and args and matches(value, alternative):
-                hints = args if origin is tuple and args[-1] is not Ellipsis else (args[0],) * len(value)
-                return [as_declared(v, h) for v, h in zip(value, hints, strict=True)]
+    if isinstance(value, list) and origin in (list, tuple) and args:
+        hints = args if origin is tuple and args[-1] is not Ellipsis else (args[0],) * len(value)
+        return [as_declared(v, h) for v, h in zip(value, hints, strict=True)]
     return value
 
 
@@ -91,11 +163,15 @@ def brief(number: int | float) -> str:
     return text if len(text) <= 24 else f"{text[:20]}...({len(text)} digits)"
 
 
-def describe_type(hint: Any) -> str:
-    """A type hint in words: 'int', 'float or null', 'list of int'."""
+def describe_type(hint: Any, many: bool = False) -> str:
+    """A type hint in words: 'int', 'float or null', 'a list of int', 'an integer ≥ 1' ('integers ≥ 1' as a
+    list's items)."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is Annotated:
+        noun = ("integers" if many else "an integer") if args[0] is int else ("numbers" if many else "a number")
+        return f"{noun} {describe_range(bounds(hint))}"
     if origin in (typing.Union, types.UnionType):
-        return " or ".join(describe_type(a) for a in args)
+        return " or ".join(describe_type(a, many) for a in args)
     if origin is typing.Literal:
         return " or ".join(repr(a) for a in args)
     if hint is type(None):
@@ -104,8 +180,8 @@ def describe_type(hint: Any) -> str:
         return "true or false"
     if origin in (list, tuple):
         if origin is tuple and args and args[-1] is not Ellipsis:
-            return f"a list of {len(args)} {describe_type(args[0])}"
-        return f"a list of {describe_type(args[0])}" if args else "a list"
+            return f"a list of {len(args)} {describe_type(args[0], many=True)}"
+        return f"a list of {describe_type(args[0], many=True)}" if args else "a list"
     if origin is dict or hint is dict:
         return "a mapping"
     return getattr(hint, "__name__", str(hint))
@@ -116,10 +192,20 @@ YAML_1_1_BOOLEANS = ("yes", "no", "on", "off", "y", "n")
 
 
 def expected(hint: Any, value: Any) -> str:
-    """'expected <hint>, got <value>', saying why a `yes` meant as a boolean is text."""
+    """'expected <hint>, got <value>': a number out of range as itself ('got -1'), other values with their type,
+    saying why a `yes` meant as a boolean is text."""
     words = isinstance(value, str) and value.lower() in YAML_1_1_BOOLEANS and matches(True, hint)
     note = " (only true and false are booleans, as in YAML 1.2)" if words else ""
-    return f"expected {describe_type(hint)}, got {describe_value(value)}{note}"
+    got = brief(value) if is_number(value) and matches(value, hint, bounded=False) else describe_value(value)
+    return f"expected {describe_type(hint)}, got {got}{note}"
+
+
+def describe_range(marks: list[Bound]) -> str:
+    """Bounds in words: '≥ 1', 'in [0, 1)'."""
+    if len(marks) == 2:
+        low, high = sorted(marks, key=lambda b: b.bracket in ")]")
+        return f"in {low.bracket}{brief(low.limit)}, {brief(high.limit)}{high.bracket}"
+    return " and ".join(f"{b.symbol} {brief(b.limit)}" for b in marks)
 
 
 def describe_value(value: Any) -> str:
@@ -140,7 +226,7 @@ def signature_params(cls: type) -> dict[str, inspect.Parameter]:
         init = klass.__dict__.get("__init__")
         if init is None:
             continue
-        hints = typing.get_type_hints(init)
+        hints = typing.get_type_hints(init, include_extras=True)  # Annotated bounds included
         has_kwargs = False
         for name, param in inspect.signature(init).parameters.items():
             if name == "self" or param.kind == param.VAR_POSITIONAL:
@@ -165,7 +251,7 @@ def check_kwargs(cls: type, kwargs: dict[str, Any], config: "Config", path: "Key
                                               f"accepted keys: {accepted}")
         hint = params[key].annotation
         if not matches(value, hint):
-            if is_number(value) and not finite(value) and matches(0.0, hint):
+            if is_number(value) and not finite(value) and matches(0.0, hint, bounded=False):
                 if isinstance(value, float):
                     raise config.error(path + (key,), f"must be a finite number, got {value}")
                 raise config.error(path + (key,), f"must be a finite number within float's range (±1.8e308), "

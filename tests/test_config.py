@@ -96,7 +96,7 @@ train: %(early_stopping)s
     ("rnn", "activation", "sigmoid", "{}", "c.yaml:4: model.layers.0: rnn activation must be 'tanh', 'relu' or "
                                            "'identity', got 'sigmoid'"),
     ("dense", "use_bias", "true", "{early_stopping: {patience: 0}}",
-     "c.yaml:9: train.early_stopping: early_stopping needs patience >= 1"),
+     "c.yaml:9: train.early_stopping.patience: expected an integer ≥ 1, got 0"),
     ("dense", "use_bias", "true", "{early_stopping: {patiense: 3}}",
      "c.yaml:9: train.early_stopping.patiense: unknown key for early_stopping (did you mean 'patience'?)"),
 ])

@@ -11,24 +11,30 @@ pytestmark = pytest.mark.slow  # each test runs the CLI
 INLINE = "{type: inline, x: [[0, 0], [0, 1], [1, 0], [1, 1]], y: %s}"
 
 OVERRIDES = {
-    "step gamma below 0": (["schedule={type: step, every: 1, gamma: -1}"], "gamma must be positive"),
-    "exponential gamma 0": (["schedule={type: exponential, gamma: 0}"], "gamma must be positive"),
-    "cosine min_factor above 1": (["schedule={type: cosine, min_factor: 2}"], "min_factor must be in [0, 1]"),
-    "adam eps below 0": (["optimizer.eps=-1"], "eps must be positive, got -1"),
-    "adagrad eps 0": (["optimizer={type: adagrad, eps: 0}"], "eps must be positive, got 0"),
-    "rmsprop rho above 1": (["optimizer={type: rmsprop, rho: 5}"], "rho must be in [0, 1), got 5"),
-    "adamw decay below 0": (["optimizer={type: adamw, weight_decay: -1}"], "weight_decay must be non-negative"),
-    "a leaf override under a section": (["loss.l2=-1"], "c.yaml:8 (and override 'loss.l2=-1'): loss: l1 and l2"),
-    "an override's epochs": (["train.epochs=0"], "c.yaml:10 (and override 'train.epochs=0'): train: epochs"),
+    "step gamma below 0": (["schedule={type: step, every: 1, gamma: -1}"], "schedule.gamma: expected a number > 0, "
+                                                                            "got -1"),
+    "exponential gamma 0": (["schedule={type: exponential, gamma: 0}"], "schedule.gamma: expected a number > 0, got 0"),
+    "cosine min_factor above 1": (["schedule={type: cosine, min_factor: 2}"], "schedule.min_factor: expected a number "
+                                                                              "in [0, 1], got 2"),
+    "adam eps below 0": (["optimizer.eps=-1"], "optimizer.eps: expected a number > 0, got -1"),
+    "adagrad eps 0": (["optimizer={type: adagrad, eps: 0}"], "optimizer.eps: expected a number > 0, got 0"),
+    "rmsprop rho above 1": (["optimizer={type: rmsprop, rho: 5}"], "optimizer.rho: expected a number in [0, 1), got 5"),
+    "adamw decay below 0": (["optimizer={type: adamw, weight_decay: -1}"], "optimizer.weight_decay: expected a number "
+                                                                            "≥ 0, got -1"),
+    "a leaf override under a section": (["model.layers.0.weight_init={type: uniform, high: 0.1}",
+                                         "model.layers.0.weight_init.low=0.5"],
+                                        "(and override 'model.layers.0.weight_init.low=0.5'): "
+                                        "model.layers.0.weight_init: uniform needs low < high"),
+    "an override's epochs": (["train.epochs=0"], "override 'train.epochs=0': train.epochs: expected an integer ≥ 1, "
+                                                 "got 0"),
     "a name used twice": (["model.layers.0.name=dense_2"],
                           "override 'model.layers.0.name=dense_2': model.layers.0.name: layer name 'dense_2' is "
                           "used twice: by model.layers.0 and model.layers.1"),
     "no layers": (["model.layers=[]"], "model.layers: expected a non-empty list of layers"),
     "an unknown model key": (["model.layer=[]"], "model.layer: unknown key; expected one of: layers, weights"),
     "a layer name that is a path": (["model.layers.0.name=a/b"], "'a/b' cannot name a layer"),
-    "a validation count below 1": (["data.validation=-3"], "data: a validation count must be at least 1, got -3"),
-    "a validation of 0": (["data.validation=0"], "data: a validation count must be at least 1, got 0; for no "
-                                                 "validation split, leave data.validation out or set it to null"),
+    "a validation count below 1": (["data.validation=-3"], "data.validation: expected a number in (0, 1) or an "
+                                                           "integer ≥ 1 or 'test' or null, got -3"),
     "an unknown augment key": (["data.augment={shfit: 2}"], "augment: unknown key 'shfit' (did you mean 'shift'?)"),
     "initial values of NaN": (["model.layers.1.bias_init=[.nan, 0]"], "model.layers.1.bias_init: expected an "
                               "initializer name, a mapping with 'type', or finite numbers"),
@@ -57,7 +63,7 @@ def test_a_value_a_constructor_refuses_is_named_at_its_own_line(tmp_path):
     """It was the section's line (`c.yaml:9: optimizer: lr must be positive`), far from the key in a long section."""
     (tmp_path / "c.yaml").write_text(XOR.replace("optimizer: {type: adam, lr: 0.05}",
                                                  "optimizer:\n  type: adam\n\n  lr: -0.05"))
-    clean_error(nnctl("config", "c.yaml", cwd=tmp_path), 2, "c.yaml:12: optimizer.lr: lr must be positive, got -0.05")
+    clean_error(nnctl("config", "c.yaml", cwd=tmp_path), 2, "c.yaml:12: optimizer.lr: expected a number > 0, got -0.05")
 
 
 READ_FROM_DATA = ("three labels for one sigmoid", "binary targets below 0", "soft rows above 1")

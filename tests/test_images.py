@@ -62,8 +62,8 @@ def test_augmentation_is_reproducible_from_the_seed():
 
 @pytest.mark.parametrize("augment, message", [
     ({"fip": True}, "unknown key 'fip' (did you mean 'flip'?)"),
-    ({"shift": -1}, "augment.shift must be a non-negative number of pixels"),
-    ({"flip": "yes"}, "augment.flip must be true or false"),
+    ({"shift": -1}, "augment.shift: expected an integer ≥ 0, got -1"),
+    ({"flip": "yes"}, "augment.flip: expected true or false, got str 'yes'"),
 ])
 def test_bad_augment_options(augment, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)").replace("?", r"\?")):

@@ -1,12 +1,16 @@
 """The JSON Schema of configs: every shipped config validates, mistakes the validator catches fail it too, and
 shell completion answers."""
 
+import inspect
 import json
 import os
 import re
 import subprocess
 import sys
+import types
+import typing
 from pathlib import Path
+from typing import Annotated, Any, Literal
 
 import jsonschema
 import pytest
@@ -15,10 +19,13 @@ import yaml
 from helpers import CONFIGS, nnctl
 from nnctl.config import load_config, parse_yaml
 from nnctl.errors import ConfigError
+from nnctl.experiment import TrainSettings
+from nnctl.init import INITIALIZERS
 from nnctl.jsonschema import config_schema
 from nnctl.layers import LAYERS
-from nnctl.schema import signature_params
-from nnctl.sections import resolved
+from nnctl.schema import bounds, signature_params
+from nnctl.sections import NESTED, PROVIDED, SPEC_SECTIONS, arguments, resolved
+from nnctl.yaml_loader import dump_yaml
 
 
 @pytest.fixture(scope="module")
@@ -112,13 +119,18 @@ def test_over_a_base_null_deletes_but_alone_it_is_a_type_error(validator):
 
 def nnctl_accepts(tmp_path: Path, text: str) -> bool:
     """Whether `nnctl config` takes the config `text` (every key and value checked, no data read)."""
+    return nnctl_error(tmp_path, text) is None
+
+
+def nnctl_error(tmp_path: Path, text: str) -> str | None:
+    """Why `nnctl config` refuses the config `text`; None where it takes it."""
     path = tmp_path / "c.yaml"
     path.write_text(text)
     try:
         resolved(load_config(path))
-    except ConfigError:
-        return False
-    return True
+    except ConfigError as exc:
+        return str(exc)
+    return None
 
 
 @pytest.mark.parametrize("section", ["schedule", "train"])
@@ -190,3 +202,95 @@ def test_an_integral_float_trains_as_the_integer_it_is(tmp_path):
     printed = nnctl("config", str(CONFIGS / "mnist_cnn.yaml"), "model.layers.0.kernel_size=[3.0, 3]", "seed=2.0")
     config = yaml.safe_load(printed.stdout)
     assert config["seed"] == 2 and config["model"]["layers"][0]["kernel_size"] == [3, 3], printed.stderr
+
+
+PLAIN = {int: [-1, 0, 1, 10**6], float: [-1.5, -0.5, 0.0, 0.5, 1.0, 1.5, 1e9], str: ["nope", ""]}
+"""Values a plain int, float or str is tried with: a constructor that refuses one states a bound or choice its
+signature lacks."""
+
+
+def candidates(hint: Any) -> list[Any]:
+    """Values at and beyond every bound and choice a hint states, and around 0 and 1 where it states none (in lists
+    as its lists take them): what the schema and the validator must judge alike."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint in PLAIN:
+        return PLAIN[hint]
+    if origin is Annotated:
+        step = 1 if args[0] is int else 0.5
+        near = [v for b in bounds(hint) for v in (b.limit, b.limit - step, b.limit + step, float(b.limit))]
+        return near + ([2.5] if args[0] is int else [])
+    if origin is Literal:
+        return [*args, "nope", args[0].upper()]
+    if origin in (typing.Union, types.UnionType):
+        return [value for arg in args for value in candidates(arg)]
+    if origin in (list, tuple) and args:
+        width = len(args) if origin is tuple and args[-1] is not Ellipsis else 1
+        return [[value] * width for value in candidates(args[0])]
+    return []
+
+
+REQUIRED = {"path": "x.csv", "x": [[0, 0]], "y": [0], "every": 1}
+"""Values for the required keys of the data sections and schedules, so that only the key under test is wrong."""
+BASES = {"pattern_ends": {"pattern": "a"}}
+"""Where another key bounds the key under test (a pattern's length, seq_len), the base keeps that bound out of the
+way."""
+UNSTATED = ["class_weights must not all be 0", "shape must hold positive sizes and at most one -1",
+            "mirror must be a base URL", "delimiter must be one character", "alphabet must be distinct letters",
+            "must be letters of the alphabet", "not apply to text: its inputs are indices",
+            "not apply to trees: its inputs are indices", "which is no char token", "uniform needs low < high"]
+"""What the constructors alone refuse, as no type, bound or choice says it (a relation between keys, a URL's
+scheme, a delimiter's length): a schema that takes it is right to."""
+
+
+def targets() -> typing.Iterator[tuple[str, tuple, dict, type]]:
+    """Every class a config reads, where its mapping sits, and a mapping of it the validator takes."""
+    for name in LAYERS:
+        yield f"layer-{name}", ("model", "layers", 0), {"type": name, **LAYERS.get(name).example["config"]}, \
+            LAYERS.get(name)
+    for section, registry in SPEC_SECTIONS.items():
+        for name in registry:
+            cls = registry.get(name)
+            required = {k: REQUIRED[k] for k, p in arguments(cls, PROVIDED.get(section, ())).items()
+                        if p.default is inspect.Parameter.empty}
+            yield f"{section}-{name}", (section,), {"type": name, **required, **BASES.get(name, {})}, cls
+    for name in INITIALIZERS:
+        yield f"initializer-{name}", ("model", "layers", 0, "weight_init"), {"type": name}, INITIALIZERS.get(name)
+    yield "train", ("train",), {"epochs": 5}, TrainSettings
+    for key, cls in NESTED.items():
+        yield key, ("train" if key == "early_stopping" else "data", key), {}, cls
+
+
+TARGETS = list(targets())
+
+
+@pytest.mark.parametrize("path, spec, cls", [t[1:] for t in TARGETS], ids=[t[0] for t in TARGETS])
+def test_the_schema_and_the_validator_judge_every_bound_and_choice_alike(validator, tmp_path, path, spec, cls):
+    """The schema took about 1,260 configs only the constructors refused (`units: -1`, `padding: abc`): every
+    range and choice is now in the signature, which both read."""
+    config = parse_yaml(GOOD, "<test>")[0]
+
+    def judged(mapping: dict) -> tuple[bool, bool]:
+        node = config
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = mapping
+        text = dump_yaml(config)
+        error = nnctl_error(tmp_path, text)
+        return errors(validator, text) == [], error is None or any(reason in error for reason in UNSTATED)
+
+    assert judged(spec) == (True, True)
+    disagree, refused = [], set()
+    for key, param in arguments(cls, PROVIDED.get(path[0], ())).items():
+        for value in candidates(param.annotation):
+            verdicts = judged({**spec, key: value})
+            if verdicts[0] != verdicts[1]:
+                disagree.append(f"{key}: {value!r}: schema {verdicts[0]}, nnctl {verdicts[1]}")
+            if verdicts == (False, False):
+                refused.add(key)
+    assert disagree == [], disagree
+    assert {key for key, p in arguments(cls).items() if stated(p.annotation)} <= refused
+
+
+def stated(hint: Any) -> bool:
+    """Whether a hint states a bound or a choice, anywhere in it."""
+    return typing.get_origin(hint) in (Annotated, Literal) or any(stated(arg) for arg in typing.get_args(hint))

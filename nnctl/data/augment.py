@@ -7,7 +7,7 @@ import numpy as np
 
 from nnctl.backend import to_device, xp
 from nnctl.layers.window import Window, pad, windows
-from nnctl.schema import did_you_mean, is_instance
+from nnctl.schema import Natural, as_declared, did_you_mean, expected, matches
 
 
 @dataclass(frozen=True)
@@ -15,25 +15,22 @@ class Augment:
     """`shift`: move each image up to this many pixels along each axis, filling with zeros (a random crop of
     the image padded by `shift`); `flip`: mirror half of the images left to right."""
 
-    shift: int = 0
+    shift: Natural = 0
     flip: bool = False
 
     @classmethod
     def of(cls, options: dict[str, Any]) -> "Augment":
         """From the config's `data.augment` mapping; ValueError names a bad key or value."""
-        known = [f.name for f in fields(cls)]
+        hints = {field.name: field.type for field in fields(cls)}
         if not isinstance(options, dict):
             raise ValueError(f"augment must be a mapping such as {{shift: 4, flip: true}}, got {options!r}")
-        for key in options:
-            if key not in known:
-                raise ValueError(f"augment: unknown key '{key}'{did_you_mean(key, known)}; expected one of: "
-                                 f"{', '.join(known)}")
-        shift, flip = options.get("shift", 0), options.get("flip", False)
-        if not is_instance(shift, int) or shift < 0:
-            raise ValueError(f"augment.shift must be a non-negative number of pixels, got {shift!r}")
-        if not isinstance(flip, bool):
-            raise ValueError(f"augment.flip must be true or false, got {flip!r}")
-        return cls(shift, flip)
+        for key, value in options.items():
+            if key not in hints:
+                raise ValueError(f"augment: unknown key '{key}'{did_you_mean(key, hints)}; expected one of: "
+                                 f"{', '.join(hints)}")
+            if not matches(value, hints[key]):
+                raise ValueError(f"augment.{key}: {expected(hints[key], value)}")
+        return cls(**{key: as_declared(value, hints[key]) for key, value in options.items()})
 
     def __call__(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """A changed copy of the batch x (N, C, H, W), on x's device; the draws come from the run's generator."""

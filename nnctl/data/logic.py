@@ -1,5 +1,7 @@
 """Two-input logic gates as four-row truth tables: the classic first problems for a perceptron."""
 
+from typing import Literal
+
 import numpy as np
 
 from nnctl.data.source import DATASETS, Arrays, DatasetSource
@@ -15,10 +17,8 @@ class Logic(DatasetSource):
     num_classes = 2
     raw_shape = (2,)
 
-    def __init__(self, op: str = "and", **kwargs):
+    def __init__(self, op: Literal["and", "or", "nand", "nor", "xor"] = "and", **kwargs):
         super().__init__(**kwargs)
-        if op not in OPS:
-            raise ValueError(f"unknown op '{op}'; known: {', '.join(OPS)}")
         self.op = op
 
     def read(self) -> Arrays:

@@ -5,6 +5,7 @@ import numpy as np
 from nnctl.data.source import DATASETS, Arrays, DatasetSource
 from nnctl.errors import DataError
 from nnctl.limits import too_big
+from nnctl.schema import Count, Fraction, Natural
 
 
 @DATASETS.register("pattern_ends")
@@ -13,15 +14,15 @@ class PatternEnds(DatasetSource):
     `seq_len` one-hot letters; the target of each step is 1 where the pattern ends there, else 0. Drawn from
     `seed` alone, so the same config always gives the same data."""
 
-    def __init__(self, pattern: str = "abc", alphabet: str = "abcd", seq_len: int = 20, samples: int = 1000,
-                 test_samples: int = 200, rate: float = 0.1, seed: int = 0, flatten: bool = False, **kwargs):
+    def __init__(self, pattern: str = "abc", alphabet: str = "abcd", seq_len: Count = 20, samples: Count = 1000,
+                 test_samples: Natural = 200, rate: Fraction = 0.1, seed: Natural = 0, flatten: bool = False, **kwargs):
         super().__init__(flatten=flatten, **kwargs)
         if not alphabet or len(set(alphabet)) != len(alphabet):
             raise ValueError(f"alphabet must be distinct letters, got '{alphabet}'")
         if not pattern or not set(pattern) <= set(alphabet):
             raise ValueError(f"pattern '{pattern}' must be letters of the alphabet '{alphabet}'")
-        if seq_len < len(pattern) or samples < 1 or test_samples < 0 or not 0 <= rate < 1:
-            raise ValueError("need seq_len >= len(pattern), samples >= 1, test_samples >= 0 and 0 <= rate < 1")
+        if seq_len < len(pattern):
+            raise ValueError(f"seq_len must be at least the pattern's length, {len(pattern)}, got {seq_len}")
         self.pattern, self.alphabet, self.seq_len = pattern, alphabet, seq_len
         self.samples, self.test_samples, self.rate, self.seed = samples, test_samples, rate, seed
 

@@ -5,7 +5,7 @@ import math
 import os
 import urllib.parse
 from pathlib import Path
-from typing import ClassVar
+from typing import Annotated, ClassVar, Literal
 
 import numpy as np
 
@@ -16,6 +16,7 @@ from nnctl.data.download import SCHEMES, fetch_first
 from nnctl.errors import DataError, KeyValueError
 from nnctl.limits import too_big
 from nnctl.registry import Registry
+from nnctl.schema import Above, AtLeast, AtMost, Below, Count
 
 Arrays = tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]
 MAX_LABEL = 2**31 - 1
@@ -23,7 +24,8 @@ MAX_LABEL = 2**31 - 1
 _CHUNK = 4096  # rows scaled at a time: bounds the float64 temporary and is ~3x faster than one pass on MNIST
 
 
-NO_VALIDATION = "; for no validation split, leave data.validation out or set it to null"
+HeldOut = Annotated[float, Above(0), Below(1)] | Count
+"""The validation split: a fraction of the training samples, or a count of them."""
 
 
 class DatasetSource:
@@ -38,27 +40,16 @@ class DatasetSource:
     """The shape of one raw sample, for sources that know it without reading anything (MNIST's (1, 28, 28))."""
 
     def __init__(self, scale: float = 1.0, shift: float = 0.0, flatten: bool = True, one_hot: bool = False,
-                 on_value: float = 1.0, off_value: float = 0.0, subset: int | None = None,
-                 test_subset: int | None = None, validation: float | int | str | None = None,
+                 on_value: float = 1.0, off_value: float = 0.0, subset: Count | None = None,
+                 test_subset: Count | None = None, validation: HeldOut | Literal["test"] | None = None,
                  shuffle: bool = True, normalize: bool = False, augment: dict | None = None,
-                 classes: list[int] | None = None, base_dir: str = "."):
-        if isinstance(validation, str) and validation != "test":
-            raise ValueError(f"validation must be a fraction in (0, 1), a sample count or 'test', got '{validation}'")
-        none = NO_VALIDATION if validation == 0 else ""
-        if isinstance(validation, float) and not 0 < validation < 1:
-            raise ValueError(f"a validation fraction must be between 0 and 1 (exclusive), got {validation}{none}")
-        if isinstance(validation, int) and validation < 1:
-            raise ValueError(f"a validation count must be at least 1, got {validation}{none}")
+                 classes: list[Annotated[int, AtLeast(0), AtMost(MAX_LABEL)]] | None = None, base_dir: str = "."):
         for options, given in (("scale and shift do", (scale, shift) != (1.0, 0.0)), ("normalize does", normalize),
                                ("augment does", bool(augment))):
             if self.indices and given:
                 raise ValueError(f"{options} not apply to {self.registered_name}: its inputs are indices")
-        if classes is not None and (not classes or min(classes) < 0 or max(classes) > MAX_LABEL
-                                    or len(set(classes)) != len(classes)):
-            raise ValueError(f"classes must list distinct class labels (0 to {MAX_LABEL:,}), got {classes}")
-        for name, value in (("subset", subset), ("test_subset", test_subset)):
-            if value is not None and value < 1:
-                raise ValueError(f"{name} must be at least 1, got {value}")
+        if classes is not None and (not classes or len(set(classes)) != len(classes)):
+            raise ValueError(f"classes must list distinct class labels, got {classes}")
         self.scale, self.shift, self.flatten = scale, shift, flatten
         self.one_hot, self.on_value, self.off_value = one_hot, on_value, off_value
         self.subset, self.test_subset, self.validation = subset, test_subset, validation

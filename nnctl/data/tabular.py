@@ -3,6 +3,7 @@
 import csv
 import itertools
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -87,12 +88,10 @@ class Csv(FileSource):
     """A numeric CSV table; column `target` holds the targets (non-negative integers become class labels)."""
 
     def __init__(self, path: str, target: int = -1, header: bool | None = None, delimiter: str = ",",
-                 test_path: str | None = None, targets: str = "auto", **kwargs):
+                 test_path: str | None = None, targets: Literal["auto", "labels", "values"] = "auto", **kwargs):
         super().__init__(**kwargs)
         if len(delimiter) != 1:
             raise ValueError(f"delimiter must be one character, got '{delimiter}'")
-        if targets not in ("auto", "labels", "values"):
-            raise ValueError(f"targets must be auto, labels (classes) or values (regression), got {targets!r}")
         self.file, self.target, self.header, self.delimiter, self.test_file = path, target, header, delimiter, test_path
         self.targets = targets
 

@@ -1,11 +1,14 @@
 """A plain-text file for next-token prediction, read as characters or whitespace-separated words."""
 
+from typing import Literal
+
 import numpy as np
 
 from nnctl.data.dataset import Dataset
-from nnctl.data.source import DATASETS, Arrays, FileSource
+from nnctl.data.source import DATASETS, Arrays, FileSource, HeldOut
 from nnctl.errors import DataError
 from nnctl.files import read_text
+from nnctl.schema import Count
 
 LEVELS = {"char": "", "word": " "}
 """Token level -> the separator that joins tokens back into text."""
@@ -29,13 +32,9 @@ class Text(FileSource):
 
     indices = True
 
-    def __init__(self, path: str, seq_len: int = 100, level: str = "char", vocab: list[str] | None = None,
-                 validation: float | int | None = 0.1, **kwargs):
+    def __init__(self, path: str, seq_len: Count = 100, level: Literal["char", "word"] = "char",
+                 vocab: list[str] | None = None, validation: HeldOut | None = 0.1, **kwargs):
         super().__init__(validation=validation, **kwargs)
-        if seq_len < 1:
-            raise ValueError(f"seq_len must be at least 1, got {seq_len}")
-        if level not in LEVELS:
-            raise ValueError(f"level must be 'char' or 'word', got '{level}'")
         if vocab is not None and not vocab:
             raise ValueError("vocab is empty; leave it out to take the text's")
         if vocab is not None and len(set(vocab)) != len(vocab):

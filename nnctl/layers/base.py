@@ -6,6 +6,7 @@ import numpy as np
 
 from nnctl.backend import xp
 from nnctl.registry import Registry
+from nnctl.schema import NonNegative
 
 
 class Layer:
@@ -36,9 +37,7 @@ class Layer:
     """True when the layer can deal its work among threads itself (`threads.share`), each running BLAS on one;
     it does so on `self.threads` threads, which the model sets (1 until then)."""
 
-    def __init__(self, name: str | None = None, trainable: bool = True, lr_mult: float = 1.0):
-        if lr_mult < 0:
-            raise ValueError(f"lr_mult must be non-negative, got {lr_mult}")
+    def __init__(self, name: str | None = None, trainable: bool = True, lr_mult: NonNegative = 1.0):
         self.name = name or ""
         self.trainable = trainable
         self.lr_mult = lr_mult

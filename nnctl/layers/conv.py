@@ -6,7 +6,8 @@ from nnctl.backend import Scratch, sum_rows, xp
 from nnctl.init import Initializer
 from nnctl.layers.activations import Identity
 from nnctl.layers.base import LAYERS, Layer
-from nnctl.layers.window import ColumnBlocks, Window, col2im, conv_product
+from nnctl.layers.window import ColumnBlocks, Padding, Pair, Window, col2im, conv_product
+from nnctl.schema import Count
 
 
 @LAYERS.register("conv2d")
@@ -21,13 +22,11 @@ class Conv2D(Layer):
     weight_keys = ("W",)
     deals_threads = True
 
-    def __init__(self, filters: int, kernel_size: int | list[int], stride: int | list[int] = 1,
-                 padding: str | int | list[int] = "valid", dilation: int | list[int] = 1,
+    def __init__(self, filters: Count, kernel_size: Pair, stride: Pair = 1, padding: Padding = "valid",
+                 dilation: Pair = 1,
                  activation: str | None = None, use_bias: bool = True, weight_init: Any = "glorot_uniform",
                  bias_init: Any = "zeros", **kwargs):
         super().__init__(**kwargs)
-        if filters < 1:
-            raise ValueError(f"filters must be at least 1, got {filters}")
         self.filters, self.use_bias = filters, use_bias
         self.window = Window.of(kernel_size, stride, dilation, padding)
         self.activation = activation or Identity()  # the builder has made the name an activation layer

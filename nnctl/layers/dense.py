@@ -7,6 +7,7 @@ from nnctl.backend import sum_rows, xp
 from nnctl.init import Initializer
 from nnctl.layers.activations import Identity
 from nnctl.layers.base import LAYERS, Layer
+from nnctl.schema import Count
 
 
 @LAYERS.register("dense")
@@ -16,11 +17,9 @@ class Dense(Layer):
     example = {"config": {"units": 3, "activation": "tanh"}, "input_shape": (4,)}
     weight_keys = ("W",)
 
-    def __init__(self, units: int, activation: str | None = None, use_bias: bool = True,
+    def __init__(self, units: Count, activation: str | None = None, use_bias: bool = True,
                  weight_init: Any = "glorot_uniform", bias_init: Any = "zeros", **kwargs):
         super().__init__(**kwargs)
-        if units < 1:
-            raise ValueError(f"units must be at least 1, got {units}")
         self.units, self.use_bias = units, use_bias
         self.activation = activation or Identity()  # the builder has made the name an activation layer
         self.weight_init: Initializer = weight_init

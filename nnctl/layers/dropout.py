@@ -2,6 +2,7 @@
 
 from nnctl.backend import to_device
 from nnctl.layers.base import LAYERS, Layer
+from nnctl.schema import Fraction
 
 
 @LAYERS.register("dropout")
@@ -10,10 +11,8 @@ class Dropout(Layer):
 
     example = {"config": {"rate": 0.3}, "input_shape": (8,)}
 
-    def __init__(self, rate: float = 0.5, **kwargs):
+    def __init__(self, rate: Fraction = 0.5, **kwargs):
         super().__init__(**kwargs)
-        if not 0 <= rate < 1:
-            raise ValueError(f"rate must be in [0, 1), got {rate}")
         self.rate = rate
 
     def forward(self, x, training):

@@ -7,6 +7,7 @@ from nnctl.errors import DataError
 from nnctl.init import Initializer
 from nnctl.kernels import add_rows_at_
 from nnctl.layers.base import LAYERS, Layer
+from nnctl.schema import Count
 
 
 @LAYERS.register("embedding")
@@ -17,10 +18,8 @@ class Embedding(Layer):
     takes_indices = True
     weight_keys = ("W",)
 
-    def __init__(self, vocab_size: int, dim: int, weight_init: Any = "uniform", **kwargs):
+    def __init__(self, vocab_size: Count, dim: Count, weight_init: Any = "uniform", **kwargs):
         super().__init__(**kwargs)
-        if vocab_size < 1 or dim < 1:
-            raise ValueError(f"vocab_size and dim must be at least 1, got {vocab_size} and {dim}")
         self.vocab_size, self.dim = vocab_size, dim
         self.weight_init: Initializer = weight_init
 

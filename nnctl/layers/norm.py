@@ -2,6 +2,7 @@
 
 from nnctl.backend import xp
 from nnctl.layers.base import LAYERS, Layer
+from nnctl.schema import Fraction, Positive
 
 
 @LAYERS.register("batchnorm")
@@ -11,12 +12,8 @@ class BatchNorm(Layer):
 
     example = {"config": {"momentum": 0.8}, "input_shape": (3, 2, 2)}
 
-    def __init__(self, momentum: float = 0.9, eps: float = 1e-5, affine: bool = True, **kwargs):
+    def __init__(self, momentum: Fraction = 0.9, eps: Positive = 1e-5, affine: bool = True, **kwargs):
         super().__init__(**kwargs)
-        if not 0 <= momentum < 1:
-            raise ValueError(f"momentum must be in [0, 1), got {momentum}")
-        if eps <= 0:
-            raise ValueError(f"eps must be positive, got {eps}")
         self.momentum, self.eps, self.affine = momentum, eps, affine
 
     def output_shape(self, input_shape):

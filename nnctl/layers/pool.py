@@ -3,7 +3,7 @@
 from nnctl.backend import xp
 from nnctl.kernels import maxpool_tiles, maxpool_tiles_backward
 from nnctl.layers.base import LAYERS, Layer
-from nnctl.layers.window import Window, col2im, offsets, pad, unpad
+from nnctl.layers.window import Padding, Pair, Window, col2im, offsets, pad, unpad
 
 
 class Pool2D(Layer):
@@ -12,8 +12,7 @@ class Pool2D(Layer):
     example = {"config": {"pool_size": 2, "stride": 1, "padding": "same"}, "input_shape": (2, 5, 4)}
     pad_value = 0.0
 
-    def __init__(self, pool_size: int | list[int] = 2, stride: int | list[int] | None = None,
-                 padding: str | int | list[int] = "valid", **kwargs):
+    def __init__(self, pool_size: Pair = 2, stride: Pair | None = None, padding: Padding = "valid", **kwargs):
         super().__init__(**kwargs)
         self.window = Window.of(pool_size, pool_size if stride is None else stride, 1, padding)
         pads, kernel = self.window.padding, self.window.kernel

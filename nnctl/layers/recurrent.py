@@ -3,7 +3,7 @@
 import itertools
 import typing
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
@@ -21,6 +21,7 @@ from nnctl.kernels import (
     lstm_cell_backward,
 )
 from nnctl.layers.base import LAYERS, Layer
+from nnctl.schema import Count
 
 if typing.TYPE_CHECKING:
     from nnctl.layers.activations import Activation
@@ -60,15 +61,11 @@ class Recurrent(Layer):
     weight_keys = ("Wx", "Wh", "Wx_r", "Wh_r")
     deals_threads = True
 
-    def __init__(self, units: int, return_sequences: bool = False, bidirectional: bool = False,
-                 initial_state: str = "zeros", weight_init: Any = "glorot_uniform",
+    def __init__(self, units: Count, return_sequences: bool = False, bidirectional: bool = False,
+                 initial_state: Literal["zeros", "learned"] = "zeros", weight_init: Any = "glorot_uniform",
                  recurrent_init: Any = "glorot_uniform", bias_init: Any = "zeros", state_init: Any = "zeros",
                  **kwargs):
         super().__init__(**kwargs)
-        if units < 1:
-            raise ValueError(f"units must be at least 1, got {units}")
-        if initial_state not in ("zeros", "learned"):
-            raise ValueError(f"initial_state must be 'zeros' or 'learned', got '{initial_state}'")
         self.units, self.return_sequences, self.learned_state = units, return_sequences, initial_state == "learned"
         self.directions = ("", "_r") if bidirectional else ("",)
         self.weight_init: Initializer = weight_init
@@ -272,7 +269,7 @@ class SimpleRNN(Recurrent):
     example = {"config": {"units": 3, "return_sequences": True, "bidirectional": True, "initial_state": "learned",
                           "state_init": STATE_INIT}, "input_shape": (5, 2)}
 
-    def __init__(self, units: int, activation: str = "tanh", use_bias: bool = True, **kwargs):
+    def __init__(self, units: Count, activation: str = "tanh", use_bias: bool = True, **kwargs):
         super().__init__(units, **kwargs)
         name = typing.cast("Activation", activation).registered_name  # the builder has built the name into a layer
         if name not in ("tanh", "relu", "identity"):
@@ -308,7 +305,7 @@ class LSTM(Recurrent):
     example = {"config": {"units": 3, "return_sequences": True, "bidirectional": True, "initial_state": "learned",
                           "state_init": STATE_INIT}, "input_shape": (5, 2)}
 
-    def __init__(self, units: int, forget_bias: float = 1.0, **kwargs):
+    def __init__(self, units: Count, forget_bias: float = 1.0, **kwargs):
         super().__init__(units, **kwargs)
         self.forget_bias = forget_bias
 
@@ -335,7 +332,7 @@ class GRU(Recurrent):
     example = {"config": {"units": 3, "return_sequences": True, "bidirectional": True, "initial_state": "learned",
                           "state_init": STATE_INIT, "bias_init": {"type": "normal", "std": 0.3}}, "input_shape": (5, 2)}
 
-    def __init__(self, units: int, reset_after: bool = True, **kwargs):
+    def __init__(self, units: Count, reset_after: bool = True, **kwargs):
         super().__init__(units, **kwargs)
         self.reset_after = reset_after
 

@@ -9,6 +9,7 @@ from nnctl.errors import DataError
 from nnctl.init import Initializer
 from nnctl.kernels import add_rows_at_
 from nnctl.layers.base import LAYERS, Layer
+from nnctl.schema import Count
 
 EXAMPLE_TREES = [  # node tables as nnctl.data.trees encodes them: (word, left, right) in post-order, -1 padded
     [[1, -1, -1]] + [[-1, -1, -1]] * 6,  # a single word
@@ -56,11 +57,9 @@ class Recursive(Layer):
     takes_indices = True
     weight_keys = ("W",)
 
-    def __init__(self, vocab_size: int, dim: int, activation: str = "tanh", weight_init: Any = "glorot_uniform",
+    def __init__(self, vocab_size: Count, dim: Count, activation: str = "tanh", weight_init: Any = "glorot_uniform",
                  bias_init: Any = "zeros", embedding_init: Any = "uniform", **kwargs):
         super().__init__(**kwargs)
-        if vocab_size < 1 or dim < 1:
-            raise ValueError(f"vocab_size and dim must be at least 1, got {vocab_size} and {dim}")
         self.vocab_size, self.dim = vocab_size, dim
         self.act_type = type(activation)  # the builder has made the name an activation layer
         self.weight_init: Initializer = weight_init

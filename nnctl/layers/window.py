@@ -3,6 +3,7 @@ its adjoint col2im."""
 
 import itertools
 import math
+import typing
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -11,15 +12,17 @@ import numpy as np
 from nnctl import threads
 from nnctl.backend import Scratch, on_cpu, strided_view, xp
 from nnctl.kernels import Pads, im2col_, offset_slices, pad_nhwc
-from nnctl.schema import is_instance
+from nnctl.schema import Count, Natural
+
+Pair = Count | tuple[Count, Count]
+"""A kernel size, stride or dilation: one for both axes, or (rows, columns)."""
+Padding = typing.Literal["valid", "same"] | Natural | tuple[Natural, Natural]
+"""'valid' (none), 'same' (TF-style), or the zeros around each side: one for both axes, or (rows, columns)."""
 
 
-def pair(value: int | list | tuple, name: str) -> tuple[int, int]:
-    """An int or a pair of ints from the config, as (height, width); ValueError otherwise."""
-    values = (value, value) if isinstance(value, int) else tuple(value)
-    if len(values) != 2 or not all(is_instance(v, int) for v in values):
-        raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
-    return values[0], values[1]
+def pair(value: int | list | tuple) -> tuple[int, int]:
+    """An int or a pair of ints from the config (a Pair, or a Padding's numbers), as (height, width)."""
+    return (value, value) if isinstance(value, int) else (value[0], value[1])
 
 
 @dataclass(frozen=True)
@@ -33,18 +36,8 @@ class Window:
 
     @classmethod
     def of(cls, kernel, stride, dilation=1, padding="valid") -> "Window":
-        """A window from config values, each checked."""
-        kernel, stride, dilation = pair(kernel, "kernel size"), pair(stride, "stride"), pair(dilation, "dilation")
-        for name, values in (("kernel size", kernel), ("stride", stride), ("dilation", dilation)):
-            if min(values) < 1:
-                raise ValueError(f"{name} must be at least 1, got {list(values)}")
-        if not isinstance(padding, str):
-            padding = pair(padding, "padding")
-            if min(padding) < 0:
-                raise ValueError(f"padding must not be negative, got {list(padding)}")
-        elif padding not in ("valid", "same"):
-            raise ValueError(f"padding must be 'valid', 'same', an int or a pair of ints, got '{padding}'")
-        return cls(kernel, stride, dilation, padding)
+        """A window from config values, which the signatures' Pair and Padding have checked."""
+        return cls(pair(kernel), pair(stride), pair(dilation), padding if isinstance(padding, str) else pair(padding))
 
     def span(self, axis: int) -> int:
         """How many input pixels one window covers along `axis` (0 rows, 1 columns), dilation included."""
