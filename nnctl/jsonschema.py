@@ -96,7 +96,8 @@ def _param_schema(key: str, param: inspect.Parameter) -> dict[str, Any]:
         schema = initializer_schema()
     elif key == "name":  # a layer's: its arrays are exported as <name>/<key>
         schema = nullable(NAME)
-    elif key == "activation":  # the builder's rule (builder.with_sub_objects): a name, or null where none may be
+    elif key == "activation" and typing.get_origin(param.annotation) is not typing.Literal:
+        # the builder's rule (builder.with_sub_objects): a name, or null where none may be
         names = {"enum": list(activations())}
         schema = nullable(names) if matches(None, param.annotation) else names
     else:

@@ -93,8 +93,8 @@ train: %(early_stopping)s
     ("dense", "activation", "rleu", "{}", "c.yaml:6: model.layers.0.activation: unknown activation 'rleu'"),
     ("dense", "weight_init", "{type: normal, stdd: 1}",
      "{}", "c.yaml:6: model.layers.0.weight_init.stdd: unknown key for initializer 'normal'"),
-    ("rnn", "activation", "sigmoid", "{}", "c.yaml:4: model.layers.0: rnn activation must be 'tanh', 'relu' or "
-                                           "'identity', got 'sigmoid'"),
+    ("rnn", "activation", "sigmoid", "{}", "c.yaml:6: model.layers.0.activation: expected 'tanh' or 'relu' or "
+                                           "'identity', got str 'sigmoid'"),
     ("dense", "use_bias", "true", "{early_stopping: {patience: 0}}",
      "c.yaml:9: train.early_stopping.patience: expected an integer ≥ 1, got 0"),
     ("dense", "use_bias", "true", "{early_stopping: {patiense: 3}}",

@@ -23,6 +23,7 @@ from nnctl.experiment import TrainSettings
 from nnctl.init import INITIALIZERS
 from nnctl.jsonschema import config_schema
 from nnctl.layers import LAYERS
+from nnctl.layers.activations import activations
 from nnctl.schema import bounds, signature_params
 from nnctl.sections import NESTED, PROVIDED, SPEC_SECTIONS, arguments, resolved
 from nnctl.yaml_loader import dump_yaml
@@ -281,7 +282,8 @@ def test_the_schema_and_the_validator_judge_every_bound_and_choice_alike(validat
     assert judged(spec) == (True, True)
     disagree, refused = [], set()
     for key, param in arguments(cls, PROVIDED.get(path[0], ())).items():
-        for value in candidates(param.annotation):
+        names = list(activations()) if key == "activation" else []  # a layer may take some only, as rnn does
+        for value in candidates(param.annotation) + names:
             verdicts = judged({**spec, key: value})
             if verdicts[0] != verdicts[1]:
                 disagree.append(f"{key}: {value!r}: schema {verdicts[0]}, nnctl {verdicts[1]}")

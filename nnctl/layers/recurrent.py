@@ -269,11 +269,10 @@ class SimpleRNN(Recurrent):
     example = {"config": {"units": 3, "return_sequences": True, "bidirectional": True, "initial_state": "learned",
                           "state_init": STATE_INIT}, "input_shape": (5, 2)}
 
-    def __init__(self, units: Count, activation: str = "tanh", use_bias: bool = True, **kwargs):
+    def __init__(self, units: Count, activation: Literal["tanh", "relu", "identity"] = "tanh", use_bias: bool = True,
+                 **kwargs):
         super().__init__(units, **kwargs)
         name = typing.cast("Activation", activation).registered_name  # the builder has built the name into a layer
-        if name not in ("tanh", "relu", "identity"):
-            raise ValueError(f"rnn activation must be 'tanh', 'relu' or 'identity', got '{name}'")
         self.nonlinearity, self.use_bias = name, use_bias
 
     def step(self, z, a, state, suffix):
