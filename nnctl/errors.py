@@ -16,8 +16,8 @@ class ConfigError(NnctlError):
 
 
 class KeyValueError(ConfigError):
-    """A config value that only the data shows to be wrong, raised where the config's lines are not known; the
-    code that holds the config names the file and line of `key` (see experiment.load_data)."""
+    """A config value found wrong where the config's lines are not known (by the data, or by a constructor of a
+    nested mapping); the code that holds the config names the file and line of `key` (see experiment.load_data)."""
 
     def __init__(self, key: tuple[str | int, ...], problem: str):
         super().__init__(f"{'.'.join(map(str, key))}: {problem}")

@@ -10,6 +10,8 @@ import typing
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
+from nnctl.errors import KeyValueError
+
 if TYPE_CHECKING:
     from nnctl.config import Config, KeyPath
 
@@ -274,6 +276,8 @@ def construct(cls: type, kwargs: dict[str, Any], config: "Config", path: "KeyPat
     kwargs = {key: as_declared(value, params[key].annotation) for key, value in kwargs.items()}
     try:
         return cls(**(resolve(kwargs) if resolve else kwargs), **provided)
+    except KeyValueError as exc:  # a key inside one of the mapping's own mappings (data.augment.shift)
+        raise config.error(exc.key, exc.problem) from None
     except ValueError as exc:
         key = str(exc).split(" ", 1)[0]
         raise config.error(path + ((key,) if key in kwargs else ()), str(exc)) from None

@@ -118,7 +118,7 @@ CASES.update({
     "bad batch norm momentum": (CNN.replace("{type: flatten}", "{type: batchnorm, momentum: 1.5}"),
                                 ["bad.yaml:6", "model.layers.1.momentum: expected a number in [0, 1), got 1.5"]),
     "augment typo": (CNN.replace("flatten: false}", "flatten: false, augment: {flipp: true}}"),
-                     ["bad.yaml:2", "augment: unknown key 'flipp' (did you mean 'flip'?)"]),
+                     ["bad.yaml:2", "data.augment.flipp: unknown key (did you mean 'flip'?)"]),
 })
 
 

@@ -35,7 +35,7 @@ OVERRIDES = {
     "a layer name that is a path": (["model.layers.0.name=a/b"], "'a/b' cannot name a layer"),
     "a validation count below 1": (["data.validation=-3"], "data.validation: expected a number in (0, 1) or an "
                                                            "integer ≥ 1 or 'test' or null, got -3"),
-    "an unknown augment key": (["data.augment={shfit: 2}"], "augment: unknown key 'shfit' (did you mean 'shift'?)"),
+    "an unknown augment key": (["data.augment={shfit: 2}"], "data.augment.shfit: unknown key (did you mean 'shift'?)"),
     "initial values of NaN": (["model.layers.1.bias_init=[.nan, 0]"], "model.layers.1.bias_init: expected an "
                               "initializer name, a mapping with 'type', or finite numbers"),
     "an initial value past float's range": ([f"model.layers.1.bias_init={'9' * 400}"], "or finite numbers"),

@@ -11,10 +11,11 @@ import pytest
 
 from helpers import Server, cifar_archive, cifar_batches, nnctl
 from nnctl import checkpoint
-from nnctl.config import from_dict
+from nnctl.config import from_dict, load_config
 from nnctl.data import DATASETS, cifar10
 from nnctl.data.augment import Augment
 from nnctl.errors import ConfigError, DataError
+from nnctl.sections import resolved
 
 
 def load(spec: dict, base_dir: Path = Path("."), dtype=np.float32):
@@ -61,13 +62,24 @@ def test_augmentation_is_reproducible_from_the_seed():
 
 
 @pytest.mark.parametrize("augment, message", [
-    ({"fip": True}, "unknown key 'fip' (did you mean 'flip'?)"),
-    ({"shift": -1}, "augment.shift: expected an integer ≥ 0, got -1"),
-    ({"flip": "yes"}, "augment.flip: expected true or false, got str 'yes'"),
+    ({"fip": True}, "data.augment.fip: unknown key (did you mean 'flip'?)"),
+    ({"shift": -1}, "data.augment.shift: expected an integer ≥ 0, got -1"),
+    ({"flip": "yes"}, "data.augment.flip: expected true or false, got str 'yes'"),
 ])
 def test_bad_augment_options(augment, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)").replace("?", r"\?")):
         load({"type": "inline", "x": [[[[0.0]]]], "y": [0], "flatten": False, "augment": augment})
+
+
+def test_a_bad_augment_option_is_named_at_its_own_line(tmp_path):
+    """It was named at the data section's line (`c.yaml:1: data: augment.shift must be ...`)."""
+    path = tmp_path / "c.yaml"
+    path.write_text("data:\n  type: mnist\n  flatten: false\n  augment:\n    flip: true\n    shift: -1\nmodel:\n"
+                    "  layers: [{type: flatten}, {type: dense, units: 10}]\nloss: softmax_cross_entropy\n"
+                    "optimizer: sgd\n")
+    with pytest.raises(ConfigError) as info:
+        resolved(load_config(path))
+    assert str(info.value) == f"{path}:6: data.augment.shift: expected an integer ≥ 0, got -1"
 
 
 @pytest.mark.parametrize("x, flatten, advice", [

@@ -6,6 +6,7 @@ from typing import Any
 import numpy as np
 
 from nnctl.backend import to_device, xp
+from nnctl.errors import KeyValueError
 from nnctl.layers.window import Window, pad, windows
 from nnctl.schema import Natural, as_declared, did_you_mean, expected, matches
 
@@ -20,16 +21,16 @@ class Augment:
 
     @classmethod
     def of(cls, options: dict[str, Any]) -> "Augment":
-        """From the config's `data.augment` mapping; ValueError names a bad key or value."""
+        """From the config's `data.augment` mapping; KeyValueError names a bad key or value."""
         hints = {field.name: field.type for field in fields(cls)}
         if not isinstance(options, dict):
             raise ValueError(f"augment must be a mapping such as {{shift: 4, flip: true}}, got {options!r}")
         for key, value in options.items():
             if key not in hints:
-                raise ValueError(f"augment: unknown key '{key}'{did_you_mean(key, hints)}; expected one of: "
-                                 f"{', '.join(hints)}")
+                raise KeyValueError(("data", "augment", key), f"unknown key{did_you_mean(key, hints)}; expected one "
+                                                               f"of: {', '.join(hints)}")
             if not matches(value, hints[key]):
-                raise ValueError(f"augment.{key}: {expected(hints[key], value)}")
+                raise KeyValueError(("data", "augment", key), expected(hints[key], value))
         return cls(**{key: as_declared(value, hints[key]) for key, value in options.items()})
 
     def __call__(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
