@@ -232,3 +232,19 @@ def test_predict_on_node_tables_that_are_no_trees_ends_with_one_error_line(tmp_p
         assert result.returncode == 1, f"{name}: {result.stdout}{result.stderr}"
         assert result.stderr.startswith(f"error: layer recursive_1: {message}"), f"{name}: {result.stderr}"
         assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_predict_on_a_word_id_beyond_the_vocabulary_blames_the_input_not_the_config(tmp_path):
+    """predict's message said 'set vocab_size', a config key of training, for a trained model's input."""
+    result = nnctl("train", str(CONFIGS / "tree_rnn.yaml"), "train.epochs=1", "data.subset=64", "data.validation=16",
+                   "--runs-dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    (run,) = tmp_path.iterdir()
+    length = max(len(nodes) for path in (TRAIN, TEST) for nodes, _ in read_trees(path))
+    np.save(tmp_path / "tree.npy", table([500, -1, -1], length=length))
+    result = nnctl("predict", str(run), str(tmp_path / "tree.npy"))
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: layer recursive_1: word id 500 is beyond its vocab_size"), result.stderr
+    assert "a trained model reads only the ids of the vocabulary it was trained on" in result.stderr
+    assert "set vocab_size" not in result.stderr and len(result.stderr.strip().splitlines()) == 1

@@ -88,3 +88,11 @@ def array_problem(key: str, value: np.ndarray) -> str | None:
     if key in VARIANCES and (value < 0).any():
         return f"holds negative values ({float(value.min()):g}), which a variance cannot have"
     return None
+
+
+def vocabulary_advice(training: bool, vocabulary: str) -> str:
+    """What to do about an index beyond an index-reading layer's table: while training, size the table to the
+    `vocabulary`; a trained model's table is fixed, so its inputs must use the ids it was trained with."""
+    if training:
+        return f"set vocab_size to {vocabulary}"
+    return "a trained model reads only the ids of the vocabulary it was trained on; give inputs encoded with it"

@@ -6,7 +6,7 @@ from nnctl.backend import as_indices
 from nnctl.errors import DataError
 from nnctl.init import Initializer
 from nnctl.kernels import add_rows_at_
-from nnctl.layers.base import LAYERS, Layer
+from nnctl.layers.base import LAYERS, Layer, vocabulary_advice
 from nnctl.schema import Count
 
 
@@ -34,7 +34,8 @@ class Embedding(Layer):
         self.ids = as_indices(x, f"{self.name}: the token ids")
         if self.ids.size and not 0 <= self.ids.min() <= self.ids.max() < self.vocab_size:
             raise DataError(f"{self.name}: token ids range over [{self.ids.min()}, {self.ids.max()}], outside a "
-                            f"vocabulary of {self.vocab_size}; set vocab_size to the dataset's vocabulary size")
+                            f"vocabulary of {self.vocab_size}; "
+                            + vocabulary_advice(training, "the dataset's vocabulary size"))
         return self.params["W"][self.ids]
 
     def backward(self, dy):

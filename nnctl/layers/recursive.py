@@ -8,7 +8,7 @@ from nnctl.backend import as_indices, xp
 from nnctl.errors import DataError
 from nnctl.init import Initializer
 from nnctl.kernels import add_rows_at_
-from nnctl.layers.base import LAYERS, Layer
+from nnctl.layers.base import LAYERS, Layer, vocabulary_advice
 from nnctl.schema import Count
 
 EXAMPLE_TREES = [  # node tables as nnctl.data.trees encodes them: (word, left, right) in post-order, -1 padded
@@ -85,7 +85,7 @@ class Recursive(Layer):
         return self.nodes * self.dim * 6
 
     def forward(self, x, training):
-        self._read_tables(x)
+        self._read_tables(x, training)
         E, W, b = self.params["E"], self.params["W"], self.params["b"]
         self.h = xp.zeros((self.words.size, self.dim), E.dtype)
         self.h[self.leaves] = E[self.words[self.leaves]]
@@ -113,7 +113,7 @@ class Recursive(Layer):
         add_rows_at_(self.grads["E"], self.words[self.leaves], dh[self.leaves])
         return None
 
-    def _read_tables(self, x: np.ndarray) -> None:
+    def _read_tables(self, x: np.ndarray, training: bool) -> None:
         """Flat node indices over the batch: leaves, inner nodes grouped by height, and each tree's root."""
         table = as_indices(xp.asarray(x), f"layer {self.name}: the node tables")
         n, m = table.shape[:2]
@@ -126,9 +126,10 @@ class Recursive(Layer):
         self.left, self.right = (table[..., 1] + offset).ravel(), (table[..., 2] + offset).ravel()
         self.leaves = xp.flatnonzero(self.words >= 0)
         if int(self.words.max()) >= self.vocab_size:
+            advice = vocabulary_advice(training, "the dataset's vocabulary size (for trees: the training file's "
+                                                 "different words, plus 1 for <unk>)")
             raise DataError(f"layer {self.name}: word id {int(self.words.max())} is beyond its vocab_size "
-                            f"{self.vocab_size}; set vocab_size to the dataset's vocabulary size (for trees: "
-                            "the training file's different words, plus 1 for <unk>)")
+                            f"{self.vocab_size} (word ids 0 to {self.vocab_size - 1}); {advice}")
         self.roots = xp.arange(n) * m + (table != -1).any(axis=2).sum(axis=1) - 1
         height = xp.zeros(n * m, xp.int64)
         parents = xp.flatnonzero(inner)
