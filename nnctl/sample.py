@@ -1,14 +1,17 @@
 """Text generation from a trained language model: the checkpoint's model and vocabulary, one token at a time."""
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from nnctl import threads
 from nnctl.backend import to_device, to_host
 from nnctl.data.text import LEVELS, tokenize
 from nnctl.errors import CheckpointError, ConfigError
 from nnctl.experiment import output_activation
 from nnctl.layers.activations import softmax
+from nnctl.layers.recurrent import Recurrent
 from nnctl.metrics import check_finite
 from nnctl.model import Model
 from nnctl.trained import Trained
@@ -22,6 +25,10 @@ class LanguageModel:
         self.index = {token: i for i, token in enumerate(vocab)}
         self.probabilities = output_activation(model) == "softmax"
         """Whether the model ends in a softmax (as one trained with mse may): its outputs are then not logits."""
+        self.stepped = all(layer.per_step or isinstance(layer, Recurrent) and layer.carries_on
+                           for layer in model.layers)
+        """Whether generate feeds each token once, carrying the recurrent state (embedding, one-way recurrent
+        layers, dense layers: each step's output depends on the steps so far alone), rather than the window."""
 
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu") -> "LanguageModel":
@@ -42,17 +49,29 @@ class LanguageModel:
             raise ConfigError(f"--length must be at least 0 and --temperature positive, got {length} and {temperature}")
         rng = np.random.default_rng(seed)
         ids = self.start(rng) if prime is None else self.prime_ids(prime)
-        window, dtype = self.model.input_shape[0], self.model.params()[0].dtype
-        if len(ids) < window and not self.reads_fewer_steps(dtype):
-            raise ConfigError(f"--prime holds {len(ids)} tokens, but this model reads exactly {window} at a time "
-                              f"(data.seq_len; a layer such as flatten ties its weights to the steps); give a "
-                              f"--prime of at least {window} tokens")
+        following = self.following(len(ids))
         for _ in range(length):
-            logits = self.model.forward(to_device(np.array([ids[-window:]], dtype=dtype)))[0, -1]
-            logits = self.logits(check_finite(logits).astype(np.float64))
+            logits = self.logits(check_finite(following(ids)).astype(np.float64))
             p = to_host(softmax((logits - logits.max()) / temperature))  # the best at 0: no inf - inf at a tiny T
             ids.append(int(rng.choice(len(self.vocab), p=p)))
         return LEVELS[self.level].join(self.vocab[i] for i in ids)
+
+    def following(self, primed: int) -> Callable[[list[int]], np.ndarray]:
+        """A function from the ids so far (the first call's: `primed` of them) to the model's outputs for the next
+        token: carrying the recurrent state from call to call where the model can (`stepped`; each call adds ids
+        to the last), else reading the last data.seq_len ids again."""
+        dtype = self.model.params()[0].dtype
+        return Steps(self.model, dtype) if self.stepped else self.windows(primed, dtype)
+
+    def windows(self, primed: int, dtype: np.dtype) -> Callable[[list[int]], np.ndarray]:
+        """The next token's outputs from the last data.seq_len ids (fewer at the start where the model can read
+        fewer); ConfigError where a prime of `primed` tokens is too short for it."""
+        window = self.model.input_shape[0]
+        if primed < window and not self.reads_fewer_steps(dtype):
+            raise ConfigError(f"--prime holds {primed} tokens, but this model reads exactly {window} at a time "
+                              f"(data.seq_len; a layer such as flatten ties its weights to the steps); give a "
+                              f"--prime of at least {window} tokens")
+        return lambda ids: self.model.forward(to_device(np.array([ids[-window:]], dtype=dtype)))[0, -1]
 
     def logits(self, outputs: np.ndarray) -> np.ndarray:
         """The model's outputs for the next token as logits: as they are, or the log of a final softmax's
@@ -86,3 +105,23 @@ class LanguageModel:
         if not tokens:
             raise ConfigError("--prime must hold at least one token")
         return [self.index[t] for t in tokens]
+
+
+class Steps:
+    """A model of per-step and one-way recurrent layers run on a growing sequence of ids: each call feeds only the
+    ids added since the last, carrying every recurrent layer's state, and gives the last one's outputs."""
+
+    def __init__(self, model: Model, dtype: np.dtype):
+        self.model, self.dtype, self.fed = model, dtype, 0
+        self.states: dict[int, tuple | None] = {}
+
+    def __call__(self, ids: list[int]) -> np.ndarray:
+        x = to_device(np.array([ids[self.fed:]], dtype=self.dtype))
+        self.fed = len(ids)
+        with threads.blas_limit(self.model.blas_threads):
+            for k, layer in enumerate(self.model.layers):
+                if isinstance(layer, Recurrent):
+                    x, self.states[k] = layer.forward_from(x, self.states.get(k))
+                else:
+                    x = layer.forward(x, False)
+        return x[0, -1]

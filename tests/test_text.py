@@ -15,6 +15,7 @@ from nnctl.builder import build_model
 from nnctl.config import from_dict
 from nnctl.data import DATASETS
 from nnctl.errors import ConfigError, DataError
+from nnctl.layers.activations import softmax
 from nnctl.limits import ENV
 from nnctl.sample import LanguageModel
 from nnctl.trained import Trained
@@ -293,3 +294,49 @@ def test_sampling_from_a_model_that_ends_in_softmax_draws_its_probabilities(temp
     drawn = [lm.generate("a", 1, temperature, seed=seed)[-1] for seed in range(3000)]
     want = p ** (1 / temperature) / (p ** (1 / temperature)).sum()
     assert drawn.count("a") / len(drawn) == pytest.approx(want[0], abs=0.02)
+
+
+def language_model(layers: list[dict], window: int = 8) -> LanguageModel:
+    """A float64 model of 5 tokens: embedding → `layers` → dense logits per step, with random weights."""
+    model = build_model(from_dict({"model": {"layers": [
+        {"type": "embedding", "vocab_size": 5, "dim": 3}, *layers, {"type": "dense", "units": 5},
+    ]}}), (window,), np.float64, np.random.default_rng(0))
+    return LanguageModel(model, list("abcde"), "char")
+
+
+LEARNED = {"initial_state": "learned", "state_init": {"type": "normal", "std": 0.5}}
+
+
+@pytest.mark.parametrize("layers, stepped", [
+    ([{"type": "lstm", "units": 4, "return_sequences": True}], True),
+    ([{"type": "gru", "units": 4, "return_sequences": True, "bias_init": {"type": "normal", "std": 0.3}}], True),
+    ([{"type": "gru", "units": 4, "return_sequences": True, "reset_after": False}], True),
+    ([{"type": "rnn", "units": 4, "return_sequences": True}], True),
+    ([{"type": "lstm", "units": 4, "return_sequences": True, **LEARNED},
+      {"type": "gru", "units": 3, "return_sequences": True, **LEARNED}, {"type": "dropout", "rate": 0.5},
+      {"type": "rnn", "units": 4, "return_sequences": True, "activation": "relu", **LEARNED}], True),
+    ([{"type": "lstm", "units": 4, "return_sequences": True, "bidirectional": True}], False),
+])
+def test_stepped_sampling_draws_from_the_distribution_of_the_recomputed_window(layers, stepped):
+    """sample recomputed the whole window for every token (quadratic in --length); a model that can carry its
+    recurrent state now feeds each token once, and must give the same next-token probabilities."""
+    lm = language_model(layers)
+    assert lm.stepped is stepped  # a bidirectional layer reads the window from both ends: it cannot step
+    ids = [int(i) for i in np.random.default_rng(1).integers(5, size=8)]
+    following, window = lm.following(2), lm.windows(2, np.dtype(np.float64))
+    for t in range(2, len(ids) + 1):
+        np.testing.assert_allclose(softmax(following(ids[:t])), softmax(window(ids[:t])), rtol=0, atol=1e-10)
+    text = lm.generate("ab", 6, 0.7, seed=5)
+    lm.stepped = False
+    assert lm.generate("ab", 6, 0.7, seed=5) == text
+
+
+@pytest.mark.slow
+def test_sample_gives_the_windowed_text_while_it_fits_the_window(tmp_path):
+    """Stepping changes nothing while prime and text fit in data.seq_len: the same --seed gives the same text."""
+    run = train_char_model(tmp_path)
+    result = nnctl("sample", str(run), "--prime", "And God", "--length", "13", "--temperature", "0.8", "--seed", "3")
+    assert result.returncode == 0, result.stderr
+    windowed = LanguageModel.load(run / "checkpoints" / "best.pkl")
+    windowed.stepped = False
+    assert result.stdout == windowed.generate("And God", 13, 0.8, seed=3) + "\n"

@@ -21,6 +21,7 @@ class Activation(Layer):
     asks for one block of rows at a time."""
 
     example = {"config": {}, "input_shape": (6,)}
+    per_step = True
 
     def forward_(self, y, b, training):
         """act(y + b) for a product y (M, F) that its layer hands over (it may be overwritten); b may be None."""

@@ -33,6 +33,9 @@ class Layer:
     takes_indices: ClassVar[bool] = False
     """True when the inputs are integer indices (token ids, tree node tables): they have no gradient, and the
     layer must come first; its example draws ids below its `vocab_size` unless it gives "x"."""
+    per_step: ClassVar[bool] = False
+    """True when each time step's output depends on that step's input alone (the layer works on the last axis,
+    keeping the leading ones): with one-way recurrent layers, a model of such layers can run a step at a time."""
     deals_threads: ClassVar[bool] = False
     """True when the layer can deal its work among threads itself (`threads.share`), each running BLAS on one;
     it does so on `self.threads` threads, which the model sets (1 until then)."""

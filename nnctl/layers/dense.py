@@ -15,6 +15,7 @@ class Dense(Layer):
     """x (..., in) -> act(x·W + b) (..., units); W has shape (in, units). Leading axes are kept."""
 
     example = {"config": {"units": 3, "activation": "tanh"}, "input_shape": (4,)}
+    per_step = True
     weight_keys = ("W",)
 
     def __init__(self, units: Count, activation: str | None = None, use_bias: bool = True,

@@ -10,6 +10,7 @@ class Dropout(Layer):
     """Zeroes each input with probability `rate` while training and scales the rest by 1/(1-rate)."""
 
     example = {"config": {"rate": 0.3}, "input_shape": (8,)}
+    per_step = True
 
     def __init__(self, rate: Fraction = 0.5, **kwargs):
         super().__init__(**kwargs)

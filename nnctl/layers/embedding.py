@@ -15,6 +15,7 @@ class Embedding(Layer):
     """ids (...) -> W[ids] (..., dim), W of shape (vocab_size, dim); ids given as floats are cast to integers."""
 
     example = {"config": {"vocab_size": 5, "dim": 3}, "input_shape": (4,)}
+    per_step = True
     takes_indices = True
     weight_keys = ("W",)
 

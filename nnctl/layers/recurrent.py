@@ -150,15 +150,29 @@ class Recurrent(Layer):
     def _forward(self, x: np.ndarray, caches: dict) -> np.ndarray:
         """The layer's output for the sequences x (N, T, F), keeping in `caches` what backward needs."""
         xt = x.transpose(1, 0, 2)
-        outs = [self._scan(xt[::-1] if suffix else xt, suffix, caches) for suffix in self.directions]
+        outs = [self._scan(xt[::-1] if suffix else xt, suffix, caches)[0] for suffix in self.directions]
         if not self.return_sequences:
             return xp.concatenate([h[-1] for h in outs], axis=-1) if len(outs) > 1 else outs[0][-1]
         if len(outs) > 1:
             outs = [outs[0], outs[1][::-1]]
         return (xp.concatenate(outs, axis=-1) if len(outs) > 1 else outs[0]).transpose(1, 0, 2)
 
-    def _scan(self, xs: np.ndarray, suffix: str, caches: dict) -> np.ndarray:
-        """Runs direction `suffix` over time-major xs (T, N, F) in processing order; returns h of every step."""
+    @property
+    def carries_on(self) -> bool:
+        """Whether `forward_from` can run it: one direction, an output at every step."""
+        return self.directions == ("",) and self.return_sequences
+
+    def forward_from(self, x: np.ndarray, state: tuple | None) -> tuple[np.ndarray, tuple]:
+        """The outputs (N, T, U) for the steps x (N, T, F) that follow `state` (None: the initial state), and the
+        state after them: a sequence fed in pieces gives the outputs of the whole (evaluation only)."""
+        assert self.carries_on, "one direction, with return_sequences"
+        h, state = self._scan(x.transpose(1, 0, 2), "", {}, state)
+        return h.transpose(1, 0, 2), state
+
+    def _scan(self, xs: np.ndarray, suffix: str, caches: dict,
+              state: tuple | None = None) -> tuple[np.ndarray, tuple]:
+        """Runs direction `suffix` over time-major xs (T, N, F) in processing order from `state` (None: the initial
+        state); returns h of every step and the state after the last."""
         steps, n, features = xs.shape
         p, units = self.params, self.units
         x_rows = xs.reshape(steps * n, features)
@@ -166,7 +180,7 @@ class Recurrent(Layer):
         if self.use_bias:
             z += p["b" + suffix]
         z = z.reshape(steps, n, -1)
-        state = self._initial(suffix, n, xs.dtype)
+        state = self._initial(suffix, n, xs.dtype) if state is None else state
         h = xp.empty((steps, n, units), dtype=z.dtype)
         kept = []
         wh = p["Wh" + suffix]
@@ -176,7 +190,7 @@ class Recurrent(Layer):
                 h[t] = state[0]
                 kept.append(cache)
         caches[suffix] = (x_rows, h, kept)
-        return h
+        return h, state
 
     def _initial(self, suffix: str, n: int, dtype: np.dtype) -> tuple:
         if self.learned_state:
