@@ -13,6 +13,7 @@ from nnctl.builder import build_model
 from nnctl.checkpoint import InputRecipe
 from nnctl.config import Config
 from nnctl.data import DATASETS, Dataset, DatasetSource
+from nnctl.data.text import class_labels
 from nnctl.errors import KeyValueError, NnctlError
 from nnctl.layers import LAYERS, Layer
 from nnctl.layers.activations import Activation
@@ -205,7 +206,7 @@ def report(exp: Experiment, split: str) -> dict:
     if num_classes and num_classes <= MAX_CONFUSION:
         counts = confusion_matrix(to_host(target_labels(targets, outputs)), to_host(exp.loss.labels(outputs)),
                                   num_classes)
-        labels = exp.source.classes or list(range(num_classes))  # data.classes: the labels its places stand for
+        labels = class_labels(exp.source.classes, exp.data.vocab, num_classes)
         classes = per_class(counts, labels)
         result.update(classes=labels, confusion_matrix=counts.tolist(), per_class=classes,
                       macro_f1=macro_f1(counts, classes))

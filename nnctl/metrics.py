@@ -1,6 +1,7 @@
 """Metrics over batches: running sums during an epoch, and a whole-split evaluation."""
 
 import re
+from typing import Any
 
 import numpy as np
 
@@ -128,7 +129,7 @@ def confusion_matrix(true: np.ndarray, predicted: np.ndarray, num_classes: int) 
     return counts
 
 
-def per_class(counts: np.ndarray, labels: list[int]) -> list[dict[str, float]]:
+def per_class(counts: np.ndarray, labels: list[int | str]) -> list[dict[str, Any]]:
     """Precision, recall, F1 and support of each class, named by its label, from a confusion matrix (0 where
     undefined)."""
     tp = np.diag(counts).astype(np.float64)

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from nnctl.backend import to_host
+from nnctl.data.text import shown_label
 from nnctl.errors import ConfigError, NnctlError
 from nnctl.experiment import Experiment, report
 from nnctl.model import Model
@@ -163,6 +164,7 @@ def confusion(exp: Experiment, split: str, out: Path, title: str) -> Path:
     if "confusion_matrix" not in result:
         raise NnctlError(f"{title}: a confusion matrix needs a classifier; this model predicts numbers")
     counts = np.array(result["confusion_matrix"])
+    labels = [shown_label(label) for label in result["classes"]]
     fig, axes = _figure(SIZES["confusion"])
     ax = axes[0][0]
     image = ax.imshow(counts, cmap="Blues")
@@ -172,7 +174,7 @@ def confusion(exp: Experiment, split: str, out: Path, title: str) -> Path:
             ax.text(j, i, str(value), ha="center", va="center", fontsize=7,
                     color="white" if value > counts.max() / 2 else "black")
     ax.set(xlabel="predicted class", ylabel="true class", xticks=range(len(counts)), yticks=range(len(counts)),
-           xticklabels=result["classes"], yticklabels=result["classes"],
+           xticklabels=labels, yticklabels=labels,
            title=f"{title}\non {split}: accuracy {result['accuracy']:.4f} ({result['samples']} samples)")
     fig.tight_layout()
     return _save(fig, out)

@@ -11,6 +11,7 @@ import numpy as np
 
 from nnctl.backend import to_host
 from nnctl.data.inputs import read_inputs
+from nnctl.data.text import class_labels, shown_label
 from nnctl.errors import ConfigError, DataError
 from nnctl.experiment import class_count
 from nnctl.limits import too_big
@@ -33,14 +34,15 @@ class Predictions:
     """Each sample's (N) or step's (N, T) class, an index into the last axis of `values`."""
     probabilities: bool
     """Whether `values` are probabilities (the loss applies softmax/sigmoid), not raw outputs."""
-    labels: list[int] | None = None
-    """data.classes: the dataset's label of each class index (5, 6, 7 for indices 0, 1, 2); None: the index is it."""
+    labels: list[int | str] | None = None
+    """The label of each class index: data.classes' (5, 6, 7 for indices 0, 1, 2), a language model's tokens;
+    None: the index is it."""
 
     @property
     def per_step(self) -> bool:
         return self.classes is not None and self.classes.ndim > 1
 
-    def label(self, index: int) -> int:
+    def label(self, index: int) -> int | str:
         """The dataset's label of the class at `index` in the last axis of `values`."""
         return self.labels[index] if self.labels is not None else int(index)
 
@@ -84,7 +86,7 @@ def predict_files(trained: Trained, paths: list[Path]) -> Predictions:
     if values.shape[-1] == 1:  # one sigmoid output: P(class 1)
         values = np.concatenate([1 - values, values], axis=-1)
     return Predictions(names, values, to_host(trained.loss.labels(outputs)), bool(trained.loss.applies),
-                       trained.source.classes)
+                       class_labels(trained.source.classes, trained.vocab, values.shape[-1]))
 
 
 def features(trained: Trained, paths: list[Path], layer: str) -> np.ndarray:
@@ -123,7 +125,7 @@ def write(result: Predictions, path: Path, k: int) -> None:
 
 def _csv(result: Predictions) -> str:
     prefix = "p" if result.probabilities else "y"
-    columns = [f"{prefix}{result.label(j)}" for j in range(result.values.shape[-1])]
+    columns = [f"{prefix}{shown_label(result.label(j))}" for j in range(result.values.shape[-1])]
     text = io.StringIO(newline="")
     writer = csv.writer(text)
     writer.writerow(["input", *(["step"] if result.per_step else []),
@@ -141,7 +143,7 @@ def _rows(result: Predictions) -> Iterator[tuple]:
     values, classes = result.steps()
     for i, name in enumerate(result.names):
         for t in range(values.shape[1]):
-            yield name, *([t] if result.per_step else []), result.label(classes[i, t]), values[i, t]
+            yield name, *([t] if result.per_step else []), shown_label(result.label(classes[i, t])), values[i, t]
 
 
 def _records(result: Predictions, k: int) -> list[dict]:

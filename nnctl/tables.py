@@ -10,6 +10,7 @@ from rich.text import Text
 
 from nnctl.check import Finding, Timing
 from nnctl.convert import Step
+from nnctl.data.text import shown_label
 from nnctl.gradcheck import Check
 from nnctl.model import Model
 from nnctl.predict import Predictions, top
@@ -27,14 +28,15 @@ class Folding(Table):
         super().add_column(*args, **kwargs)
 
 
-def confusion_table(counts: np.ndarray, labels: list[int]) -> Table:
+def confusion_table(counts: np.ndarray, labels: list[int | str]) -> Table:
     """Counts of (true, predicted) classes, named by their labels, the diagonal in bold."""
     table = Folding(title="confusion matrix (rows: true class, columns: predicted)")
     table.add_column("")
     for label in labels:
-        table.add_column(str(label), justify="right")
+        table.add_column(shown_label(label), justify="right")
     for i, row in enumerate(counts):
-        table.add_row(str(labels[i]), *(Text(str(v), style="bold" if i == j else "") for j, v in enumerate(row)))
+        table.add_row(shown_label(labels[i]),
+                      *(Text(str(v), style="bold" if i == j else "") for j, v in enumerate(row)))
     return table
 
 
@@ -133,8 +135,9 @@ def predictions_table(result: Predictions, k: int) -> Table:
                 table.add_row(first, "…", "", "", "")
                 continue
             c = classes[i, t]
-            ranked = "  ".join(f"{result.label(j)} {v:.4f}" for j, v in zip(order[i, t], best[i, t], strict=True))
-            table.add_row(first, *([str(t)] if result.per_step else []), str(result.label(c)),
+            ranked = "  ".join(f"{shown_label(result.label(j))} {v:.4f}"
+                               for j, v in zip(order[i, t], best[i, t], strict=True))
+            table.add_row(first, *([str(t)] if result.per_step else []), shown_label(result.label(c)),
                           f"{values[i, t, c]:.4f}", ranked)
     return table
 
@@ -262,6 +265,6 @@ def per_class_table(rows: list[dict]) -> Table:
     for column in ("class", "precision", "recall", "f1", "support"):
         table.add_column(column, justify="right")
     for row in rows:
-        table.add_row(str(row["class"]), f"{row['precision']:.4f}", f"{row['recall']:.4f}", f"{row['f1']:.4f}",
+        table.add_row(shown_label(row["class"]), f"{row['precision']:.4f}", f"{row['recall']:.4f}", f"{row['f1']:.4f}",
                       str(row["support"]))
     return table

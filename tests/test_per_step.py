@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 
 from helpers import CONFIGS, nnctl
+from nnctl import checkpoint
 from nnctl.config import from_dict, load_config
 from nnctl.data import DATASETS
+from nnctl.data.text import shown_label
 from nnctl.experiment import build
 
 
@@ -120,9 +122,12 @@ def test_predict_gives_a_text_models_class_and_probabilities_at_every_step(tmp_p
         rows = list(csv.DictReader(f))
     assert [(r["input"], int(r["step"])) for r in rows] == [(f"{tmp_path / 'ids.npy'}[{i}]", t)
                                                            for i in range(2) for t in range(20)]
-    assert [int(r["class"]) for r in rows] == probabilities.argmax(-1).ravel().tolist()
+    vocab = checkpoint.load(run / "checkpoints" / "last.pkl").inputs.vocab
+    assert vocab is not None
+    assert [r["class"] for r in rows] == [shown_label(vocab[c]) for c in probabilities.argmax(-1).ravel()]
     records = json.loads((tmp_path / "p.json").read_text())
-    assert [[s["class"] for s in r["steps"]] for r in records] == probabilities.argmax(-1).tolist()
+    assert [[s["class"] for s in r["steps"]] for r in records] == [[vocab[c] for c in row]
+                                                                  for row in probabilities.argmax(-1)]
     assert records[1]["steps"][19]["probabilities"] == pytest.approx(probabilities[1, 19].tolist(), rel=1e-6)
     table = nnctl("predict", str(run), str(tmp_path / "ids.npy"), env={"COLUMNS": "200"})
     assert table.returncode == 0, table.stderr

@@ -340,3 +340,26 @@ def test_sample_gives_the_windowed_text_while_it_fits_the_window(tmp_path):
     windowed = LanguageModel.load(run / "checkpoints" / "best.pkl")
     windowed.stepped = False
     assert result.stdout == windowed.generate("And God", 13, 0.8, seed=3) + "\n"
+
+
+@pytest.mark.slow
+def test_eval_and_predict_name_a_text_models_classes_by_their_tokens(tmp_path):
+    """eval's per-class table, its --json and predict's table, CSV and JSON named the classes 0 … 64, token ids."""
+    run = train_char_model(tmp_path)
+    vocab = sorted(set(TEXT.read_text(encoding="utf-8")))
+    shown = nnctl("eval", str(run), "--split", "val")
+    assert shown.returncode == 0, shown.stderr
+    rows = {line.split("│")[1].strip() for line in shown.stdout.splitlines() if line.count("│") == 6}
+    assert {"'\\n'", "' '", "e", "—", "’"} <= rows and "64" not in rows, shown.stdout
+    assert json.loads(nnctl("eval", str(run), "--split", "val", "--json").stdout)["classes"] == vocab
+    np.save(tmp_path / "ids.npy", np.array([[vocab.index(c) for c in "And God said unto th"]]))
+    table = nnctl("predict", str(run), str(tmp_path / "ids.npy"))
+    assert table.returncode == 0, table.stderr
+    classes = [line.split("│")[3].strip() for line in table.stdout.splitlines() if line.count("│") == 6]
+    assert classes and set(classes) - {"…", ""} <= {vocab[i] if vocab[i].strip() else repr(vocab[i])
+                                                    for i in range(65)}, table.stdout
+    assert nnctl("predict", str(run), str(tmp_path / "ids.npy"), "-o", str(tmp_path / "p.csv")).returncode == 0
+    header = (tmp_path / "p.csv").read_text().splitlines()[0]
+    assert header.startswith("input,step,class,p'\\n',p' ',p!,p(,p),\"p,\",")
+    assert nnctl("predict", str(run), str(tmp_path / "ids.npy"), "-o", str(tmp_path / "p.json")).returncode == 0
+    assert {step["class"] for step in json.loads((tmp_path / "p.json").read_text())[0]["steps"]} <= set(vocab)
