@@ -424,7 +424,8 @@ def schema_command() -> None:
 def predict_command(
     checkpoint_path: Annotated[Path, typer.Argument(metavar="CHECKPOINT", help=MODEL_HELP)],
     inputs: Annotated[list[Path], typer.Argument(metavar="INPUT", help="Files of inputs: .npy, .npz (array x, or "
-                                                 "its only array), .csv (inputs only), or images (.png, .jpg).")],
+                                                 "its only array), .csv (inputs only), images (.png, .jpg), or "
+                                                 "a language model's text (.txt).")],
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the predictions to a .csv, .npy or "
                                                 "JSON file instead of printing them.", show_default=False)] = None,
     top: Annotated[int, typer.Option("--top", "-k", min=1, help="How many of the likeliest classes to show.")] = 3,

@@ -49,6 +49,15 @@ class Model:
                 x = layer.forward(x, training and layer.trainable)
         return x
 
+    def reads_other_lengths(self) -> bool:
+        """Whether the model takes sequences of another length than its input shape's, giving an output per step
+        (as recurrent layers do; a flatten or reshape ties the weights to the steps): tried on one step."""
+        try:
+            outputs = self.forward(to_device(np.zeros((1, 1, *self.input_shape[1:]), dtype=self.params()[0].dtype)))
+        except ValueError:  # a product whose sizes no longer fit
+            return False
+        return tuple(outputs.shape) == (1, 1, *self.output_shape[1:])
+
     def backward(self, dy: np.ndarray) -> np.ndarray | None:
         """Fills the trainable layers' grads; returns the input's gradient if the first layer computes it."""
         grad: np.ndarray | None = dy

@@ -11,7 +11,7 @@ import numpy as np
 
 from nnctl.backend import to_host
 from nnctl.data.inputs import read_inputs
-from nnctl.data.text import class_labels, shown_label
+from nnctl.data.text import Text, class_labels, shown_label
 from nnctl.errors import ConfigError, DataError
 from nnctl.experiment import class_count
 from nnctl.limits import too_big
@@ -61,10 +61,15 @@ def top(values: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 def read_files(trained: Trained, paths: list[Path]) -> tuple[list[str], np.ndarray]:
     """Every input file's samples, prepared as the training data was, and a name for each sample."""
-    names, batches = [], []
+    names: list[str] = []
+    batches: list[np.ndarray] = []
     for path in paths:
         assert trained.source.sample_shape is not None, "Trained.load sets it"
-        x = read_inputs(Path(path), trained.source.sample_shape)
+        x = read_text_input(trained, path) if is_text(trained, path) else read_inputs(path, trained.source.sample_shape)
+        if batches and x.shape[1:] != batches[0].shape[1:]:
+            raise DataError(f"{path}: a sequence of {x.shape[1]} tokens, but the inputs before it hold "
+                            f"{batches[0].shape[1]}; the inputs of one call must be of one length (give others in "
+                            "calls of their own)")
         batches.append(x)
         names += [str(path)] if len(x) == 1 else [f"{path}[{i}]" for i in range(len(x))]
     raw = sum(x.nbytes for x in batches)
@@ -74,6 +79,24 @@ def read_files(trained: Trained, paths: list[Path]) -> tuple[list[str], np.ndarr
                                               "the training samples were)"):
         raise DataError(problem)
     return names, trained.inputs(np.concatenate(batches))
+
+
+def is_text(trained: Trained, path: Path) -> bool:
+    """Whether `path` is a text file for a language model (a checkpoint of text data keeps its vocabulary)."""
+    return Path(path).suffix.lower() == ".txt" and isinstance(trained.source, Text)
+
+
+def read_text_input(trained: Trained, path: Path) -> np.ndarray:
+    """A text file's token ids (1, T) as one sequence, of data.seq_len tokens unless the model reads other
+    lengths."""
+    assert isinstance(trained.source, Text), "is_text"
+    x = trained.source.encode(path)
+    tokens = x.shape[1]
+    window = trained.model.input_shape[0]
+    if tokens != window and not trained.model.reads_other_lengths():
+        raise DataError(f"{path}: {tokens} tokens, but this model reads exactly {window} at a time (data.seq_len; a "
+                        "layer such as flatten ties its weights to the steps)")
+    return x
 
 
 def predict_files(trained: Trained, paths: list[Path]) -> Predictions:

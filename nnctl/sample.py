@@ -67,7 +67,7 @@ class LanguageModel:
         """The next token's outputs from the last data.seq_len ids (fewer at the start where the model can read
         fewer); ConfigError where a prime of `primed` tokens is too short for it."""
         window = self.model.input_shape[0]
-        if primed < window and not self.reads_fewer_steps(dtype):
+        if primed < window and not self.model.reads_other_lengths():
             raise ConfigError(f"--prime holds {primed} tokens, but this model reads exactly {window} at a time "
                               f"(data.seq_len; a layer such as flatten ties its weights to the steps); give a "
                               f"--prime of at least {window} tokens")
@@ -80,15 +80,6 @@ class LanguageModel:
             return outputs
         with np.errstate(divide="ignore"):
             return np.log(outputs)
-
-    def reads_fewer_steps(self, dtype: np.dtype) -> bool:
-        """Whether the model takes fewer tokens than its training windows (as recurrent layers do), giving next-token
-        logits for each: tried on one token."""
-        try:
-            outputs = self.model.forward(to_device(np.zeros((1, 1), dtype=dtype)))
-        except ValueError:  # a product whose sizes no longer fit: a flatten or reshape fixed the steps
-            return False
-        return tuple(outputs.shape) == (1, 1, len(self.vocab))
 
     def start(self, rng: np.random.Generator) -> list[int]:
         """The ids a sample starts from without a prime: a newline where the vocabulary has one (a char model's),

@@ -265,6 +265,10 @@ def test_sample_from_a_model_tied_to_its_window_length_needs_a_prime_that_long(t
                                        "model reads exactly 10 at a time"), short.stderr
     long = nnctl("sample", str(run), "--prime", "And God said", "--length", "5", "--seed", "0")
     assert long.returncode == 0 and long.stdout.startswith("And God said") and len(long.stdout) == 12 + 5 + 1
+    (tmp_path / "short.txt").write_text("And God", encoding="utf-8")
+    short_text = nnctl("predict", str(run), str(tmp_path / "short.txt"))
+    assert short_text.returncode == 1
+    assert "short.txt: 7 tokens, but this model reads exactly 10 at a time" in short_text.stderr, short_text.stderr
 
 
 @pytest.mark.slow
@@ -363,3 +367,30 @@ def test_eval_and_predict_name_a_text_models_classes_by_their_tokens(tmp_path):
     assert header.startswith("input,step,class,p'\\n',p' ',p!,p(,p),\"p,\",")
     assert nnctl("predict", str(run), str(tmp_path / "ids.npy"), "-o", str(tmp_path / "p.json")).returncode == 0
     assert {step["class"] for step in json.loads((tmp_path / "p.json").read_text())[0]["steps"]} <= set(vocab)
+
+
+@pytest.mark.slow
+def test_predict_reads_a_text_file_with_the_checkpoints_vocabulary(tmp_path):
+    """A language model's predict took token ids only: a .txt was 'unknown kind of input'."""
+    run = train_char_model(tmp_path)
+    vocab = sorted(set(TEXT.read_text(encoding="utf-8")))
+    (tmp_path / "window.txt").write_text("And God said,\nLet th", encoding="utf-8")  # data.seq_len: 20 characters
+    np.save(tmp_path / "window.npy", np.array([[vocab.index(c) for c in "And God said,\nLet th"]]))
+    for name in ("window.txt", "window.npy"):
+        written = nnctl("predict", str(run), str(tmp_path / name), "-o", str(tmp_path / f"{name}.csv"))
+        assert written.returncode == 0, written.stderr
+    rows = [(tmp_path / f"{name}.csv").read_text().splitlines() for name in ("window.txt", "window.npy")]
+    assert [row.partition(",")[2] for row in rows[0]] == [row.partition(",")[2] for row in rows[1]]
+    (tmp_path / "long.txt").write_text("And God said,\nLet there be light", encoding="utf-8")  # longer than a window
+    long = nnctl("predict", str(run), str(tmp_path / "long.txt"), "-o", str(tmp_path / "long.json"))
+    assert long.returncode == 0, long.stderr
+    steps = json.loads((tmp_path / "long.json").read_text())[0]["steps"]
+    assert len(steps) == 32 and {step["class"] for step in steps} <= set(vocab)
+    (tmp_path / "unknown.txt").write_text("And God said,\nLet there be #light", encoding="utf-8")
+    unknown = nnctl("predict", str(run), str(tmp_path / "unknown.txt"))
+    assert unknown.returncode == 1
+    assert unknown.stderr.startswith(f"error: {tmp_path / 'unknown.txt'}:2: '#' is not in the model's vocabulary of "
+                                     "65 char tokens"), unknown.stderr
+    mixed = nnctl("predict", str(run), str(tmp_path / "long.txt"), str(tmp_path / "window.txt"))
+    assert mixed.returncode == 1 and "a sequence of 20 tokens, but the inputs before it hold 32" in mixed.stderr
+    assert "Traceback" not in unknown.stderr + mixed.stderr

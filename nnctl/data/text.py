@@ -1,5 +1,6 @@
 """A plain-text file for next-token prediction, read as characters or whitespace-separated words."""
 
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -89,6 +90,23 @@ class Text(FileSource):
             raise DataError(f"the inputs of a text model are token ids from 0 to {size - 1} (its vocabulary of "
                             f"{size}), but hold {ids[(ids < 0) | (ids >= size)].ravel()[0]}")
         return ids
+
+    def encode(self, path: Path) -> np.ndarray:
+        """A text file's token ids (1, T), one sequence, read as the training text was; DataError naming the first
+        token outside the vocabulary and its line (a text model has no unknown-token id)."""
+        assert self.vocab is not None, "a trained model's vocabulary"
+        text = read_text(path, DataError, "text file", BYTES_PER_TOKEN, "text as token ids")
+        index = {token: i for i, token in enumerate(self.vocab)}
+        tokens = tokenize(text, self.level)
+        if (unknown := next((t for t in tokens if t not in index), None)) is not None:
+            line = 1 if unknown == "\n" else next(n for n, words in enumerate(text.split("\n"), 1)
+                                                   if unknown in tokenize(words, self.level))
+            raise DataError(f"{path}:{line}: {unknown!r} is not in the model's vocabulary of {len(index)} "
+                            f"{self.level} tokens (those of its training text); a text model has no id for unknown "
+                            "tokens, so its inputs may hold only those")
+        if not tokens:
+            raise DataError(f"{path}: holds no {self.level} tokens")
+        return np.array([[index[t] for t in tokens]], dtype=np.int64)
 
     def _windows(self, count: int, tokens: str, advice: str) -> int:
         """How many windows of seq_len tokens (plus the next one) `count` tokens make; below 2, DataError saying
