@@ -527,14 +527,15 @@ def sample(
                                               "token drawn at random where the vocabulary has none, as a word "
                                               "model's).", show_default=False)] = None,
     length: Annotated[int, typer.Option("--length", help="How many tokens to generate (at most 1,000,000).")] = 300,
-    temperature: Annotated[float, typer.Option("--temperature", help="Below 1: safer choices; above 1: "
-                                                                      "more surprising ones.")] = 1.0,
+    temperature: Annotated[float, typer.Option("--temperature", help="Below 1: safer choices; above 1: more "
+                                                                      "surprising ones; 0: the likeliest token "
+                                                                      "each time.")] = 1.0,
     seed: Annotated[int | None, typer.Option("--seed", help="Seed of the draws, for repeatable text.",
                                              show_default=False)] = None,
     device: Device = "cpu",
 ) -> None:
     """Generate text from a trained language model (a config with data.type text), starting from --prime."""
-    _at_least("--temperature", temperature, 0, above=True)
+    _at_least("--temperature", temperature, 0)
     _at_least("--length", length, 1)
     _at_most("--length", length, MAX_SAMPLE_LENGTH)
     if seed is not None:

@@ -44,17 +44,24 @@ class LanguageModel:
         return cls(model, vocab, trained.config.data["data"].get("level", "char"))
 
     def generate(self, prime: str | None, length: int, temperature: float = 1.0, seed: int | None = None) -> str:
-        """The prime (None: see `start`) followed by `length` tokens drawn from softmax(logits / temperature)."""
-        if length < 0 or temperature <= 0:
-            raise ConfigError(f"--length must be at least 0 and --temperature positive, got {length} and {temperature}")
+        """The prime (None: see `start`) followed by `length` tokens drawn from softmax(logits / temperature), or
+        at temperature 0 the likeliest each time."""
+        if length < 0 or temperature < 0:
+            raise ConfigError(f"--length and --temperature must be at least 0, got {length} and {temperature}")
         rng = np.random.default_rng(seed)
         ids = self.start(rng) if prime is None else self.prime_ids(prime)
         following = self.following(len(ids))
         for _ in range(length):
-            logits = self.logits(check_finite(following(ids)).astype(np.float64))
-            p = to_host(softmax((logits - logits.max()) / temperature))  # the best at 0: no inf - inf at a tiny T
-            ids.append(int(rng.choice(len(self.vocab), p=p)))
+            ids.append(self.draw(self.logits(check_finite(following(ids)).astype(np.float64)), temperature, rng))
         return LEVELS[self.level].join(self.vocab[i] for i in ids)
+
+    def draw(self, logits: np.ndarray, temperature: float, rng: np.random.Generator) -> int:
+        """A token id drawn from softmax(logits / temperature); at temperature 0, the likeliest (the first of
+        equals), as the limit of ever smaller temperatures, without a draw."""
+        if temperature == 0:
+            return int(logits.argmax())
+        p = to_host(softmax((logits - logits.max()) / temperature))  # the best at 0: no inf - inf at a tiny T
+        return int(rng.choice(len(self.vocab), p=p))
 
     def following(self, primed: int) -> Callable[[list[int]], np.ndarray]:
         """A function from the ids so far (the first call's: `primed` of them) to the model's outputs for the next

@@ -394,3 +394,25 @@ def test_predict_reads_a_text_file_with_the_checkpoints_vocabulary(tmp_path):
     mixed = nnctl("predict", str(run), str(tmp_path / "long.txt"), str(tmp_path / "window.txt"))
     assert mixed.returncode == 1 and "a sequence of 20 tokens, but the inputs before it hold 32" in mixed.stderr
     assert "Traceback" not in unknown.stderr + mixed.stderr
+
+
+def test_sampling_at_temperature_0_takes_the_likeliest_token_each_time():
+    """--temperature 0 was refused ('must be a finite number above 0'); it is greedy decoding, the limit of T → 0."""
+    lm = language_model([{"type": "gru", "units": 4, "return_sequences": True}])
+    text = lm.generate("ab", 6, 0.0, seed=1)
+    ids = [lm.index[c] for c in "ab"]
+    for _ in range(6):
+        ids.append(int(np.argmax(lm.model.forward(np.array([ids], dtype=np.float64))[0, -1])))
+    assert text == "".join(lm.vocab[i] for i in ids)
+    assert lm.generate("ab", 6, 0.0, seed=2) == lm.generate("ab", 6, 0.0) == lm.generate("ab", 6, 1e-300, seed=3)
+
+
+@pytest.mark.slow
+def test_sample_at_temperature_0_through_the_cli(tmp_path):
+    run = train_char_model(tmp_path)
+    greedy = [nnctl("sample", str(run), "--prime", "And", "--length", "30", "--temperature", "0", *seed)
+              for seed in ([], ["--seed", "7"])]
+    assert greedy[0].returncode == 0, greedy[0].stderr
+    assert greedy[0].stdout == greedy[1].stdout and len(greedy[0].stdout) == 3 + 30 + 1
+    negative = nnctl("sample", str(run), "--temperature", "-1")
+    assert negative.returncode == 2 and "--temperature must be a finite number of at least 0" in negative.stderr
