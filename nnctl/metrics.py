@@ -109,9 +109,22 @@ def predict(model: Model, x: np.ndarray, batch_size: int = 1000, finite: bool = 
     """The model's raw outputs (or its first `depth` layers') for every row of x, in eval mode, on the model's
     device (a split too large for the device stays on the host and goes over a batch at a time); NnctlError if one
     is NaN or infinite, unless not `finite`."""
-    y = xp.concatenate([model.forward(to_device(x[i:i + batch_size]), training=False, depth=depth)
-                        for i in range(0, len(x), batch_size)])
+    y = xp.concatenate([_forward(model, to_device(x[i:i + batch_size]), depth) for i in range(0, len(x), batch_size)])
     return check_finite(y) if finite else y
+
+
+def _forward(model: Model, x: np.ndarray, depth: int | None) -> np.ndarray:
+    """The model's outputs for x in eval mode; sequences longer than its input, where it carries its recurrent
+    state, a window of its input's steps at a time: the same outputs in the memory of one window."""
+    window = model.input_shape[0] if model.input_shape else 0
+    if depth is not None or x.ndim < 2 or x.shape[1] <= window or not model.carries_state:
+        return model.forward(x, training=False, depth=depth)
+    states: list = [None] * len(model.layers)
+    pieces = []
+    for start in range(0, x.shape[1], window):
+        y, states = model.forward_from(x[:, start:start + window], states)
+        pieces.append(y)
+    return xp.concatenate(pieces, axis=1)
 
 
 def check_finite(y: np.ndarray, what: str = "the model's outputs") -> np.ndarray:

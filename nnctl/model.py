@@ -6,6 +6,7 @@ from nnctl import threads
 from nnctl.backend import host_copy, to_device
 from nnctl.errors import ConfigError
 from nnctl.layers import Layer
+from nnctl.layers.recurrent import Recurrent
 from nnctl.schema import did_you_mean
 
 DEALT_SHARE = 0.9
@@ -48,6 +49,26 @@ class Model:
             for layer in self.layers[:depth]:
                 x = layer.forward(x, training and layer.trainable)
         return x
+
+    @property
+    def carries_state(self) -> bool:
+        """Whether `forward_from` can run the model a piece of a sequence at a time: each layer works step by step
+        (`per_step`) or is a one-way recurrent layer with an output per step."""
+        return all(layer.per_step or isinstance(layer, Recurrent) and layer.carries_on for layer in self.layers)
+
+    def forward_from(self, x: np.ndarray, states: list) -> tuple[np.ndarray, list]:
+        """The outputs (N, T, ...) for the steps x (N, T, ...) that follow the recurrent `states` (one per layer,
+        None at the start), and the states after them: pieces of a sequence give the outputs of the whole (see
+        carries_state; evaluation only)."""
+        after = []
+        with threads.blas_limit(self.blas_threads):
+            for layer, state in zip(self.layers, states, strict=True):
+                if isinstance(layer, Recurrent):
+                    x, state = layer.forward_from(x, state)
+                else:
+                    x = layer.forward(x, False)
+                after.append(state)
+        return x, after
 
     def reads_other_lengths(self) -> bool:
         """Whether the model takes sequences of another length than its input shape's, giving an output per step

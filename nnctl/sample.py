@@ -5,13 +5,11 @@ from pathlib import Path
 
 import numpy as np
 
-from nnctl import threads
 from nnctl.backend import to_device, to_host
 from nnctl.data.text import LEVELS, tokenize
 from nnctl.errors import CheckpointError, ConfigError
 from nnctl.experiment import output_activation
 from nnctl.layers.activations import softmax
-from nnctl.layers.recurrent import Recurrent
 from nnctl.metrics import check_finite
 from nnctl.model import Model
 from nnctl.trained import Trained
@@ -25,8 +23,7 @@ class LanguageModel:
         self.index = {token: i for i, token in enumerate(vocab)}
         self.probabilities = output_activation(model) == "softmax"
         """Whether the model ends in a softmax (as one trained with mse may): its outputs are then not logits."""
-        self.stepped = all(layer.per_step or isinstance(layer, Recurrent) and layer.carries_on
-                           for layer in model.layers)
+        self.stepped = model.carries_state
         """Whether generate feeds each token once, carrying the recurrent state (embedding, one-way recurrent
         layers, dense layers: each step's output depends on the steps so far alone), rather than the window."""
 
@@ -111,15 +108,10 @@ class Steps:
 
     def __init__(self, model: Model, dtype: np.dtype):
         self.model, self.dtype, self.fed = model, dtype, 0
-        self.states: dict[int, tuple | None] = {}
+        self.states: list = [None] * len(model.layers)
 
     def __call__(self, ids: list[int]) -> np.ndarray:
         x = to_device(np.array([ids[self.fed:]], dtype=self.dtype))
         self.fed = len(ids)
-        with threads.blas_limit(self.model.blas_threads):
-            for k, layer in enumerate(self.model.layers):
-                if isinstance(layer, Recurrent):
-                    x, self.states[k] = layer.forward_from(x, self.states.get(k))
-                else:
-                    x = layer.forward(x, False)
-        return x[0, -1]
+        y, self.states = self.model.forward_from(x, self.states)
+        return y[0, -1]
