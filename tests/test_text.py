@@ -439,3 +439,22 @@ def test_predict_on_a_text_longer_than_the_window_carries_the_state_in_bounded_m
         tracemalloc.stop()
     assert outputs.shape == (1, 10_000, 5)
     assert peak < 8 * outputs.nbytes  # the whole sequence's caches: 10,000 steps × 7 × 32 × 8 bytes, 18 MB
+
+
+@pytest.mark.slow
+def test_predict_reads_token_ids_of_any_length_where_the_model_does(tmp_path):
+    """Token ids of another length than data.seq_len were refused ('does not fit this model'), though an LSTM reads
+    any length, and a .txt of that length is read."""
+    run = train_char_model(tmp_path)
+    vocab = sorted(set(TEXT.read_text(encoding="utf-8")))
+    (tmp_path / "short.txt").write_text("And God", encoding="utf-8")
+    np.save(tmp_path / "short.npy", np.array([vocab.index(c) for c in "And God"]))
+    np.save(tmp_path / "rows.npy", np.array([[vocab.index(c) for c in "And God"]] * 2))
+    written = {}
+    for name in ("short.txt", "short.npy", "rows.npy"):
+        result = nnctl("predict", str(run), str(tmp_path / name), "-o", str(tmp_path / f"{name}.npy"))
+        assert result.returncode == 0, result.stderr
+        written[name] = np.load(tmp_path / f"{name}.npy")
+    assert written["short.txt"].shape == (1, 7, 65)
+    np.testing.assert_array_equal(written["short.npy"], written["short.txt"])
+    np.testing.assert_array_equal(written["rows.npy"], np.concatenate([written["short.txt"]] * 2))

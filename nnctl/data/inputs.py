@@ -22,8 +22,9 @@ NPZ_KEYS = ("x", "x_test")
 """The array an .npz input is read from, when it holds more than one."""
 
 
-def read_inputs(path: Path, sample_shape: tuple[int, ...]) -> np.ndarray:
-    """The samples a file holds, shaped (N, *sample_shape), in the raw units the dataset reads (before scaling)."""
+def read_inputs(path: Path, sample_shape: tuple[int, ...], any_length: bool = False) -> np.ndarray:
+    """The samples a file holds, shaped (N, *sample_shape), in the raw units the dataset reads (before scaling);
+    with `any_length`, sequences of token ids of any length, (T) or (N, T)."""
     suffix = path.suffix.lower()
     if suffix in IMAGE_SUFFIXES:
         return read_image(path, sample_shape)[None]
@@ -36,11 +37,12 @@ def read_inputs(path: Path, sample_shape: tuple[int, ...]) -> np.ndarray:
     else:
         raise DataError(f"{path}: unknown kind of input '{suffix or path.name}'; "
                         f"expected one of: {', '.join(SUFFIXES)}")
-    return fit(x, sample_shape, str(path))
+    return fit(x, sample_shape, str(path), any_length)
 
 
-def fit(x: np.ndarray, sample_shape: tuple[int, ...], origin: str) -> np.ndarray:
-    """`x` as N samples of `sample_shape`: an array of N rows of that many values, or one sample's values."""
+def fit(x: np.ndarray, sample_shape: tuple[int, ...], origin: str, any_length: bool = False) -> np.ndarray:
+    """`x` as N samples of `sample_shape`: an array of N rows of that many values, or one sample's values; with
+    `any_length` (token ids for a model that reads sequences of any length), one row or N rows of any length."""
     size = math.prod(sample_shape)
     if x.dtype.kind not in "biuf":
         raise DataError(f"{origin}: the inputs are not numbers (dtype {x.dtype})")
@@ -52,6 +54,8 @@ def fit(x: np.ndarray, sample_shape: tuple[int, ...], origin: str) -> np.ndarray
         return x.reshape(len(x), *sample_shape)
     if x.size == size:
         return x.reshape(1, *sample_shape)
+    if any_length and x.ndim in (1, 2):
+        return x.reshape(1, -1) if x.ndim == 1 else x
     dims = ", ".join(map(str, sample_shape))
     raise DataError(f"{origin}: an array of shape {list(x.shape)} does not fit this model, which was trained on "
                     f"samples of shape [{dims}] ({size} values): give one sample of {size} values, or N samples "
