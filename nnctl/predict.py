@@ -37,6 +37,8 @@ class Predictions:
     labels: list[int | str] | None = None
     """The label of each class index: data.classes' (5, 6, 7 for indices 0, 1, 2), a language model's tokens;
     None: the index is it."""
+    tokens: list[list[str]] | None = None
+    """A language model's input tokens (N, T): the text each step's prediction follows."""
 
     @property
     def per_step(self) -> bool:
@@ -110,8 +112,10 @@ def predict_files(trained: Trained, paths: list[Path]) -> Predictions:
     values = to_host(trained.loss.probabilities(outputs))
     if values.shape[-1] == 1:  # one sigmoid output: P(class 1)
         values = np.concatenate([1 - values, values], axis=-1)
+    vocab = trained.vocab if values.ndim == 3 else None
     return Predictions(names, values, to_host(trained.loss.labels(outputs)), bool(trained.loss.applies),
-                       class_labels(trained.source.classes, trained.vocab, values.shape[-1]))
+                       class_labels(trained.source.classes, trained.vocab, values.shape[-1]),
+                       [[vocab[i] for i in row] for row in to_host(x).tolist()] if vocab else None)
 
 
 def features(trained: Trained, paths: list[Path], layer: str) -> np.ndarray:
@@ -153,7 +157,7 @@ def _csv(result: Predictions) -> str:
     columns = [f"{prefix}{shown_label(result.label(j))}" for j in range(result.values.shape[-1])]
     text = io.StringIO(newline="")
     writer = csv.writer(text)
-    writer.writerow(["input", *(["step"] if result.per_step else []),
+    writer.writerow(["input", *(["step"] if result.per_step else []), *(["token"] if result.tokens else []),
                      *(["class"] if result.classes is not None else []), *columns])
     for row in _rows(result):
         writer.writerow([*row[:-1], *map(str, row[-1])])  # the shortest text that reads back as the same value
@@ -168,7 +172,9 @@ def _rows(result: Predictions) -> Iterator[tuple]:
     values, classes = result.steps()
     for i, name in enumerate(result.names):
         for t in range(values.shape[1]):
-            yield name, *([t] if result.per_step else []), shown_label(result.label(classes[i, t])), values[i, t]
+            step = [t] if result.per_step else []
+            token = [shown_label(result.tokens[i][t])] if result.tokens else []
+            yield name, *step, *token, shown_label(result.label(classes[i, t])), values[i, t]
 
 
 def _records(result: Predictions, k: int) -> list[dict]:
@@ -179,7 +185,7 @@ def _records(result: Predictions, k: int) -> list[dict]:
     one, every = ("probability", "probabilities") if result.probabilities else ("output", "outputs")
     records = []
     for i, name in enumerate(result.names):
-        steps = [{"class": result.label(classes[i, t]),
+        steps = [{**({"token": result.tokens[i][t]} if result.tokens else {}), "class": result.label(classes[i, t]),
                   "top": [{"class": result.label(c), one: float(v)}
                           for c, v in zip(order[i, t], best[i, t], strict=True)],
                   every: values[i, t].tolist()} for t in range(values.shape[1])]

@@ -121,6 +121,8 @@ def predictions_table(result: Predictions, k: int) -> Table:
     values, classes = result.steps()
     if result.per_step:
         table.add_column("step", justify="right")
+    if result.tokens:
+        table.add_column("token", justify="right")
         if values.shape[1] > SHOWN_STEPS:
             table.title = (f"{table.title} (the first and last {SHOWN_STEPS // 2} of {values.shape[1]} steps; "
                            "-o writes all)")
@@ -132,12 +134,13 @@ def predictions_table(result: Predictions, k: int) -> Table:
         for n, t in enumerate(_shown_steps(values.shape[1]) if result.per_step else [0]):
             first = name if n == 0 else ""
             if t is None:
-                table.add_row(first, "…", "", "", "")
+                table.add_row(first, "…", *[""] * (len(table.columns) - 2))
                 continue
             c = classes[i, t]
             ranked = "  ".join(f"{shown_label(result.label(j))} {v:.4f}"
                                for j, v in zip(order[i, t], best[i, t], strict=True))
-            table.add_row(first, *([str(t)] if result.per_step else []), shown_label(result.label(c)),
+            token = [shown_label(result.tokens[i][t])] if result.tokens else []
+            table.add_row(first, *([str(t)] if result.per_step else []), *token, shown_label(result.label(c)),
                           f"{values[i, t, c]:.4f}", ranked)
     return table
 

@@ -350,7 +350,8 @@ def test_sample_gives_the_windowed_text_while_it_fits_the_window(tmp_path):
 
 @pytest.mark.slow
 def test_eval_and_predict_name_a_text_models_classes_by_their_tokens(tmp_path):
-    """eval's per-class table, its --json and predict's table, CSV and JSON named the classes 0 … 64, token ids."""
+    """eval's per-class table, its --json and predict's table, CSV and JSON named the classes 0 … 64, token ids,
+    and predict's steps did not say which token each prediction follows."""
     run = train_char_model(tmp_path)
     vocab = sorted(set(TEXT.read_text(encoding="utf-8")))
     shown = nnctl("eval", str(run), "--split", "val")
@@ -361,14 +362,19 @@ def test_eval_and_predict_name_a_text_models_classes_by_their_tokens(tmp_path):
     np.save(tmp_path / "ids.npy", np.array([[vocab.index(c) for c in "And God said unto th"]]))
     table = nnctl("predict", str(run), str(tmp_path / "ids.npy"))
     assert table.returncode == 0, table.stderr
-    classes = [line.split("│")[3].strip() for line in table.stdout.splitlines() if line.count("│") == 6]
-    assert classes and set(classes) - {"…", ""} <= {vocab[i] if vocab[i].strip() else repr(vocab[i])
-                                                    for i in range(65)}, table.stdout
+    cells = [line.split("│")[3:5] for line in table.stdout.splitlines() if line.count("│") == 7]
+    tokens, classes = [cell[0].strip() for cell in cells if cell[0].strip()], [cell[1].strip() for cell in cells]
+    assert tokens == ["A", "n", "d", "' '", "G", "t", "o", "' '", "t", "h"], table.stdout  # the first and last 5
+    assert classes and set(classes) - {""} <= {vocab[i] if vocab[i].strip() else repr(vocab[i])
+                                               for i in range(65)}, table.stdout
     assert nnctl("predict", str(run), str(tmp_path / "ids.npy"), "-o", str(tmp_path / "p.csv")).returncode == 0
-    header = (tmp_path / "p.csv").read_text().splitlines()[0]
-    assert header.startswith("input,step,class,p'\\n',p' ',p!,p(,p),\"p,\",")
+    lines = (tmp_path / "p.csv").read_text().splitlines()
+    assert lines[0].startswith("input,step,token,class,p'\\n',p' ',p!,p(,p),\"p,\",")
+    assert lines[4].startswith(f"{tmp_path / 'ids.npy'},3,' ',")
     assert nnctl("predict", str(run), str(tmp_path / "ids.npy"), "-o", str(tmp_path / "p.json")).returncode == 0
-    assert {step["class"] for step in json.loads((tmp_path / "p.json").read_text())[0]["steps"]} <= set(vocab)
+    steps = json.loads((tmp_path / "p.json").read_text())[0]["steps"]
+    assert "".join(step["token"] for step in steps) == "And God said unto th"
+    assert {step["class"] for step in steps} <= set(vocab)
 
 
 @pytest.mark.slow
