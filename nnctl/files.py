@@ -70,4 +70,10 @@ def read_text(path: Path, error: type[NnctlError], noun: str, cost: int, as_what
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise error(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    return text.replace("\r\n", "\n").replace("\r", "\n")  # Windows' and old Macs' line ends are not characters
+    return newlines(text)
+
+
+def newlines(text: str) -> str:
+    """`text` with Windows' and old Macs' line ends made \\n, as open() reads them: they are no characters of a
+    text."""
+    return text.replace("\r\n", "\n").replace("\r", "\n")

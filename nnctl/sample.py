@@ -9,6 +9,7 @@ from nnctl.backend import to_device, to_host
 from nnctl.data.text import LEVELS, tokenize
 from nnctl.errors import CheckpointError, ConfigError
 from nnctl.experiment import output_activation
+from nnctl.files import newlines
 from nnctl.layers.activations import softmax
 from nnctl.metrics import check_finite
 from nnctl.model import Model
@@ -92,7 +93,7 @@ class LanguageModel:
 
     def prime_ids(self, prime: str) -> list[int]:
         """The ids of the prime's tokens; ConfigError if it has none, or tokens outside the vocabulary."""
-        tokens = tokenize(prime, self.level)
+        tokens = tokenize(newlines(prime), self.level)
         unknown = sorted({t for t in tokens if t not in self.index})
         if unknown:
             raise ConfigError(f"--prime holds tokens the model never saw: {', '.join(map(repr, unknown[:10]))}; "

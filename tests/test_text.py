@@ -464,3 +464,11 @@ def test_predict_reads_token_ids_of_any_length_where_the_model_does(tmp_path):
     assert written["short.txt"].shape == (1, 7, 65)
     np.testing.assert_array_equal(written["short.npy"], written["short.txt"])
     np.testing.assert_array_equal(written["rows.npy"], np.concatenate([written["short.txt"]] * 2))
+
+
+def test_a_prime_with_windows_line_ends_reads_as_the_training_text_did():
+    """Training reads '\\r\\n' as '\\n', but a --prime pasted from such a file was refused for holding '\\r'."""
+    model = language_model([{"type": "lstm", "units": 4, "return_sequences": True}]).model
+    lm = LanguageModel(model, ["\n", "a", "b", "c", "d"], "char")
+    assert lm.prime_ids("ab\r\ncd\r") == lm.prime_ids("ab\ncd\n") == [1, 2, 0, 3, 4, 0]
+    assert lm.generate("ab\r\nc", 0) == "ab\nc"
