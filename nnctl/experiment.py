@@ -132,8 +132,8 @@ def float_labels_hint(data: Dataset) -> str:
     y = data.train.y
     if data.num_classes is not None or y.dtype.kind != "f" or y.ndim != 1 or not (y >= 0).all() or (y % 1).any():
         return ""
-    return ("; the targets are floats of whole numbers, read as values: if they are class labels, store them as "
-            "integers (0, not 0.0; an int array in an .npz; data.targets: labels for a csv)")
+    return ("; the targets are floats of whole numbers, read as values: if they are class labels, set "
+            "data.targets: labels (or store them as integers: 0, not 0.0)")
 
 
 def build(config: Config, weights: bool = True) -> Experiment:

@@ -75,14 +75,15 @@ CASES = {
     "a name that leaves runs/": (BASE.replace("name: t", "name: ../../escape"), ["bad.yaml:1", "cannot name a run"]),
     "unknown initializer": (BASE.replace("units: 2}", "units: 2, weight_init: he_norml}"),
                             ["bad.yaml:6", "did you mean 'he_normal'?"]),
-    # class labels written as floats are values (regression): both errors they lead to say how to store labels
+    # class labels written as floats are values (regression): both errors they lead to say how to read them as labels
     "float labels past 1": (BASE.replace("{type: logic, op: xor}", "{type: inline, x: [[0], [1], [2]], "
                                                                    "y: [0.0, 1.0, 2.0]}"),
                             ["bad.yaml:7", "targets run from 0 to 2; the targets are floats of whole numbers, read as "
-                                           "values: if they are class labels, store them as integers (0, not 0.0"]),
+                                           "values: if they are class labels, set data.targets: labels (or store them "
+                                           "as integers: 0, not 0.0)"]),
     "float labels of 0 and 1": (BASE.replace("{type: logic, op: xor}", "{type: inline, x: [[0], [1]], y: [0.0, 1.0]}"),
                                 ["bad.yaml:6", "outputs [2] per sample but the targets are scalars; the targets are "
-                                               "floats of whole numbers", "store them as integers"]),
+                                               "floats of whole numbers", "set data.targets: labels"]),
 }
 
 CNN = """\

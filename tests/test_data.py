@@ -318,6 +318,33 @@ def test_uint64_targets_past_int64_are_refused_not_wrapped(tmp_path):
     assert load({"type": "npz", "path": "v.npz"}, tmp_path).train.y.tolist() == [0, 2**63 - 1]
 
 
+def test_npz_and_inline_targets_are_labels_or_values_as_data_targets_says(tmp_path):
+    """An .npz of integer regression targets was read as class labels, with no option to say otherwise: an mse model
+    trained on it reported accuracy 0 and 143 'classes'. data.targets is csv's option, from the same code."""
+    np.savez(tmp_path / "r.npz", x=np.zeros((3, 1)), y=np.array([30, 41, 65]), x_test=np.zeros((1, 1)),
+             y_test=np.array([7]))
+    assert load({"type": "npz", "path": "r.npz"}, tmp_path).num_classes == 66  # auto: the dtype says labels
+    values = load({"type": "npz", "path": "r.npz", "targets": "values"}, tmp_path)
+    assert values.num_classes is None and values.train.y.dtype == np.float32 and values.test.y.tolist() == [7.0]
+    np.savez(tmp_path / "f.npz", x=np.zeros((2, 1)), y=np.array([0.0, 2.0]))
+    labels = load({"type": "npz", "path": "f.npz", "targets": "labels"}, tmp_path)
+    assert labels.num_classes == 3 and labels.train.y.dtype == np.int64
+    inline = load({"type": "inline", "x": [[0], [1]], "y": [5500, -2300], "targets": "values"})
+    assert inline.num_classes is None and inline.train.y.tolist() == [5500.0, -2300.0]
+    with pytest.raises(DataError, match=r"data.x/y: the training targets hold the negative integer -2300; class labels"
+                                        r" count from 0 \(set data.targets: values for regression\)"):
+        load({"type": "inline", "x": [[0], [1]], "y": [5500, -2300]})
+    with pytest.raises(DataError, match=r"data.test_x/test_y: data.targets is labels, but the test targets hold "
+                                        r"values that are not class numbers .*such as 0.5"):
+        load({"type": "inline", "x": [[0]], "y": [1], "test_x": [[0]], "test_y": [0.5], "targets": "labels"})
+    np.savez(tmp_path / "n.npz", x=np.zeros((2, 1)), y=np.array([0.0, np.nan]))
+    with pytest.raises(DataError, match=r"n.npz: the training targets hold NaN or infinite values, the first at index "
+                                        r"\[1\]"):
+        load({"type": "npz", "path": "n.npz", "targets": "labels"}, tmp_path)
+    with pytest.raises(ConfigError, match="targets must be auto, labels .classes. or values .regression., got 'flo"):
+        load({"type": "npz", "path": "r.npz", "targets": "floats"}, tmp_path)
+
+
 def test_csv_sources(tmp_path):
     (tmp_path / "t.csv").write_text("a,b,label\n1,2,0\n\n3,4,1\n5,6,2\n")
     data = load({"type": "csv", "path": "t.csv"}, tmp_path)
@@ -347,7 +374,9 @@ def test_csv_targets_are_labels_or_values_as_said_and_guessed_only_below_1000_cl
     assert values.num_classes is None and values.train.y.tolist() == [30.0, 41.0, 65.0]
     assert load({"type": "csv", "path": "s.csv", "targets": "labels"}, tmp_path).num_classes == 11401
     (tmp_path / "f.csv").write_text("1,0.5\n2,1\n")
-    with pytest.raises(DataError, match="data.targets is labels, but column -1 holds values that are not class"):
+    with pytest.raises(DataError, match=r"f.csv: data.targets is labels, but the training targets \(column -1\) hold "
+                                        r"values that are not class numbers \(whole numbers from 0 to 2,147,483,647\), "
+                                        r"such as 0.5"):
         load({"type": "csv", "path": "f.csv", "targets": "labels"}, tmp_path)
 
 
@@ -356,8 +385,9 @@ def test_a_csv_test_file_reads_its_targets_as_the_training_file_did(tmp_path):
     mistake ('probabilities in [0, 1]'), and a test file of whole numbers beside float training targets gave labels."""
     (tmp_path / "labels.csv").write_text("1,0\n2,1\n3,2\n")
     (tmp_path / "half.csv").write_text("1,0\n2,1.5\n")
-    with pytest.raises(DataError, match=r"half.csv: labels.csv's targets are class labels \(set data.targets: values "
-                                        r"for regression\), but column -1 holds .* not class numbers .*such as 1.5"):
+    with pytest.raises(DataError, match=r"half.csv: the training targets were read as class labels \(set "
+                                        r"data.targets: values for regression\), but the test targets \(column -1\) "
+                                        r"hold values that are not class numbers .*such as 1.5"):
         load({"type": "csv", "path": "labels.csv", "test_path": "half.csv"}, tmp_path)
     (tmp_path / "whole.csv").write_text("1,0\n2,1\n")
     data = load({"type": "csv", "path": "half.csv", "test_path": "whole.csv"}, tmp_path)

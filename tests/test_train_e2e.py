@@ -148,6 +148,26 @@ def test_a_csv_runs_log_says_how_its_targets_were_read_where_the_config_left_it_
         assert line in (run / "train.log").read_text()
 
 
+def test_integer_regression_targets_in_an_npz_train_eval_and_predict_as_values(tmp_path):
+    """With data.targets: values an .npz of integer targets is a regression end to end: mse, no accuracy, and
+    predict prints the output (it was read as 143 classes: accuracy 0, and predict named a class)."""
+    x = np.random.default_rng(0).uniform(0, 1, (64, 2))
+    y = np.rint(x @ [3.0, 5.0]).astype(np.int64)  # 0 to 8: integers, as counts are
+    np.savez(tmp_path / "r.npz", x=x, y=y, x_test=x[:8], y_test=y[:8])
+    (tmp_path / "r.yaml").write_text("data: {type: npz, path: r.npz, targets: values, validation: 8}\n"
+                                     "model: {layers: [{type: dense, units: 1}]}\nloss: mse\n"
+                                     "optimizer: {type: adam, lr: 0.1}\ntrain: {epochs: 30, batch_size: 8}\n")
+    run = train(tmp_path, str(tmp_path / "r.yaml"), "-q")
+    assert "val_mse" in (run / "metrics.csv").read_text().splitlines()[0]
+    evaluated = json.loads(nnctl("eval", str(run), "--json").stdout)
+    assert "accuracy" not in evaluated and evaluated["mse"] < 0.5, evaluated
+    np.save(tmp_path / "q.npy", np.array([[1.0, 1.0]]))
+    predicted = nnctl("predict", str(run), str(tmp_path / "q.npy"), "-o", str(tmp_path / "p.json"))
+    assert predicted.returncode == 0, predicted.stderr
+    output = json.loads((tmp_path / "p.json").read_text())
+    assert "class" not in output[0] and abs(output[0]["outputs"][0] - 8) < 1, output
+
+
 def test_a_resume_takes_its_first_override_as_typed(tmp_path):
     """The first word after --resume RUN is an override, not a path: a URL keeps its '//' and its last '/'."""
     run = train(tmp_path, "mnist_mlp.yaml", *SLICE, "train.epochs=1", "-q")

@@ -38,6 +38,8 @@ class DatasetSource:
     """True for sources whose inputs are indices (word ids, tree node tables): kept as int64, never scaled."""
     raw_shape: tuple[int, ...] | None = None
     """The shape of one raw sample, for sources that know it without reading anything (MNIST's (1, 28, 28))."""
+    regression_hint = "store regression targets as floats"
+    """How integer targets that are no class labels are given as values instead, for the errors that meet them."""
 
     def __init__(self, scale: float = 1.0, shift: float = 0.0, flatten: bool = True, one_hot: bool = False,
                  on_value: float = 1.0, off_value: float = 0.0, subset: Count | None = None,
@@ -87,7 +89,7 @@ class DatasetSource:
     def load(self, dtype: type) -> Dataset:
         """Reads the arrays and applies subset, scale/shift, flatten, validation split and one-hot."""
         x, y, x_test, y_test = self.read()
-        y, y_test = _bool_labels(y), None if y_test is None else _bool_labels(y_test)
+        y, y_test = self.targets_of(y, y_test)
         self._check(x, y, "training")
         if self.classes is not None:
             x, y = self._only_classes(x, y, "training")
@@ -129,6 +131,10 @@ class DatasetSource:
                                 f"{min(train.x.shape[2:])}")
         return Dataset(train, val, test, train.x.shape[1:], num_classes, self.shuffle, self.augment)
 
+    def targets_of(self, y: np.ndarray, y_test: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+        """Both splits' targets as read: boolean ones, one per sample, as the labels 0 and 1."""
+        return _bool_labels(y), None if y_test is None else _bool_labels(y_test)
+
     def _check(self, x: np.ndarray, y: np.ndarray, split: str) -> None:
         where = self.origin(split)
         if x.ndim == 0 or y.ndim == 0 or len(x) != len(y):
@@ -148,10 +154,10 @@ class DatasetSource:
                                 f"{list(first)} (sample {first[0]}); fill them in or drop those samples")
         if y.dtype.kind == "i" and y.min() < 0:
             raise DataError(f"{where}: the {split} targets hold the negative integer {y.min()}; class labels "
-                            "count from 0 (store regression targets as floats)")
+                            f"count from 0 ({self.regression_hint})")
         if y.dtype.kind == "u" and y.max() > np.iinfo(np.int64).max:  # would wrap to a negative int64 label
             raise DataError(f"{where}: the {split} targets hold the integer {y.max()}, past int64's range; class "
-                            f"labels go up to {MAX_LABEL:,} (store regression targets as floats)")
+                            f"labels go up to {MAX_LABEL:,} ({self.regression_hint})")
 
     def _only_classes(self, x: np.ndarray, y: np.ndarray, split: str) -> tuple[np.ndarray, np.ndarray]:
         """The samples whose label `classes` lists, labelled by their place in that list (5, 6, 7 -> 0, 1, 2)."""
@@ -285,6 +291,12 @@ def _bool_labels(y: np.ndarray) -> np.ndarray:
     return y.astype(np.int64) if y.dtype.kind == "b" and y.ndim == 1 else y
 
 
+def _not_label(y: np.ndarray) -> str:
+    """The first of `y` that is not a class number (a whole number from 0 to MAX_LABEL)."""
+    bad = y[(y != np.round(y)) | (y < 0) | (y > MAX_LABEL)][0]
+    return f"{bad:g}"
+
+
 def _one_hot(y: np.ndarray) -> bool:
     """Whether integer targets (N, C) are one-hot rows: 0s and 1s with one 1 in each row."""
     return y.ndim == 2 and bool(((y == 0) | (y == 1)).all() and (y.sum(axis=1) == 1).all())
@@ -322,6 +334,46 @@ def _constant(var: np.ndarray, mean: np.ndarray, n: int) -> np.ndarray:
 
 
 DATASETS: Registry[DatasetSource] = Registry("dataset")
+
+
+class EitherTargets(DatasetSource):
+    """A source whose targets may be class labels or values (regression): data.targets says which; `auto` leaves
+    it to `guess`. Both splits are read as the training targets were."""
+
+    regression_hint = "set data.targets: values for regression"
+
+    def __init__(self, targets: Literal["auto", "labels", "values"] = "auto", **kwargs):
+        super().__init__(**kwargs)
+        self.targets = targets
+
+    def guess(self, y: np.ndarray) -> str | None:
+        """What data.targets: auto reads the training targets `y` as: None for what their dtype says (integers
+        labels, floats values), as arrays have one."""
+        return None
+
+    def what_targets(self, split: str) -> str:
+        """The `split` targets as the error messages name them."""
+        return f"the {split} targets"
+
+    def targets_of(self, y: np.ndarray, y_test: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+        y, y_test = super().targets_of(y, y_test)
+        kind = self.guess(y) if self.targets == "auto" else self.targets
+        if kind is None:
+            return y, y_test
+        return self._read_as(y, kind, "training"), None if y_test is None else self._read_as(y_test, kind, "test")
+
+    def _read_as(self, y: np.ndarray, kind: str, split: str) -> np.ndarray:
+        """`y` as int64 class labels or float values; DataError for labels that are not whole numbers from 0."""
+        if y.dtype.kind not in "biuf" or y.size == 0 or (y.dtype.kind == "f" and not np.isfinite(y).all()):
+            return y  # refused by _check, naming the split (and the first NaN)
+        if kind == "values":
+            return y.astype(np.float64) if y.dtype.kind in "biu" else y
+        if not (np.all(y == np.round(y)) and y.min() >= 0 and y.max() <= MAX_LABEL):
+            said = ("data.targets is labels" if self.targets == "labels" else
+                    f"the training targets were read as class labels ({self.regression_hint})")
+            raise DataError(f"{self.origin(split)}: {said}, but {self.what_targets(split)} hold values that are not "
+                            f"class numbers (whole numbers from 0 to {MAX_LABEL:,}), such as {_not_label(y)}")
+        return y.astype(np.int64)
 
 
 class FileSource(DatasetSource):

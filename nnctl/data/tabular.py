@@ -3,19 +3,18 @@
 import csv
 import itertools
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 
 from nnctl.data.npyfile import npz_shapes, read_npz
-from nnctl.data.source import DATASETS, MAX_LABEL, Arrays, DatasetSource, FileSource
+from nnctl.data.source import DATASETS, Arrays, EitherTargets, FileSource
 from nnctl.errors import DataError
 from nnctl.files import regular_file
 from nnctl.limits import too_big
 
 
 @DATASETS.register("inline")
-class Inline(DatasetSource):
+class Inline(EitherTargets):
     """x and y written in the config (and optionally test_x, test_y)."""
 
     def __init__(self, x: list, y: list, test_x: list | None = None, test_y: list | None = None, **kwargs):
@@ -44,7 +43,7 @@ def _array(values: list, key: str) -> np.ndarray:
 
 
 @DATASETS.register("npz")
-class Npz(FileSource):
+class Npz(EitherTargets, FileSource):
     """Arrays in a .npz file: `x_key`/`y_key`, else x_train/y_train; test split from x_test/y_test if present.
 
     A `test_path` file supplies the test split instead, from its `x_key`/`y_key`, else its x_test/y_test."""
@@ -84,20 +83,19 @@ def _pair(arrays: dict[str, np.ndarray], keys: list[tuple[str, str]], origin: st
 
 
 @DATASETS.register("csv")
-class Csv(FileSource):
-    """A numeric CSV table; column `target` holds the targets (non-negative integers become class labels)."""
+class Csv(EitherTargets, FileSource):
+    """A numeric CSV table; column `target` holds the targets (data.targets: auto guesses, as a CSV has no dtypes)."""
 
     def __init__(self, path: str, target: int = -1, header: bool | None = None, delimiter: str = ",",
-                 test_path: str | None = None, targets: Literal["auto", "labels", "values"] = "auto", **kwargs):
+                 test_path: str | None = None, **kwargs):
         super().__init__(**kwargs)
         if len(delimiter) != 1:
             raise ValueError(f"delimiter must be one character, got '{delimiter}'")
         self.file, self.target, self.header, self.delimiter, self.test_file = path, target, header, delimiter, test_path
-        self.targets = targets
 
     def read(self) -> Arrays:
         x, y = self._table(self.path(self.file))
-        test = self._table(self.path(self.test_file), y.dtype.kind == "i") if self.test_file else (None, None)
+        test = self._table(self.path(self.test_file)) if self.test_file else (None, None)
         return x, y, *test
 
     def peek(self) -> tuple[int, ...]:
@@ -108,40 +106,27 @@ class Csv(FileSource):
             raise DataError(f"{path}: one column only; expected inputs and a target column")
         return (len(rows[0]) - 1,)
 
-    def _table(self, path: Path, as_labels: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Inputs and targets of one file; `as_labels` (the test file's) says how the training file's targets
-        were read, which these must be read as too."""
+    def guess(self, y: np.ndarray) -> str:
+        """Whole numbers from 0 below AUTO_CLASSES are labels, others values; the run's log says which."""
+        labels = bool(np.all(y == np.round(y)) and y.min() >= 0 and y.max() < AUTO_CLASSES)
+        name = self.path(self.file).name
+        self.guessed = (f"data: {name}'s targets read as class labels 0–{int(y.max())} (set data.targets: values "
+                        "for regression)" if labels else
+                        f"data: {name}'s targets read as values (regression; set data.targets: labels for classes)")
+        return "labels" if labels else "values"
+
+    def what_targets(self, split: str) -> str:
+        return f"the {split} targets (column {self.target})"
+
+    def _table(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
+        """Inputs and targets (float64, read as data.targets says later) of one file."""
         values = read_table(path, self.header, self.delimiter)
         width = values.shape[1]
         if width < 2:
             raise DataError(f"{path}: one column only; expected inputs and a target column")
         if not -width <= self.target < width:
             raise DataError(f"{path}: data.target {self.target} is not one of its {width} columns")
-        y = values[:, self.target]
-        x = np.delete(values, self.target % width, axis=1)
-        whole = bool(np.all(y == np.round(y)) and y.min() >= 0)
-        targets = self.targets if as_labels is None else "labels" if as_labels else "values"
-        if targets == "labels" and not (whole and y.max() <= MAX_LABEL):
-            said = ("data.targets is labels" if self.targets == "labels" else
-                    f"{self.file}'s targets are class labels (set data.targets: values for regression)")
-            raise DataError(f"{path}: {said}, but column {self.target} holds values that are not class numbers "
-                            f"(whole numbers from 0), such as {_not_label(y)}")
-        limit = MAX_LABEL if targets == "labels" else AUTO_CLASSES
-        labels = targets != "values" and whole and y.max() < limit
-        if self.targets == "auto" and self.guessed is None:  # the training file's, read first
-            if labels:
-                self.guessed = (f"data: {path.name}'s targets read as class labels 0–{int(y.max())} (set "
-                                "data.targets: values for regression)")
-            else:
-                self.guessed = (f"data: {path.name}'s targets read as values (regression; set data.targets: labels "
-                                "for classes)")
-        return x, (y.astype(np.int64) if labels else y)
-
-
-def _not_label(y: np.ndarray) -> str:
-    """The first of `y` that is not a class number (a whole number from 0 to MAX_LABEL), as the CSV wrote it."""
-    bad = y[(y != np.round(y)) | (y < 0) | (y > MAX_LABEL)][0]
-    return f"{bad:g}"
+        return np.delete(values, self.target % width, axis=1), values[:, self.target]
 
 
 CSV_COST = 32
