@@ -88,6 +88,8 @@ class Runner:
             runner = cls(exp, run_dir, quiet)
             if exp.source.guessed:
                 runner.progress.say(exp.source.guessed)
+            for warning in exp.source.warnings:
+                runner.progress.warn(warning)
             if exp.weights:
                 runner.progress.say(exp.weights.describe())
             runner._write_config()

@@ -159,6 +159,36 @@ def test_validation_count_and_test():
     assert data.val is data.test and len(data.train) == 4
 
 
+def test_a_validation_split_drawn_at_random_follows_the_seed_and_a_sorted_files_last_samples_are_warned_of():
+    """The validation split was always the last samples: a file sorted by class gave one of class 2 alone, without a
+    word, and no way to draw it otherwise."""
+    spec = {"type": "inline", "x": [[i] for i in range(30)], "y": [i // 10 for i in range(30)], "validation": 6}
+
+    def source(seed: int = 0, **options):
+        return DATASETS.build({**spec, **options}, from_dict({"data": spec}), ("data",), base_dir=".", seed=seed)
+
+    end = source()
+    assert end.load(np.float32).val.y.tolist() == [2] * 6
+    assert end.warnings == ["data.validation (the last 6 samples of data.x/y) holds only class 2, though the training "
+                            "part has 3 classes: are the samples sorted by class? val_loss, val_accuracy and early "
+                            "stopping would not measure what they should; set data.validation_from: random to draw "
+                            "the validation split at random (with the run's seed)"]
+    unseen = source(validation=10)
+    unseen.load(np.float32)
+    assert "(the last 10 samples of data.x/y) holds class 2, which no sample of the training part has" in \
+        unseen.warnings[0]
+    small = source(validation=2)
+    assert small.load(np.float32).val.y.tolist() == [2, 2] and not small.warnings  # a random split may give that too
+    drawn = [source(seed, validation_from="random") for seed in (0, 0, 1)]
+    first, again, other = (s.load(np.float32) for s in drawn)
+    assert not drawn[0].warnings and sorted({*first.val.y.tolist()}) == [0, 1, 2]
+    assert first.val.x.tolist() == again.val.x.tolist() != other.val.x.tolist()
+    rows = first.train.x[:, 0].tolist()
+    assert rows == sorted(rows) and sorted(rows + first.val.x[:, 0].tolist()) == list(range(30))
+    with pytest.raises(ConfigError, match="validation_from: expected 'end' or 'random'"):
+        source(validation_from="shuffled")
+
+
 def test_scale_shift_flatten_and_derived_classes():
     data = load({"type": "inline", "x": [[[0, 255], [255, 0]]], "y": [1], "scale": 0.5, "shift": 1.0,
                  "flatten": False})

@@ -43,6 +43,12 @@ def test_windows_are_shifted_by_one_and_the_vocabulary_comes_from_the_training_t
     assert data.train.y.dtype == np.int64 and (len(data.train), len(data.val)) == (4, 2)  # 21 ids left
 
 
+def test_a_text_keeps_its_end_for_validation(tmp_path):
+    (tmp_path / "t.txt").write_text("abcabcabc")
+    with pytest.raises(ConfigError, match="validation_from: expected 'end', got str 'random'"):
+        text_source(tmp_path / "t.txt", validation_from="random")
+
+
 def test_word_level_tokens(tmp_path):
     path = tmp_path / "w.txt"
     path.write_text("the cat sat on the mat and the cat sat on the hat")

@@ -168,6 +168,23 @@ def test_integer_regression_targets_in_an_npz_train_eval_and_predict_as_values(t
     assert "class" not in output[0] and abs(output[0]["outputs"][0] - 8) < 1, output
 
 
+def test_a_validation_split_of_one_class_from_a_sorted_file_is_warned_of_and_can_be_drawn_at_random(tmp_path):
+    """A file sorted by class trained against a validation split of its last class alone, without a word."""
+    y = np.repeat(np.arange(3), 20)
+    np.savez(tmp_path / "sorted.npz", x=np.random.default_rng(0).normal(size=(60, 2)) + y[:, None], y=y)
+    (tmp_path / "s.yaml").write_text("data: {type: npz, path: sorted.npz, validation: 10}\n"
+                                     "model: {layers: [{type: dense, units: 3}]}\nloss: softmax_cross_entropy\n"
+                                     "optimizer: {type: sgd, lr: 0.1}\ntrain: {epochs: 1}\n")
+    runs = tmp_path / "runs"
+    result = nnctl("train", str(tmp_path / "s.yaml"), "-q", "--runs-dir", str(runs))
+    warning = (f"warning: data.validation (the last 10 samples of {tmp_path / 'sorted.npz'}) holds only class 2, "
+               "though the training part has 3 classes")
+    assert result.returncode == 0 and warning in result.stderr, result.stderr
+    assert warning in next(runs.glob("*/train.log")).read_text()
+    drawn = nnctl("train", str(tmp_path / "s.yaml"), "data.validation_from=random", "-q", "--runs-dir", str(runs))
+    assert drawn.returncode == 0 and drawn.stderr == "", drawn.stderr
+
+
 def test_a_resume_takes_its_first_override_as_typed(tmp_path):
     """The first word after --resume RUN is an override, not a path: a URL keeps its '//' and its last '/'."""
     run = train(tmp_path, "mnist_mlp.yaml", *SLICE, "train.epochs=1", "-q")

@@ -45,7 +45,8 @@ class DatasetSource:
                  on_value: float = 1.0, off_value: float = 0.0, subset: Count | None = None,
                  test_subset: Count | None = None, validation: HeldOut | Literal["test"] | None = None,
                  shuffle: bool = True, normalize: bool = False, augment: dict | None = None,
-                 classes: list[Annotated[int, AtLeast(0), AtMost(MAX_LABEL)]] | None = None, base_dir: str = "."):
+                 classes: list[Annotated[int, AtLeast(0), AtMost(MAX_LABEL)]] | None = None,
+                 validation_from: Literal["end", "random"] = "end", base_dir: str = ".", seed: int = 0):
         for options, given in (("scale and shift do", (scale, shift) != (1.0, 0.0)), ("normalize does", normalize),
                                ("augment does", bool(augment))):
             if self.indices and given:
@@ -56,6 +57,7 @@ class DatasetSource:
         self.one_hot, self.on_value, self.off_value = one_hot, on_value, off_value
         self.subset, self.test_subset, self.validation = subset, test_subset, validation
         self.shuffle, self.base_dir = shuffle, Path(base_dir)
+        self.validation_from, self.seed = validation_from, seed
         self.normalize = normalize
         self.classes = classes
         self.augment = Augment.of(augment) if augment else None
@@ -65,6 +67,8 @@ class DatasetSource:
         """The training split's per-channel mean and standard deviation, when `normalize` asks for them."""
         self.guessed: str | None = None
         """What the source guessed about the data where the config left it open, for the run's log."""
+        self.warnings: list[str] = []
+        """What looks wrong in the data as loaded, though it can be trained on, for the run to warn of."""
 
     def read(self) -> Arrays:
         """x_train, y_train, x_test, y_test (the test pair may be None)."""
@@ -207,9 +211,47 @@ class DatasetSource:
             if self.validation == "test" and test is None:
                 raise DataError(f"{self.origin('test')}: data.validation is 'test', but there is no test split")
             return train, None
-        n = len(train)
+        kept, held = self._validation_rows(len(train))
+        val = Split(train.x[held], train.y[held])
+        train = Split(train.x[kept], train.y[kept])
+        self.warnings = [w for w in [self._unlike_classes(train.y, val.y)] if w and self.validation_from == "end"]
+        return train, val
+
+    def _validation_rows(self, n: int) -> tuple[slice | np.ndarray, slice | np.ndarray]:
+        """The rows of n samples that train and those that validate: the last ones, or drawn with the run's seed
+        (in a stream of their own, so the other draws stay as they were), each part in the file's order."""
         count = self.validation_count(n)
-        return Split(train.x[: n - count], train.y[: n - count]), Split(train.x[n - count:], train.y[n - count:])
+        if self.validation_from == "end":
+            return slice(n - count), slice(n - count, n)
+        drawn = np.random.default_rng([self.seed, 3]).permutation(n)
+        return np.sort(drawn[: n - count]), np.sort(drawn[n - count:])
+
+    def _unlike_classes(self, y: np.ndarray, y_val: np.ndarray) -> str | None:
+        """A warning where the last samples, held out for validation, hold a class the training part lacks, or lack
+        classes that a random split of their size would lack less than once in 100 draws, as a file sorted by class
+        gives; None otherwise."""
+        if y.ndim != 1 or y.dtype.kind not in "iu":
+            return None
+        labels, counts = np.unique(y, return_counts=True)
+        held = np.unique(y_val)
+        unseen = np.setdiff1d(held, labels)
+        lacking = ~np.isin(labels, held)
+        missing = labels[lacking]
+        if len(unseen):
+            holds = f"class {self._labels(unseen)}, which no sample of the training part has"
+        elif len(missing) and (1 - counts[lacking].sum() / len(y)) ** len(y_val) < 0.01:
+            holds = (f"only class {self._labels(held)}" if len(held) == 1 else f"no sample of class "
+                     f"{self._labels(missing)}") + f", though the training part has {len(labels)} classes"
+        else:
+            return None
+        return (f"data.validation (the last {len(y_val):,} samples of {self.origin('training')}) holds {holds}: are "
+                "the samples sorted by class? val_loss, val_accuracy and early stopping would not measure what "
+                "they should; set data.validation_from: random to draw the validation split at random (with the "
+                "run's seed)")
+
+    def _labels(self, classes: np.ndarray) -> str:
+        """Classes as the data names them (their labels in data.classes where that list relabelled them)."""
+        return ", ".join(str(self.classes[c] if self.classes is not None else c) for c in classes.tolist())
 
     def validation_count(self, n: int) -> int:
         """How many of n training samples data.validation holds out (0 for none or 'test')."""

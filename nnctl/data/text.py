@@ -52,8 +52,11 @@ class Text(FileSource):
     indices = True
 
     def __init__(self, path: str, seq_len: Count = 100, level: Literal["char", "word"] = "char",
-                 vocab: list[str] | None = None, validation: HeldOut | None = 0.1, **kwargs):
-        super().__init__(validation=validation, **kwargs)
+                 vocab: list[str] | None = None, validation: HeldOut | None = 0.1,
+                 validation_from: Literal["end"] = "end", **kwargs):
+        """validation_from is only "end": the validation split is the end of the text, which the vocabulary is
+        built without."""
+        super().__init__(validation=validation, validation_from=validation_from, **kwargs)
         if vocab is not None and not vocab:
             raise ValueError("vocab is empty; leave it out to take the text's")
         if vocab is not None and len(set(vocab)) != len(vocab):
