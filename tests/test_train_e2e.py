@@ -132,6 +132,22 @@ def test_normalize_takes_each_features_statistics_of_sequences_over_samples_and_
     assert evaluated["accuracy"] > 0.3  # 1 epoch on 2,500 sequences; chance is 0.1
 
 
+def test_normalize_takes_samples_of_single_values_as_one_feature(tmp_path):
+    """An .npz x of shape (N,) was refused by data.normalize ('the samples have shape ()'), flatten: true or not."""
+    x = np.linspace(0, 100, 50)
+    np.savez(tmp_path / "one.npz", x=x, y=3 * x + 1)
+    (tmp_path / "one.yaml").write_text("data: {type: npz, path: one.npz, normalize: true}\n"
+                                       "model: {layers: [{type: dense, units: 1}]}\nloss: mse\n"
+                                       "optimizer: {type: sgd, lr: 0.1}\ntrain: {epochs: 60, batch_size: full}\n")
+    run = train(tmp_path, str(tmp_path / "one.yaml"), "-q")
+    mean, std = checkpoint.load(run / "checkpoints" / "last.pkl").inputs.channel_stats
+    assert mean.shape == std.shape == () and mean == pytest.approx(50) and std == pytest.approx(x.std())
+    np.save(tmp_path / "q.npy", np.array([10.0, 50.0]))
+    predicted = nnctl("predict", str(run), str(tmp_path / "q.npy"), "-o", str(tmp_path / "p.npy"))
+    assert predicted.returncode == 0, predicted.stderr
+    np.testing.assert_allclose(np.load(tmp_path / "p.npy")[:, 0], [31, 151], rtol=1e-3)  # as raw values, normalized
+
+
 def test_a_csv_runs_log_says_how_its_targets_were_read_where_the_config_left_it_open(tmp_path):
     (tmp_path / "salary.csv").write_text("5,5500\n3,2300\n8,7600\n1.4,1800\n10.1,11400\n")
     (tmp_path / "ages.csv").write_text("0.1,30\n0.5,41\n0.9,65\n0.3,30\n")

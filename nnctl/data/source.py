@@ -115,10 +115,11 @@ class DatasetSource:
         train, val = self._split_validation(Split(x, y), test)
         self.channel_stats = None
         if self.normalize:
-            if train.x.ndim not in (2, 3, 4) or self.indices:
+            if train.x.ndim > 4 or self.indices:
                 raise DataError(f"{self.origin('training')}: data.normalize takes each channel's statistics of "
                                 f"images (channels, height, width), or each feature's of sequences (steps, "
-                                f"features) or of flat samples, but the samples have shape {train.x.shape[1:]}")
+                                f"features), of flat samples or of single values, but the samples have shape "
+                                f"{train.x.shape[1:]}")
             self.channel_stats = channel_stats(self._scaled(train.x, dtype))  # of the samples as read, unflattened
         train = self._prepare(train, dtype, num_classes)
         val, test = (self._prepare(s, dtype, num_classes) if s is not None else None for s in (val, test))
@@ -346,7 +347,7 @@ def _one_hot(y: np.ndarray) -> bool:
 
 def channel_axis(sample_ndim: int) -> int:
     """The axis of a sample that data.normalize keeps statistics along: an image's (C, H, W) channels, a
-    sequence's (T, F) features, a flat sample's (F,) features."""
+    sequence's (T, F) features, a flat sample's (F,) features (a single value's () statistics are one pair)."""
     return 1 if sample_ndim == 2 else 0
 
 
@@ -361,11 +362,12 @@ def channel_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     axes, shaped as stats_shape says."""
     keep = 1 + channel_axis(x.ndim - 1)
     axes = tuple(axis for axis in range(x.ndim) if axis != keep)
-    mean = x.mean(axis=axes, dtype=np.float64, keepdims=True)[0]
-    var = x.var(axis=axes, dtype=np.float64, keepdims=True)[0]
+    mean = x.mean(axis=axes, dtype=np.float64, keepdims=True)
+    var = x.var(axis=axes, dtype=np.float64, keepdims=True)
     std = np.sqrt(var)
     std[_constant(var, mean, x.size // mean.size)] = 1.0  # a constant channel is only centred
-    return mean, std
+    shape = stats_shape(x.shape[1:])
+    return mean.reshape(shape), std.reshape(shape)  # single values' samples: arrays of shape (), not scalars
 
 
 def _constant(var: np.ndarray, mean: np.ndarray, n: int) -> np.ndarray:
