@@ -69,7 +69,7 @@ def read_files(trained: Trained, paths: list[Path]) -> tuple[list[str], np.ndarr
     for path in paths:
         assert trained.source.sample_shape is not None, "Trained.load sets it"
         x = (read_text_input(trained, path) if is_text(trained, path)
-             else read_inputs(path, trained.source.sample_shape, any_length))
+             else read_inputs(Path(path), trained.source.sample_shape, trained.source.input_keys, any_length))
         if batches and x.shape[1:] != batches[0].shape[1:]:
             raise DataError(f"{path}: a sequence of {x.shape[1]} tokens, but the inputs before it hold "
                             f"{batches[0].shape[1]}; the inputs of one call must be of one length (give others in "

@@ -179,6 +179,24 @@ def test_train_and_eval_start_from_weights_made_elsewhere(tmp_path):
     assert f"weights: {solved}" in (run_dir / "config.yaml").read_text()
 
 
+def test_predict_reads_an_npz_datasets_inputs_from_its_x_key(tmp_path):
+    """A run trained on an .npz of 'inputs' and 'targets' (data.x_key, y_key) refused that very file as input:
+    'expected one array, or one named x or x_test'."""
+    x = np.random.default_rng(0).normal(size=(20, 3))
+    np.savez(tmp_path / "d.npz", inputs=x, targets=(x.sum(axis=1) > 0).astype(np.int64))
+    (tmp_path / "d.yaml").write_text("data: {type: npz, path: d.npz, x_key: inputs, y_key: targets}\n"
+                                     "model: {layers: [{type: dense, units: 2}]}\nloss: softmax_cross_entropy\n"
+                                     "optimizer: {type: sgd, lr: 0.1}\ntrain: {epochs: 1}\n")
+    ok("train", str(tmp_path / "d.yaml"), "--runs-dir", str(tmp_path / "runs"), "-q")
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    ok("predict", str(run_dir), str(tmp_path / "d.npz"), "-o", str(tmp_path / "p.npy"))
+    assert np.load(tmp_path / "p.npy").shape == (20, 2)
+    np.savez(tmp_path / "other.npz", a=x, b=x)
+    result = nnctl("predict", str(run_dir), str(tmp_path / "other.npz"))
+    assert result.returncode == 1 and "other.npz: holds the arrays a, b; expected one array, or one named inputs, " \
+                                      "x or x_test" in result.stderr, result.stderr
+
+
 def test_a_relative_path_in_an_override_starts_from_the_current_folder_not_the_configs(tmp_path):
     """As a shell user expects: `nnctl eval configs/perceptron_and.yaml model.weights=and.npz` reads ./and.npz
     (it looked for configs/and.npz); a path written in a config file still starts from the file's folder."""

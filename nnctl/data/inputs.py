@@ -19,19 +19,21 @@ if TYPE_CHECKING:
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 SUFFIXES = (".npy", ".npz", ".csv", *IMAGE_SUFFIXES)
 NPZ_KEYS = ("x", "x_test")
-"""The array an .npz input is read from, when it holds more than one."""
+"""The arrays an .npz input is read from, the first it holds, when it holds more than one (after the dataset's own)."""
 
 
-def read_inputs(path: Path, sample_shape: tuple[int, ...], any_length: bool = False) -> np.ndarray:
+def read_inputs(path: Path, sample_shape: tuple[int, ...], npz_keys: tuple[str, ...] = (),
+                any_length: bool = False) -> np.ndarray:
     """The samples a file holds, shaped (N, *sample_shape), in the raw units the dataset reads (before scaling);
-    with `any_length`, sequences of token ids of any length, (T) or (N, T)."""
+    an .npz of several arrays holds them in the first of `npz_keys` (the dataset's own), x and x_test it has; with
+    `any_length`, sequences of token ids of any length, (T) or (N, T)."""
     suffix = path.suffix.lower()
     if suffix in IMAGE_SUFFIXES:
         return read_image(path, sample_shape)[None]
     if suffix == ".npy":
         x = read_npy(path)
     elif suffix == ".npz":
-        x = _pick(read_npz(path), path)
+        x = _pick(read_npz(path), path, tuple(dict.fromkeys([*npz_keys, *NPZ_KEYS])))
     elif suffix == ".csv":
         x = read_table(path)
     else:
@@ -132,12 +134,12 @@ def _image_layout(shape: tuple[int, ...], path: Path) -> tuple[int, int, int, bo
                     "(H×W, or C×H×W / H×W×C with 1 or 3 channels); give its inputs as .npy, .npz or .csv")
 
 
-def _pick(arrays: dict[str, np.ndarray], path: Path) -> np.ndarray:
-    """The inputs of an .npz: its only array, else the first of NPZ_KEYS it holds."""
+def _pick(arrays: dict[str, np.ndarray], path: Path, keys: tuple[str, ...]) -> np.ndarray:
+    """The inputs of an .npz: its only array, else the first of `keys` it holds."""
     if len(arrays) == 1:
         return next(iter(arrays.values()))
-    for key in NPZ_KEYS:
+    for key in keys:
         if key in arrays:
             return arrays[key]
     raise DataError(f"{path}: holds the arrays {', '.join(arrays) or 'none'}; expected one array, or one named "
-                    f"{' or '.join(NPZ_KEYS)}")
+                    f"{', '.join(keys[:-1])} or {keys[-1]}")

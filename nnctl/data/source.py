@@ -38,6 +38,8 @@ class DatasetSource:
     """True for sources whose inputs are indices (word ids, tree node tables): kept as int64, never scaled."""
     raw_shape: tuple[int, ...] | None = None
     """The shape of one raw sample, for sources that know it without reading anything (MNIST's (1, 28, 28))."""
+    input_keys: tuple[str, ...] = ()
+    """The arrays of an .npz that `predict` reads inputs from before the usual x and x_test (an npz's x_key)."""
     regression_hint = "store regression targets as floats"
     """How integer targets that are no class labels are given as values instead, for the errors that meet them."""
 

@@ -51,6 +51,7 @@ class Npz(EitherTargets, FileSource):
     def __init__(self, path: str, x_key: str = "x", y_key: str = "y", test_path: str | None = None, **kwargs):
         super().__init__(**kwargs)
         self.file, self.x_key, self.y_key, self.test_file = path, x_key, y_key, test_path
+        self.input_keys = (x_key,)
 
     def read(self) -> Arrays:
         arrays = self._open(self.file)
