@@ -466,6 +466,25 @@ def test_a_csv_that_starts_with_a_byte_order_mark_keeps_its_first_row(tmp_path):
     assert load({"type": "csv", "path": "h.csv"}, tmp_path).train.x.tolist() == [[1, 2]]
 
 
+def test_an_image_with_transparent_pixels_is_refused_not_read_as_the_colour_under_them(tmp_path):
+    """A digit drawn as ink on a transparent canvas (alpha the ink, the colour white) read as a blank white image:
+    Pillow's conversion drops the alpha. Predict classified it, a '2' at 0.97."""
+    from PIL import Image
+
+    ink = np.zeros((28, 28), np.uint8)
+    ink[4:24, 12:16] = 255
+    canvas = np.full((28, 28, 4), 255, np.uint8)
+    canvas[..., 3] = ink
+    Image.fromarray(canvas, "RGBA").save(tmp_path / "drawn.PNG")
+    grey = Image.fromarray(ink)
+    grey.save(tmp_path / "keyed.png", transparency=0)  # a grey PNG whose black is transparent (a tRNS chunk)
+    grey.convert("RGBA").save(tmp_path / "opaque.png")
+    for name in ("drawn.PNG", "keyed.png"):
+        with pytest.raises(DataError, match=f"{name}: has transparent pixels, whose colour nnctl cannot know; flatten"):
+            read_inputs(tmp_path / name, (1, 28, 28))
+    np.testing.assert_array_equal(read_inputs(tmp_path / "opaque.png", (1, 28, 28))[0, 0], ink)
+
+
 def test_missing_csv(tmp_path):
     with pytest.raises(DataError, match="nope.csv: no such file"):
         load({"type": "csv", "path": "nope.csv"}, tmp_path)

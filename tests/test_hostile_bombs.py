@@ -482,6 +482,7 @@ def test_an_image_is_charged_what_decoding_converting_and_scaling_it_takes(tmp_p
     from PIL import Image
 
     pixels = np.zeros((2000, 2000, 4) if mode == "RGBA" else (2000, 2000), dtype)
+    pixels[..., 3:] = 255  # opaque (transparent pixels are refused)
     Image.fromarray(pixels).save(tmp_path / "i.png")  # 4 million pixels of 8 bytes at the peak: 30.5 MiB
     monkeypatch.setenv(ENV, "20M")
     with pytest.raises(DataError, match=rf"an image of 2000×2000 \({mode}\) resized to 28×28 would need 30.5 MiB, "

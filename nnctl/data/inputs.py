@@ -76,10 +76,12 @@ def read_image(path: Path, sample_shape: tuple[int, ...]) -> np.ndarray:
         Image.MAX_IMAGE_PIXELS = None  # no warning or refusal of Pillow's own: nnctl's limit (NNCTL_MAX_MEMORY) applies
         with Image.open(io.BytesIO(raw)) as image:
             resized = width * height * ((1 if channels == 1 else 4) + channels)  # Pillow's image, then NumPy's
-            if problem := too_big(image.width * image.height * _pixel_bytes(image.mode, channels) + resized,
+            keyed = "transparency" in image.info
+            if problem := too_big(image.width * image.height * _pixel_bytes(image.mode, channels, keyed) + resized,
                                   f"{path}: an image of {image.width}×{image.height} ({image.mode}) resized to "
                                   f"{width}×{height}"):
                 raise DataError(problem)
+            _check_opaque(image.convert("RGBA") if keyed else image, path)
             grey_or_rgb = _eight_bit(image, path).convert("L" if channels == 1 else "RGB")
             pixels = np.asarray(grey_or_rgb.resize((width, height)))
     except UnidentifiedImageError:
@@ -90,6 +92,15 @@ def read_image(path: Path, sample_shape: tuple[int, ...]) -> np.ndarray:
         return pixels
     pixels = pixels.reshape(height, width, channels)
     return pixels.transpose(2, 0, 1) if channels_first else pixels
+
+
+def _check_opaque(image: "Image.Image", path: Path) -> None:
+    """DataError for an image with transparent pixels: converting it would drop its alpha and keep whatever colour
+    lies under them (often black, or white), not what a viewer shows."""
+    if "A" in image.getbands() and image.getchannel("A").getextrema() != (255, 255):  # its lowest and highest alpha
+        raise DataError(f"{path}: has transparent pixels, whose colour nnctl cannot know; flatten the image onto the "
+                        "background the training images had (black, under MNIST's white digits) or save it without "
+                        "transparency")
 
 
 def _eight_bit(image: "Image.Image", path: Path) -> "Image.Image":
@@ -111,15 +122,16 @@ _TO_GREY = ("1", "L", "P", "LA", "PA", "RGB", "RGBA", "I", "F")
 """Modes Pillow converts to grey in one step; others (CMYK, YCbCr, LAB, HSV) go through RGB."""
 
 
-def _pixel_bytes(mode: str, channels: int) -> int:
+def _pixel_bytes(mode: str, channels: int, keyed: bool) -> int:
     """The bytes a pixel of an image in `mode` takes at the peak of reading it as `channels` channels: decoded
-    (Pillow keeps every multi-band pixel in 4), the 16-bit scaling or a step through RGB, converted."""
-    sixteen = mode.startswith("I;16") or mode == "I"
+    (Pillow keeps every multi-band pixel in 4), the 16-bit scaling or a step through RGB, converted; a `keyed`
+    image (one colour transparent) is looked at as RGBA and its alpha first."""
     decoded = 1 if mode in ("1", "L", "P") else 2 if mode.startswith("I;16") else 4
-    if sixteen:
-        return decoded + decoded + 4  # its pixels copied into an array, then as uint32
-    via = 4 if channels == 1 and mode not in _TO_GREY else 0
-    return decoded + via + (1 if channels == 1 else 4)
+    if mode.startswith("I;16") or mode == "I":
+        converting = decoded + 4  # its pixels copied into an array, then as uint32
+    else:
+        converting = (4 if channels == 1 and mode not in _TO_GREY else 0) + (1 if channels == 1 else 4)
+    return decoded + max(converting, 4 + 1 if keyed else 0)
 
 
 def _image_layout(shape: tuple[int, ...], path: Path) -> tuple[int, int, int, bool]:
