@@ -86,8 +86,8 @@ class Runner:
         run_dir = new_run_dir(runs_dir, exp.config.data["name"])
         try:
             runner = cls(exp, run_dir, quiet)
-            if exp.source.guessed:
-                runner.progress.say(exp.source.guessed)
+            for note in exp.source.notes:
+                runner.progress.say(note)
             for warning in exp.source.warnings:
                 runner.progress.warn(warning)
             if exp.weights:

@@ -262,6 +262,32 @@ def test_npz_sources(tmp_path):
     assert len(data.test) == 3 and data.num_classes is None and data.test.y.tolist() == [1.0, 5.0, 9.0]
 
 
+def test_the_arrays_of_an_npz_that_no_split_is_read_from_are_named_for_the_runs_log(tmp_path):
+    """A Keras-style file's x_val and y_val were ignored without a word: the run validated on nothing (or on its
+    training file's end), its own validation split unread."""
+    x, y = np.zeros((6, 2)), np.arange(6) % 2
+    np.savez(tmp_path / "k.npz", x_train=x, y_train=y, x_val=x[:2], y_val=y[:2], x_test=x[:2], y_test=y[:2])
+    np.savez(tmp_path / "t.npz", x=x[:2], y=y[:2], ids=np.arange(2))
+    spec = {"type": "npz", "path": "k.npz"}
+    source = DATASETS.build(spec, from_dict({"data": spec}), ("data",), base_dir=str(tmp_path))
+    source.load(np.float32)
+    assert source.notes == ["data: k.npz holds arrays that no split is read from: x_val, y_val (the splits are read "
+                            "from data.x_key and y_key, here x and y, else x_train and y_train, x_test and y_test)"]
+    spec = {"type": "npz", "path": "k.npz", "test_path": "t.npz", "x_key": "x_train", "y_key": "y_train"}
+    source = DATASETS.build(spec, from_dict({"data": spec}), ("data",), base_dir=str(tmp_path))
+    with pytest.raises(DataError, match="t.npz: expected arrays 'x_train' and 'y_train' or 'x_test' and 'y_test'"):
+        source.load(np.float32)
+    np.savez(tmp_path / "t.npz", x_train=x[:2], y_train=y[:2], ids=np.arange(2))
+    source.load(np.float32)
+    assert [note.split(" (")[0] for note in source.notes] == [
+        "data: t.npz holds arrays that no split is read from: ids",
+        "data: k.npz holds arrays that no split is read from: x_val, y_val, x_test, y_test"]
+    spec = {"type": "npz", "path": "t.npz", "x_key": "x_train", "y_key": "y_train"}
+    source = DATASETS.build(spec, from_dict({"data": spec}), ("data",), base_dir=str(tmp_path))
+    source.load(np.float32)
+    assert source.notes[0].startswith("data: t.npz holds arrays that no split is read from: ids (")
+
+
 def test_bad_npz_files(tmp_path):
     with pytest.raises(DataError, match="nope.npz: no such file"):
         load({"type": "npz", "path": "nope.npz"}, tmp_path)

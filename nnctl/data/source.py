@@ -67,8 +67,8 @@ class DatasetSource:
         """The shape of one raw sample as read (before flatten); known once loaded."""
         self.channel_stats: tuple[np.ndarray, np.ndarray] | None = None
         """The training split's per-channel mean and standard deviation, when `normalize` asks for them."""
-        self.guessed: str | None = None
-        """What the source guessed about the data where the config left it open, for the run's log."""
+        self.notes: list[str] = []
+        """What the source guessed about the data where the config left it open, or left unread, for the run's log."""
         self.warnings: list[str] = []
         """What looks wrong in the data as loaded, though it can be trained on, for the run to warn of."""
 
@@ -94,6 +94,7 @@ class DatasetSource:
 
     def load(self, dtype: type) -> Dataset:
         """Reads the arrays and applies subset, scale/shift, flatten, validation split and one-hot."""
+        self.notes, self.warnings = [], []
         x, y, x_test, y_test = self.read()
         y, y_test = self.targets_of(y, y_test)
         self._check(x, y, "training")
@@ -217,7 +218,8 @@ class DatasetSource:
         kept, held = self._validation_rows(len(train))
         val = Split(train.x[held], train.y[held])
         train = Split(train.x[kept], train.y[kept])
-        self.warnings = [w for w in [self._unlike_classes(train.y, val.y)] if w and self.validation_from == "end"]
+        if self.validation_from == "end" and (warning := self._unlike_classes(train.y, val.y)):
+            self.warnings.append(warning)
         return train, val
 
     def _validation_rows(self, n: int) -> tuple[slice | np.ndarray, slice | np.ndarray]:

@@ -55,12 +55,24 @@ class Npz(EitherTargets, FileSource):
 
     def read(self) -> Arrays:
         arrays = self._open(self.file)
-        x, y = _pair(arrays, [(self.x_key, self.y_key), ("x_train", "y_train")], self.origin("training"))
+        train = _pair(arrays, [(self.x_key, self.y_key), ("x_train", "y_train")], self.origin("training"))
         test_arrays = self._open(self.test_file) if self.test_file else arrays
         test_keys = [(self.x_key, self.y_key)] if self.test_file else []
-        if self.test_file or "x_test" in arrays or "y_test" in arrays:
-            return x, y, *_pair(test_arrays, [*test_keys, ("x_test", "y_test")], self.origin("test"))
-        return x, y, None, None
+        if not (self.test_file or "x_test" in arrays or "y_test" in arrays):
+            self._note_unread(self.file, arrays, train)
+            return arrays[train[0]], arrays[train[1]], None, None
+        test = _pair(test_arrays, [*test_keys, ("x_test", "y_test")], self.origin("test"))
+        if self.test_file:
+            self._note_unread(self.test_file, test_arrays, test)
+        self._note_unread(self.file, arrays, train if self.test_file else (*train, *test))
+        return arrays[train[0]], arrays[train[1]], test_arrays[test[0]], test_arrays[test[1]]
+
+    def _note_unread(self, name: str, arrays: dict[str, np.ndarray], read: tuple[str, ...]) -> None:
+        """A line for the run's log naming the arrays of the file `name` that no split is read from."""
+        if unread := [key for key in arrays if key not in read]:
+            self.notes.append(f"data: {self.path(name).name} holds arrays that no split is read from: "
+                              f"{', '.join(unread)} (the splits are read from data.x_key and y_key, here "
+                              f"{self.x_key} and {self.y_key}, else x_train and y_train, x_test and y_test)")
 
     def peek(self) -> tuple[int, ...]:
         """From the header of the inputs' array in the archive; no array is read."""
@@ -74,11 +86,11 @@ class Npz(EitherTargets, FileSource):
         return read_npz(self.path(name))
 
 
-def _pair(arrays: dict[str, np.ndarray], keys: list[tuple[str, str]], origin: str) -> tuple[np.ndarray, np.ndarray]:
+def _pair(arrays: dict[str, np.ndarray], keys: list[tuple[str, str]], origin: str) -> tuple[str, str]:
     """The first (x, y) key pair that `arrays` holds both of."""
     for x_key, y_key in keys:
         if x_key in arrays and y_key in arrays:
-            return arrays[x_key], arrays[y_key]
+            return x_key, y_key
     wanted = " or ".join(f"'{x}' and '{y}'" for x, y in keys)
     raise DataError(f"{origin}: expected arrays {wanted}; it holds {', '.join(arrays) or 'none'}")
 
@@ -111,9 +123,9 @@ class Csv(EitherTargets, FileSource):
         """Whole numbers from 0 below AUTO_CLASSES are labels, others values; the run's log says which."""
         labels = bool(np.all(y == np.round(y)) and y.min() >= 0 and y.max() < AUTO_CLASSES)
         name = self.path(self.file).name
-        self.guessed = (f"data: {name}'s targets read as class labels 0–{int(y.max())} (set data.targets: values "
-                        "for regression)" if labels else
-                        f"data: {name}'s targets read as values (regression; set data.targets: labels for classes)")
+        self.notes.append(f"data: {name}'s targets read as class labels 0–{int(y.max())} (set data.targets: values "
+                          "for regression)" if labels else
+                          f"data: {name}'s targets read as values (regression; set data.targets: labels for classes)")
         return "labels" if labels else "values"
 
     def what_targets(self, split: str) -> str:
