@@ -117,6 +117,20 @@ def test_mnist_files_that_do_not_hold_mnists_arrays_are_refused(tmp_path, name, 
         load({"type": "mnist", "root": str(tmp_path)})
 
 
+def test_mnist_files_decompressed_are_read_not_downloaded_again(tmp_path):
+    """Files gunzipped in place (as tutorials do; torchvision keeps both) were taken as missing: nnctl tried to
+    download the .gz files and, offline, stopped."""
+    folder = tmp_path / "mnist"
+    folder.mkdir()
+    for name, array in (("train-images-idx3-ubyte", np.full((4, 28, 28), 255, np.uint8)),
+                        ("train-labels-idx1-ubyte", np.arange(4, dtype=np.uint8)),
+                        ("t10k-images-idx3-ubyte", np.zeros((2, 28, 28), np.uint8))):
+        (folder / name).write_bytes(gzip.decompress(idx_file(array)))
+    (folder / "t10k-labels-idx1-ubyte.gz").write_bytes(idx_file(np.arange(2, dtype=np.uint8)))  # one still zipped
+    data = load({"type": "mnist", "root": str(tmp_path), "mirror": "http://127.0.0.1:9/"})
+    assert data.train.y.tolist() == [0, 1, 2, 3] and data.train.x.max() == 1 and data.test.y.tolist() == [0, 1]
+
+
 def test_parse_idx_values():
     raw = b"\x00\x00\x08\x02\x00\x00\x00\x02\x00\x00\x00\x03" + bytes(range(6))
     np.testing.assert_array_equal(parse_idx(raw, "x"), [[0, 1, 2], [3, 4, 5]])

@@ -1,6 +1,7 @@
 """MNIST: the four IDX files, read from the data directory or downloaded once and cached there."""
 
 import os
+from pathlib import Path
 
 import numpy as np
 
@@ -37,14 +38,21 @@ class MNIST(CachedSource):
         super().__init__(root=root, mirror=mirror, scale=scale, **kwargs)
 
     def read(self) -> Arrays:
-        folder = self.folder()
-        for name, (md5, size) in FILES.items():
-            if not os.path.lexists(folder / name):  # a broken link is read (and named), not downloaded over
-                self.download(name, md5, size, of_contents=True, holding=f"the files {', '.join(FILES)}")
-        arrays = [read_idx(folder / name) for name in FILES]
-        for name, array, sample in zip(FILES, arrays, ((28, 28), (), (28, 28), ()), strict=True):
+        paths = [self._file(name) for name in FILES]
+        arrays = [read_idx(path) for path in paths]
+        for path, array, sample in zip(paths, arrays, ((28, 28), (), (28, 28), ()), strict=True):
             if array.dtype != np.uint8 or array.shape[1:] != sample:
-                raise DataError(f"{folder / name}: expected MNIST's {'images' if sample else 'labels'}, uint8 of shape "
+                raise DataError(f"{path}: expected MNIST's {'images' if sample else 'labels'}, uint8 of shape "
                                 f"[{', '.join(['N', *map(str, sample)])}], found {array.dtype.name} of shape "
                                 f"{list(array.shape)}; delete it to download it again")
         return arrays[0][:, None], arrays[1], arrays[2][:, None], arrays[3]  # images as (1, 28, 28): NCHW
+
+    def _file(self, name: str) -> Path:
+        """The folder's file `name`, else the same decompressed (no .gz), else `name` downloaded."""
+        folder = self.folder()
+        for path in (folder / name, folder / name.removesuffix(".gz")):
+            if os.path.lexists(path):  # a broken link is read (and named), not downloaded over
+                return path
+        self.download(name, *FILES[name], of_contents=True,
+                      holding=f"the files {', '.join(FILES)} (or decompressed, without .gz)")
+        return folder / name
