@@ -352,6 +352,18 @@ def test_a_test_label_past_the_training_labels_is_refused_naming_the_test_file(t
     assert load(spec, tmp_path).num_classes == 3  # data.subset's first samples may lack a class: the file has it
 
 
+def test_a_column_of_labels_as_keras_stores_them_is_one_label_per_sample(tmp_path):
+    """Keras's CIFAR-10 y_train is (N, 1): it was read as labels per time step of 1 step, and a softmax over the
+    classes stopped at 'the model outputs [3] per sample but the targets are [1] with 3 classes'."""
+    x = np.zeros((4, 2))
+    np.savez(tmp_path / "k.npz", x_train=x, y_train=np.array([[0], [2], [1], [2]], np.uint8), x_test=x[:2],
+             y_test=np.array([[1], [0]]))
+    data = load({"type": "npz", "path": "k.npz"}, tmp_path)
+    assert data.train.y.tolist() == [0, 2, 1, 2] and data.test.y.tolist() == [1, 0] and data.num_classes == 3
+    np.savez(tmp_path / "v.npz", x=x, y=np.array([[0.5], [2.0], [1.0], [2.0]]))  # one value per sample: kept (N, 1)
+    assert load({"type": "npz", "path": "v.npz"}, tmp_path).train.y.shape == (4, 1)
+
+
 def test_class_names_as_targets_are_refused_saying_to_number_them(tmp_path):
     np.savez(tmp_path / "n.npz", x=np.zeros((2, 1)), y=np.array(["cat", "dog"]))
     with pytest.raises(DataError, match=r"n.npz: the training targets are not numbers \(dtype <U3\); class labels are "

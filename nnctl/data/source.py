@@ -338,6 +338,12 @@ def _bool_labels(y: np.ndarray) -> np.ndarray:
     return y.astype(np.int64) if y.dtype.kind == "b" and y.ndim == 1 else y
 
 
+def _label_column(y: np.ndarray) -> np.ndarray:
+    """Integer targets of shape (N, 1), a column of class labels as Keras's datasets give them (CIFAR-10's y_train),
+    as the labels (N,) they are, one per sample."""
+    return y[:, 0] if y.dtype.kind in "iu" and y.ndim == 2 and y.shape[1] == 1 else y
+
+
 def _not_label(y: np.ndarray) -> str:
     """The first of `y` that is not a class number (a whole number from 0 to MAX_LABEL)."""
     bad = y[(y != np.round(y)) | (y < 0) | (y > MAX_LABEL)][0]
@@ -406,9 +412,10 @@ class EitherTargets(DatasetSource):
     def targets_of(self, y: np.ndarray, y_test: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
         y, y_test = super().targets_of(y, y_test)
         kind = self.guess(y) if self.targets == "auto" else self.targets
-        if kind is None:
-            return y, y_test
-        return self._read_as(y, kind, "training"), None if y_test is None else self._read_as(y_test, kind, "test")
+        if kind is not None:
+            y = self._read_as(y, kind, "training")
+            y_test = None if y_test is None else self._read_as(y_test, kind, "test")
+        return _label_column(y), None if y_test is None else _label_column(y_test)
 
     def _read_as(self, y: np.ndarray, kind: str, split: str) -> np.ndarray:
         """`y` as int64 class labels or float values; DataError for labels that are not whole numbers from 0."""
