@@ -504,6 +504,15 @@ def test_bad_csv(tmp_path, content, option, message):
         load({"type": "csv", "path": "t.csv", **option}, tmp_path)
 
 
+def test_a_csv_test_file_of_other_columns_is_named_by_its_column_counts(tmp_path):
+    """The message spoke of 'test samples of shape (3,) with targets of shape ()', counting inputs, not columns."""
+    (tmp_path / "train.csv").write_text("a,b,label\n1,2,0\n3,4,1\n")
+    (tmp_path / "test.csv").write_text("1,2,3,0\n")
+    with pytest.raises(DataError, match=r"test.csv: 4 columns, but the training file train.csv has 3; the test file "
+                                        "needs the same columns"):
+        load({"type": "csv", "path": "train.csv", "test_path": "test.csv"}, tmp_path)
+
+
 def test_predict_names_the_separator_its_csv_inputs_need(tmp_path):
     (tmp_path / "x.csv").write_text("1;2\n3;4\n")
     with pytest.raises(DataError, match="looks separated by ';', not ','.*predict reads its .csv inputs with ','"):

@@ -108,8 +108,13 @@ class Csv(EitherTargets, FileSource):
 
     def read(self) -> Arrays:
         x, y = self._table(self.path(self.file))
-        test = self._table(self.path(self.test_file)) if self.test_file else (None, None)
-        return x, y, *test
+        if not self.test_file:
+            return x, y, None, None
+        x_test, y_test = self._table(self.path(self.test_file))
+        if x_test.shape[1] != x.shape[1]:
+            raise DataError(f"{self.origin('test')}: {x_test.shape[1] + 1} columns, but the training file "
+                            f"{self.path(self.file).name} has {x.shape[1] + 1}; the test file needs the same columns")
+        return x, y, x_test, y_test
 
     def peek(self) -> tuple[int, ...]:
         """From the first data row; the rest of the file is not read."""
