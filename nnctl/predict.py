@@ -65,11 +65,12 @@ def read_files(trained: Trained, paths: list[Path]) -> tuple[list[str], np.ndarr
     """Every input file's samples, prepared as the training data was, and a name for each sample."""
     names: list[str] = []
     batches: list[np.ndarray] = []
-    any_length = isinstance(trained.source, Text) and trained.model.reads_other_lengths()
+    source = trained.source
+    assert source.sample_shape is not None, "Trained.load sets it"
+    any_length = isinstance(source, Text) and trained.model.reads_other_lengths()
     for path in paths:
-        assert trained.source.sample_shape is not None, "Trained.load sets it"
         x = (read_text_input(trained, path) if is_text(trained, path)
-             else read_inputs(Path(path), trained.source.sample_shape, trained.source.input_keys, any_length))
+             else read_inputs(Path(path), source.sample_shape, source.input_keys, source.input_delimiter, any_length))
         if batches and x.shape[1:] != batches[0].shape[1:]:
             raise DataError(f"{path}: a sequence of {x.shape[1]} tokens, but the inputs before it hold "
                             f"{batches[0].shape[1]}; the inputs of one call must be of one length (give others in "

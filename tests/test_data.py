@@ -515,8 +515,10 @@ def test_a_csv_test_file_of_other_columns_is_named_by_its_column_counts(tmp_path
 
 def test_predict_names_the_separator_its_csv_inputs_need(tmp_path):
     (tmp_path / "x.csv").write_text("1;2\n3;4\n")
-    with pytest.raises(DataError, match="looks separated by ';', not ','.*predict reads its .csv inputs with ','"):
+    with pytest.raises(DataError, match="looks separated by ';', not ','.*data.delimiter says which, for the .csv "
+                                        "inputs of its predict too; other models' are read with ','"):
         read_inputs(tmp_path / "x.csv", (2,))
+    assert read_inputs(tmp_path / "x.csv", (2,), delimiter=";").tolist() == [[1, 2], [3, 4]]
 
 
 def test_a_csv_that_starts_with_a_byte_order_mark_keeps_its_first_row(tmp_path):

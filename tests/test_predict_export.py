@@ -197,6 +197,20 @@ def test_predict_reads_an_npz_datasets_inputs_from_its_x_key(tmp_path):
                                       "x or x_test" in result.stderr, result.stderr
 
 
+def test_predict_reads_a_csv_datasets_inputs_with_its_delimiter(tmp_path):
+    """A model trained on a ';' CSV (data.delimiter, as Excel writes in much of Europe) refused its inputs in the same
+    format: 'the file looks separated by ';', not ','; predict reads its .csv inputs with ','."""
+    (tmp_path / "t.csv").write_text("a;b;label\n" + "".join(f"{i};{-i};{i % 2}\n" for i in range(10)))
+    (tmp_path / "in.csv").write_text("a;b\n1;-1\n2;-2\n3;-3\n")
+    (tmp_path / "t.yaml").write_text("data: {type: csv, path: t.csv, delimiter: ';'}\n"
+                                     "model: {layers: [{type: dense, units: 2}]}\nloss: softmax_cross_entropy\n"
+                                     "optimizer: {type: sgd, lr: 0.1}\ntrain: {epochs: 1}\n")
+    ok("train", str(tmp_path / "t.yaml"), "--runs-dir", str(tmp_path / "runs"), "-q")
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    ok("predict", str(run_dir), str(tmp_path / "in.csv"), "-o", str(tmp_path / "p.npy"))
+    assert np.load(tmp_path / "p.npy").shape == (3, 2)
+
+
 def test_a_relative_path_in_an_override_starts_from_the_current_folder_not_the_configs(tmp_path):
     """As a shell user expects: `nnctl eval configs/perceptron_and.yaml model.weights=and.npz` reads ./and.npz
     (it looked for configs/and.npz); a path written in a config file still starts from the file's folder."""

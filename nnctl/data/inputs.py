@@ -23,10 +23,11 @@ NPZ_KEYS = ("x", "x_test")
 
 
 def read_inputs(path: Path, sample_shape: tuple[int, ...], npz_keys: tuple[str, ...] = (),
-                any_length: bool = False) -> np.ndarray:
+                delimiter: str = ",", any_length: bool = False) -> np.ndarray:
     """The samples a file holds, shaped (N, *sample_shape), in the raw units the dataset reads (before scaling);
-    an .npz of several arrays holds them in the first of `npz_keys` (the dataset's own), x and x_test it has; with
-    `any_length`, sequences of token ids of any length, (T) or (N, T)."""
+    an .npz of several arrays holds them in the first of `npz_keys` (the dataset's own), x and x_test it has, a
+    .csv's cells are separated by `delimiter`; with `any_length`, sequences of token ids of any length, (T) or
+    (N, T)."""
     suffix = path.suffix.lower()
     if suffix in IMAGE_SUFFIXES:
         return read_image(path, sample_shape)[None]
@@ -35,7 +36,7 @@ def read_inputs(path: Path, sample_shape: tuple[int, ...], npz_keys: tuple[str, 
     elif suffix == ".npz":
         x = _pick(read_npz(path), path, tuple(dict.fromkeys([*npz_keys, *NPZ_KEYS])))
     elif suffix == ".csv":
-        x = read_table(path)
+        x = read_table(path, delimiter=delimiter)
     else:
         raise DataError(f"{path}: unknown kind of input '{suffix or path.name}'; "
                         f"expected one of: {', '.join(SUFFIXES)}")

@@ -40,6 +40,8 @@ class DatasetSource:
     """The shape of one raw sample, for sources that know it without reading anything (MNIST's (1, 28, 28))."""
     input_keys: tuple[str, ...] = ()
     """The arrays of an .npz that `predict` reads inputs from before the usual x and x_test (an npz's x_key)."""
+    input_delimiter = ","
+    """The separator of the .csv inputs of `predict`: a csv dataset's own."""
     regression_hint = "store regression targets as floats"
     """How integer targets that are no class labels are given as values instead, for the errors that meet them."""
 

@@ -105,6 +105,7 @@ class Csv(EitherTargets, FileSource):
         if len(delimiter) != 1:
             raise ValueError(f"delimiter must be one character, got '{delimiter}'")
         self.file, self.target, self.header, self.delimiter, self.test_file = path, target, header, delimiter, test_path
+        self.input_delimiter = delimiter
 
     def read(self) -> Arrays:
         x, y = self._table(self.path(self.file))
@@ -207,8 +208,8 @@ def _check_delimiter(path: Path, delimiter: str, line: int, row: list[str]) -> N
     other = next((d for d in DELIMITERS if d != delimiter and len(row) == 1 and d in row[0]), None)
     if other is not None:
         raise DataError(f"{path}:{line}: one column, whose cells hold {other!r}: the file looks separated by "
-                        f"{other!r}, not {delimiter!r} (a csv dataset's data.delimiter says which; predict reads "
-                        "its .csv inputs with ',')")
+                        f"{other!r}, not {delimiter!r} (a csv dataset's data.delimiter says which, for the .csv "
+                        "inputs of its predict too; other models' are read with ',')")
 
 
 def _is_header(path: Path, line: int, row: list[str]) -> bool:
