@@ -521,6 +521,13 @@ def test_predict_names_the_separator_its_csv_inputs_need(tmp_path):
     assert read_inputs(tmp_path / "x.csv", (2,), delimiter=";").tolist() == [[1, 2], [3, 4]]
 
 
+def test_predict_names_a_csv_inputs_target_column(tmp_path):
+    """The training CSV given to predict, target column and all, was 'an array of shape [4, 3] does not fit'."""
+    (tmp_path / "t.csv").write_text("a,b,label\n1,2,0\n3,4,1\n")
+    with pytest.raises(DataError, match="t.csv: 3 columns, one more than the model's 2 inputs: a target column"):
+        read_inputs(tmp_path / "t.csv", (2,))
+
+
 def test_a_csv_that_starts_with_a_byte_order_mark_keeps_its_first_row(tmp_path):
     """Excel writes a BOM; read as part of the first cell, it made the first data row look like a header."""
     (tmp_path / "t.csv").write_bytes(b"\xef\xbb\xbf1,2,0\n3,4,1\n5,6,0\n")

@@ -37,6 +37,9 @@ def read_inputs(path: Path, sample_shape: tuple[int, ...], npz_keys: tuple[str, 
         x = _pick(read_npz(path), path, tuple(dict.fromkeys([*npz_keys, *NPZ_KEYS])))
     elif suffix == ".csv":
         x = read_table(path, delimiter=delimiter)
+        if x.shape[1] == math.prod(sample_shape) + 1:
+            raise DataError(f"{path}: {x.shape[1]} columns, one more than the model's {x.shape[1] - 1} inputs: a "
+                            "target column? predict takes a table of inputs only; leave the target out")
     else:
         raise DataError(f"{path}: unknown kind of input '{suffix or path.name}'; "
                         f"expected one of: {', '.join(SUFFIXES)}")
