@@ -555,6 +555,18 @@ def test_an_image_with_transparent_pixels_is_refused_not_read_as_the_colour_unde
     np.testing.assert_array_equal(read_inputs(tmp_path / "opaque.png", (1, 28, 28))[0, 0], ink)
 
 
+@pytest.mark.parametrize("name", ["d.bmp", "d.GIF", "d.tif", "d.TIFF", "d.webp"])
+def test_images_in_the_other_formats_pillow_reads_are_inputs_too(tmp_path, name):
+    """Only .png, .jpg and .jpeg were taken: a digit saved as .bmp or .tif was 'unknown kind of input'."""
+    from PIL import Image
+
+    digit = np.zeros((28, 28), np.uint8)
+    digit[4:24, 12:16] = 255
+    Image.fromarray(digit).save(tmp_path / name, format=Image.registered_extensions()[Path(name).suffix.lower()])
+    pixels = read_inputs(tmp_path / name, (1, 28, 28))[0, 0]
+    assert np.abs(pixels.astype(int) - digit).max() <= (40 if name.endswith("webp") else 0)  # webp: lossy
+
+
 def test_missing_csv(tmp_path):
     with pytest.raises(DataError, match="nope.csv: no such file"):
         load({"type": "csv", "path": "nope.csv"}, tmp_path)

@@ -288,7 +288,8 @@ def test_bad_inputs_exit_with_a_message(run, tmp_path):
         (["corrupt.npz"], "corrupt.npz: not a readable .npz file"),
         (["corrupt.png"], "corrupt.png: not a readable image (not in a format Pillow knows"),
         (["cut.png"], "cut.png: not a readable image"),
-        (["x.txt"], "unknown kind of input '.txt'; expected one of: .npy, .npz, .csv, .png, .jpg, .jpeg"),
+        (["x.txt"], "unknown kind of input '.txt'; expected one of: .npy, .npz, .csv, .png, .jpg, .jpeg, .bmp, .gif, "
+                    ".tif, .tiff, .webp"),
         (["words.npy"], "the inputs are not numbers"),
         (["empty.npy"], "empty.npy: holds no samples (an array of shape [0, 784])"),
     ]

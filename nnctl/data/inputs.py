@@ -16,7 +16,8 @@ from nnctl.limits import too_big
 if TYPE_CHECKING:
     from PIL import Image
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+"""Image files Pillow reads (of a GIF or TIFF of several frames, the first)."""
 SUFFIXES = (".npy", ".npz", ".csv", *IMAGE_SUFFIXES)
 NPZ_KEYS = ("x", "x_test")
 """The arrays an .npz input is read from, the first it holds, when it holds more than one (after the dataset's own)."""
