@@ -26,6 +26,7 @@ from nnctl.config import absolute_paths, apply_overrides, load_config, paths_fro
 from nnctl.console import PlainConsole, note_terminated, prepare_stdout, stdout_closed, terminated, why_stopped
 from nnctl.convert import convert as convert_weights
 from nnctl.convert import plan, read_map
+from nnctl.data.inputs import input_files
 from nnctl.errors import ConfigError, NnctlError, quiet_arithmetic
 from nnctl.experiment import Experiment, build, check_trains, initial_model, report
 from nnctl.files import real_path
@@ -424,8 +425,9 @@ def schema_command() -> None:
 def predict_command(
     checkpoint_path: Annotated[Path, typer.Argument(metavar="CHECKPOINT", help=MODEL_HELP)],
     inputs: Annotated[list[Path], typer.Argument(metavar="INPUT", help="Files of inputs: .npy, .npz (array x, or "
-                                                 "its only array), .csv (inputs only), images (.png, .jpg), or "
-                                                 "a language model's text (.txt).")],
+                                                 "its only array), .csv (inputs only), images (.png, .jpg, ...), "
+                                                 "a language model's text (.txt); a folder: the input files in it and "
+                                                 "its subfolders.")],
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the predictions to a .csv, .npy or "
                                                 "JSON file instead of printing them.", show_default=False)] = None,
     top: Annotated[int, typer.Option("--top", "-k", min=1, help="How many of the likeliest classes to show.")] = 3,
@@ -437,6 +439,7 @@ def predict_command(
     """Classify new inputs with a trained model; inputs are prepared as its training data was."""
     if layer is not None and (output is None or output.suffix.lower() != ".npy"):
         raise ConfigError("--layer writes the layer's outputs as an array: give -o FILE.npy")
+    inputs = input_files(inputs)
     if output is not None:
         check_output(output)
         _fresh_output(output, [checkpoint_path, *inputs], force)

@@ -135,6 +135,24 @@ def test_a_png_digit_is_resized_greyed_and_classified(run, digits, tmp_path):
     assert records[0]["probabilities"] == pytest.approx(same, rel=1e-4, abs=1e-9)  # float32 sums in other batches
 
 
+def test_a_folder_of_images_predicts_every_input_file_in_it_and_its_subfolders(run, digits, tmp_path):
+    """A folder was 'unknown kind of input': every image had to be named on the command line."""
+    images, labels = digits
+    (tmp_path / "scans" / "b").mkdir(parents=True)
+    (tmp_path / "scans" / ".thumbs").mkdir()
+    Image.fromarray(images[0]).save(tmp_path / "scans" / "A.PNG")
+    Image.fromarray(images[1]).save(tmp_path / "scans" / "b" / "two.bmp")
+    Image.fromarray(images[2]).save(tmp_path / "scans" / ".thumbs" / "one.png")  # hidden: left out
+    (tmp_path / "scans" / "._A.PNG").write_bytes(b"\x00\x05\x16\x07")  # macOS's metadata beside A.PNG: left out
+    (tmp_path / "scans" / "notes.txt").write_text("scanned on Monday")  # not an input kind: left out
+    ok("predict", str(run), str(tmp_path / "scans"), "-o", str(tmp_path / "p.json"))
+    records = json.loads((tmp_path / "p.json").read_text())
+    assert [(Path(r["input"]).name, r["class"]) for r in records] == [("A.PNG", labels[0]), ("two.bmp", labels[1])]
+    (tmp_path / "none").mkdir()
+    result = nnctl("predict", str(run), str(tmp_path / "none"))
+    assert result.returncode == 1 and "none: a folder without input files (.npy, .npz" in result.stderr
+
+
 def test_exported_then_imported_weights_give_the_same_outputs(run, digits, tmp_path):
     ckpt = run / "checkpoints" / "last.pkl"
     weights = tmp_path / "weights.npz"

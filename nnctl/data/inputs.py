@@ -2,6 +2,7 @@
 
 import io
 import math
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,6 +22,27 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".we
 SUFFIXES = (".npy", ".npz", ".csv", *IMAGE_SUFFIXES)
 NPZ_KEYS = ("x", "x_test")
 """The arrays an .npz input is read from, the first it holds, when it holds more than one (after the dataset's own)."""
+
+
+def input_files(paths: list[Path]) -> list[Path]:
+    """`paths` with each folder replaced by the input files in it and its subfolders."""
+    files = []
+    for path in paths:
+        found = _files_under(path) if path.is_dir() else [path]
+        if not found:
+            raise DataError(f"{path}: a folder without input files ({', '.join(SUFFIXES)}) in it or its subfolders")
+        files += found
+    return files
+
+
+def _files_under(folder: Path) -> list[Path]:
+    """The input files in `folder` and its subfolders, sorted; hidden files and folders (macOS's ._x.png) left out."""
+    found = []
+    for top, folders, names in os.walk(folder):
+        folders[:] = [name for name in folders if not name.startswith(".")]
+        found += [Path(top, name) for name in names
+                  if not name.startswith(".") and Path(name).suffix.lower() in SUFFIXES]
+    return sorted(found)
 
 
 def read_inputs(path: Path, sample_shape: tuple[int, ...], npz_keys: tuple[str, ...] = (),
