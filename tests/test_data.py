@@ -302,6 +302,24 @@ def test_the_arrays_of_an_npz_that_no_split_is_read_from_are_named_for_the_runs_
     assert source.notes[0].startswith("data: t.npz holds arrays that no split is read from: ids (")
 
 
+def test_inputs_of_raw_bytes_that_nothing_scales_are_noted_for_the_runs_log(tmp_path):
+    """Keras's mnist.npz holds pixels 0–255 as uint8: they trained as they were, losses in the tens, without a word."""
+    images = np.full((4, 28, 28), 255, np.uint8)
+    np.savez(tmp_path / "m.npz", x_train=images, y_train=np.arange(4) % 2)
+    np.savez(tmp_path / "mask.npz", x=np.eye(4, dtype=np.uint8), y=np.arange(4) % 2)  # 0/1 bytes: left alone
+    notes = {}
+    for name, options in (("raw", {}), ("scaled", {"scale": 1 / 255}), ("normalized", {"normalize": True}),
+                          ("mask", {"path": "mask.npz"})):
+        spec = {"type": "npz", "path": "m.npz", **options}
+        source = DATASETS.build(spec, from_dict({"data": spec}), ("data",), base_dir=str(tmp_path))
+        source.load(np.float32)
+        notes[name] = source.notes
+    assert notes["raw"] == [f"data: the inputs of {tmp_path / 'm.npz'} are bytes (uint8, up to 255), taken as they "
+                            "are; for pixels in [0, 1] set data.scale: 0.00392156862745098 (1/255), or "
+                            "data.normalize: true"]
+    assert notes["scaled"] == notes["normalized"] == notes["mask"] == []
+
+
 def test_bad_npz_files(tmp_path):
     with pytest.raises(DataError, match="nope.npz: no such file"):
         load({"type": "npz", "path": "nope.npz"}, tmp_path)

@@ -100,6 +100,7 @@ class DatasetSource:
         x, y, x_test, y_test = self.read()
         y, y_test = self.targets_of(y, y_test)
         self._check(x, y, "training")
+        self._note_raw_bytes(x)
         if self.classes is not None:
             x, y = self._only_classes(x, y, "training")
             if x_test is not None and y_test is not None:
@@ -140,6 +141,15 @@ class DatasetSource:
                                 f"{train.x.shape[2]}×{train.x.shape[3]} image off its frame; shift by less than "
                                 f"{min(train.x.shape[2:])}")
         return Dataset(train, val, test, train.x.shape[1:], num_classes, self.shuffle, self.augment)
+
+    def _note_raw_bytes(self, x: np.ndarray) -> None:
+        """A note where the inputs are bytes past 1 (pixels 0–255, as Keras's mnist.npz holds them) that neither
+        scale nor normalize touches: they train as they are, with losses in the tens."""
+        if x.dtype == np.uint8 and (self.scale, self.shift) == (1.0, 0.0) and not (self.normalize or self.indices) \
+                and x.max() > 1:
+            self.notes.append(f"data: the inputs of {self.origin('training')} are bytes (uint8, up to {x.max()}), "
+                              "taken as they are; for pixels in [0, 1] set data.scale: 0.00392156862745098 (1/255), "
+                              "or data.normalize: true")
 
     def targets_of(self, y: np.ndarray, y_test: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
         """Both splits' targets as read: boolean ones, one per sample, as the labels 0 and 1."""
