@@ -531,6 +531,20 @@ def test_a_csv_test_file_of_other_columns_is_named_by_its_column_counts(tmp_path
         load({"type": "csv", "path": "train.csv", "test_path": "test.csv"}, tmp_path)
 
 
+@pytest.mark.parametrize("content, delimiter, reason", [
+    ("a;b;label\n1,5;2,25;0\n", ";", "it has a comma .a decimal comma, or one between thousands.., and nnctl reads "
+                                      "plain numbers with a decimal point"),
+    ('a,b,label\n"1,5",2,0\n', ",", "it has a comma .a decimal comma"),
+    ("a,b\n1,5;2\n3,0;1\n", ",", "it holds ';': is the file separated by ';', not ','"),
+    ("x,label\n1,cat\n2,dog\n", ",", "every cell must be one .class names too: number them 0, 1, ...."),
+])
+def test_a_csv_cell_that_is_no_number_is_told_why_it_may_not_be(tmp_path, content, delimiter, reason):
+    """A European file (decimal commas, ';' between cells) was told 'every cell must be one (class names too...)'."""
+    (tmp_path / "e.csv").write_text(content)
+    with pytest.raises(DataError, match=f"e.csv:[12]: column [12] is not a number; {reason}"):
+        load({"type": "csv", "path": "e.csv", "delimiter": delimiter}, tmp_path)
+
+
 def test_predict_names_the_separator_its_csv_inputs_need(tmp_path):
     (tmp_path / "x.csv").write_text("1;2\n3;4\n")
     with pytest.raises(DataError, match="looks separated by ';', not ','.*data.delimiter says which, for the .csv "

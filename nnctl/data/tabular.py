@@ -165,7 +165,7 @@ def read_table(path: Path, header: bool | None = None, delimiter: str = ",") -> 
     try:
         values = np.array(rows, dtype=str).astype(np.float64)
     except ValueError:
-        raise _bad_cell(path, lines, rows) from None
+        raise _bad_cell(path, lines, rows, delimiter) from None
     if not np.isfinite(values).all():  # nan, inf, or a number past float's range such as 1e400
         i, j = np.argwhere(~np.isfinite(values))[0]
         raise DataError(f"{path}:{lines[i]}: column {j + 1} is {'NaN' if np.isnan(values[i, j]) else 'infinite'}, "
@@ -223,6 +223,18 @@ def _is_header(path: Path, line: int, row: list[str]) -> bool:
     return names > 0
 
 
+def _not_a_number(cell: str, delimiter: str) -> str:
+    """Why a cell that is no number may be so: a comma in a number, another separator, else a name."""
+    if _is_number(cell.replace(",", ".", 1)):
+        return ("it has a comma (a decimal comma, or one between thousands?), and nnctl reads plain numbers with a "
+                "decimal point (1234.5): save the file so")
+    other = next((d for d in DELIMITERS if d != delimiter and d in cell), None)
+    if other is not None:
+        return (f"it holds {other!r}: is the file separated by {other!r}, not {delimiter!r}? (a csv dataset's "
+                "data.delimiter says which)")
+    return "every cell must be one (class names too: number them 0, 1, ...)"
+
+
 def _is_number(cell: str) -> bool:
     try:
         float(cell)
@@ -236,12 +248,11 @@ def _bad_column(row: list[str]) -> int:
     return next((j for j, cell in enumerate(row) if not _is_number(cell)), -1)
 
 
-def _bad_cell(path: Path, lines: list[int], rows: list[list[str]]) -> DataError:
+def _bad_cell(path: Path, lines: list[int], rows: list[list[str]], delimiter: str) -> DataError:
     """A DataError naming the first non-numeric cell by line and column, not by its text (see parse_tree)."""
     for line, row in zip(lines, rows, strict=True):
         if (j := _bad_column(row)) >= 0:
             if not row[j].strip():
                 return DataError(f"{path}:{line}: column {j + 1} is empty")
-            return DataError(f"{path}:{line}: column {j + 1} is not a number; every cell must be one (class names "
-                             "too: number them 0, 1, ...)")
+            return DataError(f"{path}:{line}: column {j + 1} is not a number; {_not_a_number(row[j], delimiter)}")
     return DataError(f"{path}: cannot read the table as numbers")
