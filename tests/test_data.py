@@ -599,6 +599,21 @@ def test_images_in_the_other_formats_pillow_reads_are_inputs_too(tmp_path, name)
     assert np.abs(pixels.astype(int) - digit).max() <= (40 if name.endswith("webp") else 0)  # webp: lossy
 
 
+def test_a_photo_turned_by_its_exif_orientation_is_read_upright_as_viewers_show_it(tmp_path):
+    """A phone stores a portrait photo as landscape pixels with an EXIF Orientation; it was read sideways."""
+    from PIL import Image
+
+    bar = np.zeros((28, 28), np.uint8)
+    bar[2:6, :] = 255  # a bar along the top, as stored
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown turned 90° clockwise: the bar along the right side
+    Image.fromarray(bar).save(tmp_path / "photo.png", exif=exif)
+    np.testing.assert_array_equal(read_inputs(tmp_path / "photo.png", (28, 28))[0], np.rot90(bar, -1))
+    for damaged in (b"garbage", b"II*\x00\xff\xff\xff\xff"):  # an EXIF block that does not parse is ignored
+        Image.fromarray(bar).save(tmp_path / "odd.png", exif=damaged)
+        np.testing.assert_array_equal(read_inputs(tmp_path / "odd.png", (28, 28))[0], bar)
+
+
 def test_missing_csv(tmp_path):
     with pytest.raises(DataError, match="nope.csv: no such file"):
         load({"type": "csv", "path": "nope.csv"}, tmp_path)

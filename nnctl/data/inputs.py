@@ -3,6 +3,7 @@
 import io
 import math
 import os
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -95,7 +96,7 @@ def read_image(path: Path, sample_shape: tuple[int, ...]) -> np.ndarray:
     """An image file as one raw sample: converted to grey or RGB, resized to the training images' size."""
     channels, height, width, channels_first = _image_layout(sample_shape, path)
     try:
-        from PIL import Image, UnidentifiedImageError
+        from PIL import Image, ImageOps, UnidentifiedImageError
     except ImportError:
         raise NnctlError(f"{path}: reading images needs Pillow; install it with pip install 'nnctl[images]'") from None
     raw = read_bytes(path, DataError, "image file")
@@ -104,12 +105,14 @@ def read_image(path: Path, sample_shape: tuple[int, ...]) -> np.ndarray:
         with Image.open(io.BytesIO(raw)) as image:
             resized = width * height * ((1 if channels == 1 else 4) + channels)  # Pillow's image, then NumPy's
             keyed = "transparency" in image.info
-            if problem := too_big(image.width * image.height * _pixel_bytes(image.mode, channels, keyed) + resized,
-                                  f"{path}: an image of {image.width}×{image.height} ({image.mode}) resized to "
-                                  f"{width}×{height}"):
+            turned = _orientation(image) != 1
+            if problem := too_big(image.width * image.height * _pixel_bytes(image.mode, channels, keyed, turned)
+                                  + resized, f"{path}: an image of {image.width}×{image.height} ({image.mode}) "
+                                  f"resized to {width}×{height}"):
                 raise DataError(problem)
             _check_opaque(image.convert("RGBA") if keyed else image, path)
-            grey_or_rgb = _eight_bit(image, path).convert("L" if channels == 1 else "RGB")
+            upright = ImageOps.exif_transpose(image) if turned else image  # as viewers show a phone's photo
+            grey_or_rgb = _eight_bit(upright, path).convert("L" if channels == 1 else "RGB")
             pixels = np.asarray(grey_or_rgb.resize((width, height)))
     except UnidentifiedImageError:
         raise DataError(f"{path}: not a readable image (not in a format Pillow knows, such as PNG or JPEG)") from None
@@ -119,6 +122,24 @@ def read_image(path: Path, sample_shape: tuple[int, ...]) -> np.ndarray:
         return pixels
     pixels = pixels.reshape(height, width, channels)
     return pixels.transpose(2, 0, 1) if channels_first else pixels
+
+
+def _orientation(image: "Image.Image") -> int:
+    """The EXIF orientation the file's header records (1, upright, where it records none), read without decoding
+    the pixels (Image.getexif would, for a PNG, before the memory limit is checked)."""
+    from PIL import Image
+
+    if "exif" not in image.info:
+        return 1
+    exif = Image.Exif()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Pillow's warnings of a damaged block, which is ignored as viewers do
+        try:
+            exif.load(image.info["exif"])
+        except Exception:  # whatever Pillow's TIFF parser raises on a damaged block (SyntaxError, struct.error, ...)
+            return 1
+    orientation = exif.get(_ORIENTATION, 1)
+    return orientation if orientation in range(1, 9) else 1
 
 
 def _check_opaque(image: "Image.Image", path: Path) -> None:
@@ -145,20 +166,22 @@ def _eight_bit(image: "Image.Image", path: Path) -> "Image.Image":
     return image
 
 
+_ORIENTATION = 0x0112
+"""The EXIF tag saying how a camera's image is turned (1: upright; 6: to be turned 90° clockwise, ...)."""
 _TO_GREY = ("1", "L", "P", "LA", "PA", "RGB", "RGBA", "I", "F")
 """Modes Pillow converts to grey in one step; others (CMYK, YCbCr, LAB, HSV) go through RGB."""
 
 
-def _pixel_bytes(mode: str, channels: int, keyed: bool) -> int:
+def _pixel_bytes(mode: str, channels: int, keyed: bool, turned: bool) -> int:
     """The bytes a pixel of an image in `mode` takes at the peak of reading it as `channels` channels: decoded
-    (Pillow keeps every multi-band pixel in 4), the 16-bit scaling or a step through RGB, converted; a `keyed`
-    image (one colour transparent) is looked at as RGBA and its alpha first."""
+    (Pillow keeps every multi-band pixel in 4) and, `turned` upright, decoded again, the 16-bit scaling or a step
+    through RGB, converted; a `keyed` image (one colour transparent) is looked at as RGBA and its alpha first."""
     decoded = 1 if mode in ("1", "L", "P") else 2 if mode.startswith("I;16") else 4
     if mode.startswith("I;16") or mode == "I":
         converting = decoded + 4  # its pixels copied into an array, then as uint32
     else:
         converting = (4 if channels == 1 and mode not in _TO_GREY else 0) + (1 if channels == 1 else 4)
-    return decoded + max(converting, 4 + 1 if keyed else 0)
+    return decoded * (1 + turned) + max(converting, 4 + 1 if keyed else 0)
 
 
 def _image_layout(shape: tuple[int, ...], path: Path) -> tuple[int, int, int, bool]:
