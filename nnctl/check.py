@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from nnctl.backend import synchronize
+from nnctl.console import format_value
 from nnctl.experiment import Experiment, layer_activation
 from nnctl.losses import BinaryCrossEntropy, Loss, SoftmaxCrossEntropy, as_targets
 from nnctl.metrics import scores
@@ -174,7 +175,7 @@ def overfit(exp: Experiment, samples: int, steps: int, seconds: float) -> Findin
             return Finding(name, True, f"done in {step} steps (loss {first:.4g} → {result['loss']:.4g})")
         if time.perf_counter() > deadline:
             break
-    reached = (f"{step} steps, " + (f"accuracy {result['accuracy']:.2f}, " if classifier else "")
+    reached = (f"{step} steps, " + (f"accuracy {format_value(float(result['accuracy']))}, " if classifier else "")
                + f"loss {first:.4g} → {result['loss']:.4g}")
     if result["loss"] > 0.5 * first and step == steps:
         return Finding(name, False, f"could not: the loss did not even halve ({reached}); check optimizer.lr, "

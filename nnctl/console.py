@@ -2,6 +2,7 @@
 and why a command stopped early (its stdout closed, a SIGTERM, else a Ctrl-C)."""
 
 import io
+import math
 import os
 import re
 import stat
@@ -108,3 +109,15 @@ def prepare_stdout() -> None:
         sys.stdout.flush()
         sys.stdout = io.TextIOWrapper(io.BufferedWriter(_WholeWrites(sys.stdout.fileno(), "stdout")),
                                       encoding=sys.stdout.encoding, errors=sys.stdout.errors, line_buffering=True)
+
+
+def format_value(value: Any, digits: int = 4) -> str:
+    """A number for output: `digits` significant digits, and as many more as it takes for a value that is not whole
+    to read so (an accuracy of 0.99996 is 0.99996, never a perfect 1); anything else as str() writes it."""
+    if not isinstance(value, float) or not math.isfinite(value):
+        return str(value)
+    for places in range(digits, 18):
+        text = f"{value:.{places}g}"
+        if not float(text).is_integer() or float(text) == value or abs(value) >= 10 ** (digits - 1):
+            return text
+    return repr(value)

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from nnctl.backend import to_host
+from nnctl.console import format_value
 from nnctl.data.text import shown_label
 from nnctl.errors import ConfigError, NnctlError
 from nnctl.experiment import Experiment, report
@@ -175,7 +176,9 @@ def confusion(exp: Experiment, split: str, out: Path, title: str) -> Path:
                     color="white" if value > counts.max() / 2 else "black")
     ax.set(xlabel="predicted class", ylabel="true class", xticks=range(len(counts)), yticks=range(len(counts)),
            xticklabels=labels, yticklabels=labels,
-           title=f"{title}\non {split}: accuracy {result['accuracy']:.4f} ({result['samples']} samples)")
+           title=f"{title}\
+on {split}: accuracy {format_value(float(result['accuracy']))} ({result['samples']} "
+                 "samples)")
     fig.tight_layout()
     return _save(fig, out)
 

@@ -5,7 +5,6 @@ import csv
 import fcntl
 import io
 import json
-import math
 import os
 import shlex
 from pathlib import Path
@@ -14,7 +13,7 @@ from typing import Any
 from tqdm import tqdm
 
 from nnctl import checkpoint
-from nnctl.console import PlainConsole, stdout_closed
+from nnctl.console import PlainConsole, format_value, stdout_closed
 from nnctl.errors import NnctlError, TrainingError
 from nnctl.files import regular_file
 from nnctl.metrics import improves
@@ -223,10 +222,3 @@ class Progress:
     def epoch(self, row: dict[str, Any], epochs: int) -> None:
         shown = [f"{k} {format_value(v)}" for k, v in row.items() if k not in ("kind", "epoch", "step")]
         self.say(f"epoch {row['epoch']}/{epochs}  " + "  ".join(shown))
-
-
-def format_value(value: Any) -> str:
-    """A metric for one line of output: 4 significant digits, seconds with one decimal."""
-    if isinstance(value, float) and math.isfinite(value):
-        return f"{value:.4g}"
-    return str(value)

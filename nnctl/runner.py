@@ -19,7 +19,7 @@ import numpy as np
 from nnctl import __version__, checkpoint
 from nnctl.checkpoint import Checkpoint
 from nnctl.config import Config
-from nnctl.console import note_terminated, stdout_closed, why_stopped
+from nnctl.console import format_value, note_terminated, stdout_closed, why_stopped
 from nnctl.data import Split
 from nnctl.errors import CheckpointError, NnctlError, TrainingError
 from nnctl.experiment import Experiment, build, check_trains
@@ -33,7 +33,6 @@ from nnctl.run_files import (
     Progress,
     RunLock,
     check_run_files,
-    format_value,
     leftovers,
     write_summary,
 )
@@ -403,7 +402,7 @@ class Runner:
             return False
         by = f" by more than {es.min_delta:g}" if es.min_delta else ""
         self.progress.say(f"early stopping: {self.monitor.name} has not improved{by} for {es.patience} "
-                          f"evaluations (best {self.monitor.best:.4g})")
+                          f"evaluations (best {format_value(self.monitor.best)})")
         return True
 
     def _check_finite(self, when: str) -> None:

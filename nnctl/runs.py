@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from nnctl.config import MAX_BYTES
+from nnctl.console import format_value
 from nnctl.course import flatten
 from nnctl.errors import NnctlError
 from nnctl.files import read_bytes, read_charged
@@ -116,7 +117,7 @@ class Run:
         """'val_loss 0.0712' or '' before the first evaluation."""
         best = self.summary.get("best") or {}
         value = best.get("value")
-        return f"{best.get('monitor')} {value:.4g}" if is_real(value) else ""
+        return f"{best.get('monitor')} {format_value(value)}" if is_real(value) else ""
 
     @property
     def checkpoint(self) -> Path:

@@ -9,12 +9,12 @@ from rich.table import Table
 from rich.text import Text
 
 from nnctl.check import Finding, Timing
+from nnctl.console import format_value
 from nnctl.convert import Step
 from nnctl.data.text import shown_label
 from nnctl.gradcheck import Check
 from nnctl.model import Model
 from nnctl.predict import Predictions, top
-from nnctl.run_files import format_value
 from nnctl.runs import Run, diff_record
 from nnctl.sweep import Outcome, Sweep
 
@@ -137,11 +137,11 @@ def predictions_table(result: Predictions, k: int) -> Table:
                 table.add_row(first, "…", *[""] * (len(table.columns) - 2))
                 continue
             c = classes[i, t]
-            ranked = "  ".join(f"{shown_label(result.label(j))} {v:.4f}"
+            ranked = "  ".join(f"{shown_label(result.label(j))} {format_value(float(v))}"
                                for j, v in zip(order[i, t], best[i, t], strict=True))
             token = [shown_label(result.tokens[i][t])] if result.tokens else []
             table.add_row(first, *([str(t)] if result.per_step else []), *token, shown_label(result.label(c)),
-                          f"{values[i, t, c]:.4f}", ranked)
+                          format_value(float(values[i, t, c])), ranked)
     return table
 
 
@@ -268,6 +268,6 @@ def per_class_table(rows: list[dict]) -> Table:
     for column in ("class", "precision", "recall", "f1", "support"):
         table.add_column(column, justify="right")
     for row in rows:
-        table.add_row(shown_label(row["class"]), f"{row['precision']:.4f}", f"{row['recall']:.4f}", f"{row['f1']:.4f}",
-                      str(row["support"]))
+        table.add_row(shown_label(row["class"]),
+                      *(format_value(float(row[key])) for key in ("precision", "recall", "f1")), str(row["support"]))
     return table

@@ -3,6 +3,7 @@ closed pipe and a Ctrl-C anywhere ending in one line and a run that can be resum
 
 import io
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from rich.console import Console
 
 from helpers import CONFIGS, REPO, checkout_env, nnctl
 from nnctl import tables
+from nnctl.console import format_value
 
 pytestmark = pytest.mark.slow  # runs the CLI in subprocesses and trains
 
@@ -198,6 +200,26 @@ def test_a_narrow_terminal_folds_long_cells_instead_of_cutting_them():
     cells = ["".join(line.split("│")[i].strip() for line in text.splitlines() if line.count("│") == 4)
              for i in (1, 2, 3)]
     assert cells == [name, "finished", "val_accuracy0.9832"]
+
+
+@pytest.mark.parametrize("value, shown", [(0.99996, "0.99996"), (0.9999999403953552, "0.9999999"), (1.0, "1"),
+                                           (0.98765, "0.9877"), (999.96, "999.96"), (12345.6, "1.235e+04")])
+def test_a_number_short_of_whole_never_prints_as_whole(value, shown):
+    assert format_value(value) == shown
+
+
+def test_runs_list_and_show_never_round_a_score_up_to_perfect(tmp_path):
+    """An accuracy of 0.99996 (one miss in 25,000) reads so in every table, not as a perfect 1."""
+    assert nnctl("train", str(CONFIGS / "xor_mlp.yaml"), "train.epochs=2", "--runs-dir", str(tmp_path),
+                 "-q").returncode == 0
+    summary_file = next(tmp_path.iterdir()) / "summary.json"
+    summary = json.loads(summary_file.read_text())
+    summary["best"] = {"monitor": "accuracy", "mode": "max", "value": 0.99996}
+    summary["test"]["test_accuracy"] = 0.99996
+    summary_file.write_text(json.dumps(summary))
+    assert "accuracy 0.99996" in nnctl("runs", "list", str(tmp_path)).stdout
+    shown = nnctl("runs", "show", str(summary_file.parent)).stdout
+    assert "accuracy 0.99996" in shown and re.search(r"test_accuracy +│ 0\.99996 ", shown), shown
 
 
 def test_summary_gradcheck_and_check_print_json_that_says_what_their_tables_say():
