@@ -51,7 +51,30 @@ from nnctl.weights import check_npz_name, load_into, weights_spec, write_npz
 from nnctl.weights import export as export_weights
 from nnctl.yaml_loader import dump_yaml
 
-app = typer.Typer(help="Train neural networks written in plain NumPy from YAML files.", no_args_is_help=True,
+
+class _Nnctl(TyperGroup):
+    """The nnctl command; where it runs under a name of more words than one (`python -m nnctl`), its
+    --install-completion and --show-completion refuse: a shell completes a command by its first word (python)."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if " " in (ctx.info_name or ""):
+            for param in self.params:
+                if param.name in ("install_completion", "show_completion"):
+                    param.callback = _refuse_completion
+        return super().parse_args(ctx, args)
+
+
+def _refuse_completion(ctx: Any, param: Any, value: Any) -> Any:
+    """A completion option's callback under `python -m nnctl`: a ConfigError pointing at the nnctl command."""
+    if value and not ctx.resilient_parsing:
+        option = param.opts[0]
+        raise ConfigError(f"{option}: tab completion completes the nnctl command, not python -m nnctl (a shell "
+                          f"completes that as python); run: nnctl {option}")
+    return value
+
+
+app = typer.Typer(cls=_Nnctl, help="Train neural networks written in plain NumPy from YAML files.",
+                  no_args_is_help=True,
                   add_completion=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   context_settings={"help_option_names": ["-h", "--help"]})  # inherited by every command
 # piped output is read whole: tables as wide as their cells (rich would cut them at 80 columns, or COLUMNS)

@@ -3,6 +3,7 @@ closed pipe and a Ctrl-C anywhere ending in one line and a run that can be resum
 
 import io
 import json
+import os
 import re
 import signal
 import subprocess
@@ -164,6 +165,30 @@ def test_tab_completes_the_sub_commands_of_runs(words, expected):
 def test_tab_completes_the_values_of_options_that_take_a_few(words, expected):
     """Options whose value is one of a few words complete them, as the sub-commands do (they completed nothing)."""
     assert complete(words) == expected
+
+
+def test_the_completion_script_of_the_nnctl_command_completes_it(tmp_path):
+    """The script `nnctl --show-completion bash` prints, sourced in bash, completes `nnctl tr<TAB>`."""
+    run_nnctl = "import sys; sys.argv[0] = 'nnctl'; from nnctl.__main__ import main; main()"
+    (tmp_path / "nnctl").write_text(f"#!/bin/sh\nexec {sys.executable} -c \"{run_nnctl}\" \"$@\"\n")
+    (tmp_path / "nnctl").chmod(0o755)
+    env = checkout_env({"PATH": f"{tmp_path}:{os.environ['PATH']}"})
+    shown = subprocess.run([tmp_path / "nnctl", "--show-completion", "bash"], capture_output=True, text=True, env=env)
+    assert shown.returncode == 0, shown.stderr
+    script = shown.stdout
+    complete_tr = f"{script}\nCOMP_WORDS=(nnctl tr); COMP_CWORD=1; _nnctl_completion nnctl; echo \"${{COMPREPLY[*]}}\""
+    result = subprocess.run(["bash", "-c", complete_tr], capture_output=True, text=True, env=env)
+    assert result.stdout.split() == ["train"], (script, result.stderr)
+
+
+@pytest.mark.parametrize("option", ["--show-completion", "--install-completion"])
+def test_python_m_nnctl_refuses_to_print_a_completion_script_that_cannot_work(option, tmp_path):
+    """`python -m nnctl --show-completion` printed a script for a command named `python -m nnctl`, whose variable
+    (`_PYTHON _M NNCTL_COMPLETE`) no shell can set; it says to use the nnctl command instead, installing nothing."""
+    result = nnctl(option, "bash", env={"HOME": str(tmp_path)})
+    assert result.returncode == 2 and result.stdout == "" and list(tmp_path.iterdir()) == []
+    assert result.stderr == (f"error: {option}: tab completion completes the nnctl command, not python -m nnctl (a "
+                             f"shell completes that as python); run: nnctl {option}\n")
 
 
 def complete(words: str) -> list[str]:
