@@ -53,8 +53,13 @@ from nnctl.yaml_loader import dump_yaml
 
 
 class _Nnctl(TyperGroup):
-    """The nnctl command; where it runs under a name of more words than one (`python -m nnctl`), its
-    --install-completion and --show-completion refuse: a shell completes a command by its first word (python)."""
+    """The nnctl command. Its --debug every command takes too (`nnctl train c.yaml --debug` as well as `nnctl --debug
+    train c.yaml`); where it runs under a name of more words than one (`python -m nnctl`), its --install-completion
+    and --show-completion refuse: a shell completes a command by its first word (python)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        _add_option(next(param for param in self.params if param.name == "debug"), self.commands.values())
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         if " " in (ctx.info_name or ""):
@@ -62,6 +67,13 @@ class _Nnctl(TyperGroup):
                 if param.name in ("install_completion", "show_completion"):
                     param.callback = _refuse_completion
         return super().parse_args(ctx, args)
+
+
+def _add_option(option: Any, commands: Iterable[Any]) -> None:
+    """Gives `option` (one that passes no value to the function) to `commands` and to their sub-commands."""
+    for command in commands:
+        command.params.append(option)
+        _add_option(option, getattr(command, "commands", {}).values())
 
 
 def _refuse_completion(ctx: Any, param: Any, value: Any) -> Any:
@@ -197,15 +209,21 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+def _debug(ctx: Any, param: Any, value: bool) -> None:
+    """--debug, before the command or after it: the traceback of an unexpected error, and NumPy's warnings."""
+    global DEBUG
+    if value:
+        DEBUG = True
+        quiet_arithmetic(False)
+
+
 @app.callback()
-def _main(debug: bool = typer.Option(False, "--debug", help="Show the full traceback of unexpected errors, and "
-                                     "NumPy's warnings (overflow, NaN) in nnctl's arithmetic."),
+def _main(debug: bool = typer.Option(False, "--debug", callback=_debug, expose_value=False, is_eager=True,
+                                     help="Show the full traceback of unexpected errors, and NumPy's warnings "
+                                     "(overflow, NaN) in nnctl's arithmetic."),
           version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                        help="Print the version and exit.")) -> None:
-    global DEBUG
-    DEBUG = DEBUG or debug
-    if not DEBUG:
-        quiet_arithmetic()
+    """The options before the command: --debug (which every command takes after it too) and --version."""
 
 
 def _experiment_of(config: Path, overrides: list[str] | None) -> Experiment:
@@ -891,6 +909,7 @@ def main() -> None:
         prepare_stdout()
         threads.apply_override()
         memory_limit()  # a malformed NNCTL_MAX_MEMORY stops here, before any work
+        quiet_arithmetic(not DEBUG)
         app()
     except SystemExit as exc:  # typer ends a KeyboardInterrupt with 130, whichever signal raised it
         sys.exit(_stopped_status() if exc.code == 130 else exc.code)

@@ -36,7 +36,8 @@ class TrainingError(NnctlError):
     """Training that cannot go on, such as a loss that became NaN."""
 
 
-def quiet_arithmetic() -> None:
+def quiet_arithmetic(quiet: bool = True) -> None:
     """Silences NumPy's RuntimeWarnings (overflow, invalid values) raised in nnctl's own modules: a run that diverges
-    ends with the NaN check's one message, not after stray warnings with source lines."""
-    warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"nnctl(\.|$)")
+    ends with the NaN check's one message, not after stray warnings with source lines; `quiet` False shows them
+    again (--debug)."""
+    warnings.filterwarnings("ignore" if quiet else "default", category=RuntimeWarning, module=r"nnctl(\.|$)")

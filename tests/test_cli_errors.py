@@ -5,8 +5,9 @@ import os
 import textwrap
 
 import pytest
+import typer
 
-from helpers import nnctl
+from helpers import CONFIGS, nnctl
 from nnctl import cli
 
 pytestmark = pytest.mark.slow  # runs the CLI in subprocesses and trains real models
@@ -187,3 +188,23 @@ def test_a_mistyped_runs_command_is_a_usage_error_with_a_suggestion(tmp_path, ty
     (tmp_path / typed).mkdir()
     listed = nnctl("runs", typed, cwd=tmp_path)
     assert listed.returncode == 0 and f"no runs under {typed}" in listed.stdout, listed.stderr
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_debug_is_taken_before_the_command_or_after_it(where, tmp_path):
+    """`nnctl train c.yaml --debug` was a usage error ('No such option'); it shows NumPy's warnings as `nnctl --debug
+    train c.yaml` does."""
+    command = ["train", str(CONFIGS / "linear_salary.yaml"), "optimizer.lr=1e30", "train.epochs=3", "-q",
+               "--runs-dir", str(tmp_path)]
+    result = nnctl(*(["--debug", *command] if where == "before" else [*command, "--debug"]))
+    assert result.returncode == 1 and "RuntimeWarning: overflow" in result.stderr, result.stderr
+
+
+def test_every_command_takes_debug():
+    def commands(command, path=()):
+        yield path, command
+        for name, sub in getattr(command, "commands", {}).items():
+            yield from commands(sub, (*path, name))
+
+    assert [path for path, command in commands(typer.main.get_command(cli.app))
+            if "--debug" not in [opt for param in command.params for opt in param.opts]] == []
