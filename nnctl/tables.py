@@ -1,10 +1,14 @@
 """The rich tables the command line prints: evaluations, models, confusion matrices, gradient checks, predictions,
 runs and sweeps."""
 
+import copy
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
@@ -21,11 +25,58 @@ from nnctl.sweep import Outcome, Sweep
 
 class Folding(Table):
     """A rich Table whose long cells (paths, run names) fold onto more lines where the terminal is narrow, instead
-    of being cut short with '…'."""
+    of being cut short with '…'. Its columns are never narrower than their longest word (rich would squeeze them
+    and break words and numbers): where they do not fit, it drops its borders, and where even that is too wide,
+    prints each row as lines of `column: value`."""
 
     def add_column(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("overflow", "fold")
         super().add_column(*args, **kwargs)
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        for box in (self.box, None):
+            table = copy.copy(self)
+            table.box = box
+            if fitted := table.fitted(console, options):
+                yield from super(Folding, fitted).__rich_console__(console, options)
+                return
+        yield from self.records()
+
+    def fitted(self, console: Console, options: ConsoleOptions) -> "Folding | None":
+        """This table with each column as wide as it needs, or, where the whole does not fit, as wide as its
+        longest word and a share of the room left; None where even its longest words do not fit."""
+        if not self.show_header:
+            return self
+        room = options.max_width - len(self.columns) * (self.padding[1] + self.padding[3])
+        if self.box:
+            room -= len(self.columns) - 1 + 2 * self.show_edge
+        sizes = [[Measurement.get(console, options, cell) for cell in (column.header, *column.cells)]
+                 for column in self.columns]
+        lows = [max(size.minimum for size in column) for column in sizes]
+        highs = [max(size.maximum for size in column) for column in sizes]
+        if sum(highs) <= room:
+            return self
+        if sum(lows) > room:
+            return None
+        fitted = copy.copy(self)
+        fitted.columns = [copy.copy(column) for column in self.columns]
+        spare, wanted = room - sum(lows), sum(highs) - sum(lows)
+        for column, low, high in zip(fitted.columns, lows, highs, strict=True):
+            column.width = low + (high - low) * spare // wanted
+        return fitted
+
+    def records(self) -> Iterator[RenderableType]:
+        """The title, then each row as a grid of `header: cell` lines, a blank line before each."""
+        if self.title:
+            yield self.title
+        for row in zip(*(column.cells for column in self.columns), strict=True):
+            record = Table.grid(padding=(0, 1))
+            record.add_column(style="table.header")
+            record.add_column(overflow="fold")
+            for column, cell in zip(self.columns, row, strict=True):
+                record.add_row(f"{column.header}:" if column.header else "", cell)
+            yield ""
+            yield record
 
 
 def confusion_table(counts: np.ndarray, labels: list[int | str]) -> Table:

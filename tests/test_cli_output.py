@@ -1,9 +1,11 @@
 """What the CLI prints and how it ends, as a user sees it: paths printed as they are, piped tables whole, a
 closed pipe and a Ctrl-C anywhere ending in one line and a run that can be resumed."""
 
+import contextlib
 import io
 import json
 import os
+import pty
 import re
 import signal
 import subprocess
@@ -217,14 +219,50 @@ def test_a_narrow_terminal_folds_long_cells_instead_of_cutting_them():
     table = tables.Folding(title="runs")
     for column in ("run", "status", "best"):
         table.add_column(column)
+    table.add_row("a run with a name of many words", "finished", "val_accuracy 0.9832")
+    shown = io.StringIO()
+    Console(file=shown, width=40).print(table)
+    text = shown.getvalue()
+    assert "…" not in text and max(map(len, text.splitlines())) <= 40
+    cells = [" ".join(filter(None, (line.split("│")[i].strip() for line in text.splitlines() if line.count("│") == 4)))
+             for i in (1, 2, 3)]
+    assert cells == ["a run with a name of many words", "finished", "val_accuracy 0.9832"]
     table.add_row(name, "finished", "val_accuracy 0.9832")
     shown = io.StringIO()
-    Console(file=shown, width=30).print(table)
-    text = shown.getvalue()
-    assert "…" not in text
-    cells = ["".join(line.split("│")[i].strip() for line in text.splitlines() if line.count("│") == 4)
-             for i in (1, 2, 3)]
-    assert cells == [name, "finished", "val_accuracy0.9832"]
+    Console(file=shown, width=44).print(table)  # words too long for columns side by side: a record per row
+    assert f"run:    {name}" in shown.getvalue().splitlines()
+
+
+def on_a_terminal(*args: str, columns: int) -> str:
+    """What `nnctl ARGS...` shows on a terminal `columns` wide (a pseudo-terminal), colours left out."""
+    leader, follower = pty.openpty()
+    process = subprocess.Popen([sys.executable, "-m", "nnctl", *args], cwd=REPO, stdout=follower, stderr=follower,
+                               env=checkout_env({"COLUMNS": str(columns), "NO_COLOR": "1"}))
+    os.close(follower)
+    chunks = []
+    with contextlib.suppress(OSError):  # EIO once the command has ended
+        while chunk := os.read(leader, 1 << 16):
+            chunks.append(chunk)
+    os.close(leader)
+    assert process.wait(timeout=60) == 0
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", b"".join(chunks).decode()).replace("\r\n", "\n")
+
+
+def test_tables_on_a_narrow_terminal_keep_every_word_whole(tmp_path):
+    """`COLUMNS=40 nnctl runs list` broke the run's name, its date and 'val_accuracy' over lines, a few letters each;
+    too narrow for the columns' words side by side, each row now reads as `column: value` lines."""
+    assert nnctl("train", str(CONFIGS / "xor_mlp.yaml"), "train.epochs=2", "--runs-dir", str(tmp_path),
+                 "-q").returncode == 0
+    run = next(tmp_path.iterdir())
+    listed = on_a_terminal("runs", "list", str(tmp_path), columns=40)
+    shown = on_a_terminal("runs", "show", str(run), columns=40)
+    evaluated = on_a_terminal("eval", str(run), columns=30)
+    titles = (str(tmp_path), "runs under", "run ", "confusion matrix")  # soft-wrapped by the terminal, as paths are
+    for text in (listed, shown, evaluated):
+        assert max(len(line) for line in text.splitlines() if not line.startswith(titles)) <= 40, text
+    assert re.search(rf"run: +{run.name}\n", listed) and re.search(r"started: +\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", listed)
+    assert re.search(r"^ +2 +0\.05 +0\.\d+ +0\.5 ", shown, re.MULTILINE), shown  # per epoch: its borders dropped
+    assert re.search(r"precision: +\d", evaluated), evaluated
 
 
 @pytest.mark.parametrize("value, shown", [(0.99996, "0.99996"), (0.9999999403953552, "0.9999999"), (1.0, "1"),
