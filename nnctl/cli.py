@@ -182,7 +182,7 @@ def _print_json(data: Any) -> None:
     """`data` as JSON on stdout, each NaN or infinity as null: JSON has no such numbers, and strict readers
     (JavaScript's JSON.parse, Go's encoding/json) refuse the NaN that Python writes. On a stdout that is not
     UTF (cp1252, ascii) other characters are \\u escapes, not the \\x ones JSON has none of."""
-    out.print_json(json.dumps(_finite(data), allow_nan=False), ensure_ascii=not _stdout_is_utf())
+    out.out(json.dumps(_finite(data), allow_nan=False, indent=2, ensure_ascii=not _stdout_is_utf()), highlight=False)
 
 
 def _stdout_is_utf() -> bool:

@@ -233,8 +233,9 @@ def test_a_narrow_terminal_folds_long_cells_instead_of_cutting_them():
     assert f"run:    {name}" in shown.getvalue().splitlines()
 
 
-def on_a_terminal(*args: str, columns: int) -> str:
-    """What `nnctl ARGS...` shows on a terminal `columns` wide (a pseudo-terminal), colours left out."""
+def on_a_terminal(*args: str, columns: int = 80, styles: bool = False) -> str:
+    """What `nnctl ARGS...` shows on a terminal `columns` wide (a pseudo-terminal), its escape sequences (bold)
+    left out unless `styles`."""
     leader, follower = pty.openpty()
     process = subprocess.Popen([sys.executable, "-m", "nnctl", *args], cwd=REPO, stdout=follower, stderr=follower,
                                env=checkout_env({"COLUMNS": str(columns), "NO_COLOR": "1"}))
@@ -245,7 +246,8 @@ def on_a_terminal(*args: str, columns: int) -> str:
             chunks.append(chunk)
     os.close(leader)
     assert process.wait(timeout=60) == 0
-    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", b"".join(chunks).decode()).replace("\r\n", "\n")
+    text = b"".join(chunks).decode().replace("\r\n", "\n")
+    return text if styles else re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)
 
 
 def test_tables_on_a_narrow_terminal_keep_every_word_whole(tmp_path):
@@ -312,6 +314,13 @@ def _strict_json(text: str):
         raise ValueError(f"{constant} is not JSON")
 
     return json.loads(text, parse_constant=refuse)
+
+
+def test_json_on_a_terminal_is_json_alone():
+    """--json on a terminal printed JSON coloured by rich (escape sequences around every key and value, which a
+    copy or a `script` log keeps), and `nnctl schema` took seconds highlighting its 800 kB."""
+    assert json.loads(on_a_terminal("schema", styles=True))["title"]
+    assert json.loads(on_a_terminal("gradcheck", "--layer", "dense", "--json", styles=True))["passed"]
 
 
 def test_json_output_writes_null_for_nan():
