@@ -22,7 +22,8 @@ def main() -> None:
         sys.unraisablehook = sys.__unraisablehook__
     try:
         run()
-    except KeyboardInterrupt:  # one between the handlers, before cli's main could catch it
+    except KeyboardInterrupt:  # one between the handlers, before cli's main could catch it (or say so)
+        sys.stderr.write("interrupted\n")
         sys.exit(130)
 
 

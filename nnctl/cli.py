@@ -1,5 +1,7 @@
 """The `nnctl` command line: parses arguments, calls the library, renders results."""
 
+from __future__ import annotations
+
 import codecs
 import dataclasses
 import difflib
@@ -13,44 +15,26 @@ import sys
 import traceback
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import numpy as np
 import typer
 from typer.core import TyperGroup
 
-from nnctl import __version__, backend, kernels, tables, threads
-from nnctl import plot as plots
-from nnctl.check import batch, preflight, time_layers
-from nnctl.config import absolute_paths, apply_overrides, load_config, paths_from_cwd
+from nnctl import __version__, threads
 from nnctl.console import PlainConsole, note_terminated, prepare_stdout, stdout_closed, terminated, why_stopped
-from nnctl.convert import convert as convert_weights
-from nnctl.convert import plan, read_map
-from nnctl.data.inputs import input_files
 from nnctl.errors import ConfigError, NnctlError, quiet_arithmetic
-from nnctl.experiment import Experiment, build, check_trains, initial_model, report
-from nnctl.files import real_path
-from nnctl.gradcheck import check_model, check_registry
-from nnctl.jsonschema import config_schema
-from nnctl.layers import LAYERS
 from nnctl.limits import memory_limit
-from nnctl.losses import LOSSES
-from nnctl.metrics import check_metric_name
-from nnctl.model import Model
-from nnctl.onnx_export import PREPARATION_KEY, check_onnx_name, describe_preparation, export_onnx, preparation
 from nnctl.outputs import REFUSALS, check_target, refusal
-from nnctl.predict import check_output, features, predict_files, save_array, write
-from nnctl.runner import Runner
-from nnctl.runs import Run, checkpoint_of, diff_record, expand, find_runs, load_run
-from nnctl.sample import LanguageModel
-from nnctl.sections import resolved
-from nnctl.sweep import Member, Outcome, Sweep, by_value, check_address
-from nnctl.trained import Trained, trained_experiment
-from nnctl.weight_files import read_source
-from nnctl.weights import check_npz_name, load_into, weights_spec, write_npz
-from nnctl.weights import export as export_weights
-from nnctl.yaml_loader import dump_yaml
 
+if TYPE_CHECKING:
+    from nnctl.experiment import Experiment
+    from nnctl.model import Model
+    from nnctl.runs import Run
+    from nnctl.sweep import Member, Outcome, Sweep
+    from nnctl.trained import Trained
+
+# Each command imports the modules it needs itself: `nnctl --help` or `nnctl runs list` need not load the layers,
+# the data sets and the kernels (about half of the start-up time).
 
 class _Nnctl(TyperGroup):
     """The nnctl command. Its --debug every command takes too (`nnctl train c.yaml --debug` as well as `nnctl --debug
@@ -135,6 +119,8 @@ def _check_split(split: str) -> None:
 
 def _check_metric(metric: str) -> None:
     """ConfigError naming --metric when it names no metric a run can record."""
+    from nnctl.metrics import check_metric_name
+
     try:
         check_metric_name(metric)
     except ValueError as exc:
@@ -143,6 +129,8 @@ def _check_metric(metric: str) -> None:
 
 def _device_option(value: str | None) -> str | None:
     """--device as given, refused by its own name (not as the override it becomes) when it names no device."""
+    from nnctl import backend
+
     if value is not None:
         try:
             backend.parse_device(value)
@@ -153,6 +141,8 @@ def _device_option(value: str | None) -> str | None:
 
 def _cwd_overrides(overrides: list[str] | None) -> list[str] | None:
     """Overrides as typed: a relative path in one starts from the current folder, not the config's."""
+    from nnctl.config import paths_from_cwd
+
     return None if overrides is None else paths_from_cwd(overrides, Path.cwd())
 
 
@@ -202,6 +192,8 @@ def _finite(value: Any) -> Any:
 
 
 def _version(value: bool) -> None:
+    from nnctl import backend, kernels
+
     if value:
         out.print(f"nnctl {__version__}\n{kernels.describe()}\n{threads.describe()}")
         for key, text in backend.describe().items():
@@ -227,6 +219,9 @@ def _main(debug: bool = typer.Option(False, "--debug", callback=_debug, expose_v
 
 
 def _experiment_of(config: Path, overrides: list[str] | None) -> Experiment:
+    from nnctl.config import load_config
+    from nnctl.experiment import build
+
     return build(load_config(config, overrides or []))
 
 
@@ -252,6 +247,10 @@ def train(
     device: RunDevice = None,
 ) -> None:
     """Train the model a config describes; writes runs/<name>-<time>/ (config, metrics, checkpoints, summary)."""
+    from nnctl.config import load_config, paths_from_cwd
+    from nnctl.runner import Runner
+    from nnctl.runs import checkpoint_of
+
     overrides = [*(overrides or []), *(["train.tensorboard=true"] if tensorboard else []),
                  *(["train.tracking=mlflow"] if mlflow else []), *_device_overrides(device)]
     if init_from is not None and (resume is not None or config is None):
@@ -300,6 +299,13 @@ def evaluate_command(
 ) -> None:
     """Evaluate a checkpoint: loss, accuracy, error rate, the confusion matrix and per-class precision, recall
     and F1."""
+    import numpy as np
+
+    from nnctl import tables
+    from nnctl.experiment import report
+    from nnctl.runs import checkpoint_of
+    from nnctl.trained import Trained, trained_experiment
+
     _check_split(split)
     overrides = [ON_CPU, *(overrides or []), *_device_overrides(device)]
     checkpoint_path = checkpoint_of(checkpoint_path)
@@ -336,6 +342,11 @@ def gradcheck(
     as_json: AsJson = False,
 ) -> None:
     """Compare analytic gradients with central differences in float64; exits 1 if any check fails."""
+    from nnctl import tables
+    from nnctl.gradcheck import check_model, check_registry
+    from nnctl.layers import LAYERS
+    from nnctl.losses import LOSSES
+
     _at_least("--eps", eps, 0, above=True)
     _at_least("--tol", tol, 0, above=True)
     _at_least("--samples", samples, 1)
@@ -382,6 +393,10 @@ def check(
     """Pre-flight: one batch forward and backward, the initial loss against its expected value, dead or
     saturated units at init, overfitting a few samples, and each layer's forward and backward time; exit 1
     with the reasons where something is wrong."""
+    from nnctl import tables
+    from nnctl.check import batch, preflight, time_layers
+    from nnctl.experiment import check_trains
+
     exp = _experiment_of(config, [*(overrides or []), *_device_overrides(device)])
     check_trains(exp)
     timings = time_layers(exp, repeats, seconds)
@@ -410,6 +425,11 @@ def summary(
     as_json: AsJson = False,
 ) -> None:
     """Layers, output shapes and parameter counts of the model a config builds."""
+    from nnctl import tables
+    from nnctl.config import load_config
+    from nnctl.experiment import initial_model
+    from nnctl.weights import load_into
+
     parsed = load_config(config, overrides or [])
     model = initial_model(parsed)
     loaded = load_into(model, parsed)
@@ -429,6 +449,10 @@ def _trained_model(path: Path, device: str, output: Path | None = None, through:
     """The model of a checkpoint, or of a config whose model.weights names its arrays (up to the layer `through`
     where only its outputs are wanted), on `device`; an `output` that is that arrays' file is refused (it is one of
     the command's inputs too)."""
+    from nnctl.runs import checkpoint_of
+    from nnctl.trained import Trained
+    from nnctl.weights import weights_spec
+
     if path.suffix not in YAML:
         return Trained.load(checkpoint_of(path), device)
     trained = Trained.from_config(path, device, through)
@@ -448,6 +472,10 @@ def config_command(
     overrides: Overrides = None,
 ) -> None:
     """Print the fully resolved config as YAML: its base chain merged, overrides applied, every default filled in."""
+    from nnctl.config import absolute_paths, load_config
+    from nnctl.sections import resolved
+    from nnctl.yaml_loader import dump_yaml
+
     parsed = load_config(config, overrides or [])
     # escaped as YAML does where stdout is not UTF: a \x escape would change a path
     text = dump_yaml(absolute_paths(resolved(parsed), parsed.base_dir), allow_unicode=_stdout_is_utf())
@@ -459,6 +487,8 @@ def config_command(
 def schema_command() -> None:
     """Print the JSON Schema of configs, generated from the signatures the validator reads; for editors:
     nnctl schema > nnctl.schema.json, then `# yaml-language-server: $schema=nnctl.schema.json` in a config."""
+    from nnctl.jsonschema import config_schema
+
     _print_json(config_schema())
 
 
@@ -478,6 +508,10 @@ def predict_command(
     force: Force = False,
 ) -> None:
     """Classify new inputs with a trained model; inputs are prepared as its training data was."""
+    from nnctl import tables
+    from nnctl.data.inputs import input_files
+    from nnctl.predict import check_output, features, predict_files, save_array, write
+
     if layer is not None and (output is None or output.suffix.lower() != ".npy"):
         raise ConfigError("--layer writes the layer's outputs as an array: give -o FILE.npy")
     inputs = input_files(inputs)
@@ -511,6 +545,10 @@ def export_command(
     force: Force = False,
 ) -> None:
     """Write a trained model's weights as plain arrays by layer name (dense_1/W, ...), or the model as ONNX."""
+    from nnctl.onnx_export import PREPARATION_KEY, check_onnx_name, describe_preparation, export_onnx, preparation
+    from nnctl.weights import check_npz_name
+    from nnctl.weights import export as export_weights
+
     if form not in ("npz", "onnx"):
         raise ConfigError(f"--format must be npz or onnx, not '{form}'")
     (check_onnx_name if form == "onnx" else check_npz_name)(output)
@@ -544,6 +582,14 @@ def convert_command(
     force: Force = False,
 ) -> None:
     """Convert another framework's weights into nnctl's .npz for model.weights, printing the mapping it used."""
+    from nnctl import tables
+    from nnctl.config import load_config
+    from nnctl.convert import convert as convert_weights
+    from nnctl.convert import plan, read_map
+    from nnctl.experiment import initial_model
+    from nnctl.weight_files import read_source
+    from nnctl.weights import check_npz_name, write_npz
+
     if flatten not in (None, "chw", "hwc"):
         raise ConfigError(f"--flatten must be chw or hwc, not '{flatten}'")
     check_npz_name(output)
@@ -579,6 +625,9 @@ def sample(
     device: Device = "cpu",
 ) -> None:
     """Generate text from a trained language model (a config with data.type text), starting from --prime."""
+    from nnctl.runs import checkpoint_of
+    from nnctl.sample import LanguageModel
+
     _at_least("--temperature", temperature, 0)
     _at_least("--length", length, 1)
     _at_most("--length", length, MAX_SAMPLE_LENGTH)
@@ -617,6 +666,9 @@ def runs_list(
     as_json: AsJson = False,
 ) -> None:
     """A table of the runs under DIR (default runs/, sweeps' members included)."""
+    from nnctl import tables
+    from nnctl.runs import find_runs
+
     runs = find_runs(root)
     if as_json:
         _print_json([run.record() for run in runs])
@@ -632,6 +684,9 @@ def runs_list(
 def runs_show(run: Annotated[Path, typer.Argument(metavar="RUN", help="A run directory or one of its checkpoints.")],
               as_json: AsJson = False) -> None:
     """One run's summary, final and test metrics, and its per-epoch rows."""
+    from nnctl import tables
+    from nnctl.runs import load_run
+
     shown = load_run(run)
     if as_json:
         _print_json(shown.record(history=True))
@@ -646,6 +701,9 @@ def runs_diff(runs: Annotated[list[Path], typer.Argument(metavar="RUN", help="Tw
                                                          "checkpoints).")],
               as_json: AsJson = False) -> None:
     """The config keys that differ between two runs, and their results side by side."""
+    from nnctl import tables
+    from nnctl.runs import diff_record, load_run
+
     if len(runs) != 2:
         raise ConfigError(f"expected two runs, got {len(runs)}: nnctl runs diff RUN RUN")
     pair = load_run(runs[0]), load_run(runs[1])
@@ -684,6 +742,9 @@ def plot_command(
 ) -> None:
     """Learning curves of runs overlaid (per epoch, and per step smoothed), or a confusion matrix, filters or
     activation histograms of one run, as a PNG (needs matplotlib: pip install 'nnctl[plot]')."""
+    from nnctl import plot as plots
+    from nnctl.runs import expand
+
     kinds = [k for k, on in (("confusion", confusion), ("filters", filters), ("activations", activations)) if on]
     if len(kinds) > 1:
         raise ConfigError(f"give one of --confusion, --filters and --activations, not {' and '.join(kinds)}")
@@ -722,6 +783,9 @@ def _experiment(path: Path) -> tuple[Experiment, str]:
 
 def _model(path: Path) -> tuple[Model, str]:
     """The model of a run, a checkpoint or a config, as _experiment's, without reading the data."""
+    from nnctl.config import load_config
+    from nnctl.experiment import initial_model
+
     if path.suffix in YAML:
         return initial_model(load_config(path, [])), f"{path.name} (initial weights)"
     trained, title = _trained(path)
@@ -730,6 +794,10 @@ def _model(path: Path) -> tuple[Model, str]:
 
 def _trained(path: Path) -> tuple[Trained, str]:
     """A checkpoint's trained model, or a run's (its best.pkl, else last.pkl), and its title."""
+    from nnctl.files import real_path
+    from nnctl.runs import load_run
+    from nnctl.trained import Trained
+
     if path.suffix == ".pkl":
         return Trained.load(path), f"{path.parent.parent.name}/{path.name}"
     return Trained.load(load_run(path).checkpoint), real_path(path).name
@@ -757,6 +825,10 @@ def sweep_command(
 ) -> None:
     """Train every member of a sweep as a normal run in one directory, then a table and the overlay plot; a
     failing member does not stop the others, and running it again skips finished members."""
+    from nnctl import tables
+    from nnctl.config import apply_overrides
+    from nnctl.sweep import Sweep, check_address
+
     out.quiet = quiet  # the plan, a line per member, the table and the plots' names; what failed goes to stderr
     if jobs is not None and jobs < 1:
         raise ConfigError(f"--jobs must be at least 1, got {jobs}")
@@ -841,11 +913,16 @@ def _run_sweep(sweep: Sweep, todo: list[Member], engine: str, address: str | Non
 def _sweep_metric(outcomes: list[Outcome], metric: str) -> str:
     """The metric of the sweep's table and plots as `plot --metric` takes it (val_loss is loss); NnctlError when
     no member that trained records it."""
+    from nnctl import plot as plots
+
     runs = [o.run for o in outcomes if o.run is not None and o.run.history]
     return plots.recorded_metric(runs, metric)
 
 
 def _sweep_plots(sweep: Sweep, outcomes: list[Outcome], metric: str) -> None:
+    from nnctl import plot as plots
+    from nnctl.sweep import by_value
+
     runs = [o.run for o in outcomes if o.run is not None and o.run.epochs()]
     if not runs:
         return
@@ -893,19 +970,25 @@ def _at_most(option: str, value: float, high: float) -> None:
 def _interrupted(signum: int, frame: Any) -> None:
     """Ctrl-C or SIGTERM outside a training (which says what it keeps): one line, then exit 130 or 143; a sweep
     stops its members after their step."""
+    global _announced
     if signum == signal.SIGTERM:
         note_terminated()
     err.print("terminated" if signum == signal.SIGTERM else "interrupted")
+    _announced = True
     raise KeyboardInterrupt
+
+
+_announced = False
+"""Whether _interrupted has said why the command stops."""
 
 
 def main() -> None:
     """Entry point: user errors become one message and a non-zero exit, never a traceback."""
-    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not where the shell ignores it (`cmd &`)
-        signal.signal(signal.SIGINT, _interrupted)
-    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-        signal.signal(signal.SIGTERM, _interrupted)
-    try:
+    try:  # from here on, every KeyboardInterrupt (_interrupted's, said) ends below
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not where the shell ignores it (`cmd &`)
+            signal.signal(signal.SIGINT, _interrupted)
+        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, _interrupted)
         prepare_stdout()
         threads.apply_override()
         memory_limit()  # a malformed NNCTL_MAX_MEMORY stops here, before any work
@@ -913,7 +996,9 @@ def main() -> None:
         app()
     except SystemExit as exc:  # typer ends a KeyboardInterrupt with 130, whichever signal raised it
         sys.exit(_stopped_status() if exc.code == 130 else exc.code)
-    except KeyboardInterrupt:  # one that came before typer ran the command (the handler has said so)
+    except KeyboardInterrupt:  # one that came before typer ran the command
+        if not _announced:  # Ctrl-C's default handler's, before _interrupted was installed
+            err.print("interrupted")
         sys.exit(_stopped_status())
     except NnctlError as exc:
         err.print(f"error: {exc}")

@@ -121,3 +121,11 @@ def format_value(value: Any, digits: int = 4) -> str:
         if not float(text).is_integer() or float(text) == value or abs(value) >= 10 ** (digits - 1):
             return text
     return repr(value)
+
+
+def shown_label(label: int | str) -> str:
+    """A class label as tables, CSV files and plots show it: a number as it is; a token as it is, or quoted with
+    escapes where it is or holds whitespace or a control character ('\\n', ' ')."""
+    if isinstance(label, int) or label.isprintable() and not any(c.isspace() for c in label):
+        return str(label)
+    return repr(label)

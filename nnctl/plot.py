@@ -8,8 +8,7 @@ from typing import Any
 import numpy as np
 
 from nnctl.backend import to_host
-from nnctl.console import format_value
-from nnctl.data.text import shown_label
+from nnctl.console import format_value, shown_label
 from nnctl.errors import ConfigError, NnctlError
 from nnctl.experiment import Experiment, report
 from nnctl.model import Model

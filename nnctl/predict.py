@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 
 from nnctl.backend import to_host
+from nnctl.console import shown_label
 from nnctl.data.inputs import read_inputs
-from nnctl.data.text import Text, class_labels, shown_label
+from nnctl.data.text import Text, class_labels
 from nnctl.errors import ConfigError, DataError
 from nnctl.experiment import class_count
 from nnctl.limits import too_big

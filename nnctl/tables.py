@@ -1,10 +1,12 @@
 """The rich tables the command line prints: evaluations, models, confusion matrices, gradient checks, predictions,
 runs and sweeps."""
 
+from __future__ import annotations
+
 import copy
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
@@ -12,15 +14,16 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
-from nnctl.check import Finding, Timing
-from nnctl.console import format_value
-from nnctl.convert import Step
-from nnctl.data.text import shown_label
-from nnctl.gradcheck import Check
-from nnctl.model import Model
-from nnctl.predict import Predictions, top
+from nnctl.console import format_value, shown_label
 from nnctl.runs import Run, diff_record
-from nnctl.sweep import Outcome, Sweep
+
+if TYPE_CHECKING:  # the modules of the commands whose results these tables show, which import them themselves
+    from nnctl.check import Finding, Timing
+    from nnctl.convert import Step
+    from nnctl.gradcheck import Check
+    from nnctl.model import Model
+    from nnctl.predict import Predictions
+    from nnctl.sweep import Outcome, Sweep
 
 
 class Folding(Table):
@@ -42,7 +45,7 @@ class Folding(Table):
                 return
         yield from self.records()
 
-    def fitted(self, console: Console, options: ConsoleOptions) -> "Folding | None":
+    def fitted(self, console: Console, options: ConsoleOptions) -> Folding | None:
         """This table with each column as wide as it needs, or, where the whole does not fit, as wide as its
         longest word and a share of the room left; None where even its longest words do not fit."""
         if not self.show_header:
@@ -180,6 +183,8 @@ def predictions_table(result: Predictions, k: int) -> Table:
     table.add_column("class", justify="right")
     table.add_column(value, justify="right")
     table.add_column(f"top {k} (class {value})")
+    from nnctl.predict import top
+
     order, best = top(values, k)
     for i, name in enumerate(result.names):
         for n, t in enumerate(_shown_steps(values.shape[1]) if result.per_step else [0]):

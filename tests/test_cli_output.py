@@ -100,6 +100,18 @@ def test_ctrl_c_outside_a_training_says_interrupted_and_exits_130(after):
     assert process.returncode == 130 and stderr == "interrupted\n", stderr
 
 
+def test_ctrl_c_at_any_moment_of_the_start_says_interrupted():
+    """A Ctrl-C between __main__'s loading handler and cli's own (or before cli's try) ended with exit 130 and not
+    a word; Ctrl-C every 50 ms of the start must each say 'interrupted'. (Its exit status is the subject of the test
+    above: here, now and then, a -2 after the word, as on main before these changes.)"""
+    for after in [0.2 + 0.05 * i for i in range(8)]:
+        process = start("gradcheck", str(CONFIGS / "mnist_mlp.yaml"), "--per-tensor", "1000000")
+        time.sleep(after)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=120)
+        assert process.returncode != 0 and stderr == "interrupted\n", after
+
+
 INTERRUPTED_WHILE_IMPORTING = """
 import importlib.abc, os, signal, sys, weakref
 sys.argv = ["nnctl", *sys.argv[1:]]
@@ -321,6 +333,16 @@ def test_json_on_a_terminal_is_json_alone():
     copy or a `script` log keeps), and `nnctl schema` took seconds highlighting its 800 kB."""
     assert json.loads(on_a_terminal("schema", styles=True))["title"]
     assert json.loads(on_a_terminal("gradcheck", "--layer", "dense", "--json", styles=True))["passed"]
+
+
+@pytest.mark.parametrize("command", [["--help"], ["train", "-h"], ["runs", "list"], ["--version"]])
+def test_commands_that_need_no_model_load_no_layers_data_or_kernels(command, tmp_path):
+    """cli imported every module up front: `nnctl --help` loaded the layers, the data sets and the training loop
+    (half of its start-up time), as did `nnctl runs list`."""
+    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "nnctl", *command], cwd=tmp_path,
+                            capture_output=True, text=True, env=checkout_env(None))
+    loaded = {line.rpartition("|")[2].strip() for line in result.stderr.splitlines()}
+    assert loaded and not loaded & {"nnctl.layers", "nnctl.data", "nnctl.experiment", "nnctl.runner"}
 
 
 def test_json_output_writes_null_for_nan():

@@ -11,8 +11,8 @@ import pytest
 from helpers import CONFIGS, nnctl
 from nnctl import checkpoint
 from nnctl.config import from_dict, load_config
+from nnctl.console import shown_label
 from nnctl.data import DATASETS
-from nnctl.data.text import shown_label
 from nnctl.experiment import build
 
 

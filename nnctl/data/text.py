@@ -18,14 +18,6 @@ BYTES_PER_TOKEN = 40
 (8 bytes a pointer each), the id array, its windows as inputs and as targets (8 each)."""
 
 
-def shown_label(label: int | str) -> str:
-    """A class label as tables, CSV files and plots show it: a number as it is; a token as it is, or quoted with
-    escapes where it is or holds whitespace or a control character ('\\n', ' ')."""
-    if isinstance(label, int) or label.isprintable() and not any(c.isspace() for c in label):
-        return str(label)
-    return repr(label)
-
-
 def class_labels(classes: list[int] | None, vocab: list[str] | None, count: int) -> list[int | str]:
     """The label of each of `count` class indices: data.classes' labels, a language model's tokens (its classes
     are the next token), else the index itself."""
