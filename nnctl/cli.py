@@ -24,7 +24,7 @@ from nnctl import __version__, threads
 from nnctl.console import PlainConsole, note_terminated, prepare_stdout, stdout_closed, terminated, why_stopped
 from nnctl.errors import ConfigError, NnctlError, quiet_arithmetic
 from nnctl.limits import memory_limit
-from nnctl.outputs import REFUSALS, check_target, refusal
+from nnctl.outputs import REFUSALS, check_folder, check_target, refusal
 
 if TYPE_CHECKING:
     from nnctl.experiment import Experiment
@@ -938,11 +938,12 @@ def _sweep_plots(sweep: Sweep, outcomes: list[Outcome], metric: str) -> None:
 
 
 def _fresh_output(path: Path, inputs: Iterable[Path], force: bool) -> None:
-    """Refuses to write over one of the command's own inputs, over anything but a regular file, or over an existing
-    file without --force."""
+    """Refuses to write over one of the command's own inputs, over anything but a regular file, into a folder that
+    does not exist, or over an existing file without --force."""
     if path.exists() and any(_same_file(path, each) for each in inputs):
         raise NnctlError(f"{path}: this is one of the command's inputs; write the output to another file")
     check_target(path)
+    check_folder(path)
     if path.exists() and not force:
         raise NnctlError(f"{path} exists; give --force to replace it, or another -o")
 

@@ -2,6 +2,7 @@
 
 import errno
 import os
+import shlex
 import stat
 import tempfile
 from collections.abc import Iterator
@@ -39,6 +40,17 @@ def check_target(path: Path) -> None:
     if not stat.S_ISREG(mode):
         raise NnctlError(f"{path}: not a regular file (a FIFO, device or socket); an output must be a file, "
                          "give another name")
+
+
+def check_folder(path: Path) -> None:
+    """NnctlError, before any work, where the folder that `path` goes in is missing or is a file: an output never
+    makes folders (`-o nodir/p.png` is more often a typo than a wish), as cp, NumPy and matplotlib make none."""
+    folder = path.parent
+    if folder.is_dir():
+        return
+    if folder.exists():
+        raise NnctlError(f"{path}: {folder} is a file, not a folder")
+    raise NnctlError(f"{path}: no folder {folder} to write it in; make it first (mkdir -p {shlex.quote(str(folder))})")
 
 
 @contextmanager

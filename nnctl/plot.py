@@ -40,20 +40,17 @@ def _figure(size: tuple[int, int], rows: int = 1, cols: int = 1) -> tuple[Any, A
 
 
 def check_output(out: Path) -> None:
-    """NnctlError, before any work, for an image name matplotlib cannot write or a folder above it that is a file."""
+    """ConfigError, before any work, for an image name matplotlib cannot write."""
     kinds = pyplot().figure().canvas.get_supported_filetypes()
     pyplot().close("all")
     if out.suffix.lower().lstrip(".") not in kinds:
         raise ConfigError(f"{out}: unknown image kind '{out.suffix or out.name}'; name it *.png, *.svg or *.pdf "
                          f"(or one of: {', '.join(sorted(kinds))})")
-    for folder in out.parents:
-        if folder.exists() and not folder.is_dir():
-            raise NnctlError(f"{out}: {folder} is a file, not a folder")
 
 
 def _save(fig: Any, out: Path) -> Path:
     try:
-        with replacing(out, "the image", parents=True) as f:  # never bbox_inches="tight": it changes the pixel size
+        with replacing(out, "the image") as f:  # never bbox_inches="tight": it changes the pixel size
             fig.savefig(f, dpi=DPI, format=out.suffix.lower().lstrip("."))
     finally:
         pyplot().close(fig)

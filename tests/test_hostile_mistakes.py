@@ -88,6 +88,12 @@ def test_merge_keys_work_in_a_config(tmp_path):
                                                                      "holds out 3 of the 3 training samples "
                                                                      "(data.subset keeps 3)"),
     (["plot", "{run}", "-o", "{config}/x.png"], 1, "is a file, not a folder"),
+    # every -o refuses a folder that does not exist (plot made it, export failed after its work), before any work
+    (["plot", "{run}", "-o", "{tmp}/nodir/x.png"], 1, "x.png: no folder {tmp}/nodir to write it in; make it first"),
+    (["export", "{run}", "-o", "{tmp}/nodir/w.npz"], 1, "w.npz: no folder {tmp}/nodir to write it in; make it first"),
+    (["predict", "{run}", "{tmp}/x.npy", "-o", "{tmp}/nodir/p.csv"], 1, "p.csv: no folder {tmp}/nodir to write"),
+    (["convert", "{tmp}/w.safetensors", "-c", "{config}", "-o", "{tmp}/nodir/w.npz"], 1,
+     "w.npz: no folder {tmp}/nodir to write it in"),
     (["eval", "{tmp}"], 1, "a folder, not a checkpoint"),  # a run directory stands for its checkpoint; not any folder
     (["predict", "{tmp}", "{config}"], 1, "a folder, not a checkpoint"),
     (["gradcheck", "{config}", "--layer", "conv2d"], 2, "--layer conv2d: no layer of this model with parameters is "
@@ -99,7 +105,7 @@ def test_cli_mistakes(run, tmp_path, args, code, phrase):
     (tmp_path / "c.yaml").write_text(XOR)
     names = {"config": str(tmp_path / "c.yaml"), "run": str(run), "tmp": str(tmp_path)}
     before = listing(tmp_path, run)
-    clean_error(nnctl(*(a.format(**names) for a in args), cwd=tmp_path), code, phrase)
+    clean_error(nnctl(*(a.format(**names) for a in args), cwd=tmp_path), code, phrase.format(**names))
     assert listing(tmp_path, run) == before
 
 
