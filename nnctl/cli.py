@@ -470,6 +470,7 @@ MODEL_HELP = f"{CHECKPOINT_HELP}, or a config (.yaml) whose model.weights names 
 def config_command(
     config: Annotated[Path, typer.Argument(metavar="CONFIG", help="The YAML config to resolve.")],
     overrides: Overrides = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the config as JSON instead of YAML.")] = False,
 ) -> None:
     """Print the fully resolved config as YAML: its base chain merged, overrides applied, every default filled in."""
     from nnctl.config import absolute_paths, load_config
@@ -477,8 +478,12 @@ def config_command(
     from nnctl.yaml_loader import dump_yaml
 
     parsed = load_config(config, overrides or [])
+    full = absolute_paths(resolved(parsed), parsed.base_dir)
+    if as_json:
+        _print_json(full)
+        return
     # escaped as YAML does where stdout is not UTF: a \x escape would change a path
-    text = dump_yaml(absolute_paths(resolved(parsed), parsed.base_dir), allow_unicode=_stdout_is_utf())
+    text = dump_yaml(full, allow_unicode=_stdout_is_utf())
     out.print(f"# resolved from {config}; its relative paths (data files, model.weights) written out absolute\n"
               + text, end="")
 
@@ -506,12 +511,15 @@ def predict_command(
                                               "input to the -o .npy file instead.", show_default=False)] = None,
     device: Device = "cpu",
     force: Force = False,
+    as_json: AsJson = False,
 ) -> None:
     """Classify new inputs with a trained model; inputs are prepared as its training data was."""
     from nnctl import tables
     from nnctl.data.inputs import input_files
-    from nnctl.predict import check_output, features, predict_files, save_array, write
+    from nnctl.predict import check_output, features, predict_files, records, save_array, write
 
+    if as_json and output is not None:
+        raise ConfigError("--json prints the predictions and -o writes them to a file: give one of them")
     if layer is not None and (output is None or output.suffix.lower() != ".npy"):
         raise ConfigError("--layer writes the layer's outputs as an array: give -o FILE.npy")
     inputs = input_files(inputs)
@@ -529,6 +537,8 @@ def predict_command(
     if output is not None:
         write(result, output, top)
         out.print(f"wrote {len(result.names)} predictions to {output}")
+    elif as_json:
+        _print_json(records(result, top))
     else:
         out.print(tables.predictions_table(result, top))
 

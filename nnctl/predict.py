@@ -150,7 +150,7 @@ def write(result: Predictions, path: Path, k: int) -> None:
         if suffix == ".npy":
             np.save(f, result.values, allow_pickle=False)
         else:
-            text = _csv(result) if suffix == ".csv" else json.dumps(_records(result, k), indent=1) + "\n"
+            text = _csv(result) if suffix == ".csv" else json.dumps(records(result, k), indent=1) + "\n"
             f.write(text.encode("utf-8", "surrogateescape"))  # input names as the file system gave them
 
 
@@ -179,7 +179,9 @@ def _rows(result: Predictions) -> Iterator[tuple]:
             yield name, *step, *token, shown_label(result.label(classes[i, t])), values[i, t]
 
 
-def _records(result: Predictions, k: int) -> list[dict]:
+def records(result: Predictions, k: int) -> list[dict]:
+    """Per input its class, the top k and every value (per step for a per-step model), or a regression's outputs:
+    what -o FILE.json and --json hold."""
     if result.classes is None:
         return [{"input": name, "outputs": row.tolist()} for name, row in zip(result.names, result.values, strict=True)]
     values, classes = result.steps()

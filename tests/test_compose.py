@@ -1,5 +1,6 @@
 """Composed configs (`base:` chains merged key by key) and `nnctl config`, the resolved config with every default."""
 
+import json
 import re
 from pathlib import Path
 
@@ -108,6 +109,8 @@ def test_config_command_prints_every_default_and_its_output_trains_the_same(tmp_
     assert printed["data"]["validation"] == 5000 and printed["data"]["subset"] is None
     again = write(tmp_path, "again.yaml", result.stdout)
     assert yaml.safe_load(nnctl("config", str(again)).stdout) == printed  # a fixed point
+    as_json = nnctl("config", str(CONFIGS / "mnist_gru_original.yaml"), "optimizer.lr=0.01", "--json")
+    assert json.loads(as_json.stdout) == printed  # --json, as the other commands that print results take it
 
 
 @pytest.mark.slow

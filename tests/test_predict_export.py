@@ -116,6 +116,10 @@ def test_predict_table_csv_and_json_agree(run, digits, tmp_path):
     for row, record in zip(rows, records, strict=True):
         assert len(record["top"]) == 3 and record["top"][0]["class"] == record["class"]
         assert float(row[f"p{record['class']}"]) == pytest.approx(record["top"][0]["probability"], rel=1e-5)
+    # --json prints what -o FILE.json writes, as eval, summary and the others print their results
+    assert json.loads(ok("predict", ckpt, str(tmp_path / "x.npz"), "-k", "3", "--json")) == records
+    both = nnctl("predict", ckpt, str(tmp_path / "x.npz"), "--json", "-o", str(tmp_path / "q.json"))
+    assert both.returncode == 2 and "give one of them" in both.stderr and not (tmp_path / "q.json").exists()
 
 
 def test_a_png_digit_is_resized_greyed_and_classified(run, digits, tmp_path):
