@@ -672,13 +672,19 @@ app.add_typer(runs_app, name="runs")
 
 @runs_app.command("list")
 def runs_list(
-    root: Annotated[Path, typer.Argument(metavar="DIR", help="A folder of runs, such as a sweep's.")] = Path("runs"),
+    root: Annotated[Path | None, typer.Argument(metavar="DIR", help="A folder of runs, such as a sweep's (default: "
+                                                "--runs-dir).", show_default=False)] = None,
     as_json: AsJson = False,
+    runs_dir: Annotated[Path | None, typer.Option("--runs-dir", help="The folder of runs, as train and sweep take "
+                                                  "it; the same as DIR.", show_default="runs")] = None,
 ) -> None:
     """A table of the runs under DIR (default runs/, sweeps' members included)."""
     from nnctl import tables
     from nnctl.runs import find_runs
 
+    if root is not None and runs_dir is not None:
+        raise ConfigError(f"give the folder of runs once: DIR ({root}) or --runs-dir ({runs_dir})")
+    root = root or runs_dir or Path("runs")
     runs = find_runs(root)
     if as_json:
         _print_json([run.record() for run in runs])

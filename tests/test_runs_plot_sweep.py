@@ -110,6 +110,17 @@ def test_plain_runs_takes_the_options_of_runs_list(two_runs):
     assert "Commands:" in nnctl("runs", "-h").stdout
 
 
+def test_runs_list_takes_the_runs_dir_that_train_and_sweep_take(two_runs):
+    """`nnctl train c.yaml --runs-dir exp` then `nnctl runs list --runs-dir exp` was 'No such option'."""
+    runs, _, _ = two_runs
+    listed = nnctl("runs", "list", str(runs), "--json")
+    for args in (["list", "--runs-dir", str(runs)], ["--runs-dir", str(runs)]):
+        result = nnctl("runs", *args, "--json")
+        assert result.returncode == 0 and result.stdout == listed.stdout, result.stderr
+    both = nnctl("runs", "list", str(runs), "--runs-dir", str(runs))
+    assert both.returncode == 2 and "give the folder of runs once" in both.stderr, both.stderr
+
+
 def test_mlflows_copies_of_a_run_are_not_listed_as_runs(two_runs, tmp_path):
     """MLflow's local artifact store beside the runs holds each tracked run's summary.json and config.yaml."""
     _, first, _ = two_runs
