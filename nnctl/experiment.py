@@ -168,7 +168,7 @@ def build(config: Config, weights: bool = True) -> Experiment:
 def data_source(config: Config) -> DatasetSource:
     """The dataset source of the config's data section, its relative paths from the config's folder."""
     return DATASETS.build(config.data["data"], config, ("data",), base_dir=str(config.base_dir),
-                          seed=config.data["seed"])
+                          run_seed=config.data["seed"])
 
 
 def load_data(config: Config, source: DatasetSource, dtype: type) -> Dataset:

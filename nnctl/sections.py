@@ -19,7 +19,7 @@ from nnctl.schema import as_declared, construct, signature_params
 SPEC_SECTIONS: dict[str, Registry] = {"data": DATASETS, "loss": LOSSES, "optimizer": OPTIMIZERS,
                                       "schedule": SCHEDULES}
 """Top-level sections given as `name` or `{type: name, ...}`, and the registry that reads them."""
-PROVIDED = {"data": ("base_dir", "seed")}
+PROVIDED = {"data": ("base_dir", "run_seed")}
 """Constructor arguments nnctl passes itself, never read from the config."""
 NESTED: dict[str, type] = {"early_stopping": EarlyStopping, "augment": Augment}
 """Keys whose mapping is read by a class of its own."""
@@ -64,7 +64,7 @@ def resolved(config: Config) -> dict[str, Any]:
 
 def _provided(config: Config, provided: tuple[str, ...]) -> dict[str, Any]:
     """The constructor arguments nnctl passes itself, as the builder passes them (the config's folder and seed)."""
-    values = {"base_dir": str(config.base_dir), "seed": config.data.get("seed", 0)}
+    values = {"base_dir": str(config.base_dir), "run_seed": config.data.get("seed", 0)}
     return {key: values[key] for key in provided}
 
 

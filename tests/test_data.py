@@ -179,7 +179,7 @@ def test_a_validation_split_drawn_at_random_follows_the_seed_and_a_sorted_files_
     spec = {"type": "inline", "x": [[i] for i in range(30)], "y": [i // 10 for i in range(30)], "validation": 6}
 
     def source(seed: int = 0, **options):
-        return DATASETS.build({**spec, **options}, from_dict({"data": spec}), ("data",), base_dir=".", seed=seed)
+        return DATASETS.build({**spec, **options}, from_dict({"data": spec}), ("data",), base_dir=".", run_seed=seed)
 
     end = source()
     assert end.load(np.float32).val.y.tolist() == [2] * 6
@@ -441,7 +441,7 @@ def test_npz_and_inline_targets_are_labels_or_values_as_data_targets_says(tmp_pa
     with pytest.raises(DataError, match=r"n.npz: the training targets hold NaN or infinite values, the first at index "
                                         r"\[1\]"):
         load({"type": "npz", "path": "n.npz", "targets": "labels"}, tmp_path)
-    with pytest.raises(ConfigError, match="targets must be auto, labels .classes. or values .regression., got 'flo"):
+    with pytest.raises(ConfigError, match="data.targets: expected .auto. or .labels. or .values., got str .floats."):
         load({"type": "npz", "path": "r.npz", "targets": "floats"}, tmp_path)
 
 
@@ -694,3 +694,17 @@ def test_data_classes_refuses_a_class_no_training_sample_has(tmp_path):
         with pytest.raises(DataError, match=rf"d.npz: data.classes lists {named} \(they run from 0 to 9\)"):
             load({**spec, "classes": classes}, tmp_path)
     assert load({**spec, "classes": [3, 9]}, tmp_path).test.y.tolist() == [0, 0]  # the test split may lack one
+
+
+def test_a_sources_own_seed_key_is_not_the_runs_seed():
+    """pattern_ends draws its data from its own data.seed, which the run's seed (given to every source for a random
+    validation split) must neither replace nor hide from the config."""
+    from nnctl.experiment import data_source
+
+    def letters(data_seed: int, run_seed: int) -> np.ndarray:
+        config = from_dict({"seed": run_seed, "data": {"type": "pattern_ends", "samples": 20, "test_samples": 0,
+                                                        "seed": data_seed}})
+        return data_source(config).load(np.float32).train.x
+
+    assert np.array_equal(letters(0, 0), letters(0, 5))
+    assert not np.array_equal(letters(0, 0), letters(1, 0))

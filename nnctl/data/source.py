@@ -50,7 +50,7 @@ class DatasetSource:
                  test_subset: Count | None = None, validation: HeldOut | Literal["test"] | None = None,
                  shuffle: bool = True, normalize: bool = False, augment: dict | None = None,
                  classes: list[Annotated[int, AtLeast(0), AtMost(MAX_LABEL)]] | None = None,
-                 validation_from: Literal["end", "random"] = "end", base_dir: str = ".", seed: int = 0):
+                 validation_from: Literal["end", "random"] = "end", base_dir: str = ".", run_seed: int = 0):
         for options, given in (("scale and shift do", (scale, shift) != (1.0, 0.0)), ("normalize does", normalize),
                                ("augment does", bool(augment))):
             if self.indices and given:
@@ -61,7 +61,7 @@ class DatasetSource:
         self.one_hot, self.on_value, self.off_value = one_hot, on_value, off_value
         self.subset, self.test_subset, self.validation = subset, test_subset, validation
         self.shuffle, self.base_dir = shuffle, Path(base_dir)
-        self.validation_from, self.seed = validation_from, seed
+        self.validation_from, self.run_seed = validation_from, run_seed
         self.normalize = normalize
         self.classes = classes
         self.augment = Augment.of(augment) if augment else None
@@ -240,7 +240,7 @@ class DatasetSource:
         count = self.validation_count(n)
         if self.validation_from == "end":
             return slice(n - count), slice(n - count, n)
-        drawn = np.random.default_rng([self.seed, 3]).permutation(n)
+        drawn = np.random.default_rng([self.run_seed, 3]).permutation(n)
         return np.sort(drawn[: n - count]), np.sort(drawn[n - count:])
 
     def _unlike_classes(self, y: np.ndarray, y_val: np.ndarray) -> str | None:
