@@ -211,7 +211,7 @@ def test_a_sweep_over_negative_values_trains_every_member(tmp_path):
 def test_a_negative_seed_in_a_grid_is_refused_at_the_grid_line(tmp_path):
     write(tmp_path, "grid:\n  seed: [-42, 1]\n")
     clean_error(nnctl("sweep", "s.yaml", "--runs-dir", "runs", cwd=tmp_path, timeout=60), 2,
-                "s.yaml:3 (grid.seed): seed: expected a non-negative integer, got -42")
+                "s.yaml:3 (grid.seed): seed: expected an integer ≥ 0, got -42")
 
 
 @pytest.mark.slow
