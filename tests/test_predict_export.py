@@ -201,16 +201,23 @@ def test_train_and_eval_start_from_weights_made_elsewhere(tmp_path):
     assert f"weights: {solved}" in (run_dir / "config.yaml").read_text()
 
 
+def trained_two_classes(tmp_path: Path, data: str) -> Path:
+    """The run folder of a one-epoch dense softmax model of two classes, trained on the data section `data` (its
+    paths in tmp_path)."""
+    (tmp_path / "c.yaml").write_text(f"data: {data}\nmodel: {{layers: [{{type: dense, units: 2}}]}}\n"
+                                     "loss: softmax_cross_entropy\noptimizer: {type: sgd, lr: 0.1}\n"
+                                     "train: {epochs: 1}\n")
+    ok("train", str(tmp_path / "c.yaml"), "--runs-dir", str(tmp_path / "runs"), "-q")
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    return run_dir
+
+
 def test_predict_reads_an_npz_datasets_inputs_from_its_x_key(tmp_path):
     """A run trained on an .npz of 'inputs' and 'targets' (data.x_key, y_key) refused that very file as input:
     'expected one array, or one named x or x_test'."""
     x = np.random.default_rng(0).normal(size=(20, 3))
     np.savez(tmp_path / "d.npz", inputs=x, targets=(x.sum(axis=1) > 0).astype(np.int64))
-    (tmp_path / "d.yaml").write_text("data: {type: npz, path: d.npz, x_key: inputs, y_key: targets}\n"
-                                     "model: {layers: [{type: dense, units: 2}]}\nloss: softmax_cross_entropy\n"
-                                     "optimizer: {type: sgd, lr: 0.1}\ntrain: {epochs: 1}\n")
-    ok("train", str(tmp_path / "d.yaml"), "--runs-dir", str(tmp_path / "runs"), "-q")
-    (run_dir,) = (tmp_path / "runs").iterdir()
+    run_dir = trained_two_classes(tmp_path, "{type: npz, path: d.npz, x_key: inputs, y_key: targets}")
     ok("predict", str(run_dir), str(tmp_path / "d.npz"), "-o", str(tmp_path / "p.npy"))
     assert np.load(tmp_path / "p.npy").shape == (20, 2)
     np.savez(tmp_path / "other.npz", a=x, b=x)
@@ -224,11 +231,7 @@ def test_predict_reads_a_csv_datasets_inputs_with_its_delimiter(tmp_path):
     format: 'the file looks separated by ';', not ','; predict reads its .csv inputs with ','."""
     (tmp_path / "t.csv").write_text("a;b;label\n" + "".join(f"{i};{-i};{i % 2}\n" for i in range(10)))
     (tmp_path / "in.csv").write_text("a;b\n1;-1\n2;-2\n3;-3\n")
-    (tmp_path / "t.yaml").write_text("data: {type: csv, path: t.csv, delimiter: ';'}\n"
-                                     "model: {layers: [{type: dense, units: 2}]}\nloss: softmax_cross_entropy\n"
-                                     "optimizer: {type: sgd, lr: 0.1}\ntrain: {epochs: 1}\n")
-    ok("train", str(tmp_path / "t.yaml"), "--runs-dir", str(tmp_path / "runs"), "-q")
-    (run_dir,) = (tmp_path / "runs").iterdir()
+    run_dir = trained_two_classes(tmp_path, "{type: csv, path: t.csv, delimiter: ';'}")
     ok("predict", str(run_dir), str(tmp_path / "in.csv"), "-o", str(tmp_path / "p.npy"))
     assert np.load(tmp_path / "p.npy").shape == (3, 2)
 
