@@ -4,7 +4,7 @@ import inspect
 import math
 import typing
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -167,8 +167,13 @@ def build(config: Config, weights: bool = True) -> Experiment:
 
 def data_source(config: Config) -> DatasetSource:
     """The dataset source of the config's data section, its relative paths from the config's folder."""
-    return DATASETS.build(config.data["data"], config, ("data",), base_dir=str(config.base_dir),
-                          run_seed=config.data["seed"])
+    return DATASETS.build(config.data["data"], config, ("data",), **source_arguments(config))
+
+
+def source_arguments(config: Config) -> dict[str, Any]:
+    """What nnctl passes a data source itself, never read from the data section: the config's folder (relative
+    paths start there) and the run's seed (a random validation split draws with it)."""
+    return {"base_dir": str(config.base_dir), "run_seed": config.data.get("seed", 0)}
 
 
 def load_data(config: Config, source: DatasetSource, dtype: type) -> Dataset:

@@ -9,7 +9,7 @@ from nnctl.builder import layer_specs, with_sub_objects
 from nnctl.config import SECTIONS, Config
 from nnctl.data import DATASETS
 from nnctl.data.augment import Augment
-from nnctl.experiment import EarlyStopping, TrainSettings, train_settings
+from nnctl.experiment import EarlyStopping, TrainSettings, source_arguments, train_settings
 from nnctl.losses import LOSSES
 from nnctl.optim import OPTIMIZERS
 from nnctl.registry import Registry
@@ -20,7 +20,7 @@ SPEC_SECTIONS: dict[str, Registry] = {"data": DATASETS, "loss": LOSSES, "optimiz
                                       "schedule": SCHEDULES}
 """Top-level sections given as `name` or `{type: name, ...}`, and the registry that reads them."""
 PROVIDED = {"data": ("base_dir", "run_seed")}
-"""Constructor arguments nnctl passes itself, never read from the config."""
+"""Constructor arguments nnctl passes itself, never read from the config (experiment.source_arguments)."""
 NESTED: dict[str, type] = {"early_stopping": EarlyStopping, "augment": Augment}
 """Keys whose mapping is read by a class of its own."""
 
@@ -44,7 +44,8 @@ def resolved(config: Config) -> dict[str, Any]:
         cls, kwargs = registry.split(config.spec(section), config, (section,))
         provided = PROVIDED.get(section, ())
         what = f"{registry.kind} '{cls.registered_name}'"
-        construct(cls, kwargs, config, (section,), what, _provided(config, provided))
+        given = {key: value for key, value in source_arguments(config).items() if key in provided}
+        construct(cls, kwargs, config, (section,), what, given)
         data[section] = {"type": cls.registered_name, **with_defaults(cls, kwargs, provided)}
     for path, cls, kwargs in layer_specs(config):  # model.weights too, though nothing reads its file here
         construct(cls, kwargs, config, path, f"layer '{cls.registered_name}'",
@@ -60,12 +61,6 @@ def resolved(config: Config) -> dict[str, Any]:
     if isinstance(train.get("early_stopping"), dict):
         data["train"]["early_stopping"] = with_defaults(NESTED["early_stopping"], train["early_stopping"])
     return {key: data[key] for key in SECTIONS if key in data}
-
-
-def _provided(config: Config, provided: tuple[str, ...]) -> dict[str, Any]:
-    """The constructor arguments nnctl passes itself, as the builder passes them (the config's folder and seed)."""
-    values = {"base_dir": str(config.base_dir), "run_seed": config.data.get("seed", 0)}
-    return {key: values[key] for key in provided}
 
 
 def _plain(value: Any) -> Any:
