@@ -257,10 +257,11 @@ def check_top_level(config: Config) -> None:
             raise config.error((key,), f"missing required section '{key}'")
     checks = {"name": str, "seed": Natural}
     for key, hint in checks.items():
-        if key in config.data and not matches(config.data[key], hint):
+        if key not in config.data:
+            continue
+        if not matches(config.data[key], hint):
             raise config.error((key,), expected(hint, config.data[key]))
-        if key in config.data:
-            config.data[key] = as_declared(config.data[key], hint)
+        config.data[key] = as_declared(config.data[key], hint)
     if not is_path_name(config.data.get("name", "x")):
         raise config.error(("name",), f"'{config.data['name']}' cannot name a run directory; "
                                             f"{path_name_rule(config.data['name'])}")
