@@ -40,6 +40,8 @@ class InputRecipe:
     vocab: list[str] | None
     channel_stats: tuple[np.ndarray, np.ndarray] | None
     """The training split's per-channel mean and standard deviation (data.normalize); None in format 1."""
+    class_names: list[str] | None = None
+    """The name of each class where the data names them (an images folder's class folders)."""
 
 
 @dataclass
@@ -73,7 +75,8 @@ class Checkpoint:
                 "inputs": {"input_shape": list(recipe.input_shape),
                            "sample_shape": None if recipe.sample_shape is None else list(recipe.sample_shape),
                            "num_classes": recipe.num_classes, "vocab": recipe.vocab,
-                           "channel_stats": None if recipe.channel_stats is None else list(recipe.channel_stats)}}
+                           "channel_stats": None if recipe.channel_stats is None else list(recipe.channel_stats),
+                           "class_names": recipe.class_names}}
 
     @classmethod
     def from_dict(cls, data: Any, path: str | Path) -> "Checkpoint":
@@ -91,7 +94,7 @@ class Checkpoint:
                                   f"(formats 1 to {FORMAT_VERSION})")
         _check_kinds(data, _KINDS, "", path)
         data = {**data, "monitor": _with_reference(data["monitor"])}
-        recipe = data["inputs"]
+        recipe = {"class_names": None, **data["inputs"]}  # not kept before images were a dataset
         _check_kinds(recipe, _RECIPE_KINDS, "inputs.", path)
         _check_contents(data, path)
         _check_numbers(data, path)
@@ -99,7 +102,8 @@ class Checkpoint:
         stats = recipe["channel_stats"]
         shape = recipe["sample_shape"]
         inputs = InputRecipe(tuple(recipe["input_shape"]), None if shape is None else tuple(shape),
-                             recipe["num_classes"], recipe["vocab"], None if stats is None else (stats[0], stats[1]))
+                             recipe["num_classes"], recipe["vocab"], None if stats is None else (stats[0], stats[1]),
+                             recipe["class_names"])
         return cls(data["config"], data["base_dir"], data["model"], data["optimizer"], data["rng"], data["progress"],
                    data["history"], data["monitor"], float(data["elapsed"]), inputs, data.get("course"))
 
@@ -111,7 +115,7 @@ _KINDS: Kinds = {
 _NONE = type(None)
 _RECIPE_KINDS: Kinds = {
     "input_shape": list, "sample_shape": (list, _NONE), "num_classes": (int, _NONE), "vocab": (list, _NONE),
-    "channel_stats": (list, _NONE)}
+    "channel_stats": (list, _NONE), "class_names": (list, _NONE)}
 
 
 _PROGRESS_KINDS: Kinds = {"epoch": int, "batch": int, "step": int, "lr": (int, float), "order": (np.ndarray, _NONE),
@@ -188,11 +192,16 @@ def _check_recipe(recipe: dict[str, Any], path: str | Path) -> None:
         shape = recipe[key]
         if shape is not None and not all(type(n) is int and 0 <= n < 2**63 for n in shape):
             raise CheckpointError(f"{path}: its 'inputs.{key}' is not a list of sizes")
-    vocab = recipe["vocab"]
-    if vocab is not None and not all(isinstance(t, str) for t in vocab):
-        raise CheckpointError(f"{path}: its 'inputs.vocab' is not a list of tokens")
-    if vocab is not None and len(set(vocab)) != len(vocab):
-        raise CheckpointError(f"{path}: its 'inputs.vocab' lists a token twice")
+    for key, what in (("vocab", "token"), ("class_names", "class name")):
+        names = recipe[key]
+        if names is not None and not all(isinstance(t, str) for t in names):
+            raise CheckpointError(f"{path}: its 'inputs.{key}' is not a list of {what}s")
+        if names is not None and len(set(names)) != len(names):
+            raise CheckpointError(f"{path}: its 'inputs.{key}' lists a {what} twice")
+    names = recipe["class_names"]
+    if names is not None and len(names) != recipe["num_classes"]:
+        raise CheckpointError(f"{path}: its 'inputs.class_names' names {len(names)} classes, but its "
+                              f"'inputs.num_classes' is {recipe['num_classes']}")
     shape, sample = recipe["input_shape"], recipe["sample_shape"]
     if sample is not None and capped_product(sample) != capped_product(shape):
         raise CheckpointError(f"{path}: its 'inputs.sample_shape' {sample} does not hold the "

@@ -93,7 +93,7 @@ class Experiment:
     def input_recipe(self) -> InputRecipe:
         """What prepares new inputs as this experiment's training data was (a checkpoint keeps it)."""
         return InputRecipe(self.data.input_shape, self.source.sample_shape, self.data.num_classes, self.data.vocab,
-                           self.source.channel_stats)
+                           self.source.channel_stats, self.source.class_names)
 
     @property
     def seed(self) -> int:
@@ -212,7 +212,7 @@ def report(exp: Experiment, split: str) -> dict:
     if num_classes and num_classes <= MAX_CONFUSION:
         counts = confusion_matrix(to_host(target_labels(targets, outputs)), to_host(exp.loss.labels(outputs)),
                                   num_classes)
-        labels = class_labels(exp.source.classes, exp.data.vocab, num_classes)
+        labels = class_labels(exp.source.classes, exp.data.vocab or exp.source.class_names, num_classes)
         classes = per_class(counts, labels)
         result.update(classes=labels, confusion_matrix=counts.tolist(), per_class=classes,
                       macro_f1=macro_f1(counts, classes))

@@ -116,7 +116,8 @@ def predict_files(trained: Trained, paths: list[Path]) -> Predictions:
         values = np.concatenate([1 - values, values], axis=-1)
     vocab = trained.vocab if values.ndim == 3 else None
     return Predictions(names, values, to_host(trained.loss.labels(outputs)), bool(trained.loss.applies),
-                       class_labels(trained.source.classes, trained.vocab, values.shape[-1]),
+                       class_labels(trained.source.classes, trained.vocab or trained.recipe.class_names,
+                                    values.shape[-1]),
                        [[vocab[i] for i in row] for row in to_host(x).tolist()] if vocab else None)
 
 

@@ -80,6 +80,10 @@ FORGED = {
     "an rng state holding an array": ("rng.data.has_uint32", np.zeros(2, np.int64), "'rng.data' is not a generator's"),
     "an edited config": ("config.model.layers.0.activation", "relu", "its config does not match the run it holds"),
     "a vocabulary with a repeated token": ("inputs.vocab", ["a", "a"], "'inputs.vocab' lists a token twice"),
+    "class names that are not names": ("inputs.class_names", [1, 2],
+                                       "'inputs.class_names' is not a list of class names"),
+    "class names of another count": ("inputs.class_names", ["a", "b", "c"],
+                                     "'inputs.class_names' names 3 classes, but its 'inputs.num_classes' is"),
 }
 
 

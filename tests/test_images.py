@@ -4,16 +4,20 @@ import csv
 import hashlib
 import json
 import pickle
+import re
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from helpers import Server, cifar_archive, cifar_batches, nnctl
 from nnctl import checkpoint
 from nnctl.config import from_dict, load_config
 from nnctl.data import DATASETS, cifar10
 from nnctl.data.augment import Augment
+from nnctl.data.idx import read_idx
 from nnctl.errors import ConfigError, DataError
 from nnctl.sections import resolved
 
@@ -270,3 +274,136 @@ def test_a_conv_net_with_batch_norm_learns_and_resumes_bit_for_bit(tmp_path):
     result = nnctl("eval", str(straight / "checkpoints" / "last.pkl"), "--json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["accuracy"] == accuracy  # eval uses the saved running statistics
+
+
+DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+
+
+def digit_folders(root: Path, mnist_root: Path, first: int, count: int) -> Path:
+    """`count` MNIST training digits from the `first` as PNGs in one class folder per digit (zero/, one/, ...)."""
+    folder = mnist_root / "mnist"
+    images = read_idx(folder / "train-images-idx3-ubyte.gz")[first: first + count]
+    labels = read_idx(folder / "train-labels-idx1-ubyte.gz")[first: first + count]
+    for i, (image, label) in enumerate(zip(images, labels, strict=True)):
+        (root / DIGITS[label]).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(root / DIGITS[label] / f"{first + i}.png")
+    return root
+
+
+def test_an_images_folder_reads_one_class_per_subfolder_sorted_by_name(tmp_path, mnist_root):
+    digit_folders(tmp_path / "train", mnist_root, 0, 60)
+    (tmp_path / "train" / "three" / "notes.txt").write_text("not an image")  # other files are left out,
+    (tmp_path / "train" / "three" / ".hidden.png").write_bytes(b"")  # as are hidden files
+    (tmp_path / "train" / ".ipynb_checkpoints").mkdir()  # and hidden folders, which are no class
+    Image.new("L", (28, 28)).save(tmp_path / "train" / ".ipynb_checkpoints" / "x.png")
+    source = DATASETS.build({"type": "images", "path": "train", "color": "grey", "validation": 10},
+                            from_dict({}), ("data",), base_dir=str(tmp_path))
+    data = source.load(np.float32)
+    assert source.class_names == sorted(DIGITS) and data.num_classes == 10
+    assert data.input_shape == (1, 28, 28) and len(data.train) == 50 and len(data.val) == 10
+    raw = read_idx(mnist_root / "mnist" / "train-images-idx3-ubyte.gz")[:60]
+    labels = read_idx(mnist_root / "mnist" / "train-labels-idx1-ubyte.gz")[:60]
+    both = np.concatenate([data.train.x, data.val.x]) * 255
+    names = [sorted(DIGITS)[i] for i in np.concatenate([data.train.y, data.val.y])]
+    expected = {(DIGITS[label], image.tobytes()) for label, image in zip(labels, raw, strict=True)}
+    assert {(n, x.round().astype(np.uint8).tobytes()) for n, x in zip(names, both, strict=True)} == expected
+    assert len(set(data.val.y.tolist())) > 1  # drawn at random: the files come sorted by class
+
+
+def test_an_images_folder_resized_to_size_in_rgb(tmp_path, mnist_root):
+    digit_folders(tmp_path / "train", mnist_root, 0, 20)
+    Image.new("RGB", (50, 40), (255, 0, 0)).save(tmp_path / "train" / "one" / "red.jpg")  # another size, resized
+    data = load({"type": "images", "path": "train", "size": [14, 12]}, tmp_path)
+    assert data.input_shape == (3, 14, 12) and data.train.x.dtype == np.float32 and data.train.x.max() <= 1
+    red = [x for x in data.train.x if x[0].min() > 0.9 and x[1].max() < 0.1]
+    assert len(red) == 1
+
+
+def write_bad_folders(tmp_path: Path, case: str) -> None:
+    """train/ (and test/) made as `case` says, each otherwise a folder of two small grey classes."""
+    for name in ("a", "b"):
+        (tmp_path / "train" / name).mkdir(parents=True)
+        Image.new("L", (8, 8), 50).save(tmp_path / "train" / name / "1.png")
+    if case == "empty":
+        shutil.rmtree(tmp_path / "train")
+        (tmp_path / "train").mkdir()
+    elif case == "no images":
+        (tmp_path / "train" / "b" / "1.png").rename(tmp_path / "train" / "b" / "1.txt")
+    elif case == "cut":
+        Image.fromarray(np.random.default_rng(0).integers(0, 256, (8, 8), np.uint8)).save(tmp_path / "cut.png")
+        (tmp_path / "train" / "b" / "1.png").write_bytes((tmp_path / "cut.png").read_bytes()[:70])  # of 150
+    elif case == "sizes":
+        Image.new("L", (9, 8), 50).save(tmp_path / "train" / "b" / "2.png")
+    elif case == "link loop":
+        (tmp_path / "train" / "b" / "2.png").symlink_to(tmp_path / "train" / "b" / "2.png")
+    elif case == "test class":
+        (tmp_path / "test" / "c").mkdir(parents=True)
+        Image.new("L", (8, 8), 50).save(tmp_path / "test" / "c" / "1.png")
+    elif case == "file":
+        shutil.rmtree(tmp_path / "train")
+        (tmp_path / "train").write_text("")
+
+
+@pytest.mark.parametrize("case, message", [
+    ("empty", "train: no class folders in it; an images dataset reads one subfolder of images per class"),
+    ("no images", "train/b: a class folder without images (.png, .jpg, .jpeg, .bmp, .gif, .tif, .tiff, .webp) in it "
+                  "or its subfolders; remove it, or add that class's images"),
+    ("cut", "train/b/1.png: not a readable image"),
+    ("sizes", "train/b/2.png: an image of 9×8, but {tmp}/train/a/1.png is 8×8: set data.size: [height, width] to "
+              "resize every image to one size"),
+    ("link loop", "train/b/2.png: cannot read image file: Too many levels of symbolic links"),
+    ("test class", "test: holds the class folder 'c', which {tmp}/train has not: no training sample has that class"),
+    ("file", "train: a file, but an images dataset reads a folder holding one subfolder of images per class"),
+    ("missing", "nowhere: no such folder"),
+])
+def test_bad_images_folders_are_named(tmp_path, case, message):
+    write_bad_folders(tmp_path, case)
+    spec = {"type": "images", "path": "nowhere" if case == "missing" else "train",
+            **({"test_path": "test"} if case == "test class" else {})}
+    with pytest.raises(DataError) as info:
+        load(spec, tmp_path)
+    assert message.format(tmp=tmp_path) in str(info.value)
+
+
+def test_images_past_the_memory_limit_are_refused_before_they_are_read(tmp_path, monkeypatch):
+    write_bad_folders(tmp_path, "none")
+    monkeypatch.setenv("NNCTL_MAX_MEMORY", "64K")  # all of them fit, not what reading one takes at its peak
+    with pytest.raises(DataError, match=r"/train/a/1.png: an image of 8×8 \(L\) resized to 100×100 would need"):
+        load({"type": "images", "path": "train", "size": [100, 100]}, tmp_path)
+    monkeypatch.setenv("NNCTL_MAX_MEMORY", "40K")  # each image fits, not all of them together
+    with pytest.raises(DataError, match=r"/train: 2 images of 3×100×100 would need 58.6 KiB, more than the 40.0 KiB"):
+        load({"type": "images", "path": "train", "size": [100, 100]}, tmp_path)
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("size", [28], "data.size: expected a list of 2 integers in [1, 65535] or null, got list [28]"),
+    ("color", "gray", "data.color: expected 'grey' or 'rgb', got str 'gray'"),
+    ("classes", [0, 1], "the classes of images are its class folders"),
+])
+def test_bad_images_options(tmp_path, key, value, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load({"type": "images", "path": "train", key: value}, tmp_path)
+
+
+@pytest.mark.slow
+def test_an_images_folder_trains_evaluates_and_predicts_by_class_name(tmp_path, mnist_root):
+    digit_folders(tmp_path / "train", mnist_root, 0, 300)
+    digit_folders(tmp_path / "test", mnist_root, 300, 60)
+    (tmp_path / "c.yaml").write_text(
+        "data: {type: images, path: train, test_path: test, color: grey, flatten: true, validation: 0.1}\n"
+        "model: {layers: [{type: dense, units: 32, activation: relu}, {type: dense, units: 10}]}\n"
+        "loss: softmax_cross_entropy\noptimizer: {type: adam, lr: 0.003}\ntrain: {epochs: 2, batch_size: 32}\n")
+    result = nnctl("train", str(tmp_path / "c.yaml"), "--runs-dir", str(tmp_path / "runs"), "-q")
+    assert result.returncode == 0 and "warning" not in result.stderr, result.stderr
+    (run,) = (tmp_path / "runs").iterdir()
+    assert checkpoint.load(run / "checkpoints" / "best.pkl").inputs.class_names == sorted(DIGITS)
+    report = json.loads(nnctl("eval", str(run), "--json").stdout)
+    assert report["samples"] == 60 and report["classes"] == sorted(DIGITS)
+    predicted = nnctl("predict", str(run), str(tmp_path / "test" / "seven"), "-o", str(tmp_path / "p.json"))
+    assert predicted.returncode == 0, predicted.stderr
+    records = json.loads((tmp_path / "p.json").read_text())
+    assert {r["class"] for r in records} <= set(DIGITS) and sum(r["class"] == "seven" for r in records) > 1
+    Image.new("L", (8, 8)).save(tmp_path / "train" / "one" / "small.png")
+    broken = nnctl("train", str(tmp_path / "c.yaml"), "--runs-dir", str(tmp_path / "runs"), "-q")
+    assert broken.returncode == 1 and broken.stderr.count("\n") == 1, broken.stderr
+    assert "small.png: an image of 8×8, but" in broken.stderr and "set data.size" in broken.stderr

@@ -238,7 +238,8 @@ way."""
 UNSTATED = ["class_weights must not all be 0", "shape must hold positive sizes and at most one -1",
             "mirror must be a base URL", "delimiter must be one character", "alphabet must be distinct letters",
             "must be letters of the alphabet", "not apply to text: its inputs are indices",
-            "not apply to trees: its inputs are indices", "which is no char token", "uniform needs low < high"]
+            "not apply to trees: its inputs are indices", "which is no char token", "uniform needs low < high",
+            "the classes of images are its class folders"]
 """What the constructors alone refuse, as no type, bound or choice says it (a relation between keys, a URL's
 scheme, a delimiter's length): a schema that takes it is right to."""
 

@@ -2,6 +2,7 @@
 
 from nnctl.data import (  # noqa: F401  (they register)
     cifar10,
+    images,
     logic,
     mnist,
     patterns,

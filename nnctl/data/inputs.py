@@ -4,6 +4,8 @@ import io
 import math
 import os
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,20 +31,21 @@ def input_files(paths: list[Path]) -> list[Path]:
     """`paths` with each folder replaced by the input files in it and its subfolders."""
     files = []
     for path in paths:
-        found = _files_under(path) if path.is_dir() else [path]
+        found = files_under(path) if path.is_dir() else [path]
         if not found:
             raise DataError(f"{path}: a folder without input files ({', '.join(SUFFIXES)}) in it or its subfolders")
         files += found
     return files
 
 
-def _files_under(folder: Path) -> list[Path]:
-    """The input files in `folder` and its subfolders, sorted; hidden files and folders (macOS's ._x.png) left out."""
+def files_under(folder: Path, suffixes: tuple[str, ...] = SUFFIXES) -> list[Path]:
+    """The files in `folder` and its subfolders whose names end in one of `suffixes` (in any case), sorted; hidden
+    files and folders (macOS's ._x.png) left out, and linked folders not followed (a link loop)."""
     found = []
     for top, folders, names in os.walk(folder):
         folders[:] = [name for name in folders if not name.startswith(".")]
         found += [Path(top, name) for name in names
-                  if not name.startswith(".") and Path(name).suffix.lower() in SUFFIXES]
+                  if not name.startswith(".") and Path(name).suffix.lower() in suffixes]
     return sorted(found)
 
 
@@ -92,36 +95,56 @@ def fit(x: np.ndarray, sample_shape: tuple[int, ...], origin: str, any_length: b
                     f"as an array of shape [N, {dims}]" + (f" or [N, {size}]" if len(sample_shape) > 1 else ""))
 
 
-def read_image(path: Path, sample_shape: tuple[int, ...]) -> np.ndarray:
-    """An image file as one raw sample: converted to grey or RGB, resized to the training images' size."""
+def read_image(path: Path, sample_shape: tuple[int, ...], other_size: str | None = None) -> np.ndarray:
+    """An image file as one raw sample: converted to grey or RGB, resized to the training images' size; with
+    `other_size`, an image of another size is refused, the message going on with it, instead of resized."""
     channels, height, width, channels_first = _image_layout(sample_shape, path)
+    with _opened(path) as image:
+        from PIL import ImageOps
+
+        resized = width * height * ((1 if channels == 1 else 4) + channels)  # Pillow's image, then NumPy's
+        keyed = "transparency" in image.info
+        turned = _orientation(image) != 1
+        if problem := too_big(image.width * image.height * _pixel_bytes(image.mode, channels, keyed, turned)
+                              + resized, f"{path}: an image of {image.width}×{image.height} ({image.mode}) "
+                              f"resized to {width}×{height}"):
+            raise DataError(problem)
+        _check_opaque(image.convert("RGBA") if keyed else image, path)
+        upright = ImageOps.exif_transpose(image) if turned else image  # as viewers show a phone's photo
+        if other_size is not None and upright.size != (width, height):
+            raise DataError(f"{path}: an image of {upright.width}×{upright.height}, {other_size}")
+        grey_or_rgb = _eight_bit(upright, path).convert("L" if channels == 1 else "RGB")
+        pixels = np.asarray(grey_or_rgb.resize((width, height)))
+    if len(sample_shape) == 2:
+        return pixels
+    pixels = pixels.reshape(height, width, channels)
+    return pixels.transpose(2, 0, 1) if channels_first else pixels
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """The height and width of an image file as viewers show it (turned upright), from its header."""
+    with _opened(path) as image:
+        width, height = image.size
+        return (width, height) if _orientation(image) in _QUARTER_TURNS else (height, width)
+
+
+@contextmanager
+def _opened(path: Path) -> Iterator["Image.Image"]:
+    """The image file at `path` opened by Pillow (its header read, its pixels not yet decoded); what Pillow
+    raises reading it, there or later, becomes a DataError naming the file."""
     try:
-        from PIL import Image, ImageOps, UnidentifiedImageError
+        from PIL import Image, UnidentifiedImageError
     except ImportError:
         raise NnctlError(f"{path}: reading images needs Pillow; install it with pip install 'nnctl[images]'") from None
     raw = read_bytes(path, DataError, "image file")
     try:
         Image.MAX_IMAGE_PIXELS = None  # no warning or refusal of Pillow's own: nnctl's limit (NNCTL_MAX_MEMORY) applies
         with Image.open(io.BytesIO(raw)) as image:
-            resized = width * height * ((1 if channels == 1 else 4) + channels)  # Pillow's image, then NumPy's
-            keyed = "transparency" in image.info
-            turned = _orientation(image) != 1
-            if problem := too_big(image.width * image.height * _pixel_bytes(image.mode, channels, keyed, turned)
-                                  + resized, f"{path}: an image of {image.width}×{image.height} ({image.mode}) "
-                                  f"resized to {width}×{height}"):
-                raise DataError(problem)
-            _check_opaque(image.convert("RGBA") if keyed else image, path)
-            upright = ImageOps.exif_transpose(image) if turned else image  # as viewers show a phone's photo
-            grey_or_rgb = _eight_bit(upright, path).convert("L" if channels == 1 else "RGB")
-            pixels = np.asarray(grey_or_rgb.resize((width, height)))
+            yield image
     except UnidentifiedImageError:
         raise DataError(f"{path}: not a readable image (not in a format Pillow knows, such as PNG or JPEG)") from None
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
         raise DataError(f"{path}: not a readable image ({exc})") from None
-    if len(sample_shape) == 2:
-        return pixels
-    pixels = pixels.reshape(height, width, channels)
-    return pixels.transpose(2, 0, 1) if channels_first else pixels
 
 
 def _orientation(image: "Image.Image") -> int:
@@ -168,6 +191,8 @@ def _eight_bit(image: "Image.Image", path: Path) -> "Image.Image":
 
 _ORIENTATION = 0x0112
 """The EXIF tag saying how a camera's image is turned (1: upright; 6: to be turned 90° clockwise, ...)."""
+_QUARTER_TURNS = (5, 6, 7, 8)
+"""The EXIF orientations that turn an image by a quarter, swapping its width and height."""
 _TO_GREY = ("1", "L", "P", "LA", "PA", "RGB", "RGBA", "I", "F")
 """Modes Pillow converts to grey in one step; others (CMYK, YCbCr, LAB, HSV) go through RGB."""
 

@@ -34,6 +34,8 @@ class DatasetSource:
     registered_name: ClassVar[str] = "dataset"
     num_classes: int | None = None
     """Set by sources that know their class count; otherwise derived from integer labels."""
+    class_names: list[str] | None = None
+    """The name of each class, by label, where the data names them (an images folder's class folders)."""
     indices: bool = False
     """True for sources whose inputs are indices (word ids, tree node tables): kept as int64, never scaled."""
     raw_shape: tuple[int, ...] | None = None
@@ -267,8 +269,10 @@ class DatasetSource:
                 "run's seed)")
 
     def _labels(self, classes: np.ndarray) -> str:
-        """Classes as the data names them (their labels in data.classes where that list relabelled them)."""
-        return ", ".join(str(self.classes[c] if self.classes is not None else c) for c in classes.tolist())
+        """Classes as the data names them: their labels in data.classes where that list relabelled them, the names
+        the data gives them (an images folder's class folders), else their numbers."""
+        names: list[int] | list[str] | None = self.classes if self.classes is not None else self.class_names
+        return ", ".join(str(names[c] if names is not None else c) for c in classes.tolist())
 
     def validation_count(self, n: int) -> int:
         """How many of n training samples data.validation holds out (0 for none or 'test')."""

@@ -18,13 +18,14 @@ BYTES_PER_TOKEN = 40
 (8 bytes a pointer each), the id array, its windows as inputs and as targets (8 each)."""
 
 
-def class_labels(classes: list[int] | None, vocab: list[str] | None, count: int) -> list[int | str]:
-    """The label of each of `count` class indices: data.classes' labels, a language model's tokens (its classes
-    are the next token), else the index itself."""
+def class_labels(classes: list[int] | None, names: list[str] | None, count: int) -> list[int | str]:
+    """The label of each of `count` class indices: data.classes' labels, the names the data gives its classes (a
+    language model's tokens, its classes being the next token; an images folder's class folders), else the index
+    itself."""
     if classes is not None:
         return [*classes]
-    if vocab is not None and len(vocab) == count:
-        return [*vocab]
+    if names is not None and len(names) == count:
+        return [*names]
     return [*range(count)]
 
 
