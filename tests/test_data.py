@@ -1,5 +1,6 @@
 """Datasets on real files: IDX parsing, every source's options, and downloads from a server on 127.0.0.1."""
 
+import csv
 import gzip
 import re
 import shutil
@@ -8,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import Server
+from helpers import Server, nnctl
 from nnctl.config import from_dict
 from nnctl.data import DATASETS
 from nnctl.data.download import fetch
@@ -17,6 +18,7 @@ from nnctl.data.inputs import read_inputs
 from nnctl.data.logic import INPUTS
 from nnctl.data.mnist import FILES
 from nnctl.errors import ConfigError, DataError
+from nnctl.trained import Trained
 
 
 def load(spec: dict, base_dir: Path = Path("."), dtype=np.float32):
@@ -286,7 +288,8 @@ def test_the_arrays_of_an_npz_that_no_split_is_read_from_are_named_for_the_runs_
     source = DATASETS.build(spec, from_dict({"data": spec}), ("data",), base_dir=str(tmp_path))
     source.load(np.float32)
     assert source.notes == ["data: k.npz holds arrays that no split is read from: x_val, y_val (the splits are read "
-                            "from data.x_key and y_key, here x and y, else x_train and y_train, x_test and y_test)"]
+                            "from data.x_key and y_key, here x and y, else x_train and y_train, x_test and y_test; "
+                            "data.validation: file validates on x_val and y_val)"]
     spec = {"type": "npz", "path": "k.npz", "test_path": "t.npz", "x_key": "x_train", "y_key": "y_train"}
     source = DATASETS.build(spec, from_dict({"data": spec}), ("data",), base_dir=str(tmp_path))
     with pytest.raises(DataError, match="t.npz: expected arrays 'x_train' and 'y_train' or 'x_test' and 'y_test'"):
@@ -300,6 +303,58 @@ def test_the_arrays_of_an_npz_that_no_split_is_read_from_are_named_for_the_runs_
     source = DATASETS.build(spec, from_dict({"data": spec}), ("data",), base_dir=str(tmp_path))
     source.load(np.float32)
     assert source.notes[0].startswith("data: t.npz holds arrays that no split is read from: ids (")
+
+
+def test_an_npz_validates_on_its_own_x_val_and_y_val_with_validation_file(tmp_path):
+    """A Keras-style file's x_val and y_val could only be named in the log: no setting made them the validation
+    split."""
+    x, y = np.arange(20.0).reshape(10, 2), np.arange(10) % 3
+    np.savez(tmp_path / "k.npz", x_train=x, y_train=y, x_val=x[:4] + 100, y_val=y[:4], x_test=x[:2], y_test=y[:2])
+    spec = {"type": "npz", "path": "k.npz", "validation": "file", "subset": 8}
+    source = DATASETS.build(spec, from_dict({"data": spec}), ("data",), base_dir=str(tmp_path))
+    data = source.load(np.float32)
+    assert source.notes == [] and len(data.train) == 8 and len(data.test) == 2
+    np.testing.assert_array_equal(data.val.x, x[:4] + 100)
+    np.testing.assert_array_equal(data.val.y, y[:4])
+
+
+@pytest.mark.parametrize("arrays, spec, message", [
+    ({"x": np.zeros((4, 2)), "y": np.arange(4)}, {},
+     "k.npz (data.validation: file): expected arrays 'x_val' and 'y_val'; it holds x, y"),
+    ({"x": np.zeros((4, 2)), "y": np.arange(4), "x_val": np.zeros((2, 3)), "y_val": np.arange(2)}, {},
+     "k.npz: validation samples of shape (3,) with targets of shape (), but training samples of shape (2,)"),
+    ({"x": np.zeros((4, 2)), "y": np.arange(4), "x_val": np.zeros((2, 2)), "y_val": np.array([1, 7])}, {},
+     "k.npz: the validation targets hold the label 7, past the training labels (0 to 3)"),
+    ({"x": np.zeros((4, 2)), "y": np.arange(4), "x_val": np.zeros((2, 2)), "y_val": np.array([0.5, 1.5])}, {},
+     "k.npz: the validation targets are floats (values) but the training targets integers (class labels)"),
+    ({"x": np.zeros((4, 2)), "y": np.arange(4), "x_val": np.zeros((3, 2)), "y_val": np.arange(2)}, {},
+     "k.npz: the validation inputs have shape (3, 2) but the targets (2,)"),
+    ({"x": np.zeros((4, 2)), "y": np.arange(4), "x_val": np.zeros((2, 2)), "y_val": np.arange(2)},
+     {"validation_from": "random"}, "data: validation_from: random draws the validation split from the training "
+                                    "samples, but validation: file reads it from the file's x_val and y_val"),
+])
+def test_validation_from_the_file_that_does_not_fit_is_refused(tmp_path, arrays, spec, message):
+    np.savez(tmp_path / "k.npz", **arrays)
+    with pytest.raises((DataError, ConfigError)) as info:
+        load({"type": "npz", "path": "k.npz", "validation": "file", **spec}, tmp_path)
+    assert message in str(info.value)
+
+
+@pytest.mark.slow
+def test_a_run_validates_on_the_npz_x_val_and_y_val(tmp_path):
+    x = np.random.default_rng(0).random((40, 2))
+    np.savez(tmp_path / "k.npz", x_train=x, y_train=(x.sum(axis=1) > 1).astype(np.int64), x_val=x[:5],
+             y_val=np.zeros(5, np.int64))  # all of class 0: its accuracy tells it from the training samples'
+    (tmp_path / "c.yaml").write_text("data: {type: npz, path: k.npz, validation: file}\nmodel: {layers: [{type: dense, "
+                                     "units: 2}]}\nloss: softmax_cross_entropy\noptimizer: sgd\ntrain: {epochs: 1}\n")
+    result = nnctl("train", str(tmp_path / "c.yaml"), "--runs-dir", str(tmp_path / "runs"), "-q")
+    assert result.returncode == 0, result.stderr
+    (run,) = (tmp_path / "runs").iterdir()
+    with open(run / "metrics.csv") as f:
+        (row,) = csv.DictReader(f)
+    model = Trained.load(run / "checkpoints" / "last.pkl").model
+    predicted = model.forward(x[:5].astype(np.float32), training=False).argmax(axis=1)
+    assert float(row["val_accuracy"]) == pytest.approx((predicted == 0).mean())
 
 
 def test_inputs_of_raw_bytes_that_nothing_scales_are_noted_for_the_runs_log(tmp_path):

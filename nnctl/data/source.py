@@ -61,7 +61,9 @@ class DatasetSource:
             raise ValueError(f"classes must list distinct class labels, got {classes}")
         self.scale, self.shift, self.flatten = scale, shift, flatten
         self.one_hot, self.on_value, self.off_value = one_hot, on_value, off_value
-        self.subset, self.test_subset, self.validation = subset, test_subset, validation
+        self.subset, self.test_subset = subset, test_subset
+        self.validation: HeldOut | Literal["test", "file"] | None = validation
+        """'file' (an npz's own validation arrays) only where a source offers it."""
         self.shuffle, self.base_dir = shuffle, Path(base_dir)
         self.validation_from, self.run_seed = validation_from, run_seed
         self.normalize = normalize
@@ -75,6 +77,8 @@ class DatasetSource:
         """What the source guessed about the data where the config left it open, or left unread, for the run's log."""
         self.warnings: list[str] = []
         """What looks wrong in the data as loaded, though it can be trained on, for the run to warn of."""
+        self.held: tuple[np.ndarray, np.ndarray] | None = None
+        """The validation inputs and targets the data holds apart (data.validation: file), set by `read`."""
 
     def read(self) -> Arrays:
         """x_train, y_train, x_test, y_test (the test pair may be None)."""
@@ -98,29 +102,22 @@ class DatasetSource:
 
     def load(self, dtype: type) -> Dataset:
         """Reads the arrays and applies subset, scale/shift, flatten, validation split and one-hot."""
-        self.notes, self.warnings = [], []
+        self.notes, self.warnings, self.held = [], [], None
         x, y, x_test, y_test = self.read()
         y, y_test = self.targets_of(y, y_test)
+        held = None if self.held is None else (self.held[0], self.targets_of(y, self.held[1])[1])
         self._check(x, y, "training")
         self._note_raw_bytes(x)
         if self.classes is not None:
             x, y = self._only_classes(x, y, "training")
-            if x_test is not None and y_test is not None:
-                x_test, y_test = self._only_classes(x_test, y_test, "test")
         labels = y  # all the training targets: the first samples (data.subset) may lack a class, as a smoke test
         x, y = x[: self.subset], y[: self.subset]
         self.sample_shape = x.shape[1:]
-        test = None
-        if x_test is not None and y_test is not None:
-            self._check(x_test, y_test, "test")
-            if (x_test.shape[1:], y_test.shape[1:]) != (x.shape[1:], y.shape[1:]):
-                raise DataError(f"{self.origin('test')}: test samples of shape {x_test.shape[1:]} with targets of "
-                                f"shape {y_test.shape[1:]}, but training samples of shape {x.shape[1:]} with "
-                                f"targets of shape {y.shape[1:]}")
-            _check_target_kinds(y, y_test, self.origin("test"))
-            test = Split(x_test[: self.test_subset], y_test[: self.test_subset])
-        num_classes = self._classes(Split(x, y), test, labels)
-        train, val = self._split_validation(Split(x, y), test)
+        test = None if x_test is None or y_test is None else self._apart(Split(x, y), x_test, y_test, "test")
+        test = test and Split(test.x[: self.test_subset], test.y[: self.test_subset])
+        given = None if held is None else self._apart(Split(x, y), *held, "validation")
+        num_classes = self._classes(Split(x, y), {"test": test, "validation": given}, labels)
+        train, val = self._split_validation(Split(x, y), test, given)
         self.channel_stats = None
         if self.normalize:
             if train.x.ndim > 4 or self.indices:
@@ -143,6 +140,18 @@ class DatasetSource:
                                 f"{train.x.shape[2]}×{train.x.shape[3]} image off its frame; shift by less than "
                                 f"{min(train.x.shape[2:])}")
         return Dataset(train, val, test, train.x.shape[1:], num_classes, self.shuffle, self.augment)
+
+    def _apart(self, train: Split, x: np.ndarray, y: np.ndarray, split: str) -> Split:
+        """The `split` read apart from the training samples (test, or validation), checked against them."""
+        if self.classes is not None:
+            x, y = self._only_classes(x, y, split)
+        self._check(x, y, split)
+        if (x.shape[1:], y.shape[1:]) != (train.x.shape[1:], train.y.shape[1:]):
+            raise DataError(f"{self.origin(split)}: {split} samples of shape {x.shape[1:]} with targets of shape "
+                            f"{y.shape[1:]}, but training samples of shape {train.x.shape[1:]} with targets of "
+                            f"shape {train.y.shape[1:]}")
+        _check_target_kinds(train.y, y, self.origin(split), split)
+        return Split(x, y)
 
     def _note_raw_bytes(self, x: np.ndarray) -> None:
         """A note where the inputs are bytes past 1 (pixels 0–255, as Keras's mnist.npz holds them) that neither
@@ -205,26 +214,29 @@ class DatasetSource:
                             f"from {y.min()} to {y.max()}); remove {'it' if len(missing) == 1 else 'them'} from "
                             "data.classes")
 
-    def _classes(self, train: Split, test: Split | None, labels: np.ndarray) -> int | None:
+    def _classes(self, train: Split, apart: dict[str, Split | None], labels: np.ndarray) -> int | None:
         """The class count: the source's own, else max label + 1 when the targets are integer labels, one per
         sample (N,) or one per time step (N, T); integer one-hot rows are not labels. `labels` are the training
-        targets before data.subset, which the test labels must not pass."""
+        targets before data.subset, which the labels of the splits read `apart` (test, validation) must not pass."""
         if self.classes is not None:
             return len(self.classes)
-        splits = [s for s in (train, test) if s is not None]
+        splits = [s for s in (train, *apart.values()) if s is not None]
         if any(s.y.dtype.kind not in "iu" or s.y.ndim > 2 or _one_hot(s.y) for s in splits):
             return self.num_classes
         top = max(int(s.y.max()) for s in splits)
-        if self.num_classes is None and test is not None and int(test.y.max()) > int(labels.max()):
-            raise DataError(f"{self.origin('test')}: the test targets hold the label {int(test.y.max())}, past the "
-                            f"training labels (0 to {int(labels.max())}): no training sample has that class, so no "
-                            "output of the model could learn it")
+        for name, split in apart.items():
+            if self.num_classes is None and split is not None and int(split.y.max()) > int(labels.max()):
+                raise DataError(f"{self.origin(name)}: the {name} targets hold the label {int(split.y.max())}, past "
+                                f"the training labels (0 to {int(labels.max())}): no training sample has that "
+                                "class, so no output of the model could learn it")
         if self.num_classes is not None and top >= self.num_classes:
             raise DataError(f"{self.origin('training')}: label {top} is out of range for "
                             f"{self.num_classes} classes")
         return self.num_classes or top + 1
 
-    def _split_validation(self, train: Split, test: Split | None) -> tuple[Split, Split | None]:
+    def _split_validation(self, train: Split, test: Split | None, given: Split | None) -> tuple[Split, Split | None]:
+        if self.validation == "file":
+            return train, given
         if self.validation is None or self.validation == "test":
             if self.validation == "test" and test is None:
                 raise DataError(f"{self.origin('test')}: data.validation is 'test', but there is no test split")
@@ -340,12 +352,13 @@ class DatasetSource:
         return out
 
 
-def _check_target_kinds(y: np.ndarray, y_test: np.ndarray, origin: str) -> None:
-    """DataError when one split's targets are integer class labels and the other's float values."""
-    if (y.dtype.kind in "iu") != (y_test.dtype.kind in "iu"):
+def _check_target_kinds(y: np.ndarray, y_apart: np.ndarray, origin: str, split: str) -> None:
+    """DataError when the training targets are integer class labels and the `split` ones float values, or the
+    other way round."""
+    if (y.dtype.kind in "iu") != (y_apart.dtype.kind in "iu"):
         kind = {True: "integers (class labels)", False: "floats (values)"}
-        raise DataError(f"{origin}: the test targets are {kind[y_test.dtype.kind in 'iu']} but the training targets "
-                        f"{kind[y.dtype.kind in 'iu']}; store both splits' targets alike")
+        raise DataError(f"{origin}: the {split} targets are {kind[y_apart.dtype.kind in 'iu']} but the training "
+                        f"targets {kind[y.dtype.kind in 'iu']}; store both splits' targets alike")
 
 
 def _bool_labels(y: np.ndarray) -> np.ndarray:

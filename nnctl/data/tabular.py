@@ -3,11 +3,12 @@
 import csv
 import itertools
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
 from nnctl.data.npyfile import npz_shapes, read_npz
-from nnctl.data.source import DATASETS, Arrays, EitherTargets, FileSource
+from nnctl.data.source import DATASETS, Arrays, EitherTargets, FileSource, HeldOut
 from nnctl.errors import DataError
 from nnctl.files import regular_file
 from nnctl.limits import too_big
@@ -44,35 +45,47 @@ def _array(values: list, key: str) -> np.ndarray:
 
 @DATASETS.register("npz")
 class Npz(EitherTargets, FileSource):
-    """Arrays in a .npz file: `x_key`/`y_key`, else x_train/y_train; test split from x_test/y_test if present.
+    """Arrays in a .npz file: `x_key`/`y_key`, else x_train/y_train; test split from x_test/y_test if present, and
+    with `validation: file` the validation split from x_val/y_val.
 
     A `test_path` file supplies the test split instead, from its `x_key`/`y_key`, else its x_test/y_test."""
 
-    def __init__(self, path: str, x_key: str = "x", y_key: str = "y", test_path: str | None = None, **kwargs):
-        super().__init__(**kwargs)
+    def __init__(self, path: str, x_key: str = "x", y_key: str = "y", test_path: str | None = None,
+                 validation: HeldOut | Literal["test", "file"] | None = None, **kwargs):
+        if validation == "file" and kwargs.get("validation_from") == "random":
+            raise ValueError("validation_from: random draws the validation split from the training samples, but "
+                             "validation: file reads it from the file's x_val and y_val; leave one of them out")
+        super().__init__(validation=None if validation == "file" else validation, **kwargs)
+        self.validation = validation
         self.file, self.x_key, self.y_key, self.test_file = path, x_key, y_key, test_path
         self.input_keys = (x_key,)
 
     def read(self) -> Arrays:
         arrays = self._open(self.file)
         train = _pair(arrays, [(self.x_key, self.y_key), ("x_train", "y_train")], self.origin("training"))
+        held: tuple[str, ...] = ()
+        if self.validation == "file":
+            held = _pair(arrays, [VAL_KEYS], f"{self.origin('training')} (data.validation: file)")
+            self.held = arrays[held[0]], arrays[held[1]]
         test_arrays = self._open(self.test_file) if self.test_file else arrays
         test_keys = [(self.x_key, self.y_key)] if self.test_file else []
         if not (self.test_file or "x_test" in arrays or "y_test" in arrays):
-            self._note_unread(self.file, arrays, train)
+            self._note_unread(self.file, arrays, (*train, *held))
             return arrays[train[0]], arrays[train[1]], None, None
         test = _pair(test_arrays, [*test_keys, ("x_test", "y_test")], self.origin("test"))
         if self.test_file:
             self._note_unread(self.test_file, test_arrays, test)
-        self._note_unread(self.file, arrays, train if self.test_file else (*train, *test))
+        self._note_unread(self.file, arrays, (*train, *held, *(() if self.test_file else test)))
         return arrays[train[0]], arrays[train[1]], test_arrays[test[0]], test_arrays[test[1]]
 
     def _note_unread(self, name: str, arrays: dict[str, np.ndarray], read: tuple[str, ...]) -> None:
         """A line for the run's log naming the arrays of the file `name` that no split is read from."""
         if unread := [key for key in arrays if key not in read]:
+            held = set(VAL_KEYS) <= set(unread) and name == self.file
             self.notes.append(f"data: {self.path(name).name} holds arrays that no split is read from: "
                               f"{', '.join(unread)} (the splits are read from data.x_key and y_key, here "
-                              f"{self.x_key} and {self.y_key}, else x_train and y_train, x_test and y_test)")
+                              f"{self.x_key} and {self.y_key}, else x_train and y_train, x_test and y_test"
+                              + ("; data.validation: file validates on x_val and y_val" if held else "") + ")")
 
     def peek(self) -> tuple[int, ...]:
         """From the header of the inputs' array in the archive; no array is read."""
@@ -84,6 +97,10 @@ class Npz(EitherTargets, FileSource):
 
     def _open(self, name: str) -> dict[str, np.ndarray]:
         return read_npz(self.path(name))
+
+
+VAL_KEYS = ("x_val", "y_val")
+"""The validation split of an .npz (Keras's name for it), read with data.validation: file."""
 
 
 def _pair(arrays: dict[str, np.ndarray], keys: list[tuple[str, str]], origin: str) -> tuple[str, str]:
