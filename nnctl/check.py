@@ -50,8 +50,20 @@ def preflight(exp: Experiment, samples: int = 20, steps: int = 1000, seconds: fl
     exp.model.set_rng(np.random.default_rng([exp.seed, 2]))
     x, t = batch(exp)
     probe_x, probe_t = exp.data.train.take(slice(PROBE))
-    return [one_batch(exp, x, t), initial_loss(exp, probe_x, probe_t), *units_at_init(exp, probe_x),
+    return [*data(exp), one_batch(exp, x, t), initial_loss(exp, probe_x, probe_t), *units_at_init(exp, probe_x),
             overfit(exp, samples, steps, seconds)]
+
+
+def data(exp: Experiment) -> list[Finding]:
+    """What `train` would warn of in the data as loaded (failed: a validation split of one class) and note about
+    it (inconclusive: inputs of raw bytes, arrays no split is read from), else the splits' sizes."""
+    warnings = [Finding("data", False, warning) for warning in exp.source.warnings]
+    notes = [Finding("data", True, note.removeprefix("data: "), inconclusive=True) for note in exp.source.notes]
+    if warnings or notes:
+        return warnings + notes
+    sizes = [f"{len(split):,} {name}" for name, split in (("training", exp.data.train), ("validation", exp.data.val),
+                                                          ("test", exp.data.test)) if split is not None]
+    return [Finding("data", True, f"{', '.join(sizes)} samples; nothing to warn of")]
 
 
 def batch(exp: Experiment) -> tuple[np.ndarray, np.ndarray]:

@@ -311,6 +311,8 @@ def evaluate_command(
     checkpoint_path = checkpoint_of(checkpoint_path)
     exp = (trained_experiment(checkpoint_path, overrides) if checkpoint_path.suffix in YAML
            else Trained.load(checkpoint_path).experiment(overrides))
+    for line in [*exp.source.notes, *(f"warning: {warning}" for warning in exp.source.warnings)]:
+        err.print(line)  # as train says them, beside the results (stdout, a --json reader's)
     result = {"checkpoint": str(checkpoint_path), **report(exp, split)}
     if as_json:
         _print_json(result)

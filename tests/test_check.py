@@ -1,7 +1,9 @@
 """`nnctl check` through the real CLI: healthy configs pass, and each kind of broken one exits 1 with its reason."""
 
+import json
 import re
 
+import numpy as np
 import pytest
 
 from helpers import CONFIGS, nnctl
@@ -69,3 +71,25 @@ def test_a_huge_initial_loss_prints_its_ratio_in_a_few_digits():
     assert result.returncode == 1, result.stdout + result.stderr
     assert re.search(r"initial loss: [\d.e+]+, expected about ln 2 = 0\.6931 \(\d\.\d\de\+299×\): the initial",
                      result.stderr), result.stderr
+
+
+def test_check_and_eval_say_what_train_warns_of_and_notes_in_the_data(tmp_path):
+    """Only train said them: check passed a validation split of one class, and eval was silent about it."""
+    x = np.random.default_rng(0).integers(0, 256, (200, 4), dtype=np.uint8)
+    np.savez(tmp_path / "s.npz", x=x, y=np.sort(np.arange(200) % 4), x_val=x[:5], y_val=np.zeros(5, np.int64))
+    (tmp_path / "s.yaml").write_text("data: {type: npz, path: s.npz, validation: 0.1}\nmodel: {layers: [{type: "
+                                     "dense, units: 4}]}\nloss: softmax_cross_entropy\noptimizer: sgd\n")
+    sorted_split = "data.validation (the last 20 samples of"
+    result = nnctl("check", str(tmp_path / "s.yaml"), "--steps", "20")
+    assert result.returncode == 1 and f"check failed: data: {sorted_split}" in result.stderr, result.stderr
+    assert re.search(r"data +│ unsure │ s\.npz holds arrays that no split is read from: x_val, y_val", result.stdout)
+    assert re.search(r"data +│ unsure │ the inputs of .*s\.npz are bytes \(uint8, up to 255\)", result.stdout)
+    trained = nnctl("train", str(tmp_path / "s.yaml"), "--runs-dir", str(tmp_path / "runs"), "-q")
+    assert trained.returncode == 0, trained.stderr
+    evaluated = nnctl("eval", str(next((tmp_path / "runs").iterdir())), "--split", "val", "--json")
+    assert evaluated.returncode == 0 and json.loads(evaluated.stdout)["samples"] == 20
+    assert f"warning: {sorted_split}" in evaluated.stderr and "holds arrays that no split" in evaluated.stderr
+    assert "are bytes (uint8, up to 255)" in evaluated.stderr
+    np.savez(tmp_path / "r.npz", x=x / 255, y=np.arange(200) % 4)
+    fixed = nnctl("check", str(tmp_path / "s.yaml"), f"data.path={tmp_path / 'r.npz'}", "--steps", "20")
+    assert "nothing to warn of" in fixed.stdout and "check failed: data" not in fixed.stderr, fixed.stderr

@@ -366,7 +366,7 @@ def test_summary_gradcheck_and_check_print_json_that_says_what_their_tables_say(
 
     checked = json.loads(nnctl("check", xor, "--json", "--seconds", "5").stdout)
     assert checked["passed"] and checked["batch_size"] == 4
-    assert [f["check"] for f in checked["findings"]][:2] == ["forward and backward", "initial loss"]
+    assert [f["check"] for f in checked["findings"]][:3] == ["data", "forward and backward", "initial loss"]
     assert {t["layer"] for t in checked["timings"]} >= {"dense_1"}
 
 
