@@ -113,17 +113,31 @@ def _check_target_values(config: Config, loss: Loss, data: Dataset) -> None:
                                           + float_labels_hint(data))
 
 
-def _check_outputs(config: Config, loss: Loss, model: Model, data: Dataset) -> None:
+def _check_outputs(config: Config, loss: Loss, model: Model, data: Dataset, source: DatasetSource) -> None:
     """A ConfigError at the last layer where its outputs do not fit the loss and targets, or end in the activation
-    the loss applies itself."""
+    the loss applies itself; at the loss where it fits one output to class labels past 0 and 1."""
     last = ("model", "layers", len(model.layers) - 1)
+    labels = _labels_for_values(loss, data)
     try:
         loss.check(model.output_shape, data.train.y.shape[1:], data.num_classes)
     except ValueError as exc:
-        raise config.error(last, str(exc) + float_labels_hint(data)) from None
+        hint = (f"; {loss.registered_name} compares the outputs with the targets as values, but the targets are "
+                f"integers, read as class labels ({source.regression_hint})") if labels else ""
+        raise config.error(last, str(exc) + float_labels_hint(data) + hint) from None
+    classes = data.num_classes or 0
+    if labels and model.output_shape[-1:] == (1,) and classes > 2:
+        raise config.error(("loss",), f"{loss.registered_name} fits the model's one output per sample to the "
+                                      f"targets, but they are integers, read as class labels 0–{classes - 1}, "
+                                      "which one output cannot tell apart (accuracy and eval's classes would be "
+                                      f"read from it); {source.regression_hint}")
     if loss.applies and loss.applies == output_activation(model):
         raise config.error(last, f"the model ends in {loss.applies}, which {loss.registered_name} applies itself "
                                  f"to the model's outputs (logits); remove the final {loss.applies}")
+
+
+def _labels_for_values(loss: Loss, data: Dataset) -> bool:
+    """Whether a loss that compares outputs with values (mse) meets targets read as class labels (integers)."""
+    return loss.applies is None and data.num_classes is not None and data.train.y.dtype.kind in "iu"
 
 
 def float_labels_hint(data: Dataset) -> str:
@@ -151,7 +165,7 @@ def build(config: Config, weights: bool = True) -> Experiment:
     _check_target_values(config, loss, data)
     data.to_device()
     loaded = load_into(model, config) if weights else None
-    _check_outputs(config, loss, model, data)
+    _check_outputs(config, loss, model, data, source)
     optimizer = OPTIMIZERS.build(config.data["optimizer"], config, ("optimizer",))
     _check_memory(config, model, settings, data, len(optimizer.slot_names))
     optimizer.bind(model.params(), model.grads(), model.lr_mults())

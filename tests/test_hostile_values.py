@@ -48,6 +48,16 @@ OVERRIDES = {
                                "targets run from -0.5 to 1"),
     "soft rows above 1": ([f"data={INLINE % '[[0, 1.5], [1, 0], [1, 0], [0, 1]]'}"],
                           "softmax_cross_entropy reads targets as probabilities in [0, 1]"),
+    # integer targets are class labels: an mse of one output trained a regression whose accuracy was read from it
+    "mse of one output on labels": ([f"data={INLINE % '[0, 3, 5, 2]'}", "loss=mse", "model.layers.1.units=1"],
+                                    "loss: mse fits the model's one output per sample to the targets, but they are "
+                                    "integers, read as class labels 0–5, which one output cannot tell apart "
+                                    "(accuracy and eval's classes would be read from it); set data.targets: values "
+                                    "for regression"),
+    "mse of other outputs on labels": ([f"data={INLINE % '[0, 3, 5, 2]'}", "loss=half_sse"],
+                                       "the model outputs [2] per sample but the targets are scalars with 6 classes; "
+                                       "half_sse compares the outputs with the targets as values, but the targets are "
+                                       "integers, read as class labels (set data.targets: values for regression)"),
 }
 
 
@@ -66,7 +76,8 @@ def test_a_value_a_constructor_refuses_is_named_at_its_own_line(tmp_path):
     clean_error(nnctl("config", "c.yaml", cwd=tmp_path), 2, "c.yaml:12: optimizer.lr: expected a number > 0, got -0.05")
 
 
-READ_FROM_DATA = ("three labels for one sigmoid", "binary targets below 0", "soft rows above 1")
+READ_FROM_DATA = ("three labels for one sigmoid", "binary targets below 0", "soft rows above 1",
+                  "mse of one output on labels", "mse of other outputs on labels")
 """The mistakes above that only the data shows, which nnctl config does not read."""
 
 
