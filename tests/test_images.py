@@ -296,6 +296,8 @@ def test_an_images_folder_reads_one_class_per_subfolder_sorted_by_name(tmp_path,
     (tmp_path / "train" / "three" / ".hidden.png").write_bytes(b"")  # as are hidden files
     (tmp_path / "train" / ".ipynb_checkpoints").mkdir()  # and hidden folders, which are no class
     Image.new("L", (28, 28)).save(tmp_path / "train" / ".ipynb_checkpoints" / "x.png")
+    (tmp_path / "train" / "two" / "loop").symlink_to(tmp_path / "train")  # a linked folder is not followed
+    (tmp_path / "train" / "ten").symlink_to(tmp_path / "train" / "ten")  # nor a link to itself taken for a class
     source = DATASETS.build({"type": "images", "path": "train", "color": "grey", "validation": 10},
                             from_dict({}), ("data",), base_dir=str(tmp_path))
     data = source.load(np.float32)
