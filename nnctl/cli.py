@@ -159,8 +159,19 @@ RunDevice = Annotated[str | None, typer.Option("--device", help=DEVICE_HELP + " 
 CommandDevice = Annotated[str | None, typer.Option("--device", help=DEVICE_HELP + " Default: a device= override, "
                                                    "else cpu (never the checkpoint's).", show_default=False,
                                                    callback=_device_option, autocompletion=_offering(*DEVICES))]
+RUNS_DIR_HELP = ("Where a RUN or CHECKPOINT given by name is looked for where no such path exists here: RUNS_DIR/NAME, "
+                 "or the one folder there whose name starts with NAME.")
+RunsDir = Annotated[Path, typer.Option("--runs-dir", help=RUNS_DIR_HELP)]
 ON_CPU = "device=cpu"
 """The device of eval and gradcheck unless their command line names one (an override after it, or --device)."""
+
+
+def _located(path: Path, runs_dir: Path) -> Path:
+    """A RUN or CHECKPOINT argument as a path: as given where it exists, else found under --runs-dir (see
+    runs.find_run); a config (.yaml) is a config wherever it is, taken as given."""
+    from nnctl.runs import find_run
+
+    return path if path.suffix in YAML else find_run(path, runs_dir)
 
 
 def _device_overrides(device: str | None) -> list[str]:
@@ -234,7 +245,8 @@ def train(
                                                 "run directory's last.pkl.",
                                        show_default=False)] = None,
     runs_dir: Annotated[Path, typer.Option("--runs-dir", help="Where new run directories are made (also when "
-                                           "resuming from a checkpoint other than a run's last.pkl).")] = Path("runs"),
+                                           "resuming from a checkpoint other than a run's last.pkl), and where "
+                                           "--resume and --init-from look for a run given by name.")] = Path("runs"),
     quiet: Quiet = False,
     tensorboard: Annotated[bool, typer.Option("--tensorboard", help="Also write TensorBoard event files into the "
                                               "run directory (train.tensorboard=true).")] = False,
@@ -261,11 +273,12 @@ def train(
                           f"it from the run's weights, use: nnctl train {config} --init-from {resume}")
     if resume is not None:
         extra = paths_from_cwd([config], Path.cwd()) if config is not None else []  # with --resume: the first override
-        runner = Runner.resume(checkpoint_of(resume, last=True), extra + (overrides or []), runs_dir, quiet)
+        source = checkpoint_of(_located(resume, runs_dir), last=True)
+        runner = Runner.resume(source, extra + (overrides or []), runs_dir, quiet)
     elif config is None:
         raise ConfigError("give a config to train (nnctl train configs/mnist_mlp.yaml) or --resume CHECKPOINT")
     else:
-        weights = None if init_from is None else checkpoint_of(init_from)
+        weights = None if init_from is None else checkpoint_of(_located(init_from, runs_dir))
         runner = Runner.start(load_config(Path(config), overrides or []), runs_dir, quiet, weights)
     if not quiet:
         out.print(f"run directory: {runner.run_dir}")
@@ -296,6 +309,7 @@ def evaluate_command(
                                        autocompletion=_offering(*SPLITS))] = "test",
     as_json: AsJson = False,
     device: CommandDevice = None,
+    runs_dir: RunsDir = Path("runs"),
 ) -> None:
     """Evaluate a checkpoint: loss, accuracy, error rate, the confusion matrix and per-class precision, recall
     and F1."""
@@ -308,7 +322,7 @@ def evaluate_command(
 
     _check_split(split)
     overrides = [ON_CPU, *(overrides or []), *_device_overrides(device)]
-    checkpoint_path = checkpoint_of(checkpoint_path)
+    checkpoint_path = checkpoint_of(_located(checkpoint_path, runs_dir))
     exp = (trained_experiment(checkpoint_path, overrides) if checkpoint_path.suffix in YAML
            else Trained.load(checkpoint_path).experiment(overrides))
     for line in [*exp.source.notes, *(f"warning: {warning}" for warning in exp.source.warnings)]:
@@ -514,6 +528,7 @@ def predict_command(
     device: Device = "cpu",
     force: Force = False,
     as_json: AsJson = False,
+    runs_dir: RunsDir = Path("runs"),
 ) -> None:
     """Classify new inputs with a trained model; inputs are prepared as its training data was."""
     from nnctl import tables
@@ -525,6 +540,7 @@ def predict_command(
     if layer is not None and (output is None or output.suffix.lower() != ".npy"):
         raise ConfigError("--layer writes the layer's outputs as an array: give -o FILE.npy")
     inputs = input_files(inputs)
+    checkpoint_path = _located(checkpoint_path, runs_dir)
     if output is not None:
         check_output(output)
         _fresh_output(output, [checkpoint_path, *inputs], force)
@@ -555,6 +571,7 @@ def export_command(
                                       autocompletion=_offering("npz", "onnx"))] = "npz",
     device: Device = "cpu",
     force: Force = False,
+    runs_dir: RunsDir = Path("runs"),
 ) -> None:
     """Write a trained model's weights as plain arrays by layer name (dense_1/W, ...), or the model as ONNX."""
     from nnctl.onnx_export import PREPARATION_KEY, check_onnx_name, describe_preparation, export_onnx, preparation
@@ -564,6 +581,7 @@ def export_command(
     if form not in ("npz", "onnx"):
         raise ConfigError(f"--format must be npz or onnx, not '{form}'")
     (check_onnx_name if form == "onnx" else check_npz_name)(output)
+    checkpoint_path = _located(checkpoint_path, runs_dir)
     _fresh_output(output, [checkpoint_path], force)
     trained = _trained_model(checkpoint_path, device, output)
     model = trained.model
@@ -635,6 +653,7 @@ def sample(
     seed: Annotated[int | None, typer.Option("--seed", help="Seed of the draws, for repeatable text.",
                                              show_default=False)] = None,
     device: Device = "cpu",
+    runs_dir: RunsDir = Path("runs"),
 ) -> None:
     """Generate text from a trained language model (a config with data.type text), starting from --prime."""
     from nnctl.runs import checkpoint_of
@@ -645,7 +664,7 @@ def sample(
     _at_most("--length", length, MAX_SAMPLE_LENGTH)
     if seed is not None:
         _at_least("--seed", seed, 0)
-    model = LanguageModel.load(checkpoint_of(checkpoint_path), device)
+    model = LanguageModel.load(checkpoint_of(_located(checkpoint_path, runs_dir)), device)
     out.print(model.generate(prime, length, temperature, seed))
 
 
@@ -700,12 +719,12 @@ def runs_list(
 
 @runs_app.command("show")
 def runs_show(run: Annotated[Path, typer.Argument(metavar="RUN", help="A run directory or one of its checkpoints.")],
-              as_json: AsJson = False) -> None:
+              as_json: AsJson = False, runs_dir: RunsDir = Path("runs")) -> None:
     """One run's summary, final and test metrics, and its per-epoch rows."""
     from nnctl import tables
     from nnctl.runs import load_run
 
-    shown = load_run(run)
+    shown = load_run(_located(run, runs_dir))
     if as_json:
         _print_json(shown.record(history=True))
         return
@@ -717,14 +736,14 @@ def runs_show(run: Annotated[Path, typer.Argument(metavar="RUN", help="A run dir
 @runs_app.command("diff")
 def runs_diff(runs: Annotated[list[Path], typer.Argument(metavar="RUN", help="Two run directories (or their "
                                                          "checkpoints).")],
-              as_json: AsJson = False) -> None:
+              as_json: AsJson = False, runs_dir: RunsDir = Path("runs")) -> None:
     """The config keys that differ between two runs, and their results side by side."""
     from nnctl import tables
     from nnctl.runs import diff_record, load_run
 
     if len(runs) != 2:
         raise ConfigError(f"expected two runs, got {len(runs)}: nnctl runs diff RUN RUN")
-    pair = load_run(runs[0]), load_run(runs[1])
+    pair = load_run(_located(runs[0], runs_dir)), load_run(_located(runs[1], runs_dir))
     if as_json:
         _print_json({**diff_record(*pair), "damage": [run.damage for run in pair]})
         return
@@ -757,6 +776,7 @@ def plot_command(
     samples: Annotated[int, typer.Option("--samples", help="The batch size for --activations.")] = 1000,
     smooth: Annotated[float, typer.Option("--smooth", help="Smoothing of per-step curves, 0 to 0.999.")] = 0.9,
     force: Force = False,
+    runs_dir: RunsDir = Path("runs"),
 ) -> None:
     """Learning curves of runs overlaid (per epoch, and per step smoothed), or a confusion matrix, filters or
     activation histograms of one run, as a PNG (needs matplotlib: pip install 'nnctl[plot]')."""
@@ -772,6 +792,7 @@ def plot_command(
         raise ConfigError(f"--smooth must be in [0, 1), got {smooth}")
     _at_least("--samples", samples, 1)
     kind = kinds[0] if kinds else "curves"
+    runs = [_located(run, runs_dir) for run in runs]
     plots.pyplot()
     if kind != "curves" and len(runs) != 1:
         raise ConfigError(f"--{kind} shows one run; got {len(runs)}")

@@ -15,7 +15,7 @@ from typing import Any
 from nnctl.config import MAX_BYTES
 from nnctl.console import format_value
 from nnctl.course import flatten
-from nnctl.errors import NnctlError
+from nnctl.errors import ConfigError, NnctlError
 from nnctl.files import read_bytes, read_charged
 from nnctl.limits import JSON_COST
 from nnctl.schema import describe_value, is_instance, is_number
@@ -149,6 +149,33 @@ def checkpoint_of(path: Path, last: bool = False) -> Path:
         return path
     best = path / "checkpoints" / "best.pkl"
     return best if best.is_file() and not last else path / "checkpoints" / "last.pkl"
+
+
+SHOWN_CANDIDATES = 10
+"""The most folders an ambiguous run name lists."""
+
+
+def find_run(path: Path, runs_dir: Path) -> Path:
+    """The path a RUN argument names: `path` itself where it exists (or is absolute), else `runs_dir`/`path`, else
+    the one folder beside that whose name starts with its last part (`mnist_mlp-2026` for `runs/mnist_mlp-2026...`).
+    NnctlError naming both places where there is none; ConfigError listing the candidates where there are more."""
+    if path.is_absolute() or os.path.lexists(path):
+        return path
+    under = runs_dir / path
+    if os.path.lexists(under):
+        return under
+    folder = under.parent
+    found = sorted((p for p in folder.iterdir() if p.name.startswith(under.name) and p.is_dir()),
+                   key=lambda p: p.name, reverse=True) if folder.is_dir() else []
+    if len(found) == 1:
+        return found[0]
+    if found:
+        names = ", ".join(p.name for p in found[:SHOWN_CANDIDATES])
+        more = f" and {len(found) - SHOWN_CANDIDATES} more" if len(found) > SHOWN_CANDIDATES else ""
+        raise ConfigError(f"{path}: {len(found)} folders in {folder} start with '{under.name}' ({names}{more}); give "
+                          "more of the name")
+    raise NnctlError(f"{path}: not found: neither {path} nor {under} exists"
+                     + (f", and no folder in {folder} starts with '{under.name}'" if folder.is_dir() else ""))
 
 
 def load_run(path: str | Path) -> Run:

@@ -153,6 +153,39 @@ def test_runs_errors(two_runs, tmp_path):
         assert "Traceback" not in result.stderr
 
 
+def test_a_run_given_by_name_is_found_under_runs_dir(tmp_path):
+    """`nnctl runs show NAME`, `runs diff`, `plot` and the commands that take a CHECKPOINT took only paths, where `runs
+    list` and `train` take --runs-dir: a name that is no path here is looked for there (default runs/), also as the
+    start of one run's name; a start that several share is refused, naming them."""
+    for name in ("alpha", "beta", "beta"):
+        result = nnctl("train", str(CONFIGS / "xor_mlp.yaml"), f"name={name}", "train.epochs=2", "-q", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+    alpha, beta, later = sorted((tmp_path / "runs").iterdir())
+    shown = nnctl("runs", "show", "alpha", "--json", cwd=tmp_path)
+    assert shown.returncode == 0 and json.loads(shown.stdout)["path"] == f"runs/{alpha.name}", shown.stderr
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    diff = nnctl("runs", "diff", alpha.name, beta.name, "--json", "--runs-dir", str(tmp_path / "runs"), cwd=elsewhere)
+    assert diff.returncode == 0 and json.loads(diff.stdout)["runs"] == [str(alpha), str(beta)], diff.stderr
+    for command in (["eval", "alph", "--json"], ["export", "alpha", "-o", "w.npz"], ["plot", "alpha", "-o", "c.png"],
+                    ["train", str(CONFIGS / "xor_mlp.yaml"), "train.epochs=1", "--init-from", "alpha", "-q"]):
+        result = nnctl(*command, cwd=tmp_path)
+        assert result.returncode == 0, (command, result.stderr)
+    assert json.loads(nnctl("eval", "alpha", "--json", cwd=tmp_path).stdout)["checkpoint"] == (
+        f"runs/{alpha.name}/checkpoints/best.pkl")
+
+    several = nnctl("runs", "show", "beta", cwd=tmp_path)
+    assert several.returncode == 2 and "2 folders in runs start with 'beta'" in several.stderr, several.stderr
+    assert f"({later.name}, {beta.name})" in several.stderr  # newest first
+    none = nnctl("runs", "show", "gamma", cwd=tmp_path)
+    assert none.returncode == 1 and "gamma: not found: neither gamma nor runs/gamma exists" in none.stderr
+    (tmp_path / "alpha").mkdir()  # a path that exists as given is taken as given
+    here = nnctl("runs", "show", "alpha", cwd=tmp_path)
+    assert here.returncode == 1 and "alpha: not a run directory" in here.stderr, here.stderr
+    for result in (several, none, here):
+        assert "Traceback" not in result.stderr
+
+
 def test_plot_curves_confusion_activations(two_runs, tmp_path):
     runs, first, second = two_runs
     curves = tmp_path / "curves.png"
