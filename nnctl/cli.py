@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from nnctl import __version__, threads
 from nnctl.console import PlainConsole, note_terminated, prepare_stdout, stdout_closed, terminated, why_stopped
@@ -67,6 +67,44 @@ def _refuse_completion(ctx: Any, param: Any, value: Any) -> Any:
         raise ConfigError(f"{option}: tab completion completes the nnctl command, not python -m nnctl (a shell "
                           f"completes that as python); run: nnctl {option}")
     return value
+
+
+class _Command(TyperCommand):
+    """A command whose help reads as click's: `CHECKPOINT INPUT...` in its usage line (not typer's `{CHECKPOINT}`),
+    arguments listed by name and options by a word for their value (not `<list[Path]>`), and a default described in
+    words as `[default: the config's device]` (not click's `(the config's device)`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            if isinstance(param, TyperArgument | TyperOption) and isinstance(param.show_default, str):
+                param.help = f"{param.help}  [default: {param.show_default}]"
+                param.show_default = False
+            if isinstance(param, TyperOption) and not param.is_flag and param.metavar is None:
+                param.metavar = max(param.opts, key=len).lstrip("-").replace("-", "_").upper()
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        arguments = [param for param in self.get_params(ctx) if param.param_type_name == "argument"]
+        return [*filter(None, [self.options_metavar]), *(_argument_usage(param) for param in arguments)]
+
+    def format_options(self, ctx: Any, formatter: Any) -> None:
+        sections: dict[str, list[tuple[str, str]]] = {"argument": [], "option": []}
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is not None and param.param_type_name in sections:
+                name = _argument_usage(param, brackets=False) if param.param_type_name == "argument" else record[0]
+                sections[param.param_type_name].append((name, record[1]))
+        for title, records in zip(("Arguments", "Options"), sections.values(), strict=True):
+            if records:
+                with formatter.section(title):
+                    formatter.write_dl(records)
+
+
+def _argument_usage(param: Any, brackets: bool = True) -> str:
+    """An argument as a usage line names it: 'CHECKPOINT', 'INPUT...', '[CONFIG]' where it may be left out (without
+    `brackets`, as the list of arguments names it)."""
+    name = param.metavar or param.name.upper()
+    return (f"[{name}]" if brackets and not param.required else name) + ("..." if param.nargs != 1 else "")
 
 
 app = typer.Typer(cls=_Nnctl, help="Train neural networks written in plain NumPy from YAML files.",
@@ -153,15 +191,15 @@ Device = Annotated[str, typer.Option("--device", help=DEVICE_HELP, callback=_dev
 Force = Annotated[bool, typer.Option("--force", help="Replace the output file if it exists.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the results as JSON instead of tables.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")]
-RunDevice = Annotated[str | None, typer.Option("--device", help=DEVICE_HELP + " Default: the config's device.",
-                                               show_default=False, callback=_device_option,
+RunDevice = Annotated[str | None, typer.Option("--device", help=DEVICE_HELP, show_default="the config's device",
+                                               callback=_device_option,
                                                autocompletion=_offering(*DEVICES))]
-CommandDevice = Annotated[str | None, typer.Option("--device", help=DEVICE_HELP + " Default: a device= override, "
-                                                   "else cpu (never the checkpoint's).", show_default=False,
+CommandDevice = Annotated[str | None, typer.Option("--device", help=DEVICE_HELP, show_default="cpu, or a device= "
+                                                   "override (never the config's or checkpoint's device)",
                                                    callback=_device_option, autocompletion=_offering(*DEVICES))]
-RUNS_DIR_HELP = ("Where a RUN or CHECKPOINT given by name is looked for where no such path exists here: RUNS_DIR/NAME, "
-                 "or the one folder there whose name starts with NAME.")
-RunsDir = Annotated[Path, typer.Option("--runs-dir", help=RUNS_DIR_HELP)]
+RUNS_DIR_HELP = ("Where to look for a RUN or CHECKPOINT given by name when no such path exists here: DIR/NAME, or "
+                 "the one folder there whose name starts with NAME.")
+RunsDir = Annotated[Path, typer.Option("--runs-dir", metavar="DIR", help=RUNS_DIR_HELP)]
 ON_CPU = "device=cpu"
 """The device of eval and gradcheck unless their command line names one (an override after it, or --device)."""
 
@@ -236,23 +274,23 @@ def _experiment_of(config: Path, overrides: list[str] | None) -> Experiment:
     return build(load_config(config, overrides or []))
 
 
-@app.command()
+@app.command(cls=_Command)
 def train(
     config: Annotated[str | None, typer.Argument(metavar="CONFIG", help="The YAML config to train.",
                                                  show_default=False)] = None,
     overrides: Overrides = None,
-    resume: Annotated[Path | None, typer.Option("--resume", help="Continue from a checkpoint of a run, or from a "
-                                                "run directory's last.pkl.",
-                                       show_default=False)] = None,
-    runs_dir: Annotated[Path, typer.Option("--runs-dir", help="Where new run directories are made (also when "
-                                           "resuming from a checkpoint other than a run's last.pkl), and where "
-                                           "--resume and --init-from look for a run given by name.")] = Path("runs"),
+    resume: Annotated[Path | None, typer.Option("--resume", metavar="RUN", help="Continue from a checkpoint of a "
+                                                "run, or from a run directory's last.pkl.", show_default=False)] = None,
+    runs_dir: Annotated[Path, typer.Option("--runs-dir", metavar="DIR", help="Where new run directories are made "
+                                           "(also when resuming from a checkpoint other than a run's last.pkl), and "
+                                           "where --resume and --init-from look for a run given by name.")] = Path(
+        "runs"),
     quiet: Quiet = False,
     tensorboard: Annotated[bool, typer.Option("--tensorboard", help="Also write TensorBoard event files into the "
                                               "run directory (train.tensorboard=true).")] = False,
-    init_from: Annotated[Path | None, typer.Option("--init-from", help="Start a new run of CONFIG from this "
-                                                   "checkpoint's weights (a run directory: its best.pkl, else "
-                                                   "last.pkl); everything else starts fresh.",
+    init_from: Annotated[Path | None, typer.Option("--init-from", metavar="CHECKPOINT", help="Start a new run of "
+                                                   "CONFIG from this checkpoint's weights (a run directory: its "
+                                                   "best.pkl, else last.pkl); everything else starts fresh.",
                                                    show_default=False)] = None,
     mlflow: Annotated[bool, typer.Option("--mlflow", help="Also track the run in MLflow (train.tracking=mlflow): "
                                          "MLFLOW_TRACKING_URI, else <runs-dir>/mlflow.db.")] = False,
@@ -300,7 +338,7 @@ def train(
                   f"checkpoints in {runner.checkpoints.folder}")
 
 
-@app.command("eval")
+@app.command("eval", cls=_Command)
 def evaluate_command(
     checkpoint_path: Annotated[Path, typer.Argument(metavar="CHECKPOINT", help=f"{CHECKPOINT_HELP}, or a config "
                                                     "(.yaml) whose model.weights names exported weights.")],
@@ -341,7 +379,7 @@ def evaluate_command(
         out.print(tables.per_class_table(result["per_class"]))
 
 
-@app.command()
+@app.command(cls=_Command)
 def gradcheck(
     config: Annotated[Path | None, typer.Argument(metavar="CONFIG", help="Check the model this config builds, on a "
                                                     "few real samples; without it, every registered layer and loss.",
@@ -393,7 +431,7 @@ def gradcheck(
     out.print(f"all {len(checks) - ruled} checks passed (tolerance {tol:g}){rest}")
 
 
-@app.command()
+@app.command(cls=_Command)
 def check(
     config: Annotated[Path, typer.Argument(metavar="CONFIG", help="The YAML config to check before training it.")],
     overrides: Overrides = None,
@@ -434,7 +472,7 @@ def check(
     out.print(f"all {len(findings)} checks passed" + (f", {unsure} of them inconclusive" if unsure else ""))
 
 
-@app.command()
+@app.command(cls=_Command)
 def summary(
     config: Annotated[Path, typer.Argument(metavar="CONFIG", help="The YAML config whose model to describe.")],
     overrides: Overrides = None,
@@ -482,7 +520,7 @@ def _trained_model(path: Path, device: str, output: Path | None = None, through:
 MODEL_HELP = f"{CHECKPOINT_HELP}, or a config (.yaml) whose model.weights names trained weights."
 
 
-@app.command("config")
+@app.command("config", cls=_Command)
 def config_command(
     config: Annotated[Path, typer.Argument(metavar="CONFIG", help="The YAML config to resolve.")],
     overrides: Overrides = None,
@@ -504,7 +542,7 @@ def config_command(
               + text, end="")
 
 
-@app.command("schema")
+@app.command("schema", cls=_Command)
 def schema_command() -> None:
     """Print the JSON Schema of configs, generated from the signatures the validator reads; for editors:
     nnctl schema > nnctl.schema.json, then `# yaml-language-server: $schema=nnctl.schema.json` in a config."""
@@ -513,15 +551,16 @@ def schema_command() -> None:
     _print_json(config_schema())
 
 
-@app.command("predict")
+@app.command("predict", cls=_Command)
 def predict_command(
     checkpoint_path: Annotated[Path, typer.Argument(metavar="CHECKPOINT", help=MODEL_HELP)],
     inputs: Annotated[list[Path], typer.Argument(metavar="INPUT", help="Files of inputs: .npy, .npz (array x, or "
                                                  "its only array), .csv (inputs only), images (.png, .jpg, ...), "
                                                  "a language model's text (.txt); a folder: the input files in it and "
                                                  "its subfolders.")],
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the predictions to a .csv, .npy or "
-                                                "JSON file instead of printing them.", show_default=False)] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", metavar="FILE", help="Write the predictions to a "
+                                                ".csv, .npy or JSON file instead of printing them.",
+                                                show_default=False)] = None,
     top: Annotated[int, typer.Option("--top", "-k", min=1, help="How many of the likeliest classes to show.")] = 3,
     layer: Annotated[str | None, typer.Option("--layer", help="Write this layer's outputs (features) for every "
                                               "input to the -o .npy file instead.", show_default=False)] = None,
@@ -561,10 +600,10 @@ def predict_command(
         out.print(tables.predictions_table(result, top))
 
 
-@app.command("export")
+@app.command("export", cls=_Command)
 def export_command(
     checkpoint_path: Annotated[Path, typer.Argument(metavar="CHECKPOINT", help=MODEL_HELP)],
-    output: Annotated[Path, typer.Option("--output", "-o", help="The file to write (.npz, or .onnx).",
+    output: Annotated[Path, typer.Option("--output", "-o", metavar="FILE", help="The file to write (.npz, or .onnx).",
                                          show_default=False)],
     form: Annotated[str, typer.Option("--format", help="npz: nnctl's arrays by layer name, for model.weights; "
                                       "onnx: the whole model as an ONNX graph (pip install 'nnctl[onnx]').",
@@ -597,18 +636,21 @@ def export_command(
               f"start a model from them with the override model.weights={shlex.quote(str(output))}")
 
 
-@app.command("convert")
+@app.command("convert", cls=_Command)
 def convert_command(
     source: Annotated[Path, typer.Argument(metavar="WEIGHTS", help="Weights saved by PyTorch (a state_dict as "
                                            ".safetensors) or Keras (.h5, .weights.h5, .keras).")],
     config: Annotated[Path, typer.Option("--config", "-c", help="The nnctl config whose model takes the weights.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="The .npz file to write.", show_default=False)],
-    mapping: Annotated[list[str] | None, typer.Option("--map", help="NNCTL_LAYER=SOURCE_LAYER, or a YAML file of "
-                                                      "such lines; repeatable. Without it, the layers that hold "
-                                                      "arrays are paired in order.", show_default=False)] = None,
+    output: Annotated[Path, typer.Option("--output", "-o", metavar="FILE", help="The .npz file to write.",
+                                         show_default=False)],
+    mapping: Annotated[list[str] | None, typer.Option("--map", metavar="A=B", help="NNCTL_LAYER=SOURCE_LAYER, or a "
+                                                      "YAML file of such lines; repeatable. Without it, the layers "
+                                                      "that hold arrays are paired in order.",
+                                                      show_default=False)] = None,
     flatten: Annotated[str | None, typer.Option("--flatten", help="chw or hwc: how the source flattened feature "
-                                                "maps before its first dense layer (default: torch chw, keras hwc).",
-                                                show_default=False, autocompletion=_offering("chw", "hwc"))] = None,
+                                                "maps before its first dense layer.",
+                                                show_default="torch chw, keras hwc",
+                                                autocompletion=_offering("chw", "hwc"))] = None,
     force: Force = False,
 ) -> None:
     """Convert another framework's weights into nnctl's .npz for model.weights, printing the mapping it used."""
@@ -639,13 +681,13 @@ def convert_command(
               + (f"; not converted: {', '.join(left)}" if left else ""))
 
 
-@app.command()
+@app.command(cls=_Command)
 def sample(
     checkpoint_path: Annotated[Path, typer.Argument(metavar="CHECKPOINT", help="A checkpoint of a language model, "
                                                     "or its run directory (best.pkl, else last.pkl).")],
-    prime: Annotated[str | None, typer.Option("--prime", help="The text to start from (default: a newline, or a "
-                                              "token drawn at random where the vocabulary has none, as a word "
-                                              "model's).", show_default=False)] = None,
+    prime: Annotated[str | None, typer.Option("--prime", help="The text to start from.",
+                                              show_default="a newline, or a token drawn at random where the vocabulary "
+                                              "has none, as a word model's")] = None,
     length: Annotated[int, typer.Option("--length", help="How many tokens to generate (at most 1,000,000).")] = 300,
     temperature: Annotated[float, typer.Option("--temperature", help="Below 1: safer choices; above 1: more "
                                                                       "surprising ones; 0: the likeliest token "
@@ -691,13 +733,13 @@ runs_app = typer.Typer(cls=_ListByDefault, help="List, show and compare runs (pl
 app.add_typer(runs_app, name="runs")
 
 
-@runs_app.command("list")
+@runs_app.command("list", cls=_Command)
 def runs_list(
-    root: Annotated[Path | None, typer.Argument(metavar="DIR", help="A folder of runs, such as a sweep's (default: "
-                                                "--runs-dir).", show_default=False)] = None,
+    root: Annotated[Path | None, typer.Argument(metavar="DIR", help="A folder of runs, such as a sweep's.",
+                                                show_default="--runs-dir")] = None,
     as_json: AsJson = False,
-    runs_dir: Annotated[Path | None, typer.Option("--runs-dir", help="The folder of runs, as train and sweep take "
-                                                  "it; the same as DIR.", show_default="runs")] = None,
+    runs_dir: Annotated[Path | None, typer.Option("--runs-dir", metavar="DIR", help="The folder of runs, as train "
+                                                  "and sweep take it; the same as DIR.", show_default="runs")] = None,
 ) -> None:
     """A table of the runs under DIR (default runs/, sweeps' members included)."""
     from nnctl import tables
@@ -717,7 +759,7 @@ def runs_list(
     _damage(runs)
 
 
-@runs_app.command("show")
+@runs_app.command("show", cls=_Command)
 def runs_show(run: Annotated[Path, typer.Argument(metavar="RUN", help="A run directory or one of its checkpoints.")],
               as_json: AsJson = False, runs_dir: RunsDir = Path("runs")) -> None:
     """One run's summary, final and test metrics, and its per-epoch rows."""
@@ -733,7 +775,7 @@ def runs_show(run: Annotated[Path, typer.Argument(metavar="RUN", help="A run dir
     _damage([shown])
 
 
-@runs_app.command("diff")
+@runs_app.command("diff", cls=_Command)
 def runs_diff(runs: Annotated[list[Path], typer.Argument(metavar="RUN", help="Two run directories (or their "
                                                          "checkpoints).")],
               as_json: AsJson = False, runs_dir: RunsDir = Path("runs")) -> None:
@@ -759,14 +801,13 @@ def _damage(runs: Iterable[Run]) -> None:
             out.print(f"{run.path} is damaged, shown without: {'; '.join(run.damage)}")
 
 
-@app.command("plot")
+@app.command("plot", cls=_Command)
 def plot_command(
     runs: Annotated[list[Path], typer.Argument(metavar="RUN", help="Run directories, folders of runs (a sweep) "
                                                "or checkpoints; a config for --activations at initialization.")],
     metric: Annotated[str, typer.Option("--metric", help="The metric of the learning curves.")] = "loss",
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="The PNG to write (default: <kind>.png in "
-                                                "the one folder given, else here).",
-                                                show_default=False)] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", metavar="FILE", help="The PNG to write.",
+                                                show_default="<kind>.png in the one folder given, else here")] = None,
     confusion: Annotated[bool, typer.Option("--confusion", help="The confusion matrix of the run's model.")] = False,
     filters: Annotated[bool, typer.Option("--filters", help="The first conv layer's filters as images.")] = False,
     activations: Annotated[bool, typer.Option("--activations", help="A histogram of each layer's outputs for a "
@@ -842,23 +883,24 @@ def _trained(path: Path) -> tuple[Trained, str]:
     return Trained.load(load_run(path).checkpoint), real_path(path).name
 
 
-@app.command("sweep")
+@app.command("sweep", cls=_Command)
 def sweep_command(
     sweep_file: Annotated[Path, typer.Argument(metavar="SWEEP.yaml", help="A sweep: a base config and a grid or "
                                                                           "members of overrides.")],
-    jobs: Annotated[int | None, typer.Option("--jobs", "-j", help="Members trained at once (default: the sweep's "
-                                             "max_concurrent, else 1 locally and as many as fit on Ray).",
-                                             show_default=False)] = None,
-    runs_dir: Annotated[Path, typer.Option("--runs-dir", help="The sweep's directory is <runs-dir>/<name>.")] = Path(
-        "runs"),
-    metric: Annotated[str | None, typer.Option("--metric", help="The metric of the table and plots (default: the "
-                                               "sweep's metric, else loss).", show_default=False)] = None,
+    jobs: Annotated[int | None, typer.Option("--jobs", "-j", help="Members trained at once.",
+                                             show_default="the sweep's max_concurrent, else 1 locally and as many as "
+                                             "fit on Ray")] = None,
+    runs_dir: Annotated[Path, typer.Option("--runs-dir", metavar="DIR", help="The sweep's directory is "
+                                           "DIR/<name>.")] = Path("runs"),
+    metric: Annotated[str | None, typer.Option("--metric", help="The metric of the table and plots.",
+                                               show_default="the sweep's metric, else loss")] = None,
     engine: Annotated[str | None, typer.Option("--engine", help="local (worker processes here) or ray (Ray Tune, "
-                                               "pip install 'nnctl[ray]'); default: the sweep's engine, else local.",
-                                               show_default=False, autocompletion=_offering("local", "ray"))] = None,
-    address: Annotated[str | None, typer.Option("--address", help="The Ray cluster: auto or HOST:PORT (its head's "
-                                                "GCS; default: the sweep's address, else a cluster started here "
-                                                "for this sweep).", show_default=False)] = None,
+                                               "pip install 'nnctl[ray]').",
+                                               show_default="the sweep's engine, else local",
+                                               autocompletion=_offering("local", "ray"))] = None,
+    address: Annotated[str | None, typer.Option("--address", metavar="HOST:PORT", help="The Ray cluster: auto or "
+                                                "HOST:PORT (its head's GCS).", show_default="the sweep's address, "
+                                                "else a cluster started here for this sweep")] = None,
     device: RunDevice = None,
     quiet: Quiet = False,
 ) -> None:

@@ -200,6 +200,27 @@ def _command_paths(group, prefix=()):
             yield from _command_paths(command, (*prefix, name))
 
 
+def test_help_names_values_by_words_and_defaults_alike_on_every_command():
+    """Every command's help named types as Python does ('INPUT <list[Path]>', '--runs-dir <path>', '--samples <int
+    range>'), and a default told in words read four ways ('[default: (runs)]', 'Default: the config's device.',
+    '(default: ...)', '; default: ...'); now an argument is its name, an option's value a word, and every default
+    '[default: ...]'."""
+    from typer.main import get_command
+    from typer.testing import CliRunner
+
+    from nnctl.cli import app
+
+    group = get_command(app)
+    for path in [(), *_command_paths(group)]:
+        text = CliRunner().invoke(app, [*path, "-h"], terminal_width=2000, max_content_width=2000).output  # unwrapped
+        assert not re.search(r" <(path|str|int|float|list\[\w+\])( range)?>|[{}]|\(default:|; default:|Default:|"
+                             r"\[default: \(", text), (path, text)
+        if "--device" in text:
+            assert re.search(r"^  --device DEVICE .*  \[default: [^]]+\]$", text, re.MULTILINE), (path, text)
+        if "--runs-dir" in text:
+            assert re.search(r"^  --runs-dir DIR .*  \[default: runs\]$", text, re.MULTILINE), (path, text)
+
+
 def test_h_is_help_on_every_command():
     from typer.main import get_command
     from typer.testing import CliRunner
@@ -266,11 +287,13 @@ def complete(words: str) -> list[str]:
 
 
 @pytest.mark.parametrize("command, usage", [
-    (["train"], "[OPTIONS] [CONFIG] [KEY=VALUE]..."), (["check"], "[OPTIONS] {CONFIG} [KEY=VALUE]..."),
-    (["runs", "list"], "[OPTIONS] [DIR]"), (["runs", "diff"], "[OPTIONS] {RUN}..."), (["plot"], "[OPTIONS] {RUN}...")])
+    (["train"], "[OPTIONS] [CONFIG] [KEY=VALUE]..."), (["check"], "[OPTIONS] CONFIG [KEY=VALUE]..."),
+    (["runs", "list"], "[OPTIONS] [DIR]"), (["runs", "diff"], "[OPTIONS] RUN..."), (["plot"], "[OPTIONS] RUN..."),
+    (["predict"], "[OPTIONS] CHECKPOINT INPUT...")])
 def test_usage_lines_name_arguments_as_the_readme_does(command, usage):
     """CONFIG and KEY=VALUE as in the README's table, not 'config' and 'overrides'; no '[[DIR]]' or
-    '{RUN...}...' where typer adds its own brackets and dots to a name that already had them."""
+    '{RUN...}...' where typer adds its own brackets and dots to a name that already had them, and no braces
+    around a required one ('{CHECKPOINT} {INPUT}...')."""
     result = nnctl(*command, "-h")
     assert result.returncode == 0 and result.stdout.splitlines()[0].endswith(f"{' '.join(command)} {usage}"), (
         result.stdout)
