@@ -1075,9 +1075,10 @@ def main() -> None:
         threads.apply_override()
         memory_limit()  # a malformed NNCTL_MAX_MEMORY stops here, before any work
         quiet_arithmetic(not DEBUG)
-        app()
-    except SystemExit as exc:  # typer ends a KeyboardInterrupt with 130, whichever signal raised it
-        sys.exit(_stopped_status() if exc.code == 130 else exc.code)
+        status = app(standalone_mode=False)  # click's errors raised, not printed in its four lines
+    except typer.TyperException as exc:  # the base of the (vendored) click's UsageError and ClickException
+        err.print(_click_error(exc))
+        sys.exit(exc.exit_code)
     except KeyboardInterrupt:  # one that came before typer ran the command
         if not _announced:  # Ctrl-C's default handler's, before _interrupted was installed
             err.print("interrupted")
@@ -1102,3 +1103,17 @@ def main() -> None:
             err.print(f"internal error: {type(exc).__name__}: {exc}\n"
                       "This is a bug in nnctl; run again with --debug for the traceback and report it.")
         sys.exit(3)
+    if status:  # typer.Exit's code; typer ends a KeyboardInterrupt with 130, whichever signal raised it
+        sys.exit(_stopped_status() if status == 130 else status)
+
+
+def _click_error(exc: typer.TyperException) -> str:
+    """A mistake click found on the command line (a missing argument, an unknown option or command, a value of the
+    wrong type) as two lines: the error, then the command's usage and where its help is. `nnctl` alone: the help."""
+    ctx = getattr(exc, "ctx", None)
+    if ctx is None:
+        return f"error: {exc.format_message()}"
+    if exc.format_message() == ctx.get_help():  # no_args_is_help
+        return exc.format_message()
+    usage = " ".join(ctx.get_usage().split())  # click wraps a long one
+    return f"error: {exc.format_message()}\n{usage}  ({ctx.command_path} -h for help)"

@@ -168,7 +168,7 @@ def test_a_config_that_is_not_a_mapping(tmp_path):
 
 
 def test_a_link_loop_met_anywhere_is_one_line_and_exit_1(monkeypatch, capsys):
-    def loop() -> None:
+    def loop(standalone_mode: bool) -> None:
         raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), "somewhere")
 
     monkeypatch.setattr(cli, "app", loop)
@@ -176,6 +176,22 @@ def test_a_link_loop_met_anywhere_is_one_line_and_exit_1(monkeypatch, capsys):
         cli.main()
     assert stopped.value.code == 1
     assert capsys.readouterr().err == "error: somewhere: Too many levels of symbolic links\n"
+
+
+@pytest.mark.parametrize("args, error, usage", [
+    (["eval"], "Missing argument 'CHECKPOINT'.", "eval [OPTIONS] CHECKPOINT [KEY=VALUE]..."),
+    (["train", "--bogus"], "No such option: --bogus", "train [OPTIONS] [CONFIG] [KEY=VALUE]..."),
+    (["check", "c.yaml", "--samples", "x"], "Invalid value for '--samples'", "check [OPTIONS] CONFIG [KEY=VALUE]..."),
+    (["runs", "lst"], "No such command 'lst'. Did you mean 'list'?", "runs [OPTIONS] COMMAND [ARGS]...")])
+def test_a_command_line_mistake_is_its_error_then_the_usage(tmp_path, args, error, usage):
+    """Click printed a mistake on the command line in four lines (the usage, 'Try ... for help.', a blank line,
+    'Error: ...'); now as nnctl's other errors, first: 'error: ...', then the usage and where the help is; exit 2."""
+    result = nnctl(*args, cwd=tmp_path)
+    lines = result.stderr.splitlines()
+    assert result.returncode == 2 and len(lines) == 2 and lines[0].startswith(f"error: {error}"), result.stderr
+    command = " ".join(["nnctl", *args[:1]])
+    assert lines[1].startswith("Usage: ") and lines[1].endswith(f"nnctl {usage}  (python -m {command} -h for help)"), (
+        lines[1])
 
 
 @pytest.mark.parametrize("typed, meant", [("lst", "list"), ("shw", "show")])
