@@ -11,7 +11,8 @@ HASH_FREE = ("name", "device", "train.epochs", "train.early_stopping", "train.ev
              "data.root", "data.mirror", "data.test_subset")
 """The keys a checkpoint's course hash leaves out: those a resume could change when the hash was introduced. It
 stays fixed, so that every checkpoint's hash still checks; a resume may change more (MAY_CHANGE)."""
-MAY_CHANGE = (*HASH_FREE, "train.steps", "train.eval_every_steps", "train.keep_every", "train.tracking")
+MAY_CHANGE = (*HASH_FREE, "train.steps", "train.eval_every_steps", "train.keep_every", "train.tracking",
+              "train.keep_every_steps")
 """Keys a resume may change; everything else defines the course. The lr may change as the epochs (or steps) may: a
 schedule scales whatever base lr it is given, as it follows whatever length it is given."""
 

@@ -46,13 +46,14 @@ class TrainSettings:
                  mode: Literal["auto", "min", "max"] = "auto", early_stopping: dict | None = None,
                  log_every_steps: Count | None = None, eval_batch_size: Count = 256, tensorboard: bool = False,
                  test_on: Literal["best", "last"] = "best", tracking: Literal["mlflow"] | None = None,
-                 keep_every: Count | None = None, steps: Count | None = None, eval_every_steps: Count | None = None):
+                 keep_every: Count | None = None, steps: Count | None = None, eval_every_steps: Count | None = None,
+                 keep_every_steps: Count | None = None):
         self.epochs, self.batch_size, self.eval_every = epochs, batch_size, eval_every
         self.metrics, self.monitor, self.mode = metrics, monitor, mode
         self.early_stopping = typing.cast("EarlyStopping | None", early_stopping)  # train_settings built the mapping
         self.log_every_steps, self.eval_batch_size = log_every_steps, eval_batch_size
         self.tensorboard, self.test_on, self.tracking, self.keep_every = tensorboard, test_on, tracking, keep_every
-        self.steps, self.eval_every_steps = steps, eval_every_steps
+        self.steps, self.eval_every_steps, self.keep_every_steps = steps, eval_every_steps, keep_every_steps
         """`steps`, when set, is the run's budget in optimizer steps instead of `epochs`."""
 
     def batch_for(self, n: int) -> int:

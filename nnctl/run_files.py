@@ -145,8 +145,8 @@ class MetricFiles:
 
 
 class Checkpoints:
-    """checkpoints/last.pkl after every epoch (and on a clean stop), best.pkl when the monitor improves, and
-    epoch-NNNN.pkl every `train.keep_every` epochs."""
+    """checkpoints/last.pkl after every epoch (and on a clean stop), best.pkl when the monitor improves,
+    epoch-NNNN.pkl every `train.keep_every` epochs and step-NNNNNNNN.pkl every `train.keep_every_steps` steps."""
 
     def __init__(self, run_dir: Path):
         self.folder = run_dir / "checkpoints"
@@ -158,9 +158,10 @@ class Checkpoints:
     def save_best(self, payload: checkpoint.Checkpoint) -> None:
         checkpoint.save(self.best, payload)
 
-    def save_numbered(self, payload: checkpoint.Checkpoint, epoch: int) -> None:
-        """checkpoints/epoch-0005.pkl, kept beside last and best (train.keep_every)."""
-        checkpoint.save(self.folder / f"epoch-{epoch:04d}.pkl", payload)
+    def save_kept(self, payload: checkpoint.Checkpoint, stem: str) -> None:
+        """checkpoints/<stem>.pkl (epoch-0005, step-00001200), kept beside last and best (train.keep_every,
+        train.keep_every_steps)."""
+        checkpoint.save(self.folder / f"{stem}.pkl", payload)
 
 
 class Monitor:

@@ -307,6 +307,7 @@ class Runner:
                     x = self.exp.data.augment(x, self.data_rng)
                 self._train_step(x, t, batches)
                 self.batch = b + 1
+                self._keep_step()
                 bar.update()
                 if self.stop_requested or stdout_closed():  # Ctrl-C, or `nnctl train ... | head` has read enough
                     return True
@@ -393,7 +394,14 @@ class Runner:
             self.checkpoints.save_best(payload)
         keep_every = self.exp.settings.keep_every
         if keep_every and self.epoch % keep_every == 0:
-            self.checkpoints.save_numbered(payload, self.epoch)
+            self.checkpoints.save_kept(payload, f"epoch-{self.epoch:04d}")
+
+    def _keep_step(self) -> None:
+        """checkpoints/step-NNNNNNNN.pkl every train.keep_every_steps optimizer steps, where the weights are finite."""
+        every = self.exp.settings.keep_every_steps
+        if every and self.step % every == 0:
+            self._check_finite(f"at step {self.step}")
+            self.checkpoints.save_kept(self._payload(), f"step-{self.step:08d}")
 
     def _early_stopped(self) -> bool:
         """Whether the monitored metric has not improved for train.early_stopping.patience evaluations (said so)."""

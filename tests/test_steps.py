@@ -94,6 +94,24 @@ def test_a_second_ctrl_c_stops_at_once_and_says_where_to_resume_from(tmp_path):
     assert checkpoint.load(run / "checkpoints" / "last.pkl").progress["epoch"] == 1  # 29 steps an epoch
 
 
+def test_checkpoints_kept_every_n_steps_resume_exactly(tmp_path):
+    """train.keep_every counted epochs only, too coarse for a run of a few long epochs or a step budget;
+    train.keep_every_steps: N keeps step-NNNNNNNN.pkl every N optimizer steps, mid-epoch too, and a run resumed from
+    one ends as the uninterrupted one does."""
+    run, summary, rows = run_of(tmp_path / "whole", "train.steps=40", "train.keep_every_steps=15")  # 29 steps an epoch
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
+        "best.pkl", "last.pkl", "step-00000015.pkl", "step-00000030.pkl"]
+    kept = checkpoint.load(run / "checkpoints" / "step-00000030.pkl").progress
+    assert (kept["epoch"], kept["batch"], kept["step"]) == (1, 1, 30)
+    resumed = nnctl("train", "--resume", str(run / "checkpoints" / "step-00000030.pkl"), "--runs-dir",
+                    str(tmp_path / "resumed"), "-q")
+    assert resumed.returncode == 0, resumed.stderr
+    (again,) = (tmp_path / "resumed").iterdir()
+    assert [json.loads(line) | {"time_s": 0} for line in (again / "metrics.jsonl").read_text().splitlines()] == [
+        row | {"time_s": 0} for row in rows]
+    assert json.loads((again / "summary.json").read_text())["test"] == summary["test"]
+
+
 def test_evaluation_every_n_steps_starts_at_step_0(tmp_path):
     run, _, rows = run_of(tmp_path, "train.steps=40", "train.eval_every_steps=10", "--tensorboard")
     evals = [r for r in rows if r["kind"] == "eval"]
