@@ -167,10 +167,13 @@ def test_a_run_given_by_name_is_found_under_runs_dir(tmp_path):
     elsewhere.mkdir()
     diff = nnctl("runs", "diff", alpha.name, beta.name, "--json", "--runs-dir", str(tmp_path / "runs"), cwd=elsewhere)
     assert diff.returncode == 0 and json.loads(diff.stdout)["runs"] == [str(alpha), str(beta)], diff.stderr
+    np.save(tmp_path / "x.npy", np.array([[0, 1], [1, 1]], dtype=np.float32))
     for command in (["eval", "alph", "--json"], ["export", "alpha", "-o", "w.npz"], ["plot", "alpha", "-o", "c.png"],
+                    ["predict", "alpha", "x.npy"], ["train", "--resume", "alpha", "train.epochs=3", "-q"],
                     ["train", str(CONFIGS / "xor_mlp.yaml"), "train.epochs=1", "--init-from", "alpha", "-q"]):
         result = nnctl(*command, cwd=tmp_path)
         assert result.returncode == 0, (command, result.stderr)
+    assert json.loads((alpha / "summary.json").read_text())["epochs"] == 3  # resumed in its own folder
     assert json.loads(nnctl("eval", "alpha", "--json", cwd=tmp_path).stdout)["checkpoint"] == (
         f"runs/{alpha.name}/checkpoints/best.pkl")
 
