@@ -385,8 +385,9 @@ def gradcheck(
                                                     "few real samples; without it, every registered layer and loss.",
                                          show_default=False)] = None,
     overrides: Overrides = None,
-    eps: Annotated[float, typer.Option("--eps", help="Central-difference step.")] = 1e-6,
-    tol: Annotated[float, typer.Option("--tol", help="Largest relative error that passes.")] = 1e-6,
+    eps: Annotated[float, typer.Option("--eps", help="Central-difference step.", show_default="1e-6")] = 1e-6,
+    tol: Annotated[float, typer.Option("--tol", help="Largest relative error that passes.",
+                                       show_default="1e-6")] = 1e-6,
     layer: Annotated[str | None, typer.Option("--layer", help="Check only this registered layer or loss; with a "
                                               "config, the model's layers of this name or type.",
                                      show_default=False)] = None,

@@ -203,8 +203,8 @@ def _command_paths(group, prefix=()):
 def test_help_names_values_by_words_and_defaults_alike_on_every_command():
     """Every command's help named types as Python does ('INPUT <list[Path]>', '--runs-dir <path>', '--samples <int
     range>'), and a default told in words read four ways ('[default: (runs)]', 'Default: the config's device.',
-    '(default: ...)', '; default: ...'); now an argument is its name, an option's value a word, and every default
-    '[default: ...]'."""
+    '(default: ...)', '; default: ...') and --eps's as Python writes it (1e-06); now an argument is its name, an
+    option's value a word, and every default '[default: ...]'."""
     from typer.main import get_command
     from typer.testing import CliRunner
 
@@ -219,6 +219,7 @@ def test_help_names_values_by_words_and_defaults_alike_on_every_command():
             assert re.search(r"^  --device DEVICE .*  \[default: [^]]+\]$", text, re.MULTILINE), (path, text)
         if "--runs-dir" in text:
             assert re.search(r"^  --runs-dir DIR .*  \[default: runs\]$", text, re.MULTILINE), (path, text)
+        assert "e-0" not in text, (path, text)  # 1e-6 as written, not Python's 1e-06
 
 
 def test_h_is_help_on_every_command():
