@@ -695,6 +695,10 @@ def sample(
                                                                       "each time.")] = 1.0,
     seed: Annotated[int | None, typer.Option("--seed", help="Seed of the draws, for repeatable text.",
                                              show_default=False)] = None,
+    top_k: Annotated[int | None, typer.Option("--top-k", help="Draw from the K likeliest tokens only (K above the "
+                                              "vocabulary's size: all of them).", show_default=False)] = None,
+    top_p: Annotated[float, typer.Option("--top-p", help="Then from the fewest likeliest tokens whose probabilities "
+                                         "sum to at least P (nucleus sampling; 1: all of them).")] = 1.0,
     device: Device = "cpu",
     runs_dir: RunsDir = Path("runs"),
 ) -> None:
@@ -707,8 +711,12 @@ def sample(
     _at_most("--length", length, MAX_SAMPLE_LENGTH)
     if seed is not None:
         _at_least("--seed", seed, 0)
+    if top_k is not None:
+        _at_least("--top-k", top_k, 1)
+    _at_least("--top-p", top_p, 0, above=True)
+    _at_most("--top-p", top_p, 1)
     model = LanguageModel.load(checkpoint_of(_located(checkpoint_path, runs_dir)), device)
-    out.print(model.generate(prime, length, temperature, seed))
+    out.print(model.generate(prime, length, temperature, seed, top_k, top_p))
 
 
 class _ListByDefault(TyperGroup):

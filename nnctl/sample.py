@@ -41,25 +41,31 @@ class LanguageModel:
                                   f"needs next-token logits [steps, {len(vocab)}] (return_sequences: true)")
         return cls(model, vocab, trained.config.data["data"].get("level", "char"))
 
-    def generate(self, prime: str | None, length: int, temperature: float = 1.0, seed: int | None = None) -> str:
-        """The prime (None: see `start`) followed by `length` tokens drawn from softmax(logits / temperature), or
-        at temperature 0 the likeliest each time."""
+    def generate(self, prime: str | None, length: int, temperature: float = 1.0, seed: int | None = None,
+                 top_k: int | None = None, top_p: float = 1.0) -> str:
+        """The prime (None: see `start`) followed by `length` tokens drawn from softmax(logits / temperature),
+        restricted to the `top_k` likeliest tokens and then to the nucleus of `top_p` (see `restrict`), or at
+        temperature 0 the likeliest each time."""
         if length < 0 or temperature < 0:
             raise ConfigError(f"--length and --temperature must be at least 0, got {length} and {temperature}")
+        if (top_k is not None and top_k < 1) or not 0 < top_p <= 1:
+            raise ConfigError(f"--top-k must be at least 1 and --top-p above 0 and at most 1, got {top_k} and {top_p}")
         rng = np.random.default_rng(seed)
         ids = self.start(rng) if prime is None else self.prime_ids(prime)
         following = self.following(len(ids))
         for _ in range(length):
-            ids.append(self.draw(self.logits(check_finite(following(ids)).astype(np.float64)), temperature, rng))
+            logits = self.logits(check_finite(following(ids)).astype(np.float64))
+            ids.append(self.draw(logits, temperature, rng, top_k, top_p))
         return LEVELS[self.level].join(self.vocab[i] for i in ids)
 
-    def draw(self, logits: np.ndarray, temperature: float, rng: np.random.Generator) -> int:
-        """A token id drawn from softmax(logits / temperature); at temperature 0, the likeliest (the first of
-        equals), as the limit of ever smaller temperatures, without a draw."""
+    def draw(self, logits: np.ndarray, temperature: float, rng: np.random.Generator, top_k: int | None = None,
+             top_p: float = 1.0) -> int:
+        """A token id drawn from softmax(logits / temperature), restricted by `top_k` and `top_p`; at temperature
+        0, the likeliest (the first of equals), as the limit of ever smaller temperatures, without a draw."""
         if temperature == 0:
             return int(logits.argmax())
         p = to_host(softmax((logits - logits.max()) / temperature))  # the best at 0: no inf - inf at a tiny T
-        return int(rng.choice(len(self.vocab), p=p))
+        return int(rng.choice(len(self.vocab), p=restrict(p, top_k, top_p)))
 
     def following(self, primed: int) -> Callable[[list[int]], np.ndarray]:
         """A function from the ids so far (the first call's: `primed` of them) to the model's outputs for the next
@@ -101,6 +107,20 @@ class LanguageModel:
         if not tokens:
             raise ConfigError("--prime must hold at least one token")
         return [self.index[t] for t in tokens]
+
+
+def restrict(p: np.ndarray, top_k: int | None, top_p: float) -> np.ndarray:
+    """The probabilities p kept on the `top_k` likeliest tokens (the first of equals; all where None or more than
+    there are), then on the fewest of those, likeliest first, whose share of them reaches `top_p` (the nucleus),
+    rescaled to sum to 1: Hugging Face generate's top_k and top_p, in its order. p itself where nothing is cut."""
+    if (top_k is None or top_k >= len(p)) and top_p >= 1:
+        return p  # the very same draws as without the options
+    order = np.argsort(-p, kind="stable")[:top_k]
+    shares = np.cumsum(p[order]) / p[order].sum()
+    kept = order[:int(np.searchsorted(shares, top_p)) + 1]
+    restricted = np.zeros_like(p)
+    restricted[kept] = p[kept]
+    return restricted / restricted.sum()
 
 
 class Steps:

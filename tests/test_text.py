@@ -19,7 +19,7 @@ from nnctl.errors import ConfigError, DataError
 from nnctl.layers.activations import softmax
 from nnctl.limits import ENV
 from nnctl.metrics import predict
-from nnctl.sample import LanguageModel
+from nnctl.sample import LanguageModel, restrict
 from nnctl.trained import Trained
 from nnctl.unpickle import safe_unpickle
 
@@ -478,3 +478,52 @@ def test_a_prime_with_windows_line_ends_reads_as_the_training_text_did():
     lm = LanguageModel(model, ["\n", "a", "b", "c", "d"], "char")
     assert lm.prime_ids("ab\r\ncd\r") == lm.prime_ids("ab\ncd\n") == [1, 2, 0, 3, 4, 0]
     assert lm.generate("ab\r\nc", 0) == "ab\nc"
+
+
+@pytest.mark.parametrize("temperature", [0.5, 1.0, 3.0])
+def test_sampling_from_the_top_1_token_is_greedy(temperature):
+    lm = language_model([{"type": "lstm", "units": 4, "return_sequences": True}])
+    greedy = lm.generate("ab", 12, 0.0)
+    assert all(lm.generate("ab", 12, temperature, seed=seed, top_k=1) == greedy for seed in range(5))
+    assert all(lm.generate("ab", 12, temperature, seed=seed, top_p=1e-9) == greedy for seed in range(5))
+    assert lm.generate("ab", 12, 0.0, top_k=3, top_p=0.5) == greedy  # temperature 0 stays greedy
+
+
+def test_top_k_and_top_p_draw_only_from_the_likeliest_tokens():
+    """Every token outside the top K (or the nucleus) has probability 0, so no number of draws shows one."""
+    lm = language_model([{"type": "gru", "units": 4, "return_sequences": True}])
+    logits = np.log([0.05, 0.4, 0.1, 0.3, 0.15])  # ranked: b d e c a
+    rng = np.random.default_rng(0)
+    for top_k, top_p, kept in [(2, 1.0, {1, 3}), (3, 1.0, {1, 3, 4}), (None, 0.69, {1, 3}), (None, 0.71, {1, 3, 4}),
+                               (3, 0.8, {1, 3}), (3, 0.85, {1, 3, 4}), (99, 1.0, set(range(5)))]:
+        drawn = {lm.draw(logits, 1.0, rng, top_k, top_p) for _ in range(2000)}
+        assert drawn == kept, (top_k, top_p)
+    with pytest.raises(ConfigError, match="--top-k must be at least 1 and --top-p above 0 and at most 1"):
+        lm.generate("ab", 3, 1.0, top_k=0)
+
+
+def test_top_k_keeps_the_first_of_equal_tokens_and_rescales_the_rest():
+    p = np.array([0.1, 0.3, 0.3, 0.3])
+    np.testing.assert_allclose(restrict(p, 2, 1.0), [0, 0.5, 0.5, 0])
+    np.testing.assert_allclose(restrict(p, None, 0.5), [0, 0.5, 0.5, 0])  # 0.3 of 1 is short of 0.5: two
+    assert restrict(p, 4, 1.0) is p and restrict(p, None, 1.0) is p  # nothing cut: the very same draws
+
+
+@pytest.mark.slow
+def test_sample_top_k_through_the_cli(tmp_path):
+    """sample drew from every token of the vocabulary; --top-k and --top-p restrict it as Hugging Face's do."""
+    run = train_char_model(tmp_path)
+    args = ["sample", str(run), "--prime", "And God", "--length", "40", "--seed", "3"]
+    greedy = nnctl(*args, "--temperature", "0")
+    assert nnctl(*args, "--temperature", "2", "--top-k", "1").stdout == greedy.stdout != ""
+    assert nnctl(*args, "--top-k", "65").stdout == nnctl(*args, "--top-k", "1000").stdout == nnctl(*args).stdout
+    lm = LanguageModel.load(run / "checkpoints" / "best.pkl")
+    likeliest = set(np.argsort(-lm.model.forward(np.array([lm.prime_ids("And God")], dtype=np.float32))[0, -1])[:3])
+    drawn = {lm.generate("And God", 1, 1.5, seed=seed, top_k=3)[-1] for seed in range(300)}
+    assert drawn <= {lm.vocab[i] for i in likeliest} and len(drawn) > 1
+    for option, value, message in [("--top-k", "0", "--top-k must be a finite number of at least 1, got 0"),
+                                   ("--top-p", "0", "--top-p must be a finite number above 0, got 0.0"),
+                                   ("--top-p", "1.5", "--top-p may be at most 1, got 1.5"),
+                                   ("--top-p", "nan", "--top-p must be a finite number above 0, got nan")]:
+        refused = nnctl(*args, option, value)
+        assert refused.returncode == 2 and refused.stderr == f"error: {message}\n", refused.stderr
