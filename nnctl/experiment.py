@@ -13,10 +13,11 @@ from nnctl.builder import build_model
 from nnctl.checkpoint import InputRecipe
 from nnctl.config import Config
 from nnctl.data import DATASETS, Dataset, DatasetSource
-from nnctl.data.text import class_labels
+from nnctl.data.text import Text, class_labels
 from nnctl.errors import KeyValueError, NnctlError
 from nnctl.layers import LAYERS, Layer
 from nnctl.layers.activations import Activation
+from nnctl.layers.recurrent import Recurrent
 from nnctl.limits import too_big
 from nnctl.losses import LOSSES, BinaryCrossEntropy, Decay, Loss
 from nnctl.metrics import (
@@ -241,11 +242,27 @@ def class_count(num_classes: int | None, loss: Loss, model: Model) -> int | None
 
 
 def check_trains(exp: Experiment) -> None:
-    """A ConfigError at model.layers for a model with nothing to train: no parameters, or all of them frozen."""
+    """A ConfigError for a model that cannot learn: one with nothing to train (no parameters, or all of them
+    frozen), or a language model that reads the tokens it is to predict."""
     if not exp.model.trained:
         why = ("every layer with parameters has trainable: false" if any(layer.params for layer in exp.model.layers)
                else "no layer of this model has parameters")
         raise exp.config.error(("model", "layers"), f"nothing to train: {why}")
+    _check_reads_no_targets(exp)
+
+
+def _check_reads_no_targets(exp: Experiment) -> None:
+    """Refuses a bidirectional recurrent layer in a model of text data: each step's target is the next step's
+    input, which the layer's reversed pass reads, so the model would learn to copy it rather than predict it."""
+    if not isinstance(exp.source, Text):
+        return
+    for i, layer in enumerate(exp.model.layers):
+        if isinstance(layer, Recurrent) and layer.bidirectional:
+            raise exp.config.error(
+                ("model", "layers", i, "bidirectional"),
+                "data.type text trains every step to predict the next token, which this layer's reversed pass "
+                "reads from the steps ahead: the model would learn to copy it (a loss near 0) and generate "
+                "nonsense, having never learnt to predict; use a one-way layer (bidirectional: false)")
 
 
 def _check_first_layer(config: Config, source: DatasetSource, model: Model) -> None:

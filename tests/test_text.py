@@ -527,3 +527,20 @@ def test_sample_top_k_through_the_cli(tmp_path):
                                    ("--top-p", "nan", "--top-p must be a finite number above 0, got nan")]:
         refused = nnctl(*args, option, value)
         assert refused.returncode == 2 and refused.stderr == f"error: {message}\n", refused.stderr
+
+
+@pytest.mark.slow
+def test_a_bidirectional_language_model_is_refused_before_its_run_is_made(tmp_path):
+    """A bidirectional layer reads each step's target, the next token, from the steps ahead: it trained to a loss
+    near 0 and generated nonsense."""
+    runs = tmp_path / "runs"
+    bidirectional = [*TINY, "model.layers.1.bidirectional=true"]
+    for command in (["train", "--runs-dir", str(runs)], ["check"]):
+        result = nnctl(command[0], str(CONFIGS / "char_lstm.yaml"), *bidirectional, *command[1:])
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.startswith("error: override 'model.layers.1.bidirectional=true': model.layers.1."
+                                        "bidirectional: data.type text trains every step to predict the next token, "
+                                        "which this layer's reversed pass reads from the steps ahead"), result.stderr
+        assert result.stderr.endswith("use a one-way layer (bidirectional: false)\n") and "Traceback" not in \
+            result.stderr
+    assert not runs.exists()

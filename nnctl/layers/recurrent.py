@@ -158,9 +158,14 @@ class Recurrent(Layer):
         return (xp.concatenate(outs, axis=-1) if len(outs) > 1 else outs[0]).transpose(1, 0, 2)
 
     @property
+    def bidirectional(self) -> bool:
+        """Whether a second pass reads the sequence backwards: each step's output depends on the steps after it."""
+        return len(self.directions) > 1
+
+    @property
     def carries_on(self) -> bool:
         """Whether `forward_from` can run it: one direction, an output at every step."""
-        return self.directions == ("",) and self.return_sequences
+        return not self.bidirectional and self.return_sequences
 
     def forward_from(self, x: np.ndarray, state: tuple | None) -> tuple[np.ndarray, tuple]:
         """The outputs (N, T, U) for the steps x (N, T, F) that follow `state` (None: the initial state), and the
