@@ -114,15 +114,16 @@ def predict(model: Model, x: np.ndarray, batch_size: int = 1000, finite: bool = 
 
 
 def _forward(model: Model, x: np.ndarray, depth: int | None) -> np.ndarray:
-    """The model's outputs for x in eval mode; sequences longer than its input, where it carries its recurrent
-    state, a window of its input's steps at a time: the same outputs in the memory of one window."""
+    """The outputs of the model (or of its first `depth` layers) for x in eval mode; sequences longer than its
+    input, where those layers carry their recurrent state, a window of its input's steps at a time: the same
+    outputs in the memory of one window."""
     window = model.input_shape[0] if model.input_shape else 0
-    if depth is not None or x.ndim < 2 or x.shape[1] <= window or not model.carries_state:
+    if x.ndim < 2 or x.shape[1] <= window or not model.carries_state(depth):
         return model.forward(x, training=False, depth=depth)
-    states: list = [None] * len(model.layers)
+    states: list = [None] * len(model.layers[:depth])
     pieces = []
     for start in range(0, x.shape[1], window):
-        y, states = model.forward_from(x[:, start:start + window], states)
+        y, states = model.forward_from(x[:, start:start + window], states, depth)
         pieces.append(y)
     return xp.concatenate(pieces, axis=1)
 

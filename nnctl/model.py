@@ -50,19 +50,18 @@ class Model:
                 x = layer.forward(x, training and layer.trainable)
         return x
 
-    @property
-    def carries_state(self) -> bool:
-        """Whether `forward_from` can run the model a piece of a sequence at a time: each layer works step by step
-        (`per_step`) or is a one-way recurrent layer with an output per step."""
-        return all(layer.per_step or isinstance(layer, Recurrent) and layer.carries_on for layer in self.layers)
+    def carries_state(self, depth: int | None = None) -> bool:
+        """Whether `forward_from` can run the model (or its first `depth` layers) a piece of a sequence at a time:
+        each layer works step by step (`per_step`) or is a one-way recurrent layer with an output per step."""
+        return all(layer.per_step or isinstance(layer, Recurrent) and layer.carries_on for layer in self.layers[:depth])
 
-    def forward_from(self, x: np.ndarray, states: list) -> tuple[np.ndarray, list]:
-        """The outputs (N, T, ...) for the steps x (N, T, ...) that follow the recurrent `states` (one per layer,
-        None at the start), and the states after them: pieces of a sequence give the outputs of the whole (see
-        carries_state; evaluation only)."""
+    def forward_from(self, x: np.ndarray, states: list, depth: int | None = None) -> tuple[np.ndarray, list]:
+        """The outputs (N, T, ...) of the model (or of its first `depth` layers) for the steps x (N, T, ...) that
+        follow the recurrent `states` (one per layer run, None at the start), and the states after them: pieces of
+        a sequence give the outputs of the whole (see carries_state; evaluation only)."""
         after = []
         with threads.blas_limit(self.blas_threads):
-            for layer, state in zip(self.layers, states, strict=True):
+            for layer, state in zip(self.layers[:depth], states, strict=True):
                 if isinstance(layer, Recurrent):
                     x, state = layer.forward_from(x, state)
                 else:

@@ -24,7 +24,7 @@ class LanguageModel:
         self.index = {token: i for i, token in enumerate(vocab)}
         self.probabilities = output_activation(model) == "softmax"
         """Whether the model ends in a softmax (as one trained with mse may): its outputs are then not logits."""
-        self.stepped = model.carries_state
+        self.stepped = model.carries_state()
         """Whether generate feeds each token once, carrying the recurrent state (embedding, one-way recurrent
         layers, dense layers: each step's output depends on the steps so far alone), rather than the window."""
 

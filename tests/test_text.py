@@ -453,6 +453,38 @@ def test_predict_on_a_text_longer_than_the_window_carries_the_state_in_bounded_m
     assert peak < 8 * outputs.nbytes  # the whole sequence's caches: 10,000 steps × 7 × 32 × 8 bytes, 18 MB
 
 
+def test_the_outputs_of_a_layer_on_a_long_text_are_windowed_too():
+    """predict --layer ran a long text through the layers as one sequence, though plain predict went a window at a
+    time: 10,000 steps kept 18 MB of the LSTM's caches to give 160 KB of the rnn's outputs."""
+    lm = language_model([{"type": "lstm", "units": 32, "return_sequences": True, **LEARNED},
+                         {"type": "rnn", "units": 2, "return_sequences": True}], window=10)
+    ids = np.random.default_rng(3).integers(5, size=(2, 1000)).astype(np.float64)
+    for depth in (2, 3, 4):  # through the lstm, the rnn, the logits
+        np.testing.assert_allclose(predict(lm.model, ids, depth=depth), lm.model.forward(ids, depth=depth),
+                                   rtol=0, atol=1e-12)
+    long = np.random.default_rng(4).integers(5, size=(1, 10_000)).astype(np.float64)
+    tracemalloc.start()
+    try:
+        outputs = predict(lm.model, long, depth=3)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert outputs.shape == (1, 10_000, 2) and peak < 8 * outputs.nbytes
+
+
+@pytest.mark.slow
+def test_predict_layer_on_a_long_text_through_the_cli_gives_the_whole_sequences_outputs(tmp_path):
+    run = train_char_model(tmp_path)
+    text = TEXT.read_text(encoding="utf-8")[:3000]  # 150 windows of data.seq_len
+    (tmp_path / "long.txt").write_text(text, encoding="utf-8")
+    result = nnctl("predict", str(run), str(tmp_path / "long.txt"), "--layer", "lstm_1", "-o",
+                   str(tmp_path / "lstm.npy"), env={ENV: "64M"})
+    assert result.returncode == 0, result.stderr
+    lm = LanguageModel.load(run / "checkpoints" / "best.pkl")
+    whole = lm.model.forward(np.array([[lm.index[c] for c in text]], dtype=np.float32), depth=2)
+    np.testing.assert_allclose(np.load(tmp_path / "lstm.npy"), whole, rtol=0, atol=1e-5)
+
+
 @pytest.mark.slow
 def test_predict_reads_token_ids_of_any_length_where_the_model_does(tmp_path):
     """Token ids of another length than data.seq_len were refused ('does not fit this model'), though an LSTM reads
