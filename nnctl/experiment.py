@@ -1,7 +1,6 @@
 """Everything a config builds: data, model, loss, optimizer, schedule and training settings."""
 
 import inspect
-import math
 import typing
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -288,12 +287,10 @@ def layer_activation(layer: Layer) -> str | None:
 
 def _check_memory(config: Config, model: Model, settings: TrainSettings, data: Dataset, slots: int) -> None:
     """Refuses a model whose training would need more memory than one input may take, before a step runs."""
-    itemsize = np.dtype(model.params()[0].dtype if model.params() else np.float64).itemsize
     batch = settings.batch_for(len(data.train))
     evaluated = min(settings.eval_batch_size, max(len(s) for s in (data.train, data.val, data.test) if s is not None))
-    activations = sum(math.prod(shape) for shape in model.shapes) * max(batch, evaluated)
-    working = sum(layer.working_values() for layer in model.layers) * max(batch, evaluated)
-    need = (model.num_params * (2 + slots) + 3 * activations + working) * itemsize
+    activations, working = model.kept_values()
+    need = (model.num_params * (2 + slots) + (3 * activations + working) * max(batch, evaluated)) * model.itemsize
     problem = too_big(need, "training this model (its parameters, gradients, optimizer slots and the activations "
                             f"of one {'evaluation ' if evaluated > batch else ''}batch)")
     if problem:

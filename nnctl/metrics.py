@@ -6,7 +6,9 @@ from typing import Any
 import numpy as np
 
 from nnctl.backend import to_device, xp
-from nnctl.errors import NnctlError
+from nnctl.errors import DataError, NnctlError
+from nnctl.layers.recurrent import Recurrent
+from nnctl.limits import too_big
 from nnctl.losses import Loss, as_targets
 from nnctl.model import Model
 
@@ -109,6 +111,7 @@ def predict(model: Model, x: np.ndarray, batch_size: int = 1000, finite: bool = 
     """The model's raw outputs (or its first `depth` layers') for every row of x, in eval mode, on the model's
     device (a split too large for the device stays on the host and goes over a batch at a time); NnctlError if one
     is NaN or infinite, unless not `finite`."""
+    _check_whole(model, x, min(batch_size, len(x)), depth)
     y = xp.concatenate([_forward(model, to_device(x[i:i + batch_size]), depth) for i in range(0, len(x), batch_size)])
     return check_finite(y) if finite else y
 
@@ -117,8 +120,8 @@ def _forward(model: Model, x: np.ndarray, depth: int | None) -> np.ndarray:
     """The outputs of the model (or of its first `depth` layers) for x in eval mode; sequences longer than its
     input, where those layers carry their recurrent state, a window of its input's steps at a time: the same
     outputs in the memory of one window."""
-    window = model.input_shape[0] if model.input_shape else 0
-    if x.ndim < 2 or x.shape[1] <= window or not model.carries_state(depth):
+    window = _window(model)
+    if not _longer(x, window) or not model.carries_state(depth):
         return model.forward(x, training=False, depth=depth)
     states: list = [None] * len(model.layers[:depth])
     pieces = []
@@ -126,6 +129,34 @@ def _forward(model: Model, x: np.ndarray, depth: int | None) -> np.ndarray:
         y, states = model.forward_from(x[:, start:start + window], states, depth)
         pieces.append(y)
     return xp.concatenate(pieces, axis=1)
+
+
+def _window(model: Model) -> int:
+    """The steps of the model's input: a window of a longer sequence."""
+    return model.input_shape[0] if model.input_shape else 0
+
+
+def _longer(x: np.ndarray, window: int) -> bool:
+    """Whether x holds sequences longer than the window."""
+    return x.ndim >= 2 and x.shape[1] > window
+
+
+def _check_whole(model: Model, x: np.ndarray, rows: int, depth: int | None) -> None:
+    """DataError where sequences longer than the model's input are to be read whole (a layer that cannot carry its
+    state from window to window, as a bidirectional one, reads them so) and `rows` of them at once would need more
+    memory than one input may take: the layers' outputs and caches, as the training memory check counts them."""
+    window, layer = _window(model), model.whole_reader(depth)
+    if not _longer(x, window) or layer is None:
+        return
+    outputs, working = model.kept_values(depth)
+    need = (outputs + working) * rows * -(-x.shape[1] // window) * model.itemsize
+    kind = "bidirectional " if isinstance(layer, Recurrent) and layer.bidirectional else ""
+    sequences = f"{len(x):,} sequence{'s' * (len(x) != 1)} of {x.shape[1]:,} steps"
+    at_once = f" ({rows:,} at a time)" if rows < len(x) else ""
+    if problem := too_big(need, f"{sequences}{at_once}, read whole as layer '{layer.name}' must ({kind}"
+                                f"{layer.registered_name} layers cannot carry their state from one window of {window} "
+                                "steps to the next)"):
+        raise DataError(problem)
 
 
 def check_finite(y: np.ndarray, what: str = "the model's outputs") -> np.ndarray:

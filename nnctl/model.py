@@ -1,5 +1,7 @@
 """A sequential model: layers applied in order, gradients flowing back in reverse."""
 
+import math
+
 import numpy as np
 
 from nnctl import threads
@@ -53,7 +55,13 @@ class Model:
     def carries_state(self, depth: int | None = None) -> bool:
         """Whether `forward_from` can run the model (or its first `depth` layers) a piece of a sequence at a time:
         each layer works step by step (`per_step`) or is a one-way recurrent layer with an output per step."""
-        return all(layer.per_step or isinstance(layer, Recurrent) and layer.carries_on for layer in self.layers[:depth])
+        return self.whole_reader(depth) is None
+
+    def whole_reader(self, depth: int | None = None) -> Layer | None:
+        """The first layer (of the first `depth`) that reads a sequence whole, unable to carry its state from one
+        piece to the next (a bidirectional one, a flatten); None where there is none (see carries_state)."""
+        return next((layer for layer in self.layers[:depth]
+                     if not (layer.per_step or isinstance(layer, Recurrent) and layer.carries_on)), None)
 
     def forward_from(self, x: np.ndarray, states: list, depth: int | None = None) -> tuple[np.ndarray, list]:
         """The outputs (N, T, ...) of the model (or of its first `depth` layers) for the steps x (N, T, ...) that
@@ -68,6 +76,12 @@ class Model:
                     x = layer.forward(x, False)
                 after.append(state)
         return x, after
+
+    def kept_values(self, depth: int | None = None) -> tuple[int, int]:
+        """About how many values one sample through the model (or its first `depth` layers) keeps, for the memory
+        checks: the layers' outputs, and what they keep besides for a backward (a recurrent layer's gates)."""
+        layers, shapes = self.layers[:depth], self.shapes[:depth]
+        return sum(math.prod(shape) for shape in shapes), sum(layer.working_values() for layer in layers)
 
     def reads_other_lengths(self) -> bool:
         """Whether the model takes sequences of another length than its input shape's, giving an output per step
@@ -113,6 +127,11 @@ class Model:
         """The arrays subject to L1/L2 decay (weights, not biases or scales), and their gradients."""
         return ([layer.params[key] for layer, key in self.decayed],
                 [layer.grads[key] for layer, key in self.decayed])
+
+    @property
+    def itemsize(self) -> int:
+        """The bytes of one value of the model's dtype (its parameters'; float64 where it has none)."""
+        return np.dtype(self.params()[0].dtype if self.params() else np.float64).itemsize
 
     @property
     def num_params(self) -> int:

@@ -14,6 +14,7 @@ from helpers import CONFIGS, nnctl
 from nnctl import checkpoint
 from nnctl.builder import build_model
 from nnctl.config import from_dict
+from nnctl.course import HASH_FREE, course_hash
 from nnctl.data import DATASETS
 from nnctl.errors import ConfigError, DataError
 from nnctl.layers.activations import softmax
@@ -472,6 +473,37 @@ def test_the_outputs_of_a_layer_on_a_long_text_are_windowed_too():
     assert outputs.shape == (1, 10_000, 2) and peak < 8 * outputs.nbytes
 
 
+def test_a_long_text_that_a_bidirectional_model_reads_whole_is_refused_past_the_memory_limit(monkeypatch):
+    """A bidirectional layer cannot go a window at a time, so it kept every step's caches of a long text, with no
+    estimate: a text long enough took all the machine's memory rather than being refused under NNCTL_MAX_MEMORY."""
+    ids = np.random.default_rng(5).integers(5, size=(3, 20_000)).astype(np.float64)
+    lm = language_model([{"type": "lstm", "units": 32, "return_sequences": True, "bidirectional": True}], window=10)
+    monkeypatch.setenv(ENV, "64M")
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataError) as refused:
+            predict(lm.model, ids, batch_size=2)
+        assert tracemalloc.get_traced_memory()[1] < 1 << 20  # refused before the caches were made
+    finally:
+        tracemalloc.stop()
+    message = str(refused.value)
+    assert message.startswith("3 sequences of 20,000 steps (2 at a time), read whole as layer 'lstm_1' must "
+                              "(bidirectional lstm layers cannot carry their state from one window of 10 steps to "
+                              "the next) would need "), message
+    need = float(re.search(r"would need ([\d.]+) MiB", message).group(1)) * (1 << 20)
+    monkeypatch.delenv(ENV)
+    tracemalloc.start()
+    try:
+        predict(lm.model, ids, batch_size=2)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < need  # the estimate errs on the side of refusing
+    monkeypatch.setenv(ENV, "64M")
+    one_way = language_model([{"type": "lstm", "units": 64, "return_sequences": True}], window=10)
+    assert predict(one_way.model, ids, batch_size=2).shape == (3, 20_000, 5)  # a window at a time: no refusal
+
+
 @pytest.mark.slow
 def test_predict_layer_on_a_long_text_through_the_cli_gives_the_whole_sequences_outputs(tmp_path):
     run = train_char_model(tmp_path)
@@ -576,3 +608,31 @@ def test_a_bidirectional_language_model_is_refused_before_its_run_is_made(tmp_pa
         assert result.stderr.endswith("use a one-way layer (bidirectional: false)\n") and "Traceback" not in \
             result.stderr
     assert not runs.exists()
+
+
+def bidirectional_checkpoint(run: Path, path: Path) -> Path:
+    """The run's last.pkl made into a bidirectional model's (as one trained before train refused them): the lstm's
+    reversed pass given the forward one's arrays, the logits' weights doubled to read both."""
+    raw = safe_unpickle((run / "checkpoints" / "last.pkl").read_bytes())
+    lstm, dense = raw["model"]["lstm_1"]["params"], raw["model"]["dense_1"]["params"]
+    lstm.update({f"{key}_r": lstm[key].copy() for key in ("Wx", "Wh", "b")})
+    dense["W"] = np.concatenate([dense["W"], dense["W"]])
+    raw["config"]["model"]["layers"][1]["bidirectional"] = True
+    raw["course"] = course_hash(raw["config"], HASH_FREE)
+    path.write_bytes(pickle.dumps(raw, protocol=pickle.HIGHEST_PROTOCOL))
+    return path
+
+
+@pytest.mark.slow
+def test_a_bidirectional_checkpoint_samples_by_windows_and_predicts_a_long_text_within_the_limit(tmp_path):
+    checkpoint = bidirectional_checkpoint(train_char_model(tmp_path), tmp_path / "bi.pkl")
+    sampled = nnctl("sample", str(checkpoint), "--prime", "And God", "--length", "30", "--seed", "1")
+    assert sampled.returncode == 0 and len(sampled.stdout) == 7 + 30 + 1, sampled.stderr  # the window, read again
+    (tmp_path / "long.txt").write_text(TEXT.read_text(encoding="utf-8")[:30_000], encoding="utf-8")
+    args = ["predict", str(checkpoint), str(tmp_path / "long.txt"), "-o", str(tmp_path / "p.npy")]
+    refused = nnctl(*args, env={ENV: "32M"})
+    assert refused.returncode == 1 and refused.stderr.startswith(
+        "error: 1 sequence of 30,000 steps, read whole as layer 'lstm_1' must (bidirectional lstm layers cannot "
+        "carry their state from one window of 20 steps to the next) would need "), refused.stderr
+    assert not (tmp_path / "p.npy").exists()
+    assert nnctl(*args).returncode == 0 and np.load(tmp_path / "p.npy").shape == (1, 30_000, 65)
