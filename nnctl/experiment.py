@@ -8,7 +8,7 @@ from typing import Any, Literal
 import numpy as np
 
 from nnctl.backend import resolve_dtype, to_device, to_host
-from nnctl.builder import build_model
+from nnctl.builder import build_model, layer_specs
 from nnctl.checkpoint import InputRecipe
 from nnctl.config import Config
 from nnctl.data import DATASETS, Dataset, DatasetSource
@@ -247,18 +247,18 @@ def check_trains(exp: Experiment) -> None:
         why = ("every layer with parameters has trainable: false" if any(layer.params for layer in exp.model.layers)
                else "no layer of this model has parameters")
         raise exp.config.error(("model", "layers"), f"nothing to train: {why}")
-    _check_reads_no_targets(exp)
+    check_reads_no_targets(exp.config)
 
 
-def _check_reads_no_targets(exp: Experiment) -> None:
+def check_reads_no_targets(config: Config) -> None:
     """Refuses a bidirectional recurrent layer in a model of text data: each step's target is the next step's
     input, which the layer's reversed pass reads, so the model would learn to copy it rather than predict it."""
-    if not isinstance(exp.source, Text):
+    if not issubclass(DATASETS.split(config.data["data"], config, ("data",))[0], Text):
         return
-    for i, layer in enumerate(exp.model.layers):
-        if isinstance(layer, Recurrent) and layer.bidirectional:
-            raise exp.config.error(
-                ("model", "layers", i, "bidirectional"),
+    for path, cls, kwargs in layer_specs(config):
+        if issubclass(cls, Recurrent) and kwargs.get("bidirectional"):
+            raise config.error(
+                (*path, "bidirectional"),
                 "data.type text trains every step to predict the next token, which this layer's reversed pass "
                 "reads from the steps ahead: the model would learn to copy it (a loss near 0) and generate "
                 "nonsense, having never learnt to predict; use a one-way layer (bidirectional: false)")

@@ -38,7 +38,7 @@ from nnctl.config import (
 )
 from nnctl.console import terminated
 from nnctl.errors import ConfigError, NnctlError, quiet_arithmetic
-from nnctl.experiment import trained_through
+from nnctl.experiment import check_reads_no_targets, trained_through
 from nnctl.files import read_bytes, real_path
 from nnctl.limits import capped_product
 from nnctl.metrics import check_metric_name
@@ -367,6 +367,7 @@ class Sweep:
         for member in self.examples():
             try:
                 resolved(member.config)
+                check_reads_no_targets(member.config)
             except ConfigError as exc:
                 raise ConfigError(f"{self.naming(member)}: {exc}") from None
 
