@@ -12,6 +12,7 @@ import re
 import shlex
 import signal
 import sys
+import threading
 import traceback
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -1061,16 +1062,30 @@ def _at_most(option: str, value: float, high: float) -> None:
 def _interrupted(signum: int, frame: Any) -> None:
     """Ctrl-C or SIGTERM outside a training (which says what it keeps): one line, then exit 130 or 143; a sweep
     stops its members after their step."""
-    global _announced
+    global _announced, _signal
     if signum == signal.SIGTERM:
         note_terminated()
-    err.print("terminated" if signum == signal.SIGTERM else "interrupted")
-    _announced = True
+    if not _announced:
+        err.print("terminated" if signum == signal.SIGTERM else "interrupted")
+    _announced, _signal = True, signum
     raise KeyboardInterrupt
 
 
 _announced = False
 """Whether _interrupted has said why the command stops."""
+_signal: int = signal.SIGINT
+"""The last signal _interrupted handled."""
+
+
+def _dropped(unraisable: sys.UnraisableHookArgs) -> None:
+    """A KeyboardInterrupt raised where Python can only drop it (a module lock's weakref callback, while a command
+    imports its libraries) would let the command go on: the signal comes again a moment later, outside it."""
+    if not issubclass(unraisable.exc_type, KeyboardInterrupt):
+        sys.__unraisablehook__(unraisable)
+        return
+    again = threading.Timer(0.05, os.kill, (os.getpid(), _signal))
+    again.daemon = True
+    again.start()
 
 
 def main() -> None:
@@ -1080,6 +1095,7 @@ def main() -> None:
             signal.signal(signal.SIGINT, _interrupted)
         if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
             signal.signal(signal.SIGTERM, _interrupted)
+        sys.unraisablehook = _dropped
         prepare_stdout()
         threads.apply_override()
         memory_limit()  # a malformed NNCTL_MAX_MEMORY stops here, before any work
