@@ -142,8 +142,7 @@ def check_model(exp: Experiment, samples: int = 8, per_tensor: int = 20, eps: fl
     differentiable = not model.layers[0].takes_indices
     if differentiable:
         x = x.astype(np.float64)
-    for tensor in (x, *model.params()) if differentiable else model.params():
-        tensor += max(0.05 * float(xp.sqrt(xp.mean(tensor ** 2))), 0.05) * to_device(rng.standard_normal(tensor.shape))
+    _jitter([x, *model.params()] if differentiable else list(model.params()), rng)
     model.layers[0].input_grad = differentiable
 
     def f() -> float:
@@ -153,23 +152,12 @@ def check_model(exp: Experiment, samples: int = 8, per_tensor: int = 20, eps: fl
     loss = f()
     dx = model.backward(exp.loss.backward())
     exp.decay.add_grads()
-    entries = [(layer.name, key, layer.params[key], layer.grads[key].copy()) for layer, key in model.trained]
-    checks = []
+    entries: list[Entry] = [(each.name, key, each.params[key], each.grads[key].copy()) for each, key in model.trained]
     if dx is not None:  # None from indices, or when the first layers are frozen and backward stops before them
         entries.append(("model", "input", x, dx))
     if layer is not None:
-        types = {each.name: each.registered_name for each in model.layers}
-        entries = [entry for entry in entries if layer in (entry[0], types.get(entry[0]))]
-        if not entries:
-            frozen = [each.name for each in model.layers
-                      if layer in (each.name, each.registered_name) and each.params and not each.trainable]
-            if frozen:
-                raise ConfigError(f"--layer {layer}: {', '.join(frozen)} has trainable: false, so its parameters "
-                                  "get no gradients to check")
-            trained = ", ".join(dict.fromkeys(f"{each.name} ({each.registered_name})" for each, _ in model.trained))
-            raise ConfigError(f"--layer {layer}: no layer of this model with parameters is called so or of that "
-                              f"type; those with parameters: {trained}")
-    behind = _behind_a_rule(model)
+        entries = _of_layer(entries, model, layer)
+    behind, checks = _behind_a_rule(model), []
     for target, key, tensor, grad in entries:
         if target in behind:
             checks.append(Check(target, key, tuple(tensor.shape), 0.0, True, kind="surrogate"))
@@ -185,6 +173,32 @@ def check_model(exp: Experiment, samples: int = 8, per_tensor: int = 20, eps: fl
             check.kind, check.kinks = "kinks", kinks
         checks.append(check)
     return checks
+
+
+Entry = tuple[str, str, np.ndarray, np.ndarray]
+"""A tensor to check: its layer's name (or "model" for the input), its key, the tensor and its analytic gradient."""
+
+
+def _jitter(tensors: list[np.ndarray], rng: np.random.Generator) -> None:
+    """Moves each tensor in place by random noise of 5 % of its RMS, at least 0.05, so that no unit sits on a kink."""
+    for tensor in tensors:
+        tensor += max(0.05 * float(xp.sqrt(xp.mean(tensor ** 2))), 0.05) * to_device(rng.standard_normal(tensor.shape))
+
+
+def _of_layer(entries: list[Entry], model: Model, layer: str) -> list[Entry]:
+    """The entries of the layers called `layer` or of that type (--layer); ConfigError where there are none."""
+    types = {each.name: each.registered_name for each in model.layers}
+    entries = [entry for entry in entries if layer in (entry[0], types.get(entry[0]))]
+    if entries:
+        return entries
+    frozen = [each.name for each in model.layers
+              if layer in (each.name, each.registered_name) and each.params and not each.trainable]
+    if frozen:
+        raise ConfigError(f"--layer {layer}: {', '.join(frozen)} has trainable: false, so its parameters "
+                          "get no gradients to check")
+    trained = ", ".join(dict.fromkeys(f"{each.name} ({each.registered_name})" for each, _ in model.trained))
+    raise ConfigError(f"--layer {layer}: no layer of this model with parameters is called so or of that "
+                      f"type; those with parameters: {trained}")
 
 
 STEPS_DOWN = (10, 100)
