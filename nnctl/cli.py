@@ -30,6 +30,7 @@ from nnctl.outputs import REFUSALS, check_folder, check_target, refusal
 if TYPE_CHECKING:
     from nnctl.experiment import Experiment
     from nnctl.model import Model
+    from nnctl.runner import Runner
     from nnctl.runs import Run
     from nnctl.sweep import Member, Outcome, Sweep
     from nnctl.trained import Trained
@@ -298,12 +299,28 @@ def train(
     device: RunDevice = None,
 ) -> None:
     """Train the model a config describes; writes runs/<name>-<time>/ (config, metrics, checkpoints, summary)."""
+    overrides = [*(overrides or []), *(["train.tensorboard=true"] if tensorboard else []),
+                 *(["train.tracking=mlflow"] if mlflow else []), *_device_overrides(device)]
+    runner = _runner(config, overrides, resume, init_from, runs_dir, quiet)
+    if not quiet:
+        out.print(f"run directory: {runner.run_dir}")
+    summary = _fit(runner)
+    if summary["status"] == "stopped":
+        raise typer.Exit(_stopped_status())
+    if not quiet:
+        epochs = summary["epochs"]
+        out.print(f"{summary['status']} after {epochs} epoch{'s' * (epochs != 1)} in {summary['wall_time_s']:.1f} s; "
+                  f"checkpoints in {runner.checkpoints.folder}")
+
+
+def _runner(config: str | None, overrides: list[str], resume: Path | None, init_from: Path | None, runs_dir: Path,
+            quiet: bool) -> Runner:
+    """The run `nnctl train` asks for: a resumed one (--resume), else a new one of CONFIG, from --init-from's
+    weights when given; ConfigError for a combination of the three that says neither."""
     from nnctl.config import load_config, paths_from_cwd
     from nnctl.runner import Runner
     from nnctl.runs import checkpoint_of
 
-    overrides = [*(overrides or []), *(["train.tensorboard=true"] if tensorboard else []),
-                 *(["train.tracking=mlflow"] if mlflow else []), *_device_overrides(device)]
     if init_from is not None and (resume is not None or config is None):
         raise ConfigError("--init-from starts a new run of a config: nnctl train CONFIG --init-from CHECKPOINT "
                           "(use --resume alone to continue a run)")
@@ -312,17 +329,17 @@ def train(
                           f"it from the run's weights, use: nnctl train {config} --init-from {resume}")
     if resume is not None:
         extra = paths_from_cwd([config], Path.cwd()) if config is not None else []  # with --resume: the first override
-        source = checkpoint_of(_located(resume, runs_dir), last=True)
-        runner = Runner.resume(source, extra + (overrides or []), runs_dir, quiet)
-    elif config is None:
+        return Runner.resume(checkpoint_of(_located(resume, runs_dir), last=True), extra + overrides, runs_dir, quiet)
+    if config is None:
         raise ConfigError("give a config to train (nnctl train configs/mnist_mlp.yaml) or --resume CHECKPOINT")
-    else:
-        weights = None if init_from is None else checkpoint_of(_located(init_from, runs_dir))
-        runner = Runner.start(load_config(Path(config), overrides or []), runs_dir, quiet, weights)
-    if not quiet:
-        out.print(f"run directory: {runner.run_dir}")
+    weights = None if init_from is None else checkpoint_of(_located(init_from, runs_dir))
+    return Runner.start(load_config(Path(config), overrides), runs_dir, quiet, weights)
+
+
+def _fit(runner: Runner) -> dict[str, Any]:
+    """The run's summary once it ends; at a second Ctrl-C, the checkpoint to resume from and exit status 130."""
     try:
-        summary = runner.fit()
+        return runner.fit()
     except KeyboardInterrupt:  # a second Ctrl-C: the step was cut short, so last.pkl is the last epoch's end
         last = runner.checkpoints.last
         if last.exists():
@@ -331,12 +348,6 @@ def train(
         else:
             err.print("interrupted at once; no epoch had finished, so there is nothing to resume")
         raise typer.Exit(130) from None
-    if summary["status"] == "stopped":
-        raise typer.Exit(_stopped_status())
-    if not quiet:
-        epochs = summary["epochs"]
-        out.print(f"{summary['status']} after {epochs} epoch{'s' * (epochs != 1)} in {summary['wall_time_s']:.1f} s; "
-                  f"checkpoints in {runner.checkpoints.folder}")
 
 
 @app.command("eval", cls=_Command)
