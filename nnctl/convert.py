@@ -236,43 +236,24 @@ def _leaf(name: str) -> str:
     return name.rpartition("/")[2].split(":")[0]
 
 
+Direction = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, str, str]
+"""One direction of a recurrent layer from a source: Wx, Wh, the input and recurrent biases, their arrays' names
+and how they were converted."""
+
+
 def _recurrent(layer: Recurrent, source: SourceLayer, framework: str) -> Converted:
+    """A recurrent layer's Wx, Wh and biases per direction, each framework's gate blocks in nnctl's order."""
     reset_before = isinstance(layer, GRU) and not layer.reset_after
     if reset_before and framework == "torch":
         raise NnctlError(f"{source.name} -> {layer.name}: a gru with reset_after: false computes another formula "
                          "(reset before the recurrent product) than PyTorch's GRU; convert into a gru with "
                          "reset_after: true")
-    kind = layer.registered_name
-    gates = layer.gates
-    perm = GATES.get((framework, kind), list(range(gates)))
+    perm = GATES.get((framework, layer.registered_name), list(range(layer.gates)))
     out: Converted = {}
     for s in layer.directions:
-        if framework == "torch":
-            suffix = "_reverse" if s else ""
-            names = [f"weight_ih{suffix}", f"weight_hh{suffix}", f"bias_ih{suffix}", f"bias_hh{suffix}"]
-            missing = [n for n in names[:2] if n not in source.arrays]
-            if missing:
-                raise NnctlError(f"{source.name}: no {', '.join(missing)} for {layer.name}'s "
-                                 f"{'backward' if s else 'forward'} direction (found {', '.join(source.arrays)})")
-            wx, wh = source.arrays[names[0]].T, source.arrays[names[1]].T
-            bx = source.arrays.get(names[2], np.zeros(wx.shape[1], wx.dtype))
-            bh = source.arrays.get(names[3], np.zeros(wx.shape[1], wx.dtype))
-            origin, how = f"{names[0]}, {names[1]}, {names[2]}, {names[3]}", "transposed"
-        else:
-            part = [n for n in source.arrays if ("backward" in n) == bool(s)]
-            if len(part) not in (2, 3):
-                raise NnctlError(f"{source.name}: expected kernel, recurrent_kernel and bias for {layer.name}'s "
-                                 f"{'backward' if s else 'forward'} direction, found {', '.join(source.arrays)}")
-            wx, wh = source.arrays[part[0]], source.arrays[part[1]]
-            bias = source.arrays[part[2]] if len(part) == 3 else np.zeros(wx.shape[1], wx.dtype)
-            if kind == "gru" and (bias.ndim == 2) == reset_before:  # one bias row: Keras's reset_after=False
-                ours, theirs = ("false", "True (two bias rows)") if reset_before else ("true", "False (one bias row)")
-                raise NnctlError(f"{source.name} -> {layer.name}: a Keras GRU with reset_after={theirs} computes "
-                                 f"another formula than a gru with reset_after: {ours}; set the layer's reset_after "
-                                 "to match")
-            bx, bh = (bias[0], bias[1]) if bias.ndim == 2 else (bias, np.zeros_like(bias))
-            origin, how = ", ".join(part), "as is"
-        if perm != list(range(gates)):
+        wx, wh, bx, bh, origin, how = (_torch_direction(layer, source, s) if framework == "torch"
+                                       else _keras_direction(layer, source, s, reset_before))
+        if perm != list(range(layer.gates)):
             wx, wh, bx, bh = (reorder_gates(v, perm) for v in (wx, wh, bx, bh))
             how += f"; gate blocks reordered {perm}"
         out["Wx" + s] = (wx, origin, how)
@@ -284,3 +265,36 @@ def _recurrent(layer: Recurrent, source: SourceLayer, framework: str) -> Convert
         else:
             out["b" + s] = (bx + bh, origin, how + "; input and recurrent biases summed")
     return out
+
+
+def _torch_direction(layer: Recurrent, source: SourceLayer, s: str) -> Direction:
+    """The direction `s` ('' forward, '_r' backward) of a PyTorch RNN, LSTM or GRU: weight_ih/hh transposed, a
+    missing bias as zeros."""
+    suffix = "_reverse" if s else ""
+    names = [f"weight_ih{suffix}", f"weight_hh{suffix}", f"bias_ih{suffix}", f"bias_hh{suffix}"]
+    missing = [n for n in names[:2] if n not in source.arrays]
+    if missing:
+        raise NnctlError(f"{source.name}: no {', '.join(missing)} for {layer.name}'s "
+                         f"{'backward' if s else 'forward'} direction (found {', '.join(source.arrays)})")
+    wx, wh = source.arrays[names[0]].T, source.arrays[names[1]].T
+    bx = source.arrays.get(names[2], np.zeros(wx.shape[1], wx.dtype))
+    bh = source.arrays.get(names[3], np.zeros(wx.shape[1], wx.dtype))
+    return wx, wh, bx, bh, f"{names[0]}, {names[1]}, {names[2]}, {names[3]}", "transposed"
+
+
+def _keras_direction(layer: Recurrent, source: SourceLayer, s: str, reset_before: bool) -> Direction:
+    """The direction `s` of a Keras recurrent layer: kernel, recurrent_kernel and bias as they are (a GRU's two bias
+    rows, reset_after=True, split into the input and recurrent biases)."""
+    part = [n for n in source.arrays if ("backward" in n) == bool(s)]
+    if len(part) not in (2, 3):
+        raise NnctlError(f"{source.name}: expected kernel, recurrent_kernel and bias for {layer.name}'s "
+                         f"{'backward' if s else 'forward'} direction, found {', '.join(source.arrays)}")
+    wx, wh = source.arrays[part[0]], source.arrays[part[1]]
+    bias = source.arrays[part[2]] if len(part) == 3 else np.zeros(wx.shape[1], wx.dtype)
+    if layer.registered_name == "gru" and (bias.ndim == 2) == reset_before:  # one bias row: Keras's reset_after=False
+        ours, theirs = ("false", "True (two bias rows)") if reset_before else ("true", "False (one bias row)")
+        raise NnctlError(f"{source.name} -> {layer.name}: a Keras GRU with reset_after={theirs} computes "
+                         f"another formula than a gru with reset_after: {ours}; set the layer's reset_after "
+                         "to match")
+    bx, bh = (bias[0], bias[1]) if bias.ndim == 2 else (bias, np.zeros_like(bias))
+    return wx, wh, bx, bh, ", ".join(part), "as is"
