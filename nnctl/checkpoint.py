@@ -133,7 +133,20 @@ def _check_contents(data: dict[str, Any], path: str | Path) -> None:
     for name, state in data["rng"].items():
         if not _generator_state(state):
             raise CheckpointError(f"{path}: its 'rng.{name}' is not a generator's state (names and whole numbers)")
-    progress = data["progress"]
+    _check_progress(data["progress"], path)
+    if not _yaml_data(data["config"]):
+        raise CheckpointError(f"{path}: its 'config' holds something a YAML config cannot (arrays, bytes, ...)")
+    if not all(_metric_row(row) for row in data["history"]):
+        raise CheckpointError(f"{path}: its 'history' holds rows that are not metric rows")
+    _check_slots(data["optimizer"]["slots"], path)
+    if data.get("course") is not None and not isinstance(data["course"], str):
+        raise CheckpointError(f"{path}: its 'course' is {type(data['course']).__name__}, expected str")
+    _check_layers(data["model"], path)
+
+
+def _check_progress(progress: dict[str, Any], path: str | Path) -> None:
+    """CheckpointError where the progress's sample order, metric sums or schedule state are not what training
+    writes."""
     order = progress["order"]
     if order is not None and (order.ndim != 1 or order.dtype.kind not in "iu"):
         raise CheckpointError(f"{path}: its 'progress.order' is not a list of sample numbers")
@@ -141,18 +154,20 @@ def _check_contents(data: dict[str, Any], path: str | Path) -> None:
         raise CheckpointError(f"{path}: its 'progress.sums' are not numbers by name, or not finite ones")
     if not _schedule_state(progress.get("schedule", {})):
         raise CheckpointError(f"{path}: its 'progress.schedule' is not a schedule's state (finite numbers by name)")
-    if not _yaml_data(data["config"]):
-        raise CheckpointError(f"{path}: its 'config' holds something a YAML config cannot (arrays, bytes, ...)")
-    if not all(_metric_row(row) for row in data["history"]):
-        raise CheckpointError(f"{path}: its 'history' holds rows that are not metric rows")
-    for name, slots in data["optimizer"]["slots"].items():
-        if not isinstance(slots, list) or not all(_float_array(a) for a in slots):
+
+
+def _check_slots(slots: dict[str, Any], path: str | Path) -> None:
+    """CheckpointError where an optimizer slot is not a list of finite float arrays."""
+    for name, arrays in slots.items():
+        if not isinstance(arrays, list) or not all(_float_array(a) for a in arrays):
             raise CheckpointError(f"{path}: its optimizer slot '{name}' is not a list of float arrays")
-        if not all(np.isfinite(a).all() for a in slots):
+        if not all(np.isfinite(a).all() for a in arrays):
             raise CheckpointError(f"{path}: its optimizer slot '{name}' holds NaN or infinite values")
-    if data.get("course") is not None and not isinstance(data["course"], str):
-        raise CheckpointError(f"{path}: its 'course' is {type(data['course']).__name__}, expected str")
-    for layer, entry in data["model"].items():
+
+
+def _check_layers(model: dict[str, Any], path: str | Path) -> None:
+    """CheckpointError where a layer's entry is not params and state of float arrays a layer could hold."""
+    for layer, entry in model.items():
         if not isinstance(entry, dict) or not all(isinstance(entry.get(k), dict) for k in ("params", "state")):
             raise CheckpointError(f"{path}: its 'model.{layer}' is not a layer's params and state")
         for kind in ("params", "state"):
@@ -162,7 +177,6 @@ def _check_contents(data: dict[str, Any], path: str | Path) -> None:
                                           f"{_described(value)}, expected an array of floats")
                 if problem := array_problem(key, value):
                     raise CheckpointError(f"{path}: its 'model.{layer}.{kind}.{key}' {problem}")
-
 
 _FLOAT_MAX = sys.float_info.max
 _COUNT = (0, 2**63 - 1, "a whole number from 0 to 2**63 - 1")
