@@ -929,18 +929,10 @@ def sweep_command(
     failing member does not stop the others, and running it again skips finished members."""
     from nnctl import tables
     from nnctl.config import apply_overrides
-    from nnctl.sweep import Sweep, check_address
+    from nnctl.sweep import Sweep
 
     out.quiet = quiet  # the plan, a line per member, the table and the plots' names; what failed goes to stderr
-    if jobs is not None and jobs < 1:
-        raise ConfigError(f"--jobs must be at least 1, got {jobs}")
-    if engine not in (None, "local", "ray"):
-        raise ConfigError(f"--engine must be local or ray, not '{engine}'")
-    _check_metric(metric or "loss")
-    try:
-        check_address(address)
-    except ValueError as exc:  # its message starts with its key, as a sweep file's line reads it: "address ..."
-        raise ConfigError(f"--{exc}") from None
+    _check_sweep_options(jobs, engine, metric, address)
     sweep = Sweep(sweep_file, runs_dir)
     engine = engine or ("ray" if address else sweep.spec.engine)
     sweep.check_engine(engine)
@@ -959,6 +951,21 @@ def sweep_command(
     if failed:
         err.print(f"{len(failed)} of {_members(len(outcomes))} failed: {', '.join(o.member.label for o in failed)}")
         raise typer.Exit(1)
+
+
+def _check_sweep_options(jobs: int | None, engine: str | None, metric: str | None, address: str | None) -> None:
+    """ConfigError for a value of --jobs, --engine, --metric or --address that no sweep could take."""
+    from nnctl.sweep import check_address
+
+    if jobs is not None and jobs < 1:
+        raise ConfigError(f"--jobs must be at least 1, got {jobs}")
+    if engine not in (None, "local", "ray"):
+        raise ConfigError(f"--engine must be local or ray, not '{engine}'")
+    _check_metric(metric or "loss")
+    try:
+        check_address(address)
+    except ValueError as exc:  # its message starts with its key, as a sweep file's line reads it: "address ..."
+        raise ConfigError(f"--{exc}") from None
 
 
 def _describe_plan(sweep: Sweep, todo: list[Member], engine: str, jobs: int | None) -> None:
