@@ -32,6 +32,8 @@ class Activation(Layer):
 
 @LAYERS.register("identity")
 class Identity(Activation):
+    """y = x; dx = dy."""
+
     def forward(self, x, training):
         return x
 
@@ -54,6 +56,8 @@ class Step(Activation):
 
 @LAYERS.register("sigmoid")
 class Sigmoid(Activation):
+    """y = 1 / (1 + e^−x); dx = dy · y · (1 − y)."""
+
     def forward(self, x, training):
         self.y = sigmoid(x)
         return self.y
@@ -65,6 +69,8 @@ class Sigmoid(Activation):
 
 @LAYERS.register("tanh")
 class Tanh(Activation):
+    """y = tanh(x); dx = dy · (1 − y²)."""
+
     def forward(self, x, training):
         self.y = xp.tanh(x)
         return self.y
@@ -92,6 +98,8 @@ class ReLU(Activation):
 
 @LAYERS.register("leaky_relu")
 class LeakyReLU(Activation):
+    """y = x where x > 0, else alpha · x; dx = dy where x > 0, else alpha · dy."""
+
     def __init__(self, alpha: float = 0.01, **kwargs):
         super().__init__(**kwargs)
         self.alpha = alpha
@@ -106,6 +114,8 @@ class LeakyReLU(Activation):
 
 @LAYERS.register("elu")
 class ELU(Activation):
+    """y = x where x > 0, else alpha · (e^x − 1); dx = dy where x > 0, else dy · (y + alpha)."""
+
     def __init__(self, alpha: float = 1.0, **kwargs):
         super().__init__(**kwargs)
         self.alpha = alpha
@@ -121,7 +131,7 @@ class ELU(Activation):
 
 @LAYERS.register("softmax")
 class Softmax(Activation):
-    """Row-wise softmax over the last axis (stable: each row's maximum is subtracted)."""
+    """Row-wise softmax over the last axis (stable: each row's maximum is subtracted); dx = y · (dy − Σ dy · y)."""
 
     def forward(self, x, training):
         self.y = softmax(x)
