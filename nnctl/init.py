@@ -33,18 +33,24 @@ class Initializer:
 
 @INITIALIZERS.register("zeros")
 class Zeros(Initializer):
+    """All 0."""
+
     def sample(self, shape, fan_in, fan_out, rng):
         return np.zeros(shape)
 
 
 @INITIALIZERS.register("ones")
 class Ones(Initializer):
+    """All 1."""
+
     def sample(self, shape, fan_in, fan_out, rng):
         return np.ones(shape)
 
 
 @INITIALIZERS.register("constant")
 class Constant(Initializer):
+    """All `value`."""
+
     def __init__(self, value: float = 0.0):
         self.value = value
 
@@ -54,6 +60,8 @@ class Constant(Initializer):
 
 @INITIALIZERS.register("uniform")
 class Uniform(Initializer):
+    """Uniform draws from [low, high)."""
+
     def __init__(self, low: float = -0.05, high: float = 0.05):
         if high <= low:
             raise ValueError(f"uniform needs low < high, got low={low}, high={high}")
@@ -65,6 +73,8 @@ class Uniform(Initializer):
 
 @INITIALIZERS.register("normal")
 class Normal(Initializer):
+    """Normal draws of mean `mean` and standard deviation `std`."""
+
     def __init__(self, std: NonNegative = 0.05, mean: float = 0.0):
         self.std, self.mean = std, mean
 
@@ -73,11 +83,8 @@ class Normal(Initializer):
 
 
 @INITIALIZERS.register("truncated_normal")
-class TruncatedNormal(Initializer):
+class TruncatedNormal(Normal):
     """Normal, with draws beyond two standard deviations drawn again."""
-
-    def __init__(self, std: NonNegative = 0.05, mean: float = 0.0):
-        self.std, self.mean = std, mean
 
     def sample(self, shape, fan_in, fan_out, rng):
         z = rng.standard_normal(shape)
