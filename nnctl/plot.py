@@ -172,8 +172,7 @@ def confusion(exp: Experiment, split: str, out: Path, title: str) -> Path:
                     color="white" if value > counts.max() / 2 else "black")
     ax.set(xlabel="predicted class", ylabel="true class", xticks=range(len(counts)), yticks=range(len(counts)),
            xticklabels=labels, yticklabels=labels,
-           title=f"{title}\
-on {split}: accuracy {format_value(float(result['accuracy']))} ({result['samples']} "
+           title=f"{title}\non {split}: accuracy {format_value(float(result['accuracy']))} ({result['samples']} "
                  "samples)")
     fig.tight_layout()
     return _save(fig, out)

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import signal
 import struct
@@ -187,6 +188,17 @@ def test_a_run_given_by_name_is_found_under_runs_dir(tmp_path):
     assert here.returncode == 1 and "alpha: not a run directory" in here.stderr, here.stderr
     for result in (several, none, here):
         assert "Traceback" not in result.stderr
+
+
+def test_the_confusion_matrix_title_puts_the_split_and_accuracy_on_a_line_of_their_own(tmp_path):
+    (tmp_path / "matplotlibrc").write_text("svg.fonttype: none\n")  # text as <text> elements, one a line
+    out = tmp_path / "confusion.svg"
+    result = nnctl("plot", str(CONFIGS / "xor_mlp.yaml"), "--confusion", "-o", str(out),
+                   env={"MATPLOTLIBRC": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    lines = re.findall(r"<text[^>]*>([^<]*)</text>", out.read_text())
+    assert "xor_mlp.yaml (initial weights)" in lines, lines
+    assert any(line.startswith("on test: accuracy ") and line.endswith(" (4 samples)") for line in lines), lines
 
 
 def test_plot_curves_confusion_activations(two_runs, tmp_path):
