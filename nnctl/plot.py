@@ -88,19 +88,10 @@ def curves(runs: list[Run], metric: str, out: Path, smooth: float = 0.9) -> Path
     fig, axes = _figure(SIZES["curves"], 1, 2 if any(len(s) for s in steps + evals) else 1)
     for i, (label, points, xy, ev, none) in enumerate(zip(labels(runs), by_epoch, steps, evals, empty,
                                                           strict=True)):
-        color, labelled = f"C{i % 10}", False
-        if none:
-            axes[0][0].plot([], [], "-", color=color, label=f"{label}: nothing to plot")
-        for xy_epoch, style in zip(points, ("-", "--"), strict=True):
-            if len(xy_epoch):
-                axes[0][0].plot(*xy_epoch.T, style, color=color, marker="." if len(xy_epoch) <= 30 else None,
-                                label=None if labelled else label)
-                labelled = True
-        if len(xy):
-            axes[0][1].plot(xy[:, 0], xy[:, 1], color=color, alpha=0.2, linewidth=0.8)
-            axes[0][1].plot(xy[:, 0], smoothed(list(xy[:, 1]), smooth), color=color, label=label)
-        if len(ev):
-            axes[0][1].plot(ev[:, 0], ev[:, 1], "--", color=color, marker=".", label=None if len(xy) else label)
+        color = f"C{i % 10}"
+        _epoch_curves(axes[0][0], points, label, color, none)
+        if len(xy) or len(ev):  # then there is a second, per-step, axis
+            _step_curves(axes[0][1], xy, ev, label, color, smooth)
     axes[0][0].set(xlabel="epoch", ylabel=metric, title=f"{metric} per epoch (solid: train, dashed: validation)")
     axes[0][0].xaxis.get_major_locator().set_params(integer=True)
     if axes.shape[1] == 2:
@@ -112,6 +103,28 @@ def curves(runs: list[Run], metric: str, out: Path, smooth: float = 0.9) -> Path
             ax.legend(fontsize="small" if len(runs) < 8 else "xx-small", ncol=1 if len(runs) < 12 else 2)
     fig.tight_layout()
     return _save(fig, out)
+
+
+def _epoch_curves(ax: Any, points: list[np.ndarray], label: str, color: str, none: bool) -> None:
+    """One run's train (solid) and validation (dashed) points per epoch, labelled once; an empty line in the
+    legend saying so where the run has nothing to plot."""
+    if none:
+        ax.plot([], [], "-", color=color, label=f"{label}: nothing to plot")
+    labelled = False
+    for xy_epoch, style in zip(points, ("-", "--"), strict=True):
+        if len(xy_epoch):
+            ax.plot(*xy_epoch.T, style, color=color, marker="." if len(xy_epoch) <= 30 else None,
+                    label=None if labelled else label)
+            labelled = True
+
+
+def _step_curves(ax: Any, xy: np.ndarray, ev: np.ndarray, label: str, color: str, smooth: float) -> None:
+    """One run's values per step, raw (faint) and smoothed, and its validation per step (dashed)."""
+    if len(xy):
+        ax.plot(xy[:, 0], xy[:, 1], color=color, alpha=0.2, linewidth=0.8)
+        ax.plot(xy[:, 0], smoothed(list(xy[:, 1]), smooth), color=color, label=label)
+    if len(ev):
+        ax.plot(ev[:, 0], ev[:, 1], "--", color=color, marker=".", label=None if len(xy) else label)
 
 
 def recorded_metric(runs: list[Run], metric: str) -> str:
