@@ -261,6 +261,15 @@ class Recurrent(Layer):
                 dh_prev += direct
             dstate = (dh_prev, *rest)
         dz_rows, da_rows = dz.reshape(steps * n, -1), da.reshape(steps * n, -1)
+        self._param_grads(suffix, cached, dz_rows, da_rows, dstate, g)
+        return dz_rows @ p["Wx" + suffix].T if self.input_grad else None
+
+    def _param_grads(self, suffix: str, cached: tuple, dz_rows: np.ndarray, da_rows: np.ndarray, dstate: tuple,
+                     g: dict[str, np.ndarray]) -> None:
+        """The parameters' gradients (into g), summed over all steps: Wx = xᵀ·dz, Wh = h_prevᵀ·da, b = Σ dz, and the
+        learned initial state's from `dstate`, the gradient that reaches it."""
+        x_rows, h, caches = cached
+        n, units = h.shape[1:]
         xp.dot(x_rows.T, dz_rows, out=g["Wx" + suffix])
         # Wh's gradient is h_prevᵀ·da over all steps: h[:-1] (a view) with steps 1.., and h_0 with step 0
         xp.dot(h[:-1].reshape(-1, units).T, da_rows[n:], out=g["Wh" + suffix])
@@ -272,7 +281,6 @@ class Recurrent(Layer):
         if self.learned_state:
             for name, d in zip(self.carries, dstate, strict=True):
                 d.sum(axis=0, out=g[f"{name}0{suffix}"])
-        return dz_rows @ p["Wx" + suffix].T if self.input_grad else None
 
     def backward_extra(self, suffix: str, dz_rows: np.ndarray, da_rows: np.ndarray, caches: list[tuple],
                        g: dict[str, np.ndarray]) -> None:
