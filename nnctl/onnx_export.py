@@ -122,43 +122,54 @@ def _reshape(g, layer, x, shape):
 
 def _recurrent(g: Graph, layer: Recurrent, x: str, shape) -> str:
     """ONNX's LSTM, GRU or RNN over time-major x; learned initial states are broadcast over the batch."""
-    kind, units = layer.registered_name, layer.units
-    perm, directions = ONNX_GATES[kind], layer.directions
-    p = _arrays(layer)
+    W, R, B = _recurrent_weights(layer)
+    inputs = [g.add("Transpose", [x], perm=[1, 0, 2]), g.const("W", W), g.const("R", R), g.const("B", B)]
+    if layer.learned_state:
+        inputs += ["", *_initial_states(g, layer, x)]  # "": no sequence lengths
+    op = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}[layer.registered_name]
+    y, y_h = g.add_many(op, inputs, 2, **_recurrent_attributes(layer))
+    if layer.return_sequences:  # (T, D, N, U) -> (N, T, D·U), each step's directions side by side
+        return g.add("Reshape", [g.add("Transpose", [y], perm=[2, 0, 1, 3]),
+                                 g.const("shape", np.array([0, 0, -1], np.int64))])
+    return g.add("Reshape", [g.add("Transpose", [y_h], perm=[1, 0, 2]), g.const("shape", np.array([0, -1], np.int64))])
+
+
+def _recurrent_weights(layer: Recurrent) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """ONNX's W, R and B (input and recurrent biases side by side), one row per direction, gates in ONNX's order."""
+    perm, directions, p = ONNX_GATES[layer.registered_name], layer.directions, _arrays(layer)
     W = np.stack([reorder_gates(p["Wx" + s], perm).T for s in directions])
     R = np.stack([reorder_gates(p["Wh" + s], perm).T for s in directions])
-    zeros = np.zeros(len(perm) * units, W.dtype)
+    zeros = np.zeros(len(perm) * layer.units, W.dtype)
     bias = [reorder_gates(p["b" + s], perm) if "b" + s in p else zeros
             for s in directions]  # rnn with use_bias: false has none
     recurrent_bias = [reorder_gates(p["bh" + s], perm) if "bh" + s in p else zeros
                       for s in directions]  # only gru's reset-after
     B = np.stack([np.concatenate([b, rb]) for b, rb in zip(bias, recurrent_bias, strict=True)])
-    xt = g.add("Transpose", [x], perm=[1, 0, 2])
-    inputs = [xt, g.const("W", W), g.const("R", R), g.const("B", B), ""]
-    if layer.learned_state:
-        batch = g.add("Gather", [g.add("Shape", [x]), g.const("zero", np.array([0], np.int64))], axis=0)
-        size = g.add("Concat", [g.const("dirs", np.array([len(directions)], np.int64)), batch,
-                                g.const("units", np.array([units], np.int64))], axis=0)
-        for carried in layer.carries:
-            state = np.stack([p[f"{carried}0{s}"] for s in directions])[:, None, :]
-            inputs.append(g.add("Expand", [g.const(f"{carried}0", state), size]))
-    while inputs[-1] == "":
-        inputs.pop()
-    attrs: dict[str, Any] = {"hidden_size": units,
-                             "direction": "bidirectional" if len(directions) > 1 else "forward"}
+    return W, R, B
+
+
+def _initial_states(g: Graph, layer: Recurrent, x: str) -> list[str]:
+    """The learned initial states (h0, and c0 for lstm), each (directions, 1, units) expanded over x's batch."""
+    p, directions = _arrays(layer), layer.directions
+    batch = g.add("Gather", [g.add("Shape", [x]), g.const("zero", np.array([0], np.int64))], axis=0)
+    size = g.add("Concat", [g.const("dirs", np.array([len(directions)], np.int64)), batch,
+                            g.const("units", np.array([layer.units], np.int64))], axis=0)
+    return [g.add("Expand", [g.const(f"{carried}0", np.stack([p[f"{carried}0{s}"] for s in directions])[:, None, :]),
+                             size]) for carried in layer.carries]
+
+
+def _recurrent_attributes(layer: Recurrent) -> dict[str, Any]:
+    """The ONNX node's attributes: hidden size, direction, a GRU's reset form, an RNN's activation."""
+    attrs: dict[str, Any] = {"hidden_size": layer.units,
+                             "direction": "bidirectional" if len(layer.directions) > 1 else "forward"}
     if isinstance(layer, GRU):  # reset after the recurrent product (PyTorch's form), or before it (the original)
         attrs["linear_before_reset"] = int(layer.reset_after)
     if isinstance(layer, SimpleRNN):
         if layer.nonlinearity == "identity":
             raise NnctlError(f"layer {layer.name}: an rnn with activation identity has no ONNX form here; export "
                              "supports tanh and relu")
-        attrs["activations"] = [layer.nonlinearity.capitalize()] * len(directions)
-    op = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}[kind]
-    y, y_h = g.add_many(op, inputs, 2, **attrs)
-    if layer.return_sequences:  # (T, D, N, U) -> (N, T, D·U), each step's directions side by side
-        return g.add("Reshape", [g.add("Transpose", [y], perm=[2, 0, 1, 3]),
-                                 g.const("shape", np.array([0, 0, -1], np.int64))])
-    return g.add("Reshape", [g.add("Transpose", [y_h], perm=[1, 0, 2]), g.const("shape", np.array([0, -1], np.int64))])
+        attrs["activations"] = [layer.nonlinearity.capitalize()] * len(layer.directions)
+    return attrs
 
 
 EXPORTS: dict[str, Callable] = {
