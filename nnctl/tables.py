@@ -167,10 +167,7 @@ def predictions_table(result: Predictions, k: int) -> Table:
     table = Folding(title=f"{len(result.names)} predictions")
     table.add_column("input")
     if result.classes is None:
-        table.add_column("outputs", justify="right")
-        for name, row in zip(result.names, result.values, strict=True):
-            table.add_row(name, "  ".join(f"{v:.6g}" for v in row))
-        return table
+        return _outputs_table(table, result)
     value = "probability" if result.probabilities else "output"
     values, classes = result.steps()
     if result.per_step:
@@ -198,6 +195,14 @@ def predictions_table(result: Predictions, k: int) -> Table:
             token = [shown_label(result.tokens[i][t])] if result.tokens else []
             table.add_row(first, *([str(t)] if result.per_step else []), *token, shown_label(result.label(c)),
                           format_value(float(values[i, t, c])), ranked)
+    return table
+
+
+def _outputs_table(table: Table, result: Predictions) -> Table:
+    """`table` with a row of raw outputs per input: a regression's predictions."""
+    table.add_column("outputs", justify="right")
+    for name, row in zip(result.names, result.values, strict=True):
+        table.add_row(name, "  ".join(f"{v:.6g}" for v in row))
     return table
 
 
