@@ -63,17 +63,23 @@ def layer_specs(config: Config) -> list[tuple[KeyPath, type[Layer], dict[str, An
         counts[cls.registered_name] = counts.get(cls.registered_name, 0) + 1
         if kwargs.get("name") is None:  # `name: null` too, as for every other key
             kwargs["name"] = f"{cls.registered_name}_{counts[cls.registered_name]}"
-        if not is_path_name(kwargs["name"]):
-            raise config.error(path + ("name",), f"'{kwargs['name']}' cannot name a layer (its arrays are exported "
-                                                 f"as <layer>/<key>); {path_name_rule(kwargs['name'])}")
-        if (first := names.get(kwargs["name"])) is not None:
-            named = isinstance(spec, dict) and spec.get("name") is not None
-            given = path + ("name",) if named else ("model", "layers", first, "name")
-            raise config.error(given, f"layer name '{kwargs['name']}' is used twice: by model.layers.{first} and "
-                                      f"model.layers.{i} (a layer without a name is called <type>_<count>)")
+        _check_layer_name(kwargs["name"], i, isinstance(spec, dict) and spec.get("name") is not None, names, config)
         names[kwargs["name"]] = i
         layers.append((path, cls, kwargs))
     return layers
+
+
+def _check_layer_name(name: str, i: int, named: bool, names: dict[str, int], config: Config) -> None:
+    """A ConfigError where layer i's name (`named` in the config, else <type>_<count>) cannot name a path or is
+    one of `names`, the earlier layers' (name -> index), at the line that gave it."""
+    path = ("model", "layers", i)
+    if not is_path_name(name):
+        raise config.error(path + ("name",), f"'{name}' cannot name a layer (its arrays are exported "
+                                             f"as <layer>/<key>); {path_name_rule(name)}")
+    if (first := names.get(name)) is not None:
+        given = path + ("name",) if named else ("model", "layers", first, "name")
+        raise config.error(given, f"layer name '{name}' is used twice: by model.layers.{first} and "
+                                  f"model.layers.{i} (a layer without a name is called <type>_<count>)")
 
 
 def _check_lr_mult(layer: Layer, config: Config, path: KeyPath) -> None:
