@@ -29,6 +29,7 @@ from nnctl.outputs import REFUSALS, check_folder, check_target, refusal
 
 if TYPE_CHECKING:
     from nnctl.experiment import Experiment
+    from nnctl.gradcheck import Check
     from nnctl.model import Model
     from nnctl.runner import Runner
     from nnctl.runs import Run
@@ -434,14 +435,18 @@ def gradcheck(
     if failed:
         err.print(f"{len(failed)} of {len(checks)} checks failed (tolerance {tol:g})")
         raise typer.Exit(1)
+    if not as_json:
+        out.print(_passed(checks, tol))
+
+
+def _passed(checks: list[Check], tol: float) -> str:
+    """The line under a gradcheck that passed: how many checks compared, and how many a perceptron rule kept
+    from comparing."""
     ruled = sum(c.kind == "surrogate" for c in checks)
-    if as_json:
-        return
     if ruled == len(checks):
-        out.print("nothing compared: every gradient passes through a step's perceptron rule")
-        return
+        return "nothing compared: every gradient passes through a step's perceptron rule"
     rest = f"; {ruled} not compared (behind a step's perceptron rule)" if ruled else ""
-    out.print(f"all {len(checks) - ruled} checks passed (tolerance {tol:g}){rest}")
+    return f"all {len(checks) - ruled} checks passed (tolerance {tol:g}){rest}"
 
 
 @app.command(cls=_Command)
