@@ -83,6 +83,22 @@ class _Unreadable(ValueError):
 def _read_array(f: IO[bytes], size: int, where: str, held: int = 0) -> np.ndarray:
     """One .npy stream of `size` bytes: its header checked against `size`, then its values read into place; `held`
     bytes (an archive's arrays read before it) count against the memory limit with it."""
+    shape, fortran, dtype = _checked_header(f)
+    nbytes = math.prod(shape) * dtype.itemsize
+    available = size - f.tell()
+    if nbytes != available:
+        raise _Unreadable(f"declares shape {list(shape)} ({nbytes:,} bytes of data), but the file holds "
+                          f"{max(available, 0):,}: a forged header, or a "
+                          f"{'truncated file' if nbytes > available else 'file with bytes after its array'}")
+    before = f", with the {size_text(held)} of the arrays before it in the archive," if held else ""
+    if problem := too_big(held + nbytes, f"{where} of shape {list(shape)}{before}"):
+        raise DataError(problem)
+    return np.frombuffer(_read_exactly(f, nbytes), dtype).reshape(shape, order="F" if fortran else "C")
+
+
+def _checked_header(f: IO[bytes]) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """The shape, Fortran order and dtype an .npy header declares; _Unreadable for a format version nnctl does not
+    read, a shape no array has, or values that are not plain numbers."""
     try:
         version = np.lib.format.read_magic(f)
         read_header = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
@@ -97,15 +113,11 @@ def _read_array(f: IO[bytes], size: int, where: str, held: int = 0) -> np.ndarra
         raise _Unreadable(f"declares shape {list(shape)[:MAX_DIMS + 1]}, which no array has")
     if dtype.kind in _REFUSED or dtype.fields is not None or dtype.subdtype is not None:
         raise _Unreadable(f"holds {_REFUSED.get(dtype.kind, 'records')} (dtype {dtype.str}), not plain numbers")
-    nbytes = math.prod(shape) * dtype.itemsize
-    available = size - f.tell()
-    if nbytes != available:
-        raise _Unreadable(f"declares shape {list(shape)} ({nbytes:,} bytes of data), but the file holds "
-                          f"{max(available, 0):,}: a forged header, or a "
-                          f"{'truncated file' if nbytes > available else 'file with bytes after its array'}")
-    before = f", with the {size_text(held)} of the arrays before it in the archive," if held else ""
-    if problem := too_big(held + nbytes, f"{where} of shape {list(shape)}{before}"):
-        raise DataError(problem)
+    return shape, fortran, dtype
+
+
+def _read_exactly(f: IO[bytes], nbytes: int) -> bytearray:
+    """The next `nbytes` bytes of f, read in chunks of 16 MiB; _Unreadable where the stream ends before them."""
     buffer, filled = bytearray(nbytes), 0
     while filled < nbytes:
         chunk = f.read(min(nbytes - filled, 1 << 24))
@@ -113,4 +125,4 @@ def _read_array(f: IO[bytes], size: int, where: str, held: int = 0) -> np.ndarra
             raise _Unreadable(f"is cut short after {filled:,} of {nbytes:,} bytes")
         buffer[filled: filled + len(chunk)] = chunk
         filled += len(chunk)
-    return np.frombuffer(buffer, dtype).reshape(shape, order="F" if fortran else "C")
+    return buffer
