@@ -240,20 +240,26 @@ def _keras_layers(path: Path, shown: str | None = None) -> list[SourceLayer]:
         except subprocess.TimeoutExpired:
             raise NnctlError(f"{shown}: reading it took more than {HDF5_SECONDS} s and was stopped; libhdf5 loops "
                              "on some damaged files: save the weights again with Keras") from None
-        if done.returncode < 0:
-            raise NnctlError(f"{shown}: libhdf5 crashed reading it ({_signal_name(-done.returncode)}); the file is "
-                             "damaged: save the weights again with Keras")
-        if done.returncode == REFUSED:
-            raise NnctlError(done.stderr.strip().replace(str(path), shown))
-        if done.returncode:
-            last = (done.stderr.strip().splitlines() or ["no message"])[-1]
-            raise NnctlError(f"{shown}: reading it failed in a child process (exit {done.returncode}: {last[:300]}); "
-                             "the file may be damaged: save the weights again with Keras")
+        _check_reader(done, path, shown)
         found = json.loads(done.stdout)
         with np.load(out, allow_pickle=False) as arrays:
             layers = [SourceLayer(layer, {key: arrays[f"{i}/{j}"] for j, key in enumerate(keys)})
                       for i, (layer, keys) in enumerate(found["layers"])]
     return with_configs(layers, found["model_config"])
+
+
+def _check_reader(done: subprocess.CompletedProcess, path: Path, shown: str) -> None:
+    """NnctlError where the child that read `path` crashed, refused the file (its own message, the path as
+    `shown`), or failed otherwise."""
+    if done.returncode < 0:
+        raise NnctlError(f"{shown}: libhdf5 crashed reading it ({_signal_name(-done.returncode)}); the file is "
+                         "damaged: save the weights again with Keras")
+    if done.returncode == REFUSED:
+        raise NnctlError(done.stderr.strip().replace(str(path), shown))
+    if done.returncode:
+        last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+        raise NnctlError(f"{shown}: reading it failed in a child process (exit {done.returncode}: {last[:300]}); "
+                         "the file may be damaged: save the weights again with Keras")
 
 
 def with_configs(layers: list[SourceLayer], model_config: str | None) -> list[SourceLayer]:
