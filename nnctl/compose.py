@@ -21,12 +21,23 @@ def compose(path: Path, read: Reader, chain: tuple[Path, ...] = ()) -> tuple[Any
     if not isinstance(data, dict) or "base" not in data:
         return data, origins
     where = origins.get(("base",), str(path))
-    base = data.pop("base")
+    chain = (*chain, real_path(path))
+    base_path = _base_path(data.pop("base"), path, where, chain)
+    merged, merged_origins = compose(base_path, read, chain)
+    if not isinstance(merged, dict):
+        raise ConfigError(f"{where}: base: {base_path} is not a config (a mapping of sections)")
+    merged.pop("name", None)  # a run is named by the config given, not by its base
+    _drop(merged_origins, ("name",))
+    return merge(merged, data, merged_origins, origins), merged_origins
+
+
+def _base_path(base: Any, path: Path, where: str, chain: tuple[Path, ...]) -> Path:
+    """The file that the `base:` of the config at `path` (its line `where`, the configs before it `chain`) names;
+    ConfigError where it is no path, the chain is too long or loops, or it is not a regular file."""
     if not isinstance(base, str) or not base.strip():
         raise ConfigError(f"{where}: base: expected the path of another config (relative to this one), "
                           f"got {describe_value(base)}")
     base_path = path.parent / Path(base).expanduser()
-    chain = (*chain, real_path(path))
     if len(chain) > MAX_BASES:
         raise ConfigError(f"{where}: base: a chain of more than {MAX_BASES} bases (from {chain[0]}); merge some of "
                           "them into one file")
@@ -38,12 +49,7 @@ def compose(path: Path, read: Reader, chain: tuple[Path, ...] = ()) -> tuple[Any
         regular_file(base_path, ConfigError, "config file")
     except ConfigError as exc:
         raise ConfigError(f"{where}: base: {exc}") from None
-    merged, merged_origins = compose(base_path, read, chain)
-    if not isinstance(merged, dict):
-        raise ConfigError(f"{where}: base: {base_path} is not a config (a mapping of sections)")
-    merged.pop("name", None)  # a run is named by the config given, not by its base
-    _drop(merged_origins, ("name",))
-    return merge(merged, data, merged_origins, origins), merged_origins
+    return base_path
 
 
 def merge(base: dict, child: dict, origins: Origins, child_origins: Origins, path: tuple = ()) -> dict:
