@@ -173,22 +173,35 @@ def _converted(layer: Layer, source: SourceLayer, framework: str, maps: tuple[in
 
 
 def _layer(layer: Layer, source: SourceLayer, framework: str, maps: tuple[int, ...] | None, order: str) -> Converted:
-    a = source.arrays
+    """The arrays of `layer` from its source layer, each with the source's name for it and how it was converted."""
     if isinstance(layer, Recurrent):
         return _recurrent(layer, source, framework)
     if isinstance(layer, BatchNorm):
-        names = (["weight", "bias"] if layer.affine else []) + ["running_mean", "running_var"]
-        found = _roles(source, framework, names, ["gamma", "beta", "moving_mean", "moving_variance"]
-                       if layer.affine else ["moving_mean", "moving_variance"])
-        keys = (["gamma", "beta"] if layer.affine else []) + ["running_mean", "running_var"]
-        how = _keras_epsilon(layer, source) if framework == "keras" else "as is"
-        return {key: (a[role], role, how) for key, role in zip(keys, found, strict=True)}
+        return _batchnorm_arrays(layer, source, framework)
     if isinstance(layer, Embedding):
         (role,) = _roles(source, framework, ["weight"], ["embeddings"])
-        return {"W": (a[role], role, "as is")}
+        return {"W": (source.arrays[role], role, "as is")}
     if not isinstance(layer, Dense | Conv2D):
         raise NnctlError(f"{layer.name}: nnctl convert does not know how {framework} saves a "
                          f"{layer.registered_name} layer")
+    return _weights_and_bias(layer, source, framework, maps, order)
+
+
+def _batchnorm_arrays(layer: BatchNorm, source: SourceLayer, framework: str) -> Converted:
+    """A batch norm's scale and shift (where affine) and running statistics, as they are."""
+    names = (["weight", "bias"] if layer.affine else []) + ["running_mean", "running_var"]
+    found = _roles(source, framework, names, ["gamma", "beta", "moving_mean", "moving_variance"]
+                   if layer.affine else ["moving_mean", "moving_variance"])
+    keys = (["gamma", "beta"] if layer.affine else []) + ["running_mean", "running_var"]
+    how = _keras_epsilon(layer, source) if framework == "keras" else "as is"
+    return {key: (source.arrays[role], role, how) for key, role in zip(keys, found, strict=True)}
+
+
+def _weights_and_bias(layer: Dense | Conv2D, source: SourceLayer, framework: str, maps: tuple[int, ...] | None,
+                      order: str) -> Converted:
+    """A dense or conv layer's W in nnctl's layout (Keras's HWIO kernels as OIHW, PyTorch's (out, in) matrices
+    transposed, a flattened HWC input's rows as CHW) and its b as it is."""
+    a = source.arrays
     roles = _roles(source, framework, ["weight", "bias"] if layer.use_bias else ["weight"],
                    ["kernel", "bias"] if layer.use_bias else ["kernel"])
     w, how = a[roles[0]], "as is"
