@@ -24,7 +24,7 @@ from nnctl.config import load_config, parse_yaml
 from nnctl.data import DATASETS, cifar10, download
 from nnctl.data.idx import read_idx
 from nnctl.data.inputs import read_image
-from nnctl.data.npyfile import read_npy, read_npz
+from nnctl.data.npyfile import npz_shapes, read_npy, read_npz
 from nnctl.errors import ConfigError, DataError
 from nnctl.experiment import build
 from nnctl.limits import ENV, gunzip
@@ -161,6 +161,39 @@ def test_an_npy_header_declaring_a_shape_no_array_has_is_refused(tmp_path, shape
     (tmp_path / "x.npy").write_bytes(npy_header(shape) + b"\0" * 64)
     with pytest.raises(DataError, match="which no array has"):
         read_npy(tmp_path / "x.npy")
+
+
+def raw_npy(header: str, data: bytes = b"\0" * 48) -> bytes:
+    """An .npy file of `header` as written, unchecked (np.lib.format checks what it writes)."""
+    text = header.encode("latin1")
+    text += b" " * (-(10 + len(text) + 1) % 64) + b"\n"
+    return b"\x93NUMPY\x01\x00" + len(text).to_bytes(2, "little") + text + data
+
+
+UNPARSED = "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 4)} (("
+
+
+@pytest.mark.parametrize("header, phrase", [
+    (UNPARSED, "no readable .npy header: EOF in multi-line statement"),
+    ("{'descr': '<T', 'fortran_order': False, 'shape': (3,), }", "NumPy's StringDType"),
+    ("{'descr': '<U0', 'fortran_order': False, 'shape': (3,), }", "values of no bytes (dtype <U0)"),
+    ("{'descr': '|S0', 'fortran_order': False, 'shape': (3,), }", "values of no bytes (dtype |S0)")])
+def test_an_npy_header_numpy_cannot_parse_or_read_from_bytes_is_refused(tmp_path, header, phrase):
+    """NumPy tokenizes a header Python cannot parse (raising its TokenError), and frombuffer refuses dtypes of
+    pointers or of no bytes: each is the file's fault, named, in an .npy and in an .npz."""
+    (tmp_path / "x.npy").write_bytes(raw_npy(header))
+    with zipfile.ZipFile(tmp_path / "x.npz", "w") as archive:
+        archive.writestr("x.npy", raw_npy(header))
+    for read, name in ((read_npy, "x.npy"), (read_npz, "x.npz")):
+        with pytest.raises(DataError, match=re.escape(phrase)):
+            read(tmp_path / name)
+
+
+def test_an_npz_header_numpy_cannot_parse_is_named_when_only_shapes_are_read(tmp_path):
+    with zipfile.ZipFile(tmp_path / "x.npz", "w") as archive:
+        archive.writestr("x.npy", raw_npy(UNPARSED))
+    with pytest.raises(DataError, match="array 'x.npy' has no readable .npy header: EOF in multi-line"):
+        npz_shapes(tmp_path / "x.npz")
 
 
 def test_an_encrypted_npz_member_is_refused_by_name(tmp_path):

@@ -3,6 +3,7 @@ dates, and the declared size must be what the file (or the archive member) holds
 Whether the values are numbers is for the reader's user to say (it knows what they should be)."""
 
 import math
+import tokenize
 import zipfile
 from pathlib import Path
 from typing import IO
@@ -14,7 +15,7 @@ from nnctl.files import regular_file
 from nnctl.limits import MAX_DIMS, size_text, too_big
 
 _REFUSED = {"O": "Python objects (pickles are never loaded)", "V": "records with fields", "M": "dates",
-            "m": "time spans"}
+            "m": "time spans", "T": "strings of any length (NumPy's StringDType, which holds pointers)"}
 
 
 def read_npy(path: Path) -> np.ndarray:
@@ -67,10 +68,10 @@ def npz_shapes(path: Path) -> dict[str, tuple[int, ...]]:
             shapes = {}
             for name in archive.namelist():
                 with archive.open(name) as f:
-                    version = np.lib.format.read_magic(f)
-                    header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                              else np.lib.format.read_array_header_2_0)
-                    shapes[name.removesuffix(".npy")] = header(f)[0]
+                    try:
+                        shapes[name.removesuffix(".npy")] = _header(f)[0]
+                    except _Unreadable as exc:
+                        raise DataError(f"{path}: not a readable .npz file (array '{name}' {exc})") from None
             return shapes
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError) as exc:
         raise DataError(f"{path}: not a readable .npz file ({exc})") from None
@@ -78,6 +79,18 @@ def npz_shapes(path: Path) -> dict[str, tuple[int, ...]]:
 
 class _Unreadable(ValueError):
     """Why an .npy stream is refused, for the caller to say where."""
+
+
+def _header(f: IO[bytes]) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """The shape, Fortran order and dtype an .npy stream's header declares, or _Unreadable saying why none."""
+    read_header = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+    try:
+        version = np.lib.format.read_magic(f)
+        if version in read_header:
+            return read_header[version](f)
+    except (ValueError, SyntaxError, tokenize.TokenError) as exc:  # NumPy tokenizes what Python cannot parse
+        raise _Unreadable(f"has no readable .npy header: {exc.args[0] if exc.args else exc}") from None
+    raise _Unreadable(f"is in .npy format version {version}, not one nnctl reads")
 
 
 def _read_array(f: IO[bytes], size: int, where: str, held: int = 0) -> np.ndarray:
@@ -97,22 +110,15 @@ def _read_array(f: IO[bytes], size: int, where: str, held: int = 0) -> np.ndarra
 
 
 def _checked_header(f: IO[bytes]) -> tuple[tuple[int, ...], bool, np.dtype]:
-    """The shape, Fortran order and dtype an .npy header declares; _Unreadable for a format version nnctl does not
-    read, a shape no array has, or values that are not plain numbers."""
-    try:
-        version = np.lib.format.read_magic(f)
-        read_header = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
-        if version not in read_header:
-            raise _Unreadable(f"is in .npy format version {version}, not one nnctl reads")
-        shape, fortran, dtype = read_header[version](f)
-    except _Unreadable:
-        raise
-    except ValueError as exc:
-        raise _Unreadable(f"has no readable .npy header: {exc}") from None
+    """The shape, Fortran order and dtype an .npy header declares; _Unreadable for a header nnctl does not read, a
+    shape no array has, or values that are not plain numbers."""
+    shape, fortran, dtype = _header(f)
     if len(shape) > MAX_DIMS or any(n < 0 for n in shape):
         raise _Unreadable(f"declares shape {list(shape)[:MAX_DIMS + 1]}, which no array has")
     if dtype.kind in _REFUSED or dtype.fields is not None or dtype.subdtype is not None:
         raise _Unreadable(f"holds {_REFUSED.get(dtype.kind, 'records')} (dtype {dtype.str}), not plain numbers")
+    if not dtype.itemsize:
+        raise _Unreadable(f"holds values of no bytes (dtype {dtype.str}), which no array is made of")
     return shape, fortran, dtype
 
 
