@@ -19,7 +19,7 @@ from nnctl.errors import ConfigError, NnctlError
 from nnctl.files import read_bytes, read_charged
 from nnctl.limits import JSON_COST
 from nnctl.schema import describe_value, is_instance, is_number
-from nnctl.yaml_loader import parse_yaml
+from nnctl.yaml_loader import MAX_DEPTH, parse_yaml
 
 _STAMP = re.compile(r"-(\d{8}-\d{6})(?:-\d+)?$")
 ROW_KINDS = ("epoch", "step", "eval")
@@ -224,7 +224,21 @@ def read_summary(run_dir: Path, damage: list[str]) -> dict[str, Any]:
     if not (run_dir / "summary.json").exists():
         damage.append("summary.json: missing (the run's status and test metrics are unknown)")
         return {}
-    return _part(run_dir / "summary.json", damage, json.loads, lambda path: json_bytes(path, "run file"))
+    return _part(run_dir / "summary.json", damage, shallow_json, lambda path: json_bytes(path, "run file"))
+
+
+def shallow_json(text: str) -> Any:
+    """JSON text as Python values, ValueError where it nests deeper than MAX_DEPTH levels: json.loads takes nearly
+    1,000, which whatever walks the values afterwards (`runs list --json` printing them) cannot follow."""
+    value = json.loads(text)
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise ValueError(f"nested deeper than {MAX_DEPTH} levels")
+        inner = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        stack += [(child, depth + 1) for child in inner if isinstance(child, dict | list)]
+    return value
 
 
 def json_bytes(path: Path, noun: str) -> bytes:

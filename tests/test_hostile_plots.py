@@ -184,3 +184,16 @@ def test_a_summary_of_many_values_that_are_not_numbers_is_read_in_one_pass(tmp_p
     output = clean(nnctl("runs", "show", str(run), timeout=60))
     assert "summary.json: its 'final': 'm0' is a string, not a number; left out" in output
     assert "summary.json: its 'final': 199995 more values that are not numbers; left out" in output
+
+
+def test_a_summary_nested_deeper_than_a_config_may_be_is_damage_and_the_other_runs_still_list(tmp_path):
+    """json.loads reads 900 levels, which printing them back as JSON cannot follow: one such run failed
+    `runs list --json` for every run."""
+    run = write_run(tmp_path / "runs" / "deep", rows(*GOOD))
+    write_run(tmp_path / "runs" / "good", rows(*GOOD))
+    text = json.dumps(summary())
+    (run / "summary.json").write_text(text[:-1] + ', "extra": ' + "[" * 900 + "]" * 900 + "}")
+    listed = json.loads(clean(nnctl("runs", "list", str(tmp_path / "runs"), "--json")))
+    assert [entry["damage"] for entry in listed] == [["summary.json: nested deeper than 100 levels"], []]
+    shown = json.loads(clean(nnctl("runs", "show", str(run), "--json")))
+    assert shown["summary"] == {} and shown["damage"] == ["summary.json: nested deeper than 100 levels"]
