@@ -481,19 +481,42 @@ def test_a_one_hot_of_a_label_of_three_billion_says_how_much_memory(tmp_path):
 
 
 @pytest.mark.slow
+def capped(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """`nnctl ARGS...` under a 4 GiB address-space cap (a container's): an allocation past it fails at once."""
+    cap = 4 << 30
+    return subprocess.run([sys.executable, "-m", "nnctl", *args], capture_output=True, text=True, timeout=300,
+                          preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (cap, cap)), env=env)
+
+
 def test_a_memory_cap_below_the_read_limit_still_trains_and_evaluates(tmp_path):
     """Files are read to their size, not to the limit reserved up front: under a 4 GiB address-space cap (a
     container's), a 2 KB checkpoint must not ask for 3/4 of the machine's memory."""
-    def capped(*args: str) -> subprocess.CompletedProcess:
-        cap = 4 << 30
-        return subprocess.run([sys.executable, "-m", "nnctl", *args], capture_output=True, text=True,
-                              timeout=300, preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (cap, cap)),
-                              env={k: v for k, v in os.environ.items() if k != ENV})
-
-    trained = capped("train", str(CONFIGS / "xor_mlp.yaml"), "--runs-dir", str(tmp_path), "-q")
+    unlimited = {k: v for k, v in os.environ.items() if k != ENV}
+    trained = capped("train", str(CONFIGS / "xor_mlp.yaml"), "--runs-dir", str(tmp_path), "-q", env=unlimited)
     assert trained.returncode == 0, trained.stderr
-    evaluated = capped("eval", str(next(tmp_path.glob("*/checkpoints/last.pkl"))))
+    evaluated = capped("eval", str(next(tmp_path.glob("*/checkpoints/last.pkl"))), env=unlimited)
     assert evaluated.returncode == 0, evaluated.stderr
+
+
+def test_a_csv_cell_of_100000_characters_costs_its_own_bytes_not_every_cells(tmp_path):
+    """Read as a NumPy array of strings, every one of 60,000 cells was padded to the longest: a 220 KB file asked for
+    24 GB. Cell by cell into floats it trains, here under a 4 GiB address-space cap."""
+    rows = [f"{i % 7 / 7},{i % 3 / 3},{i % 2}" for i in range(20_000)]
+    rows[0] = "0." + "0" * 100_000 + "1,0.5,1"
+    (tmp_path / "t.csv").write_text("\n".join(rows))
+    (tmp_path / "c.yaml").write_text(XOR.replace("{type: logic, op: xor}", "{type: csv, path: t.csv}")
+                                     .replace("batch_size: 4", "batch_size: 1000").replace("epochs: 2", "epochs: 1"))
+    trained = capped("train", str(tmp_path / "c.yaml"), "--runs-dir", str(tmp_path / "runs"), "-q")
+    assert trained.returncode == 0, trained.stderr
+
+
+def test_inline_data_holding_a_long_string_is_refused_before_numpy_pads_every_cell_to_it(tmp_path):
+    """A 170 KB config of 20,000 pairs and one string of 50,000 characters asked NumPy for 8 GB of strings."""
+    pairs = ", ".join(["[1, 2]"] * 20_000)
+    (tmp_path / "c.yaml").write_text(XOR.replace("{type: logic, op: xor}", f"{{type: inline, x: [[\"{'a' * 50_000}\", "
+                                                 f"1], {pairs}], y: [{', '.join(['0'] * 20_001)}]}}"))
+    clean_error(capped("summary", str(tmp_path / "c.yaml")), 1,
+                "data.x.0.0: str, not a number; inline data holds numbers only")
 
 
 def test_an_image_larger_than_the_memory_limit_is_refused_before_decoding(tmp_path, monkeypatch):

@@ -3,7 +3,7 @@
 import csv
 import itertools
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -37,6 +37,16 @@ class Inline(EitherTargets):
 
 
 def _array(values: list, key: str) -> np.ndarray:
+    """`values` as an array, once every one is a number: NumPy pads every cell of a table holding a string to the
+    string's length (100,000 numbers and a string of 200,000 characters asked for 149 GiB)."""
+    stack: list[tuple[Any, str]] = [(values, f"data.{key}")]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, list):
+            stack += reversed([(inner, f"{where}.{i}") for i, inner in enumerate(item)])
+        elif not isinstance(item, int | float):  # a bool is an int, as NumPy reads it
+            raise DataError(f"{where}: {'null' if item is None else type(item).__name__}, not a number; inline data "
+                            "holds numbers only")
     try:
         return np.asarray(values)
     except ValueError:
@@ -180,7 +190,7 @@ def read_table(path: Path, header: bool | None = None, delimiter: str = ",") -> 
         if len(row) != width:
             raise DataError(f"{path}:{line}: {len(row)} columns, expected {width}")
     try:
-        values = np.array(rows, dtype=str).astype(np.float64)
+        values = np.array(rows, dtype=np.float64)  # cell by cell: dtype=str pads every cell to the longest
     except ValueError:
         raise _bad_cell(path, lines, rows, delimiter) from None
     if not np.isfinite(values).all():  # nan, inf, or a number past float's range such as 1e400
