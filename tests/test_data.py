@@ -218,7 +218,7 @@ def test_scale_shift_flatten_and_derived_classes():
 
 @pytest.mark.parametrize("spec, message", [
     ({"x": [[1, 2], [3]], "y": [0, 1]}, "data.x: not a rectangular table"),
-    ({"x": [[1], ["b"]], "y": [0, 1]}, "data.x.1.0: str, not a number; inline data holds numbers only"),
+    ({"x": [[1], ["b"]], "y": [0, 1]}, "data.x.1.0: str, not a number"),
     ({"x": [[1], [2]], "y": [0, None]}, "data.y.1: null, not a number"),
     ({"x": [[1], [2]], "y": [0, -1]}, "negative integer -1"),
     ({"x": [[1], [2]], "y": [0.5, 1.5], "one_hot": True}, "one_hot needs integer class labels"),

@@ -5,6 +5,7 @@ import hashlib
 import http.server
 import io
 import os
+import pickle
 import re
 import resource
 import subprocess
@@ -340,6 +341,19 @@ def test_a_cifar_batch_that_is_a_folder(tmp_path):
         load({"type": "cifar10", "root": "."}, tmp_path)
 
 
+def test_a_cifar_batch_of_labels_and_one_long_string_is_refused_before_numpy_pads_every_label(tmp_path):
+    """A 140 KB pickle: 20,000 labels and a string of 100,000 characters asked NumPy for 8 GB of strings."""
+    folder = tmp_path / "cifar10" / cifar10.FOLDER
+    folder.mkdir(parents=True)
+    for name, raw in cifar_batches().items():
+        (folder / name).write_bytes(raw)
+    labels = [1] * 20_000 + ["3" * 100_000]
+    (folder / "data_batch_1").write_bytes(pickle.dumps({b"labels": labels, b"data": np.zeros((4, 3072), np.uint8)}))
+    (tmp_path / "c.yaml").write_text(XOR.replace("{type: logic, op: xor}", f"{{type: cifar10, root: {tmp_path}}}"))
+    trained = capped("train", str(tmp_path / "c.yaml"), "--runs-dir", str(tmp_path / "runs"))
+    clean_error(trained, 1, "data_batch_1: labels.20000: str, not a number")
+
+
 # -- downloads ------------------------------------------------------------------------------------------------
 
 class Answer(http.server.BaseHTTPRequestHandler):
@@ -515,8 +529,7 @@ def test_inline_data_holding_a_long_string_is_refused_before_numpy_pads_every_ce
     pairs = ", ".join(["[1, 2]"] * 20_000)
     (tmp_path / "c.yaml").write_text(XOR.replace("{type: logic, op: xor}", f"{{type: inline, x: [[\"{'a' * 50_000}\", "
                                                  f"1], {pairs}], y: [{', '.join(['0'] * 20_001)}]}}"))
-    clean_error(capped("summary", str(tmp_path / "c.yaml")), 1,
-                "data.x.0.0: str, not a number; inline data holds numbers only")
+    clean_error(capped("summary", str(tmp_path / "c.yaml")), 1, "data.x.0.0: str, not a number")
 
 
 def test_an_image_larger_than_the_memory_limit_is_refused_before_decoding(tmp_path, monkeypatch):

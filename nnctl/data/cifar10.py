@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nnctl.data.source import DATASETS, Arrays, CachedSource
+from nnctl.data.source import DATASETS, Arrays, CachedSource, numbers_array
 from nnctl.errors import DataError
 from nnctl.files import read_bytes, regular_file
 from nnctl.limits import BoundedReader, Exceeded, memory_limit, too_big
@@ -77,9 +77,11 @@ class CIFAR10(CachedSource):
         """One batch: its b'data' rows (N, 3072) as images (N, 3, 32, 32) and its b'labels'."""
         try:
             batch = safe_unpickle(raw, encoding="bytes")
-            x, y = np.asarray(batch[b"data"]), np.asarray(batch[b"labels"])  # as stored: 1.7 or "3" is not cast
+            x, y = numbers_array(batch[b"data"], f"{where}: data"), numbers_array(batch[b"labels"], f"{where}: labels")
         except UnsafePickleError as exc:
             raise DataError(f"{where}: refused to read the batch: {exc}") from None
+        except DataError:
+            raise
         except Exception as exc:  # a damaged or foreign pickle fails in many ways; all mean the same to the user
             raise DataError(f"{where}: not a CIFAR-10 batch ({type(exc).__name__}: {exc})") from None
         if (x.dtype != np.uint8 or x.ndim != 2 or x.shape[1] != 3 * 32 * 32 or y.dtype.kind != "i" or y.ndim != 1

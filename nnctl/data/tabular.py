@@ -3,12 +3,12 @@
 import csv
 import itertools
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 
 from nnctl.data.npyfile import npz_shapes, read_npz
-from nnctl.data.source import DATASETS, Arrays, EitherTargets, FileSource, HeldOut
+from nnctl.data.source import DATASETS, Arrays, EitherTargets, FileSource, HeldOut, numbers_array
 from nnctl.errors import DataError
 from nnctl.files import regular_file
 from nnctl.limits import too_big
@@ -37,18 +37,8 @@ class Inline(EitherTargets):
 
 
 def _array(values: list, key: str) -> np.ndarray:
-    """`values` as an array, once every one is a number: NumPy pads every cell of a table holding a string to the
-    string's length (100,000 numbers and a string of 200,000 characters asked for 149 GiB)."""
-    stack: list[tuple[Any, str]] = [(values, f"data.{key}")]
-    while stack:
-        item, where = stack.pop()
-        if isinstance(item, list):
-            stack += reversed([(inner, f"{where}.{i}") for i, inner in enumerate(item)])
-        elif not isinstance(item, int | float):  # a bool is an int, as NumPy reads it
-            raise DataError(f"{where}: {'null' if item is None else type(item).__name__}, not a number; inline data "
-                            "holds numbers only")
     try:
-        return np.asarray(values)
+        return numbers_array(values, f"data.{key}")
     except ValueError:
         raise DataError(f"data.{key}: not a rectangular table (its rows differ in length)") from None
 
