@@ -341,6 +341,7 @@ def test_a_cifar_batch_that_is_a_folder(tmp_path):
         load({"type": "cifar10", "root": "."}, tmp_path)
 
 
+@pytest.mark.slow
 def test_a_cifar_batch_of_labels_and_one_long_string_is_refused_before_numpy_pads_every_label(tmp_path):
     """A 140 KB pickle: 20,000 labels and a string of 100,000 characters asked NumPy for 8 GB of strings."""
     folder = tmp_path / "cifar10" / cifar10.FOLDER
@@ -494,7 +495,6 @@ def test_a_one_hot_of_a_label_of_three_billion_says_how_much_memory(tmp_path):
                 "one-hot targets for 3,000,000,001 classes would need 22.4 GiB", "the largest is 3,000,000,000")
 
 
-@pytest.mark.slow
 def capped(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """`nnctl ARGS...` under a 4 GiB address-space cap (a container's): an allocation past it fails at once."""
     cap = 4 << 30
@@ -502,6 +502,7 @@ def capped(*args: str, env: dict[str, str] | None = None) -> subprocess.Complete
                           preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (cap, cap)), env=env)
 
 
+@pytest.mark.slow
 def test_a_memory_cap_below_the_read_limit_still_trains_and_evaluates(tmp_path):
     """Files are read to their size, not to the limit reserved up front: under a 4 GiB address-space cap (a
     container's), a 2 KB checkpoint must not ask for 3/4 of the machine's memory."""
@@ -512,6 +513,7 @@ def test_a_memory_cap_below_the_read_limit_still_trains_and_evaluates(tmp_path):
     assert evaluated.returncode == 0, evaluated.stderr
 
 
+@pytest.mark.slow
 def test_a_csv_cell_of_100000_characters_costs_its_own_bytes_not_every_cells(tmp_path):
     """Read as a NumPy array of strings, every one of 60,000 cells was padded to the longest: a 220 KB file asked for
     24 GB. Cell by cell into floats it trains, here under a 4 GiB address-space cap."""
@@ -524,6 +526,7 @@ def test_a_csv_cell_of_100000_characters_costs_its_own_bytes_not_every_cells(tmp
     assert trained.returncode == 0, trained.stderr
 
 
+@pytest.mark.slow
 def test_inline_data_holding_a_long_string_is_refused_before_numpy_pads_every_cell_to_it(tmp_path):
     """A 170 KB config of 20,000 pairs and one string of 50,000 characters asked NumPy for 8 GB of strings."""
     pairs = ", ".join(["[1, 2]"] * 20_000)
