@@ -3,6 +3,7 @@
 import csv
 import io
 import json
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,10 +80,15 @@ def read_files(trained: Trained, paths: list[Path]) -> tuple[list[str], np.ndarr
         batches.append(x)
         names += [str(path)] if len(x) == 1 else [f"{path}[{i}]" for i in range(len(x))]
     raw = sum(x.nbytes for x in batches)
-    prepared = sum(x.size for x in batches) * np.dtype(trained.dtype).itemsize
+    itemsize = np.dtype(trained.dtype).itemsize
+    prepared = sum(x.size for x in batches) * itemsize
+    # a model that reads any length outputs per step: a text of 2 million characters makes that many rows of classes,
+    # each as outputs, probabilities and the int64 ranks of its top K
+    windows = batches[0].shape[1] / trained.model.input_shape[0] if any_length else 1
+    outputs = len(names) * math.prod(trained.model.output_shape) * windows * (2 * itemsize + 8)
     files = f"{paths[0]}" + (f" and {len(paths) - 1} more files" if len(paths) > 1 else "")
-    if problem := too_big(2 * raw + prepared, f"{files}: {len(names):,} inputs (read, joined, then prepared as "
-                                              "the training samples were)"):
+    if problem := too_big(2 * raw + prepared + outputs, f"{files}: {len(names):,} inputs (read, joined, prepared as "
+                                                        "the training samples were, and their outputs)"):
         raise DataError(problem)
     return names, trained.inputs(np.concatenate(batches))
 

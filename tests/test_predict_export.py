@@ -353,8 +353,8 @@ def test_inputs_are_counted_against_the_limit_as_prepared_not_only_as_read(run, 
     result = nnctl("predict", str(run / "checkpoints" / "last.pkl"), str(tmp_path / "many.npz"), "-o",
                    str(tmp_path / "p.npy"), env={"NNCTL_MAX_MEMORY": "64M"})
     assert result.returncode == 1 and not (tmp_path / "p.npy").exists(), result.stderr
-    assert "many.npz: 20,000 inputs (read, joined, then prepared as the training samples were) would need" in \
-        result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert ("many.npz: 20,000 inputs (read, joined, prepared as the training samples were, and their outputs) "
+            "would need" in result.stderr and "Traceback" not in result.stderr), result.stderr
 
 
 def test_tensorboard_events_hold_the_metrics(run):

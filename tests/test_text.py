@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hostile import clean_error
 
 from helpers import CONFIGS, nnctl
 from nnctl import checkpoint
@@ -409,6 +410,17 @@ def test_predict_reads_a_text_file_with_the_checkpoints_vocabulary(tmp_path):
     mixed = nnctl("predict", str(run), str(tmp_path / "long.txt"), str(tmp_path / "window.txt"))
     assert mixed.returncode == 1 and "a sequence of 20 tokens, but the inputs before it hold 32" in mixed.stderr
     assert "Traceback" not in unknown.stderr + mixed.stderr
+
+
+@pytest.mark.slow
+def test_predict_charges_a_long_texts_outputs_at_every_step_before_running_the_model(tmp_path):
+    """A 200,000-character text under a 64 MiB limit ran the model and ranked 65 classes at every step (202 MiB),
+    past the limit, as only the token ids were charged."""
+    run = train_char_model(tmp_path)
+    (tmp_path / "long.txt").write_text("And God said " * 15_385, encoding="utf-8")
+    result = nnctl("predict", str(run), str(tmp_path / "long.txt"), env={"NNCTL_MAX_MEMORY": "64M"})
+    clean_error(result, 1, "long.txt: 1 inputs (read, joined, prepared as the training samples were, and their "
+                           "outputs) would need 202.2 MiB, more than the 64.0 MiB")
 
 
 def test_sampling_at_temperature_0_takes_the_likeliest_token_each_time():
