@@ -41,8 +41,9 @@ def _main() -> None:
         sys.unraisablehook = sys.__unraisablehook__
     try:
         run()
-    except KeyboardInterrupt:  # one between the handlers, before cli's main could catch it (or say so)
-        sys.stderr.write("interrupted\n")
+    except KeyboardInterrupt:  # one between the handlers, before cli's main could catch it (or one it said)
+        if not getattr(sys.modules.get("nnctl.cli"), "_announced", False):
+            sys.stderr.write("interrupted\n")
         sys.exit(130)
 
 

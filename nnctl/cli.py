@@ -13,6 +13,7 @@ import shlex
 import signal
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -1085,30 +1086,38 @@ def _at_most(option: str, value: float, high: float) -> None:
 def _interrupted(signum: int, frame: Any) -> None:
     """Ctrl-C or SIGTERM outside a training (which says what it keeps): one line, then exit 130 or 143; a sweep
     stops its members after their step."""
-    global _announced, _signal
+    global _announced
     if signum == signal.SIGTERM:
         note_terminated()
     if not _announced:
         err.print("terminated" if signum == signal.SIGTERM else "interrupted")
-    _announced, _signal = True, signum
+        threading.Thread(target=_again, args=(signum,), name="nnctl-interrupt", daemon=True).start()
+    _announced = True
     raise KeyboardInterrupt
 
 
 _announced = False
 """Whether _interrupted has said why the command stops."""
-_signal: int = signal.SIGINT
-"""The last signal _interrupted handled."""
+AGAIN_AFTER = 1.0
+"""Seconds after which a command that a signal did not stop gets it again."""
+
+
+def _again(signum: int) -> None:
+    """Sends the signal again while the command runs on under _interrupted: its KeyboardInterrupt can be lost, raised
+    where Python drops it (a weakref callback of the import machinery, as commands import their libraries) or
+    where a library swallows it."""
+    while True:
+        time.sleep(AGAIN_AFTER)
+        if signal.getsignal(signum) is not _interrupted:  # leaving, or a training or sweep handles it now
+            return
+        os.kill(os.getpid(), signum)
 
 
 def _dropped(unraisable: sys.UnraisableHookArgs) -> None:
-    """A KeyboardInterrupt raised where Python can only drop it (a module lock's weakref callback, while a command
-    imports its libraries) would let the command go on: the signal comes again a moment later, outside it."""
+    """Says nothing of a KeyboardInterrupt that Python dropped (_again sends the signal again); anything else as
+    Python says it."""
     if not issubclass(unraisable.exc_type, KeyboardInterrupt):
         sys.__unraisablehook__(unraisable)
-        return
-    again = threading.Timer(0.05, os.kill, (os.getpid(), _signal))
-    again.daemon = True
-    again.start()
 
 
 def main() -> None:

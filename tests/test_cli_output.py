@@ -114,15 +114,25 @@ def test_ctrl_c_at_any_moment_of_the_start_says_interrupted():
 
 INTERRUPTED_WHILE_IMPORTING = """
 import importlib.abc, os, signal, sys, weakref
-interrupted_module, sys.argv = sys.argv[1], ["nnctl", *sys.argv[2:]]
+interrupted_module, how, sys.argv = sys.argv[1], sys.argv[2], ["nnctl", *sys.argv[3:]]
+
+def interrupt():
+    os.kill(os.getpid(), signal.SIGINT)
+    for _ in range(10**6): pass
 
 class Interrupting(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path, target=None):  # Ctrl-C inside a weakref callback, as a module lock's can be
+    def find_spec(self, name, path, target=None):
         if name == interrupted_module:
             sys.meta_path.remove(self)
-            doomed = type("Doomed", (), {})()
-            ref = weakref.ref(doomed, lambda _: os.kill(os.getpid(), signal.SIGINT))
-            del doomed
+            if how == "dropped":  # Ctrl-C inside a weakref callback, as a module lock's can be
+                doomed = type("Doomed", (), {})()
+                ref = weakref.ref(doomed, lambda _: interrupt())
+                del doomed
+            else:  # Ctrl-C inside a library that swallows every exception
+                try:
+                    interrupt()
+                except BaseException:
+                    pass
 
 sys.meta_path.insert(0, Interrupting())
 from nnctl.__main__ import main
@@ -131,16 +141,17 @@ main()
 
 
 @pytest.mark.parametrize("module", ["nnctl.cli", "nnctl.gradcheck"])
-def test_ctrl_c_that_python_drops_while_loading_still_stops_the_command(tmp_path, module):
+@pytest.mark.parametrize("how", ["dropped", "swallowed"])
+def test_ctrl_c_that_python_drops_while_loading_still_stops_the_command(tmp_path, module, how):
     """A SIGINT handled inside a callback of the import machinery raises a KeyboardInterrupt that Python prints as
-    ignored and drops: the command went on as if no Ctrl-C had come (a busy machine's 0.2 or 2.5 s case above, now
-    and then). It ends as any Ctrl-C does, while nnctl loads (nnctl.cli) and while a command imports what it needs
-    (nnctl.gradcheck)."""
+    ignored and drops, and a library may swallow one: the command went on for minutes as if no Ctrl-C had come (a
+    busy machine's 0.2 or 2.5 s cases above, now and then). It ends as any Ctrl-C does, while nnctl loads
+    (nnctl.cli) and while a command imports what it needs (nnctl.gradcheck)."""
     script = tmp_path / "interrupt.py"
     script.write_text(INTERRUPTED_WHILE_IMPORTING)
-    result = subprocess.run([sys.executable, str(script), module, "gradcheck", str(CONFIGS / "xor_mlp.yaml")],
-                            cwd=REPO, capture_output=True, text=True, timeout=120, env=checkout_env(None),
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    result = subprocess.run([sys.executable, str(script), module, how, "gradcheck", str(CONFIGS / "mnist_mlp.yaml"),
+                             "--per-tensor", "1000000"], cwd=REPO, capture_output=True, text=True, timeout=120,
+                            env=checkout_env(None), preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert result.returncode == 130 and result.stderr == "interrupted\n", result.stderr
 
 
