@@ -713,10 +713,11 @@ def sample(
                                                                       "each time.")] = 1.0,
     seed: Annotated[int | None, typer.Option("--seed", help="Seed of the draws, for repeatable text.",
                                              show_default=False)] = None,
-    top_k: Annotated[int | None, typer.Option("--top-k", help="Draw from the K likeliest tokens only (K above the "
-                                              "vocabulary's size: all of them).", show_default=False)] = None,
-    top_p: Annotated[float, typer.Option("--top-p", help="Then from the fewest likeliest tokens whose probabilities "
-                                         "sum to at least P (nucleus sampling; 1: all of them).")] = 1.0,
+    top_k: Annotated[int | None, typer.Option("--top-k", metavar="K", help="Draw from the K likeliest tokens only "
+                                              "(K above the vocabulary's size: all of them).",
+                                              show_default=False)] = None,
+    top_p: Annotated[float, typer.Option("--top-p", metavar="P", help="Then from the fewest likeliest tokens whose "
+                                         "probabilities sum to at least P (nucleus sampling; 1: all of them).")] = 1.0,
     device: Device = "cpu",
     runs_dir: RunsDir = Path("runs"),
 ) -> None:
