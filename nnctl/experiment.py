@@ -123,14 +123,14 @@ def _check_outputs(config: Config, loss: Loss, model: Model, data: Dataset, sour
         loss.check(model.output_shape, data.train.y.shape[1:], data.num_classes)
     except ValueError as exc:
         hint = (f"; {loss.registered_name} compares the outputs with the targets as values, but the targets are "
-                f"integers, read as class labels ({source.regression_hint})") if labels else ""
+                f"integers, read as class labels ({source.labels_hint(data.num_classes)})") if labels else ""
         raise config.error(last, str(exc) + float_labels_hint(data) + hint) from None
     classes = data.num_classes or 0
     if labels and model.output_shape[-1:] == (1,) and classes > 2:
         raise config.error(("loss",), f"{loss.registered_name} fits the model's one output per sample to the "
                                       f"targets, but they are integers, read as class labels 0–{classes - 1}, "
                                       "which one output cannot tell apart (accuracy and eval's classes would be "
-                                      f"read from it); {source.regression_hint}")
+                                      f"read from it); {source.labels_hint(classes)}")
     if loss.applies and loss.applies == output_activation(model):
         raise config.error(last, f"the model ends in {loss.applies}, which {loss.registered_name} applies itself "
                                  f"to the model's outputs (logits); remove the final {loss.applies}")

@@ -69,6 +69,19 @@ def test_values_that_would_train_wrongly_are_refused_at_their_line(tmp_path, nam
     assert listing(tmp_path) == {str(tmp_path / "c.yaml")}
 
 
+@pytest.mark.parametrize("units, phrase", [
+    (1, "which one output cannot tell apart (accuracy and eval's classes would be read from it); mnist holds class "
+        "labels only: give the last layer one output per class (units: 10), or use softmax_cross_entropy"),
+    (3, "read as class labels (mnist holds class labels only: give the last layer one output per class (units: 10), "
+        "or use softmax_cross_entropy)")])
+def test_mse_on_labels_of_a_source_without_targets_hints_at_the_outputs(mnist_root, units, phrase):
+    """MNIST has no data.targets and its labels are what they are: the hint was to store regression targets as
+    floats, which no MNIST user can do."""
+    result = nnctl("check", "configs/mnist_mlp.yaml", "loss=mse", f"model.layers.4.units={units}",
+                   "data.subset=64", "data.validation=16")
+    clean_error(result, 2, phrase)
+
+
 def test_a_value_a_constructor_refuses_is_named_at_its_own_line(tmp_path):
     """It was the section's line (`c.yaml:9: optimizer: lr must be positive`), far from the key in a long section."""
     (tmp_path / "c.yaml").write_text(XOR.replace("optimizer: {type: adam, lr: 0.05}",

@@ -96,6 +96,13 @@ class DatasetSource:
         """Where the `split` ('training' or 'test') arrays come from, to start error messages."""
         return f"data ({self.registered_name})"
 
+    def labels_hint(self, num_classes: int | None) -> str:
+        """What to do where a loss that compares outputs with values (mse) meets these class labels: the data's
+        labels are what they are, so the model must fit them."""
+        units = f" (units: {num_classes})" if num_classes else ""
+        return (f"{self.registered_name} holds class labels only: give the last layer one output per "
+                f"class{units}, or use softmax_cross_entropy")
+
     def path(self, name: str) -> Path:
         """A path from the config, relative to the config file's folder."""
         return self.base_dir / Path(name).expanduser()
@@ -441,6 +448,9 @@ class EitherTargets(DatasetSource):
     def __init__(self, targets: Literal["auto", "labels", "values"] = "auto", **kwargs):
         super().__init__(**kwargs)
         self.targets = targets
+
+    def labels_hint(self, num_classes: int | None) -> str:
+        return self.regression_hint
 
     def guess(self, y: np.ndarray) -> str | None:
         """What data.targets: auto reads the training targets `y` as: None for what their dtype says (integers
