@@ -312,6 +312,24 @@ def test_an_images_folder_reads_one_class_per_subfolder_sorted_by_name(tmp_path,
     assert len(set(data.val.y.tolist())) > 1  # drawn at random: the files come sorted by class
 
 
+def test_an_images_subset_holds_every_class_in_proportion_drawn_with_the_run_seed(tmp_path, mnist_root):
+    """data.subset took the first files, which come class by class: 20 of 200 digits were two classes."""
+    digit_folders(tmp_path / "train", mnist_root, 0, 200)
+    digit_folders(tmp_path / "test", mnist_root, 200, 100)
+    spec = {"type": "images", "path": "train", "test_path": "test", "color": "grey", "subset": 20, "test_subset": 10}
+
+    def drawn(seed: int):
+        return DATASETS.build(spec, from_dict({"data": spec}), ("data",), base_dir=str(tmp_path),
+                              run_seed=seed).load(np.float32)
+
+    whole = np.bincount(load({**spec, "subset": None}, tmp_path).train.y, minlength=10)
+    data = drawn(0)
+    assert np.abs(np.bincount(data.train.y, minlength=10) - 20 * whole / whole.sum()).max() < 1
+    assert sorted(data.test.y.tolist()) == list(range(10))
+    np.testing.assert_array_equal(drawn(0).train.x, data.train.x)
+    assert not np.array_equal(drawn(1).train.x, data.train.x)
+
+
 def test_an_images_folder_resized_to_size_in_rgb(tmp_path, mnist_root):
     digit_folders(tmp_path / "train", mnist_root, 0, 20)
     Image.new("RGB", (50, 40), (255, 0, 0)).save(tmp_path / "train" / "one" / "red.jpg")  # another size, resized

@@ -28,7 +28,7 @@ class Images(FileSource):
         if kwargs.get("classes") is not None:
             raise ValueError("classes picks classes by label, but the classes of images are its class folders: "
                              "point data.path at a folder holding only the ones to learn")
-        # random: the files come sorted by class, so the last ones are one class
+        # random: the held-out images a draw with the seed, as torchvision's random_split makes them
         super().__init__(scale=scale, flatten=flatten, validation_from=validation_from, **kwargs)
         self.file, self.test_file, self.size, self.color = path, test_path, size, color
 
@@ -39,7 +39,10 @@ class Images(FileSource):
         self.num_classes = len(classes)
         labels = {name: i for i, name in enumerate(self.class_names)}
         shape = self._shape(classes)
-        x, y = self._read(classes, labels, shape, folder)
+        rng = np.random.default_rng([self.run_seed, 4])  # a stream of its own: the other draws stay as they were
+        other_size = None if self.size else (f"but {classes[0][1][0]} is {shape[2]}×{shape[1]}: set data.size: "
+                                             "[height, width] to resize every image to one size")
+        x, y = self._read(_spread(classes, labels, rng)[: self.subset], shape, other_size, folder)
         if not self.test_file:
             return x, y, None, None
         test_folder = self.path(self.test_file)
@@ -48,7 +51,8 @@ class Images(FileSource):
         if unknown:
             raise DataError(f"{test_folder}: holds the class folder {unknown[0]!r}, which {folder} has not: no "
                             "training sample has that class, so no output of the model could learn it")
-        x_test, y_test = self._read(test, labels, shape, test_folder)
+        x_test, y_test = self._read(_spread(test, labels, rng)[: self.test_subset], shape, other_size,
+                                    test_folder)
         return x, y, x_test, y_test
 
     def peek(self) -> tuple[int, ...]:
@@ -60,20 +64,29 @@ class Images(FileSource):
         height, width = self.size or image_size(classes[0][1][0])
         return 1 if self.color == "grey" else 3, height, width
 
-    def _read(self, classes: list[tuple[str, list[Path]]], labels: dict[str, int], shape: tuple[int, int, int],
+    def _read(self, files: list[tuple[int, Path]], shape: tuple[int, int, int], other_size: str | None,
               folder: Path) -> tuple[np.ndarray, np.ndarray]:
-        """The images of every class folder (uint8, N×C×H×W) and their `labels` (by class folder name)."""
-        files = [(labels[name], path) for name, paths in classes for path in paths]
+        """The images `files` names (uint8, N×C×H×W), in its order, and their labels; `other_size` is the advice
+        for an image not of `shape`, None where each is resized to it."""
         if problem := too_big(len(files) * math.prod(shape), f"{folder}: {len(files):,} images of "
                               f"{'×'.join(map(str, shape))}"):
             raise DataError(problem)
-        first = files[0][1]
-        other_size = None if self.size else (f"but {first} is {shape[2]}×{shape[1]}: set data.size: [height, "
-                                             "width] to resize every image to one size")
         x = np.empty((len(files), *shape), np.uint8)
         for i, (_, path) in enumerate(files):
             x[i] = read_image(path, shape, other_size)
         return x, np.array([label for label, _ in files], np.int64)
+
+
+def _spread(classes: list[tuple[str, list[Path]]], labels: dict[str, int],
+           rng: np.random.Generator) -> list[tuple[int, Path]]:
+    """Every file with its label (by class folder name), in an order whose first N hold each class in proportion to
+    its size: each class's files shuffled, then all merged by their place in their class (rank + 1/2) / size."""
+    keyed = []
+    for name, paths in classes:
+        keyed += [((rank + 0.5) / len(paths), labels[name], paths[i])
+                  for rank, i in enumerate(rng.permutation(len(paths)))]
+    keyed.sort(key=lambda item: item[:2])
+    return [(label, path) for _, label, path in keyed]
 
 
 def _class_folders(folder: Path) -> list[tuple[str, list[Path]]]:
