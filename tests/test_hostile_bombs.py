@@ -495,6 +495,17 @@ def test_a_one_hot_of_a_label_of_three_billion_says_how_much_memory(tmp_path):
                 "one-hot targets for 3,000,000,001 classes would need 22.4 GiB", "the largest is 3,000,000,000")
 
 
+@pytest.mark.slow
+def test_mnist_as_floats_past_the_limit_is_refused_before_converting_it(tmp_path, mnist_root):
+    """Each IDX file was checked as bytes, but not the float copy training makes of them, 8 times larger as float64:
+    a limit of 100M let 10,000 + 10,000 digits take 120 MiB."""
+    result = nnctl("train", str(CONFIGS / "mnist_mlp.yaml"), "dtype=float64", "data.subset=10000",
+                   "data.validation=100", "--runs-dir", str(tmp_path / "runs"), env={ENV: "100M"})
+    clean_error(result, 1, "/mnist: 20,000 samples of 1×28×28 as float64 would need 119.8 MiB, more than the "
+                "100.0 MiB", "or keep fewer samples (data.subset, data.test_subset)")
+    assert listing(tmp_path) == set()
+
+
 def capped(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """`nnctl ARGS...` under a 4 GiB address-space cap (a container's): an allocation past it fails at once."""
     cap = 4 << 30

@@ -395,6 +395,16 @@ def test_images_past_the_memory_limit_are_refused_before_they_are_read(tmp_path,
         load({"type": "images", "path": "train", "size": [100, 100]}, tmp_path)
 
 
+def test_an_images_folder_as_floats_past_the_limit_is_refused_before_converting_it(tmp_path, mnist_root,
+                                                                                   monkeypatch):
+    """The decoded bytes were checked, not the float32 copy of them, 4 times larger."""
+    digit_folders(tmp_path / "train", mnist_root, 0, 20)
+    monkeypatch.setenv("NNCTL_MAX_MEMORY", "40K")  # the 15.3 KiB of bytes fit
+    with pytest.raises(DataError, match=r"/train: 20 samples of 1×28×28 as float32 would need 61.4 KiB, more than "
+                                        r"the 40.0 KiB"):
+        load({"type": "images", "path": "train", "color": "grey"}, tmp_path)
+
+
 @pytest.mark.parametrize("key, value, message", [
     ("size", [28], "data.size: expected a list of 2 integers in [1, 65535] or null, got list [28]"),
     ("color", "gray", "data.color: expected 'grey' or 'rgb', got str 'gray'"),

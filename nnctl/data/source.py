@@ -125,6 +125,7 @@ class DatasetSource:
         given = None if held is None else self._apart(Split(x, y), *held, "validation")
         num_classes = self._classes(Split(x, y), {"test": test, "validation": given}, labels)
         train, val = self._split_validation(Split(x, y), test, given)
+        self._check_memory([train, val, test], dtype, num_classes)
         self.channel_stats = None
         if self.normalize:
             if train.x.ndim > 4 or self.indices:
@@ -324,15 +325,40 @@ class DatasetSource:
                             f"(data.scale, data.shift): they would be infinite")
         return x
 
+    def _check_memory(self, splits: list[Split | None], dtype: type, num_classes: int | None) -> None:
+        """DataError where the splits as the model takes them, kept together, would pass the memory limit: checked
+        before any is made, since a file of bytes (images, MNIST) grows 4 to 8 times as floats."""
+        kept = [split for split in splits if split is not None]
+        if self.one_hot and num_classes:
+            self._check_one_hot(sum(map(len, kept)), num_classes, dtype)
+        nbytes = sum(self._prepared_bytes(split, dtype, num_classes) for split in kept)
+        what = "indices (int64)" if self.indices else np.dtype(dtype).name
+        if problem := too_big(nbytes, f"{self.origin('training')}: {sum(map(len, kept)):,} samples of "
+                                      f"{'×'.join(map(str, kept[0].x.shape[1:]))} as {what}"):
+            raise DataError(f"{problem}; or keep fewer samples (data.subset, data.test_subset)")
+
+    def _check_one_hot(self, count: int, num_classes: int, dtype: type) -> None:
+        """DataError where one-hot targets for `count` samples would pass the memory limit: a label past the
+        class numbers, more likely than so many classes."""
+        if problem := too_big(count * num_classes * np.dtype(dtype).itemsize,
+                              f"{self.origin('training')}: one-hot targets for {num_classes:,} classes"):
+            raise DataError(f"{problem}; are the labels class numbers (the largest is {num_classes - 1:,})?")
+
+    def _prepared_bytes(self, split: Split, dtype: type, num_classes: int | None) -> int:
+        """The bytes of `split` as `_prepare` makes it: inputs as `dtype` (indices as int64), targets one-hot as
+        `dtype`, labels as int64, values as `dtype`."""
+        item = np.dtype(dtype).itemsize
+        labels = split.y.dtype.kind in "iu"
+        targets = len(split.y) * num_classes * item if self.one_hot and num_classes else \
+            split.y.size * (8 if labels else item)
+        return split.x.size * (8 if self.indices else item) + targets
+
     def _prepare(self, split: Split, dtype: type, num_classes: int | None) -> Split:
         y = split.y
         if self.one_hot:
             if num_classes is None or y.ndim != 1:
                 raise DataError(f"{self.origin('training')}: data.one_hot needs integer class labels, "
                                 f"one per sample (got targets of dtype {y.dtype} and shape {y.shape})")
-            if problem := too_big(len(y) * num_classes * np.dtype(dtype).itemsize,
-                                  f"{self.origin('training')}: one-hot targets for {num_classes:,} classes"):
-                raise DataError(f"{problem}; are the labels class numbers (the largest is {num_classes - 1:,})?")
             hot: np.ndarray = np.full((len(y), num_classes), self.off_value, dtype=dtype)
             hot[np.arange(len(y)), y] = self.on_value
             y = hot
