@@ -12,11 +12,12 @@ import threading
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from nnctl import backend
 from nnctl.backend import to_host
 from nnctl.builder import build_model
-from nnctl.config import from_dict
+from nnctl.config import from_dict, load_config
 from nnctl.data import cifar10
 from nnctl.gradcheck import example_batch
 from nnctl.layers import LAYERS
@@ -37,6 +38,23 @@ def checkout_env(env: dict[str, str] | None) -> dict[str, str]:
     """The environment with this checkout first on PYTHONPATH, and `env` over it."""
     path = os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])
     return {**os.environ, "PYTHONPATH": path, **(env or {})}
+
+
+def images_folder(root: Path) -> Path:
+    """`root` made a tiny images dataset: the class folders dark/ and light/, four 8×8 RGB PNGs of noise each."""
+    rng = np.random.default_rng(0)
+    for name, low in (("dark", 0), ("light", 128)):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(4):
+            Image.fromarray(rng.integers(low, low + 128, (8, 8, 3), np.uint8)).save(root / name / f"{i}.png")
+    return root
+
+
+def shipped_overrides(config: Path, tmp: Path) -> list[str]:
+    """What a shipped config needs to run here: an images config's data.path pointed at a tiny folder made in `tmp`."""
+    if load_config(config, []).data["data"]["type"] != "images":
+        return []
+    return [f"data.path={images_folder(tmp / 'images')}"]
 
 
 def scale_gradient(monkeypatch, layer_class: type, key: str, factor: float = 1.01) -> None:

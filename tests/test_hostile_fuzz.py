@@ -14,7 +14,7 @@ import pytest
 import yaml
 from hostile import XOR, clean_error
 
-from helpers import CONFIGS, nnctl
+from helpers import CONFIGS, images_folder, nnctl
 from nnctl.config import load_config
 from nnctl.errors import NnctlError, quiet_arithmetic
 from nnctl.limits import ENV
@@ -125,6 +125,7 @@ def test_mutations_of_every_shipped_config_end_in_a_run_or_a_clean_error(tmp_pat
     and dataset's checks meet values they were not written for, and none may crash or draw on for a minute."""
     monkeypatch.setenv(ENV, "512M")
     shutil.copytree(CONFIGS, tmp_path / "configs")
+    images_folder(tmp_path / "configs" / "images" / "train")  # where images_cnn.yaml looks
     files = sorted(p for p in (tmp_path / "configs").glob("*.yaml") if "cifar" not in p.name)  # no CIFAR-10 here
     rng = random.Random(3)
     deadline, seen = time.monotonic() + 60, {"ok": 0, "error": 0}

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import safetensors.numpy
 
-from helpers import CONFIGS, REPO, cifar_archive, cifar_batches, nnctl
+from helpers import CONFIGS, REPO, cifar_archive, cifar_batches, nnctl, shipped_overrides
 from nnctl import checkpoint
 from nnctl.builder import build_model
 from nnctl.config import from_dict
@@ -489,10 +489,21 @@ def data_dir(tmp_path, mnist_root) -> Path:
     return tmp_path / "data"
 
 
-def test_every_shipped_config_builds(data_dir):
+def test_every_shipped_config_builds(data_dir, tmp_path):
     for config in sorted(CONFIGS.glob("*.yaml")):
-        result = nnctl("summary", str(config), env={"NNCTL_DATA_DIR": str(data_dir)})
+        result = nnctl("summary", str(config), *shipped_overrides(config, tmp_path),
+                       env={"NNCTL_DATA_DIR": str(data_dir)})
         assert result.returncode == 0, f"{config.name}: {result.stderr}"
+
+
+@pytest.mark.parametrize("config, samples", [
+    ("images_cnn.yaml", "7 training, 1 validation samples"),  # of the 8 images shipped_overrides makes
+    ("spirals_mlp.yaml", "1,000 training, 250 validation, 250 test samples"),  # x_val and y_val: validation: file
+])
+def test_the_configs_of_folders_and_files_pass_check(tmp_path, config, samples):
+    """images_cnn.yaml reads the user's folder, given as data.path on the command line as the README shows."""
+    result = nnctl("check", str(CONFIGS / config), *shipped_overrides(CONFIGS / config, tmp_path))
+    assert result.returncode == 0 and samples in result.stdout, result.stdout + result.stderr
 
 
 def test_cifar10_config_trains_through_the_cli(tmp_path, data_dir):

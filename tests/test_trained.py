@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import CONFIGS, cifar_archive, cifar_batches, nnctl
+from helpers import CONFIGS, cifar_archive, cifar_batches, nnctl, shipped_overrides
 from nnctl import checkpoint
 from nnctl.config import from_dict, load_config
 from nnctl.data import DATASETS, cifar10
@@ -135,8 +135,8 @@ def _no_download(config: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("config", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.stem)
-def test_summary_of_every_shipped_config_reads_no_data(config, empty):
-    out = ok("summary", str(config), *_no_download(config), env=empty)
+def test_summary_of_every_shipped_config_reads_no_data(config, empty, tmp_path):
+    out = ok("summary", str(config), *_no_download(config), *shipped_overrides(config, tmp_path), env=empty)
     assert "total parameters:" in out
     assert not any(Path(empty["NNCTL_DATA_DIR"]).iterdir())
 
@@ -149,7 +149,8 @@ def test_summary_model_is_the_trained_model(tmp_path, mnist_root, monkeypatch):
     monkeypatch.setenv("NNCTL_DATA_DIR", str(tmp_path))
     for path in sorted(CONFIGS.glob("*.yaml")):
         small = ["data.subset=50", "data.test_subset=10", "data.validation=10"]
-        config = load_config(path, small if path.stem.startswith(("mnist", "cifar")) else [])
+        sliced = small if path.stem.startswith(("mnist", "cifar")) else []
+        config = load_config(path, [*sliced, *shipped_overrides(path, tmp_path)])
         quick = initial_model(config)
         built = build(config).model
         assert quick.input_shape == built.input_shape and quick.shapes == built.shapes, path.name
