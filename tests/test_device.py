@@ -168,6 +168,24 @@ def test_a_language_model_trained_on_the_device_samples_what_the_cpu_samples(tmp
     assert len(text["cuda"]) > 1 and text["cuda"] == text["cpu"]
 
 
+@pytest.mark.slow
+def test_the_outputs_of_a_layer_on_a_long_text_go_a_window_at_a_time_under_the_strict_device(tmp_path,
+                                                                                               strict_device):
+    """predict --layer on a text longer than data.seq_len carries the LSTM's state from window to window, which
+    no test ran on a device: its states, pieces and outputs must stay there until the result goes to the host."""
+    tiny = ["data.subset=64", "data.seq_len=20", "model.layers.1.units=16", "model.layers.1.initial_state=learned",
+            "train.epochs=1", "train.batch_size=16"]
+    run = Runner.start(load_config(CONFIGS / "char_lstm.yaml", tiny), tmp_path, quiet=True)
+    run.fit()
+    (tmp_path / "long.txt").write_text((CONFIGS / "data" / "genesis_asv.txt").read_text()[:1000])  # 50 windows
+    model = Trained.load(run.checkpoints.last, "cuda").model
+    assert model.input_shape == (20,) and model.carries_state(depth=2), "the path that goes a window at a time"
+    outputs = {device: features(Trained.load(run.checkpoints.last, device), [tmp_path / "long.txt"], "lstm_1")
+               for device in ("cuda", "cpu")}
+    assert type(outputs["cuda"]) is np.ndarray and outputs["cuda"].shape == (1, 1000, 16)
+    np.testing.assert_allclose(outputs["cuda"], outputs["cpu"], rtol=1e-5, atol=1e-6)
+
+
 def test_the_strict_device_refuses_what_cupy_refuses():
     xp = StrictModule()
     a = xp.asarray(np.arange(6.0).reshape(2, 3))
