@@ -109,45 +109,61 @@ class DatasetSource:
 
     def load(self, dtype: type) -> Dataset:
         """Reads the arrays and applies subset, scale/shift, flatten, validation split and one-hot."""
+        whole, test, given = self._read_splits()
+        train = _first(whole, self.subset)
+        test = None if test is None else _first(test, self.test_subset)
+        self.sample_shape = train.x.shape[1:]
+        # the labels of all the training samples: the first ones (data.subset) may lack a class, as a smoke test
+        num_classes = self._classes(train, {"test": test, "validation": given}, whole.y)
+        train, val = self._split_validation(train, test, given)
+        self._check_memory([train, val, test], dtype, num_classes)
+        self.channel_stats = self._statistics(train.x, dtype)
+        train = self._prepare(train, dtype, num_classes)
+        val, test = (self._prepare(s, dtype, num_classes) if s is not None else None for s in (val, test))
+        self._check_augment(train.x)
+        return Dataset(train, test if self.validation == "test" else val, test, train.x.shape[1:], num_classes,
+                       self.shuffle, self.augment)
+
+    def _read_splits(self) -> tuple[Split, Split | None, Split | None]:
+        """The training split as read (only data.classes' samples), and the test and validation (data.validation:
+        file) splits the data holds apart from it, each checked."""
         self.notes, self.warnings, self.held = [], [], None
         x, y, x_test, y_test = self.read()
         y, y_test = self.targets_of(y, y_test)
         held = None if self.held is None else (self.held[0], self.targets_of(y, self.held[1])[1])
         self._check(x, y, "training")
         self._note_raw_bytes(x)
-        if self.classes is not None:
-            x, y = self._only_classes(x, y, "training")
-        labels = y  # all the training targets: the first samples (data.subset) may lack a class, as a smoke test
-        x, y = x[: self.subset], y[: self.subset]
-        self.sample_shape = x.shape[1:]
-        test = None if x_test is None or y_test is None else self._apart(Split(x, y), x_test, y_test, "test")
-        test = test and Split(test.x[: self.test_subset], test.y[: self.test_subset])
-        given = None if held is None else self._apart(Split(x, y), *held, "validation")
-        num_classes = self._classes(Split(x, y), {"test": test, "validation": given}, labels)
-        train, val = self._split_validation(Split(x, y), test, given)
-        self._check_memory([train, val, test], dtype, num_classes)
-        self.channel_stats = None
-        if self.normalize:
-            if train.x.ndim > 4 or self.indices:
-                raise DataError(f"{self.origin('training')}: data.normalize takes each channel's statistics of "
-                                f"images (channels, height, width), or each feature's of sequences (steps, "
-                                f"features), of flat samples or of single values, but the samples have shape "
-                                f"{train.x.shape[1:]}")
-            self.channel_stats = channel_stats(self._scaled(train.x, dtype))  # of the samples as read, unflattened
-        train = self._prepare(train, dtype, num_classes)
-        val, test = (self._prepare(s, dtype, num_classes) if s is not None else None for s in (val, test))
-        if self.validation == "test":
-            val = test
-        if self.augment and train.x.ndim != 4:
-            images = self.flatten and len(self.sample_shape) == 3
+        train = Split(*self._only_classes(x, y, "training")) if self.classes is not None else Split(x, y)
+        test = None if x_test is None or y_test is None else self._apart(train, x_test, y_test, "test")
+        given = None if held is None else self._apart(train, *held, "validation")
+        return train, test, given
+
+    def _statistics(self, x: np.ndarray, dtype: type) -> tuple[np.ndarray, np.ndarray] | None:
+        """The per-channel mean and standard deviation of the training inputs x as read (unflattened), where
+        data.normalize asks for them; DataError for samples it cannot take them of."""
+        if not self.normalize:
+            return None
+        if x.ndim > 4 or self.indices:
+            raise DataError(f"{self.origin('training')}: data.normalize takes each channel's statistics of "
+                            f"images (channels, height, width), or each feature's of sequences (steps, "
+                            f"features), of flat samples or of single values, but the samples have shape "
+                            f"{x.shape[1:]}")
+        return channel_stats(self._scaled(x, dtype))
+
+    def _check_augment(self, x: np.ndarray) -> None:
+        """DataError where data.augment meets prepared training inputs x that are no images, or a shift that
+        would move them off their frame."""
+        if not self.augment:
+            return
+        if x.ndim != 4:
+            images = self.flatten and len(self.sample_shape or ()) == 3
             raise DataError(f"{self.origin('training')}: data.augment shifts and flips images (channels, height, "
-                            f"width), but the samples have shape {train.x.shape[1:]}; "
+                            f"width), but the samples have shape {x.shape[1:]}; "
                             + ("set data.flatten: false" if images else "leave data.augment out for such data"))
-        if self.augment and self.augment.shift >= min(train.x.shape[2:]):
+        if self.augment.shift >= min(x.shape[2:]):
             raise KeyValueError(("data", "augment", "shift"), f"{self.augment.shift} pixels would move a "
-                                f"{train.x.shape[2]}×{train.x.shape[3]} image off its frame; shift by less than "
-                                f"{min(train.x.shape[2:])}")
-        return Dataset(train, val, test, train.x.shape[1:], num_classes, self.shuffle, self.augment)
+                                f"{x.shape[2]}×{x.shape[3]} image off its frame; shift by less than "
+                                f"{min(x.shape[2:])}")
 
     def _apart(self, train: Split, x: np.ndarray, y: np.ndarray, split: str) -> Split:
         """The `split` read apart from the training samples (test, or validation), checked against them."""
@@ -383,6 +399,11 @@ class DatasetSource:
             block += self.shift
             out[start: start + _CHUNK] = block
         return out
+
+
+def _first(split: Split, count: int | None) -> Split:
+    """The first `count` samples of `split` (all of them for None): data.subset and data.test_subset."""
+    return Split(split.x[:count], split.y[:count])
 
 
 def numbers_array(values: Any, where: str) -> np.ndarray:
