@@ -42,7 +42,7 @@ def _main() -> None:
     try:
         run()
     except KeyboardInterrupt:  # one between the handlers, before cli's main could catch it (or one it said)
-        if not getattr(sys.modules.get("nnctl.cli"), "_announced", False):
+        if not getattr(sys.modules.get("nnctl.cli.signals"), "announced", False):
             sys.stderr.write("interrupted\n")
         sys.exit(130)
 

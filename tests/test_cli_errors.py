@@ -9,6 +9,7 @@ import typer
 
 from helpers import CONFIGS, nnctl
 from nnctl import cli
+from nnctl.cli import group
 
 pytestmark = pytest.mark.slow  # runs the CLI in subprocesses and trains real models
 
@@ -171,7 +172,7 @@ def test_a_link_loop_met_anywhere_is_one_line_and_exit_1(monkeypatch, capsys):
     def loop(standalone_mode: bool) -> None:
         raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), "somewhere")
 
-    monkeypatch.setattr(cli, "app", loop)
+    monkeypatch.setattr(group, "app", loop)
     with pytest.raises(SystemExit) as stopped:
         cli.main()
     assert stopped.value.code == 1
