@@ -142,6 +142,11 @@ def lost_summary(path: Path) -> bool:
             and ((path / "metrics.jsonl").exists() or (path / "checkpoints").is_dir()))
 
 
+def holds_run(path: Path) -> bool:
+    """Whether `path` is a run's folder, whole or in part: one that load_run or checkpoint_of reads as a run."""
+    return is_run(path) or lost_summary(path) or holds_checkpoint(path)
+
+
 def checkpoint_of(path: Path, last: bool = False) -> Path:
     """`path` itself, or for a run directory (or a folder holding a run's checkpoints) its best.pkl (else
     last.pkl), or its last.pkl when `last`."""
@@ -157,25 +162,26 @@ SHOWN_CANDIDATES = 10
 
 def find_run(path: Path, runs_dir: Path) -> Path:
     """The path a RUN argument names: `path` itself where it exists (or is absolute), else `runs_dir`/`path`, else
-    the one folder beside that whose name starts with its last part (`mnist_mlp-2026` for `runs/mnist_mlp-2026...`).
-    NnctlError naming both places where there is none; ConfigError listing the candidates where there are more."""
+    the one run beside that whose name starts with its last part (`mnist_mlp-2026` for `runs/mnist_mlp-2026...`;
+    other folders there, such as MLflow's mlruns, are no candidates). NnctlError naming both places where there is
+    none; ConfigError listing the candidates where there are more."""
     if path.is_absolute() or os.path.lexists(path):
         return path
     under = runs_dir / path
     if os.path.lexists(under):
         return under
     folder = under.parent
-    found = sorted((p for p in folder.iterdir() if p.name.startswith(under.name) and p.is_dir()),
+    found = sorted((p for p in folder.iterdir() if p.name.startswith(under.name) and holds_run(p)),
                    key=lambda p: p.name, reverse=True) if folder.is_dir() else []
     if len(found) == 1:
         return found[0]
     if found:
         names = ", ".join(p.name for p in found[:SHOWN_CANDIDATES])
         more = f" and {len(found) - SHOWN_CANDIDATES} more" if len(found) > SHOWN_CANDIDATES else ""
-        raise ConfigError(f"{path}: {len(found)} folders in {folder} start with '{under.name}' ({names}{more}); give "
+        raise ConfigError(f"{path}: {len(found)} runs in {folder} start with '{under.name}' ({names}{more}); give "
                           "more of the name")
     raise NnctlError(f"{path}: not found: neither {path} nor {under} exists"
-                     + (f", and no folder in {folder} starts with '{under.name}'" if folder.is_dir() else ""))
+                     + (f", and no run in {folder} starts with '{under.name}'" if folder.is_dir() else ""))
 
 
 def load_run(path: str | Path) -> Run:

@@ -179,7 +179,7 @@ def test_a_run_given_by_name_is_found_under_runs_dir(tmp_path):
         f"runs/{alpha.name}/checkpoints/best.pkl")
 
     several = nnctl("runs", "show", "beta", cwd=tmp_path)
-    assert several.returncode == 2 and "2 folders in runs start with 'beta'" in several.stderr, several.stderr
+    assert several.returncode == 2 and "2 runs in runs start with 'beta'" in several.stderr, several.stderr
     assert f"({later.name}, {beta.name})" in several.stderr  # newest first
     none = nnctl("runs", "show", "gamma", cwd=tmp_path)
     assert none.returncode == 1 and "gamma: not found: neither gamma nor runs/gamma exists" in none.stderr
@@ -188,6 +188,20 @@ def test_a_run_given_by_name_is_found_under_runs_dir(tmp_path):
     assert here.returncode == 1 and "alpha: not a run directory" in here.stderr, here.stderr
     for result in (several, none, here):
         assert "Traceback" not in result.stderr
+
+
+def test_a_name_is_looked_for_among_the_runs_there_not_every_folder(tmp_path):
+    """MLflow keeps its stores beside the runs (mlruns, mlartifacts): `nnctl runs show ml` found 'ml-...' and
+    'mlruns' and was refused as ambiguous. A folder that holds no run is no candidate."""
+    result = nnctl("train", str(CONFIGS / "xor_mlp.yaml"), "name=ml", "train.epochs=1", "-q", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    (run,) = (tmp_path / "runs").iterdir()
+    for store in ("mlruns", "mlartifacts"):
+        (tmp_path / "runs" / store).mkdir()
+    shown = nnctl("runs", "show", "ml", "--json", cwd=tmp_path)
+    assert shown.returncode == 0 and json.loads(shown.stdout)["path"] == f"runs/{run.name}", shown.stderr
+    none = nnctl("runs", "show", "mlr", cwd=tmp_path)
+    assert none.returncode == 1 and none.stderr.endswith("and no run in runs starts with 'mlr'\n"), none.stderr
 
 
 def test_the_confusion_matrix_title_puts_the_split_and_accuracy_on_a_line_of_their_own(tmp_path):

@@ -82,7 +82,7 @@ CommandDevice = Annotated[str | None, typer.Option("--device", help=DEVICE_HELP,
                                                    "override (never the config's or checkpoint's device)",
                                                    callback=_device_option, autocompletion=offering(*DEVICES))]
 RUNS_DIR_HELP = ("Where to look for a RUN or CHECKPOINT given by name when no such path exists here: DIR/NAME, or "
-                 "the one folder there whose name starts with NAME.")
+                 "the one run there whose name starts with NAME.")
 RunsDir = Annotated[Path, typer.Option("--runs-dir", metavar="DIR", help=RUNS_DIR_HELP)]
 ON_CPU = "device=cpu"
 """The device of eval and gradcheck unless their command line names one (an override after it, or --device)."""
