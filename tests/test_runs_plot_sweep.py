@@ -118,8 +118,18 @@ def test_runs_list_takes_the_runs_dir_that_train_and_sweep_take(two_runs):
     for args in (["list", "--runs-dir", str(runs)], ["--runs-dir", str(runs)]):
         result = nnctl("runs", *args, "--json")
         assert result.returncode == 0 and result.stdout == listed.stdout, result.stderr
-    both = nnctl("runs", "list", str(runs), "--runs-dir", str(runs))
-    assert both.returncode == 2 and "give the folder of runs once" in both.stderr, both.stderr
+
+
+def test_runs_list_looks_for_dir_under_runs_dir_as_a_run_is_looked_for(two_runs, tmp_path):
+    """`nnctl runs show NAME --runs-dir exp` found exp/NAME, but `nnctl runs list NAME --runs-dir exp` was refused
+    ('give the folder of runs once') and DIR alone was taken only as a path: a sweep's folder, made as
+    <runs-dir>/<name>, had to be spelled out. DIR is now found as a RUN is."""
+    runs, first, _ = two_runs
+    listed = nnctl("runs", "list", str(runs), "--json")
+    by_name = nnctl("runs", "list", runs.name, "--runs-dir", str(runs.parent), "--json", cwd=tmp_path)
+    assert by_name.returncode == 0 and by_name.stdout == listed.stdout, by_name.stderr
+    one = nnctl("runs", "list", first.name, "--runs-dir", str(runs), "--json", cwd=tmp_path)
+    assert one.returncode == 0 and [run["path"] for run in json.loads(one.stdout)] == [str(first)], one.stderr
 
 
 def test_mlflows_copies_of_a_run_are_not_listed_as_runs(two_runs, tmp_path):

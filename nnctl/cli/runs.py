@@ -61,19 +61,18 @@ app.add_typer(runs_app, name="runs")
 
 @runs_app.command("list", cls=Command)
 def runs_list(
-    root: Annotated[Path | None, typer.Argument(metavar="DIR", help="A folder of runs, such as a sweep's.",
-                                                show_default="--runs-dir")] = None,
+    root: Annotated[Path | None, typer.Argument(metavar="DIR", help="A folder of runs, such as a sweep's, or a run; "
+                                                "where no such path exists here, looked for under --runs-dir as a "
+                                                "RUN is.", show_default="--runs-dir")] = None,
     as_json: AsJson = False,
-    runs_dir: Annotated[Path | None, typer.Option("--runs-dir", metavar="DIR", help="The folder of runs, as train "
-                                                  "and sweep take it; the same as DIR.", show_default="runs")] = None,
+    runs_dir: Annotated[Path, typer.Option("--runs-dir", metavar="DIR", help="The folder of runs, as train and sweep "
+                                           "take it: listed without DIR, and where DIR is looked for.")] = Path("runs"),
 ) -> None:
     """A table of the runs under DIR (default runs/, sweeps' members included)."""
     from nnctl import tables
-    from nnctl.runs import find_runs
+    from nnctl.runs import find_run, find_runs
 
-    if root is not None and runs_dir is not None:
-        raise ConfigError(f"give the folder of runs once: DIR ({root}) or --runs-dir ({runs_dir})")
-    root = root or runs_dir or Path("runs")
+    root = runs_dir if root is None else find_run(root, runs_dir)
     runs = find_runs(root)
     if as_json:
         print_json([run.record() for run in runs])
