@@ -30,10 +30,13 @@ def main() -> None:
         threads.apply_override()
         memory_limit()  # a malformed NNCTL_MAX_MEMORY stops here, before any work
         quiet_arithmetic(not group.DEBUG)
-        status = group.app(standalone_mode=False)  # click's errors raised, not printed in its four lines
+        status = _run_command()
     except typer.TyperException as exc:  # the base of the (vendored) click's UsageError and ClickException
         err.print(_click_error(exc))
         sys.exit(exc.exit_code)
+    except typer.Abort:  # click's way to stop a command (a prompt's Ctrl-D, a confirmation declined): not a bug
+        err.print("aborted")
+        sys.exit(1)
     except KeyboardInterrupt:  # one that came before typer ran the command
         if not signals.announced:  # Ctrl-C's default handler's, before `interrupted` was installed
             err.print("interrupted")
@@ -60,6 +63,17 @@ def main() -> None:
         sys.exit(3)
     if status:  # typer.Exit's code; typer ends a KeyboardInterrupt with 130, whichever signal raised it
         sys.exit(stopped_status() if status == 130 else status)
+
+
+def _run_command() -> int | None:
+    """Runs the command line, click's errors raised, not printed in its four lines; typer.Exit's status. An EOFError
+    that typer turned into an Abort (as at a prompt, which nnctl has none of) is raised as itself: a bug."""
+    try:
+        return group.app(standalone_mode=False)
+    except typer.Abort as exc:
+        if isinstance(exc.__cause__, EOFError):
+            raise exc.__cause__ from None
+        raise
 
 
 def _click_error(exc: typer.TyperException) -> str:
