@@ -226,6 +226,12 @@ def test_a_command_line_mistake_is_its_error_then_the_usage(tmp_path, args, erro
         lines[1])
 
 
+def test_nnctl_alone_prints_its_help_as_a_command_line_mistake(tmp_path):
+    result = nnctl(cwd=tmp_path)
+    assert result.returncode == 2 and result.stdout == "", result.stdout
+    assert result.stderr.startswith("Usage: ") and "Commands:" in result.stderr, result.stderr
+
+
 @pytest.mark.parametrize("typed, meant", [("lst", "list"), ("shw", "show")])
 def test_a_mistyped_runs_command_is_a_usage_error_with_a_suggestion(tmp_path, typed, meant):
     """`nnctl runs lst` names no folder that exists but reads as `list` mistyped: exit 2 and the suggestion, not

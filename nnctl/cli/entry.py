@@ -78,11 +78,9 @@ def _run_command() -> int | None:
 
 def _click_error(exc: typer.TyperException) -> str:
     """A mistake click found on the command line (a missing argument, an unknown option or command, a value of the
-    wrong type) as two lines: the error, then the command's usage and where its help is. `nnctl` alone: the help."""
-    ctx = getattr(exc, "ctx", None)
+    wrong type) as two lines: the error, then the command's usage and where its help is."""
+    ctx = getattr(exc, "ctx", None)  # a UsageError's; typer exports no such class to tell one by
     if ctx is None:
         return f"error: {exc.format_message()}"
-    if exc.format_message() == ctx.get_help():  # no_args_is_help
-        return exc.format_message()
     usage = " ".join(ctx.get_usage().split())  # click wraps a long one
     return f"error: {exc.format_message()}\n{usage}  ({ctx.command_path} -h for help)"

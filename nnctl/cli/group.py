@@ -10,7 +10,7 @@ import typer
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from nnctl import __version__, threads
-from nnctl.cli.printing import out
+from nnctl.cli.printing import err, out
 from nnctl.errors import ConfigError, quiet_arithmetic
 
 
@@ -24,6 +24,9 @@ class _Nnctl(TyperGroup):
         _add_option(next(param for param in self.params if param.name == "debug"), self.commands.values())
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if not args and not ctx.resilient_parsing:  # `nnctl` alone: its help, on stderr as a command-line mistake's
+            err.print(ctx.get_help())
+            raise typer.Exit(2)
         if " " in (ctx.info_name or ""):
             for param in self.params:
                 if param.name in ("install_completion", "show_completion"):
@@ -86,7 +89,6 @@ def _argument_usage(param: Any, brackets: bool = True) -> str:
 
 
 app = typer.Typer(cls=_Nnctl, help="Train neural networks written in plain NumPy from YAML files.",
-                  no_args_is_help=True,
                   add_completion=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   context_settings={"help_option_names": ["-h", "--help"]})  # inherited by every command
 
