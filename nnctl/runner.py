@@ -22,7 +22,7 @@ from nnctl.config import Config
 from nnctl.console import format_value, note_terminated, stdout_closed, why_stopped
 from nnctl.data import Split
 from nnctl.errors import CheckpointError, NnctlError, TrainingError
-from nnctl.experiment import Experiment, build, check_trains
+from nnctl.experiment import Experiment, build, check_reads_no_targets, check_trains
 from nnctl.metrics import MetricSums, evaluate
 from nnctl.outputs import REFUSALS, replacing
 from nnctl.resume import check_course, check_own_run, init_weights, own_run_of, resume_source, run_ended
@@ -113,7 +113,9 @@ class Runner:
         assert trained.saved is not None, "Trained.load keeps its checkpoint"
         if own_run:
             check_own_run(trained.saved, own_run, path)
-        check_course(trained.saved, trained.overridden(overrides).data, path)
+        config = trained.overridden(overrides)
+        check_course(trained.saved, config.data, path)
+        check_reads_no_targets(config)  # a run made before train refused such a model
         exp = trained.experiment(overrides)
         TensorBoard.check(exp.config)
         MLflow.check(exp.config)

@@ -630,15 +630,35 @@ def test_a_bidirectional_language_model_is_refused_before_its_run_is_made(tmp_pa
 
 def bidirectional_checkpoint(run: Path, path: Path) -> Path:
     """The run's last.pkl made into a bidirectional model's (as one trained before train refused them): the lstm's
-    reversed pass given the forward one's arrays, the logits' weights doubled to read both."""
+    reversed pass given the forward one's arrays, the logits' weights doubled to read both, the optimizer's slots
+    zeros of the new shapes."""
     raw = safe_unpickle((run / "checkpoints" / "last.pkl").read_bytes())
     lstm, dense = raw["model"]["lstm_1"]["params"], raw["model"]["dense_1"]["params"]
     lstm.update({f"{key}_r": lstm[key].copy() for key in ("Wx", "Wh", "b")})
     dense["W"] = np.concatenate([dense["W"], dense["W"]])
+    params = [array for layer in raw["model"].values() for array in layer["params"].values()]
+    slots = raw["optimizer"]["slots"]
+    slots.update({name: [np.zeros_like(array) for array in params] for name in slots})
     raw["config"]["model"]["layers"][1]["bidirectional"] = True
     raw["course"] = course_hash(raw["config"], HASH_FREE)
     path.write_bytes(pickle.dumps(raw, protocol=pickle.HIGHEST_PROTOCOL))
     return path
+
+
+@pytest.mark.slow
+def test_a_bidirectional_language_model_of_an_old_run_is_refused_at_resume_as_at_train(tmp_path):
+    """A run made before train refused bidirectional text models went on training under --resume, learning to copy
+    its targets; --resume now refuses it as `train CONFIG` does, before any run folder is made. Its checkpoint
+    still evaluates."""
+    checkpoint = bidirectional_checkpoint(train_char_model(tmp_path), tmp_path / "bi.pkl")
+    runs = tmp_path / "resumed"
+    resumed = nnctl("train", "--resume", str(checkpoint), "train.epochs=2", "--runs-dir", str(runs))
+    assert resumed.returncode == 2 and "model.layers.1.bidirectional: data.type text trains every step to predict " \
+        "the next token, which this layer's reversed pass reads from the steps ahead" in resumed.stderr, resumed.stderr
+    assert resumed.stderr.endswith("use a one-way layer (bidirectional: false)\n") and resumed.stderr.count("\n") == 1
+    assert not runs.exists()
+    evaluated = nnctl("eval", str(checkpoint), "--split", "val", "--json")
+    assert evaluated.returncode == 0 and json.loads(evaluated.stdout)["samples"] > 0, evaluated.stderr
 
 
 @pytest.mark.slow
