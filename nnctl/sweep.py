@@ -382,10 +382,12 @@ class Sweep:
             [self.member({})]
 
     def naming(self, member: Member) -> str:
-        """How a message names one of `examples`: by its label, or a tpe search's by the values it may draw."""
-        if self.members:
-            return f"member {member.label}"
-        return f"a member the tpe search may draw ({', '.join(f'{k}={v}' for k, v in member.values.items())})"
+        """How a message names one of `examples`: by its entry's name in `members` and its grid values as
+        key=value (by its label where it has neither), or a tpe search's by the values it may draw."""
+        values = ", ".join(f"{key}={value}" for key, value in member.values.items())
+        if not self.members:
+            return f"a member the tpe search may draw ({values})"
+        return f"member {', '.join(filter(None, [member.group, values])) or member.label}"
 
     def member(self, values: dict[str, Any], variant: int = 0) -> Member:
         """The member with these grid values, of the `variant`-th entry of `members`."""

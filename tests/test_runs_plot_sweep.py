@@ -344,11 +344,15 @@ def test_sweep_members_and_wildcards(tmp_path, mnist_root):
     ("base: nope.yaml\n", "nope.yaml: no such config file"),
     ("base: {base}\noverrides: {{optimizer.lr: abc}}\n",
      "member s: {dir}/s.yaml:2 (overrides.optimizer.lr): optimizer.lr: expected a number > 0, got str 'abc'"),
-    ("base: {base}\ngrid:\n  optimizer.lr: [0.1, abc]\n", "member abc: {dir}/s.yaml:3 (grid.optimizer.lr)"),
-    ("base: {base}\ngrid:\n  optimizer.bogus: [1]\n", "member 1: {dir}/s.yaml:3 (grid.optimizer.bogus): "
-                                                        "optimizer.bogus: unknown key"),
-    ("base: {base}\ngrid:\n  train.epochs: [[1, 2]]\n", "member 12: {dir}/s.yaml:3 (grid.train.epochs): "
-                                                          "train.epochs: expected an integer ≥ 1, got list [1, 2]"),
+    ("base: {base}\ngrid:\n  optimizer.lr: [0.1, abc]\n",
+     "member optimizer.lr=abc: {dir}/s.yaml:3 (grid.optimizer.lr)"),
+    ("base: {base}\nmembers:\n  - {{name: plain}}\ngrid:\n  optimizer.lr: [abc]\n",
+     "member plain, optimizer.lr=abc: {dir}/s.yaml:5 (grid.optimizer.lr)"),
+    ("base: {base}\ngrid:\n  optimizer.bogus: [1]\n", "member optimizer.bogus=1: {dir}/s.yaml:3 "
+                                                        "(grid.optimizer.bogus): optimizer.bogus: unknown key"),
+    ("base: {base}\ngrid:\n  train.epochs: [[1, 2]]\n", "member train.epochs=[1, 2]: {dir}/s.yaml:3 "
+                                                          "(grid.train.epochs): train.epochs: expected an integer ≥ 1, "
+                                                          "got list [1, 2]"),
 ])
 def test_sweep_file_mistakes(tmp_path, text, message):
     sweep_file = tmp_path / "s.yaml"

@@ -371,9 +371,11 @@ overrides: {{train.epochs: 5}}
      "mode: max}\n", "search.metric: top_5_accuracy is not recorded by the runs of a member the tpe search may "
                      "draw (optimizer.lr=0.01): train.metrics lists accuracy"),
     ("grid: {optimizer.lr: [0.01, 0.1]}\nscheduler: {type: asha, metric: val_loss}\n",
-     "scheduler.metric: val_loss is not recorded by the runs of member 0.01: its runs have no validation split"),
+     "scheduler.metric: val_loss is not recorded by the runs of member optimizer.lr=0.01: its runs have no "
+     "validation split"),
     ("grid: {optimizer.lr: [0.01, 0.1]}\nscheduler: {type: asha, metric: test_loss}\n",
-     "test_loss is not recorded by the runs of member 0.01: test metrics are recorded once, after the last epoch"),
+     "test_loss is not recorded by the runs of member optimizer.lr=0.01: test metrics are recorded once, after the "
+     "last epoch"),
 ])
 def test_a_metric_the_members_do_not_record_is_refused_before_training(tmp_path, text, message):
     path = tmp_path / "tx.yaml"

@@ -622,7 +622,8 @@ def test_a_bidirectional_language_model_is_refused_before_its_run_is_made(tmp_pa
     (tmp_path / "s.yaml").write_text(f"base: {CONFIGS / 'char_lstm.yaml'}\ngrid:\n"
                                      "  model.layers.1.bidirectional: [false, true]\n")
     sweep = nnctl("sweep", str(tmp_path / "s.yaml"), "--runs-dir", str(runs))
-    assert sweep.returncode == 2 and sweep.stderr.startswith("error: member True: "), sweep.stderr  # before any run
+    assert sweep.returncode == 2 and sweep.stderr.startswith("error: member model.layers.1.bidirectional=True: "), (
+        sweep.stderr)  # before any run
     assert "s.yaml:3 (grid.model.layers.1.bidirectional): model.layers.1.bidirectional: data.type text trains every " \
            "step to predict the next token" in sweep.stderr
     assert not runs.exists()
