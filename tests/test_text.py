@@ -545,7 +545,8 @@ def test_predict_reads_token_ids_of_any_length_where_the_model_does(tmp_path):
         written[name] = np.load(tmp_path / f"{name}.npy")
     assert written["short.txt"].shape == (1, 7, 65)
     np.testing.assert_array_equal(written["short.npy"], written["short.txt"])
-    np.testing.assert_array_equal(written["rows.npy"], np.concatenate([written["short.txt"]] * 2))
+    # a batch of two rows may take other BLAS kernels than one row (OPENBLAS_CORETYPE=Haswell on AMD does)
+    np.testing.assert_allclose(written["rows.npy"], np.concatenate([written["short.txt"]] * 2), rtol=1e-6)
 
 
 def test_a_prime_with_windows_line_ends_reads_as_the_training_text_did():
