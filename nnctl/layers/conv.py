@@ -1,5 +1,6 @@
 """2-D convolution over NCHW images: im2col and a matrix product, a few images at a time."""
 
+import math
 from typing import Any
 
 from nnctl.backend import Scratch, sum_rows, xp
@@ -33,6 +34,7 @@ class Conv2D(Layer):
         self.weight_init: Initializer = weight_init
         self.bias_init: Initializer = bias_init
         self.scratch = Scratch()  # a block of columns per thread, reused from block to block and step to step
+        self.kept = Scratch()  # the whole batch's columns of x, where forward keeps them for backward
 
     def output_shape(self, input_shape):
         if len(input_shape) != 3:
@@ -45,6 +47,7 @@ class Conv2D(Layer):
         kh, kw = self.window.kernel
         shape = (self.filters, input_shape[0], kh, kw)
         fan_in, fan_out = input_shape[0] * kh * kw, self.filters * kh * kw
+        self.image_shape = input_shape
         self.params["W"] = self.weight_init(shape, fan_in, fan_out, rng, dtype)
         if self.use_bias:
             self.params["b"] = self.bias_init((self.filters,), fan_in, fan_out, rng, dtype)
@@ -53,14 +56,31 @@ class Conv2D(Layer):
     def multiply_adds(self, output_shape):
         return self.params["W"].size * output_shape[1] * output_shape[2]  # the kernel at every output position
 
+    def working_values(self):
+        if not self.keeps_columns(self.image_shape):
+            return 0
+        return math.prod(self.window.output_size(self.image_shape[1:])) * self._width(self.image_shape)
+
+    def keeps_columns(self, input_shape: tuple[int, ...]) -> bool:
+        """Whether a training forward keeps x's columns for backward: where backward takes dW from them (no
+        input gradient, or a window without an adjoint) and they hold no more values than the output does."""
+        takes = not self.input_grad or self.window.adjoint(input_shape[1:]) is None
+        return takes and self._width(input_shape) <= self.filters
+
+    def _width(self, input_shape: tuple[int, ...]) -> int:
+        """The columns' width: a window's values, C·KH·KW."""
+        return input_shape[0] * self.window.kernel[0] * self.window.kernel[1]
+
     def forward(self, x, training):
         # evaluation keeps nothing (its larger batches would stay in memory), but a frozen layer that a trainable
         # one comes before still passes the gradient back, from its input
         self.x = x if training or (self.input_grad and not self.trainable) else None
         n, f = len(x), self.filters
         oh, ow = self.window.output_size(x.shape[2:])
+        keep = training and self.keeps_columns(x.shape[1:])
+        self.columns = self.kept((n * oh * ow, self._width(x.shape[1:])), x.dtype) if keep else None
         y = conv_product(x, self.window, self.params["W"].transpose(2, 3, 1, 0).reshape(-1, f), self.scratch,
-                         self.threads)
+                         self.threads, self.columns)
         y = self.activation.forward_(y, self.params.get("b"), training)
         return y.reshape(n, oh, ow, f).transpose(0, 3, 1, 2)
 
@@ -73,13 +93,13 @@ class Conv2D(Layer):
         return self._backward_adjoint(dy, adjoint) if adjoint else self._backward_columns(dy)
 
     def _backward_columns(self, dy):
-        """dW = (the columns of x)ᵀ·dz; dx, where asked for, by col2im of dz·W."""
+        """dW = (the columns of x, kept by forward or gathered again)ᵀ·dz; dx, where asked for, by col2im of dz·W."""
         n, f, oh, ow = dy.shape
         W = self.params["W"]
         c, kh, kw = W.shape[1:]
         dy = dy.transpose(0, 2, 3, 1).reshape(-1, f)
         dz = xp.empty_like(dy) if self.input_grad else None  # kept whole for col2im
-        blocks = ColumnBlocks(self.x, self.window, self.scratch, self.threads)
+        blocks = ColumnBlocks(self.x, self.window, self.scratch, self.threads, self.columns, gathered=True)
         gW, gb = self._shares(len(blocks.starts), (kh * kw * c, f))
 
         def block_grads(thread, block, rows, cols):

@@ -128,10 +128,13 @@ still in cache when the product reads them (2-3x faster than a whole batch's col
 class ColumnBlocks:
     """im2col(x) a few images at a time: on the CPU, blocks of at most CACHE_BYTES of columns, about equal in size
     and about a multiple of the threads in number, so that the threads end together (the whole batch as one block
-    on a GPU), taken in turn by up to `workers` threads, each gathering into its own part of `scratch`."""
+    on a GPU), taken in turn by up to `workers` threads, each gathering into its own part of `scratch`; or, with
+    `whole` (N·OH·OW, KH·KW·C), into their rows of it, which a later pass reads again once `gathered`."""
 
-    def __init__(self, x: np.ndarray, window: Window, scratch: Scratch, workers: int = 1):
+    def __init__(self, x: np.ndarray, window: Window, scratch: Scratch, workers: int = 1,
+                 whole: np.ndarray | None = None, gathered: bool = False):
         self.x, self.window, self.scratch = x, window, scratch
+        self.whole, self.gathered = whole, gathered
         self.rows = math.prod(window.output_size(x.shape[2:]))
         """Rows (window positions) per image."""
         self.width = x.shape[1] * window.kernel[0] * window.kernel[1]
@@ -164,15 +167,25 @@ class ColumnBlocks:
     def each(self, work: Callable[[int, int, slice, np.ndarray], None]) -> None:
         """Calls work(thread, block, rows, columns) for every block, as `deal` does, with the block's rows of
         im2col(x) and the columns themselves."""
-        self.deal(lambda thread, block, images: work(
-            thread, block, slice(images.start * self.rows, images.stop * self.rows),
-            self.gather(self.x[images], thread)))
+        def run(thread: int, block: int, images: slice) -> None:
+            rows = slice(images.start * self.rows, images.stop * self.rows)
+            work(thread, block, rows, self._columns(images, rows, thread))
+
+        self.deal(run)
+
+    def _columns(self, images: slice, rows: slice, thread: int) -> np.ndarray:
+        """The columns of x's `images` (its `rows` of im2col(x)): gathered into the thread's scratch, or into their
+        rows of `whole`, or, once `gathered`, those rows as they are."""
+        if self.whole is None:
+            return self.gather(self.x[images], thread)
+        return self.whole[rows] if self.gathered else im2col(self.x[images], self.window, self.whole[rows])
 
 
 def conv_product(x: np.ndarray, window: Window, weights: np.ndarray, scratch: Scratch,
-                 workers: int = 1) -> np.ndarray:
-    """im2col(x) @ weights, (N·OH·OW, F), a block of columns at a time, on up to `workers` threads."""
-    blocks = ColumnBlocks(x, window, scratch, workers)
+                 workers: int = 1, whole: np.ndarray | None = None) -> np.ndarray:
+    """im2col(x) @ weights, (N·OH·OW, F), a block of columns at a time, on up to `workers` threads; with `whole`,
+    the columns are gathered there, all of them, for a later pass to read again."""
+    blocks = ColumnBlocks(x, window, scratch, workers, whole)
     y = xp.empty((len(x) * blocks.rows, weights.shape[1]), x.dtype)
     blocks.each(lambda thread, block, rows, cols: xp.matmul(cols, weights, out=y[rows]))
     return y
