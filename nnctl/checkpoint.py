@@ -192,11 +192,19 @@ _NUMBERS: dict[str, tuple[float, float, str]] = {
 def _check_numbers(data: dict[str, Any], path: str | Path) -> None:
     """CheckpointError naming the first number of _NUMBERS out of its range: negative, NaN, infinite, or an int
     past what a float (or a count) can hold."""
+    if wrong := _number_out_of_range(data):
+        name, value, expected = wrong
+        raise CheckpointError(f"{path}: its '{name}' is {brief(value)}, expected {expected}")
+
+
+def _number_out_of_range(data: dict[str, Any]) -> tuple[str, Any, str] | None:
+    """The first number of _NUMBERS out of its range, its value and what it should be; None where all fit."""
     for name, (low, high, expected) in _NUMBERS.items():
         section, key = name.split(".") if "." in name else ("", name)
         value = (data[section] if section else data)[key]
         if value is not None and not low <= value <= high:
-            raise CheckpointError(f"{path}: its '{name}' is {brief(value)}, expected {expected}")
+            return name, value, expected
+    return None
 
 
 def _check_recipe(recipe: dict[str, Any], path: str | Path) -> None:
@@ -308,9 +316,14 @@ def _from_format_1(data: dict[str, Any]) -> dict[str, Any]:
 
 def save(path: str | Path, saved: Checkpoint) -> None:
     """Writes the checkpoint whole or not at all (outputs.replacing); TrainingError naming the file and the reason
-    when it cannot be written, since training cannot go on without it."""
+    when it cannot be written, since training cannot go on without it, or when `load` would refuse it."""
+    data = saved.to_dict()
+    if wrong := _number_out_of_range(data):  # a forged count at the top of its range, one epoch later
+        name, value, expected = wrong
+        raise TrainingError(f"{path}: not written: its '{name}' would be {brief(value)}, but a checkpoint holds "
+                            f"{expected}, and nnctl would refuse to read it back; the last one written is kept")
     with replacing(Path(path), "the checkpoint", TrainingError, parents=True) as f:
-        pickle.dump(saved.to_dict(), f, protocol=pickle.HIGHEST_PROTOCOL)
+        pickle.dump(data, f, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 FOREIGN = {ZIP: "a zip archive (PyTorch's torch.save, a Keras .keras, a NumPy .npz)",

@@ -2,12 +2,14 @@
 anything else is refused with one message before a byte of the folder changes."""
 
 import os
+import pickle
 import shutil
 
 import pytest
 from hostile import XOR, clean_error
 
 from helpers import nnctl
+from nnctl.unpickle import safe_unpickle
 from nnctl.yaml_loader import parse_yaml
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("hostile_resume")]  # one worker: the runs trained once
@@ -159,3 +161,18 @@ def test_a_link_to_a_runs_last_pkl_branches_into_a_new_folder(runs, tmp_path):
     result = resume(tmp_path / "link.pkl")
     assert result.returncode == 0, result.stderr
     assert contents(original) == before and len(list((tmp_path / "runs").iterdir())) == 1
+
+
+@pytest.mark.parametrize("where, overrides", [
+    ("progress.step", []), ("optimizer.t", []), ("progress.epoch", ["train.epochs=9223372036854775810"])])
+def test_a_count_at_the_top_of_its_range_is_not_carried_past_it_into_a_checkpoint(victim, where, overrides):
+    """One more epoch took it to 2**63, which nnctl wrote as last.pkl and best.pkl and then refused to read back."""
+    last = victim / "checkpoints" / "last.pkl"
+    saved = safe_unpickle(last.read_bytes())
+    section, key = where.split(".")
+    saved[section][key] = 2**63 - 1
+    last.write_bytes(pickle.dumps(saved, protocol=pickle.HIGHEST_PROTOCOL))
+    checkpoints = contents(victim / "checkpoints")
+    clean_error(resume(victim, *overrides), 1, f"last.pkl: not written: its '{where}' would be 9223372036854775808",
+                "a checkpoint holds a whole number from 0 to 2**63 - 1", "the last one written is kept")
+    assert contents(victim / "checkpoints") == checkpoints
