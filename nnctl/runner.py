@@ -180,11 +180,11 @@ class Runner:
         """CheckpointError where the batch and sample order taken up do not fit this run's training split."""
         n, (_, batches) = len(self.exp.data.train), self._batching()
         order = self.order
-        if self.batch > batches or (order is not None and (len(order) != n or order.min() < 0 or order.max() >= n)) \
+        if self.batch > batches or (order is not None and not _permutation(order, n)) \
                 or (self.batch and self.exp.data.shuffle and order is None):
             raise CheckpointError(f"{path}: its position (epoch {self.epoch + 1}, batch {self.batch}, an order of "
                                   f"{'no' if order is None else len(order)} samples) does not fit {n} training "
-                                  f"samples in {batches} batches")
+                                  f"samples in {batches} batches, each sample once")
 
     def _check_budget(self, path: Path) -> None:
         """NnctlError where the run already spent its budget, naming the override that trains it longer."""
@@ -539,3 +539,8 @@ def _catch_stops(runner: Runner) -> dict[int, Any]:
 def _restore_handlers(previous: dict[int, Any]) -> None:
     for signum, handler in previous.items():
         signal.signal(signum, handler)
+
+
+def _permutation(order: np.ndarray, n: int) -> bool:
+    """Whether `order` holds each of the sample numbers 0 to n - 1 once, as an epoch's shuffle does."""
+    return len(order) == n and bool(np.array_equal(np.sort(order), np.arange(n)))

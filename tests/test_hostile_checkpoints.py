@@ -71,6 +71,7 @@ FORGED = {
     "a negative optimizer step": ("optimizer.t", -5, "'optimizer.t' is -5, expected a whole number"),
     "a batch past the epoch": ("progress.batch", 99, "its position (epoch 3, batch 99"),
     "an order of other samples": ("progress.order", np.array([7, 8, 9, 10]), "does not fit 4 training samples"),
+    "an order that repeats a sample": ("progress.order", np.array([0, 0, 3, 3]), "does not fit 4 training samples"),
     "sums that are not numbers": ("progress.sums", {"loss": "x"}, "'progress.sums' are not numbers"),
     "a history row that is not one": ("history", [1, 2], "'history' holds rows that are not metric rows"),
     "an rng state of another generator": ("rng.data", {"bit_generator": "MT19937", "state": {}},
