@@ -53,8 +53,8 @@ that index, 8 bytes a slot, and writes every slot (a pickle of 9 bytes putting a
 
 def check_cost(raw: bytes) -> None:
     """CostlyPickleError when the objects `raw` describes, and the memo table its puts need, would pass the memory
-    limit, found from its opcodes (a pure scan, stopped at the limit) before anything is built; a malformed pickle is
-    left to load."""
+    limit, found from its opcodes (a pure scan, stopped at the limit) before anything is built; pickle's
+    UnpicklingError for a malformed pickle, which the unpickler may first allocate a forged length for."""
     limit, cost, memo, count = memory_limit(), 0, 0, 0
     try:
         for opcode, arg, _ in pickletools.genops(raw):
@@ -64,8 +64,8 @@ def check_cost(raw: bytes) -> None:
                 memo = max(memo, arg + 1)
             if cost + memo * MEMO_SLOT_BYTES > limit:
                 break
-    except ValueError:
-        return
+    except ValueError as exc:  # 2**40 bytes asked for: MemoryError, and CPython prints a SystemError line
+        raise pickle.UnpicklingError(str(exc)) from None
     if problem := too_big(cost + memo * MEMO_SLOT_BYTES,
                           f"the Python objects and memo table its first {count:,} opcodes make"):
         raise CostlyPickleError(problem)

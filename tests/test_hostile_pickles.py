@@ -173,3 +173,17 @@ def test_a_valid_checkpoint_still_loads(tmp_path):
     assert result.returncode == 0, result.stderr
     last = next(tmp_path.glob("runs/*/checkpoints/last.pkl"))
     assert checkpoint.load(last).progress["epoch"] == 2
+
+
+@pytest.mark.parametrize("length", [2**31, 2**40])
+@pytest.mark.slow
+def test_a_bytes_length_past_the_data_is_one_line_before_anything_is_allocated(tmp_path, length):
+    """A flipped bit in an array's length: 2**40 bytes failed to allocate, and CPython printed a SystemError line
+    about the bytearray it dropped above nnctl's message."""
+    raw = pickle.dumps({"format": checkpoint.FORMAT, "model": np.ones(3)}, protocol=5)
+    at = raw.index(pickle.BYTEARRAY8) + 1
+    (tmp_path / "bad.pkl").write_bytes(raw[:at] + length.to_bytes(8, "little") + raw[at + 8:])
+    stderr = clean_error(nnctl("export", "bad.pkl", "-o", "w.npz", cwd=tmp_path), 1,
+                         f"bad.pkl: not a readable checkpoint (corrupt or truncated: expected {length} bytes in a "
+                         "bytearray8")
+    assert len(stderr.splitlines()) == 1, stderr
