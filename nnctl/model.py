@@ -8,6 +8,7 @@ from nnctl import threads
 from nnctl.backend import host_copy, to_device
 from nnctl.errors import ConfigError
 from nnctl.layers import Layer
+from nnctl.layers.base import range_problem
 from nnctl.layers.recurrent import Recurrent
 from nnctl.schema import did_you_mean
 
@@ -169,4 +170,6 @@ class Model:
                     if value.shape != mine[key].shape:
                         raise ValueError(f"layer {name}: {key} has shape {list(value.shape)}, "
                                          f"expected {list(mine[key].shape)}")
+                    if problem := range_problem(value, mine[key].dtype):
+                        raise ValueError(f"layer {name}: {key} {problem}")
                     mine[key][...] = to_device(value)

@@ -10,7 +10,7 @@ from nnctl.backend import to_device
 from nnctl.config import Config
 from nnctl.data.npyfile import read_npz
 from nnctl.errors import ConfigError, DataError
-from nnctl.layers.base import array_problem
+from nnctl.layers.base import array_problem, range_problem
 from nnctl.model import Model
 from nnctl.outputs import replacing
 from nnctl.schema import describe_value, did_you_mean
@@ -190,9 +190,8 @@ def _check_values(path: Path, name: str, value: np.ndarray, target: np.ndarray, 
         raise config.error(KEY, f"{path}: array '{name}' holds {value.dtype} values, not numbers")
     if problem := array_problem(name.rsplit("/", 1)[-1], value):
         raise config.error(KEY, f"{path}: array '{name}' {problem}")
-    if value.size and (largest := float(np.abs(value).max())) > np.finfo(target.dtype).max:
-        raise config.error(KEY, f"{path}: array '{name}' holds values up to {largest:.3g}, beyond "
-                                f"{np.dtype(target.dtype).name}'s range, the model's dtype")
+    if problem := range_problem(value, target.dtype):
+        raise config.error(KEY, f"{path}: array '{name}' {problem}")
 
 
 def _check_shapes(shapes: dict[str, np.ndarray | None], model: Model, path: Path, config: Config) -> None:

@@ -62,6 +62,8 @@ FORGED = {
     "a weight of ints": ("model.dense_1.params.W", np.ones((2, 4), np.int64), "an array of int64"),
     "a weight of the wrong shape": ("model.dense_1.params.W", np.ones((3, 4)), "W has shape [3, 4], expected [2, 4]"),
     "a NaN weight": ("model.dense_1.params.b", np.full(4, np.nan), "holds NaN or infinite values"),
+    "a weight past float32's range": ("model.dense_1.params.W", np.full((2, 4), 1e300),
+                                      "layer dense_1: W holds values up to 1e+300, beyond float32's range"),
     "a layer that is not there": ("model.dense_9", {"params": {}, "state": {}}, "are not this model's"),
     "optimizer slots of another shape": ("optimizer.slots.m", [np.ones(3)] * 4, "the optimizer's saved 'm' arrays"),
     "optimizer slots of another optimizer": ("optimizer.slots", {"v": []}, "saved slots ['v'] are not the"),
@@ -205,6 +207,18 @@ def test_forged_numbers_that_crashed_a_command_end_in_one_message(normalized, tm
     for args in commands:
         clean_error(nnctl(*args, cwd=tmp_path), 1, f"f.pkl: its '{where}' is")
     assert listing(tmp_path) == before
+
+
+@pytest.mark.parametrize("form", ["npz", "onnx"])
+def test_float64_weights_past_a_float32_models_range_are_not_exported_as_infinities(run, tmp_path, form):
+    """They passed the finiteness check as float64 and became inf in the float32 model, which export wrote out."""
+    raw = safe_unpickle((run / "checkpoints" / "last.pkl").read_bytes())
+    set_at(raw, "model.dense_1.params.b", np.full(4, -1e300))
+    forge(raw, tmp_path, "f.pkl")
+    clean_error(nnctl("export", "f.pkl", "--format", form, "-o", f"w.{form}", cwd=tmp_path), 1,
+                "f.pkl: its weights do not fit the model its config builds: layer dense_1: b holds values up to "
+                "1e+300, beyond float32's range, the model's dtype")
+    assert listing(tmp_path) == {str(tmp_path / "f.pkl")}
 
 
 def test_weights_whose_outputs_overflow_stop_eval_and_predict(normalized, tmp_path):

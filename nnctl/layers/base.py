@@ -93,6 +93,13 @@ def array_problem(key: str, value: np.ndarray) -> str | None:
     return None
 
 
+def range_problem(value: np.ndarray, dtype: np.dtype) -> str | None:
+    """What makes `value` unusable in the model's float `dtype`: values past its range, which would become infinite."""
+    if value.size and (largest := float(np.abs(value).max())) > np.finfo(dtype).max:
+        return f"holds values up to {largest:.3g}, beyond {np.dtype(dtype).name}'s range, the model's dtype"
+    return None
+
+
 def vocabulary_advice(training: bool, vocabulary: str) -> str:
     """What to do about an index beyond an index-reading layer's table: while training, size the table to the
     `vocabulary`; a trained model's table is fixed, so its inputs must use the ids it was trained with."""
