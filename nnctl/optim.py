@@ -6,6 +6,7 @@ import numpy as np
 
 from nnctl.backend import host_copy, to_device, xp
 from nnctl.kernels import adam_
+from nnctl.layers.base import range_problem
 from nnctl.registry import Registry
 from nnctl.schema import Fraction, NonNegative, Positive
 
@@ -66,6 +67,8 @@ class Optimizer:
                                  f"{[list(np.shape(a)) for a in saved]}, the model's parameters "
                                  f"{[list(a.shape) for a in mine]}")
             for a, value in zip(mine, saved, strict=True):
+                if problem := range_problem(value, a.dtype):
+                    raise ValueError(f"the optimizer's saved '{name}' array {problem}")
                 a[...] = to_device(value)
 
 

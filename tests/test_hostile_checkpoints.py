@@ -68,6 +68,8 @@ FORGED = {
     "optimizer slots of another shape": ("optimizer.slots.m", [np.ones(3)] * 4, "the optimizer's saved 'm' arrays"),
     "optimizer slots of another optimizer": ("optimizer.slots", {"v": []}, "saved slots ['v'] are not the"),
     "a NaN optimizer slot": ("optimizer.slots.m", [np.full((2, 4), np.nan)] * 4, "slot 'm' holds NaN or infinite"),
+    "an optimizer slot past float32's range": ("optimizer.slots.v", [np.full((2, 4), 1e300), *[np.zeros(s) for s in (
+        4, (4, 2), 2)]], "the optimizer's saved 'v' array holds values up to 1e+300, beyond float32's range"),
     "a position that is a string": ("progress.epoch", "two", "'progress.epoch' is str, expected int"),
     "a negative step": ("progress.step", -5, "'progress.step' is -5, expected a whole number from 0"),
     "a negative optimizer step": ("optimizer.t", -5, "'optimizer.t' is -5, expected a whole number"),
