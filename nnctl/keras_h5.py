@@ -116,8 +116,7 @@ class Hdf5:
         except (OSError, TypeError, ValueError) as exc:
             raise self.fail(f"{where}'s {attr} attribute cannot be read ({exc})") from None
         if not isinstance(value, np.ndarray) or value.ndim != 1 or not all(isinstance(v, str | bytes) for v in value):
-            raise self.fail(f"{where}'s {attr} attribute must be a list of names (strings), not "
-                            f"{type(value).__name__} {getattr(value, 'dtype', '')}".rstrip())
+            raise self.fail(f"{where}'s {attr} attribute must be a list of names (strings), not {_described(value)}")
         names = [v.decode("utf-8", "surrogateescape") if isinstance(v, bytes) else v for v in value]
         wrong = next((name for name in names if not _utf8(name)), None)
         if wrong is not None:
@@ -254,6 +253,13 @@ class Hdf5:
         if item.id.get_create_plist().get_layout() not in (h5d.COMPACT, h5d.CONTIGUOUS, h5d.CHUNKED):
             raise self.fail(f"'{where}' has a storage layout that nnctl does not read (only compact, contiguous "
                             "and chunked): save the weights again with Keras")
+
+
+def _described(value: object) -> str:
+    """An attribute's value as a message names it: an array's type and shape, or a single value's type."""
+    if isinstance(value, np.ndarray):
+        return f"an array of {value.dtype} of shape {list(value.shape)}"
+    return f"a single {getattr(value, 'dtype', type(value).__name__)}"
 
 
 def _utf8(name: object) -> bool:

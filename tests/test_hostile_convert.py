@@ -177,7 +177,10 @@ def test_a_layer_number_of_5000_digits_sorts_and_converts(tmp_path):
     (lambda f: (f.create_dataset("d", data=np.ones(3)), f.attrs.create("layer_names", [b"d"])),
      "layer_names names 'd', which is a dataset, not a group of a layer's weights"),
     (lambda f: (keras2(f, {"d": ["k"]}), f["d"].create_group("k")), "'d/k' is a group, not a dataset of weights"),
-    (lambda f: f.attrs.create("layer_names", [1, 2]), "layer_names attribute must be a list of names (strings)"),
+    (lambda f: f.attrs.create("layer_names", [1, 2]),
+     "layer_names attribute must be a list of names (strings), not an array of int64 of shape [2]"),
+    (lambda f: f.attrs.create("layer_names", 5), "layer_names attribute must be a list of names (strings), not a "
+                                                 "single int64"),
     (lambda f: f.create_dataset("layers/dense", data=np.ones(3)), "'/layers/dense' is a dataset where Keras keeps a "
                                                                   "group"),
     (lambda f: f.create_group("other"), "an HDF5 file, but not Keras weights"),
