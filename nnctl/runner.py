@@ -161,10 +161,9 @@ class Runner:
     def _take_up(self, saved: Checkpoint, path: Path) -> None:
         """The optimizer, generators, position, history and monitor as the checkpoint left them; CheckpointError
         where they do not fit this config."""
+        self._set_generators(saved.rng, path)
         try:
             self.exp.optimizer.load_state_dict(saved.optimizer)
-            self.data_rng.bit_generator.state = saved.rng["data"]
-            self.dropout_rng.bit_generator.state = saved.rng["dropout"]
             progress = saved.progress
             self.epoch, self.batch, self.step = progress["epoch"], progress["batch"], progress["step"]
             self.exp.optimizer.lr = progress["lr"]
@@ -175,6 +174,16 @@ class Runner:
             self.exp.schedule.load_state_dict(progress.get("schedule", {}))
         except (KeyError, ValueError, TypeError, IndexError, OverflowError) as exc:
             raise CheckpointError(f"{path}: cannot resume from it with this config: {exc}") from None
+
+    def _set_generators(self, states: dict[str, Any], path: Path) -> None:
+        """The data and dropout generators as the checkpoint left them; CheckpointError naming a state NumPy
+        refuses (a count past 128 bits, a negative one, text where a number goes)."""
+        for name, rng in (("data", self.data_rng), ("dropout", self.dropout_rng)):
+            try:
+                rng.bit_generator.state = states[name]
+            except (KeyError, ValueError, TypeError, OverflowError) as exc:
+                raise CheckpointError(f"{path}: its 'rng.{name}' is not a state of NumPy's "
+                                      f"{type(rng.bit_generator).__name__} generator ({exc})") from None
 
     def _check_position(self, path: Path) -> None:
         """CheckpointError where the batch and sample order taken up do not fit this run's training split."""
