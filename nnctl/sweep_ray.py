@@ -18,7 +18,10 @@ from nnctl.outputs import replacing
 from nnctl.run_files import write_summary
 from nnctl.runner import Runner
 from nnctl.runs import DONE, Run, find_runs, is_run, load_run, row_values
-from nnctl.sweep import THREAD_VARS, Member, Outcome, Range, Sweep
+from nnctl.sweep import Sweep
+from nnctl.sweep_members import Member, Outcome
+from nnctl.sweep_space import Range
+from nnctl.sweep_workers import THREAD_VARS
 from nnctl.tracking import prepare_store
 
 INSTALL = "pip install 'nnctl[ray]'"
