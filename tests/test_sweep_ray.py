@@ -437,7 +437,7 @@ def test_a_cluster_joined_that_is_short_of_a_member_s_cpus_is_one_error(tmp_path
     ("", "no error recorded"),
 ])
 def test_a_lost_member_says_what_tune_recorded_of_its_latest_failure(tmp_path, record, cause):
-    from nnctl.sweep_ray import _cause
+    from nnctl import ray_members
     (tmp_path / "error.txt").write_text(record)
-    assert _cause(SimpleNamespace(error_file=str(tmp_path / "error.txt"))) == cause
-    assert _cause(SimpleNamespace(error_file=None)) == "no error recorded"
+    assert ray_members.cause(SimpleNamespace(error_file=str(tmp_path / "error.txt"))) == cause
+    assert ray_members.cause(SimpleNamespace(error_file=None)) == "no error recorded"
