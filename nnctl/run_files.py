@@ -1,5 +1,5 @@
-"""What a run writes into its directory as it trains: metric files, summary.json, checkpoints (and the monitor
-that picks best.pkl), train.log with its console lines."""
+"""A run's directory, made under a name of its own, and what the run writes into it as it trains: metric files,
+summary.json, checkpoints (and the monitor that picks best.pkl), train.log with its console lines."""
 
 import csv
 import fcntl
@@ -7,6 +7,7 @@ import io
 import json
 import os
 import shlex
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,26 @@ from nnctl.runs import json_bytes, read_summary
 WRITTEN = ("config.yaml", "metrics.csv", "metrics.jsonl", "summary.json", "summary.json.tmp", "train.log")
 """The files a run writes in its folder, beside checkpoints/*.pkl; summary.json.tmp is where earlier versions of
 nnctl wrote the summary before renaming it, which a resume may still find (and remove)."""
+
+
+def new_run_dir(runs_dir: Path, name: str) -> Path:
+    """runs/<name>-<YYYYmmdd-HHMMSS>, with -2, -3, ... when that exists already."""
+    stem = f"{name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    for i in range(1, 1000):
+        path = Path(runs_dir) / (stem if i == 1 else f"{stem}-{i}")
+        try:
+            path.mkdir(parents=True)
+            return path
+        except FileExistsError:
+            if Path(runs_dir).is_dir():
+                continue
+            raise NnctlError(f"{runs_dir}: a file, not a folder for runs; give --runs-dir a folder") from None
+        except NotADirectoryError:
+            raise NnctlError(f"{runs_dir}: a file (or inside one), not a folder for runs; give --runs-dir a "
+                             "folder") from None
+        except OSError as exc:
+            raise NnctlError(f"{runs_dir}: cannot make a run directory in it: {exc.strerror or exc}") from None
+    raise NnctlError(f"{runs_dir}: cannot make a new run directory for {stem}")
 
 
 def check_run_files(run_dir: Path) -> None:

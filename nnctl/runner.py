@@ -10,7 +10,6 @@ import signal
 import socket
 import time
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +33,7 @@ from nnctl.run_files import (
     RunLock,
     check_run_files,
     leftovers,
+    new_run_dir,
     write_summary,
 )
 from nnctl.tensorboard import TensorBoard
@@ -500,26 +500,6 @@ class Runner:
         }
         write_summary(self.run_dir, summary)
         return summary
-
-
-def new_run_dir(runs_dir: Path, name: str) -> Path:
-    """runs/<name>-<YYYYmmdd-HHMMSS>, with -2, -3, ... when that exists already."""
-    stem = f"{name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-    for i in range(1, 1000):
-        path = Path(runs_dir) / (stem if i == 1 else f"{stem}-{i}")
-        try:
-            path.mkdir(parents=True)
-            return path
-        except FileExistsError:
-            if Path(runs_dir).is_dir():
-                continue
-            raise NnctlError(f"{runs_dir}: a file, not a folder for runs; give --runs-dir a folder") from None
-        except NotADirectoryError:
-            raise NnctlError(f"{runs_dir}: a file (or inside one), not a folder for runs; give --runs-dir a "
-                             "folder") from None
-        except OSError as exc:
-            raise NnctlError(f"{runs_dir}: cannot make a run directory in it: {exc.strerror or exc}") from None
-    raise NnctlError(f"{runs_dir}: cannot make a new run directory for {stem}")
 
 
 def _catch_stops(runner: Runner) -> dict[int, Any]:
