@@ -5,6 +5,7 @@ import http.server
 import io
 import os
 import pickle
+import struct
 import subprocess
 import sys
 import tarfile
@@ -32,6 +33,20 @@ def nnctl(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None
     `cwd` is (the environment's installed one may be another checkout's)."""
     return subprocess.run([sys.executable, "-m", "nnctl", *args], cwd=cwd or REPO, capture_output=True,
                           text=True, timeout=timeout, env=checkout_env(env))
+
+
+def ok(*args: str, env: dict[str, str] | None = None) -> str:
+    """The stdout of `nnctl ARGS...`, which must succeed."""
+    result = nnctl(*args, env=env)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    """Width and height from a PNG file's IHDR chunk."""
+    head = path.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
+    return struct.unpack(">II", head[16:24])
 
 
 def checkout_env(env: dict[str, str] | None) -> dict[str, str]:

@@ -1,4 +1,5 @@
-"""Shared pieces of the hostile-input tests: a tiny valid config, and the check that a run ended cleanly."""
+"""Shared pieces of the hostile-input tests: a tiny valid config, the check that a run ended cleanly, and the key
+paths into a config that mutations pick from."""
 
 import os
 import subprocess
@@ -33,3 +34,11 @@ def listing(*folders: Path) -> set[str]:
     """Every path under `folders`, to check that nothing was written."""
     return {str(Path(root) / name) for folder in folders for root, dirs, files in os.walk(folder)
             for name in dirs + files}
+
+
+def paths(node, prefix=()):
+    """Every key path into a config (or checkpoint), containers included."""
+    yield prefix
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else []
+    for key, value in items:
+        yield from paths(value, prefix + (key,))

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from safetensors.numpy import save_file
 
-from helpers import nnctl
+from helpers import nnctl, ok
 from nnctl.builder import build_model
 from nnctl.config import from_dict
 from nnctl.convert import convert, plan
@@ -142,12 +142,6 @@ def model_from(layers: list[dict], input_shape: tuple[int, ...], npz: Path | Non
         target = model.layer(layer)
         (target.params if key in target.params else target.state)[key][...] = value
     return model
-
-
-def ok(*args: str) -> str:
-    result = nnctl(*args)
-    assert result.returncode == 0, result.stderr
-    return result.stdout
 
 
 # -- the tests ----------------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import traceback
 
 import numpy as np
 import pytest
-from hostile import XOR, clean_error, listing
+from hostile import XOR, clean_error, listing, paths
 
 from helpers import Server, nnctl
 from nnctl.errors import CheckpointError, NnctlError
@@ -363,13 +363,6 @@ def test_init_from_starts_a_new_run_from_the_weights(run, tmp_path):
 
 VALUES = [None, 0, -1, 7, 1.5, float("nan"), "x", [], [1], {}, {"a": 1}, (1, 2), b"x", True,
           np.ones(3), np.ones((2, 4)), np.ones((2, 4), np.float32), np.zeros(0), np.arange(4), np.full(2, np.inf)]
-
-
-def paths(node, prefix=()):
-    yield prefix
-    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else []
-    for key, value in items:
-        yield from paths(value, prefix + (key,))
 
 
 def test_random_mutations_of_a_checkpoint_load_or_fail_cleanly(raw, tmp_path):

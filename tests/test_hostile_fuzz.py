@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hostile import XOR, clean_error
+from hostile import XOR, clean_error, paths
 
 from helpers import CONFIGS, images_folder, nnctl
 from nnctl.config import load_config
@@ -29,14 +29,6 @@ KEYS = ["type", "units", "lr", "epochs", "batch_size", "activation", "name", "se
         "weight_init", "schedule", "dropout", "rate", "filters", "kernel_size", "op", "subset", "validation",
         "metrics", "monitor", "clip_norm", "one_hot", "root", "mirror", "path", "x", "y", "<<", "layers"]
 BASE = yaml.safe_load(XOR.replace("epochs: 2", "epochs: 1"))
-
-
-def paths(node, prefix=()):
-    """Every key path into the config, containers included."""
-    yield prefix
-    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else []
-    for key, value in items:
-        yield from paths(value, prefix + (key,))
 
 
 def mutate(rng: random.Random, base: dict = BASE, values: list = VALUES, keys: list[str] = KEYS) -> dict:

@@ -3,13 +3,12 @@ only values that are numbers are kept, the rest is named as damage, and a run wi
 
 import json
 import socket
-import struct
 from pathlib import Path
 
 import pytest
 from hostile import clean_error
 
-from helpers import nnctl
+from helpers import nnctl, png_size
 
 pytestmark = [pytest.mark.slow, pytest.mark.no_kernels]  # each test runs the CLI
 
@@ -99,13 +98,6 @@ SHAPES = {
     "an epoch past float's range": (rows(f'{{"kind": "epoch", "epoch": {BIG}, "step": 1, "loss": 0.5}}', GOOD[1]),
                                     None, "'epoch' is an integer past float's range"),
 }
-
-
-def png_size(path: Path) -> tuple[int, int]:
-    """Width and height from a PNG file's IHDR chunk."""
-    head = path.read_bytes()[:24]
-    assert head[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
-    return struct.unpack(">II", head[16:24])
 
 
 def clean(result) -> str:

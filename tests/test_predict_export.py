@@ -13,7 +13,7 @@ from hostile import XOR
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from helpers import CONFIGS, nnctl
+from helpers import CONFIGS, nnctl, ok
 from nnctl import checkpoint
 from nnctl.config import load_config
 from nnctl.data.idx import read_idx
@@ -44,12 +44,6 @@ def digits(mnist_root) -> tuple[np.ndarray, np.ndarray]:
     folder = mnist_root / "mnist"
     return (read_idx(folder / "t10k-images-idx3-ubyte.gz")[:20],
             read_idx(folder / "t10k-labels-idx1-ubyte.gz")[:20])
-
-
-def ok(*args: str) -> str:
-    result = nnctl(*args)
-    assert result.returncode == 0, result.stderr
-    return result.stdout
 
 
 def test_predict_prepares_inputs_as_the_training_data(run, digits, tmp_path):

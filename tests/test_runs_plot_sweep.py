@@ -5,7 +5,6 @@ import os
 import re
 import shutil
 import signal
-import struct
 import subprocess
 import sys
 import time
@@ -14,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import CONFIGS, REPO, nnctl
+from helpers import CONFIGS, REPO, nnctl, png_size
 from nnctl.builder import build_model
 from nnctl.experiment import build
 from nnctl.sweep import Sweep
@@ -24,13 +23,6 @@ pytestmark = [pytest.mark.slow,  # runs the CLI in subprocesses and trains real 
 
 TINY = ["data.subset=1200", "data.test_subset=300", "data.validation=200", "train.epochs=2",
         "model.layers.0.units=32", "model.layers.2.units=16"]
-
-
-def png_size(path: Path) -> tuple[int, int]:
-    """Width and height from a PNG file's IHDR chunk."""
-    head = path.read_bytes()[:24]
-    assert head[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
-    return struct.unpack(">II", head[16:24])
 
 
 @pytest.fixture(scope="module")

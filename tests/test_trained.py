@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import CONFIGS, cifar_archive, cifar_batches, nnctl, shipped_overrides
+from helpers import CONFIGS, cifar_archive, cifar_batches, nnctl, ok, shipped_overrides
 from nnctl import checkpoint
 from nnctl.config import from_dict, load_config
 from nnctl.data import DATASETS, cifar10
@@ -22,12 +22,6 @@ from nnctl.trained import Trained
 
 FORMAT1 = Path(__file__).resolve().parent / "fixtures" / "format1"
 EXPECTED = json.loads((FORMAT1 / "expected.json").read_text())
-
-
-def ok(*args: str, env: dict[str, str] | None = None) -> str:
-    result = nnctl(*args, env=env)
-    assert result.returncode == 0, result.stderr
-    return result.stdout
 
 
 def closed_port_url() -> str:

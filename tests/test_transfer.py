@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import yaml
 
-from helpers import CONFIGS, nnctl
+from helpers import CONFIGS, nnctl, ok
 from nnctl import checkpoint
 from nnctl.config import load_config
 from nnctl.experiment import build
@@ -40,12 +40,6 @@ def write_config(folder: Path, name: str, layers: list[dict], weights=None, **se
     path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
-
-
-def ok(*args: str) -> str:
-    result = nnctl(*args)
-    assert result.returncode == 0, result.stderr
-    return result.stdout
 
 
 def train(config: Path, *overrides: str) -> Path:
