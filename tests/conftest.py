@@ -9,7 +9,7 @@ from pathlib import Path
 WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 if WORKERS > 1:  # set before NumPy loads: two workers of 2 BLAS threads each on 2 cores spin 4x slower, not 2x
     for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
-                 "NUMEXPR_NUM_THREADS"):  # nnctl.sweep_workers.THREAD_VARS, which cannot be imported before NumPy
+                 "NUMEXPR_NUM_THREADS"):  # nnctl.sweep.workers.THREAD_VARS, which cannot be imported before NumPy
         os.environ.setdefault(name, str(max(1, (os.cpu_count() or 1) // WORKERS)))
 
 import pytest  # noqa: E402

@@ -432,12 +432,12 @@ def test_a_cluster_joined_that_is_short_of_a_member_s_cpus_is_one_error(tmp_path
      "\tclass_name: ImplicitFunc\n\tpid: 4059\n", "The actor died unexpectedly before finishing this task."),
     ("Failure # 1 (occurred at 2026-12-06_11-26-31)\nThe actor died unexpectedly before finishing this task.\n"
      "Failure # 2 (occurred at 2026-12-06_11-27-02)\nray::ImplicitFunc.train() (pid=4100, ip=127.0.0.1)\n"
-     "  File \"sweep_ray.py\", line 168, in train_member\nMemoryError: cannot allocate\n",
+     "  File \"ray_trials.py\", line 168, in train_member\nMemoryError: cannot allocate\n",
      "MemoryError: cannot allocate"),
     ("", "no error recorded"),
 ])
 def test_a_lost_member_says_what_tune_recorded_of_its_latest_failure(tmp_path, record, cause):
-    from nnctl import ray_members
+    from nnctl.sweep import ray_members
     (tmp_path / "error.txt").write_text(record)
     assert ray_members.cause(SimpleNamespace(error_file=str(tmp_path / "error.txt"))) == cause
     assert ray_members.cause(SimpleNamespace(error_file=None)) == "no error recorded"

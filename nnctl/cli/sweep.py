@@ -87,9 +87,9 @@ def _check_sweep_options(jobs: int | None, engine: str | None, metric: str | Non
 def _describe_plan(sweep: Sweep, todo: list[Member], engine: str, jobs: int | None) -> None:
     """One line: how many members the sweep has, how many are done, and where the rest will run."""
     if sweep.search.type == "tpe":
-        from nnctl import sweep_ray
+        from nnctl.sweep import ray_engine
 
-        done = len(sweep_ray.done_runs(sweep))
+        done = len(ray_engine.done_runs(sweep))
         out.print(f"sweep {sweep.name}: a tpe search of {_members(sweep.search.samples or 0)}, {done} already done, "
                   f"{max(0, (sweep.search.samples or 0) - done)} to run on Ray in {sweep.dir}")
     else:
@@ -123,9 +123,9 @@ def _run_sweep(sweep: Sweep, todo: list[Member], engine: str, address: str | Non
     signal.signal(signal.SIGINT, signal.default_int_handler)  # also when started with SIGINT ignored (`cmd &`)
     try:
         if engine == "ray":
-            from nnctl import sweep_ray
+            from nnctl.sweep import ray_engine
 
-            return sweep_ray.run(sweep, todo, address, jobs, say_outcome, out.print)
+            return ray_engine.run(sweep, todo, address, jobs, say_outcome, out.print)
         return sweep.run(todo, jobs or sweep.spec.max_concurrent or 1, say_outcome)
     except KeyboardInterrupt:
         # Tune stops a member once it reports an epoch, unless Ctrl-C reached its worker (on this machine) first

@@ -7,14 +7,14 @@ from typing import Any
 
 from nnctl.errors import NnctlError
 from nnctl.experiment import most_epochs, unrecorded
-from nnctl.ray_cluster import check_resources, connect
-from nnctl.ray_members import Members
-from nnctl.ray_params import encode, member_of_run, param_space, tpe_space
-from nnctl.ray_trials import train_member, watched
-from nnctl.ray_tune import INSTALL, ASHAScheduler, ray, tune
 from nnctl.runs import DONE, Run, find_runs
-from nnctl.sweep import Sweep
-from nnctl.sweep_members import Member, Outcome
+from nnctl.sweep.members import Member, Outcome
+from nnctl.sweep.ray_cluster import check_resources, connect
+from nnctl.sweep.ray_members import Members
+from nnctl.sweep.ray_params import encode, member_of_run, param_space, tpe_space
+from nnctl.sweep.ray_trials import train_member, watched
+from nnctl.sweep.ray_tune import INSTALL, ASHAScheduler, ray, tune
+from nnctl.sweep.sweep import Sweep
 from nnctl.tracking import prepare_store
 
 

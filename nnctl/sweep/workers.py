@@ -17,7 +17,7 @@ from nnctl.console import terminated
 from nnctl.errors import NnctlError, quiet_arithmetic
 from nnctl.runner import Runner
 from nnctl.runs import load_run
-from nnctl.sweep_members import Member, Outcome
+from nnctl.sweep.members import Member, Outcome
 from nnctl.trained import UNTRUSTED
 
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",

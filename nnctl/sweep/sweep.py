@@ -1,6 +1,5 @@
-"""Sweeps: a base config and a grid or list of overrides, each member a normal run in one sweep directory,
-run in parallel worker processes; finished members are skipped and stopped ones resumed when run again.
-The sweep file's keys and parameter space are shared with the Ray engine (sweep_ray.py)."""
+"""A sweep file read and checked, its members built and planned (finished ones skipped, stopped ones resumed), its
+folder locked, and its members run by the local engine (workers.py) or Ray's (ray_engine.py)."""
 
 import copy
 import fcntl
@@ -32,16 +31,13 @@ from nnctl.outputs import missing_folders, remove_empty
 from nnctl.runs import DONE, Run, find_runs
 from nnctl.schema import brief, construct, describe_value, is_number
 from nnctl.sections import resolved
-from nnctl.sweep_labels import distinct_labels, member_label
-from nnctl.sweep_members import Member, Outcome, by_value
-from nnctl.sweep_space import RANGES, Range, Space, as_text, bounds_problem, draw_count, grid_values
-from nnctl.sweep_spec import MAX_MEMBERS, Scheduler, Search, SweepSpec, check_address
-from nnctl.sweep_workers import run_members
+from nnctl.sweep.labels import distinct_labels, member_label
+from nnctl.sweep.members import Member, Outcome
+from nnctl.sweep.space import RANGES, Range, Space, as_text, bounds_problem, draw_count, grid_values
+from nnctl.sweep.spec import MAX_MEMBERS, Scheduler, Search, SweepSpec
+from nnctl.sweep.workers import run_members
 from nnctl.threads import available as blas_threads_available
 from nnctl.tracking import prepare_store
-
-__all__ = ["MAX_MEMBERS", "Member", "Outcome", "Sweep", "by_value", "check_address"]
-"""What the CLI, its tables and the Ray engine import from here."""
 
 LOCK = ".lock"
 """The file in a sweep's folder that the process running the sweep holds locked (fcntl.flock)."""

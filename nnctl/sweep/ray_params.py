@@ -4,11 +4,11 @@ index, TPE's space as Tune's distributions, and an earlier run's point in that s
 from typing import Any
 
 from nnctl.config import expand_path, key_path
-from nnctl.ray_tune import tune
 from nnctl.runs import Run
-from nnctl.sweep import Sweep
-from nnctl.sweep_members import Member
-from nnctl.sweep_space import Range
+from nnctl.sweep.members import Member
+from nnctl.sweep.ray_tune import tune
+from nnctl.sweep.space import Range
+from nnctl.sweep.sweep import Sweep
 
 
 def param_space(sweep: Sweep, todo: list[Member]) -> dict[str, Any]:

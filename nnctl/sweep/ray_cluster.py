@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from nnctl.errors import NnctlError
-from nnctl.ray_tune import grpc, ray, services
-from nnctl.sweep import Sweep
-from nnctl.sweep_workers import THREAD_VARS
+from nnctl.sweep.ray_tune import grpc, ray, services
+from nnctl.sweep.sweep import Sweep
+from nnctl.sweep.workers import THREAD_VARS
 
 
 def connect(address: str | None, threads: int) -> None:

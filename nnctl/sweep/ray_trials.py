@@ -8,12 +8,12 @@ from typing import Any
 
 from nnctl.errors import NnctlError, TrainingError, quiet_arithmetic
 from nnctl.outputs import replacing
-from nnctl.ray_params import member_of_params
-from nnctl.ray_tune import tune
 from nnctl.runner import Runner
 from nnctl.runs import is_run, load_run, row_values
-from nnctl.sweep import Sweep
-from nnctl.sweep_members import Member
+from nnctl.sweep.members import Member
+from nnctl.sweep.ray_params import member_of_params
+from nnctl.sweep.ray_tune import tune
+from nnctl.sweep.sweep import Sweep
 
 
 def watched(sweep: Sweep) -> list[tuple[tuple[str, ...], str]]:

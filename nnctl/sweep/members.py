@@ -7,7 +7,7 @@ from typing import Any
 from nnctl.config import Config
 from nnctl.runs import Run
 from nnctl.schema import finite, is_number
-from nnctl.sweep_labels import short
+from nnctl.sweep.labels import short
 
 
 @dataclass

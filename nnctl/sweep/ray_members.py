@@ -5,12 +5,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from nnctl.ray_params import member_of_params
-from nnctl.ray_tune import tune
 from nnctl.run_files import write_summary
 from nnctl.runs import Run, find_runs, load_run
-from nnctl.sweep import Sweep
-from nnctl.sweep_members import Outcome
+from nnctl.sweep.members import Outcome
+from nnctl.sweep.ray_params import member_of_params
+from nnctl.sweep.ray_tune import tune
+from nnctl.sweep.sweep import Sweep
 
 
 class Members(tune.Callback):
