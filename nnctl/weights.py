@@ -124,7 +124,7 @@ def load_into(model: Model, config: Config) -> Loaded | None:
     try:
         arrays = read_npz(path)
     except DataError as exc:
-        raise config.error(KEY, str(exc)) from None
+        raise config.error(KEY, str(exc) + _convert_hint(path)) from None
     shapes = {name: arrays.pop(name, None) for name in SHAPES}
     targets = named({layer.name: {"params": layer.params, "state": layer.state} for layer in model.layers})
     owners = {layer_of(name) for name in targets}
@@ -141,6 +141,15 @@ def load_into(model: Model, config: Config) -> Loaded | None:
     loaded = [name for name in chosen if any(layer_of(a) == name for a in found)]
     model.loaded = {name: spec.path for name in loaded}
     return Loaded(Path(spec.path), loaded, missing, extra)
+
+
+def _convert_hint(path: Path) -> str:
+    """Where `path` is named as another framework's weights (Keras's .h5/.keras, PyTorch's .safetensors), the way
+    to nnctl's .npz; else nothing."""
+    if path.name.endswith((".h5", ".hdf5", ".keras", ".safetensors")):
+        return f"; it is named as another framework's weights: make an .npz of it with `nnctl convert {path} " \
+               "-c CONFIG -o weights.npz` and give that"
+    return ""
 
 
 def _chosen_layers(spec: WeightsSpec, model: Model, owners: set[str], config: Config) -> list[str]:

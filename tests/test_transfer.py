@@ -259,3 +259,17 @@ def train_shipped(tmp_path: Path, name: str, *overrides: str) -> Path:
     ok("train", str(CONFIGS / "transfer" / name), *overrides, "--runs-dir", str(runs), "-q")
     (run_dir,) = set(runs.iterdir()) - before
     return run_dir
+
+
+@pytest.mark.parametrize("name", ["keras.h5", "net.keras", "torch.safetensors"])
+def test_another_frameworks_weights_as_model_weights_point_at_convert(tmp_path, name):
+    """A Keras or PyTorch file given as model.weights said only 'not a readable .npz file (File is not a zip
+    file)'; it names nnctl convert, the way from such a file to an .npz."""
+    h5py = pytest.importorskip("h5py")
+    with h5py.File(tmp_path / name, "w") as f:
+        f.create_dataset("dense/kernel", data=np.ones((2, 2)))
+    config = write_config(tmp_path, "foreign", BASE + [{"type": "dense", "name": "out", "units": 2}], weights=name)
+    result = nnctl("summary", str(config))
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "not a readable .npz file" in result.stderr
+    assert f"make an .npz of it with `nnctl convert {tmp_path / name} -c CONFIG -o weights.npz`" in result.stderr
