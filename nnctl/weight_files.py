@@ -24,6 +24,8 @@ from nnctl.files import regular_file
 from nnctl.limits import JSON_COST, capped_product, too_big
 
 PICKLES = (".pt", ".pth", ".bin", ".ckpt", ".pkl", ".pickle", ".tar")
+READ = (".safetensors", ".h5", ".hdf5", ".keras", ".weights.h5")
+"""The weights files nnctl convert reads: PyTorch's safetensors, Keras's HDF5 and .keras archives."""
 SAFETENSORS_HEADER = 100_000_000
 """The longest header that safetensors itself reads."""
 NUMPY_LESS = ("BF16", "F8_E4M3", "F8_E5M2")
@@ -85,7 +87,7 @@ def read_source(path: Path) -> tuple[str, list[SourceLayer]]:
                          "save_file; save_file(model.state_dict(), 'weights.safetensors')")
     if suffix == ".safetensors":
         return "torch", _torch_layers(_read_safetensors(path))
-    if suffix in (".h5", ".hdf5", ".keras", ".weights.h5"):
+    if suffix in READ:  # .safetensors returned above
         return "keras", _keras_layers(path)
     raise NnctlError(f"{path}: unknown kind of weights file '{suffix}'; nnctl convert reads PyTorch state_dicts "
                      "saved as .safetensors and Keras weights saved as .h5 / .weights.h5 / .keras")

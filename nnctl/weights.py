@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from nnctl import weight_files
 from nnctl.backend import to_device
 from nnctl.config import Config
 from nnctl.data.npyfile import read_npz
@@ -146,7 +147,7 @@ def load_into(model: Model, config: Config) -> Loaded | None:
 def _convert_hint(path: Path) -> str:
     """Where `path` is named as another framework's weights (Keras's .h5/.keras, PyTorch's .safetensors), the way
     to nnctl's .npz; else nothing."""
-    if path.name.endswith((".h5", ".hdf5", ".keras", ".safetensors")):
+    if path.name.endswith(weight_files.READ):
         return f"; it is named as another framework's weights: make an .npz of it with `nnctl convert {path} " \
                "-c CONFIG -o weights.npz` and give that"
     return ""
