@@ -145,9 +145,9 @@ def load_into(model: Model, config: Config) -> Loaded | None:
 
 
 def _convert_hint(path: Path) -> str:
-    """Where `path` is named as another framework's weights (Keras's .h5/.keras, PyTorch's .safetensors), the way
-    to nnctl's .npz; else nothing."""
-    if path.name.endswith(weight_files.READ):
+    """Where `path` is a file named as another framework's weights (Keras's .h5/.keras, PyTorch's .safetensors),
+    the way to nnctl's .npz; else nothing (a missing file wants its name fixed, not a conversion)."""
+    if path.is_file() and path.name.endswith(weight_files.READ):
         return f"; it is named as another framework's weights: make an .npz of it with `nnctl convert {path} " \
                "-c CONFIG -o weights.npz` and give that"
     return ""

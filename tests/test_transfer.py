@@ -273,3 +273,6 @@ def test_another_frameworks_weights_as_model_weights_point_at_convert(tmp_path, 
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert "not a readable .npz file" in result.stderr
     assert f"make an .npz of it with `nnctl convert {tmp_path / name} -c CONFIG -o weights.npz`" in result.stderr
+    (tmp_path / name).unlink()
+    result = nnctl("summary", str(config))
+    assert result.returncode == 2 and "no such file" in result.stderr and "nnctl convert" not in result.stderr
